@@ -1,0 +1,22 @@
+// Shared plumbing of the `idn` subcommands: registration hooks and one way to report an
+// error (one line on stderr, non-zero exit).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "core/status.h"
+
+namespace idn::cli {
+
+// Prints "idn: error: <status>" on stderr and returns the process exit code for it.
+int report(const Status& status);
+// Wraps a command body: runs it, maps a non-zero return to CLI11's exit path.
+void run_or_exit(int rc);
+
+// One hook per command file.
+void register_train(CLI::App& app);  // cmd_train.cpp: idn train
+void register_eval(CLI::App& app);   // cmd_eval.cpp: idn eval, idn infer
+void register_bench(CLI::App& app);  // cmd_bench.cpp: idn bench ...
+void register_id(CLI::App& app);     // cmd_id.cpp: idn id new|show
+
+}  // namespace idn::cli

@@ -1,0 +1,37 @@
+// idn: the Intelligence Distribution Network's command line.
+#include <cstdio>
+
+#include "cli.h"
+
+namespace idn::cli {
+
+int report(const Status& status) {
+  std::fprintf(stderr, "idn: error: %s\n", status.to_string().c_str());
+  return status.code() == Code::kInvalidArgument ? 2 : 1;
+}
+
+void run_or_exit(int rc) {
+  if (rc != 0) throw CLI::RuntimeError(rc);
+}
+
+}  // namespace idn::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "idn - the Intelligence Distribution Network: train early-exit models, serve them to "
+      "peers, run inference across the network.",
+      "idn"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Help for every subcommand");
+#if defined(IDN_WITH_TORCH) && defined(IDN_HAVE_TRAIN)
+  idn::cli::register_train(app);
+  idn::cli::register_eval(app);
+  idn::cli::register_bench(app);
+#endif
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return 0;
+}
