@@ -1,6 +1,7 @@
 // The model package's description (model.json): a DAG of named layers grouped into stages,
 // exit heads attached to stages, FLOPs per stage and exit, and the chosen operating point.
 // Pure data and validation: no LibTorch here, so the network layers can read a package.
+// The torch-side graph that executes it lives in nn/.
 //
 // model.json (format "idn-model", version 1):
 // {
@@ -33,7 +34,7 @@
 #include "core/status.h"
 #include "core/tensor.h"
 
-namespace idn::nn {
+namespace idn::model {
 
 // Append-only.
 enum class LayerType {
@@ -134,4 +135,4 @@ nlohmann::json to_json(const ModelSpec& spec);
 // every required name present, F32, with the exact shape; no unexpected names.
 Status check_weights(const ModelSpec& spec, const std::map<std::string, core::Tensor>& weights);
 
-}  // namespace idn::nn
+}  // namespace idn::model
