@@ -1,0 +1,168 @@
+// IDN's own wire messages (dissertation §7.5.3) as plain C++ values, and their protobuf
+// encoding (proto/idn_swap.proto, proto/idn_infer.proto). Layers above protocol/ build and
+// read these types; only protocol/*.cpp sees the generated protobuf classes. decode_*
+// validates everything a peer could get wrong (empty envelope, unknown enum value, tensor
+// whose bytes do not match its shape, oversized lists) and reports it as PeerMisbehaved.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "core/bytes.h"
+#include "core/status.h"
+#include "core/tensor.h"
+
+namespace idn::protocol {
+
+// libp2p protocol IDs, negotiated by multistream-select. A breaking change gets a new major.
+inline constexpr std::string_view kSwapProtocolId = "/idn/swap/1.0.0";
+inline constexpr std::string_view kInferProtocolId = "/idn/infer/1.0.0";
+
+// ---- /idn/swap/1.0.0 ----
+
+// The sender's view of the ledger shared with the receiver, in operations.
+struct LedgerView {
+  uint64_t debt = 0;    // operations the receiver performed for the sender
+  uint64_t credit = 0;  // operations the sender performed for the receiver
+  uint64_t sequence = 0;
+  uint64_t updated_unix_ms = 0;
+  bool operator==(const LedgerView&) const = default;
+};
+
+struct SwapOpen {
+  LedgerView ledger;
+  bool reply = false;  // answering an Open; never answered itself
+  bool operator==(const SwapOpen&) const = default;
+};
+
+// Service IDs are multihash bytes (of the service descriptor).
+struct NeedList {
+  std::vector<Bytes> service_ids;
+  bool operator==(const NeedList&) const = default;
+};
+
+struct HaveList {
+  std::vector<Bytes> service_ids;
+  bool operator==(const HaveList&) const = default;
+};
+
+struct SwapClose {
+  bool final = false;
+  std::string reason;
+  bool operator==(const SwapClose&) const = default;
+};
+
+using SwapMessage = std::variant<SwapOpen, NeedList, HaveList, SwapClose>;
+
+// ---- /idn/infer/1.0.0 ----
+
+// Append-only, values on the wire.
+enum class ExitCriterion : uint8_t {
+  kModelDefault = 0,  // the thresholds recorded in the model package
+  kEntropy = 1,       // exit when normalised entropy < threshold
+  kConfidence = 2,    // exit when top probability >= threshold
+  kLastExit = 3,      // never exit early
+};
+std::string_view exit_criterion_name(ExitCriterion c);
+
+struct ExitRule {
+  ExitCriterion criterion = ExitCriterion::kModelDefault;
+  float threshold = 0.0f;
+  bool operator==(const ExitRule&) const = default;
+};
+
+struct InferRequest {
+  uint64_t request_id = 0;
+  Bytes service_id;
+  core::Tensor input;  // model input, or the activation entering start_stage
+  ExitRule exit_rule;
+  uint32_t deadline_ms = 0;  // 0 = the server's default
+  uint32_t start_stage = 0;
+  std::optional<uint32_t> stop_after_stage;  // split execution: return this stage's output
+  bool operator==(const InferRequest&) const = default;
+};
+
+// Append-only, values on the wire.
+enum class InferError : uint8_t {
+  kNone = 0,
+  kInvalidRequest = 1,
+  kUnknownService = 2,
+  kBusy = 3,
+  kRefused = 4,
+  kDeadlineExceeded = 5,
+  kCancelled = 6,
+  kInternal = 7,
+};
+std::string_view infer_error_name(InferError e);
+
+struct InferProgress {
+  uint64_t request_id = 0;
+  uint32_t exit_index = 0;
+  core::Tensor output;
+  float confidence = 0.0f;
+  float entropy = 0.0f;
+  uint64_t operations = 0;  // cumulative for this request
+  bool final = false;
+  InferError error = InferError::kNone;
+  std::string error_message;
+  uint32_t retry_after_ms = 0;  // with kBusy
+
+  bool busy() const { return error == InferError::kBusy; }
+  bool operator==(const InferProgress&) const = default;
+};
+
+struct InferCancel {
+  uint64_t request_id = 0;
+  bool operator==(const InferCancel&) const = default;
+};
+
+// The requester's signed acknowledgement that `server` spent `operations` on a request.
+struct Receipt {
+  uint64_t request_id = 0;
+  Bytes service_id;
+  uint64_t operations = 0;
+  Bytes server;  // peer ID bytes of the peer credited
+  Bytes signer;  // peer ID bytes of the requester (the signing key)
+  uint64_t unix_ms = 0;
+  Bytes signature;
+  bool operator==(const Receipt&) const = default;
+};
+
+// The exact bytes a receipt's signature covers: a domain-separation tag, then every field
+// but the signature in a fixed, length-prefixed layout. Independent of protobuf's encoding,
+// so a re-encoded receipt still verifies.
+Bytes receipt_signing_bytes(const Receipt& r);
+
+// Requester -> server and server -> requester on an infer stream.
+using InferClientMessage = std::variant<InferRequest, InferCancel, Receipt>;
+using InferServerMessage = std::variant<InferProgress>;
+
+// Bounds decode_* enforces (beyond the frame size limit of the stream).
+struct DecodeLimits {
+  // A multihash of a 64-byte digest plus its header fits in 80 bytes; 128 leaves room.
+  size_t max_id_bytes = 128;
+  // Need/have lists name services, not blocks; a node serving more than this is unusual.
+  size_t max_list_entries = 4096;
+  // Tensors are batches of small inputs/activations; 8 dims covers NCHW and more.
+  size_t max_tensor_rank = 8;
+  size_t max_text_bytes = 1024;  // close reasons, error messages
+};
+
+Bytes encode(const SwapMessage& m);
+Bytes encode(const InferClientMessage& m);
+Bytes encode(const InferServerMessage& m);
+
+Result<SwapMessage> decode_swap(ByteView payload, const DecodeLimits& limits = {});
+Result<InferClientMessage> decode_infer_client(ByteView payload, const DecodeLimits& limits = {});
+Result<InferServerMessage> decode_infer_server(ByteView payload, const DecodeLimits& limits = {});
+
+// Short names for logs and metrics labels: "open", "need_list", "infer_request", ...
+std::string_view message_name(const SwapMessage& m);
+std::string_view message_name(const InferClientMessage& m);
+std::string_view message_name(const InferServerMessage& m);
+
+}  // namespace idn::protocol

@@ -1,0 +1,220 @@
+#include "protocol/messages.h"
+
+#include <gtest/gtest.h>
+
+#include "proto/idn_infer.pb.h"
+#include "proto/idn_swap.pb.h"
+
+namespace idn::protocol {
+namespace {
+
+Bytes id(uint8_t tag) {
+  return Bytes{0x12, 0x20, tag, 1, 2, 3};
+}
+
+core::Tensor sample_tensor() {
+  float v[] = {0.5f, -1.0f, 2.0f, 3.25f, 0.0f, 1.0f};
+  return core::Tensor::f32({1, 2, 3}, v);
+}
+
+InferRequest sample_request() {
+  InferRequest r;
+  r.request_id = 0xFFFF'FFFF'FFFF'FFF0ull;
+  r.service_id = id(7);
+  r.input = sample_tensor();
+  r.exit_rule = {ExitCriterion::kEntropy, 0.25f};
+  r.deadline_ms = 1500;
+  r.start_stage = 1;
+  r.stop_after_stage = 2;
+  return r;
+}
+
+template <class M, class F>
+void expect_round_trip(const M& m, F decode) {
+  Bytes wire = encode(m);
+  auto back = decode(ByteView(wire), DecodeLimits{});
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(*back, m);
+}
+
+TEST(Messages, EverySwapMessageRoundTrips) {
+  expect_round_trip(SwapMessage{SwapOpen{{10, 20, 3, 1700000000000}, true}}, decode_swap);
+  expect_round_trip(SwapMessage{SwapOpen{}}, decode_swap);
+  expect_round_trip(SwapMessage{NeedList{{id(1), id(2)}}}, decode_swap);
+  expect_round_trip(SwapMessage{NeedList{}}, decode_swap);
+  expect_round_trip(SwapMessage{HaveList{{id(3)}}}, decode_swap);
+  expect_round_trip(SwapMessage{SwapClose{true, "shutting down"}}, decode_swap);
+  expect_round_trip(SwapMessage{SwapClose{false, ""}}, decode_swap);
+}
+
+TEST(Messages, EveryInferMessageRoundTrips) {
+  expect_round_trip(InferClientMessage{sample_request()}, decode_infer_client);
+  InferRequest plain = sample_request();
+  plain.stop_after_stage.reset();
+  plain.start_stage = 0;
+  expect_round_trip(InferClientMessage{plain}, decode_infer_client);
+  expect_round_trip(InferClientMessage{InferCancel{42}}, decode_infer_client);
+  Receipt rc{42, id(7), 123456789, id(8), id(9), 1700000000123, Bytes(64, 0xAB)};
+  expect_round_trip(InferClientMessage{rc}, decode_infer_client);
+
+  InferProgress p;
+  p.request_id = 42;
+  p.exit_index = 1;
+  p.output = sample_tensor();
+  p.confidence = 0.9f;
+  p.entropy = 0.1f;
+  p.operations = 1'000'000;
+  p.final = true;
+  expect_round_trip(InferServerMessage{p}, decode_infer_server);
+
+  InferProgress busy;
+  busy.request_id = 43;
+  busy.final = true;
+  busy.error = InferError::kBusy;
+  busy.error_message = "queue full";
+  busy.retry_after_ms = 250;
+  expect_round_trip(InferServerMessage{busy}, decode_infer_server);
+  EXPECT_TRUE(busy.busy());
+}
+
+TEST(Messages, AllDTypesSurvive) {
+  for (int d = 0; d <= static_cast<int>(core::DType::kBool); ++d) {
+    InferRequest r = sample_request();
+    r.input = core::Tensor::zeros(static_cast<core::DType>(d), {2, 3});
+    expect_round_trip(InferClientMessage{r}, decode_infer_client);
+  }
+}
+
+TEST(Messages, EmptyEnvelopeIsPeerMisbehaviour) {
+  Bytes empty;
+  EXPECT_EQ(decode_swap(empty).status().code(), Code::kPeerMisbehaved);
+  EXPECT_EQ(decode_infer_client(empty).status().code(), Code::kPeerMisbehaved);
+  EXPECT_EQ(decode_infer_server(empty).status().code(), Code::kPeerMisbehaved);
+}
+
+TEST(Messages, GarbageIsRejectedNotCrashed) {
+  Bytes junk = {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01};
+  EXPECT_FALSE(decode_swap(junk).ok());
+  EXPECT_FALSE(decode_infer_client(junk).ok());
+  EXPECT_FALSE(decode_infer_server(junk).ok());
+  // Truncating a valid message at every length never crashes and never yields a bogus request.
+  Bytes wire = encode(InferClientMessage{sample_request()});
+  for (size_t n = 0; n < wire.size(); ++n) {
+    auto r = decode_infer_client(ByteView(wire.data(), n));
+    if (r.ok()) {
+      EXPECT_NE(std::get_if<InferRequest>(&*r), nullptr);
+    }
+  }
+}
+
+TEST(Messages, TensorWhoseBytesDoNotMatchShapeIsRejected) {
+  v1::InferClientMessage pb;
+  auto* req = pb.mutable_request();
+  req->set_service_id("svc");
+  req->mutable_input()->set_dtype(v1::DTYPE_F32);
+  req->mutable_input()->add_shape(4);
+  req->mutable_input()->set_data(std::string(15, '\0'));  // 4 floats need 16
+  std::string wire = pb.SerializeAsString();
+  auto r = decode_infer_client(as_bytes(wire));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kPeerMisbehaved);
+  EXPECT_NE(r.status().message().find("infer_request.input"), std::string::npos);
+}
+
+TEST(Messages, UnknownEnumValuesAreRejected) {
+  v1::InferClientMessage pb;
+  auto* req = pb.mutable_request();
+  req->set_service_id("svc");
+  req->mutable_input()->set_dtype(static_cast<v1::DType>(77));
+  EXPECT_FALSE(decode_infer_client(as_bytes(pb.SerializeAsString())).ok());
+
+  req->mutable_input()->set_dtype(v1::DTYPE_U8);
+  req->mutable_input()->set_data(std::string(1, '\x07'));  // a U8 scalar
+  req->mutable_exit_rule()->set_criterion(static_cast<v1::ExitCriterion>(9));
+  EXPECT_FALSE(decode_infer_client(as_bytes(pb.SerializeAsString())).ok());
+
+  req->mutable_exit_rule()->set_criterion(v1::EXIT_CRITERION_CONFIDENCE);
+  EXPECT_TRUE(decode_infer_client(as_bytes(pb.SerializeAsString())).ok());
+
+  v1::InferServerMessage sp;
+  sp.mutable_progress()->set_error(static_cast<v1::InferError>(100));
+  EXPECT_FALSE(decode_infer_server(as_bytes(sp.SerializeAsString())).ok());
+}
+
+TEST(Messages, RequestWithoutServiceOrInputIsRejected) {
+  InferRequest r = sample_request();
+  r.service_id.clear();
+  EXPECT_FALSE(decode_infer_client(encode(InferClientMessage{r})).ok());
+
+  v1::InferClientMessage pb;
+  pb.mutable_request()->set_service_id("svc");
+  EXPECT_FALSE(decode_infer_client(as_bytes(pb.SerializeAsString())).ok());
+}
+
+TEST(Messages, ThresholdOutsideUnitIntervalAndInvertedStagesAreRejected) {
+  InferRequest r = sample_request();
+  r.exit_rule.threshold = 1.5f;
+  EXPECT_FALSE(decode_infer_client(encode(InferClientMessage{r})).ok());
+  r = sample_request();
+  r.start_stage = 3;
+  r.stop_after_stage = 1;
+  EXPECT_FALSE(decode_infer_client(encode(InferClientMessage{r})).ok());
+}
+
+TEST(Messages, ListsLongerThanTheLimitAreRejected) {
+  NeedList n;
+  for (int i = 0; i < 11; ++i) n.service_ids.push_back(id(static_cast<uint8_t>(i)));
+  DecodeLimits limits;
+  limits.max_list_entries = 10;
+  EXPECT_EQ(decode_swap(encode(SwapMessage{n}), limits).status().code(), Code::kPeerMisbehaved);
+  limits.max_list_entries = 11;
+  EXPECT_TRUE(decode_swap(encode(SwapMessage{n}), limits).ok());
+
+  NeedList big_id{{Bytes(200, 1)}};
+  EXPECT_FALSE(decode_swap(encode(SwapMessage{big_id})).ok());
+}
+
+TEST(Messages, ProgressWithoutOutputIsOnlyValidForErrors) {
+  InferProgress p;
+  p.request_id = 1;
+  p.final = true;
+  EXPECT_FALSE(decode_infer_server(encode(InferServerMessage{p})).ok());
+}
+
+TEST(Messages, ReceiptSigningBytesCoverEveryFieldButTheSignature) {
+  Receipt a{42, id(7), 1000, id(8), id(9), 1700000000123, Bytes(64, 0xAB)};
+  Bytes base = receipt_signing_bytes(a);
+  Receipt b = a;
+  b.signature = Bytes(64, 0xCD);
+  EXPECT_EQ(receipt_signing_bytes(b), base);
+  auto differs = [&](auto mutate) {
+    Receipt c = a;
+    mutate(c);
+    return receipt_signing_bytes(c) != base;
+  };
+  EXPECT_TRUE(differs([](Receipt& c) { c.request_id++; }));
+  EXPECT_TRUE(differs([](Receipt& c) { c.service_id.push_back(0); }));
+  EXPECT_TRUE(differs([](Receipt& c) { c.operations++; }));
+  EXPECT_TRUE(differs([](Receipt& c) { c.server = id(1); }));
+  EXPECT_TRUE(differs([](Receipt& c) { c.signer = id(1); }));
+  EXPECT_TRUE(differs([](Receipt& c) { c.unix_ms++; }));
+  // Field boundaries are unambiguous: moving a byte from one id to the next changes the bytes.
+  Receipt d = a;
+  d.server = Bytes{1, 2};
+  d.signer = Bytes{3};
+  Receipt e = a;
+  e.server = Bytes{1};
+  e.signer = Bytes{2, 3};
+  EXPECT_NE(receipt_signing_bytes(d), receipt_signing_bytes(e));
+}
+
+TEST(Messages, NamesAreStable) {
+  EXPECT_EQ(message_name(SwapMessage{HaveList{}}), "have_list");
+  EXPECT_EQ(message_name(InferClientMessage{InferCancel{}}), "cancel");
+  EXPECT_EQ(message_name(InferServerMessage{InferProgress{}}), "infer_progress");
+  EXPECT_EQ(infer_error_name(InferError::kBusy), "busy");
+  EXPECT_EQ(exit_criterion_name(ExitCriterion::kConfidence), "confidence");
+}
+
+}  // namespace
+}  // namespace idn::protocol
