@@ -1,0 +1,53 @@
+// Every limit and timeout of the p2p layer in one place, each with the reason for its value.
+// All are defaults: HostConfig / SessionLimits carry the values actually used, so a node's
+// config can override any of them.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace idn::p2p::defaults {
+
+using namespace std::chrono_literals;
+
+// --- connections -------------------------------------------------------------------------
+// Open connections per host. A node talks to tens of peers (routing table, a few swap
+// partners); 256 leaves room for bursts while bounding file descriptors and memory.
+inline constexpr size_t kMaxConnections = 256;
+// A connection must finish TCP -> multistream -> Noise -> multistream -> yamux within this.
+// Honest peers need a few round trips (milliseconds); 10 s tolerates slow links while a
+// stalled or malicious peer cannot hold a socket and a handshake slot for long.
+inline constexpr auto kHandshakeTimeout = 10s;
+// T_c: a connection with no open streams and no traffic for this long is closed. Two minutes
+// matches go-libp2p's connection-manager grace period; identify/ping keep useful links busy.
+inline constexpr auto kIdleTimeout = 120s;
+// How often the idle sweep looks at connections (cost is O(connections)).
+inline constexpr auto kIdleSweepInterval = 5s;
+// Per-stream protocol negotiation (multistream-select on a yamux stream).
+inline constexpr auto kStreamNegotiationTimeout = 10s;
+// Dial (TCP connect) timeout.
+inline constexpr auto kDialTimeout = 10s;
+
+// --- yamux ------------------------------------------------------------------------------
+// Streams open at once on one connection. js-libp2p's default cap is 1024 per connection but
+// an IDN exchange uses one short stream per request; 256 is plenty and bounds the per-stream
+// buffers (256 KiB window each) at 64 MiB per connection in the worst case.
+inline constexpr size_t kMaxStreamsPerConnection = 256;
+// Largest Data frame payload accepted. The receive window (256 KiB) already bounds a frame;
+// this equals it so a frame claiming more is refused before we buffer it.
+inline constexpr uint32_t kMaxYamuxFramePayload = 256 * 1024;
+// Largest Data frame we send: 64 KiB, like js-libp2p's yamux, so streams interleave fairly.
+inline constexpr uint32_t kYamuxSendFrame = 64 * 1024;
+
+// --- messages ---------------------------------------------------------------------------
+// Largest identify message accepted (js-libp2p caps it at 8 KiB; we allow more listen
+// addresses and protocols).
+inline constexpr size_t kMaxIdentifyMessage = 64 * 1024;
+// Default cap for uvarint-length-prefixed application messages read with
+// read_length_prefixed() (IDN protocols pass their own, larger caps for tensors).
+inline constexpr size_t kMaxMessage = 4 * 1024 * 1024;
+// Ping payload, fixed by /ipfs/ping/1.0.0.
+inline constexpr size_t kPingSize = 32;
+
+}  // namespace idn::p2p::defaults
