@@ -1,0 +1,25 @@
+// Globals js-libp2p 3 expects that Node 18/20 lack. Import this module before anything from
+// libp2p: static imports are hoisted, so defining these in the importing file is too late.
+import { webcrypto } from 'node:crypto'
+
+if (typeof Promise.withResolvers !== 'function') {
+  Promise.withResolvers = function withResolvers () {
+    let resolve
+    let reject
+    const promise = new this((res, rej) => { resolve = res; reject = rej })
+    return { promise, resolve, reject }
+  }
+}
+
+if (typeof globalThis.CustomEvent !== 'function') {
+  globalThis.CustomEvent = class CustomEvent extends Event {
+    constructor (type, init = {}) {
+      super(type, init)
+      this.detail = init.detail ?? null
+    }
+  }
+}
+
+if (typeof globalThis.crypto === 'undefined') {
+  globalThis.crypto = webcrypto
+}
