@@ -11,7 +11,8 @@
 //   "labels": ["T-shirt/top", ...],                                        // optional
 //   "layers": [
 //     {"name": "conv1", "type": "conv2d", "inputs": ["image"],
-//      "params": {"in_channels": 1, "out_channels": 5, "kernel": 5, "stride": 1, "padding": 2, "bias": true}},
+//      "params": {"in_channels": 1, "out_channels": 5, "kernel": 5, "stride": 1, "padding": 2,
+//      "bias": true}},
 //     {"name": "relu1", "type": "relu", "inputs": ["conv1"]}, ...
 //   ],
 //   "stages": [{"name": "stage0", "layers": ["conv1", "relu1", "pool1"], "output": "pool1"}, ...],
@@ -38,8 +39,8 @@ namespace idn::model {
 
 // Append-only.
 enum class LayerType {
-  kConv2d,     // params: in_channels, out_channels, kernel, stride=1, padding=0, bias=true
-  kLinear,     // params: in_features, out_features, bias=true
+  kConv2d,  // params: in_channels, out_channels, kernel, stride=1, padding=0, bias=true
+  kLinear,  // params: in_features, out_features, bias=true
   kReLU,
   kMaxPool2d,  // params: kernel, stride=kernel, padding=0
   kAvgPool2d,  // params: kernel, stride=kernel, padding=0
@@ -57,7 +58,8 @@ std::string_view layer_type_name(LayerType t);
 Result<LayerType> parse_layer_type(std::string_view name);
 
 enum class ExitCriterion { kConfidence, kEntropy };  // §3.4: max ŷ ≥ T, or η(ŷ) ≤ T
-std::string_view criterion_name(ExitCriterion c);   // "confidence" | "entropy"
+std::string_view criterion_name(ExitCriterion c);    // "confidence" | "entropy"
+Result<ExitCriterion> parse_criterion(std::string_view name);
 
 struct InputSpec {
   std::string name;
@@ -89,9 +91,9 @@ struct ExitSpec {
                                     // stage output itself are the logits)
   std::string output;               // layer producing logits [num_classes]
   ExitCriterion criterion = ExitCriterion::kConfidence;
-  double threshold = 1.0;           // the last exit always exits regardless
-  double temperature = 1.0;         // softmax(z / temperature), §3.4.3
-  int64_t flops = 0;                // the head's own cost, filled by validation
+  double threshold = 1.0;    // the last exit always exits regardless
+  double temperature = 1.0;  // softmax(z / temperature), §3.4.3
+  int64_t flops = 0;         // the head's own cost, filled by validation
 };
 
 // A weight the graph needs: "<layer>.weight", "<layer>.bias", "<layer>.running_mean",
@@ -130,6 +132,8 @@ Result<ModelSpec> parse_model_spec_text(std::string_view text);
 // Re-validates and fills out_shape/flops for a spec built in code.
 Status validate_model_spec(ModelSpec& spec);
 nlohmann::json to_json(const ModelSpec& spec);
+// to_json pretty-printed (2-space indent, keys sorted, trailing newline): model.json's bytes.
+std::string to_json_text(const ModelSpec& spec);
 
 // Checks a set of named tensors (from weights.safetensors) against required_weights():
 // every required name present, F32, with the exact shape; no unexpected names.

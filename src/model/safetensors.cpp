@@ -15,7 +15,10 @@ namespace {
 using nlohmann::json;
 
 std::string q(std::string_view s) {
-  return "'" + std::string(s) + "'";
+  std::string out(1, '\'');
+  out.append(s);
+  out.push_back('\'');
+  return out;
 }
 
 // Position of each dtype in the reference implementation's Dtype enum, which is ordered by
