@@ -85,6 +85,16 @@ bool PeerId::matches(const PublicKey& key) const {
   return from_public_key(key) == *this;
 }
 
+Result<PeerId> peer_id_of(const core::Multiaddr& addr) {
+  auto mh = addr.peer_multihash();
+  if (!mh) return Status::not_found("multiaddr " + addr.to_string() + " names no peer (/p2p)");
+  return PeerId::from_multihash(std::move(*mh));
+}
+
+core::Multiaddr with_peer_id(const core::Multiaddr& addr, const PeerId& id) {
+  return addr.encapsulate(core::Multiaddr::p2p(id.multihash()));
+}
+
 int leading_zero_bits(ByteView data) {
   int n = 0;
   for (uint8_t b : data) {

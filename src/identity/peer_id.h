@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "core/bytes.h"
+#include "core/multiaddr.h"
 #include "core/multihash.h"
 #include "core/status.h"
 #include "identity/keys.h"
@@ -56,6 +57,12 @@ class PeerId {
   explicit PeerId(core::Multihash mh) : mh_(std::move(mh)) {}
   core::Multihash mh_;
 };
+
+// The peer a multiaddr names in its last /p2p component. Errors: NotFound (no /p2p),
+// InvalidArgument (the component is not a peer ID).
+Result<PeerId> peer_id_of(const core::Multiaddr& addr);
+// addr + /p2p/<id>.
+core::Multiaddr with_peer_id(const core::Multiaddr& addr, const PeerId& id);
 
 // Leading zero bits of `data` read as a big-endian bit string (countPrecedingZeroBits).
 int leading_zero_bits(ByteView data);

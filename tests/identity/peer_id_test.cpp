@@ -59,6 +59,19 @@ TEST(PeerIdTest, RejectsMalformedText) {
   EXPECT_FALSE(PeerId::from_bytes(mh->bytes()).ok());
 }
 
+TEST(PeerIdTest, TravelsInMultiaddrs) {
+  PeerId id = PeerId::from_public_key(spec_key());
+  auto base = core::Multiaddr::parse("/ip4/127.0.0.1/tcp/4001");
+  ASSERT_TRUE(base.ok());
+  core::Multiaddr full = with_peer_id(*base, id);
+  EXPECT_EQ(full.to_string(),
+            "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq");
+  auto back = peer_id_of(*core::Multiaddr::parse(full.to_string()));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, id);
+  EXPECT_EQ(peer_id_of(*base).status().code(), Code::kNotFound);
+}
+
 TEST(PeerIdTest, LeadingZeroBitsCountsFromTheMostSignificantBit) {
   EXPECT_EQ(leading_zero_bits(h("80")), 0);
   EXPECT_EQ(leading_zero_bits(h("01")), 7);
