@@ -364,11 +364,10 @@ TEST(ModelSpecTest, InvalidJsonTextIsAnError) {
 
 TEST(ModelSpecTest, RequiredWeightsOfUnvalidatedSpecDoNotThrow) {
   ModelSpec spec;
-  LayerSpec l;
-  l.name = "x";
-  l.type = LayerType::kConv2d;
-  l.params = 3;
-  spec.layers.push_back(l);
+  spec.layers.emplace_back();
+  spec.layers[0].name = std::string(1, 'x');
+  spec.layers[0].type = LayerType::kConv2d;
+  spec.layers[0].params = 3;
   EXPECT_EQ(spec.required_weights().size(), 2u);
   EXPECT_FALSE(validate_model_spec(spec).is_ok());
 }
