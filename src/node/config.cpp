@@ -1,0 +1,255 @@
+#include "node/config.h"
+
+// Only this file includes toml++; without exceptions, parse() returns a result to inspect.
+#define TOML_EXCEPTIONS 0
+#include <fmt/format.h>
+
+#include <toml++/toml.h>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+#include <span>
+
+namespace idn::node {
+namespace {
+
+constexpr std::string_view kTopKeys[] = {"listen", "identity",  "bootstrap",
+                                         "http",   "log_level", "limits"};
+constexpr std::string_view kLimitKeys[] = {"max_connections",      "max_streams_per_connection",
+                                           "handshake_timeout_ms", "idle_timeout_ms",
+                                           "dial_timeout_ms",      "max_message_bytes"};
+
+std::string join(std::span<const std::string_view> names) {
+  std::string out;
+  for (auto n : names) {
+    if (!out.empty()) out += ", ";
+    out += n;
+  }
+  return out;
+}
+
+class Parser {
+ public:
+  Parser(std::string_view source, std::filesystem::path base_dir)
+      : source_(source), base_dir_(std::move(base_dir)) {}
+
+  Status error(const toml::source_region& where, std::string_view msg) const {
+    if (where.begin.line == 0) return Status::invalid_argument(fmt::format("{}: {}", source_, msg));
+    return Status::invalid_argument(
+        fmt::format("{}:{}:{}: {}", source_, where.begin.line, where.begin.column, msg));
+  }
+
+  Result<std::string> string(const toml::node& n, std::string_view key) const {
+    if (auto s = n.value<std::string>(); s && n.is_string()) return *s;
+    return error(n.source(), fmt::format("{} must be a string", key));
+  }
+
+  Result<std::vector<std::string>> string_array(const toml::node& n, std::string_view key) const {
+    const toml::array* arr = n.as_array();
+    if (!arr) return error(n.source(), fmt::format("{} must be an array of strings", key));
+    std::vector<std::string> out;
+    for (const toml::node& el : *arr) {
+      if (!el.is_string()) {
+        return error(el.source(), fmt::format("{} must be an array of strings", key));
+      }
+      out.push_back(*el.value<std::string>());
+    }
+    return out;
+  }
+
+  Result<uint64_t> positive(const toml::node& n, std::string_view key, uint64_t max) const {
+    if (!n.is_integer()) return error(n.source(), fmt::format("{} must be an integer", key));
+    int64_t v = *n.value<int64_t>();
+    if (v <= 0 || static_cast<uint64_t>(v) > max) {
+      return error(n.source(), fmt::format("{} = {} is out of range (1..{})", key, v, max));
+    }
+    return static_cast<uint64_t>(v);
+  }
+
+  Status limits(const toml::table& t, LimitsConfig& out) const {
+    // Bounds keep values meaningful: a zero limit would stop the node, and a day-long
+    // handshake timeout is a typo, not a configuration.
+    constexpr uint64_t kMaxCount = 1'000'000;
+    constexpr uint64_t kMaxMs = 24ull * 3600 * 1000;
+    constexpr uint64_t kMaxBytes = 1ull << 30;
+    for (auto&& [k, v] : t) {
+      std::string_view key = k.str();
+      auto ms = [&](std::optional<std::chrono::milliseconds>& field) -> Status {
+        IDN_ASSIGN_OR_RETURN(uint64_t x, positive(v, key, kMaxMs));
+        field = std::chrono::milliseconds(x);
+        return Status::ok();
+      };
+      if (key == "max_connections") {
+        IDN_ASSIGN_OR_RETURN(out.max_connections, positive(v, key, kMaxCount));
+      } else if (key == "max_streams_per_connection") {
+        IDN_ASSIGN_OR_RETURN(out.max_streams_per_connection, positive(v, key, kMaxCount));
+      } else if (key == "handshake_timeout_ms") {
+        IDN_RETURN_IF_ERROR(ms(out.handshake_timeout));
+      } else if (key == "idle_timeout_ms") {
+        IDN_RETURN_IF_ERROR(ms(out.idle_timeout));
+      } else if (key == "dial_timeout_ms") {
+        IDN_RETURN_IF_ERROR(ms(out.dial_timeout));
+      } else if (key == "max_message_bytes") {
+        IDN_ASSIGN_OR_RETURN(out.max_message_bytes, positive(v, key, kMaxBytes));
+      } else {
+        return error(k.source(),
+                     fmt::format("unknown key 'limits.{}' (known: {})", key, join(kLimitKeys)));
+      }
+    }
+    return Status::ok();
+  }
+
+  Result<Config> parse(const toml::table& root) const {
+    Config c = Config::defaults();
+    for (auto&& [k, v] : root) {
+      std::string_view key = k.str();
+      if (key == "listen") {
+        IDN_ASSIGN_OR_RETURN(auto addrs, string_array(v, key));
+        if (addrs.empty()) return error(v.source(), "listen must name at least one multiaddr");
+        c.listen.clear();
+        for (const auto& a : addrs) {
+          auto ma = core::Multiaddr::parse(a);
+          if (!ma.ok()) return error(v.source(), fmt::format("listen: {}", ma.status().message()));
+          if (!ma->tcp_port()) {
+            return error(v.source(), fmt::format("listen: {} has no /tcp/ port", a));
+          }
+          c.listen.push_back(std::move(*ma));
+        }
+      } else if (key == "identity") {
+        IDN_ASSIGN_OR_RETURN(std::string path, string(v, key));
+        if (path.empty()) return error(v.source(), "identity must be a file path");
+        std::filesystem::path p(path);
+        c.identity_file = p.is_relative() && !base_dir_.empty() ? base_dir_ / p : p;
+      } else if (key == "bootstrap") {
+        IDN_ASSIGN_OR_RETURN(auto addrs, string_array(v, key));
+        for (const auto& a : addrs) {
+          auto ma = parse_bootstrap_addr(a);
+          if (!ma.ok())
+            return error(v.source(), fmt::format("bootstrap: {}", ma.status().message()));
+          c.bootstrap.push_back(std::move(*ma));
+        }
+      } else if (key == "http") {
+        IDN_ASSIGN_OR_RETURN(std::string addr, string(v, key));
+        if (addr.empty()) {
+          c.http.reset();
+        } else {
+          auto h = parse_http_address(addr);
+          if (!h.ok()) return error(v.source(), fmt::format("http: {}", h.status().message()));
+          c.http = *h;
+        }
+      } else if (key == "log_level") {
+        IDN_ASSIGN_OR_RETURN(c.log_level, string(v, key));
+        if (!is_log_level(c.log_level)) {
+          return error(v.source(),
+                       fmt::format("log_level '{}' is not one of trace, debug, info, warn, "
+                                   "error, off",
+                                   c.log_level));
+        }
+      } else if (key == "limits") {
+        const toml::table* t = v.as_table();
+        if (!t) return error(v.source(), "limits must be a table ([limits])");
+        IDN_RETURN_IF_ERROR(limits(*t, c.limits));
+      } else {
+        return error(k.source(), fmt::format("unknown key '{}' (known: {})", key, join(kTopKeys)));
+      }
+    }
+    return c;
+  }
+
+ private:
+  std::string source_;
+  std::filesystem::path base_dir_;
+};
+
+}  // namespace
+
+std::string HttpAddress::to_string() const {
+  if (host.find(':') != std::string::npos) return fmt::format("[{}]:{}", host, port);
+  return fmt::format("{}:{}", host, port);
+}
+
+Result<HttpAddress> parse_http_address(std::string_view text) {
+  auto bad = [&](std::string_view why) {
+    return Status::invalid_argument(
+        fmt::format("HTTP address '{}' {} (expected HOST:PORT, e.g. 127.0.0.1:9464)", text, why));
+  };
+  HttpAddress a;
+  std::string_view port;
+  if (text.starts_with('[')) {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return bad("has a malformed [IPv6] host");
+    }
+    a.host = std::string(text.substr(1, close - 1));
+    port = text.substr(close + 2);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return bad("has no port");
+    a.host = std::string(text.substr(0, colon));
+    if (a.host.find(':') != std::string::npos) return bad("needs brackets around an IPv6 host");
+    port = text.substr(colon + 1);
+  }
+  if (a.host.empty()) return bad("has no host");
+  if (a.host == "localhost") a.host = "127.0.0.1";
+  unsigned v = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || v > 65535) {
+    return bad("has an invalid port (0..65535)");
+  }
+  a.port = static_cast<uint16_t>(v);
+  // Only IP literals: resolving names would block and make the bind address ambiguous.
+  auto ip = core::Multiaddr::parse(fmt::format(
+      "/{}/{}/tcp/{}", a.host.find(':') == std::string::npos ? "ip4" : "ip6", a.host, a.port));
+  if (!ip.ok()) return bad("does not have an IP address as host");
+  return a;
+}
+
+Result<core::Multiaddr> parse_bootstrap_addr(std::string_view text) {
+  IDN_ASSIGN_OR_RETURN(core::Multiaddr ma, core::Multiaddr::parse(text));
+  if (!ma.peer_multihash()) {
+    return Status::invalid_argument(
+        fmt::format("{} has no /p2p/<peer id>; a bootstrap address must name the peer", text));
+  }
+  if (!ma.tcp_port()) return Status::invalid_argument(fmt::format("{} has no /tcp/ port", text));
+  return ma;
+}
+
+bool is_log_level(std::string_view level) {
+  for (std::string_view l : {"trace", "debug", "info", "warn", "error", "off"}) {
+    if (level == l) return true;
+  }
+  return false;
+}
+
+Config Config::defaults() {
+  Config c;
+  c.listen.push_back(core::Multiaddr::parse(kDefaultListen).value());
+  c.http = parse_http_address(kDefaultHttp).value();
+  return c;
+}
+
+Result<Config> parse_config(std::string_view text, std::string_view source,
+                            const std::filesystem::path& base_dir) {
+  toml::parse_result parsed = toml::parse(text, source);
+  Parser p(source, base_dir);
+  if (!parsed) {
+    return p.error(parsed.error().source(), std::string(parsed.error().description()));
+  }
+  return p.parse(parsed.table());
+}
+
+Result<Config> load_config(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) {
+    return Status::not_found(fmt::format("config file {} does not exist", file.string()));
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return Status::io_error(fmt::format("cannot read config file {}", file.string()));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return Status::io_error(fmt::format("error reading config file {}", file.string()));
+  return parse_config(ss.str(), file.string(), file.parent_path());
+}
+
+}  // namespace idn::node

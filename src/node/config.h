@@ -1,0 +1,83 @@
+// A node's configuration: read from a TOML file (`idn node --config node.toml`), then
+// overridden by command-line flags. Every key is checked; an unknown key or a bad value is
+// one error line naming the file, line and key.
+//
+//   listen = ["/ip4/0.0.0.0/tcp/4001"]      # multiaddrs to listen on (tcp port 0 = any)
+//   identity = "node.key"                   # keystore file (relative to this file); absent =
+//                                           # an ephemeral identity for this run
+//   bootstrap = ["/ip4/10.0.0.2/tcp/4001/p2p/12D3KooW..."]  # peers to dial at start
+//   http = "127.0.0.1:9464"                 # /metrics and /status; "" disables
+//   log_level = "info"                      # trace debug info warn error off
+//   [limits]                                # override p2p/defaults.h
+//   max_connections = 256
+//   max_streams_per_connection = 256
+//   handshake_timeout_ms = 10000
+//   idle_timeout_ms = 120000
+//   dial_timeout_ms = 10000
+//   max_message_bytes = 16777216            # largest IDN protocol message
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/multiaddr.h"
+#include "core/status.h"
+
+namespace idn::node {
+
+// host:port of the HTTP endpoint. host is an IP literal (IPv6 in brackets on input).
+struct HttpAddress {
+  std::string host;
+  uint16_t port = 0;
+  std::string to_string() const;
+  bool operator==(const HttpAddress&) const = default;
+};
+// "127.0.0.1:9464", "[::1]:9464", "localhost:9464" (localhost means 127.0.0.1).
+// Errors: InvalidArgument saying what is wrong.
+Result<HttpAddress> parse_http_address(std::string_view text);
+
+// Overrides of the p2p defaults; unset fields keep them.
+struct LimitsConfig {
+  std::optional<size_t> max_connections;
+  std::optional<size_t> max_streams_per_connection;
+  std::optional<std::chrono::milliseconds> handshake_timeout;
+  std::optional<std::chrono::milliseconds> idle_timeout;
+  std::optional<std::chrono::milliseconds> dial_timeout;
+  std::optional<size_t> max_message_bytes;
+};
+
+inline constexpr std::string_view kDefaultListen = "/ip4/0.0.0.0/tcp/4001";
+inline constexpr std::string_view kDefaultHttp = "127.0.0.1:9464";
+
+struct Config {
+  std::vector<core::Multiaddr> listen;
+  std::optional<std::filesystem::path> identity_file;
+  // Each ends in /p2p/<peer id>, so the handshake can check whom it reached.
+  std::vector<core::Multiaddr> bootstrap;
+  std::optional<HttpAddress> http;  // nullopt: no HTTP endpoint
+  std::string log_level = "info";
+  LimitsConfig limits;
+
+  // listen = [kDefaultListen], http = kDefaultHttp, the rest empty.
+  static Config defaults();
+};
+
+// Parses TOML text. `source` names it in errors ("node.toml:3:1: ..."); a relative identity
+// path is resolved against `base_dir`. Errors: InvalidArgument, one line.
+Result<Config> parse_config(std::string_view toml, std::string_view source,
+                            const std::filesystem::path& base_dir = {});
+// Reads and parses a file. Errors: NotFound / IOError, or as parse_config.
+Result<Config> load_config(const std::filesystem::path& file);
+
+// Checks a multiaddr meant for bootstrap: parses and has a /p2p/ component.
+Result<core::Multiaddr> parse_bootstrap_addr(std::string_view text);
+// Valid spdlog level names.
+bool is_log_level(std::string_view level);
+
+}  // namespace idn::node

@@ -1,0 +1,141 @@
+#include "node/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+namespace idn::node {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+constexpr char kPeer[] = "12D3KooWQ7anFy4QCWTMRN2VEs1LwVMBC6SN74oEuvvLuC8jdLbc";
+
+std::string err(std::string_view toml) {
+  auto c = parse_config(toml, "node.toml");
+  EXPECT_FALSE(c.ok());
+  if (c.ok()) return "";
+  EXPECT_EQ(c.status().code(), Code::kInvalidArgument);
+  // One line, so the CLI prints exactly one error line.
+  EXPECT_EQ(c.status().message().find('\n'), std::string::npos) << c.status().message();
+  return c.status().message();
+}
+
+TEST(Config, EmptyFileGivesDefaults) {
+  auto c = parse_config("", "node.toml");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  ASSERT_EQ(c->listen.size(), 1u);
+  EXPECT_EQ(c->listen[0].to_string(), kDefaultListen);
+  ASSERT_TRUE(c->http.has_value());
+  EXPECT_EQ(c->http->to_string(), kDefaultHttp);
+  EXPECT_FALSE(c->identity_file.has_value());
+  EXPECT_TRUE(c->bootstrap.empty());
+  EXPECT_EQ(c->log_level, "info");
+  EXPECT_FALSE(c->limits.max_connections.has_value());
+}
+
+TEST(Config, FullFileParses) {
+  std::string toml = std::string(R"(
+listen = ["/ip4/127.0.0.1/tcp/0", "/ip6/::1/tcp/4002"]
+identity = "keys/node.key"
+bootstrap = ["/ip4/10.0.0.2/tcp/4001/p2p/)") +
+                     kPeer + R"("]
+http = "[::1]:9000"
+log_level = "debug"
+
+[limits]
+max_connections = 10
+max_streams_per_connection = 20
+handshake_timeout_ms = 1500
+idle_timeout_ms = 60000
+dial_timeout_ms = 2000
+max_message_bytes = 1048576
+)";
+  auto c = parse_config(toml, "node.toml", "/etc/idn");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  ASSERT_EQ(c->listen.size(), 2u);
+  EXPECT_EQ(c->listen[1].to_string(), "/ip6/::1/tcp/4002");
+  EXPECT_EQ(c->identity_file, std::filesystem::path("/etc/idn/keys/node.key"));
+  ASSERT_EQ(c->bootstrap.size(), 1u);
+  EXPECT_THAT(c->bootstrap[0].to_string(), HasSubstr(kPeer));
+  EXPECT_EQ(c->http, (HttpAddress{"::1", 9000}));
+  EXPECT_EQ(c->log_level, "debug");
+  EXPECT_EQ(c->limits.max_connections, 10u);
+  EXPECT_EQ(c->limits.max_streams_per_connection, 20u);
+  EXPECT_EQ(c->limits.handshake_timeout, 1500ms);
+  EXPECT_EQ(c->limits.idle_timeout, 60000ms);
+  EXPECT_EQ(c->limits.dial_timeout, 2000ms);
+  EXPECT_EQ(c->limits.max_message_bytes, 1048576u);
+}
+
+TEST(Config, EmptyHttpDisablesTheEndpoint) {
+  auto c = parse_config("http = \"\"", "node.toml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->http.has_value());
+}
+
+TEST(Config, AbsoluteIdentityPathIsKept) {
+  auto c = parse_config("identity = \"/var/lib/idn/node.key\"", "node.toml", "/etc/idn");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->identity_file, std::filesystem::path("/var/lib/idn/node.key"));
+}
+
+TEST(Config, UnknownKeysNameTheKeyAndLine) {
+  EXPECT_THAT(err("listen = [\"/ip4/127.0.0.1/tcp/1\"]\nlisten_addr = 3\n"),
+              HasSubstr("node.toml:2:1: unknown key 'listen_addr'"));
+  EXPECT_THAT(err("[limits]\nmax_conns = 3\n"), HasSubstr("unknown key 'limits.max_conns'"));
+}
+
+TEST(Config, BadValuesAreOneClearLine) {
+  EXPECT_THAT(err("listen = \"/ip4/1.2.3.4/tcp/1\""), HasSubstr("listen must be an array"));
+  EXPECT_THAT(err("listen = []"), HasSubstr("at least one"));
+  EXPECT_THAT(err("listen = [\"/ip4/1.2.3.4/udp/1\"]"), HasSubstr("no /tcp/ port"));
+  EXPECT_THAT(err("listen = [\"not a multiaddr\"]"), HasSubstr("node.toml:1:"));
+  EXPECT_THAT(err("listen = [1]"), HasSubstr("array of strings"));
+  EXPECT_THAT(err("bootstrap = [\"/ip4/1.2.3.4/tcp/1\"]"), HasSubstr("no /p2p/"));
+  EXPECT_THAT(err("http = \"127.0.0.1\""), HasSubstr("has no port"));
+  EXPECT_THAT(err("http = \"127.0.0.1:99999\""), HasSubstr("invalid port"));
+  EXPECT_THAT(err("http = \"example.com:80\""), HasSubstr("IP address"));
+  EXPECT_THAT(err("http = 9464"), HasSubstr("http must be a string"));
+  EXPECT_THAT(err("log_level = \"loud\""), HasSubstr("log_level 'loud'"));
+  EXPECT_THAT(err("identity = \"\""), HasSubstr("identity must be a file path"));
+  EXPECT_THAT(err("limits = 3"), HasSubstr("limits must be a table"));
+  EXPECT_THAT(err("[limits]\nmax_connections = 0"),
+              HasSubstr("node.toml:2:19: max_connections = 0 is out of range"));
+  EXPECT_THAT(err("[limits]\nmax_connections = -5"), HasSubstr("out of range"));
+  EXPECT_THAT(err("[limits]\nidle_timeout_ms = \"1s\""), HasSubstr("must be an integer"));
+}
+
+TEST(Config, TomlSyntaxErrorsCarryPosition) {
+  EXPECT_THAT(err("listen = [\n"), HasSubstr("node.toml:"));
+  EXPECT_THAT(err("= 3"), HasSubstr("node.toml:1:"));
+}
+
+TEST(Config, HttpAddressForms) {
+  EXPECT_EQ(parse_http_address("localhost:80").value(), (HttpAddress{"127.0.0.1", 80}));
+  EXPECT_EQ(parse_http_address("0.0.0.0:0").value(), (HttpAddress{"0.0.0.0", 0}));
+  EXPECT_EQ(parse_http_address("[::1]:1").value().to_string(), "[::1]:1");
+  EXPECT_FALSE(parse_http_address("::1:80").ok());
+  EXPECT_FALSE(parse_http_address(":80").ok());
+  EXPECT_FALSE(parse_http_address("1.2.3.4:").ok());
+  EXPECT_FALSE(parse_http_address("1.2.3.4:8x").ok());
+  EXPECT_FALSE(parse_http_address("[::1]80").ok());
+}
+
+TEST(Config, LoadConfigReportsMissingFilesAndResolvesRelativeToTheFile) {
+  auto missing = load_config("/nonexistent/idn/node.toml");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+
+  auto dir = std::filesystem::path(::testing::TempDir()) / "idn_config_test";
+  std::filesystem::create_directories(dir);
+  { std::ofstream(dir / "node.toml") << "identity = \"node.key\"\n"; }
+  auto c = load_config(dir / "node.toml");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->identity_file, dir / "node.key");
+}
+
+}  // namespace
+}  // namespace idn::node

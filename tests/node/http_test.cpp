@@ -1,0 +1,154 @@
+#include "node/http.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <future>
+#include <thread>
+
+namespace idn::node {
+namespace {
+
+namespace asio = boost::asio;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+// An HttpServer on its own io_context thread, bound to 127.0.0.1 on an ephemeral port.
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<HttpServer>(ioc_.get_executor());
+    server_->route("/hello", [] { return HttpResponse{200, "text/plain", "hi\n"}; });
+    server_->route("/json", [] { return HttpResponse{200, "application/json", "{\"a\":1}"}; });
+    ASSERT_TRUE(server_->listen({"127.0.0.1", 0}).is_ok());
+    addr_ = server_->local_address();
+    ASSERT_NE(addr_.port, 0);
+    server_->start();
+    thread_ = std::thread([this] { ioc_.run(); });
+  }
+  void TearDown() override {
+    std::promise<void> done;
+    asio::post(ioc_, [&] {
+      server_->stop();
+      done.set_value();
+    });
+    done.get_future().wait();
+    thread_.join();  // returns once every session has finished: stop() really closes them
+  }
+
+  // Sends raw bytes and reads until the server closes.
+  std::string raw(std::string_view request) {
+    asio::io_context c;
+    asio::ip::tcp::socket s(c);
+    s.connect({asio::ip::make_address(addr_.host), addr_.port});
+    asio::write(s, asio::buffer(request));
+    std::string out;
+    boost::system::error_code ec;
+    char buf[4096];
+    for (;;) {
+      size_t n = s.read_some(asio::buffer(buf), ec);
+      if (ec) break;
+      out.append(buf, n);
+    }
+    return out;
+  }
+
+  asio::io_context ioc_;
+  std::unique_ptr<HttpServer> server_;
+  HttpAddress addr_;
+  std::thread thread_;
+};
+
+TEST_F(HttpServerTest, ServesRoutesWithContentType) {
+  auto r = http_get(addr_, "/hello");
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->status, 200u);
+  EXPECT_EQ(r->body, "hi\n");
+  EXPECT_EQ(r->content_type, "text/plain");
+  auto j = http_get(addr_, "/json?pretty=1");
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j->content_type, "application/json");
+  EXPECT_EQ(j->body, "{\"a\":1}");
+}
+
+TEST_F(HttpServerTest, UnknownPathIs404) {
+  auto r = http_get(addr_, "/nope");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404u);
+  EXPECT_THAT(r->body, HasSubstr("/metrics"));
+}
+
+TEST_F(HttpServerTest, OtherMethodsAre405) {
+  std::string out =
+      raw("POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  EXPECT_THAT(out, StartsWith("HTTP/1.1 405"));
+  EXPECT_THAT(out, HasSubstr("Allow: GET, HEAD"));
+}
+
+TEST_F(HttpServerTest, HeadHasLengthButNoBody) {
+  std::string out = raw("HEAD /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_THAT(out, StartsWith("HTTP/1.1 200"));
+  EXPECT_THAT(out, HasSubstr("Content-Length: 3\r\n"));
+  EXPECT_EQ(out.substr(out.size() - 4), "\r\n\r\n");
+}
+
+TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  std::string out =
+      raw("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+          "GET /json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_THAT(out, HasSubstr("hi\n"));
+  EXPECT_THAT(out, HasSubstr("{\"a\":1}"));
+}
+
+TEST_F(HttpServerTest, OversizedBodyIs413AndMalformedRequestIsDropped) {
+  std::string big(HttpServer::kMaxRequestBody + 1, 'x');
+  std::string out =
+      raw("GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(big.size()) +
+          "\r\n\r\n" + big);
+  EXPECT_THAT(out, StartsWith("HTTP/1.1 413"));
+  EXPECT_EQ(raw("\x01\x02 garbage\r\n\r\n"), "");
+  // The server still works afterwards.
+  EXPECT_TRUE(http_get(addr_, "/hello").ok());
+}
+
+TEST(HttpServer, ListenOnABusyPortNamesTheAddress) {
+  asio::io_context ioc;
+  HttpServer a(ioc.get_executor());
+  ASSERT_TRUE(a.listen({"127.0.0.1", 0}).is_ok());
+  HttpServer b(ioc.get_executor());
+  Status st = b.listen(a.local_address());
+  // SO_REUSEADDR does not allow two listeners on one port.
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_EQ(st.code(), Code::kIOError);
+  EXPECT_THAT(st.message(), HasSubstr(a.local_address().to_string()));
+}
+
+TEST(HttpGet, ConnectionRefusedIsAnIOError) {
+  asio::io_context ioc;
+  HttpServer a(ioc.get_executor());
+  ASSERT_TRUE(a.listen({"127.0.0.1", 0}).is_ok());
+  HttpAddress addr = a.local_address();
+  a.stop();  // the port is now closed
+  auto r = http_get(addr, "/status", std::chrono::milliseconds(2000));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kIOError);
+  EXPECT_THAT(r.status().message(), HasSubstr("connect"));
+}
+
+TEST(HttpGet, SilentServerTimesOut) {
+  // A listening socket that never answers: connect succeeds, the read times out.
+  asio::io_context ioc;
+  asio::ip::tcp::acceptor acc(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+  HttpAddress addr{"127.0.0.1", acc.local_endpoint().port()};
+  auto r = http_get(addr, "/status", std::chrono::milliseconds(200));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kTimeout);
+}
+
+}  // namespace
+}  // namespace idn::node
