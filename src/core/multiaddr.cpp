@@ -84,6 +84,17 @@ Status check_dns_name(ByteView v) {
   return Status::ok();
 }
 
+// /p2p carries a peer ID: an identity or sha2-256 multihash. Other hash functions would have
+// no text form that parses back (their base58 does not start with '1' or 'Qm').
+Status check_peer_multihash(ByteView v) {
+  IDN_ASSIGN_OR_RETURN(Multihash mh, Multihash::from_bytes(v));
+  if (mh.code() != uint64_t(HashCode::kIdentity) && mh.code() != uint64_t(HashCode::kSha2_256)) {
+    return Status::invalid_argument("peer ID uses hash " + hash_code_name(mh.code()) +
+                                    "; only identity and sha2-256 are peer IDs");
+  }
+  return Status::ok();
+}
+
 // Text value -> binary value for protocol `p`.
 Result<Bytes> value_from_text(const ProtocolInfo& p, std::string_view text) {
   auto bad = [&](std::string_view why) {
@@ -120,15 +131,17 @@ Result<Bytes> value_from_text(const ProtocolInfo& p, std::string_view text) {
       if (!text.empty() && (text[0] == '1' || text[0] == 'Q')) {
         auto raw = base58btc_decode(text);
         if (!raw.ok()) return bad(raw.status().message());
-        auto mh = Multihash::from_bytes(*raw);
-        if (!mh.ok()) return bad(mh.status().message());
-        return mh->bytes();
+        Status s = check_peer_multihash(*raw);
+        if (!s.is_ok()) return bad(s.message());
+        return std::move(raw).value();
       }
       auto cid = Cid::parse(text);
       if (!cid.ok()) return bad("neither a base58btc peer ID nor a CID");
       if (cid->codec() != uint64_t(Multicodec::kLibp2pKey)) {
         return bad("CID does not use the libp2p-key codec");
       }
+      Status s = check_peer_multihash(cid->hash().bytes());
+      if (!s.is_ok()) return bad(s.message());
       return cid->hash().bytes();
     }
     default:
@@ -145,7 +158,7 @@ Result<Bytes> value_from_text(const ProtocolInfo& p, std::string_view text) {
 // Validates a binary value read off the wire.
 Status check_binary_value(const ProtocolInfo& p, ByteView v) {
   if (is_dns(p.code)) return check_dns_name(v);
-  if (p.code == Protocol::kP2p) return Multihash::from_bytes(v).status();
+  if (p.code == Protocol::kP2p) return check_peer_multihash(v);
   return Status::ok();
 }
 

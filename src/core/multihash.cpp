@@ -141,17 +141,17 @@ Result<Multihash> Multihash::from_bytes(ByteView bytes) {
 
 Result<Multihash> Multihash::parse(std::string_view text) {
   if (text.empty()) return Status::invalid_argument("empty multihash string");
-  // Bare base58btc multihashes ("Qm...", "12D3KooW...") predate multibase and carry no prefix.
-  // Multibase prefixes are base58 digits too, so a prefixed reading that fails falls back to
-  // the bare one.
-  if (multibase_of(text).ok()) {
-    auto raw = multibase_decode(text);
-    if (raw.ok()) {
-      if (auto m = from_bytes(*raw); m.ok()) return m;
-    }
+  // Bare base58btc ("Qm...", "12D3KooW...") predates multibase and is how multihashes are
+  // usually written, so it wins; multibase prefixes are base58 digits too, so a string that is
+  // not a bare multihash is tried as multibase.
+  if (auto raw = base58btc_decode(text); raw.ok()) {
+    if (auto m = from_bytes(*raw); m.ok()) return m;
   }
-  auto raw = base58btc_decode(text);
-  if (!raw.ok()) return raw.status().with_context("multihash text");
+  auto raw = multibase_decode(text);
+  if (!raw.ok()) {
+    return Status::invalid_argument("multihash text is neither bare base58btc nor multibase: " +
+                                    raw.status().message());
+  }
   auto m = from_bytes(*raw);
   if (!m.ok()) return Status::invalid_argument("multihash text: " + m.status().message());
   return m;

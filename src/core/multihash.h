@@ -47,7 +47,7 @@ class Multihash {
   static Result<Multihash> from_bytes(ByteView bytes);
   // Parses a multihash at the front of `in` (inside a CID or multiaddr); sets `consumed`.
   static Result<Multihash> read_prefix(ByteView in, size_t& consumed);
-  // Accepts a multibase string, or bare base58btc (the legacy "Qm..." form).
+  // Accepts bare base58btc (the usual "Qm..." form, tried first) or a multibase string.
   static Result<Multihash> parse(std::string_view text);
 
   uint64_t code() const { return code_; }

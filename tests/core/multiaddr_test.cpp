@@ -124,6 +124,12 @@ TEST(MultiaddrTest, RejectsMalformedBinary) {
     auto m = Multiaddr::from_bytes(b);
     EXPECT_FALSE(m.ok()) << bad;
   }
+  // /p2p must hold a peer ID (identity or sha2-256 multihash), not any multihash.
+  auto sha3 = *Multihash::compute(HashCode::kSha3_256, as_bytes("x"));
+  Bytes p2p_sha3 = {0xa5, 0x03, static_cast<uint8_t>(sha3.bytes().size())};
+  p2p_sha3.insert(p2p_sha3.end(), sha3.bytes().begin(), sha3.bytes().end());
+  EXPECT_EQ(Multiaddr::from_bytes(p2p_sha3).status().code(), Code::kCorruption);
+  EXPECT_FALSE(Multiaddr::parse("/p2p/" + sha3.to_base58()).ok());
   // Unknown protocol codes cannot be skipped (their value size is unknown).
   Bytes sctp;
   ASSERT_TRUE(hex_decode("840104d2", sctp));
