@@ -1,0 +1,195 @@
+#include "p2p/connection.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+namespace idn::p2p {
+
+namespace {
+std::atomic<uint64_t> g_next_serial{1};
+// After close(), how long the writer may take to flush the GoAway before the socket drops.
+constexpr auto kCloseFlushTime = std::chrono::seconds(1);
+}  // namespace
+
+// ---------------------------------------------------------------------------------- Stream
+
+Stream::Stream(std::shared_ptr<Connection> conn, uint32_t id) : conn_(std::move(conn)), id_(id) {
+  conn_->counters_->streams_opened++;
+}
+
+Stream::~Stream() {
+  conn_->counters_->streams_closed++;
+  conn_->session_.release(id_);
+  if (conn_->session_.has_output()) conn_->writable_.notify_all();
+}
+
+const identity::PeerId& Stream::remote_peer() const {
+  return conn_->remote_peer();
+}
+const core::Multiaddr& Stream::remote_addr() const {
+  return conn_->remote_addr();
+}
+
+awaitable<Status> Stream::write(ByteView data) {
+  Connection& c = *conn_;
+  while (true) {
+    if (c.closing_)
+      co_return Status::unavailable("connection closed: " + c.close_reason_.to_string());
+    auto n = c.session_.write(id_, data);
+    if (!n.ok()) co_return n.status();
+    if (*n > 0) c.writable_.notify_all();
+    data = data.subspan(*n);
+    if (data.empty()) co_return Status::ok();
+    // Window exhausted: wait for the peer's WindowUpdate.
+    if (!co_await c.changed_.wait(deadline_) && std::chrono::steady_clock::now() >= deadline_) {
+      co_return Status::timeout("stream write deadline passed (peer not reading)");
+    }
+  }
+}
+
+awaitable<Status> Stream::close_write() {
+  Status st = conn_->session_.close_write(id_);
+  conn_->writable_.notify_all();
+  co_return st;
+}
+
+void Stream::reset() {
+  conn_->session_.reset(id_);
+  conn_->writable_.notify_all();
+  conn_->changed_.notify_all();
+}
+
+awaitable<Result<size_t>> Stream::do_read_some(std::span<uint8_t> buf) {
+  Connection& c = *conn_;
+  while (true) {
+    size_t n = c.session_.read(id_, buf);
+    if (n > 0) {
+      if (c.session_.has_output()) c.writable_.notify_all();  // a WindowUpdate to send
+      co_return n;
+    }
+    if (c.session_.read_eof(id_)) co_return size_t{0};
+    if (c.closing_)
+      co_return Status::unavailable("connection closed: " + c.close_reason_.to_string());
+    if (c.session_.is_reset(id_)) co_return Status::cancelled("stream reset");
+    if (!co_await c.changed_.wait(deadline_) && std::chrono::steady_clock::now() >= deadline_) {
+      co_return Status::timeout("stream read deadline passed");
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------ Connection
+
+Connection::Connection(asio::any_io_executor ex, std::unique_ptr<SecureChannel> channel,
+                       bool outbound, core::Multiaddr local_addr, core::Multiaddr remote_addr,
+                       yamux::SessionLimits limits, std::shared_ptr<HostCounters> counters,
+                       std::function<SteadyTime()> clock, Callbacks callbacks)
+    : ex_(ex),
+      channel_(std::move(channel)),
+      outbound_(outbound),
+      local_addr_(std::move(local_addr)),
+      remote_addr_(std::move(remote_addr)),
+      session_(outbound, limits),
+      counters_(std::move(counters)),
+      clock_(std::move(clock)),
+      callbacks_(std::move(callbacks)),
+      changed_(ex),
+      writable_(ex),
+      last_activity_(clock_()),
+      serial_(g_next_serial++) {}
+
+void Connection::start() {
+  auto self = shared_from_this();
+  asio::co_spawn(
+      ex_, [self]() { return self->reader(); }, asio::detached);
+  asio::co_spawn(
+      ex_, [self]() { return self->writer(); }, asio::detached);
+}
+
+void Connection::close(Status reason) {
+  if (closing_) return;
+  closing_ = true;
+  close_reason_ = std::move(reason);
+  session_.go_away(close_reason_.code() == Code::kPeerMisbehaved ||
+                           close_reason_.code() == Code::kLimitExceeded
+                       ? yamux::GoAwayCode::kProtocolError
+                       : yamux::GoAwayCode::kNormal);
+  writable_.notify_all();
+  changed_.notify_all();
+  if (callbacks_.on_closed) callbacks_.on_closed(*this, close_reason_);
+  // A peer that does not read must not keep the socket alive past the flush allowance.
+  auto self = shared_from_this();
+  auto timer = std::make_shared<asio::steady_timer>(ex_, kCloseFlushTime);
+  timer->async_wait([self, timer](boost::system::error_code) { self->drop(); });
+}
+
+void Connection::drop() {
+  if (dropped_) return;
+  dropped_ = true;
+  channel_->reset();
+  writable_.notify_all();
+  changed_.notify_all();
+}
+
+awaitable<void> Connection::reader() {
+  auto self = shared_from_this();
+  std::vector<uint8_t> buf(64 * 1024);
+  while (!closing_) {
+    auto r = co_await channel_->read_some(buf);
+    if (!r.ok()) {
+      close(r.status().with_context("read"));
+      break;
+    }
+    if (*r == 0) {
+      close(Status::unavailable("remote closed the connection"));
+      break;
+    }
+    last_activity_ = clock_();
+    counters_->bytes_in += *r;
+    Status st = session_.feed(ByteView(buf.data(), *r));
+    if (!st.is_ok()) {
+      close(st);
+      break;
+    }
+    while (auto id = session_.accept()) {
+      auto s = std::make_shared<Stream>(self, *id);
+      if (callbacks_.on_inbound_stream) callbacks_.on_inbound_stream(std::move(s));
+    }
+    if (session_.has_output()) writable_.notify_all();
+    changed_.notify_all();
+    if (session_.remote_went_away() && session_.num_streams() == 0) {
+      close(Status::ok());
+    }
+  }
+}
+
+awaitable<void> Connection::writer() {
+  auto self = shared_from_this();
+  while (!dropped_) {
+    if (session_.has_output()) {
+      Bytes out = session_.take_output();
+      counters_->bytes_out += out.size();
+      last_activity_ = clock_();
+      Status st = co_await channel_->write(out);
+      if (!st.is_ok()) {
+        close(st.with_context("write"));
+        break;
+      }
+      continue;
+    }
+    if (closing_) break;
+    co_await writable_.wait();
+  }
+  drop();
+}
+
+awaitable<Result<std::shared_ptr<Stream>>> Connection::open_stream() {
+  if (closing_)
+    co_return Status::unavailable("connection to " + remote_peer().to_string() + " is closed");
+  auto id = session_.open_stream();
+  if (!id.ok()) co_return id.status();
+  writable_.notify_all();
+  co_return std::make_shared<Stream>(shared_from_this(), *id);
+}
+
+}  // namespace idn::p2p

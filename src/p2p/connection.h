@@ -1,0 +1,126 @@
+// One upgraded libp2p connection (TCP + Noise + yamux) to an authenticated peer, and the
+// Stream handle applications read and write. A Connection runs two coroutines: a reader that
+// decrypts and feeds the yamux session, and a writer that flushes the session's frames.
+// Connections are created and owned by Host; applications only see Stream.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/multiaddr.h"
+#include "identity/peer_id.h"
+#include "p2p/secure_channel.h"
+#include "p2p/stream.h"
+#include "p2p/yamux.h"
+
+namespace idn::p2p {
+
+// Totals since the host started. Plain atomics so a metrics exporter may read them from any
+// thread; `stats()` on Host gives a consistent-enough snapshot.
+struct HostCounters {
+  std::atomic<uint64_t> connections_opened{0};  // upgraded and registered
+  std::atomic<uint64_t> connections_closed{0};
+  std::atomic<uint64_t> inbound_connections{0};
+  std::atomic<uint64_t> outbound_connections{0};
+  std::atomic<uint64_t> handshakes_ok{0};
+  std::atomic<uint64_t> handshakes_failed{0};
+  std::atomic<uint64_t> streams_opened{0};
+  std::atomic<uint64_t> streams_closed{0};
+  std::atomic<uint64_t> streams_refused{0};  // inbound streams with no matching protocol
+  std::atomic<uint64_t> bytes_in{0};         // decrypted payload bytes (yamux frames)
+  std::atomic<uint64_t> bytes_out{0};
+};
+
+class Connection;
+
+// A bidirectional yamux stream on a connection, after its protocol was negotiated.
+// Destroying the handle without close_write() resets the stream.
+class Stream : public ByteStream {
+ public:
+  Stream(std::shared_ptr<Connection> conn, uint32_t id);
+  ~Stream() override;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  awaitable<Status> write(ByteView data) override;
+  awaitable<Status> close_write() override;
+  void reset() override;
+
+  const std::string& protocol() const { return protocol_; }
+  void set_protocol(std::string p) { protocol_ = std::move(p); }
+  const identity::PeerId& remote_peer() const;
+  const core::Multiaddr& remote_addr() const;
+  uint32_t id() const { return id_; }
+  // Reads and writes fail with Timeout once `deadline` passes (SteadyTime::max(): never).
+  void set_deadline(SteadyTime deadline) { deadline_ = deadline; }
+
+ protected:
+  awaitable<Result<size_t>> do_read_some(std::span<uint8_t> buf) override;
+
+ private:
+  std::shared_ptr<Connection> conn_;
+  uint32_t id_;
+  std::string protocol_;
+  SteadyTime deadline_ = SteadyTime::max();
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  struct Callbacks {
+    std::function<void(std::shared_ptr<Stream>)> on_inbound_stream;
+    std::function<void(Connection&, const Status& reason)> on_closed;
+  };
+
+  Connection(asio::any_io_executor ex, std::unique_ptr<SecureChannel> channel, bool outbound,
+             core::Multiaddr local_addr, core::Multiaddr remote_addr, yamux::SessionLimits limits,
+             std::shared_ptr<HostCounters> counters, std::function<SteadyTime()> clock,
+             Callbacks callbacks);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Starts the reader and writer coroutines.
+  void start();
+  // Closes the connection (idempotent): queues a GoAway, flushes briefly, then drops the socket.
+  // `reason` is what the close log line and the callback report.
+  void close(Status reason);
+  bool closed() const { return closing_; }
+
+  awaitable<Result<std::shared_ptr<Stream>>> open_stream();
+
+  const identity::PeerId& remote_peer() const { return channel_->remote_peer(); }
+  bool outbound() const { return outbound_; }
+  const core::Multiaddr& remote_addr() const { return remote_addr_; }
+  const core::Multiaddr& local_addr() const { return local_addr_; }
+  uint64_t serial() const { return serial_; }
+  SteadyTime last_activity() const { return last_activity_; }
+  size_t num_streams() const { return session_.num_streams(); }
+  const Status& close_reason() const { return close_reason_; }
+
+ private:
+  friend class Stream;
+  awaitable<void> reader();
+  awaitable<void> writer();
+  void drop();
+
+  asio::any_io_executor ex_;
+  std::unique_ptr<SecureChannel> channel_;
+  bool outbound_;
+  core::Multiaddr local_addr_;
+  core::Multiaddr remote_addr_;
+  yamux::Session session_;
+  std::shared_ptr<HostCounters> counters_;  // shared: outlives the Host during teardown
+  std::function<SteadyTime()> clock_;
+  Callbacks callbacks_;
+  Signal changed_;   // session state changed: stream readers/writers re-check
+  Signal writable_;  // session has output or we are closing
+  SteadyTime last_activity_;
+  bool closing_ = false;
+  bool dropped_ = false;
+  Status close_reason_;
+  uint64_t serial_;
+};
+
+}  // namespace idn::p2p

@@ -1,0 +1,600 @@
+#include "p2p/host.h"
+
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace idn::p2p {
+
+namespace {
+
+constexpr auto kUse = asio::use_awaitable;
+
+Result<core::Multiaddr> endpoint_addr(const asio::ip::tcp::endpoint& ep) {
+  return core::Multiaddr::from_tcp(ep.address().to_string(), ep.port());
+}
+
+std::string reason_text(const Status& st) {
+  return st.is_ok() ? std::string("remote went away (GoAway)") : st.to_string();
+}
+
+// Resets a stream (closing its socket) if `timeout` passes before disarm(); lets a coroutine
+// bound a whole multi-step exchange such as a handshake.
+class DeadlineGuard {
+ public:
+  DeadlineGuard(asio::any_io_executor ex, std::chrono::milliseconds timeout,
+                std::function<void()> on_expiry)
+      : state_(std::make_shared<State>()), timer_(std::make_shared<asio::steady_timer>(ex)) {
+    state_->on_expiry = std::move(on_expiry);
+    timer_->expires_after(timeout);
+    timer_->async_wait([st = state_, t = timer_](boost::system::error_code ec) {
+      if (ec || !st->armed) return;
+      st->fired = true;
+      st->on_expiry();
+    });
+  }
+  ~DeadlineGuard() { disarm(); }
+  void disarm() {
+    state_->armed = false;
+    timer_->cancel();
+  }
+  bool fired() const { return state_->fired; }
+
+ private:
+  struct State {
+    bool armed = true;
+    bool fired = false;
+    std::function<void()> on_expiry;
+  };
+  std::shared_ptr<State> state_;
+  std::shared_ptr<asio::steady_timer> timer_;
+};
+
+}  // namespace
+
+struct Host::Listener {
+  explicit Listener(asio::any_io_executor ex) : acceptor(ex) {}
+  asio::ip::tcp::acceptor acceptor;
+  core::Multiaddr addr;
+};
+
+Host::Host(asio::any_io_executor ex, identity::KeyPair key, HostConfig config)
+    : ex_(ex),
+      key_(std::move(key)),
+      id_(identity::PeerId::from_public_key(key_.public_key())),
+      config_(std::move(config)),
+      counters_(std::make_shared<HostCounters>()),
+      peers_changed_(ex),
+      alive_(std::make_shared<bool>(true)) {
+  set_handler(std::string(kIdentifyProtocolId),
+              [this](std::shared_ptr<Stream> s) { return handle_identify(std::move(s)); });
+  set_handler(std::string(kIdentifyPushProtocolId),
+              [this](std::shared_ptr<Stream> s) { return handle_identify_push(std::move(s)); });
+  set_handler(std::string(kPingProtocolId),
+              [this](std::shared_ptr<Stream> s) { return handle_ping(std::move(s)); });
+}
+
+Host::~Host() {
+  *alive_ = false;
+  stop();
+}
+
+// ------------------------------------------------------------------------------- listening
+
+Result<core::Multiaddr> Host::listen(const core::Multiaddr& addr) {
+  auto ip = addr.ip();
+  auto port = addr.tcp_port();
+  if (!ip || !port) {
+    return Status::invalid_argument("listen needs /ip4|ip6/<addr>/tcp/<port>, got " +
+                                    addr.to_string());
+  }
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(*ip, ec);
+  if (ec) return Status::invalid_argument("listen: bad IP address " + *ip);
+  auto l = std::make_shared<Listener>(ex_);
+  asio::ip::tcp::endpoint ep(address, *port);
+  l->acceptor.open(ep.protocol(), ec);
+  if (!ec) l->acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+  if (!ec) l->acceptor.bind(ep, ec);
+  if (!ec) l->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::io_error("listen on " + addr.to_string() + ": " + ec.message());
+  auto bound = l->acceptor.local_endpoint(ec);
+  if (ec) return Status::io_error("listen: local_endpoint: " + ec.message());
+  IDN_ASSIGN_OR_RETURN(l->addr, endpoint_addr(bound));
+  listeners_.push_back(l);
+  stopped_ = false;
+  asio::co_spawn(ex_, accept_loop(l), asio::detached);
+  if (!sweeper_running_) {
+    sweeper_running_ = true;
+    asio::co_spawn(ex_, idle_sweeper(), asio::detached);
+  }
+  spdlog::info("p2p: {} listening on {}", id_.to_string(), l->addr.to_string());
+  return l->addr;
+}
+
+std::vector<core::Multiaddr> Host::listen_addrs() const {
+  std::vector<core::Multiaddr> out;
+  for (const auto& l : listeners_) out.push_back(identity::with_peer_id(l->addr, id_));
+  return out;
+}
+
+awaitable<void> Host::accept_loop(std::shared_ptr<Listener> l) {
+  auto alive = alive_;
+  while (*alive && l->acceptor.is_open()) {
+    boost::system::error_code ec;
+    asio::ip::tcp::socket sock = co_await l->acceptor.async_accept(asio::redirect_error(kUse, ec));
+    if (!*alive) co_return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !l->acceptor.is_open()) co_return;
+      spdlog::warn("p2p: accept on {} failed: {}", l->addr.to_string(), ec.message());
+      continue;
+    }
+    asio::co_spawn(ex_, handle_inbound_socket(std::move(sock)), asio::detached);
+  }
+}
+
+awaitable<void> Host::handle_inbound_socket(asio::ip::tcp::socket sock) {
+  auto alive = alive_;
+  boost::system::error_code ec;
+  auto remote = sock.remote_endpoint(ec);
+  std::string who =
+      ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
+  if (stopped_ || peers_.size() + pending_handshakes_ >= config_.max_connections) {
+    spdlog::info("p2p: refused inbound connection from {}: connection limit {} reached", who,
+                 config_.max_connections);
+    sock.close(ec);
+    co_return;
+  }
+  auto r = co_await upgrade(std::make_unique<TcpStream>(std::move(sock)), false, std::nullopt);
+  (void)r;  // upgrade() logs failures
+}
+
+// --------------------------------------------------------------------------------- dialling
+
+awaitable<Result<identity::PeerId>> Host::dial(const core::Multiaddr& addr) {
+  std::optional<identity::PeerId> expected;
+  if (addr.find(core::Protocol::kP2p)) {
+    auto pid = identity::peer_id_of(addr);
+    if (!pid.ok()) co_return pid.status();
+    expected = *pid;
+    if (*expected == id_) co_return Status::invalid_argument("refusing to dial ourselves");
+    if (is_connected(*expected)) co_return *expected;
+  }
+  auto host = addr.host();
+  auto port = addr.tcp_port();
+  if (!host || !port) {
+    co_return Status::invalid_argument("dial needs .../tcp/<port>[/p2p/<id>], got " +
+                                       addr.to_string());
+  }
+  if (stopped_) co_return Status::unavailable("host is stopped");
+  if (peers_.size() + pending_handshakes_ >= config_.max_connections) {
+    co_return Status::limit_exceeded("connection limit " + std::to_string(config_.max_connections) +
+                                     " reached");
+  }
+  boost::system::error_code ec;
+  asio::ip::tcp::resolver resolver(ex_);
+  auto endpoints =
+      co_await resolver.async_resolve(*host, std::to_string(*port), asio::redirect_error(kUse, ec));
+  if (ec) co_return Status::io_error("dial " + addr.to_string() + ": resolve: " + ec.message());
+  asio::ip::tcp::socket sock(ex_);
+  {
+    DeadlineGuard guard(ex_, config_.dial_timeout, [&sock] {
+      boost::system::error_code ignored;
+      sock.close(ignored);
+    });
+    co_await asio::async_connect(sock, endpoints, asio::redirect_error(kUse, ec));
+    if (guard.fired())
+      co_return Status::timeout("dial " + addr.to_string() + ": connect timed out");
+  }
+  if (ec) co_return Status::io_error("dial " + addr.to_string() + ": " + ec.message());
+  sock.set_option(asio::ip::tcp::no_delay(true), ec);
+  auto c = co_await upgrade(std::make_unique<TcpStream>(std::move(sock)), true, expected);
+  if (!c.ok()) co_return c.status();
+  co_return (*c)->remote_peer();
+}
+
+awaitable<Result<std::shared_ptr<Connection>>> Host::upgrade(
+    std::unique_ptr<TcpStream> tcp, bool outbound, std::optional<identity::PeerId> expected) {
+  auto alive = alive_;
+  boost::system::error_code ec;
+  auto& sock = tcp->socket();
+  auto local_ep = sock.local_endpoint(ec);
+  auto remote_ep = sock.remote_endpoint(ec);
+  if (ec) co_return Status::io_error("connection dropped before the handshake: " + ec.message());
+  core::Multiaddr local_addr = endpoint_addr(local_ep).value_or(core::Multiaddr());
+  core::Multiaddr remote_addr = endpoint_addr(remote_ep).value_or(core::Multiaddr());
+  std::string who = outbound ? std::string("to ") : std::string("from ");
+  who += remote_addr.to_string();
+
+  ++pending_handshakes_;
+  TcpStream* raw = tcp.get();
+  DeadlineGuard guard(ex_, config_.handshake_timeout, [raw] { raw->reset(); });
+  auto fail = [&](Status st) -> Status {
+    if (*alive) {
+      --pending_handshakes_;
+      counters_->handshakes_failed++;
+    }
+    if (guard.fired()) {
+      st = Status::timeout("handshake not finished within " +
+                           std::to_string(config_.handshake_timeout.count()) + " ms (" +
+                           st.to_string() + ")");
+    }
+    spdlog::info("p2p: connection {} closed during handshake: {}", who, st.to_string());
+    return st;
+  };
+
+  // 1. security protocol
+  Result<std::string> sec = Status::internal("unset");
+  if (outbound) {
+    std::vector<std::string> want{std::string(kNoiseProtocolId)};
+    sec = co_await select_protocol(*tcp, std::move(want));
+  } else {
+    sec = co_await accept_protocol(*tcp, [](std::string_view p) { return p == kNoiseProtocolId; });
+  }
+  if (!*alive) co_return Status::cancelled("host destroyed");
+  if (!sec.ok()) co_return fail(sec.status().with_context("security negotiation"));
+  // 2. Noise XX
+  auto ch = co_await noise_handshake(std::move(tcp), key_, outbound, expected);
+  if (!*alive) co_return Status::cancelled("host destroyed");
+  if (!ch.ok()) co_return fail(ch.status());
+  // 3. muxer
+  SecureChannel& chan = **ch;
+  Result<std::string> mux = Status::internal("unset");
+  if (outbound) {
+    std::vector<std::string> want{std::string(yamux::kProtocolId)};
+    mux = co_await select_protocol(chan, std::move(want));
+  } else {
+    mux =
+        co_await accept_protocol(chan, [](std::string_view p) { return p == yamux::kProtocolId; });
+  }
+  if (!*alive) co_return Status::cancelled("host destroyed");
+  if (!mux.ok()) co_return fail(mux.status().with_context("muxer negotiation"));
+  guard.disarm();
+  --pending_handshakes_;
+  counters_->handshakes_ok++;
+
+  Connection::Callbacks cbs;
+  cbs.on_inbound_stream = [this, alive](std::shared_ptr<Stream> s) {
+    if (*alive) on_inbound_stream(std::move(s));
+  };
+  cbs.on_closed = [this, alive](Connection& c, const Status& reason) {
+    if (*alive) on_connection_closed(c, reason);
+  };
+  auto conn = std::make_shared<Connection>(ex_, std::move(*ch), outbound, local_addr, remote_addr,
+                                           config_.yamux, counters_, config_.clock, cbs);
+  conn->start();
+  co_return register_connection(std::move(conn));
+}
+
+Result<std::shared_ptr<Connection>> Host::register_connection(std::shared_ptr<Connection> c) {
+  const identity::PeerId peer = c->remote_peer();
+  counters_->connections_opened++;
+  (c->outbound() ? counters_->outbound_connections : counters_->inbound_connections)++;
+  spdlog::info("p2p: connection {} {} {} ({}) established", c->serial(),
+               c->outbound() ? "to" : "from", peer.to_string(), c->remote_addr().to_string());
+  if (stopped_) {
+    c->close(Status::unavailable("host is stopping"));
+    return Status::unavailable("host is stopping");
+  }
+  auto it = peers_.find(peer);
+  if (it != peers_.end() && it->second.conn && !it->second.conn->closed()) {
+    // One connection per peer. Both ends apply the same rule, so they keep the same one: the
+    // connection whose dialer has the smaller peer ID.
+    auto dialer = [&](const Connection& x) -> const identity::PeerId& {
+      return x.outbound() ? id_ : x.remote_peer();
+    };
+    std::shared_ptr<Connection> old = it->second.conn;
+    bool keep_new = dialer(*c) < dialer(*old);
+    std::shared_ptr<Connection> loser = keep_new ? old : c;
+    if (keep_new) it->second.conn = c;
+    loser->close(Status::cancelled("duplicate connection to " + peer.to_string() +
+                                   " (keeping the one dialled by the smaller peer ID)"));
+    if (!keep_new) return old;
+  } else {
+    peers_[peer] = PeerState{c, std::nullopt, std::nullopt};
+  }
+  auto keep = peers_[peer].conn;
+  if (observer_) observer_(peer, true, Status::ok());
+  peers_changed_.notify_all();
+  asio::co_spawn(ex_, run_identify(keep), asio::detached);
+  return keep;
+}
+
+void Host::on_connection_closed(Connection& c, const Status& reason) {
+  counters_->connections_closed++;
+  const identity::PeerId peer = c.remote_peer();
+  spdlog::info("p2p: connection {} {} {} ({}) closed: {}", c.serial(), c.outbound() ? "to" : "from",
+               peer.to_string(), c.remote_addr().to_string(), reason_text(reason));
+  auto it = peers_.find(peer);
+  if (it != peers_.end() && it->second.conn.get() == &c) {
+    peers_.erase(it);
+    if (observer_) observer_(peer, false, reason);
+  }
+  peers_changed_.notify_all();
+}
+
+// ---------------------------------------------------------------------------------- streams
+
+void Host::set_handler(std::string protocol, StreamHandler handler) {
+  handlers_[std::move(protocol)] = std::move(handler);
+}
+
+void Host::remove_handler(const std::string& protocol) {
+  handlers_.erase(protocol);
+}
+
+std::vector<std::string> Host::protocols() const {
+  std::vector<std::string> out;
+  for (const auto& [p, h] : handlers_) out.push_back(p);
+  return out;
+}
+
+void Host::on_inbound_stream(std::shared_ptr<Stream> s) {
+  asio::co_spawn(ex_, serve_stream(std::move(s)), asio::detached);
+}
+
+awaitable<void> Host::serve_stream(std::shared_ptr<Stream> s) {
+  auto alive = alive_;
+  s->set_deadline(std::chrono::steady_clock::now() + config_.stream_negotiation_timeout);
+  auto p = co_await accept_protocol(
+      *s, [this](std::string_view p) { return handlers_.count(std::string(p)) > 0; });
+  if (!*alive) co_return;
+  if (!p.ok()) {
+    counters_->streams_refused++;
+    spdlog::debug("p2p: inbound stream from {} refused: {}", s->remote_peer().to_string(),
+                  p.status().to_string());
+    s->reset();
+    co_return;
+  }
+  s->set_deadline(SteadyTime::max());
+  s->set_protocol(*p);
+  auto it = handlers_.find(*p);
+  if (it == handlers_.end()) {
+    s->reset();
+    co_return;
+  }
+  StreamHandler h = it->second;  // the handler may be replaced while it runs
+  co_await h(std::move(s));
+}
+
+awaitable<Result<std::shared_ptr<Stream>>> Host::new_stream(const identity::PeerId& peer,
+                                                            std::string protocol) {
+  std::vector<std::string> v{std::move(protocol)};
+  co_return co_await new_stream(peer, std::move(v));
+}
+
+awaitable<Result<std::shared_ptr<Stream>>> Host::new_stream(const identity::PeerId& peer,
+                                                            std::vector<std::string> protocols) {
+  auto it = peers_.find(peer);
+  if (it == peers_.end() || !it->second.conn || it->second.conn->closed()) {
+    co_return Status::not_found("not connected to " + peer.to_string() + "; dial it first");
+  }
+  auto conn = it->second.conn;
+  auto s = co_await conn->open_stream();
+  if (!s.ok()) co_return s.status();
+  (*s)->set_deadline(std::chrono::steady_clock::now() + config_.stream_negotiation_timeout);
+  auto p = co_await select_protocol(**s, std::move(protocols));
+  if (!p.ok()) {
+    (*s)->reset();
+    co_return p.status().with_context("stream to " + peer.to_string());
+  }
+  (*s)->set_deadline(SteadyTime::max());
+  (*s)->set_protocol(*p);
+  co_return std::move(*s);
+}
+
+// -------------------------------------------------------------------------- identify, ping
+
+IdentifyInfo Host::local_identify(const Connection& c) const {
+  IdentifyInfo info;
+  info.protocol_version = config_.protocol_version;
+  info.agent_version = config_.agent_version;
+  info.public_key = key_.public_key().to_protobuf();
+  for (const auto& l : listeners_) info.listen_addrs.push_back(l->addr);
+  if (!c.remote_addr().empty()) info.observed_addr = c.remote_addr();
+  info.protocols = protocols();
+  return info;
+}
+
+awaitable<void> Host::handle_identify(std::shared_ptr<Stream> s) {
+  auto it = peers_.find(s->remote_peer());
+  IdentifyInfo info;
+  if (it != peers_.end() && it->second.conn) {
+    info = local_identify(*it->second.conn);
+  } else {
+    info.protocol_version = config_.protocol_version;
+    info.agent_version = config_.agent_version;
+    info.public_key = key_.public_key().to_protobuf();
+    info.protocols = protocols();
+  }
+  Status st = co_await write_length_prefixed(*s, encode_identify(info));
+  if (st.is_ok()) st = co_await s->close_write();
+  if (!st.is_ok())
+    spdlog::debug("p2p: identify to {} failed: {}", s->remote_peer().to_string(), st.to_string());
+}
+
+Status Host::accept_identify(const identity::PeerId& peer, ByteView msg) {
+  IDN_ASSIGN_OR_RETURN(IdentifyInfo info, decode_identify(msg));
+  if (!info.public_key.empty()) {
+    auto key = identity::PublicKey::from_protobuf(info.public_key);
+    if (!key.ok() || !peer.matches(*key)) {
+      return Status::peer_misbehaved("identify from " + peer.to_string() +
+                                     " carries a public key of another peer");
+    }
+  }
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return Status::unavailable("peer disconnected during identify");
+  it->second.identify = std::move(info);
+  peers_changed_.notify_all();
+  return Status::ok();
+}
+
+awaitable<void> Host::run_identify(std::shared_ptr<Connection> c) {
+  auto alive = alive_;
+  const identity::PeerId peer = c->remote_peer();
+  auto s = co_await new_stream(peer, std::string(kIdentifyProtocolId));
+  if (!*alive) co_return;
+  Status st = s.status();
+  if (st.is_ok()) {
+    (*s)->set_deadline(std::chrono::steady_clock::now() + config_.stream_negotiation_timeout);
+    auto msg = co_await read_length_prefixed(**s, config_.max_identify_message);
+    if (!*alive) co_return;
+    st = msg.ok() ? accept_identify(peer, *msg) : msg.status();
+    if (!c->closed()) (void)co_await (*s)->close_write();
+  }
+  if (!st.is_ok()) {
+    spdlog::info("p2p: identify of {} failed: {}", peer.to_string(), st.to_string());
+    if (st.code() == Code::kPeerMisbehaved) c->close(st.with_context("identify"));
+  }
+}
+
+awaitable<void> Host::handle_identify_push(std::shared_ptr<Stream> s) {
+  auto msg = co_await read_length_prefixed(*s, config_.max_identify_message);
+  Status st = msg.ok() ? accept_identify(s->remote_peer(), *msg) : msg.status();
+  if (!st.is_ok())
+    spdlog::debug("p2p: identify push from {}: {}", s->remote_peer().to_string(), st.to_string());
+  (void)co_await s->close_write();
+}
+
+awaitable<void> Host::handle_ping(std::shared_ptr<Stream> s) {
+  uint8_t buf[defaults::kPingSize];
+  while (true) {
+    Status st = co_await s->read_exact(buf);
+    if (!st.is_ok()) break;  // EOF or reset ends the ping session
+    st = co_await s->write(ByteView(buf, sizeof buf));
+    if (!st.is_ok()) break;
+  }
+  (void)co_await s->close_write();
+}
+
+awaitable<Result<std::chrono::microseconds>> Host::ping(const identity::PeerId& peer) {
+  auto s = co_await new_stream(peer, std::string(kPingProtocolId));
+  if (!s.ok()) co_return s.status();
+  uint8_t out[defaults::kPingSize], in[defaults::kPingSize];
+  if (RAND_bytes(out, sizeof out) != 1) co_return Status::internal("RAND_bytes failed");
+  (*s)->set_deadline(std::chrono::steady_clock::now() + config_.stream_negotiation_timeout);
+  auto t0 = config_.clock();
+  Status st = co_await (*s)->write(ByteView(out, sizeof out));
+  if (st.is_ok()) st = co_await (*s)->read_exact(in);
+  if (!st.is_ok()) co_return st.with_context("ping " + peer.to_string());
+  auto rtt = std::chrono::duration_cast<std::chrono::microseconds>(config_.clock() - t0);
+  (void)co_await (*s)->close_write();
+  if (!std::equal(std::begin(out), std::end(out), std::begin(in))) {
+    co_return Status::peer_misbehaved("ping: " + peer.to_string() + " echoed different bytes");
+  }
+  auto it = peers_.find(peer);
+  if (it != peers_.end()) it->second.rtt = rtt;
+  co_return rtt;
+}
+
+// ------------------------------------------------------------------------------- bookkeeping
+
+bool Host::is_connected(const identity::PeerId& peer) const {
+  auto it = peers_.find(peer);
+  return it != peers_.end() && it->second.conn && !it->second.conn->closed();
+}
+
+std::vector<identity::PeerId> Host::connected_peers() const {
+  std::vector<identity::PeerId> out;
+  for (const auto& [p, st] : peers_) {
+    if (st.conn && !st.conn->closed()) out.push_back(p);
+  }
+  return out;
+}
+
+std::optional<PeerInfo> Host::peer_info(const identity::PeerId& peer) const {
+  auto it = peers_.find(peer);
+  if (it == peers_.end() || !it->second.conn) return std::nullopt;
+  return PeerInfo{peer, it->second.conn->remote_addr(), it->second.conn->outbound(),
+                  it->second.identify, it->second.rtt};
+}
+
+awaitable<bool> Host::wait_for_peer(const identity::PeerId& peer, std::chrono::milliseconds timeout,
+                                    bool identified) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    auto it = peers_.find(peer);
+    if (it != peers_.end() && it->second.conn && !it->second.conn->closed() &&
+        (!identified || it->second.identify)) {
+      co_return true;
+    }
+    if (!co_await peers_changed_.wait(deadline) && std::chrono::steady_clock::now() >= deadline) {
+      co_return false;
+    }
+  }
+}
+
+void Host::disconnect(const identity::PeerId& peer, std::string reason) {
+  auto it = peers_.find(peer);
+  if (it == peers_.end() || !it->second.conn) return;
+  auto c = it->second.conn;
+  c->close(Status::cancelled(std::move(reason)));
+}
+
+awaitable<void> Host::idle_sweeper() {
+  auto alive = alive_;
+  asio::steady_timer timer(ex_);
+  while (*alive && !stopped_) {
+    timer.expires_after(config_.idle_sweep_interval);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(kUse, ec));
+    if (!*alive || stopped_) break;
+    const auto now = config_.clock();
+    std::vector<std::shared_ptr<Connection>> idle;
+    for (const auto& [p, st] : peers_) {
+      if (st.conn && st.conn->num_streams() == 0 &&
+          now - st.conn->last_activity() >= config_.idle_timeout) {
+        idle.push_back(st.conn);
+      }
+    }
+    for (auto& c : idle) {
+      c->close(Status::timeout("idle for " + std::to_string(config_.idle_timeout.count()) +
+                               " ms with no streams (T_c)"));
+    }
+  }
+  if (*alive) sweeper_running_ = false;
+}
+
+HostStats Host::stats() const {
+  const HostCounters& c = *counters_;
+  HostStats s;
+  s.connections_opened = c.connections_opened;
+  s.connections_closed = c.connections_closed;
+  s.connections_active =
+      s.connections_opened - std::min(s.connections_opened, s.connections_closed);
+  s.inbound_connections = c.inbound_connections;
+  s.outbound_connections = c.outbound_connections;
+  s.handshakes_ok = c.handshakes_ok;
+  s.handshakes_failed = c.handshakes_failed;
+  s.streams_opened = c.streams_opened;
+  s.streams_closed = c.streams_closed;
+  s.streams_active = s.streams_opened - std::min(s.streams_opened, s.streams_closed);
+  s.streams_refused = c.streams_refused;
+  s.bytes_in = c.bytes_in;
+  s.bytes_out = c.bytes_out;
+  return s;
+}
+
+void Host::stop() {
+  if (stopped_ && listeners_.empty() && peers_.empty()) return;
+  stopped_ = true;
+  for (auto& l : listeners_) {
+    boost::system::error_code ec;
+    l->acceptor.close(ec);
+  }
+  listeners_.clear();
+  std::vector<std::shared_ptr<Connection>> conns;
+  for (auto& [p, st] : peers_) {
+    if (st.conn) conns.push_back(st.conn);
+  }
+  for (auto& c : conns) c->close(Status::cancelled("host stopping"));
+  peers_changed_.notify_all();
+}
+
+}  // namespace idn::p2p

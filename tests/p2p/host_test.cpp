@@ -1,0 +1,300 @@
+#include <gtest/gtest.h>
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "p2p/host.h"
+#include "p2p_test_util.h"
+
+namespace idn::p2p {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Loop;
+using testing::loopback;
+using testing::make_host;
+
+constexpr std::string_view kEcho = "/test/echo/1.0.0";
+
+awaitable<void> echo_handler(std::shared_ptr<Stream> s) {
+  std::vector<uint8_t> buf(16 * 1024);
+  while (true) {
+    auto n = co_await s->read_some(buf);
+    if (!n.ok() || *n == 0) break;
+    if (!(co_await s->write(ByteView(buf.data(), *n))).is_ok()) break;
+  }
+  (void)co_await s->close_write();
+}
+
+// Reads until EOF.
+awaitable<Result<Bytes>> read_all(ByteStream& s) {
+  Bytes out;
+  std::vector<uint8_t> buf(16 * 1024);
+  while (true) {
+    auto n = co_await s.read_some(buf);
+    if (!n.ok()) co_return n.status();
+    if (*n == 0) co_return out;
+    out.insert(out.end(), buf.begin(), buf.begin() + *n);
+  }
+}
+
+core::Multiaddr listen(Loop& loop, Host& h) {
+  auto a = loop.call([&] { return h.listen(loopback()); });
+  EXPECT_TRUE(a.ok()) << a.status().to_string();
+  return loop.call([&] { return h.listen_addrs().at(0); });
+}
+
+TEST(HostTest, ThreeHostsConnectAuthenticateIdentifyAndPing) {
+  Loop loop;
+  auto a = make_host(loop), b = make_host(loop), c = make_host(loop);
+  auto aa = listen(loop, *a), ba = listen(loop, *b), ca = listen(loop, *c);
+  struct Pair {
+    Host* from;
+    core::Multiaddr to;
+    identity::PeerId want;
+  };
+  std::vector<Pair> pairs = {
+      {a.get(), ba, b->id()}, {b.get(), ca, c->id()}, {c.get(), aa, a->id()}};
+  for (auto& p : pairs) {
+    auto r = loop.run([&]() { return p.from->dial(p.to); });
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ(*r, p.want);
+  }
+  // Each host sees the other two, authenticated and identified.
+  for (Host* h : {a.get(), b.get(), c.get()}) {
+    for (Host* o : {a.get(), b.get(), c.get()}) {
+      if (h == o) continue;
+      bool ok = loop.run([&]() { return h->wait_for_peer(o->id(), 10s, true); });
+      ASSERT_TRUE(ok) << "identify did not arrive";
+      auto info = loop.call([&] { return h->peer_info(o->id()); });
+      ASSERT_TRUE(info && info->identify);
+      EXPECT_EQ(info->identify->public_key, o->key().public_key().to_protobuf());
+      EXPECT_EQ(info->identify->agent_version, "idn/0.1.0");
+      auto& protos = info->identify->protocols;
+      EXPECT_NE(std::find(protos.begin(), protos.end(), "/ipfs/ping/1.0.0"), protos.end());
+      ASSERT_FALSE(info->identify->listen_addrs.empty());
+      ASSERT_TRUE(info->identify->observed_addr.has_value());
+      EXPECT_EQ(info->identify->observed_addr->ip(), "127.0.0.1");
+    }
+  }
+  auto rtt = loop.run([&]() { return a->ping(b->id()); });
+  ASSERT_TRUE(rtt.ok()) << rtt.status().to_string();
+  auto info = loop.call([&] { return a->peer_info(b->id()); });
+  EXPECT_TRUE(info->rtt.has_value());
+  // Dialling an already connected peer reuses the connection.
+  auto again = loop.run([&]() { return a->dial(ba); });
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(a->stats().connections_opened, 2u);
+  EXPECT_GE(a->stats().handshakes_ok, 2u);
+}
+
+TEST(HostTest, ManyConcurrentStreamsEchoWithFlowControl) {
+  Loop loop;
+  auto a = make_host(loop), b = make_host(loop);
+  loop.call([&] {
+    b->set_handler(std::string(kEcho), echo_handler);
+    return 0;
+  });
+  auto ba = listen(loop, *b);
+  ASSERT_TRUE(loop.run([&]() { return a->dial(ba); }).ok());
+  constexpr int kStreams = 40;
+  constexpr size_t kSize = 600 * 1024;  // > 2 windows: exercises WindowUpdate both ways
+  auto result = loop.run(
+      [&]() -> awaitable<int> {
+        int ok = 0;
+        std::vector<std::shared_ptr<Stream>> streams;
+        for (int i = 0; i < kStreams; ++i) {
+          auto s = co_await a->new_stream(b->id(), std::string(kEcho));
+          if (!s.ok()) co_return -1;
+          streams.push_back(*s);
+        }
+        // Writers run concurrently with readers; each stream's writer blocks at the window until
+        // the echo side reads.
+        auto ex = co_await asio::this_coro::executor;
+        std::vector<std::future<bool>> writes;
+        for (int i = 0; i < kStreams; ++i) {
+          writes.push_back(asio::co_spawn(
+              ex,
+              [s = streams[i], i]() -> awaitable<bool> {
+                Bytes data(kSize, static_cast<uint8_t>(i));
+                Status st = co_await s->write(data);
+                if (st.is_ok()) st = co_await s->close_write();
+                co_return st.is_ok();
+              },
+              asio::use_future));
+        }
+        for (int i = 0; i < kStreams; ++i) {
+          auto got = co_await read_all(*streams[i]);
+          if (got.ok() && got->size() == kSize &&
+              std::all_of(got->begin(), got->end(), [i](uint8_t v) { return v == i; })) {
+            ++ok;
+          }
+        }
+        co_return ok;
+      },
+      60s);
+  EXPECT_EQ(result, kStreams);
+  auto st = a->stats();
+  EXPECT_GE(st.bytes_out, kStreams * kSize);
+  EXPECT_GE(st.streams_opened, static_cast<uint64_t>(kStreams));
+}
+
+TEST(HostTest, DialWithWrongExpectedPeerIdIsRefused) {
+  Loop loop;
+  auto a = make_host(loop), b = make_host(loop), c = make_host(loop);
+  auto ba = listen(loop, *b);
+  auto wrong = identity::with_peer_id(ba.decapsulate(core::Protocol::kP2p), c->id());
+  auto r = loop.run([&]() { return a->dial(wrong); });
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kPeerMisbehaved);
+  EXPECT_FALSE(loop.call([&] { return a->is_connected(b->id()); }));
+  EXPECT_EQ(a->stats().handshakes_failed, 1u);
+}
+
+// Connects a raw TCP socket to `addr`, sends `bytes`, then reads until the host closes it.
+// Returns true when the host closed the connection within the deadline.
+awaitable<bool> raw_client_closed_by_host(core::Multiaddr addr, Bytes bytes) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::ip::tcp::socket sock(ex);
+  boost::system::error_code ec;
+  asio::ip::tcp::endpoint ep(asio::ip::make_address(*addr.ip()), *addr.tcp_port());
+  co_await sock.async_connect(ep, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return false;
+  if (!bytes.empty()) {
+    co_await asio::async_write(sock, asio::buffer(bytes),
+                               asio::redirect_error(asio::use_awaitable, ec));
+  }
+  uint8_t buf[1024];
+  for (;;) {
+    co_await sock.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return true;  // EOF or reset: the host hung up
+  }
+}
+
+TEST(HostTest, GarbageBytesCloseThatConnectionOnly) {
+  Loop loop;
+  auto a = make_host(loop), b = make_host(loop);
+  auto aa = listen(loop, *a);
+  Bytes garbage(300, 0xee);
+  EXPECT_TRUE(loop.run([&]() { return raw_client_closed_by_host(aa, garbage); }));
+  EXPECT_EQ(a->stats().handshakes_failed, 1u);
+  // Still serving.
+  auto r = loop.run([&]() { return b->dial(aa); });
+  EXPECT_TRUE(r.ok()) << r.status().to_string();
+}
+
+TEST(HostTest, StalledHandshakeIsClosedAfterTimeout) {
+  Loop loop;
+  HostConfig cfg;
+  cfg.handshake_timeout = 300ms;
+  auto a = make_host(loop, cfg);
+  auto aa = listen(loop, *a);
+  // Valid multistream header and "/noise" proposal, then silence inside the Noise handshake.
+  Bytes hello = multistream::encode_message(multistream::kHeader);
+  multistream::append_message("/noise", hello);
+  EXPECT_TRUE(loop.run([&]() { return raw_client_closed_by_host(aa, hello); }));
+  EXPECT_EQ(a->stats().handshakes_failed, 1u);
+  EXPECT_EQ(a->stats().handshakes_ok, 0u);
+}
+
+// Upgrades a raw connection by hand (as a peer would), to send arbitrary yamux bytes.
+awaitable<Result<std::unique_ptr<SecureChannel>>> manual_upgrade(core::Multiaddr addr,
+                                                                 identity::KeyPair key) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::ip::tcp::socket sock(ex);
+  boost::system::error_code ec;
+  asio::ip::tcp::endpoint ep(asio::ip::make_address(*addr.ip()), *addr.tcp_port());
+  co_await sock.async_connect(ep, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return Status::io_error(ec.message());
+  auto tcp = std::make_unique<TcpStream>(std::move(sock));
+  std::vector<std::string> noise{"/noise"};
+  auto p = co_await select_protocol(*tcp, noise);
+  if (!p.ok()) co_return p.status();
+  auto ch = co_await noise_handshake(std::move(tcp), key, true, std::nullopt);
+  if (!ch.ok()) co_return ch.status();
+  std::vector<std::string> mux{"/yamux/1.0.0"};
+  auto m = co_await select_protocol(**ch, mux);
+  if (!m.ok()) co_return m.status();
+  co_return std::move(*ch);
+}
+
+awaitable<bool> closed_after_sending(core::Multiaddr addr, Bytes yamux_bytes) {
+  auto ch = co_await manual_upgrade(addr, testing::new_key());
+  if (!ch.ok()) co_return false;
+  if (!(co_await (*ch)->write(yamux_bytes)).is_ok()) co_return true;
+  std::vector<uint8_t> buf(4096);
+  for (;;) {
+    auto n = co_await (*ch)->read_some(buf);
+    if (!n.ok() || *n == 0) co_return true;
+  }
+}
+
+TEST(HostTest, OversizedYamuxFrameClosesConnectionHostKeepsServing) {
+  Loop loop;
+  auto a = make_host(loop), b = make_host(loop);
+  auto aa = listen(loop, *a);
+  Bytes frame;
+  yamux::append_header({0, yamux::FrameType::kData, yamux::kSyn, 1, 64 * 1024 * 1024}, frame);
+  EXPECT_TRUE(loop.run([&]() { return closed_after_sending(aa, frame); }));
+  EXPECT_EQ(a->stats().connections_closed, 1u);
+  EXPECT_TRUE(loop.run([&]() { return b->dial(aa); }).ok());
+  EXPECT_TRUE(loop.run([&]() { return b->ping(a->id()); }).ok());
+}
+
+TEST(HostTest, StreamFloodClosesConnection) {
+  Loop loop;
+  HostConfig cfg;
+  cfg.yamux.max_streams = 16;
+  auto a = make_host(loop, cfg);
+  auto aa = listen(loop, *a);
+  Bytes frames;
+  for (uint32_t i = 0; i < 100; ++i) {
+    yamux::append_header({0, yamux::FrameType::kWindowUpdate, yamux::kSyn, 2 * i + 1, 0}, frames);
+  }
+  EXPECT_TRUE(loop.run([&]() { return closed_after_sending(aa, frames); }));
+  EXPECT_EQ(a->stats().connections_closed, 1u);
+  EXPECT_EQ(a->stats().connections_active, 0u);
+}
+
+TEST(HostTest, IdleConnectionClosedAfterTcWithFakeClock) {
+  Loop loop;
+  auto fake_now = std::make_shared<std::atomic<int64_t>>(0);
+  HostConfig cfg;
+  cfg.idle_timeout = 60s;
+  cfg.idle_sweep_interval = 10ms;
+  cfg.clock = [fake_now] { return SteadyTime(std::chrono::milliseconds(fake_now->load())); };
+  auto a = make_host(loop, cfg), b = make_host(loop);
+  auto ba = listen(loop, *b);
+  loop.call([&] { return a->listen(loopback()).ok(); });
+  ASSERT_TRUE(loop.run([&]() { return a->dial(ba); }).ok());
+  ASSERT_TRUE(loop.run([&]() { return a->wait_for_peer(b->id(), 10s, true); }));
+  EXPECT_TRUE(loop.call([&] { return a->is_connected(b->id()); }));
+  bool gone = loop.run([&]() -> awaitable<bool> {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!a->is_connected(b->id())) co_return true;
+      // Time passes in jumps of 61 s (> T_c); the first jump may still see the tail of the
+      // identify exchange, a later one finds the connection idle.
+      fake_now->fetch_add(61'000);
+      asio::steady_timer t(co_await asio::this_coro::executor, 5ms);
+      co_await t.async_wait(asio::use_awaitable);
+    }
+    co_return false;
+  });
+  EXPECT_TRUE(gone) << "streams still open: "
+                    << loop.call([&] { return a->stats().streams_active; });
+}
+
+TEST(HostTest, UnknownProtocolIsRefusedAndConnectionSurvives) {
+  Loop loop;
+  auto a = make_host(loop), b = make_host(loop);
+  auto ba = listen(loop, *b);
+  ASSERT_TRUE(loop.run([&]() { return a->dial(ba); }).ok());
+  auto s = loop.run([&]() { return a->new_stream(b->id(), std::string("/nope/1.0.0")); });
+  EXPECT_EQ(s.status().code(), Code::kUnsupported);
+  EXPECT_TRUE(loop.run([&]() { return a->ping(b->id()); }).ok());
+}
+
+}  // namespace
+}  // namespace idn::p2p
