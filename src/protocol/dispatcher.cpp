@@ -1,0 +1,182 @@
+#include "protocol/dispatcher.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
+#include "p2p/host.h"
+
+namespace idn::protocol {
+
+namespace asio = p2p::asio;
+using p2p::awaitable;
+
+awaitable<Status> InferContext::send(InferProgress p) {
+  if (final_sent_) {
+    co_return Status::internal(
+        fmt::format("request {}: progress sent after the final one", request_.request_id));
+  }
+  p.request_id = request_.request_id;
+  bool final = p.final;
+  // Named, not a temporary in the co_await expression: GCC 12 miscompiles some of those.
+  InferServerMessage m{std::move(p)};
+  Status st = co_await write_message(*stream_, m, limits_.max_message_bytes);
+  if (st.is_ok() && final) final_sent_ = true;
+  co_return st;
+}
+
+awaitable<bool> InferContext::wait_cancelled(p2p::SteadyTime deadline) {
+  while (!cancelled_ && !done_) {
+    bool woken = co_await changed_.wait(deadline);
+    if (!woken) break;
+  }
+  co_return cancelled_;
+}
+
+Dispatcher::Dispatcher(asio::any_io_executor ex, IoLimits swap, IoLimits infer)
+    : ex_(std::move(ex)), swap_limits_(swap), infer_limits_(infer) {}
+
+void Dispatcher::report(const identity::PeerId& peer, std::string_view protocol, const Status& st) {
+  stats_.stream_errors++;
+  spdlog::debug("{} stream from {} failed: {}", protocol, peer.to_string(), st.to_string());
+  if (error_) error_(peer, protocol, st);
+}
+
+void Dispatcher::attach(p2p::Host& host) {
+  host.set_handler(std::string(kSwapProtocolId), [this](std::shared_ptr<p2p::Stream> s) {
+    identity::PeerId peer = s->remote_peer();
+    return serve_swap(std::move(s), std::move(peer));
+  });
+  host.set_handler(std::string(kInferProtocolId), [this](std::shared_ptr<p2p::Stream> s) {
+    identity::PeerId peer = s->remote_peer();
+    return serve_infer(std::move(s), std::move(peer));
+  });
+}
+
+awaitable<Status> Dispatcher::dispatch_swap(SwapContext& ctx, const SwapMessage& m) {
+  if (auto* o = std::get_if<SwapOpen>(&m); o && open_) co_return co_await open_(ctx, *o);
+  if (auto* n = std::get_if<NeedList>(&m); n && need_) co_return co_await need_(ctx, *n);
+  if (auto* h = std::get_if<HaveList>(&m); h && have_) co_return co_await have_(ctx, *h);
+  if (auto* c = std::get_if<SwapClose>(&m); c && close_) co_return co_await close_(ctx, *c);
+  stats_.unhandled++;
+  co_return Status::ok();
+}
+
+awaitable<void> Dispatcher::serve_swap(std::shared_ptr<p2p::ByteStream> s, identity::PeerId peer) {
+  SwapContext ctx(peer, *s, swap_limits_);
+  for (;;) {
+    auto m = co_await read_swap_message(*s, swap_limits_);
+    if (!m.ok()) {
+      if (m.status().code() == Code::kNotFound) {  // the sender is done
+        (void)co_await s->close_write();
+      } else {
+        report(peer, kSwapProtocolId, m.status());
+        s->reset();
+      }
+      co_return;
+    }
+    stats_.swap_messages++;
+    Status st = co_await dispatch_swap(ctx, *m);
+    if (!st.is_ok()) {
+      report(peer, kSwapProtocolId, st.with_context(message_name(*m)));
+      s->reset();
+      co_return;
+    }
+  }
+}
+
+awaitable<void> Dispatcher::run_infer(std::shared_ptr<InferContext> ctx) {
+  co_await infer_(*ctx);
+  if (!ctx->final_sent_) {
+    InferProgress p;
+    p.final = true;
+    p.error = ctx->cancelled_ ? InferError::kCancelled : InferError::kInternal;
+    p.error_message =
+        ctx->cancelled_ ? "cancelled by the requester" : "the service ended without a final result";
+    (void)co_await ctx->send(std::move(p));
+  }
+  ctx->done_ = true;
+  ctx->changed_.notify_all();
+}
+
+awaitable<void> Dispatcher::serve_infer(std::shared_ptr<p2p::ByteStream> s, identity::PeerId peer) {
+  std::shared_ptr<InferContext> ctx;
+  bool request_seen = false;
+  Status failure;
+  for (;;) {
+    auto m = co_await read_infer_client_message(*s, infer_limits_);
+    if (!m.ok()) {
+      if (m.status().code() != Code::kNotFound) failure = m.status();
+      break;
+    }
+    if (auto* req = std::get_if<InferRequest>(&*m)) {
+      stats_.infer_requests++;
+      if (request_seen) {
+        failure = Status::peer_misbehaved("a second InferRequest on one stream");
+        break;
+      }
+      request_seen = true;
+      if (!infer_) {
+        InferProgress p;
+        p.request_id = req->request_id;
+        p.final = true;
+        p.error = InferError::kUnknownService;
+        p.error_message = "this node serves no inference";
+        InferServerMessage reply{std::move(p)};
+        Status st = co_await write_message(*s, reply, infer_limits_.max_message_bytes);
+        if (!st.is_ok()) {
+          failure = st;
+          break;
+        }
+        continue;
+      }
+      ctx = std::shared_ptr<InferContext>(
+          new InferContext(peer, std::move(*req), s, infer_limits_, ex_));
+      asio::co_spawn(ex_, run_infer(ctx), asio::detached);
+    } else if (auto* c = std::get_if<InferCancel>(&*m)) {
+      stats_.cancels++;
+      if (ctx && c->request_id == ctx->request_.request_id) ctx->cancel();
+    } else if (auto* r = std::get_if<Receipt>(&*m)) {
+      stats_.receipts++;
+      if (!receipt_) {
+        stats_.unhandled++;
+        continue;
+      }
+      Status st = co_await receipt_(peer, *r);
+      if (!st.is_ok()) {
+        failure = st.with_context("receipt");
+        break;
+      }
+    }
+  }
+  if (!failure.is_ok()) {
+    report(peer, kInferProtocolId, failure);
+    if (ctx) ctx->cancel();
+    s->reset();
+  }
+  // The requester finished sending (or failed); let the handler finish before closing.
+  if (ctx) {
+    while (!ctx->done_) co_await ctx->changed_.wait();
+  }
+  if (failure.is_ok()) (void)co_await s->close_write();
+}
+
+awaitable<Result<InferClientStream>> open_infer(p2p::Host& host, const identity::PeerId& peer,
+                                                IoLimits limits) {
+  std::string protocol(kInferProtocolId);
+  auto s = co_await host.new_stream(peer, protocol);
+  if (!s.ok()) co_return s.status();
+  co_return InferClientStream(std::move(*s), limits);
+}
+
+awaitable<Result<SwapStream>> open_swap(p2p::Host& host, const identity::PeerId& peer,
+                                        IoLimits limits) {
+  std::string protocol(kSwapProtocolId);
+  auto s = co_await host.new_stream(peer, protocol);
+  if (!s.ok()) co_return s.status();
+  co_return SwapStream(std::move(*s), limits);
+}
+
+}  // namespace idn::protocol
