@@ -100,9 +100,8 @@ TEST(KeysTest, LegacyNinetySixBytePrivateKeyAcceptedOnlyWhenCopiesAgree) {
 TEST(KeysTest, RejectsMalformedOrNonCanonicalProtobufs) {
   const char* bad[] = {
       "",
-      "0801",  // no Data
-      "1220"
-      "1ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e",            // no Type
+      "0801",                                                                        // no Data
+      "12201ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e",        // no Type
       "0801121f1ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fc",        // 31-byte key
       "080112211ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e",    // short
       "080112201ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e00",  // trailing
