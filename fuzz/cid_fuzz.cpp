@@ -55,5 +55,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Bytes b = key->to_protobuf();
     CHECK(b.size() == size && std::equal(b.begin(), b.end(), in.begin()));
   }
+  if (auto kp = identity::KeyPair::from_protobuf(in); kp.ok()) {
+    Bytes b = kp->to_protobuf();
+    CHECK(size == 68 || size == 100);  // 64-byte or legacy 96-byte Ed25519 data
+    CHECK(std::equal(b.begin(), b.end(), in.begin()));
+  }
   return 0;
 }
