@@ -8,6 +8,8 @@
 #include <set>
 #include <unordered_map>
 
+#include "model/strict_json.h"
+
 namespace idn::model {
 namespace {
 
@@ -19,6 +21,8 @@ constexpr int kVersion = 1;
 constexpr int64_t kMaxDim = int64_t{1} << 24;
 constexpr int64_t kMaxElements = int64_t{1} << 40;
 constexpr int64_t kMaxFlops = int64_t{1} << 62;
+// model.json itself nests 4 deep; operating_point is free-form but small.
+constexpr int kMaxJsonDepth = 64;
 
 const std::vector<std::string_view>& motif_names() {
   static const std::vector<std::string_view> k = {"branchynet", "ddnn", "parallelnet", "plain"};
@@ -914,12 +918,7 @@ Result<ModelSpec> parse_model_spec(const json& j) {
 }
 
 Result<ModelSpec> parse_model_spec_text(std::string_view text) {
-  json j;
-  try {
-    j = json::parse(text.begin(), text.end());
-  } catch (const json::exception& e) {
-    return bad(std::string("not valid JSON: ") + e.what());
-  }
+  IDN_ASSIGN_OR_RETURN(json j, parse_json_strict(text, kMaxJsonDepth));
   return parse_model_spec(j);
 }
 

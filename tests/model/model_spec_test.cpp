@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <functional>
 
 namespace idn::model {
@@ -360,6 +362,36 @@ TEST(ModelSpecTest, InvalidJsonTextIsAnError) {
   auto st = parse_model_spec_text("{\"format\": ");
   EXPECT_THAT(st.status().message(), HasSubstr("not valid JSON"));
   EXPECT_THAT(parse_model_spec_text("[1,2]").status().message(), HasSubstr("JSON object"));
+}
+
+TEST(ModelSpecTest, DuplicateKeysAndDeepNestingAreRefused) {
+  std::string text = base_model().dump();
+  std::string dup = text.substr(0, text.size() - 1) + ", \"name\": \"other\"}";
+  EXPECT_THAT(parse_model_spec_text(dup).status().message(),
+              HasSubstr("key \"name\" appears more than once"));
+  std::string deep = text.substr(0, text.size() - 1) +
+                     ", \"operating_point\": {\"x\": " + std::string(100, '[') +
+                     std::string(100, ']') + "}}";
+  EXPECT_THAT(parse_model_spec_text(deep).status().message(), HasSubstr("nests 102 levels"));
+  std::string ok = text.substr(0, text.size() - 1) + ", \"operating_point\": {\"x\": [[1]]}}";
+  EXPECT_TRUE(parse_model_spec_text(ok).ok());
+}
+
+TEST(ModelSpecTest, FuzzSeedCorpusIsValidExceptBadVersion) {
+  const std::filesystem::path dir =
+      std::filesystem::path(IDN_SOURCE_DIR) / "fuzz/corpus/model_json";
+  int checked = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::ifstream f(e.path());
+    std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    auto spec = parse_model_spec_text(text);
+    if (e.path().filename() == "bad_version.json")
+      EXPECT_EQ(spec.status().code(), Code::kUnsupported);
+    else
+      EXPECT_TRUE(spec.ok()) << e.path() << ": " << spec.status().to_string();
+    ++checked;
+  }
+  EXPECT_GE(checked, 3);
 }
 
 TEST(ModelSpecTest, RequiredWeightsOfUnvalidatedSpecDoNotThrow) {

@@ -267,7 +267,13 @@ TEST(SafetensorsTest, RejectsDuplicateNames) {
   Status st = parse_error(
       R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
       Bytes(2));
-  EXPECT_THAT(st.message(), HasSubstr("'a' more than once"));
+  EXPECT_THAT(st.message(), HasSubstr("header: key \"a\" appears more than once"));
+}
+
+TEST(SafetensorsTest, RejectsDeeplyNestedHeader) {
+  std::string h = R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":)" +
+                  std::string(50, '[') + std::string(50, ']') + "}}";
+  EXPECT_THAT(parse_error(h, Bytes(1)).message(), HasSubstr("nests 52 levels"));
 }
 
 TEST(SafetensorsTest, RejectsMalformedEntries) {
@@ -286,6 +292,17 @@ TEST(SafetensorsTest, RejectsMalformedEntries) {
                   {})
           .message(),
       HasSubstr("too many elements"));
+}
+
+TEST(SafetensorsTest, FuzzSeedCorpusParses) {
+  const auto dir = std::filesystem::path(IDN_SOURCE_DIR) / "fuzz/corpus/safetensors";
+  int checked = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    auto st = load_safetensors(e.path());
+    EXPECT_TRUE(st.ok()) << e.path() << ": " << st.status().to_string();
+    ++checked;
+  }
+  EXPECT_GE(checked, 5);
 }
 
 }  // namespace
