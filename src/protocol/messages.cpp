@@ -3,6 +3,10 @@
 
 #include <fmt/format.h>
 
+#include <google/protobuf/stubs/logging.h>
+
+#include <mutex>
+
 #include "core/varint.h"
 #include "proto/idn_infer.pb.h"
 #include "proto/idn_swap.pb.h"
@@ -18,6 +22,10 @@ Status bad(std::string_view what) {
 
 template <class Pb>
 Status parse(Pb& pb, ByteView payload, std::string_view type) {
+  // libprotobuf logs every parse problem (e.g. invalid UTF-8 in a string field) to stderr;
+  // a peer could flood our log that way. The Status we return says what went wrong.
+  static std::once_flag quiet;
+  std::call_once(quiet, [] { google::protobuf::SetLogHandler(nullptr); });
   if (payload.size() > static_cast<size_t>(INT32_MAX) ||
       !pb.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
     return bad(fmt::format("{} ({} bytes) is not valid protobuf", type, payload.size()));
