@@ -37,11 +37,15 @@ class Loop {
     asio::co_spawn(
         ioc_,
         [make, prom]() mutable -> awaitable<void> {
-          if constexpr (std::is_void_v<T>) {
-            co_await make();
-            prom->set_value();
-          } else {
-            prom->set_value(co_await make());
+          try {
+            if constexpr (std::is_void_v<T>) {
+              co_await make();
+              prom->set_value();
+            } else {
+              prom->set_value(co_await make());
+            }
+          } catch (...) {
+            prom->set_exception(std::current_exception());
           }
         },
         asio::detached);

@@ -1,0 +1,231 @@
+// Interop with a stock js-libp2p node (interop/js_peer.mjs: TCP + noise + yamux + identify +
+// ping): it dials us, and we dial it. Skipped when node or interop/node_modules is missing.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "p2p/host.h"
+#include "p2p_test_util.h"
+
+extern char** environ;
+
+namespace idn::p2p {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+using testing::Loop;
+using testing::make_host;
+
+constexpr std::string_view kEcho = "/interop/echo/1.0.0";
+
+std::string interop_dir() {
+  return std::string(IDN_SOURCE_DIR) + "/interop";
+}
+
+bool have_node() {
+  if (!std::filesystem::exists(interop_dir() + "/node_modules/libp2p")) return false;
+  return std::system("node --version > /dev/null 2>&1") == 0;
+}
+
+// A child process with pipes on stdin/stdout; stdout read line by line with deadlines.
+class Child {
+ public:
+  explicit Child(std::vector<std::string> args) {
+    int in[2], out[2];
+    if (pipe(in) != 0 || pipe(out) != 0) return;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, in[1]);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (posix_spawnp(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    close(in[0]);
+    close(out[1]);
+    stdin_ = in[1];
+    stdout_ = out[0];
+  }
+  ~Child() {
+    if (stdin_ >= 0) close(stdin_);
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      int st;
+      waitpid(pid_, &st, 0);
+    }
+    if (stdout_ >= 0) close(stdout_);
+  }
+  bool ok() const { return pid_ > 0; }
+
+  // Next JSON line within `timeout`; nullopt on timeout or EOF.
+  std::optional<json> next(std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+      auto nl = buf_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        auto j = json::parse(line, nullptr, false);
+        if (j.is_discarded()) continue;
+        return j;
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      pollfd p{stdout_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return std::nullopt;
+      char tmp[4096];
+      ssize_t n = read(stdout_, tmp, sizeof tmp);
+      if (n <= 0) return std::nullopt;
+      buf_.append(tmp, static_cast<size_t>(n));
+    }
+  }
+  // Next line whose "event" is `event` (other events are collected in `seen`).
+  std::optional<json> wait_event(const std::string& event, std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (auto j = next(std::chrono::duration_cast<std::chrono::milliseconds>(
+               deadline - std::chrono::steady_clock::now()))) {
+      seen.push_back(*j);
+      if ((*j)["event"] == event) return j;
+      if ((*j)["event"] == "error") return j;
+    }
+    return std::nullopt;
+  }
+  std::vector<json> seen;
+
+ private:
+  pid_t pid_ = -1;
+  int stdin_ = -1, stdout_ = -1;
+  std::string buf_;
+};
+
+awaitable<void> echo_handler(std::shared_ptr<Stream> s) {
+  std::vector<uint8_t> buf(16 * 1024);
+  while (true) {
+    auto n = co_await s->read_some(buf);
+    if (!n.ok() || *n == 0) break;
+    if (!(co_await s->write(ByteView(buf.data(), *n))).is_ok()) break;
+  }
+  (void)co_await s->close_write();
+}
+
+TEST(InteropJsTest, JsDialsUsIdentifiesPingsAndEchoes) {
+  if (!have_node()) GTEST_SKIP() << "node or interop/node_modules missing (run scripts/setup)";
+  Loop loop;
+  auto h = make_host(loop);
+  loop.call([&] {
+    h->set_handler(std::string(kEcho), echo_handler);
+    return h->listen(testing::loopback()).ok();
+  });
+  auto addr = loop.call([&] { return h->listen_addrs().at(0).to_string(); });
+  Child js({"node", interop_dir() + "/js_peer.mjs", "dial", addr, "--pings", "3", "--echo-bytes",
+            "300000"});
+  ASSERT_TRUE(js.ok());
+  auto ident = js.wait_event("identify", 30s);
+  ASSERT_TRUE(ident.has_value()) << "js peer printed no identify event";
+  ASSERT_EQ((*ident)["event"], "identify") << ident->dump();
+  EXPECT_EQ((*ident)["peer_id"], h->id().to_string());
+  EXPECT_EQ((*ident)["public_key"], hex_encode(h->key().public_key().to_protobuf()));
+  EXPECT_EQ((*ident)["agent"], "idn/0.1.0");
+  auto protos = (*ident)["protocols"];
+  EXPECT_NE(std::find(protos.begin(), protos.end(), "/ipfs/ping/1.0.0"), protos.end());
+  EXPECT_NE(std::find(protos.begin(), protos.end(), std::string(kEcho)), protos.end());
+  EXPECT_TRUE((*ident)["observed_addr"].is_string());
+  auto done = js.wait_event("done", 30s);
+  ASSERT_TRUE(done.has_value());
+  ASSERT_EQ((*done)["event"], "done") << done->dump();
+  int pings = 0, echoes = 0;
+  for (auto& j : js.seen) {
+    if (j["event"] == "ping") ++pings;
+    if (j["event"] == "echo") ++echoes;
+  }
+  EXPECT_EQ(pings, 3);
+  EXPECT_EQ(echoes, 1);
+  EXPECT_GE(h->stats().handshakes_ok, 1u);
+  EXPECT_EQ(h->stats().handshakes_failed, 0u);
+}
+
+TEST(InteropJsTest, WeDialJsIdentifyPingAndEcho) {
+  if (!have_node()) GTEST_SKIP() << "node or interop/node_modules missing (run scripts/setup)";
+  Child js({"node", interop_dir() + "/js_peer.mjs", "listen"});
+  ASSERT_TRUE(js.ok());
+  auto ready = js.wait_event("listening", 30s);
+  ASSERT_TRUE(ready.has_value() && (*ready)["event"] == "listening");
+  std::string js_addr = (*ready)["addrs"][0];
+  auto js_id = identity::PeerId::parse(std::string((*ready)["peer_id"]));
+  ASSERT_TRUE(js_id.ok());
+
+  Loop loop;
+  auto h = make_host(loop);
+  loop.call([&] { return h->listen(testing::loopback()).ok(); });
+  auto ma = core::Multiaddr::parse(js_addr);
+  ASSERT_TRUE(ma.ok()) << js_addr;
+  auto r = loop.run([&]() { return h->dial(*ma); });
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(*r, *js_id);
+  ASSERT_TRUE(loop.run([&]() { return h->wait_for_peer(*js_id, 10s, true); }));
+  auto info = loop.call([&] { return h->peer_info(*js_id); });
+  ASSERT_TRUE(info && info->identify);
+  EXPECT_NE(info->identify->agent_version.find("js-libp2p"), std::string::npos)
+      << info->identify->agent_version;
+  auto& protos = info->identify->protocols;
+  EXPECT_NE(std::find(protos.begin(), protos.end(), "/ipfs/ping/1.0.0"), protos.end());
+  ASSERT_TRUE(info->identify->observed_addr.has_value());
+
+  for (int i = 0; i < 3; ++i) {
+    auto rtt = loop.run([&]() { return h->ping(*js_id); });
+    ASSERT_TRUE(rtt.ok()) << rtt.status().to_string();
+  }
+  // Echo 300 KB (more than one yamux window) through the js peer.
+  auto echoed = loop.run([&]() -> awaitable<Result<Bytes>> {
+    auto s = co_await h->new_stream(*js_id, std::string(kEcho));
+    if (!s.ok()) co_return s.status();
+    Bytes data(300000);
+    for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 7);
+    auto ex = co_await asio::this_coro::executor;
+    auto write_status = std::make_shared<Status>(Status::internal("writer did not finish"));
+    asio::co_spawn(
+        ex,
+        [s = *s, data, write_status]() -> awaitable<void> {
+          Status st = co_await s->write(data);
+          if (st.is_ok()) st = co_await s->close_write();
+          *write_status = st;
+        },
+        asio::detached);
+    Bytes got;
+    std::vector<uint8_t> buf(16384);
+    while (true) {
+      auto n = co_await (*s)->read_some(buf);
+      if (!n.ok()) co_return n.status();
+      if (*n == 0) break;
+      got.insert(got.end(), buf.begin(), buf.begin() + *n);
+    }
+    if (!write_status->is_ok()) co_return *write_status;
+    if (got != data)
+      co_return Status::corruption("echo differs, got " + std::to_string(got.size()));
+    co_return got;
+  });
+  ASSERT_TRUE(echoed.ok()) << echoed.status().to_string();
+
+  // The js side identified us.
+  auto seen = js.wait_event("identified", 20s);
+  ASSERT_TRUE(seen.has_value());
+  ASSERT_EQ((*seen)["event"], "identified") << seen->dump();
+  EXPECT_EQ((*seen)["peer_id"], h->id().to_string());
+  EXPECT_EQ((*seen)["agent"], "idn/0.1.0");
+}
+
+}  // namespace
+}  // namespace idn::p2p
