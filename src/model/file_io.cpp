@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -67,7 +68,9 @@ Result<Bytes> read_file(const std::filesystem::path& path, uint64_t max_bytes) {
 
 Status write_file_atomic(const std::filesystem::path& path, ByteView data) {
   std::filesystem::path tmp = path;
-  tmp += ".tmp." + std::to_string(::getpid());
+  // pid + counter: concurrent writers (processes or threads) never share a temp file.
+  static std::atomic<uint64_t> counter{0};
+  tmp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) return Status::io_error(tmp.string() + ": cannot create: " + errno_text());
   size_t done = 0;
