@@ -2,13 +2,12 @@
 // decoding never crashes and either fails with PeerMisbehaved or yields a message whose
 // encoding is a fixed point (encode -> decode -> encode gives the same bytes). The same input
 // is also read as a stream of length-prefixed frames, the way the dispatcher reads it.
-// fuzz-deps: idn_protocol
+// fuzz-deps: idn_protocol idn_proto idn_core
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 
 #include "core/varint.h"
-#include "protocol/message_io.h"
 #include "protocol/messages.h"
 
 using namespace idn;
@@ -66,7 +65,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ByteView body(data + 2, size - 2);
   decode_any(body, which, limits);
 
-  core::FrameDecoder frames(kMaxSwapMessage);
+  core::FrameDecoder frames(1 << 20);  // rpc::kMaxSwapMessage
   if (!frames.push(body).is_ok()) return 0;
   while (auto frame = frames.pop()) decode_any(ByteView(*frame), which, limits);
   return 0;

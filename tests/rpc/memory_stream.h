@@ -7,7 +7,7 @@
 
 #include "p2p/stream.h"
 
-namespace idn::protocol::testing {
+namespace idn::rpc::testing {
 
 class MemoryStream : public p2p::ByteStream {
  public:
@@ -62,4 +62,4 @@ inline std::pair<std::shared_ptr<MemoryStream>, std::shared_ptr<MemoryStream>> m
   return {std::make_shared<MemoryStream>(ba, ab), std::make_shared<MemoryStream>(ab, ba)};
 }
 
-}  // namespace idn::protocol::testing
+}  // namespace idn::rpc::testing

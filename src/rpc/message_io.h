@@ -1,5 +1,7 @@
 // Typed IDN messages over a p2p byte stream: each message is uvarint(length) || protobuf,
 // bounded by a per-protocol maximum size that is checked before anything is buffered.
+// rpc/ is the coroutine half of IDN's protocols (streams, dispatch); protocol/ is the
+// transport-free codec, kept apart so it builds anywhere (fuzzers, tools).
 #pragma once
 
 #include <memory>
@@ -7,7 +9,24 @@
 #include "p2p/stream.h"
 #include "protocol/messages.h"
 
-namespace idn::protocol {
+namespace idn::rpc {
+
+// The message vocabulary, re-exported so users of rpc/ need not spell protocol::.
+using protocol::DecodeLimits;
+using protocol::HaveList;
+using protocol::InferCancel;
+using protocol::InferClientMessage;
+using protocol::InferError;
+using protocol::InferProgress;
+using protocol::InferRequest;
+using protocol::InferServerMessage;
+using protocol::kInferProtocolId;
+using protocol::kSwapProtocolId;
+using protocol::NeedList;
+using protocol::Receipt;
+using protocol::SwapClose;
+using protocol::SwapMessage;
+using protocol::SwapOpen;
 
 // A swap message is a few ids; 4096 ids of 128 bytes fit with room to spare.
 inline constexpr size_t kMaxSwapMessage = 1024 * 1024;
@@ -89,4 +108,4 @@ using InferClientStream = MessageStream<InferClientMessage, InferServerMessage>;
 // The server's end of /idn/infer/1.0.0.
 using InferServerStream = MessageStream<InferServerMessage, InferClientMessage>;
 
-}  // namespace idn::protocol
+}  // namespace idn::rpc

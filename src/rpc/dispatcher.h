@@ -22,13 +22,13 @@
 
 #include "identity/peer_id.h"
 #include "p2p/stream.h"
-#include "protocol/message_io.h"
+#include "rpc/message_io.h"
 
 namespace idn::p2p {
 class Host;
 }
 
-namespace idn::protocol {
+namespace idn::rpc {
 
 class Dispatcher;
 
@@ -153,4 +153,4 @@ p2p::awaitable<Result<InferClientStream>> open_infer(p2p::Host& host, const iden
 p2p::awaitable<Result<SwapStream>> open_swap(p2p::Host& host, const identity::PeerId& peer,
                                              IoLimits limits = swap_io_limits());
 
-}  // namespace idn::protocol
+}  // namespace idn::rpc

@@ -1,9 +1,15 @@
-#include "protocol/message_io.h"
+#include "rpc/message_io.h"
 
 #include <fmt/format.h>
 
-namespace idn::protocol {
+namespace idn::rpc {
 namespace {
+
+using protocol::decode_infer_client;
+using protocol::decode_infer_server;
+using protocol::decode_swap;
+using protocol::encode;
+using protocol::message_name;
 
 template <class M>
 p2p::awaitable<Status> write_encoded(p2p::ByteStream& s, const M& m, size_t max) {
@@ -46,4 +52,4 @@ p2p::awaitable<Result<InferServerMessage>> read_infer_server_message(p2p::ByteSt
   return read_decoded<InferServerMessage>(s, limits, decode_infer_server);
 }
 
-}  // namespace idn::protocol
+}  // namespace idn::rpc

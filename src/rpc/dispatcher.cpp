@@ -1,4 +1,4 @@
-#include "protocol/dispatcher.h"
+#include "rpc/dispatcher.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -8,7 +8,9 @@
 
 #include "p2p/host.h"
 
-namespace idn::protocol {
+namespace idn::rpc {
+
+using protocol::message_name;
 
 namespace asio = p2p::asio;
 using p2p::awaitable;
@@ -179,4 +181,4 @@ awaitable<Result<SwapStream>> open_swap(p2p::Host& host, const identity::PeerId&
   co_return SwapStream(std::move(*s), limits);
 }
 
-}  // namespace idn::protocol
+}  // namespace idn::rpc

@@ -1,4 +1,4 @@
-#include "protocol/dispatcher.h"
+#include "rpc/dispatcher.h"
 
 #include <gtest/gtest.h>
 
@@ -7,10 +7,12 @@
 #include <boost/asio/io_context.hpp>
 
 #include "core/varint.h"
-#include "protocol/memory_stream.h"
+#include "rpc/memory_stream.h"
 
-namespace idn::protocol {
+namespace idn::rpc {
 namespace {
+
+using protocol::LedgerView;
 
 namespace asio = p2p::asio;
 using p2p::awaitable;
@@ -288,4 +290,4 @@ TEST(Dispatcher, RequestWithoutAServiceGetsUnknownServiceAndSecondRequestIsAViol
 }
 
 }  // namespace
-}  // namespace idn::protocol
+}  // namespace idn::rpc
