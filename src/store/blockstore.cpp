@@ -1,0 +1,342 @@
+#include "store/blockstore.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <set>
+
+#include "store/exporter.h"
+
+namespace idn::store {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A prepared statement that finalizes itself.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK) s_ = nullptr;
+  }
+  ~Stmt() { sqlite3_finalize(s_); }
+  bool ok() const { return s_ != nullptr; }
+  Stmt& bind(int i, ByteView b) {
+    sqlite3_bind_blob(s_, i, b.data(), int(b.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  int step() { return sqlite3_step(s_); }
+  int64_t i64(int col) { return sqlite3_column_int64(s_, col); }
+  Bytes blob(int col) {
+    auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(s_, col));
+    return Bytes(p, p + sqlite3_column_bytes(s_, col));
+  }
+  Status done(const char* what) {
+    int rc = step();
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) return Status::ok();
+    return Status::io_error(std::string("blockstore index: ") + what + ": " + sqlite3_errmsg(db_));
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* s_ = nullptr;
+};
+
+Status write_durably(const fs::path& tmp_dir, const fs::path& final_path, ByteView data) {
+  static std::atomic<uint64_t> counter{0};
+  fs::path tmp = tmp_dir / (std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".tmp");
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::io_error(tmp.string() + ": cannot create: " + std::strerror(errno));
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      Status st = Status::io_error(tmp.string() + ": write failed: " + std::strerror(errno));
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return st;
+    }
+    off += size_t(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    return Status::io_error(tmp.string() + ": fsync/close failed");
+  }
+  std::error_code ec;
+  fs::create_directories(final_path.parent_path(), ec);
+  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return Status::io_error(final_path.string() + ": rename failed: " + std::strerror(errno));
+  }
+  int dfd = ::open(final_path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return Status::ok();
+}
+
+Result<Bytes> read_all(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) return Status::not_found(p.string() + ": missing");
+  Bytes b((std::istreambuf_iterator<char>(f)), {});
+  if (f.bad()) return Status::io_error(p.string() + ": read failed");
+  return b;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Blockstore>> Blockstore::open(const fs::path& dir, BlockstoreOptions o) {
+  std::unique_ptr<Blockstore> bs(new Blockstore(dir, o));
+  IDN_RETURN_IF_ERROR(bs->init());
+  return bs;
+}
+
+Blockstore::~Blockstore() {
+  if (db_) sqlite3_close(db_);
+}
+
+Status Blockstore::exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string m = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Status::io_error("blockstore index (" + (dir_ / "index.sqlite").string() + "): " + m);
+  }
+  return Status::ok();
+}
+
+fs::path Blockstore::block_path(const core::Cid& cid) const {
+  std::string name = cid.to_string();
+  return dir_ / "blocks" / name.substr(name.size() - 2) / name;
+}
+
+uint64_t Blockstore::next_tick() {
+  return ++tick_;
+}
+
+Status Blockstore::init() {
+  std::error_code ec;
+  fs::create_directories(dir_ / "blocks", ec);
+  fs::create_directories(dir_ / "tmp", ec);
+  if (ec) return Status::io_error(dir_.string() + ": cannot create store: " + ec.message());
+  // A temp file is by construction unfinished: the writer renames it away when complete.
+  for (fs::directory_iterator it(dir_ / "tmp", ec), end; !ec && it != end; it.increment(ec)) {
+    fs::remove(it->path(), ec);
+    ++stale_temp_removed_;
+  }
+  if (sqlite3_open((dir_ / "index.sqlite").c_str(), &db_) != SQLITE_OK) {
+    return Status::io_error((dir_ / "index.sqlite").string() +
+                            ": cannot open: " + (db_ ? sqlite3_errmsg(db_) : "out of memory"));
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  IDN_RETURN_IF_ERROR(
+      exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+           "CREATE TABLE IF NOT EXISTS blocks(cid BLOB PRIMARY KEY, size INTEGER NOT NULL,"
+           " last_access INTEGER NOT NULL);"
+           "CREATE INDEX IF NOT EXISTS blocks_lru ON blocks(last_access);"
+           "CREATE TABLE IF NOT EXISTS pins(root BLOB PRIMARY KEY);"
+           "CREATE TABLE IF NOT EXISTS pinned(root BLOB NOT NULL, cid BLOB NOT NULL,"
+           " PRIMARY KEY(root, cid));"
+           "CREATE INDEX IF NOT EXISTS pinned_cid ON pinned(cid);"));
+  {
+    Stmt s(db_, "SELECT COALESCE(MAX(last_access), 0) FROM blocks");
+    if (s.ok() && s.step() == SQLITE_ROW) tick_ = uint64_t(s.i64(0));
+  }
+  // Index rows whose file is gone (deleted by hand, or lost in a crash) are dropped.
+  std::set<Bytes> indexed;
+  {
+    std::vector<Bytes> gone;
+    Stmt s(db_, "SELECT cid FROM blocks");
+    while (s.ok() && s.step() == SQLITE_ROW) {
+      Bytes key = s.blob(0);
+      auto cid = core::Cid::from_bytes(key);
+      if (!cid.ok() || !fs::exists(block_path(*cid))) {
+        gone.push_back(key);
+      } else {
+        indexed.insert(key);
+      }
+    }
+    for (auto& k : gone) {
+      Stmt d(db_, "DELETE FROM blocks WHERE cid = ?");
+      IDN_RETURN_IF_ERROR(d.bind(1, k).done("drop missing block"));
+    }
+  }
+  // Files the index misses (a crash between rename and insert) are verified and indexed.
+  for (fs::recursive_directory_iterator it(dir_ / "blocks", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    if (!it->is_regular_file()) continue;
+    auto cid = core::Cid::parse(it->path().filename().string());
+    if (cid.ok() && indexed.count(cid->to_bytes())) continue;
+    auto data = read_all(it->path());
+    if (cid.ok() && data.ok() && cid->verifies(*data)) {
+      Stmt s(db_, "INSERT OR IGNORE INTO blocks(cid, size, last_access) VALUES(?, ?, ?)");
+      IDN_RETURN_IF_ERROR(s.bind(1, cid->to_bytes())
+                              .bind(2, int64_t(data->size()))
+                              .bind(3, int64_t(next_tick()))
+                              .done("index orphan block"));
+    } else {
+      std::error_code rm;
+      fs::remove(it->path(), rm);
+      ++corrupt_dropped_;
+    }
+  }
+  return Status::ok();
+}
+
+Status Blockstore::put_block(const core::Cid& cid, ByteView data) {
+  if (!cid.verifies(data)) {
+    return Status::corruption("refusing block " + cid.to_string() + ": data does not match hash");
+  }
+  if (!has(cid) || !fs::exists(block_path(cid))) {
+    IDN_RETURN_IF_ERROR(write_durably(dir_ / "tmp", block_path(cid), data));
+  }
+  Stmt s(db_,
+         "INSERT INTO blocks(cid, size, last_access) VALUES(?, ?, ?)"
+         " ON CONFLICT(cid) DO UPDATE SET last_access = excluded.last_access");
+  IDN_RETURN_IF_ERROR(s.bind(1, cid.to_bytes())
+                          .bind(2, int64_t(data.size()))
+                          .bind(3, int64_t(next_tick()))
+                          .done("insert block"));
+  if (options_.max_bytes > 0 && stats().bytes > options_.max_bytes) {
+    IDN_RETURN_IF_ERROR(evict_to(options_.max_bytes));
+  }
+  return Status::ok();
+}
+
+Result<Bytes> Blockstore::get_block(const core::Cid& cid) {
+  if (!has(cid)) return Status::not_found("block " + cid.to_string() + " not in the store");
+  auto data = read_all(block_path(cid));
+  if (!data.ok()) {
+    (void)remove(cid);
+    return Status::not_found("block " + cid.to_string() + " is indexed but its file is gone");
+  }
+  if (!cid.verifies(*data)) {
+    ++corrupt_dropped_;
+    (void)remove(cid);
+    return Status::corruption("block " + cid.to_string() +
+                              " on disk does not match its hash; deleted it");
+  }
+  Stmt s(db_, "UPDATE blocks SET last_access = ? WHERE cid = ?");
+  IDN_RETURN_IF_ERROR(s.bind(1, int64_t(next_tick())).bind(2, cid.to_bytes()).done("touch"));
+  return data;
+}
+
+bool Blockstore::has(const core::Cid& cid) {
+  Stmt s(db_, "SELECT 1 FROM blocks WHERE cid = ?");
+  return s.ok() && s.bind(1, cid.to_bytes()).step() == SQLITE_ROW;
+}
+
+Status Blockstore::remove(const core::Cid& cid) {
+  Stmt s(db_, "DELETE FROM blocks WHERE cid = ?");
+  IDN_RETURN_IF_ERROR(s.bind(1, cid.to_bytes()).done("remove"));
+  std::error_code ec;
+  fs::remove(block_path(cid), ec);
+  return Status::ok();
+}
+
+Status Blockstore::pin(const core::Cid& root) {
+  // Walk first, so a pin is recorded only for a complete DAG.
+  std::vector<core::Cid> stack{root};
+  std::set<core::Cid> seen;
+  while (!stack.empty()) {
+    core::Cid c = stack.back();
+    stack.pop_back();
+    if (!seen.insert(c).second) continue;
+    auto data = get_block(c);
+    if (!data.ok()) return data.status().with_context("pin " + root.to_string());
+    IDN_ASSIGN_OR_RETURN(auto links, block_links(c, *data));
+    for (auto& l : links) stack.push_back(l);
+  }
+  IDN_RETURN_IF_ERROR(exec("BEGIN"));
+  Status st = [&]() -> Status {
+    Stmt p(db_, "INSERT OR IGNORE INTO pins(root) VALUES(?)");
+    IDN_RETURN_IF_ERROR(p.bind(1, root.to_bytes()).done("pin"));
+    for (auto& c : seen) {
+      Stmt s(db_, "INSERT OR IGNORE INTO pinned(root, cid) VALUES(?, ?)");
+      IDN_RETURN_IF_ERROR(s.bind(1, root.to_bytes()).bind(2, c.to_bytes()).done("pin block"));
+    }
+    return Status::ok();
+  }();
+  IDN_RETURN_IF_ERROR(exec(st.is_ok() ? "COMMIT" : "ROLLBACK"));
+  return st;
+}
+
+Status Blockstore::unpin(const core::Cid& root) {
+  Stmt p(db_, "DELETE FROM pins WHERE root = ?");
+  IDN_RETURN_IF_ERROR(p.bind(1, root.to_bytes()).done("unpin"));
+  if (sqlite3_changes(db_) == 0) return Status::not_found(root.to_string() + " is not pinned");
+  Stmt s(db_, "DELETE FROM pinned WHERE root = ?");
+  return s.bind(1, root.to_bytes()).done("unpin blocks");
+}
+
+std::vector<core::Cid> Blockstore::pins() {
+  std::vector<core::Cid> out;
+  Stmt s(db_, "SELECT root FROM pins ORDER BY root");
+  while (s.ok() && s.step() == SQLITE_ROW) {
+    auto c = core::Cid::from_bytes(s.blob(0));
+    if (c.ok()) out.push_back(*c);
+  }
+  return out;
+}
+
+bool Blockstore::is_pinned_block(const core::Cid& cid) {
+  Stmt s(db_, "SELECT 1 FROM pinned WHERE cid = ? LIMIT 1");
+  return s.ok() && s.bind(1, cid.to_bytes()).step() == SQLITE_ROW;
+}
+
+Status Blockstore::evict_to(uint64_t target) {
+  uint64_t used = stats().bytes;
+  while (used > target) {
+    Stmt s(db_,
+           "SELECT cid, size FROM blocks WHERE NOT EXISTS (SELECT 1 FROM pinned"
+           " WHERE pinned.cid = blocks.cid) ORDER BY last_access LIMIT 64");
+    std::vector<std::pair<Bytes, uint64_t>> victims;
+    while (s.ok() && s.step() == SQLITE_ROW) victims.emplace_back(s.blob(0), uint64_t(s.i64(1)));
+    if (victims.empty()) break;  // everything left is pinned
+    for (auto& [key, size] : victims) {
+      if (used <= target) break;
+      auto cid = core::Cid::from_bytes(key);
+      if (cid.ok()) {
+        IDN_RETURN_IF_ERROR(remove(*cid));
+      } else {
+        Stmt d(db_, "DELETE FROM blocks WHERE cid = ?");
+        IDN_RETURN_IF_ERROR(d.bind(1, key).done("evict"));
+      }
+      used -= std::min(used, size);
+      ++evicted_;
+    }
+  }
+  return Status::ok();
+}
+
+BlockstoreStats Blockstore::stats() {
+  BlockstoreStats st;
+  {
+    Stmt s(db_, "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blocks");
+    if (s.ok() && s.step() == SQLITE_ROW) {
+      st.blocks = uint64_t(s.i64(0));
+      st.bytes = uint64_t(s.i64(1));
+    }
+  }
+  {
+    Stmt s(db_, "SELECT COUNT(*) FROM pins");
+    if (s.ok() && s.step() == SQLITE_ROW) st.pinned_roots = uint64_t(s.i64(0));
+  }
+  st.evicted = evicted_;
+  st.corrupt_dropped = corrupt_dropped_;
+  st.stale_temp_removed = stale_temp_removed_;
+  return st;
+}
+
+}  // namespace idn::store
