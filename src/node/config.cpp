@@ -14,7 +14,7 @@
 namespace idn::node {
 namespace {
 
-constexpr std::string_view kTopKeys[] = {"listen", "identity",  "bootstrap",
+constexpr std::string_view kTopKeys[] = {"listen", "identity",  "passphrase_file", "bootstrap",
                                          "http",   "log_level", "limits"};
 constexpr std::string_view kLimitKeys[] = {"max_connections",      "max_streams_per_connection",
                                            "handshake_timeout_ms", "idle_timeout_ms",
@@ -121,6 +121,11 @@ class Parser {
         if (path.empty()) return error(v.source(), "identity must be a file path");
         std::filesystem::path p(path);
         c.identity_file = p.is_relative() && !base_dir_.empty() ? base_dir_ / p : p;
+      } else if (key == "passphrase_file") {
+        IDN_ASSIGN_OR_RETURN(std::string path, string(v, key));
+        if (path.empty()) return error(v.source(), "passphrase_file must be a file path");
+        std::filesystem::path p(path);
+        c.passphrase_file = p.is_relative() && !base_dir_.empty() ? base_dir_ / p : p;
       } else if (key == "bootstrap") {
         IDN_ASSIGN_OR_RETURN(auto addrs, string_array(v, key));
         for (const auto& a : addrs) {

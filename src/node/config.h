@@ -5,6 +5,7 @@
 //   listen = ["/ip4/0.0.0.0/tcp/4001"]      # multiaddrs to listen on (tcp port 0 = any)
 //   identity = "node.key"                   # keystore file (relative to this file); absent =
 //                                           # an ephemeral identity for this run
+//   passphrase_file = "node.pass"           # its passphrase (else $IDN_PASSPHRASE, else none)
 //   bootstrap = ["/ip4/10.0.0.2/tcp/4001/p2p/12D3KooW..."]  # peers to dial at start
 //   http = "127.0.0.1:9464"                 # /metrics and /status; "" disables
 //   log_level = "info"                      # trace debug info warn error off
@@ -58,6 +59,7 @@ inline constexpr std::string_view kDefaultHttp = "127.0.0.1:9464";
 struct Config {
   std::vector<core::Multiaddr> listen;
   std::optional<std::filesystem::path> identity_file;
+  std::optional<std::filesystem::path> passphrase_file;
   // Each ends in /p2p/<peer id>, so the handshake can check whom it reached.
   std::vector<core::Multiaddr> bootstrap;
   std::optional<HttpAddress> http;  // nullopt: no HTTP endpoint

@@ -1,0 +1,307 @@
+#include "node/node.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <csignal>
+#include <nlohmann/json.hpp>
+
+#include "identity/keystore.h"
+
+namespace idn::node {
+
+namespace asio = boost::asio;
+using p2p::awaitable;
+
+p2p::HostConfig host_config(const LimitsConfig& limits) {
+  p2p::HostConfig hc;
+  if (limits.max_connections) hc.max_connections = *limits.max_connections;
+  if (limits.max_streams_per_connection) hc.yamux.max_streams = *limits.max_streams_per_connection;
+  if (limits.handshake_timeout) hc.handshake_timeout = *limits.handshake_timeout;
+  if (limits.idle_timeout) hc.idle_timeout = *limits.idle_timeout;
+  if (limits.dial_timeout) hc.dial_timeout = *limits.dial_timeout;
+  return hc;
+}
+
+namespace {
+
+rpc::IoLimits limited(rpc::IoLimits l, const LimitsConfig& limits) {
+  if (limits.max_message_bytes) {
+    l.max_message_bytes = std::min(l.max_message_bytes, *limits.max_message_bytes);
+  }
+  return l;
+}
+
+rpc::IoLimits infer_limits(const LimitsConfig& limits) {
+  rpc::IoLimits l = rpc::infer_io_limits();
+  // The configured maximum applies to tensors, which may also be raised above the default.
+  if (limits.max_message_bytes) l.max_message_bytes = *limits.max_message_bytes;
+  return l;
+}
+
+}  // namespace
+
+Node::Node(Config config, identity::KeyPair key, bool ephemeral)
+    : config_(std::move(config)),
+      ephemeral_(ephemeral),
+      host_(std::make_unique<p2p::Host>(io_.get_executor(), std::move(key),
+                                        host_config(config_.limits))),
+      dispatcher_(std::make_unique<rpc::Dispatcher>(io_.get_executor(),
+                                                    limited(rpc::swap_io_limits(), config_.limits),
+                                                    infer_limits(config_.limits))),
+      wake_(std::make_unique<p2p::Signal>(io_.get_executor())),
+      signals_(io_),
+      started_(std::chrono::steady_clock::now()) {}
+
+Node::~Node() {
+  // Handlers and loops hold pointers into this object: stop them before members go away.
+  if (!stopping_) do_shutdown();
+  io_.restart();
+  io_.poll();
+}
+
+Result<std::unique_ptr<Node>> Node::create(Config config, std::optional<identity::KeyPair> key) {
+  bool ephemeral = false;
+  if (!key) {
+    if (config.identity_file) {
+      auto pass = identity::resolve_passphrase(config.passphrase_file.value_or(""), true);
+      if (!pass.ok()) return pass.status().with_context("identity passphrase");
+      std::optional<std::string_view> pv;
+      if (*pass) pv = **pass;
+      auto k = identity::load_key(*config.identity_file, pv);
+      if (!k.ok()) return k.status().with_context("node identity");
+      key = std::move(*k);
+    } else {
+      auto k = identity::KeyPair::generate();
+      if (!k.ok()) return k.status().with_context("ephemeral identity");
+      key = std::move(*k);
+      ephemeral = true;
+    }
+  }
+  std::unique_ptr<Node> node(new Node(std::move(config), std::move(*key), ephemeral));
+  IDN_RETURN_IF_ERROR(node->start_listening());
+  node->register_metrics();
+  return node;
+}
+
+Status Node::start_listening() {
+  dispatcher_->attach(*host_);
+  for (const auto& addr : config_.listen) {
+    auto bound = host_->listen(addr);
+    if (!bound.ok()) return bound.status().with_context(fmt::format("listen {}", addr.to_string()));
+  }
+  listen_addrs_ = host_->listen_addrs();
+  if (config_.http) {
+    http_ = std::make_unique<HttpServer>(io_.get_executor());
+    IDN_RETURN_IF_ERROR(http_->listen(*config_.http));
+    http_address_ = http_->local_address();
+    http_->route("/metrics", [this] {
+      return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_text()};
+    });
+    http_->route("/status", [this] {
+      return HttpResponse{200, "application/json", status_json()};
+    });
+    http_->route("/", [this] {
+      return HttpResponse{200, "text/plain; charset=utf-8",
+                          fmt::format("idn node {}\n/status  JSON: peer id, addresses, peers\n"
+                                      "/metrics Prometheus metrics\n",
+                                      id().to_string())};
+    });
+  }
+  host_->set_connection_observer(
+      [this](const identity::PeerId& peer, bool connected, const Status& reason) {
+        if (connected) {
+          spdlog::info("connected to {}", peer.to_string());
+          if (!stopping_) asio::co_spawn(io_, ping_peer(peer), asio::detached);
+        } else {
+          spdlog::info("disconnected from {}: {}", peer.to_string(),
+                       reason.is_ok() ? "closed" : reason.to_string());
+        }
+      });
+  dispatcher_->on_error([](const identity::PeerId& peer, std::string_view proto, const Status& st) {
+    spdlog::warn("{} from {}: {}", proto, peer.to_string(), st.to_string());
+  });
+  return Status::ok();
+}
+
+void Node::register_metrics() {
+  p2p::Host* h = host_.get();
+  auto stat = [h](uint64_t p2p::HostStats::*field) {
+    return [h, field] { return static_cast<double>(h->stats().*field); };
+  };
+  metrics_.gauge_fn("idn_connections", "Open, upgraded peer connections.", {},
+                    stat(&p2p::HostStats::connections_active));
+  metrics_.gauge_fn("idn_streams", "Open yamux streams over all connections.", {},
+                    stat(&p2p::HostStats::streams_active));
+  metrics_.counter_fn("idn_bytes_received_total", "Payload bytes received from peers.", {},
+                      stat(&p2p::HostStats::bytes_in));
+  metrics_.counter_fn("idn_bytes_sent_total", "Payload bytes sent to peers.", {},
+                      stat(&p2p::HostStats::bytes_out));
+  metrics_.counter_fn("idn_handshakes_total", "Connection upgrades (Noise + yamux) by result.",
+                      {{"result", "ok"}}, stat(&p2p::HostStats::handshakes_ok));
+  metrics_.counter_fn("idn_handshakes_total", "Connection upgrades (Noise + yamux) by result.",
+                      {{"result", "failed"}}, stat(&p2p::HostStats::handshakes_failed));
+  metrics_.counter_fn("idn_connections_opened_total", "Connections established, by direction.",
+                      {{"direction", "inbound"}}, stat(&p2p::HostStats::inbound_connections));
+  metrics_.counter_fn("idn_connections_opened_total", "Connections established, by direction.",
+                      {{"direction", "outbound"}}, stat(&p2p::HostStats::outbound_connections));
+  metrics_.counter_fn("idn_connections_closed_total", "Connections closed.", {},
+                      stat(&p2p::HostStats::connections_closed));
+  metrics_.counter_fn("idn_streams_opened_total", "Streams opened (both directions).", {},
+                      stat(&p2p::HostStats::streams_opened));
+  metrics_.counter_fn("idn_streams_refused_total",
+                      "Inbound streams refused: no handler for the protocol.", {},
+                      stat(&p2p::HostStats::streams_refused));
+  rpc::Dispatcher* d = dispatcher_.get();
+  auto dstat = [d](uint64_t rpc::DispatcherStats::*field) {
+    return [d, field] { return static_cast<double>(d->stats().*field); };
+  };
+  constexpr char kMsgHelp[] = "IDN protocol messages received, by type.";
+  metrics_.counter_fn("idn_protocol_messages_total", kMsgHelp, {{"type", "swap"}},
+                      dstat(&rpc::DispatcherStats::swap_messages));
+  metrics_.counter_fn("idn_protocol_messages_total", kMsgHelp, {{"type", "infer_request"}},
+                      dstat(&rpc::DispatcherStats::infer_requests));
+  metrics_.counter_fn("idn_protocol_messages_total", kMsgHelp, {{"type", "cancel"}},
+                      dstat(&rpc::DispatcherStats::cancels));
+  metrics_.counter_fn("idn_protocol_messages_total", kMsgHelp, {{"type", "receipt"}},
+                      dstat(&rpc::DispatcherStats::receipts));
+  metrics_.counter_fn("idn_protocol_stream_errors_total",
+                      "IDN protocol streams reset for malformed or oversized messages.", {},
+                      dstat(&rpc::DispatcherStats::stream_errors));
+  // 100 us .. ~1.6 s: loopback pings land in the first buckets, WAN ones in the last.
+  rtt_ = &metrics_.histogram("idn_ping_rtt_seconds", "Round-trip time of /ipfs/ping/1.0.0.",
+                             exponential_buckets(0.0001, 2, 15));
+  ping_failures_ = &metrics_.counter("idn_ping_failures_total", "Pings that failed or timed out.");
+  HttpServer* http = http_.get();
+  if (http) {
+    metrics_.counter_fn("idn_http_requests_total", "HTTP requests served.", {},
+                        [http] { return static_cast<double>(http->requests_served()); });
+  }
+  metrics_.gauge_fn("idn_uptime_seconds", "Seconds since the node started.", {}, [this] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  });
+  metrics_
+      .gauge("idn_build_info", "Build information (value is always 1).",
+             {{"version", host_->config().agent_version}, {"compiler", __VERSION__}})
+      .set(1);
+}
+
+std::string Node::status_json() const {
+  using nlohmann::json;
+  json j;
+  j["peer_id"] = id().to_string();
+  j["agent"] = host_->config().agent_version;
+  j["ephemeral_identity"] = ephemeral_;
+  j["uptime_s"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  j["listen_addrs"] = json::array();
+  for (const auto& a : listen_addrs_) j["listen_addrs"].push_back(a.to_string());
+  if (http_address_) j["http"] = http_address_->to_string();
+  j["protocols"] = host_->protocols();
+  json peers = json::array();
+  for (const auto& p : host_->connected_peers()) {
+    auto info = host_->peer_info(p);
+    if (!info) continue;
+    json e;
+    e["peer_id"] = p.to_string();
+    e["addr"] = info->remote_addr.to_string();
+    e["direction"] = info->outbound ? "outbound" : "inbound";
+    e["rtt_ms"] = info->rtt ? json(info->rtt->count() / 1000.0) : json(nullptr);
+    if (info->identify) {
+      e["agent"] = info->identify->agent_version;
+      e["protocols"] = info->identify->protocols;
+    } else {
+      e["agent"] = nullptr;
+      e["protocols"] = json::array();
+    }
+    peers.push_back(std::move(e));
+  }
+  j["peers"] = std::move(peers);
+  return j.dump(2) + "\n";
+}
+
+awaitable<void> Node::ping_peer(identity::PeerId peer) {
+  auto rtt = co_await host_->ping(peer);
+  if (rtt.ok()) {
+    rtt_->observe(std::chrono::duration<double>(*rtt).count());
+  } else if (!stopping_) {
+    ping_failures_->inc();
+    spdlog::debug("ping {} failed: {}", peer.to_string(), rtt.status().to_string());
+  }
+}
+
+awaitable<void> Node::ping_loop() {
+  while (!stopping_) {
+    auto deadline = std::chrono::steady_clock::now() + kPingInterval;
+    while (!stopping_ && std::chrono::steady_clock::now() < deadline) {
+      co_await wake_->wait(deadline);
+    }
+    if (stopping_) break;
+    for (const auto& p : host_->connected_peers()) {
+      asio::co_spawn(io_, ping_peer(p), asio::detached);
+    }
+  }
+}
+
+awaitable<void> Node::bootstrap_loop() {
+  while (!stopping_ && !config_.bootstrap.empty()) {
+    for (const auto& addr : config_.bootstrap) {
+      if (stopping_) break;
+      auto mh = addr.peer_multihash();
+      if (mh) {
+        auto pid = identity::PeerId::from_multihash(*mh);
+        if (pid.ok() && host_->is_connected(*pid)) continue;
+      }
+      auto r = co_await host_->dial(addr);
+      if (r.ok()) {
+        spdlog::info("bootstrap peer {} connected", addr.to_string());
+      } else if (!stopping_) {
+        spdlog::warn("bootstrap {}: {} (retrying in {} s)", addr.to_string(),
+                     r.status().to_string(), kBootstrapRetry.count());
+      }
+    }
+    auto deadline = std::chrono::steady_clock::now() + kBootstrapRetry;
+    while (!stopping_ && std::chrono::steady_clock::now() < deadline) {
+      co_await wake_->wait(deadline);
+    }
+  }
+}
+
+Status Node::run(bool handle_signals) {
+  if (stopping_) return Status::unavailable("node was shut down; create a new one");
+  if (handle_signals) {
+    signals_.add(SIGINT);
+    signals_.add(SIGTERM);
+    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      do_shutdown();
+    });
+  }
+  if (http_) http_->start();
+  asio::co_spawn(io_, bootstrap_loop(), asio::detached);
+  asio::co_spawn(io_, ping_loop(), asio::detached);
+  io_.run();
+  return Status::ok();
+}
+
+void Node::shutdown() {
+  asio::post(io_, [this] {
+    if (!stopping_) do_shutdown();
+  });
+}
+
+void Node::do_shutdown() {
+  stopping_ = true;
+  boost::system::error_code ec;
+  signals_.cancel(ec);
+  signals_.clear(ec);
+  if (http_) http_->stop();
+  host_->stop();
+  wake_->notify_all();
+}
+
+}  // namespace idn::node

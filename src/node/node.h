@@ -1,0 +1,99 @@
+// Node: IDN's composition root. It turns a Config into a running peer: one io_context, the
+// p2p Host (listening, dialling bootstrap peers, pinging connected peers), the IDN protocol
+// Dispatcher, and the HTTP endpoint serving /metrics (Prometheus) and /status (JSON).
+// Higher layers (swap, ise, routing) are built here too as they land, and get their clock,
+// limits and handlers from it; nothing else in IDN creates sockets or timers on its own.
+//
+// Threading: create() on any thread; run() on the thread that will drive the io_context;
+// shutdown() from any thread (or SIGINT/SIGTERM). Everything else runs on the io thread.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "identity/keys.h"
+#include "identity/peer_id.h"
+#include "node/config.h"
+#include "node/http.h"
+#include "node/metrics.h"
+#include "p2p/host.h"
+#include "rpc/dispatcher.h"
+
+namespace idn::node {
+
+// How often every connected peer is pinged (RTT for /status and the histogram). Frequent
+// enough that the numbers are fresh for a person looking, rare enough to cost nothing.
+inline constexpr std::chrono::seconds kPingInterval{15};
+// How often unconnected bootstrap peers are dialled again.
+inline constexpr std::chrono::seconds kBootstrapRetry{10};
+
+// The p2p HostConfig that `limits` asks for (defaults where unset).
+p2p::HostConfig host_config(const LimitsConfig& limits);
+
+class Node {
+ public:
+  // Loads (or, without identity_file, generates) the identity, binds every listen address and
+  // the HTTP endpoint. Errors name the part that failed (bad key file, address in use, ...).
+  // `key`, when given, is used instead of identity_file (tests, embedding).
+  static Result<std::unique_ptr<Node>> create(Config config,
+                                              std::optional<identity::KeyPair> key = std::nullopt);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Drives the node on this thread until shutdown() (or, with handle_signals, SIGINT/SIGTERM),
+  // then closes connections and the HTTP endpoint and returns.
+  Status run(bool handle_signals = true);
+  // Thread-safe; idempotent. run() returns once the shutdown is complete.
+  void shutdown();
+
+  const identity::PeerId& id() const { return host_->id(); }
+  // True when no identity file was configured and a fresh key was generated for this run.
+  bool ephemeral_identity() const { return ephemeral_; }
+  // Bound listen addresses, each ending in /p2p/<id> (real ports, also for tcp/0).
+  std::vector<core::Multiaddr> listen_addrs() const { return listen_addrs_; }
+  std::optional<HttpAddress> http_address() const { return http_address_; }
+  const Config& config() const { return config_; }
+
+  // For composition (call on the io thread).
+  boost::asio::io_context& io() { return io_; }
+  p2p::Host& host() { return *host_; }
+  rpc::Dispatcher& dispatcher() { return *dispatcher_; }
+  Registry& metrics() { return metrics_; }
+
+  // The bodies of /status and /metrics (call on the io thread).
+  std::string status_json() const;
+  std::string metrics_text() const { return metrics_.render(); }
+
+ private:
+  Node(Config config, identity::KeyPair key, bool ephemeral);
+  Status start_listening();
+  void register_metrics();
+  void do_shutdown();
+  p2p::awaitable<void> bootstrap_loop();
+  p2p::awaitable<void> ping_loop();
+  p2p::awaitable<void> ping_peer(identity::PeerId peer);
+
+  Config config_;
+  bool ephemeral_;
+  boost::asio::io_context io_;
+  std::unique_ptr<p2p::Host> host_;
+  std::unique_ptr<rpc::Dispatcher> dispatcher_;
+  std::unique_ptr<HttpServer> http_;
+  Registry metrics_;
+  Histogram* rtt_ = nullptr;
+  Counter* ping_failures_ = nullptr;
+  std::vector<core::Multiaddr> listen_addrs_;
+  std::optional<HttpAddress> http_address_;
+  std::unique_ptr<p2p::Signal> wake_;  // interrupts the periodic loops at shutdown
+  boost::asio::signal_set signals_;
+  bool stopping_ = false;
+  std::chrono::steady_clock::time_point started_;
+};
+
+}  // namespace idn::node
