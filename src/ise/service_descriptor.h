@@ -1,0 +1,95 @@
+// The service descriptor of dissertation §7.4: the JSON that says what an inference service
+// is (name, description, input/output types and shapes, the model package's CID and hash,
+// motif, exits). Its service ID is the sha2-256 multihash of its canonical serialisation
+// (sorted keys, no whitespace), the key providers announce under in the DHT.
+//
+// {"description":"...","exits":[{"criterion":"confidence","name":"exit0","stage":0,
+//  "threshold":0.9}],"format":"idn-service","inputs":[{"dtype":"F32","name":"image",
+//  "shape":[1,28,28]}],"model":{"cid":"bafy...","hash":"Qm..."},"motif":"branchynet",
+//  "name":"b-lenet","outputs":[{"dtype":"F32","name":"logits","shape":[10]}],"version":1}
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/cid.h"
+#include "core/multihash.h"
+#include "core/status.h"
+#include "core/tensor.h"
+#include "model/model_spec.h"
+
+namespace idn::ise {
+
+inline constexpr std::string_view kDescriptorFormat = "idn-service";
+inline constexpr int kDescriptorVersion = 1;
+// Bounds on untrusted descriptors (they travel over the network and sit in the DHT).
+inline constexpr size_t kMaxDescriptorBytes = 64 * 1024;
+inline constexpr size_t kMaxNameLength = 128;
+inline constexpr size_t kMaxDescriptionLength = 4096;
+inline constexpr size_t kMaxTensors = 16;  // inputs, outputs
+inline constexpr size_t kMaxRank = 8;
+inline constexpr size_t kMaxExits = 32;
+
+struct TensorType {
+  std::string name;
+  core::DType dtype = core::DType::kF32;
+  std::vector<int64_t> shape;  // per sample, without the batch dimension
+  friend bool operator==(const TensorType&, const TensorType&) = default;
+};
+
+struct ExitInfo {
+  std::string name;
+  int stage = 0;
+  model::ExitCriterion criterion = model::ExitCriterion::kConfidence;
+  double threshold = 1.0;
+  friend bool operator==(const ExitInfo&, const ExitInfo&) = default;
+};
+
+struct ServiceDescriptor {
+  std::string name;
+  std::string description;
+  std::vector<TensorType> inputs;
+  std::vector<TensorType> outputs;
+  std::string model_cid;   // root CID of the model package (UnixFS directory), text form
+  std::string model_hash;  // sha2-256 multihash (base58) of the package's model.json bytes
+  std::string motif;       // "branchynet" | "ddnn" | "parallelnet" | "plain"
+  std::vector<ExitInfo> exits;
+  friend bool operator==(const ServiceDescriptor&, const ServiceDescriptor&) = default;
+};
+
+// Checks every field; the message names the field and what was expected.
+// Errors: InvalidArgument.
+Status validate(const ServiceDescriptor& d);
+
+nlohmann::json to_json(const ServiceDescriptor& d);
+// Sorted keys, no whitespace, UTF-8: the bytes the service ID hashes. Validates first.
+Result<std::string> canonical_json(const ServiceDescriptor& d);
+// Parses and validates a descriptor from untrusted text (duplicate keys, unknown keys, deep
+// nesting and oversize input are refused). Errors: InvalidArgument / Corruption.
+Result<ServiceDescriptor> parse_descriptor(std::string_view text);
+Result<ServiceDescriptor> from_json(const nlohmann::json& j);
+
+// sha2-256 multihash of canonical_json(d).
+Result<core::Multihash> service_id(const ServiceDescriptor& d);
+// Text forms: bare base58btc ("Qm...", the IPFS-hash form the dissertation uses) and parsing
+// of that or any multibase form. Errors: InvalidArgument.
+std::string service_id_text(const core::Multihash& id);
+Result<core::Multihash> parse_service_id(std::string_view text);
+// True when `text` (received descriptor bytes) hashes to `id` and is in canonical form.
+bool matches_service_id(std::string_view text, const core::Multihash& id);
+
+// The model hash recorded in descriptors: sha2-256 multihash (base58) of model.json's bytes.
+std::string model_hash_of(std::string_view model_json_text);
+
+// A descriptor for a model package: inputs, exits and motif from the spec, outputs = the
+// logits [num_classes] (F32), model hash from the spec's canonical model.json text.
+// Errors: InvalidArgument (bad CID, description, or a spec without inputs/exits).
+Result<ServiceDescriptor> descriptor_from_model(const model::ModelSpec& spec,
+                                                std::string_view root_cid,
+                                                std::string_view description);
+
+}  // namespace idn::ise

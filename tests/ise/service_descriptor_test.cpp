@@ -1,0 +1,169 @@
+#include "ise/service_descriptor.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <functional>
+
+namespace idn::ise {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+std::string root_cid() {
+  return core::Cid::of(core::Multicodec::kDagPb, as_bytes("a model package")).to_string();
+}
+
+model::ModelSpec mini_spec() {
+  auto spec = model::parse_model_spec_text(R"({
+    "format": "idn-model", "version": 1, "name": "b-lenet-mini", "motif": "branchynet",
+    "inputs": [{"name": "image", "dtype": "F32", "shape": [1, 28, 28]}],
+    "layers": [
+      {"name": "conv1", "type": "conv2d", "inputs": ["image"],
+       "params": {"in_channels": 1, "out_channels": 5, "kernel": 5, "padding": 2}},
+      {"name": "pool1", "type": "maxpool2d", "inputs": ["conv1"], "params": {"kernel": 2}},
+      {"name": "b0_flat", "type": "flatten", "inputs": ["pool1"]},
+      {"name": "b0_fc", "type": "linear", "inputs": ["b0_flat"],
+       "params": {"in_features": 980, "out_features": 10}},
+      {"name": "flat", "type": "flatten", "inputs": ["pool1"]},
+      {"name": "fc", "type": "linear", "inputs": ["flat"],
+       "params": {"in_features": 980, "out_features": 10}}
+    ],
+    "stages": [
+      {"name": "stage0", "layers": ["conv1", "pool1"], "output": "pool1"},
+      {"name": "stage1", "layers": ["flat", "fc"], "output": "fc"}
+    ],
+    "exits": [
+      {"name": "exit0", "stage": 0, "layers": ["b0_flat", "b0_fc"], "output": "b0_fc",
+       "criterion": "entropy", "threshold": 0.5},
+      {"name": "exit1", "stage": 1, "layers": [], "output": "fc",
+       "criterion": "confidence", "threshold": 0.0}
+    ]
+  })");
+  EXPECT_TRUE(spec.ok()) << spec.status().to_string();
+  return *spec;
+}
+
+ServiceDescriptor good() {
+  auto d = descriptor_from_model(mini_spec(), root_cid(), "FashionMNIST B-LeNet, 2 exits");
+  EXPECT_TRUE(d.ok()) << d.status().to_string();
+  return *d;
+}
+
+TEST(ServiceDescriptor, BuiltFromAModelSpec) {
+  ServiceDescriptor d = good();
+  EXPECT_EQ(d.name, "b-lenet-mini");
+  EXPECT_EQ(d.motif, "branchynet");
+  ASSERT_EQ(d.inputs.size(), 1u);
+  EXPECT_EQ(d.inputs[0].shape, (std::vector<int64_t>{1, 28, 28}));
+  ASSERT_EQ(d.outputs.size(), 1u);
+  EXPECT_EQ(d.outputs[0].shape, (std::vector<int64_t>{10}));
+  ASSERT_EQ(d.exits.size(), 2u);
+  EXPECT_EQ(d.exits[0].criterion, model::ExitCriterion::kEntropy);
+  EXPECT_DOUBLE_EQ(d.exits[0].threshold, 0.5);
+  EXPECT_EQ(d.model_cid, root_cid());
+  EXPECT_EQ(d.model_hash, model_hash_of(model::to_json_text(mini_spec())));
+}
+
+TEST(ServiceDescriptor, CanonicalFormHasSortedKeysAndNoWhitespace) {
+  auto c = canonical_json(good());
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(
+      c->find(' ') == std::string::npos || c->find("FashionMNIST B-LeNet") != std::string::npos,
+      true);
+  EXPECT_EQ(c->find('\n'), std::string::npos);
+  EXPECT_EQ(c->rfind("{\"description\":", 0), 0u) << *c;  // first key alphabetically
+  EXPECT_LT(c->find("\"exits\""), c->find("\"format\""));
+  EXPECT_LT(c->find("\"cid\""), c->find("\"hash\""));
+  // Reading it back and writing it again gives the same bytes.
+  auto back = parse_descriptor(*c);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(*back, good());
+  EXPECT_EQ(*canonical_json(*back), *c);
+}
+
+TEST(ServiceDescriptor, ServiceIdIsSha256OfTheCanonicalBytesAndChangesWithContent) {
+  ServiceDescriptor d = good();
+  auto id = service_id(d);
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(*id, core::Multihash::sha2_256(as_bytes(*canonical_json(d))));
+  std::string text = service_id_text(*id);
+  EXPECT_EQ(text.rfind("Qm", 0), 0u);
+  EXPECT_EQ(*parse_service_id(text), *id);
+  EXPECT_EQ(*parse_service_id(id->to_string(core::Multibase::kBase32)), *id);
+  EXPECT_TRUE(matches_service_id(*canonical_json(d), *id));
+  // Same content in a different key order/whitespace: not the canonical bytes.
+  std::string pretty = to_json(d).dump(2);
+  EXPECT_FALSE(matches_service_id(pretty, *id));
+  d.exits[0].threshold = 0.6;
+  EXPECT_NE(*service_id(d), *id);
+}
+
+TEST(ServiceDescriptor, ParseIgnoresKeyOrderAndWhitespace) {
+  ServiceDescriptor d = good();
+  auto back = parse_descriptor(to_json(d).dump(4));
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(*service_id(*back), *service_id(d));
+}
+
+Status error_after(const std::function<void(json&)>& edit) {
+  json j = to_json(good());
+  edit(j);
+  return parse_descriptor(j.dump()).status();
+}
+
+TEST(ServiceDescriptor, ValidationNamesTheBadField) {
+  struct Case {
+    std::function<void(json&)> edit;
+    std::string expect;
+  } cases[] = {
+      {[](json& j) { j["name"] = ""; }, "name"},
+      {[](json& j) { j["name"] = "has space"; }, "name 'has space'"},
+      {[](json& j) { j.erase("motif"); }, "missing key 'motif'"},
+      {[](json& j) { j["motif"] = "resnet"; }, "motif 'resnet'"},
+      {[](json& j) { j["extra"] = 1; }, "unknown key 'extra'"},
+      {[](json& j) { j["format"] = "x"; }, "format"},
+      {[](json& j) { j["inputs"] = json::array(); }, "inputs must list"},
+      {[](json& j) { j["inputs"][0]["dtype"] = "F99"; }, "inputs[0].dtype"},
+      {[](json& j) {
+         j["inputs"][0]["shape"] = json::array({1, 0});
+       },
+       "inputs[0].shape"},
+      {[](json& j) { j["outputs"][0]["shape"] = "10"; }, "outputs[0].shape"},
+      {[](json& j) { j["model"]["cid"] = "not-a-cid"; }, "model.cid"},
+      {[](json& j) { j["model"]["hash"] = "zzz"; }, "model.hash"},
+      {[](json& j) { j["exits"][1]["stage"] = 0; }, "exits[1].stage"},
+      {[](json& j) { j["exits"][1]["threshold"] = 1.5; }, "exits[1].threshold"},
+      {[](json& j) { j["exits"][0]["criterion"] = "vibes"; }, "exits[0].criterion"},
+      {[](json& j) { j["exits"] = json::array(); }, "exits"},
+  };
+  for (const auto& c : cases) {
+    Status s = error_after(c.edit);
+    EXPECT_FALSE(s.is_ok()) << c.expect;
+    EXPECT_THAT(s.message(), HasSubstr(c.expect));
+  }
+  EXPECT_EQ(error_after([](json& j) { j["version"] = 2; }).code(), Code::kUnsupported);
+}
+
+TEST(ServiceDescriptor, UntrustedTextIsRefusedCleanly) {
+  EXPECT_FALSE(parse_descriptor("").ok());
+  EXPECT_FALSE(parse_descriptor("[]").ok());
+  EXPECT_FALSE(parse_descriptor("{\"name\":\"a\",\"name\":\"b\"}").ok());
+  EXPECT_FALSE(parse_descriptor(std::string(200, '[') + std::string(200, ']')).ok());
+  EXPECT_FALSE(parse_descriptor(std::string(kMaxDescriptorBytes + 1, ' ')).ok());
+  std::string c = *canonical_json(good());
+  for (size_t n = 0; n < c.size(); n += 7) EXPECT_FALSE(parse_descriptor(c.substr(0, n)).ok());
+  ServiceDescriptor d = good();
+  d.description = "\xff\xfe";
+  EXPECT_THAT(validate(d).message(), HasSubstr("UTF-8"));
+}
+
+TEST(ServiceDescriptor, ServiceIdTextMustBeSha256) {
+  EXPECT_FALSE(parse_service_id("hello").ok());
+  auto sha512 = core::Multihash::compute(core::HashCode::kSha2_512, as_bytes("x")).value();
+  EXPECT_THAT(parse_service_id(sha512.to_base58()).status().message(), HasSubstr("sha2-256"));
+}
+
+}  // namespace
+}  // namespace idn::ise
