@@ -51,7 +51,8 @@ class Stmt {
   sqlite3_stmt* s_ = nullptr;
 };
 
-Status write_durably(const fs::path& tmp_dir, const fs::path& final_path, ByteView data) {
+Status write_durably(const fs::path& tmp_dir, const fs::path& final_path, ByteView data,
+                     bool sync) {
   static std::atomic<uint64_t> counter{0};
   fs::path tmp = tmp_dir / (std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".tmp");
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -68,7 +69,7 @@ Status write_durably(const fs::path& tmp_dir, const fs::path& final_path, ByteVi
     }
     off += size_t(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+  if ((sync && ::fsync(fd) != 0) || ::close(fd) != 0) {
     ::unlink(tmp.c_str());
     return Status::io_error(tmp.string() + ": fsync/close failed");
   }
@@ -78,7 +79,8 @@ Status write_durably(const fs::path& tmp_dir, const fs::path& final_path, ByteVi
     ::unlink(tmp.c_str());
     return Status::io_error(final_path.string() + ": rename failed: " + std::strerror(errno));
   }
-  int dfd = ::open(final_path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int dfd =
+      sync ? ::open(final_path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
   if (dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);
@@ -199,7 +201,7 @@ Status Blockstore::put_block(const core::Cid& cid, ByteView data) {
     return Status::corruption("refusing block " + cid.to_string() + ": data does not match hash");
   }
   if (!has(cid) || !fs::exists(block_path(cid))) {
-    IDN_RETURN_IF_ERROR(write_durably(dir_ / "tmp", block_path(cid), data));
+    IDN_RETURN_IF_ERROR(write_durably(dir_ / "tmp", block_path(cid), data, options_.sync_writes));
   }
   Stmt s(db_,
          "INSERT INTO blocks(cid, size, last_access) VALUES(?, ?, ?)"

@@ -20,6 +20,10 @@ struct BlockstoreOptions {
   // Bytes of block data kept on disk; above it unpinned blocks are evicted, least recently used
   // first. 0 = unlimited.
   uint64_t max_bytes = 0;
+  // fsync each block file (and its directory) before it is indexed. Turning it off trades
+  // durability for speed (tests, scratch stores): every read still verifies the hash, so a
+  // block lost in a crash is at worst missing, never wrong.
+  bool sync_writes = true;
 };
 
 struct BlockstoreStats {
