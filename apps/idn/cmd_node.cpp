@@ -1,0 +1,163 @@
+// idn node: run a long-lived IDN peer from a TOML config (flags override it);
+// idn peers: ask a running node's HTTP endpoint (/status) for its connected peers.
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cli.h"
+#include "node/config.h"
+#include "node/http.h"
+#include "node/node.h"
+
+namespace idn::cli {
+namespace {
+
+struct NodeArgs {
+  std::string config;
+  std::vector<std::string> listen;
+  std::string identity;
+  std::string passphrase_file;
+  std::vector<std::string> bootstrap;
+  std::string http;
+  std::string log_level;
+};
+
+Result<node::Config> build_config(const NodeArgs& a) {
+  node::Config c = node::Config::defaults();
+  if (!a.config.empty()) {
+    IDN_ASSIGN_OR_RETURN(c, node::load_config(a.config));
+  }
+  if (!a.listen.empty()) {
+    c.listen.clear();
+    for (const auto& s : a.listen) {
+      auto ma = core::Multiaddr::parse(s);
+      if (!ma.ok()) return ma.status().with_context("--listen");
+      c.listen.push_back(std::move(*ma));
+    }
+  }
+  if (!a.identity.empty()) c.identity_file = a.identity;
+  if (!a.passphrase_file.empty()) c.passphrase_file = a.passphrase_file;
+  if (!a.bootstrap.empty()) {
+    c.bootstrap.clear();
+    for (const auto& s : a.bootstrap) {
+      auto ma = node::parse_bootstrap_addr(s);
+      if (!ma.ok()) return ma.status().with_context("--bootstrap");
+      c.bootstrap.push_back(std::move(*ma));
+    }
+  }
+  if (!a.http.empty()) {
+    if (a.http == "off") {
+      c.http.reset();
+    } else {
+      auto h = node::parse_http_address(a.http);
+      if (!h.ok()) return h.status().with_context("--http");
+      c.http = *h;
+    }
+  }
+  if (!a.log_level.empty()) {
+    if (!node::is_log_level(a.log_level)) {
+      return Status::invalid_argument(fmt::format(
+          "--log-level '{}' is not one of trace, debug, info, warn, error, off", a.log_level));
+    }
+    c.log_level = a.log_level;
+  }
+  return c;
+}
+
+int run_node(const NodeArgs& a) {
+  auto cfg = build_config(a);
+  if (!cfg.ok()) return report(cfg.status());
+  // Logs go to stderr: stdout carries the "key value" lines below, for scripts.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("idn"));
+  spdlog::set_level(spdlog::level::from_str(cfg->log_level));
+  auto n = node::Node::create(std::move(*cfg));
+  if (!n.ok()) return report(n.status());
+  node::Node& nd = **n;
+  if (nd.ephemeral_identity()) {
+    std::fprintf(stderr,
+                 "idn: note: no identity file given; using an ephemeral identity for this run "
+                 "(create a lasting one with `idn id new --out node.key`)\n");
+  }
+  // One "key value" line each, so scripts and tests can read them.
+  std::printf("peer_id %s\n", nd.id().to_string().c_str());
+  for (const auto& addr : nd.listen_addrs())
+    std::printf("listening %s\n", addr.to_string().c_str());
+  if (nd.http_address()) {
+    std::printf("http %s\n", nd.http_address()->to_string().c_str());
+  }
+  std::printf("ready\n");
+  std::fflush(stdout);
+  Status st = nd.run(/*handle_signals=*/true);
+  if (!st.is_ok()) return report(st);
+  std::printf("stopped\n");
+  return 0;
+}
+
+int run_peers(const std::string& http) {
+  auto addr = node::parse_http_address(http);
+  if (!addr.ok()) return report(addr.status().with_context("--http"));
+  auto r = node::http_get(*addr, "/status");
+  if (!r.ok()) {
+    return report(r.status().with_context(
+        fmt::format("is `idn node` running with its HTTP endpoint on {}?", addr->to_string())));
+  }
+  if (r->status != 200) {
+    return report(Status::unavailable(
+        fmt::format("GET http://{}/status answered HTTP {}", addr->to_string(), r->status)));
+  }
+  auto j = nlohmann::json::parse(r->body, nullptr, false);
+  if (!j.is_object() || !j.contains("peers") || !j["peers"].is_array()) {
+    return report(Status::corruption(
+        fmt::format("http://{}/status did not return an IDN status document", addr->to_string())));
+  }
+  auto str = [](const nlohmann::json& v) {
+    return v.is_string() ? v.get<std::string>() : std::string("-");
+  };
+  std::printf("node %s, %zu peer(s)\n", str(j.value("peer_id", nlohmann::json())).c_str(),
+              j["peers"].size());
+  if (j["peers"].empty()) return 0;
+  std::printf("%-54s %-9s %9s  %-34s %s\n", "PEER", "DIRECTION", "RTT(ms)", "ADDRESS", "AGENT");
+  for (const auto& p : j["peers"]) {
+    std::string rtt = p.contains("rtt_ms") && p["rtt_ms"].is_number()
+                          ? fmt::format("{:.3f}", p["rtt_ms"].get<double>())
+                          : "-";
+    std::printf("%-54s %-9s %9s  %-34s %s\n", str(p.value("peer_id", nlohmann::json())).c_str(),
+                str(p.value("direction", nlohmann::json())).c_str(), rtt.c_str(),
+                str(p.value("addr", nlohmann::json())).c_str(),
+                str(p.value("agent", nlohmann::json())).c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_node(CLI::App& app) {
+  auto a = std::make_shared<NodeArgs>();
+  CLI::App* n = app.add_subcommand(
+      "node", "Run a long-lived IDN peer (Ctrl-C or SIGTERM stops it gracefully)");
+  n->add_option("--config", a->config, "TOML config file (see src/node/config.h for keys)");
+  n->add_option("--listen", a->listen, "Multiaddr to listen on, repeatable (replaces config)");
+  n->add_option("--identity", a->identity,
+                "Key file from `idn id new`; without one an ephemeral identity is used");
+  n->add_option("--passphrase-file", a->passphrase_file,
+                "File holding the key's passphrase (else $IDN_PASSPHRASE)");
+  n->add_option(
+      "--bootstrap", a->bootstrap,
+      "Peer multiaddr ending in /p2p/<id> to dial at start, repeatable (replaces config)");
+  n->add_option("--http", a->http, "HOST:PORT for /metrics and /status, or 'off'");
+  n->add_option("--log-level", a->log_level, "trace, debug, info, warn, error or off");
+  n->callback([a] { run_or_exit(run_node(*a)); });
+
+  auto http = std::make_shared<std::string>(std::string(node::kDefaultHttp));
+  CLI::App* p = app.add_subcommand("peers", "List the peers of a running `idn node`");
+  p->add_option("--http", *http, "The node's HTTP endpoint")->capture_default_str();
+  p->callback([http] { run_or_exit(run_peers(*http)); });
+}
+
+}  // namespace idn::cli
