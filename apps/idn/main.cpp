@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Help for every subcommand");
   idn::cli::register_id(app);
+  idn::cli::register_routing(app);
   idn::cli::register_node(app);
 #if defined(IDN_WITH_TORCH) && defined(IDN_HAVE_TRAIN)
   idn::cli::register_train(app);
