@@ -14,9 +14,9 @@ int report(const Status& status);
 void run_or_exit(int rc);
 
 // One hook per command file.
-void register_train(CLI::App& app);  // cmd_train.cpp: idn train
-void register_eval(CLI::App& app);   // cmd_eval.cpp: idn eval, idn infer
-void register_bench(CLI::App& app);  // cmd_bench.cpp: idn bench ...
+void register_train(CLI::App& app);  // ml/cmd_train.cpp: idn train
+void register_eval(CLI::App& app);   // ml/cmd_eval.cpp: idn eval, idn infer
+void register_bench(CLI::App& bench);  // ml/cmd_bench.cpp: idn bench branchynet (gets `bench`)
 void register_id(CLI::App& app);     // cmd_id.cpp: idn id new|show
 void register_routing(CLI::App& app);  // cmd_routing.cpp: idn providers, idn bench routing
 void register_node(CLI::App& app);   // cmd_node.cpp: idn node, idn peers

@@ -23,13 +23,16 @@ int main(int argc, char** argv) {
       "idn"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Help for every subcommand");
+  // `idn bench NAME`: each benchmark adds its subcommand to this parent.
+  auto* bench = app.add_subcommand("bench", "Benchmarks: each prints a table and writes CSV");
+  bench->require_subcommand(1);
   idn::cli::register_id(app);
   idn::cli::register_routing(app);
   idn::cli::register_node(app);
-#if defined(IDN_WITH_TORCH) && defined(IDN_HAVE_TRAIN)
+#if defined(IDN_WITH_TORCH)
   idn::cli::register_train(app);
   idn::cli::register_eval(app);
-  idn::cli::register_bench(app);
+  idn::cli::register_bench(*bench);
 #endif
   try {
     app.parse(argc, argv);

@@ -1,0 +1,86 @@
+// "Run this model package (or one stage of it) on this input": the only bridge from the
+// network layers to LibTorch. Inputs and outputs are core::Tensor; no torch type appears here.
+// BranchyNet fast inference (Fig. 3.2): later stages never run for a sample that exits.
+//
+// Thread-safety: an Engine may be used from one thread at a time; serve concurrency with one
+// Engine per worker (they can share nothing but the package files).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "core/status.h"
+#include "core/tensor.h"
+#include "model/model_spec.h"
+
+namespace idn::engine {
+
+struct EngineOptions {
+  int threads = 1;  // LibTorch intra-op threads (process-wide setting)
+};
+
+// Overrides of the package's exit rule for one request.
+struct ExitRule {
+  std::optional<model::ExitCriterion> criterion;
+  std::optional<double> threshold;  // applies to every early exit
+};
+
+struct ExitEvent {
+  int exit_index = 0;
+  int stage = 0;
+  int predicted = -1;
+  double confidence = 0;
+  double entropy = 0;
+  bool exited = false;       // the exit rule was met here (always true at the last exit)
+  std::vector<float> probs;  // calibrated softmax of this exit
+  int64_t flops = 0;         // operations spent so far on this sample
+};
+
+class Engine {
+ public:
+  // Loads and validates a package directory (model.json + weights.safetensors).
+  static Result<std::unique_ptr<Engine>> load(const std::filesystem::path& dir,
+                                              EngineOptions opts = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  const model::ModelSpec& spec() const;
+
+  // Checks dtype, shape (per-sample shape, optionally with a leading batch dim of 1 for
+  // `infer`), size and finiteness against the model's first input.
+  Status check_input(const core::Tensor& input, bool batched) const;
+
+  // Fast early-exit inference of one sample; returns the exit that answered.
+  Result<ExitEvent> infer(const core::Tensor& input, const ExitRule& rule = {});
+  // Progressive: calls on_exit for every exit reached, in order; stops when the rule is met
+  // or on_exit returns false (the caller cancelled: no further stage runs).
+  Result<ExitEvent> infer_progressive(const core::Tensor& input, const ExitRule& rule,
+                                      const std::function<bool(const ExitEvent&)>& on_exit);
+  // Batch fast inference: input [N, ...]; samples that exit leave the batch before the next
+  // stage. Returns one event per sample, in input order.
+  Result<std::vector<ExitEvent>> infer_batch(const core::Tensor& inputs, const ExitRule& rule = {});
+
+  // Split execution: run stages [0, last_stage] on the input and return that stage's output
+  // (the activation another peer continues from), and the events of exits on the way.
+  // `resume_after` >= 0 continues from an activation produced by stage `resume_after`.
+  Result<core::Tensor> run_stages(const core::Tensor& input, int resume_after, int last_stage);
+  Result<ExitEvent> run_from(const core::Tensor& activation, int resume_after, const ExitRule& rule,
+                             const std::function<bool(const ExitEvent&)>& on_exit = {});
+
+  // Per-stage execution counts (batches) since load; tests use them to prove early exit and
+  // cancellation really skip later stages.
+  std::vector<int64_t> stage_runs() const;
+
+  struct Impl;
+
+ private:
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace idn::engine

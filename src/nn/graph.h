@@ -1,0 +1,72 @@
+// The executable form of a model package: one LibTorch module per layer of a ModelSpec, run
+// stage by stage with exit heads, for training (all exits at once) and for inference (one
+// stage or exit at a time). Only nn/, motifs/ and engine/ see this header.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "core/status.h"
+#include "core/tensor.h"
+#include "model/model_spec.h"
+
+namespace idn::nn {
+
+// Values of the graph's nodes while a batch flows through it: slot i holds model input i
+// (i < inputs) or layer i - inputs. Stages and exits read and fill it.
+using Activations = std::vector<torch::Tensor>;
+
+class GraphImpl : public torch::nn::Module {
+ public:
+  // Builds fresh (randomly initialised) layers for a validated spec.
+  explicit GraphImpl(model::ModelSpec spec);
+
+  const model::ModelSpec& spec() const { return spec_; }
+  int num_stages() const { return static_cast<int>(spec_.stages.size()); }
+  int num_exits() const { return static_cast<int>(spec_.exits.size()); }
+
+  // Copies named weights (already checked by model::check_weights) into the layers.
+  Status load_weights(const std::map<std::string, core::Tensor>& weights);
+  // The layers' parameters and batch-norm statistics under the names of required_weights().
+  std::map<std::string, core::Tensor> export_weights() const;
+
+  // Starts a pass: slot for each input filled, the rest empty.
+  Activations begin(const std::vector<torch::Tensor>& inputs) const;
+  // Runs the layers of stage `s`; returns the stage's output (also stored in `acts`).
+  torch::Tensor run_stage(int s, Activations& acts);
+  // Runs exit head `e` (its stage must have run); returns logits [B, classes].
+  torch::Tensor run_exit(int e, Activations& acts);
+  // Places a stage output computed elsewhere (split execution) so stage s+1 can run.
+  void set_stage_output(int s, Activations& acts, torch::Tensor value) const;
+
+  // Training/evaluation forward of every stage and exit: logits of each exit, in exit order.
+  std::vector<torch::Tensor> forward_all(const torch::Tensor& x);
+
+  // Executions per stage since construction (or reset), for tests that check early exit
+  // really skips later stages.
+  const std::vector<int64_t>& stage_runs() const { return stage_runs_; }
+  void reset_stage_runs();
+
+ private:
+  torch::Tensor run_layer(int idx, Activations& acts);
+
+  model::ModelSpec spec_;
+  int num_inputs_ = 0;
+  std::vector<torch::nn::AnyModule> modules_;   // per layer; empty for functional layers
+  std::vector<std::vector<int>> layer_inputs_;  // slot indices
+  std::vector<std::vector<int>> stage_layers_;  // layer indices
+  std::vector<std::vector<int>> exit_layers_;
+  std::vector<int> stage_output_slot_, exit_output_slot_;
+  std::vector<int64_t> stage_runs_;
+};
+TORCH_MODULE(Graph);
+
+// core::Tensor (F32) <-> torch::Tensor. to_torch copies unless `borrow` is set, in which case
+// the torch tensor aliases the core tensor's bytes (the caller keeps them alive).
+torch::Tensor to_torch(const core::Tensor& t, bool borrow = false);
+core::Tensor from_torch(const torch::Tensor& t);
+
+}  // namespace idn::nn

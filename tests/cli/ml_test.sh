@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `idn train | eval | infer` end to end on a tiny FashionMNIST subset, and the error paths a
+# user meets: corrupt or mismatched packages, missing data, wrong input shapes — each must be
+# one clear line on stderr and a non-zero exit, never a crash. Usage: ml_test.sh PATH_TO_IDN
+set -euo pipefail
+idn="$1"
+dir="$(mktemp -d)"
+trap 'rm -rf "$dir"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# Runs a command that must fail cleanly: exit 1 or 2 (not a signal), one "idn: error:" line.
+expect_error() {
+  local what="$1" pattern="$2"
+  shift 2
+  set +e
+  "$@" >"$dir/out" 2>"$dir/err"
+  local rc=$?
+  set -e
+  [ $rc -eq 1 ] || [ $rc -eq 2 ] || fail "$what: exit status $rc (want 1 or 2): $(cat "$dir/err")"
+  [ "$(grep -c '^idn: error:' "$dir/err")" = 1 ] || fail "$what: not one error line: $(cat "$dir/err")"
+  grep -q -- "$pattern" "$dir/err" || fail "$what: error does not mention '$pattern': $(cat "$dir/err")"
+}
+
+"$idn" train branchynet --arch b-lenet --out "$dir/m" --epochs 1 --limit 600 --validation 300 \
+  --threads 1 >"$dir/train" 2>/dev/null
+grep -q "operating point" "$dir/train" || fail "train printed no operating point"
+python3 - "$dir/m/model.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+assert len(m["exits"]) == 2, m["exits"]
+assert all(e["temperature"] > 0 for e in m["exits"])
+assert "rule" in m["operating_point"]
+PY
+
+"$idn" eval "$dir/m" --limit 200 --json >"$dir/eval.json"
+python3 - "$dir/eval.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+m = j["measured"]
+assert 0.3 < m["accuracy"] <= 1.0, m
+assert abs(sum(m["exit_fraction"]) - 1.0) < 1e-9, m
+assert m["median_us"] > 0 and m["p99_us"] >= m["median_us"], m
+PY
+"$idn" infer "$dir/m" --test-index 3 >"$dir/infer"
+grep -Eq '^prediction [0-9] .* exit exit[01] .* confidence 0\.[0-9]+' "$dir/infer" || fail "infer output: $(cat "$dir/infer")"
+
+# A 27x28 image is the wrong shape.
+printf 'P5\n28 27\n255\n' >"$dir/bad.pgm"
+head -c $((28 * 27)) /dev/zero >>"$dir/bad.pgm"
+expect_error "wrong input shape" "expects \[1, 28, 28\]" "$idn" infer "$dir/m" --input "$dir/bad.pgm"
+expect_error "missing package" "not a model package" "$idn" eval "$dir/nope"
+expect_error "missing data" "$dir/nodata" "$idn" eval "$dir/m" --data "$dir/nodata"
+
+cp -r "$dir/m" "$dir/corrupt"
+head -c 100 "$dir/m/weights.safetensors" >"$dir/corrupt/weights.safetensors"
+expect_error "truncated weights" "weights.safetensors" "$idn" infer "$dir/corrupt" --test-index 0
+
+cp -r "$dir/m" "$dir/mismatch"
+sed -i 's/"out_features": 500/"out_features": 400/' "$dir/mismatch/model.json"
+expect_error "weights that do not match model.json" "fc" "$idn" infer "$dir/mismatch" --test-index 0
+
+echo '{"format": "idn-model", "version": 1' >"$dir/corrupt/model.json"
+expect_error "corrupt model.json" "model.json" "$idn" infer "$dir/corrupt" --test-index 0
+echo "ml_test: ok"

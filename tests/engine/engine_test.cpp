@@ -1,0 +1,147 @@
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "support/tiny_model.h"
+
+namespace idn::engine {
+namespace {
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto e = Engine::load(idn::testing::tiny_package());
+    ASSERT_TRUE(e.ok()) << e.status().to_string();
+    engine_ = std::move(*e);
+    samples_ = motifs::to_samples(idn::testing::tiny_data().test.x.slice(0, 0, 100));
+  }
+  std::unique_ptr<Engine> engine_;
+  std::vector<core::Tensor> samples_;
+};
+
+TEST_F(EngineTest, EarlyExitSkipsLaterStages) {
+  const ExitRule always{model::ExitCriterion::kConfidence, 0.0};
+  for (const auto& s : samples_) {
+    auto ev = engine_->infer(s, always);
+    ASSERT_TRUE(ev.ok());
+    EXPECT_EQ(ev->exit_index, 0);
+  }
+  auto runs = engine_->stage_runs();
+  EXPECT_EQ(runs[0], 100);
+  EXPECT_EQ(runs[1], 0) << "stage 1 ran for samples that had exited";
+
+  const ExitRule never{model::ExitCriterion::kConfidence, 1.5};
+  for (const auto& s : samples_) ASSERT_EQ(engine_->infer(s, never)->exit_index, 1);
+  runs = engine_->stage_runs();
+  EXPECT_EQ(runs[1], 100);
+}
+
+TEST_F(EngineTest, CancellingAtTheFirstExitStopsTheWork) {
+  const ExitRule never{model::ExitCriterion::kConfidence, 1.5};
+  int calls = 0;
+  auto ev = engine_->infer_progressive(samples_[0], never, [&](const ExitEvent& e) {
+    ++calls;
+    return false;  // the client called finish()
+  });
+  ASSERT_TRUE(ev.ok());
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(engine_->stage_runs()[1], 0);
+}
+
+TEST_F(EngineTest, ProgressiveReportsEveryExitWithRisingCost) {
+  const ExitRule never{model::ExitCriterion::kConfidence, 1.5};
+  std::vector<ExitEvent> seen;
+  auto ev = engine_->infer_progressive(samples_[1], never, [&](const ExitEvent& e) {
+    seen.push_back(e);
+    return true;
+  });
+  ASSERT_TRUE(ev.ok());
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_LT(seen[0].flops, seen[1].flops);
+  EXPECT_TRUE(seen[1].exited);
+  double sum = 0;
+  for (float p : seen[0].probs) sum += p;
+  EXPECT_NEAR(sum, 1.0, 1e-5);
+}
+
+TEST_F(EngineTest, BatchAndSingleSampleInferenceAgree) {
+  core::Tensor batch{core::DType::kF32, {static_cast<int64_t>(samples_.size()), 1, 28, 28}, {}};
+  for (const auto& s : samples_)
+    batch.bytes.insert(batch.bytes.end(), s.bytes.begin(), s.bytes.end());
+  auto events = engine_->infer_batch(batch);
+  ASSERT_TRUE(events.ok()) << events.status().to_string();
+  ASSERT_EQ(events->size(), samples_.size());
+  int early = 0;
+  for (size_t i = 0; i < samples_.size(); ++i) {
+    auto single = engine_->infer(samples_[i]);
+    ASSERT_TRUE(single.ok());
+    EXPECT_EQ((*events)[i].exit_index, single->exit_index) << "sample " << i;
+    EXPECT_EQ((*events)[i].predicted, single->predicted) << "sample " << i;
+    EXPECT_NEAR((*events)[i].confidence, single->confidence, 1e-4) << "sample " << i;
+    early += single->exit_index == 0;
+  }
+  // The package's operating point exits some samples early and sends others on.
+  EXPECT_GT(early, 0);
+}
+
+TEST_F(EngineTest, SplitExecutionMatchesLocalInference) {
+  const ExitRule never{model::ExitCriterion::kConfidence, 1.5};
+  for (int i = 0; i < 10; ++i) {
+    auto act = engine_->run_stages(samples_[i], -1, 0);
+    ASSERT_TRUE(act.ok()) << act.status().to_string();
+    auto remote = engine_->run_from(*act, 0, never);
+    auto local = engine_->infer(samples_[i], never);
+    ASSERT_TRUE(remote.ok() && local.ok());
+    EXPECT_EQ(remote->exit_index, local->exit_index);
+    EXPECT_EQ(remote->predicted, local->predicted);
+    for (size_t c = 0; c < local->probs.size(); ++c)
+      EXPECT_NEAR(remote->probs[c], local->probs[c], 1e-5);
+  }
+}
+
+TEST_F(EngineTest, WrongShapesAndNonFiniteInputsAreRefusedWithAClearError) {
+  auto wrong = core::Tensor::f32({1, 27, 28}, std::vector<float>(27 * 28, 0.f));
+  auto r = engine_->infer(wrong);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("[1, 28, 28]"), std::string::npos) << r.status().message();
+
+  auto nan = samples_[0];
+  nan.f32_mut()[5] = std::nanf("");
+  EXPECT_EQ(engine_->infer(nan).status().code(), Code::kInvalidArgument);
+
+  auto short_bytes = samples_[0];
+  short_bytes.bytes.resize(10);
+  EXPECT_FALSE(engine_->infer(short_bytes).ok());
+
+  core::Tensor ints{core::DType::kI32, {1, 28, 28}, Bytes(28 * 28 * 4)};
+  EXPECT_FALSE(engine_->infer(ints).ok());
+
+  // The engine keeps serving after bad input.
+  EXPECT_TRUE(engine_->infer(samples_[0]).ok());
+}
+
+TEST(EngineLoadTest, CorruptPackageGivesOneClearError) {
+  namespace fs = std::filesystem;
+  fs::path src = idn::testing::tiny_package();
+  fs::path dir = fs::temp_directory_path() / ("idn-corrupt-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::copy_file(src / "model.json", dir / "model.json");
+  {
+    std::ofstream f(dir / "weights.safetensors", std::ios::binary);
+    f << "garbage";
+  }
+  auto e = Engine::load(dir);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("weights.safetensors"), std::string::npos)
+      << e.status().message();
+  fs::remove_all(dir);
+  EXPECT_EQ(Engine::load(dir).status().code(), Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace idn::engine
