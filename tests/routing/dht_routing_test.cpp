@@ -295,6 +295,29 @@ TEST(DhtRouting, ReaderWithALaterClockSeesRecordsAsExpired) {
   EXPECT_GE(reader.counters().records_expired, 1u);
 }
 
+TEST(DhtRouting, IncomingPutsArePerPeerRateLimited) {
+  RoutingConfig cfg = loopback_config();
+  cfg.put_rate_per_second = 1;
+  cfg.put_burst = 3;
+  Network net(5, cfg);
+  RawNode flooder(std::to_string(net[0].port()));
+  auto signer = fresh_key();
+  for (uint64_t i = 0; i < 40; ++i) {
+    auto key = service("flood " + std::to_string(i));
+    Record r =
+        sign_record(signer, RecordKind::kValue, key.bytes(), as_bytes("x"), 1, Clock::now() + 30min)
+            .value();
+    flooder.put(RecordKind::kValue, key.bytes(), encode_record(r), 1);
+  }
+  uint64_t limited = 0, published = 0;
+  for (auto& n : net.nodes) limited += n->counters().puts_rate_limited;
+  EXPECT_GT(limited, 0u) << "40 puts from one peer at 1/s (burst 3) were all stored";
+  // Honest traffic from a node is not starved by the flooder's bucket.
+  EXPECT_TRUE(set_value_sync(net[2], service("honest"), as_bytes("ok"), kOp).is_ok());
+  for (auto& n : net.nodes) published += n->counters().records_published;
+  EXPECT_GE(published, 1u);
+}
+
 TEST(DhtRouting, RejectsBadConfiguration) {
   RoutingConfig c = loopback_config();
   c.listen_address = "not-an-ip";
