@@ -6,6 +6,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <csignal>
 #include <nlohmann/json.hpp>
 
@@ -302,6 +305,20 @@ void Node::do_shutdown() {
   if (http_) http_->stop();
   host_->stop();
   wake_->notify_all();
+  // Connections close asynchronously; once they are gone, stop the loop rather than wait for
+  // the host's periodic timers to notice (the Host allows stopping its io_context).
+  asio::co_spawn(io_, drain_and_stop(), asio::detached);
+}
+
+awaitable<void> Node::drain_and_stop() {
+  asio::steady_timer t(io_);
+  auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
+  while (!host_->connected_peers().empty() && std::chrono::steady_clock::now() < deadline) {
+    t.expires_after(std::chrono::milliseconds(5));
+    boost::system::error_code ec;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  io_.stop();
 }
 
 }  // namespace idn::node

@@ -31,6 +31,8 @@ namespace idn::node {
 inline constexpr std::chrono::seconds kPingInterval{15};
 // How often unconnected bootstrap peers are dialled again.
 inline constexpr std::chrono::seconds kBootstrapRetry{10};
+// At shutdown, how long connections get to close before the io_context is stopped anyway.
+inline constexpr std::chrono::seconds kShutdownGrace{3};
 
 // The p2p HostConfig that `limits` asks for (defaults where unset).
 p2p::HostConfig host_config(const LimitsConfig& limits);
@@ -78,6 +80,7 @@ class Node {
   p2p::awaitable<void> bootstrap_loop();
   p2p::awaitable<void> ping_loop();
   p2p::awaitable<void> ping_peer(identity::PeerId peer);
+  p2p::awaitable<void> drain_and_stop();
 
   Config config_;
   bool ephemeral_;
