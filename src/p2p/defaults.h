@@ -40,6 +40,10 @@ inline constexpr uint32_t kMaxYamuxFramePayload = 256 * 1024;
 // Largest Data frame we send: 64 KiB, like js-libp2p's yamux, so streams interleave fairly.
 inline constexpr uint32_t kYamuxSendFrame = 64 * 1024;
 
+// Control replies (ping ACKs, window updates) queued for a peer that keeps sending but never
+// reads. Data writes are bounded by the peer's windows; this bounds the rest.
+inline constexpr size_t kMaxYamuxPendingOutput = 16 * 1024 * 1024;
+
 // --- messages ---------------------------------------------------------------------------
 // Largest identify message accepted (js-libp2p caps it at 8 KiB; we allow more listen
 // addresses and protocols).

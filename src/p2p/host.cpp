@@ -290,7 +290,13 @@ Result<std::shared_ptr<Connection>> Host::register_connection(std::shared_ptr<Co
       return x.outbound() ? id_ : x.remote_peer();
     };
     std::shared_ptr<Connection> old = it->second.conn;
-    bool keep_new = dialer(*c) < dialer(*old);
+    // Two connections dialled by the same side (concurrent dials) are ordered by the dialer's
+    // TCP address, which both ends also agree on.
+    auto dialer_addr = [](const Connection& x) {
+      return (x.outbound() ? x.local_addr() : x.remote_addr()).to_bytes();
+    };
+    bool keep_new = dialer(*c) == dialer(*old) ? dialer_addr(*c) < dialer_addr(*old)
+                                               : dialer(*c) < dialer(*old);
     std::shared_ptr<Connection> loser = keep_new ? old : c;
     if (keep_new) it->second.conn = c;
     loser->close(Status::cancelled("duplicate connection to " + peer.to_string() +

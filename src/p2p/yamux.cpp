@@ -86,6 +86,11 @@ Status Session::feed(ByteView data) {
     if (!st.is_ok()) break;
   }
   in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(pos));
+  if (st.is_ok() && out_.size() > defaults::kMaxYamuxPendingOutput) {
+    // Replies we owe (ping ACKs, window updates) pile up: the peer sends but does not read.
+    st = Status::limit_exceeded("yamux: peer does not read; " + std::to_string(out_.size()) +
+                                " bytes of replies pending");
+  }
   if (!st.is_ok()) {
     in_.clear();
     return fail(std::move(st));

@@ -298,3 +298,43 @@ TEST(HostTest, UnknownProtocolIsRefusedAndConnectionSurvives) {
 
 }  // namespace
 }  // namespace idn::p2p
+
+namespace idn::p2p {
+namespace {
+
+TEST(HostTest, SimultaneousDialsLeaveOneConnectionThatWorks) {
+  using namespace std::chrono_literals;
+  testing::Loop loop;
+  auto a = testing::make_host(loop), b = testing::make_host(loop);
+  loop.call(
+      [&] { return a->listen(testing::loopback()).ok() && b->listen(testing::loopback()).ok(); });
+  auto aa = loop.call([&] { return a->listen_addrs().at(0); });
+  auto ba = loop.call([&] { return b->listen_addrs().at(0); });
+  auto both = loop.run([&]() -> awaitable<bool> {
+    auto ex = co_await asio::this_coro::executor;
+    auto ok_a = std::make_shared<int>(-1), ok_b = std::make_shared<int>(-1);
+    Signal done(ex);
+    auto dial = [&done](Host* h, core::Multiaddr to, std::shared_ptr<int> out) -> awaitable<void> {
+      auto r = co_await h->dial(to);
+      *out = r.ok() ? 1 : 0;
+      done.notify_all();
+    };
+    asio::co_spawn(ex, dial(a.get(), ba, ok_a), asio::detached);
+    asio::co_spawn(ex, dial(b.get(), aa, ok_b), asio::detached);
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while ((*ok_a < 0 || *ok_b < 0) && std::chrono::steady_clock::now() < deadline) {
+      co_await done.wait(deadline);
+    }
+    co_return *ok_a == 1 && *ok_b == 1;
+  });
+  EXPECT_TRUE(both);
+  // Whatever survived the duplicate resolution carries traffic both ways.
+  ASSERT_TRUE(loop.run([&]() { return a->wait_for_peer(b->id(), 10s); }));
+  ASSERT_TRUE(loop.run([&]() { return b->wait_for_peer(a->id(), 10s); }));
+  EXPECT_TRUE(loop.run([&]() { return a->ping(b->id()); }).ok());
+  EXPECT_TRUE(loop.run([&]() { return b->ping(a->id()); }).ok());
+  EXPECT_LE(a->stats().connections_active, 2u);
+}
+
+}  // namespace
+}  // namespace idn::p2p
