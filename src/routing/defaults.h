@@ -37,6 +37,9 @@ inline constexpr double kPutBurst = 64.0;
 inline constexpr size_t kRateLimiterMaxPeers = 4096;
 // Highest sequence numbers remembered for replay detection, per (key, signer).
 inline constexpr size_t kMaxSeenSequences = 65536;
+// A publication whose put failed (typically: not yet connected at start) is retried this soon
+// instead of waiting a whole refresh interval.
+inline constexpr auto kPutRetry = 5s;
 // A lookup (get) gives up after this long and returns what it has.
 inline constexpr auto kLookupTimeout = 20s;
 // OpenDHT network id separating IDN's DHT from the public OpenDHT network (arbitrary, fixed).

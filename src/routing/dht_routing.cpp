@@ -186,6 +186,23 @@ struct DhtRouting::Impl {
     return encode_addrs(cfg.addresses);
   }
 
+  // Wraps a put callback so a failed put of a live publication is retried soon.
+  DoneCallback retry_on_failure(RecordKind kind, const Bytes& rkey, DoneCallback cb) {
+    return [this, ks = key_string(kind, rkey), cb = std::move(cb)](Status s) {
+      if (!s.is_ok()) {
+        {
+          std::lock_guard lk(mu);
+          auto it = pubs.find(ks);
+          if (it != pubs.end())
+            it->second.next_refresh = std::min(
+                it->second.next_refresh, std::chrono::steady_clock::now() + defaults::kPutRetry);
+        }
+        cv.notify_all();
+      }
+      if (cb) cb(std::move(s));
+    };
+  }
+
   // Registers a publication (refreshed by the refresher thread) and puts it now.
   void publish(RecordKind kind, const Bytes& rkey, Bytes value, DoneCallback cb) {
     uint64_t seq;
@@ -201,7 +218,7 @@ struct DhtRouting::Impl {
       if (kind != RecordKind::kValue) value = encode_addrs(cfg.addresses);
     }
     cv.notify_all();
-    put_record(kind, rkey, value, false, seq, std::move(cb));
+    put_record(kind, rkey, value, false, seq, retry_on_failure(kind, rkey, std::move(cb)));
   }
 
   void unpublish(RecordKind kind, const Bytes& rkey, DoneCallback cb) {
@@ -243,7 +260,7 @@ struct DhtRouting::Impl {
       lk.unlock();
       for (auto& [kind, k, v, seq] : due) {
         c.refreshed++;
-        put_record(kind, k, v, false, seq, {});
+        put_record(kind, k, v, false, seq, retry_on_failure(kind, k, {}));
       }
       lk.lock();
     }

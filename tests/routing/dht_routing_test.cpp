@@ -179,6 +179,17 @@ TEST(DhtRouting, FindPeerReturnsThePublishedAddresses) {
   EXPECT_EQ(quiet.status().code(), Code::kNotFound);
 }
 
+TEST(DhtRouting, ANodeThatPublishesBeforeJoiningIsFoundAfterJoining) {
+  Network net(5);
+  RoutingConfig cfg = loopback_config();  // no bootstrap: alone at first
+  cfg.addresses = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/4002").value()};
+  auto late = DhtRouting::start(fresh_key(), cfg);
+  ASSERT_TRUE(late.ok()) << late.status().to_string();
+  ASSERT_TRUE((*late)->bootstrap(net[0].endpoint()).is_ok());
+  ASSERT_TRUE((*late)->wait_connected(kOp).is_ok());
+  ASSERT_TRUE(eventually([&] { return find_peer_sync(net[3], (*late)->peer_id(), kOp).ok(); }));
+}
+
 TEST(DhtRouting, ForgedProviderRecordIsIgnoredAndCounted) {
   Network net(5);
   auto key = service("victim service");
