@@ -15,8 +15,12 @@ using ByteView = std::span<const uint8_t>;
 inline ByteView as_bytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
-inline std::string to_string(ByteView b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
-inline Bytes to_bytes(std::string_view s) { return {s.begin(), s.end()}; }
+inline std::string to_string(ByteView b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+inline Bytes to_bytes(std::string_view s) {
+  return {s.begin(), s.end()};
+}
 
 std::string hex_encode(ByteView b);
 // Accepts upper or lower case; returns false on odd length or a non-hex digit.

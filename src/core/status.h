@@ -94,10 +94,10 @@ class [[nodiscard]] Result {
 #define IDN_CONCAT(a, b) IDN_CONCAT_INNER(a, b)
 
 // Returns the Status from the enclosing function when `expr` (a Status) is not ok.
-#define IDN_RETURN_IF_ERROR(expr)            \
-  do {                                       \
-    ::idn::Status _idn_st = (expr);          \
-    if (!_idn_st.is_ok()) return _idn_st;    \
+#define IDN_RETURN_IF_ERROR(expr)         \
+  do {                                    \
+    ::idn::Status _idn_st = (expr);       \
+    if (!_idn_st.is_ok()) return _idn_st; \
   } while (0)
 
 // `IDN_ASSIGN_OR_RETURN(auto x, f());` binds x to f()'s value or returns its Status.

@@ -9,31 +9,45 @@ namespace idn::core {
 size_t dtype_size(DType d) {
   switch (d) {
     case DType::kF64:
-    case DType::kI64: return 8;
+    case DType::kI64:
+      return 8;
     case DType::kF32:
-    case DType::kI32: return 4;
+    case DType::kI32:
+      return 4;
     case DType::kF16:
     case DType::kBF16:
-    case DType::kI16: return 2;
+    case DType::kI16:
+      return 2;
     case DType::kI8:
     case DType::kU8:
-    case DType::kBool: return 1;
+    case DType::kBool:
+      return 1;
   }
   return 0;
 }
 
 std::string_view dtype_name(DType d) {
   switch (d) {
-    case DType::kF32: return "F32";
-    case DType::kF64: return "F64";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
-    case DType::kI64: return "I64";
-    case DType::kI32: return "I32";
-    case DType::kI16: return "I16";
-    case DType::kI8: return "I8";
-    case DType::kU8: return "U8";
-    case DType::kBool: return "BOOL";
+    case DType::kF32:
+      return "F32";
+    case DType::kF64:
+      return "F64";
+    case DType::kF16:
+      return "F16";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kI64:
+      return "I64";
+    case DType::kI32:
+      return "I32";
+    case DType::kI16:
+      return "I16";
+    case DType::kI8:
+      return "I8";
+    case DType::kU8:
+      return "U8";
+    case DType::kBool:
+      return "BOOL";
   }
   return "?";
 }
@@ -57,7 +71,8 @@ Status Tensor::validate() const {
   uint64_t n = 1;
   constexpr uint64_t kMax = uint64_t{1} << 48;
   for (int64_t d : shape) {
-    if (d < 0) return Status::invalid_argument("negative dimension in shape " + shape_string(shape));
+    if (d < 0)
+      return Status::invalid_argument("negative dimension in shape " + shape_string(shape));
     if (d != 0 && n > kMax / static_cast<uint64_t>(d))
       return Status::limit_exceeded("shape " + shape_string(shape) + " has too many elements");
     n *= static_cast<uint64_t>(d);
