@@ -20,5 +20,6 @@ void register_bench(CLI::App& bench);  // ml/cmd_bench.cpp: idn bench branchynet
 void register_id(CLI::App& app);     // cmd_id.cpp: idn id new|show
 void register_routing(CLI::App& app);  // cmd_routing.cpp: idn providers, idn bench routing
 void register_node(CLI::App& app);   // cmd_node.cpp: idn node, idn peers
+void register_bench_transport(CLI::App& bench);  // cmd_bench_transport.cpp: idn bench transport
 
 }  // namespace idn::cli

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   idn::cli::register_id(app);
   idn::cli::register_routing(app);
   idn::cli::register_node(app);
+  idn::cli::register_bench_transport(*bench);
 #if defined(IDN_WITH_TORCH)
   idn::cli::register_train(app);
   idn::cli::register_eval(app);
