@@ -149,6 +149,45 @@ awaitable<Result<double>> measure_bulk(ByteStream& s, size_t mib) {
   co_return static_cast<double>(sent) / seconds;
 }
 
+// Bulk echo: `mib` 1 MiB messages written while the echoed bytes are read back, the way
+// bench_js.mjs measures js-libp2p; returns MiB/s counting each byte once.
+awaitable<Result<double>> measure_bulk_echo(std::shared_ptr<ByteStream> s, size_t mib) {
+  auto ex = co_await asio::this_coro::executor;
+  auto write_status = std::make_shared<std::optional<Status>>();
+  auto sent = std::make_shared<size_t>(0);
+  auto deadline = Clock::now() + kPhaseBudget;
+  auto t0 = Clock::now();
+  asio::co_spawn(
+      ex,
+      [s, mib, deadline, write_status, sent]() -> awaitable<void> {
+        Bytes chunk(kMiB);
+        for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<uint8_t>(i * 11);
+        Status st = Status::ok();
+        for (; *sent < mib && Clock::now() < deadline && st.is_ok(); ++*sent)
+          st = co_await s->write(chunk);
+        if (st.is_ok()) st = co_await s->close_write();
+        *write_status = st;
+      },
+      asio::detached);
+  std::vector<uint8_t> buf(256 * 1024);
+  uint64_t got = 0;
+  while (true) {
+    auto n = co_await s->read_some(buf);
+    if (!n.ok()) co_return n.status().with_context("reading the echo");
+    if (*n == 0) break;
+    got += *n;
+  }
+  double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  // The echo side closes only after our close_write, so the writer has finished by now.
+  if (!write_status->has_value())
+    co_return Status::internal("echo ended before the writer finished");
+  if (!(*write_status)->is_ok()) co_return **write_status;
+  if (got != *sent * kMiB)
+    co_return Status::corruption("echoed " + std::to_string(got) + " of " +
+                                 std::to_string(*sent * kMiB) + " bytes");
+  co_return static_cast<double>(*sent) / seconds;
+}
+
 Row rtt_row(std::string transport, size_t bytes, const std::vector<double>& v) {
   Row r{std::move(transport), bytes == kSmall ? "64 B" : "3 KiB"};
   r.median_us = percentile(v, 0.5);
@@ -158,8 +197,8 @@ Row rtt_row(std::string transport, size_t bytes, const std::vector<double>& v) {
   return r;
 }
 
-Row bulk_row(std::string transport, size_t mib, double mib_per_s) {
-  Row r{std::move(transport), "1 MiB x " + std::to_string(mib)};
+Row bulk_row(std::string transport, size_t mib, double mib_per_s, bool echo) {
+  Row r{std::move(transport), "1 MiB x " + std::to_string(mib) + (echo ? " (echo)" : " (one way)")};
   r.mib_per_s = mib_per_s;
   r.n = mib;
   return r;
@@ -237,7 +276,12 @@ awaitable<Status> run_native(const Args& a, Results& res) {
     if (!sink.ok()) co_return sink.status().with_context("opening the sink stream");
     auto mibs = co_await measure_bulk(**sink, a.bulk_mib);
     if (!mibs.ok()) co_return mibs.status().with_context("IDN bulk");
-    res.rows.push_back(bulk_row("IDN (Noise+yamux)", a.bulk_mib, *mibs));
+    res.rows.push_back(bulk_row("IDN (Noise+yamux)", a.bulk_mib, *mibs, false));
+    auto echo2 = co_await client->new_stream(*peer, std::string(kEchoProtocol));
+    if (!echo2.ok()) co_return echo2.status().with_context("opening the bulk echo stream");
+    auto emibs = co_await measure_bulk_echo(*echo2, a.bulk_mib);
+    if (!emibs.ok()) co_return emibs.status().with_context("IDN bulk echo");
+    res.rows.push_back(bulk_row("IDN (Noise+yamux)", a.bulk_mib, *emibs, true));
     co_return Status::ok();
   }();
   client->stop();
@@ -247,7 +291,7 @@ awaitable<Status> run_native(const Args& a, Results& res) {
   // Plain TCP, same io_context, same server code.
   asio::ip::tcp::acceptor acc(ex, {asio::ip::make_address("127.0.0.1"), 0});
   auto ep = acc.local_endpoint();
-  asio::co_spawn(ex, tcp_accept_loop(acc, 2), asio::detached);
+  asio::co_spawn(ex, tcp_accept_loop(acc, 3), asio::detached);
   {
     auto echo = co_await tcp_connect(ep, 'e');
     if (!echo.ok()) co_return echo.status();
@@ -261,7 +305,12 @@ awaitable<Status> run_native(const Args& a, Results& res) {
     if (!sink.ok()) co_return sink.status();
     auto mibs = co_await measure_bulk(**sink, a.bulk_mib);
     if (!mibs.ok()) co_return mibs.status().with_context("plain TCP bulk");
-    res.rows.push_back(bulk_row("plain TCP", a.bulk_mib, *mibs));
+    res.rows.push_back(bulk_row("plain TCP", a.bulk_mib, *mibs, false));
+    auto echo2 = co_await tcp_connect(ep, 'e');
+    if (!echo2.ok()) co_return echo2.status();
+    auto emibs = co_await measure_bulk_echo(*echo2, a.bulk_mib);
+    if (!emibs.ok()) co_return emibs.status().with_context("plain TCP bulk echo");
+    res.rows.push_back(bulk_row("plain TCP", a.bulk_mib, *emibs, true));
   }
   boost::system::error_code ec;
   acc.close(ec);
@@ -385,17 +434,19 @@ std::string render_markdown(const Args& a, const Results& res, const std::string
   const std::string idn = "IDN (Noise+yamux)", tcp = "plain TCP", js = "js-libp2p <-> js-libp2p";
   auto r64 = ratio(find(res, idn, "64 B"), find(res, tcp, "64 B"), true);
   auto r3k = ratio(find(res, idn, "3 KiB"), find(res, tcp, "3 KiB"), true);
-  auto rtp = ratio(find(res, idn, "1 MiB"), find(res, tcp, "1 MiB"), false);
+  auto rtp = ratio(find(res, idn, "1 MiB x " + std::to_string(a.bulk_mib) + " (one way)"),
+                   find(res, tcp, "1 MiB x " + std::to_string(a.bulk_mib) + " (one way)"), false);
   auto j64 = ratio(find(res, js, "64 B"), find(res, idn, "64 B"), true);
   auto j3k = ratio(find(res, js, "3 KiB"), find(res, idn, "3 KiB"), true);
-  auto jtp = ratio(find(res, idn, "1 MiB"), find(res, js, "64 KiB"), false);
+  auto jtp = ratio(find(res, idn, "1 MiB x " + std::to_string(a.bulk_mib) + " (echo)"),
+                   find(res, js, "64 KiB"), false);
   md << "\nRatios:\n\n";
   md << "- IDN / plain TCP median RTT, 64 B: " << fmt(r64, "%.2fx")
      << " (target <= 2x); 3 KiB: " << fmt(r3k, "%.2fx") << "\n";
-  md << "- IDN / plain TCP throughput: " << fmt(rtp, "%.2f") << "\n";
+  md << "- IDN / plain TCP one-way throughput: " << fmt(rtp, "%.2f") << "\n";
   md << "- js-libp2p / IDN median RTT (how many times faster IDN is), 64 B: " << fmt(j64, "%.1fx")
      << "; 3 KiB: " << fmt(j3k, "%.1fx") << "\n";
-  md << "- IDN / js-libp2p throughput: " << fmt(jtp, "%.1fx") << "\n";
+  md << "- IDN / js-libp2p echo throughput: " << fmt(jtp, "%.1fx") << "\n";
   md << "\njs-libp2p: " << js_note << "\n";
   md << "\nSettings: " << a.iterations << " timed round trips per payload after " << a.warmup
      << " warm-up, " << a.bulk_mib
