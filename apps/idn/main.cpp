@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   auto* bench = app.add_subcommand("bench", "Benchmarks: each prints a table and writes CSV");
   bench->require_subcommand(1);
   idn::cli::register_id(app);
+  idn::cli::register_content(app);
   idn::cli::register_routing(app);
   idn::cli::register_node(app);
   idn::cli::register_bench_transport(*bench);

@@ -390,8 +390,9 @@ awaitable<void> Bitswap::handle_stream(std::shared_ptr<p2p::Stream> s) {
     auto msg = co_await p2p::read_length_prefixed(*s, config_.max_message_bytes);
     if (!*alive) co_return;
     if (!msg.ok()) {
-      if (msg.status().code() != Code::kNotFound && msg.status().code() != Code::kIOError &&
-          msg.status().code() != Code::kCancelled) {
+      // Only a malformed frame is the peer's fault; closes and resets are ordinary.
+      Code c = msg.status().code();
+      if (c == Code::kCorruption || c == Code::kLimitExceeded || c == Code::kPeerMisbehaved) {
         ++stats_.malformed_messages;
         mark_faulty(peer, 1);
       }
