@@ -155,7 +155,6 @@ int run_eval(EvalArgs& a) {
               100 * run->accuracy, run->latency.mean_us, run->latency.median_us,
               run->latency.p99_us, run->mean_flops / 1e6);
   std::printf("  exit mix %s %%\n", join(run->exit_fraction, "%.1f").c_str());
-  for (double& f : run->exit_fraction) (void)f;
   std::printf(
       "\ntrade-off profile on the test split (Pareto front; time modelled from the part costs "
       "above):\n");
