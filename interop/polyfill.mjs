@@ -1,6 +1,11 @@
 // Globals js-libp2p 3 expects that Node 18/20 lack. Import this module before anything from
 // libp2p: static imports are hoisted, so defining these in the importing file is too late.
 import { webcrypto } from 'node:crypto'
+import { register } from 'node:module'
+
+// Swap @peculiar/webcrypto for Node's own WebCrypto (see webcrypto-loader.mjs). An npm
+// override cannot do it: Debian 12's npm 9.2 rejects file: specs in overrides.
+register('./webcrypto-loader.mjs', import.meta.url)
 
 if (typeof Promise.withResolvers !== 'function') {
   Promise.withResolvers = function withResolvers () {
