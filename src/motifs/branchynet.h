@@ -16,10 +16,13 @@
 namespace idn::motifs {
 
 struct OperatingPointOptions {
-  double max_accuracy_drop = 0.005;  // the rule: fastest point within 0.5 points of the final exit
-  int grid = 41;                     // candidate thresholds per early exit
-  int timing_samples = 64;           // batch-1 samples timed per component
-  int timing_reps = 5;               // passes over them; the median is kept
+  // The rule: the fastest point within 0.25 points of the final exit on the validation split.
+  // The target is 0.5 points on the test split; validation accuracy on 5,000 images has a
+  // standard error of ~0.4 points, so choosing at 0.5 lands above it about half the time.
+  double max_accuracy_drop = 0.0025;
+  int grid = 41;            // candidate thresholds per early exit
+  int timing_samples = 64;  // batch-1 samples timed per component
+  int timing_reps = 5;      // passes over them; the median is kept
 };
 
 struct BranchyNetProfile {

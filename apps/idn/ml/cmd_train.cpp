@@ -20,7 +20,7 @@ struct TrainArgs {
   motifs::OperatingPointOptions op;
   std::vector<double> weights;
   double alpha = -1;
-  double max_drop_points = 0.5;
+  double max_drop_points = 0.25;
   int threads = 2;
   bool no_sgdr = false;
 };
