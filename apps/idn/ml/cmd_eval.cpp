@@ -154,7 +154,9 @@ int run_eval(EvalArgs& a) {
   std::printf("  accuracy %.2f%%  mean %.1f us  median %.1f us  p99 %.1f us  mean %.3f MFLOPs\n",
               100 * run->accuracy, run->latency.mean_us, run->latency.median_us,
               run->latency.p99_us, run->mean_flops / 1e6);
-  std::printf("  exit mix %s %%\n", join(run->exit_fraction, "%.1f").c_str());
+  std::vector<double> exit_pct;
+  for (double f : run->exit_fraction) exit_pct.push_back(100 * f);
+  std::printf("  exit mix %s %% (per exit)\n", join(exit_pct, "%.1f").c_str());
   std::printf(
       "\ntrade-off profile on the test split (Pareto front; time modelled from the part costs "
       "above):\n");
