@@ -122,10 +122,11 @@ evp_cipher_ctx_st* CipherState::Ctx::get(const Key32& k, bool encrypt) {
   return ctx_;
 }
 
-Status CipherState::encrypt_in_place(ByteView ad, std::span<uint8_t> buf, size_t plaintext_len) {
-  if (buf.size() < plaintext_len + kTagLen)
-    return Status::internal("Noise encrypt_in_place: no room for the tag");
-  if (!k_) return Status::internal("Noise encrypt_in_place before the handshake keyed it");
+Status CipherState::encrypt_into(ByteView ad, ByteView plaintext, std::span<uint8_t> out) {
+  const size_t plaintext_len = plaintext.size();
+  if (out.size() < plaintext_len + kTagLen)
+    return Status::internal("Noise encrypt_into: no room for the tag");
+  if (!k_) return Status::internal("Noise encrypt_into before the handshake keyed it");
   if (n_ == kMaxNonce) return Status::limit_exceeded("Noise nonce space exhausted; reconnect");
   EVP_CIPHER_CTX* ctx = ctx_.get(*k_, true);
   auto iv = nonce_bytes(n_);
@@ -133,9 +134,10 @@ Status CipherState::encrypt_in_place(ByteView ad, std::span<uint8_t> buf, size_t
   if (!ctx || EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, iv.data()) != 1 ||
       (!ad.empty() &&
        EVP_EncryptUpdate(ctx, nullptr, &len, ad.data(), static_cast<int>(ad.size())) != 1) ||
-      EVP_EncryptUpdate(ctx, buf.data(), &len, buf.data(), static_cast<int>(plaintext_len)) != 1 ||
-      EVP_EncryptFinal_ex(ctx, buf.data() + len, &len) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kTagLen, buf.data() + plaintext_len) != 1) {
+      EVP_EncryptUpdate(ctx, out.data(), &len, plaintext.data(), static_cast<int>(plaintext_len)) !=
+          1 ||
+      EVP_EncryptFinal_ex(ctx, out.data() + len, &len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kTagLen, out.data() + plaintext_len) != 1) {
     return Status::internal("OpenSSL ChaCha20-Poly1305 encryption failed");
   }
   ++n_;
@@ -171,8 +173,7 @@ Result<size_t> CipherState::decrypt_into(ByteView ad, ByteView ciphertext, std::
 Result<Bytes> CipherState::encrypt_with_ad(ByteView ad, ByteView plaintext) {
   if (!k_) return Bytes(plaintext.begin(), plaintext.end());
   Bytes out(plaintext.size() + kTagLen);
-  if (!plaintext.empty()) std::memcpy(out.data(), plaintext.data(), plaintext.size());
-  IDN_RETURN_IF_ERROR(encrypt_in_place(ad, out, plaintext.size()));
+  IDN_RETURN_IF_ERROR(encrypt_into(ad, plaintext, out));
   return out;
 }
 

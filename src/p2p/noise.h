@@ -57,11 +57,11 @@ class CipherState {
   // On failure the nonce is not consumed, so a forged frame cannot desynchronise the stream.
   Result<Bytes> decrypt_with_ad(ByteView ad, ByteView ciphertext);
 
-  // The transport's zero-copy forms. encrypt_in_place: buf holds plaintext_len bytes of
-  // plaintext and room for the tag after them; on return buf[0, plaintext_len + 16) is the
-  // ciphertext. decrypt_into: `out` (at least ciphertext.size() - 16 bytes) may be the
-  // ciphertext's own storage; returns the plaintext length.
-  Status encrypt_in_place(ByteView ad, std::span<uint8_t> buf, size_t plaintext_len);
+  // The transport's copy-free forms. encrypt_into: `out` (at least plaintext.size() + 16
+  // bytes) receives ciphertext || tag and may start at the plaintext's own storage.
+  // decrypt_into: `out` (at least ciphertext.size() - 16 bytes) may be the ciphertext's own
+  // storage; returns the plaintext length.
+  Status encrypt_into(ByteView ad, ByteView plaintext, std::span<uint8_t> out);
   Result<size_t> decrypt_into(ByteView ad, ByteView ciphertext, std::span<uint8_t> out);
 
  private:

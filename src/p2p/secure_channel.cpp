@@ -105,8 +105,9 @@ Result<noise::XXHandshake::TransportKeys> NoiseSecurity::keys() const {
 awaitable<Status> SecureChannel::write(ByteView data) {
   constexpr size_t kMaxPlain = noise::kMaxMessageLen - noise::kTagLen;
   const size_t frames = std::max<size_t>(1, (data.size() + kMaxPlain - 1) / kMaxPlain);
-  // The member buffer is reused across writes; a write overlapping another (not done by
-  // Connection, which has one writer) gets its own.
+  // Encrypts straight from `data` into one buffer of length || ciphertext frames, sent with
+  // one write. The buffer is reused across writes; a write overlapping another (Connection
+  // never does that) gets its own.
   Bytes local;
   Bytes& out = writing_ ? local : out_;
   out.resize(data.size() + frames * (2 + noise::kTagLen));
@@ -116,8 +117,8 @@ awaitable<Status> SecureChannel::write(ByteView data) {
     const size_t ct_len = n + noise::kTagLen;
     out[at] = static_cast<uint8_t>(ct_len >> 8);
     out[at + 1] = static_cast<uint8_t>(ct_len);
-    if (n > 0) std::memcpy(out.data() + at + 2, data.data() + pos, n);
-    Status st = keys_.send.encrypt_in_place({}, std::span<uint8_t>(out.data() + at + 2, ct_len), n);
+    Status st = keys_.send.encrypt_into({}, data.subspan(pos, n),
+                                        std::span<uint8_t>(out.data() + at + 2, ct_len));
     if (!st.is_ok()) co_return st;
     pos += n;
     at += 2 + ct_len;
