@@ -1,6 +1,7 @@
 // One upgraded libp2p connection (TCP + Noise + yamux) to an authenticated peer, and the
 // Stream handle applications read and write. A Connection runs two coroutines: a reader that
-// decrypts and feeds the yamux session, and a writer that flushes the session's frames.
+// decrypts and feeds the yamux session, and a writer that flushes the session's frames (a
+// Stream::write flushes its own frames directly when no flush is under way).
 // Connections are created and owned by Host; applications only see Stream.
 #pragma once
 
@@ -103,6 +104,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   friend class Stream;
   awaitable<void> reader();
   awaitable<void> writer();
+  // Sends the session's pending frames unless another flush is under way (the Noise nonce
+  // order must match the byte order on the socket, so only one flush runs at a time).
+  awaitable<Status> flush();
   void drop();
 
   asio::any_io_executor ex_;
@@ -119,6 +123,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   SteadyTime last_activity_;
   bool closing_ = false;
   bool dropped_ = false;
+  bool flushing_ = false;
+  Bytes flush_buf_;  // the session's output being sent; swapped with it to keep capacity
   Status close_reason_;
   uint64_t serial_;
 };

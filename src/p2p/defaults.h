@@ -31,14 +31,23 @@ inline constexpr auto kDialTimeout = 10s;
 
 // --- yamux ------------------------------------------------------------------------------
 // Streams open at once on one connection. js-libp2p's default cap is 1024 per connection but
-// an IDN exchange uses one short stream per request; 256 is plenty and bounds the per-stream
-// buffers (256 KiB window each) at 64 MiB per connection in the worst case.
+// an IDN exchange uses one short stream per request; 256 is plenty. It also bounds the memory
+// a peer can make us buffer by sending without us reading: streams x kYamuxReceiveWindow.
 inline constexpr size_t kMaxStreamsPerConnection = 256;
 // Largest Data frame payload accepted. The receive window (256 KiB) already bounds a frame;
 // this equals it so a frame claiming more is refused before we buffer it.
 inline constexpr uint32_t kMaxYamuxFramePayload = 256 * 1024;
-// Largest Data frame we send: 64 KiB, like js-libp2p's yamux, so streams interleave fairly.
-inline constexpr uint32_t kYamuxSendFrame = 64 * 1024;
+// Largest Data frame payload we send: just under 64 KiB (js-libp2p uses 64 KiB) so streams
+// interleave fairly, and sized so header + payload fill exactly one Noise transport message
+// (65535 - 16-byte tag - 12-byte header): the receiver then never sees a yamux frame split
+// across Noise messages and parses it in place instead of copying it into a reassembly buffer.
+inline constexpr uint32_t kYamuxSendFrame = 65535 - 16 - 12;
+// Receive window we grant each stream. The spec starts every stream at 256 KiB; we raise it
+// with the delta in the SYN / ACK window update (go-yamux does the same, js-libp2p grows to
+// 16 MiB). 256 KiB stalls a single stream well below 1 GiB/s: the sender waits a round trip
+// of the reader's event loop for every half window. 4 MiB lets 1 MiB messages flow without
+// stalls; buffered only when the application does not read, so at most 4 MiB per open stream.
+inline constexpr uint32_t kYamuxReceiveWindow = 4 * 1024 * 1024;
 
 // Control replies (ping ACKs, window updates) queued for a peer that keeps sending but never
 // reads. Data writes are bounded by the peer's windows; this bounds the rest.

@@ -151,6 +151,9 @@ awaitable<void> Host::handle_inbound_socket(asio::ip::tcp::socket sock) {
     sock.close(ec);
     co_return;
   }
+  // Like the dial side: without it Nagle holds back a small reply (a yamux frame written
+  // while an earlier one is unacknowledged) until the peer's delayed ACK.
+  sock.set_option(asio::ip::tcp::no_delay(true), ec);
   auto r = co_await upgrade(std::make_unique<TcpStream>(std::move(sock)), false, std::nullopt);
   (void)r;  // upgrade() logs failures
 }

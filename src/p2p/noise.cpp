@@ -18,12 +18,8 @@ struct PkeyDeleter {
 struct PkeyCtxDeleter {
   void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
 };
-struct CipherCtxDeleter {
-  void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); }
-};
 using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
 using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter>;
-using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxDeleter>;
 
 constexpr uint64_t kMaxNonce = ~uint64_t{0};  // reserved by the spec
 
@@ -107,53 +103,85 @@ Result<Key32> dh(const Key32& private_key, ByteView public_key) {
   return out;
 }
 
-Result<Bytes> CipherState::encrypt_with_ad(ByteView ad, ByteView plaintext) {
-  if (!k_) return Bytes(plaintext.begin(), plaintext.end());
+void CipherState::Ctx::reset() {
+  EVP_CIPHER_CTX_free(ctx_);
+  ctx_ = nullptr;
+  mode_ = -1;
+}
+
+evp_cipher_ctx_st* CipherState::Ctx::get(const Key32& k, bool encrypt) {
+  const int mode = encrypt ? 1 : 0;
+  if (ctx_ && mode_ == mode) return ctx_;
+  if (!ctx_) ctx_ = EVP_CIPHER_CTX_new();
+  if (!ctx_) return nullptr;
+  if (EVP_CipherInit_ex(ctx_, EVP_chacha20_poly1305(), nullptr, k.data(), nullptr, mode) != 1) {
+    reset();
+    return nullptr;
+  }
+  mode_ = mode;
+  return ctx_;
+}
+
+Status CipherState::encrypt_into(ByteView ad, ByteView plaintext, std::span<uint8_t> out) {
+  const size_t plaintext_len = plaintext.size();
+  if (out.size() < plaintext_len + kTagLen)
+    return Status::internal("Noise encrypt_into: no room for the tag");
+  if (!k_) return Status::internal("Noise encrypt_into before the handshake keyed it");
   if (n_ == kMaxNonce) return Status::limit_exceeded("Noise nonce space exhausted; reconnect");
-  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+  EVP_CIPHER_CTX* ctx = ctx_.get(*k_, true);
   auto iv = nonce_bytes(n_);
-  Bytes out(plaintext.size() + kTagLen);
   int len = 0;
-  if (!ctx ||
-      EVP_EncryptInit_ex(ctx.get(), EVP_chacha20_poly1305(), nullptr, k_->data(), iv.data()) != 1 ||
+  if (!ctx || EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, iv.data()) != 1 ||
       (!ad.empty() &&
-       EVP_EncryptUpdate(ctx.get(), nullptr, &len, ad.data(), static_cast<int>(ad.size())) != 1) ||
-      EVP_EncryptUpdate(ctx.get(), out.data(), &len, plaintext.data(),
-                        static_cast<int>(plaintext.size())) != 1 ||
-      EVP_EncryptFinal_ex(ctx.get(), out.data() + len, &len) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_GET_TAG, kTagLen,
-                          out.data() + plaintext.size()) != 1) {
+       EVP_EncryptUpdate(ctx, nullptr, &len, ad.data(), static_cast<int>(ad.size())) != 1) ||
+      EVP_EncryptUpdate(ctx, out.data(), &len, plaintext.data(), static_cast<int>(plaintext_len)) !=
+          1 ||
+      EVP_EncryptFinal_ex(ctx, out.data() + len, &len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kTagLen, out.data() + plaintext_len) != 1) {
     return Status::internal("OpenSSL ChaCha20-Poly1305 encryption failed");
   }
   ++n_;
-  return out;
+  return Status::ok();
 }
 
-Result<Bytes> CipherState::decrypt_with_ad(ByteView ad, ByteView ciphertext) {
-  if (!k_) return Bytes(ciphertext.begin(), ciphertext.end());
+Result<size_t> CipherState::decrypt_into(ByteView ad, ByteView ciphertext, std::span<uint8_t> out) {
+  if (!k_) return Status::internal("Noise decrypt_into before the handshake keyed it");
   if (n_ == kMaxNonce) return Status::limit_exceeded("Noise nonce space exhausted; reconnect");
   if (ciphertext.size() < kTagLen) {
     return Status::peer_misbehaved("Noise ciphertext of " + std::to_string(ciphertext.size()) +
                                    " bytes is shorter than the 16-byte tag");
   }
   const size_t pt_len = ciphertext.size() - kTagLen;
-  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+  if (out.size() < pt_len) return Status::internal("Noise decrypt_into: output too small");
+  EVP_CIPHER_CTX* ctx = ctx_.get(*k_, false);
   auto iv = nonce_bytes(n_);
-  Bytes out(pt_len);
   uint8_t tag[kTagLen];
   std::memcpy(tag, ciphertext.data() + pt_len, kTagLen);
   int len = 0;
-  if (!ctx ||
-      EVP_DecryptInit_ex(ctx.get(), EVP_chacha20_poly1305(), nullptr, k_->data(), iv.data()) != 1 ||
+  if (!ctx || EVP_DecryptInit_ex(ctx, nullptr, nullptr, nullptr, iv.data()) != 1 ||
       (!ad.empty() &&
-       EVP_DecryptUpdate(ctx.get(), nullptr, &len, ad.data(), static_cast<int>(ad.size())) != 1) ||
-      EVP_DecryptUpdate(ctx.get(), out.data(), &len, ciphertext.data(), static_cast<int>(pt_len)) !=
-          1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_TAG, kTagLen, tag) != 1 ||
-      EVP_DecryptFinal_ex(ctx.get(), out.data() + len, &len) != 1) {
+       EVP_DecryptUpdate(ctx, nullptr, &len, ad.data(), static_cast<int>(ad.size())) != 1) ||
+      EVP_DecryptUpdate(ctx, out.data(), &len, ciphertext.data(), static_cast<int>(pt_len)) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kTagLen, tag) != 1 ||
+      EVP_DecryptFinal_ex(ctx, out.data() + len, &len) != 1) {
     return Status::peer_misbehaved("Noise decryption failed: bad authentication tag");
   }
   ++n_;
+  return pt_len;
+}
+
+Result<Bytes> CipherState::encrypt_with_ad(ByteView ad, ByteView plaintext) {
+  if (!k_) return Bytes(plaintext.begin(), plaintext.end());
+  Bytes out(plaintext.size() + kTagLen);
+  IDN_RETURN_IF_ERROR(encrypt_into(ad, plaintext, out));
+  return out;
+}
+
+Result<Bytes> CipherState::decrypt_with_ad(ByteView ad, ByteView ciphertext) {
+  if (!k_) return Bytes(ciphertext.begin(), ciphertext.end());
+  Bytes out(ciphertext.size() >= kTagLen ? ciphertext.size() - kTagLen : 0);
+  IDN_ASSIGN_OR_RETURN(size_t n, decrypt_into(ad, ciphertext, out));
+  out.resize(n);
   return out;
 }
 

@@ -6,11 +6,14 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <utility>
 
 #include "core/bytes.h"
 #include "core/status.h"
+
+struct evp_cipher_ctx_st;  // OpenSSL's EVP_CIPHER_CTX
 
 namespace idn::p2p::noise {
 
@@ -54,9 +57,37 @@ class CipherState {
   // On failure the nonce is not consumed, so a forged frame cannot desynchronise the stream.
   Result<Bytes> decrypt_with_ad(ByteView ad, ByteView ciphertext);
 
+  // The transport's copy-free forms. encrypt_into: `out` (at least plaintext.size() + 16
+  // bytes) receives ciphertext || tag and may start at the plaintext's own storage.
+  // decrypt_into: `out` (at least ciphertext.size() - 16 bytes) may be the ciphertext's own
+  // storage; returns the plaintext length.
+  Status encrypt_into(ByteView ad, ByteView plaintext, std::span<uint8_t> out);
+  Result<size_t> decrypt_into(ByteView ad, ByteView ciphertext, std::span<uint8_t> out);
+
  private:
+  // The OpenSSL context, keyed once and reused for every message: creating and keying one per
+  // frame cost more than encrypting a small frame. Copies start without one.
+  class Ctx {
+   public:
+    Ctx() = default;
+    Ctx(const Ctx&) {}
+    Ctx& operator=(const Ctx&) {
+      reset();
+      return *this;
+    }
+    ~Ctx() { reset(); }
+    // The context keyed with `k` for encryption or decryption (nullptr if OpenSSL fails).
+    evp_cipher_ctx_st* get(const Key32& k, bool encrypt);
+
+   private:
+    void reset();
+    evp_cipher_ctx_st* ctx_ = nullptr;
+    int mode_ = -1;  // 1 encrypt, 0 decrypt, -1 not keyed
+  };
+
   std::optional<Key32> k_;
   uint64_t n_ = 0;
+  Ctx ctx_;
 };
 
 class SymmetricState {

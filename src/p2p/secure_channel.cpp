@@ -104,43 +104,87 @@ Result<noise::XXHandshake::TransportKeys> NoiseSecurity::keys() const {
 
 awaitable<Status> SecureChannel::write(ByteView data) {
   constexpr size_t kMaxPlain = noise::kMaxMessageLen - noise::kTagLen;
-  size_t pos = 0;
-  Bytes frames;
+  const size_t frames = std::max<size_t>(1, (data.size() + kMaxPlain - 1) / kMaxPlain);
+  // Encrypts straight from `data` into one buffer of length || ciphertext frames, sent with
+  // one write. The buffer is reused across writes; a write overlapping another (Connection
+  // never does that) gets its own.
+  Bytes local;
+  Bytes& out = writing_ ? local : out_;
+  out.resize(data.size() + frames * (2 + noise::kTagLen));
+  size_t pos = 0, at = 0;
   do {
-    size_t n = std::min(kMaxPlain, data.size() - pos);
-    auto ct = keys_.send.encrypt_with_ad({}, data.subspan(pos, n));
-    if (!ct.ok()) co_return ct.status();
-    const size_t at = frames.size();
-    frames.resize(at + 2 + ct->size());
-    frames[at] = static_cast<uint8_t>(ct->size() >> 8);
-    frames[at + 1] = static_cast<uint8_t>(ct->size());
-    std::memcpy(frames.data() + at + 2, ct->data(), ct->size());
+    const size_t n = std::min(kMaxPlain, data.size() - pos);
+    const size_t ct_len = n + noise::kTagLen;
+    out[at] = static_cast<uint8_t>(ct_len >> 8);
+    out[at + 1] = static_cast<uint8_t>(ct_len);
+    Status st = keys_.send.encrypt_into({}, data.subspan(pos, n),
+                                        std::span<uint8_t>(out.data() + at + 2, ct_len));
+    if (!st.is_ok()) co_return st;
     pos += n;
+    at += 2 + ct_len;
   } while (pos < data.size());
-  co_return co_await inner_->write(frames);
+  const bool owner = &out == &out_;
+  if (owner) writing_ = true;
+  Status st = co_await inner_->write(out);
+  if (owner) writing_ = false;
+  co_return st;
 }
 
 awaitable<Result<size_t>> SecureChannel::do_read_some(std::span<uint8_t> buf) {
-  while (plain_pos_ == plain_.size()) {
-    uint8_t len_bytes[2];
-    auto r = co_await inner_->read_some(std::span<uint8_t>(len_bytes, 1));
-    if (!r.ok()) co_return r.status();
-    if (*r == 0) co_return size_t{0};  // clean EOF between frames
-    Status st = co_await inner_->read_exact(std::span<uint8_t>(len_bytes + 1, 1));
-    if (!st.is_ok()) co_return st;
-    size_t len = size_t{len_bytes[0]} << 8 | len_bytes[1];
-    Bytes ct(len);
-    st = co_await inner_->read_exact(ct);
-    if (!st.is_ok()) co_return st;
-    auto pt = keys_.recv.decrypt_with_ad({}, ct);
-    if (!pt.ok()) co_return pt.status();
-    plain_ = std::move(*pt);
-    plain_pos_ = 0;
+  // Room for several maximal frames, so a burst of them costs one read.
+  constexpr size_t kInBuffer = 256 * 1024;
+  if (plain_pos_ < plain_.size()) {
+    size_t n = std::min(buf.size(), plain_.size() - plain_pos_);
+    std::memcpy(buf.data(), plain_.data() + plain_pos_, n);
+    plain_pos_ += n;
+    co_return n;
   }
-  size_t n = std::min(buf.size(), plain_.size() - plain_pos_);
-  std::memcpy(buf.data(), plain_.data() + plain_pos_, n);
-  plain_pos_ += n;
-  co_return n;
+  if (in_.empty()) in_.resize(kInBuffer);
+  size_t produced = 0;
+  while (true) {
+    // Decrypt every complete frame that fits the caller's buffer, straight into it.
+    while (in_end_ - in_start_ >= 2) {
+      const uint8_t* p = in_.data() + in_start_;
+      const size_t len = size_t{p[0]} << 8 | p[1];
+      if (in_end_ - in_start_ < 2 + len) break;
+      ByteView ct(p + 2, len);
+      const size_t pt_len = len >= noise::kTagLen ? len - noise::kTagLen : 0;
+      if (pt_len <= buf.size() - produced) {
+        auto n = keys_.recv.decrypt_into({}, ct, buf.subspan(produced));
+        if (!n.ok()) co_return n.status();
+        produced += *n;
+        in_start_ += 2 + len;
+        continue;
+      }
+      if (produced > 0) break;  // hand out what we have; this frame waits for the next call
+      // The caller's buffer is smaller than the frame: keep the rest of it in plain_.
+      plain_.resize(pt_len);
+      auto n = keys_.recv.decrypt_into({}, ct, plain_);
+      if (!n.ok()) co_return n.status();
+      in_start_ += 2 + len;
+      produced = std::min(buf.size(), *n);
+      std::memcpy(buf.data(), plain_.data(), produced);
+      plain_pos_ = produced;
+      co_return produced;
+    }
+    if (produced > 0) co_return produced;
+    // Need more bytes: make room for the whole pending frame, then read.
+    if (in_start_ == in_end_) {
+      in_start_ = in_end_ = 0;
+    } else if (in_.size() - in_start_ < 2 + noise::kMaxMessageLen) {
+      std::memmove(in_.data(), in_.data() + in_start_, in_end_ - in_start_);
+      in_end_ -= in_start_;
+      in_start_ = 0;
+    }
+    auto r =
+        co_await inner_->read_some(std::span<uint8_t>(in_.data() + in_end_, in_.size() - in_end_));
+    if (!r.ok()) co_return r.status();
+    if (*r == 0) {
+      if (in_start_ == in_end_) co_return size_t{0};  // clean EOF between frames
+      co_return Status::corruption("Noise: connection ended inside a frame");
+    }
+    in_end_ += *r;
+  }
 }
 
 namespace {

@@ -77,8 +77,15 @@ class SecureChannel : public ByteStream {
   std::unique_ptr<ByteStream> inner_;
   noise::XXHandshake::TransportKeys keys_;
   identity::PeerId remote_;
-  Bytes plain_;
+  // in_[in_start_, in_end_): received, not yet decrypted. Reading the socket in large chunks
+  // and cutting frames out of the buffer costs one syscall per burst of frames instead of
+  // three per frame (length byte, length byte, ciphertext).
+  Bytes in_;
+  size_t in_start_ = 0, in_end_ = 0;
+  Bytes plain_;  // a decrypted frame larger than the caller's buffer, handed out in pieces
   size_t plain_pos_ = 0;
+  Bytes out_;  // reused for length || ciphertext frames of one write
+  bool writing_ = false;
 };
 
 // Runs the handshake over `io` (after "/noise" was negotiated) and returns the channel.

@@ -42,7 +42,15 @@ Result<Header> decode_header(ByteView in) {
 }
 
 Session::Session(bool client, SessionLimits limits)
-    : client_(client), limits_(limits), next_id_(client ? 1 : 2) {}
+    : client_(client), limits_(limits), next_id_(client ? 1 : 2) {
+  limits_.recv_window = std::max(limits_.recv_window, kInitialWindow);
+}
+
+Session::Stream Session::new_stream() const {
+  Stream s;
+  s.recv_window = limits_.recv_window;
+  return s;
+}
 
 Status Session::fail(Status st) {
   if (!failed_) {
@@ -54,17 +62,31 @@ Status Session::fail(Status st) {
 
 void Session::send_frame(FrameType t, uint16_t flags, uint32_t id, uint32_t length,
                          ByteView payload) {
-  append_header(Header{0, t, flags, id, length}, out_);
+  if (t != FrameType::kData) control_out_ += kHeaderLen;
+  uint8_t p[kHeaderLen];
+  p[0] = 0;
+  p[1] = static_cast<uint8_t>(t);
+  p[2] = static_cast<uint8_t>(flags >> 8);
+  p[3] = static_cast<uint8_t>(flags);
+  for (int i = 0; i < 4; ++i) {
+    p[4 + i] = static_cast<uint8_t>(id >> (24 - 8 * i));
+    p[8 + i] = static_cast<uint8_t>(length >> (24 - 8 * i));
+  }
+  out_.insert(out_.end(), p, p + kHeaderLen);
   out_.insert(out_.end(), payload.begin(), payload.end());
 }
 
 Status Session::feed(ByteView data) {
   if (failed_) return Status::cancelled("yamux session already failed");
-  in_.insert(in_.end(), data.begin(), data.end());
+  // Parse straight from `data` when nothing is left over from the last call (the common
+  // case: the Noise layer hands over whole frames); only a partial frame is copied.
+  const bool direct = in_.empty();
+  if (!direct) in_.insert(in_.end(), data.begin(), data.end());
+  ByteView in = direct ? data : ByteView(in_);
   size_t pos = 0;
   Status st;
-  while (in_.size() - pos >= kHeaderLen) {
-    auto h = decode_header(ByteView(in_).subspan(pos, kHeaderLen));
+  while (in.size() - pos >= kHeaderLen) {
+    auto h = decode_header(in.subspan(pos, kHeaderLen));
     if (!h.ok()) {
       st = h.status();
       break;
@@ -79,16 +101,20 @@ Status Session::feed(ByteView data) {
       }
       need += h->length;
     }
-    if (in_.size() - pos < need) break;
-    ByteView payload = ByteView(in_).subspan(pos + kHeaderLen, need - kHeaderLen);
+    if (in.size() - pos < need) break;
+    ByteView payload = in.subspan(pos + kHeaderLen, need - kHeaderLen);
     st = process_frame(*h, payload);
     pos += need;
     if (!st.is_ok()) break;
   }
-  in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(pos));
-  if (st.is_ok() && out_.size() > defaults::kMaxYamuxPendingOutput) {
+  if (direct) {
+    in_.assign(data.begin() + static_cast<std::ptrdiff_t>(pos), data.end());
+  } else {
+    in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(pos));
+  }
+  if (st.is_ok() && control_out_ > defaults::kMaxYamuxPendingOutput) {
     // Replies we owe (ping ACKs, window updates) pile up: the peer sends but does not read.
-    st = Status::limit_exceeded("yamux: peer does not read; " + std::to_string(out_.size()) +
+    st = Status::limit_exceeded("yamux: peer does not read; " + std::to_string(control_out_) +
                                 " bytes of replies pending");
   }
   if (!st.is_ok()) {
@@ -140,9 +166,9 @@ Status Session::on_stream_frame(const Header& h, ByteView payload) {
       send_frame(FrameType::kWindowUpdate, kRst, id, 0);
       return Status::ok();
     }
-    it = streams_.emplace(id, Stream{}).first;
+    it = streams_.emplace(id, new_stream()).first;
     accept_queue_.push_back(id);
-    send_frame(FrameType::kWindowUpdate, kAck, id, 0);
+    send_frame(FrameType::kWindowUpdate, kAck, id, window_bonus());
   }
   if (it == streams_.end()) {
     // A frame racing our RST or a stream we already forgot: drop it, as go-yamux does.
@@ -173,8 +199,11 @@ Status Session::on_stream_frame(const Header& h, ByteView payload) {
       s.recv_window += static_cast<uint32_t>(payload.size());
       send_frame(FrameType::kWindowUpdate, 0, id, static_cast<uint32_t>(payload.size()));
     } else {
-      if (s.recv_pos > 0 && s.recv_pos == s.recv.size()) {
-        s.recv.clear();
+      // Drop the consumed prefix once it is at least half the buffer: a stream that is read
+      // while data keeps arriving is never fully drained, and without this its buffer would
+      // grow by every byte ever received (amortised, each byte is moved at most once).
+      if (s.recv_pos > 0 && 2 * s.recv_pos >= s.recv.size()) {
+        s.recv.erase(s.recv.begin(), s.recv.begin() + static_cast<std::ptrdiff_t>(s.recv_pos));
         s.recv_pos = 0;
       }
       s.recv.insert(s.recv.end(), payload.begin(), payload.end());
@@ -206,8 +235,8 @@ Result<uint32_t> Session::open_stream() {
   if (next_id_ > 0xfffffffdu) return Status::limit_exceeded("yamux: stream IDs exhausted");
   uint32_t id = next_id_;
   next_id_ += 2;
-  streams_.emplace(id, Stream{});
-  send_frame(FrameType::kWindowUpdate, kSyn, id, 0);
+  streams_.emplace(id, new_stream());
+  send_frame(FrameType::kWindowUpdate, kSyn, id, window_bonus());
   return id;
 }
 
@@ -253,7 +282,7 @@ size_t Session::read(uint32_t id, std::span<uint8_t> buf) {
   }
   s.unacked_consumed += static_cast<uint32_t>(n);
   // Grant credit back in batches of half a window: fewer frames, no stall.
-  if (!s.remote_fin && s.unacked_consumed >= kInitialWindow / 2) {
+  if (!s.remote_fin && s.unacked_consumed >= limits_.recv_window / 2) {
     send_frame(FrameType::kWindowUpdate, 0, id, s.unacked_consumed);
     s.recv_window += s.unacked_consumed;
     s.unacked_consumed = 0;

@@ -5,8 +5,9 @@
 // Frame: 12-byte header (version 0, type, flags, stream id, length) then, for Data frames,
 // `length` payload bytes. Streams opened by the client (the dialer of the connection) are odd,
 // by the server even; stream 0 carries Ping and GoAway. Each direction of each stream has a
-// credit window (256 KiB initially): a sender never sends more than the window, the receiver
-// grants more with WindowUpdate after the application has consumed data. A peer that exceeds
+// credit window (256 KiB initially; we raise ours to SessionLimits::recv_window in the SYN/ACK):
+// a sender never sends more than the window, the receiver grants more with WindowUpdate after
+// the application has consumed data. A peer that exceeds
 // our window, breaks the framing or opens more streams than allowed fails the session.
 //
 // Not thread-safe; one session per connection, used from the connection's executor.
@@ -53,6 +54,8 @@ struct SessionLimits {
   uint32_t max_frame_payload = defaults::kMaxYamuxFramePayload;
   // Largest Data frame payload we send (keeps latency fair across streams).
   uint32_t max_send_frame = defaults::kYamuxSendFrame;
+  // Receive window per stream (>= kInitialWindow); the excess is granted in the SYN / ACK.
+  uint32_t recv_window = defaults::kYamuxReceiveWindow;
 };
 
 class Session {
@@ -63,7 +66,17 @@ class Session {
   // Processes received bytes. An error means the peer broke the protocol: the session is
   // failed (a GoAway is queued in take_output()) and the connection should be closed.
   Status feed(ByteView data);
-  Bytes take_output() { return std::exchange(out_, {}); }
+  Bytes take_output() {
+    control_out_ = 0;
+    return std::exchange(out_, {});
+  }
+  // take_output() into `dst`, handing dst's old storage to the session: a connection that
+  // alternates two buffers allocates (and page-faults in) its output memory only once.
+  void take_output_into(Bytes& dst) {
+    control_out_ = 0;
+    dst.clear();
+    std::swap(out_, dst);
+  }
   bool has_output() const { return !out_.empty(); }
   bool failed() const { return failed_; }
 
@@ -122,6 +135,10 @@ class Session {
   void send_frame(FrameType t, uint16_t flags, uint32_t id, uint32_t length, ByteView payload = {});
   Status fail(Status st);
   bool remote_initiated(uint32_t id) const { return (id % 2 == 1) != client_; }
+  // A new stream, granted our full receive window.
+  Stream new_stream() const;
+  // The window delta beyond the spec's initial 256 KiB, sent with SYN and ACK.
+  uint32_t window_bonus() const { return limits_.recv_window - kInitialWindow; }
 
   bool client_;
   SessionLimits limits_;
@@ -131,6 +148,9 @@ class Session {
   std::vector<uint32_t> pongs_;
   Bytes in_;
   Bytes out_;
+  // Bytes of control frames (ping ACKs, window updates) in out_. Data frames are bounded by
+  // the peer's windows; these are what a peer that sends but never reads makes us pile up.
+  size_t control_out_ = 0;
   bool failed_ = false;
   bool local_go_away_ = false;
   bool remote_go_away_ = false;

@@ -85,7 +85,9 @@ TEST(YamuxTest, WriterStopsAtWindowAndResumesAfterReaderConsumes) {
 }
 
 TEST(YamuxTest, PeerExceedingWindowFailsSession) {
-  Session s(false);
+  SessionLimits lim;
+  lim.recv_window = kInitialWindow;  // the spec's window, no bonus
+  Session s(false, lim);
   ASSERT_TRUE(s.feed(frame(FrameType::kWindowUpdate, kSyn, 1, 0)).ok());
   Bytes chunk(kInitialWindow, 1);
   ASSERT_TRUE(s.feed(frame(FrameType::kData, 0, 1, chunk.size(), chunk)).ok());
@@ -95,6 +97,25 @@ TEST(YamuxTest, PeerExceedingWindowFailsSession) {
   Bytes out = s.take_output();
   ASSERT_GE(out.size(), kHeaderLen);
   EXPECT_EQ(out[out.size() - 11], static_cast<uint8_t>(FrameType::kGoAway));
+}
+
+TEST(YamuxTest, SynAndAckGrantTheConfiguredWindowWhichIsEnforced) {
+  SessionLimits lim;
+  lim.recv_window = 2 * kInitialWindow;
+  Session c(true, lim), s(false, lim);
+  auto id = *c.open_stream();
+  ASSERT_TRUE(pump(c, s).ok());
+  auto in = *s.accept();
+  // Each side learned the other's raised window from the SYN / ACK delta.
+  EXPECT_EQ(s.send_window(in), 2 * kInitialWindow);
+  EXPECT_EQ(c.send_window(id), 2 * kInitialWindow);
+  Bytes big(3 * kInitialWindow, 0xcd);
+  EXPECT_EQ(*c.write(id, big), 2 * kInitialWindow);
+  ASSERT_TRUE(pump(c, s).ok());
+  EXPECT_EQ(s.readable(in), 2 * kInitialWindow);
+  // A peer that ignores the window past the raised credit still fails the session.
+  Status st = s.feed(frame(FrameType::kData, 0, id, 1, {1}));
+  EXPECT_EQ(st.code(), Code::kPeerMisbehaved);
 }
 
 TEST(YamuxTest, OversizedFrameRefusedBeforeBuffering) {
