@@ -34,9 +34,6 @@ inline constexpr auto kDialTimeout = 10s;
 // an IDN exchange uses one short stream per request; 256 is plenty. It also bounds the memory
 // a peer can make us buffer by sending without us reading: streams x kYamuxReceiveWindow.
 inline constexpr size_t kMaxStreamsPerConnection = 256;
-// Largest Data frame payload accepted. The receive window (256 KiB) already bounds a frame;
-// this equals it so a frame claiming more is refused before we buffer it.
-inline constexpr uint32_t kMaxYamuxFramePayload = 256 * 1024;
 // Largest Data frame payload we send: just under 64 KiB (js-libp2p uses 64 KiB) so streams
 // interleave fairly, and sized so header + payload fill exactly one Noise transport message
 // (65535 - 16-byte tag - 12-byte header): the receiver then never sees a yamux frame split
@@ -48,6 +45,10 @@ inline constexpr uint32_t kYamuxSendFrame = 65535 - 16 - 12;
 // of the reader's event loop for every half window. 4 MiB lets 1 MiB messages flow without
 // stalls; buffered only when the application does not read, so at most 4 MiB per open stream.
 inline constexpr uint32_t kYamuxReceiveWindow = 4 * 1024 * 1024;
+// Largest Data frame payload accepted: the window we grant. A sender may legally fill the
+// whole window in one frame (helia/js-libp2p does, 700 KB frames were seen), and a frame
+// claiming more than the window is refused before anything is buffered.
+inline constexpr uint32_t kMaxYamuxFramePayload = kYamuxReceiveWindow;
 
 // Control replies (ping ACKs, window updates) queued for a peer that keeps sending but never
 // reads. Data writes are bounded by the peer's windows; this bounds the rest.
