@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <vector>
 
 #include "core/status.h"
 
@@ -10,6 +11,9 @@ namespace idn::cli {
 
 // Prints "idn: error: <status>" on stderr and returns the process exit code for it.
 int report(const Status& status);
+// The p-quantile (0..1) of v, linearly interpolated between ranks (0 for an empty v); the
+// benchmarks' medians and tail latencies.
+double percentile(std::vector<double> v, double p);
 // Wraps a command body: runs it, maps a non-zero return to CLI11's exit path.
 void run_or_exit(int rc);
 

@@ -72,15 +72,6 @@ struct BenchArgs {
   std::string out = "bench/out/routing.csv";
 };
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  double idx = p * static_cast<double>(v.size() - 1);
-  size_t lo = static_cast<size_t>(idx);
-  size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (idx - static_cast<double>(lo));
-}
-
 int run_bench(const BenchArgs& a) {
   if (a.nodes < 2 || a.nodes > 200)
     return report(Status::invalid_argument("--nodes must be 2..200"));
