@@ -3,6 +3,8 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
+#include <string>
 #include <vector>
 
 #include "core/status.h"
@@ -14,6 +16,10 @@ int report(const Status& status);
 // The p-quantile (0..1) of v, linearly interpolated between ranks (0 for an empty v); the
 // benchmarks' medians and tail latencies.
 double percentile(std::vector<double> v, double p);
+// Where trained models are cached: $IDN_CACHE/models, else `models/` beside the idn binary.
+std::filesystem::path default_models_dir();
+// IDN's data directory: $IDN_HOME, else ~/.idn.
+std::string default_data_dir();
 // Wraps a command body: runs it, maps a non-zero return to CLI11's exit path.
 void run_or_exit(int rc);
 
@@ -21,6 +27,7 @@ void run_or_exit(int rc);
 void register_train(CLI::App& app);    // ml/cmd_train.cpp: idn train
 void register_eval(CLI::App& app);     // ml/cmd_eval.cpp: idn eval, idn infer
 void register_bench(CLI::App& bench);  // ml/cmd_bench.cpp: idn bench branchynet (gets `bench`)
+void register_demo(CLI::App& app);     // ml/cmd_demo.cpp: idn demo
 void register_id(CLI::App& app);       // cmd_id.cpp: idn id new|show
 void register_content(CLI::App& app);  // cmd_content.cpp: idn add|publish|fetch|cat|share
 void register_routing(CLI::App& app);  // cmd_routing.cpp: idn providers, idn bench routing

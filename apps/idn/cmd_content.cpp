@@ -1,7 +1,7 @@
 // idn add|publish|fetch|cat|share: the content store from the command line. Content is
 // ordinary IPFS UnixFS (CIDv1, raw leaves, 256 KiB chunks), kept in a local blockstore
 // (--store, default $IDN_HOME/store or ~/.idn/store) and exchanged over Bitswap 1.2.0.
-// Providers are given explicitly with --from until routing supplies them.
+// Providers are given with --from, or found in IDN's DHT (--bootstrap a running node).
 #include <utility>  // Boost 1.74 awaitable.hpp uses std::exchange without including it
 
 #include <boost/asio/co_spawn.hpp>
@@ -16,8 +16,11 @@
 #include <vector>
 
 #include "cli.h"
+#include "ise/service_descriptor.h"
 #include "model/package.h"
+#include "node/model_host.h"
 #include "p2p/host.h"
+#include "routing/dht_routing.h"
 #include "store/bitswap.h"
 #include "store/blockstore.h"
 #include "store/exporter.h"
@@ -30,10 +33,7 @@ namespace fs = std::filesystem;
 namespace asio = boost::asio;
 
 std::string default_store() {
-  if (const char* h = std::getenv("IDN_HOME"); h && *h) return (fs::path(h) / "store").string();
-  if (const char* h = std::getenv("HOME"); h && *h)
-    return (fs::path(h) / ".idn" / "store").string();
-  return ".idn/store";
+  return (fs::path(default_data_dir()) / "store").string();
 }
 
 struct StoreArgs {
@@ -68,15 +68,74 @@ int import_and_pin(const StoreArgs& s, const std::string& path, size_t chunk) {
   return 0;
 }
 
-// Dials every provider, fetches the DAG under `cid` into the store and pins it.
+// "host:port" of the DHT of the node at `text`: HOST:PORT itself, or a multiaddr of an IDN
+// node (its DHT listens on its TCP port's number over UDP).
+Result<std::string> dht_endpoint_of(const std::string& text) {
+  if (!text.starts_with('/')) {
+    if (text.rfind(':') == std::string::npos)
+      return Status::invalid_argument("--bootstrap '" + text +
+                                      "' is neither HOST:PORT nor a multiaddr");
+    return text;
+  }
+  IDN_ASSIGN_OR_RETURN(auto ma, core::Multiaddr::parse(text));
+  auto ip = ma.ip();
+  auto port = ma.tcp_port();
+  if (!ip || !port)
+    return Status::invalid_argument("--bootstrap " + text + " has no /ip4|ip6/.../tcp/PORT");
+  return *ip + ":" + std::to_string(*port);
+}
+
+// Joins the DHT through `bootstrap` with a throwaway identity and returns the provider
+// addresses of `cid`, nearest first.
+Result<std::vector<core::Multiaddr>> find_content_providers(const core::Cid& cid,
+                                                            const std::vector<std::string>& boot,
+                                                            int timeout_s) {
+  routing::RoutingConfig cfg;
+  for (const auto& b : boot) {
+    IDN_ASSIGN_OR_RETURN(std::string ep, dht_endpoint_of(b));
+    cfg.bootstrap.push_back(ep);
+  }
+  cfg.listen_address = cfg.bootstrap.front().starts_with("127.") ? "127.0.0.1" : "0.0.0.0";
+  IDN_ASSIGN_OR_RETURN(auto key, identity::KeyPair::generate());
+  IDN_ASSIGN_OR_RETURN(auto dht, routing::DhtRouting::start(std::move(key), cfg));
+  auto timeout = std::chrono::seconds(timeout_s);
+  IDN_RETURN_IF_ERROR(dht->wait_connected(timeout));
+  auto found = routing::find_providers_sync(*dht, cid.hash(), 8, timeout);
+  dht->shutdown(false);
+  if (!found.ok()) return found.status();
+  std::vector<core::Multiaddr> out;
+  for (const auto& p : *found) {
+    for (const auto& a : p.addrs) {
+      auto id = core::Multiaddr::parse("/p2p/" + p.id.to_string());
+      if (!id.ok()) continue;
+      out.push_back(a.peer_multihash() ? a : a.encapsulate(*id));
+    }
+  }
+  if (out.empty())
+    return Status::not_found("no provider of " + cid.to_string() + " found in the DHT");
+  return out;
+}
+
+// Dials every provider (given, or found in the DHT), fetches the DAG under `cid` into the
+// store and pins it.
 int fetch_into(store::Blockstore& bs, const core::Cid& cid, const std::vector<std::string>& from,
-               int timeout_s) {
+               const std::vector<std::string>& bootstrap, int timeout_s) {
   std::vector<core::Multiaddr> addrs;
   for (auto& f : from) {
     auto ma = core::Multiaddr::parse(f);
     if (!ma.ok()) return report(ma.status().with_context("--from " + f));
     addrs.push_back(*ma);
   }
+  if (!bootstrap.empty()) {
+    auto found = find_content_providers(cid, bootstrap, timeout_s);
+    if (!found.ok()) return report(found.status());
+    for (auto& a : *found) {
+      std::fprintf(stderr, "provider %s\n", a.to_string().c_str());
+      addrs.push_back(std::move(a));
+    }
+  }
+  if (addrs.empty())
+    return report(Status::invalid_argument("say where to fetch from: --from or --bootstrap"));
   auto key = identity::KeyPair::generate();
   if (!key.ok()) return report(key.status());
   asio::io_context ioc;
@@ -98,7 +157,7 @@ int fetch_into(store::Blockstore& bs, const core::Cid& cid, const std::vector<st
           }
         }
         if (peers.empty()) {
-          result = Status::unavailable("could not reach any provider given with --from");
+          result = Status::unavailable("could not reach any provider");
         } else {
           result = co_await swap->fetch_dag(cid, peers);
         }
@@ -128,6 +187,7 @@ struct FetchArgs {
   StoreArgs store;
   std::string cid;
   std::vector<std::string> from;
+  std::vector<std::string> bootstrap;
   std::string out;
   int timeout_s = 600;
 };
@@ -137,7 +197,7 @@ int run_fetch(const FetchArgs& a) {
   if (!cid.ok()) return report(cid.status());
   auto bs = a.store.open();
   if (!bs.ok()) return report(bs.status());
-  if (int rc = fetch_into(**bs, *cid, a.from, a.timeout_s); rc != 0) return rc;
+  if (int rc = fetch_into(**bs, *cid, a.from, a.bootstrap, a.timeout_s); rc != 0) return rc;
   if (!a.out.empty()) {
     Status st = store::export_to(**bs, *cid, a.out);
     if (!st.is_ok()) return report(st);
@@ -151,8 +211,8 @@ int run_cat(const FetchArgs& a) {
   if (!cid.ok()) return report(cid.status());
   auto bs = a.store.open();
   if (!bs.ok()) return report(bs.status());
-  if (!a.from.empty()) {
-    if (int rc = fetch_into(**bs, *cid, a.from, a.timeout_s); rc != 0) return rc;
+  if (!a.from.empty() || !a.bootstrap.empty()) {
+    if (int rc = fetch_into(**bs, *cid, a.from, a.bootstrap, a.timeout_s); rc != 0) return rc;
   }
   Status st = store::read_file(**bs, *cid, [](ByteView b) -> Status {
     if (std::fwrite(b.data(), 1, b.size(), stdout) != b.size()) {
@@ -196,6 +256,12 @@ int run_share(const ShareArgs& a) {
 
 }  // namespace
 
+std::string default_data_dir() {
+  if (const char* h = std::getenv("IDN_HOME"); h && *h) return h;
+  if (const char* h = std::getenv("HOME"); h && *h) return (fs::path(h) / ".idn").string();
+  return ".idn";
+}
+
 void register_content(CLI::App& app) {
   {
     auto a = std::make_shared<StoreArgs>();
@@ -209,18 +275,29 @@ void register_content(CLI::App& app) {
     cmd->callback([a, path, chunk] { run_or_exit(import_and_pin(*a, *path, *chunk)); });
   }
   {
-    auto a = std::make_shared<StoreArgs>();
+    auto data_dir = std::make_shared<std::string>(default_data_dir());
     auto dir = std::make_shared<std::string>();
+    auto description = std::make_shared<std::string>();
     auto* cmd = app.add_subcommand(
         "publish",
-        "Check a model package (model.json + weights.safetensors), store and pin it, "
-        "print its root CID");
+        "Check a model package (model.json + weights.safetensors), store and pin it with its "
+        "service descriptor, print the model CID and service ID; `idn node --data-dir` on the "
+        "same directory hosts and provides it");
     cmd->add_option("MODEL_DIR", *dir, "Model package directory")->required();
-    add_store_options(cmd, *a);
-    cmd->callback([a, dir] {
-      auto pkg = model::load_package(*dir);
-      if (!pkg.ok()) run_or_exit(report(pkg.status().with_context(*dir)));
-      run_or_exit(import_and_pin(*a, *dir, store::kDefaultChunkSize));
+    cmd->add_option("--data-dir", *data_dir, "The node's data directory")->capture_default_str();
+    cmd->add_option("--description", *description, "Service description");
+    cmd->callback([data_dir, dir, description] {
+      auto bs = store::Blockstore::open(fs::path(*data_dir) / "store");
+      if (!bs.ok()) run_or_exit(report(bs.status()));
+      auto pub = node::store_publication(**bs, *dir, *description);
+      if (!pub.ok()) run_or_exit(report(pub.status()));
+      Status st = node::add_hosted(*data_dir, pub->service_id);
+      if (!st.is_ok()) run_or_exit(report(st));
+      std::printf("model %s\nservice %s\n", pub->model_cid.to_string().c_str(),
+                  ise::service_id_text(pub->service_id).c_str());
+      std::fprintf(stderr,
+                   "stored and pinned in %s; `idn node --data-dir %s` hosts and provides it\n",
+                   data_dir->c_str(), data_dir->c_str());
     });
   }
   for (bool is_cat : {false, true}) {
@@ -229,15 +306,14 @@ void register_content(CLI::App& app) {
                                             "Write a file's bytes to stdout (fetching it first "
                                             "when --from is given)")
                        : app.add_subcommand("fetch",
-                                            "Fetch content by CID over Bitswap from the given "
-                                            "providers, verify, store and pin it");
+                                            "Fetch content by CID over Bitswap (providers given "
+                                            "or found in the DHT), verify, store and pin it");
     cmd->add_option("CID", a->cid, "Root CID")->required();
-    auto* from = cmd->add_option("--from", a->from,
-                                 "Provider multiaddr ending in /p2p/<peer id> (repeatable)");
-    if (!is_cat) {
-      from->required();
-      cmd->add_option("--out", a->out, "Write the file or directory tree here");
-    }
+    cmd->add_option("--from", a->from, "Provider multiaddr ending in /p2p/<peer id> (repeatable)");
+    cmd->add_option("--bootstrap", a->bootstrap,
+                    "Find providers in IDN's DHT through this node (its multiaddr, or HOST:PORT "
+                    "of its DHT)");
+    if (!is_cat) cmd->add_option("--out", a->out, "Write the file or directory tree here");
     cmd->add_option("--timeout", a->timeout_s, "Give up after this many seconds")
         ->capture_default_str();
     add_store_options(cmd, a->store);

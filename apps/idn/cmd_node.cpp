@@ -11,8 +11,10 @@
 #include <vector>
 
 #include "cli.h"
+#include "ise/service_descriptor.h"
 #include "node/config.h"
 #include "node/http.h"
+#include "node/model_host.h"
 #include "node/node.h"
 
 namespace idn::cli {
@@ -26,6 +28,12 @@ struct NodeArgs {
   std::vector<std::string> bootstrap;
   std::string http;
   std::string log_level;
+  std::string data_dir;
+  std::vector<std::string> host;
+  std::vector<std::string> publish;
+  bool no_dht = false;
+  int dht_port = -1;
+  int workers = 0;
 };
 
 Result<node::Config> build_config(const NodeArgs& a) {
@@ -60,6 +68,18 @@ Result<node::Config> build_config(const NodeArgs& a) {
       c.http = *h;
     }
   }
+  if (!a.data_dir.empty()) c.data_dir = a.data_dir;
+  for (const auto& h : a.host) {
+    auto id = ise::parse_service_id(h);
+    if (!id.ok()) return id.status().with_context("--host");
+    c.host.push_back(h);
+  }
+  if (a.no_dht) c.dht.enabled = false;
+  if (a.dht_port >= 0) {
+    if (a.dht_port > 65535) return Status::invalid_argument("--dht-port must be 0..65535");
+    c.dht.port = static_cast<uint16_t>(a.dht_port);
+  }
+  if (a.workers > 0) c.serve.workers = static_cast<size_t>(a.workers);
   if (!a.log_level.empty()) {
     if (!node::is_log_level(a.log_level)) {
       return Status::invalid_argument(fmt::format(
@@ -90,6 +110,17 @@ int run_node(const NodeArgs& a) {
     std::printf("listening %s\n", addr.to_string().c_str());
   if (nd.http_address()) {
     std::printf("http %s\n", nd.http_address()->to_string().c_str());
+  }
+  if (!nd.dht_endpoint().empty()) std::printf("dht %s\n", nd.dht_endpoint().c_str());
+  std::printf("data_dir %s\n", nd.data_dir().string().c_str());
+  // Publish before serving peers: a package that fails its checks stops the node with the
+  // reason instead of leaving it half set up.
+  for (const auto& dir : a.publish) {
+    auto pub = node::store_publication(nd.blockstore(), dir);
+    if (!pub.ok()) return report(pub.status().with_context("--publish"));
+    if (Status s = node::add_hosted(nd.data_dir(), pub->service_id); !s.is_ok()) return report(s);
+    std::printf("published %s model %s service %s\n", dir.c_str(),
+                pub->model_cid.to_string().c_str(), ise::service_id_text(pub->service_id).c_str());
   }
   std::printf("ready\n");
   std::fflush(stdout);
@@ -152,6 +183,16 @@ void register_node(CLI::App& app) {
       "Peer multiaddr ending in /p2p/<id> to dial at start, repeatable (replaces config)");
   n->add_option("--http", a->http, "HOST:PORT for /metrics and /status, or 'off'");
   n->add_option("--log-level", a->log_level, "trace, debug, info, warn, error or off");
+  n->add_option("--data-dir", a->data_dir,
+                "Store, models and hosted services live here (default: a temporary directory)");
+  n->add_option("--publish", a->publish,
+                "Model package directory to publish and host (repeatable); prints its model "
+                "CID and service ID");
+  n->add_option("--host", a->host, "Service ID to host (initModel: find, fetch, load, provide)");
+  n->add_flag("--no-dht", a->no_dht, "Run without the DHT (no provider records, no lookups)");
+  n->add_option("--dht-port", a->dht_port,
+                "UDP port of the DHT (default: the number of the first TCP listen port)");
+  n->add_option("--workers", a->workers, "Inference worker threads");
   n->callback([a] { run_or_exit(run_node(*a)); });
 
   auto http = std::make_shared<std::string>(std::string(node::kDefaultHttp));

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   idn::cli::register_train(app);
   idn::cli::register_eval(app);
   idn::cli::register_bench(*bench);
+  idn::cli::register_demo(app);
 #endif
   try {
     app.parse(argc, argv);

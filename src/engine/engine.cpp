@@ -235,6 +235,35 @@ Result<core::Tensor> Engine::run_stages(const core::Tensor& input, int resume_af
   return nn::from_torch(out);
 }
 
+Result<Engine::Prefix> Engine::run_prefix(const core::Tensor& input, int last_stage,
+                                          const ExitRule& rule) {
+  auto& g = impl_->graph;
+  if (last_stage < 0 || last_stage >= g->num_stages() - 1)
+    return Status::invalid_argument("a local prefix must end before the last of the model's " +
+                                    std::to_string(g->num_stages()) + " stages");
+  IDN_RETURN_IF_ERROR(check_input(input, false));
+  core::Tensor x = input;
+  if (x.shape.size() == spec().inputs[0].shape.size()) x.shape.insert(x.shape.begin(), 1);
+  torch::NoGradGuard ng;
+  torch::InferenceMode im;
+  auto acts = g->begin({impl_->preprocess(nn::to_torch(x, true))});
+  Prefix out;
+  int64_t flops = 0;
+  torch::Tensor last_out;
+  for (int s = 0; s <= last_stage; ++s) {
+    last_out = g->run_stage(s, acts);
+    flops += spec().stages[s].flops;
+    for (int e : impl_->exits_at_stage[s]) {
+      auto logits = g->run_exit(e, acts);
+      flops += spec().exits[e].flops;
+      out.exit = impl_->make_event(e, logits[0], rule, flops);
+      if (out.exit->exited) return out;
+    }
+  }
+  out.activation = nn::from_torch(last_out);
+  return out;
+}
+
 std::vector<int64_t> Engine::stage_runs() const {
   return impl_->graph->stage_runs();
 }

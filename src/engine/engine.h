@@ -72,6 +72,16 @@ class Engine {
   Result<ExitEvent> run_from(const core::Tensor& activation, int resume_after, const ExitRule& rule,
                              const std::function<bool(const ExitEvent&)>& on_exit = {});
 
+  // Split execution, requester side (§3.8): runs stages [0, last_stage] of one sample and the
+  // exits on the way. `exit` is the last exit reached (none when the prefix has no exit);
+  // when it met the rule the sample is done, else `activation` (stage last_stage's output)
+  // goes to a peer that resumes after last_stage.
+  struct Prefix {
+    std::optional<ExitEvent> exit;
+    core::Tensor activation;
+  };
+  Result<Prefix> run_prefix(const core::Tensor& input, int last_stage, const ExitRule& rule = {});
+
   // Per-stage execution counts (batches) since load; tests use them to prove early exit and
   // cancellation really skip later stages.
   std::vector<int64_t> stage_runs() const;

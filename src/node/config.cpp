@@ -14,8 +14,11 @@
 namespace idn::node {
 namespace {
 
-constexpr std::string_view kTopKeys[] = {"listen", "identity",  "passphrase_file", "bootstrap",
-                                         "http",   "log_level", "limits"};
+constexpr std::string_view kTopKeys[] = {
+    "listen", "identity", "passphrase_file", "bootstrap", "http", "log_level",
+    "limits", "data_dir", "store_max_bytes", "host",      "dht",  "serve"};
+constexpr std::string_view kDhtKeys[] = {"enabled", "port", "bootstrap", "lan", "record_ttl_s"};
+constexpr std::string_view kServeKeys[] = {"workers", "max_queue", "max_batch"};
 constexpr std::string_view kLimitKeys[] = {"max_connections",      "max_streams_per_connection",
                                            "handshake_timeout_ms", "idle_timeout_ms",
                                            "dial_timeout_ms",      "max_message_bytes"};
@@ -100,6 +103,56 @@ class Parser {
     return Status::ok();
   }
 
+  Result<bool> boolean(const toml::node& n, std::string_view key) const {
+    if (!n.is_boolean()) return error(n.source(), fmt::format("{} must be true or false", key));
+    return *n.value<bool>();
+  }
+
+  Status dht(const toml::table& t, DhtConfig& out) const {
+    for (auto&& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key == "enabled") {
+        IDN_ASSIGN_OR_RETURN(out.enabled, boolean(v, "dht.enabled"));
+      } else if (key == "port") {
+        if (!v.is_integer() || *v.value<int64_t>() < 0 || *v.value<int64_t>() > 65535)
+          return error(v.source(), "dht.port must be an integer 0..65535");
+        out.port = static_cast<uint16_t>(*v.value<int64_t>());
+      } else if (key == "bootstrap") {
+        IDN_ASSIGN_OR_RETURN(out.bootstrap, string_array(v, "dht.bootstrap"));
+        for (const auto& hp : out.bootstrap) {
+          if (hp.rfind(':') == std::string::npos || hp.rfind(':') + 1 == hp.size())
+            return error(v.source(), fmt::format("dht.bootstrap: '{}' is not HOST:PORT", hp));
+        }
+      } else if (key == "lan") {
+        IDN_ASSIGN_OR_RETURN(out.lan, boolean(v, "dht.lan"));
+      } else if (key == "record_ttl_s") {
+        IDN_ASSIGN_OR_RETURN(uint64_t s, positive(v, "dht.record_ttl_s", 7 * 24 * 3600));
+        out.record_ttl = std::chrono::seconds(s);
+      } else {
+        return error(k.source(),
+                     fmt::format("unknown key 'dht.{}' (known: {})", key, join(kDhtKeys)));
+      }
+    }
+    return Status::ok();
+  }
+
+  Status serve(const toml::table& t, ServeConfig& out) const {
+    for (auto&& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key == "workers") {
+        IDN_ASSIGN_OR_RETURN(out.workers, positive(v, "serve.workers", 256));
+      } else if (key == "max_queue") {
+        IDN_ASSIGN_OR_RETURN(out.max_queue, positive(v, "serve.max_queue", 1'000'000));
+      } else if (key == "max_batch") {
+        IDN_ASSIGN_OR_RETURN(out.max_batch, positive(v, "serve.max_batch", 4096));
+      } else {
+        return error(k.source(),
+                     fmt::format("unknown key 'serve.{}' (known: {})", key, join(kServeKeys)));
+      }
+    }
+    return Status::ok();
+  }
+
   Result<Config> parse(const toml::table& root) const {
     Config c = Config::defaults();
     for (auto&& [k, v] : root) {
@@ -155,6 +208,25 @@ class Parser {
         const toml::table* t = v.as_table();
         if (!t) return error(v.source(), "limits must be a table ([limits])");
         IDN_RETURN_IF_ERROR(limits(*t, c.limits));
+      } else if (key == "dht") {
+        const toml::table* t = v.as_table();
+        if (!t) return error(v.source(), "dht must be a table ([dht])");
+        IDN_RETURN_IF_ERROR(dht(*t, c.dht));
+      } else if (key == "serve") {
+        const toml::table* t = v.as_table();
+        if (!t) return error(v.source(), "serve must be a table ([serve])");
+        IDN_RETURN_IF_ERROR(serve(*t, c.serve));
+      } else if (key == "data_dir") {
+        IDN_ASSIGN_OR_RETURN(std::string path, string(v, key));
+        if (path.empty()) return error(v.source(), "data_dir must be a directory path");
+        std::filesystem::path p(path);
+        c.data_dir = p.is_relative() && !base_dir_.empty() ? base_dir_ / p : p;
+      } else if (key == "store_max_bytes") {
+        if (!v.is_integer() || *v.value<int64_t>() < 0)
+          return error(v.source(), "store_max_bytes must be an integer >= 0");
+        c.store_max_bytes = static_cast<uint64_t>(*v.value<int64_t>());
+      } else if (key == "host") {
+        IDN_ASSIGN_OR_RETURN(c.host, string_array(v, key));
       } else {
         return error(k.source(), fmt::format("unknown key '{}' (known: {})", key, join(kTopKeys)));
       }

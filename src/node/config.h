@@ -16,6 +16,21 @@
 //   idle_timeout_ms = 120000
 //   dial_timeout_ms = 10000
 //   max_message_bytes = 16777216            # largest IDN protocol message
+//   data_dir = "idn-data"                   # store/, models/, hosted services (relative to this
+//                                           # file); absent = a temporary directory for this run
+//   store_max_bytes = 0                     # blockstore limit, LRU eviction of unpinned (0: none)
+//   host = ["Qm..."]                        # service IDs to host (initModel) at start
+//   [dht]
+//   enabled = true
+//   port = 0                                # UDP port; 0 = the first TCP listen port's number
+//   bootstrap = ["10.0.0.2:4001"]           # DHT nodes; default: each bootstrap peer's IP and
+//                                           # TCP port (an IDN node's DHT shares its TCP port)
+//   lan = false                             # OpenDHT multicast discovery of LAN nodes
+//   record_ttl_s = 3600                     # provider record lifetime (refreshed before expiry)
+//   [serve]
+//   workers = 1                             # inference worker threads
+//   max_queue = 64                          # queued requests beyond this are answered "busy"
+//   max_batch = 8                           # queued requests for one stage run as one batch
 #pragma once
 
 #include <chrono>
@@ -53,6 +68,22 @@ struct LimitsConfig {
   std::optional<size_t> max_message_bytes;
 };
 
+// The DHT (routing/) part of a node.
+struct DhtConfig {
+  bool enabled = true;
+  uint16_t port = 0;                   // 0: the first TCP listen port
+  std::vector<std::string> bootstrap;  // "host:port"; empty: derived from Config::bootstrap
+  bool lan = false;
+  std::chrono::seconds record_ttl{3600};
+};
+
+// The inference server (serve/) part of a node.
+struct ServeConfig {
+  size_t workers = 1;
+  size_t max_queue = 64;
+  size_t max_batch = 8;
+};
+
 inline constexpr std::string_view kDefaultListen = "/ip4/0.0.0.0/tcp/4001";
 inline constexpr std::string_view kDefaultHttp = "127.0.0.1:9464";
 
@@ -65,6 +96,11 @@ struct Config {
   std::optional<HttpAddress> http;  // nullopt: no HTTP endpoint
   std::string log_level = "info";
   LimitsConfig limits;
+  std::optional<std::filesystem::path> data_dir;  // nullopt: a temporary directory
+  uint64_t store_max_bytes = 0;
+  std::vector<std::string> host;  // service IDs (text) to host at start
+  DhtConfig dht;
+  ServeConfig serve;
 
   // listen = [kDefaultListen], http = kDefaultHttp, the rest empty.
   static Config defaults();

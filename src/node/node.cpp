@@ -12,7 +12,16 @@
 #include <csignal>
 #include <nlohmann/json.hpp>
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+
 #include "identity/keystore.h"
+#include "routing/dht_routing.h"
+#include "serve/infer_server.h"
+#include "store/bitswap.h"
+#include "store/blockstore.h"
 
 namespace idn::node {
 
@@ -36,6 +45,46 @@ rpc::IoLimits limited(rpc::IoLimits l, const LimitsConfig& limits) {
     l.max_message_bytes = std::min(l.max_message_bytes, *limits.max_message_bytes);
   }
   return l;
+}
+
+// The addresses worth publishing in the DHT: a wildcard listen address (0.0.0.0) stands for
+// every IPv4 interface, so it is replaced by their addresses (loopback last).
+std::vector<core::Multiaddr> publishable(const std::vector<core::Multiaddr>& addrs) {
+  std::vector<core::Multiaddr> out;
+  std::vector<std::string> ips;
+  for (const auto& a : addrs) {
+    auto ip = a.ip();
+    if (!ip || *ip != "0.0.0.0") {
+      out.push_back(a);
+      continue;
+    }
+    if (ips.empty()) {
+      ifaddrs* list = nullptr;
+      if (getifaddrs(&list) == 0) {
+        std::string loopback;
+        for (ifaddrs* i = list; i; i = i->ifa_next) {
+          if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+          char buf[INET_ADDRSTRLEN];
+          auto* sin = reinterpret_cast<sockaddr_in*>(i->ifa_addr);
+          if (!inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf)) continue;
+          if (std::string_view(buf).starts_with("127.")) {
+            loopback = buf;
+          } else {
+            ips.emplace_back(buf);
+          }
+        }
+        if (!loopback.empty()) ips.push_back(loopback);
+        freeifaddrs(list);
+      }
+    }
+    std::string text = a.to_string();
+    for (const auto& i : ips) {
+      auto m =
+          core::Multiaddr::parse("/ip4/" + i + text.substr(std::string("/ip4/0.0.0.0").size()));
+      if (m.ok()) out.push_back(*m);
+    }
+  }
+  return out;
 }
 
 rpc::IoLimits infer_limits(const LimitsConfig& limits) {
@@ -64,6 +113,35 @@ Node::~Node() {
   if (!stopping_) do_shutdown();
   io_.restart();
   io_.poll();
+  if (routing_) routing_->shutdown(false);
+  models_.reset();
+  if (server_) server_->stop();
+  bitswap_.reset();
+  server_.reset();
+  store_.reset();
+  if (temp_data_dir_) {
+    std::error_code ec;
+    std::filesystem::remove_all(data_dir_, ec);
+  }
+}
+
+std::shared_ptr<client::Session> Node::session(const core::Multihash& service,
+                                               client::SessionOptions opts) {
+  if (!opts.output_shape) {
+    if (auto d = models_->local_descriptor(service); d.ok() && !d->outputs.empty())
+      opts.output_shape = d->outputs.front().shape;
+  }
+  ModelHost* models = models_.get();
+  client::ProviderSource source = [models](const core::Multihash& s, size_t n,
+                                           const std::vector<identity::PeerId>& exclude) {
+    return models->providers(s, n, exclude);
+  };
+  return std::make_shared<client::Session>(io_.get_executor(), *host_, std::move(source), service,
+                                           std::move(opts));
+}
+
+std::string Node::dht_endpoint() const {
+  return routing_ ? routing_->endpoint() : std::string();
 }
 
 Result<std::unique_ptr<Node>> Node::create(Config config, std::optional<identity::KeyPair> key) {
@@ -86,6 +164,7 @@ Result<std::unique_ptr<Node>> Node::create(Config config, std::optional<identity
   }
   std::unique_ptr<Node> node(new Node(std::move(config), std::move(*key), ephemeral));
   IDN_RETURN_IF_ERROR(node->start_listening());
+  IDN_RETURN_IF_ERROR(node->start_services());
   node->register_metrics();
   return node;
 }
@@ -128,6 +207,95 @@ Status Node::start_listening() {
     spdlog::warn("{} from {}: {}", proto, peer.to_string(), st.to_string());
   });
   return Status::ok();
+}
+
+Status Node::start_services() {
+  namespace fs = std::filesystem;
+  if (config_.data_dir) {
+    data_dir_ = *config_.data_dir;
+    std::error_code ec;
+    fs::create_directories(data_dir_, ec);
+    if (ec)
+      return Status::io_error(fmt::format("data_dir {}: {}", data_dir_.string(), ec.message()));
+  } else {
+    std::string tmpl = (fs::temp_directory_path() / "idn-node-XXXXXX").string();
+    if (!mkdtemp(tmpl.data()))
+      return Status::io_error("cannot create a temporary data directory in " +
+                              fs::temp_directory_path().string());
+    data_dir_ = tmpl;
+    temp_data_dir_ = true;
+  }
+  store::BlockstoreOptions so;
+  so.max_bytes = config_.store_max_bytes;
+  auto bs = store::Blockstore::open(data_dir_ / "store", so);
+  if (!bs.ok()) return bs.status().with_context("blockstore");
+  store_ = std::move(*bs);
+  bitswap_ = std::make_unique<store::bitswap::Bitswap>(io_.get_executor(), *host_, *store_);
+  bitswap_->start();
+  serve::ServerConfig sc;
+  sc.workers = config_.serve.workers;
+  sc.max_queue = config_.serve.max_queue;
+  sc.max_batch = config_.serve.max_batch;
+  server_ = std::make_unique<serve::InferServer>(io_.get_executor(), sc);
+  server_->attach(*dispatcher_);
+
+  if (config_.dht.enabled) {
+    routing::RoutingConfig rc;
+    uint16_t port = config_.dht.port;
+    std::string bind = "0.0.0.0";
+    if (!listen_addrs_.empty()) {
+      if (port == 0) port = listen_addrs_.front().tcp_port().value_or(0);
+      if (auto ip = listen_addrs_.front().ip(); ip && ip->find(':') == std::string::npos)
+        bind = *ip;
+    }
+    rc.listen_address = bind;
+    rc.port = port;
+    rc.lan_discovery = config_.dht.lan;
+    rc.record_ttl = config_.dht.record_ttl;
+    rc.bootstrap = config_.dht.bootstrap;
+    if (rc.bootstrap.empty()) {
+      for (const auto& b : config_.bootstrap) {
+        auto ip = b.ip();
+        auto tcp = b.tcp_port();
+        if (ip && tcp) rc.bootstrap.push_back(fmt::format("{}:{}", *ip, *tcp));
+      }
+    }
+    rc.addresses = publishable(listen_addrs_);
+    rc.rtt_lookup = [this](const identity::PeerId& p) -> std::optional<std::chrono::microseconds> {
+      std::lock_guard lock(rtt_mu_);
+      auto it = rtts_.find(p);
+      if (it == rtts_.end()) return std::nullopt;
+      return it->second;
+    };
+    auto r = routing::DhtRouting::start(host_->key(), rc);
+    if (!r.ok()) return r.status().with_context(fmt::format("DHT on UDP {}:{}", bind, port));
+    routing_ = std::move(*r);
+  }
+  models_ = std::make_unique<ModelHost>(ModelHost::Parts{io_.get_executor(), *host_, routing_.get(),
+                                                         *store_, *bitswap_, *server_, data_dir_});
+  return Status::ok();
+}
+
+awaitable<void> Node::host_configured_services() {
+  Status restored = co_await models_->restore();
+  if (!restored.is_ok()) spdlog::warn("re-hosting services: {}", restored.to_string());
+  for (const auto& text : config_.host) {
+    if (stopping_) co_return;
+    auto id = ise::parse_service_id(text);
+    if (!id.ok()) {
+      spdlog::error("host {}: {}", text, id.status().to_string());
+      continue;
+    }
+    // The DHT may still be joining: retry a few times before giving up on a service.
+    for (int attempt = 1; attempt <= 5 && !stopping_; ++attempt) {
+      Status s = co_await models_->init_model(*id);
+      if (s.is_ok()) break;
+      spdlog::warn("host {} (attempt {}): {}", text, attempt, s.to_string());
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2 * attempt);
+      while (!stopping_ && std::chrono::steady_clock::now() < deadline)
+        co_await wake_->wait(deadline);
+    }
+  }
 }
 
 void Node::register_metrics() {
@@ -230,6 +398,8 @@ awaitable<void> Node::ping_peer(identity::PeerId peer) {
   auto rtt = co_await host_->ping(peer);
   if (rtt.ok()) {
     rtt_->observe(std::chrono::duration<double>(*rtt).count());
+    std::lock_guard lock(rtt_mu_);
+    rtts_[peer] = std::chrono::duration_cast<std::chrono::microseconds>(*rtt);
   } else if (!stopping_) {
     ping_failures_->inc();
     spdlog::debug("ping {} failed: {}", peer.to_string(), rtt.status().to_string());
@@ -287,6 +457,7 @@ Status Node::run(bool handle_signals) {
   if (http_) http_->start();
   asio::co_spawn(io_, bootstrap_loop(), asio::detached);
   asio::co_spawn(io_, ping_loop(), asio::detached);
+  asio::co_spawn(io_, host_configured_services(), asio::detached);
   io_.run();
   return Status::ok();
 }
@@ -303,6 +474,11 @@ void Node::do_shutdown() {
   signals_.cancel(ec);
   signals_.clear(ec);
   if (http_) http_->stop();
+  // Withdraw our provider records first, while the DHT still runs (blocks a few seconds at
+  // most), so peers stop being sent to us.
+  if (routing_) routing_->shutdown(true);
+  if (server_) server_->stop();
+  if (bitswap_) bitswap_->stop();
   host_->stop();
   wake_->notify_all();
   // Connections close asynchronously; once they are gone, stop the loop rather than wait for

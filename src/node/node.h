@@ -1,28 +1,52 @@
 // Node: IDN's composition root. It turns a Config into a running peer: one io_context, the
 // p2p Host (listening, dialling bootstrap peers, pinging connected peers), the IDN protocol
-// Dispatcher, and the HTTP endpoint serving /metrics (Prometheus) and /status (JSON).
-// Higher layers (swap, ise, routing) are built here too as they land, and get their clock,
-// limits and handlers from it; nothing else in IDN creates sockets or timers on its own.
+// Dispatcher, the DHT (routing/, on the TCP port's number over UDP), the blockstore and Bitswap
+// (store/), the inference server (serve/) and model hosting (ModelHost: publish, initModel),
+// client sessions (client/), and the HTTP endpoint serving /metrics (Prometheus) and /status
+// (JSON). Nothing else in IDN creates sockets or timers on its own.
 //
 // Threading: create() on any thread; run() on the thread that will drive the io_context;
 // shutdown() from any thread (or SIGINT/SIGTERM). Everything else runs on the io thread.
 #pragma once
 
+#include <utility>  // Boost 1.74 awaitable.hpp uses std::exchange without including it
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <chrono>
+#include <filesystem>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
+#include "client/session.h"
 #include "identity/keys.h"
 #include "identity/peer_id.h"
 #include "node/config.h"
 #include "node/http.h"
 #include "node/metrics.h"
+#include "node/model_host.h"
 #include "p2p/host.h"
 #include "rpc/dispatcher.h"
+
+namespace idn::routing {
+class DhtRouting;
+}
+namespace idn::store {
+class Blockstore;
+namespace bitswap {
+class Bitswap;
+}
+}  // namespace idn::store
+namespace idn::serve {
+class InferServer;
+}
 
 namespace idn::node {
 
@@ -67,6 +91,28 @@ class Node {
   p2p::Host& host() { return *host_; }
   rpc::Dispatcher& dispatcher() { return *dispatcher_; }
   Registry& metrics() { return metrics_; }
+  routing::DhtRouting* routing() { return routing_.get(); }  // null with [dht] enabled = false
+  store::Blockstore& blockstore() { return *store_; }
+  store::bitswap::Bitswap& bitswap() { return *bitswap_; }
+  serve::InferServer& server() { return *server_; }
+  ModelHost& models() { return *models_; }
+  const std::filesystem::path& data_dir() const { return data_dir_; }
+  // A client session for `service` (io thread): providers come from the DHT, nearest first,
+  // excluding this node; the expected output shape comes from the service descriptor when this
+  // node has it.
+  std::shared_ptr<client::Session> session(const core::Multihash& service,
+                                           client::SessionOptions opts = {});
+  // Split execution (§3.8): runs stages [0, last_local_stage] of a service whose package this
+  // node has (hosted or fetched) and the exits on the way; peers continue from the
+  // activation. Errors: NotFound (no local package), engine load errors.
+  Result<client::LocalPrefix> local_prefix(const core::Multihash& service, int last_local_stage);
+  // "host:port" of this node's DHT socket, for other nodes' [dht] bootstrap.
+  std::string dht_endpoint() const;
+
+  // From any thread but the io thread: runs `make()` (returning an awaitable) on the io thread
+  // and waits for its result. The node must be running (run() on another thread).
+  template <class F>
+  auto block_on(F make) -> typename decltype(make())::value_type;
 
   // The bodies of /status and /metrics (call on the io thread).
   std::string status_json() const;
@@ -75,6 +121,8 @@ class Node {
  private:
   Node(Config config, identity::KeyPair key, bool ephemeral);
   Status start_listening();
+  Status start_services();
+  p2p::awaitable<void> host_configured_services();
   void register_metrics();
   void do_shutdown();
   p2p::awaitable<void> bootstrap_loop();
@@ -91,6 +139,16 @@ class Node {
   Registry metrics_;
   Histogram* rtt_ = nullptr;
   Counter* ping_failures_ = nullptr;
+  std::filesystem::path data_dir_;
+  bool temp_data_dir_ = false;
+  std::unique_ptr<routing::DhtRouting> routing_;
+  std::unique_ptr<store::Blockstore> store_;
+  std::unique_ptr<store::bitswap::Bitswap> bitswap_;
+  std::unique_ptr<serve::InferServer> server_;
+  std::unique_ptr<ModelHost> models_;
+  // Ping RTTs by peer, readable from the DHT's thread (orders findProviders results).
+  mutable std::mutex rtt_mu_;
+  std::unordered_map<identity::PeerId, std::chrono::microseconds> rtts_;
   std::vector<core::Multiaddr> listen_addrs_;
   std::optional<HttpAddress> http_address_;
   std::unique_ptr<p2p::Signal> wake_;  // interrupts the periodic loops at shutdown
@@ -98,5 +156,23 @@ class Node {
   bool stopping_ = false;
   std::chrono::steady_clock::time_point started_;
 };
+
+template <class F>
+auto Node::block_on(F make) -> typename decltype(make())::value_type {
+  using T = typename decltype(make())::value_type;
+  auto prom = std::make_shared<std::promise<T>>();
+  auto fut = prom->get_future();
+  boost::asio::co_spawn(
+      io_,
+      [make = std::move(make), prom]() mutable -> p2p::awaitable<void> {
+        try {
+          prom->set_value(co_await make());
+        } catch (...) {
+          prom->set_exception(std::current_exception());
+        }
+      },
+      boost::asio::detached);
+  return fut.get();
+}
 
 }  // namespace idn::node

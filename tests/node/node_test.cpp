@@ -1,6 +1,7 @@
 // Real nodes on 127.0.0.1 (ephemeral ports), each driving its own io_context thread: bootstrap,
 // /status and /metrics over HTTP, and every IDN protocol message exchanged between three nodes.
 #include "node/node.h"
+#include "node/node_test_util.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -22,46 +23,8 @@ using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 using p2p::awaitable;
 
-Config test_config() {
-  Config c;
-  c.listen = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0").value()};
-  c.http = HttpAddress{"127.0.0.1", 0};
-  return c;
-}
-
-// A Node running on its own thread; stopped and joined on destruction.
-class RunningNode {
- public:
-  explicit RunningNode(Config c, std::function<void(Node&)> setup = {}) {
-    auto n = Node::create(std::move(c));
-    EXPECT_TRUE(n.ok()) << n.status().to_string();
-    if (!n.ok()) return;
-    node_ = std::move(*n);
-    if (setup) setup(*node_);
-    thread_ = std::thread([this] { EXPECT_TRUE(node_->run(false).is_ok()); });
-  }
-  ~RunningNode() {
-    if (!node_) return;
-    node_->shutdown();
-    thread_.join();  // returns only if the shutdown really ends every loop and connection
-  }
-  Node& operator*() { return *node_; }
-  Node* operator->() { return node_.get(); }
-  explicit operator bool() const { return node_ != nullptr; }
-
-  // Runs `body` on the node's io thread and waits for its result.
-  template <class T>
-  T on_io(std::function<awaitable<T>()> body) {
-    std::promise<T> done;
-    asio::co_spawn(
-        node_->io(), [&]() -> awaitable<void> { done.set_value(co_await body()); }, asio::detached);
-    return done.get_future().get();
-  }
-
- private:
-  std::unique_ptr<Node> node_;
-  std::thread thread_;
-};
+using testing::RunningNode;
+using testing::test_config;
 
 nlohmann::json status_of(const HttpAddress& http) {
   auto r = http_get(http, "/status");

@@ -18,6 +18,15 @@
 #include "nn/graph.h"
 
 namespace idn::cli {
+
+std::filesystem::path default_models_dir() {
+  namespace fs = std::filesystem;
+  if (const char* c = std::getenv("IDN_CACHE")) return fs::path(c) / "models";
+  std::error_code ec;
+  auto exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::path("build/models") : exe.parent_path() / "models";
+}
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -31,13 +40,6 @@ struct BenchArgs {
   int64_t limit_test = 0;
   bool retrain = false;
 };
-
-fs::path default_models_dir() {
-  if (const char* c = std::getenv("IDN_CACHE")) return fs::path(c) / "models";
-  std::error_code ec;
-  auto exe = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? fs::path("build/models") : exe.parent_path() / "models";
-}
 
 // Trains `arch` into dir unless a valid package is already there.
 Status ensure_package(const std::string& arch, const fs::path& dir, const BenchArgs& a,

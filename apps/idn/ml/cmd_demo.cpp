@@ -1,0 +1,304 @@
+// idn demo: IDN's main job on loopback, end to end. Starts --peers provider nodes and a client
+// node on 127.0.0.1; the first provider publishes the embedded default model (a FashionMNIST
+// B-LeNet, trained on first run and cached), the others find it through the DHT, fetch it over
+// Bitswap and host it (initModel); then the client streams test images through a session that
+// asks --fanout peers at once, and prints per request the exit, confidence, answering peer,
+// latency and bytes, and at the end accuracy, exit mix, latency percentiles and bytes moved.
+// --kill-peer-after N shuts a provider down while request N is in flight: no request is lost.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "../cli.h"
+#include "client/blocking.h"
+#include "ise/service_descriptor.h"
+#include "model/package.h"
+#include "motifs/branchynet.h"
+#include "node/node.h"
+#include "routing/dht_routing.h"
+
+namespace idn::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+struct DemoArgs {
+  int peers = 3;
+  int requests = 100;
+  int fanout = 2;
+  int kill_after = -1;
+  int split_after = -1;
+  int deadline_ms = 5000;
+  std::string model;
+  std::string data;
+  bool retrain = false;
+  bool quiet = false;
+};
+
+// The quick recipe for the embedded default: two epochs on 20,000 images train a B-LeNet to
+// ~87% in about a minute on two cores, which keeps the first run of the demo short.
+Status train_default(const fs::path& dir, const std::string& data_dir) {
+  std::fprintf(stderr,
+               "training the default model (B-LeNet, 2 epochs on 20,000 FashionMNIST "
+               "images) into %s; later runs reuse it\n",
+               dir.c_str());
+  motifs::DataOptions d;
+  if (!data_dir.empty()) d.dir = data_dir;
+  d.limit_train = 20000;
+  d.validation = 5000;
+  d.limit_test = 0;
+  IDN_ASSIGN_OR_RETURN(auto data, motifs::load_fashion_mnist_tensors(d));
+  motifs::TrainOptions t;
+  t.epochs = 2;
+  torch::set_num_threads(2);
+  auto r = motifs::fit_branchynet("b-lenet", data, t, {}, dir);
+  torch::set_num_threads(1);
+  return r.status();
+}
+
+// A node on its own thread.
+struct Peer {
+  std::unique_ptr<node::Node> node;
+  std::thread thread;
+  bool alive = false;
+  void start() {
+    alive = true;
+    thread = std::thread([n = node.get()] { (void)n->run(false); });
+  }
+  void stop() {
+    if (!alive) return;
+    alive = false;
+    node->shutdown();
+    thread.join();
+  }
+};
+
+Result<std::unique_ptr<Peer>> start_peer(const std::vector<core::Multiaddr>& bootstrap) {
+  node::Config c;
+  c.listen = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0").value()};
+  c.bootstrap = bootstrap;
+  c.log_level = "warn";
+  auto n = node::Node::create(std::move(c));
+  if (!n.ok()) return n.status();
+  auto p = std::make_unique<Peer>();
+  p->node = std::move(*n);
+  p->start();
+  return p;
+}
+
+std::string short_id(const identity::PeerId& p) {
+  std::string s = p.to_string();
+  return s.size() > 8 ? ".." + s.substr(s.size() - 6) : s;
+}
+
+int run_demo(const DemoArgs& a) {
+  if (a.peers < 1 || a.peers > 32) return report(Status::invalid_argument("--peers must be 1..32"));
+  if (a.fanout < 1) return report(Status::invalid_argument("--fanout must be >= 1"));
+  if (a.requests < 1) return report(Status::invalid_argument("--requests must be >= 1"));
+  if (a.kill_after >= 0 && a.peers < 2)
+    return report(Status::invalid_argument("--kill-peer-after needs --peers >= 2"));
+  spdlog::set_level(spdlog::level::warn);
+  torch::set_num_threads(1);
+  auto t0 = Clock::now();
+  auto secs = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+
+  fs::path model = a.model.empty() ? default_models_dir() / "demo-b-lenet" : fs::path(a.model);
+  if (a.retrain || !model::load_package(model).ok()) {
+    if (!a.model.empty() && !a.retrain)
+      return report(Status::not_found(model.string() + " is not a model package"));
+    if (Status s = train_default(model, a.data); !s.is_ok()) return report(s);
+  }
+  motifs::DataOptions d;
+  if (!a.data.empty()) d.dir = a.data;
+  d.limit_train = 1;
+  d.validation = 0;
+  d.limit_test = a.requests;
+  auto data = motifs::load_fashion_mnist_tensors(d);
+  if (!data.ok()) return report(data.status());
+  auto images = motifs::to_samples(data->test.x);
+  auto labels = motifs::to_labels(data->test.y);
+
+  // Providers: the first publishes, the others join through it and initModel from the DHT.
+  std::vector<std::unique_ptr<Peer>> peers;
+  auto first = start_peer({});
+  if (!first.ok()) return report(first.status());
+  peers.push_back(std::move(*first));
+  auto boot = peers[0]->node->listen_addrs();
+  node::Node& publisher = *peers[0]->node;
+  auto pub = publisher.block_on(
+      [&] { return publisher.models().publish(model, "FashionMNIST B-LeNet (idn demo)"); });
+  if (!pub.ok()) return report(pub.status());
+  const core::Multihash sid = pub->service_id;
+  std::printf("model    %s\nservice  %s (%s)\n", pub->model_cid.to_string().c_str(),
+              ise::service_id_text(sid).c_str(), pub->descriptor.name.c_str());
+  std::printf("peer 0   %s published it (%.1f s)\n", publisher.id().to_string().c_str(), secs());
+  for (int i = 1; i < a.peers; ++i) {
+    auto p = start_peer(boot);
+    if (!p.ok()) return report(p.status());
+    peers.push_back(std::move(*p));
+  }
+  for (int i = 1; i < a.peers; ++i) {
+    node::Node& n = *peers[i]->node;
+    if (Status s = n.routing()->wait_connected(std::chrono::seconds(20)); !s.is_ok())
+      return report(s.with_context("peer " + std::to_string(i) + " joining the DHT"));
+    Status st = n.block_on([&] { return n.models().init_model(sid); });
+    if (!st.is_ok()) return report(st.with_context("peer " + std::to_string(i) + " initModel"));
+    std::printf("peer %-3d %s found it in the DHT, fetched, verified and loaded it (%.1f s)\n", i,
+                n.id().to_string().c_str(), secs());
+  }
+
+  auto client_peer = start_peer(boot);
+  if (!client_peer.ok()) return report(client_peer.status());
+  node::Node& cn = *(*client_peer)->node;
+  if (Status s = cn.routing()->wait_connected(std::chrono::seconds(20)); !s.is_ok())
+    return report(s.with_context("client joining the DHT"));
+  // Wait until the DHT lists every provider (records propagate in milliseconds on loopback).
+  size_t seen = 0;
+  for (auto until = Clock::now() + std::chrono::seconds(30); Clock::now() < until;) {
+    auto found = cn.block_on([&] { return cn.models().providers(sid, a.peers, {}); });
+    seen = found.ok() ? found->size() : 0;
+    if (seen >= static_cast<size_t>(a.peers)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::printf("client   %s sees %zu provider(s) in the DHT (%.1f s)\n\n",
+              cn.id().to_string().c_str(), seen, secs());
+
+  client::SessionOptions so;
+  so.fanout = static_cast<size_t>(a.fanout);
+  so.deadline = std::chrono::milliseconds(a.deadline_ms);
+  if (a.split_after >= 0) {
+    // The client needs the package to run the first stages itself.
+    Status st = cn.block_on([&] { return cn.models().init_model(sid); });
+    if (!st.is_ok()) return report(st.with_context("fetching the model for split execution"));
+    auto prefix = cn.local_prefix(sid, a.split_after);
+    if (!prefix.ok()) return report(prefix.status());
+    so.local_prefix = *prefix;
+  }
+  auto session = cn.block_on(
+      [&]() -> p2p::awaitable<std::shared_ptr<client::Session>> { co_return cn.session(sid, so); });
+
+  const auto& names = data->class_names;
+  auto name = [&](int c) {
+    return c >= 0 && c < static_cast<int>(names.size()) ? names[c] : std::string("?");
+  };
+  std::map<std::string, int> by_peer;
+  std::map<uint32_t, int> exits;
+  std::vector<double> lat_ms;
+  uint64_t bytes_sent = 0, bytes_received = 0;
+  int correct = 0, lost = 0, rerouted = 0, local_answers = 0;
+  std::optional<identity::PeerId> last_peer;
+  std::thread killer;
+  if (!a.quiet)
+    std::printf("%5s  %-12s %-12s %-4s %4s %6s  %-9s %9s %8s\n", "req", "label", "predicted", "ok",
+                "exit", "conf", "peer", "ms", "bytes");
+  for (int i = 0; i < a.requests; ++i) {
+    auto start = Clock::now();
+    auto stream = client::infer_stream_blocking(*session, images[i]);
+    if (i == a.kill_after) {
+      // Kill the provider that answered most recently (the nearest, so likely asked again)
+      // while this request is in flight.
+      size_t victim = peers.size();
+      for (size_t k = 0; k < peers.size(); ++k)
+        if (peers[k]->alive && last_peer && peers[k]->node->id() == *last_peer) victim = k;
+      for (size_t k = peers.size(); victim == peers.size() && k-- > 0;)
+        if (peers[k]->alive) victim = k;
+      std::printf("-- killing peer %zu (%s) while request %d is in flight\n", victim,
+                  peers[victim]->node->id().to_string().c_str(), i);
+      killer = std::thread([p = peers[victim].get()] { p->stop(); });
+    }
+    std::optional<client::Event> last;
+    for (const auto& ev : stream) last = ev;
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    auto sum = stream.summary();
+    bytes_sent += sum.bytes_sent;
+    bytes_received += sum.bytes_received;
+    for (const auto& p : sum.peers)
+      if (p.outcome != client::PeerReport::Outcome::kAnswered &&
+          p.outcome != client::PeerReport::Outcome::kFinishedEarly)
+        ++rerouted;
+    if (!last) last = sum.best;
+    if (!last) {
+      ++lost;
+      std::printf("%5d  %-12s LOST: %s\n", i, name(static_cast<int>(labels[i])).c_str(),
+                  sum.status.to_string().c_str());
+      continue;
+    }
+    lat_ms.push_back(ms);
+    if (!last->local) last_peer = last->peer;
+    bool ok = last->predicted == labels[i];
+    correct += ok;
+    exits[last->exit_index]++;
+    std::string who = last->local ? "local" : short_id(last->peer);
+    if (last->local) ++local_answers;
+    by_peer[last->local ? "local" : last->peer.to_string()]++;
+    if (!a.quiet)
+      std::printf("%5d  %-12s %-12s %-4s %4u %6.3f  %-9s %9.2f %8llu\n", i,
+                  name(static_cast<int>(labels[i])).c_str(), name(last->predicted).c_str(),
+                  ok ? "yes" : "no", last->exit_index, last->confidence, who.c_str(), ms,
+                  static_cast<unsigned long long>(sum.bytes_sent + sum.bytes_received));
+  }
+  const int answered = a.requests - lost;
+  std::printf("\nrequests %d, answered %d, lost %d; peers dropped and replaced mid-request: %d\n",
+              a.requests, answered, lost, rerouted);
+  if (answered > 0) {
+    std::printf("accuracy %.1f%% (%d/%d)\n", 100.0 * correct / answered, correct, answered);
+    std::printf("exit mix");
+    for (auto& [e, n] : exits) std::printf("  exit%u %.1f%%", e, 100.0 * n / answered);
+    if (local_answers) std::printf("  (answered locally: %d)", local_answers);
+    std::printf("\nlatency ms: median %.2f  p90 %.2f  p99 %.2f  max %.2f\n",
+                percentile(lat_ms, 0.5), percentile(lat_ms, 0.9), percentile(lat_ms, 0.99),
+                percentile(lat_ms, 1.0));
+    std::printf("bytes moved (IDN messages): %llu sent, %llu received, %.0f per request\n",
+                static_cast<unsigned long long>(bytes_sent),
+                static_cast<unsigned long long>(bytes_received),
+                double(bytes_sent + bytes_received) / a.requests);
+    std::printf("answers by peer:");
+    for (auto& [p, n] : by_peer)
+      std::printf("  %s %d", p == "local" ? "local" : short_id(*identity::PeerId::parse(p)).c_str(),
+                  n);
+    std::printf("\n");
+  }
+  std::printf("done in %.1f s\n", secs());
+  if (killer.joinable()) killer.join();
+  session.reset();
+  (*client_peer)->stop();
+  for (auto& p : peers) p->stop();
+  return lost == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+void register_demo(CLI::App& app) {
+  auto a = std::make_shared<DemoArgs>();
+  auto* d = app.add_subcommand(
+      "demo",
+      "A network of peers on 127.0.0.1 serving the default FashionMNIST B-LeNet: publish, "
+      "initModel through the DHT, a stream of requests fanned out to several peers");
+  d->add_option("--peers", a->peers, "Provider nodes to start")->capture_default_str();
+  d->add_option("--requests", a->requests, "Test images to send")->capture_default_str();
+  d->add_option("--fanout", a->fanout, "Peers asked at once per request")->capture_default_str();
+  d->add_option("--kill-peer-after", a->kill_after,
+                "Shut a provider down while request N is in flight (no request may be lost)");
+  d->add_option("--split-after", a->split_after,
+                "Split execution: run stages 0..K and their exit on the client, send the "
+                "activation to peers only when that exit is not confident");
+  d->add_option("--deadline-ms", a->deadline_ms, "Per-request deadline")->capture_default_str();
+  d->add_option("--model", a->model,
+                "Model package to serve (default: the cached demo B-LeNet, trained on first run)");
+  d->add_option("--data", a->data, "Directory with FashionMNIST IDX files (default: Debian's)");
+  d->add_flag("--retrain", a->retrain, "Train the default model again");
+  d->add_flag("--quiet", a->quiet, "Only the summary, not one line per request");
+  d->callback([a] { run_or_exit(run_demo(*a)); });
+}
+
+}  // namespace idn::cli
