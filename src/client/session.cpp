@@ -53,6 +53,19 @@ Status SessionOptions::validate() const {
   return Status::ok();
 }
 
+ProviderSource fixed_providers(std::vector<identity::PeerId> peers) {
+  return [peers = std::move(peers)](const core::Multihash&, size_t n,
+                                    const std::vector<identity::PeerId>& exclude)
+             -> awaitable<Result<std::vector<identity::PeerId>>> {
+    std::vector<identity::PeerId> out;
+    for (const identity::PeerId& p : peers) {
+      if (out.size() == n) break;
+      if (std::find(exclude.begin(), exclude.end(), p) == exclude.end()) out.push_back(p);
+    }
+    co_return out;
+  };
+}
+
 namespace detail {
 
 // One peer's part in a request: its stream and what it sent so far.

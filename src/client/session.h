@@ -51,6 +51,10 @@ namespace idn::client {
 using ProviderSource = std::function<p2p::awaitable<Result<std::vector<identity::PeerId>>>(
     const core::Multihash& service, size_t n, const std::vector<identity::PeerId>& exclude)>;
 
+// A source that offers `peers` in this order (already connected): for tests, and for a node
+// told which peers to ask instead of looking them up.
+ProviderSource fixed_providers(std::vector<identity::PeerId> peers);
+
 // Split execution, client half: the local stages' result.
 struct LocalStep {
   std::optional<Event> local_answer;  // the local exit's answer, if the prefix has an exit
