@@ -1,0 +1,104 @@
+#include "client/answer.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+namespace idn::client {
+
+std::string_view outcome_name(PeerReport::Outcome o) {
+  switch (o) {
+    case PeerReport::Outcome::kRunning:
+      return "running";
+    case PeerReport::Outcome::kAnswered:
+      return "answered";
+    case PeerReport::Outcome::kFinishedEarly:
+      return "finished_early";
+    case PeerReport::Outcome::kBusy:
+      return "busy";
+    case PeerReport::Outcome::kError:
+      return "error";
+    case PeerReport::Outcome::kTimedOut:
+      return "timed_out";
+    case PeerReport::Outcome::kMalformed:
+      return "malformed";
+    case PeerReport::Outcome::kVanished:
+      return "vanished";
+  }
+  return "unknown";
+}
+
+Status check_answer(const protocol::InferProgress& p, uint64_t request_id,
+                    const std::optional<std::vector<int64_t>>& expected_shape,
+                    std::optional<uint32_t> previous_exit, uint64_t previous_operations) {
+  if (p.request_id != request_id) {
+    return Status::peer_misbehaved(
+        fmt::format("answer for request {}, expected {}", p.request_id, request_id));
+  }
+  const core::Tensor& out = p.output;
+  if (out.dtype != core::DType::kF32) {
+    return Status::peer_misbehaved(
+        fmt::format("output dtype is {}, expected F32", core::dtype_name(out.dtype)));
+  }
+  if (Status st = out.validate(); !st.is_ok()) {
+    return Status::peer_misbehaved("output tensor: " + st.message());
+  }
+  if (out.numel() == 0) return Status::peer_misbehaved("output tensor is empty");
+  if (expected_shape && out.shape != *expected_shape) {
+    return Status::peer_misbehaved(fmt::format("output shape {}, the service promises {}",
+                                               core::shape_string(out.shape),
+                                               core::shape_string(*expected_shape)));
+  }
+  auto values = out.f32();
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!std::isfinite(values[i])) {
+      return Status::peer_misbehaved(fmt::format("output[{}] is {}", i, values[i]));
+    }
+  }
+  if (!std::isfinite(p.confidence) || p.confidence < 0.0f || p.confidence > 1.0f) {
+    return Status::peer_misbehaved(fmt::format("confidence {} is not in [0, 1]", p.confidence));
+  }
+  if (!std::isfinite(p.entropy) || p.entropy < 0.0f) {
+    return Status::peer_misbehaved(fmt::format("entropy {} is not a finite value >= 0", p.entropy));
+  }
+  if (previous_exit && p.exit_index < *previous_exit) {
+    return Status::peer_misbehaved(
+        fmt::format("exit index went backwards ({} after {})", p.exit_index, *previous_exit));
+  }
+  if (p.operations < previous_operations) {
+    return Status::peer_misbehaved(fmt::format("cumulative operations decreased ({} after {})",
+                                               p.operations, previous_operations));
+  }
+  return Status::ok();
+}
+
+bool improves(uint32_t exit_index, float confidence, const std::optional<Event>& best) {
+  if (!best) return true;
+  if (exit_index != best->exit_index) return exit_index > best->exit_index;
+  return confidence > best->confidence;
+}
+
+bool meets_exit_rule(const protocol::ExitRule& rule, float confidence, float entropy) {
+  switch (rule.criterion) {
+    case protocol::ExitCriterion::kConfidence:
+      return confidence >= rule.threshold;
+    case protocol::ExitCriterion::kEntropy:
+      return entropy < rule.threshold;
+    case protocol::ExitCriterion::kModelDefault:
+    case protocol::ExitCriterion::kLastExit:
+      return false;
+  }
+  return false;
+}
+
+int argmax(const core::Tensor& t) {
+  if (t.dtype != core::DType::kF32 || !t.validate().is_ok() || t.numel() == 0) return -1;
+  auto v = t.f32();
+  size_t best = 0;
+  for (size_t i = 1; i < v.size(); ++i) {
+    if (v[i] > v[best]) best = i;
+  }
+  return static_cast<int>(best);
+}
+
+}  // namespace idn::client

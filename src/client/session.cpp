@@ -1,0 +1,576 @@
+#include "client/session.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <limits>
+
+#include "core/varint.h"
+#include "p2p/host.h"
+#include "rpc/message_io.h"
+
+namespace idn::client {
+
+namespace asio = boost::asio;
+using p2p::awaitable;
+using p2p::SteadyTime;
+using Outcome = PeerReport::Outcome;
+using Clock = std::chrono::steady_clock;
+
+Status SessionOptions::validate() const {
+  if (fanout == 0) return Status::invalid_argument("SessionOptions.fanout must be at least 1");
+  if (max_attempts == 0) {
+    return Status::invalid_argument("SessionOptions.max_attempts must be at least 1");
+  }
+  if (deadline.count() <= 0) {
+    return Status::invalid_argument("SessionOptions.deadline must be positive");
+  }
+  if (inactivity_timeout.count() <= 0) {
+    return Status::invalid_argument("SessionOptions.inactivity_timeout must be positive");
+  }
+  if (cancel_grace.count() < 0) {
+    return Status::invalid_argument("SessionOptions.cancel_grace must not be negative");
+  }
+  if (finish_confidence && !(*finish_confidence >= 0.0f && *finish_confidence <= 1.0f)) {
+    return Status::invalid_argument(
+        fmt::format("SessionOptions.finish_confidence {} is not in [0, 1]", *finish_confidence));
+  }
+  if (output_shape) {
+    for (int64_t d : *output_shape) {
+      if (d < 0) {
+        return Status::invalid_argument(
+            fmt::format("SessionOptions.output_shape {} has a negative dimension",
+                        core::shape_string(*output_shape)));
+      }
+    }
+  }
+  return Status::ok();
+}
+
+ProviderSource fixed_providers(std::vector<identity::PeerId> peers) {
+  return [peers = std::move(peers)](const core::Multihash&, size_t n,
+                                    const std::vector<identity::PeerId>& exclude)
+             -> awaitable<Result<std::vector<identity::PeerId>>> {
+    std::vector<identity::PeerId> out;
+    for (const identity::PeerId& p : peers) {
+      if (out.size() == n) break;
+      if (std::find(exclude.begin(), exclude.end(), p) == exclude.end()) out.push_back(p);
+    }
+    co_return out;
+  };
+}
+
+namespace detail {
+
+// One peer's part in a request: its stream and what it sent so far.
+struct Attempt {
+  enum class State {
+    kOpening,  // stream being opened, request being written or answers being read
+    kClosing,  // outcome decided; Cancel / half-close on the way, stream drained then dropped
+  };
+  Attempt(identity::PeerId p, size_t report) : peer(std::move(p)), report_index(report) {}
+
+  identity::PeerId peer;
+  size_t report_index;
+  State state = State::kOpening;
+  std::shared_ptr<p2p::Stream> stream;
+  bool request_written = false;
+  bool cancel_wanted = false;  // the Cancel is sent once the request is written
+  bool writes_closed = false;  // our side is half-closed (after Cancel, or after a final answer)
+  bool reader_done = false;
+  std::optional<uint32_t> last_exit;
+  uint64_t last_operations = 0;
+  SteadyTime last_activity = Clock::now();
+
+  bool active() const { return state == State::kOpening; }
+};
+
+// The state of one request, shared by the caller's InferStream, the driver coroutine (timers,
+// provider lookups) and one reader coroutine per peer. Everything runs on the io executor.
+class Request : public std::enable_shared_from_this<Request> {
+ public:
+  Request(asio::any_io_executor ex, p2p::Host& host, ProviderSource providers,
+          core::Multihash service, SessionOptions opts, uint64_t id, core::Tensor input)
+      : ex_(std::move(ex)),
+        host_(host),
+        providers_(std::move(providers)),
+        service_(std::move(service)),
+        opts_(std::move(opts)),
+        id_(id),
+        input_(std::move(input)),
+        started_(Clock::now()),
+        deadline_(started_ + opts_.deadline),
+        changed_(ex_) {}
+
+  void start() { asio::co_spawn(ex_, drive(shared_from_this()), asio::detached); }
+
+  awaitable<std::optional<Event>> next() {
+    auto self = shared_from_this();  // the Signal must outlive this wait
+    for (;;) {
+      if (!queue_.empty()) {
+        Event e = std::move(queue_.front());
+        queue_.pop_front();
+        co_return e;
+      }
+      if (done_) co_return std::nullopt;
+      co_await changed_.wait();
+    }
+  }
+
+  void finish_by_caller() {
+    if (done_) return;
+    queue_.clear();
+    complete(summary_.best ? Status::ok()
+                           : Status::cancelled("finished by the caller before any answer"));
+  }
+
+  bool done() const { return done_; }
+  uint64_t id() const { return id_; }
+  const Summary& summary() const { return summary_; }
+
+ private:
+  static awaitable<void> drive(std::shared_ptr<Request> self) { co_await self->run(); }
+
+  awaitable<void> run() {
+    if (Status st = opts_.validate(); !st.is_ok()) {
+      complete(st);
+      co_return;
+    }
+    if (Status st = input_.validate(); !st.is_ok()) {
+      complete(Status::invalid_argument("input tensor: " + st.message()));
+      co_return;
+    }
+    if (opts_.local_prefix && !run_local_prefix()) co_return;
+    if (Status st = encode_request(); !st.is_ok()) {
+      complete(st);
+      co_return;
+    }
+    while (!done_) {
+      refill();
+      if (done_) break;
+      SteadyTime wake = deadline_;
+      for (auto& a : attempts_) {
+        if (a->active()) wake = std::min(wake, a->last_activity + opts_.inactivity_timeout);
+      }
+      co_await changed_.wait(wake);
+      if (done_) break;
+      SteadyTime now = Clock::now();
+      if (now >= deadline_) {
+        complete(timeout_status());
+        break;
+      }
+      for (auto& a : attempts_) {
+        if (a->active() && now >= a->last_activity + opts_.inactivity_timeout) {
+          drop(a, Outcome::kTimedOut,
+               fmt::format("silent for {} ms", opts_.inactivity_timeout.count()));
+        }
+      }
+    }
+  }
+
+  // Returns false when the request is complete (local answer confident, or the hook failed).
+  bool run_local_prefix() {
+    auto step = opts_.local_prefix(input_);
+    if (!step.ok()) {
+      complete(step.status().with_context("local prefix"));
+      return false;
+    }
+    if (step->local_answer) {
+      Event e = std::move(*step->local_answer);
+      e.peer = host_.id();
+      e.local = true;
+      e.latency = elapsed();
+      if (e.predicted < 0) e.predicted = argmax(e.output);
+      summary_.best = e;
+      queue_.push_back(std::move(e));
+      changed_.notify_all();
+    }
+    if (step->confident) {
+      complete(summary_.best ? Status::ok()
+                             : Status::internal("local prefix reported a confident exit "
+                                                "without an answer"));
+      return false;
+    }
+    if (Status st = step->activation.validate(); !st.is_ok()) {
+      complete(Status::internal("local prefix activation: " + st.message()));
+      return false;
+    }
+    input_ = std::move(step->activation);
+    start_stage_ = step->next_stage;
+    return true;
+  }
+
+  Status encode_request() {
+    protocol::InferRequest req;
+    req.request_id = id_;
+    req.service_id = service_.bytes();
+    req.input = std::move(input_);
+    req.exit_rule = opts_.exit_rule;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now());
+    req.deadline_ms = static_cast<uint32_t>(
+        std::clamp<int64_t>(left.count(), 1, std::numeric_limits<uint32_t>::max()));
+    req.start_stage = start_stage_;
+    request_frame_ = protocol::encode(protocol::InferClientMessage{std::move(req)});
+    if (request_frame_.size() > rpc::kMaxInferMessage) {
+      return Status::limit_exceeded(
+          fmt::format("the encoded request is {} bytes, peers accept at most {}; split the input",
+                      request_frame_.size(), rpc::kMaxInferMessage));
+    }
+    return Status::ok();
+  }
+
+  std::chrono::microseconds elapsed() const {
+    return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_);
+  }
+
+  size_t active_count() const {
+    return static_cast<size_t>(std::count_if(attempts_.begin(), attempts_.end(),
+                                             [](const auto& a) { return a->active(); }));
+  }
+
+  // Keeps `fanout` peers working while attempts and providers last; completes the request
+  // when nobody is working and nobody else can be asked.
+  void refill() {
+    if (done_ || lookup_in_flight_) return;
+    size_t active = active_count();
+    size_t budget = opts_.max_attempts - std::min(opts_.max_attempts, attempts_.size());
+    size_t want = std::min(opts_.fanout - std::min(opts_.fanout, active), budget);
+    if (want > 0 && !providers_exhausted_) {
+      lookup_in_flight_ = true;
+      asio::co_spawn(ex_, lookup(shared_from_this(), want), asio::detached);
+      return;
+    }
+    if (active == 0) complete(exhausted_status(budget == 0));
+  }
+
+  static awaitable<void> lookup(std::shared_ptr<Request> self, size_t n) {
+    co_await self->do_lookup(n);
+  }
+
+  awaitable<void> do_lookup(size_t n) {
+    std::vector<identity::PeerId> exclude = tried_;
+    Result<std::vector<identity::PeerId>> found =
+        Status::invalid_argument("the session has no provider source");
+    if (providers_) found = co_await providers_(service_, n, exclude);
+    lookup_in_flight_ = false;
+    if (done_) co_return;
+    size_t started = 0;
+    if (!found.ok()) {
+      lookup_error_ = found.status();
+      providers_exhausted_ = true;
+    } else {
+      for (const identity::PeerId& p : *found) {
+        if (started == n) break;
+        if (p == host_.id()) continue;
+        if (std::find(tried_.begin(), tried_.end(), p) != tried_.end()) continue;
+        start_attempt(p);
+        ++started;
+      }
+      // Fewer than asked: the source has no more right now; asking again would spin.
+      if (started < n) providers_exhausted_ = true;
+    }
+    changed_.notify_all();
+  }
+
+  void start_attempt(const identity::PeerId& peer) {
+    tried_.push_back(peer);
+    summary_.peers.push_back(PeerReport{peer, Outcome::kRunning, "", 0, 0});
+    auto a = std::make_shared<Attempt>(peer, summary_.peers.size() - 1);
+    attempts_.push_back(a);
+    asio::co_spawn(ex_, run_attempt(shared_from_this(), a), asio::detached);
+  }
+
+  static awaitable<void> run_attempt(std::shared_ptr<Request> self, std::shared_ptr<Attempt> a) {
+    co_await self->attempt(a);
+    a->reader_done = true;
+    a->stream.reset();  // releases the yamux stream; a live handle would count against its limit
+    self->changed_.notify_all();
+  }
+
+  awaitable<void> attempt(const std::shared_ptr<Attempt>& a) {
+    std::string protocol_id(protocol::kInferProtocolId);
+    auto s = co_await host_.new_stream(a->peer, protocol_id);
+    if (!s.ok()) {
+      if (a->active()) {
+        Code c = s.status().code();
+        drop(a,
+             c == Code::kTimeout ? Outcome::kTimedOut
+             : c == Code::kNotFound || c == Code::kUnavailable || c == Code::kIOError
+                 ? Outcome::kVanished
+                 : Outcome::kError,
+             "opening the stream failed: " + s.status().to_string());
+      }
+      co_return;
+    }
+    a->stream = std::move(*s);
+    if (!a->active()) {  // given up on while the stream opened: end it without a request
+      (void)co_await a->stream->close_write();
+      a->writes_closed = true;
+    } else {
+      a->last_activity = Clock::now();
+      Status st = co_await p2p::write_length_prefixed(*a->stream, request_frame_);
+      if (!st.is_ok()) {
+        if (a->active())
+          drop(a, Outcome::kVanished, "sending the request failed: " + st.to_string());
+        a->stream->reset();
+        co_return;
+      }
+      a->request_written = true;
+      summary_.bytes_sent += frame_size(request_frame_.size());
+      if (!a->active()) co_await close_writes(a);  // dropped while the request was written
+    }
+    co_await read_answers(a);
+  }
+
+  awaitable<void> read_answers(const std::shared_ptr<Attempt>& a) {
+    for (;;) {
+      auto frame = co_await p2p::read_length_prefixed(*a->stream, rpc::kMaxInferMessage);
+      if (!frame.ok()) {
+        Code c = frame.status().code();
+        if (a->active()) {
+          if (c == Code::kNotFound) {
+            drop(a, Outcome::kVanished, "closed the stream without a final answer");
+          } else if (c == Code::kLimitExceeded || c == Code::kCorruption) {
+            drop(a, Outcome::kMalformed, frame.status().to_string());
+          } else {
+            drop(a, Outcome::kVanished, frame.status().to_string());
+          }
+        }
+        // A clean end after we closed our side leaves nothing to reset.
+        if (!(c == Code::kNotFound && a->writes_closed)) a->stream->reset();
+        co_return;
+      }
+      summary_.bytes_received += frame_size(frame->size());
+      if (!a->active()) continue;  // draining a peer we gave up on
+      a->last_activity = Clock::now();
+      auto msg = protocol::decode_infer_server(ByteView(*frame), rpc::infer_io_limits().decode);
+      if (!msg.ok()) {
+        drop(a, Outcome::kMalformed, msg.status().to_string());
+        continue;
+      }
+      on_progress(a, std::get<protocol::InferProgress>(std::move(*msg)));
+    }
+  }
+
+  static uint64_t frame_size(size_t payload) { return core::uvarint_size(payload) + payload; }
+
+  void on_progress(const std::shared_ptr<Attempt>& a, protocol::InferProgress p) {
+    PeerReport& report = summary_.peers[a->report_index];
+    if (p.error != protocol::InferError::kNone) {
+      std::string why = p.error_message.empty() ? "" : ": " + p.error_message;
+      if (p.busy()) {
+        drop(a, Outcome::kBusy, fmt::format("busy (retry after {} ms){}", p.retry_after_ms, why),
+             !p.final);
+      } else {
+        drop(a, Outcome::kError, fmt::format("{}{}", protocol::infer_error_name(p.error), why),
+             !p.final);
+      }
+      return;
+    }
+    if (Status st = check_answer(p, id_, opts_.output_shape, a->last_exit, a->last_operations);
+        !st.is_ok()) {
+      drop(a, Outcome::kMalformed, st.message(), !p.final);
+      return;
+    }
+    a->last_exit = p.exit_index;
+    a->last_operations = p.operations;
+    report.answers++;
+    report.operations = p.operations;
+    summary_.answers++;
+    bool finish = p.final ||
+                  (opts_.finish_confidence && p.confidence >= *opts_.finish_confidence) ||
+                  meets_exit_rule(opts_.exit_rule, p.confidence, p.entropy);
+    if (improves(p.exit_index, p.confidence, summary_.best)) {
+      Event e{a->peer,
+              p.exit_index,
+              std::move(p.output),
+              p.confidence,
+              p.entropy,
+              p.operations,
+              p.final,
+              false,
+              elapsed(),
+              -1};
+      e.predicted = argmax(e.output);
+      summary_.best = e;
+      queue_.push_back(std::move(e));
+    }
+    if (p.final) {
+      drop(a, Outcome::kAnswered,
+           fmt::format("final answer from exit {}", a->last_exit.value_or(0)), false);
+    }
+    if (finish) complete(Status::ok());
+    changed_.notify_all();
+  }
+
+  // Decides a peer's outcome and stops using it. With `cancel` (it may still be working) a
+  // Cancel goes out once the request is on the wire; either way our side is half-closed and
+  // the stream is drained for cancel_grace, then reset.
+  void drop(const std::shared_ptr<Attempt>& a, Outcome outcome, std::string detail,
+            bool cancel = true) {
+    if (!a->active()) return;
+    a->state = Attempt::State::kClosing;
+    PeerReport& report = summary_.peers[a->report_index];
+    report.outcome = outcome;
+    report.detail = std::move(detail);
+    if (outcome != Outcome::kAnswered && outcome != Outcome::kFinishedEarly) {
+      spdlog::debug("request {}: dropped peer {}: {} ({})", id_, a->peer.to_string(),
+                    outcome_name(outcome), report.detail);
+    }
+    bool can_write = outcome != Outcome::kVanished;
+    a->cancel_wanted = cancel && can_write;
+    if (a->request_written && can_write) {
+      asio::co_spawn(ex_, close_writes_of(shared_from_this(), a), asio::detached);
+    }
+    asio::co_spawn(ex_, reap(ex_, a, opts_.cancel_grace), asio::detached);
+    changed_.notify_all();
+  }
+
+  static awaitable<void> close_writes_of(std::shared_ptr<Request> self,
+                                         std::shared_ptr<Attempt> a) {
+    co_await self->close_writes(a);
+  }
+
+  awaitable<void> close_writes(const std::shared_ptr<Attempt>& a) {
+    std::shared_ptr<p2p::Stream> stream = a->stream;  // the reader may drop its handle meanwhile
+    if (a->writes_closed || !stream) co_return;
+    a->writes_closed = true;
+    if (a->cancel_wanted) {
+      Bytes cancel = protocol::encode(protocol::InferClientMessage{protocol::InferCancel{id_}});
+      Status st = co_await p2p::write_length_prefixed(*stream, cancel);
+      if (st.is_ok()) summary_.bytes_sent += frame_size(cancel.size());
+    }
+    (void)co_await stream->close_write();
+  }
+
+  // A peer that never closes its side after we are done with it must not hold the stream.
+  static awaitable<void> reap(asio::any_io_executor ex, std::shared_ptr<Attempt> a,
+                              std::chrono::milliseconds grace) {
+    asio::steady_timer t(ex, grace);
+    boost::system::error_code ec;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (!a->reader_done && a->stream) a->stream->reset();
+  }
+
+  void complete(Status st) {
+    if (done_) return;
+    done_ = true;
+    summary_.status = std::move(st);
+    for (auto& a : attempts_) {
+      if (a->active()) drop(a, Outcome::kFinishedEarly, "the request was complete");
+    }
+    changed_.notify_all();
+  }
+
+  std::string best_text() const {
+    if (!summary_.best) return "no answer arrived";
+    const Event& b = *summary_.best;
+    return fmt::format("best so far: exit {} from {} with confidence {:.3f}", b.exit_index,
+                       b.local ? std::string("the local prefix") : b.peer.to_string(),
+                       b.confidence);
+  }
+
+  Status timeout_status() const {
+    return Status::timeout(
+        fmt::format("request {} for service {}: no final answer within {} ms ({})", id_,
+                    service_.to_base58(), opts_.deadline.count(), best_text()));
+  }
+
+  Status exhausted_status(bool budget_spent) const {
+    if (attempts_.empty()) {
+      if (!lookup_error_.is_ok()) {
+        return lookup_error_.with_context(
+            fmt::format("finding providers of service {}", service_.to_base58()));
+      }
+      return Status::not_found(
+          fmt::format("no provider of service {} is known", service_.to_base58()));
+    }
+    std::string peers;
+    for (const PeerReport& r : summary_.peers) {
+      if (!peers.empty()) peers += "; ";
+      peers += fmt::format("{}: {} ({})", r.peer.to_string(), outcome_name(r.outcome), r.detail);
+    }
+    return Status::unavailable(
+        fmt::format("request {} for service {}: all {} peers tried failed{} [{}] ({})", id_,
+                    service_.to_base58(), attempts_.size(),
+                    budget_spent ? fmt::format(", max_attempts ({}) reached", opts_.max_attempts)
+                                 : std::string(", no other provider known"),
+                    peers, best_text()));
+  }
+
+  asio::any_io_executor ex_;
+  p2p::Host& host_;
+  ProviderSource providers_;
+  core::Multihash service_;
+  SessionOptions opts_;
+  uint64_t id_;
+  core::Tensor input_;
+  uint32_t start_stage_ = 0;
+  Bytes request_frame_;
+  SteadyTime started_, deadline_;
+  p2p::Signal changed_;
+
+  std::vector<std::shared_ptr<Attempt>> attempts_;
+  std::vector<identity::PeerId> tried_;
+  bool lookup_in_flight_ = false;
+  bool providers_exhausted_ = false;
+  Status lookup_error_;
+  std::deque<Event> queue_;
+  bool done_ = false;
+  Summary summary_;
+};
+
+}  // namespace detail
+
+InferStream::~InferStream() {
+  r_->finish_by_caller();
+}
+
+awaitable<std::optional<Event>> InferStream::next() {
+  return r_->next();
+}
+void InferStream::finish() {
+  r_->finish_by_caller();
+}
+bool InferStream::done() const {
+  return r_->done();
+}
+uint64_t InferStream::request_id() const {
+  return r_->id();
+}
+const Summary& InferStream::summary() const {
+  return r_->summary();
+}
+
+Session::Session(asio::any_io_executor io, p2p::Host& host, ProviderSource providers,
+                 core::Multihash service, SessionOptions opts)
+    : io_(std::move(io)),
+      host_(host),
+      providers_(std::move(providers)),
+      service_(std::move(service)),
+      opts_(std::move(opts)) {}
+
+std::shared_ptr<InferStream> Session::infer(core::Tensor input) {
+  auto r = std::make_shared<detail::Request>(io_, host_, providers_, service_, opts_,
+                                             next_request_id_++, std::move(input));
+  r->start();
+  return std::make_shared<InferStream>(std::move(r));
+}
+
+awaitable<Result<Event>> Session::infer_once(core::Tensor input) {
+  std::shared_ptr<InferStream> s = infer(std::move(input));
+  while (co_await s->next()) {
+  }
+  const Summary& sum = s->summary();
+  if (!sum.status.is_ok()) co_return sum.status;
+  if (!sum.best) co_return Status::internal("request completed without an answer");
+  co_return *sum.best;
+}
+
+}  // namespace idn::client

@@ -1,0 +1,139 @@
+// Client sessions (dissertation §7.5, blog "finish" flow): infer() sends one request to several
+// providers of a service at once, merges their progress into one stream of improving answers,
+// reroutes away from peers that fail, stall or lie, and finish() cancels whatever still runs.
+//
+// Request flow:
+//   1. Optional split execution: SessionOptions::local_prefix runs the first stages locally.
+//      A confident local exit is the answer and nothing is sent; otherwise the activation and
+//      the next stage index go to the peers instead of the input.
+//   2. The ProviderSource names up to `fanout` providers; each gets the InferRequest on its
+//      own /idn/infer/1.0.0 stream.
+//   3. Every well-formed answer that improves on the best so far (see client/answer.h:
+//      improves) becomes an Event. A peer that errors, answers busy, stays silent for
+//      inactivity_timeout, disappears or sends malformed data is dropped (a Cancel is sent
+//      when it may still be working) and replaced by the next provider, up to max_attempts.
+//   4. The request completes with the first final answer from any peer, or an answer meeting
+//      finish_confidence or the exit rule, or finish(), or the deadline; every peer still
+//      working then gets a Cancel.
+//
+// Threading: Session and InferStream live on the io executor of the Host they use; call them
+// there (client/blocking.h wraps them for application threads). The Host must outlive every
+// Session and InferStream made with it.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "client/answer.h"
+#include "core/multihash.h"
+#include "core/status.h"
+#include "core/tensor.h"
+#include "identity/peer_id.h"
+#include "p2p/stream.h"
+#include "protocol/messages.h"
+
+namespace idn::p2p {
+class Host;
+}
+
+namespace idn::client {
+
+// Supplies up to `n` provider peers for `service`, nearest first, already connected (the node
+// implements it with DHT findProviders + dial; tests give fixed peers). `exclude` lists the
+// peers this request already tried. Returning fewer than `n` peers means "no more for now":
+// the request then runs with those it has and is not asked again.
+using ProviderSource = std::function<p2p::awaitable<Result<std::vector<identity::PeerId>>>(
+    const core::Multihash& service, size_t n, const std::vector<identity::PeerId>& exclude)>;
+
+// A source that offers `peers` in this order (already connected): for tests, and for a node
+// told which peers to ask instead of looking them up.
+ProviderSource fixed_providers(std::vector<identity::PeerId> peers);
+
+// Split execution, client half: the local stages' result.
+struct LocalStep {
+  std::optional<Event> local_answer;  // the local exit's answer, if the prefix has an exit
+  bool confident = false;             // the local exit met its criterion: no peer is needed
+  core::Tensor activation;            // otherwise: what enters stage `next_stage`
+  uint32_t next_stage = 0;
+};
+using LocalPrefix = std::function<Result<LocalStep>(const core::Tensor& input)>;
+
+struct SessionOptions {
+  size_t fanout = 3;                                   // peers asked at once
+  std::chrono::milliseconds deadline{2000};            // whole request; Timeout after it
+  std::chrono::milliseconds inactivity_timeout{1000};  // a peer silent this long is replaced
+  protocol::ExitRule exit_rule;                        // sent to peers, also judged here
+  std::optional<float> finish_confidence;              // auto-finish when an answer reaches this
+  size_t max_attempts = 6;                             // peers tried per request in total
+  // Expected output shape of every answer (from the service descriptor); answers of another
+  // shape are malformed.
+  std::optional<std::vector<int64_t>> output_shape;
+  // After we cancel a peer (or it sent its final answer) its stream gets this long to close
+  // cleanly before it is reset. Never delays the caller.
+  std::chrono::milliseconds cancel_grace{1000};
+  LocalPrefix local_prefix;  // split execution (optional)
+
+  // InvalidArgument naming the bad field.
+  Status validate() const;
+};
+
+namespace detail {
+class Request;
+}
+
+// One inference request in flight. Dropping the last reference finishes it.
+class InferStream {
+ public:
+  explicit InferStream(std::shared_ptr<detail::Request> r) : r_(std::move(r)) {}
+  ~InferStream();
+  InferStream(const InferStream&) = delete;
+  InferStream& operator=(const InferStream&) = delete;
+
+  // The next improving answer; nullopt once the request is complete (then see summary()).
+  // Never outlives the deadline.
+  p2p::awaitable<std::optional<Event>> next();
+  // Stops the request: Cancel goes to every peer still working, answers not yet taken with
+  // next() are dropped, next() returns nullopt. Idempotent.
+  void finish();
+  bool done() const;
+  uint64_t request_id() const;
+  // Live while the request runs; final once done().
+  const Summary& summary() const;
+
+ private:
+  std::shared_ptr<detail::Request> r_;
+};
+
+class Session {
+ public:
+  Session(boost::asio::any_io_executor io, p2p::Host& host, ProviderSource providers,
+          core::Multihash service, SessionOptions opts);
+
+  // Starts a request (io thread). Errors (bad input or options, no provider, ...) end the
+  // stream at once with summary().status saying why.
+  std::shared_ptr<InferStream> infer(core::Tensor input);
+  // Runs a request to completion and returns its best answer. Errors: the request's status
+  // when it is not ok (a Timeout keeps no partial answer here; use infer() to see it).
+  p2p::awaitable<Result<Event>> infer_once(core::Tensor input);
+
+  const boost::asio::any_io_executor& executor() const { return io_; }
+  const core::Multihash& service() const { return service_; }
+  const SessionOptions& options() const { return opts_; }
+  uint64_t requests_started() const { return next_request_id_ - 1; }
+
+ private:
+  boost::asio::any_io_executor io_;
+  p2p::Host& host_;
+  ProviderSource providers_;
+  core::Multihash service_;
+  SessionOptions opts_;
+  uint64_t next_request_id_ = 1;
+};
+
+}  // namespace idn::client

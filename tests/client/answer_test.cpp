@@ -1,0 +1,96 @@
+#include "client/answer.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+namespace idn::client {
+namespace {
+
+identity::PeerId peer(uint8_t seed) {
+  Bytes s(32, seed);
+  return identity::PeerId::from_public_key(identity::KeyPair::from_seed(s)->public_key());
+}
+
+protocol::InferProgress answer(std::vector<float> out, uint32_t exit = 0, float conf = 0.5f) {
+  protocol::InferProgress p;
+  p.request_id = 7;
+  p.exit_index = exit;
+  p.output = core::Tensor::f32({1, static_cast<int64_t>(out.size())}, out);
+  p.confidence = conf;
+  p.entropy = 0.3f;
+  p.operations = 100;
+  return p;
+}
+
+Event event(uint32_t exit, float conf) {
+  return Event{
+      peer(1), exit, core::Tensor::f32({1}, std::vector<float>{1}), conf, 0, 0, false, false,
+      {},      0};
+}
+
+TEST(CheckAnswer, AcceptsAWellFormedAnswer) {
+  std::vector<int64_t> shape{1, 3};
+  EXPECT_TRUE(check_answer(answer({0.1f, 0.7f, 0.2f}), 7, shape, std::nullopt, 0).is_ok());
+  EXPECT_TRUE(check_answer(answer({0.1f, 0.7f, 0.2f}, 2), 7, std::nullopt, 2, 100).is_ok());
+}
+
+TEST(CheckAnswer, RefusesWrongShapeNonFiniteValuesAndBadScores) {
+  std::vector<int64_t> shape{1, 10};
+  auto st = check_answer(answer({0.1f, 0.7f, 0.2f}), 7, shape, std::nullopt, 0);
+  EXPECT_EQ(st.code(), Code::kPeerMisbehaved);
+  EXPECT_NE(st.message().find("shape"), std::string::npos) << st.message();
+
+  float nan = std::numeric_limits<float>::quiet_NaN();
+  float inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(check_answer(answer({0.1f, nan}), 7, std::nullopt, std::nullopt, 0).code(),
+            Code::kPeerMisbehaved);
+  EXPECT_EQ(check_answer(answer({inf, 0.0f}), 7, std::nullopt, std::nullopt, 0).code(),
+            Code::kPeerMisbehaved);
+  EXPECT_FALSE(check_answer(answer({1.0f}, 0, nan), 7, std::nullopt, std::nullopt, 0).is_ok());
+  EXPECT_FALSE(check_answer(answer({1.0f}, 0, 1.5f), 7, std::nullopt, std::nullopt, 0).is_ok());
+  auto neg_entropy = answer({1.0f});
+  neg_entropy.entropy = -1.0f;
+  EXPECT_FALSE(check_answer(neg_entropy, 7, std::nullopt, std::nullopt, 0).is_ok());
+  EXPECT_FALSE(check_answer(answer({}), 7, std::nullopt, std::nullopt, 0).is_ok());
+  auto f64 = answer({1.0f});
+  f64.output = core::Tensor::zeros(core::DType::kF64, {1, 2});
+  EXPECT_FALSE(check_answer(f64, 7, std::nullopt, std::nullopt, 0).is_ok());
+}
+
+TEST(CheckAnswer, RefusesOtherRequestsBackwardExitsAndShrinkingOperations) {
+  EXPECT_FALSE(check_answer(answer({1.0f}), 8, std::nullopt, std::nullopt, 0).is_ok());
+  auto st = check_answer(answer({1.0f}, 1), 7, std::nullopt, 2, 0);
+  EXPECT_EQ(st.code(), Code::kPeerMisbehaved);
+  EXPECT_NE(st.message().find("backwards"), std::string::npos);
+  EXPECT_FALSE(check_answer(answer({1.0f}, 2), 7, std::nullopt, 1, 500).is_ok());
+}
+
+TEST(Improves, LaterExitWinsThenHigherConfidenceWithinAnExit) {
+  EXPECT_TRUE(improves(0, 0.1f, std::nullopt));
+  std::optional<Event> best = event(1, 0.8f);
+  EXPECT_TRUE(improves(2, 0.3f, best));    // deeper exit, even if less confident
+  EXPECT_FALSE(improves(0, 0.99f, best));  // earlier exit never improves
+  EXPECT_TRUE(improves(1, 0.9f, best));
+  EXPECT_FALSE(improves(1, 0.8f, best));  // equal is not better
+}
+
+TEST(ExitRule, ConfidenceAndEntropyAreJudgedModelDefaultIsLeftToThePeer) {
+  using protocol::ExitCriterion;
+  EXPECT_TRUE(meets_exit_rule({ExitCriterion::kConfidence, 0.9f}, 0.9f, 1.0f));
+  EXPECT_FALSE(meets_exit_rule({ExitCriterion::kConfidence, 0.9f}, 0.89f, 0.0f));
+  EXPECT_TRUE(meets_exit_rule({ExitCriterion::kEntropy, 0.2f}, 0.0f, 0.1f));
+  EXPECT_FALSE(meets_exit_rule({ExitCriterion::kEntropy, 0.2f}, 1.0f, 0.2f));
+  EXPECT_FALSE(meets_exit_rule({ExitCriterion::kModelDefault, 0.0f}, 1.0f, 0.0f));
+  EXPECT_FALSE(meets_exit_rule({ExitCriterion::kLastExit, 0.0f}, 1.0f, 0.0f));
+}
+
+TEST(Argmax, FirstMaximumOfAnF32TensorAndMinusOneOtherwise) {
+  EXPECT_EQ(argmax(core::Tensor::f32({1, 4}, std::vector<float>{0.1f, 0.5f, 0.5f, 0.2f})), 1);
+  EXPECT_EQ(argmax(core::Tensor::zeros(core::DType::kI64, {3})), -1);
+  EXPECT_EQ(argmax(core::Tensor::f32({0}, std::vector<float>{})), -1);
+}
+
+}  // namespace
+}  // namespace idn::client

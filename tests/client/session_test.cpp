@@ -1,0 +1,504 @@
+#include "client/session.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "client/client_test_util.h"
+#include "core/varint.h"
+
+namespace idn::client {
+namespace {
+
+using namespace std::chrono_literals;
+using p2p::awaitable;
+using testing::ClientEnv;
+using testing::Script;
+using Outcome = PeerReport::Outcome;
+
+struct RunResult {
+  std::vector<Event> events;
+  Summary summary;
+  std::chrono::milliseconds took{0};
+};
+
+// Runs one request to its end on the loop.
+RunResult run_request(ClientEnv& env, Session& session, core::Tensor input) {
+  return env.loop().run([&]() -> awaitable<RunResult> {
+    RunResult r;
+    auto t0 = std::chrono::steady_clock::now();
+    auto s = session.infer(std::move(input));
+    while (auto e = co_await s->next()) r.events.push_back(std::move(*e));
+    r.took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - t0);
+    r.summary = s->summary();
+    co_return r;
+  });
+}
+
+SessionOptions quick_options() {
+  SessionOptions o;
+  o.deadline = 5000ms;
+  o.inactivity_timeout = 3000ms;
+  o.exit_rule.criterion = protocol::ExitCriterion::kLastExit;
+  o.output_shape = std::vector<int64_t>{1, testing::kClasses};
+  o.cancel_grace = 500ms;
+  return o;
+}
+
+void expect_improving(const std::vector<Event>& events) {
+  for (size_t i = 1; i < events.size(); ++i) {
+    std::optional<Event> prev = events[i - 1];
+    EXPECT_TRUE(improves(events[i].exit_index, events[i].confidence, prev))
+        << "event " << i << " (exit " << events[i].exit_index << ", confidence "
+        << events[i].confidence << ") does not improve on exit " << prev->exit_index
+        << " confidence " << prev->confidence;
+  }
+}
+
+TEST(Session, FansOutToSeveralPeersAndMergesTheirAnswersIntoImprovingEvents) {
+  ClientEnv env(3);
+  for (size_t i = 0; i < 3; ++i) {
+    env.server(i).step_delay = 150ms;
+    env.server(i).base_confidence = 0.3f + 0.1f * static_cast<float>(i);
+  }
+  env.connect_all();
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(),
+                  quick_options());
+  RunResult r = run_request(env, session, testing::input_for(7));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  ASSERT_FALSE(r.events.empty());
+  expect_improving(r.events);
+  // Every peer was asked at once and answered at least its first exit.
+  ASSERT_EQ(r.summary.peers.size(), 3u);
+  std::set<std::string> asked;  // by text: GCC 12 warns falsely on set<PeerId>
+  for (const PeerReport& p : r.summary.peers) {
+    asked.insert(p.peer.to_string());
+    EXPECT_GE(p.answers, 1u) << p.peer.to_string();
+  }
+  EXPECT_EQ(asked.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(env.server(i).requests.size(), 1u);
+  EXPECT_GE(r.summary.answers, 3u);
+  // The first final answer ends the request; the others are cancelled.
+  const Event& last = r.events.back();
+  EXPECT_EQ(last.exit_index, 2u);
+  EXPECT_TRUE(last.final_from_peer);
+  EXPECT_EQ(last.predicted, 7);
+  ASSERT_TRUE(r.summary.best);
+  EXPECT_EQ(r.summary.best->peer, last.peer);
+  size_t answered = 0;
+  for (const PeerReport& p : r.summary.peers) {
+    if (p.outcome == Outcome::kAnswered)
+      answered++;
+    else
+      EXPECT_EQ(p.outcome, Outcome::kFinishedEarly) << outcome_name(p.outcome);
+  }
+  EXPECT_GE(answered, 1u);
+  // Each event names the peer that produced it, and that peer sent such an answer.
+  for (const Event& e : r.events) {
+    bool found = false;
+    for (size_t i = 0; i < 3; ++i) {
+      if (env.server(i).id() != e.peer) continue;
+      for (const auto& p : env.server(i).sent) found |= p.exit_index == e.exit_index;
+    }
+    EXPECT_TRUE(found);
+    EXPECT_GT(e.latency.count(), 0);
+  }
+}
+
+TEST(Session, FinishSendsCancelToEveryPeerStillWorkingAndEndsTheStream) {
+  ClientEnv env(3);
+  for (size_t i = 0; i < 3; ++i) env.server(i).script = Script::kForever;
+  env.connect_all();
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(),
+                  quick_options());
+  env.loop().run([&]() -> awaitable<void> {
+    auto s = session.infer(testing::input_for(3));
+    auto first = co_await s->next();
+    EXPECT_TRUE(first.has_value());
+    std::function<bool()> all_asked_pred = [&] {
+      for (size_t i = 0; i < 3; ++i)
+        if (env.server(i).requests.empty()) return false;
+      return true;
+    };
+    bool all_asked = co_await env.wait_until(all_asked_pred);
+    EXPECT_TRUE(all_asked);
+    s->finish();
+    EXPECT_TRUE(s->done());
+    auto after = co_await s->next();
+    EXPECT_FALSE(after.has_value());
+    EXPECT_TRUE(s->summary().status.is_ok()) << s->summary().status.to_string();
+    std::function<bool()> all_cancelled = [&] {
+      for (size_t i = 0; i < 3; ++i)
+        if (env.server(i).cancels != 1) return false;
+      return true;
+    };
+    bool cancelled = co_await env.wait_until(all_cancelled);
+    EXPECT_TRUE(cancelled) << "every peer must see a Cancel";
+    for (const PeerReport& p : s->summary().peers) EXPECT_EQ(p.outcome, Outcome::kFinishedEarly);
+  });
+}
+
+TEST(Session, DroppingTheStreamHandleFinishesTheRequest) {
+  ClientEnv env(1);
+  env.server(0).script = Script::kSilent;
+  env.connect_all();
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(),
+                  quick_options());
+  env.loop().run([&]() -> awaitable<void> {
+    {
+      auto s = session.infer(testing::input_for(1));
+      std::function<bool()> asked_pred = [&] { return !env.server(0).requests.empty(); };
+      bool asked = co_await env.wait_until(asked_pred);
+      EXPECT_TRUE(asked);
+    }
+    std::function<bool()> cancelled_pred = [&] { return env.server(0).cancels == 1; };
+    bool cancelled = co_await env.wait_until(cancelled_pred);
+    EXPECT_TRUE(cancelled);
+  });
+}
+
+struct AutoFinishCase {
+  const char* name;
+  std::optional<float> finish_confidence;
+  protocol::ExitRule rule;
+};
+
+class AutoFinish : public ::testing::TestWithParam<AutoFinishCase> {};
+
+TEST_P(AutoFinish, AnAnswerMeetingTheTargetCompletesTheRequestAndCancelsThePeer) {
+  ClientEnv env(1);
+  env.server(0).script = Script::kTwoThenWait;  // confidences 0.5 (exit 0), 0.7 (exit 1)
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.finish_confidence = GetParam().finish_confidence;
+  o.exit_rule = GetParam().rule;
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(4));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  ASSERT_EQ(r.events.size(), 2u);
+  EXPECT_EQ(r.events.back().exit_index, 1u);
+  EXPECT_FALSE(r.events.back().final_from_peer);
+  EXPECT_EQ(r.summary.peers.at(0).outcome, Outcome::kFinishedEarly);
+  bool cancelled = env.eventually([&] { return env.server(0).cancels == 1; });
+  EXPECT_TRUE(cancelled);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Session, AutoFinish,
+    ::testing::Values(
+        AutoFinishCase{"finish_confidence", 0.65f, {protocol::ExitCriterion::kLastExit, 0}},
+        AutoFinishCase{
+            "confidence_rule", std::nullopt, {protocol::ExitCriterion::kConfidence, 0.65f}},
+        AutoFinishCase{"entropy_rule", std::nullopt, {protocol::ExitCriterion::kEntropy, 0.35f}}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+struct RerouteCase {
+  const char* name;
+  Script script;
+  Outcome outcome;
+  bool expects_cancel;  // the bad peer may still be working, so it must get a Cancel
+};
+
+class Reroute : public ::testing::TestWithParam<RerouteCase> {};
+
+TEST_P(Reroute, AFailingPeerIsDroppedReportedAndReplacedByAnotherProvider) {
+  ClientEnv env(2);
+  env.server(0).script = GetParam().script;
+  env.server(0).base_confidence = 0.9f;  // its answers, if any, look attractive
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.fanout = 1;
+  o.inactivity_timeout = 300ms;
+  Session session(env.loop().ex(), env.client(), env.providers({0, 1}), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(5));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  ASSERT_EQ(r.summary.peers.size(), 2u);
+  EXPECT_EQ(r.summary.peers[0].peer, env.server(0).id());
+  EXPECT_EQ(r.summary.peers[0].outcome, GetParam().outcome)
+      << outcome_name(r.summary.peers[0].outcome) << ": " << r.summary.peers[0].detail;
+  EXPECT_FALSE(r.summary.peers[0].detail.empty());
+  EXPECT_EQ(r.summary.peers[1].peer, env.server(1).id());
+  EXPECT_EQ(r.summary.peers[1].outcome, Outcome::kAnswered);
+  // The replacement was asked for with the failed peer excluded.
+  EXPECT_EQ(env.provider_calls(), 2);
+  EXPECT_EQ(env.loop().call([&] { return env.last_exclude(); }),
+            std::vector<identity::PeerId>{env.server(0).id()});
+  ASSERT_TRUE(r.summary.best);
+  EXPECT_EQ(r.summary.best->peer, env.server(1).id());
+  EXPECT_EQ(r.summary.best->exit_index, 2u);
+  EXPECT_EQ(r.summary.best->predicted, 5);
+  // Malformed answers never surface as events.
+  for (const Event& e : r.events) {
+    EXPECT_EQ(e.output.shape, (std::vector<int64_t>{1, testing::kClasses}));
+    for (float v : e.output.f32()) EXPECT_TRUE(std::isfinite(v));
+  }
+  if (GetParam().expects_cancel) {
+    bool cancelled = env.eventually([&] { return env.server(0).cancels == 1; });
+    EXPECT_TRUE(cancelled) << "the dropped peer must see a Cancel";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Session, Reroute,
+    ::testing::Values(RerouteCase{"busy", Script::kBusy, Outcome::kBusy, false},
+                      RerouteCase{"error", Script::kError, Outcome::kError, false},
+                      RerouteCase{"silent", Script::kSilent, Outcome::kTimedOut, true},
+                      RerouteCase{"wrong_shape", Script::kWrongShape, Outcome::kMalformed, true},
+                      RerouteCase{"nan", Script::kNaN, Outcome::kMalformed, true},
+                      RerouteCase{"exit_backwards", Script::kBackwards, Outcome::kMalformed, true},
+                      RerouteCase{"vanish", Script::kVanish, Outcome::kVanished, false}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Session, DeadlineEndsTheStreamWithTimeoutAndKeepsTheBestAnswerSoFar) {
+  ClientEnv env(2);
+  env.server(0).script = Script::kForever;  // one answer, then nothing
+  env.server(1).script = Script::kSilent;
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.deadline = 400ms;
+  o.inactivity_timeout = 20s;  // only the deadline can end this request
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(2));
+  EXPECT_EQ(r.summary.status.code(), Code::kTimeout) << r.summary.status.to_string();
+  EXPECT_GE(r.took, 400ms);
+  EXPECT_LT(r.took, 4000ms);
+  ASSERT_TRUE(r.summary.best);
+  EXPECT_EQ(r.summary.best->peer, env.server(0).id());
+  EXPECT_EQ(r.summary.best->predicted, 2);
+  EXPECT_NE(r.summary.status.message().find("best so far"), std::string::npos);
+  bool cancelled =
+      env.eventually([&] { return env.server(0).cancels == 1 && env.server(1).cancels == 1; });
+  EXPECT_TRUE(cancelled);
+}
+
+TEST(Session, InferOnceReturnsTheErrorWhenTheDeadlinePassesWithoutAnAnswer) {
+  ClientEnv env(1);
+  env.server(0).script = Script::kSilent;
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.deadline = 300ms;
+  o.inactivity_timeout = 20s;
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  auto r = env.loop().run([&]() { return session.infer_once(testing::input_for(1)); });
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kTimeout);
+  EXPECT_NE(r.status().message().find("no answer arrived"), std::string::npos);
+}
+
+TEST(Session, NoProviderIsNotFound) {
+  ClientEnv env(0);
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(),
+                  quick_options());
+  RunResult r = run_request(env, session, testing::input_for(1));
+  EXPECT_EQ(r.summary.status.code(), Code::kNotFound) << r.summary.status.to_string();
+  EXPECT_TRUE(r.events.empty());
+  EXPECT_EQ(r.summary.bytes_sent, 0u);
+}
+
+TEST(Session, AProviderSourceErrorIsReportedWithContext) {
+  ClientEnv env(0);
+  ProviderSource failing =
+      [](const core::Multihash&, size_t,
+         const std::vector<identity::PeerId>&) -> awaitable<Result<std::vector<identity::PeerId>>> {
+    co_return Status::unavailable("DHT not bootstrapped");
+  };
+  Session session(env.loop().ex(), env.client(), failing, env.service(), quick_options());
+  RunResult r = run_request(env, session, testing::input_for(1));
+  EXPECT_EQ(r.summary.status.code(), Code::kUnavailable);
+  EXPECT_NE(r.summary.status.message().find("DHT not bootstrapped"), std::string::npos);
+  EXPECT_NE(r.summary.status.message().find("finding providers"), std::string::npos);
+}
+
+TEST(Session, StopsAfterMaxAttemptsWhenEveryPeerFails) {
+  ClientEnv env(5);
+  for (size_t i = 0; i < 5; ++i) env.server(i).script = Script::kBusy;
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.fanout = 2;
+  o.max_attempts = 3;
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(1));
+  EXPECT_EQ(r.summary.status.code(), Code::kUnavailable) << r.summary.status.to_string();
+  EXPECT_NE(r.summary.status.message().find("max_attempts (3)"), std::string::npos);
+  ASSERT_EQ(r.summary.peers.size(), 3u);
+  for (const PeerReport& p : r.summary.peers) EXPECT_EQ(p.outcome, Outcome::kBusy);
+  size_t asked = 0;
+  for (size_t i = 0; i < 5; ++i) asked += env.server(i).requests.size();
+  EXPECT_EQ(asked, 3u);
+  EXPECT_FALSE(r.summary.best);
+}
+
+TEST(Session, CountsTheBytesOfEveryMessageOnTheWire) {
+  ClientEnv env(1);
+  env.connect_all();
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(),
+                  quick_options());
+  RunResult r = run_request(env, session, testing::input_for(6));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  auto frame = [](const Bytes& payload) {
+    return core::uvarint_size(payload.size()) + payload.size();
+  };
+  auto [sent, received] = env.loop().call([&] {
+    uint64_t out = 0, in = 0;
+    for (const auto& req : env.server(0).requests)
+      out += frame(protocol::encode(protocol::InferClientMessage{req}));
+    for (const auto& p : env.server(0).sent)
+      in += frame(protocol::encode(protocol::InferServerMessage{p}));
+    return std::pair<uint64_t, uint64_t>{out, in};
+  });
+  EXPECT_EQ(env.server(0).sent.size(), 3u);
+  EXPECT_EQ(r.summary.bytes_sent, sent);  // the request; a final answer needs no Cancel
+  EXPECT_EQ(r.summary.bytes_received, received);
+  EXPECT_GT(sent, 4u * sizeof(float));
+}
+
+TEST(Session, ConfidentLocalPrefixAnswersWithoutSendingAnything) {
+  ClientEnv env(1);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  int calls = 0;
+  o.local_prefix = [&](const core::Tensor& input) -> Result<LocalStep> {
+    calls++;
+    LocalStep step;
+    step.local_answer = Event{env.client().id(),
+                              0,
+                              core::Tensor::f32({1, 3}, std::vector<float>{0.1f, 0.8f, 0.1f}),
+                              0.8f,
+                              0.2f,
+                              10,
+                              true,
+                              false,
+                              {},
+                              -1};
+    step.confident = true;
+    step.activation = input;
+    return step;
+  };
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(1));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  EXPECT_EQ(calls, 1);
+  ASSERT_EQ(r.events.size(), 1u);
+  EXPECT_TRUE(r.events[0].local);
+  EXPECT_EQ(r.events[0].peer, env.client().id());
+  EXPECT_EQ(r.events[0].predicted, 1);
+  EXPECT_EQ(r.summary.bytes_sent, 0u);
+  EXPECT_TRUE(r.summary.peers.empty());
+  EXPECT_EQ(env.provider_calls(), 0);
+  EXPECT_TRUE(env.server(0).requests.empty());
+}
+
+TEST(Session, UnconfidentLocalPrefixSendsTheActivationFromTheNextStage) {
+  ClientEnv env(1);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  core::Tensor activation = core::Tensor::f32({1, 8}, std::vector<float>{9, 0, 0, 0, 0, 0, 0, 1});
+  o.local_prefix = [&](const core::Tensor&) -> Result<LocalStep> {
+    LocalStep step;
+    step.local_answer = Event{env.client().id(),
+                              0,
+                              core::Tensor::f32({1, 3}, std::vector<float>{0.4f, 0.3f, 0.3f}),
+                              0.4f,
+                              0.9f,
+                              10,
+                              false,
+                              false,
+                              {},
+                              -1};
+    step.confident = false;
+    step.activation = activation;
+    step.next_stage = 1;
+    return step;
+  };
+  o.output_shape.reset();  // the local exit has its own shape
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(1));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  ASSERT_EQ(env.server(0).requests.size(), 1u);
+  EXPECT_EQ(env.server(0).requests[0].input, activation);
+  EXPECT_EQ(env.server(0).requests[0].start_stage, 1u);
+  // The local answer first, then the peer's exits 1 and 2 (answering class 9 of the activation).
+  ASSERT_EQ(r.events.size(), 3u);
+  EXPECT_TRUE(r.events[0].local);
+  EXPECT_EQ(r.events[1].exit_index, 1u);
+  EXPECT_EQ(r.events[2].exit_index, 2u);
+  EXPECT_EQ(r.events[2].predicted, 9);
+  EXPECT_EQ(r.events[2].peer, env.server(0).id());
+}
+
+TEST(Session, ALocalPrefixErrorEndsTheRequest) {
+  ClientEnv env(1);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.local_prefix = [](const core::Tensor&) -> Result<LocalStep> {
+    return Status::invalid_argument("input has 3 channels, the model wants 1");
+  };
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(1));
+  EXPECT_EQ(r.summary.status.code(), Code::kInvalidArgument);
+  EXPECT_NE(r.summary.status.message().find("local prefix"), std::string::npos);
+  EXPECT_TRUE(env.server(0).requests.empty());
+}
+
+TEST(Session, InvalidOptionsAndInputsAreRefused) {
+  ClientEnv env(1);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.fanout = 0;
+  Session bad(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult r = run_request(env, bad, testing::input_for(1));
+  EXPECT_EQ(r.summary.status.code(), Code::kInvalidArgument);
+  EXPECT_NE(r.summary.status.message().find("fanout"), std::string::npos);
+
+  Session good(env.loop().ex(), env.client(), env.all_providers(), env.service(), quick_options());
+  core::Tensor broken = testing::input_for(1);
+  broken.bytes.pop_back();
+  RunResult r2 = run_request(env, good, broken);
+  EXPECT_EQ(r2.summary.status.code(), Code::kInvalidArgument);
+  EXPECT_TRUE(env.server(0).requests.empty());
+}
+
+TEST(Session, HundredConcurrentRequestsEachGetTheirOwnAnswer) {
+  ClientEnv env(3);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.fanout = 2;
+  o.deadline = 15000ms;
+  o.inactivity_timeout = 10000ms;
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  constexpr int kRequests = 100;
+  struct Outcome100 {
+    int ok = 0, right = 0;
+    std::set<uint64_t> ids;
+  };
+  Outcome100 out = env.loop().run(
+      [&]() -> awaitable<Outcome100> {
+        std::vector<std::shared_ptr<InferStream>> streams;
+        for (int i = 0; i < kRequests; ++i) streams.push_back(session.infer(testing::input_for(i)));
+        Outcome100 o;
+        for (int i = 0; i < kRequests; ++i) {
+          while (co_await streams[i]->next()) {
+          }
+          const Summary& s = streams[i]->summary();
+          o.ids.insert(streams[i]->request_id());
+          if (s.status.is_ok()) o.ok++;
+          if (s.best && s.best->predicted == i % testing::kClasses) o.right++;
+        }
+        co_return o;
+      },
+      60s);
+  EXPECT_EQ(out.ok, kRequests);
+  EXPECT_EQ(out.right, kRequests);
+  EXPECT_EQ(out.ids.size(), static_cast<size_t>(kRequests));
+  // Each server saw distinct request ids.
+  for (size_t s = 0; s < 3; ++s) {
+    std::set<uint64_t> seen;
+    for (const auto& req : env.server(s).requests) seen.insert(req.request_id);
+    EXPECT_EQ(seen.size(), env.server(s).requests.size());
+  }
+  EXPECT_EQ(session.requests_started(), static_cast<uint64_t>(kRequests));
+}
+
+}  // namespace
+}  // namespace idn::client
