@@ -23,6 +23,17 @@ std::string default_data_dir();
 // Wraps a command body: runs it, maps a non-zero return to CLI11's exit path.
 void run_or_exit(int rc);
 
+// idn bench routing: findProviders latency in a loopback DHT (also part of bench content).
+struct RoutingBenchArgs {
+  size_t nodes = 20;
+  size_t services = 10;
+  size_t queries = 200;
+  size_t providers_per_service = 2;
+  uint64_t seed = 1;
+  std::string out = "bench/out/routing.csv";
+};
+int run_routing_bench(const RoutingBenchArgs& a);
+
 // One hook per command file.
 void register_train(CLI::App& app);    // ml/cmd_train.cpp: idn train
 void register_eval(CLI::App& app);     // ml/cmd_eval.cpp: idn eval, idn infer
@@ -33,5 +44,6 @@ void register_content(CLI::App& app);  // cmd_content.cpp: idn add|publish|fetch
 void register_routing(CLI::App& app);  // cmd_routing.cpp: idn providers, idn bench routing
 void register_node(CLI::App& app);     // cmd_node.cpp: idn node, idn peers
 void register_bench_transport(CLI::App& bench);  // cmd_bench_transport.cpp: idn bench transport
+void register_bench_content(CLI::App& bench);    // cmd_bench_content.cpp: idn bench content
 
 }  // namespace idn::cli

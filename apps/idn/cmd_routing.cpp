@@ -63,16 +63,9 @@ int run_providers(const ProvidersArgs& a) {
   return 0;
 }
 
-struct BenchArgs {
-  size_t nodes = 20;
-  size_t services = 10;
-  size_t queries = 200;
-  size_t providers_per_service = 2;
-  uint64_t seed = 1;
-  std::string out = "bench/out/routing.csv";
-};
+}  // namespace
 
-int run_bench(const BenchArgs& a) {
+int run_routing_bench(const RoutingBenchArgs& a) {
   if (a.nodes < 2 || a.nodes > 200)
     return report(Status::invalid_argument("--nodes must be 2..200"));
   if (a.services < 1 || a.queries < 1 || a.providers_per_service < 1 ||
@@ -135,6 +128,8 @@ int run_bench(const BenchArgs& a) {
   return complete == lat.size() ? 0 : 1;
 }
 
+namespace {
+
 CLI::App* bench_parent(CLI::App& app) {
   for (auto* s : app.get_subcommands([](CLI::App* c) { return c->get_name() == "bench"; }))
     return s;
@@ -159,7 +154,7 @@ void register_routing(CLI::App& app) {
   prov->add_option("--listen", pa->listen, "IPv4 address to bind the DHT's UDP socket to");
   prov->callback([pa] { run_or_exit(run_providers(*pa)); });
 
-  auto ba = std::make_shared<BenchArgs>();
+  auto ba = std::make_shared<RoutingBenchArgs>();
   auto* b = bench_parent(app)->add_subcommand(
       "routing", "findProviders latency (median, p99) in a loopback DHT of --nodes nodes");
   b->add_option("--nodes", ba->nodes, "DHT nodes to start on 127.0.0.1");
@@ -168,7 +163,7 @@ void register_routing(CLI::App& app) {
   b->add_option("--queries", ba->queries, "findProviders calls to time");
   b->add_option("--seed", ba->seed, "Seed for picking querying nodes and services");
   b->add_option("--out", ba->out, "CSV of per-query latencies");
-  b->callback([ba] { run_or_exit(run_bench(*ba)); });
+  b->callback([ba] { run_or_exit(run_routing_bench(*ba)); });
 }
 
 }  // namespace idn::cli

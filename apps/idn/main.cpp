@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   idn::cli::register_routing(app);
   idn::cli::register_node(app);
   idn::cli::register_bench_transport(*bench);
+  idn::cli::register_bench_content(*bench);
 #if defined(IDN_WITH_TORCH)
   idn::cli::register_train(app);
   idn::cli::register_eval(app);

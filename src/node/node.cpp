@@ -342,6 +342,74 @@ void Node::register_metrics() {
   metrics_.counter_fn("idn_protocol_stream_errors_total",
                       "IDN protocol streams reset for malformed or oversized messages.", {},
                       dstat(&rpc::DispatcherStats::stream_errors));
+  if (routing_) {
+    routing::DhtRouting* r = routing_.get();
+    for (const auto& [name, v] : r->counters().named()) {
+      (void)v;
+      metrics_.counter_fn("idn_routing_records_total",
+                          "DHT record events: reads by validity, our puts, refused puts.",
+                          {{"event", name}}, [r, name = name] {
+                            for (const auto& [n, x] : r->counters().named())
+                              if (n == name) return static_cast<double>(x);
+                            return 0.0;
+                          });
+    }
+    metrics_.gauge_fn("idn_dht_nodes", "Good nodes in the DHT routing table.", {},
+                      [r] { return static_cast<double>(r->good_nodes()); });
+  }
+  store::bitswap::Bitswap* bsw = bitswap_.get();
+  auto bstat = [bsw](uint64_t store::bitswap::BitswapStats::*field) {
+    return [bsw, field] { return static_cast<double>(bsw->stats().*field); };
+  };
+  using BS = store::bitswap::BitswapStats;
+  metrics_.counter_fn("idn_bitswap_blocks_total", "Bitswap blocks, by direction.",
+                      {{"direction", "sent"}}, bstat(&BS::blocks_sent));
+  metrics_.counter_fn("idn_bitswap_blocks_total", "Bitswap blocks, by direction.",
+                      {{"direction", "received"}}, bstat(&BS::blocks_received));
+  metrics_.counter_fn("idn_bitswap_bytes_total", "Bitswap block bytes, by direction.",
+                      {{"direction", "sent"}}, bstat(&BS::bytes_sent));
+  metrics_.counter_fn("idn_bitswap_bytes_total", "Bitswap block bytes, by direction.",
+                      {{"direction", "received"}}, bstat(&BS::bytes_received));
+  metrics_.counter_fn("idn_bitswap_bad_blocks_total",
+                      "Blocks that failed verification against their CID (sender marked faulty).",
+                      {}, bstat(&BS::bad_blocks));
+  metrics_.counter_fn("idn_bitswap_duplicate_blocks_total", "Blocks received twice.", {},
+                      bstat(&BS::duplicate_blocks));
+  metrics_.counter_fn("idn_bitswap_want_timeouts_total", "Wants that timed out.", {},
+                      bstat(&BS::want_timeouts));
+  store::Blockstore* st = store_.get();
+  metrics_.gauge_fn("idn_store_blocks", "Blocks in the blockstore.", {},
+                    [st] { return static_cast<double>(st->stats().blocks); });
+  metrics_.gauge_fn("idn_store_bytes", "Bytes of block data in the blockstore.", {},
+                    [st] { return static_cast<double>(st->stats().bytes); });
+  metrics_.gauge_fn("idn_store_pins", "Recursively pinned roots.", {},
+                    [st] { return static_cast<double>(st->stats().pinned_roots); });
+  metrics_.counter_fn("idn_store_evicted_total", "Unpinned blocks evicted (LRU).", {},
+                      [st] { return static_cast<double>(st->stats().evicted); });
+  serve::InferServer* srv = server_.get();
+  auto sstat = [srv](uint64_t serve::ServerStats::*field) {
+    return [srv, field] { return static_cast<double>(srv->stats().*field); };
+  };
+  using SS = serve::ServerStats;
+  constexpr char kInferHelp[] = "Inference requests served, by how they ended.";
+  for (auto [result, field] : {std::pair{"completed", &SS::completed},
+                               {"cancelled", &SS::cancelled},
+                               {"busy", &SS::busy},
+                               {"invalid", &SS::invalid},
+                               {"unknown_service", &SS::unknown_service},
+                               {"deadline_exceeded", &SS::deadline_exceeded},
+                               {"failed", &SS::failed}}) {
+    metrics_.counter_fn("idn_infer_requests_total", kInferHelp, {{"result", result}}, sstat(field));
+  }
+  metrics_.gauge_fn("idn_infer_queued", "Inference requests waiting for a worker.", {},
+                    sstat(&SS::queued));
+  metrics_.gauge_fn("idn_infer_running", "Inference requests on a worker.", {},
+                    sstat(&SS::running));
+  metrics_.counter_fn("idn_infer_batches_total",
+                      "Engine runs that served several queued requests at once.", {},
+                      sstat(&SS::batches));
+  metrics_.gauge_fn("idn_services_hosted", "Inference services this node hosts.", {},
+                    [srv] { return static_cast<double>(srv->services().size()); });
   // 100 us .. ~1.6 s: loopback pings land in the first buckets, WAN ones in the last.
   rtt_ = &metrics_.histogram("idn_ping_rtt_seconds", "Round-trip time of /ipfs/ping/1.0.0.",
                              exponential_buckets(0.0001, 2, 15));
@@ -372,6 +440,15 @@ std::string Node::status_json() const {
   for (const auto& a : listen_addrs_) j["listen_addrs"].push_back(a.to_string());
   if (http_address_) j["http"] = http_address_->to_string();
   j["protocols"] = host_->protocols();
+  j["data_dir"] = data_dir_.string();
+  if (routing_) j["dht"] = routing_->endpoint();
+  json services = json::array();
+  for (const auto& h : models_->hosted()) {
+    services.push_back({{"service_id", ise::service_id_text(h.service_id)},
+                        {"name", h.descriptor.name},
+                        {"model_cid", h.descriptor.model_cid}});
+  }
+  j["services"] = std::move(services);
   json peers = json::array();
   for (const auto& p : host_->connected_peers()) {
     auto info = host_->peer_info(p);

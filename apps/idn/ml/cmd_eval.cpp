@@ -1,19 +1,26 @@
 // idn eval (accuracy-time trade-off of a package on the test split) and idn infer (one input).
+#include <spdlog/spdlog.h>
+
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
 #include "../cli.h"
+#include "client/blocking.h"
 #include "engine/engine.h"
 #include "engine/latency.h"
+#include "ise/service_descriptor.h"
 #include "model/package.h"
 #include "model/safetensors.h"
 #include "motifs/branchynet.h"
+#include "node/node.h"
 #include "plot.h"
+#include "routing/dht_routing.h"
 
 namespace idn::cli {
 namespace {
@@ -183,6 +190,11 @@ struct InferArgs {
   int64_t test_index = -1;
   std::string data_dir;
   int threads = 1;
+  // Remote: a service on the network instead of a local package.
+  std::string service;
+  std::vector<std::string> bootstrap;
+  int fanout = 2;
+  int deadline_ms = 5000;
 };
 
 // Reads an input tensor: .safetensors (the tensor named "input", or the only one) or a binary
@@ -213,27 +225,92 @@ Result<core::Tensor> read_input(const std::string& path) {
   return core::Tensor::f32({1, h, w}, v);
 }
 
+// The input of `idn infer`: --input FILE or --test-index N (with its label).
+Result<std::pair<core::Tensor, int64_t>> infer_input(const InferArgs& a) {
+  if (!a.input.empty()) {
+    IDN_ASSIGN_OR_RETURN(auto in, read_input(a.input));
+    return std::pair{std::move(in), int64_t{-1}};
+  }
+  motifs::DataOptions d;
+  d.dir = a.data_dir;
+  d.validation = 0;
+  d.limit_train = 1;
+  IDN_ASSIGN_OR_RETURN(auto data, motifs::load_fashion_mnist_tensors(d));
+  if (a.test_index < 0 || a.test_index >= data.test.size())
+    return Status::invalid_argument("--test-index must be in [0, " +
+                                    std::to_string(data.test.size() - 1) + "]");
+  return std::pair{motifs::to_samples(data.test.x.slice(0, a.test_index, a.test_index + 1))[0],
+                   data.test.y[a.test_index].item<int64_t>()};
+}
+
+// idn infer --service ID: joins the network through --bootstrap as a client node, asks
+// --fanout providers at once and prints every improving answer as it arrives.
+int run_remote_infer(const InferArgs& a) {
+  auto sid = ise::parse_service_id(a.service);
+  if (!sid.ok()) return report(sid.status().with_context("--service"));
+  if (a.bootstrap.empty())
+    return report(Status::invalid_argument(
+        "--service needs --bootstrap MULTIADDR of a node of the network (ending in /p2p/<id>)"));
+  auto in = infer_input(a);
+  if (!in.ok()) return report(in.status());
+  spdlog::set_level(spdlog::level::warn);
+  node::Config c;
+  bool loopback = true;
+  for (const auto& b : a.bootstrap) {
+    auto ma = node::parse_bootstrap_addr(b);
+    if (!ma.ok()) return report(ma.status().with_context("--bootstrap"));
+    if (auto ip = ma->ip(); !ip || !ip->starts_with("127.")) loopback = false;
+    c.bootstrap.push_back(*ma);
+  }
+  c.listen = {
+      core::Multiaddr::parse(loopback ? "/ip4/127.0.0.1/tcp/0" : "/ip4/0.0.0.0/tcp/0").value()};
+  c.log_level = "warn";
+  auto n = node::Node::create(std::move(c));
+  if (!n.ok()) return report(n.status());
+  node::Node& nd = **n;
+  std::thread io([&] { (void)nd.run(false); });
+  int rc = [&] {
+    if (Status s = nd.routing()->wait_connected(std::chrono::seconds(20)); !s.is_ok())
+      return report(s.with_context("joining the DHT"));
+    client::SessionOptions so;
+    so.fanout = static_cast<size_t>(a.fanout);
+    so.deadline = std::chrono::milliseconds(a.deadline_ms);
+    auto session = nd.block_on([&]() -> p2p::awaitable<std::shared_ptr<client::Session>> {
+      co_return nd.session(*sid, so);
+    });
+    auto stream = client::infer_stream_blocking(*session, in->first);
+    for (const auto& ev : stream) {
+      std::printf("answer  class %d  exit %u  confidence %.4f  peer %s  %.2f ms%s\n", ev.predicted,
+                  ev.exit_index, ev.confidence, ev.peer.to_string().c_str(),
+                  ev.latency.count() / 1000.0, ev.final_from_peer ? "  (final)" : "");
+    }
+    auto sum = stream.summary();
+    for (const auto& p : sum.peers)
+      std::printf("peer    %s  %s%s%s\n", p.peer.to_string().c_str(),
+                  std::string(client::outcome_name(p.outcome)).c_str(),
+                  p.detail.empty() ? "" : ": ", p.detail.c_str());
+    std::printf("bytes   %llu sent, %llu received\n",
+                static_cast<unsigned long long>(sum.bytes_sent),
+                static_cast<unsigned long long>(sum.bytes_received));
+    if (in->second >= 0) std::printf("label   %lld\n", static_cast<long long>(in->second));
+    if (!sum.status.is_ok()) return report(sum.status);
+    return 0;
+  }();
+  nd.shutdown();
+  io.join();
+  return rc;
+}
+
 int run_infer(InferArgs& a) {
+  if (!a.service.empty()) return run_remote_infer(a);
+  if (a.dir.empty())
+    return report(Status::invalid_argument("give a model package DIR or --service ID"));
   auto engine = engine::Engine::load(a.dir, {.threads = a.threads});
   if (!engine.ok()) return report(engine.status());
-  core::Tensor input;
-  int64_t label = -1;
-  if (!a.input.empty()) {
-    auto in = read_input(a.input);
-    if (!in.ok()) return report(in.status());
-    input = std::move(*in);
-  } else {
-    motifs::DataOptions d;
-    d.dir = a.data_dir;
-    d.validation = 0;
-    auto data = motifs::load_fashion_mnist_tensors(d);
-    if (!data.ok()) return report(data.status());
-    if (a.test_index < 0 || a.test_index >= data->test.size())
-      return report(Status::invalid_argument("--test-index must be in [0, " +
-                                             std::to_string(data->test.size() - 1) + "]"));
-    input = motifs::to_samples(data->test.x.slice(0, a.test_index, a.test_index + 1))[0];
-    label = data->test.y[a.test_index].item<int64_t>();
-  }
+  auto in = infer_input(a);
+  if (!in.ok()) return report(in.status());
+  core::Tensor input = std::move(in->first);
+  int64_t label = in->second;
   (void)(*engine)->infer(input);  // warm-up, so the time below is steady-state
   auto t0 = std::chrono::steady_clock::now();
   auto ev = (*engine)->infer(input);
@@ -276,8 +353,17 @@ void register_eval(CLI::App& app) {
 
   auto ia = std::make_shared<InferArgs>();
   auto* infer = app.add_subcommand(
-      "infer", "Classify one input with a model package (fast early-exit inference)");
-  infer->add_option("dir", ia->dir, "Model package directory")->required();
+      "infer",
+      "Classify one input with a model package (fast early-exit inference), or with a "
+      "service on the network (--service, --bootstrap)");
+  infer->add_option("dir", ia->dir, "Model package directory");
+  infer->add_option("--service", ia->service,
+                    "Service ID: run on providers found in the network instead of locally");
+  infer->add_option("--bootstrap", ia->bootstrap,
+                    "Multiaddr of a node of the network (ending in /p2p/<id>), repeatable");
+  infer->add_option("--fanout", ia->fanout, "Providers asked at once")->capture_default_str();
+  infer->add_option("--deadline-ms", ia->deadline_ms, "Give up after this long")
+      ->capture_default_str();
   auto* ti = infer->add_option("--test-index", ia->test_index, "Use this FashionMNIST test image");
   auto* in = infer->add_option("--input", ia->input, "Input file: .safetensors or 8-bit PGM image");
   ti->excludes(in);
