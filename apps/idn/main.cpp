@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   idn::cli::register_eval(app);
   idn::cli::register_bench(*bench);
   idn::cli::register_demo(app);
+  idn::cli::register_bench_inference(*bench);
 #endif
   try {
     app.parse(argc, argv);

@@ -1,0 +1,342 @@
+// idn bench inference: what the network costs an inference, in one run on 127.0.0.1. For each
+// model (FashionMNIST B-LeNet, B-AlexNet-style) at batch 1: local in-process inference vs one
+// remote peer vs fan-out to 3 peers vs split execution (stage 0 and its exit here, the rest on
+// a peer when that exit is not confident) — median and p99 latency, requests/s with 1 and 8
+// concurrent clients, IDN message bytes per request, the ratio to pure model time, and the
+// remote path's overhead against a plain-TCP round trip of the same bytes.
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "../cli.h"
+#include "client/blocking.h"
+#include "engine/engine.h"
+#include "model/package.h"
+#include "motifs/branchynet.h"
+#include "node/node.h"
+#include "routing/dht_routing.h"
+
+namespace idn::cli {
+namespace {
+
+namespace fs = std::filesystem;
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+struct InferenceBenchArgs {
+  std::vector<std::string> archs = {"b-lenet", "b-alexnet"};
+  std::string models_dir;
+  int requests = 300;
+  int concurrency = 8;
+  int workers = 2;
+  std::string out = "bench/out/inference.csv";
+};
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// The quick training recipe used when no cached package exists (as `idn demo` does).
+Status ensure_model(const std::string& arch, const fs::path& dir) {
+  if (model::load_package(dir).ok()) return Status::ok();
+  std::fprintf(stderr, "training %s (2 epochs on 20,000 images) into %s\n", arch.c_str(),
+               dir.c_str());
+  motifs::DataOptions d;
+  d.limit_train = 20000;
+  IDN_ASSIGN_OR_RETURN(auto data, motifs::load_fashion_mnist_tensors(d));
+  motifs::TrainOptions t;
+  t.epochs = 2;
+  if (arch.find("alexnet") != std::string::npos) {
+    t.optimizer = "adam";
+    t.lr = 1e-3;
+  }
+  torch::set_num_threads(2);
+  auto r = motifs::fit_branchynet(arch, data, t, {}, dir);
+  torch::set_num_threads(1);
+  return r.status();
+}
+
+struct Peer {
+  std::unique_ptr<node::Node> node;
+  std::thread thread;
+  ~Peer() {
+    if (!node) return;
+    node->shutdown();
+    thread.join();
+  }
+};
+
+Result<std::unique_ptr<Peer>> start_peer(const std::vector<core::Multiaddr>& boot, int workers) {
+  node::Config c;
+  c.listen = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0").value()};
+  c.bootstrap = boot;
+  c.log_level = "warn";
+  c.serve.workers = static_cast<size_t>(workers);
+  IDN_ASSIGN_OR_RETURN(auto n, node::Node::create(std::move(c)));
+  auto p = std::make_unique<Peer>();
+  p->node = std::move(n);
+  p->thread = std::thread([n = p->node.get()] { (void)n->run(false); });
+  IDN_RETURN_IF_ERROR(p->node->routing()->wait_connected(std::chrono::seconds(20)));
+  return p;
+}
+
+struct Row {
+  std::string model, mode;
+  double median_ms = 0, p99_ms = 0, rps1 = 0, rpsN = 0, bytes = 0, up = 0, down = 0;
+  size_t failed = 0;
+};
+
+// Sequential latency and bytes, then throughput with `conc` client threads.
+Row measure(const std::string& model, const std::string& mode,
+            const std::function<Result<std::pair<uint64_t, uint64_t>>(const core::Tensor&)>& one,
+            const std::vector<core::Tensor>& inputs, int requests, int conc) {
+  Row r{model, mode};
+  std::vector<double> lat;
+  uint64_t up = 0, down = 0;
+  for (int i = 0; i < 10; ++i) (void)one(inputs[i % inputs.size()]);  // warm-up
+  auto t0 = Clock::now();
+  for (int i = 0; i < requests; ++i) {
+    auto t = Clock::now();
+    auto b = one(inputs[i % inputs.size()]);
+    if (!b.ok()) {
+      ++r.failed;
+      continue;
+    }
+    lat.push_back(ms_since(t));
+    up += b->first;
+    down += b->second;
+  }
+  r.rps1 = requests / (ms_since(t0) / 1000);
+  r.median_ms = percentile(lat, 0.5);
+  r.p99_ms = percentile(lat, 0.99);
+  if (!lat.empty()) {
+    r.up = double(up) / lat.size();
+    r.down = double(down) / lat.size();
+    r.bytes = r.up + r.down;
+  }
+  std::atomic<int> next{0};
+  std::atomic<size_t> failed{0};
+  auto t1 = Clock::now();
+  std::vector<std::thread> ts;
+  for (int c = 0; c < conc; ++c) {
+    ts.emplace_back([&] {
+      for (int i; (i = next++) < requests;)
+        if (!one(inputs[i % inputs.size()]).ok()) ++failed;
+    });
+  }
+  for (auto& t : ts) t.join();
+  r.rpsN = requests / (ms_since(t1) / 1000);
+  r.failed += failed;
+  return r;
+}
+
+// Median round trip of `up` bytes one way and `down` bytes back over plain loopback TCP.
+double tcp_rtt_ms(size_t up, size_t down, int iterations) {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acc(io, {asio::ip::make_address("127.0.0.1"), 0});
+  std::thread server([&] {
+    asio::ip::tcp::socket s(io);
+    acc.accept(s);
+    s.set_option(asio::ip::tcp::no_delay(true));
+    std::vector<uint8_t> in(up), out(down);
+    boost::system::error_code ec;
+    while (true) {
+      asio::read(s, asio::buffer(in), ec);
+      if (ec) return;
+      asio::write(s, asio::buffer(out), ec);
+      if (ec) return;
+    }
+  });
+  asio::ip::tcp::socket c(io);
+  c.connect(acc.local_endpoint());
+  c.set_option(asio::ip::tcp::no_delay(true));
+  std::vector<uint8_t> out(up), in(down);
+  std::vector<double> lat;
+  for (int i = 0; i < iterations + 20; ++i) {
+    auto t = Clock::now();
+    asio::write(c, asio::buffer(out));
+    asio::read(c, asio::buffer(in));
+    if (i >= 20) lat.push_back(ms_since(t));
+  }
+  c.close();
+  server.join();
+  return percentile(lat, 0.5);
+}
+
+int run_inference_bench(const InferenceBenchArgs& a) {
+  if (a.requests < 20) return report(Status::invalid_argument("--requests must be >= 20"));
+  if (a.concurrency < 1) return report(Status::invalid_argument("--concurrency must be >= 1"));
+  spdlog::set_level(spdlog::level::warn);
+  torch::set_num_threads(1);
+  fs::path models = a.models_dir.empty() ? default_models_dir() : fs::path(a.models_dir);
+  motifs::DataOptions d;
+  d.limit_train = 1;
+  d.validation = 0;
+  d.limit_test = 200;
+  auto data = motifs::load_fashion_mnist_tensors(d);
+  if (!data.ok()) return report(data.status());
+  auto inputs = motifs::to_samples(data->test.x);
+
+  fs::path out(a.out);
+  std::error_code ec;
+  if (out.has_parent_path()) fs::create_directories(out.parent_path(), ec);
+  std::ofstream csv(out);
+  if (!csv) return report(Status::io_error("cannot write " + a.out));
+  csv << "model,mode,median_ms,p99_ms,rps_1,rps_" << a.concurrency << ",bytes_per_request,failed\n";
+  std::vector<Row> rows;
+  std::vector<std::string> verdicts;
+
+  for (const auto& arch : a.archs) {
+    fs::path dir = models / arch;
+    if (Status s = ensure_model(arch, dir); !s.is_ok()) return report(s);
+    // Local: the engine in this process, the same exit rule the peers use.
+    auto eng = engine::Engine::load(dir);
+    if (!eng.ok()) return report(eng.status());
+    std::mutex eng_mu;
+    Row local = measure(
+        arch, "local",
+        [&](const core::Tensor& x) -> Result<std::pair<uint64_t, uint64_t>> {
+          std::lock_guard lock(eng_mu);
+          IDN_RETURN_IF_ERROR((*eng)->infer(x).status());
+          return std::pair<uint64_t, uint64_t>{0, 0};
+        },
+        inputs, a.requests, a.concurrency);
+
+    // Three providers and a client; the first provider publishes, the others initModel.
+    std::vector<std::unique_ptr<Peer>> peers;
+    auto p0 = start_peer({}, a.workers);
+    if (!p0.ok()) return report(p0.status());
+    peers.push_back(std::move(*p0));
+    auto boot = peers[0]->node->listen_addrs();
+    node::Node& n0 = *peers[0]->node;
+    auto pub = n0.block_on([&] { return n0.models().publish(dir, arch); });
+    if (!pub.ok()) return report(pub.status());
+    auto sid = pub->service_id;
+    auto client = start_peer(boot, 1);
+    if (!client.ok()) return report(client.status());
+    node::Node& cn = *(*client)->node;
+    auto session_for = [&](size_t fanout, bool split) -> Result<std::shared_ptr<client::Session>> {
+      client::SessionOptions so;
+      so.fanout = fanout;
+      so.deadline = std::chrono::seconds(10);
+      if (split) {
+        IDN_ASSIGN_OR_RETURN(so.local_prefix, cn.local_prefix(sid, 0));
+      }
+      return cn.block_on([&]() -> p2p::awaitable<std::shared_ptr<client::Session>> {
+        co_return cn.session(sid, so);
+      });
+    };
+    auto remote = [&](client::Session& s) {
+      return [&s](const core::Tensor& x) -> Result<std::pair<uint64_t, uint64_t>> {
+        auto stream = client::infer_stream_blocking(s, x);
+        for (const auto& ev : stream) (void)ev;
+        auto sum = stream.summary();
+        if (!sum.status.is_ok()) return sum.status;
+        return std::pair{sum.bytes_sent, sum.bytes_received};
+      };
+    };
+    auto wait_providers = [&](size_t n) {
+      for (auto until = Clock::now() + std::chrono::seconds(30); Clock::now() < until;) {
+        auto f = cn.block_on([&] { return cn.models().providers(sid, n, {}); });
+        if (f.ok() && f->size() >= n) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      return false;
+    };
+    if (!wait_providers(1)) return report(Status::not_found("client cannot find the provider"));
+    auto s1 = session_for(1, false);
+    if (!s1.ok()) return report(s1.status());
+    Row one = measure(arch, "remote-1", remote(**s1), inputs, a.requests, a.concurrency);
+
+    for (int i = 1; i < 3; ++i) {
+      auto p = start_peer(boot, a.workers);
+      if (!p.ok()) return report(p.status());
+      node::Node& n = *(*p)->node;
+      Status st = n.block_on([&] { return n.models().init_model(sid); });
+      if (!st.is_ok()) return report(st.with_context("initModel"));
+      peers.push_back(std::move(*p));
+    }
+    if (!wait_providers(3)) return report(Status::not_found("client cannot find 3 providers"));
+    auto s3 = session_for(3, false);
+    if (!s3.ok()) return report(s3.status());
+    Row fan = measure(arch, "fanout-3", remote(**s3), inputs, a.requests, a.concurrency);
+
+    // Split: the client needs the package for its own stage 0.
+    Status got = cn.block_on([&] { return cn.models().init_model(sid); });
+    if (!got.is_ok()) return report(got.with_context("client fetching the package"));
+    auto ss = session_for(1, true);
+    if (!ss.ok()) return report(ss.status());
+    Row split = measure(arch, "split", remote(**ss), inputs, a.requests, a.concurrency);
+
+    s1->reset();
+    s3->reset();
+    ss->reset();
+    client->reset();
+    peers.clear();
+
+    double tcp = tcp_rtt_ms(static_cast<size_t>(one.up), static_cast<size_t>(one.down), 500);
+    for (Row* r : {&local, &one, &fan, &split}) {
+      rows.push_back(*r);
+      csv << r->model << ',' << r->mode << ',' << r->median_ms << ',' << r->p99_ms << ',' << r->rps1
+          << ',' << r->rpsN << ',' << r->bytes << ',' << r->failed << '\n';
+    }
+    double added = one.median_ms - local.median_ms;
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "%s: one remote peer adds %.3f ms over local; a plain-TCP round trip of the same "
+                  "%.0f bytes takes %.3f ms -> %.2fx (target <= 1.5x: %s)",
+                  arch.c_str(), added, one.bytes, tcp, added / tcp,
+                  added <= 1.5 * tcp ? "met" : "MISSED");
+    verdicts.push_back(line);
+  }
+
+  std::printf("inference over the network, batch 1, 127.0.0.1, %d requests per row\n", a.requests);
+  std::printf("%-10s %-9s %10s %10s %9s %9s %10s %9s %7s\n", "model", "mode", "median_ms", "p99_ms",
+              "rps_1", ("rps_" + std::to_string(a.concurrency)).c_str(), "bytes/req", "x_local",
+              "failed");
+  double local_median = 0;
+  for (const auto& r : rows) {
+    if (r.mode == "local") local_median = r.median_ms;
+    std::printf("%-10s %-9s %10.3f %10.3f %9.0f %9.0f %10.0f %9.2f %7zu\n", r.model.c_str(),
+                r.mode.c_str(), r.median_ms, r.p99_ms, r.rps1, r.rpsN, r.bytes,
+                r.median_ms / local_median, r.failed);
+  }
+  for (const auto& v : verdicts) std::printf("%s\n", v.c_str());
+  std::printf("rows: %s\n", a.out.c_str());
+  return 0;
+}
+
+}  // namespace
+
+void register_bench_inference(CLI::App& bench) {
+  auto a = std::make_shared<InferenceBenchArgs>();
+  auto* b = bench.add_subcommand(
+      "inference",
+      "Inference over the network: local vs 1 remote peer vs fan-out 3 vs split execution "
+      "(latency, requests/s, bytes, overhead vs plain TCP)");
+  b->add_option("--arch", a->archs, "Models (cached packages under --models, trained if absent)")
+      ->capture_default_str();
+  b->add_option("--models", a->models_dir, "Directory of cached model packages");
+  b->add_option("--requests", a->requests, "Requests per row")->capture_default_str();
+  b->add_option("--concurrency", a->concurrency, "Concurrent clients for the throughput column")
+      ->capture_default_str();
+  b->add_option("--workers", a->workers, "Inference workers per provider")->capture_default_str();
+  b->add_option("--out", a->out, "CSV of the rows")->capture_default_str();
+  b->callback([a] { run_or_exit(run_inference_bench(*a)); });
+}
+
+}  // namespace idn::cli
