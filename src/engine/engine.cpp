@@ -206,6 +206,89 @@ Result<std::vector<ExitEvent>> Engine::infer_batch(const core::Tensor& inputs,
   return events;
 }
 
+Result<std::vector<ExitEvent>> Engine::infer_batch_progressive(
+    const core::Tensor& inputs, int resume_after, std::span<const ExitRule> rules,
+    const std::function<bool(size_t, const ExitEvent&)>& on_exit,
+    const std::function<bool(size_t, int)>& keep_going) {
+  auto& g = impl_->graph;
+  const int n_stages = g->num_stages();
+  if (resume_after < -1 || resume_after >= n_stages - 1)
+    return Status::invalid_argument("cannot resume after stage " + std::to_string(resume_after) +
+                                    " of a " + std::to_string(n_stages) + "-stage model");
+  if (resume_after < 0) {
+    IDN_RETURN_IF_ERROR(check_input(inputs, true));
+  } else {
+    if (inputs.dtype != core::DType::kF32)
+      return Status::invalid_argument("activation must be F32");
+    IDN_RETURN_IF_ERROR(inputs.validate());
+    if (inputs.shape.empty() || inputs.shape[0] < 1)
+      return Status::invalid_argument("activation batch " + core::shape_string(inputs.shape) +
+                                      " has no leading batch dimension");
+  }
+  const int64_t n = inputs.shape[0];
+  if (rules.size() != 1 && rules.size() != static_cast<size_t>(n))
+    return Status::invalid_argument("batch of " + std::to_string(n) + " samples needs 1 or " +
+                                    std::to_string(n) + " exit rules, got " +
+                                    std::to_string(rules.size()));
+  auto rule_of = [&](int64_t i) -> const ExitRule& { return rules[rules.size() == 1 ? 0 : i]; };
+  torch::NoGradGuard ng;
+  torch::InferenceMode im;
+  std::vector<ExitEvent> events(n);
+  for (auto& ev : events) ev.predicted = -1;
+  auto x = nn::to_torch(inputs, /*borrow=*/true);
+  nn::Activations acts;
+  if (resume_after < 0) {
+    acts = g->begin({impl_->preprocess(x)});
+  } else {
+    acts = g->begin({});
+    g->set_stage_output(resume_after, acts, x);
+  }
+  std::vector<int64_t> remaining(n);
+  for (int64_t i = 0; i < n; ++i) remaining[i] = i;
+  // Keeps the rows of `acts` whose flag is set; `remaining` follows.
+  auto keep_rows = [&](const std::vector<char>& keep) {
+    std::vector<int64_t> rows, ids;
+    for (size_t r = 0; r < remaining.size(); ++r)
+      if (keep[r]) rows.push_back(static_cast<int64_t>(r)), ids.push_back(remaining[r]);
+    if (ids.size() == remaining.size()) return;
+    if (!ids.empty()) {
+      auto index = torch::tensor(rows, torch::kLong);
+      for (auto& a : acts)
+        if (a.defined()) a = a.index_select(0, index);
+    }
+    remaining = std::move(ids);
+  };
+  int64_t flops = 0;
+  try {
+    for (int s = resume_after + 1; s < n_stages && !remaining.empty(); ++s) {
+      if (keep_going) {
+        std::vector<char> keep(remaining.size());
+        for (size_t r = 0; r < remaining.size(); ++r) keep[r] = keep_going(remaining[r], s);
+        keep_rows(keep);
+        if (remaining.empty()) break;
+      }
+      g->run_stage(s, acts);
+      flops += spec().stages[s].flops;
+      for (int e : impl_->exits_at_stage[s]) {
+        auto logits = g->run_exit(e, acts);
+        flops += spec().exits[e].flops;
+        std::vector<char> keep(remaining.size());
+        for (size_t r = 0; r < remaining.size(); ++r) {
+          const int64_t i = remaining[r];
+          events[i] = impl_->make_event(e, logits[r], rule_of(i), flops);
+          bool go_on = !on_exit || on_exit(static_cast<size_t>(i), events[i]);
+          keep[r] = go_on && !events[i].exited;
+        }
+        keep_rows(keep);
+        if (remaining.empty()) break;
+      }
+    }
+  } catch (const std::exception& e) {
+    return Status::invalid_argument(std::string("activation does not fit the model: ") + e.what());
+  }
+  return events;
+}
+
 Result<core::Tensor> Engine::run_stages(const core::Tensor& input, int resume_after,
                                         int last_stage) {
   auto& g = impl_->graph;

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "core/status.h"
@@ -64,6 +65,25 @@ class Engine {
   // Batch fast inference: input [N, ...]; samples that exit leave the batch before the next
   // stage. Returns one event per sample, in input order.
   Result<std::vector<ExitEvent>> infer_batch(const core::Tensor& inputs, const ExitRule& rule = {});
+
+  // Progressive batch inference for a server that batches independent requests. `inputs` is
+  // [N, ...]: model inputs when resume_after = -1, else activations produced by stage
+  // `resume_after` (split execution). `rules` holds one rule for all samples or one per
+  // sample. Before each stage, `keep_going(sample, stage)` (optional) is asked for every
+  // sample still in the batch, and after each exit `on_exit(sample, event)` (optional) is
+  // called for every sample still in the batch; either returning false drops that sample
+  // (cancelled, deadline passed), and a sample whose rule is met at an exit leaves the batch.
+  // Later stages only run for the samples left. Returns, per sample in input order, the last
+  // event reported for it (predicted = -1 when it was dropped before reaching any exit).
+  Result<std::vector<ExitEvent>> infer_batch_progressive(
+      const core::Tensor& inputs, int resume_after, std::span<const ExitRule> rules,
+      const std::function<bool(size_t sample, const ExitEvent&)>& on_exit,
+      const std::function<bool(size_t sample, int stage)>& keep_going = {});
+  Result<std::vector<ExitEvent>> infer_batch_progressive(
+      const core::Tensor& inputs, const ExitRule& rule,
+      const std::function<bool(size_t sample, const ExitEvent&)>& on_exit) {
+    return infer_batch_progressive(inputs, -1, std::span<const ExitRule>(&rule, 1), on_exit);
+  }
 
   // Split execution: run stages [0, last_stage] on the input and return that stage's output
   // (the activation another peer continues from), and the events of exits on the way.

@@ -87,6 +87,98 @@ TEST_F(EngineTest, BatchAndSingleSampleInferenceAgree) {
   EXPECT_GT(early, 0);
 }
 
+TEST_F(EngineTest, ProgressiveBatchReportsPerSampleAndMatchesOneByOne) {
+  const size_t n = 40;
+  core::Tensor batch{core::DType::kF32, {static_cast<int64_t>(n), 1, 28, 28}, {}};
+  for (size_t i = 0; i < n; ++i)
+    batch.bytes.insert(batch.bytes.end(), samples_[i].bytes.begin(), samples_[i].bytes.end());
+  // Mixed rules: even samples never exit early, odd ones use the package's operating point.
+  std::vector<ExitRule> rules(n);
+  for (size_t i = 0; i < n; i += 2) rules[i] = {model::ExitCriterion::kConfidence, 1.5};
+  std::vector<std::vector<ExitEvent>> seen(n);
+  auto events =
+      engine_->infer_batch_progressive(batch, -1, rules, [&](size_t i, const ExitEvent& e) {
+        seen[i].push_back(e);
+        return true;
+      });
+  ASSERT_TRUE(events.ok()) << events.status().to_string();
+  auto runs = engine_->stage_runs();
+  EXPECT_EQ(runs[0], 1) << "one batch ran stage 0 once";
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<ExitEvent> single;
+    auto one = engine_->infer_progressive(samples_[i], rules[i], [&](const ExitEvent& e) {
+      single.push_back(e);
+      return true;
+    });
+    ASSERT_TRUE(one.ok());
+    ASSERT_EQ(seen[i].size(), single.size()) << "sample " << i;
+    for (size_t k = 0; k < single.size(); ++k) {
+      EXPECT_EQ(seen[i][k].exit_index, single[k].exit_index);
+      EXPECT_EQ(seen[i][k].predicted, single[k].predicted);
+      EXPECT_EQ(seen[i][k].flops, single[k].flops);
+      EXPECT_NEAR(seen[i][k].confidence, single[k].confidence, 1e-4);
+    }
+    EXPECT_EQ((*events)[i].exit_index, one->exit_index);
+    EXPECT_TRUE((*events)[i].exited);
+    if (i % 2 == 0) {
+      EXPECT_EQ(seen[i].size(), 2u) << "a rule that never exits early reports both exits";
+    }
+  }
+}
+
+TEST_F(EngineTest, ProgressiveBatchDropsCancelledSamplesBeforeLaterStages) {
+  const ExitRule never{model::ExitCriterion::kConfidence, 1.5};
+  core::Tensor batch{core::DType::kF32, {3, 1, 28, 28}, {}};
+  for (size_t i = 0; i < 3; ++i)
+    batch.bytes.insert(batch.bytes.end(), samples_[i].bytes.begin(), samples_[i].bytes.end());
+  std::vector<int> calls(3);
+  // Sample 0 cancels at its first exit; sample 1 is refused before stage 1 runs.
+  auto events = engine_->infer_batch_progressive(
+      batch, -1, std::span<const ExitRule>(&never, 1),
+      [&](size_t i, const ExitEvent&) {
+        ++calls[i];
+        return i != 0;
+      },
+      [&](size_t i, int stage) { return !(i == 1 && stage == 1); });
+  ASSERT_TRUE(events.ok());
+  EXPECT_EQ(calls, (std::vector<int>{1, 1, 2}));
+  EXPECT_EQ((*events)[0].exit_index, 0);
+  EXPECT_EQ((*events)[2].exit_index, 1);
+  // Everyone dropped before stage 1: it never runs.
+  auto none = engine_->infer_batch_progressive(batch, -1, std::span<const ExitRule>(&never, 1), {},
+                                               [&](size_t, int stage) { return stage == 0; });
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(engine_->stage_runs()[1], 1);
+  EXPECT_EQ(engine_->stage_runs()[0], 2);
+  // Wrong rule count and a resume point outside the model are clear errors.
+  std::vector<ExitRule> two(2);
+  EXPECT_EQ(engine_->infer_batch_progressive(batch, -1, two, {}).status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(engine_->infer_batch_progressive(batch, 5, two, {}).status().code(),
+            Code::kInvalidArgument);
+}
+
+TEST_F(EngineTest, ProgressiveBatchResumesFromActivations) {
+  const ExitRule never{model::ExitCriterion::kConfidence, 1.5};
+  core::Tensor acts;
+  for (int i = 0; i < 4; ++i) {
+    auto a = engine_->run_stages(samples_[i], -1, 0);
+    ASSERT_TRUE(a.ok());
+    if (i == 0) acts = {core::DType::kF32, a->shape, {}};
+    acts.bytes.insert(acts.bytes.end(), a->bytes.begin(), a->bytes.end());
+  }
+  acts.shape[0] = 4;
+  auto events = engine_->infer_batch_progressive(acts, 0, std::span<const ExitRule>(&never, 1), {});
+  ASSERT_TRUE(events.ok()) << events.status().to_string();
+  for (int i = 0; i < 4; ++i) {
+    auto local = engine_->infer(samples_[i], never);
+    ASSERT_TRUE(local.ok());
+    EXPECT_EQ((*events)[i].exit_index, 1);
+    EXPECT_EQ((*events)[i].predicted, local->predicted);
+    EXPECT_NEAR((*events)[i].confidence, local->confidence, 1e-4);
+  }
+}
+
 TEST_F(EngineTest, SplitExecutionMatchesLocalInference) {
   const ExitRule never{model::ExitCriterion::kConfidence, 1.5};
   for (int i = 0; i < 10; ++i) {

@@ -1,0 +1,108 @@
+// The serving side of /idn/infer/1.0.0: executes InferRequests for the services this node
+// hosts, on worker threads that each own one engine::Engine per service, and streams the
+// progress (one InferProgress per exit reached, the last one final) back on the io executor.
+// Torch-free header: node/ includes it.
+//
+// Threading: handle()/attach() and everything touching an rpc::InferContext run on the io
+// executor `io`; model execution runs only on the worker threads; results are posted back to
+// `io`. add_service/remove_service/hosts/services/stats/stage_runs/stop are thread-safe.
+//
+// Split execution (dissertation §7, "stages on peers"): start_stage > 0 resumes from the
+// activation entering that stage; stop_after_stage = k returns stage k's output activation as
+// the single final progress (exit_index = k, confidence 0) and reports no exits on the way: the
+// requester that asked for an activation runs its own exits.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include "core/multihash.h"
+#include "core/status.h"
+#include "ise/service_descriptor.h"
+#include "p2p/stream.h"
+
+namespace idn::rpc {
+class Dispatcher;
+class InferContext;
+}  // namespace idn::rpc
+
+namespace idn::serve {
+
+struct ServerConfig {
+  size_t workers = 1;     // worker threads; each owns one Engine per hosted service
+  size_t max_queue = 64;  // requests waiting beyond this are answered kBusy with retry_after_ms
+  std::chrono::milliseconds default_deadline{10000};  // when a request's deadline_ms is 0
+  size_t max_batch = 8;    // queued requests for the same service and stage run as one batch
+  int engine_threads = 1;  // LibTorch intra-op threads
+  // How often the io side looks for requests whose requester cancelled or went away (the
+  // rpc layer exposes cancellation as a flag). One timer for all requests in flight.
+  std::chrono::milliseconds cancel_poll{5};
+  // Called on a worker thread before each stage a batch runs (service, stage, batch size).
+  // For tests (to hold a worker at a known point) and tracing; must not call into the server.
+  std::function<void(const core::Multihash& service, int stage, size_t batch)> before_stage;
+};
+
+// Counters since construction. Every request ends in exactly one of completed, cancelled,
+// busy, invalid, unknown_service, deadline_exceeded, failed.
+struct ServerStats {
+  uint64_t requests = 0;
+  uint64_t completed = 0;
+  uint64_t cancelled = 0;  // by the requester (Cancel, or the stream went away) or by stop()
+  uint64_t busy = 0;
+  uint64_t invalid = 0;
+  uint64_t unknown_service = 0;
+  uint64_t deadline_exceeded = 0;
+  uint64_t failed = 0;            // engine errors (kInternal)
+  uint64_t batches = 0;           // engine runs that served more than one request
+  uint64_t batched_requests = 0;  // requests served inside those batches
+  uint64_t queued = 0;            // waiting now (a gauge)
+  uint64_t running = 0;           // on a worker now (a gauge)
+};
+
+class InferServer {
+ public:
+  InferServer(boost::asio::any_io_executor io, ServerConfig cfg = {});
+  ~InferServer();  // stop()
+  InferServer(const InferServer&) = delete;
+  InferServer& operator=(const InferServer&) = delete;
+
+  // Serves `id` from the package directory: loads one Engine per worker and checks that the
+  // descriptor's input dtype/shape and exits agree with the package. Replaces a service already
+  // hosted under `id` (requests queued for the old one are answered kUnknownService).
+  // Errors: from Engine::load (NotFound, Corruption, InvalidArgument...), InvalidArgument,
+  // FailedPrecondition after stop().
+  Status add_service(const core::Multihash& id, const ise::ServiceDescriptor& d,
+                     const std::filesystem::path& package_dir);
+  // Queued requests for it get kUnknownService; a running one finishes.
+  void remove_service(const core::Multihash& id);
+  bool hosts(const core::Multihash& id) const;
+  std::vector<core::Multihash> services() const;
+
+  void attach(rpc::Dispatcher& d);  // d.on_infer_request(...)
+  // Serves one request to its final progress (what attach installs; tests call it).
+  p2p::awaitable<void> handle(rpc::InferContext& ctx);
+
+  ServerStats stats() const;
+  // Per-stage executions of `id`'s engines (batches), summed over workers; empty when not
+  // hosted.
+  std::vector<int64_t> stage_runs(const core::Multihash& id) const;
+
+  // Idempotent. Stops taking work, answers queued requests kCancelled ("server stopping"),
+  // stops running ones at their next stage and joins the workers. Call it from any thread
+  // but a worker's before_stage hook.
+  void stop();
+
+  struct Core;
+
+ private:
+  std::shared_ptr<Core> core_;
+};
+
+}  // namespace idn::serve
