@@ -140,6 +140,35 @@ std::shared_ptr<client::Session> Node::session(const core::Multihash& service,
                                            std::move(opts));
 }
 
+awaitable<Result<std::vector<identity::PeerId>>> Node::cached_providers(
+    std::shared_ptr<ProviderCache> cache, core::Multihash service, size_t n,
+    std::vector<identity::PeerId> exclude) {
+  auto usable = [&] {
+    std::vector<identity::PeerId> out;
+    for (const auto& p : cache->peers) {
+      if (out.size() >= n) break;
+      if (host_->is_connected(p) && std::find(exclude.begin(), exclude.end(), p) == exclude.end())
+        out.push_back(p);
+    }
+    return out;
+  };
+  auto now = std::chrono::steady_clock::now();
+  if (now < cache->expires) {
+    auto out = usable();
+    if (out.size() >= n) co_return out;
+  }
+  // Ask for more than this request needs, so later requests and reroutes hit the cache.
+  auto found = co_await models_->providers(service, std::max(n, kProvidersCached), {});
+  if (!found.ok()) co_return found.status();
+  cache->peers = std::move(*found);
+  cache->expires = now + kProviderCacheTtl;
+  auto out = usable();
+  if (out.empty())
+    co_return Status::not_found("no provider of " + ise::service_id_text(service) +
+                                " is left to try");
+  co_return out;
+}
+
 std::string Node::dht_endpoint() const {
   return routing_ ? routing_->endpoint() : std::string();
 }
@@ -551,9 +580,8 @@ void Node::do_shutdown() {
   signals_.cancel(ec);
   signals_.clear(ec);
   if (http_) http_->stop();
-  // Withdraw our provider records first, while the DHT still runs (blocks a few seconds at
-  // most), so peers stop being sent to us.
-  if (routing_) routing_->shutdown(true);
+  // Requests in flight are answered "cancelled" at once (clients reroute), connections close;
+  // drain_and_stop then withdraws our DHT records.
   if (server_) server_->stop();
   if (bitswap_) bitswap_->stop();
   host_->stop();
@@ -571,6 +599,9 @@ awaitable<void> Node::drain_and_stop() {
     boost::system::error_code ec;
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
+  // Tombstones for our provider records, so peers stop being sent here (blocks a few seconds
+  // at most; nothing else runs on this thread any more).
+  if (routing_) routing_->shutdown(true);
   io_.stop();
 }
 

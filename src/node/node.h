@@ -57,6 +57,11 @@ inline constexpr std::chrono::seconds kPingInterval{15};
 inline constexpr std::chrono::seconds kBootstrapRetry{10};
 // At shutdown, how long connections get to close before the io_context is stopped anyway.
 inline constexpr std::chrono::seconds kShutdownGrace{3};
+// A session's provider list is looked up in the DHT once and reused for this long (a DHT
+// lookup costs milliseconds, an inference on loopback a fraction of one); a peer that
+// disconnects leaves the list at once, and a request that runs out of peers looks up again.
+inline constexpr std::chrono::seconds kProviderCacheTtl{10};
+inline constexpr size_t kProvidersCached = 8;
 
 // The p2p HostConfig that `limits` asks for (defaults where unset).
 p2p::HostConfig host_config(const LimitsConfig& limits);
@@ -122,6 +127,13 @@ class Node {
   Node(Config config, identity::KeyPair key, bool ephemeral);
   Status start_listening();
   Status start_services();
+  struct ProviderCache {
+    std::vector<identity::PeerId> peers;  // nearest first
+    std::chrono::steady_clock::time_point expires;
+  };
+  p2p::awaitable<Result<std::vector<identity::PeerId>>> cached_providers(
+      std::shared_ptr<ProviderCache> cache, core::Multihash service, size_t n,
+      std::vector<identity::PeerId> exclude);
   p2p::awaitable<void> host_configured_services();
   void register_metrics();
   void do_shutdown();

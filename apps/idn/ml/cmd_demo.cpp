@@ -128,12 +128,21 @@ int run_demo(const DemoArgs& a) {
   auto images = motifs::to_samples(data->test.x);
   auto labels = motifs::to_labels(data->test.y);
 
-  // Providers: the first publishes, the others join through it and initModel from the DHT.
+  // Providers: all join the DHT first (through the first one), then the first publishes and
+  // the others find the service in the DHT and initModel it.
   std::vector<std::unique_ptr<Peer>> peers;
-  auto first = start_peer({});
-  if (!first.ok()) return report(first.status());
-  peers.push_back(std::move(*first));
-  auto boot = peers[0]->node->listen_addrs();
+  std::vector<core::Multiaddr> boot;
+  for (int i = 0; i < a.peers; ++i) {
+    auto p = start_peer(boot);
+    if (!p.ok()) return report(p.status());
+    if (boot.empty()) boot = (*p)->node->listen_addrs();
+    peers.push_back(std::move(*p));
+  }
+  for (int i = 1; i < a.peers; ++i) {
+    if (Status s = peers[i]->node->routing()->wait_connected(std::chrono::seconds(20));
+        !s.is_ok())
+      return report(s.with_context("peer " + std::to_string(i) + " joining the DHT"));
+  }
   node::Node& publisher = *peers[0]->node;
   auto pub = publisher.block_on(
       [&] { return publisher.models().publish(model, "FashionMNIST B-LeNet (idn demo)"); });
@@ -143,14 +152,7 @@ int run_demo(const DemoArgs& a) {
               ise::service_id_text(sid).c_str(), pub->descriptor.name.c_str());
   std::printf("peer 0   %s published it (%.1f s)\n", publisher.id().to_string().c_str(), secs());
   for (int i = 1; i < a.peers; ++i) {
-    auto p = start_peer(boot);
-    if (!p.ok()) return report(p.status());
-    peers.push_back(std::move(*p));
-  }
-  for (int i = 1; i < a.peers; ++i) {
     node::Node& n = *peers[i]->node;
-    if (Status s = n.routing()->wait_connected(std::chrono::seconds(20)); !s.is_ok())
-      return report(s.with_context("peer " + std::to_string(i) + " joining the DHT"));
     Status st = n.block_on([&] { return n.models().init_model(sid); });
     if (!st.is_ok()) return report(st.with_context("peer " + std::to_string(i) + " initModel"));
     std::printf("peer %-3d %s found it in the DHT, fetched, verified and loaded it (%.1f s)\n", i,

@@ -1,0 +1,238 @@
+// Inference over the network end to end, on real nodes on 127.0.0.1: three providers host the
+// tiny B-LeNet (one published, two initModel'd from the DHT) and a client node runs sessions.
+// Fan-out answers equal local inference; finish() really stops the peers' work; a provider
+// killed mid-stream loses no request; bad inputs are refused clearly while serving goes on;
+// split execution answers like the whole model does locally, with fewer bytes on the wire.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "client/blocking.h"
+#include "engine/engine.h"
+#include "node/model_host.h"
+#include "node/node_test_util.h"
+#include "routing/dht_routing.h"
+#include "serve/infer_server.h"
+#include "support/tiny_model.h"
+
+namespace idn::node {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using testing::RunningNode;
+
+Config config(const std::vector<core::Multiaddr>& boot, size_t max_batch = 8) {
+  Config c;
+  c.serve.max_batch = max_batch;
+  c.listen = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0").value()};
+  c.bootstrap = boot;
+  c.dht.record_ttl = 60s;
+  return c;
+}
+
+// Three providers and a client, set up once for the suite (training and DHT joins cost
+// seconds); tests that kill a provider start their own.
+class Network {
+ public:
+  explicit Network(size_t providers = 3, size_t max_batch = 8) {
+    pkg = idn::testing::tiny_package("b-lenet");
+    for (size_t i = 0; i < providers; ++i) {
+      nodes.push_back(std::make_unique<RunningNode>(config(boot, max_batch)));
+      if (boot.empty()) boot = (*nodes.back())->listen_addrs();
+    }
+    for (size_t i = 1; i < nodes.size(); ++i)
+      EXPECT_TRUE((*nodes[i])->routing()->wait_connected(20s).is_ok());
+    RunningNode& a = *nodes[0];
+    auto pub = a.on_io<Result<Published>>([&]() { return a->models().publish(pkg, "test"); });
+    EXPECT_TRUE(pub.ok()) << pub.status().to_string();
+    sid = pub->service_id;
+    for (size_t i = 1; i < nodes.size(); ++i) {
+      RunningNode& n = *nodes[i];
+      Status st = n.on_io<Status>([&]() { return n->models().init_model(*sid); });
+      EXPECT_TRUE(st.is_ok()) << st.to_string();
+    }
+    client = std::make_unique<RunningNode>(config(boot));
+    EXPECT_TRUE((*client)->routing()->wait_connected(20s).is_ok());
+    // Provider records reach the DHT within milliseconds on loopback; wait for all of them.
+    auto until = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < until) {
+      auto found = client->on_io<Result<std::vector<identity::PeerId>>>(
+          [&]() { return (*client)->models().providers(*sid, nodes.size(), {}); });
+      if (found.ok() && found->size() == nodes.size()) break;
+    }
+  }
+
+  std::shared_ptr<client::Session> session(client::SessionOptions o) {
+    RunningNode& c = *client;
+    return c.on_io<std::shared_ptr<client::Session>>(
+        [&]() -> p2p::awaitable<std::shared_ptr<client::Session>> {
+          co_return c->session(*sid, o);
+        });
+  }
+  serve::InferServer& server(size_t i) { return (*nodes[i])->server(); }
+
+  fs::path pkg;
+  std::vector<core::Multiaddr> boot;
+  std::vector<std::unique_ptr<RunningNode>> nodes;
+  std::unique_ptr<RunningNode> client;
+  std::optional<core::Multihash> sid;
+};
+
+std::vector<core::Tensor> test_images(size_t n) {
+  auto all = motifs::to_samples(idn::testing::tiny_data().test.x);
+  all.resize(std::min(n, all.size()));
+  return all;
+}
+
+TEST(Inference, FanOutToThreePeersAnswersLikeLocalInferenceOfTheSamePackage) {
+  Network net;
+  auto local = engine::Engine::load(net.pkg);
+  ASSERT_TRUE(local.ok());
+  client::SessionOptions o;
+  o.fanout = 3;
+  o.deadline = 10s;
+  auto s = net.session(o);
+  for (const auto& x : test_images(20)) {
+    auto want = (*local)->infer(x);
+    ASSERT_TRUE(want.ok());
+    auto got = client::infer_blocking(*s, x);
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    EXPECT_EQ(got->predicted, want->predicted);
+    EXPECT_EQ(got->exit_index, static_cast<uint32_t>(want->exit_index));
+    EXPECT_NEAR(got->confidence, want->confidence, 1e-4);
+    EXPECT_FALSE(got->local);
+  }
+  // All three peers were asked (fan-out), and every request completed somewhere.
+  uint64_t served = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    auto st = net.server(i).stats();
+    EXPECT_GT(st.requests, 0u) << "peer " << i << " was never asked";
+    served += st.completed + st.cancelled;
+  }
+  EXPECT_GE(served, 20u);
+}
+
+TEST(Inference, FinishStopsTheRemoteComputation) {
+  // One request per engine run, so the stage counters count requests.
+  Network net(1, /*max_batch=*/1);
+  client::SessionOptions o;
+  o.fanout = 1;
+  o.deadline = 20s;
+  // Run to the last exit: a request that is not stopped runs every stage.
+  o.exit_rule.criterion = protocol::ExitCriterion::kLastExit;
+  auto s = net.session(o);
+  auto before = net.server(0).stage_runs(*net.sid);
+  ASSERT_GE(before.size(), 2u);
+  auto x = test_images(1)[0];
+  // 40 requests at once queue up at the single worker; finishing the last 20 at once must
+  // stop them before their stages run (queued ones never start).
+  constexpr int kN = 40;
+  std::vector<client::BlockingStream> streams;
+  for (int i = 0; i < kN; ++i) streams.push_back(client::infer_stream_blocking(*s, x));
+  for (int i = kN / 2; i < kN; ++i) streams[i].finish();
+  for (int i = 0; i < kN / 2; ++i) {
+    std::optional<client::Event> last;
+    for (const auto& ev : streams[i]) last = ev;
+    ASSERT_TRUE(last.has_value()) << streams[i].summary().status.to_string();
+    EXPECT_EQ(last->exit_index, 1u) << "kLastExit answers come from the last exit";
+  }
+  auto until = std::chrono::steady_clock::now() + 20s;
+  serve::ServerStats st;
+  do {
+    st = net.server(0).stats();
+  } while (st.completed + st.cancelled < kN && std::chrono::steady_clock::now() < until);
+  ASSERT_EQ(st.completed + st.cancelled, static_cast<uint64_t>(kN));
+  EXPECT_GE(st.cancelled, 1u);
+  auto after = net.server(0).stage_runs(*net.sid);
+  // Only completed requests reached the last stage: the cancelled ones stopped early.
+  EXPECT_EQ(after.back() - before.back(), static_cast<int64_t>(st.completed));
+  EXPECT_LT(after.back() - before.back(), kN);
+}
+
+TEST(Inference, KillingOneOfThreeProvidersDuringAStreamOf200RequestsLosesNone) {
+  Network net;
+  client::SessionOptions o;
+  o.fanout = 2;
+  o.deadline = 10s;
+  auto s = net.session(o);
+  auto images = test_images(50);
+  int lost = 0;
+  std::thread killer;
+  for (int i = 0; i < 200; ++i) {
+    auto stream = client::infer_stream_blocking(*s, images[i % images.size()]);
+    if (i == 60) killer = std::thread([&] { net.nodes[1].reset(); });  // mid-stream
+    std::optional<client::Event> last;
+    for (const auto& ev : stream) last = ev;
+    if (!last || !stream.summary().status.is_ok()) ++lost;
+  }
+  killer.join();
+  EXPECT_EQ(lost, 0);
+}
+
+TEST(Inference, MalformedInputIsRefusedClearlyAndTheNodeKeepsServing) {
+  Network net(1);
+  client::SessionOptions o;
+  o.fanout = 1;
+  o.deadline = 5s;
+  auto s = net.session(o);
+  // Wrong shape: a 3x32x32 image for a 1x28x28 model.
+  auto bad = core::Tensor::f32({3, 32, 32}, std::vector<float>(3 * 32 * 32, 0.5f));
+  auto r = client::infer_blocking(*s, bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().to_string().find("shape"), std::string::npos) << r.status().to_string();
+  // Non-finite values.
+  auto x = test_images(1)[0];
+  auto nan = x;
+  nan.f32_mut()[5] = std::nanf("");
+  auto r2 = client::infer_blocking(*s, nan);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_EQ(net.server(0).stats().invalid, 2u);
+  // And a good request right after is answered.
+  auto good = client::infer_blocking(*s, x);
+  EXPECT_TRUE(good.ok()) << good.status().to_string();
+}
+
+TEST(Inference, SplitExecutionAnswersLikeTheWholeModelAndSendsNothingForAConfidentLocalExit) {
+  Network net(1);
+  RunningNode& c = *net.client;
+  // The client needs the package to run stage 0 itself.
+  Status st = c.on_io<Status>([&]() { return c->models().init_model(*net.sid); });
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  auto prefix = c->local_prefix(*net.sid, 0);
+  ASSERT_TRUE(prefix.ok()) << prefix.status().to_string();
+  auto local = engine::Engine::load(net.pkg);
+  ASSERT_TRUE(local.ok());
+  client::SessionOptions o;
+  o.fanout = 1;
+  o.deadline = 10s;
+  o.local_prefix = *prefix;
+  auto s = net.session(o);
+  int remote = 0, at_home = 0;
+  for (const auto& x : test_images(40)) {
+    auto want = (*local)->infer(x);
+    ASSERT_TRUE(want.ok());
+    auto stream = client::infer_stream_blocking(*s, x);
+    std::optional<client::Event> last;
+    for (const auto& ev : stream) last = ev;
+    ASSERT_TRUE(last.has_value()) << stream.summary().status.to_string();
+    EXPECT_EQ(last->predicted, want->predicted);
+    EXPECT_EQ(last->exit_index, static_cast<uint32_t>(want->exit_index));
+    auto sum = stream.summary();
+    if (last->local) {
+      ++at_home;
+      EXPECT_EQ(sum.bytes_sent, 0u) << "a confident local exit sends nothing";
+    } else {
+      ++remote;
+      EXPECT_GT(sum.bytes_sent, 0u);
+    }
+  }
+  EXPECT_GT(at_home, 0);
+  EXPECT_GT(remote, 0);
+}
+
+}  // namespace
+}  // namespace idn::node
