@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <condition_variable>
 #include <mutex>
@@ -116,10 +117,17 @@ class InferServerTest : public ::testing::Test {
   void TearDown() override {
     gate_.release();
     if (server_) server_->stop();
+    // The io thread (this one: run() drives the io_context here) never runs a stage.
+    if (server_) {
+      EXPECT_GT(stages_seen_.load(), 0) << "the stage hook was never called";
+    }
+    EXPECT_EQ(stages_on_io_thread_.load(), 0) << "model work ran on the io thread";
   }
 
   void start(ServerConfig cfg = {}) {
     cfg.before_stage = [this](const core::Multihash& s, int stage, size_t n) {
+      ++stages_seen_;
+      if (std::this_thread::get_id() == io_thread_) ++stages_on_io_thread_;
       gate_(s, stage, n);
     };
     server_ = std::make_unique<InferServer>(ioc_.get_executor(), cfg);
@@ -235,6 +243,8 @@ class InferServerTest : public ::testing::Test {
   ise::ServiceDescriptor descriptor_;
   core::Multihash id_ = core::Multihash::sha2_256({});
   std::unique_ptr<InferServer> server_;
+  std::thread::id io_thread_ = std::this_thread::get_id();
+  std::atomic<int> stages_seen_{0}, stages_on_io_thread_{0};
 };
 
 const engine::ExitRule kNever{model::ExitCriterion::kConfidence, 2.0};
