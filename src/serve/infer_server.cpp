@@ -8,9 +8,9 @@
 #include <cmath>
 #include <condition_variable>
 #include <deque>
-#include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -130,7 +130,7 @@ struct InferServer::Core {
 
   mutable std::mutex mu;  // guards everything below up to the io-only part
   std::condition_variable work;
-  std::map<core::Multihash, std::shared_ptr<Service>> services;
+  std::unordered_map<core::Multihash, std::shared_ptr<Service>> services;
   std::deque<std::shared_ptr<Job>> queue;
   bool stopping = false;
   ServerStats stats;

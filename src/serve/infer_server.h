@@ -74,8 +74,9 @@ class InferServer {
   InferServer& operator=(const InferServer&) = delete;
 
   // Serves `id` from the package directory: loads one Engine per worker and checks that the
-  // descriptor's input dtype/shape and exits agree with the package. Replaces a service already
-  // hosted under `id` (requests queued for the old one are answered kUnknownService).
+  // descriptor's input dtype/shape, exits and model hash agree with the package. Replaces a
+  // service already hosted under `id` (requests queued for the old one are answered
+  // kUnknownService). Reads the package synchronously: call it off the io thread for big models.
   // Errors: from Engine::load (NotFound, Corruption, InvalidArgument...), InvalidArgument,
   // FailedPrecondition after stop().
   Status add_service(const core::Multihash& id, const ise::ServiceDescriptor& d,

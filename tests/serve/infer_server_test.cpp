@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <condition_variable>
 #include <mutex>
@@ -116,10 +117,17 @@ class InferServerTest : public ::testing::Test {
   void TearDown() override {
     gate_.release();
     if (server_) server_->stop();
+    // The io thread (this one: run() drives the io_context here) never runs a stage.
+    if (server_) {
+      EXPECT_GT(stages_seen_.load(), 0) << "the stage hook was never called";
+    }
+    EXPECT_EQ(stages_on_io_thread_.load(), 0) << "model work ran on the io thread";
   }
 
   void start(ServerConfig cfg = {}) {
     cfg.before_stage = [this](const core::Multihash& s, int stage, size_t n) {
+      ++stages_seen_;
+      if (std::this_thread::get_id() == io_thread_) ++stages_on_io_thread_;
       gate_(s, stage, n);
     };
     server_ = std::make_unique<InferServer>(ioc_.get_executor(), cfg);
@@ -129,6 +137,7 @@ class InferServerTest : public ::testing::Test {
 
   // Runs `body` on the io thread until everything finishes (or a 120 s watchdog fires).
   void run(std::function<awaitable<void>()> body) {
+    ioc_.restart();  // a test may run several bodies
     bool finished = false;
     asio::co_spawn(
         ioc_,
@@ -234,6 +243,8 @@ class InferServerTest : public ::testing::Test {
   ise::ServiceDescriptor descriptor_;
   core::Multihash id_ = core::Multihash::sha2_256({});
   std::unique_ptr<InferServer> server_;
+  std::thread::id io_thread_ = std::this_thread::get_id();
+  std::atomic<int> stages_seen_{0}, stages_on_io_thread_{0};
 };
 
 const engine::ExitRule kNever{model::ExitCriterion::kConfidence, 2.0};
@@ -551,6 +562,47 @@ TEST_F(InferServerTest, QueuedRequestsRunAsOneBatchWithPerRequestProgress) {
   }
 }
 
+TEST_F(InferServerTest, OnlyRequestsForTheSameStartStageShareABatch) {
+  start();
+  gate_.hold(1);
+  const size_t n = 4;
+  std::vector<InferProgress> a, fresh;
+  std::vector<std::vector<InferProgress>> resumed(n);
+  int done = 0;
+  run([&]() -> awaitable<void> {
+    spawn_call(request(30, ExitCriterion::kLastExit), &a, &done);
+    EXPECT_TRUE(co_await gate_.wait_entered());  // A holds the worker before its stage 1
+    for (size_t i = 0; i < n; ++i) {
+      auto act = local_->run_stages((*samples_)[i], -1, 0);
+      EXPECT_TRUE(act.ok());
+      if (!act.ok()) co_return;
+      auto r = request(i, ExitCriterion::kLastExit);
+      r.start_stage = 1;
+      r.input = *act;  // [1, C, H, W]: a leading batch dimension of 1 is accepted
+      spawn_call(r, &resumed[i], &done, static_cast<uint8_t>(40 + i));
+    }
+    EXPECT_TRUE(co_await until([&] { return server_->stats().queued == n; }));
+    spawn_call(request(31), &fresh, &done, 50);
+    EXPECT_TRUE(co_await until([&] { return server_->stats().queued == n + 1; }));
+    gate_.release();
+    EXPECT_TRUE(co_await until([&] { return done == static_cast<int>(n) + 2; }));
+  });
+  server_->stop();
+  auto st = server_->stats();
+  EXPECT_EQ(st.batches, 1u);
+  EXPECT_EQ(st.batched_requests, n);
+  EXPECT_EQ(st.completed, n + 2);
+  for (size_t i = 0; i < n; ++i) {
+    auto want = local_progress(i, kNever);
+    ASSERT_EQ(resumed[i].size(), 1u) << "only the exit after stage 1 is reported";
+    EXPECT_EQ(resumed[i][0].exit_index, static_cast<uint32_t>(want.back().exit_index));
+    EXPECT_EQ(argmax(resumed[i][0].output), want.back().predicted);
+    EXPECT_NEAR(resumed[i][0].confidence, want.back().confidence, 1e-4);
+  }
+  ASSERT_FALSE(fresh.empty());
+  EXPECT_EQ(fresh.back().error, InferError::kNone);
+}
+
 TEST_F(InferServerTest, SplitExecutionAcrossTwoServersMatchesLocalInference) {
   start();
   // A second node hosting the same service resumes what the first one started.
@@ -591,8 +643,22 @@ TEST_F(InferServerTest, SplitExecutionAcrossTwoServersMatchesLocalInference) {
     ASSERT_EQ(probs.size(), want.back().probs.size());
     for (size_t c = 0; c < probs.size(); ++c) EXPECT_NEAR(probs[c], want.back().probs[c], 1e-5);
   }
+  // A middle segment: resume at stage 1 and stop after it (the activation, not an exit).
+  std::vector<InferProgress> segment;
+  run([&]() -> awaitable<void> {
+    auto r = request(0);
+    r.start_stage = 1;
+    r.stop_after_stage = 1;
+    r.input = head[0][0].output;
+    segment = co_await call(r);
+  });
+  ASSERT_EQ(segment.size(), 1u);
+  EXPECT_EQ(segment[0].error, InferError::kNone) << segment[0].error_message;
+  EXPECT_EQ(segment[0].exit_index, 1u);
+  EXPECT_EQ(segment[0].output.shape, spec.layer(spec.stages[1].output)->out_shape);
+  EXPECT_EQ(segment[0].operations, static_cast<uint64_t>(spec.stages[1].flops));
   server_->stop();
-  EXPECT_EQ(server_->stage_runs(id_), (std::vector<int64_t>{5, 0}));
+  EXPECT_EQ(server_->stage_runs(id_), (std::vector<int64_t>{5, 1}));
   server_b.stop();
   EXPECT_EQ(server_b.stage_runs(id_), (std::vector<int64_t>{0, 5}));
 }
