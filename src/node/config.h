@@ -37,12 +37,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/multiaddr.h"
+#include "core/multihash.h"
 #include "core/status.h"
 
 namespace idn::node {
@@ -82,6 +84,9 @@ struct ServeConfig {
   size_t workers = 1;
   size_t max_queue = 64;
   size_t max_batch = 8;
+  // Called on a worker before each stage it runs (service, stage, batch size): tracing, and
+  // tests that hold a worker at a known point. Not settable from TOML.
+  std::function<void(const core::Multihash&, int, size_t)> before_stage;
 };
 
 inline constexpr std::string_view kDefaultListen = "/ip4/0.0.0.0/tcp/4001";

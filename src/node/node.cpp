@@ -265,6 +265,7 @@ Status Node::start_services() {
   sc.workers = config_.serve.workers;
   sc.max_queue = config_.serve.max_queue;
   sc.max_batch = config_.serve.max_batch;
+  sc.before_stage = config_.serve.before_stage;
   server_ = std::make_unique<serve::InferServer>(io_.get_executor(), sc);
   server_->attach(*dispatcher_);
 

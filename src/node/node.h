@@ -110,7 +110,9 @@ class Node {
   // Split execution (§3.8): runs stages [0, last_local_stage] of a service whose package this
   // node has (hosted or fetched) and the exits on the way; peers continue from the
   // activation. Errors: NotFound (no local package), engine load errors.
-  Result<client::LocalPrefix> local_prefix(const core::Multihash& service, int last_local_stage);
+  // `rule` decides whether the local exit is confident (the package's thresholds by default).
+  Result<client::LocalPrefix> local_prefix(const core::Multihash& service, int last_local_stage,
+                                           const protocol::ExitRule& rule = {});
   // "host:port" of this node's DHT socket, for other nodes' [dht] bootstrap.
   std::string dht_endpoint() const;
 

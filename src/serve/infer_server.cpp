@@ -553,6 +553,13 @@ struct InferServer::Core {
   }
 };
 
+Result<engine::ExitRule> engine_rule(const protocol::ExitRule& rule) {
+  std::string why;
+  auto r = map_rule(rule, why);
+  if (!r) return Status::invalid_argument(why);
+  return *r;
+}
+
 InferServer::InferServer(asio::any_io_executor io, ServerConfig cfg)
     : core_(std::make_shared<Core>(std::move(io), std::move(cfg))) {
   for (size_t w = 0; w < core_->cfg.workers; ++w)

@@ -25,8 +25,10 @@
 
 #include "core/multihash.h"
 #include "core/status.h"
+#include "engine/engine.h"
 #include "ise/service_descriptor.h"
 #include "p2p/stream.h"
+#include "protocol/messages.h"
 
 namespace idn::rpc {
 class Dispatcher;
@@ -34,6 +36,10 @@ class InferContext;
 }  // namespace idn::rpc
 
 namespace idn::serve {
+
+// The engine's form of a request's exit rule (kLastExit: no early exit meets it).
+// Errors: InvalidArgument (threshold outside [0, 1], unknown criterion).
+Result<engine::ExitRule> engine_rule(const protocol::ExitRule& rule);
 
 struct ServerConfig {
   size_t workers = 1;     // worker threads; each owns one Engine per hosted service

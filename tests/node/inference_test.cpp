@@ -7,7 +7,9 @@
 
 #include <cmath>
 #include <filesystem>
+#include <future>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "client/blocking.h"
@@ -25,9 +27,9 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using testing::RunningNode;
 
-Config config(const std::vector<core::Multiaddr>& boot, size_t max_batch = 8) {
+Config config(const std::vector<core::Multiaddr>& boot, ServeConfig serve = {}) {
   Config c;
-  c.serve.max_batch = max_batch;
+  c.serve = std::move(serve);
   c.listen = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0").value()};
   c.bootstrap = boot;
   c.dht.record_ttl = 60s;
@@ -38,10 +40,10 @@ Config config(const std::vector<core::Multiaddr>& boot, size_t max_batch = 8) {
 // seconds); tests that kill a provider start their own.
 class Network {
  public:
-  explicit Network(size_t providers = 3, size_t max_batch = 8) {
+  explicit Network(size_t providers = 3, ServeConfig serve = {}) {
     pkg = idn::testing::tiny_package("b-lenet");
     for (size_t i = 0; i < providers; ++i) {
-      nodes.push_back(std::make_unique<RunningNode>(config(boot, max_batch)));
+      nodes.push_back(std::make_unique<RunningNode>(config(boot, serve)));
       if (boot.empty()) boot = (*nodes.back())->listen_addrs();
     }
     for (size_t i = 1; i < nodes.size(); ++i)
@@ -117,8 +119,15 @@ TEST(Inference, FanOutToThreePeersAnswersLikeLocalInferenceOfTheSamePackage) {
 }
 
 TEST(Inference, FinishStopsTheRemoteComputation) {
-  // One request per engine run, so the stage counters count requests.
-  Network net(1, /*max_batch=*/1);
+  // The provider's worker stops before stage 1 until the test lets it go: by then the client
+  // has seen exit 0 and called finish().
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  ServeConfig serve;
+  serve.before_stage = [released](const core::Multihash&, int stage, size_t) {
+    if (stage == 1) released.wait();
+  };
+  Network net(1, serve);
   client::SessionOptions o;
   o.fanout = 1;
   o.deadline = 20s;
@@ -127,30 +136,29 @@ TEST(Inference, FinishStopsTheRemoteComputation) {
   auto s = net.session(o);
   auto before = net.server(0).stage_runs(*net.sid);
   ASSERT_GE(before.size(), 2u);
-  auto x = test_images(1)[0];
-  // 40 requests at once queue up at the single worker; finishing the last 20 at once must
-  // stop them before their stages run (queued ones never start).
-  constexpr int kN = 40;
-  std::vector<client::BlockingStream> streams;
-  for (int i = 0; i < kN; ++i) streams.push_back(client::infer_stream_blocking(*s, x));
-  for (int i = kN / 2; i < kN; ++i) streams[i].finish();
-  for (int i = 0; i < kN / 2; ++i) {
-    std::optional<client::Event> last;
-    for (const auto& ev : streams[i]) last = ev;
-    ASSERT_TRUE(last.has_value()) << streams[i].summary().status.to_string();
-    EXPECT_EQ(last->exit_index, 1u) << "kLastExit answers come from the last exit";
-  }
+  auto stream = client::infer_stream_blocking(*s, test_images(1)[0]);
+  auto first = stream.next();
+  ASSERT_TRUE(first.has_value()) << stream.summary().status.to_string();
+  EXPECT_EQ(first->exit_index, 0u);
+  stream.finish();
+  EXPECT_FALSE(stream.next().has_value());
+  // The Cancel reaches the provider, which ends the request...
   auto until = std::chrono::steady_clock::now() + 20s;
-  serve::ServerStats st;
-  do {
-    st = net.server(0).stats();
-  } while (st.completed + st.cancelled < kN && std::chrono::steady_clock::now() < until);
-  ASSERT_EQ(st.completed + st.cancelled, static_cast<uint64_t>(kN));
-  EXPECT_GE(st.cancelled, 1u);
+  while (net.server(0).stats().cancelled < 1 && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
+  release.set_value();
+  EXPECT_EQ(net.server(0).stats().cancelled, 1u);
+  EXPECT_EQ(net.server(0).stats().completed, 0u);
+  // ...and once the worker moves on, the stage counter shows stage 1 never ran.
+  until = std::chrono::steady_clock::now() + 20s;
+  while (net.server(0).stats().running > 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
   auto after = net.server(0).stage_runs(*net.sid);
-  // Only completed requests reached the last stage: the cancelled ones stopped early.
-  EXPECT_EQ(after.back() - before.back(), static_cast<int64_t>(st.completed));
-  EXPECT_LT(after.back() - before.back(), kN);
+  EXPECT_EQ(after[0], before[0] + 1);
+  EXPECT_EQ(after[1], before[1]) << "stage 1 ran after the requester finished";
+  auto sum = stream.summary();
+  ASSERT_EQ(sum.peers.size(), 1u);
+  EXPECT_EQ(sum.peers[0].outcome, client::PeerReport::Outcome::kFinishedEarly);
 }
 
 TEST(Inference, KillingOneOfThreeProvidersDuringAStreamOf200RequestsLosesNone) {
@@ -202,7 +210,9 @@ TEST(Inference, SplitExecutionAnswersLikeTheWholeModelAndSendsNothingForAConfide
   // The client needs the package to run stage 0 itself.
   Status st = c.on_io<Status>([&]() { return c->models().init_model(*net.sid); });
   ASSERT_TRUE(st.is_ok()) << st.to_string();
-  auto prefix = c->local_prefix(*net.sid, 0);
+  // A strict rule, so some samples leave the client and some do not.
+  protocol::ExitRule rule{protocol::ExitCriterion::kConfidence, 0.95f};
+  auto prefix = c->local_prefix(*net.sid, 0, rule);
   ASSERT_TRUE(prefix.ok()) << prefix.status().to_string();
   auto local = engine::Engine::load(net.pkg);
   ASSERT_TRUE(local.ok());
@@ -210,10 +220,11 @@ TEST(Inference, SplitExecutionAnswersLikeTheWholeModelAndSendsNothingForAConfide
   o.fanout = 1;
   o.deadline = 10s;
   o.local_prefix = *prefix;
+  o.exit_rule = rule;
   auto s = net.session(o);
   int remote = 0, at_home = 0;
   for (const auto& x : test_images(40)) {
-    auto want = (*local)->infer(x);
+    auto want = (*local)->infer(x, engine::ExitRule{model::ExitCriterion::kConfidence, 0.95});
     ASSERT_TRUE(want.ok());
     auto stream = client::infer_stream_blocking(*s, x);
     std::optional<client::Event> last;
