@@ -106,6 +106,43 @@ TEST(Session, FansOutToSeveralPeersAndMergesTheirAnswersIntoImprovingEvents) {
   }
 }
 
+TEST(Session, ASlowPeerDoesNotHoldBackTheAnswerOfAFastOne) {
+  ClientEnv env(2);  // fewer providers than the fanout: the request runs with those there are
+  env.server(0).step_delay = 2000ms;
+  env.connect_all();
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(),
+                  quick_options());
+  RunResult r = run_request(env, session, testing::input_for(8));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  EXPECT_LT(r.took, 1500ms);
+  ASSERT_TRUE(r.summary.best);
+  EXPECT_EQ(r.summary.best->peer, env.server(1).id());
+  ASSERT_EQ(r.summary.peers.size(), 2u);
+  EXPECT_EQ(r.summary.peers[0].outcome, Outcome::kFinishedEarly);
+  EXPECT_EQ(r.summary.peers[1].outcome, Outcome::kAnswered);
+  EXPECT_TRUE(env.eventually([&] { return env.server(0).cancels == 1; }));
+}
+
+TEST(Session, TheRequestCarriesServiceExitRuleAndTheTimeLeft) {
+  ClientEnv env(1);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.exit_rule = {protocol::ExitCriterion::kEntropy, 0.01f};
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(4));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  ASSERT_EQ(env.server(0).requests.size(), 1u);
+  const protocol::InferRequest& req = env.server(0).requests[0];
+  EXPECT_EQ(req.service_id, env.service().bytes());
+  EXPECT_EQ(req.exit_rule, o.exit_rule);
+  EXPECT_GT(req.deadline_ms, 0u);
+  EXPECT_LE(req.deadline_ms, 5000u);
+  EXPECT_EQ(req.start_stage, 0u);
+  EXPECT_FALSE(req.stop_after_stage.has_value());
+  EXPECT_EQ(req.input, testing::input_for(4));
+  EXPECT_EQ(req.request_id, 1u);
+}
+
 TEST(Session, FinishSendsCancelToEveryPeerStillWorkingAndEndsTheStream) {
   ClientEnv env(3);
   for (size_t i = 0; i < 3; ++i) env.server(i).script = Script::kForever;
