@@ -96,7 +96,8 @@ struct Attempt {
 class Request : public std::enable_shared_from_this<Request> {
  public:
   Request(asio::any_io_executor ex, p2p::Host& host, ProviderSource providers,
-          core::Multihash service, SessionOptions opts, uint64_t id, core::Tensor input)
+          core::Multihash service, SessionOptions opts, uint64_t id, core::Tensor input,
+          std::shared_ptr<SessionStats> stats)
       : ex_(std::move(ex)),
         host_(host),
         providers_(std::move(providers)),
@@ -106,7 +107,10 @@ class Request : public std::enable_shared_from_this<Request> {
         input_(std::move(input)),
         started_(Clock::now()),
         deadline_(started_ + opts_.deadline),
-        changed_(ex_) {}
+        changed_(ex_),
+        stats_(std::move(stats)) {
+    stats_->started++;
+  }
 
   void start() { asio::co_spawn(ex_, drive(shared_from_this()), asio::detached); }
 
@@ -116,6 +120,7 @@ class Request : public std::enable_shared_from_this<Request> {
       if (!queue_.empty()) {
         Event e = std::move(queue_.front());
         queue_.pop_front();
+        stats_->events++;
         co_return e;
       }
       if (done_) co_return std::nullopt;
@@ -192,6 +197,7 @@ class Request : public std::enable_shared_from_this<Request> {
       changed_.notify_all();
     }
     if (step->confident) {
+      if (summary_.best) stats_->local_answers++;
       complete(summary_.best ? Status::ok()
                              : Status::internal("local prefix reported a confident exit "
                                                 "without an answer"));
@@ -322,7 +328,7 @@ class Request : public std::enable_shared_from_this<Request> {
         co_return;
       }
       a->request_written = true;
-      summary_.bytes_sent += frame_size(request_frame_.size());
+      count_sent(request_frame_.size());
       if (!a->active()) co_await close_writes(a);  // dropped while the request was written
     }
     co_await read_answers(a);
@@ -346,7 +352,7 @@ class Request : public std::enable_shared_from_this<Request> {
         if (!(c == Code::kNotFound && a->writes_closed)) a->stream->reset();
         co_return;
       }
-      summary_.bytes_received += frame_size(frame->size());
+      count_received(frame->size());
       if (!a->active()) continue;  // draining a peer we gave up on
       a->last_activity = Clock::now();
       auto msg = protocol::decode_infer_server(ByteView(*frame), rpc::infer_io_limits().decode);
@@ -359,6 +365,14 @@ class Request : public std::enable_shared_from_this<Request> {
   }
 
   static uint64_t frame_size(size_t payload) { return core::uvarint_size(payload) + payload; }
+  void count_sent(size_t payload) {
+    summary_.bytes_sent += frame_size(payload);
+    stats_->bytes_sent += frame_size(payload);
+  }
+  void count_received(size_t payload) {
+    summary_.bytes_received += frame_size(payload);
+    stats_->bytes_received += frame_size(payload);
+  }
 
   void on_progress(const std::shared_ptr<Attempt>& a, protocol::InferProgress p) {
     PeerReport& report = summary_.peers[a->report_index];
@@ -444,7 +458,7 @@ class Request : public std::enable_shared_from_this<Request> {
     if (a->cancel_wanted) {
       Bytes cancel = protocol::encode(protocol::InferClientMessage{protocol::InferCancel{id_}});
       Status st = co_await p2p::write_length_prefixed(*stream, cancel);
-      if (st.is_ok()) summary_.bytes_sent += frame_size(cancel.size());
+      if (st.is_ok()) count_sent(cancel.size());
     }
     (void)co_await stream->close_write();
   }
@@ -465,7 +479,37 @@ class Request : public std::enable_shared_from_this<Request> {
     for (auto& a : attempts_) {
       if (a->active()) drop(a, Outcome::kFinishedEarly, "the request was complete");
     }
+    record_completion();
     changed_.notify_all();
+  }
+
+  void record_completion() {
+    SessionStats& s = *stats_;
+    s.completed++;
+    switch (summary_.status.code()) {
+      case Code::kOk:
+        s.ok++;
+        break;
+      case Code::kTimeout:
+        s.timeouts++;
+        break;
+      case Code::kNotFound:
+        s.not_found++;
+        break;
+      case Code::kUnavailable:
+        s.unavailable++;
+        break;
+      case Code::kCancelled:
+        s.cancelled++;
+        break;
+      default:
+        s.other_errors++;
+        break;
+    }
+    for (const PeerReport& r : summary_.peers) {
+      auto i = static_cast<size_t>(r.outcome);
+      if (i < s.peer_outcomes.size()) s.peer_outcomes[i]++;
+    }
   }
 
   std::string best_text() const {
@@ -524,6 +568,7 @@ class Request : public std::enable_shared_from_this<Request> {
   std::deque<Event> queue_;
   bool done_ = false;
   Summary summary_;
+  std::shared_ptr<SessionStats> stats_;
 };
 
 }  // namespace detail
@@ -558,7 +603,7 @@ Session::Session(asio::any_io_executor io, p2p::Host& host, ProviderSource provi
 
 std::shared_ptr<InferStream> Session::infer(core::Tensor input) {
   auto r = std::make_shared<detail::Request>(io_, host_, providers_, service_, opts_,
-                                             next_request_id_++, std::move(input));
+                                             next_request_id_++, std::move(input), stats_);
   r->start();
   return std::make_shared<InferStream>(std::move(r));
 }

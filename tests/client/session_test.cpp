@@ -360,6 +360,11 @@ TEST(Session, StopsAfterMaxAttemptsWhenEveryPeerFails) {
   EXPECT_NE(r.summary.status.message().find("max_attempts (3)"), std::string::npos);
   ASSERT_EQ(r.summary.peers.size(), 3u);
   for (const PeerReport& p : r.summary.peers) EXPECT_EQ(p.outcome, Outcome::kBusy);
+  const SessionStats& stats = session.stats();
+  EXPECT_EQ(stats.completed, 1u);
+  EXPECT_EQ(stats.unavailable, 1u);
+  EXPECT_EQ(stats.ok, 0u);
+  EXPECT_EQ(stats.peer_outcomes[static_cast<size_t>(Outcome::kBusy)], 3u);
   size_t asked = 0;
   for (size_t i = 0; i < 5; ++i) asked += env.server(i).requests.size();
   EXPECT_EQ(asked, 3u);
@@ -387,6 +392,8 @@ TEST(Session, CountsTheBytesOfEveryMessageOnTheWire) {
   EXPECT_EQ(env.server(0).sent.size(), 3u);
   EXPECT_EQ(r.summary.bytes_sent, sent);  // the request; a final answer needs no Cancel
   EXPECT_EQ(r.summary.bytes_received, received);
+  EXPECT_EQ(session.stats().bytes_sent, sent);
+  EXPECT_EQ(session.stats().bytes_received, received);
   EXPECT_GT(sent, 4u * sizeof(float));
 }
 
@@ -424,6 +431,8 @@ TEST(Session, ConfidentLocalPrefixAnswersWithoutSendingAnything) {
   EXPECT_TRUE(r.summary.peers.empty());
   EXPECT_EQ(env.provider_calls(), 0);
   EXPECT_TRUE(env.server(0).requests.empty());
+  EXPECT_EQ(session.stats().local_answers, 1u);
+  EXPECT_EQ(session.stats().bytes_sent, 0u);
 }
 
 TEST(Session, UnconfidentLocalPrefixSendsTheActivationFromTheNextStage) {
@@ -535,6 +544,11 @@ TEST(Session, HundredConcurrentRequestsEachGetTheirOwnAnswer) {
     EXPECT_EQ(seen.size(), env.server(s).requests.size());
   }
   EXPECT_EQ(session.requests_started(), static_cast<uint64_t>(kRequests));
+  auto stats = env.loop().call([&] { return session.stats(); });
+  EXPECT_EQ(stats.started, static_cast<uint64_t>(kRequests));
+  EXPECT_EQ(stats.completed, static_cast<uint64_t>(kRequests));
+  EXPECT_EQ(stats.ok, static_cast<uint64_t>(kRequests));
+  EXPECT_GE(stats.events, static_cast<uint64_t>(kRequests));
 }
 
 }  // namespace
