@@ -68,6 +68,10 @@ ProviderSource fixed_providers(std::vector<identity::PeerId> peers) {
 
 namespace detail {
 
+// A busy peer is asked again no sooner than this, whatever retry_after it sent: a peer
+// answering busy with 0 must not make a request spin.
+constexpr uint32_t kMinBusyRetryMs = 10;
+
 // One peer's part in a request: its stream and what it sent so far.
 struct Attempt {
   enum class State {
@@ -163,6 +167,7 @@ class Request : public std::enable_shared_from_this<Request> {
       for (auto& a : attempts_) {
         if (a->active()) wake = std::min(wake, a->last_activity + opts_.inactivity_timeout);
       }
+      if (!busy_.empty()) wake = std::min(wake, busy_.front().retry_at);
       co_await changed_.wait(wake);
       if (done_) break;
       SteadyTime now = Clock::now();
@@ -240,8 +245,9 @@ class Request : public std::enable_shared_from_this<Request> {
                                              [](const auto& a) { return a->active(); }));
   }
 
-  // Keeps `fanout` peers working while attempts and providers last; completes the request
-  // when nobody is working and nobody else can be asked.
+  // Keeps `fanout` peers working while attempts and providers last: new providers first, then
+  // peers that were busy, once their retry_after has passed (so a small swarm under load still
+  // answers). Completes the request when nobody is working and nobody else can be asked.
   void refill() {
     if (done_ || lookup_in_flight_) return;
     size_t active = active_count();
@@ -252,7 +258,25 @@ class Request : public std::enable_shared_from_this<Request> {
       asio::co_spawn(ex_, lookup(shared_from_this(), want), asio::detached);
       return;
     }
-    if (active == 0) complete(exhausted_status(budget == 0));
+    SteadyTime now = Clock::now();
+    while (want > 0 && !busy_.empty() && busy_.front().retry_at <= now) {
+      identity::PeerId peer = busy_.front().peer;
+      busy_.erase(busy_.begin());
+      start_attempt(peer);
+      --want;
+      ++active;
+    }
+    if (active > 0) return;
+    if (want > 0 && !busy_.empty() && busy_.front().retry_at < deadline_) return;  // wait for it
+    complete(exhausted_status(budget == 0));
+  }
+
+  // A busy peer may be asked again after it said it would have room.
+  void remember_busy(const identity::PeerId& peer, uint32_t retry_after_ms) {
+    auto wait = std::chrono::milliseconds(std::max<uint32_t>(retry_after_ms, kMinBusyRetryMs));
+    busy_.push_back({peer, Clock::now() + wait});
+    std::sort(busy_.begin(), busy_.end(),
+              [](const BusyPeer& a, const BusyPeer& b) { return a.retry_at < b.retry_at; });
   }
 
   static awaitable<void> lookup(std::shared_ptr<Request> self, size_t n) {
@@ -285,7 +309,7 @@ class Request : public std::enable_shared_from_this<Request> {
   }
 
   void start_attempt(const identity::PeerId& peer) {
-    tried_.push_back(peer);
+    if (std::find(tried_.begin(), tried_.end(), peer) == tried_.end()) tried_.push_back(peer);
     summary_.peers.push_back(PeerReport{peer, Outcome::kRunning, "", 0, 0});
     auto a = std::make_shared<Attempt>(peer, summary_.peers.size() - 1);
     attempts_.push_back(a);
@@ -381,6 +405,7 @@ class Request : public std::enable_shared_from_this<Request> {
       if (p.busy()) {
         drop(a, Outcome::kBusy, fmt::format("busy (retry after {} ms){}", p.retry_after_ms, why),
              !p.final);
+        remember_busy(a->peer, p.retry_after_ms);
       } else {
         drop(a, Outcome::kError, fmt::format("{}{}", protocol::infer_error_name(p.error), why),
              !p.final);
@@ -562,6 +587,11 @@ class Request : public std::enable_shared_from_this<Request> {
 
   std::vector<std::shared_ptr<Attempt>> attempts_;
   std::vector<identity::PeerId> tried_;
+  struct BusyPeer {
+    identity::PeerId peer;
+    SteadyTime retry_at;
+  };
+  std::vector<BusyPeer> busy_;  // by retry time
   bool lookup_in_flight_ = false;
   bool providers_exhausted_ = false;
   Status lookup_error_;

@@ -371,6 +371,52 @@ TEST(Session, StopsAfterMaxAttemptsWhenEveryPeerFails) {
   EXPECT_FALSE(r.summary.best);
 }
 
+TEST(Session, ABusyPeerIsAskedAgainAfterRetryAfterWhenNoOtherProviderExists) {
+  ClientEnv env(1);
+  env.server(0).script = Script::kBusyOnce;
+  env.server(0).retry_after_ms = 100;
+  env.connect_all();
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(),
+                  quick_options());
+  RunResult r = run_request(env, session, testing::input_for(9));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  EXPECT_GE(r.took, 100ms);
+  ASSERT_EQ(r.summary.peers.size(), 2u);  // one report per attempt
+  EXPECT_EQ(r.summary.peers[0].outcome, Outcome::kBusy);
+  EXPECT_EQ(r.summary.peers[1].outcome, Outcome::kAnswered);
+  EXPECT_EQ(r.summary.peers[0].peer, r.summary.peers[1].peer);
+  EXPECT_EQ(env.server(0).requests.size(), 2u);
+  ASSERT_TRUE(r.summary.best);
+  EXPECT_EQ(r.summary.best->predicted, 9);
+}
+
+TEST(Session, ABusyPeerWhoseRetryFallsAfterTheDeadlineIsNotWaitedFor) {
+  ClientEnv env(1);
+  env.server(0).script = Script::kBusy;
+  env.server(0).retry_after_ms = 60000;
+  env.connect_all();
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(),
+                  quick_options());
+  RunResult r = run_request(env, session, testing::input_for(1));
+  EXPECT_EQ(r.summary.status.code(), Code::kUnavailable) << r.summary.status.to_string();
+  EXPECT_LT(r.took, 2000ms);
+  EXPECT_EQ(env.server(0).requests.size(), 1u);
+}
+
+TEST(Session, AnAlwaysBusyPeerIsRetriedOnlyUntilMaxAttempts) {
+  ClientEnv env(1);
+  env.server(0).script = Script::kBusy;
+  env.server(0).retry_after_ms = 0;  // the client still waits its minimum between tries
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.max_attempts = 4;
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(1));
+  EXPECT_EQ(r.summary.status.code(), Code::kUnavailable) << r.summary.status.to_string();
+  EXPECT_NE(r.summary.status.message().find("max_attempts (4)"), std::string::npos);
+  EXPECT_EQ(env.server(0).requests.size(), 4u);
+}
+
 TEST(Session, CountsTheBytesOfEveryMessageOnTheWire) {
   ClientEnv env(1);
   env.connect_all();
