@@ -167,7 +167,7 @@ class Request : public std::enable_shared_from_this<Request> {
       for (auto& a : attempts_) {
         if (a->active()) wake = std::min(wake, a->last_activity + opts_.inactivity_timeout);
       }
-      if (!busy_.empty()) wake = std::min(wake, busy_.front().retry_at);
+      if (can_retry_busy()) wake = std::min(wake, busy_.front().retry_at);
       co_await changed_.wait(wake);
       if (done_) break;
       SteadyTime now = Clock::now();
@@ -269,6 +269,13 @@ class Request : public std::enable_shared_from_this<Request> {
     if (active > 0) return;
     if (want > 0 && !busy_.empty() && busy_.front().retry_at < deadline_) return;  // wait for it
     complete(exhausted_status(budget == 0));
+  }
+
+  // Whether refill() would start a busy peer again once its retry time comes (only then may
+  // the driver wake for it: a past retry time nobody can use would make it spin).
+  bool can_retry_busy() const {
+    return !busy_.empty() && providers_exhausted_ && !lookup_in_flight_ &&
+           active_count() < opts_.fanout && attempts_.size() < opts_.max_attempts;
   }
 
   // A busy peer may be asked again after it said it would have room.
