@@ -379,8 +379,14 @@ class Request : public std::enable_shared_from_this<Request> {
             drop(a, Outcome::kVanished, frame.status().to_string());
           }
         }
-        // A clean end after we closed our side leaves nothing to reset.
-        if (!(c == Code::kNotFound && a->writes_closed)) a->stream->reset();
+        if (c != Code::kNotFound) {
+          a->stream->reset();
+        } else if (!a->writes_closed) {
+          // The peer ended cleanly first: end ours cleanly too (a reset would look like an
+          // error to a peer that is still reading).
+          a->writes_closed = true;
+          (void)co_await a->stream->close_write();
+        }
         co_return;
       }
       count_received(frame->size());

@@ -146,6 +146,21 @@ class ClientEnv {
     });
   }
 
+  // True once every fake handler has returned and no server's dispatcher saw a broken stream
+  // (a reset or malformed message from the client): the client ended every exchange cleanly.
+  bool servers_finished_cleanly() {
+    bool idle = eventually([&] {
+      for (auto& s : servers_)
+        if (s->active > 0) return false;
+      return true;
+    });
+    return idle && loop_.call([&] {
+      for (auto& s : servers_)
+        if (s->dispatcher->stats().stream_errors != 0) return false;
+      return true;
+    });
+  }
+
   // GCC 12 miscompiles temporaries inside co_await expressions: pass a named predicate.
   awaitable<bool> wait_until(const std::function<bool()>& pred,
                              std::chrono::milliseconds timeout = 10s) {

@@ -104,6 +104,7 @@ TEST(Session, FansOutToSeveralPeersAndMergesTheirAnswersIntoImprovingEvents) {
     EXPECT_TRUE(found);
     EXPECT_GT(e.latency.count(), 0);
   }
+  EXPECT_TRUE(env.servers_finished_cleanly());
 }
 
 TEST(Session, ASlowPeerDoesNotHoldBackTheAnswerOfAFastOne) {
@@ -174,6 +175,7 @@ TEST(Session, FinishSendsCancelToEveryPeerStillWorkingAndEndsTheStream) {
     EXPECT_TRUE(cancelled) << "every peer must see a Cancel";
     for (const PeerReport& p : s->summary().peers) EXPECT_EQ(p.outcome, Outcome::kFinishedEarly);
   });
+  EXPECT_TRUE(env.servers_finished_cleanly());
 }
 
 TEST(Session, DroppingTheStreamHandleFinishesTheRequest) {
@@ -199,6 +201,7 @@ struct AutoFinishCase {
   const char* name;
   std::optional<float> finish_confidence;
   protocol::ExitRule rule;
+  friend void PrintTo(const AutoFinishCase& c, std::ostream* os) { *os << c.name; }
 };
 
 class AutoFinish : public ::testing::TestWithParam<AutoFinishCase> {};
@@ -235,6 +238,7 @@ struct RerouteCase {
   Script script;
   Outcome outcome;
   bool expects_cancel;  // the bad peer may still be working, so it must get a Cancel
+  friend void PrintTo(const RerouteCase& c, std::ostream* os) { *os << c.name; }
 };
 
 class Reroute : public ::testing::TestWithParam<RerouteCase> {};
@@ -273,6 +277,9 @@ TEST_P(Reroute, AFailingPeerIsDroppedReportedAndReplacedByAnotherProvider) {
   if (GetParam().expects_cancel) {
     bool cancelled = env.eventually([&] { return env.server(0).cancels == 1; });
     EXPECT_TRUE(cancelled) << "the dropped peer must see a Cancel";
+  }
+  if (GetParam().script != Script::kVanish) {
+    EXPECT_TRUE(env.servers_finished_cleanly());
   }
 }
 
