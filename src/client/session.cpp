@@ -68,6 +68,10 @@ ProviderSource fixed_providers(std::vector<identity::PeerId> peers) {
 
 namespace detail {
 
+// A busy peer is asked again no sooner than this, whatever retry_after it sent: a peer
+// answering busy with 0 must not make a request spin.
+constexpr uint32_t kMinBusyRetryMs = 10;
+
 // One peer's part in a request: its stream and what it sent so far.
 struct Attempt {
   enum class State {
@@ -96,7 +100,8 @@ struct Attempt {
 class Request : public std::enable_shared_from_this<Request> {
  public:
   Request(asio::any_io_executor ex, p2p::Host& host, ProviderSource providers,
-          core::Multihash service, SessionOptions opts, uint64_t id, core::Tensor input)
+          core::Multihash service, SessionOptions opts, uint64_t id, core::Tensor input,
+          std::shared_ptr<SessionStats> stats)
       : ex_(std::move(ex)),
         host_(host),
         providers_(std::move(providers)),
@@ -106,7 +111,10 @@ class Request : public std::enable_shared_from_this<Request> {
         input_(std::move(input)),
         started_(Clock::now()),
         deadline_(started_ + opts_.deadline),
-        changed_(ex_) {}
+        changed_(ex_),
+        stats_(std::move(stats)) {
+    stats_->started++;
+  }
 
   void start() { asio::co_spawn(ex_, drive(shared_from_this()), asio::detached); }
 
@@ -116,6 +124,7 @@ class Request : public std::enable_shared_from_this<Request> {
       if (!queue_.empty()) {
         Event e = std::move(queue_.front());
         queue_.pop_front();
+        stats_->events++;
         co_return e;
       }
       if (done_) co_return std::nullopt;
@@ -158,6 +167,7 @@ class Request : public std::enable_shared_from_this<Request> {
       for (auto& a : attempts_) {
         if (a->active()) wake = std::min(wake, a->last_activity + opts_.inactivity_timeout);
       }
+      if (can_retry_busy()) wake = std::min(wake, busy_.front().retry_at);
       co_await changed_.wait(wake);
       if (done_) break;
       SteadyTime now = Clock::now();
@@ -192,6 +202,7 @@ class Request : public std::enable_shared_from_this<Request> {
       changed_.notify_all();
     }
     if (step->confident) {
+      if (summary_.best) stats_->local_answers++;
       complete(summary_.best ? Status::ok()
                              : Status::internal("local prefix reported a confident exit "
                                                 "without an answer"));
@@ -234,8 +245,9 @@ class Request : public std::enable_shared_from_this<Request> {
                                              [](const auto& a) { return a->active(); }));
   }
 
-  // Keeps `fanout` peers working while attempts and providers last; completes the request
-  // when nobody is working and nobody else can be asked.
+  // Keeps `fanout` peers working while attempts and providers last: new providers first, then
+  // peers that were busy, once their retry_after has passed (so a small swarm under load still
+  // answers). Completes the request when nobody is working and nobody else can be asked.
   void refill() {
     if (done_ || lookup_in_flight_) return;
     size_t active = active_count();
@@ -246,7 +258,32 @@ class Request : public std::enable_shared_from_this<Request> {
       asio::co_spawn(ex_, lookup(shared_from_this(), want), asio::detached);
       return;
     }
-    if (active == 0) complete(exhausted_status(budget == 0));
+    SteadyTime now = Clock::now();
+    while (want > 0 && !busy_.empty() && busy_.front().retry_at <= now) {
+      identity::PeerId peer = busy_.front().peer;
+      busy_.erase(busy_.begin());
+      start_attempt(peer);
+      --want;
+      ++active;
+    }
+    if (active > 0) return;
+    if (want > 0 && !busy_.empty() && busy_.front().retry_at < deadline_) return;  // wait for it
+    complete(exhausted_status(budget == 0));
+  }
+
+  // Whether refill() would start a busy peer again once its retry time comes (only then may
+  // the driver wake for it: a past retry time nobody can use would make it spin).
+  bool can_retry_busy() const {
+    return !busy_.empty() && providers_exhausted_ && !lookup_in_flight_ &&
+           active_count() < opts_.fanout && attempts_.size() < opts_.max_attempts;
+  }
+
+  // A busy peer may be asked again after it said it would have room.
+  void remember_busy(const identity::PeerId& peer, uint32_t retry_after_ms) {
+    auto wait = std::chrono::milliseconds(std::max<uint32_t>(retry_after_ms, kMinBusyRetryMs));
+    busy_.push_back({peer, Clock::now() + wait});
+    std::sort(busy_.begin(), busy_.end(),
+              [](const BusyPeer& a, const BusyPeer& b) { return a.retry_at < b.retry_at; });
   }
 
   static awaitable<void> lookup(std::shared_ptr<Request> self, size_t n) {
@@ -279,7 +316,7 @@ class Request : public std::enable_shared_from_this<Request> {
   }
 
   void start_attempt(const identity::PeerId& peer) {
-    tried_.push_back(peer);
+    if (std::find(tried_.begin(), tried_.end(), peer) == tried_.end()) tried_.push_back(peer);
     summary_.peers.push_back(PeerReport{peer, Outcome::kRunning, "", 0, 0});
     auto a = std::make_shared<Attempt>(peer, summary_.peers.size() - 1);
     attempts_.push_back(a);
@@ -322,7 +359,7 @@ class Request : public std::enable_shared_from_this<Request> {
         co_return;
       }
       a->request_written = true;
-      summary_.bytes_sent += frame_size(request_frame_.size());
+      count_sent(request_frame_.size());
       if (!a->active()) co_await close_writes(a);  // dropped while the request was written
     }
     co_await read_answers(a);
@@ -342,11 +379,17 @@ class Request : public std::enable_shared_from_this<Request> {
             drop(a, Outcome::kVanished, frame.status().to_string());
           }
         }
-        // A clean end after we closed our side leaves nothing to reset.
-        if (!(c == Code::kNotFound && a->writes_closed)) a->stream->reset();
+        if (c != Code::kNotFound) {
+          a->stream->reset();
+        } else if (!a->writes_closed) {
+          // The peer ended cleanly first: end ours cleanly too (a reset would look like an
+          // error to a peer that is still reading).
+          a->writes_closed = true;
+          (void)co_await a->stream->close_write();
+        }
         co_return;
       }
-      summary_.bytes_received += frame_size(frame->size());
+      count_received(frame->size());
       if (!a->active()) continue;  // draining a peer we gave up on
       a->last_activity = Clock::now();
       auto msg = protocol::decode_infer_server(ByteView(*frame), rpc::infer_io_limits().decode);
@@ -359,6 +402,14 @@ class Request : public std::enable_shared_from_this<Request> {
   }
 
   static uint64_t frame_size(size_t payload) { return core::uvarint_size(payload) + payload; }
+  void count_sent(size_t payload) {
+    summary_.bytes_sent += frame_size(payload);
+    stats_->bytes_sent += frame_size(payload);
+  }
+  void count_received(size_t payload) {
+    summary_.bytes_received += frame_size(payload);
+    stats_->bytes_received += frame_size(payload);
+  }
 
   void on_progress(const std::shared_ptr<Attempt>& a, protocol::InferProgress p) {
     PeerReport& report = summary_.peers[a->report_index];
@@ -367,6 +418,7 @@ class Request : public std::enable_shared_from_this<Request> {
       if (p.busy()) {
         drop(a, Outcome::kBusy, fmt::format("busy (retry after {} ms){}", p.retry_after_ms, why),
              !p.final);
+        remember_busy(a->peer, p.retry_after_ms);
       } else {
         drop(a, Outcome::kError, fmt::format("{}{}", protocol::infer_error_name(p.error), why),
              !p.final);
@@ -444,7 +496,7 @@ class Request : public std::enable_shared_from_this<Request> {
     if (a->cancel_wanted) {
       Bytes cancel = protocol::encode(protocol::InferClientMessage{protocol::InferCancel{id_}});
       Status st = co_await p2p::write_length_prefixed(*stream, cancel);
-      if (st.is_ok()) summary_.bytes_sent += frame_size(cancel.size());
+      if (st.is_ok()) count_sent(cancel.size());
     }
     (void)co_await stream->close_write();
   }
@@ -465,7 +517,37 @@ class Request : public std::enable_shared_from_this<Request> {
     for (auto& a : attempts_) {
       if (a->active()) drop(a, Outcome::kFinishedEarly, "the request was complete");
     }
+    record_completion();
     changed_.notify_all();
+  }
+
+  void record_completion() {
+    SessionStats& s = *stats_;
+    s.completed++;
+    switch (summary_.status.code()) {
+      case Code::kOk:
+        s.ok++;
+        break;
+      case Code::kTimeout:
+        s.timeouts++;
+        break;
+      case Code::kNotFound:
+        s.not_found++;
+        break;
+      case Code::kUnavailable:
+        s.unavailable++;
+        break;
+      case Code::kCancelled:
+        s.cancelled++;
+        break;
+      default:
+        s.other_errors++;
+        break;
+    }
+    for (const PeerReport& r : summary_.peers) {
+      auto i = static_cast<size_t>(r.outcome);
+      if (i < s.peer_outcomes.size()) s.peer_outcomes[i]++;
+    }
   }
 
   std::string best_text() const {
@@ -518,12 +600,18 @@ class Request : public std::enable_shared_from_this<Request> {
 
   std::vector<std::shared_ptr<Attempt>> attempts_;
   std::vector<identity::PeerId> tried_;
+  struct BusyPeer {
+    identity::PeerId peer;
+    SteadyTime retry_at;
+  };
+  std::vector<BusyPeer> busy_;  // by retry time
   bool lookup_in_flight_ = false;
   bool providers_exhausted_ = false;
   Status lookup_error_;
   std::deque<Event> queue_;
   bool done_ = false;
   Summary summary_;
+  std::shared_ptr<SessionStats> stats_;
 };
 
 }  // namespace detail
@@ -558,7 +646,7 @@ Session::Session(asio::any_io_executor io, p2p::Host& host, ProviderSource provi
 
 std::shared_ptr<InferStream> Session::infer(core::Tensor input) {
   auto r = std::make_shared<detail::Request>(io_, host_, providers_, service_, opts_,
-                                             next_request_id_++, std::move(input));
+                                             next_request_id_++, std::move(input), stats_);
   r->start();
   return std::make_shared<InferStream>(std::move(r));
 }

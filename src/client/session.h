@@ -21,6 +21,7 @@
 // Session and InferStream made with it.
 #pragma once
 
+#include <array>
 #include <boost/asio/any_io_executor.hpp>
 #include <chrono>
 #include <cstdint>
@@ -83,6 +84,18 @@ struct SessionOptions {
   Status validate() const;
 };
 
+// Totals over a Session's completed requests, for metrics (read on the io thread).
+struct SessionStats {
+  uint64_t started = 0;
+  uint64_t completed = 0;  // requests that reached an end, by status below
+  uint64_t ok = 0, timeouts = 0, not_found = 0, unavailable = 0, cancelled = 0, other_errors = 0;
+  uint64_t local_answers = 0;  // completed by a confident local prefix, nothing sent
+  uint64_t events = 0;         // improving answers handed out
+  uint64_t bytes_sent = 0, bytes_received = 0;  // as Summary, summed over requests
+  // Peer outcomes, indexed by PeerReport::Outcome.
+  std::array<uint64_t, 8> peer_outcomes{};
+};
+
 namespace detail {
 class Request;
 }
@@ -114,6 +127,9 @@ class Session {
  public:
   Session(boost::asio::any_io_executor io, p2p::Host& host, ProviderSource providers,
           core::Multihash service, SessionOptions opts);
+  // A copy would hand out the same request IDs.
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
 
   // Starts a request (io thread). Errors (bad input or options, no provider, ...) end the
   // stream at once with summary().status saying why.
@@ -126,6 +142,7 @@ class Session {
   const core::Multihash& service() const { return service_; }
   const SessionOptions& options() const { return opts_; }
   uint64_t requests_started() const { return next_request_id_ - 1; }
+  const SessionStats& stats() const { return *stats_; }
 
  private:
   boost::asio::any_io_executor io_;
@@ -134,6 +151,7 @@ class Session {
   core::Multihash service_;
   SessionOptions opts_;
   uint64_t next_request_id_ = 1;
+  std::shared_ptr<SessionStats> stats_ = std::make_shared<SessionStats>();  // outlives requests
 };
 
 }  // namespace idn::client

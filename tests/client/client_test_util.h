@@ -28,6 +28,7 @@ enum class Script {
   kForever,      // first exit, then waits for a Cancel
   kSilent,       // nothing, waits for a Cancel
   kBusy,         // final InferError::kBusy
+  kBusyOnce,     // kBusy for its first request, then kCorrect
   kError,        // final InferError::kInternal
   kWrongShape,   // an answer of shape [1, 5], then waits
   kNaN,          // an answer with a NaN, then waits
@@ -57,6 +58,7 @@ struct FakeServer {
   Script script = Script::kCorrect;
   std::chrono::milliseconds step_delay{0};  // between exits (kCorrect)
   float base_confidence = 0.5f;
+  uint32_t retry_after_ms = 50;  // sent with kBusy
   // What it saw.
   std::vector<protocol::InferRequest> requests;
   std::vector<protocol::InferProgress> sent;  // as sent, request id stamped
@@ -141,6 +143,21 @@ class ClientEnv {
     return loop_.run([this, pred, timeout]() -> awaitable<bool> {
       bool ok = co_await wait_until(pred, timeout);
       co_return ok;
+    });
+  }
+
+  // True once every fake handler has returned and no server's dispatcher saw a broken stream
+  // (a reset or malformed message from the client): the client ended every exchange cleanly.
+  bool servers_finished_cleanly() {
+    bool idle = eventually([&] {
+      for (auto& s : servers_)
+        if (s->active > 0) return false;
+      return true;
+    });
+    return idle && loop_.call([&] {
+      for (auto& s : servers_)
+        if (s->dispatcher->stats().stream_errors != 0) return false;
+      return true;
     });
   }
 
@@ -238,11 +255,20 @@ class ClientEnv {
       case Script::kSilent:
         co_await await_cancel(s, ctx);
         co_return;
+      case Script::kBusyOnce:
+        if (s.requests.size() > 1) {
+          for (uint32_t e = first; e <= 2; ++e) {
+            auto p = progress(s, req, e, e == 2);
+            co_await send(s, ctx, p);
+          }
+          co_return;
+        }
+        [[fallthrough]];
       case Script::kBusy: {
         protocol::InferProgress p;
         p.final = true;
         p.error = protocol::InferError::kBusy;
-        p.retry_after_ms = 50;
+        p.retry_after_ms = s.retry_after_ms;
         p.error_message = "queue full";
         co_await send(s, ctx, p);
         co_return;

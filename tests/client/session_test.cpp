@@ -104,6 +104,44 @@ TEST(Session, FansOutToSeveralPeersAndMergesTheirAnswersIntoImprovingEvents) {
     EXPECT_TRUE(found);
     EXPECT_GT(e.latency.count(), 0);
   }
+  EXPECT_TRUE(env.servers_finished_cleanly());
+}
+
+TEST(Session, ASlowPeerDoesNotHoldBackTheAnswerOfAFastOne) {
+  ClientEnv env(2);  // fewer providers than the fanout: the request runs with those there are
+  env.server(0).step_delay = 2000ms;
+  env.connect_all();
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(),
+                  quick_options());
+  RunResult r = run_request(env, session, testing::input_for(8));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  EXPECT_LT(r.took, 1500ms);
+  ASSERT_TRUE(r.summary.best);
+  EXPECT_EQ(r.summary.best->peer, env.server(1).id());
+  ASSERT_EQ(r.summary.peers.size(), 2u);
+  EXPECT_EQ(r.summary.peers[0].outcome, Outcome::kFinishedEarly);
+  EXPECT_EQ(r.summary.peers[1].outcome, Outcome::kAnswered);
+  EXPECT_TRUE(env.eventually([&] { return env.server(0).cancels == 1; }));
+}
+
+TEST(Session, TheRequestCarriesServiceExitRuleAndTheTimeLeft) {
+  ClientEnv env(1);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.exit_rule = {protocol::ExitCriterion::kEntropy, 0.01f};
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(4));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  ASSERT_EQ(env.server(0).requests.size(), 1u);
+  const protocol::InferRequest& req = env.server(0).requests[0];
+  EXPECT_EQ(req.service_id, env.service().bytes());
+  EXPECT_EQ(req.exit_rule, o.exit_rule);
+  EXPECT_GT(req.deadline_ms, 0u);
+  EXPECT_LE(req.deadline_ms, 5000u);
+  EXPECT_EQ(req.start_stage, 0u);
+  EXPECT_FALSE(req.stop_after_stage.has_value());
+  EXPECT_EQ(req.input, testing::input_for(4));
+  EXPECT_EQ(req.request_id, 1u);
 }
 
 TEST(Session, FinishSendsCancelToEveryPeerStillWorkingAndEndsTheStream) {
@@ -137,6 +175,7 @@ TEST(Session, FinishSendsCancelToEveryPeerStillWorkingAndEndsTheStream) {
     EXPECT_TRUE(cancelled) << "every peer must see a Cancel";
     for (const PeerReport& p : s->summary().peers) EXPECT_EQ(p.outcome, Outcome::kFinishedEarly);
   });
+  EXPECT_TRUE(env.servers_finished_cleanly());
 }
 
 TEST(Session, DroppingTheStreamHandleFinishesTheRequest) {
@@ -162,6 +201,7 @@ struct AutoFinishCase {
   const char* name;
   std::optional<float> finish_confidence;
   protocol::ExitRule rule;
+  friend void PrintTo(const AutoFinishCase& c, std::ostream* os) { *os << c.name; }
 };
 
 class AutoFinish : public ::testing::TestWithParam<AutoFinishCase> {};
@@ -198,6 +238,7 @@ struct RerouteCase {
   Script script;
   Outcome outcome;
   bool expects_cancel;  // the bad peer may still be working, so it must get a Cancel
+  friend void PrintTo(const RerouteCase& c, std::ostream* os) { *os << c.name; }
 };
 
 class Reroute : public ::testing::TestWithParam<RerouteCase> {};
@@ -236,6 +277,9 @@ TEST_P(Reroute, AFailingPeerIsDroppedReportedAndReplacedByAnotherProvider) {
   if (GetParam().expects_cancel) {
     bool cancelled = env.eventually([&] { return env.server(0).cancels == 1; });
     EXPECT_TRUE(cancelled) << "the dropped peer must see a Cancel";
+  }
+  if (GetParam().script != Script::kVanish) {
+    EXPECT_TRUE(env.servers_finished_cleanly());
   }
 }
 
@@ -323,10 +367,61 @@ TEST(Session, StopsAfterMaxAttemptsWhenEveryPeerFails) {
   EXPECT_NE(r.summary.status.message().find("max_attempts (3)"), std::string::npos);
   ASSERT_EQ(r.summary.peers.size(), 3u);
   for (const PeerReport& p : r.summary.peers) EXPECT_EQ(p.outcome, Outcome::kBusy);
+  const SessionStats& stats = session.stats();
+  EXPECT_EQ(stats.completed, 1u);
+  EXPECT_EQ(stats.unavailable, 1u);
+  EXPECT_EQ(stats.ok, 0u);
+  EXPECT_EQ(stats.peer_outcomes[static_cast<size_t>(Outcome::kBusy)], 3u);
   size_t asked = 0;
   for (size_t i = 0; i < 5; ++i) asked += env.server(i).requests.size();
   EXPECT_EQ(asked, 3u);
   EXPECT_FALSE(r.summary.best);
+}
+
+TEST(Session, ABusyPeerIsAskedAgainAfterRetryAfterWhenNoOtherProviderExists) {
+  ClientEnv env(1);
+  env.server(0).script = Script::kBusyOnce;
+  env.server(0).retry_after_ms = 100;
+  env.connect_all();
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(),
+                  quick_options());
+  RunResult r = run_request(env, session, testing::input_for(9));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  EXPECT_GE(r.took, 100ms);
+  ASSERT_EQ(r.summary.peers.size(), 2u);  // one report per attempt
+  EXPECT_EQ(r.summary.peers[0].outcome, Outcome::kBusy);
+  EXPECT_EQ(r.summary.peers[1].outcome, Outcome::kAnswered);
+  EXPECT_EQ(r.summary.peers[0].peer, r.summary.peers[1].peer);
+  EXPECT_EQ(env.server(0).requests.size(), 2u);
+  ASSERT_TRUE(r.summary.best);
+  EXPECT_EQ(r.summary.best->predicted, 9);
+}
+
+TEST(Session, ABusyPeerWhoseRetryFallsAfterTheDeadlineIsNotWaitedFor) {
+  ClientEnv env(1);
+  env.server(0).script = Script::kBusy;
+  env.server(0).retry_after_ms = 60000;
+  env.connect_all();
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(),
+                  quick_options());
+  RunResult r = run_request(env, session, testing::input_for(1));
+  EXPECT_EQ(r.summary.status.code(), Code::kUnavailable) << r.summary.status.to_string();
+  EXPECT_LT(r.took, 2000ms);
+  EXPECT_EQ(env.server(0).requests.size(), 1u);
+}
+
+TEST(Session, AnAlwaysBusyPeerIsRetriedOnlyUntilMaxAttempts) {
+  ClientEnv env(1);
+  env.server(0).script = Script::kBusy;
+  env.server(0).retry_after_ms = 0;  // the client still waits its minimum between tries
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.max_attempts = 4;
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(1));
+  EXPECT_EQ(r.summary.status.code(), Code::kUnavailable) << r.summary.status.to_string();
+  EXPECT_NE(r.summary.status.message().find("max_attempts (4)"), std::string::npos);
+  EXPECT_EQ(env.server(0).requests.size(), 4u);
 }
 
 TEST(Session, CountsTheBytesOfEveryMessageOnTheWire) {
@@ -350,6 +445,8 @@ TEST(Session, CountsTheBytesOfEveryMessageOnTheWire) {
   EXPECT_EQ(env.server(0).sent.size(), 3u);
   EXPECT_EQ(r.summary.bytes_sent, sent);  // the request; a final answer needs no Cancel
   EXPECT_EQ(r.summary.bytes_received, received);
+  EXPECT_EQ(session.stats().bytes_sent, sent);
+  EXPECT_EQ(session.stats().bytes_received, received);
   EXPECT_GT(sent, 4u * sizeof(float));
 }
 
@@ -387,6 +484,8 @@ TEST(Session, ConfidentLocalPrefixAnswersWithoutSendingAnything) {
   EXPECT_TRUE(r.summary.peers.empty());
   EXPECT_EQ(env.provider_calls(), 0);
   EXPECT_TRUE(env.server(0).requests.empty());
+  EXPECT_EQ(session.stats().local_answers, 1u);
+  EXPECT_EQ(session.stats().bytes_sent, 0u);
 }
 
 TEST(Session, UnconfidentLocalPrefixSendsTheActivationFromTheNextStage) {
@@ -498,6 +597,11 @@ TEST(Session, HundredConcurrentRequestsEachGetTheirOwnAnswer) {
     EXPECT_EQ(seen.size(), env.server(s).requests.size());
   }
   EXPECT_EQ(session.requests_started(), static_cast<uint64_t>(kRequests));
+  auto stats = env.loop().call([&] { return session.stats(); });
+  EXPECT_EQ(stats.started, static_cast<uint64_t>(kRequests));
+  EXPECT_EQ(stats.completed, static_cast<uint64_t>(kRequests));
+  EXPECT_EQ(stats.ok, static_cast<uint64_t>(kRequests));
+  EXPECT_GE(stats.events, static_cast<uint64_t>(kRequests));
 }
 
 }  // namespace
