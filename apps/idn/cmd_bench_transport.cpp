@@ -60,6 +60,7 @@ struct Args {
   bool no_js = false;
   std::string js_script = "interop/bench_js.mjs";
   int js_timeout_s = 180;
+  int threads = 2;
 };
 
 struct Row {
@@ -242,22 +243,28 @@ awaitable<Result<std::shared_ptr<p2p::TcpStream>>> tcp_connect(asio::ip::tcp::en
 // The server side of every measurement runs on its own io_context and thread, as a peer in
 // another process would: the client's thread encrypts and writes while the server's decrypts
 // and reads. IDN and plain TCP get the same arrangement, so their ratio stays fair.
+// With --threads 1 the server shares the client's io_context (the old arrangement: one core
+// does everything) and call() runs inline.
 class ServerThread {
  public:
-  ServerThread() : work_(asio::make_work_guard(ioc_)), thread_([this] { ioc_.run(); }) {}
+  explicit ServerThread(std::optional<asio::any_io_executor> shared = std::nullopt)
+      : shared_(std::move(shared)), work_(asio::make_work_guard(ioc_)) {
+    if (!shared_) thread_ = std::thread([this] { ioc_.run(); });
+  }
   ~ServerThread() {
     work_.reset();
     ioc_.stop();
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
   }
   ServerThread(const ServerThread&) = delete;
   ServerThread& operator=(const ServerThread&) = delete;
 
-  asio::any_io_executor executor() { return ioc_.get_executor(); }
+  asio::any_io_executor executor() { return shared_ ? *shared_ : ioc_.get_executor(); }
   // Runs `f` on the server thread and waits for its result. Blocks the calling thread: only
   // for setup and teardown, never inside a timed phase.
   template <class F>
   auto call(F f) -> decltype(f()) {
+    if (shared_) return f();
     std::packaged_task<decltype(f())()> task(std::move(f));
     auto result = task.get_future();
     asio::post(ioc_, [&task] { task(); });
@@ -265,6 +272,7 @@ class ServerThread {
   }
 
  private:
+  std::optional<asio::any_io_executor> shared_;
   asio::io_context ioc_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::thread thread_;
@@ -495,9 +503,11 @@ std::string render_markdown(const Args& a, const Results& res, const std::string
   md << "- IDN / js-libp2p echo throughput: " << fmt(jtp, "%.1fx") << "\n";
   md << "\njs-libp2p: " << js_note << "\n";
   md << "\nSettings: " << a.iterations << " timed round trips per payload after " << a.warmup
-     << " warm-up, " << a.bulk_mib
-     << " MiB bulk; everything on 127.0.0.1. Client and server run on two io_context threads "
-        "(as two peers in two processes would), for IDN and plain TCP alike.\n";
+     << " warm-up, " << a.bulk_mib << " MiB bulk; everything on 127.0.0.1. "
+     << (a.threads == 2 ? "Client and server run on two io_context threads (as two peers in two "
+                          "processes would), for IDN and plain TCP alike.\n"
+                        : "Client and server share one io_context thread (--threads 1), for IDN "
+                          "and plain TCP alike.\n");
   return md.str();
 }
 
@@ -513,8 +523,9 @@ int run_bench_transport(const Args& a) {
 
   Results res;
   {
-    ServerThread srv;
     asio::io_context ioc;
+    ServerThread srv(a.threads == 1 ? std::optional<asio::any_io_executor>(ioc.get_executor())
+                                    : std::nullopt);
     std::optional<Status> done;
     asio::co_spawn(
         ioc,
@@ -565,6 +576,10 @@ void register_bench_transport(CLI::App& bench) {
   b->add_option("--warmup", a->warmup, "Untimed round trips before timing");
   b->add_option("--bulk-mib", a->bulk_mib, "MiB sent in 1 MiB messages for throughput");
   b->add_option("--out", a->out, "Directory for transport.csv and transport.md");
+  b->add_option("--threads", a->threads,
+                "1: client and server share one io_context thread; 2: one thread each, as two "
+                "peers in two processes")
+      ->check(CLI::Range(1, 2));
   b->add_flag("--no-js", a->no_js, "Skip the js-libp2p <-> js-libp2p baseline");
   b->add_option("--js-script", a->js_script, "Path to interop/bench_js.mjs");
   b->add_option("--js-timeout", a->js_timeout_s, "Seconds before a js-libp2p run is killed")
