@@ -5,7 +5,9 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -16,10 +18,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli.h"
@@ -56,6 +60,7 @@ struct Args {
   bool no_js = false;
   std::string js_script = "interop/bench_js.mjs";
   int js_timeout_s = 180;
+  int threads = 2;
 };
 
 struct Row {
@@ -202,14 +207,14 @@ struct Results {
 
 // Plain TCP: a listener on 127.0.0.1 whose connections say with their first byte whether they
 // want echo ('e') or sink ('s').
-awaitable<void> tcp_accept_loop(asio::ip::tcp::acceptor& acc, size_t max_conns) {
+awaitable<void> tcp_accept_loop(std::shared_ptr<asio::ip::tcp::acceptor> acc, size_t max_conns) {
   for (size_t i = 0; i < max_conns; ++i) {
     boost::system::error_code ec;
-    auto sock = co_await acc.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    auto sock = co_await acc->async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return;
     sock.set_option(asio::ip::tcp::no_delay(true), ec);
     asio::co_spawn(
-        acc.get_executor(),
+        acc->get_executor(),
         [s = std::make_shared<p2p::TcpStream>(std::move(sock))]() -> awaitable<void> {
           std::array<uint8_t, 1> mode{};
           if (!(co_await s->read_exact(mode)).is_ok()) co_return;
@@ -235,25 +240,69 @@ awaitable<Result<std::shared_ptr<p2p::TcpStream>>> tcp_connect(asio::ip::tcp::en
   co_return s;
 }
 
-awaitable<Status> run_native(const Args& a, Results& res) {
+// The server side of every measurement runs on its own io_context and thread, as a peer in
+// another process would: the client's thread encrypts and writes while the server's decrypts
+// and reads. IDN and plain TCP get the same arrangement, so their ratio stays fair.
+// With --threads 1 the server shares the client's io_context (the old arrangement: one core
+// does everything) and call() runs inline.
+class ServerThread {
+ public:
+  explicit ServerThread(std::optional<asio::any_io_executor> shared = std::nullopt)
+      : shared_(std::move(shared)), work_(asio::make_work_guard(ioc_)) {
+    if (!shared_) thread_ = std::thread([this] { ioc_.run(); });
+  }
+  ~ServerThread() {
+    work_.reset();
+    ioc_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  ServerThread(const ServerThread&) = delete;
+  ServerThread& operator=(const ServerThread&) = delete;
+
+  asio::any_io_executor executor() { return shared_ ? *shared_ : ioc_.get_executor(); }
+  // Runs `f` on the server thread and waits for its result. Blocks the calling thread: only
+  // for setup and teardown, never inside a timed phase.
+  template <class F>
+  auto call(F f) -> decltype(f()) {
+    if (shared_) return f();
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto result = task.get_future();
+    asio::post(ioc_, [&task] { task(); });
+    return result.get();
+  }
+
+ private:
+  std::optional<asio::any_io_executor> shared_;
+  asio::io_context ioc_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::thread thread_;
+};
+
+awaitable<Status> run_native(const Args& a, Results& res, ServerThread& srv) {
   auto ex = co_await asio::this_coro::executor;
-  // IDN: two hosts in this io_context, one long-lived echo stream and one sink stream.
+  // IDN: the client host on this io_context, the server host on the server thread's; one
+  // long-lived echo stream and one sink stream.
   auto ka = identity::KeyPair::generate();
   auto kb = identity::KeyPair::generate();
   if (!ka.ok()) co_return ka.status();
   if (!kb.ok()) co_return kb.status();
-  auto server = std::make_unique<p2p::Host>(ex, std::move(*ka));
-  auto client = std::make_unique<p2p::Host>(ex, std::move(*kb));
-  server->set_handler(
-      std::string(kEchoProtocol),
-      [](std::shared_ptr<p2p::Stream> s) -> awaitable<void> { co_await serve_echo(*s); });
-  server->set_handler(
-      std::string(kSinkProtocol),
-      [](std::shared_ptr<p2p::Stream> s) -> awaitable<void> { co_await serve_sink(*s); });
-  Status st = co_await [&]() -> awaitable<Status> {
+  std::unique_ptr<p2p::Host> server;
+  auto listened = srv.call([&]() -> Result<std::vector<core::Multiaddr>> {
+    server = std::make_unique<p2p::Host>(srv.executor(), std::move(*ka));
+    server->set_handler(
+        std::string(kEchoProtocol),
+        [](std::shared_ptr<p2p::Stream> s) -> awaitable<void> { co_await serve_echo(*s); });
+    server->set_handler(
+        std::string(kSinkProtocol),
+        [](std::shared_ptr<p2p::Stream> s) -> awaitable<void> { co_await serve_sink(*s); });
     auto bound = server->listen(*core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0"));
-    if (!bound.ok()) co_return bound.status();
-    auto peer = co_await client->dial(server->listen_addrs().at(0));
+    if (!bound.ok()) return bound.status();
+    return server->listen_addrs();
+  });
+  auto client = std::make_unique<p2p::Host>(ex, std::move(*kb));
+  Status st = co_await [&]() -> awaitable<Status> {
+    if (!listened.ok()) co_return listened.status();
+    auto peer = co_await client->dial(listened->at(0));
     if (!peer.ok()) co_return peer.status().with_context("dialling the bench server");
     auto echo = co_await client->new_stream(*peer, std::string(kEchoProtocol));
     if (!echo.ok()) co_return echo.status().with_context("opening the echo stream");
@@ -276,14 +325,23 @@ awaitable<Status> run_native(const Args& a, Results& res) {
     co_return Status::ok();
   }();
   client->stop();
-  server->stop();
+  // The server host lives on the server thread: stop and destroy it there (as a host on one
+  // thread is), so none of its handlers can run concurrently with its destructor.
+  srv.call([&] {
+    if (server) server->stop();
+    server.reset();
+  });
   if (!st.is_ok()) co_return st;
 
-  // Plain TCP, same io_context, same server code.
-  asio::ip::tcp::acceptor acc(ex, {asio::ip::make_address("127.0.0.1"), 0});
-  auto ep = acc.local_endpoint();
-  asio::co_spawn(ex, tcp_accept_loop(acc, 3), asio::detached);
-  {
+  // Plain TCP: the listener and its echo / sink servers on the server thread, the client here.
+  auto acc = srv.call([&] {
+    auto acceptor = std::make_shared<asio::ip::tcp::acceptor>(
+        srv.executor(), asio::ip::tcp::endpoint{asio::ip::make_address("127.0.0.1"), 0});
+    asio::co_spawn(srv.executor(), tcp_accept_loop(acceptor, 3), asio::detached);
+    return acceptor;
+  });
+  auto ep = srv.call([&] { return acc->local_endpoint(); });
+  st = co_await [&]() -> awaitable<Status> {
     auto echo = co_await tcp_connect(ep, 'e');
     if (!echo.ok()) co_return echo.status();
     for (size_t bytes : {kSmall, kLarge}) {
@@ -302,10 +360,15 @@ awaitable<Status> run_native(const Args& a, Results& res) {
     auto emibs = co_await measure_bulk_echo(*echo2, a.bulk_mib);
     if (!emibs.ok()) co_return emibs.status().with_context("plain TCP bulk echo");
     res.rows.push_back(bulk_row("plain TCP", a.bulk_mib, *emibs, true));
-  }
-  boost::system::error_code ec;
-  acc.close(ec);
-  co_return Status::ok();
+    co_return Status::ok();
+  }();
+  // The acceptor belongs to the server thread: close and release it there.
+  srv.call([&] {
+    boost::system::error_code ec;
+    acc->close(ec);
+    acc.reset();
+  });
+  co_return st;
 }
 
 // The number after "key": inside the JSON object that follows "section":, from bench_js.mjs's
@@ -440,8 +503,11 @@ std::string render_markdown(const Args& a, const Results& res, const std::string
   md << "- IDN / js-libp2p echo throughput: " << fmt(jtp, "%.1fx") << "\n";
   md << "\njs-libp2p: " << js_note << "\n";
   md << "\nSettings: " << a.iterations << " timed round trips per payload after " << a.warmup
-     << " warm-up, " << a.bulk_mib
-     << " MiB bulk; everything on 127.0.0.1, one io_context thread for IDN and plain TCP.\n";
+     << " warm-up, " << a.bulk_mib << " MiB bulk; everything on 127.0.0.1. "
+     << (a.threads == 2 ? "Client and server run on two io_context threads (as two peers in two "
+                          "processes would), for IDN and plain TCP alike.\n"
+                        : "Client and server share one io_context thread (--threads 1), for IDN "
+                          "and plain TCP alike.\n");
   return md.str();
 }
 
@@ -458,12 +524,14 @@ int run_bench_transport(const Args& a) {
   Results res;
   {
     asio::io_context ioc;
+    ServerThread srv(a.threads == 1 ? std::optional<asio::any_io_executor>(ioc.get_executor())
+                                    : std::nullopt);
     std::optional<Status> done;
     asio::co_spawn(
         ioc,
         [&]() -> awaitable<void> {
           try {
-            done = co_await run_native(a, res);
+            done = co_await run_native(a, res, srv);
           } catch (const std::exception& e) {
             done = Status::internal(std::string("benchmark coroutine threw: ") + e.what());
           }
@@ -508,6 +576,10 @@ void register_bench_transport(CLI::App& bench) {
   b->add_option("--warmup", a->warmup, "Untimed round trips before timing");
   b->add_option("--bulk-mib", a->bulk_mib, "MiB sent in 1 MiB messages for throughput");
   b->add_option("--out", a->out, "Directory for transport.csv and transport.md");
+  b->add_option("--threads", a->threads,
+                "1: client and server share one io_context thread; 2: one thread each, as two "
+                "peers in two processes")
+      ->check(CLI::Range(1, 2));
   b->add_flag("--no-js", a->no_js, "Skip the js-libp2p <-> js-libp2p baseline");
   b->add_option("--js-script", a->js_script, "Path to interop/bench_js.mjs");
   b->add_option("--js-timeout", a->js_timeout_s, "Seconds before a js-libp2p run is killed")

@@ -36,16 +36,30 @@ awaitable<Status> Stream::write(ByteView data) {
   while (true) {
     if (c.closing_)
       co_return Status::unavailable("connection closed: " + c.close_reason_.to_string());
-    auto n = c.session_.write(id_, data);
-    if (!n.ok()) co_return n.status();
-    data = data.subspan(*n);
-    if (*n > 0) {
-      // Sending from here saves a hop through the writer coroutine per message: on loopback
-      // that hop was a large share of a small request's round trip.
-      Status st = co_await c.flush();
-      if (!st.is_ok()) co_return st;
+    if (!c.flushing_ && !c.session_.has_output()) {
+      // Nothing queued ahead of us: frame and encrypt straight from `data` (no copy into the
+      // session's output first). Sending from here also saves a hop through the writer
+      // coroutine per message: on loopback that hop was a large share of a small request's
+      // round trip.
+      auto n = c.session_.reserve_write(id_, data.size());
+      if (!n.ok()) co_return n.status();
+      if (*n > 0) {
+        Status st = co_await c.send_direct(id_, data.first(*n));
+        if (!st.is_ok()) co_return st;
+        data = data.subspan(*n);
+      }
+    } else {
+      auto n = c.session_.write(id_, data);
+      if (!n.ok()) co_return n.status();
+      data = data.subspan(*n);
+      if (*n > 0) {
+        Status st = co_await c.flush();
+        if (!st.is_ok()) co_return st;
+      }
     }
     if (data.empty()) co_return Status::ok();
+    // A WindowUpdate that arrived while we were sending has no waiter to wake: look first.
+    if (c.session_.send_window(id_) > 0) continue;
     // Window exhausted: wait for the peer's WindowUpdate.
     if (!co_await c.changed_.wait(deadline_) && std::chrono::steady_clock::now() >= deadline_) {
       co_return Status::timeout("stream write deadline passed (peer not reading)");
@@ -67,6 +81,14 @@ void Stream::reset() {
 
 awaitable<Result<size_t>> Stream::do_read_some(std::span<uint8_t> buf) {
   Connection& c = *conn_;
+  // While we wait, the session may copy arriving payload straight into `buf` (one copy
+  // instead of two). The guard ends the loan however this frame ends, even if it is destroyed
+  // while suspended.
+  struct TargetLoan {
+    std::shared_ptr<Connection> c;  // frames die in any order at shutdown: keep it alive
+    uint32_t id;
+    ~TargetLoan() { (void)c->session_.take_read_target(id); }
+  };
   while (true) {
     size_t n = c.session_.read(id_, buf);
     if (n > 0) {
@@ -77,7 +99,18 @@ awaitable<Result<size_t>> Stream::do_read_some(std::span<uint8_t> buf) {
     if (c.closing_)
       co_return Status::unavailable("connection closed: " + c.close_reason_.to_string());
     if (c.session_.is_reset(id_)) co_return Status::cancelled("stream reset");
-    if (!co_await c.changed_.wait(deadline_) && std::chrono::steady_clock::now() >= deadline_) {
+    bool woken;
+    {
+      TargetLoan loan{conn_, id_};
+      c.session_.set_read_target(id_, buf);
+      woken = co_await c.changed_.wait(deadline_);
+      n = c.session_.take_read_target(id_);
+    }
+    if (n > 0) {
+      if (c.session_.has_output()) c.writable_.notify_all();
+      co_return n;
+    }
+    if (!woken && std::chrono::steady_clock::now() >= deadline_) {
       co_return Status::timeout("stream read deadline passed");
     }
   }
@@ -189,6 +222,23 @@ awaitable<Status> Connection::flush() {
   }
   flushing_ = false;
   writable_.notify_all();  // the writer may be waiting for the flush to end
+  co_return st;
+}
+
+awaitable<Status> Connection::send_direct(uint32_t id, ByteView data) {
+  auto self = shared_from_this();
+  if (dropped_) co_return Status::unavailable("connection closed: " + close_reason_.to_string());
+  const size_t chunk = session_.max_send_frame();
+  counters_->bytes_out += data.size() + (data.size() + chunk - 1) / chunk * yamux::kHeaderLen;
+  last_activity_ = clock_();
+  flushing_ = true;
+  Status st = co_await channel_->write_chunks(data, chunk, yamux::kHeaderLen,
+                                              [id](size_t len, std::span<uint8_t> header) {
+                                                yamux::Session::data_header(id, len, header);
+                                              });
+  flushing_ = false;
+  if (!st.is_ok()) close(st.with_context("write"));
+  writable_.notify_all();  // frames queued while we sent, or a writer waiting for us to end
   co_return st;
 }
 

@@ -107,6 +107,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Sends the session's pending frames unless another flush is under way (the Noise nonce
   // order must match the byte order on the socket, so only one flush runs at a time).
   awaitable<Status> flush();
+  // Sends `data` (whose window reserve_write took) as Data frames of stream `id`, encrypted
+  // straight from the caller's buffer. Only when no flush runs and nothing is queued; holds the
+  // flush slot while it sends, so frames queued meanwhile follow it on the wire.
+  awaitable<Status> send_direct(uint32_t id, ByteView data);
   void drop();
 
   asio::any_io_executor ex_;

@@ -31,24 +31,40 @@ inline constexpr auto kDialTimeout = 10s;
 
 // --- yamux ------------------------------------------------------------------------------
 // Streams open at once on one connection. js-libp2p's default cap is 1024 per connection but
-// an IDN exchange uses one short stream per request; 256 is plenty. It also bounds the memory
-// a peer can make us buffer by sending without us reading: streams x kYamuxReceiveWindow.
+// an IDN exchange uses one short stream per request; 256 is plenty. With the windows below it
+// also bounds the memory a peer can make us buffer (see kYamuxMaxBufferedPerConnection).
 inline constexpr size_t kMaxStreamsPerConnection = 256;
 // Largest Data frame payload we send: just under 64 KiB (js-libp2p uses 64 KiB) so streams
 // interleave fairly, and sized so header + payload fill exactly one Noise transport message
 // (65535 - 16-byte tag - 12-byte header): the receiver then never sees a yamux frame split
 // across Noise messages and parses it in place instead of copying it into a reassembly buffer.
 inline constexpr uint32_t kYamuxSendFrame = 65535 - 16 - 12;
-// Receive window we grant each stream. The spec starts every stream at 256 KiB; we raise it
-// with the delta in the SYN / ACK window update (go-yamux does the same, js-libp2p grows to
-// 16 MiB). 256 KiB stalls a single stream well below 1 GiB/s: the sender waits a round trip
-// of the reader's event loop for every half window. 4 MiB lets 1 MiB messages flow without
-// stalls; buffered only when the application does not read, so at most 4 MiB per open stream.
-inline constexpr uint32_t kYamuxReceiveWindow = 4 * 1024 * 1024;
-// Largest Data frame payload accepted: the window we grant. A sender may legally fill the
-// whole window in one frame (helia/js-libp2p does, 700 KB frames were seen), and a frame
-// claiming more than the window is refused before anything is buffered.
-inline constexpr uint32_t kMaxYamuxFramePayload = kYamuxReceiveWindow;
+// Receive window a stream starts with: the spec's 256 KiB, so an idle or flooding stream
+// costs no more than the protocol already forces on us.
+inline constexpr uint32_t kYamuxInitialWindow = 256 * 1024;
+// A stream's receive window doubles, up to this, each time the application has consumed half
+// of it while the sender had run it (nearly) dry: the window, not the reader, was the limit.
+// 256 KiB stalls a single stream well below 1 GiB/s (the sender waits a round trip of the
+// reader's event loop for every half window); 4 MiB lets 1 MiB messages flow without stalls.
+// go-yamux and js-libp2p auto-tune the same way (to 16 MiB). Growth needs the application to
+// read, so streams a peer fills without us reading never grow.
+inline constexpr uint32_t kYamuxMaxStreamWindow = 4 * 1024 * 1024;
+// Growth beyond the initial window, summed over one connection's streams: four streams at the
+// full 4 MiB (or more, partly grown). A stream gives its growth back when it is forgotten.
+inline constexpr uint64_t kYamuxWindowGrowthBudget = 16 * 1024 * 1024;
+// The bound: a peer can make one connection hold at most
+//   kMaxStreamsPerConnection x kYamuxInitialWindow + kYamuxWindowGrowthBudget
+// = 256 x 256 KiB + 16 MiB = 80 MiB of stream payload (buffered unread or in flight under
+// credit we granted), instead of 256 x 4 MiB = 1 GiB with a fixed 4 MiB window. The
+// per-stream 256 KiB is what the spec grants every stream; lower kMaxStreamsPerConnection
+// (HostConfig::yamux.max_streams) to lower the bound.
+inline constexpr uint64_t kYamuxMaxBufferedPerConnection =
+    kMaxStreamsPerConnection * uint64_t{kYamuxInitialWindow} + kYamuxWindowGrowthBudget;
+// Largest Data frame payload accepted: the largest window we ever grant. A sender may legally
+// fill the whole window in one frame (helia/js-libp2p does, 700 KB frames were seen); a frame
+// claiming more than the stream's current credit is refused at its header, before anything is
+// buffered.
+inline constexpr uint32_t kMaxYamuxFramePayload = kYamuxMaxStreamWindow;
 
 // Control replies (ping ACKs, window updates) queued for a peer that keeps sending but never
 // reads. Data writes are bounded by the peer's windows; this bounds the rest.

@@ -123,7 +123,12 @@ evp_cipher_ctx_st* CipherState::Ctx::get(const Key32& k, bool encrypt) {
 }
 
 Status CipherState::encrypt_into(ByteView ad, ByteView plaintext, std::span<uint8_t> out) {
-  const size_t plaintext_len = plaintext.size();
+  return encrypt_into(ad, plaintext, {}, out);
+}
+
+Status CipherState::encrypt_into(ByteView ad, ByteView head, ByteView body,
+                                 std::span<uint8_t> out) {
+  const size_t plaintext_len = head.size() + body.size();
   if (out.size() < plaintext_len + kTagLen)
     return Status::internal("Noise encrypt_into: no room for the tag");
   if (!k_) return Status::internal("Noise encrypt_into before the handshake keyed it");
@@ -134,9 +139,10 @@ Status CipherState::encrypt_into(ByteView ad, ByteView plaintext, std::span<uint
   if (!ctx || EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, iv.data()) != 1 ||
       (!ad.empty() &&
        EVP_EncryptUpdate(ctx, nullptr, &len, ad.data(), static_cast<int>(ad.size())) != 1) ||
-      EVP_EncryptUpdate(ctx, out.data(), &len, plaintext.data(), static_cast<int>(plaintext_len)) !=
-          1 ||
-      EVP_EncryptFinal_ex(ctx, out.data() + len, &len) != 1 ||
+      EVP_EncryptUpdate(ctx, out.data(), &len, head.data(), static_cast<int>(head.size())) != 1 ||
+      (!body.empty() && EVP_EncryptUpdate(ctx, out.data() + head.size(), &len, body.data(),
+                                          static_cast<int>(body.size())) != 1) ||
+      EVP_EncryptFinal_ex(ctx, out.data() + plaintext_len, &len) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kTagLen, out.data() + plaintext_len) != 1) {
     return Status::internal("OpenSSL ChaCha20-Poly1305 encryption failed");
   }

@@ -62,6 +62,9 @@ class CipherState {
   // decrypt_into: `out` (at least ciphertext.size() - 16 bytes) may be the ciphertext's own
   // storage; returns the plaintext length.
   Status encrypt_into(ByteView ad, ByteView plaintext, std::span<uint8_t> out);
+  // encrypt_into of the plaintext head || body without joining them first (a frame header and
+  // the application's bytes): `out` gets head.size() + body.size() + 16 bytes.
+  Status encrypt_into(ByteView ad, ByteView head, ByteView body, std::span<uint8_t> out);
   Result<size_t> decrypt_into(ByteView ad, ByteView ciphertext, std::span<uint8_t> out);
 
  private:

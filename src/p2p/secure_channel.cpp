@@ -130,6 +130,38 @@ awaitable<Status> SecureChannel::write(ByteView data) {
   co_return st;
 }
 
+awaitable<Status> SecureChannel::write_chunks(
+    ByteView data, size_t max_chunk, size_t header_len,
+    const std::function<void(size_t chunk_len, std::span<uint8_t> header)>& make_header) {
+  constexpr size_t kMaxPlain = noise::kMaxMessageLen - noise::kTagLen;
+  if (max_chunk == 0 || header_len + max_chunk > kMaxPlain || header_len > 64) {
+    co_return Status::internal("SecureChannel::write_chunks: chunk does not fit a Noise message");
+  }
+  const size_t frames = std::max<size_t>(1, (data.size() + max_chunk - 1) / max_chunk);
+  Bytes local;
+  Bytes& out = writing_ ? local : out_;
+  out.resize(data.size() + frames * (2 + header_len + noise::kTagLen));
+  uint8_t header[64];
+  size_t pos = 0, at = 0;
+  do {
+    const size_t n = std::min(max_chunk, data.size() - pos);
+    const size_t ct_len = header_len + n + noise::kTagLen;
+    out[at] = static_cast<uint8_t>(ct_len >> 8);
+    out[at + 1] = static_cast<uint8_t>(ct_len);
+    make_header(n, std::span<uint8_t>(header, header_len));
+    Status st = keys_.send.encrypt_into({}, ByteView(header, header_len), data.subspan(pos, n),
+                                        std::span<uint8_t>(out.data() + at + 2, ct_len));
+    if (!st.is_ok()) co_return st;
+    pos += n;
+    at += 2 + ct_len;
+  } while (pos < data.size());
+  const bool owner = &out == &out_;
+  if (owner) writing_ = true;
+  Status st = co_await inner_->write(out);
+  if (owner) writing_ = false;
+  co_return st;
+}
+
 awaitable<Result<size_t>> SecureChannel::do_read_some(std::span<uint8_t> buf) {
   // Room for several maximal frames, so a burst of them costs one read.
   constexpr size_t kInBuffer = 256 * 1024;

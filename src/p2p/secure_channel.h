@@ -4,6 +4,7 @@
 // transport message as 2-byte big-endian length || ciphertext (max 65535 bytes).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -65,6 +66,13 @@ class SecureChannel : public ByteStream {
       : inner_(std::move(inner)), keys_(std::move(keys)), remote_(std::move(remote)) {}
 
   awaitable<Status> write(ByteView data) override;
+  // Sends `data` in chunks of at most `max_chunk` bytes, each as one Noise message whose
+  // plaintext is a header_len-byte header (filled by make_header(chunk_len, header)) followed
+  // by the chunk: the muxer's frames are encrypted straight from the caller's bytes, with no
+  // copy into a frame buffer first. header_len + max_chunk must fit one Noise message.
+  awaitable<Status> write_chunks(
+      ByteView data, size_t max_chunk, size_t header_len,
+      const std::function<void(size_t chunk_len, std::span<uint8_t> header)>& make_header);
   awaitable<Status> close_write() override { return inner_->close_write(); }
   void reset() override { inner_->reset(); }
   const identity::PeerId& remote_peer() const { return remote_; }

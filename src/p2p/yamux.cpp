@@ -43,13 +43,29 @@ Result<Header> decode_header(ByteView in) {
 
 Session::Session(bool client, SessionLimits limits)
     : client_(client), limits_(limits), next_id_(client ? 1 : 2) {
-  limits_.recv_window = std::max(limits_.recv_window, kInitialWindow);
+  limits_.initial_window = std::max(limits_.initial_window, kInitialWindow);
+  limits_.max_stream_window = std::max(limits_.max_stream_window, limits_.initial_window);
 }
 
-Session::Stream Session::new_stream() const {
+Session::Stream Session::new_stream() {
   Stream s;
-  s.recv_window = limits_.recv_window;
+  s.window = s.recv_window = limits_.initial_window;
+  total_window_ += s.window;
   return s;
+}
+
+void Session::erase_stream(std::map<uint32_t, Stream>::iterator it) {
+  Stream& s = it->second;
+  buffered_ -= s.recv.size() - s.recv_pos;
+  total_window_ -= s.window;
+  growth_ -= s.window - limits_.initial_window;
+  streams_.erase(it);
+}
+
+void Session::drop_buffer(Stream& s) {
+  buffered_ -= s.recv.size() - s.recv_pos;
+  s.recv.clear();
+  s.recv_pos = 0;
 }
 
 Status Session::fail(Status st) {
@@ -97,6 +113,21 @@ Status Session::feed(ByteView data) {
         st = Status::peer_misbehaved("yamux: data frame of " + std::to_string(h->length) +
                                      " bytes exceeds the " +
                                      std::to_string(limits_.max_frame_payload) + "-byte limit");
+        break;
+      }
+      // Refuse a frame larger than the credit its stream has before buffering any of it, so
+      // a partial frame in in_ never exceeds what we granted.
+      uint32_t credit = limits_.max_frame_payload;
+      if (h->flags & kSyn) {
+        credit = limits_.initial_window;
+      } else if (auto it = streams_.find(h->stream_id); it != streams_.end()) {
+        credit = it->second.recv_window;
+      }
+      if (h->length > credit) {
+        st = Status::peer_misbehaved("yamux: stream " + std::to_string(h->stream_id) + " sent a " +
+                                     std::to_string(h->length) +
+                                     "-byte data frame, more than its window of " +
+                                     std::to_string(credit));
         break;
       }
       need += h->length;
@@ -177,8 +208,7 @@ Status Session::on_stream_frame(const Header& h, ByteView payload) {
   Stream& s = it->second;
   if (h.flags & kRst) {
     s.reset = true;
-    s.recv.clear();
-    s.recv_pos = 0;
+    drop_buffer(s);
     maybe_forget(id);
     return Status::ok();
   }
@@ -191,6 +221,9 @@ Status Session::on_stream_frame(const Header& h, ByteView payload) {
           " bytes, more than its window of " + std::to_string(s.recv_window));
     }
     s.recv_window -= static_cast<uint32_t>(payload.size());
+    // Less than one full frame of credit left: the sender is (about to be) held back by the
+    // window rather than by its own pace.
+    if (s.recv_window < std::min(s.window / 4, limits_.max_send_frame)) s.ran_dry = true;
     bytes_received_ += payload.size();
     if (s.remote_fin || s.reset) {
       // Data after FIN breaks the protocol; tolerate it like other implementations.
@@ -199,14 +232,26 @@ Status Session::on_stream_frame(const Header& h, ByteView payload) {
       s.recv_window += static_cast<uint32_t>(payload.size());
       send_frame(FrameType::kWindowUpdate, 0, id, static_cast<uint32_t>(payload.size()));
     } else {
-      // Drop the consumed prefix once it is at least half the buffer: a stream that is read
-      // while data keeps arriving is never fully drained, and without this its buffer would
-      // grow by every byte ever received (amortised, each byte is moved at most once).
-      if (s.recv_pos > 0 && 2 * s.recv_pos >= s.recv.size()) {
-        s.recv.erase(s.recv.begin(), s.recv.begin() + static_cast<std::ptrdiff_t>(s.recv_pos));
-        s.recv_pos = 0;
+      size_t direct = 0;
+      if (s.recv_pos == s.recv.size() && s.target_filled < s.target.size()) {
+        // A reader is waiting with an empty buffer: hand the bytes straight to it.
+        direct = std::min(payload.size(), s.target.size() - s.target_filled);
+        std::memcpy(s.target.data() + s.target_filled, payload.data(), direct);
+        s.target_filled += direct;
       }
-      s.recv.insert(s.recv.end(), payload.begin(), payload.end());
+      ByteView rest = payload.subspan(direct);
+      if (!rest.empty()) {
+        // Drop the consumed prefix once it is at least half the buffer: a stream that is read
+        // while data keeps arriving is never fully drained, and without this its buffer would
+        // grow by every byte ever received (amortised, each byte is moved at most once).
+        if (s.recv_pos > 0 && 2 * s.recv_pos >= s.recv.size()) {
+          s.recv.erase(s.recv.begin(), s.recv.begin() + static_cast<std::ptrdiff_t>(s.recv_pos));
+          s.recv_pos = 0;
+        }
+        s.recv.insert(s.recv.end(), rest.begin(), rest.end());
+        buffered_ += rest.size();
+      }
+      if (direct > 0) on_consumed(id, s, direct);
     }
   }
   if (h.flags & kFin) {
@@ -220,7 +265,7 @@ void Session::maybe_forget(uint32_t id) {
   auto it = streams_.find(id);
   if (it == streams_.end()) return;
   const Stream& s = it->second;
-  if (s.released && (s.reset || (s.local_fin && s.remote_fin))) streams_.erase(it);
+  if (s.released && (s.reset || (s.local_fin && s.remote_fin))) erase_stream(it);
 }
 
 Result<uint32_t> Session::open_stream() {
@@ -249,7 +294,7 @@ std::optional<uint32_t> Session::accept() {
   return std::nullopt;
 }
 
-Result<size_t> Session::write(uint32_t id, ByteView data) {
+Result<size_t> Session::reserve_write(uint32_t id, size_t want) {
   auto it = streams_.find(id);
   if (it == streams_.end() || it->second.reset) {
     return Status::cancelled("yamux stream " + std::to_string(id) + " was reset");
@@ -257,14 +302,29 @@ Result<size_t> Session::write(uint32_t id, ByteView data) {
   Stream& s = it->second;
   if (s.local_fin) return Status::internal("yamux: write after close_write");
   if (failed_) return Status::unavailable("yamux session failed");
-  size_t n = std::min<uint64_t>(data.size(), s.send_window);
+  size_t n = std::min<uint64_t>(want, s.send_window);
+  s.send_window -= n;
+  return n;
+}
+
+void Session::data_header(uint32_t id, size_t payload_len, std::span<uint8_t> p) {
+  p[0] = 0;
+  p[1] = static_cast<uint8_t>(FrameType::kData);
+  p[2] = p[3] = 0;
+  for (int i = 0; i < 4; ++i) {
+    p[4 + i] = static_cast<uint8_t>(id >> (24 - 8 * i));
+    p[8 + i] = static_cast<uint8_t>(payload_len >> (24 - 8 * i));
+  }
+}
+
+Result<size_t> Session::write(uint32_t id, ByteView data) {
+  IDN_ASSIGN_OR_RETURN(size_t n, reserve_write(id, data.size()));
   size_t done = 0;
   while (done < n) {
     size_t chunk = std::min<size_t>(n - done, limits_.max_send_frame);
     send_frame(FrameType::kData, 0, id, static_cast<uint32_t>(chunk), data.subspan(done, chunk));
     done += chunk;
   }
-  s.send_window -= n;
   return n;
 }
 
@@ -276,18 +336,49 @@ size_t Session::read(uint32_t id, std::span<uint8_t> buf) {
   if (n == 0) return 0;
   std::memcpy(buf.data(), s.recv.data() + s.recv_pos, n);
   s.recv_pos += n;
+  buffered_ -= n;
   if (s.recv_pos == s.recv.size()) {
     s.recv.clear();
     s.recv_pos = 0;
   }
+  on_consumed(id, s, n);
+  return n;
+}
+
+void Session::on_consumed(uint32_t id, Stream& s, size_t n) {
   s.unacked_consumed += static_cast<uint32_t>(n);
   // Grant credit back in batches of half a window: fewer frames, no stall.
-  if (!s.remote_fin && s.unacked_consumed >= limits_.recv_window / 2) {
-    send_frame(FrameType::kWindowUpdate, 0, id, s.unacked_consumed);
-    s.recv_window += s.unacked_consumed;
-    s.unacked_consumed = 0;
+  if (s.remote_fin || s.unacked_consumed < s.window / 2) return;
+  uint32_t grant = s.unacked_consumed;
+  if (s.ran_dry && s.window < limits_.max_stream_window) {
+    // The reader keeps up and the window held the sender back: double it, within the
+    // connection's growth budget.
+    uint64_t room = limits_.window_growth_budget - growth_;
+    uint32_t grow = static_cast<uint32_t>(std::min<uint64_t>(
+        {uint64_t{s.window}, uint64_t{limits_.max_stream_window} - s.window, room}));
+    s.window += grow;
+    growth_ += grow;
+    total_window_ += grow;
+    grant += grow;
   }
-  return n;
+  send_frame(FrameType::kWindowUpdate, 0, id, grant);
+  s.recv_window += grant;
+  s.unacked_consumed = 0;
+  s.ran_dry = false;
+}
+
+void Session::set_read_target(uint32_t id, std::span<uint8_t> buf) {
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return;
+  it->second.target = buf;
+  it->second.target_filled = 0;
+}
+
+size_t Session::take_read_target(uint32_t id) {
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return 0;
+  it->second.target = {};
+  return std::exchange(it->second.target_filled, 0);
 }
 
 size_t Session::readable(uint32_t id) const {
@@ -311,6 +402,11 @@ uint64_t Session::send_window(uint32_t id) const {
   return it == streams_.end() ? 0 : it->second.send_window;
 }
 
+uint32_t Session::recv_window(uint32_t id) const {
+  auto it = streams_.find(id);
+  return it == streams_.end() ? 0 : it->second.window;
+}
+
 Status Session::close_write(uint32_t id) {
   auto it = streams_.find(id);
   if (it == streams_.end() || it->second.reset) {
@@ -328,21 +424,22 @@ void Session::reset(uint32_t id) {
   if (!it->second.reset && !(it->second.local_fin && it->second.remote_fin)) {
     send_frame(FrameType::kWindowUpdate, kRst, id, 0);
   }
-  streams_.erase(it);
+  erase_stream(it);
 }
 
 void Session::release(uint32_t id) {
   auto it = streams_.find(id);
   if (it == streams_.end()) return;
   Stream& s = it->second;
+  s.target = {};
+  s.target_filled = 0;
   if (s.reset || (s.local_fin && s.remote_fin)) {
-    streams_.erase(it);
+    erase_stream(it);
   } else if (s.local_fin) {
     s.released = true;
     // Unread data is dropped: return its credit so the peer can reach its FIN.
     size_t unread = s.recv.size() - s.recv_pos + s.unacked_consumed;
-    s.recv.clear();
-    s.recv_pos = 0;
+    drop_buffer(s);
     s.unacked_consumed = 0;
     if (unread > 0) {
       s.recv_window += static_cast<uint32_t>(unread);

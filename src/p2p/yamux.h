@@ -5,10 +5,13 @@
 // Frame: 12-byte header (version 0, type, flags, stream id, length) then, for Data frames,
 // `length` payload bytes. Streams opened by the client (the dialer of the connection) are odd,
 // by the server even; stream 0 carries Ping and GoAway. Each direction of each stream has a
-// credit window (256 KiB initially; we raise ours to SessionLimits::recv_window in the SYN/ACK):
-// a sender never sends more than the window, the receiver grants more with WindowUpdate after
-// the application has consumed data. A peer that exceeds
-// our window, breaks the framing or opens more streams than allowed fails the session.
+// credit window (256 KiB initially): a sender never sends more than the window, the receiver
+// grants more with WindowUpdate after the application has consumed data. Our receive window
+// starts at the spec's 256 KiB and doubles (up to SessionLimits::max_stream_window) while the
+// application keeps up with a sender that runs the window dry, as go-yamux and js-libp2p
+// auto-tune theirs; a connection-wide budget caps that growth, so the bytes a peer can make us
+// buffer stay bounded however many streams it opens (defaults.h states the bound). A peer that
+// exceeds our window, breaks the framing or opens more streams than allowed fails the session.
 //
 // Not thread-safe; one session per connection, used from the connection's executor.
 #pragma once
@@ -50,12 +53,24 @@ struct SessionLimits {
   // Most streams open at once on one connection (ours + theirs); one more inbound SYN fails
   // the session.
   size_t max_streams = defaults::kMaxStreamsPerConnection;
-  // Largest Data frame payload we accept (the window bounds it too).
+  // Largest Data frame payload we accept (a stream's current window bounds it too).
   uint32_t max_frame_payload = defaults::kMaxYamuxFramePayload;
   // Largest Data frame payload we send (keeps latency fair across streams).
   uint32_t max_send_frame = defaults::kYamuxSendFrame;
-  // Receive window per stream (>= kInitialWindow); the excess is granted in the SYN / ACK.
-  uint32_t recv_window = defaults::kYamuxReceiveWindow;
+  // Receive window a stream starts with (>= kInitialWindow; the excess is granted in the
+  // SYN / ACK).
+  uint32_t initial_window = defaults::kYamuxInitialWindow;
+  // A stream's receive window grows on demand up to this (>= initial_window).
+  uint32_t max_stream_window = defaults::kYamuxMaxStreamWindow;
+  // Sum over the connection's streams of (window - initial_window): growth stops when it
+  // would pass this.
+  uint64_t window_growth_budget = defaults::kYamuxWindowGrowthBudget;
+
+  // Most payload bytes the peer can make this session hold (buffered unread, or in flight
+  // under granted credit) across all streams.
+  uint64_t max_buffered() const {
+    return max_streams * uint64_t{initial_window} + window_growth_budget;
+  }
 };
 
 class Session {
@@ -90,14 +105,31 @@ class Session {
   // (0: window exhausted, wait for a WindowUpdate). Errors: the stream was reset, closed for
   // writing, or is unknown.
   Result<size_t> write(uint32_t id, ByteView data);
+  // write() for a caller that frames and sends the payload itself (straight from the
+  // application's buffer): takes up to the stream's send window of `n` bytes and queues
+  // nothing. The caller must send exactly that many bytes as Data frames of at most
+  // max_send_frame() payload bytes, each headed by data_header(), and only when has_output()
+  // was false, before any output the session queues afterwards.
+  Result<size_t> reserve_write(uint32_t id, size_t n);
+  static void data_header(uint32_t id, size_t payload_len, std::span<uint8_t> header);
+  uint32_t max_send_frame() const { return limits_.max_send_frame; }
   // Copies buffered received bytes; returns 0 when none are buffered (then check
   // read_eof / is_reset). Consuming data grants the peer new window.
   size_t read(uint32_t id, std::span<uint8_t> buf);
   size_t readable(uint32_t id) const;
+  // A reader waiting on an empty stream lends `buf`: payload that arrives while nothing is
+  // buffered is copied straight into it (counted as read) instead of into the stream's buffer
+  // and then out again. take_read_target() ends the loan and returns how many bytes landed.
+  // The buffer must stay valid until then; one loan per stream.
+  void set_read_target(uint32_t id, std::span<uint8_t> buf);
+  size_t take_read_target(uint32_t id);
   // The peer sent FIN and every byte before it has been read.
   bool read_eof(uint32_t id) const;
   bool is_reset(uint32_t id) const;  // unknown streams count as reset
   uint64_t send_window(uint32_t id) const;
+  // Our current receive window for the stream (what the peer may have in flight plus what is
+  // buffered); 0 for unknown streams.
+  uint32_t recv_window(uint32_t id) const;
 
   // Half-close: queue FIN. Idempotent.
   Status close_write(uint32_t id);
@@ -115,14 +147,22 @@ class Session {
 
   size_t num_streams() const { return streams_.size(); }
   uint64_t bytes_received() const { return bytes_received_; }
+  // Payload bytes held in stream buffers, unread.
+  uint64_t bytes_buffered() const { return buffered_; }
+  // Sum of our streams' receive windows: what the peer may make us buffer right now.
+  uint64_t total_recv_window() const { return total_window_; }
 
  private:
   struct Stream {
     uint64_t send_window = kInitialWindow;
+    uint32_t window = kInitialWindow;       // credit + buffered + unacked_consumed
     uint32_t recv_window = kInitialWindow;  // credit the peer still has
     uint32_t unacked_consumed = 0;          // consumed since our last WindowUpdate
+    bool ran_dry = false;  // the peer used (nearly) all its credit since our last update
     Bytes recv;
     size_t recv_pos = 0;
+    std::span<uint8_t> target;  // a waiting reader's buffer (set_read_target)
+    size_t target_filled = 0;
     bool local_fin = false;
     bool remote_fin = false;
     bool reset = false;
@@ -132,13 +172,18 @@ class Session {
   Status process_frame(const Header& h, ByteView payload);
   Status on_stream_frame(const Header& h, ByteView payload);
   void maybe_forget(uint32_t id);
+  void erase_stream(std::map<uint32_t, Stream>::iterator it);
+  // The application consumed `n` bytes: grant credit back (in batches of half a window),
+  // growing the window when the peer is held back by it.
+  void on_consumed(uint32_t id, Stream& s, size_t n);
+  void drop_buffer(Stream& s);
   void send_frame(FrameType t, uint16_t flags, uint32_t id, uint32_t length, ByteView payload = {});
   Status fail(Status st);
   bool remote_initiated(uint32_t id) const { return (id % 2 == 1) != client_; }
-  // A new stream, granted our full receive window.
-  Stream new_stream() const;
+  // A new stream with the initial receive window (added to total_window_).
+  Stream new_stream();
   // The window delta beyond the spec's initial 256 KiB, sent with SYN and ACK.
-  uint32_t window_bonus() const { return limits_.recv_window - kInitialWindow; }
+  uint32_t window_bonus() const { return limits_.initial_window - kInitialWindow; }
 
   bool client_;
   SessionLimits limits_;
@@ -155,6 +200,9 @@ class Session {
   bool local_go_away_ = false;
   bool remote_go_away_ = false;
   uint64_t bytes_received_ = 0;
+  uint64_t buffered_ = 0;      // sum of unread stream buffers
+  uint64_t total_window_ = 0;  // sum of Stream::window
+  uint64_t growth_ = 0;        // sum of (Stream::window - initial_window)
 };
 
 }  // namespace idn::p2p::yamux

@@ -16,12 +16,17 @@ if "$idn" bench transport --bulk-mib 0 --no-js --out "$dir/x" 2>"$dir/err"; then
   fail "accepted --bulk-mib 0"
 fi
 grep -q -- "--bulk-mib" "$dir/err" || fail "bad --bulk-mib error does not name the option"
+if "$idn" bench transport --threads 3 --no-js --out "$dir/x" 2>"$dir/err"; then
+  fail "accepted --threads 3"
+fi
+grep -q -- "--threads" "$dir/err" || fail "bad --threads error does not name the option"
 
 "$idn" bench transport --iterations 50 --warmup 5 --bulk-mib 4 --no-js --out "$dir/o" \
   >"$dir/out" 2>/dev/null
 grep -q "| transport | payload | n | median us | p99 us | throughput |" "$dir/out" ||
   fail "no table"
 grep -q "skipped (--no-js)" "$dir/out" || fail "js baseline not reported as skipped"
+grep -q "two io_context threads" "$dir/out" || fail "table does not say how it was measured"
 csv="$dir/o/transport.csv"
 [ -f "$dir/o/transport.md" ] || fail "no transport.md"
 [ "$(head -1 "$csv")" = "transport,payload,n,median_us,p90_us,p99_us,mib_per_s,note" ] ||

@@ -85,9 +85,7 @@ TEST(YamuxTest, WriterStopsAtWindowAndResumesAfterReaderConsumes) {
 }
 
 TEST(YamuxTest, PeerExceedingWindowFailsSession) {
-  SessionLimits lim;
-  lim.recv_window = kInitialWindow;  // the spec's window, no bonus
-  Session s(false, lim);
+  Session s(false);  // the spec's 256 KiB window
   ASSERT_TRUE(s.feed(frame(FrameType::kWindowUpdate, kSyn, 1, 0)).ok());
   Bytes chunk(kInitialWindow, 1);
   ASSERT_TRUE(s.feed(frame(FrameType::kData, 0, 1, chunk.size(), chunk)).ok());
@@ -101,7 +99,8 @@ TEST(YamuxTest, PeerExceedingWindowFailsSession) {
 
 TEST(YamuxTest, SynAndAckGrantTheConfiguredWindowWhichIsEnforced) {
   SessionLimits lim;
-  lim.recv_window = 2 * kInitialWindow;
+  lim.initial_window = 2 * kInitialWindow;
+  lim.max_stream_window = 2 * kInitialWindow;
   Session c(true, lim), s(false, lim);
   auto id = *c.open_stream();
   ASSERT_TRUE(pump(c, s).ok());
@@ -122,6 +121,160 @@ TEST(YamuxTest, OversizedFrameRefusedBeforeBuffering) {
   Session s(false);
   Bytes hdr = frame(FrameType::kData, kSyn, 1, 16 * 1024 * 1024);
   EXPECT_EQ(s.feed(hdr).code(), Code::kPeerMisbehaved);
+  // A frame within the largest window we ever grant but beyond the stream's current credit
+  // is refused at its header too: nothing of it is held waiting for the rest.
+  Session s2(false);
+  ASSERT_TRUE(s2.feed(frame(FrameType::kWindowUpdate, kSyn, 1, 0)).ok());
+  EXPECT_EQ(s2.feed(frame(FrameType::kData, 0, 1, kInitialWindow + 1)).code(),
+            Code::kPeerMisbehaved);
+}
+
+// Writes as much as the window allows on `id`, delivers it, and has the receiver read it all.
+size_t send_window_full(Session& c, uint32_t id, Session& s, uint32_t in) {
+  static const Bytes big(8 * 1024 * 1024, 0x5a);
+  static std::vector<uint8_t> sink(big.size());
+  size_t n = *c.write(id, big);
+  EXPECT_TRUE(pump(c, s).ok());
+  size_t got = 0, r;
+  while ((r = s.read(in, std::span<uint8_t>(sink).subspan(got))) > 0) got += r;
+  EXPECT_EQ(got, n);
+  EXPECT_TRUE(pump(c, s).ok());
+  return n;
+}
+
+TEST(YamuxTest, WindowStartsAtSpecAndGrowsWhileReaderKeepsUpWithWindowLimitedSender) {
+  Session c(true), s(false);
+  auto id = *c.open_stream();
+  ASSERT_TRUE(pump(c, s).ok());
+  auto in = *s.accept();
+  EXPECT_EQ(s.recv_window(in), kInitialWindow);
+  EXPECT_EQ(c.send_window(id), kInitialWindow);
+  // The sender fills the window every time: it doubles until the 4 MiB cap.
+  uint32_t last = kInitialWindow;
+  for (int round = 0; round < 12; ++round) {
+    send_window_full(c, id, s, in);
+    EXPECT_GE(s.recv_window(in), last);
+    last = s.recv_window(in);
+  }
+  EXPECT_EQ(last, defaults::kYamuxMaxStreamWindow);
+  EXPECT_EQ(c.send_window(id), defaults::kYamuxMaxStreamWindow);
+  EXPECT_EQ(s.total_recv_window(), defaults::kYamuxMaxStreamWindow);
+}
+
+TEST(YamuxTest, WindowDoesNotGrowForASenderThatNeverRunsItDry) {
+  Session c(true), s(false);
+  auto id = *c.open_stream();
+  ASSERT_TRUE(pump(c, s).ok());
+  auto in = *s.accept();
+  Bytes chunk(16 * 1024, 1);
+  uint8_t buf[16 * 1024];
+  for (int i = 0; i < 200; ++i) {  // 3.2 MiB in 16 KiB messages, each read at once
+    ASSERT_EQ(*c.write(id, chunk), chunk.size());
+    ASSERT_TRUE(pump(c, s).ok());
+    ASSERT_EQ(s.read(in, buf), chunk.size());
+    ASSERT_TRUE(pump(c, s).ok());
+  }
+  EXPECT_EQ(s.recv_window(in), kInitialWindow);
+}
+
+TEST(YamuxTest, WindowGrowthStopsAtTheConnectionBudgetAndIsReturnedWhenStreamsEnd) {
+  SessionLimits lim;
+  lim.max_stream_window = 1024 * 1024;
+  lim.window_growth_budget = 1024 * 1024;  // room for one and a third grown streams
+  Session c(true), s(false, lim);
+  std::vector<std::pair<uint32_t, uint32_t>> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto id = *c.open_stream();
+    ASSERT_TRUE(pump(c, s).ok());
+    ids.emplace_back(id, *s.accept());
+  }
+  for (int round = 0; round < 6; ++round) {
+    for (auto [id, in] : ids) send_window_full(c, id, s, in);
+  }
+  uint64_t sum = 0;
+  for (auto [id, in] : ids) sum += s.recv_window(in);
+  EXPECT_EQ(sum, 3 * kInitialWindow + lim.window_growth_budget);
+  EXPECT_EQ(s.total_recv_window(), sum);
+  // A finished stream gives its growth back; a new stream can then grow into it.
+  auto [id0, in0] = ids[0];
+  const uint64_t w0 = s.recv_window(in0);
+  ASSERT_GT(w0, kInitialWindow);
+  c.reset(id0);
+  ASSERT_TRUE(pump(c, s).ok());
+  s.release(in0);
+  EXPECT_EQ(s.total_recv_window(), sum - w0);
+  auto id = *c.open_stream();
+  ASSERT_TRUE(pump(c, s).ok());
+  auto in = *s.accept();
+  for (int round = 0; round < 6; ++round) send_window_full(c, id, s, in);
+  EXPECT_GT(s.recv_window(in), kInitialWindow);
+}
+
+TEST(YamuxTest, StreamFloodCannotMakeAConnectionBufferMoreThanTheDocumentedBound) {
+  // The peer first gets a few streams' windows grown as far as the budget allows (we read
+  // them), then opens every stream it may and fills every window without us reading.
+  Session c(true), s(false);
+  const SessionLimits lim;
+  ASSERT_EQ(lim.max_buffered(), defaults::kYamuxMaxBufferedPerConnection);
+  ASSERT_LE(defaults::kYamuxMaxBufferedPerConnection, 80ull * 1024 * 1024);
+  std::vector<std::pair<uint32_t, uint32_t>> ids;
+  for (size_t i = 0; i < lim.max_streams; ++i) {
+    auto id = c.open_stream();
+    ASSERT_TRUE(id.ok());
+    ASSERT_TRUE(pump(c, s).ok());
+    ids.emplace_back(*id, *s.accept());
+  }
+  for (int round = 0; round < 8; ++round) {
+    for (size_t i = 0; i < 8; ++i) send_window_full(c, ids[i].first, s, ids[i].second);
+  }
+  EXPECT_EQ(s.total_recv_window(), lim.max_buffered());
+  Bytes big(8 * 1024 * 1024, 0x77);
+  for (auto [id, in] : ids) ASSERT_TRUE(c.write(id, big).ok());
+  ASSERT_TRUE(pump(c, s).ok());
+  // The peer used all the credit it had (the grown streams hold back up to half a window of
+  // credit we owe but have not granted yet).
+  EXPECT_LE(s.bytes_buffered(), lim.max_buffered());
+  EXPECT_GT(s.bytes_buffered(), lim.max_buffered() - lim.window_growth_budget);
+  EXPECT_FALSE(s.failed());
+  // One byte more on any stream breaks the window and fails the session.
+  EXPECT_EQ(s.feed(frame(FrameType::kData, 0, ids[100].first, 1, {1})).code(),
+            Code::kPeerMisbehaved);
+  EXPECT_TRUE(s.failed());
+}
+
+TEST(YamuxTest, PayloadGoesStraightIntoAWaitingReadersBuffer) {
+  Session c(true), s(false);
+  auto id = *c.open_stream();
+  ASSERT_TRUE(pump(c, s).ok());
+  auto in = *s.accept();
+  std::vector<uint8_t> target(10);
+  s.set_read_target(in, target);
+  ASSERT_TRUE(c.write(id, as_bytes("hello, yamux")).ok());  // 12 bytes: 2 left buffered
+  ASSERT_TRUE(pump(c, s).ok());
+  EXPECT_EQ(s.readable(in), 2u);
+  EXPECT_EQ(s.bytes_buffered(), 2u);
+  EXPECT_EQ(s.take_read_target(in), 10u);
+  EXPECT_EQ(std::string(target.begin(), target.end()), "hello, yam");
+  uint8_t rest[8];
+  ASSERT_EQ(s.read(in, rest), 2u);
+  EXPECT_EQ(std::string(rest, rest + 2), "ux");
+  // With bytes already buffered, new payload queues behind them (order is kept).
+  ASSERT_TRUE(c.write(id, as_bytes("ab")).ok());
+  ASSERT_TRUE(pump(c, s).ok());
+  s.set_read_target(in, target);
+  ASSERT_TRUE(c.write(id, as_bytes("cd")).ok());
+  ASSERT_TRUE(pump(c, s).ok());
+  EXPECT_EQ(s.take_read_target(in), 0u);
+  ASSERT_EQ(s.read(in, rest), 4u);
+  EXPECT_EQ(std::string(rest, rest + 4), "abcd");
+  // Bytes delivered straight to the reader count as consumed: the sender gets its credit back.
+  std::vector<uint8_t> big_target(kInitialWindow);
+  s.set_read_target(in, big_target);
+  Bytes big(kInitialWindow, 3);
+  EXPECT_EQ(*c.write(id, big), kInitialWindow - 16);
+  ASSERT_TRUE(pump(c, s).ok());
+  EXPECT_EQ(s.take_read_target(in), kInitialWindow - 16);
+  EXPECT_GE(c.send_window(id), kInitialWindow / 2);
 }
 
 TEST(YamuxTest, StreamFloodFailsSession) {
