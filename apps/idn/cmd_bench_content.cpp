@@ -85,11 +85,15 @@ int run_content_bench(const ContentBenchArgs& a) {
   std::vector<std::unique_ptr<RunningPeer>> providers;
   std::vector<core::Multiaddr> boot;
   std::optional<core::Cid> root;
+  // Everyone joins the DHT first: a provider record needs other nodes to land on.
   for (size_t i = 0; i < a.providers; ++i) {
     auto p = start(boot);
     if (!p.ok()) return report(p.status().with_context("provider " + std::to_string(i)));
-    node::Node& n = *(*p)->node;
-    if (boot.empty()) boot = n.listen_addrs();
+    if (boot.empty()) boot = (*p)->node->listen_addrs();
+    providers.push_back(std::move(*p));
+  }
+  for (auto& p : providers) {
+    node::Node& n = *p->node;
     auto imported = n.block_on([&]() -> p2p::awaitable<Result<store::ImportResult>> {
       auto r = store::import_path(file, n.blockstore());
       if (r.ok()) {
@@ -102,7 +106,6 @@ int run_content_bench(const ContentBenchArgs& a) {
     root = imported->cid;
     Status s = routing::provide_sync(*n.routing(), root->hash(), std::chrono::seconds(20));
     if (!s.is_ok()) return report(s.with_context("provide"));
-    providers.push_back(std::move(*p));
   }
   std::fprintf(stderr, "%zu providers hold %s (%zu MiB)\n", a.providers, root->to_string().c_str(),
                a.size_mib);
