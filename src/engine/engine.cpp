@@ -8,6 +8,10 @@
 #include "model/package.h"
 #include "nn/graph.h"
 
+// OpenBLAS's thread-count control, when the BLAS LibTorch loaded is OpenBLAS (weak: absent
+// with another BLAS).
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+
 namespace idn::engine {
 
 struct Engine::Impl {
@@ -52,7 +56,13 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::filesystem::path& dir, E
   if (pkg.spec.inputs.size() != 1)
     return Status::unsupported("engine runs single-input models; " + dir.string() + " has " +
                                std::to_string(pkg.spec.inputs.size()) + " inputs");
-  if (opts.threads > 0) torch::set_num_threads(opts.threads);
+  if (opts.threads > 0) {
+    torch::set_num_threads(opts.threads);
+    // LibTorch on Debian runs Linear layers through OpenBLAS, whose own thread pool spins in
+    // sched_yield between calls: on a small machine those spinners take the cores that the
+    // node's io threads need (perf: 16% of a serving run in sched_yield; gone with this).
+    if (openblas_set_num_threads) openblas_set_num_threads(opts.threads);
+  }
   auto impl = std::make_unique<Impl>();
   try {
     impl->graph = nn::Graph(pkg.spec);
