@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "node/node.h"
+#include "node/node_thread.h"
 #include "routing/dht_routing.h"
 #include "store/bitswap.h"
 #include "store/blockstore.h"
@@ -35,28 +36,8 @@ struct ContentBenchArgs {
   std::string out = "bench/out/content.csv";
 };
 
-struct RunningPeer {
-  std::unique_ptr<node::Node> node;
-  std::thread thread;
-  ~RunningPeer() {
-    if (!node) return;
-    node->shutdown();
-    thread.join();
-  }
-};
-
-Result<std::unique_ptr<RunningPeer>> start(const std::vector<core::Multiaddr>& bootstrap) {
-  node::Config c;
-  c.listen = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0").value()};
-  c.bootstrap = bootstrap;
-  c.log_level = "warn";
-  IDN_ASSIGN_OR_RETURN(auto n, node::Node::create(std::move(c)));
-  auto p = std::make_unique<RunningPeer>();
-  p->node = std::move(n);
-  p->thread = std::thread([n = p->node.get()] { (void)n->run(false); });
-  if (!bootstrap.empty())  // the first node has nobody to connect to yet
-    IDN_RETURN_IF_ERROR(p->node->routing()->wait_connected(std::chrono::seconds(20)));
-  return p;
+Result<std::unique_ptr<node::NodeThread>> start(const std::vector<core::Multiaddr>& bootstrap) {
+  return node::NodeThread::start(node::loopback_config(bootstrap));
 }
 
 int run_content_bench(const ContentBenchArgs& a) {
@@ -82,18 +63,18 @@ int run_content_bench(const ContentBenchArgs& a) {
     if (!out) return report(Status::io_error("cannot write " + file.string()));
   }
 
-  std::vector<std::unique_ptr<RunningPeer>> providers;
+  std::vector<std::unique_ptr<node::NodeThread>> providers;
   std::vector<core::Multiaddr> boot;
   std::optional<core::Cid> root;
   // Everyone joins the DHT first: a provider record needs other nodes to land on.
   for (size_t i = 0; i < a.providers; ++i) {
     auto p = start(boot);
     if (!p.ok()) return report(p.status().with_context("provider " + std::to_string(i)));
-    if (boot.empty()) boot = (*p)->node->listen_addrs();
+    if (boot.empty()) boot = (**p)->listen_addrs();
     providers.push_back(std::move(*p));
   }
   for (auto& p : providers) {
-    node::Node& n = *p->node;
+    node::Node& n = **p;
     auto imported = n.block_on([&]() -> p2p::awaitable<Result<store::ImportResult>> {
       auto r = store::import_path(file, n.blockstore());
       if (r.ok()) {
@@ -121,7 +102,7 @@ int run_content_bench(const ContentBenchArgs& a) {
     for (size_t k : {size_t{1}, a.providers}) {
       auto c = start(boot);
       if (!c.ok()) return report(c.status().with_context("client"));
-      node::Node& n = *(*c)->node;
+      node::Node& n = ***c;
       auto peers = n.block_on([&] { return n.models().providers(root->hash(), k, {}); });
       if (!peers.ok()) return report(peers.status());
       if (peers->size() < k) {

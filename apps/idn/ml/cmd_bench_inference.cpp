@@ -28,6 +28,7 @@
 #include "model/package.h"
 #include "motifs/branchynet.h"
 #include "node/node.h"
+#include "node/node_thread.h"
 #include "routing/dht_routing.h"
 
 namespace idn::cli {
@@ -70,29 +71,12 @@ Status ensure_model(const std::string& arch, const fs::path& dir) {
   return r.status();
 }
 
-struct Peer {
-  std::unique_ptr<node::Node> node;
-  std::thread thread;
-  ~Peer() {
-    if (!node) return;
-    node->shutdown();
-    thread.join();
-  }
-};
+using Peer = node::NodeThread;
 
 Result<std::unique_ptr<Peer>> start_peer(const std::vector<core::Multiaddr>& boot, int workers) {
-  node::Config c;
-  c.listen = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0").value()};
-  c.bootstrap = boot;
-  c.log_level = "warn";
+  node::Config c = node::loopback_config(boot);
   c.serve.workers = static_cast<size_t>(workers);
-  IDN_ASSIGN_OR_RETURN(auto n, node::Node::create(std::move(c)));
-  auto p = std::make_unique<Peer>();
-  p->node = std::move(n);
-  p->thread = std::thread([n = p->node.get()] { (void)n->run(false); });
-  if (!boot.empty())  // the first node has nobody to connect to yet
-    IDN_RETURN_IF_ERROR(p->node->routing()->wait_connected(std::chrono::seconds(20)));
-  return p;
+  return Peer::start(std::move(c));
 }
 
 struct Row {
@@ -222,14 +206,14 @@ int run_inference_bench(const InferenceBenchArgs& a) {
     auto p0 = start_peer({}, a.workers);
     if (!p0.ok()) return report(p0.status());
     peers.push_back(std::move(*p0));
-    auto boot = peers[0]->node->listen_addrs();
-    node::Node& n0 = *peers[0]->node;
+    auto boot = (*peers[0])->listen_addrs();
+    node::Node& n0 = **peers[0];
     auto pub = n0.block_on([&] { return n0.models().publish(dir, arch); });
     if (!pub.ok()) return report(pub.status());
     auto sid = pub->service_id;
     auto client = start_peer(boot, 1);
     if (!client.ok()) return report(client.status());
-    node::Node& cn = *(*client)->node;
+    node::Node& cn = ***client;
     auto session_for = [&](size_t fanout, bool split) -> Result<std::shared_ptr<client::Session>> {
       client::SessionOptions so;
       so.fanout = fanout;
@@ -266,7 +250,7 @@ int run_inference_bench(const InferenceBenchArgs& a) {
     for (int i = 1; i < 3; ++i) {
       auto p = start_peer(boot, a.workers);
       if (!p.ok()) return report(p.status());
-      node::Node& n = *(*p)->node;
+      node::Node& n = ***p;
       Status st = n.block_on([&] { return n.models().init_model(sid); });
       if (!st.is_ok()) return report(st.with_context("initModel"));
       peers.push_back(std::move(*p));

@@ -24,6 +24,7 @@
 #include "model/package.h"
 #include "motifs/branchynet.h"
 #include "node/node.h"
+#include "node/node_thread.h"
 #include "routing/dht_routing.h"
 
 namespace idn::cli {
@@ -66,34 +67,10 @@ Status train_default(const fs::path& dir, const std::string& data_dir) {
   return r.status();
 }
 
-// A node on its own thread.
-struct Peer {
-  std::unique_ptr<node::Node> node;
-  std::thread thread;
-  bool alive = false;
-  void start() {
-    alive = true;
-    thread = std::thread([n = node.get()] { (void)n->run(false); });
-  }
-  void stop() {
-    if (!alive) return;
-    alive = false;
-    node->shutdown();
-    thread.join();
-  }
-};
+using Peer = node::NodeThread;
 
 Result<std::unique_ptr<Peer>> start_peer(const std::vector<core::Multiaddr>& bootstrap) {
-  node::Config c;
-  c.listen = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0").value()};
-  c.bootstrap = bootstrap;
-  c.log_level = "warn";
-  auto n = node::Node::create(std::move(c));
-  if (!n.ok()) return n.status();
-  auto p = std::make_unique<Peer>();
-  p->node = std::move(*n);
-  p->start();
-  return p;
+  return Peer::start(node::loopback_config(bootstrap));
 }
 
 std::string short_id(const identity::PeerId& p) {
@@ -128,22 +105,18 @@ int run_demo(const DemoArgs& a) {
   auto images = motifs::to_samples(data->test.x);
   auto labels = motifs::to_labels(data->test.y);
 
-  // Providers: all join the DHT first (through the first one), then the first publishes and
-  // the others find the service in the DHT and initModel it.
+  // Providers: all join the DHT first (through the first one; NodeThread::start waits for
+  // that), then the first publishes and the others find the service in the DHT and
+  // initModel it.
   std::vector<std::unique_ptr<Peer>> peers;
   std::vector<core::Multiaddr> boot;
   for (int i = 0; i < a.peers; ++i) {
     auto p = start_peer(boot);
     if (!p.ok()) return report(p.status());
-    if (boot.empty()) boot = (*p)->node->listen_addrs();
+    if (boot.empty()) boot = (**p)->listen_addrs();
     peers.push_back(std::move(*p));
   }
-  for (int i = 1; i < a.peers; ++i) {
-    if (Status s = peers[i]->node->routing()->wait_connected(std::chrono::seconds(20));
-        !s.is_ok())
-      return report(s.with_context("peer " + std::to_string(i) + " joining the DHT"));
-  }
-  node::Node& publisher = *peers[0]->node;
+  node::Node& publisher = **peers[0];
   auto pub = publisher.block_on(
       [&] { return publisher.models().publish(model, "FashionMNIST B-LeNet (idn demo)"); });
   if (!pub.ok()) return report(pub.status());
@@ -152,7 +125,7 @@ int run_demo(const DemoArgs& a) {
               ise::service_id_text(sid).c_str(), pub->descriptor.name.c_str());
   std::printf("peer 0   %s published it (%.1f s)\n", publisher.id().to_string().c_str(), secs());
   for (int i = 1; i < a.peers; ++i) {
-    node::Node& n = *peers[i]->node;
+    node::Node& n = **peers[i];
     Status st = n.block_on([&] { return n.models().init_model(sid); });
     if (!st.is_ok()) return report(st.with_context("peer " + std::to_string(i) + " initModel"));
     std::printf("peer %-3d %s found it in the DHT, fetched, verified and loaded it (%.1f s)\n", i,
@@ -161,9 +134,7 @@ int run_demo(const DemoArgs& a) {
 
   auto client_peer = start_peer(boot);
   if (!client_peer.ok()) return report(client_peer.status());
-  node::Node& cn = *(*client_peer)->node;
-  if (Status s = cn.routing()->wait_connected(std::chrono::seconds(20)); !s.is_ok())
-    return report(s.with_context("client joining the DHT"));
+  node::Node& cn = ***client_peer;
   // Wait until the DHT lists every provider (records propagate in milliseconds on loopback).
   size_t seen = 0;
   for (auto until = Clock::now() + std::chrono::seconds(30); Clock::now() < until;) {
@@ -211,11 +182,11 @@ int run_demo(const DemoArgs& a) {
       // while this request is in flight.
       size_t victim = peers.size();
       for (size_t k = 0; k < peers.size(); ++k)
-        if (peers[k]->alive && last_peer && peers[k]->node->id() == *last_peer) victim = k;
+        if (peers[k]->running() && last_peer && (*peers[k])->id() == *last_peer) victim = k;
       for (size_t k = peers.size(); victim == peers.size() && k-- > 0;)
-        if (peers[k]->alive) victim = k;
+        if (peers[k]->running()) victim = k;
       std::printf("-- killing peer %zu (%s) while request %d is in flight\n", victim,
-                  peers[victim]->node->id().to_string().c_str(), i);
+                  (*peers[victim])->id().to_string().c_str(), i);
       killer = std::thread([p = peers[victim].get()] { p->stop(); });
     }
     std::optional<client::Event> last;
