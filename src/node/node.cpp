@@ -155,7 +155,15 @@ awaitable<Result<std::vector<identity::PeerId>>> Node::cached_providers(
   auto now = std::chrono::steady_clock::now();
   if (now < cache->expires) {
     auto out = usable();
-    if (out.size() >= n) co_return out;
+    if (!out.empty()) co_return out;
+    // Every fresh cached provider was already tried by this request: the DHT would name the
+    // same peers again (a lookup costs more than the inference), so say there is nobody new.
+    bool untried = std::any_of(cache->peers.begin(), cache->peers.end(), [&](const auto& p) {
+      return std::find(exclude.begin(), exclude.end(), p) == exclude.end();
+    });
+    if (!untried)
+      co_return Status::not_found("no other provider of " + ise::service_id_text(service) +
+                                  " is known");
   }
   // Ask for more than this request needs, so later requests and reroutes hit the cache.
   auto found = co_await models_->providers(service, std::max(n, kProvidersCached), {});
