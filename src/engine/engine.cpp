@@ -15,6 +15,15 @@ extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 namespace idn::engine {
 
 struct Engine::Impl {
+  // Activations to run from: the preprocessed model input (resume_after < 0), or `x` as the
+  // output of stage `resume_after` (split execution).
+  nn::Activations begin(const torch::Tensor& x, int resume_after) {
+    if (resume_after < 0) return graph->begin({preprocess(x)});
+    nn::Activations acts = graph->begin({});
+    graph->set_stage_output(resume_after, acts, x);
+    return acts;
+  }
+
   nn::Graph graph{nullptr};
   torch::Tensor mean, inv_std;  // [1, C, 1, 1] or undefined
   std::vector<std::vector<int>> exits_at_stage;
@@ -150,13 +159,7 @@ Result<ExitEvent> Engine::run_from(const core::Tensor& activation, int resume_af
   torch::NoGradGuard ng;
   torch::InferenceMode im;
   auto x = nn::to_torch(activation, /*borrow=*/true);
-  nn::Activations acts;
-  if (resume_after < 0) {
-    acts = g->begin({impl_->preprocess(x)});
-  } else {
-    acts = g->begin({});
-    g->set_stage_output(resume_after, acts, x);
-  }
+  nn::Activations acts = impl_->begin(x, resume_after);
   int64_t flops = 0;
   ExitEvent last;
   try {
@@ -246,13 +249,7 @@ Result<std::vector<ExitEvent>> Engine::infer_batch_progressive(
   std::vector<ExitEvent> events(n);
   for (auto& ev : events) ev.predicted = -1;
   auto x = nn::to_torch(inputs, /*borrow=*/true);
-  nn::Activations acts;
-  if (resume_after < 0) {
-    acts = g->begin({impl_->preprocess(x)});
-  } else {
-    acts = g->begin({});
-    g->set_stage_output(resume_after, acts, x);
-  }
+  nn::Activations acts = impl_->begin(x, resume_after);
   std::vector<int64_t> remaining(n);
   for (int64_t i = 0; i < n; ++i) remaining[i] = i;
   // Keeps the rows of `acts` whose flag is set; `remaining` follows.
