@@ -31,7 +31,27 @@ const core::Multiaddr& Stream::remote_addr() const {
   return conn_->remote_addr();
 }
 
+void Stream::select_optimistically(const std::string& protocol) {
+  protocol_ = protocol;
+  pending_echo_ = std::make_unique<multistream::Dialer>(std::vector<std::string>{protocol});
+  proposal_ = pending_echo_->take_output();
+}
+
 awaitable<Status> Stream::write(ByteView data) {
+  if (proposal_.empty()) co_return co_await write_frames(data);
+  // The proposal and the first message travel in one frame (one packet on the wire).
+  Bytes first = std::exchange(proposal_, {});
+  first.insert(first.end(), data.begin(), data.end());
+  co_return co_await write_frames(first);
+}
+
+awaitable<Status> Stream::flush_proposal() {
+  if (proposal_.empty()) co_return Status::ok();
+  Bytes p = std::exchange(proposal_, {});
+  co_return co_await write_frames(p);
+}
+
+awaitable<Status> Stream::write_frames(ByteView data) {
   Connection& c = *conn_;
   while (true) {
     if (c.closing_)
@@ -68,6 +88,7 @@ awaitable<Status> Stream::write(ByteView data) {
 }
 
 awaitable<Status> Stream::close_write() {
+  if (Status st = co_await flush_proposal(); !st.is_ok()) co_return st;
   Status st = conn_->session_.close_write(id_);
   conn_->writable_.notify_all();
   co_return st;
@@ -80,6 +101,38 @@ void Stream::reset() {
 }
 
 awaitable<Result<size_t>> Stream::do_read_some(std::span<uint8_t> buf) {
+  if (pending_echo_) co_return co_await read_echo_then(buf);
+  co_return co_await read_frames(buf);
+}
+
+awaitable<Result<size_t>> Stream::read_echo_then(std::span<uint8_t> buf) {
+  if (Status st = co_await flush_proposal(); !st.is_ok()) co_return st;
+  uint8_t tmp[256];
+  while (!pending_echo_->done()) {
+    auto n = co_await read_frames(tmp);
+    if (!n.ok()) {
+      if (n.status().code() != Code::kCancelled) co_return n.status();
+      co_return Status::unsupported("the peer reset the stream before accepting protocol " +
+                                    protocol_);
+    }
+    if (*n == 0) {
+      co_return Status::unsupported("stream closed before the peer accepted protocol " + protocol_);
+    }
+    if (Status st = pending_echo_->feed(ByteView(tmp, *n)); !st.is_ok()) {
+      co_return st.with_context("optimistic select of " + protocol_);
+    }
+    // A "na" would make the dialer propose nothing else (one protocol): feed() already failed.
+  }
+  Bytes rest = pending_echo_->take_leftover();
+  pending_echo_.reset();
+  if (rest.empty()) co_return co_await read_frames(buf);
+  size_t n = std::min(rest.size(), buf.size());
+  std::copy_n(rest.begin(), n, buf.begin());
+  if (n < rest.size()) unread(ByteView(rest).subspan(n));
+  co_return n;
+}
+
+awaitable<Result<size_t>> Stream::read_frames(std::span<uint8_t> buf) {
   Connection& c = *conn_;
   // While we wait, the session may copy arriving payload straight into `buf` (one copy
   // instead of two). The guard ends the loan however this frame ends, even if it is destroyed

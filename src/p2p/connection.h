@@ -58,14 +58,27 @@ class Stream : public ByteStream {
   // Reads and writes fail with Timeout once `deadline` passes (SteadyTime::max(): never).
   void set_deadline(SteadyTime deadline) { deadline_ = deadline; }
 
+  // Optimistic multistream-select of one protocol (js-libp2p's lazy select): the header and
+  // proposal go out in front of the first write (or close/read), without waiting a round trip
+  // for the echo; the first read checks the echo before handing over data. A peer that answers
+  // "na" makes that read fail with Unsupported.
+  void select_optimistically(const std::string& protocol);
+
  protected:
   awaitable<Result<size_t>> do_read_some(std::span<uint8_t> buf) override;
 
  private:
+  awaitable<Result<size_t>> read_frames(std::span<uint8_t> buf);
+  awaitable<Status> write_frames(ByteView data);
+  awaitable<Status> flush_proposal();
+  awaitable<Result<size_t>> read_echo_then(std::span<uint8_t> buf);
+
   std::shared_ptr<Connection> conn_;
   uint32_t id_;
   std::string protocol_;
   SteadyTime deadline_ = SteadyTime::max();
+  std::unique_ptr<multistream::Dialer> pending_echo_;  // optimistic select: echo not yet read
+  Bytes proposal_;                                     // optimistic select: not yet written
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {

@@ -378,14 +378,26 @@ awaitable<Result<std::shared_ptr<Stream>>> Host::new_stream(const identity::Peer
   co_return co_await new_stream(peer, std::move(v));
 }
 
-awaitable<Result<std::shared_ptr<Stream>>> Host::new_stream(const identity::PeerId& peer,
-                                                            std::vector<std::string> protocols) {
+awaitable<Result<std::shared_ptr<Stream>>> Host::open_raw_stream(const identity::PeerId& peer) {
   auto it = peers_.find(peer);
   if (it == peers_.end() || !it->second.conn || it->second.conn->closed()) {
     co_return Status::not_found("not connected to " + peer.to_string() + "; dial it first");
   }
   auto conn = it->second.conn;
-  auto s = co_await conn->open_stream();
+  co_return co_await conn->open_stream();
+}
+
+awaitable<Result<std::shared_ptr<Stream>>> Host::new_stream_optimistic(const identity::PeerId& peer,
+                                                                       std::string protocol) {
+  auto s = co_await open_raw_stream(peer);
+  if (!s.ok()) co_return s.status();
+  (*s)->select_optimistically(protocol);
+  co_return std::move(*s);
+}
+
+awaitable<Result<std::shared_ptr<Stream>>> Host::new_stream(const identity::PeerId& peer,
+                                                            std::vector<std::string> protocols) {
+  auto s = co_await open_raw_stream(peer);
   if (!s.ok()) co_return s.status();
   (*s)->set_deadline(std::chrono::steady_clock::now() + config_.stream_negotiation_timeout);
   auto p = co_await select_protocol(**s, std::move(protocols));

@@ -113,6 +113,12 @@ class Host {
                                                         std::string protocol);
   awaitable<Result<std::shared_ptr<Stream>>> new_stream(const identity::PeerId& peer,
                                                         std::vector<std::string> protocols);
+  // Opens a stream and selects `protocol` optimistically: returns at once, the proposal rides
+  // with the first write, and the first read fails with Unsupported if the peer refused it.
+  // Saves a round trip per stream for protocols the peer is known to serve (a provider of a
+  // service speaks /idn/infer). Errors: NotFound (not connected), LimitExceeded.
+  awaitable<Result<std::shared_ptr<Stream>>> new_stream_optimistic(const identity::PeerId& peer,
+                                                                   std::string protocol);
 
   // One /ipfs/ping/1.0.0 round trip; the RTT is also kept in peer_info(). Errors as
   // new_stream, plus PeerMisbehaved when the echo differs.
@@ -157,6 +163,7 @@ class Host {
   void on_connection_closed(Connection& c, const Status& reason);
   void on_inbound_stream(std::shared_ptr<Stream> s);
   awaitable<void> serve_stream(std::shared_ptr<Stream> s);
+  awaitable<Result<std::shared_ptr<Stream>>> open_raw_stream(const identity::PeerId& peer);
   awaitable<void> run_identify(std::shared_ptr<Connection> c);
   awaitable<void> idle_sweeper();
   IdentifyInfo local_identify(const Connection& c) const;

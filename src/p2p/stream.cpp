@@ -138,7 +138,11 @@ awaitable<Result<std::string>> negotiate(ByteStream& s, Machine& m) {
     if (*r == 0) co_return Status::unavailable("stream closed during protocol negotiation");
     Status st = m.feed(ByteView(buf, *r));
     if (!st.is_ok()) {
-      // Flush a final "na" etc. is pointless: the caller drops the stream.
+      // Send what the machine answered before it failed (a listener's "na"): an optimistic
+      // dialer's data follows its proposal and fails to parse, and the "na" is what tells that
+      // dialer why its stream is about to be reset.
+      Bytes last = m.take_output();
+      if (!last.empty()) (void)co_await s.write(last);
       co_return st;
     }
   }
