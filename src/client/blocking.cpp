@@ -5,7 +5,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <condition_variable>
+#include <deque>
 #include <future>
+#include <mutex>
 
 namespace idn::client {
 
@@ -45,76 +48,122 @@ Status stalled(std::chrono::milliseconds limit) {
 
 }  // namespace
 
-BlockingStream::BlockingStream(asio::any_io_executor io, std::shared_ptr<InferStream> stream,
+namespace detail {
+
+// Answers of one request on their way from the io thread to the caller's thread.
+struct BlockingChannel {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Event> events;
+  bool done = false;      // the request is complete and `summary` final
+  bool finished = false;  // the caller called finish(): answers are dropped
+  Summary summary;
+  Status stall;                         // set when the io thread did not answer in time
+  std::shared_ptr<InferStream> stream;  // touched on the io thread only (once started)
+};
+
+}  // namespace detail
+
+namespace {
+
+using detail::BlockingChannel;
+
+// Moves the request's answers into the channel, waking the caller once per batch: answers
+// that are ready together (the last one and the end of the request) cost one wake-up.
+awaitable<void> pump(std::shared_ptr<BlockingChannel> ch) {
+  for (;;) {
+    std::optional<Event> e = co_await ch->stream->next();
+    std::deque<Event> ready;
+    while (e) {
+      ready.push_back(std::move(*e));
+      if (!ch->stream->done()) break;
+      e = co_await ch->stream->next();  // complete: returns at once
+    }
+    bool end = !e;
+    {
+      std::lock_guard lock(ch->mu);
+      if (!ch->finished)
+        for (auto& ev : ready) ch->events.push_back(std::move(ev));
+      if (end) {
+        ch->summary = ch->stream->summary();
+        ch->done = true;
+      }
+    }
+    ch->cv.notify_all();
+    if (end) break;
+  }
+  ch->stream.reset();  // the request is released on the io thread
+}
+
+}  // namespace
+
+BlockingStream::BlockingStream(asio::any_io_executor io, std::shared_ptr<BlockingChannel> ch,
                                std::chrono::milliseconds limit)
-    : io_(std::move(io)), stream_(std::move(stream)), wait_limit_(limit) {}
+    : io_(std::move(io)), ch_(std::move(ch)), wait_limit_(limit) {}
+
+BlockingStream::BlockingStream(BlockingStream&&) noexcept = default;
 
 BlockingStream::~BlockingStream() {
-  if (!stream_) return;  // moved from
-  // The InferStream must be finished and released on the io thread.
-  asio::post(io_, [s = std::move(stream_)] { s->finish(); });
+  if (ch_) finish();
 }
 
 std::optional<Event> BlockingStream::next() {
-  if (!stream_ || !stall_.is_ok()) return std::nullopt;
-  auto s = stream_;
-  auto r = run_on<std::optional<Event>>(
-      io_,
-      [s]() -> awaitable<std::optional<Event>> {
-        std::optional<Event> e = co_await s->next();
-        co_return e;
-      },
-      wait_limit_);
-  if (!r) {
-    stall_ = stalled(wait_limit_);
+  if (!ch_) return std::nullopt;
+  BlockingChannel& c = *ch_;
+  std::unique_lock lock(c.mu);
+  bool ready = c.cv.wait_for(lock, wait_limit_, [&] {
+    return !c.events.empty() || c.done || c.finished || !c.stall.is_ok();
+  });
+  if (!ready) {
+    c.stall = stalled(wait_limit_);
     return std::nullopt;
   }
-  return std::move(*r);
+  if (c.finished || c.events.empty()) return std::nullopt;
+  Event e = std::move(c.events.front());
+  c.events.pop_front();
+  return e;
 }
 
 void BlockingStream::finish() {
-  if (!stream_) return;
-  auto s = stream_;
-  run_on<int>(
-      io_,
-      [s]() -> awaitable<int> {
-        s->finish();
-        co_return 0;
-      },
-      wait_limit_);
+  if (!ch_) return;
+  {
+    std::lock_guard lock(ch_->mu);
+    if (ch_->done || ch_->finished) {
+      ch_->finished = true;
+      ch_->events.clear();
+      return;
+    }
+    ch_->finished = true;
+    ch_->events.clear();
+  }
+  asio::post(io_, [ch = ch_] {
+    if (ch->stream) ch->stream->finish();
+  });
 }
 
 Summary BlockingStream::summary() const {
-  if (!stall_.is_ok() || !stream_) {
-    Summary s;
-    s.status =
-        stall_.is_ok() ? Status::internal("summary() of a moved-from BlockingStream") : stall_;
-    return s;
-  }
-  auto s = stream_;
-  auto r = run_on<Summary>(
-      io_, [s]() -> awaitable<Summary> { co_return s->summary(); }, wait_limit_);
-  if (!r) {
-    Summary out;
-    out.status = stalled(wait_limit_);
+  Summary out;
+  if (!ch_) {
+    out.status = Status::internal("summary() of a moved-from BlockingStream");
     return out;
   }
-  return std::move(*r);
+  BlockingChannel& c = *ch_;
+  std::unique_lock lock(c.mu);
+  if (c.stall.is_ok() && !c.cv.wait_for(lock, wait_limit_, [&] { return c.done; }))
+    c.stall = stalled(wait_limit_);
+  if (!c.stall.is_ok()) {
+    out.status = c.stall;
+    return out;
+  }
+  return c.summary;
 }
 
 BlockingStream infer_stream_blocking(Session& session, core::Tensor input) {
-  auto limit = wait_limit(session.options());
-  Session* sp = &session;
-  auto in = std::make_shared<core::Tensor>(std::move(input));
-  auto r = run_on<std::shared_ptr<InferStream>>(
-      session.executor(),
-      [sp, in]() -> awaitable<std::shared_ptr<InferStream>> {
-        co_return sp->infer(std::move(*in));
-      },
-      limit);
-  BlockingStream out(session.executor(), r ? std::move(*r) : nullptr, limit);
-  if (!r) out.stall_ = stalled(limit);
-  return out;
+  auto ch = std::make_shared<BlockingChannel>();
+  // Session::infer may be called from any thread; the stream is used on the io thread only.
+  ch->stream = session.infer(std::move(input));
+  asio::co_spawn(session.executor(), pump(ch), asio::detached);
+  return BlockingStream(session.executor(), std::move(ch), wait_limit(session.options()));
 }
 
 Result<Event> infer_blocking(Session& session, core::Tensor input) {

@@ -15,22 +15,23 @@
 
 namespace idn::client {
 
+namespace detail {
+struct BlockingChannel;
+}
+
 class BlockingStream {
  public:
-  // `stream` was made by a Session on `io`.
-  BlockingStream(boost::asio::any_io_executor io, std::shared_ptr<InferStream> stream,
-                 std::chrono::milliseconds deadline);
-  // Finishes the request (on the io thread) if it still runs.
   ~BlockingStream();
-  BlockingStream(BlockingStream&&) = default;
+  BlockingStream(BlockingStream&&) noexcept;
   BlockingStream& operator=(BlockingStream&&) = delete;
 
   // The next improving answer, or nullopt when the request is complete. Bounded by the
   // request's deadline; if the io thread does not respond well past it, returns nullopt and
   // summary().status says so.
   std::optional<Event> next();
+  // Stops the request (Cancel goes out on the io thread); next() returns nullopt from now on.
   void finish();
-  // A copy taken on the io thread.
+  // Waits until the request is complete and returns its summary.
   Summary summary() const;
 
   class iterator {
@@ -61,10 +62,13 @@ class BlockingStream {
 
  private:
   friend BlockingStream infer_stream_blocking(Session& session, core::Tensor input);
+  BlockingStream(boost::asio::any_io_executor io, std::shared_ptr<detail::BlockingChannel> ch,
+                 std::chrono::milliseconds wait_limit);
   boost::asio::any_io_executor io_;
-  std::shared_ptr<InferStream> stream_;
+  // Answers cross from the io thread to this one through the channel: one wake-up per
+  // answer (and one for completion), instead of a round trip to the io thread per call.
+  std::shared_ptr<detail::BlockingChannel> ch_;
   std::chrono::milliseconds wait_limit_;
-  Status stall_;  // set when the io thread did not answer in time
 };
 
 // Starts a request from an application thread.

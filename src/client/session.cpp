@@ -112,9 +112,7 @@ class Request : public std::enable_shared_from_this<Request> {
         started_(Clock::now()),
         deadline_(started_ + opts_.deadline),
         changed_(ex_),
-        stats_(std::move(stats)) {
-    stats_->started++;
-  }
+        stats_(std::move(stats)) {}
 
   void start() { asio::co_spawn(ex_, drive(shared_from_this()), asio::detached); }
 
@@ -147,6 +145,7 @@ class Request : public std::enable_shared_from_this<Request> {
   static awaitable<void> drive(std::shared_ptr<Request> self) { co_await self->run(); }
 
   awaitable<void> run() {
+    stats_->started++;
     if (Status st = opts_.validate(); !st.is_ok()) {
       complete(st);
       co_return;
@@ -332,7 +331,7 @@ class Request : public std::enable_shared_from_this<Request> {
 
   awaitable<void> attempt(const std::shared_ptr<Attempt>& a) {
     std::string protocol_id(protocol::kInferProtocolId);
-    auto s = co_await host_.new_stream(a->peer, protocol_id);
+    auto s = co_await host_.new_stream_optimistic(a->peer, protocol_id);
     if (!s.ok()) {
       if (a->active()) {
         Code c = s.status().code();
@@ -375,6 +374,8 @@ class Request : public std::enable_shared_from_this<Request> {
             drop(a, Outcome::kVanished, "closed the stream without a final answer");
           } else if (c == Code::kLimitExceeded || c == Code::kCorruption) {
             drop(a, Outcome::kMalformed, frame.status().to_string());
+          } else if (c == Code::kUnsupported || c == Code::kPeerMisbehaved) {
+            drop(a, Outcome::kError, frame.status().to_string());  // refused /idn/infer
           } else {
             drop(a, Outcome::kVanished, frame.status().to_string());
           }

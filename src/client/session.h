@@ -22,6 +22,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <chrono>
 #include <cstdint>
@@ -131,8 +132,9 @@ class Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Starts a request (io thread). Errors (bad input or options, no provider, ...) end the
-  // stream at once with summary().status saying why.
+  // Starts a request; may be called from any thread, the stream is then used on the io
+  // thread. Errors (bad input or options, no provider, ...) end the stream at once with
+  // summary().status saying why.
   std::shared_ptr<InferStream> infer(core::Tensor input);
   // Runs a request to completion and returns its best answer. Errors: the request's status
   // when it is not ok (a Timeout keeps no partial answer here; use infer() to see it).
@@ -150,7 +152,7 @@ class Session {
   ProviderSource providers_;
   core::Multihash service_;
   SessionOptions opts_;
-  uint64_t next_request_id_ = 1;
+  std::atomic<uint64_t> next_request_id_{1};
   std::shared_ptr<SessionStats> stats_ = std::make_shared<SessionStats>();  // outlives requests
 };
 
