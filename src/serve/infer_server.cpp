@@ -1,5 +1,7 @@
 #include "serve/infer_server.h"
 
+#include <pthread.h>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -41,13 +43,21 @@ struct Service {
   ise::ServiceDescriptor descriptor;
   model::ModelSpec spec;
   std::vector<std::unique_ptr<engine::Engine>> engines;  // [worker]
+  // The io thread's own engine for inline runs: loaded (by a worker) once the model has proved
+  // cheap, so a big model never costs the memory. Installed under Core::mu, then io-only.
+  std::unique_ptr<engine::Engine> io_engine;
+  bool io_engine_loading = false;  // guarded by Core::mu
+  bool io_engine_failed = false;   // guarded by Core::mu: do not try again
+  std::filesystem::path package_dir;
+  engine::EngineOptions engine_options;
   // Per-sample shape of each stage's output: what a request resuming at stage s+1 carries.
   std::vector<std::vector<int64_t>> stage_out_shapes;
   std::atomic<bool> removed{false};
   // Engines' stage counters, copied by each worker after every run (read without touching an
   // engine another thread may be using).
   mutable std::mutex runs_mu;
-  std::vector<std::vector<int64_t>> runs;  // [worker][stage]
+  std::vector<std::vector<int64_t>> runs;  // [worker, then the io thread][stage]
+  double ms_per_request = 0;               // moving average of run time; guarded by Core::mu
 };
 
 // How a request ended, for the stats.
@@ -134,7 +144,7 @@ struct InferServer::Core {
   std::deque<std::shared_ptr<Job>> queue;
   bool stopping = false;
   ServerStats stats;
-  double ms_per_request = 0;  // moving average of worker time per request
+  double ms_per_request = 0;  // moving average of run time per request, all services
   std::atomic<bool> stop_flag{false};
 
   std::mutex join_mu;  // serialises stop()'s join
@@ -335,6 +345,7 @@ struct InferServer::Core {
     job->received = received;
     job->deadline = received + (req.deadline_ms > 0 ? std::chrono::milliseconds(req.deadline_ms)
                                                     : self->cfg.default_deadline);
+    bool run_inline = false;
     {
       std::unique_lock lk(self->mu);
       if (self->queue.size() >= self->cfg.max_queue) {
@@ -348,13 +359,24 @@ struct InferServer::Core {
         (void)co_await ctx.send(std::move(p));
         co_return;
       }
-      job->queued = true;
-      self->queue.push_back(job);
-      self->work.notify_one();
+      if (self->can_inline_locked(*svc)) {
+        run_inline = true;
+        self->stats.running++;
+        self->stats.inlined++;
+      } else {
+        job->queued = true;
+        self->queue.push_back(job);
+        self->work.notify_one();
+      }
     }
 
     self->active.push_back({&ctx, job});
     self->start_sweep(self);
+    if (run_inline) {
+      // Answers are posted to this thread: the loop below sends them once this returns.
+      std::vector<std::shared_ptr<Job>> batch{job};
+      self->run_and_account(self->cfg.workers, batch);
+    }
     for (;;) {
       bool done = false;
       while (!job->outbox.empty() && !done) {
@@ -422,17 +444,60 @@ struct InferServer::Core {
         }
         stats.running += batch.size();
       }
-      const size_t taken = batch.size();
-      auto t0 = Clock::now();
-      const size_t ran = run(w, batch);
-      double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-      std::lock_guard lk(mu);
-      stats.running -= taken;
-      if (ran > 0) {
-        double per = ms / static_cast<double>(ran);
-        ms_per_request = ms_per_request == 0 ? per : 0.8 * ms_per_request + 0.2 * per;
-      }
+      const std::shared_ptr<Service> svc = batch[0]->service;
+      run_and_account(w, batch);
+      maybe_load_io_engine(svc);
     }
+  }
+
+  // Runs `batch` (counted in stats.running) on worker `lane`'s engines, or on the io thread's
+  // when lane == cfg.workers, and updates the time averages.
+  void run_and_account(size_t lane, std::vector<std::shared_ptr<Job>>& batch) {
+    const size_t taken = batch.size();
+    const std::shared_ptr<Service> svc = batch[0]->service;
+    auto t0 = Clock::now();
+    const size_t ran = run(lane, batch);
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    std::lock_guard lk(mu);
+    stats.running -= taken;
+    if (ran > 0) {
+      double per = ms / static_cast<double>(ran);
+      auto avg = [per](double& a) { a = a == 0 ? per : 0.8 * a + 0.2 * per; };
+      avg(ms_per_request);
+      avg(svc->ms_per_request);
+    }
+  }
+
+  bool cheap_locked(const Service& svc) const {
+    return cfg.inline_below.count() > 0 && !cfg.before_stage && svc.ms_per_request > 0 &&
+           svc.ms_per_request * 1000.0 < static_cast<double>(cfg.inline_below.count());
+  }
+
+  // Whether a request for `svc` may run on the io thread now (see ServerConfig::inline_below):
+  // the model is cheap, its io engine is loaded and nothing waits for a worker.
+  bool can_inline_locked(const Service& svc) const {
+    return !stop_flag && queue.empty() && svc.io_engine && cheap_locked(svc);
+  }
+
+  // Worker thread: gives a service that proved cheap its io-thread engine (once).
+  void maybe_load_io_engine(const std::shared_ptr<Service>& svc) {
+    {
+      std::lock_guard lk(mu);
+      if (svc->io_engine || svc->io_engine_loading || svc->io_engine_failed || svc->removed ||
+          !cheap_locked(*svc))
+        return;
+      svc->io_engine_loading = true;
+    }
+    auto e = engine::Engine::load(svc->package_dir, svc->engine_options);
+    std::lock_guard lk(mu);
+    svc->io_engine_loading = false;
+    if (!e.ok()) {
+      spdlog::warn("service {}: no inline engine ({}); requests stay on the workers",
+                   ise::service_id_text(svc->id), e.status().to_string());
+      svc->io_engine_failed = true;
+      return;
+    }
+    svc->io_engine = std::move(*e);
   }
 
   // Whether `job` may run (further); finishes it when not. Worker thread.
@@ -464,11 +529,11 @@ struct InferServer::Core {
   }
 
   // Runs what is still wanted of `batch`; returns how many requests reached the engine.
-  size_t run(size_t w, std::vector<std::shared_ptr<Job>>& batch) {
+  size_t run(size_t lane, std::vector<std::shared_ptr<Job>>& batch) {
     std::erase_if(batch, [&](const std::shared_ptr<Job>& j) { return !still_wanted(j); });
     if (batch.empty()) return 0;
     Service& svc = *batch[0]->service;
-    engine::Engine& eng = *svc.engines[w];
+    engine::Engine& eng = lane < svc.engines.size() ? *svc.engines[lane] : *svc.io_engine;
     if (batch.size() > 1) {
       std::lock_guard lk(mu);
       stats.batches++;
@@ -480,7 +545,7 @@ struct InferServer::Core {
       run_progressive(svc, eng, batch);
     auto runs = eng.stage_runs();
     std::lock_guard lk(svc.runs_mu);
-    svc.runs[w] = std::move(runs);
+    svc.runs[lane] = std::move(runs);
     return batch.size();
   }
 
@@ -563,7 +628,10 @@ Result<engine::ExitRule> engine_rule(const protocol::ExitRule& rule) {
 InferServer::InferServer(asio::any_io_executor io, ServerConfig cfg)
     : core_(std::make_shared<Core>(std::move(io), std::move(cfg))) {
   for (size_t w = 0; w < core_->cfg.workers; ++w)
-    core_->workers.emplace_back([c = core_.get(), w] { c->worker_main(w); });
+    core_->workers.emplace_back([c = core_.get(), w] {
+      pthread_setname_np(pthread_self(), ("idn-infer-" + std::to_string(w)).substr(0, 15).c_str());
+      c->worker_main(w);
+    });
 }
 
 InferServer::~InferServer() {
@@ -612,7 +680,10 @@ Status InferServer::add_service(const core::Multihash& id, const ise::ServiceDes
           fmt::format("{}: stage '{}' outputs unknown layer '{}'", where, st.name, st.output));
     svc->stage_out_shapes.push_back(layer->out_shape);
   }
-  svc->runs.assign(core_->cfg.workers, std::vector<int64_t>(spec.stages.size(), 0));
+  // One row per worker and one for the io thread's inline runs.
+  svc->runs.assign(core_->cfg.workers + 1, std::vector<int64_t>(spec.stages.size(), 0));
+  svc->package_dir = package_dir;
+  svc->engine_options = opts;
 
   std::vector<std::shared_ptr<Job>> orphans;
   {

@@ -1,11 +1,13 @@
 // The serving side of /idn/infer/1.0.0: executes InferRequests for the services this node
-// hosts, on worker threads that each own one engine::Engine per service, and streams the
-// progress (one InferProgress per exit reached, the last one final) back on the io executor.
+// hosts, on worker threads (or, for a cheap model and an idle server, on the io thread) with one
+// engine::Engine per service and worker, and streams the progress (one InferProgress per exit
+// reached, the last one final) back on the io executor.
 // Torch-free header: node/ includes it.
 //
 // Threading: handle()/attach() and everything touching an rpc::InferContext run on the io
-// executor `io`; model execution runs only on the worker threads; results are posted back to
-// `io`. add_service/remove_service/hosts/services/stats/stage_runs/stop are thread-safe.
+// executor `io`; model execution runs on the worker threads, or inline on `io` (inline_below);
+// results are posted back to `io`. add_service/remove_service/hosts/services/stats/stage_runs/stop
+// are thread-safe.
 //
 // Split execution (dissertation §7, "stages on peers"): start_stage > 0 resumes from the
 // activation entering that stage; stop_after_stage = k returns stage k's output activation as
@@ -50,8 +52,15 @@ struct ServerConfig {
   // How often the io side looks for requests whose requester cancelled or went away (the
   // rpc layer exposes cancellation as a flag). One timer for all requests in flight.
   std::chrono::milliseconds cancel_poll{5};
-  // Called on a worker thread before each stage a batch runs (service, stage, batch size).
+  // A request for a service whose recent runs took less than this on average runs on the io
+  // thread itself when nothing is queued: that saves two thread hand-offs (the wake-ups cost
+  // ~0.1 ms each on a small VM, more than such a model's run) and blocks the io thread only
+  // briefly. The io thread gets its own engine, loaded by a worker once the model proved cheap
+  // (a big model never costs the extra copy). Zero: always use the workers.
+  std::chrono::microseconds inline_below{1000};
+  // Called before each stage a batch runs (service, stage, batch size), on a worker thread.
   // For tests (to hold a worker at a known point) and tracing; must not call into the server.
+  // While it is set, requests never run on the io thread (a hook that blocks would stall it).
   std::function<void(const core::Multihash& service, int stage, size_t batch)> before_stage;
 };
 
@@ -69,7 +78,8 @@ struct ServerStats {
   uint64_t batches = 0;           // engine runs that served more than one request
   uint64_t batched_requests = 0;  // requests served inside those batches
   uint64_t queued = 0;            // waiting now (a gauge)
-  uint64_t running = 0;           // on a worker now (a gauge)
+  uint64_t running = 0;           // executing now (a gauge)
+  uint64_t inlined = 0;           // requests run on the io thread (see inline_below)
 };
 
 class InferServer {

@@ -118,10 +118,19 @@ class InferServerTest : public ::testing::Test {
     gate_.release();
     if (server_) server_->stop();
     // The io thread (this one: run() drives the io_context here) never runs a stage.
-    if (server_) {
+    if (server_ && hooked_) {
       EXPECT_GT(stages_seen_.load(), 0) << "the stage hook was never called";
+      EXPECT_EQ(server_->stats().inlined, 0u) << "a hooked server ran a request inline";
     }
     EXPECT_EQ(stages_on_io_thread_.load(), 0) << "model work ran on the io thread";
+  }
+
+  // A server without the stage hook: requests for a cheap model may run on the io thread.
+  void start_unhooked(ServerConfig cfg) {
+    hooked_ = false;
+    server_ = std::make_unique<InferServer>(ioc_.get_executor(), cfg);
+    ASSERT_TRUE(server_->add_service(id_, descriptor_, *package_).is_ok());
+    server_->attach(dispatcher_);
   }
 
   void start(ServerConfig cfg = {}) {
@@ -245,6 +254,7 @@ class InferServerTest : public ::testing::Test {
   std::unique_ptr<InferServer> server_;
   std::thread::id io_thread_ = std::this_thread::get_id();
   std::atomic<int> stages_seen_{0}, stages_on_io_thread_{0};
+  bool hooked_ = true;
 };
 
 const engine::ExitRule kNever{model::ExitCriterion::kConfidence, 2.0};
@@ -280,6 +290,54 @@ TEST_F(InferServerTest, LastExitRuleStreamsEveryExitThenTheFinalOne) {
   EXPECT_EQ(st.requests, 1u);
   EXPECT_EQ(st.completed, 1u);
   EXPECT_EQ(st.batches, 0u);
+}
+
+TEST_F(InferServerTest, CheapModelRunsOnTheIoThreadWhenIdleWithTheSameAnswers) {
+  ServerConfig cfg;
+  cfg.inline_below = 10s;  // whatever the first run measures counts as cheap
+  start_unhooked(cfg);
+  constexpr size_t kCalls = 6;
+  std::vector<std::vector<InferProgress>> got(kCalls);
+  run([&]() -> awaitable<void> {
+    for (size_t i = 0; i < kCalls; ++i)
+      got[i] = co_await call(request(i, ExitCriterion::kLastExit));
+  });
+  auto st = server_->stats();
+  EXPECT_EQ(st.completed, kCalls);
+  // The first request runs on a worker, which measures the model; from then on an idle server
+  // runs it inline (the second may still find the worker's lane taken).
+  EXPECT_GE(st.inlined, kCalls - 2);
+  EXPECT_LT(st.inlined, kCalls);
+  EXPECT_EQ(st.running, 0u);
+  for (size_t i = 0; i < kCalls; ++i) {
+    auto want = local_progress(i, kNever);
+    ASSERT_EQ(got[i].size(), want.size()) << "request " << i;
+    for (size_t k = 0; k < want.size(); ++k) {
+      EXPECT_EQ(got[i][k].error, InferError::kNone) << got[i][k].error_message;
+      EXPECT_EQ(got[i][k].exit_index, static_cast<uint32_t>(want[k].exit_index));
+      EXPECT_EQ(argmax(got[i][k].output), want[k].predicted);
+      EXPECT_NEAR(got[i][k].confidence, want[k].confidence, 1e-5);
+    }
+    EXPECT_TRUE(got[i].back().final);
+  }
+  // Stage counters count inline runs too.
+  auto runs = server_->stage_runs(id_);
+  ASSERT_FALSE(runs.empty());
+  EXPECT_EQ(runs.back(), static_cast<int64_t>(kCalls));
+}
+
+TEST_F(InferServerTest, InlineBelowZeroKeepsEveryRequestOnTheWorkers) {
+  ServerConfig cfg;
+  cfg.inline_below = std::chrono::microseconds(0);
+  start_unhooked(cfg);
+  run([&]() -> awaitable<void> {
+    for (size_t i = 0; i < 4; ++i) {
+      auto got = co_await call(request(i));
+      EXPECT_TRUE(!got.empty() && got.back().final && got.back().error == InferError::kNone);
+    }
+  });
+  EXPECT_EQ(server_->stats().completed, 4u);
+  EXPECT_EQ(server_->stats().inlined, 0u);
 }
 
 TEST_F(InferServerTest, ExitRulesMapOntoTheEngine) {
