@@ -34,6 +34,7 @@ struct NodeArgs {
   bool no_dht = false;
   int dht_port = -1;
   int workers = 0;
+  int busy_poll_us = -1;
 };
 
 Result<node::Config> build_config(const NodeArgs& a) {
@@ -80,6 +81,7 @@ Result<node::Config> build_config(const NodeArgs& a) {
     c.dht.port = static_cast<uint16_t>(a.dht_port);
   }
   if (a.workers > 0) c.serve.workers = static_cast<size_t>(a.workers);
+  if (a.busy_poll_us >= 0) c.busy_poll = std::chrono::microseconds(a.busy_poll_us);
   if (!a.log_level.empty()) {
     if (!node::is_log_level(a.log_level)) {
       return Status::invalid_argument(fmt::format(
@@ -193,6 +195,9 @@ void register_node(CLI::App& app) {
   n->add_option("--dht-port", a->dht_port,
                 "UDP port of the DHT (default: the number of the first TCP listen port)");
   n->add_option("--workers", a->workers, "Inference worker threads");
+  n->add_option("--busy-poll-us", a->busy_poll_us,
+                "Poll this long after work before sleeping (lower latency on VMs, more CPU)")
+      ->check(CLI::Range(0, 1'000'000));
   n->callback([a] { run_or_exit(run_node(*a)); });
 
   auto http = std::make_shared<std::string>(std::string(node::kDefaultHttp));

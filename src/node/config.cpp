@@ -15,10 +15,11 @@ namespace idn::node {
 namespace {
 
 constexpr std::string_view kTopKeys[] = {
-    "listen", "identity", "passphrase_file", "bootstrap", "http", "log_level",
-    "limits", "data_dir", "store_max_bytes", "host",      "dht",  "serve"};
+    "listen",    "identity", "passphrase_file", "bootstrap",       "http",
+    "log_level", "limits",   "data_dir",        "store_max_bytes", "host",
+    "dht",       "serve",    "busy_poll_us"};
 constexpr std::string_view kDhtKeys[] = {"enabled", "port", "bootstrap", "lan", "record_ttl_s"};
-constexpr std::string_view kServeKeys[] = {"workers", "max_queue", "max_batch"};
+constexpr std::string_view kServeKeys[] = {"workers", "max_queue", "max_batch", "inline_below_us"};
 constexpr std::string_view kLimitKeys[] = {"max_connections",      "max_streams_per_connection",
                                            "handshake_timeout_ms", "idle_timeout_ms",
                                            "dial_timeout_ms",      "max_message_bytes"};
@@ -62,10 +63,15 @@ class Parser {
   }
 
   Result<uint64_t> positive(const toml::node& n, std::string_view key, uint64_t max) const {
+    return in_range(n, key, 1, max);
+  }
+
+  Result<uint64_t> in_range(const toml::node& n, std::string_view key, uint64_t min,
+                            uint64_t max) const {
     if (!n.is_integer()) return error(n.source(), fmt::format("{} must be an integer", key));
     int64_t v = *n.value<int64_t>();
-    if (v <= 0 || static_cast<uint64_t>(v) > max) {
-      return error(n.source(), fmt::format("{} = {} is out of range (1..{})", key, v, max));
+    if (v < 0 || static_cast<uint64_t>(v) < min || static_cast<uint64_t>(v) > max) {
+      return error(n.source(), fmt::format("{} = {} is out of range ({}..{})", key, v, min, max));
     }
     return static_cast<uint64_t>(v);
   }
@@ -145,6 +151,9 @@ class Parser {
         IDN_ASSIGN_OR_RETURN(out.max_queue, positive(v, "serve.max_queue", 1'000'000));
       } else if (key == "max_batch") {
         IDN_ASSIGN_OR_RETURN(out.max_batch, positive(v, "serve.max_batch", 4096));
+      } else if (key == "inline_below_us") {
+        IDN_ASSIGN_OR_RETURN(auto us, in_range(v, "serve.inline_below_us", 0, 1'000'000));
+        out.inline_below = std::chrono::microseconds(us);
       } else {
         return error(k.source(),
                      fmt::format("unknown key 'serve.{}' (known: {})", key, join(kServeKeys)));
@@ -196,6 +205,9 @@ class Parser {
           if (!h.ok()) return error(v.source(), fmt::format("http: {}", h.status().message()));
           c.http = *h;
         }
+      } else if (key == "busy_poll_us") {
+        IDN_ASSIGN_OR_RETURN(auto us, in_range(v, "busy_poll_us", 0, 1'000'000));
+        c.busy_poll = std::chrono::microseconds(us);
       } else if (key == "log_level") {
         IDN_ASSIGN_OR_RETURN(c.log_level, string(v, key));
         if (!is_log_level(c.log_level)) {

@@ -9,6 +9,8 @@
 //   bootstrap = ["/ip4/10.0.0.2/tcp/4001/p2p/12D3KooW..."]  # peers to dial at start
 //   http = "127.0.0.1:9464"                 # /metrics and /status; "" disables
 //   log_level = "info"                      # trace debug info warn error off
+//   busy_poll_us = 0                        # keep the io thread polling this long after work
+//                                           # before sleeping: lower latency on VMs, more CPU
 //   [limits]                                # override p2p/defaults.h
 //   max_connections = 256
 //   max_streams_per_connection = 256
@@ -31,6 +33,8 @@
 //   workers = 1                             # inference worker threads
 //   max_queue = 64                          # queued requests beyond this are answered "busy"
 //   max_batch = 8                           # queued requests for one stage run as one batch
+//   inline_below_us = 1000                  # models faster than this run on the io thread
+//                                           # when the server is idle (0: always on workers)
 #pragma once
 
 #include <chrono>
@@ -84,6 +88,9 @@ struct ServeConfig {
   size_t workers = 1;
   size_t max_queue = 64;
   size_t max_batch = 8;
+  // A model whose runs average less than this runs on the io thread when the server is idle
+  // (no worker hand-off); 0 disables. See serve::ServerConfig::inline_below.
+  std::chrono::microseconds inline_below{1000};
   // Called on a worker before each stage it runs (service, stage, batch size): tracing, and
   // tests that hold a worker at a known point. Not settable from TOML.
   std::function<void(const core::Multihash&, int, size_t)> before_stage;
@@ -100,6 +107,11 @@ struct Config {
   std::vector<core::Multiaddr> bootstrap;
   std::optional<HttpAddress> http;  // nullopt: no HTTP endpoint
   std::string log_level = "info";
+  // After handling any event the io thread polls for this long before it sleeps in epoll.
+  // Waking a sleeping thread on an idle vCPU costs 50-100 us on a small VM, several loopback
+  // round trips; polling removes that from each request at the price of a busy core while
+  // traffic flows. 0 (default): sleep at once.
+  std::chrono::microseconds busy_poll{0};
   LimitsConfig limits;
   std::optional<std::filesystem::path> data_dir;  // nullopt: a temporary directory
   uint64_t store_max_bytes = 0;

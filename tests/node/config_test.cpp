@@ -108,6 +108,21 @@ TEST(Config, BadValuesAreOneClearLine) {
   EXPECT_THAT(err("[limits]\nidle_timeout_ms = \"1s\""), HasSubstr("must be an integer"));
 }
 
+TEST(Config, LatencyKnobsParseAndZeroTurnsThemOff) {
+  auto d = parse_config("", "node.toml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->busy_poll, 0us);
+  EXPECT_EQ(d->serve.inline_below, 1000us);
+  auto c = parse_config("busy_poll_us = 150\n[serve]\ninline_below_us = 0\n", "node.toml");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->busy_poll, 150us);
+  EXPECT_EQ(c->serve.inline_below, 0us);
+  EXPECT_THAT(err("busy_poll_us = -1"),
+              HasSubstr("busy_poll_us = -1 is out of range (0..1000000)"));
+  EXPECT_THAT(err("[serve]\ninline_below_us = 2000000"),
+              HasSubstr("serve.inline_below_us = 2000000 is out of range"));
+}
+
 TEST(Config, TomlSyntaxErrorsCarryPosition) {
   EXPECT_THAT(err("listen = [\n"), HasSubstr("node.toml:"));
   EXPECT_THAT(err("= 3"), HasSubstr("node.toml:1:"));

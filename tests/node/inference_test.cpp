@@ -27,9 +27,11 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using testing::RunningNode;
 
-Config config(const std::vector<core::Multiaddr>& boot, ServeConfig serve = {}) {
+Config config(const std::vector<core::Multiaddr>& boot, ServeConfig serve = {},
+              std::chrono::microseconds busy_poll = 0us) {
   Config c;
   c.serve = std::move(serve);
+  c.busy_poll = busy_poll;
   c.listen = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0").value()};
   c.bootstrap = boot;
   c.dht.record_ttl = 60s;
@@ -40,10 +42,11 @@ Config config(const std::vector<core::Multiaddr>& boot, ServeConfig serve = {}) 
 // seconds); tests that kill a provider start their own.
 class Network {
  public:
-  explicit Network(size_t providers = 3, ServeConfig serve = {}) {
+  explicit Network(size_t providers = 3, ServeConfig serve = {},
+                   std::chrono::microseconds busy_poll = 0us) {
     pkg = idn::testing::tiny_package("b-lenet");
     for (size_t i = 0; i < providers; ++i) {
-      nodes.push_back(std::make_unique<RunningNode>(config(boot, serve)));
+      nodes.push_back(std::make_unique<RunningNode>(config(boot, serve, busy_poll)));
       if (boot.empty()) boot = (*nodes.back())->listen_addrs();
     }
     for (size_t i = 1; i < nodes.size(); ++i)
@@ -57,7 +60,7 @@ class Network {
       Status st = n.on_io<Status>([&]() { return n->models().init_model(*sid); });
       EXPECT_TRUE(st.is_ok()) << st.to_string();
     }
-    client = std::make_unique<RunningNode>(config(boot));
+    client = std::make_unique<RunningNode>(config(boot, {}, busy_poll));
     EXPECT_TRUE((*client)->routing()->wait_connected(20s).is_ok());
     // Provider records reach the DHT within milliseconds on loopback; wait for all of them.
     auto until = std::chrono::steady_clock::now() + 20s;
@@ -116,6 +119,41 @@ TEST(Inference, FanOutToThreePeersAnswersLikeLocalInferenceOfTheSamePackage) {
     served += st.completed + st.cancelled;
   }
   EXPECT_GE(served, 20u);
+}
+
+// The latency options together: busy-polling io threads, the model run inline on the
+// provider's io thread, the blocking stream fed through its channel. Answers must not change.
+TEST(Inference, BusyPollingNodesWithInlineRunsAnswerLikeLocalInference) {
+  ServeConfig serve;
+  serve.inline_below = 10s;  // the tiny model always counts as cheap, however loaded CI is
+  Network net(1, serve, 200us);
+  auto local = engine::Engine::load(net.pkg);
+  ASSERT_TRUE(local.ok());
+  client::SessionOptions o;
+  o.deadline = 10s;
+  auto s = net.session(o);
+  size_t events = 0;
+  for (const auto& x : test_images(30)) {
+    auto want = (*local)->infer(x);
+    ASSERT_TRUE(want.ok());
+    auto stream = client::infer_stream_blocking(*s, x);
+    std::optional<client::Event> last;
+    for (const auto& ev : stream) {
+      last = ev;
+      ++events;
+    }
+    auto sum = stream.summary();
+    ASSERT_TRUE(sum.status.is_ok()) << sum.status.to_string();
+    ASSERT_TRUE(last.has_value());
+    EXPECT_EQ(last->predicted, want->predicted);
+    EXPECT_EQ(last->exit_index, static_cast<uint32_t>(want->exit_index));
+    EXPECT_GT(sum.bytes_sent, 3000u);  // the 28x28 float image and its framing
+    EXPECT_GT(sum.bytes_received, 0u);
+  }
+  EXPECT_GE(events, 30u);
+  auto st = net.server(0).stats();
+  EXPECT_EQ(st.completed, 30u);
+  EXPECT_GE(st.inlined, 28u);  // all but the first one or two (which measure the model)
 }
 
 TEST(Inference, FinishStopsTheRemoteComputation) {
