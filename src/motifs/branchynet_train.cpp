@@ -101,6 +101,15 @@ Result<int> load_checkpoint(nn::Graph& g, torch::optim::Optimizer& opt,
 
 }  // namespace
 
+TrainOptions recommended_train_options(const std::string& arch) {
+  TrainOptions t;
+  if (arch.find("alexnet") != std::string::npos) {
+    t.optimizer = "adam";
+    t.lr = 1e-3;
+  }
+  return t;
+}
+
 std::vector<double> exit_loss_weights(int n, const TrainOptions& o) {
   std::vector<double> w(n, 1.0);
   if (o.alpha) {

@@ -36,6 +36,15 @@ TEST(BranchyNetLossTest, ExponentialWeightsFollowTheRecursion) {
   EXPECT_EQ(exit_loss_weights(2, o), (std::vector<double>{0.5, 2.0}));
 }
 
+TEST(BranchyNetLossTest, RecommendedRecipeIsAdamOnlyForTheAlexNetStyleTrunks) {
+  for (const auto& arch : branchynet_arch_names()) {
+    TrainOptions t = recommended_train_options(arch);
+    bool alexnet = arch.find("alexnet") != std::string::npos;
+    EXPECT_EQ(t.optimizer, alexnet ? "adam" : "sgd") << arch;
+    EXPECT_DOUBLE_EQ(t.lr, alexnet ? 1e-3 : TrainOptions{}.lr) << arch;
+  }
+}
+
 TEST(CalibrationTest, TemperatureLowersValidationNll) {
   // Overconfident logits: the right answer only 60% of the time, with huge margins.
   torch::manual_seed(3);

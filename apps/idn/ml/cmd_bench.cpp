@@ -47,14 +47,8 @@ Status ensure_package(const std::string& arch, const fs::path& dir, const BenchA
   if (!a.retrain && model::load_package(dir).ok()) return Status::ok();
   std::fprintf(stderr, "training %s (%d epochs) into %s\n", arch.c_str(), a.epochs, dir.c_str());
   torch::set_num_threads(a.train_threads);
-  motifs::TrainOptions t;
+  motifs::TrainOptions t = motifs::recommended_train_options(arch);
   t.epochs = a.epochs;
-  if (arch.find("alexnet") != std::string::npos) {
-    // The AlexNet-style trunk (no batch norm, five convs) barely moves under SGD at lr 0.05
-    // (loss 2.29 after an epoch); Adam at 1e-3 trains both variants the same way.
-    t.optimizer = "adam";
-    t.lr = 1e-3;
-  }
   auto r = motifs::fit_branchynet(arch, data, t, {}, dir);
   torch::set_num_threads(a.threads);
   return r.status();

@@ -64,12 +64,8 @@ Status ensure_model(const std::string& arch, const fs::path& dir) {
   motifs::DataOptions d;
   d.limit_train = 20000;
   IDN_ASSIGN_OR_RETURN(auto data, motifs::load_fashion_mnist_tensors(d));
-  motifs::TrainOptions t;
+  motifs::TrainOptions t = motifs::recommended_train_options(arch);
   t.epochs = 2;
-  if (arch.find("alexnet") != std::string::npos) {
-    t.optimizer = "adam";
-    t.lr = 1e-3;
-  }
   torch::set_num_threads(2);
   auto r = motifs::fit_branchynet(arch, data, t, {}, dir);
   torch::set_num_threads(1);

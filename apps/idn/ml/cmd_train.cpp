@@ -104,10 +104,13 @@ void register_train(CLI::App& app) {
   b->add_option("--out", a->out, "Output package directory (created)")->required();
   b->add_option("--epochs", a->train.epochs, "Training epochs")->capture_default_str();
   b->add_option("--batch", a->train.batch_size, "Mini-batch size")->capture_default_str();
-  b->add_option("--optimizer", a->train.optimizer, "sgd (with momentum) or adam")
-      ->check(CLI::IsMember({"sgd", "adam"}))
-      ->capture_default_str();
-  b->add_option("--lr", a->train.lr, "Learning rate (SGDR's maximum)")->capture_default_str();
+  auto* optimizer =
+      b->add_option("--optimizer", a->train.optimizer,
+                    "sgd (with momentum) or adam (default: the architecture's recipe: adam for "
+                    "the AlexNet-style ones, sgd otherwise)")
+          ->check(CLI::IsMember({"sgd", "adam"}));
+  auto* lr = b->add_option("--lr", a->train.lr,
+                           "Learning rate, SGDR's maximum (default: 0.05 for sgd, 0.001 for adam)");
   b->add_option("--momentum", a->train.momentum, "SGD momentum")->capture_default_str();
   b->add_option("--weight-decay", a->train.weight_decay, "L2 weight decay")->capture_default_str();
   b->add_flag("--no-sgdr", a->no_sgdr, "Constant learning rate instead of SGDR");
@@ -128,7 +131,16 @@ void register_train(CLI::App& app) {
       ->capture_default_str();
   b->add_option("--threads", a->threads, "LibTorch threads")->capture_default_str();
   b->add_flag("--resume", a->train.resume, "Continue from OUT/checkpoint if present");
-  b->callback([a] { run_or_exit(run_train(*a)); });
+  b->callback([a, optimizer, lr] {
+    // Options the user left alone follow the architecture's recipe.
+    auto recipe = motifs::recommended_train_options(a->arch);
+    if (optimizer->count() == 0) a->train.optimizer = recipe.optimizer;
+    if (lr->count() == 0)
+      a->train.lr = a->train.optimizer == recipe.optimizer ? recipe.lr
+                    : a->train.optimizer == "adam"         ? 1e-3
+                                                           : motifs::TrainOptions{}.lr;
+    run_or_exit(run_train(*a));
+  });
 }
 
 }  // namespace idn::cli
