@@ -100,7 +100,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Closes the connection (idempotent): queues a GoAway, flushes briefly, then drops the socket.
   // `reason` is what the close log line and the callback report.
   void close(Status reason);
-  bool closed() const { return closing_; }
+  // Closing, or the peer sent GoAway: either way no new stream can open on it (streams
+  // already open may still finish), so the host treats the peer as not connected.
+  bool closed() const { return closing_ || session_.remote_went_away(); }
 
   awaitable<Result<std::shared_ptr<Stream>>> open_stream();
 

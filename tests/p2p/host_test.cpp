@@ -242,6 +242,53 @@ TEST(HostTest, OversizedYamuxFrameClosesConnectionHostKeepsServing) {
   EXPECT_TRUE(loop.run([&]() { return b->ping(a->id()); }).ok());
 }
 
+// Polls `pred` on the loop for up to 5 s.
+awaitable<bool> eventually(std::function<bool()> pred) {
+  auto ex = co_await asio::this_coro::executor;
+  for (auto until = std::chrono::steady_clock::now() + 5s; !pred();) {
+    if (std::chrono::steady_clock::now() > until) co_return false;
+    asio::steady_timer t(ex, 1ms);
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  co_return true;
+}
+
+struct GoAwaySeen {
+  bool connected_before = false, disconnected_after = false;
+  Code new_stream = Code::kOk;
+};
+
+// A hand-made peer opens a stream (so the host keeps the connection for it), then says
+// GoAway and keeps its socket open, as a node does while it drains in-flight requests.
+awaitable<GoAwaySeen> go_away_with_a_stream_open(core::Multiaddr addr, Host& host) {
+  GoAwaySeen out;
+  identity::KeyPair key = testing::new_key();
+  identity::PeerId id = identity::PeerId::from_public_key(key.public_key());
+  auto ch = co_await manual_upgrade(addr, key);
+  if (!ch.ok()) co_return out;
+  Bytes syn;
+  yamux::append_header({0, yamux::FrameType::kWindowUpdate, yamux::kSyn, 1, 0}, syn);
+  if (!(co_await (*ch)->write(syn)).is_ok()) co_return out;
+  out.connected_before = co_await eventually([&] { return host.is_connected(id); });
+  Bytes away;
+  yamux::append_header({0, yamux::FrameType::kGoAway, 0, 0, 0}, away);
+  if (!(co_await (*ch)->write(away)).is_ok()) co_return out;
+  out.disconnected_after = co_await eventually([&] { return !host.is_connected(id); });
+  auto s = co_await host.new_stream(id, std::string(kEcho));
+  out.new_stream = s.status().code();
+  co_return out;
+}
+
+TEST(HostTest, APeerThatSentGoAwayIsNoLongerConnectedForNewStreams) {
+  Loop loop;
+  auto a = make_host(loop);
+  auto aa = listen(loop, *a);
+  auto seen = loop.run([&]() { return go_away_with_a_stream_open(aa, *a); });
+  EXPECT_TRUE(seen.connected_before);
+  EXPECT_TRUE(seen.disconnected_after) << "a going-away peer still counts as connected";
+  EXPECT_EQ(seen.new_stream, Code::kNotFound);
+}
+
 TEST(HostTest, StreamFloodClosesConnection) {
   Loop loop;
   HostConfig cfg;
