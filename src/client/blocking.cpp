@@ -126,16 +126,14 @@ std::optional<Event> BlockingStream::next() {
 
 void BlockingStream::finish() {
   if (!ch_) return;
+  bool running;
   {
     std::lock_guard lock(ch_->mu);
-    if (ch_->done || ch_->finished) {
-      ch_->finished = true;
-      ch_->events.clear();
-      return;
-    }
+    running = !ch_->done && !ch_->finished;
     ch_->finished = true;
     ch_->events.clear();
   }
+  if (!running) return;
   asio::post(io_, [ch = ch_] {
     if (ch->stream) ch->stream->finish();
   });
