@@ -123,13 +123,10 @@ awaitable<Result<size_t>> Stream::read_echo_then(std::span<uint8_t> buf) {
     }
     // A "na" would make the dialer propose nothing else (one protocol): feed() already failed.
   }
-  Bytes rest = pending_echo_->take_leftover();
+  // Data that came with the echo is read first, through the ordinary read path.
+  unread(pending_echo_->take_leftover());
   pending_echo_.reset();
-  if (rest.empty()) co_return co_await read_frames(buf);
-  size_t n = std::min(rest.size(), buf.size());
-  std::copy_n(rest.begin(), n, buf.begin());
-  if (n < rest.size()) unread(ByteView(rest).subspan(n));
-  co_return n;
+  co_return co_await read_some(buf);
 }
 
 awaitable<Result<size_t>> Stream::read_frames(std::span<uint8_t> buf) {
