@@ -132,24 +132,32 @@ Row measure(const std::string& model, const std::string& mode,
   return r;
 }
 
+struct SequentialRun {
+  std::vector<double> latencies_ms;
+  double seconds = 0;  // the timed requests, warm-up excluded
+  size_t failed = 0;
+};
+
 // Sequential requests issued by a coroutine on the client node's own io thread (the native
-// API: no application thread to wake), after 10 warm-up requests. Latencies in ms.
-p2p::awaitable<std::vector<double>> sequential_on_io(std::shared_ptr<client::Session> s,
-                                                     std::vector<core::Tensor> inputs, int n,
-                                                     std::shared_ptr<size_t> failed) {
-  std::vector<double> lat;
+// API: no application thread to wake), after 10 warm-up requests.
+p2p::awaitable<SequentialRun> sequential_on_io(std::shared_ptr<client::Session> s,
+                                               std::vector<core::Tensor> inputs, int n) {
+  SequentialRun r;
+  Clock::time_point t0;
   for (int i = 0; i < n + 10; ++i) {
+    if (i == 10) t0 = Clock::now();
     auto t = Clock::now();
     auto stream = s->infer(inputs[static_cast<size_t>(i) % inputs.size()]);
     while (co_await stream->next()) {
     }
     if (!stream->summary().status.is_ok()) {
-      ++*failed;
+      ++r.failed;
       continue;
     }
-    if (i >= 10) lat.push_back(ms_since(t));
+    if (i >= 10) r.latencies_ms.push_back(ms_since(t));
   }
-  co_return lat;
+  r.seconds = ms_since(t0) / 1000;
+  co_return r;
 }
 
 // Median round trip of `up` bytes one way and `down` bytes back over plain loopback TCP.
@@ -320,13 +328,11 @@ int run_inference_bench(const InferenceBenchArgs& a) {
     // without the hand-off to and from an application thread.
     Row one_io{arch, "remote-io"};
     {
-      auto failed = std::make_shared<size_t>(0);
-      auto t0 = Clock::now();
-      auto lat = cn.block_on([&] { return sequential_on_io(*s1, inputs, a.requests, failed); });
-      one_io.rps1 = a.requests / (ms_since(t0) / 1000);
-      one_io.median_ms = percentile(lat, 0.5);
-      one_io.p99_ms = percentile(lat, 0.99);
-      one_io.failed = *failed;
+      auto run = cn.block_on([&] { return sequential_on_io(*s1, inputs, a.requests); });
+      one_io.rps1 = a.requests / run.seconds;
+      one_io.median_ms = percentile(run.latencies_ms, 0.5);
+      one_io.p99_ms = percentile(run.latencies_ms, 0.99);
+      one_io.failed = run.failed;
       one_io.bytes = one.bytes;
       one_io.up = one.up;
       one_io.down = one.down;
