@@ -177,7 +177,7 @@ Connection::Connection(asio::any_io_executor ex, std::unique_ptr<SecureChannel> 
       outbound_(outbound),
       local_addr_(std::move(local_addr)),
       remote_addr_(std::move(remote_addr)),
-      session_(outbound, limits),
+      session_(outbound, limits, clock),
       counters_(std::move(counters)),
       clock_(std::move(clock)),
       callbacks_(std::move(callbacks)),
@@ -188,6 +188,7 @@ Connection::Connection(asio::any_io_executor ex, std::unique_ptr<SecureChannel> 
 
 void Connection::start() {
   auto self = shared_from_this();
+  session_.probe_rtt();  // the round trip that yamux window growth is judged by
   asio::co_spawn(
       ex_, [self]() { return self->reader(); }, asio::detached);
   asio::co_spawn(

@@ -49,6 +49,12 @@ inline constexpr uint32_t kYamuxInitialWindow = 256 * 1024;
 // go-yamux and js-libp2p auto-tune the same way (to 16 MiB). Growth needs the application to
 // read, so streams a peer fills without us reading never grow.
 inline constexpr uint32_t kYamuxMaxStreamWindow = 4 * 1024 * 1024;
+// How the window knows it held the sender back: the application consumed half of it within
+// max(this, 4 x the connection's round trip) of the previous grant. A reader that gets the
+// payload straight from the socket grants while the burst is still arriving, so "the peer ran
+// out of credit" is never seen from the receiving side; the pace is. 1 ms: a stream moving
+// more than ~128 MB/s grows on any link; on a long link, 4 round trips (go-yamux's rule).
+inline constexpr std::chrono::microseconds kYamuxGrowWithin{1000};
 // Growth beyond the initial window, summed over one connection's streams: four streams at the
 // full 4 MiB (or more, partly grown). A stream gives its growth back when it is forgotten.
 inline constexpr uint64_t kYamuxWindowGrowthBudget = 16 * 1024 * 1024;

@@ -41,14 +41,23 @@ Result<Header> decode_header(ByteView in) {
   return h;
 }
 
-Session::Session(bool client, SessionLimits limits)
-    : client_(client), limits_(limits), next_id_(client ? 1 : 2) {
+namespace {
+// The opaque value of probe_rtt()'s Ping ("RTT?" in ASCII); any other echo goes to pongs_.
+constexpr uint32_t kRttProbe = 0x5254543f;
+}  // namespace
+
+Session::Session(bool client, SessionLimits limits, Clock clock)
+    : client_(client),
+      limits_(limits),
+      clock_(clock ? std::move(clock) : Clock([] { return std::chrono::steady_clock::now(); })),
+      next_id_(client ? 1 : 2) {
   limits_.initial_window = std::max(limits_.initial_window, kInitialWindow);
   limits_.max_stream_window = std::max(limits_.max_stream_window, limits_.initial_window);
 }
 
 Session::Stream Session::new_stream() {
   Stream s;
+  s.epoch = clock_();
   s.window = s.recv_window = limits_.initial_window;
   total_window_ += s.window;
   return s;
@@ -162,7 +171,12 @@ Status Session::process_frame(const Header& h, ByteView payload) {
       if (h.flags & kSyn) {
         send_frame(FrameType::kPing, kAck, 0, h.length);
       } else if (h.flags & kAck) {
-        pongs_.push_back(h.length);
+        if (h.length == kRttProbe && probe_sent_) {
+          rtt_ = std::chrono::duration_cast<std::chrono::microseconds>(clock_() - *probe_sent_);
+          probe_sent_.reset();
+        } else {
+          pongs_.push_back(h.length);
+        }
       }
       return Status::ok();
     case FrameType::kGoAway:
@@ -350,7 +364,15 @@ void Session::on_consumed(uint32_t id, Stream& s, size_t n) {
   // Grant credit back in batches of half a window: fewer frames, no stall.
   if (s.remote_fin || s.unacked_consumed < s.window / 2) return;
   uint32_t grant = s.unacked_consumed;
-  if (s.ran_dry && s.window < limits_.max_stream_window) {
+  // Half a window consumed within a few round trips of the previous grant: the data came as
+  // fast as the credit allowed (a reader handed the payload straight away grants mid-burst,
+  // so the peer's credit never looks exhausted from here; the clock tells instead).
+  const auto now = clock_();
+  auto within = limits_.grow_within;
+  if (rtt_) within = std::max(within, 4 * *rtt_);
+  const bool fast = now - s.epoch < within;
+  s.epoch = now;
+  if ((s.ran_dry || fast) && s.window < limits_.max_stream_window) {
     // The reader keeps up and the window held the sender back: double it, within the
     // connection's growth budget.
     uint64_t room = limits_.window_growth_budget - growth_;
@@ -452,6 +474,11 @@ void Session::release(uint32_t id) {
 
 void Session::ping(uint32_t opaque) {
   send_frame(FrameType::kPing, kSyn, 0, opaque);
+}
+
+void Session::probe_rtt() {
+  probe_sent_ = clock_();
+  send_frame(FrameType::kPing, kSyn, 0, kRttProbe);
 }
 
 void Session::go_away(GoAwayCode code) {

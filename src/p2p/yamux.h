@@ -8,16 +8,20 @@
 // credit window (256 KiB initially): a sender never sends more than the window, the receiver
 // grants more with WindowUpdate after the application has consumed data. Our receive window
 // starts at the spec's 256 KiB and doubles (up to SessionLimits::max_stream_window) while the
-// application keeps up with a sender that runs the window dry, as go-yamux and js-libp2p
-// auto-tune theirs; a connection-wide budget caps that growth, so the bytes a peer can make us
+// application consumes half a window within a few round trips of the previous grant (the window,
+// not the reader, is what paces the sender), as go-yamux and js-libp2p auto-tune theirs (the
+// round trip from one Ping at the start, probe_rtt()); a connection-wide budget caps that growth,
+// so the bytes a peer can make us
 // buffer stay bounded however many streams it opens (defaults.h states the bound). A peer that
 // exceeds our window, breaks the framing or opens more streams than allowed fails the session.
 //
 // Not thread-safe; one session per connection, used from the connection's executor.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -65,6 +69,9 @@ struct SessionLimits {
   // Sum over the connection's streams of (window - initial_window): growth stops when it
   // would pass this.
   uint64_t window_growth_budget = defaults::kYamuxWindowGrowthBudget;
+  // A stream whose application consumed half its window within max(this, 4 x the session's
+  // round trip) of the previous grant doubles its window.
+  std::chrono::microseconds grow_within = defaults::kYamuxGrowWithin;
 
   // Most payload bytes the peer can make this session hold (buffered unread, or in flight
   // under granted credit) across all streams.
@@ -75,8 +82,10 @@ struct SessionLimits {
 
 class Session {
  public:
-  // `client`: this side dialled the connection (opens odd stream IDs).
-  Session(bool client, SessionLimits limits = {});
+  using Clock = std::function<std::chrono::steady_clock::time_point()>;
+  // `client`: this side dialled the connection (opens odd stream IDs). `clock` times window
+  // growth and the RTT probe (steady_clock when empty; tests inject a fake).
+  Session(bool client, SessionLimits limits = {}, Clock clock = {});
 
   // Processes received bytes. An error means the peer broke the protocol: the session is
   // failed (a GoAway is queued in take_output()) and the connection should be closed.
@@ -142,6 +151,10 @@ class Session {
   // Ping: send(opaque) and watch take_pongs() for the echo.
   void ping(uint32_t opaque);
   std::vector<uint32_t> take_pongs() { return std::exchange(pongs_, {}); }
+  // Queues one Ping whose echo measures the round trip that window growth is judged by
+  // (its echo does not show up in take_pongs()). The connection calls it once at the start.
+  void probe_rtt();
+  std::optional<std::chrono::microseconds> rtt() const { return rtt_; }
   void go_away(GoAwayCode code);
   bool remote_went_away() const { return remote_go_away_; }
 
@@ -159,6 +172,7 @@ class Session {
     uint32_t recv_window = kInitialWindow;  // credit the peer still has
     uint32_t unacked_consumed = 0;          // consumed since our last WindowUpdate
     bool ran_dry = false;  // the peer used (nearly) all its credit since our last update
+    std::chrono::steady_clock::time_point epoch;  // stream creation or our last grant
     Bytes recv;
     size_t recv_pos = 0;
     std::span<uint8_t> target;  // a waiting reader's buffer (set_read_target)
@@ -187,6 +201,9 @@ class Session {
 
   bool client_;
   SessionLimits limits_;
+  Clock clock_;
+  std::optional<std::chrono::steady_clock::time_point> probe_sent_;
+  std::optional<std::chrono::microseconds> rtt_;
   uint32_t next_id_;
   std::map<uint32_t, Stream> streams_;
   std::deque<uint32_t> accept_queue_;
