@@ -32,6 +32,8 @@ function(idn_layer name)
     target_link_libraries(${name}_tests PRIVATE idn_${name} ${L_TEST_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
     target_compile_definitions(${name}_tests PRIVATE IDN_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
                                                      IDN_BINARY_DIR="${PROJECT_BINARY_DIR}")
-    gtest_discover_tests(${name}_tests DISCOVERY_MODE PRE_TEST PROPERTIES LABELS ${name})
+    # A test that hangs (a missed wake-up, a peer that never answers) fails after 5 minutes
+    # instead of ctest's default 25; the slowest test takes well under a minute.
+    gtest_discover_tests(${name}_tests DISCOVERY_MODE PRE_TEST PROPERTIES LABELS ${name} TIMEOUT 300)
   endif()
 endfunction()
