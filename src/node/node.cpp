@@ -352,6 +352,10 @@ void Node::register_metrics() {
                       stat(&p2p::HostStats::bytes_in));
   metrics_.counter_fn("idn_bytes_sent_total", "Payload bytes sent to peers.", {},
                       stat(&p2p::HostStats::bytes_out));
+  metrics_.counter_fn(
+      "idn_socket_writes_total",
+      "Encrypted writes to peer connections (small messages of one turn share one).", {},
+      stat(&p2p::HostStats::writes));
   metrics_.counter_fn("idn_handshakes_total", "Connection upgrades (Noise + yamux) by result.",
                       {{"result", "ok"}}, stat(&p2p::HostStats::handshakes_ok));
   metrics_.counter_fn("idn_handshakes_total", "Connection upgrades (Noise + yamux) by result.",

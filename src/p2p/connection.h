@@ -33,6 +33,7 @@ struct HostCounters {
   std::atomic<uint64_t> streams_refused{0};  // inbound streams with no matching protocol
   std::atomic<uint64_t> bytes_in{0};         // decrypted payload bytes (yamux frames)
   std::atomic<uint64_t> bytes_out{0};
+  std::atomic<uint64_t> writes{0};  // encrypted writes to sockets (a packet each, on loopback)
 };
 
 class Connection;
@@ -79,6 +80,7 @@ class Stream : public ByteStream {
   SteadyTime deadline_ = SteadyTime::max();
   std::unique_ptr<multistream::Dialer> pending_echo_;  // optimistic select: echo not yet read
   Bytes proposal_;                                     // optimistic select: not yet written
+  bool wrote_ = false;  // a write has gone through (the stream is past its opening exchange)
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {

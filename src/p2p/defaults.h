@@ -72,6 +72,12 @@ inline constexpr uint64_t kYamuxMaxBufferedPerConnection =
 // buffered.
 inline constexpr uint32_t kMaxYamuxFramePayload = kYamuxMaxStreamWindow;
 
+// Stream writes smaller than this are queued and sent with whatever else the node writes in
+// the same event-loop turn (one packet instead of one per message); larger ones are encrypted
+// straight from the caller's buffer and sent at once. 16 KiB: an inference request or answer
+// of a small model is a few KiB; bulk data comes in far larger writes.
+inline constexpr size_t kCoalesceWritesBelow = 16 * 1024;
+
 // Control replies (ping ACKs, window updates) queued for a peer that keeps sending but never
 // reads. Data writes are bounded by the peer's windows; this bounds the rest.
 inline constexpr size_t kMaxYamuxPendingOutput = 16 * 1024 * 1024;

@@ -599,6 +599,7 @@ HostStats Host::stats() const {
   s.streams_refused = c.streams_refused;
   s.bytes_in = c.bytes_in;
   s.bytes_out = c.bytes_out;
+  s.writes = c.writes;
   return s;
 }
 

@@ -66,6 +66,7 @@ struct HostStats {
   uint64_t handshakes_ok = 0, handshakes_failed = 0;
   uint64_t streams_opened = 0, streams_closed = 0, streams_active = 0, streams_refused = 0;
   uint64_t bytes_in = 0, bytes_out = 0;
+  uint64_t writes = 0;  // socket writes: how well small messages are coalesced
 };
 
 // What we know about a connected peer.

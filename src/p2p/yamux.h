@@ -102,6 +102,7 @@ class Session {
     std::swap(out_, dst);
   }
   bool has_output() const { return !out_.empty(); }
+  size_t output_size() const { return out_.size(); }
   bool failed() const { return failed_; }
 
   // Opens an outbound stream (queues a SYN). Errors: Unavailable after GoAway,

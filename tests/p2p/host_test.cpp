@@ -367,6 +367,40 @@ TEST(HostTest, OptimisticSelectSendsDataWithTheProposal) {
   EXPECT_EQ(*got, msg);
 }
 
+TEST(HostTest, AnExchangeOfSmallMessagesTakesOneWriteEachWay) {
+  // The listener's ACK, protocol echo, three answers and FIN are written in one turn and leave
+  // in one write; the dialer's SYN, proposal, request and FIN likewise.
+  Loop loop;
+  auto a = make_host(loop), b = make_host(loop);
+  loop.call([&] {
+    b->set_handler("/answers/1.0.0", [](std::shared_ptr<Stream> s) -> awaitable<void> {
+      uint8_t req[4];
+      if (!(co_await s->read_exact(req)).is_ok()) co_return;
+      for (int i = 0; i < 3; ++i) {
+        Bytes answer(100, static_cast<uint8_t>(req[0] + i));
+        if (!(co_await s->write(answer)).is_ok()) co_return;
+      }
+      (void)co_await s->close_write();
+    });
+  });
+  auto ba = listen(loop, *b);
+  ASSERT_TRUE(loop.run([&]() { return a->dial(ba); }).ok());
+  ASSERT_TRUE(loop.run([&]() { return a->ping(b->id()); }).ok());  // identify is done too
+  const auto wa = a->stats().writes, wb = b->stats().writes;
+  constexpr int kExchanges = 20;
+  for (int i = 0; i < kExchanges; ++i) {
+    auto got = loop.run([&] {
+      return optimistic_round_trip(*a, b->id(), "/answers/1.0.0", Bytes{7, 0, 0, 0});
+    });
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    ASSERT_EQ(got->size(), 300u);
+    EXPECT_EQ((*got)[299], 9);
+  }
+  // A few writes of slack for what else the connection carries (identify push, pings).
+  EXPECT_LE(b->stats().writes - wb, kExchanges + 3u);
+  EXPECT_LE(a->stats().writes - wa, kExchanges + 3u);
+}
+
 TEST(HostTest, OptimisticSelectOfAnUnknownProtocolFailsOnRead) {
   Loop loop;
   auto a = make_host(loop), b = make_host(loop);
