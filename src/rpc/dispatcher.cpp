@@ -103,66 +103,98 @@ awaitable<void> Dispatcher::run_infer(std::shared_ptr<InferContext> ctx) {
   ctx->changed_.notify_all();
 }
 
-awaitable<void> Dispatcher::serve_infer(std::shared_ptr<p2p::ByteStream> s, identity::PeerId peer) {
-  std::shared_ptr<InferContext> ctx;
-  bool request_seen = false;
-  Status failure;
+// The requester's side of an infer stream: handles one message; returns false when reading
+// should stop (`failure` set when it was the requester's fault).
+awaitable<bool> Dispatcher::on_infer_client_message(InferClientMessage m, p2p::ByteStream& s,
+                                                    const identity::PeerId& peer,
+                                                    InferStreamState& st) {
+  if (auto* req = std::get_if<InferRequest>(&m)) {
+    stats_.infer_requests++;
+    if (std::exchange(st.request_seen, true)) {
+      st.failure = Status::peer_misbehaved("a second InferRequest on one stream");
+      co_return false;
+    }
+    if (!infer_) {
+      InferProgress p;
+      p.request_id = req->request_id;
+      p.final = true;
+      p.error = InferError::kUnknownService;
+      p.error_message = "this node serves no inference";
+      InferServerMessage reply{std::move(p)};
+      Status w = co_await write_message(s, reply, infer_limits_.max_message_bytes);
+      if (!w.is_ok()) {
+        st.failure = w;
+        co_return false;
+      }
+      co_return true;
+    }
+    st.request = std::move(*req);
+    co_return true;
+  }
+  if (auto* c = std::get_if<InferCancel>(&m)) {
+    stats_.cancels++;
+    if (st.ctx && c->request_id == st.ctx->request_.request_id) st.ctx->cancel();
+    co_return true;
+  }
+  if (auto* r = std::get_if<Receipt>(&m)) {
+    stats_.receipts++;
+    if (!receipt_) {
+      stats_.unhandled++;
+      co_return true;
+    }
+    Status rs = co_await receipt_(peer, *r);
+    if (!rs.is_ok()) {
+      st.failure = rs.with_context("receipt");
+      co_return false;
+    }
+  }
+  co_return true;
+}
+
+// Reads until the requester ends its side or breaks the protocol; a failure cancels the
+// running request and resets the stream.
+awaitable<void> Dispatcher::read_infer_client(std::shared_ptr<p2p::ByteStream> s,
+                                              identity::PeerId peer,
+                                              std::shared_ptr<InferStreamState> st) {
   for (;;) {
     auto m = co_await read_infer_client_message(*s, infer_limits_);
     if (!m.ok()) {
-      if (m.status().code() != Code::kNotFound) failure = m.status();
+      if (m.status().code() != Code::kNotFound) st->failure = m.status();
       break;
     }
-    if (auto* req = std::get_if<InferRequest>(&*m)) {
-      stats_.infer_requests++;
-      if (request_seen) {
-        failure = Status::peer_misbehaved("a second InferRequest on one stream");
-        break;
-      }
-      request_seen = true;
-      if (!infer_) {
-        InferProgress p;
-        p.request_id = req->request_id;
-        p.final = true;
-        p.error = InferError::kUnknownService;
-        p.error_message = "this node serves no inference";
-        InferServerMessage reply{std::move(p)};
-        Status st = co_await write_message(*s, reply, infer_limits_.max_message_bytes);
-        if (!st.is_ok()) {
-          failure = st;
-          break;
-        }
-        continue;
-      }
-      ctx = std::shared_ptr<InferContext>(
-          new InferContext(peer, std::move(*req), s, infer_limits_, ex_));
-      asio::co_spawn(ex_, run_infer(ctx), asio::detached);
-    } else if (auto* c = std::get_if<InferCancel>(&*m)) {
-      stats_.cancels++;
-      if (ctx && c->request_id == ctx->request_.request_id) ctx->cancel();
-    } else if (auto* r = std::get_if<Receipt>(&*m)) {
-      stats_.receipts++;
-      if (!receipt_) {
-        stats_.unhandled++;
-        continue;
-      }
-      Status st = co_await receipt_(peer, *r);
-      if (!st.is_ok()) {
-        failure = st.with_context("receipt");
-        break;
-      }
-    }
+    if (!co_await on_infer_client_message(std::move(*m), *s, peer, *st)) break;
+    if (st->request) break;  // serve_infer starts the handler and reads on with a new reader
   }
-  if (!failure.is_ok()) {
-    report(peer, kInferProtocolId, failure);
-    if (ctx) ctx->cancel();
+  if (st->request) co_return;
+  if (!st->failure.is_ok()) {
+    report(peer, kInferProtocolId, st->failure);
+    if (st->ctx) st->ctx->cancel();
     s->reset();
   }
-  // The requester finished sending (or failed); let the handler finish before closing.
-  if (ctx) {
-    while (!ctx->done_) co_await ctx->changed_.wait();
+  st->reader_done = true;
+  if (st->ctx) st->ctx->changed_.notify_all();
+}
+
+awaitable<void> Dispatcher::serve_infer(std::shared_ptr<p2p::ByteStream> s, identity::PeerId peer) {
+  auto st = std::make_shared<InferStreamState>();
+  co_await read_infer_client(s, peer, st);  // up to the request (or the stream's end)
+  if (!st->request) {
+    if (st->failure.is_ok()) (void)co_await s->close_write();
+    co_return;
   }
-  if (failure.is_ok()) (void)co_await s->close_write();
+  st->ctx = std::shared_ptr<InferContext>(
+      new InferContext(peer, std::move(*st->request), s, infer_limits_, ex_));
+  st->request.reset();
+  // Cancels and receipts are read beside the handler; the handler itself runs here, in the
+  // turn that read the request: an answer the service has at once (a small model run inline)
+  // is written before the connection's writer flushes, so the protocol echo, the answer and
+  // the FIN below leave in one packet.
+  asio::co_spawn(ex_, read_infer_client(s, peer, st), asio::detached);
+  auto ctx = st->ctx;
+  co_await run_infer(ctx);
+  // The final answer is out: end our side now (the requester may still send a receipt).
+  if (st->failure.is_ok()) (void)co_await s->close_write();
+  while (!st->reader_done) co_await ctx->changed_.wait();
 }
 
 awaitable<Result<InferClientStream>> open_infer(p2p::Host& host, const identity::PeerId& peer,

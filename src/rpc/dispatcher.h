@@ -134,6 +134,18 @@ class Dispatcher {
   void report(const identity::PeerId& peer, std::string_view protocol, const Status& st);
   p2p::awaitable<Status> dispatch_swap(SwapContext& ctx, const SwapMessage& m);
   p2p::awaitable<void> run_infer(std::shared_ptr<InferContext> ctx);
+  // One infer stream's requester side, shared by serve_infer and its reader.
+  struct InferStreamState {
+    std::optional<InferRequest> request;  // read, the handler not started yet
+    std::shared_ptr<InferContext> ctx;    // the running (or finished) request
+    Status failure;                       // the requester broke the protocol
+    bool request_seen = false;
+    bool reader_done = false;
+  };
+  p2p::awaitable<bool> on_infer_client_message(InferClientMessage m, p2p::ByteStream& s,
+                                               const identity::PeerId& peer, InferStreamState& st);
+  p2p::awaitable<void> read_infer_client(std::shared_ptr<p2p::ByteStream> s, identity::PeerId peer,
+                                         std::shared_ptr<InferStreamState> st);
 
   p2p::asio::any_io_executor ex_;
   IoLimits swap_limits_, infer_limits_;

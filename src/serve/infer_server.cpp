@@ -136,6 +136,9 @@ struct InferServer::Core {
   }
 
   asio::any_io_executor io;
+  // The thread running `io` (set by the first request): progress made there, by an inline
+  // run or by the handler itself, is handed over directly instead of posted.
+  std::atomic<std::thread::id> io_thread{};
   ServerConfig cfg;
 
   mutable std::mutex mu;  // guards everything below up to the io-only part
@@ -186,8 +189,15 @@ struct InferServer::Core {
     }
   }
 
-  // Hands a progress to the job's handler (any thread).
+  // Hands a progress to the job's handler (any thread). On the io thread directly: an inline
+  // run's answers are then written in the same turn as the request was read, so the
+  // protocol echo, the answers and the FIN leave in one packet.
   void deliver(const std::shared_ptr<Job>& job, InferProgress p) {
+    if (std::this_thread::get_id() == io_thread.load(std::memory_order_relaxed)) {
+      job->outbox.push_back(std::move(p));
+      job->ready.notify_all();
+      return;
+    }
     asio::post(io, [job, p = std::move(p)]() mutable {
       job->outbox.push_back(std::move(p));
       job->ready.notify_all();
@@ -279,6 +289,7 @@ struct InferServer::Core {
 
   static awaitable<void> serve(std::shared_ptr<Core> self, rpc::InferContext& ctx) {
     const auto received = Clock::now();
+    self->io_thread.store(std::this_thread::get_id(), std::memory_order_relaxed);
     const auto& req = ctx.request();
     {
       std::lock_guard lk(self->mu);
@@ -373,7 +384,8 @@ struct InferServer::Core {
     self->active.push_back({&ctx, job});
     self->start_sweep(self);
     if (run_inline) {
-      // Answers are posted to this thread: the loop below sends them once this returns.
+      // Answers land in the outbox directly (deliver() on the io thread): the loop below
+      // sends them once this returns.
       std::vector<std::shared_ptr<Job>> batch{job};
       self->run_and_account(self->cfg.workers, batch);
     }
