@@ -243,7 +243,16 @@ Status Node::start_listening() {
         }
       });
   dispatcher_->on_error([](const identity::PeerId& peer, std::string_view proto, const Status& st) {
-    spdlog::warn("{} from {}: {}", proto, peer.to_string(), st.to_string());
+    // What the peer did wrong is worth a warning; a stream cut by a closing connection or by
+    // our own shutdown is not.
+    const Code c = st.code();
+    const bool peer_fault = c == Code::kPeerMisbehaved || c == Code::kLimitExceeded ||
+                            c == Code::kCorruption || c == Code::kInvalidArgument;
+    if (peer_fault) {
+      spdlog::warn("{} from {}: {}", proto, peer.to_string(), st.to_string());
+    } else {
+      spdlog::debug("{} from {}: {}", proto, peer.to_string(), st.to_string());
+    }
   });
   return Status::ok();
 }
