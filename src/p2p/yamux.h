@@ -8,11 +8,11 @@
 // credit window (256 KiB initially): a sender never sends more than the window, the receiver
 // grants more with WindowUpdate after the application has consumed data. Our receive window
 // starts at the spec's 256 KiB and doubles (up to SessionLimits::max_stream_window) while the
-// application consumes half a window within a few round trips of the previous grant (the window,
-// not the reader, is what paces the sender), as go-yamux and js-libp2p auto-tune theirs (the
-// round trip from one Ping at the start, probe_rtt()); a connection-wide budget caps that growth,
-// so the bytes a peer can make us
-// buffer stay bounded however many streams it opens (defaults.h states the bound). A peer that
+// application consumes half a window within a few round trips of the previous grant (then the
+// window, not the reader, paces the sender), as go-yamux and js-libp2p auto-tune theirs (the
+// round trip comes from one Ping at the start, probe_rtt()); a connection-wide budget caps
+// that growth, so the bytes a peer can make us buffer stay bounded however many streams it
+// opens (defaults.h states the bound). A peer that
 // exceeds our window, breaks the framing or opens more streams than allowed fails the session.
 //
 // Not thread-safe; one session per connection, used from the connection's executor.
