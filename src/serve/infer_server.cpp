@@ -193,15 +193,15 @@ struct InferServer::Core {
   // run's answers are then written in the same turn as the request was read, so the
   // protocol echo, the answers and the FIN leave in one packet.
   void deliver(const std::shared_ptr<Job>& job, InferProgress p) {
+    auto hand_over = [job, p = std::move(p)]() mutable {
+      job->outbox.push_back(std::move(p));
+      job->ready.notify_all();
+    };
     if (std::this_thread::get_id() == io_thread.load(std::memory_order_relaxed)) {
-      job->outbox.push_back(std::move(p));
-      job->ready.notify_all();
-      return;
+      hand_over();
+    } else {
+      asio::post(io, std::move(hand_over));
     }
-    asio::post(io, [job, p = std::move(p)]() mutable {
-      job->outbox.push_back(std::move(p));
-      job->ready.notify_all();
-    });
   }
 
   // Decides the final answer of `job` unless someone already did; takes it out of the queue.

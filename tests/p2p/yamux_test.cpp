@@ -174,21 +174,28 @@ struct FakeClock {
   void advance(std::chrono::microseconds d) const { *now += d; }
 };
 
+// `n` 16 KiB messages from `tx` to `rx`, one per `step` of the clock, each read on arrival.
+void lockstep(Session& tx, uint32_t id, Session& rx, uint32_t in, const FakeClock& clock,
+              std::chrono::microseconds step, int n) {
+  Bytes chunk(16 * 1024, 1);
+  uint8_t buf[16 * 1024];
+  for (int i = 0; i < n; ++i) {
+    clock.advance(step);
+    ASSERT_EQ(*tx.write(id, chunk), chunk.size());
+    ASSERT_TRUE(pump(tx, rx).ok());
+    ASSERT_EQ(rx.read(in, buf), chunk.size());
+    ASSERT_TRUE(pump(tx, rx).ok());
+  }
+}
+
 TEST(YamuxTest, WindowDoesNotGrowForASenderThatNeverRunsItDry) {
   FakeClock clock;
   Session c(true), s(false, {}, clock.fn());
   auto id = *c.open_stream();
   ASSERT_TRUE(pump(c, s).ok());
   auto in = *s.accept();
-  Bytes chunk(16 * 1024, 1);
-  uint8_t buf[16 * 1024];
-  for (int i = 0; i < 200; ++i) {  // 3.2 MiB in 16 KiB messages, one per 2 ms, each read at once
-    clock.advance(std::chrono::milliseconds(2));
-    ASSERT_EQ(*c.write(id, chunk), chunk.size());
-    ASSERT_TRUE(pump(c, s).ok());
-    ASSERT_EQ(s.read(in, buf), chunk.size());
-    ASSERT_TRUE(pump(c, s).ok());
-  }
+  // 3.2 MiB in 16 KiB messages, one per 2 ms, each read at once.
+  ASSERT_NO_FATAL_FAILURE(lockstep(c, id, s, in, clock, std::chrono::milliseconds(2), 200));
   EXPECT_EQ(s.recv_window(in), kInitialWindow);
 }
 
@@ -238,15 +245,7 @@ TEST(YamuxTest, RttProbeMeasuresTheRoundTripAndWidensTheGrowthRule) {
   auto id = *s.open_stream();
   ASSERT_TRUE(pump(s, c).ok());
   auto in = *c.accept();
-  Bytes chunk(16 * 1024, 1);
-  uint8_t buf[16 * 1024];
-  for (int i = 0; i < 64; ++i) {
-    clock.advance(std::chrono::milliseconds(10));
-    ASSERT_EQ(*s.write(id, chunk), chunk.size());
-    ASSERT_TRUE(pump(s, c).ok());
-    ASSERT_EQ(c.read(in, buf), chunk.size());
-    ASSERT_TRUE(pump(s, c).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(lockstep(s, id, c, in, clock, std::chrono::milliseconds(10), 64));
   EXPECT_GT(c.recv_window(in), kInitialWindow);
 }
 
