@@ -20,8 +20,9 @@ Stream::Stream(std::shared_ptr<Connection> conn, uint32_t id) : conn_(std::move(
 
 Stream::~Stream() {
   conn_->counters_->streams_closed++;
+  const size_t queued = conn_->session_.output_size();
   conn_->session_.release(id_);
-  if (conn_->session_.has_output()) conn_->writable_.notify_all();
+  if (conn_->session_.output_size() > queued) conn_->writable_.notify_all();
 }
 
 const identity::PeerId& Stream::remote_peer() const {
@@ -112,8 +113,14 @@ awaitable<Status> Stream::write_frames(ByteView data) {
 
 awaitable<Status> Stream::close_write() {
   if (Status st = co_await flush_proposal(); !st.is_ok()) co_return st;
+  // The peer already ended its side and we read all of it: our FIN only lets both ends free
+  // the stream, so it may wait briefly for company (see defaults::kDeferredFinFor).
+  const bool exchange_over = conn_->session_.read_eof(id_);
   Status st = conn_->session_.close_write(id_);
-  conn_->writable_.notify_all();
+  if (exchange_over)
+    conn_->flush_soon();
+  else
+    conn_->writable_.notify_all();
   co_return st;
 }
 
@@ -172,6 +179,7 @@ awaitable<Result<size_t>> Stream::read_frames(std::span<uint8_t> buf) {
     if (c.closing_)
       co_return Status::unavailable("connection closed: " + c.close_reason_.to_string());
     if (c.session_.is_reset(id_)) co_return Status::cancelled("stream reset");
+    if (c.session_.has_output()) c.writable_.notify_all();  // our SYN, if nothing sent yet
     bool woken;
     {
       TargetLoan loan{conn_, id_};
@@ -206,6 +214,7 @@ Connection::Connection(asio::any_io_executor ex, std::unique_ptr<SecureChannel> 
       callbacks_(std::move(callbacks)),
       changed_(ex),
       writable_(ex),
+      flush_soon_timer_(ex),
       last_activity_(clock_()),
       serial_(g_next_serial++) {}
 
@@ -235,9 +244,20 @@ void Connection::close(Status reason) {
   timer->async_wait([self, timer](boost::system::error_code) { self->drop(); });
 }
 
+void Connection::flush_soon() {
+  if (flush_soon_armed_ || dropped_) return;
+  flush_soon_armed_ = true;
+  flush_soon_timer_.expires_after(defaults::kDeferredFinFor);
+  flush_soon_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    self->flush_soon_armed_ = false;
+    if (!ec && self->session_.has_output()) self->writable_.notify_all();
+  });
+}
+
 void Connection::drop() {
   if (dropped_) return;
   dropped_ = true;
+  flush_soon_timer_.cancel();
   channel_->reset();
   writable_.notify_all();
   changed_.notify_all();
@@ -336,7 +356,9 @@ awaitable<Result<std::shared_ptr<Stream>>> Connection::open_stream() {
     co_return Status::unavailable("connection to " + remote_peer().to_string() + " is closed");
   auto id = session_.open_stream();
   if (!id.ok()) co_return id.status();
-  writable_.notify_all();
+  // The SYN waits in the session's output for the stream's first write (or first wait for
+  // data), so it leaves in the same packet as the opening message: one wake-up of the peer
+  // per stream instead of two.
   co_return std::make_shared<Stream>(shared_from_this(), *id);
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -106,6 +107,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // already open may still finish), so the host treats the peer as not connected.
   bool closed() const { return closing_ || session_.remote_went_away(); }
 
+  // Opens a stream. Its SYN is sent with the stream's first write (or when it first waits to
+  // read), not on its own.
   awaitable<Result<std::shared_ptr<Stream>>> open_stream();
 
   const identity::PeerId& remote_peer() const { return channel_->remote_peer(); }
@@ -128,6 +131,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // straight from the caller's buffer. Only when no flush runs and nothing is queued; holds the
   // flush slot while it sends, so frames queued meanwhile follow it on the wire.
   awaitable<Status> send_direct(uint32_t id, ByteView data);
+  // Has the writer send what is queued within defaults::kDeferredFinFor unless something else
+  // sends it sooner.
+  void flush_soon();
   void drop();
 
   asio::any_io_executor ex_;
@@ -141,6 +147,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Callbacks callbacks_;
   Signal changed_;   // session state changed: stream readers/writers re-check
   Signal writable_;  // session has output or we are closing
+  asio::steady_timer flush_soon_timer_;
+  bool flush_soon_armed_ = false;
   SteadyTime last_activity_;
   bool closing_ = false;
   bool dropped_ = false;

@@ -78,6 +78,11 @@ inline constexpr uint32_t kMaxYamuxFramePayload = kYamuxMaxStreamWindow;
 // of a small model is a few KiB; bulk data comes in far larger writes.
 inline constexpr size_t kCoalesceWritesBelow = 16 * 1024;
 
+// A FIN that ends an exchange the peer already ended (nobody waits for it) waits this long for
+// other output to ride with (the next request on the connection) before it is sent alone:
+// a client issuing request after request then costs the provider one wake-up each, not two.
+inline constexpr auto kDeferredFinFor = std::chrono::milliseconds(1);
+
 // Control replies (ping ACKs, window updates) queued for a peer that keeps sending but never
 // reads. Data writes are bounded by the peer's windows; this bounds the rest.
 inline constexpr size_t kMaxYamuxPendingOutput = 16 * 1024 * 1024;

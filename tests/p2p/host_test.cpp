@@ -401,6 +401,60 @@ TEST(HostTest, AnExchangeOfSmallMessagesTakesOneWriteEachWay) {
   EXPECT_LE(a->stats().writes - wa, kExchanges + 3u);
 }
 
+TEST(HostTest, ARequesterFinAfterTheAnswerRidesWithItsNextRequest) {
+  // The inference pattern: request, read the answer up to the server's FIN, then close. That
+  // last FIN only frees the stream, so it waits for the next request's packet instead of
+  // waking the server on its own; the server still sees every FIN (the last one after
+  // defaults::kDeferredFinFor).
+  Loop loop;
+  auto a = make_host(loop), b = make_host(loop);
+  auto eofs = std::make_shared<int>(0);
+  auto seen = std::make_shared<std::unique_ptr<Signal>>();
+  loop.call([&] {
+    *seen = std::make_unique<Signal>(loop.ex());
+    b->set_handler("/answers/1.0.0", [eofs, seen](std::shared_ptr<Stream> s) -> awaitable<void> {
+      uint8_t req[4];
+      if (!(co_await s->read_exact(req)).is_ok()) co_return;
+      if (!(co_await s->write(Bytes(100, req[0]))).is_ok()) co_return;
+      if (!(co_await s->close_write()).is_ok()) co_return;
+      uint8_t more[1];
+      auto n = co_await s->read_some(more);  // the requester's FIN
+      if (n.ok() && *n == 0) ++*eofs;
+      (*seen)->notify_all();
+    });
+  });
+  auto ba = listen(loop, *b);
+  ASSERT_TRUE(loop.run([&]() { return a->dial(ba); }).ok());
+  ASSERT_TRUE(loop.run([&]() { return a->ping(b->id()); }).ok());  // identify is done too
+  const auto wa = a->stats().writes, wb = b->stats().writes;
+  constexpr int kExchanges = 20;
+  for (int i = 0; i < kExchanges; ++i) {
+    auto got = loop.run([&]() -> awaitable<Result<Bytes>> {
+      auto s = co_await a->new_stream_optimistic(b->id(), "/answers/1.0.0");
+      if (!s.ok()) co_return s.status();
+      Bytes req{static_cast<uint8_t>(i), 0, 0, 0};
+      if (Status st = co_await (*s)->write(req); !st.is_ok()) co_return st;
+      auto answer = co_await read_all(**s);
+      if (Status st = co_await (*s)->close_write(); !st.is_ok()) co_return st;
+      co_return answer;
+    });
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    ASSERT_EQ(got->size(), 100u);
+    EXPECT_EQ((*got)[0], i);
+  }
+  auto all_closed = loop.run([&]() -> awaitable<bool> {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (*eofs < kExchanges && co_await (*seen)->wait(deadline)) {
+    }
+    co_return *eofs == kExchanges;
+  });
+  EXPECT_TRUE(all_closed) << *eofs << " of " << kExchanges << " FINs reached the server";
+  // One write per request (with the previous stream's FIN), one per answer, the last FIN
+  // alone, and a little slack for what else the connection carries (identify push, pings).
+  EXPECT_LE(a->stats().writes - wa, kExchanges + 4u);
+  EXPECT_LE(b->stats().writes - wb, kExchanges + 3u);
+}
+
 TEST(HostTest, OptimisticSelectOfAnUnknownProtocolFailsOnRead) {
   Loop loop;
   auto a = make_host(loop), b = make_host(loop);
