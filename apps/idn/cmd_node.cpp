@@ -35,6 +35,7 @@ struct NodeArgs {
   int dht_port = -1;
   int workers = 0;
   int busy_poll_us = -1;
+  int poll_while_waiting_us = -1;
 };
 
 Result<node::Config> build_config(const NodeArgs& a) {
@@ -82,6 +83,8 @@ Result<node::Config> build_config(const NodeArgs& a) {
   }
   if (a.workers > 0) c.serve.workers = static_cast<size_t>(a.workers);
   if (a.busy_poll_us >= 0) c.busy_poll = std::chrono::microseconds(a.busy_poll_us);
+  if (a.poll_while_waiting_us >= 0)
+    c.poll_while_waiting = std::chrono::microseconds(a.poll_while_waiting_us);
   if (!a.log_level.empty()) {
     if (!node::is_log_level(a.log_level)) {
       return Status::invalid_argument(fmt::format(
@@ -197,6 +200,10 @@ void register_node(CLI::App& app) {
   n->add_option("--workers", a->workers, "Inference worker threads");
   n->add_option("--busy-poll-us", a->busy_poll_us,
                 "Poll this long after work before sleeping (lower latency on VMs, more CPU)")
+      ->check(CLI::Range(0, 1'000'000));
+  n->add_option("--poll-while-waiting-us", a->poll_while_waiting_us,
+                "While our own inference requests await answers, poll up to this long instead "
+                "of sleeping")
       ->check(CLI::Range(0, 1'000'000));
   n->callback([a] { run_or_exit(run_node(*a)); });
 

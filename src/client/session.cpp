@@ -101,7 +101,7 @@ class Request : public std::enable_shared_from_this<Request> {
  public:
   Request(asio::any_io_executor ex, p2p::Host& host, ProviderSource providers,
           core::Multihash service, SessionOptions opts, uint64_t id, core::Tensor input,
-          std::shared_ptr<SessionStats> stats)
+          std::shared_ptr<SessionStats> stats, std::shared_ptr<InFlight> in_flight)
       : ex_(std::move(ex)),
         host_(host),
         providers_(std::move(providers)),
@@ -112,7 +112,8 @@ class Request : public std::enable_shared_from_this<Request> {
         started_(Clock::now()),
         deadline_(started_ + opts_.deadline),
         changed_(ex_),
-        stats_(std::move(stats)) {}
+        stats_(std::move(stats)),
+        in_flight_(std::move(in_flight)) {}
 
   void start() { asio::co_spawn(ex_, drive(shared_from_this()), asio::detached); }
 
@@ -142,7 +143,18 @@ class Request : public std::enable_shared_from_this<Request> {
   const Summary& summary() const { return summary_; }
 
  private:
-  static awaitable<void> drive(std::shared_ptr<Request> self) { co_await self->run(); }
+  static awaitable<void> drive(std::shared_ptr<Request> self) {
+    struct Counted {
+      InFlight* n;
+      explicit Counted(InFlight* c) : n(c) {
+        if (n) n->fetch_add(1, std::memory_order_relaxed);
+      }
+      ~Counted() {
+        if (n) n->fetch_sub(1, std::memory_order_relaxed);
+      }
+    } counted(self->in_flight_.get());
+    co_await self->run();
+  }
 
   awaitable<void> run() {
     stats_->started++;
@@ -613,6 +625,7 @@ class Request : public std::enable_shared_from_this<Request> {
   bool done_ = false;
   Summary summary_;
   std::shared_ptr<SessionStats> stats_;
+  std::shared_ptr<InFlight> in_flight_;
 };
 
 }  // namespace detail
@@ -638,16 +651,18 @@ const Summary& InferStream::summary() const {
 }
 
 Session::Session(asio::any_io_executor io, p2p::Host& host, ProviderSource providers,
-                 core::Multihash service, SessionOptions opts)
+                 core::Multihash service, SessionOptions opts, std::shared_ptr<InFlight> in_flight)
     : io_(std::move(io)),
       host_(host),
       providers_(std::move(providers)),
       service_(std::move(service)),
-      opts_(std::move(opts)) {}
+      opts_(std::move(opts)),
+      in_flight_(std::move(in_flight)) {}
 
 std::shared_ptr<InferStream> Session::infer(core::Tensor input) {
-  auto r = std::make_shared<detail::Request>(io_, host_, providers_, service_, opts_,
-                                             next_request_id_++, std::move(input), stats_);
+  auto r =
+      std::make_shared<detail::Request>(io_, host_, providers_, service_, opts_, next_request_id_++,
+                                        std::move(input), stats_, in_flight_);
   r->start();
   return std::make_shared<InferStream>(std::move(r));
 }

@@ -124,10 +124,16 @@ class InferStream {
   std::shared_ptr<detail::Request> r_;
 };
 
+// How many requests of a node's sessions are in flight: the node's io thread may poll rather
+// than sleep while any is (node::Config::poll_while_waiting).
+using InFlight = std::atomic<int>;
+
 class Session {
  public:
+  // `in_flight` (optional) counts this session's running requests.
   Session(boost::asio::any_io_executor io, p2p::Host& host, ProviderSource providers,
-          core::Multihash service, SessionOptions opts);
+          core::Multihash service, SessionOptions opts,
+          std::shared_ptr<InFlight> in_flight = nullptr);
   // A copy would hand out the same request IDs.
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -154,6 +160,7 @@ class Session {
   SessionOptions opts_;
   std::atomic<uint64_t> next_request_id_{1};
   std::shared_ptr<SessionStats> stats_ = std::make_shared<SessionStats>();  // outlives requests
+  std::shared_ptr<InFlight> in_flight_;
 };
 
 }  // namespace idn::client

@@ -14,10 +14,20 @@
 namespace idn::node {
 namespace {
 
-constexpr std::string_view kTopKeys[] = {
-    "listen",    "identity", "passphrase_file", "bootstrap",       "http",
-    "log_level", "limits",   "data_dir",        "store_max_bytes", "host",
-    "dht",       "serve",    "busy_poll_us"};
+constexpr std::string_view kTopKeys[] = {"listen",
+                                         "identity",
+                                         "passphrase_file",
+                                         "bootstrap",
+                                         "http",
+                                         "log_level",
+                                         "limits",
+                                         "data_dir",
+                                         "store_max_bytes",
+                                         "host",
+                                         "dht",
+                                         "serve",
+                                         "busy_poll_us",
+                                         "poll_while_waiting_us"};
 constexpr std::string_view kDhtKeys[] = {"enabled", "port", "bootstrap", "lan", "record_ttl_s"};
 constexpr std::string_view kServeKeys[] = {"workers", "max_queue", "max_batch", "inline_below_us"};
 constexpr std::string_view kLimitKeys[] = {"max_connections",      "max_streams_per_connection",
@@ -208,6 +218,9 @@ class Parser {
       } else if (key == "busy_poll_us") {
         IDN_ASSIGN_OR_RETURN(auto us, in_range(v, "busy_poll_us", 0, 1'000'000));
         c.busy_poll = std::chrono::microseconds(us);
+      } else if (key == "poll_while_waiting_us") {
+        IDN_ASSIGN_OR_RETURN(auto us, in_range(v, "poll_while_waiting_us", 0, 1'000'000));
+        c.poll_while_waiting = std::chrono::microseconds(us);
       } else if (key == "log_level") {
         IDN_ASSIGN_OR_RETURN(c.log_level, string(v, key));
         if (!is_log_level(c.log_level)) {

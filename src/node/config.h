@@ -11,6 +11,8 @@
 //   log_level = "info"                      # trace debug info warn error off
 //   busy_poll_us = 0                        # keep the io thread polling this long after work
 //                                           # before sleeping: lower latency on VMs, more CPU
+//   poll_while_waiting_us = 0               # poll (up to this long) instead of sleeping while
+//                                           # our own inference requests await answers
 //   [limits]                                # override p2p/defaults.h
 //   max_connections = 256
 //   max_streams_per_connection = 256
@@ -112,6 +114,11 @@ struct Config {
   // round trips; polling removes that from each request at the price of a busy core while
   // traffic flows. 0 (default): sleep at once.
   std::chrono::microseconds busy_poll{0};
+  // The requester's half of busy_poll: while this node's own inference requests are in flight
+  // the io thread polls (yielding the CPU to any other runnable thread) for up to this long
+  // after its last event, so an answer is read without a wake-up. Costs the requester's CPU
+  // only while it waits. 0 (default): sleep at once.
+  std::chrono::microseconds poll_while_waiting{0};
   LimitsConfig limits;
   std::optional<std::filesystem::path> data_dir;  // nullopt: a temporary directory
   uint64_t store_max_bytes = 0;

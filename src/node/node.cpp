@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -139,7 +140,7 @@ std::shared_ptr<client::Session> Node::session(const core::Multihash& service,
     return cached_providers(cache, s, n, exclude);
   };
   return std::make_shared<client::Session>(io_.get_executor(), *host_, std::move(source), service,
-                                           std::move(opts));
+                                           std::move(opts), in_flight_);
 }
 
 awaitable<Result<std::vector<identity::PeerId>>> Node::cached_providers(
@@ -594,20 +595,27 @@ Status Node::run(bool handle_signals) {
   asio::co_spawn(io_, ping_loop(), asio::detached);
   asio::co_spawn(io_, host_configured_services(), asio::detached);
   const auto spin = config_.busy_poll;
-  if (spin.count() <= 0) {
+  const auto spin_waiting = config_.poll_while_waiting;
+  if (spin.count() <= 0 && spin_waiting.count() <= 0) {
     io_.run();
     return Status::ok();
   }
-  // Busy polling: after any work, keep polling for `spin` before sleeping in epoll. A sleeping
-  // thread on an idle vCPU takes 50-100 us to wake on a small VM, more than a loopback round
-  // trip; polling trades that for CPU while traffic flows.
+  // Polling: after any work, keep polling for `spin` (or, while our own requests await
+  // answers, `spin_waiting`) before sleeping in epoll. A sleeping thread on an idle vCPU takes
+  // 50-100 us to wake on a small VM, more than a loopback round trip; polling trades that for
+  // CPU. Each idle poll yields, so threads that share this CPU (a provider's model on a small
+  // machine) still run.
   auto active = std::chrono::steady_clock::now();
   while (!io_.stopped()) {
     if (io_.poll() > 0) {
       active = std::chrono::steady_clock::now();
       continue;
     }
-    if (std::chrono::steady_clock::now() - active < spin) continue;
+    const auto idle = std::chrono::steady_clock::now() - active;
+    if (idle < spin || (idle < spin_waiting && in_flight_->load(std::memory_order_relaxed) > 0)) {
+      std::this_thread::yield();
+      continue;
+    }
     if (io_.run_one() == 0) break;
     active = std::chrono::steady_clock::now();
   }

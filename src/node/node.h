@@ -105,6 +105,8 @@ class Node {
   // A client session for `service` (io thread): providers come from the DHT, nearest first,
   // excluding this node; the expected output shape comes from the service descriptor when this
   // node has it.
+  // This node's inference requests now in flight, over all its sessions.
+  int requests_in_flight() const { return in_flight_->load(std::memory_order_relaxed); }
   std::shared_ptr<client::Session> session(const core::Multihash& service,
                                            client::SessionOptions opts = {});
   // Split execution (§3.8): runs stages [0, last_local_stage] of a service whose package this
@@ -152,6 +154,7 @@ class Node {
   std::unique_ptr<HttpServer> http_;
   Registry metrics_;
   Histogram* rtt_ = nullptr;
+  std::shared_ptr<client::InFlight> in_flight_ = std::make_shared<client::InFlight>(0);
   Counter* ping_failures_ = nullptr;
   std::filesystem::path data_dir_;
   bool temp_data_dir_ = false;

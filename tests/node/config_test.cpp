@@ -112,13 +112,19 @@ TEST(Config, LatencyKnobsParseAndZeroTurnsThemOff) {
   auto d = parse_config("", "node.toml");
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->busy_poll, 0us);
+  EXPECT_EQ(d->poll_while_waiting, 0us);
   EXPECT_EQ(d->serve.inline_below, 1000us);
-  auto c = parse_config("busy_poll_us = 150\n[serve]\ninline_below_us = 0\n", "node.toml");
+  auto c = parse_config(
+      "busy_poll_us = 150\npoll_while_waiting_us = 300\n[serve]\ninline_below_us = 0\n",
+      "node.toml");
   ASSERT_TRUE(c.ok()) << c.status().to_string();
   EXPECT_EQ(c->busy_poll, 150us);
+  EXPECT_EQ(c->poll_while_waiting, 300us);
   EXPECT_EQ(c->serve.inline_below, 0us);
   EXPECT_THAT(err("busy_poll_us = -1"),
               HasSubstr("busy_poll_us = -1 is out of range (0..1000000)"));
+  EXPECT_THAT(err("poll_while_waiting_us = 2000000"),
+              HasSubstr("poll_while_waiting_us = 2000000 is out of range (0..1000000)"));
   EXPECT_THAT(err("[serve]\ninline_below_us = 2000000"),
               HasSubstr("serve.inline_below_us = 2000000 is out of range"));
 }

@@ -28,10 +28,12 @@ using namespace std::chrono_literals;
 using testing::RunningNode;
 
 Config config(const std::vector<core::Multiaddr>& boot, ServeConfig serve = {},
-              std::chrono::microseconds busy_poll = 0us) {
+              std::chrono::microseconds busy_poll = 0us,
+              std::chrono::microseconds poll_while_waiting = 0us) {
   Config c;
   c.serve = std::move(serve);
   c.busy_poll = busy_poll;
+  c.poll_while_waiting = poll_while_waiting;
   c.listen = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0").value()};
   c.bootstrap = boot;
   c.dht.record_ttl = 60s;
@@ -42,8 +44,11 @@ Config config(const std::vector<core::Multiaddr>& boot, ServeConfig serve = {},
 // seconds); tests that kill a provider start their own.
 class Network {
  public:
+  // Providers poll for `busy_poll` after work; the client polls for `client_poll` while its
+  // requests await answers.
   explicit Network(size_t providers = 3, ServeConfig serve = {},
-                   std::chrono::microseconds busy_poll = 0us) {
+                   std::chrono::microseconds busy_poll = 0us,
+                   std::chrono::microseconds client_poll = 0us) {
     pkg = idn::testing::tiny_package("b-lenet");
     for (size_t i = 0; i < providers; ++i) {
       nodes.push_back(std::make_unique<RunningNode>(config(boot, serve, busy_poll)));
@@ -60,7 +65,7 @@ class Network {
       Status st = n.on_io<Status>([&]() { return n->models().init_model(*sid); });
       EXPECT_TRUE(st.is_ok()) << st.to_string();
     }
-    client = std::make_unique<RunningNode>(config(boot, {}, busy_poll));
+    client = std::make_unique<RunningNode>(config(boot, {}, 0us, client_poll));
     EXPECT_TRUE((*client)->routing()->wait_connected(20s).is_ok());
     // Provider records reach the DHT within milliseconds on loopback; wait for all of them.
     auto until = std::chrono::steady_clock::now() + 20s;
@@ -123,10 +128,10 @@ TEST(Inference, FanOutToThreePeersAnswersLikeLocalInferenceOfTheSamePackage) {
 
 // The latency options together: busy-polling io threads, the model run inline on the
 // provider's io thread, the blocking stream fed through its channel. Answers must not change.
-TEST(Inference, BusyPollingNodesWithInlineRunsAnswerLikeLocalInference) {
+TEST(Inference, PollingNodesWithInlineRunsAnswerLikeLocalInference) {
   ServeConfig serve;
   serve.inline_below = 10s;  // the tiny model always counts as cheap, however loaded CI is
-  Network net(1, serve, 200us);
+  Network net(1, serve, 200us, 200us);
   auto local = engine::Engine::load(net.pkg);
   ASSERT_TRUE(local.ok());
   client::SessionOptions o;
@@ -154,6 +159,12 @@ TEST(Inference, BusyPollingNodesWithInlineRunsAnswerLikeLocalInference) {
   auto st = net.server(0).stats();
   EXPECT_EQ(st.completed, 30u);
   EXPECT_GE(st.inlined, 28u);  // all but the first one or two (which measure the model)
+  // Every request left the count the client polls by (else it would poll forever).
+  // (A request leaves it when its coroutine ends, just after its final answer went out.)
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while ((*net.client)->requests_in_flight() != 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
+  EXPECT_EQ((*net.client)->requests_in_flight(), 0);
 }
 
 TEST(Inference, FinishStopsTheRemoteComputation) {
