@@ -42,6 +42,10 @@ namespace fs = std::filesystem;
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
+// How long a provider's CPU typically sits idle between two sequential requests here (its
+// answer's trip back, the client's turn, the next request's trip): the local-idle row.
+constexpr std::chrono::microseconds kProviderIdle{100};
+
 struct InferenceBenchArgs {
   std::vector<std::string> archs = {"b-lenet", "b-alexnet"};
   std::string models_dir;
@@ -49,7 +53,7 @@ struct InferenceBenchArgs {
   int concurrency = 8;
   int workers = 2;
   int busy_poll_us = 0;
-  int poll_while_waiting_us = 200;  // the remote-poll row's client
+  int poll_while_waiting_us = 1000;  // the remote-poll row's client
   std::string out = "bench/out/inference.csv";
 };
 
@@ -131,6 +135,28 @@ Row measure(const std::string& model, const std::string& mode,
   for (auto& t : ts) t.join();
   r.rpsN = requests / (ms_since(t1) / 1000);
   r.failed += failed;
+  return r;
+}
+
+// Local inference again, each request after the CPU sat idle for `idle` (as a provider's does
+// between requests): how much of the remote rows' cost is the model meeting cold caches on a
+// CPU that was asleep, rather than the network.
+Row measure_after_idle(const std::string& model, engine::Engine& eng,
+                       const std::vector<core::Tensor>& inputs, int requests,
+                       std::chrono::microseconds idle) {
+  Row r{model, "local-idle"};
+  std::vector<double> lat;
+  for (int i = 0; i < requests; ++i) {
+    std::this_thread::sleep_for(idle);
+    auto t = Clock::now();
+    if (!eng.infer(inputs[static_cast<size_t>(i) % inputs.size()]).ok()) {
+      ++r.failed;
+      continue;
+    }
+    lat.push_back(ms_since(t));
+  }
+  r.median_ms = percentile(lat, 0.5);
+  r.p99_ms = percentile(lat, 0.99);
   return r;
 }
 
@@ -280,6 +306,7 @@ int run_inference_bench(const InferenceBenchArgs& a) {
           return std::pair<uint64_t, uint64_t>{0, 0};
         },
         inputs, a.requests, a.concurrency);
+    Row local_idle = measure_after_idle(arch, **eng, inputs, a.requests, kProviderIdle);
 
     // Three providers and a client; the first provider publishes, the others initModel.
     std::vector<std::unique_ptr<Peer>> peers;
@@ -388,7 +415,7 @@ int run_inference_bench(const InferenceBenchArgs& a) {
     double tcp = tcp_rtt_ms(static_cast<size_t>(one.up), static_cast<size_t>(one.down), 500);
     double tcp_loop =
         tcp_rtt_event_loop_ms(static_cast<size_t>(one.up), static_cast<size_t>(one.down), 500);
-    std::vector<Row*> measured{&local, &one, &one_io};
+    std::vector<Row*> measured{&local, &local_idle, &one, &one_io};
     if (a.poll_while_waiting_us > 0) measured.push_back(&one_poll);
     measured.insert(measured.end(), {&fan, &split});
     for (Row* r : measured) {
@@ -414,19 +441,25 @@ int run_inference_bench(const InferenceBenchArgs& a) {
           "   (poll_while_waiting_us = {})",
           add, add / tcp, add / tcp_loop, verdict(add), a.poll_while_waiting_us));
     }
+    verdicts.push_back(fmt::format(
+        "  of which the model on a CPU idle {} us before each request (local-idle) accounts "
+        "for {:.3f} ms",
+        kProviderIdle.count(), local_idle.median_ms - local.median_ms));
   }
 
   std::printf("inference over the network, batch 1, 127.0.0.1, %d requests per row\n", a.requests);
-  std::printf("%-10s %-9s %10s %10s %9s %9s %10s %9s %7s\n", "model", "mode", "median_ms", "p99_ms",
-              "rps_1", ("rps_" + std::to_string(a.concurrency)).c_str(), "bytes/req", "x_local",
-              "failed");
+  std::printf("%-10s %-11s %10s %10s %9s %9s %10s %9s %7s\n", "model", "mode", "median_ms",
+              "p99_ms", "rps_1", ("rps_" + std::to_string(a.concurrency)).c_str(), "bytes/req",
+              "x_local", "failed");
   double local_median = 0;
   for (const auto& r : rows) {
     if (r.mode == "local") local_median = r.median_ms;
-    std::string rps_n = r.rpsN > 0 ? fmt::format("{:.0f}", r.rpsN) : "-";  // not measured
-    std::printf("%-10s %-9s %10.3f %10.3f %9.0f %9s %10.0f %9.2f %7zu\n", r.model.c_str(),
-                r.mode.c_str(), r.median_ms, r.p99_ms, r.rps1, rps_n.c_str(), r.bytes,
-                r.median_ms / local_median, r.failed);
+    auto rate = [](double v) {
+      return v > 0 ? fmt::format("{:.0f}", v) : "-";
+    };  // "-": not measured
+    std::printf("%-10s %-11s %10.3f %10.3f %9s %9s %10.0f %9.2f %7zu\n", r.model.c_str(),
+                r.mode.c_str(), r.median_ms, r.p99_ms, rate(r.rps1).c_str(), rate(r.rpsN).c_str(),
+                r.bytes, r.median_ms / local_median, r.failed);
   }
   for (const auto& v : verdicts) std::printf("%s\n", v.c_str());
   std::printf("rows: %s\n", a.out.c_str());
