@@ -102,11 +102,11 @@ class Node {
   serve::InferServer& server() { return *server_; }
   ModelHost& models() { return *models_; }
   const std::filesystem::path& data_dir() const { return data_dir_; }
+  // This node's inference requests now in flight, over all its sessions.
+  int requests_in_flight() const { return in_flight_->load(std::memory_order_relaxed); }
   // A client session for `service` (io thread): providers come from the DHT, nearest first,
   // excluding this node; the expected output shape comes from the service descriptor when this
   // node has it.
-  // This node's inference requests now in flight, over all its sessions.
-  int requests_in_flight() const { return in_flight_->load(std::memory_order_relaxed); }
   std::shared_ptr<client::Session> session(const core::Multihash& service,
                                            client::SessionOptions opts = {});
   // Split execution (§3.8): runs stages [0, last_local_stage] of a service whose package this

@@ -179,7 +179,7 @@ awaitable<Result<size_t>> Stream::read_frames(std::span<uint8_t> buf) {
     if (c.closing_)
       co_return Status::unavailable("connection closed: " + c.close_reason_.to_string());
     if (c.session_.is_reset(id_)) co_return Status::cancelled("stream reset");
-    if (c.session_.has_output()) c.writable_.notify_all();  // our SYN, if nothing sent yet
+    if (!wrote_ && c.session_.has_output()) c.writable_.notify_all();  // our SYN is queued
     bool woken;
     {
       TargetLoan loan{conn_, id_};

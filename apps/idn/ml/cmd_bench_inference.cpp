@@ -452,11 +452,9 @@ int run_inference_bench(const InferenceBenchArgs& a) {
               "p99_ms", "rps_1", ("rps_" + std::to_string(a.concurrency)).c_str(), "bytes/req",
               "x_local", "failed");
   double local_median = 0;
+  auto rate = [](double v) { return v > 0 ? fmt::format("{:.0f}", v) : "-"; };  // -: not measured
   for (const auto& r : rows) {
     if (r.mode == "local") local_median = r.median_ms;
-    auto rate = [](double v) {
-      return v > 0 ? fmt::format("{:.0f}", v) : "-";
-    };  // "-": not measured
     std::printf("%-10s %-11s %10.3f %10.3f %9s %9s %10.0f %9.2f %7zu\n", r.model.c_str(),
                 r.mode.c_str(), r.median_ms, r.p99_ms, rate(r.rps1).c_str(), rate(r.rpsN).c_str(),
                 r.bytes, r.median_ms / local_median, r.failed);
