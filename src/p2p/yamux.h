@@ -12,8 +12,8 @@
 // window, not the reader, paces the sender), as go-yamux and js-libp2p auto-tune theirs (the
 // round trip comes from one Ping at the start, probe_rtt()); a connection-wide budget caps
 // that growth, so the bytes a peer can make us buffer stay bounded however many streams it
-// opens (defaults.h states the bound). A peer that
-// exceeds our window, breaks the framing or opens more streams than allowed fails the session.
+// opens (defaults.h states the bound). A peer that exceeds our window, breaks the framing or
+// opens more streams than allowed fails the session.
 //
 // Not thread-safe; one session per connection, used from the connection's executor.
 #pragma once
