@@ -3,7 +3,9 @@
 // remote peer vs fan-out to 3 peers vs split execution (stage 0 and its exit here, the rest on
 // a peer when that exit is not confident) — median and p99 latency, requests/s with 1 and 8
 // concurrent clients, IDN message bytes per request, the ratio to pure model time, and the
-// remote path's overhead against a plain-TCP round trip of the same bytes.
+// remote path's overhead against a plain-TCP round trip of the same bytes. For scale, the same
+// model behind a plain-TCP server with no protocol at all (tcp+model rows): the least that any
+// remote answer costs on this machine.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -16,10 +18,13 @@
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -188,56 +193,98 @@ p2p::awaitable<SequentialRun> sequential_on_io(std::shared_ptr<client::Session> 
   co_return r;
 }
 
-// Median round trip of `up` bytes one way and `down` bytes back over plain loopback TCP.
-double tcp_rtt_ms(size_t up, size_t down, int iterations) {
+// What a plain-TCP server does with a request between reading it and answering: nothing (the
+// round trip itself), or run the model on it (the floor any server pays for a remote answer).
+// What a plain-TCP server does with a request between reading it and answering: nothing (the
+// round trip itself), or run the model on it (the floor any server pays for a remote answer).
+using ServeFn = std::function<void(std::span<const uint8_t> in, std::span<uint8_t> out)>;
+
+// What the client sends in trip i: the bytes of inputs[i % n] (zeros when there are none),
+// cut to `up` bytes.
+void fill_request(std::span<uint8_t> out, const std::vector<core::Tensor>* inputs, int i) {
+  if (!inputs || inputs->empty()) return;
+  const auto& b = (*inputs)[static_cast<size_t>(i) % inputs->size()].bytes;
+  std::copy_n(b.begin(), std::min(b.size(), out.size()), out.begin());
+}
+
+// How the two ends of a plain-TCP run wait for bytes: blocked in read() (the kernel wakes them),
+// or spinning on a non-blocking socket (never asleep: the least latency any design gets here).
+enum class Wait { kBlock, kSpin };
+
+void read_exactly(asio::ip::tcp::socket& s, std::span<uint8_t> buf, Wait wait,
+                  boost::system::error_code& ec) {
+  if (wait == Wait::kBlock) {
+    asio::read(s, asio::buffer(buf.data(), buf.size()), ec);
+    return;
+  }
+  for (size_t got = 0; got < buf.size();) {
+    got += s.read_some(asio::buffer(buf.data() + got, buf.size() - got), ec);
+    if (ec == asio::error::would_block) ec = {};
+    if (ec) return;
+  }
+}
+
+// Latencies of round trips of `up` bytes one way and `down` bytes back over plain loopback TCP
+// between two threads, after 20 warm-up trips; the server runs `serve` on each request.
+std::vector<double> tcp_rtts(size_t up, size_t down, int iterations, Wait wait,
+                             const ServeFn& serve = {},
+                             const std::vector<core::Tensor>* inputs = nullptr) {
   asio::io_context io;
   asio::ip::tcp::acceptor acc(io, {asio::ip::make_address("127.0.0.1"), 0});
   std::thread server([&] {
     asio::ip::tcp::socket s(io);
     acc.accept(s);
     s.set_option(asio::ip::tcp::no_delay(true));
+    s.non_blocking(wait == Wait::kSpin);
     std::vector<uint8_t> in(up), out(down);
     boost::system::error_code ec;
     while (true) {
-      asio::read(s, asio::buffer(in), ec);
+      read_exactly(s, in, wait, ec);
       if (ec) return;
-      asio::write(s, asio::buffer(out), ec);
+      if (serve) serve(in, out);
+      asio::write(s, asio::buffer(out), ec);  // a few KiB: fits the socket buffer at once
       if (ec) return;
     }
   });
   asio::ip::tcp::socket c(io);
   c.connect(acc.local_endpoint());
   c.set_option(asio::ip::tcp::no_delay(true));
+  c.non_blocking(wait == Wait::kSpin);
   std::vector<uint8_t> out(up), in(down);
   std::vector<double> lat;
-  for (int i = 0; i < iterations + 20; ++i) {
+  boost::system::error_code ec;
+  for (int i = 0; i < iterations + 20 && !ec; ++i) {
+    fill_request(out, inputs, i);
     auto t = Clock::now();
-    asio::write(c, asio::buffer(out));
-    asio::read(c, asio::buffer(in));
-    if (i >= 20) lat.push_back(ms_since(t));
+    asio::write(c, asio::buffer(out), ec);
+    if (!ec) read_exactly(c, in, wait, ec);
+    if (i >= 20 && !ec) lat.push_back(ms_since(t));
   }
   c.close();
   server.join();
-  return percentile(lat, 0.5);
+  return lat;
 }
 
-p2p::awaitable<void> echo_sized(asio::ip::tcp::socket s, size_t up, size_t down) {
+p2p::awaitable<void> echo_sized(asio::ip::tcp::socket s, size_t up, size_t down, ServeFn serve) {
   std::vector<uint8_t> in(up), out(down);
   boost::system::error_code ec;
   for (;;) {
     co_await asio::async_read(s, asio::buffer(in), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return;
+    if (serve) serve(in, out);
     co_await asio::async_write(s, asio::buffer(out), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return;
   }
 }
 
 p2p::awaitable<std::vector<double>> ping_sized(asio::ip::tcp::socket& c, size_t up, size_t down,
-                                               int iterations) {
+                                               int iterations,
+                                               const std::vector<core::Tensor>* inputs) {
   std::vector<uint8_t> out(up), in(down);
   std::vector<double> lat;
   boost::system::error_code ec;
   for (int i = 0; i < iterations + 20 && !ec; ++i) {
+    fill_request(out, inputs, i);
     auto t = Clock::now();
     co_await asio::async_write(c, asio::buffer(out), asio::redirect_error(asio::use_awaitable, ec));
     co_await asio::async_read(c, asio::buffer(in), asio::redirect_error(asio::use_awaitable, ec));
@@ -246,9 +293,11 @@ p2p::awaitable<std::vector<double>> ping_sized(asio::ip::tcp::socket& c, size_t 
   co_return lat;
 }
 
-// The same round trip between two event loops on two threads (asio, as a peer serves): what
+// The same round trips between two event loops on two threads (asio, as a peer serves): what
 // any epoll-driven server pays before doing anything, here and in `idn bench transport`.
-double tcp_rtt_event_loop_ms(size_t up, size_t down, int iterations) {
+std::vector<double> tcp_rtts_event_loop(size_t up, size_t down, int iterations,
+                                        const ServeFn& serve = {},
+                                        const std::vector<core::Tensor>* inputs = nullptr) {
   asio::io_context server_io, client_io;
   asio::ip::tcp::acceptor acc(server_io, {asio::ip::make_address("127.0.0.1"), 0});
   asio::ip::tcp::socket c(client_io);
@@ -257,15 +306,43 @@ double tcp_rtt_event_loop_ms(size_t up, size_t down, int iterations) {
   asio::ip::tcp::socket s(server_io);
   acc.accept(s);
   s.set_option(asio::ip::tcp::no_delay(true));
-  asio::co_spawn(server_io, echo_sized(std::move(s), up, down), asio::detached);
+  asio::co_spawn(server_io, echo_sized(std::move(s), up, down, serve), asio::detached);
   std::thread server([&] { server_io.run(); });
   std::vector<double> lat;
-  asio::co_spawn(client_io, ping_sized(c, up, down, iterations),
+  asio::co_spawn(client_io, ping_sized(c, up, down, iterations, inputs),
                  [&](std::exception_ptr, std::vector<double> v) { lat = std::move(v); });
   client_io.run();
   c.close();
   server.join();
-  return percentile(lat, 0.5);
+  return lat;
+}
+
+// A plain-TCP server's work for the tcp+model rows: the request's first bytes are the input
+// tensor (shaped like `like`), the answer's first bytes the taken exit's probabilities. No
+// framing, no encryption, no streams: the least any server could do for a remote answer.
+ServeFn model_server(engine::Engine& eng, const core::Tensor& like, std::atomic<size_t>& failed) {
+  return [&eng, x = like, &failed](std::span<const uint8_t> in, std::span<uint8_t> out) mutable {
+    std::copy_n(in.begin(), std::min(in.size(), x.bytes.size()), x.bytes.begin());
+    auto ev = eng.infer(x);
+    if (!ev.ok()) {
+      ++failed;
+      return;
+    }
+    std::memcpy(out.data(), ev->probs.data(), std::min(out.size(), ev->probs.size() * 4));
+  };
+}
+
+// A row from a plain-TCP run's latencies (sequential only) and the serve function's failures.
+Row tcp_row(const std::string& model, const std::string& mode, const std::vector<double>& lat,
+            size_t up, size_t down, std::atomic<size_t>& failed) {
+  Row r{model, mode};
+  r.median_ms = percentile(lat, 0.5);
+  r.p99_ms = percentile(lat, 0.99);
+  r.up = double(up);
+  r.down = double(down);
+  r.bytes = r.up + r.down;
+  r.failed = failed.exchange(0);
+  return r;
 }
 
 int run_inference_bench(const InferenceBenchArgs& a) {
@@ -412,12 +489,25 @@ int run_inference_bench(const InferenceBenchArgs& a) {
     client->reset();
     peers.clear();
 
-    double tcp = tcp_rtt_ms(static_cast<size_t>(one.up), static_cast<size_t>(one.down), 500);
-    double tcp_loop =
-        tcp_rtt_event_loop_ms(static_cast<size_t>(one.up), static_cast<size_t>(one.down), 500);
+    const auto up = static_cast<size_t>(one.up), down = static_cast<size_t>(one.down);
+    double tcp = percentile(tcp_rtts(up, down, 500, Wait::kBlock), 0.5);
+    double tcp_loop = percentile(tcp_rtts_event_loop(up, down, 500), 0.5);
+    // The floor: the same model behind plain TCP, with no protocol at all, its two ends blocked
+    // in read(), in event loops, or spinning.
+    std::atomic<size_t> tcp_failed{0};
+    const auto serve_model = model_server(**eng, inputs[0], tcp_failed);
+    Row tcp_model = tcp_row(arch, "tcp+model",
+                            tcp_rtts(up, down, a.requests, Wait::kBlock, serve_model, &inputs), up,
+                            down, tcp_failed);
+    Row tcp_model_io = tcp_row(arch, "tcp+model-io",
+                               tcp_rtts_event_loop(up, down, a.requests, serve_model, &inputs), up,
+                               down, tcp_failed);
+    Row tcp_model_spin = tcp_row(arch, "tcp+model-spin",
+                                 tcp_rtts(up, down, a.requests, Wait::kSpin, serve_model, &inputs),
+                                 up, down, tcp_failed);
     std::vector<Row*> measured{&local, &local_idle, &one, &one_io};
     if (a.poll_while_waiting_us > 0) measured.push_back(&one_poll);
-    measured.insert(measured.end(), {&fan, &split});
+    measured.insert(measured.end(), {&fan, &split, &tcp_model, &tcp_model_io, &tcp_model_spin});
     for (Row* r : measured) {
       rows.push_back(*r);
       csv << r->model << ',' << r->mode << ',' << r->median_ms << ',' << r->p99_ms << ',' << r->rps1
@@ -445,17 +535,28 @@ int run_inference_bench(const InferenceBenchArgs& a) {
         "  of which the model on a CPU idle {} us before each request (local-idle) accounts "
         "for {:.3f} ms",
         kProviderIdle.count(), local_idle.median_ms - local.median_ms));
+    verdicts.push_back(
+        "  and, for scale, a plain-TCP server running the same model with no protocol:");
+    for (const Row* r : {&tcp_model, &tcp_model_io, &tcp_model_spin}) {
+      double add = r->median_ms - local.median_ms;
+      verdicts.push_back(fmt::format(
+          "  {:<17} {:.3f} ms = {:.2f}x TCP ({:.2f}x event loops); target <= 1.5x: {}   ({})",
+          r->mode, add, add / tcp, add / tcp_loop, verdict(add),
+          r == &tcp_model      ? "both ends blocked in read()"
+          : r == &tcp_model_io ? "both ends in asio event loops"
+                               : "both ends spinning on non-blocking sockets"));
+    }
   }
 
   std::printf("inference over the network, batch 1, 127.0.0.1, %d requests per row\n", a.requests);
-  std::printf("%-10s %-11s %10s %10s %9s %9s %10s %9s %7s\n", "model", "mode", "median_ms",
+  std::printf("%-10s %-14s %10s %10s %9s %9s %10s %9s %7s\n", "model", "mode", "median_ms",
               "p99_ms", "rps_1", ("rps_" + std::to_string(a.concurrency)).c_str(), "bytes/req",
               "x_local", "failed");
   double local_median = 0;
   auto rate = [](double v) { return v > 0 ? fmt::format("{:.0f}", v) : "-"; };  // -: not measured
   for (const auto& r : rows) {
     if (r.mode == "local") local_median = r.median_ms;
-    std::printf("%-10s %-11s %10.3f %10.3f %9s %9s %10.0f %9.2f %7zu\n", r.model.c_str(),
+    std::printf("%-10s %-14s %10.3f %10.3f %9s %9s %10.0f %9.2f %7zu\n", r.model.c_str(),
                 r.mode.c_str(), r.median_ms, r.p99_ms, rate(r.rps1).c_str(), rate(r.rpsN).c_str(),
                 r.bytes, r.median_ms / local_median, r.failed);
   }
