@@ -3,6 +3,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "nn/pooling.h"
+
 namespace idn::nn {
 namespace {
 
@@ -172,7 +174,7 @@ torch::Tensor GraphImpl::run_layer(int idx, Activations& acts) {
       break;
     case LayerType::kMaxPool2d: {
       int64_t k = param(p, "kernel", 2);
-      y = torch::max_pool2d(x, k, param(p, "stride", k), param(p, "padding", 0));
+      y = nn::max_pool2d(x, k, param(p, "stride", k), param(p, "padding", 0));
       break;
     }
     case LayerType::kAvgPool2d: {

@@ -1,0 +1,68 @@
+#include "nn/pooling.h"
+
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <tuple>
+#include <vector>
+
+namespace idn::nn {
+namespace {
+
+// Same shape, same values, NaN exactly where torch has NaN.
+void expect_same(const torch::Tensor& got, const torch::Tensor& want) {
+  ASSERT_EQ(got.sizes(), want.sizes());
+  EXPECT_TRUE(torch::equal(torch::isnan(got), torch::isnan(want)));
+  EXPECT_TRUE(torch::equal(torch::nan_to_num(got, 0.0), torch::nan_to_num(want, 0.0)));
+}
+
+TEST(PoolingTest, StridedMaximaEqualTorchMaxPoolForEveryWindowShape) {
+  torch::manual_seed(7);
+  // {N, C, H, W, kernel, stride, padding}: odd sizes (floor mode drops the tail), overlapping
+  // and gapped windows, padding up to kernel / 2, batches.
+  const std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>>
+      cases = {{1, 20, 24, 24, 2, 2, 0}, {1, 20, 25, 23, 2, 2, 0}, {3, 4, 28, 28, 3, 2, 1},
+               {2, 5, 9, 7, 3, 2, 1},    {1, 1, 5, 5, 5, 1, 2},    {2, 3, 11, 13, 2, 3, 1},
+               {1, 2, 7, 7, 1, 1, 0},    {4, 8, 6, 10, 4, 4, 2}};
+  for (const auto& [n, c, h, w, k, s, p] : cases) {
+    SCOPED_TRACE(testing::Message()
+                 << n << "x" << c << "x" << h << "x" << w << " k" << k << " s" << s << " p" << p);
+    torch::NoGradGuard ng;
+    auto x = torch::randn({n, c, h, w});
+    expect_same(max_pool2d_strided(x, k, s, p), torch::max_pool2d(x, k, s, p));
+    expect_same(max_pool2d(x, k, s, p), torch::max_pool2d(x, k, s, p));
+  }
+}
+
+TEST(PoolingTest, NegativeInfinityAndNanPoolAsTorchDoes) {
+  torch::NoGradGuard ng;
+  auto x = torch::randn({2, 3, 8, 8});
+  x.index_put_({0, 0, 0, 0}, -std::numeric_limits<float>::infinity());  // a padded corner
+  x.index_put_({0, 1, 3, 3}, std::numeric_limits<float>::quiet_NaN());
+  x.index_put_({1, 2}, -std::numeric_limits<float>::infinity());  // a whole plane
+  expect_same(max_pool2d_strided(x, 3, 2, 1), torch::max_pool2d(x, 3, 2, 1));
+  expect_same(max_pool2d_strided(x, 2, 2, 0), torch::max_pool2d(x, 2, 2, 0));
+}
+
+TEST(PoolingTest, TrainingKeepsTorchsGradientOfOneWinnerPerWindow) {
+  // All-equal input: every window is a tie. torch's max_pool2d sends each window's gradient to
+  // one element; strided maxima would spread it over the whole window. Training must not change.
+  auto x = torch::zeros({8, 32, 28, 28}, torch::requires_grad());
+  auto y = max_pool2d(x, 3, 2, 1);
+  ASSERT_TRUE(y.requires_grad());
+  y.sum().backward();
+  EXPECT_LE((x.grad() != 0).sum().item<int64_t>(), y.numel());
+  EXPECT_DOUBLE_EQ(x.grad().sum().item<double>(), double(y.numel()));
+}
+
+TEST(PoolingTest, RejectsWhatTorchWouldReject) {
+  torch::NoGradGuard ng;
+  auto x = torch::randn({1, 1, 4, 4});
+  EXPECT_THROW(max_pool2d_strided(x, 2, 2, 2), c10::Error);  // padding > kernel / 2
+  EXPECT_THROW(max_pool2d_strided(x, 5, 1, 0), c10::Error);  // window larger than the input
+  EXPECT_THROW(max_pool2d_strided(torch::randn({4, 4}), 2, 2, 0), c10::Error);
+  EXPECT_THROW(max_pool2d(x, 2, 2, 2), c10::Error);  // falls back to torch, which refuses
+}
+
+}  // namespace
+}  // namespace idn::nn
