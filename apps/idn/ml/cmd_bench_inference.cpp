@@ -96,8 +96,18 @@ Result<std::unique_ptr<Peer>> start_peer(const std::vector<core::Multiaddr>& boo
 struct Row {
   std::string model, mode;
   double median_ms = 0, p99_ms = 0, rps1 = 0, rpsN = 0, bytes = 0, up = 0, down = 0;
+  // CPU time of the whole process (client, providers and model alike: all run here) per
+  // sequential request, microseconds; < 0 when not measured.
+  double cpu_us = -1;
   size_t failed = 0;
 };
+
+// CPU time used by this process so far, all threads, in microseconds.
+double process_cpu_us() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) * 1e6 + double(ts.tv_nsec) / 1e3;
+}
 
 // Sequential latency and bytes, then throughput with `conc` client threads.
 Row measure(const std::string& model, const std::string& mode,
@@ -108,6 +118,7 @@ Row measure(const std::string& model, const std::string& mode,
   uint64_t up = 0, down = 0;
   for (int i = 0; i < 10; ++i) (void)one(inputs[i % inputs.size()]);  // warm-up
   auto t0 = Clock::now();
+  const double cpu0 = process_cpu_us();
   for (int i = 0; i < requests; ++i) {
     auto t = Clock::now();
     auto b = one(inputs[i % inputs.size()]);
@@ -119,6 +130,7 @@ Row measure(const std::string& model, const std::string& mode,
     up += b->first;
     down += b->second;
   }
+  r.cpu_us = (process_cpu_us() - cpu0) / requests;
   r.rps1 = requests / (ms_since(t0) / 1000);
   r.median_ms = percentile(lat, 0.5);
   r.p99_ms = percentile(lat, 0.99);
@@ -168,6 +180,7 @@ Row measure_after_idle(const std::string& model, engine::Engine& eng,
 struct SequentialRun {
   std::vector<double> latencies_ms;
   double seconds = 0;  // the timed requests, warm-up excluded
+  double cpu_us = 0;   // process CPU per timed request
   size_t failed = 0;
 };
 
@@ -177,8 +190,12 @@ p2p::awaitable<SequentialRun> sequential_on_io(std::shared_ptr<client::Session> 
                                                std::vector<core::Tensor> inputs, int n) {
   SequentialRun r;
   Clock::time_point t0;
+  double cpu0 = 0;
   for (int i = 0; i < n + 10; ++i) {
-    if (i == 10) t0 = Clock::now();
+    if (i == 10) {
+      t0 = Clock::now();
+      cpu0 = process_cpu_us();
+    }
     auto t = Clock::now();
     auto stream = s->infer(inputs[static_cast<size_t>(i) % inputs.size()]);
     while (co_await stream->next()) {
@@ -190,11 +207,10 @@ p2p::awaitable<SequentialRun> sequential_on_io(std::shared_ptr<client::Session> 
     if (i >= 10) r.latencies_ms.push_back(ms_since(t));
   }
   r.seconds = ms_since(t0) / 1000;
+  r.cpu_us = (process_cpu_us() - cpu0) / n;
   co_return r;
 }
 
-// What a plain-TCP server does with a request between reading it and answering: nothing (the
-// round trip itself), or run the model on it (the floor any server pays for a remote answer).
 // What a plain-TCP server does with a request between reading it and answering: nothing (the
 // round trip itself), or run the model on it (the floor any server pays for a remote answer).
 using ServeFn = std::function<void(std::span<const uint8_t> in, std::span<uint8_t> out)>;
@@ -332,10 +348,14 @@ ServeFn model_server(engine::Engine& eng, const core::Tensor& like, std::atomic<
   };
 }
 
-// A row from a plain-TCP run's latencies (sequential only) and the serve function's failures.
-Row tcp_row(const std::string& model, const std::string& mode, const std::vector<double>& lat,
-            size_t up, size_t down, std::atomic<size_t>& failed) {
+// A row from a plain-TCP run of `trips` round trips (warm-up included; sequential only) and
+// the serve function's failures.
+Row tcp_row(const std::string& model, const std::string& mode, size_t up, size_t down, int trips,
+            const std::function<std::vector<double>()>& run, std::atomic<size_t>& failed) {
   Row r{model, mode};
+  const double cpu0 = process_cpu_us();
+  const auto lat = run();
+  r.cpu_us = (process_cpu_us() - cpu0) / trips;
   r.median_ms = percentile(lat, 0.5);
   r.p99_ms = percentile(lat, 0.99);
   r.up = double(up);
@@ -364,7 +384,8 @@ int run_inference_bench(const InferenceBenchArgs& a) {
   if (out.has_parent_path()) fs::create_directories(out.parent_path(), ec);
   std::ofstream csv(out);
   if (!csv) return report(Status::io_error("cannot write " + a.out));
-  csv << "model,mode,median_ms,p99_ms,rps_1,rps_" << a.concurrency << ",bytes_per_request,failed\n";
+  csv << "model,mode,median_ms,p99_ms,rps_1,rps_" << a.concurrency
+      << ",bytes_per_request,cpu_us_per_request,failed\n";
   std::vector<Row> rows;
   std::vector<std::string> verdicts;
 
@@ -439,6 +460,7 @@ int run_inference_bench(const InferenceBenchArgs& a) {
       Row r{arch, mode};
       auto run = n.block_on([&] { return sequential_on_io(s, inputs, a.requests); });
       r.rps1 = a.requests / run.seconds;
+      r.cpu_us = run.cpu_us;
       r.median_ms = percentile(run.latencies_ms, 0.5);
       r.p99_ms = percentile(run.latencies_ms, 0.99);
       r.failed = run.failed;
@@ -496,22 +518,26 @@ int run_inference_bench(const InferenceBenchArgs& a) {
     // in read(), in event loops, or spinning.
     std::atomic<size_t> tcp_failed{0};
     const auto serve_model = model_server(**eng, inputs[0], tcp_failed);
-    Row tcp_model = tcp_row(arch, "tcp+model",
-                            tcp_rtts(up, down, a.requests, Wait::kBlock, serve_model, &inputs), up,
-                            down, tcp_failed);
-    Row tcp_model_io = tcp_row(arch, "tcp+model-io",
-                               tcp_rtts_event_loop(up, down, a.requests, serve_model, &inputs), up,
-                               down, tcp_failed);
-    Row tcp_model_spin = tcp_row(arch, "tcp+model-spin",
-                                 tcp_rtts(up, down, a.requests, Wait::kSpin, serve_model, &inputs),
-                                 up, down, tcp_failed);
+    const int trips = a.requests + 20;
+    Row tcp_model = tcp_row(
+        arch, "tcp+model", up, down, trips,
+        [&] { return tcp_rtts(up, down, a.requests, Wait::kBlock, serve_model, &inputs); },
+        tcp_failed);
+    Row tcp_model_io = tcp_row(
+        arch, "tcp+model-io", up, down, trips,
+        [&] { return tcp_rtts_event_loop(up, down, a.requests, serve_model, &inputs); },
+        tcp_failed);
+    Row tcp_model_spin = tcp_row(
+        arch, "tcp+model-spin", up, down, trips,
+        [&] { return tcp_rtts(up, down, a.requests, Wait::kSpin, serve_model, &inputs); },
+        tcp_failed);
     std::vector<Row*> measured{&local, &local_idle, &one, &one_io};
     if (a.poll_while_waiting_us > 0) measured.push_back(&one_poll);
     measured.insert(measured.end(), {&fan, &split, &tcp_model, &tcp_model_io, &tcp_model_spin});
     for (Row* r : measured) {
       rows.push_back(*r);
       csv << r->model << ',' << r->mode << ',' << r->median_ms << ',' << r->p99_ms << ',' << r->rps1
-          << ',' << r->rpsN << ',' << r->bytes << ',' << r->failed << '\n';
+          << ',' << r->rpsN << ',' << r->bytes << ',' << r->cpu_us << ',' << r->failed << '\n';
     }
     double added = one_io.median_ms - local.median_ms;
     double added_app = one.median_ms - local.median_ms;
@@ -532,6 +558,12 @@ int run_inference_bench(const InferenceBenchArgs& a) {
           add, add / tcp, add / tcp_loop, verdict(add), a.poll_while_waiting_us));
     }
     verdicts.push_back(fmt::format(
+        "  CPU per request, all threads of client and provider: {:.0f} us remote-io vs {:.0f} us "
+        "local, so IDN's own path costs {:.0f} us of CPU per request (a plain-TCP server with the "
+        "same model: {:.0f} us)",
+        one_io.cpu_us, local.cpu_us, one_io.cpu_us - local.cpu_us,
+        tcp_model_io.cpu_us - local.cpu_us));
+    verdicts.push_back(fmt::format(
         "  of which the model on a CPU idle {} us before each request (local-idle) accounts "
         "for {:.3f} ms",
         kProviderIdle.count(), local_idle.median_ms - local.median_ms));
@@ -549,16 +581,16 @@ int run_inference_bench(const InferenceBenchArgs& a) {
   }
 
   std::printf("inference over the network, batch 1, 127.0.0.1, %d requests per row\n", a.requests);
-  std::printf("%-10s %-14s %10s %10s %9s %9s %10s %9s %7s\n", "model", "mode", "median_ms",
+  std::printf("%-10s %-14s %10s %10s %9s %9s %10s %10s %9s %7s\n", "model", "mode", "median_ms",
               "p99_ms", "rps_1", ("rps_" + std::to_string(a.concurrency)).c_str(), "bytes/req",
-              "x_local", "failed");
+              "cpu_us/req", "x_local", "failed");
   double local_median = 0;
   auto rate = [](double v) { return v > 0 ? fmt::format("{:.0f}", v) : "-"; };  // -: not measured
   for (const auto& r : rows) {
     if (r.mode == "local") local_median = r.median_ms;
-    std::printf("%-10s %-14s %10.3f %10.3f %9s %9s %10.0f %9.2f %7zu\n", r.model.c_str(),
+    std::printf("%-10s %-14s %10.3f %10.3f %9s %9s %10.0f %10s %9.2f %7zu\n", r.model.c_str(),
                 r.mode.c_str(), r.median_ms, r.p99_ms, rate(r.rps1).c_str(), rate(r.rpsN).c_str(),
-                r.bytes, r.median_ms / local_median, r.failed);
+                r.bytes, rate(r.cpu_us).c_str(), r.median_ms / local_median, r.failed);
   }
   for (const auto& v : verdicts) std::printf("%s\n", v.c_str());
   std::printf("rows: %s\n", a.out.c_str());
