@@ -3,7 +3,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "nn/pooling.h"
+#include "nn/inference_ops.h"
 
 namespace idn::nn {
 namespace {
@@ -162,8 +162,12 @@ torch::Tensor GraphImpl::run_layer(int idx, Activations& acts) {
   const auto& p = l.params;
   torch::Tensor y;
   switch (l.type) {
+    case LayerType::kLinear: {
+      const auto& fc = modules_[idx].get<torch::nn::Linear>();
+      y = nn::linear(x, fc->weight, fc->bias);
+      break;
+    }
     case LayerType::kConv2d:
-    case LayerType::kLinear:
     case LayerType::kBatchNorm:
     case LayerType::kDropout:
     case LayerType::kLRN:

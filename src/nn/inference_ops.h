@@ -1,6 +1,7 @@
-// Max pooling for inference that stays fast at every batch size: LibTorch 1.13's CPU
-// max_pool2d also computes argmax indices and takes 6-10x longer on batched or larger inputs.
-// Results are identical to torch::max_pool2d (floor mode, implicit -inf padding).
+// Inference forms of two LibTorch 1.13 CPU ops that are slow at the small batches IDN serves:
+// max_pool2d (also computes argmax indices: 2-6x slower) and linear at batch 1-8 (OpenBLAS
+// 0.3.21 runs it as a GEMM that packs the weights on every call: up to 5x slower than GEMV).
+// With autograd on (training) both are exactly torch's.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,11 @@ namespace idn::nn {
 // torch::max_pool2d(x, kernel, stride, padding) for an NCHW tensor; uses strided maxima when
 // that is faster (no autograd needed and the input is big enough), torch's kernel otherwise.
 torch::Tensor max_pool2d(const torch::Tensor& x, int64_t kernel, int64_t stride, int64_t padding);
+
+// torch::linear(x, weight, bias) for a [batch, in] input; small batches without autograd run
+// as one matrix-vector product per row (same values up to float rounding, ~1e-5 relative).
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
+                     const torch::Tensor& bias);
 
 // The strided-maxima form alone (tests and benchmarks compare it with torch's). Requires a 4-D
 // input, kernel >= 1, stride >= 1, 0 <= padding <= kernel / 2 and a window that fits.

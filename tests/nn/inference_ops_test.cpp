@@ -1,4 +1,4 @@
-#include "nn/pooling.h"
+#include "nn/inference_ops.h"
 
 #include <gtest/gtest.h>
 
@@ -16,7 +16,7 @@ void expect_same(const torch::Tensor& got, const torch::Tensor& want) {
   EXPECT_TRUE(torch::equal(torch::nan_to_num(got, 0.0), torch::nan_to_num(want, 0.0)));
 }
 
-TEST(PoolingTest, StridedMaximaEqualTorchMaxPoolForEveryWindowShape) {
+TEST(InferenceOpsTest, StridedMaximaEqualTorchMaxPoolForEveryWindowShape) {
   torch::manual_seed(7);
   // {N, C, H, W, kernel, stride, padding}: odd sizes (floor mode drops the tail), overlapping
   // and gapped windows, padding up to kernel / 2, batches.
@@ -34,7 +34,7 @@ TEST(PoolingTest, StridedMaximaEqualTorchMaxPoolForEveryWindowShape) {
   }
 }
 
-TEST(PoolingTest, NegativeInfinityAndNanPoolAsTorchDoes) {
+TEST(InferenceOpsTest, NegativeInfinityAndNanPoolAsTorchDoes) {
   torch::NoGradGuard ng;
   auto x = torch::randn({2, 3, 8, 8});
   x.index_put_({0, 0, 0, 0}, -std::numeric_limits<float>::infinity());  // a padded corner
@@ -44,7 +44,7 @@ TEST(PoolingTest, NegativeInfinityAndNanPoolAsTorchDoes) {
   expect_same(max_pool2d_strided(x, 2, 2, 0), torch::max_pool2d(x, 2, 2, 0));
 }
 
-TEST(PoolingTest, TrainingKeepsTorchsGradientOfOneWinnerPerWindow) {
+TEST(InferenceOpsTest, TrainingKeepsTorchsGradientOfOneWinnerPerWindow) {
   // All-equal input: every window is a tie. torch's max_pool2d sends each window's gradient to
   // one element; strided maxima would spread it over the whole window. Training must not change.
   auto x = torch::zeros({8, 32, 28, 28}, torch::requires_grad());
@@ -55,13 +55,39 @@ TEST(PoolingTest, TrainingKeepsTorchsGradientOfOneWinnerPerWindow) {
   EXPECT_DOUBLE_EQ(x.grad().sum().item<double>(), double(y.numel()));
 }
 
-TEST(PoolingTest, RejectsWhatTorchWouldReject) {
+TEST(InferenceOpsTest, RejectsWhatTorchWouldReject) {
   torch::NoGradGuard ng;
   auto x = torch::randn({1, 1, 4, 4});
   EXPECT_THROW(max_pool2d_strided(x, 2, 2, 2), c10::Error);  // padding > kernel / 2
   EXPECT_THROW(max_pool2d_strided(x, 5, 1, 0), c10::Error);  // window larger than the input
   EXPECT_THROW(max_pool2d_strided(torch::randn({4, 4}), 2, 2, 0), c10::Error);
   EXPECT_THROW(max_pool2d(x, 2, 2, 2), c10::Error);  // falls back to torch, which refuses
+}
+
+TEST(InferenceOpsTest, SmallBatchLinearMatchesTorchUpToRounding) {
+  torch::manual_seed(11);
+  for (auto [batch, in, out] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {1, 800, 500}, {2, 720, 10}, {5, 800, 500}, {8, 300, 300}, {32, 64, 10}}) {
+    SCOPED_TRACE(testing::Message() << batch << "x" << in << " -> " << out);
+    auto w = torch::randn({out, in}), b = torch::randn({out}), x = torch::randn({batch, in});
+    torch::NoGradGuard ng;
+    auto want = torch::linear(x, w, b);
+    auto got = linear(x, w, b);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    EXPECT_TRUE(torch::allclose(got, want, /*rtol=*/1e-4, /*atol=*/1e-4));
+    EXPECT_TRUE(torch::allclose(linear(x, w, torch::Tensor()), torch::linear(x, w), 1e-4, 1e-4));
+  }
+}
+
+TEST(InferenceOpsTest, TrainingLinearIsExactlyTorchs) {
+  // With autograd on, the layer must be torch's own op, bit for bit (a GEMV sums in another
+  // order and would differ in the last bits), and carry its gradient.
+  torch::manual_seed(12);
+  auto w = torch::randn({500, 800}, torch::requires_grad()), b = torch::randn({500});
+  auto x = torch::randn({1, 800});
+  auto y = linear(x, w, b);
+  ASSERT_TRUE(y.requires_grad());
+  EXPECT_TRUE(torch::equal(y, torch::linear(x, w, b)));
 }
 
 }  // namespace
