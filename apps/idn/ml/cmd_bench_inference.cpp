@@ -396,14 +396,12 @@ int run_inference_bench(const InferenceBenchArgs& a) {
     auto eng = engine::Engine::load(dir);
     if (!eng.ok()) return report(eng.status());
     std::mutex eng_mu;
-    Row local = measure(
-        arch, "local",
-        [&](const core::Tensor& x) -> Result<std::pair<uint64_t, uint64_t>> {
-          std::lock_guard lock(eng_mu);
-          IDN_RETURN_IF_ERROR((*eng)->infer(x).status());
-          return std::pair<uint64_t, uint64_t>{0, 0};
-        },
-        inputs, a.requests, a.concurrency);
+    auto run_local = [&](const core::Tensor& x) -> Result<std::pair<uint64_t, uint64_t>> {
+      std::lock_guard lock(eng_mu);
+      IDN_RETURN_IF_ERROR((*eng)->infer(x).status());
+      return std::pair<uint64_t, uint64_t>{0, 0};
+    };
+    Row local = measure(arch, "local", run_local, inputs, a.requests, a.concurrency);
     Row local_idle = measure_after_idle(arch, **eng, inputs, a.requests, kProviderIdle);
 
     // Three providers and a client; the first provider publishes, the others initModel.
@@ -510,6 +508,10 @@ int run_inference_bench(const InferenceBenchArgs& a) {
     ss->reset();
     client->reset();
     peers.clear();
+    // Local once more: a noisy minute during the first local row would skew every ratio, so
+    // the baseline is the faster of the two (stricter on the network rows, never kinder).
+    Row local_again = measure(arch, "local-again", run_local, inputs, a.requests, a.concurrency);
+    const Row& base = local_again.median_ms < local.median_ms ? local_again : local;
 
     const auto up = static_cast<size_t>(one.up), down = static_cast<size_t>(one.down);
     double tcp = percentile(tcp_rtts(up, down, 500, Wait::kBlock), 0.5);
@@ -531,7 +533,7 @@ int run_inference_bench(const InferenceBenchArgs& a) {
         arch, "tcp+model-spin", up, down, trips,
         [&] { return tcp_rtts(up, down, a.requests, Wait::kSpin, serve_model, &inputs); },
         tcp_failed);
-    std::vector<Row*> measured{&local, &local_idle, &one, &one_io};
+    std::vector<Row*> measured{&local, &local_again, &local_idle, &one, &one_io};
     if (a.poll_while_waiting_us > 0) measured.push_back(&one_poll);
     measured.insert(measured.end(), {&fan, &split, &tcp_model, &tcp_model_io, &tcp_model_spin});
     for (Row* r : measured) {
@@ -539,19 +541,20 @@ int run_inference_bench(const InferenceBenchArgs& a) {
       csv << r->model << ',' << r->mode << ',' << r->median_ms << ',' << r->p99_ms << ',' << r->rps1
           << ',' << r->rpsN << ',' << r->bytes << ',' << r->cpu_us << ',' << r->failed << '\n';
     }
-    double added = one_io.median_ms - local.median_ms;
-    double added_app = one.median_ms - local.median_ms;
+    double added = one_io.median_ms - base.median_ms;
+    double added_app = one.median_ms - base.median_ms;
     auto verdict = [&](double add) { return add <= 1.5 * tcp ? "met" : "MISSED"; };
     verdicts.push_back(fmt::format(
         "{}: a plain-TCP round trip of the same {:.0f} bytes takes {:.3f} ms between blocking "
-        "threads, {:.3f} ms between two event loops. One remote peer adds over local:",
-        arch, one.bytes, tcp, tcp_loop));
+        "threads, {:.3f} ms between two event loops. One remote peer adds over local ({:.3f} ms, "
+        "the faster of local and local-again):",
+        arch, one.bytes, tcp, tcp_loop, base.median_ms));
     verdicts.push_back(
         fmt::format("  default node      {:.3f} ms = {:.2f}x TCP ({:.2f}x event loops); target "
                     "<= 1.5x: {}   ({:.3f} ms from an application thread)",
                     added, added / tcp, added / tcp_loop, verdict(added), added_app));
     if (a.poll_while_waiting_us > 0) {
-      double add = one_poll.median_ms - local.median_ms;
+      double add = one_poll.median_ms - base.median_ms;
       verdicts.push_back(fmt::format(
           "  polling client    {:.3f} ms = {:.2f}x TCP ({:.2f}x event loops); target <= 1.5x: {}"
           "   (poll_while_waiting_us = {})",
@@ -559,18 +562,19 @@ int run_inference_bench(const InferenceBenchArgs& a) {
     }
     verdicts.push_back(fmt::format(
         "  CPU per request, all threads of client and provider: {:.0f} us remote-io vs {:.0f} us "
-        "local, so IDN's own path costs {:.0f} us of CPU per request (a plain-TCP server with the "
-        "same model: {:.0f} us)",
-        one_io.cpu_us, local.cpu_us, one_io.cpu_us - local.cpu_us,
-        tcp_model_io.cpu_us - local.cpu_us));
+        "local ({:+.0f} us); a plain-TCP server with the same model (event loops) costs {:+.0f} "
+        "us, so IDN's protocol stack costs {:.0f} us of CPU per request beyond a plain-TCP "
+        "server's",
+        one_io.cpu_us, base.cpu_us, one_io.cpu_us - base.cpu_us, tcp_model_io.cpu_us - base.cpu_us,
+        one_io.cpu_us - tcp_model_io.cpu_us));
     verdicts.push_back(fmt::format(
         "  of which the model on a CPU idle {} us before each request (local-idle) accounts "
         "for {:.3f} ms",
-        kProviderIdle.count(), local_idle.median_ms - local.median_ms));
+        kProviderIdle.count(), local_idle.median_ms - base.median_ms));
     verdicts.push_back(
         "  and, for scale, a plain-TCP server running the same model with no protocol:");
     for (const Row* r : {&tcp_model, &tcp_model_io, &tcp_model_spin}) {
-      double add = r->median_ms - local.median_ms;
+      double add = r->median_ms - base.median_ms;
       verdicts.push_back(fmt::format(
           "  {:<17} {:.3f} ms = {:.2f}x TCP ({:.2f}x event loops); target <= 1.5x: {}   ({})",
           r->mode, add, add / tcp, add / tcp_loop, verdict(add),
@@ -588,6 +592,7 @@ int run_inference_bench(const InferenceBenchArgs& a) {
   auto rate = [](double v) { return v > 0 ? fmt::format("{:.0f}", v) : "-"; };  // -: not measured
   for (const auto& r : rows) {
     if (r.mode == "local") local_median = r.median_ms;
+    if (r.mode == "local-again") local_median = std::min(local_median, r.median_ms);
     std::printf("%-10s %-14s %10.3f %10.3f %9s %9s %10.0f %10s %9.2f %7zu\n", r.model.c_str(),
                 r.mode.c_str(), r.median_ms, r.p99_ms, rate(r.rps1).c_str(), rate(r.rpsN).c_str(),
                 r.bytes, rate(r.cpu_us).c_str(), r.median_ms / local_median, r.failed);
