@@ -240,6 +240,19 @@ void read_exactly(asio::ip::tcp::socket& s, std::span<uint8_t> buf, Wait wait,
   }
 }
 
+void write_exactly(asio::ip::tcp::socket& s, std::span<const uint8_t> buf, Wait wait,
+                   boost::system::error_code& ec) {
+  if (wait == Wait::kBlock) {
+    asio::write(s, asio::buffer(buf.data(), buf.size()), ec);
+    return;
+  }
+  for (size_t put = 0; put < buf.size();) {
+    put += s.write_some(asio::buffer(buf.data() + put, buf.size() - put), ec);
+    if (ec == asio::error::would_block) ec = {};
+    if (ec) return;
+  }
+}
+
 // Latencies of round trips of `up` bytes one way and `down` bytes back over plain loopback TCP
 // between two threads, after 20 warm-up trips; the server runs `serve` on each request.
 std::vector<double> tcp_rtts(size_t up, size_t down, int iterations, Wait wait,
@@ -258,7 +271,7 @@ std::vector<double> tcp_rtts(size_t up, size_t down, int iterations, Wait wait,
       read_exactly(s, in, wait, ec);
       if (ec) return;
       if (serve) serve(in, out);
-      asio::write(s, asio::buffer(out), ec);  // a few KiB: fits the socket buffer at once
+      write_exactly(s, out, wait, ec);
       if (ec) return;
     }
   });
@@ -272,7 +285,7 @@ std::vector<double> tcp_rtts(size_t up, size_t down, int iterations, Wait wait,
   for (int i = 0; i < iterations + 20 && !ec; ++i) {
     fill_request(out, inputs, i);
     auto t = Clock::now();
-    asio::write(c, asio::buffer(out), ec);
+    write_exactly(c, out, wait, ec);
     if (!ec) read_exactly(c, in, wait, ec);
     if (i >= 20 && !ec) lat.push_back(ms_since(t));
   }
@@ -348,8 +361,8 @@ ServeFn model_server(engine::Engine& eng, const core::Tensor& like, std::atomic<
   };
 }
 
-// A row from a plain-TCP run of `trips` round trips (warm-up included; sequential only) and
-// the serve function's failures.
+// A row from a plain-TCP run of `trips` round trips (20 of them warm-up; sequential only);
+// failed counts the serve function's failures and the trips a socket error cut short.
 Row tcp_row(const std::string& model, const std::string& mode, size_t up, size_t down, int trips,
             const std::function<std::vector<double>()>& run, std::atomic<size_t>& failed) {
   Row r{model, mode};
@@ -361,7 +374,8 @@ Row tcp_row(const std::string& model, const std::string& mode, size_t up, size_t
   r.up = double(up);
   r.down = double(down);
   r.bytes = r.up + r.down;
-  r.failed = failed.exchange(0);
+  r.failed =
+      failed.exchange(0) + static_cast<size_t>(std::max<int>(0, trips - 20 - int(lat.size())));
   return r;
 }
 
@@ -561,16 +575,16 @@ int run_inference_bench(const InferenceBenchArgs& a) {
           add, add / tcp, add / tcp_loop, verdict(add), a.poll_while_waiting_us));
     }
     verdicts.push_back(fmt::format(
+        "  of which the model on a CPU idle {} us before each request (local-idle) accounts "
+        "for {:.3f} ms",
+        kProviderIdle.count(), local_idle.median_ms - base.median_ms));
+    verdicts.push_back(fmt::format(
         "  CPU per request, all threads of client and provider: {:.0f} us remote-io vs {:.0f} us "
         "local ({:+.0f} us); a plain-TCP server with the same model (event loops) costs {:+.0f} "
         "us, so IDN's protocol stack costs {:.0f} us of CPU per request beyond a plain-TCP "
         "server's",
         one_io.cpu_us, base.cpu_us, one_io.cpu_us - base.cpu_us, tcp_model_io.cpu_us - base.cpu_us,
         one_io.cpu_us - tcp_model_io.cpu_us));
-    verdicts.push_back(fmt::format(
-        "  of which the model on a CPU idle {} us before each request (local-idle) accounts "
-        "for {:.3f} ms",
-        kProviderIdle.count(), local_idle.median_ms - base.median_ms));
     verdicts.push_back(
         "  and, for scale, a plain-TCP server running the same model with no protocol:");
     for (const Row* r : {&tcp_model, &tcp_model_io, &tcp_model_spin}) {
