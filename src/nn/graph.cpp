@@ -35,6 +35,7 @@ GraphImpl::GraphImpl(model::ModelSpec spec) : spec_(std::move(spec)) {
     rank[spec_.inputs[i].name] = spec_.inputs[i].shape.size();
   }
   modules_.resize(spec_.layers.size());
+  packed_conv_.resize(spec_.layers.size());
   layer_inputs_.resize(spec_.layers.size());
   for (size_t li = 0; li < spec_.layers.size(); ++li) {
     const auto& l = spec_.layers[li];
@@ -168,6 +169,9 @@ torch::Tensor GraphImpl::run_layer(int idx, Activations& acts) {
       break;
     }
     case LayerType::kConv2d:
+      y = packed_conv_[idx].forward(*modules_[idx].get<torch::nn::Conv2d>(), x,
+                                    param(p, "stride", 1), param(p, "padding", 0));
+      break;
     case LayerType::kBatchNorm:
     case LayerType::kDropout:
     case LayerType::kLRN:

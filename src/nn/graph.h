@@ -12,6 +12,7 @@
 #include "core/status.h"
 #include "core/tensor.h"
 #include "model/model_spec.h"
+#include "nn/inference_ops.h"
 
 namespace idn::nn {
 
@@ -56,6 +57,7 @@ class GraphImpl : public torch::nn::Module {
   model::ModelSpec spec_;
   int num_inputs_ = 0;
   std::vector<torch::nn::AnyModule> modules_;   // per layer; empty for functional layers
+  std::vector<PackedConv2d> packed_conv_;       // per layer; used by Conv2d layers only
   std::vector<std::vector<int>> layer_inputs_;  // slot indices
   std::vector<std::vector<int>> stage_layers_;  // layer indices
   std::vector<std::vector<int>> exit_layers_;

@@ -2,6 +2,8 @@
 
 #include <limits>
 
+#include <ATen/Context.h>
+
 namespace idn::nn {
 namespace {
 
@@ -70,6 +72,25 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
       torch::mv_out(row, weight, x[r]);
   }
   return y;
+}
+
+torch::Tensor PackedConv2d::forward(torch::nn::Conv2dImpl& conv, const torch::Tensor& x,
+                                    int64_t stride, int64_t padding) {
+  const torch::Tensor& w = conv.weight;
+  const bool eligible = !torch::GradMode::is_enabled() && at::hasMKLDNN() && x.dim() == 4 &&
+                        x.scalar_type() == torch::kFloat && w.scalar_type() == torch::kFloat &&
+                        !x.is_mkldnn() && !w.is_inference() && conv.options.groups() == 1;
+  if (!eligible) return conv.forward(x);
+  const std::vector<int64_t> pad{padding, padding}, str{stride, stride}, dil{1, 1};
+  if (!packed_.defined() || source_ != w.data_ptr() || version_ != w._version()) {
+    packed_ = at::mkldnn_reorder_conv2d_weight(w.contiguous().to_mkldnn(), pad, str, dil, 1);
+    source_ = w.data_ptr();
+    version_ = w._version();
+  }
+  const auto& b = conv.bias;
+  return at::mkldnn_convolution(x.contiguous(), packed_,
+                                b.defined() ? c10::optional<torch::Tensor>(b) : c10::nullopt, pad,
+                                str, dil, 1);
 }
 
 }  // namespace idn::nn

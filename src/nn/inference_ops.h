@@ -19,6 +19,23 @@ torch::Tensor max_pool2d(const torch::Tensor& x, int64_t kernel, int64_t stride,
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
                      const torch::Tensor& bias);
 
+// A Conv2d layer's weights reordered once into oneDNN's blocked layout, for inference: LibTorch
+// 1.13 reorders them on every call (~15-20% of a batch-1 convolution here). Repacks when the
+// weights change (their version counter moves: optimizer steps, load_weights), so a graph that
+// trains and evaluates in turn never runs stale weights. One per layer; not thread-safe.
+class PackedConv2d {
+ public:
+  // conv(x) with the given geometry: the packed form with autograd off and oneDNN available,
+  // conv->forward(x) otherwise. Results equal torch's oneDNN convolution's.
+  torch::Tensor forward(torch::nn::Conv2dImpl& conv, const torch::Tensor& x, int64_t stride,
+                        int64_t padding);
+
+ private:
+  torch::Tensor packed_;
+  const void* source_ = nullptr;  // the weight storage packed_ was made from
+  int64_t version_ = -1;
+};
+
 // The strided-maxima form alone (tests and benchmarks compare it with torch's). Requires a 4-D
 // input, kernel >= 1, stride >= 1, 0 <= padding <= kernel / 2 and a window that fits.
 torch::Tensor max_pool2d_strided(const torch::Tensor& x, int64_t kernel, int64_t stride,
