@@ -1,7 +1,8 @@
-// Inference forms of two LibTorch 1.13 CPU ops that are slow at the small batches IDN serves:
-// max_pool2d (also computes argmax indices: 2-6x slower) and linear at batch 1-8 (OpenBLAS
-// 0.3.21 runs it as a GEMM that packs the weights on every call: up to 5x slower than GEMV).
-// With autograd on (training) both are exactly torch's.
+// Inference forms of three LibTorch 1.13 CPU ops that are slow at the small batches IDN serves:
+// max_pool2d (also computes argmax indices: 2-6x slower), linear at batch 1-8 (OpenBLAS 0.3.21
+// runs it as a GEMM that packs the weights on every call: up to 5x slower than GEMV) and conv2d
+// (reorders its weights for oneDNN on every call). With autograd on (training) all three are
+// exactly torch's.
 #pragma once
 
 #include <cstdint>
