@@ -169,8 +169,7 @@ torch::Tensor GraphImpl::run_layer(int idx, Activations& acts) {
       break;
     }
     case LayerType::kConv2d:
-      y = packed_conv_[idx].forward(*modules_[idx].get<torch::nn::Conv2d>(), x,
-                                    param(p, "stride", 1), param(p, "padding", 0));
+      y = packed_conv_[idx].forward(*modules_[idx].get<torch::nn::Conv2d>(), x);
       break;
     case LayerType::kBatchNorm:
     case LayerType::kDropout:

@@ -1,6 +1,7 @@
 #include "nn/inference_ops.h"
 
 #include <limits>
+#include <vector>
 
 #include <ATen/Context.h>
 
@@ -74,14 +75,17 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
   return y;
 }
 
-torch::Tensor PackedConv2d::forward(torch::nn::Conv2dImpl& conv, const torch::Tensor& x,
-                                    int64_t stride, int64_t padding) {
+torch::Tensor PackedConv2d::forward(torch::nn::Conv2dImpl& conv, const torch::Tensor& x) {
   const torch::Tensor& w = conv.weight;
+  const auto& o = conv.options;
+  const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
   const bool eligible = !torch::GradMode::is_enabled() && at::hasMKLDNN() && x.dim() == 4 &&
                         x.scalar_type() == torch::kFloat && w.scalar_type() == torch::kFloat &&
-                        !x.is_mkldnn() && !w.is_inference() && conv.options.groups() == 1;
+                        !x.is_mkldnn() && !w.is_inference() && o.groups() == 1 && padding &&
+                        c10::holds_alternative<torch::enumtype::kZeros>(o.padding_mode());
   if (!eligible) return conv.forward(x);
-  const std::vector<int64_t> pad{padding, padding}, str{stride, stride}, dil{1, 1};
+  const std::vector<int64_t> pad((*padding)->begin(), (*padding)->end()),
+      str(o.stride()->begin(), o.stride()->end()), dil(o.dilation()->begin(), o.dilation()->end());
   if (!packed_.defined() || source_ != w.data_ptr() || version_ != w._version()) {
     packed_ = at::mkldnn_reorder_conv2d_weight(w.contiguous().to_mkldnn(), pad, str, dil, 1);
     source_ = w.data_ptr();

@@ -26,10 +26,10 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
 // trains and evaluates in turn never runs stale weights. One per layer; not thread-safe.
 class PackedConv2d {
  public:
-  // conv(x) with the given geometry: the packed form with autograd off and oneDNN available,
-  // conv->forward(x) otherwise. Results equal torch's oneDNN convolution's.
-  torch::Tensor forward(torch::nn::Conv2dImpl& conv, const torch::Tensor& x, int64_t stride,
-                        int64_t padding);
+  // conv(x), with the layer's own stride, padding and dilation: the packed form with autograd
+  // off and oneDNN available, conv->forward(x) otherwise. Results equal torch's oneDNN
+  // convolution's.
+  torch::Tensor forward(torch::nn::Conv2dImpl& conv, const torch::Tensor& x);
 
  private:
   torch::Tensor packed_;

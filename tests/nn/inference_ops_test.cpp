@@ -97,17 +97,17 @@ TEST(InferenceOpsTest, PackedConvMatchesTheLayerAndFollowsWeightChanges) {
   auto x = torch::randn({2, 8, 14, 14});
   {
     torch::NoGradGuard ng;
-    EXPECT_TRUE(torch::allclose(packed.forward(*conv, x, 1, 2), conv->forward(x), 1e-5, 1e-5));
+    EXPECT_TRUE(torch::allclose(packed.forward(*conv, x), conv->forward(x), 1e-5, 1e-5));
     // An in-place update (an optimizer step, load_weights) must not leave stale packed weights.
     conv->weight.mul_(-2.0);
     conv->bias.add_(1.0);
-    EXPECT_TRUE(torch::allclose(packed.forward(*conv, x, 1, 2), conv->forward(x), 1e-5, 1e-5));
+    EXPECT_TRUE(torch::allclose(packed.forward(*conv, x), conv->forward(x), 1e-5, 1e-5));
     // So must a whole new tensor.
     conv->weight.set_data(torch::randn({16, 8, 5, 5}));
-    EXPECT_TRUE(torch::allclose(packed.forward(*conv, x, 1, 2), conv->forward(x), 1e-5, 1e-5));
+    EXPECT_TRUE(torch::allclose(packed.forward(*conv, x), conv->forward(x), 1e-5, 1e-5));
   }
   // With autograd on it is the layer's own forward, gradient included.
-  auto y = packed.forward(*conv, x, 1, 2);
+  auto y = packed.forward(*conv, x);
   ASSERT_TRUE(y.requires_grad());
   EXPECT_TRUE(torch::equal(y, conv->forward(x)));
 }
