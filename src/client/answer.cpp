@@ -24,6 +24,10 @@ std::string_view outcome_name(PeerReport::Outcome o) {
       return "malformed";
     case PeerReport::Outcome::kVanished:
       return "vanished";
+    case PeerReport::Outcome::kRefused:
+      return "refused";
+    case PeerReport::Outcome::kWrongAnswer:
+      return "wrong_answer";
   }
   return "unknown";
 }
@@ -99,6 +103,50 @@ int argmax(const core::Tensor& t) {
     if (v[i] > v[best]) best = i;
   }
   return static_cast<int>(best);
+}
+
+Status KnownAnswer::validate() const {
+  if (predicted < 0 && !exit_index && !output)
+    return Status::invalid_argument(
+        "known answer checks nothing: set predicted, exit_index or output");
+  if (!std::isfinite(tolerance) || tolerance < 0.0f)
+    return Status::invalid_argument(
+        fmt::format("known answer tolerance {} is not a finite value >= 0", tolerance));
+  if (output && (output->dtype != core::DType::kF32 || !output->validate().is_ok()))
+    return Status::invalid_argument("known answer output must be a valid F32 tensor");
+  return Status::ok();
+}
+
+Status check_known_answer(const protocol::InferProgress& p, const KnownAnswer& known) {
+  IDN_RETURN_IF_ERROR(known.validate());
+  if (known.exit_index && p.exit_index != *known.exit_index)
+    return Status::peer_misbehaved(
+        fmt::format("answered from exit {}, the known answer is from exit {}", p.exit_index,
+                    *known.exit_index));
+  if (known.predicted >= 0) {
+    int got = argmax(p.output);
+    if (got != known.predicted)
+      return Status::peer_misbehaved(
+          fmt::format("answered class {}, the known answer is class {}", got, known.predicted));
+  }
+  if (known.output) {
+    const core::Tensor& want = *known.output;
+    if (p.output.dtype != core::DType::kF32 || !p.output.validate().is_ok() ||
+        p.output.numel() != want.numel())
+      return Status::peer_misbehaved(
+          fmt::format("answered an output of shape {}, the known one has shape {}",
+                      core::shape_string(p.output.shape), core::shape_string(want.shape)));
+    auto a = p.output.f32();
+    auto b = want.f32();
+    for (size_t i = 0; i < a.size(); ++i) {
+      float d = std::fabs(a[i] - b[i]);
+      if (!(d <= known.tolerance))
+        return Status::peer_misbehaved(
+            fmt::format("output element {} is {}, the known answer has {} (tolerance {})", i, a[i],
+                        b[i], known.tolerance));
+    }
+  }
+  return Status::ok();
 }
 
 }  // namespace idn::client

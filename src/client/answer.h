@@ -42,12 +42,20 @@ struct PeerReport {
     kTimedOut,       // silent for SessionOptions::inactivity_timeout
     kMalformed,      // sent something we refuse (see check_answer)
     kVanished,       // the connection or stream closed without a final answer
+    kRefused,        // answered InferError::kRefused: its ComputeSwap strategy declined us
+    kWrongAnswer,    // a challenge (Session::challenge) it answered differently than known
   };
   identity::PeerId peer;
   Outcome outcome = Outcome::kRunning;
   std::string detail;       // why, for a person reading logs
   size_t answers = 0;       // well-formed answers received from it
   uint64_t operations = 0;  // its last cumulative operation count (what a receipt would cover)
+  // Operations of the Receipt decided for it (0: none). Receipts go to peers that sent at
+  // least one accepted answer and then either answered finally or were cancelled because the
+  // request was complete; they are written after the answer reached the caller.
+  uint64_t receipt_operations = 0;
+  // For a challenge: whether its final answer matched the known one (unset: not judged).
+  std::optional<bool> challenge_passed;
 };
 std::string_view outcome_name(PeerReport::Outcome o);
 
@@ -88,5 +96,22 @@ bool meets_exit_rule(const protocol::ExitRule& rule, float confidence, float ent
 
 // Index of the largest element of an F32 tensor (first one on ties); -1 when empty or not F32.
 int argmax(const core::Tensor& t);
+
+// What a correct provider answers to a challenge: from the requester's own copy of the model
+// (run with the same exit rule) or an answer several peers agreed on. Every field set is checked.
+struct KnownAnswer {
+  int predicted = -1;                   // the class (argmax of the output); -1: not checked
+  std::optional<uint32_t> exit_index;   // the exit the final answer comes from
+  std::optional<core::Tensor> output;   // the exit output (F32), compared element-wise
+  float tolerance = 1e-3f;              // largest accepted |difference| per output element
+
+  // InvalidArgument when it checks nothing, its tolerance is negative or not finite, or its
+  // output is not a valid F32 tensor.
+  Status validate() const;
+};
+
+// Ok when the answer (a final progress that passed check_answer) matches `known`; otherwise
+// PeerMisbehaved saying what differs; InvalidArgument when `known` does not validate().
+Status check_known_answer(const protocol::InferProgress& p, const KnownAnswer& known);
 
 }  // namespace idn::client

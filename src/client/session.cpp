@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -90,6 +91,8 @@ struct Attempt {
   bool reader_done = false;
   std::optional<uint32_t> last_exit;
   uint64_t last_operations = 0;
+  size_t accepted = 0;       // well-formed answers taken from it
+  bool receipt_due = false;  // a Receipt goes out before our side closes
   SteadyTime last_activity = Clock::now();
 
   bool active() const { return state == State::kOpening; }
@@ -101,7 +104,8 @@ class Request : public std::enable_shared_from_this<Request> {
  public:
   Request(asio::any_io_executor ex, p2p::Host& host, ProviderSource providers,
           core::Multihash service, SessionOptions opts, uint64_t id, core::Tensor input,
-          std::shared_ptr<SessionStats> stats, std::shared_ptr<InFlight> in_flight)
+          std::shared_ptr<SessionStats> stats, std::shared_ptr<InFlight> in_flight,
+          std::optional<Challenge> challenge = std::nullopt)
       : ex_(std::move(ex)),
         host_(host),
         providers_(std::move(providers)),
@@ -113,7 +117,8 @@ class Request : public std::enable_shared_from_this<Request> {
         deadline_(started_ + opts_.deadline),
         changed_(ex_),
         stats_(std::move(stats)),
-        in_flight_(std::move(in_flight)) {}
+        in_flight_(std::move(in_flight)),
+        challenge_(std::move(challenge)) {}
 
   void start() { asio::co_spawn(ex_, drive(shared_from_this()), asio::detached); }
 
@@ -140,6 +145,7 @@ class Request : public std::enable_shared_from_this<Request> {
 
   bool done() const { return done_; }
   uint64_t id() const { return id_; }
+  void skip_selector() { use_selector_ = false; }
   const Summary& summary() const { return summary_; }
 
  private:
@@ -166,7 +172,14 @@ class Request : public std::enable_shared_from_this<Request> {
       complete(Status::invalid_argument("input tensor: " + st.message()));
       co_return;
     }
-    if (opts_.local_prefix && !run_local_prefix()) co_return;
+    if (challenge_) {
+      if (Status st = challenge_->expected.validate(); !st.is_ok()) {
+        complete(st.with_context("challenge"));
+        co_return;
+      }
+    } else if (opts_.local_prefix && !run_local_prefix()) {
+      co_return;
+    }
     if (Status st = encode_request(); !st.is_ok()) {
       complete(st);
       co_return;
@@ -264,6 +277,15 @@ class Request : public std::enable_shared_from_this<Request> {
     size_t active = active_count();
     size_t budget = opts_.max_attempts - std::min(opts_.max_attempts, attempts_.size());
     size_t want = std::min(opts_.fanout - std::min(opts_.fanout, active), budget);
+    // Candidates the selector ranked but that were not needed at the time come first.
+    while (want > 0 && !spare_.empty()) {
+      identity::PeerId peer = spare_.front();
+      spare_.erase(spare_.begin());
+      if (std::find(tried_.begin(), tried_.end(), peer) != tried_.end()) continue;
+      start_attempt(peer);
+      --want;
+      ++active;
+    }
     if (want > 0 && !providers_exhausted_) {
       lookup_in_flight_ = true;
       asio::co_spawn(ex_, lookup(shared_from_this(), want), asio::detached);
@@ -301,11 +323,21 @@ class Request : public std::enable_shared_from_this<Request> {
     co_await self->do_lookup(n);
   }
 
+  bool known(const identity::PeerId& p) const {
+    auto in = [&](const std::vector<identity::PeerId>& v) {
+      return std::find(v.begin(), v.end(), p) != v.end();
+    };
+    return p == host_.id() || in(tried_) || in(passed_over_) || in(spare_);
+  }
+
   awaitable<void> do_lookup(size_t n) {
+    const size_t ask = std::max(n, opts_.candidates);
     std::vector<identity::PeerId> exclude = tried_;
+    exclude.insert(exclude.end(), passed_over_.begin(), passed_over_.end());
+    exclude.insert(exclude.end(), spare_.begin(), spare_.end());
     Result<std::vector<identity::PeerId>> found =
         Status::invalid_argument("the session has no provider source");
-    if (providers_) found = co_await providers_(service_, n, exclude);
+    if (providers_) found = co_await providers_(service_, ask, exclude);
     lookup_in_flight_ = false;
     if (done_) co_return;
     size_t started = 0;
@@ -313,22 +345,43 @@ class Request : public std::enable_shared_from_this<Request> {
       lookup_error_ = found.status();
       providers_exhausted_ = true;
     } else {
-      for (const identity::PeerId& p : *found) {
-        if (started == n) break;
-        if (p == host_.id()) continue;
-        if (std::find(tried_.begin(), tried_.end(), p) != tried_.end()) continue;
-        start_attempt(p);
-        ++started;
+      std::vector<identity::PeerId> fresh;
+      for (const identity::PeerId& p : *found)
+        if (!known(p) && std::find(fresh.begin(), fresh.end(), p) == fresh.end())
+          fresh.push_back(p);
+      bool skipped = false;
+      if (opts_.selector && !fresh.empty() && use_selector_) {
+        std::vector<identity::PeerId> chosen = opts_.selector->select(service_, fresh);
+        std::vector<identity::PeerId> ranked;
+        for (const identity::PeerId& p : chosen)
+          if (std::find(fresh.begin(), fresh.end(), p) != fresh.end() &&
+              std::find(ranked.begin(), ranked.end(), p) == ranked.end())
+            ranked.push_back(p);
+        for (const identity::PeerId& p : fresh)
+          if (std::find(ranked.begin(), ranked.end(), p) == ranked.end()) {
+            passed_over_.push_back(p);
+            skipped = true;
+          }
+        fresh = std::move(ranked);
       }
-      // Fewer than asked: the source has no more right now; asking again would spin.
-      if (started < n) providers_exhausted_ = true;
+      for (const identity::PeerId& p : fresh) {
+        if (started < n) {
+          start_attempt(p);
+          ++started;
+        } else {
+          spare_.push_back(p);
+        }
+      }
+      // Fewer than asked: the source has no more right now; asking again would spin. When the
+      // selector left peers out of a full answer, the source may have others: ask again.
+      if (started < n && (found->size() < ask || !skipped)) providers_exhausted_ = true;
     }
     changed_.notify_all();
   }
 
   void start_attempt(const identity::PeerId& peer) {
     if (std::find(tried_.begin(), tried_.end(), peer) == tried_.end()) tried_.push_back(peer);
-    summary_.peers.push_back(PeerReport{peer, Outcome::kRunning, "", 0, 0});
+    summary_.peers.push_back(PeerReport{.peer = peer, .outcome = Outcome::kRunning});
     auto a = std::make_shared<Attempt>(peer, summary_.peers.size() - 1);
     attempts_.push_back(a);
     asio::co_spawn(ex_, run_attempt(shared_from_this(), a), asio::detached);
@@ -396,9 +449,11 @@ class Request : public std::enable_shared_from_this<Request> {
           a->stream->reset();
         } else if (!a->writes_closed) {
           // The peer ended cleanly first: end ours cleanly too (a reset would look like an
-          // error to a peer that is still reading).
+          // error to a peer that is still reading), after the receipt when one is due.
           a->writes_closed = true;
-          (void)co_await a->stream->close_write();
+          std::shared_ptr<p2p::Stream> stream = a->stream;
+          co_await write_receipt(a, *stream);
+          (void)co_await stream->close_write();
         }
         co_return;
       }
@@ -432,6 +487,8 @@ class Request : public std::enable_shared_from_this<Request> {
         drop(a, Outcome::kBusy, fmt::format("busy (retry after {} ms){}", p.retry_after_ms, why),
              !p.final);
         remember_busy(a->peer, p.retry_after_ms);
+      } else if (p.error == protocol::InferError::kRefused) {
+        drop(a, Outcome::kRefused, fmt::format("refused{}", why), !p.final);
       } else {
         drop(a, Outcome::kError, fmt::format("{}{}", protocol::infer_error_name(p.error), why),
              !p.final);
@@ -443,15 +500,34 @@ class Request : public std::enable_shared_from_this<Request> {
       drop(a, Outcome::kMalformed, st.message(), !p.final);
       return;
     }
+    if (challenge_ && p.final) {
+      Status verdict = check_known_answer(p, challenge_->expected);
+      report.challenge_passed = verdict.is_ok();
+      if (verdict.is_ok()) {
+        stats_->challenges_passed++;
+      } else {
+        stats_->challenges_failed++;
+      }
+      if (opts_.observer)
+        opts_.observer->on_challenge(service_, a->peer, verdict.is_ok(), verdict.message());
+      if (!verdict.is_ok()) {
+        drop(a, Outcome::kWrongAnswer, "challenge failed: " + verdict.message(), false);
+        return;
+      }
+    }
     a->last_exit = p.exit_index;
     a->last_operations = p.operations;
+    a->accepted++;
     report.answers++;
     report.operations = p.operations;
     summary_.answers++;
+    // A challenge judges final answers only: nothing but one completes it.
     bool finish = p.final ||
-                  (opts_.finish_confidence && p.confidence >= *opts_.finish_confidence) ||
-                  meets_exit_rule(opts_.exit_rule, p.confidence, p.entropy);
-    if (improves(p.exit_index, p.confidence, summary_.best)) {
+                  (!challenge_ && opts_.finish_confidence &&
+                   p.confidence >= *opts_.finish_confidence) ||
+                  (!challenge_ && meets_exit_rule(opts_.exit_rule, p.confidence, p.entropy));
+    // A challenge hands out judged (final, matching) answers only.
+    if ((!challenge_ || p.final) && improves(p.exit_index, p.confidence, summary_.best)) {
       Event e{a->peer,
               p.exit_index,
               std::move(p.output),
@@ -489,6 +565,14 @@ class Request : public std::enable_shared_from_this<Request> {
                     outcome_name(outcome), report.detail);
     }
     bool can_write = outcome != Outcome::kVanished;
+    // Answers it gave that we took are confirmed; a peer that lied, vanished or stalled gets
+    // none (its provider then counts the work unpaid).
+    if (opts_.send_receipts && can_write && a->accepted > 0 &&
+        (outcome == Outcome::kAnswered || outcome == Outcome::kFinishedEarly)) {
+      a->receipt_due = true;
+      report.receipt_operations = a->last_operations;
+    }
+    if (opts_.observer) opts_.observer->on_peer_done(service_, id_, report);
     a->cancel_wanted = cancel && can_write;
     if (a->request_written && can_write) {
       asio::co_spawn(ex_, close_writes_of(shared_from_this(), a), asio::detached);
@@ -511,7 +595,38 @@ class Request : public std::enable_shared_from_this<Request> {
       Status st = co_await p2p::write_length_prefixed(*stream, cancel);
       if (st.is_ok()) count_sent(cancel.size());
     }
+    co_await write_receipt(a, *stream);
     (void)co_await stream->close_write();
+  }
+
+  // The Receipt for a peer's accepted answers (drop() decided it), on the request's stream.
+  // Unsigned: the Noise session authenticates both ends; swap/ signs ledger checkpoints.
+  awaitable<void> write_receipt(const std::shared_ptr<Attempt>& a, p2p::Stream& stream) {
+    if (!a->receipt_due) co_return;
+    a->receipt_due = false;
+    // One more turn of the executor: the caller, woken by the answer, runs before the receipt
+    // is encoded and written.
+    co_await asio::post(ex_, asio::use_awaitable);
+    protocol::Receipt r;
+    r.request_id = id_;
+    r.service_id = service_.bytes();
+    r.operations = a->last_operations;
+    r.server = a->peer.bytes();
+    r.signer = host_.id().bytes();
+    r.unix_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+    Bytes frame = protocol::encode(protocol::InferClientMessage{r});
+    Status st = co_await p2p::write_length_prefixed(stream, frame);
+    if (!st.is_ok()) {
+      spdlog::debug("request {}: receipt to {} not sent: {}", id_, a->peer.to_string(),
+                    st.to_string());
+      co_return;
+    }
+    count_sent(frame.size());
+    stats_->receipts_sent++;
+    stats_->receipted_operations += r.operations;
+    if (opts_.observer) opts_.observer->on_receipt_sent(a->peer, r);
   }
 
   // A peer that never closes its side after we are done with it must not hold the stream.
@@ -626,6 +741,10 @@ class Request : public std::enable_shared_from_this<Request> {
   Summary summary_;
   std::shared_ptr<SessionStats> stats_;
   std::shared_ptr<InFlight> in_flight_;
+  std::optional<Challenge> challenge_;
+  bool use_selector_ = true;                  // off for a challenge aimed at one peer
+  std::vector<identity::PeerId> passed_over_;  // left out by the selector
+  std::vector<identity::PeerId> spare_;        // ranked by the selector, not asked yet
 };
 
 }  // namespace detail
@@ -663,6 +782,23 @@ std::shared_ptr<InferStream> Session::infer(core::Tensor input) {
   auto r =
       std::make_shared<detail::Request>(io_, host_, providers_, service_, opts_, next_request_id_++,
                                         std::move(input), stats_, in_flight_);
+  r->start();
+  return std::make_shared<InferStream>(std::move(r));
+}
+
+std::shared_ptr<InferStream> Session::challenge(core::Tensor input, Challenge c) {
+  ProviderSource source = providers_;
+  SessionOptions opts = opts_;
+  const bool targeted = c.peer.has_value();
+  if (targeted) {
+    source = fixed_providers({*c.peer});
+    opts.fanout = 1;
+    opts.candidates = 0;
+  }
+  auto r = std::make_shared<detail::Request>(io_, host_, std::move(source), service_,
+                                             std::move(opts), next_request_id_++, std::move(input),
+                                             stats_, in_flight_, std::move(c));
+  if (targeted) r->skip_selector();
   r->start();
   return std::make_shared<InferStream>(std::move(r));
 }

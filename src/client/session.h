@@ -6,8 +6,10 @@
 //   1. Optional split execution: SessionOptions::local_prefix runs the first stages locally.
 //      A confident local exit is the answer and nothing is sent; otherwise the activation and
 //      the next stage index go to the peers instead of the input.
-//   2. The ProviderSource names up to `fanout` providers; each gets the InferRequest on its
-//      own /idn/infer/1.0.0 stream.
+//   2. The ProviderSource names up to `fanout` providers (or `candidates`, for the
+//      ProviderSelector to choose from); the selector, when set, orders them and leaves out
+//      those not to ask. Each chosen peer gets the InferRequest on its own /idn/infer/1.0.0
+//      stream.
 //   3. Every well-formed answer that improves on the best so far (see client/answer.h:
 //      improves) becomes an Event. A peer that errors, answers busy, stays silent for
 //      inactivity_timeout, disappears or sends malformed data is dropped (a Cancel is sent
@@ -15,6 +17,12 @@
 //   4. The request completes with the first final answer from any peer, or an answer meeting
 //      finish_confidence or the exit rule, or finish(), or the deadline; every peer still
 //      working then gets a Cancel.
+//   5. Accounting (ComputeSwap): a peer that sent accepted answers and then answered finally
+//      (or was cancelled because the request was complete) gets a Receipt for the operations
+//      of its last answer, written after the answer reached the caller and before our side of
+//      its stream closes: no round trip is added and the peer does not wait for it. A peer
+//      answering kRefused is dropped and replaced like a failing one. The RequestObserver
+//      (client/selector.h) hears every peer's outcome, receipt and challenge verdict.
 //
 // Threading: Session and InferStream live on the io executor of the Host they use; call them
 // there (client/blocking.h wraps them for application threads). The Host must outlive every
@@ -33,6 +41,7 @@
 #include <vector>
 
 #include "client/answer.h"
+#include "client/selector.h"
 #include "core/multihash.h"
 #include "core/status.h"
 #include "core/tensor.h"
@@ -81,6 +90,15 @@ struct SessionOptions {
   std::chrono::milliseconds cancel_grace{1000};
   LocalPrefix local_prefix;  // split execution (optional)
 
+  // Accounting seams (client/selector.h), all optional. Without a selector providers are asked
+  // in the ProviderSource's order.
+  std::shared_ptr<ProviderSelector> selector;
+  std::shared_ptr<RequestObserver> observer;
+  // How many candidates to ask the ProviderSource for at a time, so the selector has a choice;
+  // those not asked at once are kept for reroutes. 0: as many as are needed (`fanout`).
+  size_t candidates = 0;
+  bool send_receipts = true;  // confirm accepted answers with a Receipt (see step 5 above)
+
   // InvalidArgument naming the bad field.
   Status validate() const;
 };
@@ -94,7 +112,24 @@ struct SessionStats {
   uint64_t events = 0;         // improving answers handed out
   uint64_t bytes_sent = 0, bytes_received = 0;  // as Summary, summed over requests
   // Peer outcomes, indexed by PeerReport::Outcome.
-  std::array<uint64_t, 8> peer_outcomes{};
+  std::array<uint64_t, 10> peer_outcomes{};
+  uint64_t receipts_sent = 0;
+  uint64_t receipted_operations = 0;  // summed over the receipts sent
+  uint64_t challenges_passed = 0, challenges_failed = 0;
+};
+
+// A request whose answer the requester already knows (dissertation §7.5.3.3), sent like any
+// other so the provider cannot tell. Each peer's final answer is judged with
+// check_known_answer: a match is receipted like any answer and is the only kind of answer
+// handed to the caller (intermediate exits are not); a mismatch drops the peer
+// (PeerReport::Outcome::kWrongAnswer) and sends no receipt.
+// Client-side early completion (finish_confidence, the exit rule) is off for a challenge: the
+// peers' final answers are what is judged. The local prefix is not used.
+struct Challenge {
+  KnownAnswer expected;
+  // Ask only this peer (fanout 1, no selector, no other provider); unset: ask providers as
+  // any request does.
+  std::optional<identity::PeerId> peer;
 };
 
 namespace detail {
@@ -145,6 +180,9 @@ class Session {
   // Runs a request to completion and returns its best answer. Errors: the request's status
   // when it is not ok (a Timeout keeps no partial answer here; use infer() to see it).
   p2p::awaitable<Result<Event>> infer_once(core::Tensor input);
+  // Sends a challenge (see Challenge); the verdicts are in summary().peers[i].challenge_passed
+  // and go to options().observer. An invalid known answer ends the stream with InvalidArgument.
+  std::shared_ptr<InferStream> challenge(core::Tensor input, Challenge c);
 
   const boost::asio::any_io_executor& executor() const { return io_; }
   const core::Multihash& service() const { return service_; }

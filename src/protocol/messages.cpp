@@ -176,8 +176,9 @@ Result<Receipt> receipt_from_pb(const v1::Receipt& pb, const DecodeLimits& limit
   IDN_RETURN_IF_ERROR(check_id(pb.service_id(), "receipt.service_id", limits));
   IDN_RETURN_IF_ERROR(check_id(pb.server(), "receipt.server", limits));
   IDN_RETURN_IF_ERROR(check_id(pb.signer(), "receipt.signer", limits));
-  // Ed25519 signatures are 64 bytes; allow other schemes but bound the size.
-  IDN_RETURN_IF_ERROR(check_id(pb.signature(), "receipt.signature", limits));
+  // Ed25519 signatures are 64 bytes; allow other schemes but bound the size. Empty: unsigned,
+  // as on the request's own stream, which Noise already authenticates.
+  IDN_RETURN_IF_ERROR(check_id(pb.signature(), "receipt.signature", limits, true));
   r.service_id = to_bytes_field(pb.service_id());
   r.operations = pb.operations();
   r.server = to_bytes_field(pb.server());

@@ -120,7 +120,8 @@ struct InferCancel {
   bool operator==(const InferCancel&) const = default;
 };
 
-// The requester's signed acknowledgement that `server` spent `operations` on a request.
+// The requester's acknowledgement that `server` spent `operations` on a request whose answers
+// it accepted. `signature` may be empty on the request's own stream (Noise authenticates it).
 struct Receipt {
   uint64_t request_id = 0;
   Bytes service_id;

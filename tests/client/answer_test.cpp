@@ -92,5 +92,61 @@ TEST(Argmax, FirstMaximumOfAnF32TensorAndMinusOneOtherwise) {
   EXPECT_EQ(argmax(core::Tensor::f32({0}, std::vector<float>{})), -1);
 }
 
+TEST(KnownAnswer, MatchesClassExitAndOutputWithinTolerance) {
+  protocol::InferProgress p = answer({0.1f, 0.7f, 0.2f}, 2);
+  KnownAnswer k;
+  k.predicted = 1;
+  EXPECT_TRUE(check_known_answer(p, k).is_ok());
+  k.exit_index = 2;
+  EXPECT_TRUE(check_known_answer(p, k).is_ok());
+  // The known output may be stored without the batch dimension; values within tolerance pass.
+  k.output = core::Tensor::f32({3}, std::vector<float>{0.1005f, 0.6995f, 0.2f});
+  k.tolerance = 1e-3f;
+  EXPECT_TRUE(check_known_answer(p, k).is_ok());
+}
+
+TEST(KnownAnswer, NamesWhatDiffers) {
+  protocol::InferProgress p = answer({0.1f, 0.7f, 0.2f}, 1);
+  KnownAnswer cls;
+  cls.predicted = 2;
+  Status st = check_known_answer(p, cls);
+  EXPECT_EQ(st.code(), Code::kPeerMisbehaved);
+  EXPECT_NE(st.message().find("class 1"), std::string::npos) << st.message();
+
+  KnownAnswer exit;
+  exit.exit_index = 2;
+  st = check_known_answer(p, exit);
+  EXPECT_EQ(st.code(), Code::kPeerMisbehaved);
+  EXPECT_NE(st.message().find("exit 1"), std::string::npos) << st.message();
+
+  KnownAnswer out;
+  out.output = core::Tensor::f32({3}, std::vector<float>{0.1f, 0.69f, 0.2f});
+  out.tolerance = 1e-3f;  // 0.01 away: too far
+  st = check_known_answer(p, out);
+  EXPECT_EQ(st.code(), Code::kPeerMisbehaved);
+  EXPECT_NE(st.message().find("element 1"), std::string::npos) << st.message();
+  out.tolerance = 0.02f;
+  EXPECT_TRUE(check_known_answer(p, out).is_ok());
+
+  KnownAnswer shape;
+  shape.output = core::Tensor::f32({4}, std::vector<float>{0.1f, 0.7f, 0.2f, 0.0f});
+  EXPECT_EQ(check_known_answer(p, shape).code(), Code::kPeerMisbehaved);
+}
+
+TEST(KnownAnswer, ACheckOfNothingOrABadToleranceIsInvalid) {
+  protocol::InferProgress p = answer({0.1f, 0.7f, 0.2f});
+  KnownAnswer nothing;
+  EXPECT_EQ(nothing.validate().code(), Code::kInvalidArgument);
+  EXPECT_EQ(check_known_answer(p, nothing).code(), Code::kInvalidArgument);
+  KnownAnswer nan;
+  nan.predicted = 1;
+  nan.tolerance = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(check_known_answer(p, nan).code(), Code::kInvalidArgument);
+  KnownAnswer negative;
+  negative.predicted = 1;
+  negative.tolerance = -1.0f;
+  EXPECT_EQ(negative.validate().code(), Code::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace idn::client

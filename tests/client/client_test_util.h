@@ -35,7 +35,11 @@ enum class Script {
   kBackwards,    // exit 1, then exit 0, then waits
   kVanish,       // first exit, then its host stops
   kTwoThenWait,  // exits 0 and 1, then waits for a Cancel
+  kRefuse,       // final InferError::kRefused with kRefuseReason
+  kWrongClass,   // like kCorrect, but every answer names the class after the right one
 };
+
+inline constexpr const char* kRefuseReason = "debt ratio 7.5 above m";
 
 inline constexpr int64_t kClasses = 10;
 
@@ -62,6 +66,7 @@ struct FakeServer {
   // What it saw.
   std::vector<protocol::InferRequest> requests;
   std::vector<protocol::InferProgress> sent;  // as sent, request id stamped
+  std::vector<protocol::Receipt> receipts;    // read from the client, in order
   int cancels = 0;
   int active = 0;
 
@@ -184,6 +189,12 @@ class ClientEnv {
         sp->active--;
         changed_.notify_all();
       });
+      sp->dispatcher->on_receipt([this, sp](const identity::PeerId&,
+                                            const protocol::Receipt& r) -> awaitable<Status> {
+        sp->receipts.push_back(r);
+        changed_.notify_all();
+        co_return Status::ok();
+      });
       sp->dispatcher->attach(*sp->host);
       auto a = sp->host->listen(p2p::testing::loopback());
       EXPECT_TRUE(a.ok());
@@ -198,7 +209,9 @@ class ClientEnv {
     protocol::InferProgress p;
     p.exit_index = exit;
     std::vector<float> logits(kClasses, 0.0f);
-    logits[expected_class(req.input)] = 1.0f;
+    int k = expected_class(req.input);
+    if (s.script == Script::kWrongClass) k = (k + 1) % kClasses;
+    logits[k] = 1.0f;
     p.output = core::Tensor::f32({1, kClasses}, logits);
     p.confidence = std::min(1.0f, s.base_confidence + 0.2f * static_cast<float>(exit));
     p.entropy = 1.0f - p.confidence;
@@ -231,6 +244,7 @@ class ClientEnv {
     uint32_t first = req.start_stage;
     switch (s.script) {
       case Script::kCorrect:
+      case Script::kWrongClass:
         for (uint32_t e = first; e <= 2; ++e) {
           if (s.step_delay.count() > 0) {
             auto deadline = std::chrono::steady_clock::now() + s.step_delay;
@@ -270,6 +284,14 @@ class ClientEnv {
         p.error = protocol::InferError::kBusy;
         p.retry_after_ms = s.retry_after_ms;
         p.error_message = "queue full";
+        co_await send(s, ctx, p);
+        co_return;
+      }
+      case Script::kRefuse: {
+        protocol::InferProgress p;
+        p.final = true;
+        p.error = protocol::InferError::kRefused;
+        p.error_message = kRefuseReason;
         co_await send(s, ctx, p);
         co_return;
       }

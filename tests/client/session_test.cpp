@@ -94,6 +94,17 @@ TEST(Session, FansOutToSeveralPeersAndMergesTheirAnswersIntoImprovingEvents) {
       EXPECT_EQ(p.outcome, Outcome::kFinishedEarly) << outcome_name(p.outcome);
   }
   EXPECT_GE(answered, 1u);
+  // Every peer answered something we took and ended well: each gets a Receipt for the
+  // operations of its last answer, on its request's stream.
+  for (size_t i = 0; i < 3; ++i) {
+    const PeerReport& p = r.summary.peers[i];
+    EXPECT_EQ(p.receipt_operations, p.operations) << p.peer.to_string();
+    size_t k = 0;
+    while (env.server(k).id() != p.peer) ++k;
+    ASSERT_TRUE(env.eventually([&] { return env.server(k).receipts.size() == 1; }));
+    EXPECT_EQ(env.loop().call([&] { return env.server(k).receipts[0].operations; }),
+              p.operations);
+  }
   // Each event names the peer that produced it, and that peer sent such an answer.
   for (const Event& e : r.events) {
     bool found = false;
@@ -278,6 +289,15 @@ TEST_P(Reroute, AFailingPeerIsDroppedReportedAndReplacedByAnotherProvider) {
     bool cancelled = env.eventually([&] { return env.server(0).cancels == 1; });
     EXPECT_TRUE(cancelled) << "the dropped peer must see a Cancel";
   }
+  if (GetParam().outcome == Outcome::kRefused) {
+    EXPECT_NE(r.summary.peers[0].detail.find(testing::kRefuseReason), std::string::npos)
+        << r.summary.peers[0].detail;
+  }
+  // Only the peer whose answer was taken is receipted, for its final answer's operations.
+  EXPECT_EQ(r.summary.peers[0].receipt_operations, 0u);
+  EXPECT_EQ(r.summary.peers[1].receipt_operations, 3000u);
+  ASSERT_TRUE(env.eventually([&] { return env.server(1).receipts.size() == 1; }));
+  EXPECT_EQ(env.loop().call([&] { return env.server(0).receipts.size(); }), 0u);
   if (GetParam().script != Script::kVanish) {
     EXPECT_TRUE(env.servers_finished_cleanly());
   }
@@ -291,7 +311,8 @@ INSTANTIATE_TEST_SUITE_P(
                       RerouteCase{"wrong_shape", Script::kWrongShape, Outcome::kMalformed, true},
                       RerouteCase{"nan", Script::kNaN, Outcome::kMalformed, true},
                       RerouteCase{"exit_backwards", Script::kBackwards, Outcome::kMalformed, true},
-                      RerouteCase{"vanish", Script::kVanish, Outcome::kVanished, false}),
+                      RerouteCase{"vanish", Script::kVanish, Outcome::kVanished, false},
+                      RerouteCase{"refused", Script::kRefuse, Outcome::kRefused, false}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Session, DeadlineEndsTheStreamWithTimeoutAndKeepsTheBestAnswerSoFar) {
@@ -443,9 +464,15 @@ TEST(Session, CountsTheBytesOfEveryMessageOnTheWire) {
     return std::pair<uint64_t, uint64_t>{out, in};
   });
   EXPECT_EQ(env.server(0).sent.size(), 3u);
-  EXPECT_EQ(r.summary.bytes_sent, sent);  // the request; a final answer needs no Cancel
+  // The request; a final answer needs no Cancel. The receipt follows the answer, after the
+  // caller had it: the summary taken at the end may not count it yet.
+  ASSERT_TRUE(env.eventually([&] { return env.server(0).receipts.size() == 1; }));
+  uint64_t receipt = env.loop().call(
+      [&] { return frame(protocol::encode(protocol::InferClientMessage{env.server(0).receipts[0]})); });
+  EXPECT_TRUE(r.summary.bytes_sent == sent || r.summary.bytes_sent == sent + receipt)
+      << r.summary.bytes_sent;
   EXPECT_EQ(r.summary.bytes_received, received);
-  EXPECT_EQ(session.stats().bytes_sent, sent);
+  EXPECT_EQ(session.stats().bytes_sent, sent + receipt);
   EXPECT_EQ(session.stats().bytes_received, received);
   EXPECT_GT(sent, 4u * sizeof(float));
 }
@@ -602,6 +629,214 @@ TEST(Session, HundredConcurrentRequestsEachGetTheirOwnAnswer) {
   EXPECT_EQ(stats.completed, static_cast<uint64_t>(kRequests));
   EXPECT_EQ(stats.ok, static_cast<uint64_t>(kRequests));
   EXPECT_GE(stats.events, static_cast<uint64_t>(kRequests));
+}
+
+// Records what a session tells its RequestObserver; decides with a fixed ranking.
+struct Recorder : RequestObserver {
+  std::vector<PeerReport> done;
+  std::vector<std::pair<identity::PeerId, protocol::Receipt>> receipts;
+  std::vector<std::pair<identity::PeerId, bool>> verdicts;
+  void on_peer_done(const core::Multihash&, uint64_t, const PeerReport& r) override {
+    done.push_back(r);
+  }
+  void on_receipt_sent(const identity::PeerId& p, const protocol::Receipt& r) override {
+    receipts.emplace_back(p, r);
+  }
+  void on_challenge(const core::Multihash&, const identity::PeerId& p, bool passed,
+                    const std::string&) override {
+    verdicts.emplace_back(p, passed);
+  }
+};
+
+struct Ranking : ProviderSelector {
+  std::vector<identity::PeerId> order;  // asked in this order; others are left out
+  std::vector<std::vector<identity::PeerId>> offered;
+  std::vector<identity::PeerId> select(const core::Multihash&,
+                                       std::vector<identity::PeerId> candidates) override {
+    offered.push_back(candidates);
+    std::vector<identity::PeerId> out;
+    for (const auto& p : order)
+      if (std::find(candidates.begin(), candidates.end(), p) != candidates.end()) out.push_back(p);
+    return out;
+  }
+};
+
+TEST(Session, TheReceiptConfirmsTheAcceptedAnswerOnItsStreamAfterTheCallerHasIt) {
+  ClientEnv env(1);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  auto rec = std::make_shared<Recorder>();
+  o.observer = rec;
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(4));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  ASSERT_TRUE(env.eventually([&] { return env.server(0).receipts.size() == 1; }));
+  auto got = env.loop().call([&] { return env.server(0).receipts[0]; });
+  EXPECT_EQ(got.request_id, env.loop().call([&] { return env.server(0).requests[0].request_id; }));
+  EXPECT_EQ(got.service_id, env.service().bytes());
+  EXPECT_EQ(got.operations, 3000u);  // the final answer's (exit 2) cumulative operations
+  EXPECT_EQ(got.server, env.server(0).id().bytes());
+  EXPECT_EQ(got.signer, env.client().id().bytes());
+  EXPECT_TRUE(got.signature.empty());  // Noise authenticates the stream
+  EXPECT_GT(got.unix_ms, 0u);
+  EXPECT_EQ(r.summary.peers[0].receipt_operations, 3000u);
+  env.loop().call([&] {
+    EXPECT_EQ(session.stats().receipts_sent, 1u);
+    EXPECT_EQ(session.stats().receipted_operations, 3000u);
+    EXPECT_EQ(rec->receipts.size(), 1u);
+    if (!rec->receipts.empty()) {
+      EXPECT_EQ(rec->receipts[0].first, env.server(0).id());
+      EXPECT_EQ(rec->receipts[0].second, got);
+    }
+    EXPECT_EQ(rec->done.size(), 1u);
+    if (!rec->done.empty()) {
+      EXPECT_EQ(rec->done[0].outcome, Outcome::kAnswered);
+    }
+    return 0;
+  });
+  EXPECT_TRUE(env.servers_finished_cleanly());
+}
+
+TEST(Session, WithReceiptsOffNothingFollowsTheAnswer) {
+  ClientEnv env(1);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.send_receipts = false;
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(4));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  EXPECT_TRUE(env.servers_finished_cleanly());
+  EXPECT_EQ(env.loop().call([&] { return env.server(0).receipts.size(); }), 0u);
+  EXPECT_EQ(r.summary.peers[0].receipt_operations, 0u);
+}
+
+TEST(Session, TheSelectorsOrderIsHonouredAndPeersItLeavesOutAreNeverAsked) {
+  ClientEnv env(3);
+  env.server(2).script = Script::kRefuse;  // asked first, refuses: the next ranked one follows
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.fanout = 1;
+  o.candidates = 3;  // the selector chooses among all three
+  auto sel = std::make_shared<Ranking>();
+  sel->order = {env.server(2).id(), env.server(0).id()};  // server 1 is left out
+  o.selector = sel;
+  Session session(env.loop().ex(), env.client(), env.providers({0, 1, 2}), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(3));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  ASSERT_EQ(r.summary.peers.size(), 2u);
+  EXPECT_EQ(r.summary.peers[0].peer, env.server(2).id());
+  EXPECT_EQ(r.summary.peers[0].outcome, Outcome::kRefused);
+  EXPECT_EQ(r.summary.peers[1].peer, env.server(0).id());
+  EXPECT_EQ(r.summary.peers[1].outcome, Outcome::kAnswered);
+  EXPECT_EQ(env.loop().call([&] { return env.server(1).requests.size(); }), 0u);
+  // The reroute took the selector's second choice without asking the source again.
+  EXPECT_EQ(env.provider_calls(), 1);
+  EXPECT_EQ(env.loop().call([&] { return sel->offered.size(); }), 1u);
+  EXPECT_TRUE(env.servers_finished_cleanly());
+}
+
+TEST(Session, WhenTheSelectorLeavesEveryCandidateOutTheSourceIsAskedForOthers) {
+  ClientEnv env(2);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.fanout = 1;
+  auto sel = std::make_shared<Ranking>();
+  sel->order = {env.server(0).id()};  // never server 1 (say, it ignores us)
+  o.selector = sel;
+  Session session(env.loop().ex(), env.client(), env.providers({1, 0}), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(2));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  ASSERT_EQ(r.summary.peers.size(), 1u);
+  EXPECT_EQ(r.summary.peers[0].peer, env.server(0).id());
+  EXPECT_EQ(env.provider_calls(), 2);
+  EXPECT_EQ(env.loop().call([&] { return env.last_exclude(); }),
+            std::vector<identity::PeerId>{env.server(1).id()});
+  EXPECT_EQ(env.loop().call([&] { return env.server(1).requests.size(); }), 0u);
+}
+
+TEST(Session, WithoutASelectorProvidersAreAskedInTheSourcesOrder) {
+  ClientEnv env(3);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.fanout = 1;
+  o.candidates = 3;
+  env.server(1).script = Script::kRefuse;
+  Session session(env.loop().ex(), env.client(), env.providers({1, 2, 0}), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(2));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  ASSERT_EQ(r.summary.peers.size(), 2u);
+  EXPECT_EQ(r.summary.peers[0].peer, env.server(1).id());
+  EXPECT_EQ(r.summary.peers[1].peer, env.server(2).id());
+  EXPECT_EQ(env.provider_calls(), 1);
+}
+
+// Runs one challenge to its end on the loop.
+RunResult run_challenge(ClientEnv& env, Session& session, core::Tensor input, Challenge c) {
+  return env.loop().run([&]() -> awaitable<RunResult> {
+    RunResult r;
+    auto s = session.challenge(std::move(input), std::move(c));
+    while (auto e = co_await s->next()) r.events.push_back(std::move(*e));
+    r.summary = s->summary();
+    co_return r;
+  });
+}
+
+TEST(Session, AChallengeAnsweredRightPassesAndIsReceiptedAWrongOneFailsWithoutReceipt) {
+  ClientEnv env(2);
+  env.server(0).script = Script::kWrongClass;
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.finish_confidence = 0.1f;  // ignored by a challenge: only final answers are judged
+  auto rec = std::make_shared<Recorder>();
+  o.observer = rec;
+  Session session(env.loop().ex(), env.client(), env.providers({0, 1}), env.service(), o);
+  Challenge c;
+  c.expected.predicted = 6;
+  c.expected.exit_index = 2;
+  std::vector<float> one_hot(testing::kClasses, 0.0f);
+  one_hot[6] = 1.0f;
+  c.expected.output = core::Tensor::f32({testing::kClasses}, one_hot);
+
+  c.peer = env.server(0).id();
+  RunResult bad = run_challenge(env, session, testing::input_for(6), c);
+  EXPECT_EQ(bad.summary.status.code(), Code::kUnavailable) << bad.summary.status.to_string();
+  EXPECT_TRUE(bad.events.empty()) << "a wrong challenge answer reached the caller";
+  ASSERT_EQ(bad.summary.peers.size(), 1u);  // aimed at one peer: nobody else is asked
+  EXPECT_EQ(bad.summary.peers[0].outcome, Outcome::kWrongAnswer);
+  EXPECT_EQ(bad.summary.peers[0].challenge_passed, std::optional<bool>(false));
+  EXPECT_EQ(bad.summary.peers[0].receipt_operations, 0u);
+
+  c.peer = env.server(1).id();
+  RunResult good = run_challenge(env, session, testing::input_for(6), c);
+  ASSERT_TRUE(good.summary.status.is_ok()) << good.summary.status.to_string();
+  ASSERT_EQ(good.summary.peers.size(), 1u);
+  EXPECT_EQ(good.summary.peers[0].outcome, Outcome::kAnswered);
+  EXPECT_EQ(good.summary.peers[0].challenge_passed, std::optional<bool>(true));
+  ASSERT_TRUE(good.summary.best);
+  EXPECT_EQ(good.summary.best->exit_index, 2u);  // finish_confidence did not cut it short
+  ASSERT_TRUE(env.eventually([&] { return env.server(1).receipts.size() == 1; }));
+  EXPECT_TRUE(env.servers_finished_cleanly());
+  env.loop().call([&] {
+    EXPECT_EQ(env.server(0).receipts.size(), 0u);
+    EXPECT_EQ(session.stats().challenges_failed, 1u);
+    EXPECT_EQ(session.stats().challenges_passed, 1u);
+    EXPECT_EQ(rec->verdicts.size(), 2u);
+    if (rec->verdicts.size() == 2) {
+      EXPECT_EQ(rec->verdicts[0], std::make_pair(env.server(0).id(), false));
+      EXPECT_EQ(rec->verdicts[1], std::make_pair(env.server(1).id(), true));
+    }
+    return 0;
+  });
+}
+
+TEST(Session, AChallengeThatChecksNothingIsRefused) {
+  ClientEnv env(1);
+  env.connect_all();
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(),
+                  quick_options());
+  RunResult r = run_challenge(env, session, testing::input_for(1), Challenge{});
+  EXPECT_EQ(r.summary.status.code(), Code::kInvalidArgument) << r.summary.status.to_string();
+  EXPECT_EQ(env.loop().call([&] { return env.server(0).requests.size(); }), 0u);
 }
 
 }  // namespace

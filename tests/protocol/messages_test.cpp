@@ -208,6 +208,20 @@ TEST(Messages, ReceiptSigningBytesCoverEveryFieldButTheSignature) {
   EXPECT_NE(receipt_signing_bytes(d), receipt_signing_bytes(e));
 }
 
+TEST(Messages, AnUnsignedReceiptRoundTripsButOtherIdsMayNotBeEmpty) {
+  Receipt r{42, id(7), 1000, id(8), id(9), 1700000000123, {}};
+  auto back = decode_infer_client(encode(InferClientMessage{r}));
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(std::get<Receipt>(*back), r);
+  Receipt no_server = r;
+  no_server.server.clear();
+  auto bad = decode_infer_client(encode(InferClientMessage{no_server}));
+  EXPECT_EQ(bad.status().code(), Code::kPeerMisbehaved);
+  Receipt big_signature = r;
+  big_signature.signature = Bytes(200, 1);
+  EXPECT_FALSE(decode_infer_client(encode(InferClientMessage{big_signature})).ok());
+}
+
 TEST(Messages, NamesAreStable) {
   EXPECT_EQ(message_name(SwapMessage{HaveList{}}), "have_list");
   EXPECT_EQ(message_name(InferClientMessage{InferCancel{}}), "cancel");
