@@ -111,15 +111,14 @@ class FileBuilder {
 };
 
 Result<ImportResult> import_dir(const fs::path& dir, BlockSink& sink, const ImportOptions& o,
-                                int depth) {
-  if (depth > 64) return Status::invalid_argument(dir.string() + ": directories nested too deep");
+                                int depth);
+
+// One UnixFS directory node over `names` (entries of `dir`), each imported recursively.
+Result<ImportResult> import_entries(const fs::path& dir, std::vector<std::string> names,
+                                    BlockSink& sink, const ImportOptions& o, int depth) {
   std::error_code ec;
-  std::vector<std::string> names;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    names.push_back(it->path().filename().string());
-  }
-  if (ec) return Status::io_error(dir.string() + ": cannot list directory: " + ec.message());
   std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
   PbNode node;
   ImportResult total{core::Cid::of(core::Multicodec::kRaw, {}), 0, 0, 0};
   uint64_t tsizes = 0;
@@ -149,6 +148,18 @@ Result<ImportResult> import_dir(const fs::path& dir, BlockSink& sink, const Impo
   total.blocks += 1;
   total.dag_size = block.size() + tsizes;
   return total;
+}
+
+Result<ImportResult> import_dir(const fs::path& dir, BlockSink& sink, const ImportOptions& o,
+                                int depth) {
+  if (depth > 64) return Status::invalid_argument(dir.string() + ": directories nested too deep");
+  std::error_code ec;
+  std::vector<std::string> names;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    names.push_back(it->path().filename().string());
+  }
+  if (ec) return Status::io_error(dir.string() + ": cannot list directory: " + ec.message());
+  return import_entries(dir, std::move(names), sink, o, depth);
 }
 
 }  // namespace
@@ -201,6 +212,26 @@ Result<ImportResult> import_path(const fs::path& path, BlockSink& sink, const Im
   if (fs::is_directory(st)) return import_dir(path, sink, o, 0);
   if (fs::is_regular_file(st)) return import_file(path, sink, o);
   return Status::invalid_argument(path.string() + ": not a regular file or directory");
+}
+
+Result<ImportResult> import_directory_entries(const fs::path& dir,
+                                              const std::vector<std::string>& names,
+                                              BlockSink& sink, const ImportOptions& o) {
+  IDN_RETURN_IF_ERROR(validate(o));
+  std::error_code ec;
+  if (!fs::is_directory(fs::symlink_status(dir, ec))) {
+    return Status::invalid_argument(dir.string() + ": not a directory");
+  }
+  for (const auto& name : names) {
+    if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) {
+      return Status::invalid_argument(dir.string() + ": '" + name +
+                                      "' is not a plain entry name");
+    }
+    if (!fs::exists(fs::symlink_status(dir / name, ec))) {
+      return Status::not_found((dir / name).string() + ": no such file or directory");
+    }
+  }
+  return import_entries(dir, names, sink, o, 0);
 }
 
 }  // namespace idn::store

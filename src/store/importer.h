@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "core/cid.h"
 #include "store/block_io.h"
@@ -44,5 +46,12 @@ Result<ImportResult> import_file(const std::filesystem::path& file, BlockSink& s
 // name bytes). Errors: InvalidArgument for symlinks, devices and other special files.
 Result<ImportResult> import_path(const std::filesystem::path& path, BlockSink& sink,
                                  const ImportOptions& options = {});
+// A directory holding only the named entries of `dir` (plain names, each a file or a directory
+// imported recursively): what import_path(dir) would give had `dir` held nothing else.
+// Errors: InvalidArgument (not a directory, a name with '/' or "..", a special file),
+// NotFound (a named entry is missing).
+Result<ImportResult> import_directory_entries(const std::filesystem::path& dir,
+                                              const std::vector<std::string>& names,
+                                              BlockSink& sink, const ImportOptions& options = {});
 
 }  // namespace idn::store

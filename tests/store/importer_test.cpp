@@ -108,6 +108,37 @@ TEST(Importer, DirectoryCidEqualsReferenceAndExportsByteIdentical) {
   fs::remove_all(d);
 }
 
+TEST(Importer, ChosenEntriesEqualADirectoryHoldingOnlyThem) {
+  fs::path d = temp_dir("entries");
+  for (const char* dir : {"full", "only"}) {
+    write_file(d / dir / "model.json", as_bytes("{\"a\":1}"));
+    write_file(d / dir / "weights.safetensors", pattern(300000));
+  }
+  write_file(d / "full/checkpoint/optimizer.pt", pattern(5000));
+  write_file(d / "full/notes.txt", as_bytes("x"));
+  MemoryBlocks blocks;
+  auto chosen = import_directory_entries(d / "full", {"weights.safetensors", "model.json"}, blocks);
+  auto only = import_path(d / "only", blocks);
+  ASSERT_TRUE(chosen.ok() && only.ok()) << chosen.status().to_string();
+  EXPECT_EQ(chosen->cid, only->cid);
+  EXPECT_EQ(chosen->dag_size, only->dag_size);
+  auto entries = list_directory(blocks, chosen->cid);
+  ASSERT_TRUE(entries.ok());
+  EXPECT_EQ(entries->size(), 2u);
+
+  NullSink null;
+  EXPECT_EQ(import_directory_entries(d / "full", {"missing"}, null).status().code(),
+            Code::kNotFound);
+  for (const char* bad : {"", ".", "..", "checkpoint/optimizer.pt"}) {
+    EXPECT_EQ(import_directory_entries(d / "full", {bad}, null).status().code(),
+              Code::kInvalidArgument)
+        << bad;
+  }
+  EXPECT_EQ(import_directory_entries(d / "full/model.json", {"x"}, null).status().code(),
+            Code::kInvalidArgument);
+  fs::remove_all(d);
+}
+
 TEST(Importer, FileStreamingEqualsInMemoryImport) {
   fs::path d = temp_dir("file");
   Bytes data = pattern(700001);
