@@ -30,9 +30,15 @@ constexpr std::string_view kTopKeys[] = {"listen",
                                          "poll_while_waiting_us"};
 constexpr std::string_view kDhtKeys[] = {"enabled", "port", "bootstrap", "lan", "record_ttl_s"};
 constexpr std::string_view kServeKeys[] = {"workers", "max_queue", "max_batch", "inline_below_us"};
-constexpr std::string_view kLimitKeys[] = {"max_connections",      "max_streams_per_connection",
-                                           "handshake_timeout_ms", "idle_timeout_ms",
-                                           "dial_timeout_ms",      "max_message_bytes"};
+constexpr std::string_view kLimitKeys[] = {"max_connections",
+                                           "max_streams_per_connection",
+                                           "handshake_timeout_ms",
+                                           "max_pending_handshakes",
+                                           "max_pending_handshakes_per_address",
+                                           "handshake_evictable_after_ms",
+                                           "idle_timeout_ms",
+                                           "dial_timeout_ms",
+                                           "max_message_bytes"};
 
 std::string join(std::span<const std::string_view> names) {
   std::string out;
@@ -105,6 +111,12 @@ class Parser {
         IDN_ASSIGN_OR_RETURN(out.max_streams_per_connection, positive(v, key, kMaxCount));
       } else if (key == "handshake_timeout_ms") {
         IDN_RETURN_IF_ERROR(ms(out.handshake_timeout));
+      } else if (key == "max_pending_handshakes") {
+        IDN_ASSIGN_OR_RETURN(out.max_pending_handshakes, positive(v, key, kMaxCount));
+      } else if (key == "max_pending_handshakes_per_address") {
+        IDN_ASSIGN_OR_RETURN(out.max_pending_handshakes_per_address, positive(v, key, kMaxCount));
+      } else if (key == "handshake_evictable_after_ms") {
+        IDN_RETURN_IF_ERROR(ms(out.handshake_evictable_after));
       } else if (key == "idle_timeout_ms") {
         IDN_RETURN_IF_ERROR(ms(out.idle_timeout));
       } else if (key == "dial_timeout_ms") {

@@ -14,9 +14,12 @@
 //   poll_while_waiting_us = 0               # poll (up to this long) instead of sleeping while
 //                                           # our own inference requests await answers
 //   [limits]                                # override p2p/defaults.h
-//   max_connections = 256
+//   max_connections = 256                   # established peers (and our dials in progress)
 //   max_streams_per_connection = 256
 //   handshake_timeout_ms = 10000
+//   max_pending_handshakes = 64             # inbound handshakes in progress, in total...
+//   max_pending_handshakes_per_address = 8  # ...and per IPv4 address / IPv6 /56
+//   handshake_evictable_after_ms = 2000     # budget full: older ones give way to new ones
 //   idle_timeout_ms = 120000
 //   dial_timeout_ms = 10000
 //   max_message_bytes = 16777216            # largest IDN protocol message
@@ -71,6 +74,9 @@ struct LimitsConfig {
   std::optional<size_t> max_connections;
   std::optional<size_t> max_streams_per_connection;
   std::optional<std::chrono::milliseconds> handshake_timeout;
+  std::optional<size_t> max_pending_handshakes;
+  std::optional<size_t> max_pending_handshakes_per_address;
+  std::optional<std::chrono::milliseconds> handshake_evictable_after;
   std::optional<std::chrono::milliseconds> idle_timeout;
   std::optional<std::chrono::milliseconds> dial_timeout;
   std::optional<size_t> max_message_bytes;

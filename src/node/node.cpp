@@ -36,6 +36,11 @@ p2p::HostConfig host_config(const LimitsConfig& limits) {
   if (limits.max_connections) hc.max_connections = *limits.max_connections;
   if (limits.max_streams_per_connection) hc.yamux.max_streams = *limits.max_streams_per_connection;
   if (limits.handshake_timeout) hc.handshake_timeout = *limits.handshake_timeout;
+  auto& hs = hc.inbound_handshakes;
+  if (limits.max_pending_handshakes) hs.max_pending = *limits.max_pending_handshakes;
+  if (limits.max_pending_handshakes_per_address)
+    hs.max_pending_per_address = *limits.max_pending_handshakes_per_address;
+  if (limits.handshake_evictable_after) hs.evictable_after = *limits.handshake_evictable_after;
   if (limits.idle_timeout) hc.idle_timeout = *limits.idle_timeout;
   if (limits.dial_timeout) hc.dial_timeout = *limits.dial_timeout;
   return hc;
@@ -374,6 +379,18 @@ void Node::register_metrics() {
                       {{"direction", "inbound"}}, stat(&p2p::HostStats::inbound_connections));
   metrics_.counter_fn("idn_connections_opened_total", "Connections established, by direction.",
                       {{"direction", "outbound"}}, stat(&p2p::HostStats::outbound_connections));
+  metrics_.gauge_fn("idn_handshakes_pending", "Inbound connections whose handshake is in progress.",
+                    {}, stat(&p2p::HostStats::handshakes_pending));
+  metrics_.counter_fn("idn_handshakes_evicted_total",
+                      "Inbound handshakes ended early to admit a newer connection (budget full).",
+                      {}, stat(&p2p::HostStats::handshakes_evicted));
+  constexpr char kRefusedHelp[] = "Inbound connections closed at once, by the limit reached.";
+  metrics_.counter_fn("idn_inbound_refused_total", kRefusedHelp, {{"limit", "per_address"}},
+                      stat(&p2p::HostStats::inbound_refused_per_address));
+  metrics_.counter_fn("idn_inbound_refused_total", kRefusedHelp, {{"limit", "pending"}},
+                      stat(&p2p::HostStats::inbound_refused_pending));
+  metrics_.counter_fn("idn_inbound_refused_total", kRefusedHelp, {{"limit", "connections"}},
+                      stat(&p2p::HostStats::inbound_refused_connections));
   metrics_.counter_fn("idn_connections_closed_total", "Connections closed.", {},
                       stat(&p2p::HostStats::connections_closed));
   metrics_.counter_fn("idn_streams_opened_total", "Streams opened (both directions).", {},

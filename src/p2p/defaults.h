@@ -12,13 +12,32 @@ namespace idn::p2p::defaults {
 using namespace std::chrono_literals;
 
 // --- connections -------------------------------------------------------------------------
-// Open connections per host. A node talks to tens of peers (routing table, a few swap
-// partners); 256 leaves room for bursts while bounding file descriptors and memory.
+// Established connections (handshake done) per host, plus our own dials in progress. A node
+// talks to tens of peers (routing table, a few swap partners); 256 leaves room for bursts
+// while bounding file descriptors and memory. Inbound handshakes in progress do not count
+// here: they have their own budget below, so half-open connections cannot lock peers out.
 inline constexpr size_t kMaxConnections = 256;
 // A connection must finish TCP -> multistream -> Noise -> multistream -> yamux within this.
 // Honest peers need a few round trips (milliseconds); 10 s tolerates slow links while a
 // stalled or malicious peer cannot hold a socket and a handshake slot for long.
 inline constexpr auto kHandshakeTimeout = 10s;
+// Inbound handshakes in progress at once, over all addresses (go-libp2p's "transient" scope,
+// js-libp2p's maxIncomingPendingConnections, which is 10). An honest handshake lasts a few
+// round trips, so 64 slots admit thousands of honest connections per second; together with
+// kMaxConnections they bound the sockets remote peers can make us hold to 256 + 64.
+inline constexpr size_t kMaxPendingHandshakes = 64;
+// Inbound handshakes in progress from one IPv4 address or IPv6 /56. 8, as go-libp2p's
+// per-subnet connection limit: even several peers behind one NAT rarely handshake at the same
+// millisecond, and one address can then hold at most 1/8 of the pending budget.
+inline constexpr size_t kMaxPendingHandshakesPerAddress = 8;
+// With the pending budget full, a new inbound connection evicts the oldest handshake of the
+// address group holding the most, if that one is at least this old. 2 s is several round
+// trips on the slowest links we expect (a 300 ms RTT link finishes in about 1 s), so honest
+// handshakes are not cut, while a stalled one is ended long before kHandshakeTimeout.
+inline constexpr auto kHandshakeEvictableAfter = 2s;
+// "limit reached" log lines for refused or evicted inbound connections: at most one per this
+// interval, saying how many were left out. A flood must not become a flood of log lines.
+inline constexpr auto kLimitLogInterval = 10s;
 // T_c: a connection with no open streams and no traffic for this long is closed. Two minutes
 // matches go-libp2p's connection-manager grace period; identify/ping keep useful links busy.
 inline constexpr auto kIdleTimeout = 120s;

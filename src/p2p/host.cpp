@@ -44,6 +44,16 @@ class DeadlineGuard {
     state_->armed = false;
     timer_->cancel();
   }
+  // A function that expires the deadline now (if still armed): to end the exchange early.
+  std::function<void()> expirer() const {
+    return [st = state_, t = timer_] {
+      if (!st->armed) return;
+      st->armed = false;
+      st->fired = true;
+      t->cancel();
+      st->on_expiry();
+    };
+  }
   bool fired() const { return state_->fired; }
 
  private:
@@ -70,6 +80,8 @@ Host::Host(asio::any_io_executor ex, identity::KeyPair key, HostConfig config)
       id_(identity::PeerId::from_public_key(key_.public_key())),
       config_(std::move(config)),
       counters_(std::make_shared<HostCounters>()),
+      budget_(config_.inbound_handshakes),
+      limit_log_(defaults::kLimitLogInterval),
       peers_changed_(ex),
       alive_(std::make_shared<bool>(true)) {
   set_handler(std::string(kIdentifyProtocolId),
@@ -145,17 +157,40 @@ awaitable<void> Host::handle_inbound_socket(asio::ip::tcp::socket sock) {
   auto remote = sock.remote_endpoint(ec);
   std::string who =
       ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
-  if (stopped_ || peers_.size() + pending_handshakes_ >= config_.max_connections) {
-    spdlog::info("p2p: refused inbound connection from {}: connection limit {} reached", who,
-                 config_.max_connections);
-    sock.close(ec);
+  if (stopped_) co_return;
+  // Established peers and handshakes in progress have separate budgets (handshake_budget.h):
+  // half-open connections can fill only the latter.
+  if (peers_.size() >= config_.max_connections) {
+    refused_connections_++;
+    log_inbound_refusal(who, "connection limit " + std::to_string(config_.max_connections) +
+                                 " reached (established peers)");
     co_return;
+  }
+  if (ec) co_return;  // gone already
+  auto adm = budget_.admit(remote.address(), config_.clock(), nullptr);
+  if (!adm.ticket) {
+    log_inbound_refusal(who, budget_.describe(adm.refused));
+    co_return;
+  }
+  if (adm.evicted_other) {
+    log_inbound_refusal(who, "admitted by evicting a stalled handshake (pending-handshake limit " +
+                                 std::to_string(budget_.limits().max_pending) + " reached)");
   }
   // Like the dial side: without it Nagle holds back a small reply (a yamux frame written
   // while an earlier one is unacknowledged) until the peer's delayed ACK.
   sock.set_option(asio::ip::tcp::no_delay(true), ec);
-  auto r = co_await upgrade(std::make_unique<TcpStream>(std::move(sock)), false, std::nullopt);
+  auto r = co_await upgrade(std::make_unique<TcpStream>(std::move(sock)), false, std::nullopt,
+                            adm.ticket);
   (void)r;  // upgrade() logs failures
+}
+
+void Host::log_inbound_refusal(const std::string& who, std::string_view why) {
+  if (auto skipped = limit_log_.allow(config_.clock())) {
+    spdlog::info("p2p: inbound connection from {}: {}{}", who, why,
+                 *skipped ? fmt::format(" ({} similar events not logged in the last {} s)",
+                                        *skipped, defaults::kLimitLogInterval.count())
+                          : std::string());
+  }
 }
 
 // --------------------------------------------------------------------------------- dialling
@@ -176,7 +211,7 @@ awaitable<Result<identity::PeerId>> Host::dial(const core::Multiaddr& addr) {
                                        addr.to_string());
   }
   if (stopped_) co_return Status::unavailable("host is stopped");
-  if (peers_.size() + pending_handshakes_ >= config_.max_connections) {
+  if (peers_.size() + pending_dials_ >= config_.max_connections) {
     co_return Status::limit_exceeded("connection limit " + std::to_string(config_.max_connections) +
                                      " reached");
   }
@@ -191,7 +226,20 @@ awaitable<Result<identity::PeerId>> Host::dial(const core::Multiaddr& addr) {
       boost::system::error_code ignored;
       sock.close(ignored);
     });
-    co_await asio::async_connect(sock, endpoints, asio::redirect_error(kUse, ec));
+    if (config_.dial_from) {
+      ec = asio::error::host_unreachable;
+      for (const auto& e : endpoints) {
+        if (e.endpoint().protocol() != asio::ip::tcp::endpoint(*config_.dial_from, 0).protocol())
+          continue;
+        sock.close(ec);
+        sock.open(e.endpoint().protocol(), ec);
+        if (!ec) sock.bind(asio::ip::tcp::endpoint(*config_.dial_from, 0), ec);
+        if (!ec) co_await sock.async_connect(e.endpoint(), asio::redirect_error(kUse, ec));
+        if (!ec || guard.fired()) break;
+      }
+    } else {
+      co_await asio::async_connect(sock, endpoints, asio::redirect_error(kUse, ec));
+    }
     if (guard.fired())
       co_return Status::timeout("dial " + addr.to_string() + ": connect timed out");
   }
@@ -203,25 +251,37 @@ awaitable<Result<identity::PeerId>> Host::dial(const core::Multiaddr& addr) {
 }
 
 awaitable<Result<std::shared_ptr<Connection>>> Host::upgrade(
-    std::unique_ptr<TcpStream> tcp, bool outbound, std::optional<identity::PeerId> expected) {
+    std::unique_ptr<TcpStream> tcp, bool outbound, std::optional<identity::PeerId> expected,
+    HandshakeBudget::Ticket ticket) {
   auto alive = alive_;
   boost::system::error_code ec;
   auto& sock = tcp->socket();
   auto local_ep = sock.local_endpoint(ec);
   auto remote_ep = sock.remote_endpoint(ec);
-  if (ec) co_return Status::io_error("connection dropped before the handshake: " + ec.message());
+  if (ec) {
+    budget_.release(ticket);
+    co_return Status::io_error("connection dropped before the handshake: " + ec.message());
+  }
   core::Multiaddr local_addr = endpoint_addr(local_ep).value_or(core::Multiaddr());
   core::Multiaddr remote_addr = endpoint_addr(remote_ep).value_or(core::Multiaddr());
   std::string who = outbound ? std::string("to ") : std::string("from ");
   who += remote_addr.to_string();
 
-  ++pending_handshakes_;
+  if (outbound) ++pending_dials_;
   TcpStream* raw = tcp.get();
   DeadlineGuard guard(ex_, config_.handshake_timeout, [raw] { raw->reset(); });
+  if (ticket) budget_.set_evictor(ticket, guard.expirer());
   auto fail = [&](Status st) -> Status {
+    bool evicted = false;
     if (*alive) {
-      --pending_handshakes_;
+      if (outbound) --pending_dials_;
+      if (ticket) evicted = !budget_.release(ticket);
       counters_->handshakes_failed++;
+    }
+    if (evicted) {
+      // Counted in the budget's stats and logged (throttled) when it happened.
+      spdlog::debug("p2p: connection {} evicted during its handshake: {}", who, st.to_string());
+      return Status::limit_exceeded("handshake evicted for a newer connection");
     }
     if (guard.fired()) {
       st = Status::timeout("handshake not finished within " +
@@ -259,7 +319,8 @@ awaitable<Result<std::shared_ptr<Connection>>> Host::upgrade(
   if (!*alive) co_return Status::cancelled("host destroyed");
   if (!mux.ok()) co_return fail(mux.status().with_context("muxer negotiation"));
   guard.disarm();
-  --pending_handshakes_;
+  if (outbound) --pending_dials_;
+  budget_.release(ticket);
   counters_->handshakes_ok++;
 
   Connection::Callbacks cbs;
@@ -286,6 +347,12 @@ Result<std::shared_ptr<Connection>> Host::register_connection(std::shared_ptr<Co
     return Status::unavailable("host is stopping");
   }
   auto it = peers_.find(peer);
+  if (it == peers_.end() && peers_.size() >= config_.max_connections) {
+    Status st = Status::limit_exceeded("connection limit " +
+                                       std::to_string(config_.max_connections) + " reached");
+    c->close(st);
+    return st;
+  }
   if (it != peers_.end() && it->second.conn && !it->second.conn->closed()) {
     // One connection per peer. Both ends apply the same rule, so they keep the same one: the
     // connection whose dialer has the smaller peer ID.
@@ -593,6 +660,12 @@ HostStats Host::stats() const {
   s.outbound_connections = c.outbound_connections;
   s.handshakes_ok = c.handshakes_ok;
   s.handshakes_failed = c.handshakes_failed;
+  const HandshakeBudget::Stats& b = budget_.stats();
+  s.handshakes_pending = b.pending;
+  s.inbound_refused_per_address = b.refused_per_address;
+  s.inbound_refused_pending = b.refused_total;
+  s.inbound_refused_connections = refused_connections_;
+  s.handshakes_evicted = b.evicted;
   s.streams_opened = c.streams_opened;
   s.streams_closed = c.streams_closed;
   s.streams_active = s.streams_opened - std::min(s.streams_opened, s.streams_closed);

@@ -20,6 +20,7 @@
 // anywhere. Call stop() and let the io_context finish (or stop it) before destroying the Host.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -35,6 +36,7 @@
 #include "identity/peer_id.h"
 #include "p2p/connection.h"
 #include "p2p/defaults.h"
+#include "p2p/handshake_budget.h"
 #include "p2p/identify.h"
 #include "p2p/stream.h"
 #include "p2p/yamux.h"
@@ -44,8 +46,9 @@ namespace idn::p2p {
 inline constexpr std::string_view kPingProtocolId = "/ipfs/ping/1.0.0";
 
 struct HostConfig {
-  size_t max_connections = defaults::kMaxConnections;
+  size_t max_connections = defaults::kMaxConnections;  // established + our dials in progress
   std::chrono::milliseconds handshake_timeout = defaults::kHandshakeTimeout;
+  HandshakeLimits inbound_handshakes;  // inbound handshakes in progress (see handshake_budget.h)
   std::chrono::milliseconds idle_timeout = defaults::kIdleTimeout;  // T_c
   std::chrono::milliseconds idle_sweep_interval = defaults::kIdleSweepInterval;
   std::chrono::milliseconds stream_negotiation_timeout = defaults::kStreamNegotiationTimeout;
@@ -54,6 +57,9 @@ struct HostConfig {
   yamux::SessionLimits yamux;
   std::string agent_version = "idn/0.1.0";
   std::string protocol_version = "ipfs/0.1.0";
+  // Local IP address our dials leave from (the kernel's choice when unset): a host with
+  // several addresses, or a test that must reach a node from a second loopback address.
+  std::optional<asio::ip::address> dial_from;
   // Time source for idle accounting and ping RTTs; tests inject a fake. Timers that bound
   // handshakes and negotiations use the executor's steady clock.
   std::function<SteadyTime()> clock = [] { return std::chrono::steady_clock::now(); };
@@ -64,6 +70,12 @@ struct HostStats {
   uint64_t connections_opened = 0, connections_closed = 0, connections_active = 0;
   uint64_t inbound_connections = 0, outbound_connections = 0;
   uint64_t handshakes_ok = 0, handshakes_failed = 0;
+  uint64_t handshakes_pending = 0;  // inbound handshakes in progress
+  // Inbound connections closed at once, by the limit that refused them, and inbound
+  // handshakes evicted for a newer connection while the pending budget was full.
+  uint64_t inbound_refused_per_address = 0, inbound_refused_pending = 0;
+  uint64_t inbound_refused_connections = 0;  // max_connections established peers
+  uint64_t handshakes_evicted = 0;
   uint64_t streams_opened = 0, streams_closed = 0, streams_active = 0, streams_refused = 0;
   uint64_t bytes_in = 0, bytes_out = 0;
   uint64_t writes = 0;  // socket writes: how well small messages are coalesced
@@ -157,9 +169,12 @@ class Host {
   awaitable<void> accept_loop(std::shared_ptr<Listener> l);
   awaitable<void> handle_inbound_socket(asio::ip::tcp::socket sock);
   // Security + muxer upgrade of a fresh TCP stream; on success registers the connection.
+  // `ticket`: the inbound connection's slot in budget_ (0 for dials).
   awaitable<Result<std::shared_ptr<Connection>>> upgrade(std::unique_ptr<TcpStream> tcp,
                                                          bool outbound,
-                                                         std::optional<identity::PeerId> expected);
+                                                         std::optional<identity::PeerId> expected,
+                                                         HandshakeBudget::Ticket ticket = 0);
+  void log_inbound_refusal(const std::string& who, std::string_view why);
   Result<std::shared_ptr<Connection>> register_connection(std::shared_ptr<Connection> c);
   void on_connection_closed(Connection& c, const Status& reason);
   void on_inbound_stream(std::shared_ptr<Stream> s);
@@ -181,7 +196,10 @@ class Host {
   std::vector<std::shared_ptr<Listener>> listeners_;
   std::map<std::string, StreamHandler> handlers_;
   std::unordered_map<identity::PeerId, PeerState> peers_;
-  size_t pending_handshakes_ = 0;
+  size_t pending_dials_ = 0;  // outbound handshakes in progress
+  HandshakeBudget budget_;    // inbound handshakes in progress
+  LogThrottle limit_log_;
+  std::atomic<uint64_t> refused_connections_{0};
   Signal peers_changed_;
   ConnectionObserver observer_;
   bool stopped_ = false;
