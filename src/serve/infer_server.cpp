@@ -61,7 +61,16 @@ struct Service {
 };
 
 // How a request ended, for the stats.
-enum class Outcome { kCompleted, kCancelled, kBusy, kInvalid, kUnknown, kDeadline, kFailed };
+enum class Outcome {
+  kCompleted,
+  kCancelled,
+  kBusy,
+  kRefused,
+  kInvalid,
+  kUnknown,
+  kDeadline,
+  kFailed
+};
 
 struct Job {
   explicit Job(asio::any_io_executor io) : ready(std::move(io)) {}
@@ -173,6 +182,9 @@ struct InferServer::Core {
         break;
       case Outcome::kBusy:
         stats.busy++;
+        break;
+      case Outcome::kRefused:
+        stats.refused++;
         break;
       case Outcome::kInvalid:
         stats.invalid++;
@@ -335,6 +347,16 @@ struct InferServer::Core {
       (void)co_await ctx.send(std::move(p));
       co_return;
     }
+    if (self->cfg.admission) {
+      Decision d = self->cfg.admission->admit(ctx.peer(), *id, req.request_id);
+      if (!d.serve) {
+        InferProgress p = refusal(InferError::kRefused,
+                                  d.reason.empty() ? "refused by this server's strategy" : d.reason,
+                                  Outcome::kRefused);
+        (void)co_await ctx.send(std::move(p));
+        co_return;
+      }
+    }
     std::string why;
     auto rule = map_rule(req.exit_rule, why);
     Status valid = rule ? self->validate(req, *svc) : Status::invalid_argument(why);
@@ -389,13 +411,25 @@ struct InferServer::Core {
       std::vector<std::shared_ptr<Job>> batch{job};
       self->run_and_account(self->cfg.workers, batch);
     }
+    // What reached the requester, for the WorkSink: the last answer's cumulative operations.
+    WorkDone work{ctx.peer(), *id, req.request_id, 0, 0, false, {}};
+    size_t answers_sent = 0;
     for (;;) {
       bool done = false;
       while (!job->outbox.empty() && !done) {
         InferProgress p = std::move(job->outbox.front());
         job->outbox.pop_front();
         done = p.final;
+        const bool is_answer = p.error == InferError::kNone;
+        const uint64_t ops = p.operations;
+        const uint32_t exit = p.exit_index;
         Status st = co_await ctx.send(std::move(p));
+        if (st.is_ok() && is_answer) {
+          ++answers_sent;
+          work.operations = ops;
+          work.exit_index = exit;
+          work.answered = done;
+        }
         if (!st.is_ok()) {
           // The requester went away: stop the work; count it as cancelled unless it was over.
           InferProgress gone =
@@ -426,6 +460,25 @@ struct InferServer::Core {
     auto it = std::find_if(self->active.begin(), self->active.end(),
                            [&](const Active& a) { return a.ctx == &ctx; });
     if (it != self->active.end()) self->active.erase(it);
+    if (answers_sent > 0) {
+      work.sent_at = Clock::now();
+      {
+        std::lock_guard lk(self->mu);
+        self->stats.operations += work.operations;
+      }
+      if (self->cfg.work_sink) self->cfg.work_sink->on_work(work);
+    }
+  }
+
+  // A requester's Receipt (io thread): counted, then handed to the sink.
+  Status on_receipt(const identity::PeerId& from, const protocol::Receipt& r) {
+    {
+      std::lock_guard lk(mu);
+      stats.receipts++;
+      stats.receipted_operations += r.operations;
+    }
+    if (!cfg.receipt_sink) return Status::ok();
+    return cfg.receipt_sink->on_receipt(from, r);
   }
 
   // --- workers ---
@@ -753,6 +806,10 @@ std::vector<core::Multihash> InferServer::services() const {
 void InferServer::attach(rpc::Dispatcher& d) {
   // Holds the core, not `this`: a request in flight never outlives what it uses.
   d.on_infer_request([core = core_](rpc::InferContext& ctx) { return Core::serve(core, ctx); });
+  d.on_receipt([core = core_](const identity::PeerId& from,
+                              const protocol::Receipt& r) -> awaitable<Status> {
+    co_return core->on_receipt(from, r);
+  });
 }
 
 awaitable<void> InferServer::handle(rpc::InferContext& ctx) {

@@ -2,7 +2,10 @@
 // hosts, on worker threads (or, for a cheap model and an idle server, on the io thread) with one
 // engine::Engine per service and worker, and streams the progress (one InferProgress per exit
 // reached, the last one final) back on the io executor.
-// Torch-free header: node/ includes it.
+// Torch-free header: node/ includes it. Accounting (ComputeSwap) plugs in through
+// serve/accounting.h: an Admission decides before a request is queued (a refusal is answered
+// kRefused with the reason), a WorkSink hears the operations each answered request cost, a
+// ReceiptSink gets the requesters' Receipts.
 //
 // Threading: handle()/attach() and everything touching an rpc::InferContext run on the io
 // executor `io`; model execution runs on the worker threads, or inline on `io` (inline_below);
@@ -31,6 +34,7 @@
 #include "ise/service_descriptor.h"
 #include "p2p/stream.h"
 #include "protocol/messages.h"
+#include "serve/accounting.h"
 
 namespace idn::rpc {
 class Dispatcher;
@@ -62,15 +66,22 @@ struct ServerConfig {
   // For tests (to hold a worker at a known point) and tracing; must not call into the server.
   // While it is set, requests never run on the io thread (a hook that blocks would stall it).
   std::function<void(const core::Multihash& service, int stage, size_t batch)> before_stage;
+  // Accounting seams (see serve/accounting.h), all optional. Without an admission every
+  // request is admitted; without sinks work and receipts are only counted in ServerStats.
+  // Called on the io executor; the server holds them for its lifetime.
+  std::shared_ptr<Admission> admission;
+  std::shared_ptr<WorkSink> work_sink;
+  std::shared_ptr<ReceiptSink> receipt_sink;
 };
 
 // Counters since construction. Every request ends in exactly one of completed, cancelled,
-// busy, invalid, unknown_service, deadline_exceeded, failed.
+// busy, refused, invalid, unknown_service, deadline_exceeded, failed.
 struct ServerStats {
   uint64_t requests = 0;
   uint64_t completed = 0;
   uint64_t cancelled = 0;  // by the requester (Cancel, or the stream went away) or by stop()
   uint64_t busy = 0;
+  uint64_t refused = 0;  // by the Admission
   uint64_t invalid = 0;
   uint64_t unknown_service = 0;
   uint64_t deadline_exceeded = 0;
@@ -80,6 +91,9 @@ struct ServerStats {
   uint64_t queued = 0;            // waiting now (a gauge)
   uint64_t running = 0;           // executing now (a gauge)
   uint64_t inlined = 0;           // requests run on the io thread (see inline_below)
+  uint64_t operations = 0;        // summed WorkDone::operations (work that reached requesters)
+  uint64_t receipts = 0;          // Receipts read from requesters
+  uint64_t receipted_operations = 0;  // summed Receipt::operations
 };
 
 class InferServer {
@@ -102,7 +116,8 @@ class InferServer {
   bool hosts(const core::Multihash& id) const;
   std::vector<core::Multihash> services() const;
 
-  void attach(rpc::Dispatcher& d);  // d.on_infer_request(...)
+  // d.on_infer_request(...) and d.on_receipt(...) (counts, then cfg.receipt_sink).
+  void attach(rpc::Dispatcher& d);
   // Serves one request to its final progress (what attach installs; tests call it).
   p2p::awaitable<void> handle(rpc::InferContext& ctx);
 

@@ -835,5 +835,146 @@ TEST_F(InferServerTest, AddServiceRefusesADescriptorThatDoesNotMatchThePackage) 
   EXPECT_EQ(server.add_service(id_, descriptor_, *package_).code(), Code::kUnavailable);
 }
 
+// Accounting seams (serve/accounting.h), recorded. The server calls them on its io executor:
+// here the test thread, which runs the io_context.
+struct RecordingAdmission : Admission {
+  identity::PeerId refuse = peer_id(1);
+  struct Asked {
+    identity::PeerId peer;
+    core::Multihash service;
+    uint64_t request_id;
+  };
+  std::vector<Asked> asked;
+  Decision admit(const identity::PeerId& peer, const core::Multihash& service,
+                 uint64_t request_id) override {
+    asked.push_back({peer, service, request_id});
+    return peer == refuse ? Decision::refuse("debt ratio 9.0 is above m = 4") : Decision::admit();
+  }
+};
+
+struct RecordingWork : WorkSink {
+  std::vector<WorkDone> work;
+  void on_work(const WorkDone& w) override { work.push_back(w); }
+};
+
+struct RecordingReceipts : ReceiptSink {
+  std::vector<std::pair<identity::PeerId, protocol::Receipt>> receipts;
+  Status on_receipt(const identity::PeerId& from, const protocol::Receipt& r) override {
+    receipts.emplace_back(from, r);
+    return Status::ok();
+  }
+};
+
+TEST_F(InferServerTest, ARefusingAdmissionAnswersRefusedWithTheReasonAndRunsNothing) {
+  auto admission = std::make_shared<RecordingAdmission>();
+  ServerConfig cfg;
+  cfg.admission = admission;
+  start(cfg);
+  std::vector<InferProgress> refused, served;
+  run([&]() -> awaitable<void> {
+    refused = co_await call(request(0), 1);
+    served = co_await call(request(1), 2);
+  });
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_TRUE(refused[0].final);
+  EXPECT_EQ(refused[0].error, InferError::kRefused);
+  EXPECT_EQ(refused[0].error_message, "debt ratio 9.0 is above m = 4");
+  EXPECT_EQ(refused[0].operations, 0u);
+  ASSERT_FALSE(served.empty());
+  EXPECT_EQ(served.back().error, InferError::kNone) << served.back().error_message;
+  ASSERT_EQ(admission->asked.size(), 2u);
+  EXPECT_EQ(admission->asked[0].peer, peer_id(1));
+  EXPECT_EQ(admission->asked[0].service, id_);
+  EXPECT_EQ(admission->asked[0].request_id, 1u);
+  EXPECT_EQ(admission->asked[1].peer, peer_id(2));
+  EXPECT_EQ(admission->asked[1].request_id, 2u);
+  server_->stop();
+  auto st = server_->stats();
+  EXPECT_EQ(st.requests, 2u);
+  EXPECT_EQ(st.refused, 1u);
+  EXPECT_EQ(st.completed, 1u);
+  EXPECT_EQ(server_->stage_runs(id_)[0], 1) << "the refused request reached the engine";
+}
+
+TEST_F(InferServerTest, TheWorkSinkHearsWhatEachAnswerCostAnEarlyExitLessThanAFullPass) {
+  auto sink = std::make_shared<RecordingWork>();
+  ServerConfig cfg;
+  cfg.work_sink = sink;
+  start(cfg);
+  std::vector<InferProgress> early, full;
+  run([&]() -> awaitable<void> {
+    // Confidence >= 0 holds at the first exit; kLastExit runs every stage.
+    early = co_await call(request(0, ExitCriterion::kConfidence, 0.0f), 4);
+    full = co_await call(request(1, ExitCriterion::kLastExit), 5);
+  });
+  ASSERT_EQ(early.size(), 1u);
+  ASSERT_EQ(full.size(), 2u);
+  ASSERT_EQ(sink->work.size(), 2u);
+  const WorkDone& e = sink->work[0];
+  const WorkDone& f = sink->work[1];
+  EXPECT_EQ(e.peer, peer_id(4));
+  EXPECT_EQ(e.service, id_);
+  EXPECT_EQ(e.request_id, 1u);
+  EXPECT_TRUE(e.answered);
+  EXPECT_EQ(e.exit_index, 0u);
+  EXPECT_EQ(e.operations, early.back().operations);
+  EXPECT_EQ(f.peer, peer_id(5));
+  EXPECT_EQ(f.request_id, 2u);
+  EXPECT_TRUE(f.answered);
+  EXPECT_EQ(f.exit_index, 1u);
+  EXPECT_EQ(f.operations, full.back().operations);
+  // Stage and exit costs from the model spec: the early exit skipped the second stage.
+  const auto& spec = local_->spec();
+  int64_t to_first_exit = spec.exits[0].flops;
+  for (int st = 0; st <= spec.exits[0].stage; ++st) to_first_exit += spec.stages[st].flops;
+  EXPECT_EQ(e.operations, static_cast<uint64_t>(to_first_exit));
+  EXPECT_LT(e.operations, f.operations);
+  EXPECT_GT(e.operations, 0u);
+  EXPECT_LE(e.sent_at, f.sent_at);
+  EXPECT_EQ(server_->stats().operations, e.operations + f.operations);
+}
+
+TEST_F(InferServerTest, ReceiptsOnTheRequestsStreamReachTheReceiptSink) {
+  auto sink = std::make_shared<RecordingReceipts>();
+  ServerConfig cfg;
+  cfg.receipt_sink = sink;
+  start(cfg);
+  std::vector<InferProgress> got;
+  Status end;
+  bool arrived = false;
+  run([&]() -> awaitable<void> {
+    auto s = open(6);
+    InferClientMessage m{request(2, ExitCriterion::kLastExit)};
+    co_await s->send(m);
+    for (;;) {
+      auto r = co_await s->receive();
+      if (!r.ok()) break;
+      got.push_back(std::get<InferProgress>(*r));
+      if (got.back().final) break;
+    }
+    // What client::Session sends once it accepted the answer; the server already ended its
+    // side of the exchange and does not wait for it.
+    auto eof = co_await s->receive();
+    end = eof.status();
+    protocol::Receipt rc{3, id_.bytes(), got.empty() ? 0 : got.back().operations, Bytes{0x12},
+                         peer_id(6).bytes(), 1700000000000, {}};
+    InferClientMessage rm{rc};
+    co_await s->send(rm);
+    co_await s->close_write();
+    arrived = co_await until([&] { return sink->receipts.size() == 1; });
+  });
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(end.code(), Code::kNotFound) << "the server kept its side open for the receipt";
+  ASSERT_TRUE(arrived);
+  EXPECT_EQ(sink->receipts[0].first, peer_id(6));
+  EXPECT_EQ(sink->receipts[0].second.request_id, 3u);
+  EXPECT_EQ(sink->receipts[0].second.service_id, id_.bytes());
+  EXPECT_EQ(sink->receipts[0].second.operations, got.back().operations);
+  auto st = server_->stats();
+  EXPECT_EQ(st.receipts, 1u);
+  EXPECT_EQ(st.receipted_operations, got.back().operations);
+  EXPECT_EQ(dispatcher_.stats().stream_errors, 0u);
+}
+
 }  // namespace
 }  // namespace idn::serve
