@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <memory>
 #include <string>
 #include <vector>
@@ -295,6 +297,10 @@ void register_content(CLI::App& app) {
       if (!st.is_ok()) run_or_exit(report(st));
       std::printf("model %s\nservice %s\n", pub->model_cid.to_string().c_str(),
                   ise::service_id_text(pub->service_id).c_str());
+      if (!pub->left_out.empty()) {
+        std::fprintf(stderr, "not published (kept local, not needed to serve): %s\n",
+                     fmt::format("{}", fmt::join(pub->left_out, ", ")).c_str());
+      }
       std::fprintf(stderr,
                    "stored and pinned in %s; `idn node --data-dir %s` hosts and provides it\n",
                    data_dir->c_str(), data_dir->c_str());

@@ -1,6 +1,7 @@
 // idn node: run a long-lived IDN peer from a TOML config (flags override it);
 // idn peers: ask a running node's HTTP endpoint (/status) for its connected peers.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -126,6 +127,10 @@ int run_node(const NodeArgs& a) {
     if (Status s = node::add_hosted(nd.data_dir(), pub->service_id); !s.is_ok()) return report(s);
     std::printf("published %s model %s service %s\n", dir.c_str(),
                 pub->model_cid.to_string().c_str(), ise::service_id_text(pub->service_id).c_str());
+    if (!pub->left_out.empty()) {
+      std::printf("not published from %s (kept local, not needed to serve): %s\n", dir.c_str(),
+                  fmt::format("{}", fmt::join(pub->left_out, ", ")).c_str());
+    }
   }
   std::printf("ready\n");
   std::fflush(stdout);

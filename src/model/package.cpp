@@ -1,11 +1,28 @@
 #include "model/package.h"
 
+#include <algorithm>
 #include <system_error>
 
 #include "model/file_io.h"
 #include "model/safetensors.h"
 
 namespace idn::model {
+
+Result<std::vector<std::string>> non_serving_entries(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<std::string> out;
+  const auto& keep = serving_files();
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (std::find(keep.begin(), keep.end(), name) != keep.end()) continue;
+    if (it->is_directory(ec)) name += "/";
+    out.push_back(std::move(name));
+  }
+  if (ec) return Status::io_error(dir.string() + ": cannot list directory: " + ec.message());
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 Result<Package> load_package(const std::filesystem::path& dir) {
   std::error_code ec;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "core/tensor.h"
@@ -14,6 +15,15 @@ namespace idn::model {
 
 inline constexpr const char* kModelJsonFile = "model.json";
 inline constexpr const char* kWeightsFile = "weights.safetensors";
+
+// The files a peer needs to serve a package: exactly what publishing ships. Anything else in a
+// package directory (training checkpoints, evaluation output) stays local.
+inline const std::vector<std::string>& serving_files() {
+  static const std::vector<std::string> files{kModelJsonFile, kWeightsFile};
+  return files;
+}
+// Entries of `dir` (names, sorted; directories end in '/') that are not serving files.
+Result<std::vector<std::string>> non_serving_entries(const std::filesystem::path& dir);
 
 struct Package {
   ModelSpec spec;

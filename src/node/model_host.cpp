@@ -70,7 +70,9 @@ Result<Published> store_publication(store::Blockstore& store, const fs::path& mo
                                     std::string description) {
   auto pkg = model::load_package(model_dir);
   if (!pkg.ok()) return pkg.status().with_context(model_dir.string());
-  auto imported = store::import_path(model_dir, store);
+  // Only what serving needs travels: checkpoints and other training leftovers stay local.
+  IDN_ASSIGN_OR_RETURN(auto left_out, model::non_serving_entries(model_dir));
+  auto imported = store::import_directory_entries(model_dir, model::serving_files(), store);
   if (!imported.ok()) return imported.status().with_context("import " + model_dir.string());
   IDN_RETURN_IF_ERROR(store.pin(imported->cid));
   if (description.empty()) description = fmt::format("{} model", pkg->spec.name);
@@ -81,7 +83,7 @@ Result<Published> store_publication(store::Blockstore& store, const fs::path& mo
   core::Cid dcid = ModelHost::descriptor_cid(id);
   IDN_RETURN_IF_ERROR(store.put_block(dcid, as_bytes(text)));
   IDN_RETURN_IF_ERROR(store.pin(dcid));
-  return Published{imported->cid, id, std::move(desc)};
+  return Published{imported->cid, id, std::move(desc), std::move(left_out)};
 }
 
 namespace {

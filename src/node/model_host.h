@@ -40,6 +40,8 @@ struct Published {
   core::Cid model_cid;
   core::Multihash service_id;
   ise::ServiceDescriptor descriptor;
+  // Entries of the package directory that were not published (kept local), e.g. "checkpoint/".
+  std::vector<std::string> left_out;
 };
 
 struct HostedService {
@@ -48,7 +50,8 @@ struct HostedService {
   std::filesystem::path package_dir;
 };
 
-// The offline half of publishing: checks the package, imports and pins it and its descriptor
+// The offline half of publishing: checks the package, imports and pins what serving needs
+// (model::serving_files(); the rest is listed in Published::left_out) and its descriptor
 // block in `store`. Errors: the package's own (InvalidArgument, Corruption, NotFound), IOError.
 Result<Published> store_publication(store::Blockstore& store,
                                     const std::filesystem::path& model_dir,

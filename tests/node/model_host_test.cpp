@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "node/node_test_util.h"
 #include "routing/dht_routing.h"
@@ -15,6 +16,7 @@
 #include "store/bitswap.h"
 #include "store/bitswap_message.h"
 #include "store/blockstore.h"
+#include "store/exporter.h"
 #include "support/tiny_model.h"
 
 namespace idn::node {
@@ -154,6 +156,68 @@ TEST(ModelHost, RestartKeepsStoreIdentityAndHostedServices) {
   Status st = r.on_io<Status>([&]() { return r->models().init_model(*sid); });
   ASSERT_TRUE(st.is_ok()) << st.to_string();
   EXPECT_TRUE(r.on_io<bool>([&]() -> p2p::awaitable<bool> { co_return r->server().hosts(*sid); }));
+}
+
+// Every block reachable from `root`, in bytes: what a peer fetches to host the package.
+uint64_t dag_bytes(store::Blockstore& bs, const core::Cid& root, std::vector<std::string>& names) {
+  uint64_t total = 0;
+  std::set<std::string> seen;
+  std::vector<core::Cid> todo{root};
+  while (!todo.empty()) {
+    core::Cid c = todo.back();
+    todo.pop_back();
+    if (!seen.insert(c.to_string()).second) continue;
+    auto block = store::get_verified(bs, c);
+    EXPECT_TRUE(block.ok()) << block.status().to_string();
+    if (!block.ok()) return 0;
+    total += block->size();
+    auto links = store::block_links(c, *block);
+    EXPECT_TRUE(links.ok());
+    if (!links.ok()) return 0;
+    for (auto& l : *links) todo.push_back(l);
+  }
+  auto entries = store::list_directory(bs, root);
+  EXPECT_TRUE(entries.ok());
+  if (entries.ok())
+    for (auto& e : *entries) names.push_back(e.name);
+  return total;
+}
+
+TEST(ModelHost, PublishShipsOnlyWhatServingNeeds) {
+  fs::path tiny = idn::testing::tiny_package("b-lenet");
+  TempDir dir("idn_mh_pubfiles"), pkg("idn_mh_pubfiles_pkg");
+  fs::create_directories(pkg.path / "checkpoint");
+  fs::copy(tiny / "model.json", pkg.path / "model.json");
+  fs::copy(tiny / "weights.safetensors", pkg.path / "weights.safetensors");
+  // What `idn train` leaves beside the package: a checkpoint (weights again plus optimizer
+  // state) and evaluation output.
+  fs::copy(tiny / "weights.safetensors", pkg.path / "checkpoint" / "weights.safetensors");
+  { std::ofstream(pkg.path / "checkpoint" / "optimizer.pt") << std::string(100000, 'o'); }
+  { std::ofstream(pkg.path / "eval.csv") << "exit,accuracy\n0,0.8\n"; }
+
+  auto bs = store::Blockstore::open(dir.path / "store");
+  ASSERT_TRUE(bs.ok()) << bs.status().to_string();
+  auto pub = store_publication(**bs, pkg.path, "");
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  EXPECT_EQ(pub->left_out, (std::vector<std::string>{"checkpoint/", "eval.csv"}));
+
+  std::vector<std::string> names;
+  uint64_t bytes = dag_bytes(**bs, pub->model_cid, names);
+  EXPECT_EQ(names, (std::vector<std::string>{"model.json", "weights.safetensors"}));
+  const double files = double(fs::file_size(pkg.path / "model.json") +
+                              fs::file_size(pkg.path / "weights.safetensors"));
+  EXPECT_GE(double(bytes), files);
+  EXPECT_LE(double(bytes), files * 1.01) << bytes << " DAG bytes for " << files << " file bytes";
+
+  // The same package without the leftovers has the same CID: leftovers change nothing.
+  TempDir clean("idn_mh_pubfiles_clean");
+  fs::create_directories(clean.path);
+  fs::copy(tiny / "model.json", clean.path / "model.json");
+  fs::copy(tiny / "weights.safetensors", clean.path / "weights.safetensors");
+  auto pub2 = store_publication(**bs, clean.path, "");
+  ASSERT_TRUE(pub2.ok()) << pub2.status().to_string();
+  EXPECT_EQ(pub2->model_cid, pub->model_cid);
+  EXPECT_TRUE(pub2->left_out.empty());
 }
 
 TEST(ModelHost, CorruptPackageIsRefusedWithAClearError) {
