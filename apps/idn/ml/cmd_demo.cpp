@@ -108,6 +108,9 @@ int run_demo(const DemoArgs& a) {
   // Providers: all join the DHT first (through the first one; NodeThread::start waits for
   // that), then the first publishes and the others find the service in the DHT and
   // initModel it.
+  std::printf("starting %d peer(s) on 127.0.0.1 (each: DHT, content store, inference server)\n",
+              a.peers);
+  std::fflush(stdout);
   std::vector<std::unique_ptr<Peer>> peers;
   std::vector<core::Multiaddr> boot;
   for (int i = 0; i < a.peers; ++i) {
