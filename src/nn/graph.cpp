@@ -26,6 +26,12 @@ std::string module_name(const std::string& layer) {
 
 }  // namespace
 
+void GraphImpl::train(bool on) {
+  if (on != is_training())
+    for (auto& p : packed_conv_) p.reset();
+  torch::nn::Module::train(on);
+}
+
 GraphImpl::GraphImpl(model::ModelSpec spec) : spec_(std::move(spec)) {
   num_inputs_ = static_cast<int>(spec_.inputs.size());
   std::map<std::string, int> slot;

@@ -43,6 +43,10 @@ class GraphImpl : public torch::nn::Module {
   // Places a stage output computed elsewhere (split execution) so stage s+1 can run.
   void set_stage_output(int s, Activations& acts, torch::Tensor value) const;
 
+  // Module::train/eval; a switch drops the conv layers' packed inference weights, since
+  // optimizer steps change the weights behind their version counters (see PackedConv2d).
+  void train(bool on = true) override;
+
   // Training/evaluation forward of every stage and exit: logits of each exit, in exit order.
   std::vector<torch::Tensor> forward_all(const torch::Tensor& x);
 

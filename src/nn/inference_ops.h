@@ -22,14 +22,18 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
 
 // A Conv2d layer's weights reordered once into oneDNN's blocked layout, for inference: LibTorch
 // 1.13 reorders them on every call (~15-20% of a batch-1 convolution here). Repacks when the
-// weights change (their version counter moves: optimizer steps, load_weights), so a graph that
-// trains and evaluates in turn never runs stale weights. One per layer; not thread-safe.
+// weights' storage or version counter changes (in-place ops, load_weights) and after reset().
+// torch::optim::SGD updates through Tensor::data(), which has a version counter of its own, so
+// its steps are invisible here: Graph resets its packs whenever it switches between training and
+// evaluation. One per layer; not thread-safe.
 class PackedConv2d {
  public:
   // conv(x), with the layer's own stride, padding and dilation: the packed form with autograd
   // off and oneDNN available, conv->forward(x) otherwise. Results equal torch's oneDNN
   // convolution's.
   torch::Tensor forward(torch::nn::Conv2dImpl& conv, const torch::Tensor& x);
+  // Forgets the packed weights; the next forward packs the current ones.
+  void reset() { packed_ = torch::Tensor(); }
 
  private:
   torch::Tensor packed_;

@@ -41,6 +41,46 @@ TEST(GraphTest, StagesRunInOrderAndExitsSeeTheirStage) {
   EXPECT_EQ(g->stage_runs(), (std::vector<int64_t>{1, 1}));
 }
 
+TEST(GraphTest, EvaluationAfterOptimizerStepsSeesTheNewWeights) {
+  // torch::optim's SGD and Adam write through Tensor::data(), which has its own version
+  // counter, so the conv layers' packed inference weights cannot notice the update by
+  // themselves: a graph that evaluates, trains and evaluates again must not answer with the
+  // weights of its first evaluation (every `idn train` calibrated on stale logits that way).
+  for (const char* optimizer : {"sgd", "adam"}) {
+    auto spec = *motifs::branchynet_arch("b-lenet");
+    torch::manual_seed(4);
+    Graph g(spec);
+    auto x = torch::randn({4, 1, 28, 28});
+    auto y = torch::randint(0, 10, {4}, torch::kLong);
+    auto eval = [&](Graph& m) {
+      torch::NoGradGuard ng;
+      m->eval();
+      return m->forward_all(x);
+    };
+    eval(g);  // packs the conv weights
+    std::unique_ptr<torch::optim::Optimizer> opt;
+    if (std::string(optimizer) == "sgd")
+      opt = std::make_unique<torch::optim::SGD>(g->parameters(),
+                                                torch::optim::SGDOptions(0.5).momentum(0.9));
+    else
+      opt = std::make_unique<torch::optim::Adam>(g->parameters(), torch::optim::AdamOptions(0.05));
+    g->train();
+    for (int step = 0; step < 3; ++step) {
+      opt->zero_grad();
+      auto logits = g->forward_all(x);
+      auto loss = torch::nn::functional::cross_entropy(logits.back(), y);
+      loss.backward();
+      opt->step();
+    }
+    auto after = eval(g);
+    Graph fresh(spec);
+    ASSERT_TRUE(fresh->load_weights(g->export_weights()).is_ok());
+    auto want = eval(fresh);
+    for (size_t e = 0; e < want.size(); ++e)
+      EXPECT_TRUE(torch::allclose(after[e], want[e], 1e-5, 1e-5)) << optimizer << " exit " << e;
+  }
+}
+
 TEST(GraphTest, SavedPackageRoundTripsBitExactly) {
   namespace fs = std::filesystem;
   auto spec = *motifs::branchynet_arch("b-lenet");
