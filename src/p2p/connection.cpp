@@ -113,15 +113,48 @@ awaitable<Status> Stream::write_frames(ByteView data) {
 
 awaitable<Status> Stream::close_write() {
   if (Status st = co_await flush_proposal(); !st.is_ok()) co_return st;
-  // The peer already ended its side and we read all of it: our FIN only lets both ends free
-  // the stream, so it may wait briefly for company (see defaults::kDeferredFinFor).
-  const bool exchange_over = conn_->session_.read_eof(id_);
-  Status st = conn_->session_.close_write(id_);
+  // A stream we opened whose peer already ended its side, read to the end: our FIN only lets
+  // both ends free the stream, and our next request on the connection can carry it (see
+  // defaults::kDeferredFinFor). On a stream the peer opened nothing of ours follows to carry
+  // it, and the peer may be waiting for it (js-libp2p frees the stream, and its slot under
+  // the protocol's stream limit, only then), so it goes now.
+  Connection& c = *conn_;
+  const bool exchange_over = c.session_.read_eof(id_) && !c.session_.remote_initiated(id_);
+  Status st = c.session_.close_write(id_);
   if (exchange_over)
-    conn_->flush_soon();
+    c.flush_soon();
   else
-    conn_->writable_.notify_all();
+    c.writable_.notify_all();
   co_return st;
+}
+
+awaitable<Status> Stream::write_last(ByteView data) {
+  Connection& c = *conn_;
+  const size_t total = proposal_.size() + data.size();
+  if (total >= defaults::kCoalesceWritesBelow || c.closing_ ||
+      c.session_.send_window(id_) < total) {
+    // Large, or not within the window: the ordinary path, then the FIN.
+    if (Status st = co_await write(data); !st.is_ok()) co_return st;
+    co_return co_await close_write();
+  }
+  // Queue both: the writer sends them in one packet after the handlers ready now have run.
+  wrote_ = true;
+  if (!proposal_.empty()) {
+    Bytes first = std::exchange(proposal_, {});
+    first.insert(first.end(), data.begin(), data.end());
+    auto n = c.session_.write(id_, first);
+    if (!n.ok()) co_return n.status();
+  } else {
+    auto n = c.session_.write(id_, data);
+    if (!n.ok()) co_return n.status();
+  }
+  Status st = c.session_.close_write(id_);
+  c.writable_.notify_all();
+  co_return st;
+}
+
+bool Stream::at_eof() const {
+  return pending_echo_ == nullptr && conn_->session_.read_eof(id_) && !has_unread();
 }
 
 void Stream::reset() {
@@ -214,6 +247,7 @@ Connection::Connection(asio::any_io_executor ex, std::unique_ptr<SecureChannel> 
       callbacks_(std::move(callbacks)),
       changed_(ex),
       writable_(ex),
+      deferred_fin_for_(limits.deferred_fin_for),
       flush_soon_timer_(ex),
       last_activity_(clock_()),
       serial_(g_next_serial++) {}
@@ -247,7 +281,7 @@ void Connection::close(Status reason) {
 void Connection::flush_soon() {
   if (flush_soon_armed_ || dropped_) return;
   flush_soon_armed_ = true;
-  flush_soon_timer_.expires_after(defaults::kDeferredFinFor);
+  flush_soon_timer_.expires_after(deferred_fin_for_);
   flush_soon_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     self->flush_soon_armed_ = false;
     if (!ec && self->session_.has_output()) self->writable_.notify_all();
@@ -284,12 +318,19 @@ awaitable<void> Connection::reader() {
       close(st);
       break;
     }
+    // Wake the streams this batch changed before handing out the streams it opened, and
+    // before the writer: the executor runs them in that order. A handler that the peer's FIN
+    // ends (a ping) then queues its own FIN ahead of anything a stream opened in the same
+    // batch answers (its protocol echo). Otherwise a node that reads a FIN together with the
+    // peer's next SYN (a moment busy) would echo the new protocol first, and a js-libp2p peer,
+    // which counts a stream until both sides have closed it, would see two ping streams
+    // where it allows one.
+    changed_.notify_all();
     while (auto id = session_.accept()) {
       auto s = std::make_shared<Stream>(self, *id);
       if (callbacks_.on_inbound_stream) callbacks_.on_inbound_stream(std::move(s));
     }
     if (session_.has_output()) writable_.notify_all();
-    changed_.notify_all();
     if (session_.remote_went_away() && session_.num_streams() == 0) {
       close(Status::ok());
     }

@@ -49,7 +49,18 @@ class Stream : public ByteStream {
   Stream& operator=(const Stream&) = delete;
 
   awaitable<Status> write(ByteView data) override;
+  // Closes our side: queues a FIN. Sent at once (with whatever this turn writes), except the
+  // FIN of a stream we opened whose peer already ended its side and was read to the end: that
+  // one waits up to SessionLimits::deferred_fin_for for our next output (the next request) to
+  // carry it. A FIN on a stream the peer opened is never held: a js-libp2p peer counts the
+  // stream against the protocol's limit until it arrives.
   awaitable<Status> close_write() override;
+  // write(data) then close_write(), with the data and the FIN in one packet when the data is
+  // small and the window takes it: the last message of a responder whose peer has finished
+  // (a pong), so the peer has our FIN the moment it has the answer.
+  awaitable<Status> write_last(ByteView data);
+  // The peer closed its side and everything it sent has been read: a read returns 0 at once.
+  bool at_eof() const;
   void reset() override;
 
   const std::string& protocol() const { return protocol_; }
@@ -131,7 +142,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // straight from the caller's buffer. Only when no flush runs and nothing is queued; holds the
   // flush slot while it sends, so frames queued meanwhile follow it on the wire.
   awaitable<Status> send_direct(uint32_t id, ByteView data);
-  // Has the writer send what is queued within defaults::kDeferredFinFor unless something else
+  // Has the writer send what is queued within deferred_fin_for_ unless something else
   // sends it sooner.
   void flush_soon();
   void drop();
@@ -147,6 +158,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Callbacks callbacks_;
   Signal changed_;   // session state changed: stream readers/writers re-check
   Signal writable_;  // session has output or we are closing
+  std::chrono::microseconds deferred_fin_for_;
   asio::steady_timer flush_soon_timer_;
   bool flush_soon_armed_ = false;
   SteadyTime last_activity_;

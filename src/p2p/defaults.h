@@ -97,9 +97,11 @@ inline constexpr uint32_t kMaxYamuxFramePayload = kYamuxMaxStreamWindow;
 // of a small model is a few KiB; bulk data comes in far larger writes.
 inline constexpr size_t kCoalesceWritesBelow = 16 * 1024;
 
-// A FIN that ends an exchange the peer already ended (nobody waits for it) waits this long for
-// other output to ride with (the next request on the connection) before it is sent alone:
+// The FIN of a stream we opened that ends an exchange the peer already ended waits this long
+// for other output to ride with (our next request on the connection) before it is sent alone:
 // a client issuing request after request then costs the provider one wake-up each, not two.
+// A FIN on a stream the peer opened is never held: no request of ours follows to carry it, and
+// js-libp2p counts the stream against the protocol's limit (one ping stream) until it arrives.
 inline constexpr auto kDeferredFinFor = std::chrono::milliseconds(1);
 
 // Control replies (ping ACKs, window updates) queued for a peer that keeps sending but never

@@ -555,6 +555,12 @@ awaitable<void> Host::handle_ping(std::shared_ptr<Stream> s) {
   while (true) {
     Status st = co_await s->read_exact(buf);
     if (!st.is_ok()) break;  // EOF or reset ends the ping session
+    if (s->at_eof()) {
+      // The ping came with the pinger's FIN (js-libp2p sends both at once and counts the
+      // stream until ours arrives): the pong carries our FIN.
+      (void)co_await s->write_last(ByteView(buf, sizeof buf));
+      co_return;
+    }
     st = co_await s->write(ByteView(buf, sizeof buf));
     if (!st.is_ok()) break;
   }

@@ -47,6 +47,8 @@ class ByteStream {
 
  protected:
   virtual awaitable<Result<size_t>> do_read_some(std::span<uint8_t> buf) = 0;
+  // Bytes put back by unread() are waiting to be read.
+  bool has_unread() const { return pending_pos_ < pending_.size(); }
 
  private:
   Bytes pending_;

@@ -72,6 +72,9 @@ struct SessionLimits {
   // A stream whose application consumed half its window within max(this, 4 x the session's
   // round trip) of the previous grant doubles its window.
   std::chrono::microseconds grow_within = defaults::kYamuxGrowWithin;
+  // Not the session's own: how long the connection holds the FIN of a stream we opened, once
+  // the peer's side has ended, for our next output to carry it (defaults::kDeferredFinFor).
+  std::chrono::microseconds deferred_fin_for = defaults::kDeferredFinFor;
 
   // Most payload bytes the peer can make this session hold (buffered unread, or in flight
   // under granted credit) across all streams.
@@ -110,6 +113,8 @@ class Session {
   Result<uint32_t> open_stream();
   // Next inbound stream the peer opened, if any.
   std::optional<uint32_t> accept();
+  // Whether stream `id` is one the peer opened (its parity is the peer's).
+  bool remote_initiated(uint32_t id) const { return (id % 2 == 1) != client_; }
 
   // Queues up to the stream's send window of `data`; returns how many bytes were taken
   // (0: window exhausted, wait for a WindowUpdate). Errors: the stream was reset, closed for
@@ -194,7 +199,6 @@ class Session {
   void drop_buffer(Stream& s);
   void send_frame(FrameType t, uint16_t flags, uint32_t id, uint32_t length, ByteView payload = {});
   Status fail(Status st);
-  bool remote_initiated(uint32_t id) const { return (id % 2 == 1) != client_; }
   // A new stream with the initial receive window (added to total_window_).
   Stream new_stream();
   // The window delta beyond the spec's initial 256 KiB, sent with SYN and ACK.
