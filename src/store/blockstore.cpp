@@ -1,7 +1,6 @@
 #include "store/blockstore.h"
 
 #include <fcntl.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +9,7 @@
 #include <random>
 #include <set>
 
+#include "db/sqlite.h"
 #include "store/exporter.h"
 
 namespace idn::store {
@@ -17,39 +17,6 @@ namespace idn::store {
 namespace fs = std::filesystem;
 
 namespace {
-
-// A prepared statement that finalizes itself.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK) s_ = nullptr;
-  }
-  ~Stmt() { sqlite3_finalize(s_); }
-  bool ok() const { return s_ != nullptr; }
-  Stmt& bind(int i, ByteView b) {
-    sqlite3_bind_blob(s_, i, b.data(), int(b.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& bind(int i, int64_t v) {
-    sqlite3_bind_int64(s_, i, v);
-    return *this;
-  }
-  int step() { return sqlite3_step(s_); }
-  int64_t i64(int col) { return sqlite3_column_int64(s_, col); }
-  Bytes blob(int col) {
-    auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(s_, col));
-    return Bytes(p, p + sqlite3_column_bytes(s_, col));
-  }
-  Status done(const char* what) {
-    int rc = step();
-    if (rc == SQLITE_DONE || rc == SQLITE_ROW) return Status::ok();
-    return Status::io_error(std::string("blockstore index: ") + what + ": " + sqlite3_errmsg(db_));
-  }
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* s_ = nullptr;
-};
 
 Status write_durably(const fs::path& tmp_dir, const fs::path& final_path, ByteView data,
                      bool sync) {
@@ -104,19 +71,7 @@ Result<std::unique_ptr<Blockstore>> Blockstore::open(const fs::path& dir, Blocks
   return bs;
 }
 
-Blockstore::~Blockstore() {
-  if (db_) sqlite3_close(db_);
-}
-
-Status Blockstore::exec(const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string m = err ? err : "unknown error";
-    sqlite3_free(err);
-    return Status::io_error("blockstore index (" + (dir_ / "index.sqlite").string() + "): " + m);
-  }
-  return Status::ok();
-}
+Blockstore::~Blockstore() = default;
 
 fs::path Blockstore::block_path(const core::Cid& cid) const {
   std::string name = cid.to_string();
@@ -137,30 +92,28 @@ Status Blockstore::init() {
     fs::remove(it->path(), ec);
     ++stale_temp_removed_;
   }
-  if (sqlite3_open((dir_ / "index.sqlite").c_str(), &db_) != SQLITE_OK) {
-    return Status::io_error((dir_ / "index.sqlite").string() +
-                            ": cannot open: " + (db_ ? sqlite3_errmsg(db_) : "out of memory"));
-  }
-  sqlite3_busy_timeout(db_, 5000);
+  IDN_ASSIGN_OR_RETURN(db_, db::Database::open(dir_ / "index.sqlite"));
   IDN_RETURN_IF_ERROR(
-      exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-           "CREATE TABLE IF NOT EXISTS blocks(cid BLOB PRIMARY KEY, size INTEGER NOT NULL,"
-           " last_access INTEGER NOT NULL);"
-           "CREATE INDEX IF NOT EXISTS blocks_lru ON blocks(last_access);"
-           "CREATE TABLE IF NOT EXISTS pins(root BLOB PRIMARY KEY);"
-           "CREATE TABLE IF NOT EXISTS pinned(root BLOB NOT NULL, cid BLOB NOT NULL,"
-           " PRIMARY KEY(root, cid));"
-           "CREATE INDEX IF NOT EXISTS pinned_cid ON pinned(cid);"));
+      db_->exec("CREATE TABLE IF NOT EXISTS blocks(cid BLOB PRIMARY KEY, size INTEGER NOT NULL,"
+                " last_access INTEGER NOT NULL);"
+                "CREATE INDEX IF NOT EXISTS blocks_lru ON blocks(last_access);"
+                "CREATE TABLE IF NOT EXISTS pins(root BLOB PRIMARY KEY);"
+                "CREATE TABLE IF NOT EXISTS pinned(root BLOB NOT NULL, cid BLOB NOT NULL,"
+                " PRIMARY KEY(root, cid));"
+                "CREATE INDEX IF NOT EXISTS pinned_cid ON pinned(cid);"));
   {
-    Stmt s(db_, "SELECT COALESCE(MAX(last_access), 0) FROM blocks");
-    if (s.ok() && s.step() == SQLITE_ROW) tick_ = uint64_t(s.i64(0));
+    IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT COALESCE(MAX(last_access), 0) FROM blocks"));
+    IDN_ASSIGN_OR_RETURN(bool row, s.step());
+    if (row) tick_ = s.u64(0);
   }
   // Index rows whose file is gone (deleted by hand, or lost in a crash) are dropped.
   std::set<Bytes> indexed;
   {
     std::vector<Bytes> gone;
-    Stmt s(db_, "SELECT cid FROM blocks");
-    while (s.ok() && s.step() == SQLITE_ROW) {
+    IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT cid FROM blocks"));
+    for (;;) {
+      IDN_ASSIGN_OR_RETURN(bool row, s.step());
+      if (!row) break;
       Bytes key = s.blob(0);
       auto cid = core::Cid::from_bytes(key);
       if (!cid.ok() || !fs::exists(block_path(*cid))) {
@@ -169,12 +122,16 @@ Status Blockstore::init() {
         indexed.insert(key);
       }
     }
+    IDN_ASSIGN_OR_RETURN(auto d, db_->prepare("DELETE FROM blocks WHERE cid = ?"));
     for (auto& k : gone) {
-      Stmt d(db_, "DELETE FROM blocks WHERE cid = ?");
-      IDN_RETURN_IF_ERROR(d.bind(1, k).done("drop missing block"));
+      IDN_RETURN_IF_ERROR(d.bind(1, k).run("drop missing block"));
+      d.reset();
     }
   }
   // Files the index misses (a crash between rename and insert) are verified and indexed.
+  IDN_ASSIGN_OR_RETURN(
+      auto ins,
+      db_->prepare("INSERT OR IGNORE INTO blocks(cid, size, last_access) VALUES(?, ?, ?)"));
   for (fs::recursive_directory_iterator it(dir_ / "blocks", ec), end; !ec && it != end;
        it.increment(ec)) {
     if (!it->is_regular_file()) continue;
@@ -182,11 +139,11 @@ Status Blockstore::init() {
     if (cid.ok() && indexed.count(cid->to_bytes())) continue;
     auto data = read_all(it->path());
     if (cid.ok() && data.ok() && cid->verifies(*data)) {
-      Stmt s(db_, "INSERT OR IGNORE INTO blocks(cid, size, last_access) VALUES(?, ?, ?)");
-      IDN_RETURN_IF_ERROR(s.bind(1, cid->to_bytes())
+      IDN_RETURN_IF_ERROR(ins.bind(1, cid->to_bytes())
                               .bind(2, int64_t(data->size()))
                               .bind(3, int64_t(next_tick()))
-                              .done("index orphan block"));
+                              .run("index orphan block"));
+      ins.reset();
     } else {
       std::error_code rm;
       fs::remove(it->path(), rm);
@@ -203,13 +160,13 @@ Status Blockstore::put_block(const core::Cid& cid, ByteView data) {
   if (!has(cid) || !fs::exists(block_path(cid))) {
     IDN_RETURN_IF_ERROR(write_durably(dir_ / "tmp", block_path(cid), data, options_.sync_writes));
   }
-  Stmt s(db_,
-         "INSERT INTO blocks(cid, size, last_access) VALUES(?, ?, ?)"
-         " ON CONFLICT(cid) DO UPDATE SET last_access = excluded.last_access");
+  IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("INSERT INTO blocks(cid, size, last_access)"
+                                            " VALUES(?, ?, ?) ON CONFLICT(cid) DO UPDATE SET"
+                                            " last_access = excluded.last_access"));
   IDN_RETURN_IF_ERROR(s.bind(1, cid.to_bytes())
                           .bind(2, int64_t(data.size()))
                           .bind(3, int64_t(next_tick()))
-                          .done("insert block"));
+                          .run("insert block"));
   if (options_.max_bytes > 0 && stats().bytes > options_.max_bytes) {
     IDN_RETURN_IF_ERROR(evict_to(options_.max_bytes));
   }
@@ -229,19 +186,25 @@ Result<Bytes> Blockstore::get_block(const core::Cid& cid) {
     return Status::corruption("block " + cid.to_string() +
                               " on disk does not match its hash; deleted it");
   }
-  Stmt s(db_, "UPDATE blocks SET last_access = ? WHERE cid = ?");
-  IDN_RETURN_IF_ERROR(s.bind(1, int64_t(next_tick())).bind(2, cid.to_bytes()).done("touch"));
+  IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("UPDATE blocks SET last_access = ? WHERE cid = ?"));
+  IDN_RETURN_IF_ERROR(s.bind(1, int64_t(next_tick())).bind(2, cid.to_bytes()).run("touch"));
   return data;
 }
 
+bool Blockstore::row_exists(const char* sql, const core::Cid& cid) {
+  auto s = db_->prepare(sql);
+  if (!s.ok()) return false;
+  auto row = s->bind(1, cid.to_bytes()).step();
+  return row.ok() && *row;
+}
+
 bool Blockstore::has(const core::Cid& cid) {
-  Stmt s(db_, "SELECT 1 FROM blocks WHERE cid = ?");
-  return s.ok() && s.bind(1, cid.to_bytes()).step() == SQLITE_ROW;
+  return row_exists("SELECT 1 FROM blocks WHERE cid = ?", cid);
 }
 
 Status Blockstore::remove(const core::Cid& cid) {
-  Stmt s(db_, "DELETE FROM blocks WHERE cid = ?");
-  IDN_RETURN_IF_ERROR(s.bind(1, cid.to_bytes()).done("remove"));
+  IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("DELETE FROM blocks WHERE cid = ?"));
+  IDN_RETURN_IF_ERROR(s.bind(1, cid.to_bytes()).run("remove"));
   std::error_code ec;
   fs::remove(block_path(cid), ec);
   return Status::ok();
@@ -260,51 +223,55 @@ Status Blockstore::pin(const core::Cid& root) {
     IDN_ASSIGN_OR_RETURN(auto links, block_links(c, *data));
     for (auto& l : links) stack.push_back(l);
   }
-  IDN_RETURN_IF_ERROR(exec("BEGIN"));
-  Status st = [&]() -> Status {
-    Stmt p(db_, "INSERT OR IGNORE INTO pins(root) VALUES(?)");
-    IDN_RETURN_IF_ERROR(p.bind(1, root.to_bytes()).done("pin"));
-    for (auto& c : seen) {
-      Stmt s(db_, "INSERT OR IGNORE INTO pinned(root, cid) VALUES(?, ?)");
-      IDN_RETURN_IF_ERROR(s.bind(1, root.to_bytes()).bind(2, c.to_bytes()).done("pin block"));
-    }
-    return Status::ok();
-  }();
-  IDN_RETURN_IF_ERROR(exec(st.is_ok() ? "COMMIT" : "ROLLBACK"));
-  return st;
+  IDN_ASSIGN_OR_RETURN(auto tx, db::Transaction::begin(*db_));
+  IDN_ASSIGN_OR_RETURN(auto p, db_->prepare("INSERT OR IGNORE INTO pins(root) VALUES(?)"));
+  IDN_RETURN_IF_ERROR(p.bind(1, root.to_bytes()).run("pin"));
+  IDN_ASSIGN_OR_RETURN(auto s,
+                       db_->prepare("INSERT OR IGNORE INTO pinned(root, cid) VALUES(?, ?)"));
+  for (auto& c : seen) {
+    IDN_RETURN_IF_ERROR(s.bind(1, root.to_bytes()).bind(2, c.to_bytes()).run("pin block"));
+    s.reset();
+  }
+  return tx.commit();
 }
 
 Status Blockstore::unpin(const core::Cid& root) {
-  Stmt p(db_, "DELETE FROM pins WHERE root = ?");
-  IDN_RETURN_IF_ERROR(p.bind(1, root.to_bytes()).done("unpin"));
-  if (sqlite3_changes(db_) == 0) return Status::not_found(root.to_string() + " is not pinned");
-  Stmt s(db_, "DELETE FROM pinned WHERE root = ?");
-  return s.bind(1, root.to_bytes()).done("unpin blocks");
+  IDN_ASSIGN_OR_RETURN(auto p, db_->prepare("DELETE FROM pins WHERE root = ?"));
+  IDN_RETURN_IF_ERROR(p.bind(1, root.to_bytes()).run("unpin"));
+  if (db_->changes() == 0) return Status::not_found(root.to_string() + " is not pinned");
+  IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("DELETE FROM pinned WHERE root = ?"));
+  return s.bind(1, root.to_bytes()).run("unpin blocks");
 }
 
 std::vector<core::Cid> Blockstore::pins() {
   std::vector<core::Cid> out;
-  Stmt s(db_, "SELECT root FROM pins ORDER BY root");
-  while (s.ok() && s.step() == SQLITE_ROW) {
-    auto c = core::Cid::from_bytes(s.blob(0));
+  auto s = db_->prepare("SELECT root FROM pins ORDER BY root");
+  if (!s.ok()) return out;
+  for (auto row = s->step(); row.ok() && *row; row = s->step()) {
+    auto c = core::Cid::from_bytes(s->blob(0));
     if (c.ok()) out.push_back(*c);
   }
   return out;
 }
 
 bool Blockstore::is_pinned_block(const core::Cid& cid) {
-  Stmt s(db_, "SELECT 1 FROM pinned WHERE cid = ? LIMIT 1");
-  return s.ok() && s.bind(1, cid.to_bytes()).step() == SQLITE_ROW;
+  return row_exists("SELECT 1 FROM pinned WHERE cid = ? LIMIT 1", cid);
 }
 
 Status Blockstore::evict_to(uint64_t target) {
   uint64_t used = stats().bytes;
   while (used > target) {
-    Stmt s(db_,
-           "SELECT cid, size FROM blocks WHERE NOT EXISTS (SELECT 1 FROM pinned"
-           " WHERE pinned.cid = blocks.cid) ORDER BY last_access LIMIT 64");
     std::vector<std::pair<Bytes, uint64_t>> victims;
-    while (s.ok() && s.step() == SQLITE_ROW) victims.emplace_back(s.blob(0), uint64_t(s.i64(1)));
+    {
+      IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT cid, size FROM blocks WHERE NOT EXISTS"
+                                                " (SELECT 1 FROM pinned WHERE pinned.cid ="
+                                                " blocks.cid) ORDER BY last_access LIMIT 64"));
+      for (;;) {
+        IDN_ASSIGN_OR_RETURN(bool row, s.step());
+        if (!row) break;
+        victims.emplace_back(s.blob(0), s.u64(1));
+      }
+    }
     if (victims.empty()) break;  // everything left is pinned
     for (auto& [key, size] : victims) {
       if (used <= target) break;
@@ -312,8 +279,8 @@ Status Blockstore::evict_to(uint64_t target) {
       if (cid.ok()) {
         IDN_RETURN_IF_ERROR(remove(*cid));
       } else {
-        Stmt d(db_, "DELETE FROM blocks WHERE cid = ?");
-        IDN_RETURN_IF_ERROR(d.bind(1, key).done("evict"));
+        IDN_ASSIGN_OR_RETURN(auto d, db_->prepare("DELETE FROM blocks WHERE cid = ?"));
+        IDN_RETURN_IF_ERROR(d.bind(1, key).run("evict"));
       }
       used -= std::min(used, size);
       ++evicted_;
@@ -324,16 +291,14 @@ Status Blockstore::evict_to(uint64_t target) {
 
 BlockstoreStats Blockstore::stats() {
   BlockstoreStats st;
-  {
-    Stmt s(db_, "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blocks");
-    if (s.ok() && s.step() == SQLITE_ROW) {
-      st.blocks = uint64_t(s.i64(0));
-      st.bytes = uint64_t(s.i64(1));
+  if (auto s = db_->prepare("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blocks"); s.ok()) {
+    if (auto row = s->step(); row.ok() && *row) {
+      st.blocks = s->u64(0);
+      st.bytes = s->u64(1);
     }
   }
-  {
-    Stmt s(db_, "SELECT COUNT(*) FROM pins");
-    if (s.ok() && s.step() == SQLITE_ROW) st.pinned_roots = uint64_t(s.i64(0));
+  if (auto s = db_->prepare("SELECT COUNT(*) FROM pins"); s.ok()) {
+    if (auto row = s->step(); row.ok() && *row) st.pinned_roots = s->u64(0);
   }
   st.evicted = evicted_;
   st.corrupt_dropped = corrupt_dropped_;

@@ -10,9 +10,8 @@
 #include <vector>
 
 #include "core/cid.h"
+#include "db/sqlite.h"
 #include "store/block_io.h"
-
-struct sqlite3;
 
 namespace idn::store {
 
@@ -67,13 +66,13 @@ class Blockstore : public BlockSink, public BlockSource {
   Blockstore(std::filesystem::path dir, BlockstoreOptions options)
       : dir_(std::move(dir)), options_(options) {}
   Status init();
-  Status exec(const char* sql);
+  bool row_exists(const char* sql, const core::Cid& cid);
   std::filesystem::path block_path(const core::Cid& cid) const;
   uint64_t next_tick();
 
   std::filesystem::path dir_;
   BlockstoreOptions options_;
-  sqlite3* db_ = nullptr;
+  std::unique_ptr<db::Database> db_;
   uint64_t tick_ = 0;
   uint64_t evicted_ = 0, corrupt_dropped_ = 0, stale_temp_removed_ = 0;
 };
