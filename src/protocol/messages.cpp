@@ -188,6 +188,66 @@ Result<Receipt> receipt_from_pb(const v1::Receipt& pb, const DecodeLimits& limit
   return r;
 }
 
+void checkpoint_to_pb(const SwapCheckpoint& c, v1::Checkpoint* pb) {
+  pb->set_node1(from_bytes(c.node1));
+  pb->set_node2(from_bytes(c.node2));
+  pb->set_debt1(c.debt1);
+  pb->set_debt2(c.debt2);
+  pb->set_sequence(c.sequence);
+  pb->set_unix_ms(c.unix_ms);
+  pb->set_sig1(from_bytes(c.sig1));
+  pb->set_sig2(from_bytes(c.sig2));
+}
+
+Result<SwapCheckpoint> checkpoint_from_pb(const v1::Checkpoint& pb, const DecodeLimits& limits) {
+  IDN_RETURN_IF_ERROR(check_id(pb.node1(), "checkpoint.node1", limits));
+  IDN_RETURN_IF_ERROR(check_id(pb.node2(), "checkpoint.node2", limits));
+  for (const auto* sig : {&pb.sig1(), &pb.sig2()}) {
+    if (sig->size() > limits.max_signature_bytes) {
+      return bad(fmt::format("checkpoint signature of {} bytes, limit {}", sig->size(),
+                             limits.max_signature_bytes));
+    }
+  }
+  SwapCheckpoint c;
+  c.node1 = to_bytes_field(pb.node1());
+  c.node2 = to_bytes_field(pb.node2());
+  c.debt1 = pb.debt1();
+  c.debt2 = pb.debt2();
+  c.sequence = pb.sequence();
+  c.unix_ms = pb.unix_ms();
+  c.sig1 = to_bytes_field(pb.sig1());
+  c.sig2 = to_bytes_field(pb.sig2());
+  return c;
+}
+
+void evidence_to_pb(const SwapEvidence& e, v1::Evidence* pb) {
+  if (e.checkpoint) checkpoint_to_pb(*e.checkpoint, pb->mutable_checkpoint());
+  for (const auto& h : e.receipts) {
+    auto* r = pb->add_receipts();
+    receipt_to_pb(h.receipt, r->mutable_receipt());
+    r->set_sequence(h.sequence);
+  }
+}
+
+Result<SwapEvidence> evidence_from_pb(const v1::Evidence& pb, const DecodeLimits& limits) {
+  if (static_cast<size_t>(pb.receipts_size()) > limits.max_evidence_receipts) {
+    return bad(fmt::format("evidence carries {} receipts, limit {}", pb.receipts_size(),
+                           limits.max_evidence_receipts));
+  }
+  SwapEvidence e;
+  if (pb.has_checkpoint()) {
+    IDN_ASSIGN_OR_RETURN(auto c, checkpoint_from_pb(pb.checkpoint(), limits));
+    e.checkpoint = std::move(c);
+  }
+  e.receipts.reserve(pb.receipts_size());
+  for (const auto& h : pb.receipts()) {
+    if (!h.has_receipt()) return bad("evidence receipt entry without a receipt");
+    IDN_ASSIGN_OR_RETURN(auto r, receipt_from_pb(h.receipt(), limits));
+    e.receipts.push_back(SwapHeldReceipt{std::move(r), h.sequence()});
+  }
+  return e;
+}
+
 void progress_to_pb(const InferProgress& p, v1::InferProgress* pb) {
   pb->set_request_id(p.request_id);
   pb->set_exit_index(p.exit_index);
@@ -308,6 +368,8 @@ Bytes encode(const SwapMessage& m) {
                    pb.mutable_close()->set_final(c.final);
                    pb.mutable_close()->set_reason(c.reason);
                  },
+                 [&](const SwapCheckpoint& c) { checkpoint_to_pb(c, pb.mutable_checkpoint()); },
+                 [&](const SwapEvidence& e) { evidence_to_pb(e, pb.mutable_evidence()); },
              },
              m);
   return serialize(pb);
@@ -350,6 +412,14 @@ Result<SwapMessage> decode_swap(ByteView payload, const DecodeLimits& limits) {
     case v1::SwapMessage::kClose:
       IDN_RETURN_IF_ERROR(check_text(pb.close().reason(), "close.reason", limits));
       return SwapMessage{SwapClose{pb.close().final(), pb.close().reason()}};
+    case v1::SwapMessage::kCheckpoint: {
+      IDN_ASSIGN_OR_RETURN(auto c, checkpoint_from_pb(pb.checkpoint(), limits));
+      return SwapMessage{std::move(c)};
+    }
+    case v1::SwapMessage::kEvidence: {
+      IDN_ASSIGN_OR_RETURN(auto e, evidence_from_pb(pb.evidence(), limits));
+      return SwapMessage{std::move(e)};
+    }
     case v1::SwapMessage::BODY_NOT_SET:
       break;
   }
@@ -387,7 +457,8 @@ Result<InferServerMessage> decode_infer_server(ByteView payload, const DecodeLim
 }
 
 std::string_view message_name(const SwapMessage& m) {
-  static constexpr std::string_view kNames[] = {"open", "need_list", "have_list", "close"};
+  static constexpr std::string_view kNames[] = {"open",  "need_list",  "have_list",
+                                                "close", "checkpoint", "evidence"};
   return kNames[m.index()];
 }
 

@@ -56,7 +56,18 @@ struct SwapClose {
   bool operator==(const SwapClose&) const = default;
 };
 
-using SwapMessage = std::variant<SwapOpen, NeedList, HaveList, SwapClose>;
+// A signed snapshot of the shared ledger (swap/ledger.h: Checkpoint says what it proves).
+// node1 < node2; debt1 is what node1 owes; sig1/sig2 empty until that member signed.
+struct SwapCheckpoint {
+  Bytes node1, node2;
+  uint64_t debt1 = 0, debt2 = 0;
+  uint64_t sequence = 0;
+  uint64_t unix_ms = 0;
+  Bytes sig1, sig2;
+  bool operator==(const SwapCheckpoint&) const = default;
+};
+
+// SwapMessage (the variant of the messages above plus SwapEvidence) follows Receipt below.
 
 // ---- /idn/infer/1.0.0 ----
 
@@ -133,6 +144,26 @@ struct Receipt {
   bool operator==(const Receipt&) const = default;
 };
 
+// ---- /idn/swap/1.0.0, continued: messages that carry receipts ----
+
+// A receipt as one side holds it, with the ledger sequence it was folded in at.
+struct SwapHeldReceipt {
+  Receipt receipt;
+  uint64_t sequence = 0;
+  bool operator==(const SwapHeldReceipt&) const = default;
+};
+
+// The sender's last fully signed checkpoint (if any) and the receipts it holds after it: what
+// it shows when the views exchanged in Open differ.
+struct SwapEvidence {
+  std::optional<SwapCheckpoint> checkpoint;
+  std::vector<SwapHeldReceipt> receipts;
+  bool operator==(const SwapEvidence&) const = default;
+};
+
+using SwapMessage =
+    std::variant<SwapOpen, NeedList, HaveList, SwapClose, SwapCheckpoint, SwapEvidence>;
+
 // The exact bytes a receipt's signature covers: a domain-separation tag, then every field
 // but the signature in a fixed, length-prefixed layout. Independent of protobuf's encoding,
 // so a re-encoded receipt still verifies.
@@ -151,6 +182,9 @@ struct DecodeLimits {
   // Tensors are batches of small inputs/activations; 8 dims covers NCHW and more.
   size_t max_tensor_rank = 8;
   size_t max_text_bytes = 1024;  // close reasons, error messages
+  // Receipts one Evidence may carry (a checkpoint is signed every few dozen receipts).
+  size_t max_evidence_receipts = 4096;
+  size_t max_signature_bytes = 128;
 };
 
 Bytes encode(const SwapMessage& m);

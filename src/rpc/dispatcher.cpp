@@ -62,6 +62,10 @@ awaitable<Status> Dispatcher::dispatch_swap(SwapContext& ctx, const SwapMessage&
   if (auto* n = std::get_if<NeedList>(&m); n && need_) co_return co_await need_(ctx, *n);
   if (auto* h = std::get_if<HaveList>(&m); h && have_) co_return co_await have_(ctx, *h);
   if (auto* c = std::get_if<SwapClose>(&m); c && close_) co_return co_await close_(ctx, *c);
+  if (auto* c = std::get_if<SwapCheckpoint>(&m); c && checkpoint_)
+    co_return co_await checkpoint_(ctx, *c);
+  if (auto* e = std::get_if<SwapEvidence>(&m); e && evidence_)
+    co_return co_await evidence_(ctx, *e);
   stats_.unhandled++;
   co_return Status::ok();
 }

@@ -100,6 +100,9 @@ class Dispatcher {
   using NeedListHandler = std::function<p2p::awaitable<Status>(SwapContext&, const NeedList&)>;
   using HaveListHandler = std::function<p2p::awaitable<Status>(SwapContext&, const HaveList&)>;
   using CloseHandler = std::function<p2p::awaitable<Status>(SwapContext&, const SwapClose&)>;
+  using CheckpointHandler =
+      std::function<p2p::awaitable<Status>(SwapContext&, const SwapCheckpoint&)>;
+  using EvidenceHandler = std::function<p2p::awaitable<Status>(SwapContext&, const SwapEvidence&)>;
   // Runs concurrently with the reading of Cancel/Receipt on the same stream. If it returns
   // without sending a final progress, the dispatcher sends one with InferError::kInternal.
   using InferHandler = std::function<p2p::awaitable<void>(InferContext&)>;
@@ -116,6 +119,8 @@ class Dispatcher {
   void on_need_list(NeedListHandler h) { need_ = std::move(h); }
   void on_have_list(HaveListHandler h) { have_ = std::move(h); }
   void on_close(CloseHandler h) { close_ = std::move(h); }
+  void on_checkpoint(CheckpointHandler h) { checkpoint_ = std::move(h); }
+  void on_evidence(EvidenceHandler h) { evidence_ = std::move(h); }
   void on_infer_request(InferHandler h) { infer_ = std::move(h); }
   void on_receipt(ReceiptHandler h) { receipt_ = std::move(h); }
   void on_error(ErrorObserver o) { error_ = std::move(o); }
@@ -153,6 +158,8 @@ class Dispatcher {
   NeedListHandler need_;
   HaveListHandler have_;
   CloseHandler close_;
+  CheckpointHandler checkpoint_;
+  EvidenceHandler evidence_;
   InferHandler infer_;
   ReceiptHandler receipt_;
   ErrorObserver error_;

@@ -24,7 +24,9 @@ using protocol::kInferProtocolId;
 using protocol::kSwapProtocolId;
 using protocol::NeedList;
 using protocol::Receipt;
+using protocol::SwapCheckpoint;
 using protocol::SwapClose;
+using protocol::SwapEvidence;
 using protocol::SwapMessage;
 using protocol::SwapOpen;
 

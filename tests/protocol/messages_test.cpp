@@ -45,6 +45,32 @@ TEST(Messages, EverySwapMessageRoundTrips) {
   expect_round_trip(SwapMessage{HaveList{{id(3)}}}, decode_swap);
   expect_round_trip(SwapMessage{SwapClose{true, "shutting down"}}, decode_swap);
   expect_round_trip(SwapMessage{SwapClose{false, ""}}, decode_swap);
+  SwapCheckpoint c{id(1), id(2), 1000, 20, 7, 1700000000000, Bytes(64, 0xAA), Bytes(64, 0xBB)};
+  expect_round_trip(SwapMessage{c}, decode_swap);
+  SwapCheckpoint half = c;
+  half.sig2.clear();  // a proposal, signed by one side
+  expect_round_trip(SwapMessage{half}, decode_swap);
+  Receipt r{42, id(9), 5000, id(1), id(2), 1700000000001, {}};
+  expect_round_trip(SwapMessage{SwapEvidence{c, {{r, 8}, {r, 9}}}}, decode_swap);
+  expect_round_trip(SwapMessage{SwapEvidence{std::nullopt, {{r, 1}}}}, decode_swap);
+  expect_round_trip(SwapMessage{SwapEvidence{}}, decode_swap);
+}
+
+TEST(Messages, EvidenceAndCheckpointsAreBounded) {
+  Receipt r{42, id(9), 5000, id(1), id(2), 1700000000001, {}};
+  SwapEvidence e;
+  for (uint64_t i = 0; i < 11; ++i) e.receipts.push_back({r, i});
+  DecodeLimits limits;
+  limits.max_evidence_receipts = 10;
+  EXPECT_EQ(decode_swap(encode(SwapMessage{e}), limits).status().code(), Code::kPeerMisbehaved);
+  limits.max_evidence_receipts = 11;
+  EXPECT_TRUE(decode_swap(encode(SwapMessage{e}), limits).ok());
+
+  SwapCheckpoint c{id(1), id(2), 1, 2, 3, 4, Bytes(200, 1), {}};
+  EXPECT_EQ(decode_swap(encode(SwapMessage{c})).status().code(), Code::kPeerMisbehaved);
+  c.sig1 = Bytes(64, 1);
+  c.node2.clear();  // a checkpoint names both members
+  EXPECT_EQ(decode_swap(encode(SwapMessage{c})).status().code(), Code::kPeerMisbehaved);
 }
 
 TEST(Messages, EveryInferMessageRoundTrips) {
@@ -224,6 +250,8 @@ TEST(Messages, AnUnsignedReceiptRoundTripsButOtherIdsMayNotBeEmpty) {
 
 TEST(Messages, NamesAreStable) {
   EXPECT_EQ(message_name(SwapMessage{HaveList{}}), "have_list");
+  EXPECT_EQ(message_name(SwapMessage{SwapCheckpoint{}}), "checkpoint");
+  EXPECT_EQ(message_name(SwapMessage{SwapEvidence{}}), "evidence");
   EXPECT_EQ(message_name(InferClientMessage{InferCancel{}}), "cancel");
   EXPECT_EQ(message_name(InferServerMessage{InferProgress{}}), "infer_progress");
   EXPECT_EQ(infer_error_name(InferError::kBusy), "busy");

@@ -1,0 +1,105 @@
+// One node's ComputeSwap ledgers with all its peers, persisted in SQLite (WAL) under the
+// node's data dir: the shared ledgers, the receipts folded into them (so a replayed receipt
+// is not counted twice), the provider's provisional charges awaiting a receipt, and the last
+// checkpoint both sides signed. Every update is one transaction; reads come from a cache.
+// Not thread-safe: one owner (the node's io thread, through swap::ComputeSwap).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "core/bytes.h"
+#include "core/status.h"
+#include "db/sqlite.h"
+#include "swap/ledger.h"
+
+namespace idn::swap {
+
+// A provider's charge for a request it answered: pending until the receipt comes, unpaid
+// once the receipt timeout passed (a late receipt still settles it).
+struct Charge {
+  Bytes peer;
+  uint64_t request_id = 0;
+  Bytes service_id;
+  uint64_t operations = 0;
+  uint64_t deadline_unix_ms = 0;
+  bool unpaid = false;
+};
+
+struct ChargeTotals {
+  uint64_t pending_ops = 0, unpaid_ops = 0;
+  uint64_t pending = 0, unpaid = 0;  // counts
+};
+
+struct ReceiptOutcome {
+  bool applied = false;  // false: already held (a replay), nothing changed
+  bool we_served = false;  // true: the peer paid us; false: we paid the peer
+  Ledger ledger;           // after the receipt
+};
+
+class LedgerStore {
+ public:
+  // Opens (creating) the database at `path` for the node `self` (peer ID bytes).
+  static Result<std::unique_ptr<LedgerStore>> open(const std::filesystem::path& path, Bytes self,
+                                                   db::OpenOptions options = {});
+  LedgerStore(const LedgerStore&) = delete;
+  LedgerStore& operator=(const LedgerStore&) = delete;
+
+  const Bytes& self() const { return self_; }
+  // The shared ledger with `peer` (zero if there is none yet).
+  const Ledger& ledger(ByteView peer);
+  // Peers with a stored ledger or charge.
+  std::vector<Bytes> peers() const;
+
+  // Provider side: `peer` was answered; `operations` await its receipt until the deadline.
+  // A second charge for the same request (or one already receipted) is InvalidArgument.
+  Status add_charge(ByteView peer, uint64_t request_id, ByteView service_id, uint64_t operations,
+                    uint64_t deadline_unix_ms);
+  const ChargeTotals& charges(ByteView peer);
+  // Pending charges past their deadline become unpaid; returns them.
+  Result<std::vector<Charge>> expire_charges(uint64_t now_unix_ms);
+
+  // Folds a receipt between self and `peer` into their ledger, in either direction: a
+  // requester calls it before sending the receipt, a provider when it arrives (settling the
+  // charge; operations charged beyond the receipt's stay unpaid). A receipt already held is
+  // a no-op. PeerMisbehaved when the receipt is not between self and `peer`.
+  Result<ReceiptOutcome> apply_receipt(ByteView peer, const protocol::Receipt& r);
+
+  // The ledger as it was at `sequence` (current minus the receipts after it). NotFound when
+  // `sequence` is beyond the current one or before the stored checkpoint.
+  Result<Ledger> ledger_at(ByteView peer, uint64_t sequence);
+  std::optional<Checkpoint> checkpoint(ByteView peer);
+  // Stores a fully signed checkpoint (verified here; not older than the one held).
+  Status store_checkpoint(ByteView peer, const Checkpoint& c);
+
+  // The last checkpoint and the receipts after it, to show the peer at Open.
+  Result<Evidence> evidence(ByteView peer);
+  // Replaces the ledger with the reconciled one: receipts after the base are exactly `r`'s,
+  // charges they settle are removed, the base checkpoint is stored. One transaction.
+  Status adopt(ByteView peer, const Reconciled& r);
+
+  // SQLite's integrity check: "ok" when the file is sound.
+  Result<std::string> integrity_check() { return db_->integrity_check(); }
+
+ private:
+  LedgerStore(std::unique_ptr<db::Database> db, Bytes self)
+      : db_(std::move(db)), self_(std::move(self)) {}
+  Status init();
+  Status load();
+  Status write_ledger(const Ledger& l, ByteView peer);
+
+  std::unique_ptr<db::Database> db_;
+  Bytes self_;
+  std::map<Bytes, Ledger, BytesLess> ledgers_;
+  std::map<Bytes, ChargeTotals, BytesLess> totals_;
+  std::map<Bytes, Checkpoint, BytesLess> checkpoints_;
+  // Kept prepared: the per-request paths (charge, receipt) run them thousands of times.
+  std::optional<db::Statement> put_ledger_, put_receipt_, put_charge_, get_charge_, del_charge_,
+      has_receipt_;
+};
+
+}  // namespace idn::swap

@@ -1,0 +1,209 @@
+// The persisted ledgers: receipts in either direction, idempotent replays, provisional
+// charges and the receipt timeout, checkpoints, reconciliation adopted, and all of it
+// surviving a reopen (the process restarting).
+#include "swap/ledger_store.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "identity/peer_id.h"
+
+namespace idn::swap {
+namespace {
+
+namespace fs = std::filesystem;
+
+identity::KeyPair key(uint8_t seed) {
+  Bytes s(32, seed);
+  return *identity::KeyPair::from_seed(s);
+}
+
+Bytes id_of(const identity::KeyPair& k) {
+  return identity::PeerId::from_public_key(k.public_key()).bytes();
+}
+
+protocol::Receipt receipt(const Bytes& server, const Bytes& signer, uint64_t id, uint64_t ops) {
+  protocol::Receipt r;
+  r.request_id = id;
+  r.service_id = Bytes{0x12, 0x20, 7};
+  r.operations = ops;
+  r.server = server;
+  r.signer = signer;
+  r.unix_ms = 5000 + id;
+  return r;
+}
+
+class LedgerStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("idn_swap_store_" + std::string(::testing::UnitTest::GetInstance()
+                                                ->current_test_info()
+                                                ->name()) +
+            "_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::unique_ptr<LedgerStore> open(const Bytes& self, const std::string& name = "a") {
+    auto s = LedgerStore::open(dir_ / name / "ledgers.sqlite", self);
+    EXPECT_TRUE(s.ok()) << s.status().to_string();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+
+  fs::path dir_;
+  identity::KeyPair ka = key(1), kb = key(2), kc = key(3);
+  Bytes a = id_of(ka), b = id_of(kb), c = id_of(kc);
+};
+
+TEST_F(LedgerStoreTest, ReceiptsInBothDirectionsSurviveReopen) {
+  {
+    auto s = open(a);
+    auto r1 = s->apply_receipt(b, receipt(a, b, 1, 1000));  // we served b
+    ASSERT_TRUE(r1.ok()) << r1.status().to_string();
+    EXPECT_TRUE(r1->applied);
+    EXPECT_TRUE(r1->we_served);
+    auto r2 = s->apply_receipt(b, receipt(b, a, 1, 300));  // b served us (same request ID: ours)
+    ASSERT_TRUE(r2.ok());
+    EXPECT_FALSE(r2->we_served);
+    ASSERT_TRUE(s->apply_receipt(c, receipt(a, c, 1, 5)).ok());
+    EXPECT_EQ(s->ledger(b).debt_of(b), 1000u);
+    EXPECT_EQ(s->ledger(b).debt_of(a), 300u);
+  }
+  auto s = open(a);
+  const Ledger& l = s->ledger(b);
+  EXPECT_EQ(l.debt_of(b), 1000u);
+  EXPECT_EQ(l.debt_of(a), 300u);
+  EXPECT_EQ(l.sequence, 2u);
+  EXPECT_EQ(s->ledger(c).debt_of(c), 5u);
+  EXPECT_EQ(s->peers().size(), 2u);
+  EXPECT_EQ(*s->integrity_check(), "ok");
+}
+
+TEST_F(LedgerStoreTest, AReplayedReceiptIsNotCountedTwice) {
+  auto s = open(a);
+  ASSERT_TRUE(s->apply_receipt(b, receipt(a, b, 9, 100)).ok());
+  auto again = s->apply_receipt(b, receipt(a, b, 9, 100));
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->applied);
+  EXPECT_EQ(s->ledger(b).debt_of(b), 100u);
+  EXPECT_EQ(s->ledger(b).sequence, 1u);
+  // Also after a restart: the receipt IDs are stored, not just the totals.
+  s.reset();
+  s = open(a);
+  EXPECT_FALSE(s->apply_receipt(b, receipt(a, b, 9, 100))->applied);
+  EXPECT_EQ(s->ledger(b).debt_of(b), 100u);
+}
+
+TEST_F(LedgerStoreTest, ReceiptOutsideThePairIsRefused) {
+  auto s = open(a);
+  EXPECT_EQ(s->apply_receipt(b, receipt(c, b, 1, 1)).status().code(), Code::kPeerMisbehaved);
+  EXPECT_EQ(s->apply_receipt(b, receipt(a, a, 1, 1)).status().code(), Code::kPeerMisbehaved);
+  EXPECT_EQ(s->apply_receipt(a, receipt(a, b, 1, 1)).status().code(), Code::kPeerMisbehaved);
+  EXPECT_EQ(s->ledger(b).sequence, 0u);
+}
+
+TEST_F(LedgerStoreTest, ChargesArePendingThenUnpaidAndAReceiptSettlesThem) {
+  {
+    auto s = open(a);
+    ASSERT_TRUE(s->add_charge(b, 1, Bytes{1}, 100, /*deadline*/ 2000).is_ok());
+    ASSERT_TRUE(s->add_charge(b, 2, Bytes{1}, 50, 3000).is_ok());
+    EXPECT_EQ(s->add_charge(b, 2, Bytes{1}, 50, 3000).code(), Code::kInvalidArgument);
+    EXPECT_EQ(s->charges(b).pending_ops, 150u);
+    auto expired = s->expire_charges(2000);
+    ASSERT_TRUE(expired.ok());
+    ASSERT_EQ(expired->size(), 1u);
+    EXPECT_EQ((*expired)[0].request_id, 1u);
+    EXPECT_EQ(s->charges(b).pending_ops, 50u);
+    EXPECT_EQ(s->charges(b).unpaid_ops, 100u);
+  }
+  auto s = open(a);  // totals rebuilt from the file
+  EXPECT_EQ(s->charges(b).pending_ops, 50u);
+  EXPECT_EQ(s->charges(b).unpaid_ops, 100u);
+  // A late receipt still settles the unpaid charge; a short one leaves the rest unpaid.
+  ASSERT_TRUE(s->apply_receipt(b, receipt(a, b, 1, 100)).ok());
+  EXPECT_EQ(s->charges(b).unpaid_ops, 0u);
+  ASSERT_TRUE(s->apply_receipt(b, receipt(a, b, 2, 30)).ok());
+  EXPECT_EQ(s->charges(b).pending_ops, 0u);
+  EXPECT_EQ(s->charges(b).unpaid_ops, 20u);
+  EXPECT_EQ(s->ledger(b).debt_of(b), 130u);
+  // A request already receipted cannot be charged again.
+  EXPECT_EQ(s->add_charge(b, 1, Bytes{1}, 100, 9000).code(), Code::kInvalidArgument);
+}
+
+TEST_F(LedgerStoreTest, LedgerAtAnEarlierSequence) {
+  auto s = open(a);
+  ASSERT_TRUE(s->apply_receipt(b, receipt(a, b, 1, 10)).ok());
+  ASSERT_TRUE(s->apply_receipt(b, receipt(b, a, 1, 3)).ok());
+  ASSERT_TRUE(s->apply_receipt(b, receipt(a, b, 2, 20)).ok());
+  auto at1 = s->ledger_at(b, 1);
+  ASSERT_TRUE(at1.ok()) << at1.status().to_string();
+  EXPECT_EQ(at1->debt_of(b), 10u);
+  EXPECT_EQ(at1->debt_of(a), 0u);
+  EXPECT_EQ(at1->sequence, 1u);
+  EXPECT_EQ(*s->ledger_at(b, 3), s->ledger(b));
+  EXPECT_EQ(s->ledger_at(b, 4).status().code(), Code::kNotFound);
+}
+
+TEST_F(LedgerStoreTest, CheckpointsAreVerifiedStoredAndNeverGoBack) {
+  auto s = open(a);
+  ASSERT_TRUE(s->apply_receipt(b, receipt(a, b, 1, 10)).ok());
+  ASSERT_TRUE(s->apply_receipt(b, receipt(a, b, 2, 10)).ok());
+  Checkpoint cp;
+  cp.ledger = *s->ledger_at(b, 1);
+  cp.unix_ms = 1;
+  ASSERT_TRUE(sign_checkpoint(cp, ka).is_ok());
+  EXPECT_EQ(s->store_checkpoint(b, cp).code(), Code::kPeerMisbehaved);  // half-signed
+  ASSERT_TRUE(sign_checkpoint(cp, kb).is_ok());
+  ASSERT_TRUE(s->store_checkpoint(b, cp).is_ok());
+  Checkpoint newer;
+  newer.ledger = s->ledger(b);
+  ASSERT_TRUE(sign_checkpoint(newer, ka).is_ok());
+  ASSERT_TRUE(sign_checkpoint(newer, kb).is_ok());
+  ASSERT_TRUE(s->store_checkpoint(b, newer).is_ok());
+  EXPECT_EQ(s->store_checkpoint(b, cp).code(), Code::kPeerMisbehaved);  // older
+  s.reset();
+  s = open(a);
+  ASSERT_TRUE(s->checkpoint(b).has_value());
+  EXPECT_EQ(*s->checkpoint(b), newer);
+  // The evidence shown at Open starts after it.
+  auto e = s->evidence(b);
+  ASSERT_TRUE(e.ok());
+  EXPECT_TRUE(e->receipts.empty());
+  EXPECT_EQ(e->checkpoint, newer);
+}
+
+TEST_F(LedgerStoreTest, BothSidesAdoptTheSameReconciledLedger) {
+  // a served b twice; b, the requester, stored both receipts before sending them; the
+  // second never reached a (a crashed), which still holds its charge for that request.
+  auto sa = open(a, "a"), sb = open(b, "b");
+  ASSERT_TRUE(sb->apply_receipt(a, receipt(a, b, 1, 10)).ok());
+  ASSERT_TRUE(sa->apply_receipt(b, receipt(a, b, 1, 10)).ok());
+  ASSERT_TRUE(sb->apply_receipt(a, receipt(a, b, 2, 20)).ok());  // lost on its way to a
+  ASSERT_TRUE(sa->add_charge(b, 2, Bytes{1}, 20, 99).is_ok());    // a's charge for it
+  ASSERT_FALSE(sa->ledger(b).matches_remote_view(a, sb->ledger(a).view_of(b)));
+  auto ea = sa->evidence(b), eb = sb->evidence(a);
+  ASSERT_TRUE(ea.ok() && eb.ok());
+  auto ra = reconcile(a, b, *ea, *eb), rb = reconcile(b, a, *eb, *ea);
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  ASSERT_TRUE(sa->adopt(b, *ra).is_ok());
+  ASSERT_TRUE(sb->adopt(a, *rb).is_ok());
+  EXPECT_EQ(sa->ledger(b), sb->ledger(a));
+  EXPECT_TRUE(sa->ledger(b).matches_remote_view(a, sb->ledger(a).view_of(b)));
+  EXPECT_EQ(sa->ledger(b).debt_of(b), 30u);
+  EXPECT_EQ(sa->charges(b).pending_ops, 0u);  // the agreed receipt settled a's charge
+  // Replaying the receipt a missed changes nothing now.
+  EXPECT_FALSE(sa->apply_receipt(b, receipt(a, b, 2, 20))->applied);
+  sa.reset();
+  sa = open(a, "a");
+  EXPECT_EQ(sa->ledger(b).debt_of(b), 30u);
+  EXPECT_EQ(*sa->integrity_check(), "ok");
+}
+
+TEST_F(LedgerStoreTest, ADataDirOfAnotherIdentityIsRefused) {
+  { auto s = open(a); }
+  auto other = LedgerStore::open(dir_ / "a" / "ledgers.sqlite", b);
+  EXPECT_EQ(other.status().code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace idn::swap
