@@ -91,12 +91,12 @@ Result<std::unique_ptr<Database>> Database::open(const std::filesystem::path& pa
   }
   std::unique_ptr<Database> db(new Database(path));
   if (sqlite3_open(path.c_str(), &db->db_) != SQLITE_OK) {
-    return Status::io_error(path.string() + ": cannot open: " +
-                            (db->db_ ? sqlite3_errmsg(db->db_) : "out of memory"));
+    return Status::io_error(
+        path.string() + ": cannot open: " + (db->db_ ? sqlite3_errmsg(db->db_) : "out of memory"));
   }
   sqlite3_busy_timeout(db->db_, options.busy_timeout_ms);
-  IDN_RETURN_IF_ERROR(db->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=" +
-                               options.synchronous + ";"));
+  IDN_RETURN_IF_ERROR(
+      db->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=" + options.synchronous + ";"));
   return db;
 }
 

@@ -35,6 +35,12 @@ inline constexpr size_t kMaxPendingHandshakesPerAddress = 8;
 // trips on the slowest links we expect (a 300 ms RTT link finishes in about 1 s), so honest
 // handshakes are not cut, while a stalled one is ended long before kHandshakeTimeout.
 inline constexpr auto kHandshakeEvictableAfter = 2s;
+// The same for a handshake whose remote has not yet sent its first protocol proposal (the
+// multistream header and "/noise"). libp2p dialers (go, js, rust, IDN) send both in their
+// first packet, the moment TCP connects, so they arrive with the connection; 250 ms of
+// silence is a stall. A flood of silent connections from many addresses then locks new peers out
+// for at most this long, not kHandshakeEvictableAfter.
+inline constexpr auto kHandshakeSilentEvictableAfter = std::chrono::milliseconds(250);
 // "limit reached" log lines for refused or evicted inbound connections: at most one per this
 // interval, saying how many were left out. A flood must not become a flood of log lines.
 inline constexpr auto kLimitLogInterval = 10s;

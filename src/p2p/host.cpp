@@ -302,6 +302,7 @@ awaitable<Result<std::shared_ptr<Connection>>> Host::upgrade(
   }
   if (!*alive) co_return Status::cancelled("host destroyed");
   if (!sec.ok()) co_return fail(sec.status().with_context("security negotiation"));
+  if (ticket) budget_.mark_progress(ticket);
   // 2. Noise XX
   auto ch = co_await noise_handshake(std::move(tcp), key_, outbound, expected);
   if (!*alive) co_return Status::cancelled("host destroyed");

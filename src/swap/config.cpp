@@ -23,15 +23,19 @@ Status validate(const Config& c) {
 Result<ChallengeFailure> parse_challenge_failure(std::string_view s) {
   if (s == "ignore") return ChallengeFailure::kIgnore;
   if (s == "blacklist") return ChallengeFailure::kBlacklist;
-  return Status::invalid_argument("[swap] on_challenge_failure must be \"ignore\" or "
-                                  "\"blacklist\", not \"" + std::string(s) + "\"");
+  return Status::invalid_argument(
+      "[swap] on_challenge_failure must be \"ignore\" or "
+      "\"blacklist\", not \"" +
+      std::string(s) + "\"");
 }
 
 Result<MismatchPolicy> parse_mismatch_policy(std::string_view s) {
   if (s == "reconcile") return MismatchPolicy::kReconcile;
   if (s == "contempt") return MismatchPolicy::kContempt;
-  return Status::invalid_argument("[swap] on_ledger_mismatch must be \"reconcile\" or "
-                                  "\"contempt\", not \"" + std::string(s) + "\"");
+  return Status::invalid_argument(
+      "[swap] on_ledger_mismatch must be \"reconcile\" or "
+      "\"contempt\", not \"" +
+      std::string(s) + "\"");
 }
 
 uint64_t SystemClock::unix_ms() const {

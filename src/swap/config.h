@@ -66,8 +66,8 @@ using Time = std::chrono::steady_clock::time_point;
 class Clock {
  public:
   virtual ~Clock() = default;
-  virtual Time now() const = 0;                // for periods and timeouts
-  virtual uint64_t unix_ms() const = 0;        // stored in the ledger database
+  virtual Time now() const = 0;          // for periods and timeouts
+  virtual uint64_t unix_ms() const = 0;  // stored in the ledger database
 };
 
 class SystemClock final : public Clock {
@@ -81,7 +81,9 @@ class ManualClock final : public Clock {
  public:
   explicit ManualClock(uint64_t unix_ms = 1'700'000'000'000) : unix_base_(unix_ms) {}
   Time now() const override { return Time(std::chrono::nanoseconds(elapsed_ns_.load())); }
-  uint64_t unix_ms() const override { return unix_base_ + uint64_t(elapsed_ns_.load() / 1'000'000); }
+  uint64_t unix_ms() const override {
+    return unix_base_ + uint64_t(elapsed_ns_.load() / 1'000'000);
+  }
   void advance(std::chrono::nanoseconds d) { elapsed_ns_ += d.count(); }
 
  private:

@@ -49,9 +49,8 @@ ReceiptKey key_of(const protocol::Receipt& r) {
 // A receipt between the members of `l`: one served, the other signed (and owes).
 Status check_receipt(const Ledger& l, const protocol::Receipt& r) {
   if (!l.has(r.server) || !l.has(r.signer) || same(r.server, r.signer)) {
-    return Status::peer_misbehaved(fmt::format(
-        "receipt for request {} is not between {} and {}", r.request_id, short_id(l.node1),
-        short_id(l.node2)));
+    return Status::peer_misbehaved(fmt::format("receipt for request {} is not between {} and {}",
+                                               r.request_id, short_id(l.node1), short_id(l.node2)));
   }
   return Status::ok();
 }
@@ -142,9 +141,9 @@ Status verify_checkpoint(const Checkpoint& c, uint64_t min_sequence) {
     return Status::peer_misbehaved("checkpoint node IDs are not two sorted, distinct IDs");
   }
   if (c.ledger.sequence < min_sequence) {
-    return Status::peer_misbehaved(fmt::format(
-        "checkpoint at sequence {} is older than the one we hold ({})", c.ledger.sequence,
-        min_sequence));
+    return Status::peer_misbehaved(
+        fmt::format("checkpoint at sequence {} is older than the one we hold ({})",
+                    c.ledger.sequence, min_sequence));
   }
   IDN_RETURN_IF_ERROR(verify_one(c, c.ledger.node1, c.sig1, "signature 1"));
   return verify_one(c, c.ledger.node2, c.sig2, "signature 2");

@@ -58,7 +58,8 @@ Status LedgerStore::init() {
                                       " holds the swap ledgers of another node identity");
     }
     if (!row) {
-      IDN_ASSIGN_OR_RETURN(auto put, db_->prepare("INSERT INTO meta(key, value) VALUES('self', ?)"));
+      IDN_ASSIGN_OR_RETURN(auto put,
+                           db_->prepare("INSERT INTO meta(key, value) VALUES('self', ?)"));
       IDN_RETURN_IF_ERROR(put.bind(1, self_).run("record node ID"));
     }
   }
@@ -145,7 +146,8 @@ Status LedgerStore::load() {
 
 const Ledger& LedgerStore::ledger(ByteView peer) {
   auto it = ledgers_.find(to_bytes(peer));
-  if (it == ledgers_.end()) it = ledgers_.emplace(to_bytes(peer), Ledger::between(self_, peer)).first;
+  if (it == ledgers_.end())
+    it = ledgers_.emplace(to_bytes(peer), Ledger::between(self_, peer)).first;
   return it->second;
 }
 
@@ -164,15 +166,19 @@ const ChargeTotals& LedgerStore::charges(ByteView peer) {
 
 Status LedgerStore::write_ledger(const Ledger& l, ByteView peer) {
   put_ledger_->reset();
-  return put_ledger_->bind(1, peer).bind(2, l.debt1).bind(3, l.debt2).bind(4, l.sequence).run(
-      "write ledger");
+  return put_ledger_->bind(1, peer)
+      .bind(2, l.debt1)
+      .bind(3, l.debt2)
+      .bind(4, l.sequence)
+      .run("write ledger");
 }
 
 Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView service_id,
                                uint64_t operations, uint64_t deadline_unix_ms) {
   if (same(peer, self_)) return Status::invalid_argument("cannot charge ourselves");
   has_receipt_->reset();
-  IDN_ASSIGN_OR_RETURN(bool held, has_receipt_->bind(1, peer).bind(2, self_).bind(3, request_id).step());
+  IDN_ASSIGN_OR_RETURN(bool held,
+                       has_receipt_->bind(1, peer).bind(2, self_).bind(3, request_id).step());
   has_receipt_->reset();
   if (held) {
     return Status::invalid_argument(
@@ -312,11 +318,12 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
 Result<Ledger> LedgerStore::ledger_at(ByteView peer, uint64_t sequence) {
   Ledger l = ledger(peer);
   if (sequence > l.sequence) {
-    return Status::not_found(fmt::format("ledger has only {} receipts, not {}", l.sequence, sequence));
+    return Status::not_found(
+        fmt::format("ledger has only {} receipts, not {}", l.sequence, sequence));
   }
   if (auto cp = checkpoint(peer); cp && sequence < cp->ledger.sequence) {
-    return Status::not_found(fmt::format("sequence {} is before the checkpoint at {}", sequence,
-                                         cp->ledger.sequence));
+    return Status::not_found(
+        fmt::format("sequence {} is before the checkpoint at {}", sequence, cp->ledger.sequence));
   }
   IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT signer, ops FROM receipts WHERE peer = ? AND"
                                             " sequence > ?"));
@@ -348,8 +355,8 @@ Status LedgerStore::store_checkpoint(ByteView peer, const Checkpoint& c) {
   IDN_RETURN_IF_ERROR(verify_checkpoint(c, held ? held->ledger.sequence : 0));
   if (held && held->ledger.sequence == c.ledger.sequence) {
     if (held->ledger == c.ledger) return Status::ok();  // the same balance, signed again
-    return Status::peer_misbehaved(fmt::format(
-        "checkpoint at sequence {} contradicts the one we hold", c.ledger.sequence));
+    return Status::peer_misbehaved(
+        fmt::format("checkpoint at sequence {} contradicts the one we hold", c.ledger.sequence));
   }
   IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("INSERT OR REPLACE INTO checkpoints(peer, debt1,"
                                             " debt2, sequence, unix_ms, sig1, sig2)"

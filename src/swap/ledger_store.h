@@ -36,7 +36,7 @@ struct ChargeTotals {
 };
 
 struct ReceiptOutcome {
-  bool applied = false;  // false: already held (a replay), nothing changed
+  bool applied = false;    // false: already held (a replay), nothing changed
   bool we_served = false;  // true: the peer paid us; false: we paid the peer
   Ledger ledger;           // after the receipt
 };

@@ -1,7 +1,7 @@
 #include "swap/strategy.h"
 
-#include <boost/math/special_functions/beta.hpp>
 #include <algorithm>
+#include <boost/math/special_functions/beta.hpp>
 #include <cmath>
 #include <string>
 
@@ -13,8 +13,10 @@ double debt_ratio(uint64_t debt, uint64_t credit, uint64_t grace) {
 
 Status validate(const StrategyParams& p) {
   if (!std::isfinite(p.m) || p.m <= 1.0) {
-    return Status::invalid_argument("m must be a number > 1 (the debt ratio where p(r) "
-                                    "reaches 0), got " + std::to_string(p.m));
+    return Status::invalid_argument(
+        "m must be a number > 1 (the debt ratio where p(r) "
+        "reaches 0), got " +
+        std::to_string(p.m));
   }
   if (!std::isfinite(p.n) || p.n <= 0.0) {
     return Status::invalid_argument("n must be a number > 0, got " + std::to_string(p.n));

@@ -133,8 +133,8 @@ void ComputeSwap::on_connected(ByteView id) {
   }
   p.state = PeerState::kOpen;
   actions_.push_back(
-      SendSwap{to_bytes(id), protocol::SwapOpen{store_->ledger(id).view_of(self(), clock_.unix_ms()),
-                                                false}});
+      SendSwap{to_bytes(id),
+               protocol::SwapOpen{store_->ledger(id).view_of(self(), clock_.unix_ms()), false}});
 }
 
 void ComputeSwap::on_disconnected(ByteView id) {
@@ -315,9 +315,10 @@ Admit ComputeSwap::on_request(ByteView id, ByteView service_id, uint64_t request
     return {true, {}};
   }
   ++p.refused;
-  std::string why = fmt::format("debt ratio {:.3f} gives p(r) = {:.3f}; refused, ignoring the peer "
-                                "for {} s",
-                                s.r, s.p, config_.ignore_period_s);
+  std::string why = fmt::format(
+      "debt ratio {:.3f} gives p(r) = {:.3f}; refused, ignoring the peer "
+      "for {} s",
+      s.r, s.p, config_.ignore_period_s);
   ignore(id, p, why);
   return {false, why};
 }
@@ -369,9 +370,10 @@ Status ComputeSwap::on_checkpoint(ByteView id, const Checkpoint& c) {
   }
   IDN_ASSIGN_OR_RETURN(auto at, store_->ledger_at(id, c.ledger.sequence));
   if (!(at == c.ledger)) {
-    return Status::unavailable(fmt::format("checkpoint proposal {} differs from our ledger at "
-                                           "that sequence {}; not signed",
-                                           c.ledger.to_string(), at.to_string()));
+    return Status::unavailable(
+        fmt::format("checkpoint proposal {} differs from our ledger at "
+                    "that sequence {}; not signed",
+                    c.ledger.to_string(), at.to_string()));
   }
   Checkpoint full = c;
   IDN_RETURN_IF_ERROR(sign_checkpoint(full, key_));

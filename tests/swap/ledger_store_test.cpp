@@ -37,10 +37,9 @@ class LedgerStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() /
-           ("idn_swap_store_" + std::string(::testing::UnitTest::GetInstance()
-                                                ->current_test_info()
-                                                ->name()) +
-            "_" + std::to_string(::getpid()));
+           ("idn_swap_store_" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "_" +
+            std::to_string(::getpid()));
     fs::remove_all(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -179,7 +178,7 @@ TEST_F(LedgerStoreTest, BothSidesAdoptTheSameReconciledLedger) {
   ASSERT_TRUE(sb->apply_receipt(a, receipt(a, b, 1, 10)).ok());
   ASSERT_TRUE(sa->apply_receipt(b, receipt(a, b, 1, 10)).ok());
   ASSERT_TRUE(sb->apply_receipt(a, receipt(a, b, 2, 20)).ok());  // lost on its way to a
-  ASSERT_TRUE(sa->add_charge(b, 2, Bytes{1}, 20, 99).is_ok());    // a's charge for it
+  ASSERT_TRUE(sa->add_charge(b, 2, Bytes{1}, 20, 99).is_ok());   // a's charge for it
   ASSERT_FALSE(sa->ledger(b).matches_remote_view(a, sb->ledger(a).view_of(b)));
   auto ea = sa->evidence(b), eb = sb->evidence(a);
   ASSERT_TRUE(ea.ok() && eb.ok());

@@ -64,8 +64,8 @@ TEST(Strategy, MatchesAnIndependentIncompleteBeta) {
       StrategyParams p{.m = m, .n = double(n)};
       for (double r = 1.05; r < m; r += 0.1) {
         double expected = 1.0 - reference_ibeta(n, (r - 1) / (m - 1));
-        EXPECT_NEAR(service_probability(r, p), expected, 1e-9) << "n=" << n << " m=" << m
-                                                               << " r=" << r;
+        EXPECT_NEAR(service_probability(r, p), expected, 1e-9)
+            << "n=" << n << " m=" << m << " r=" << r;
       }
     }
   }

@@ -69,8 +69,9 @@ class SwapTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() /
-           ("idn_swap_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
-            "_" + std::to_string(::getpid()));
+           ("idn_swap_" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "_" +
+            std::to_string(::getpid()));
     fs::remove_all(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -296,7 +297,7 @@ TEST_F(SwapTest, PendingAndUnpaidWorkCountsAgainstTheRequester) {
   PeerSnapshot s = a.swap->snapshot(b.id);
   EXPECT_EQ(s.unpaid_ops, 200u);
   EXPECT_EQ(s.pending_ops, 0u);
-  EXPECT_EQ(s.debt, 200u);  // the work stays on b's debt in a's view
+  EXPECT_EQ(s.debt, 200u);    // the work stays on b's debt in a's view
   EXPECT_EQ(s.sequence, 1u);  // but not in the shared ledger
 }
 
@@ -456,7 +457,8 @@ TEST_F(SwapTest, BadConfigIsRefusedWithTheKey) {
   auto s = ComputeSwap::open(cfg, ka, dir_ / "x.sqlite", clock_, [] { return 0.0; });
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), Code::kInvalidArgument);
-  EXPECT_NE(s.status().message().find("[swap] m must be"), std::string::npos) << s.status().to_string();
+  EXPECT_NE(s.status().message().find("[swap] m must be"), std::string::npos)
+      << s.status().to_string();
   EXPECT_EQ(parse_challenge_failure("ban").status().code(), Code::kInvalidArgument);
   EXPECT_EQ(*parse_challenge_failure("blacklist"), ChallengeFailure::kBlacklist);
   EXPECT_EQ(*parse_mismatch_policy("contempt"), MismatchPolicy::kContempt);
