@@ -36,6 +36,7 @@ constexpr std::string_view kLimitKeys[] = {"max_connections",
                                            "max_pending_handshakes",
                                            "max_pending_handshakes_per_address",
                                            "handshake_evictable_after_ms",
+                                           "handshake_silent_evictable_after_ms",
                                            "idle_timeout_ms",
                                            "dial_timeout_ms",
                                            "max_message_bytes"};
@@ -117,6 +118,8 @@ class Parser {
         IDN_ASSIGN_OR_RETURN(out.max_pending_handshakes_per_address, positive(v, key, kMaxCount));
       } else if (key == "handshake_evictable_after_ms") {
         IDN_RETURN_IF_ERROR(ms(out.handshake_evictable_after));
+      } else if (key == "handshake_silent_evictable_after_ms") {
+        IDN_RETURN_IF_ERROR(ms(out.handshake_silent_evictable_after));
       } else if (key == "idle_timeout_ms") {
         IDN_RETURN_IF_ERROR(ms(out.idle_timeout));
       } else if (key == "dial_timeout_ms") {

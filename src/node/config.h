@@ -19,7 +19,8 @@
 //   handshake_timeout_ms = 10000
 //   max_pending_handshakes = 64             # inbound handshakes in progress, in total...
 //   max_pending_handshakes_per_address = 8  # ...and per IPv4 address / IPv6 /56
-//   handshake_evictable_after_ms = 2000     # budget full: older ones give way to new ones
+//   handshake_evictable_after_ms = 2000     # budget full: older ones give way to new ones,
+//   handshake_silent_evictable_after_ms = 250  # those that sent nothing useful yet sooner
 //   idle_timeout_ms = 120000
 //   dial_timeout_ms = 10000
 //   max_message_bytes = 16777216            # largest IDN protocol message
@@ -77,6 +78,7 @@ struct LimitsConfig {
   std::optional<size_t> max_pending_handshakes;
   std::optional<size_t> max_pending_handshakes_per_address;
   std::optional<std::chrono::milliseconds> handshake_evictable_after;
+  std::optional<std::chrono::milliseconds> handshake_silent_evictable_after;
   std::optional<std::chrono::milliseconds> idle_timeout;
   std::optional<std::chrono::milliseconds> dial_timeout;
   std::optional<size_t> max_message_bytes;

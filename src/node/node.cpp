@@ -41,6 +41,8 @@ p2p::HostConfig host_config(const LimitsConfig& limits) {
   if (limits.max_pending_handshakes_per_address)
     hs.max_pending_per_address = *limits.max_pending_handshakes_per_address;
   if (limits.handshake_evictable_after) hs.evictable_after = *limits.handshake_evictable_after;
+  if (limits.handshake_silent_evictable_after)
+    hs.silent_evictable_after = *limits.handshake_silent_evictable_after;
   if (limits.idle_timeout) hc.idle_timeout = *limits.idle_timeout;
   if (limits.dial_timeout) hc.dial_timeout = *limits.dial_timeout;
   return hc;

@@ -50,13 +50,20 @@ HandshakeBudget::Admission HandshakeBudget::admit(const boost::asio::ip::address
 }
 
 std::optional<HandshakeBudget::Ticket> HandshakeBudget::victim(Clock::time_point now) const {
+  if (auto v = victim(now, true)) return v;
+  return victim(now, false);
+}
+
+std::optional<HandshakeBudget::Ticket> HandshakeBudget::victim(Clock::time_point now,
+                                                               bool silent) const {
   // The group holding the most pending handshakes pays, with its oldest one old enough to be
   // evicted: an address cannot push out other addresses' handshakes while it holds more than
   // they do. Ties go to the oldest evictable handshake.
+  const auto min_age = silent ? limits_.silent_evictable_after : limits_.evictable_after;
   std::optional<Ticket> best;
   size_t best_load = 0;
   for (const auto& [t, e] : entries_) {  // oldest first
-    if (!e.evict || now - e.started < limits_.evictable_after) continue;
+    if (!e.evict || (silent && e.progressed) || now - e.started < min_age) continue;
     size_t load = per_group_.at(e.group);
     if (load > best_load) {
       best = t;
@@ -64,6 +71,11 @@ std::optional<HandshakeBudget::Ticket> HandshakeBudget::victim(Clock::time_point
     }
   }
   return best;
+}
+
+void HandshakeBudget::mark_progress(Ticket t) {
+  auto it = entries_.find(t);
+  if (it != entries_.end()) it->second.progressed = true;
 }
 
 void HandshakeBudget::set_evictor(Ticket t, std::function<void()> evict) {

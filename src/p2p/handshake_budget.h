@@ -32,8 +32,11 @@ struct HandshakeLimits {
   size_t max_pending = defaults::kMaxPendingHandshakes;
   // Inbound handshakes in progress from one address group (IPv4 address, IPv6 /56).
   size_t max_pending_per_address = defaults::kMaxPendingHandshakesPerAddress;
-  // With max_pending reached, a handshake at least this old may be evicted for a new one.
+  // With max_pending reached, a handshake at least this old may be evicted for a new one;
+  // one whose remote has sent no protocol proposal yet (see mark_progress) already at
+  // silent_evictable_after. Silent ones go first.
   std::chrono::milliseconds evictable_after = defaults::kHandshakeEvictableAfter;
+  std::chrono::milliseconds silent_evictable_after = defaults::kHandshakeSilentEvictableAfter;
 };
 
 // Why an inbound connection was closed before its handshake (for logs and metrics).
@@ -81,6 +84,8 @@ class HandshakeBudget {
   // Sets the eviction callback of an admitted, still pending ticket (for callers that can
   // only build it once the connection has been admitted).
   void set_evictor(Ticket t, std::function<void()> evict);
+  // The remote sent its first protocol proposal: the handshake is no longer silent.
+  void mark_progress(Ticket t);
   // The handshake ended (finished or failed). Returns false when the ticket was evicted
   // (or never admitted).
   bool release(Ticket t);
@@ -98,9 +103,12 @@ class HandshakeBudget {
     std::string group;
     Clock::time_point started;
     std::function<void()> evict;
+    bool progressed = false;
   };
-  // Picks the oldest evictable handshake of the group with the most pending ones.
+  // Picks the oldest evictable handshake of the group with the most pending ones, among the
+  // silent ones if any may be evicted, else among the others.
   std::optional<Ticket> victim(Clock::time_point now) const;
+  std::optional<Ticket> victim(Clock::time_point now, bool silent) const;
   void erase(std::map<Ticket, Entry>::iterator it);
 
   HandshakeLimits limits_;

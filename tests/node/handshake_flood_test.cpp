@@ -166,6 +166,7 @@ TEST(HandshakeFlood, TheBudgetIsConfiguredFromTheLimitsTable) {
 max_pending_handshakes = 100
 max_pending_handshakes_per_address = 4
 handshake_evictable_after_ms = 500
+handshake_silent_evictable_after_ms = 100
 )",
                         "node.toml");
   ASSERT_TRUE(c.ok()) << c.status().to_string();
@@ -173,6 +174,7 @@ handshake_evictable_after_ms = 500
   EXPECT_EQ(hc.inbound_handshakes.max_pending, 100u);
   EXPECT_EQ(hc.inbound_handshakes.max_pending_per_address, 4u);
   EXPECT_EQ(hc.inbound_handshakes.evictable_after, 500ms);
+  EXPECT_EQ(hc.inbound_handshakes.silent_evictable_after, 100ms);
   // Unset: the defaults of p2p/defaults.h.
   p2p::HostConfig d = host_config(LimitsConfig{});
   EXPECT_EQ(d.inbound_handshakes.max_pending, p2p::defaults::kMaxPendingHandshakes);

@@ -23,11 +23,13 @@ using testing::loopback;
 using testing::make_host;
 using T0 = std::chrono::steady_clock::time_point;
 
-HandshakeLimits limits(size_t total, size_t per_address, std::chrono::milliseconds after = 2s) {
+HandshakeLimits limits(size_t total, size_t per_address, std::chrono::milliseconds after = 2s,
+                       std::chrono::milliseconds silent_after = 250ms) {
   HandshakeLimits l;
   l.max_pending = total;
   l.max_pending_per_address = per_address;
   l.evictable_after = after;
+  l.silent_evictable_after = silent_after;
   return l;
 }
 
@@ -77,12 +79,19 @@ TEST(HandshakeBudget, FullBudgetRefusesWhileEveryHandshakeIsYoung) {
   for (int i = 1; i <= 4; ++i) {
     auto a = b.admit(make_address("10.0.0." + std::to_string(i)), t0, [&] { ++evictions; });
     ASSERT_NE(a.ticket, 0u);
+    if (i > 1) b.mark_progress(a.ticket);
   }
+  // 10.0.0.1 never sent a proposal: evictable from 250 ms, not before.
+  EXPECT_EQ(b.admit(make_address("10.0.0.8"), t0 + 249ms, {}).refused, HandshakeRefusal::kTotal);
+  ASSERT_NE(b.admit(make_address("10.0.0.8"), t0 + 250ms, {}).ticket, 0u);
+  EXPECT_EQ(evictions, 1);
+  evictions = 0;
+  // The others made progress: not evictable before 2 s (the newcomer is 1.75 s old too).
   auto r = b.admit(make_address("10.0.0.9"), t0 + 1999ms, {});
   EXPECT_EQ(r.ticket, 0u);
   EXPECT_EQ(r.refused, HandshakeRefusal::kTotal);
   EXPECT_EQ(evictions, 0);
-  EXPECT_EQ(b.stats().refused_total, 1u);
+  EXPECT_EQ(b.stats().refused_total, 2u);
 }
 
 TEST(HandshakeBudget, FullBudgetEvictsTheOldestStalledHandshakeOfTheHeaviestAddress) {
@@ -90,7 +99,9 @@ TEST(HandshakeBudget, FullBudgetEvictsTheOldestStalledHandshakeOfTheHeaviestAddr
   const T0 t0{};
   std::vector<std::string> evicted;
   auto admit = [&](const std::string& ip, T0 at, const std::string& name) {
-    return b.admit(make_address(ip), at, [&evicted, name] { evicted.push_back(name); });
+    auto a = b.admit(make_address(ip), at, [&evicted, name] { evicted.push_back(name); });
+    b.mark_progress(a.ticket);  // none silent here: the 2 s rule alone
+    return a;
   };
   auto light = admit("10.0.0.1", t0, "light-oldest");  // oldest overall, but its address is light
   ASSERT_NE(light.ticket, 0u);
@@ -128,6 +139,28 @@ TEST(HandshakeBudget, AnAddressAtItsOwnLimitIsRefusedBeforeAnyoneIsEvicted) {
   EXPECT_TRUE(evicted.empty());
   ASSERT_NE(b.admit(make_address("10.0.0.2"), t0 + 5s, {}).ticket, 0u);
   EXPECT_EQ(evicted, std::vector<int>{1});
+}
+
+TEST(HandshakeBudget, SilentHandshakesAreEvictedSoonerAndFirst) {
+  HandshakeBudget b(limits(3, 3, 2s, 250ms));
+  const T0 t0{};
+  std::vector<std::string> evicted;
+  auto admit = [&](const std::string& ip, T0 at, const std::string& name) {
+    return b.admit(make_address(ip), at, [&evicted, name] { evicted.push_back(name); });
+  };
+  auto talking = admit("10.0.0.1", t0, "talking");
+  b.mark_progress(talking.ticket);
+  ASSERT_NE(admit("10.0.0.2", t0 + 5s, "silent-old").ticket, 0u);
+  ASSERT_NE(admit("10.0.0.2", t0 + 5100ms, "silent-young").ticket, 0u);
+  // At 5.3 s "talking" (5.3 s) and "silent-old" (300 ms) may go: the silent one goes first.
+  ASSERT_NE(admit("10.0.0.3", t0 + 5300ms, "new-1").ticket, 0u);
+  EXPECT_EQ(evicted, std::vector<std::string>{"silent-old"});
+  // Then "silent-young" (300 ms) before "talking", although "talking" is older.
+  ASSERT_NE(admit("10.0.0.4", t0 + 5400ms, "new-2").ticket, 0u);
+  EXPECT_EQ(evicted, (std::vector<std::string>{"silent-old", "silent-young"}));
+  // new-1 (silent, 200 ms) is too young: the progressed "talking" (5.5 s) goes.
+  ASSERT_NE(admit("10.0.0.5", t0 + 5500ms, "new-3").ticket, 0u);
+  EXPECT_EQ(evicted.back(), "talking");
 }
 
 TEST(LogThrottle, OneLinePerIntervalCountingTheRest) {
@@ -226,18 +259,19 @@ TEST(HandshakeBudgetHost, AFullBudgetEvictsAStalledHandshakeForANewConnection) {
   auto now = std::make_shared<std::atomic<int64_t>>(0);  // fake clock, in ms
   HostConfig cfg;
   cfg.handshake_timeout = 60s;
-  cfg.inbound_handshakes = limits(2, 2, 2s);
+  cfg.inbound_handshakes = limits(2, 2, 2s, 250ms);
   cfg.clock = [now] { return SteadyTime{} + std::chrono::milliseconds(now->load()); };
   auto a = make_host(loop, cfg);
   ASSERT_TRUE(loop.call([&] { return a->listen(loopback()); }).ok());
   auto aa = loop.call([&] { return a->listen_addrs().at(0); });
   auto first = loop.run([&] { return stall(aa, multistream_header_prefix()); });
   ASSERT_TRUE(eventually([&] { return a->stats().handshakes_pending == 1; }));
-  now->store(1000);
+  now->store(100);
   auto second = loop.run([&] { return stall(aa, multistream_header_prefix()); });
   ASSERT_TRUE(eventually([&] { return a->stats().handshakes_pending == 2; }));
-  // Budget full, the first is 1.5 s old: a newcomer from another address is refused.
-  now->store(1500);
+  // Budget full, both silent (7 bytes), the first 200 ms old: a newcomer from another
+  // address is refused.
+  now->store(200);
   HostConfig other;
   other.dial_from = asio::ip::make_address("127.0.0.2");
   other.dial_timeout = 5s;
@@ -245,8 +279,9 @@ TEST(HandshakeBudgetHost, AFullBudgetEvictsAStalledHandshakeForANewConnection) {
   auto refused = loop.run([&] { return b->dial(aa); });
   EXPECT_FALSE(refused.ok());
   EXPECT_EQ(a->stats().inbound_refused_pending, 1u);
-  // At 2.5 s the first one may be evicted: the newcomer gets in and only the first is closed.
-  now->store(2500);
+  // At 300 ms the first has been silent for 250 ms or more: it is evicted for the newcomer,
+  // which gets in; the second (200 ms) is kept.
+  now->store(300);
   auto r = loop.run([&] { return b->dial(aa); });
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_TRUE(loop.run([&] { return closed_within(first, 5s); }));
