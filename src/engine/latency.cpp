@@ -30,6 +30,7 @@ Result<EngineRun> run_labelled(Engine& engine, const std::vector<core::Tensor>& 
   EngineRun run;
   run.exit_fraction.assign(engine.spec().exits.size(), 0);
   run.times_us.reserve(samples.size());
+  run.correct.reserve(samples.size());
   size_t correct = 0;
   using Clock = std::chrono::steady_clock;
   for (size_t i = 0; i < samples.size(); ++i) {
@@ -37,7 +38,8 @@ Result<EngineRun> run_labelled(Engine& engine, const std::vector<core::Tensor>& 
     auto ev = engine.infer(samples[i], rule);
     run.times_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
     if (!ev.ok()) return ev.status().with_context("sample " + std::to_string(i));
-    correct += ev->predicted == labels[i];
+    run.correct.push_back(ev->predicted == labels[i]);
+    correct += run.correct.back();
     run.exit_fraction[ev->exit_index] += 1;
     run.mean_flops += ev->flops;
   }

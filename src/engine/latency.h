@@ -21,6 +21,7 @@ struct EngineRun {
   std::vector<double> exit_fraction;  // per exit
   double mean_flops = 0;
   std::vector<double> times_us;
+  std::vector<uint8_t> correct;  // per sample: 1 where the prediction matched the label
 };
 
 // Runs Engine::infer on every sample (each [C,H,W]); `warmup` untimed passes over the first

@@ -175,8 +175,10 @@ Result<std::vector<EpochReport>> train_branchynet(nn::Graph& graph, const torch:
   for (int epoch = start_epoch; epoch < opts.epochs; ++epoch) {
     auto t0 = std::chrono::steady_clock::now();
     graph->train();
-    // Order depends only on (seed, epoch), so a resumed run sees the same batches.
+    // Order and dropout masks depend only on (seed, epoch), so a resumed run sees the same
+    // batches and masks as one that never stopped.
     auto gen = at::detail::createCPUGenerator(opts.seed * 1000003 + epoch);
+    torch::manual_seed(opts.seed * 1000003 + epoch + 0x9e3779b9ULL);
     auto perm = torch::randperm(n, gen);
     std::vector<ExitMetrics> running(n_exits);
     double running_loss = 0;

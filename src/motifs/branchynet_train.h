@@ -1,7 +1,11 @@
 // Joint training of a BranchyNet (dissertation §3.2): every exit's softmax cross-entropy,
 // combined with per-exit weights or the exponentially weighted loss (§3.2.1); SGD with
 // momentum or Adam, optionally SGDR (cosine annealing with warm restarts); progress per exit;
-// a checkpoint after every epoch that `resume` continues from.
+// a checkpoint after every epoch that `resume` continues from. Deterministic for a seed on one
+// machine and thread count: initialisation (fit_branchynet), batch order, dropout and
+// augmentation are all seeded from TrainOptions::seed; only LibTorch's intra-op parallelism
+// (reduction order in GEMM/conv backward) changes results when torch::set_num_threads changes.
+// One training at a time per process (it reseeds LibTorch's global generator).
 #pragma once
 
 #include <cstdint>

@@ -42,6 +42,7 @@ Result<LabeledData> load_fashion_mnist_tensors(const DataOptions& o) {
   auto stats = data::compute_channel_stats(split.train);
   out.mean = stats.mean;
   out.std = stats.std;
+  out.split_seed = o.seed;
   return out;
 }
 

@@ -24,6 +24,7 @@ struct LabeledData {
   TensorSplit train, val, test;
   std::vector<std::string> class_names;
   std::vector<float> mean, std;  // per channel, of the training split
+  uint64_t split_seed = 1;       // DataOptions::seed that chose the validation split
 };
 
 struct DataOptions {

@@ -1,6 +1,7 @@
 #include "motifs/tradeoff.h"
 
 #include <algorithm>
+#include <cmath>
 #include <span>
 
 #include "model/exit_criteria.h"
@@ -22,6 +23,35 @@ double median(std::vector<double> v) {
 
 }  // namespace
 
+double normal_quantile(double p) {
+  // Bisection on the CDF 0.5 erfc(-z / sqrt 2): monotone, exact to ~1e-12, no tables.
+  if (!(p > 0 && p < 1)) return p <= 0 ? -INFINITY : INFINITY;
+  double lo = -40, hi = 40;
+  for (int i = 0; i < 200 && hi - lo > 1e-13; ++i) {
+    double mid = 0.5 * (lo + hi);
+    (0.5 * std::erfc(-mid / std::sqrt(2.0)) < p ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+PairedLoss paired_loss(const std::vector<uint8_t>& ref, const std::vector<uint8_t>& correct,
+                       double confidence) {
+  PairedLoss r;
+  r.n = static_cast<int64_t>(std::min(ref.size(), correct.size()));
+  if (r.n == 0) return r;
+  for (int64_t i = 0; i < r.n; ++i) {
+    r.ref_only += ref[i] && !correct[i];
+    r.point_only += !ref[i] && correct[i];
+  }
+  const double n = static_cast<double>(r.n);
+  r.loss = (r.ref_only - r.point_only) / n;
+  // Sample variance of d in {-1, 0, 1}: E[d^2] = discordant / n.
+  double var = r.n > 1 ? ((r.ref_only + r.point_only) / n - r.loss * r.loss) * n / (n - 1) : 0;
+  r.sd = std::sqrt(std::max(0.0, var));
+  r.upper = r.loss + normal_quantile(confidence) * r.sd / std::sqrt(n);
+  return r;
+}
+
 std::vector<int> simulate_exits(const model::ModelSpec& spec, const std::vector<ExitScores>& scores,
                                 const std::vector<double>& thresholds) {
   const int n_exits = static_cast<int>(spec.exits.size());
@@ -39,9 +69,23 @@ std::vector<int> simulate_exits(const model::ModelSpec& spec, const std::vector<
   return taken;
 }
 
+std::vector<uint8_t> correct_per_sample(const model::ModelSpec& spec,
+                                        const std::vector<ExitScores>& scores,
+                                        const std::vector<int64_t>& labels,
+                                        const std::vector<double>& thresholds) {
+  auto taken = simulate_exits(spec, scores, thresholds);
+  std::vector<uint8_t> ok(taken.size());
+  for (size_t i = 0; i < taken.size(); ++i) {
+    const auto& s = scores[taken[i]];
+    ok[i] = model::argmax(std::span<const float>(s.probs.data() + i * s.classes, s.classes)) ==
+            labels[i];
+  }
+  return ok;
+}
+
 ProfilePoint evaluate_point(const model::ModelSpec& spec, const std::vector<ExitScores>& scores,
                             const std::vector<int64_t>& labels, const ComponentCosts& costs,
-                            const std::vector<double>& thresholds) {
+                            const std::vector<double>& thresholds, const Reference* ref) {
   const int n_exits = static_cast<int>(spec.exits.size());
   auto taken = simulate_exits(spec, scores, thresholds);
   // Cost of leaving at exit e: stages up to its stage, plus every exit head evaluated on the way.
@@ -60,11 +104,13 @@ ProfilePoint evaluate_point(const model::ModelSpec& spec, const std::vector<Exit
   pt.thresholds = thresholds;
   pt.exit_fraction.assign(n_exits, 0);
   std::vector<double> times(taken.size());
+  std::vector<uint8_t> ok(taken.size());
   size_t correct = 0;
   for (size_t i = 0; i < taken.size(); ++i) {
     int e = taken[i];
     std::span<const float> p(scores[e].probs.data() + i * scores[e].classes, scores[e].classes);
-    correct += model::argmax(p) == labels[i];
+    ok[i] = model::argmax(p) == labels[i];
+    correct += ok[i];
     pt.exit_fraction[e] += 1;
     times[i] = path_us[e];
     pt.mean_us += path_us[e];
@@ -76,13 +122,19 @@ ProfilePoint evaluate_point(const model::ModelSpec& spec, const std::vector<Exit
   pt.mean_flops /= n;
   for (double& f : pt.exit_fraction) f /= n;
   pt.median_us = median(std::move(times));
+  if (ref && !ref->correct.empty()) {
+    auto pl = paired_loss(ref->correct, ok, ref->confidence);
+    pt.loss = pl.loss;
+    pt.loss_upper = pl.upper;
+  }
   return pt;
 }
 
 std::vector<ProfilePoint> sweep_thresholds(const model::ModelSpec& spec,
                                            const std::vector<ExitScores>& scores,
                                            const std::vector<int64_t>& labels,
-                                           const ComponentCosts& costs, int grid) {
+                                           const ComponentCosts& costs, int grid,
+                                           const Reference* ref) {
   const int n_exits = static_cast<int>(spec.exits.size());
   // Candidates per early exit: quantiles of that exit's scores, plus a value that never exits.
   std::vector<std::vector<double>> cand(n_exits);
@@ -107,7 +159,7 @@ std::vector<ProfilePoint> sweep_thresholds(const model::ModelSpec& spec,
   while (true) {
     std::vector<double> th(n_exits);
     for (int e = 0; e < n_exits; ++e) th[e] = cand[e][idx[e]];
-    out.push_back(evaluate_point(spec, scores, labels, costs, th));
+    out.push_back(evaluate_point(spec, scores, labels, costs, th, ref));
     int e = 0;
     while (e < n_exits && ++idx[e] == cand[e].size()) idx[e++] = 0;
     if (e == n_exits) break;
@@ -115,19 +167,21 @@ std::vector<ProfilePoint> sweep_thresholds(const model::ModelSpec& spec,
   return out;
 }
 
-ProfilePoint choose_operating_point(const std::vector<ProfilePoint>& profile, double final_accuracy,
-                                    double max_drop) {
+ProfilePoint choose_operating_point(const std::vector<ProfilePoint>& profile, double max_loss,
+                                    bool* met) {
   const ProfilePoint* best = nullptr;
   for (const auto& p : profile) {
-    if (p.accuracy + 1e-12 < final_accuracy - max_drop) continue;
+    if (p.loss_upper > max_loss + 1e-12) continue;
     if (!best || p.mean_us < best->mean_us ||
         (p.mean_us == best->mean_us && p.accuracy > best->accuracy))
       best = &p;
   }
-  if (best) return *best;
-  // Nothing qualifies (cannot happen when the never-exit point is in the profile): most accurate.
-  return *std::max_element(profile.begin(), profile.end(),
-                           [](auto& a, auto& b) { return a.accuracy < b.accuracy; });
+  if (met) *met = best != nullptr;
+  if (best || profile.empty()) return best ? *best : ProfilePoint{};
+  // Nothing qualifies (a baseline better than even the full model): the smallest bound.
+  return *std::min_element(profile.begin(), profile.end(), [](auto& a, auto& b) {
+    return a.loss_upper != b.loss_upper ? a.loss_upper < b.loss_upper : a.mean_us < b.mean_us;
+  });
 }
 
 std::vector<ProfilePoint> pareto_front(std::vector<ProfilePoint> profile) {
@@ -145,9 +199,14 @@ std::vector<ProfilePoint> pareto_front(std::vector<ProfilePoint> profile) {
 }
 
 nlohmann::json to_json(const ProfilePoint& p) {
-  return {{"thresholds", p.thresholds}, {"accuracy", p.accuracy},
-          {"mean_us", p.mean_us},       {"median_us", p.median_us},
-          {"mean_flops", p.mean_flops}, {"exit_fraction", p.exit_fraction}};
+  return {{"thresholds", p.thresholds},
+          {"accuracy", p.accuracy},
+          {"mean_us", p.mean_us},
+          {"median_us", p.median_us},
+          {"mean_flops", p.mean_flops},
+          {"exit_fraction", p.exit_fraction},
+          {"loss", p.loss},
+          {"loss_upper", p.loss_upper}};
 }
 
 }  // namespace idn::motifs

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "engine/latency.h"
 #include "support/tiny_model.h"
 
 namespace idn::engine {
@@ -233,6 +234,29 @@ TEST(EngineLoadTest, CorruptPackageGivesOneClearError) {
       << e.status().message();
   fs::remove_all(dir);
   EXPECT_EQ(Engine::load(dir).status().code(), Code::kNotFound);
+}
+
+TEST(EngineRunTest, PackageReferenceAnswersAsTheEngineDoes) {
+  const auto dir = idn::testing::tiny_package();
+  const auto& data = idn::testing::tiny_data();
+  auto ref = motifs::package_reference(dir, data.test.x, data.test.y, 0.9);
+  ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+  EXPECT_EQ(ref->name, "b-lenet");
+  ASSERT_EQ(ref->correct.size(), static_cast<size_t>(data.test.size()));
+  // motifs::package_reference (what operating points are chosen against) and the engine agree
+  // sample by sample on a package's answers at its thresholds.
+  auto eng = Engine::load(dir, {.threads = 1});
+  ASSERT_TRUE(eng.ok());
+  auto run =
+      run_labelled(**eng, motifs::to_samples(data.test.x), motifs::to_labels(data.test.y), {}, 0);
+  ASSERT_TRUE(run.ok());
+  size_t agree = 0;
+  for (size_t i = 0; i < run->correct.size(); ++i) agree += run->correct[i] == ref->correct[i];
+  EXPECT_GE(agree, run->correct.size() - 2);  // float rounding at a threshold, at most
+  // Images of another shape are refused with a clear error.
+  auto bad = motifs::package_reference(dir, torch::zeros({2, 1, 27, 28}),
+                                       torch::zeros({2}, torch::kLong), 0.9);
+  EXPECT_FALSE(bad.ok());
 }
 
 }  // namespace

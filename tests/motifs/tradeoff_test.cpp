@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "motifs/branchynet_arch.h"
 
 namespace idn::motifs {
@@ -35,17 +37,60 @@ TEST(TradeoffTest, CostCountsOnlyTheStagesAndHeadsASampleRuns) {
   EXPECT_DOUBLE_EQ(p.exit_fraction[0], 0.5);
 }
 
-TEST(TradeoffTest, OperatingPointIsTheFastestWithinTheAccuracyBudget) {
-  ProfilePoint slow{{1.0, 0}, 0.90, 100, 100, 0, {0, 1}};
-  ProfilePoint mid{{0.9, 0}, 0.897, 60, 20, 0, {0.5, 0.5}};
-  ProfilePoint fast{{0.5, 0}, 0.80, 20, 20, 0, {0.9, 0.1}};
-  auto chosen = choose_operating_point({slow, mid, fast}, 0.90, 0.005);
-  EXPECT_EQ(chosen.mean_us, 60);
-  chosen = choose_operating_point({slow, mid, fast}, 0.90, 0.0);
+TEST(TradeoffTest, OperatingPointIsTheFastestWhoseLossBoundIsWithinBudget) {
+  // {thresholds, accuracy, mean_us, median_us, mean_flops, exit_fraction, loss, loss_upper}
+  ProfilePoint slow{{1.0, 0}, 0.90, 100, 100, 0, {0, 1}, 0.0, 0.0};
+  ProfilePoint mid{{0.9, 0}, 0.897, 60, 20, 0, {0.5, 0.5}, 0.003, 0.0045};
+  ProfilePoint risky{{0.8, 0}, 0.898, 40, 20, 0, {0.7, 0.3}, 0.002, 0.0060};  // noisy: bound high
+  ProfilePoint fast{{0.5, 0}, 0.80, 20, 20, 0, {0.9, 0.1}, 0.10, 0.11};
+  bool met = false;
+  auto chosen = choose_operating_point({slow, mid, risky, fast}, 0.005, &met);
+  EXPECT_TRUE(met);
+  EXPECT_EQ(chosen.mean_us, 60);  // not `risky`, whose point estimate alone would pass
+  chosen = choose_operating_point({slow, mid, risky, fast}, 0.0, &met);
   EXPECT_EQ(chosen.mean_us, 100);
+  // A baseline better than every point: nothing is within budget; the smallest bound wins.
+  slow.loss_upper = 0.008;
+  chosen = choose_operating_point({slow, mid, risky, fast}, 0.0, &met);
+  EXPECT_FALSE(met);
+  EXPECT_EQ(chosen.mean_us, 60);
   auto front = pareto_front({slow, mid, fast, {{0.7, 0}, 0.79, 70, 70, 0, {}}});
   ASSERT_EQ(front.size(), 3u);
   EXPECT_EQ(front[0].mean_us, 20);
+}
+
+TEST(TradeoffTest, PairedLossBoundMatchesTheNormalApproximation) {
+  EXPECT_NEAR(normal_quantile(0.95), 1.6448536269514722, 1e-9);
+  EXPECT_NEAR(normal_quantile(0.5), 0.0, 1e-12);
+  EXPECT_NEAR(normal_quantile(0.025), -1.959963984540054, 1e-9);
+  // 1000 samples: both right on 880, only the reference on 40, only the point on 20.
+  std::vector<uint8_t> ref(1000, 0), pt(1000, 0);
+  for (int i = 0; i < 880; ++i) ref[i] = pt[i] = 1;
+  for (int i = 880; i < 920; ++i) ref[i] = 1;
+  for (int i = 920; i < 940; ++i) pt[i] = 1;
+  auto l = paired_loss(ref, pt, 0.95);
+  EXPECT_EQ(l.ref_only, 40);
+  EXPECT_EQ(l.point_only, 20);
+  EXPECT_DOUBLE_EQ(l.loss, 0.02);
+  double var = (0.06 - 0.02 * 0.02) * 1000.0 / 999.0;  // E[d^2] = discordant share
+  EXPECT_NEAR(l.sd, std::sqrt(var), 1e-12);
+  EXPECT_NEAR(l.upper, 0.02 + 1.6448536269514722 * std::sqrt(var / 1000), 1e-9);
+  // Identical answers: no loss and no uncertainty about it.
+  auto same = paired_loss(ref, ref, 0.99);
+  EXPECT_EQ(same.loss, 0);
+  EXPECT_EQ(same.upper, 0);
+}
+
+TEST(TradeoffTest, SweepMeasuresLossAgainstTheReferenceSampleBySample) {
+  Fixture f;
+  // A reference right on samples 0, 2 and 3.
+  Reference ref{"baseline", {1, 0, 1, 1}, 0.95};
+  auto p = evaluate_point(f.spec, f.scores, f.labels, f.costs, {0.85, 0.0}, &ref);
+  // The point is right on 0, 1, 2: d = {0, -1, 0, 1}, mean 0.
+  EXPECT_DOUBLE_EQ(p.loss, 0.0);
+  EXPECT_GT(p.loss_upper, 0.0);
+  EXPECT_EQ(correct_per_sample(f.spec, f.scores, f.labels, {0.85, 0.0}),
+            (std::vector<uint8_t>{1, 1, 1, 0}));
 }
 
 TEST(TradeoffTest, SweepIncludesTheNeverExitPoint) {

@@ -46,21 +46,35 @@ struct DemoArgs {
   bool quiet = false;
 };
 
-// The quick recipe for the embedded default: two epochs on 20,000 images train a B-LeNet to
-// ~87% in about a minute on two cores, which keeps the first run of the demo short.
+// The embedded default: `idn train branchynet --arch b-lenet --epochs 3` (seed 1, all 55,000
+// training images, SGD + SGDR, 2 threads), i.e. the benchmark's B-LeNet recipe, with the
+// operating point held within 0.5 points of its own final exit at 95% confidence: 89.63% on
+// the full test split (docs/results.md; training is deterministic for the seed on one machine
+// and thread count). Trained on first run, cached; a cached default from an older recipe is
+// trained again.
+constexpr int kDefaultEpochs = 3;
+constexpr int64_t kDefaultTrainImages = 55000;
+
+bool is_current_default(const fs::path& dir) {
+  auto pkg = model::load_package(dir);
+  if (!pkg.ok()) return false;
+  auto t = pkg->spec.operating_point.value("training", nlohmann::json::object());
+  return t.value("epochs", 0) == kDefaultEpochs &&
+         t.value("train_samples", int64_t(0)) == kDefaultTrainImages;
+}
+
 Status train_default(const fs::path& dir, const std::string& data_dir) {
   std::fprintf(stderr,
-               "training the default model (B-LeNet, 2 epochs on 20,000 FashionMNIST "
-               "images) into %s; later runs reuse it\n",
+               "training the default model (B-LeNet, 3 epochs on 55,000 FashionMNIST images, "
+               "a few minutes on 2 cores) into %s; later runs reuse it\n",
                dir.c_str());
   motifs::DataOptions d;
   if (!data_dir.empty()) d.dir = data_dir;
-  d.limit_train = 20000;
   d.validation = 5000;
   d.limit_test = 0;
   IDN_ASSIGN_OR_RETURN(auto data, motifs::load_fashion_mnist_tensors(d));
-  motifs::TrainOptions t;
-  t.epochs = 2;
+  motifs::TrainOptions t = motifs::recommended_train_options("b-lenet");
+  t.epochs = kDefaultEpochs;
   torch::set_num_threads(2);
   auto r = motifs::fit_branchynet("b-lenet", data, t, {}, dir);
   torch::set_num_threads(1);
@@ -90,7 +104,8 @@ int run_demo(const DemoArgs& a) {
   auto secs = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
 
   fs::path model = a.model.empty() ? default_models_dir() / "demo-b-lenet" : fs::path(a.model);
-  if (a.retrain || !model::load_package(model).ok()) {
+  if (a.retrain || !model::load_package(model).ok() ||
+      (a.model.empty() && !is_current_default(model))) {
     if (!a.model.empty() && !a.retrain)
       return report(Status::not_found(model.string() + " is not a model package"));
     if (Status s = train_default(model, a.data); !s.is_ok()) return report(s);

@@ -20,7 +20,8 @@ struct TrainArgs {
   motifs::OperatingPointOptions op;
   std::vector<double> weights;
   double alpha = -1;
-  double max_drop_points = 0.25;
+  double max_drop_points = 0.5;
+  std::string baseline;
   int threads = 2;
   bool no_sgdr = false;
 };
@@ -55,8 +56,16 @@ void print_fit_summary(const motifs::FitResult& r, const std::string& out) {
   std::printf("\noperating point: %s\n", p.spec.operating_point.value("rule", "").c_str());
   std::printf("  thresholds");
   for (auto& e : p.spec.exits) std::printf(" %s=%.4f", e.name.c_str(), e.threshold);
-  std::printf("\n  validation accuracy %.2f%% (final exit alone %.2f%%), modelled mean %.1f us\n",
-              100 * p.chosen.accuracy, 100 * p.final_accuracy, p.chosen.mean_us);
+  std::printf(
+      "\n  validation accuracy %.2f%% (final exit alone %.2f%%, %s %.2f%%), modelled mean "
+      "%.1f us\n",
+      100 * p.chosen.accuracy, 100 * p.final_accuracy, p.reference.c_str(),
+      100 * p.reference_accuracy, p.chosen.mean_us);
+  std::printf("  loss against %s: %.2f points, upper bound %.2f points%s\n", p.reference.c_str(),
+              100 * p.chosen.loss, 100 * p.chosen.loss_upper,
+              p.budget_met ? ""
+                           : " (no point is within budget at this confidence: the smallest "
+                             "bound was chosen)");
   if (!r.test.empty()) {
     std::printf("test accuracy per exit:");
     for (size_t e = 0; e < r.test.size(); ++e)
@@ -73,6 +82,7 @@ int run_train(TrainArgs& a) {
   a.train.exit_weights = a.weights;
   if (a.alpha >= 0) a.train.alpha = a.alpha;
   a.op.max_accuracy_drop = a.max_drop_points / 100.0;
+  a.op.baseline = a.baseline;
   a.data.seed = a.train.seed;
   std::fprintf(stderr, "loading FashionMNIST...\n");
   auto data = motifs::load_fashion_mnist_tensors(a.data);
@@ -127,8 +137,17 @@ void register_train(CLI::App& app) {
       ->capture_default_str();
   b->add_option("--limit", a->data.limit_train, "Train on a random subset of this many images");
   b->add_option("--max-drop", a->max_drop_points,
-                "Operating point: fastest within this many accuracy points of the final exit")
+                "Operating point: fastest whose accuracy loss against the baseline (or the final "
+                "exit), bounded at --confidence, is within this many points")
       ->capture_default_str();
+  b->add_option("--confidence", a->op.confidence,
+                "One-sided confidence level of that bound (paired per validation sample)")
+      ->check(CLI::Range(0.5, 0.9999))
+      ->capture_default_str();
+  b->add_option("--baseline", a->baseline,
+                "A trained package the operating point must not fall behind (e.g. the plain "
+                "trunk: --baseline build/models/lenet); default: this model's own final exit")
+      ->check(CLI::ExistingDirectory);
   b->add_option("--threads", a->threads, "LibTorch threads")->capture_default_str();
   b->add_flag("--resume", a->train.resume, "Continue from OUT/checkpoint if present");
   b->callback([a, optimizer, lr] {
