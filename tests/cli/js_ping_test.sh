@@ -117,7 +117,7 @@ PY
 # The node was serving inference meanwhile: some answered request overlapped the pings (the
 # one in flight when they ended may still be finishing).
 overlapping() { awk -v s="$start" -v e="$end" '$1 <= e && $2 >= s' "$dir/answers" | wc -l; }
-wait_for "an answered inference request that overlapped the pings" 30 \
-  test "$(overlapping)" -ge 1
+overlapped() { [ "$(overlapping)" -ge 1 ]; }
+wait_for "an answered inference request that overlapped the pings" 30 overlapped
 echo "js_ping_test: $(overlapping) inference requests answered while js-libp2p pinged"
 echo "js_ping_test: ok"
