@@ -11,6 +11,8 @@
 
 #include <span>
 
+#include "identity/peer_id.h"
+
 namespace idn::node {
 namespace {
 
@@ -26,9 +28,17 @@ constexpr std::string_view kTopKeys[] = {"listen",
                                          "host",
                                          "dht",
                                          "serve",
+                                         "swap",
                                          "busy_poll_us",
                                          "poll_while_waiting_us"};
 constexpr std::string_view kDhtKeys[] = {"enabled", "port", "bootstrap", "lan", "record_ttl_s"};
+constexpr std::string_view kSwapKeys[] = {"enabled",           "m",
+                                          "n",                 "grace_ops",
+                                          "ignore_period_s",   "idle_close_s",
+                                          "receipt_timeout_ms", "checkpoint_every",
+                                          "challenge_rate",    "on_challenge_failure",
+                                          "on_ledger_mismatch", "trusted",
+                                          "blacklist"};
 constexpr std::string_view kServeKeys[] = {"workers", "max_queue", "max_batch", "inline_below_us"};
 constexpr std::string_view kLimitKeys[] = {"max_connections",
                                            "max_streams_per_connection",
@@ -187,6 +197,75 @@ class Parser {
     return Status::ok();
   }
 
+  Result<double> number(const toml::node& n, std::string_view key) const {
+    if (n.is_integer()) return static_cast<double>(*n.value<int64_t>());
+    if (n.is_floating_point()) return *n.value<double>();
+    return error(n.source(), fmt::format("{} must be a number", key));
+  }
+
+  Result<std::vector<Bytes>> peer_list(const toml::node& n, std::string_view key) const {
+    IDN_ASSIGN_OR_RETURN(auto texts, string_array(n, key));
+    std::vector<Bytes> out;
+    for (const auto& t : texts) {
+      auto id = identity::PeerId::parse(t);
+      if (!id.ok())
+        return error(n.source(), fmt::format("{}: '{}' is not a peer ID: {}", key, t,
+                                             id.status().message()));
+      out.push_back(id->bytes());
+    }
+    return out;
+  }
+
+  Status swap(const toml::table& t, SwapNodeConfig& out) const {
+    swap::Config& c = out.params;
+    for (auto&& [k, v] : t) {
+      std::string_view key = k.str();
+      std::string full = "swap." + std::string(key);
+      if (key == "enabled") {
+        IDN_ASSIGN_OR_RETURN(out.enabled, boolean(v, full));
+      } else if (key == "m") {
+        IDN_ASSIGN_OR_RETURN(c.m, number(v, full));
+      } else if (key == "n") {
+        IDN_ASSIGN_OR_RETURN(c.n, number(v, full));
+      } else if (key == "grace_ops") {
+        IDN_ASSIGN_OR_RETURN(c.grace_ops, in_range(v, full, 1, uint64_t{1} << 62));
+      } else if (key == "ignore_period_s") {
+        IDN_ASSIGN_OR_RETURN(auto x, in_range(v, full, 0, 7 * 24 * 3600));
+        c.ignore_period_s = static_cast<uint32_t>(x);
+      } else if (key == "idle_close_s") {
+        IDN_ASSIGN_OR_RETURN(auto x, positive(v, full, 7 * 24 * 3600));
+        c.idle_close_s = static_cast<uint32_t>(x);
+      } else if (key == "receipt_timeout_ms") {
+        IDN_ASSIGN_OR_RETURN(auto x, positive(v, full, 24 * 3600 * 1000));
+        c.receipt_timeout_ms = static_cast<uint32_t>(x);
+      } else if (key == "checkpoint_every") {
+        IDN_ASSIGN_OR_RETURN(auto x, positive(v, full, 1'000'000));
+        c.checkpoint_every = static_cast<uint32_t>(x);
+      } else if (key == "challenge_rate") {
+        IDN_ASSIGN_OR_RETURN(c.challenge_rate, number(v, full));
+      } else if (key == "on_challenge_failure") {
+        IDN_ASSIGN_OR_RETURN(auto text, string(v, full));
+        auto p = swap::parse_challenge_failure(text);
+        if (!p.ok()) return error(v.source(), p.status().message());
+        c.on_challenge_failure = *p;
+      } else if (key == "on_ledger_mismatch") {
+        IDN_ASSIGN_OR_RETURN(auto text, string(v, full));
+        auto p = swap::parse_mismatch_policy(text);
+        if (!p.ok()) return error(v.source(), p.status().message());
+        c.on_ledger_mismatch = *p;
+      } else if (key == "trusted") {
+        IDN_ASSIGN_OR_RETURN(c.trusted, peer_list(v, full));
+      } else if (key == "blacklist") {
+        IDN_ASSIGN_OR_RETURN(c.blacklist, peer_list(v, full));
+      } else {
+        return error(k.source(),
+                     fmt::format("unknown key 'swap.{}' (known: {})", key, join(kSwapKeys)));
+      }
+    }
+    if (Status st = swap::validate(c); !st.is_ok()) return error(t.source(), st.message());
+    return Status::ok();
+  }
+
   Result<Config> parse(const toml::table& root) const {
     Config c = Config::defaults();
     for (auto&& [k, v] : root) {
@@ -256,6 +335,10 @@ class Parser {
         const toml::table* t = v.as_table();
         if (!t) return error(v.source(), "serve must be a table ([serve])");
         IDN_RETURN_IF_ERROR(serve(*t, c.serve));
+      } else if (key == "swap") {
+        const toml::table* t = v.as_table();
+        if (!t) return error(v.source(), "swap must be a table ([swap])");
+        IDN_RETURN_IF_ERROR(swap(*t, c.swap));
       } else if (key == "data_dir") {
         IDN_ASSIGN_OR_RETURN(std::string path, string(v, key));
         if (path.empty()) return error(v.source(), "data_dir must be a directory path");

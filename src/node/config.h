@@ -41,6 +41,20 @@
 //   max_batch = 8                           # queued requests for one stage run as one batch
 //   inline_below_us = 1000                  # models faster than this run on the io thread
 //                                           # when the server is idle (0: always on workers)
+//   [swap]                                  # ComputeSwap (§7.5; swap/config.h has the why)
+//   enabled = true                          # false: serve everyone, keep no ledgers
+//   m = 4.0                                 # debt ratio where service stops (p(r) = 0)
+//   n = 2.0                                 # how late p(r) falls (1: linearly)
+//   grace_ops = 10000000000                 # operations a stranger may owe before p falls
+//   ignore_period_s = 30                    # T_g: a refused or caught peer is ignored
+//   idle_close_s = 120                      # T_c: a silent peer is closed (final = false)
+//   receipt_timeout_ms = 10000              # an answer unreceipted this long is unpaid
+//   checkpoint_every = 64                   # receipts between signed ledger checkpoints
+//   challenge_rate = 0.01                   # share of our requests sent as challenges
+//   on_challenge_failure = "ignore"         # or "blacklist"
+//   on_ledger_mismatch = "reconcile"        # or "contempt": refuse to exchange
+//   trusted = ["12D3KooW..."]               # peers always served
+//   blacklist = ["12D3KooW..."]             # peers never served; connections closed
 #pragma once
 
 #include <chrono>
@@ -56,6 +70,7 @@
 #include "core/multiaddr.h"
 #include "core/multihash.h"
 #include "core/status.h"
+#include "swap/config.h"
 
 namespace idn::node {
 
@@ -109,6 +124,19 @@ struct ServeConfig {
 inline constexpr std::string_view kDefaultListen = "/ip4/0.0.0.0/tcp/4001";
 inline constexpr std::string_view kDefaultHttp = "127.0.0.1:9464";
 
+// A node's default grace (swap::Config::grace_ops): 1e10 operations, about 2,000 B-LeNet or 30
+// AlexNet-style inferences, may be owed by a peer that never served before p(r) starts to fall.
+inline constexpr uint64_t kNodeGraceOps = 10'000'000'000ull;
+
+struct SwapNodeConfig {
+  bool enabled = true;
+  swap::Config params = [] {
+    swap::Config c;
+    c.grace_ops = kNodeGraceOps;
+    return c;
+  }();
+};
+
 struct Config {
   std::vector<core::Multiaddr> listen;
   std::optional<std::filesystem::path> identity_file;
@@ -133,6 +161,7 @@ struct Config {
   std::vector<std::string> host;  // service IDs (text) to host at start
   DhtConfig dht;
   ServeConfig serve;
+  SwapNodeConfig swap;
 
   // listen = [kDefaultListen], http = kDefaultHttp, the rest empty.
   static Config defaults();

@@ -128,6 +128,7 @@ Node::~Node() {
   if (server_) server_->stop();
   bitswap_.reset();
   server_.reset();
+  swap_.reset();
   store_.reset();
   if (temp_data_dir_) {
     std::error_code ec;
@@ -146,6 +147,10 @@ std::shared_ptr<client::Session> Node::session(const core::Multihash& service,
                                                 const std::vector<identity::PeerId>& exclude) {
     return cached_providers(cache, s, n, exclude);
   };
+  if (swap_) {
+    if (!opts.selector) opts.selector = swap_;
+    if (!opts.observer) opts.observer = swap_;
+  }
   return std::make_shared<client::Session>(io_.get_executor(), *host_, std::move(source), service,
                                            std::move(opts), in_flight_);
 }
@@ -249,6 +254,7 @@ Status Node::start_listening() {
           spdlog::info("disconnected from {}: {}", peer.to_string(),
                        reason.is_ok() ? "closed" : reason.to_string());
         }
+        if (swap_) swap_->on_connection(peer, connected);
       });
   dispatcher_->on_error([](const identity::PeerId& peer, std::string_view proto, const Status& st) {
     // What the peer did wrong is worth a warning; a stream cut by a closing connection or by
@@ -288,7 +294,18 @@ Status Node::start_services() {
   store_ = std::move(*bs);
   bitswap_ = std::make_unique<store::bitswap::Bitswap>(io_.get_executor(), *host_, *store_);
   bitswap_->start();
+  if (config_.swap.enabled) {
+    auto agent = SwapAgent::open(io_.get_executor(), *host_, config_.swap.params,
+                                 data_dir_ / "swap" / "ledgers.sqlite");
+    if (!agent.ok()) return agent.status().with_context("[swap]");
+    swap_ = std::move(*agent);
+  }
   serve::ServerConfig sc;
+  if (swap_) {
+    sc.admission = swap_;
+    sc.work_sink = swap_;
+    sc.receipt_sink = swap_;
+  }
   sc.workers = config_.serve.workers;
   sc.max_queue = config_.serve.max_queue;
   sc.max_batch = config_.serve.max_batch;
@@ -296,6 +313,7 @@ Status Node::start_services() {
   sc.before_stage = config_.serve.before_stage;
   server_ = std::make_unique<serve::InferServer>(io_.get_executor(), sc);
   server_->attach(*dispatcher_);
+  if (swap_) swap_->start(*dispatcher_);
 
   if (config_.dht.enabled) {
     routing::RoutingConfig rc;
@@ -416,6 +434,7 @@ void Node::register_metrics() {
   metrics_.counter_fn("idn_protocol_stream_errors_total",
                       "IDN protocol streams reset for malformed or oversized messages.", {},
                       dstat(&rpc::DispatcherStats::stream_errors));
+  if (swap_) register_swap_metrics(metrics_, *swap_);
   if (routing_) {
     routing::DhtRouting* r = routing_.get();
     for (const auto& [name, v] : r->counters().named()) {
@@ -545,6 +564,7 @@ std::string Node::status_json() const {
     peers.push_back(std::move(e));
   }
   j["peers"] = std::move(peers);
+  if (swap_) j["swap"] = swap_status_json(*swap_);
   return j.dump(2) + "\n";
 }
 
@@ -656,6 +676,7 @@ void Node::do_shutdown() {
   // Requests in flight are answered "cancelled" at once (clients reroute), connections close;
   // drain_and_stop then withdraws our DHT records.
   if (server_) server_->stop();
+  if (swap_) swap_->stop();
   if (bitswap_) bitswap_->stop();
   host_->stop();
   wake_->notify_all();

@@ -2,6 +2,7 @@
 // p2p Host (listening, dialling bootstrap peers, pinging connected peers), the IDN protocol
 // Dispatcher, the DHT (routing/, on the TCP port's number over UDP), the blockstore and Bitswap
 // (store/), the inference server (serve/) and model hosting (ModelHost: publish, initModel),
+// ComputeSwap (SwapAgent: admission, receipts, ledgers, provider choice),
 // client sessions (client/), and the HTTP endpoint serving /metrics (Prometheus) and /status
 // (JSON). Nothing else in IDN creates sockets or timers on its own.
 //
@@ -32,6 +33,7 @@
 #include "node/http.h"
 #include "node/metrics.h"
 #include "node/model_host.h"
+#include "node/swap_agent.h"
 #include "p2p/host.h"
 #include "rpc/dispatcher.h"
 
@@ -101,6 +103,7 @@ class Node {
   store::bitswap::Bitswap& bitswap() { return *bitswap_; }
   serve::InferServer& server() { return *server_; }
   ModelHost& models() { return *models_; }
+  SwapAgent* swap() { return swap_.get(); }  // null with [swap] enabled = false
   const std::filesystem::path& data_dir() const { return data_dir_; }
   // This node's inference requests now in flight, over all its sessions.
   int requests_in_flight() const { return in_flight_->load(std::memory_order_relaxed); }
@@ -163,6 +166,8 @@ class Node {
   std::unique_ptr<store::bitswap::Bitswap> bitswap_;
   std::unique_ptr<serve::InferServer> server_;
   std::unique_ptr<ModelHost> models_;
+  // Shared: sessions and the server hold it as their selector, observer and sinks.
+  std::shared_ptr<SwapAgent> swap_;
   // Ping RTTs by peer, readable from the DHT's thread (orders findProviders results).
   mutable std::mutex rtt_mu_;
   std::unordered_map<identity::PeerId, std::chrono::microseconds> rtts_;

@@ -5,6 +5,8 @@
 
 #include <fstream>
 
+#include "identity/peer_id.h"
+
 namespace idn::node {
 namespace {
 
@@ -127,6 +129,53 @@ TEST(Config, LatencyKnobsParseAndZeroTurnsThemOff) {
               HasSubstr("poll_while_waiting_us = 2000000 is out of range (0..1000000)"));
   EXPECT_THAT(err("[serve]\ninline_below_us = 2000000"),
               HasSubstr("serve.inline_below_us = 2000000 is out of range"));
+}
+
+TEST(Config, SwapTableParsesAndChecksEveryKey) {
+  auto d = parse_config("", "node.toml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->swap.enabled);
+  EXPECT_EQ(d->swap.params.grace_ops, kNodeGraceOps);
+
+  std::string toml = std::string(R"([swap]
+enabled = true
+m = 3
+n = 4.5
+grace_ops = 1000
+ignore_period_s = 0
+idle_close_s = 60
+receipt_timeout_ms = 500
+checkpoint_every = 8
+challenge_rate = 0.25
+on_challenge_failure = "blacklist"
+on_ledger_mismatch = "contempt"
+trusted = [")") + kPeer + R"("]
+)";
+  auto c = parse_config(toml, "node.toml");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  const swap::Config& s = c->swap.params;
+  EXPECT_EQ(s.m, 3.0);
+  EXPECT_EQ(s.n, 4.5);
+  EXPECT_EQ(s.grace_ops, 1000u);
+  EXPECT_EQ(s.ignore_period_s, 0u);
+  EXPECT_EQ(s.idle_close_s, 60u);
+  EXPECT_EQ(s.receipt_timeout_ms, 500u);
+  EXPECT_EQ(s.checkpoint_every, 8u);
+  EXPECT_EQ(s.challenge_rate, 0.25);
+  EXPECT_EQ(s.on_challenge_failure, swap::ChallengeFailure::kBlacklist);
+  EXPECT_EQ(s.on_ledger_mismatch, swap::MismatchPolicy::kContempt);
+  ASSERT_EQ(s.trusted.size(), 1u);
+  EXPECT_EQ(s.trusted[0], identity::PeerId::parse(kPeer)->bytes());
+
+  EXPECT_THAT(err("[swap]\nmm = 1\n"), HasSubstr("unknown key 'swap.mm'"));
+  EXPECT_THAT(err("[swap]\nm = 1\n"), HasSubstr("m must be a number > 1"));
+  EXPECT_THAT(err("[swap]\nchallenge_rate = 2\n"), HasSubstr("challenge_rate"));
+  EXPECT_THAT(err("[swap]\ntrusted = [\"nope\"]\n"), HasSubstr("is not a peer ID"));
+  EXPECT_THAT(err("[swap]\non_challenge_failure = \"shrug\"\n"), HasSubstr("shrug"));
+  EXPECT_THAT(err(std::string("[swap]\ntrusted = [\"") + kPeer + "\"]\nblacklist = [\"" + kPeer +
+                  "\"]\n"),
+              HasSubstr("both trusted and blacklisted"));
+  EXPECT_THAT(err("swap = 1\n"), HasSubstr("[swap]"));
 }
 
 TEST(Config, TomlSyntaxErrorsCarryPosition) {

@@ -25,6 +25,7 @@
 #include "motifs/branchynet.h"
 #include "node/node.h"
 #include "node/node_thread.h"
+#include "node/swap_agent.h"
 #include "routing/dht_routing.h"
 
 namespace idn::cli {
@@ -258,6 +259,30 @@ int run_demo(const DemoArgs& a) {
       std::printf("  %s %d", p == "local" ? "local" : short_id(*identity::PeerId::parse(p)).c_str(),
                   n);
     std::printf("\n");
+  }
+  // ComputeSwap: each provider's ledger with the client, and the client's with it. Both views
+  // agree once the receipts of the last requests have arrived.
+  if (cn.swap()) {
+    std::printf("\nComputeSwap ledgers with the client (operations; r and p(r) as the provider "
+                "sees the client):\n");
+    std::printf("  %-8s %14s %14s %8s %6s %8s %8s\n", "peer", "client owes", "client view",
+                "r", "p(r)", "served", "refused");
+    for (size_t i = 0; i < peers.size(); ++i) {
+      if (!peers[i] || !peers[i]->running()) continue;
+      node::Node& n = **peers[i];
+      if (!n.swap()) continue;
+      auto pv = n.block_on([&]() -> p2p::awaitable<swap::PeerSnapshot> {
+        co_return n.swap()->swap().snapshot(cn.id().bytes());
+      });
+      auto cv = cn.block_on([&]() -> p2p::awaitable<swap::PeerSnapshot> {
+        co_return cn.swap()->swap().snapshot(n.id().bytes());
+      });
+      std::printf("  %-8s %14llu %14llu %8.4f %6.3f %8llu %8llu\n", short_id(n.id()).c_str(),
+                  static_cast<unsigned long long>(pv.debt),
+                  static_cast<unsigned long long>(cv.credit), pv.r, pv.p,
+                  static_cast<unsigned long long>(pv.served),
+                  static_cast<unsigned long long>(pv.refused));
+    }
   }
   std::printf("done in %.1f s\n", secs());
   if (killer.joinable()) killer.join();

@@ -1,0 +1,441 @@
+#include "node/swap_agent.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <random>
+
+#include "ise/service_descriptor.h"
+
+namespace idn::node {
+
+namespace asio = boost::asio;
+using p2p::awaitable;
+
+protocol::SwapCheckpoint to_wire(const swap::Checkpoint& c) {
+  return {c.ledger.node1, c.ledger.node2, c.ledger.debt1, c.ledger.debt2, c.ledger.sequence,
+          c.unix_ms,      c.sig1,         c.sig2};
+}
+
+swap::Checkpoint from_wire(const protocol::SwapCheckpoint& c) {
+  swap::Checkpoint out;
+  out.ledger.node1 = c.node1;
+  out.ledger.node2 = c.node2;
+  out.ledger.debt1 = c.debt1;
+  out.ledger.debt2 = c.debt2;
+  out.ledger.sequence = c.sequence;
+  out.unix_ms = c.unix_ms;
+  out.sig1 = c.sig1;
+  out.sig2 = c.sig2;
+  return out;
+}
+
+protocol::SwapEvidence to_wire(const swap::Evidence& e) {
+  protocol::SwapEvidence out;
+  if (e.checkpoint) out.checkpoint = to_wire(*e.checkpoint);
+  for (const auto& h : e.receipts) out.receipts.push_back({h.receipt, h.sequence});
+  return out;
+}
+
+swap::Evidence from_wire(const protocol::SwapEvidence& e) {
+  swap::Evidence out;
+  if (e.checkpoint) out.checkpoint = from_wire(*e.checkpoint);
+  for (const auto& h : e.receipts) out.receipts.push_back({h.receipt, h.sequence});
+  return out;
+}
+
+Result<std::shared_ptr<SwapAgent>> SwapAgent::open(asio::any_io_executor ex, p2p::Host& host,
+                                                   const swap::Config& config,
+                                                   const std::filesystem::path& ledger_path) {
+  std::shared_ptr<SwapAgent> a(new SwapAgent(std::move(ex), host));
+  auto rng = std::make_shared<std::mt19937_64>(std::random_device{}());
+  auto s = swap::ComputeSwap::open(config, host.key(), ledger_path, a->clock_, [rng] {
+    return std::uniform_real_distribution<double>(0.0, 1.0)(*rng);
+  });
+  if (!s.ok()) return s.status().with_context("ComputeSwap ledgers " + ledger_path.string());
+  a->swap_ = std::move(*s);
+  return a;
+}
+
+SwapAgent::SwapAgent(asio::any_io_executor ex, p2p::Host& host)
+    : ex_(ex), host_(host), wake_(std::make_unique<p2p::Signal>(ex)) {}
+
+SwapAgent::~SwapAgent() = default;
+
+std::optional<identity::PeerId> SwapAgent::peer_of(ByteView bytes) const {
+  auto p = identity::PeerId::from_bytes(bytes);
+  if (!p.ok()) return std::nullopt;
+  return *p;
+}
+
+void SwapAgent::start(rpc::Dispatcher& d) {
+  std::weak_ptr<SwapAgent> weak = shared_from_this();
+  // Every inbound swap message first passes accept_message: an ignored, blacklisted or
+  // contemned peer's messages are dropped unread (§7.5.3.5).
+  auto gate = [weak](const identity::PeerId& peer) -> std::shared_ptr<SwapAgent> {
+    auto self = weak.lock();
+    if (!self || self->stopped_) return nullptr;
+    if (!self->swap_->accept_message(peer.bytes())) {
+      self->stats_.messages_dropped++;
+      return nullptr;
+    }
+    return self;
+  };
+  d.on_open([gate](rpc::SwapContext& ctx, const protocol::SwapOpen& o) -> awaitable<Status> {
+    if (auto self = gate(ctx.peer())) {
+      self->swap_->on_open(ctx.peer().bytes(), o);
+      self->flush();
+    }
+    co_return Status::ok();
+  });
+  d.on_need_list([gate](rpc::SwapContext& ctx, const protocol::NeedList& l) -> awaitable<Status> {
+    if (auto self = gate(ctx.peer())) {
+      self->swap_->on_need_list(ctx.peer().bytes(), l);
+      self->flush();
+    }
+    co_return Status::ok();
+  });
+  d.on_have_list([gate](rpc::SwapContext& ctx, const protocol::HaveList& l) -> awaitable<Status> {
+    if (auto self = gate(ctx.peer())) {
+      self->swap_->on_have_list(ctx.peer().bytes(), l);
+      self->flush();
+    }
+    co_return Status::ok();
+  });
+  d.on_close([gate](rpc::SwapContext& ctx, const protocol::SwapClose& c) -> awaitable<Status> {
+    if (auto self = gate(ctx.peer())) {
+      self->swap_->on_close(ctx.peer().bytes(), c.final);
+      self->flush();
+    }
+    co_return Status::ok();
+  });
+  d.on_checkpoint(
+      [gate](rpc::SwapContext& ctx, const protocol::SwapCheckpoint& c) -> awaitable<Status> {
+        auto self = gate(ctx.peer());
+        if (!self) co_return Status::ok();
+        Status st = self->swap_->on_checkpoint(ctx.peer().bytes(), from_wire(c));
+        if (st.is_ok() && !c.sig1.empty() && !c.sig2.empty()) self->stats_.checkpoints_signed++;
+        self->flush();
+        // A forged or stale checkpoint is the peer's misbehaviour: reported, stream reset.
+        co_return st;
+      });
+  d.on_evidence(
+      [gate](rpc::SwapContext& ctx, const protocol::SwapEvidence& e) -> awaitable<Status> {
+        auto self = gate(ctx.peer());
+        if (!self) co_return Status::ok();
+        Status st = self->swap_->on_evidence(ctx.peer().bytes(), from_wire(e));
+        self->flush();
+        co_return st;
+      });
+  asio::co_spawn(ex_, tick_loop(), asio::detached);
+}
+
+void SwapAgent::stop() {
+  if (stopped_) return;
+  swap_->shutdown();
+  flush();
+  stopped_ = true;
+  wake_->notify_all();
+}
+
+void SwapAgent::on_connection(const identity::PeerId& peer, bool connected) {
+  if (stopped_) return;
+  if (connected) {
+    swap_->on_connected(peer.bytes());
+  } else {
+    swap_->on_disconnected(peer.bytes());
+    outboxes_.erase(peer);
+  }
+  flush();
+}
+
+awaitable<void> SwapAgent::tick_loop() {
+  auto self = shared_from_this();
+  while (!stopped_) {
+    co_await wake_->wait(std::chrono::steady_clock::now() + kSwapTick);
+    if (stopped_) break;
+    swap_->tick();
+    flush();
+    refresh_metrics();
+  }
+}
+
+void SwapAgent::refresh_metrics() {
+  if (!metrics_) return;
+  for (const auto& p : swap_->snapshot()) {
+    auto id = peer_of(p.peer);
+    if (!id) continue;
+    Labels l{{"peer", id->to_string()}};
+    metrics_->gauge("idn_swap_peer_debt_ops", "Operations we performed for the peer (its debt).", l)
+        .set(double(p.debt));
+    metrics_->gauge("idn_swap_peer_credit_ops",
+                    "Operations the peer performed for us (its credit).", l)
+        .set(double(p.credit));
+    metrics_->gauge("idn_swap_peer_debt_ratio", "The peer's debt ratio r (eq. 7.1).", l).set(p.r);
+    metrics_->gauge("idn_swap_peer_service_probability",
+                    "p(r): the chance we serve the peer's next request.", l)
+        .set(p.p);
+    metrics_->gauge("idn_swap_peer_online", "1 when the peer is Online (ComputeSwap state).", l)
+        .set(p.state == swap::PeerState::kOnline ? 1 : 0);
+    metrics_->gauge("idn_swap_peer_ignored", "1 while we ignore the peer (T_g).", l)
+        .set(p.state == swap::PeerState::kIgnore ? 1 : 0);
+    metrics_->gauge("idn_swap_peer_challenges_failed", "Challenges the peer answered wrongly.", l)
+        .set(double(p.challenges_failed));
+  }
+}
+
+nlohmann::json swap_status_json(SwapAgent& agent) {
+  using nlohmann::json;
+  auto& s = agent.swap();
+  const auto& c = s.config();
+  json j;
+  j["m"] = c.m;
+  j["n"] = c.n;
+  j["grace_ops"] = c.grace_ops;
+  j["ignore_period_s"] = c.ignore_period_s;
+  j["idle_close_s"] = c.idle_close_s;
+  const auto& st = agent.stats();
+  j["admitted"] = st.admitted;
+  j["refused"] = st.refused;
+  j["refused_by_peers"] = st.refused_by_peers;
+  j["receipts_in"] = st.receipts_in;
+  j["receipts_out"] = st.receipts_out;
+  auto now = std::chrono::steady_clock::now();
+  auto ago = [&](const std::optional<swap::Time>& t) -> json {
+    if (!t) return nullptr;
+    return std::chrono::duration<double>(now - *t).count();
+  };
+  auto until = [&](const std::optional<swap::Time>& t) -> json {
+    if (!t || *t <= now) return nullptr;
+    return std::chrono::duration<double>(*t - now).count();
+  };
+  json peers = json::array();
+  for (const auto& p : s.snapshot()) {
+    auto id = identity::PeerId::from_bytes(p.peer);
+    json e;
+    e["peer_id"] = id.ok() ? id->to_string() : std::string("?");
+    e["state"] = std::string(swap::peer_state_name(p.state));
+    e["trusted"] = p.trusted;
+    e["blacklisted"] = p.blacklisted;
+    e["contempt"] = p.contempt;
+    e["debt"] = p.debt;
+    e["credit"] = p.credit;
+    e["pending_ops"] = p.pending_ops;
+    e["unpaid_ops"] = p.unpaid_ops;
+    e["r"] = p.r;
+    e["p"] = p.p;
+    e["sequence"] = p.sequence;
+    e["checkpoint_sequence"] = p.checkpoint_sequence;
+    e["last_seen_s_ago"] = ago(p.last_seen);
+    e["ignored_for_s"] = until(p.ignored_until);
+    e["ignores_us_for_s"] = until(p.ignores_us_until);
+    e["served"] = p.served;
+    e["refused"] = p.refused;
+    e["challenges_passed"] = p.challenges_passed;
+    e["challenges_failed"] = p.challenges_failed;
+    e["suspicious"] = p.suspicious;
+    e["reason"] = p.reason;
+    peers.push_back(std::move(e));
+  }
+  j["peers"] = std::move(peers);
+  return j;
+}
+
+void register_swap_metrics(Registry& registry, SwapAgent& agent) {
+  agent.set_metrics(&registry);
+  SwapAgent* a = &agent;
+  auto stat = [a](uint64_t SwapAgentStats::*field) {
+    return [a, field] { return static_cast<double>(a->stats().*field); };
+  };
+  constexpr char kReqHelp[] = "Inference requests ComputeSwap decided on, by decision.";
+  registry.counter_fn("idn_swap_requests_total", kReqHelp, {{"decision", "served"}},
+                      stat(&SwapAgentStats::admitted));
+  registry.counter_fn("idn_swap_requests_total", kReqHelp, {{"decision", "refused"}},
+                      stat(&SwapAgentStats::refused));
+  registry.counter_fn("idn_swap_refused_by_peers_total",
+                      "Our requests that providers refused (their strategy declined us).", {},
+                      stat(&SwapAgentStats::refused_by_peers));
+  constexpr char kRcptHelp[] = "Receipts, by direction (in: for work we did).";
+  registry.counter_fn("idn_swap_receipts_total", kRcptHelp, {{"direction", "in"}},
+                      stat(&SwapAgentStats::receipts_in));
+  registry.counter_fn("idn_swap_receipts_total", kRcptHelp, {{"direction", "out"}},
+                      stat(&SwapAgentStats::receipts_out));
+  registry.counter_fn("idn_swap_receipt_errors_total", "Receipts rejected.", {},
+                      stat(&SwapAgentStats::receipt_errors));
+  registry.counter_fn("idn_swap_messages_sent_total", "ComputeSwap messages sent.", {},
+                      stat(&SwapAgentStats::messages_sent));
+  registry.counter_fn("idn_swap_messages_dropped_total",
+                      "ComputeSwap messages dropped unread (the peer is ignored or blacklisted).",
+                      {}, stat(&SwapAgentStats::messages_dropped));
+  registry.counter_fn("idn_swap_checkpoints_total", "Fully signed ledger checkpoints received.",
+                      {}, stat(&SwapAgentStats::checkpoints_signed));
+  registry.counter_fn("idn_swap_disconnects_total",
+                      "Connections ComputeSwap closed (blacklist, contempt).", {},
+                      stat(&SwapAgentStats::disconnects));
+}
+
+void SwapAgent::flush() {
+  for (auto& action : swap_->take_actions()) {
+    std::visit(
+        [&](auto& a) {
+          using T = std::decay_t<decltype(a)>;
+          auto peer = peer_of(a.peer);
+          if (!peer) return;
+          if constexpr (std::is_same_v<T, swap::SendSwap>) {
+            enqueue(*peer, std::move(a.message));
+          } else if constexpr (std::is_same_v<T, swap::SendCheckpoint>) {
+            enqueue(*peer, to_wire(a.checkpoint));
+          } else if constexpr (std::is_same_v<T, swap::SendEvidence>) {
+            enqueue(*peer, to_wire(a.evidence));
+          } else if constexpr (std::is_same_v<T, swap::Disconnect>) {
+            stats_.disconnects++;
+            spdlog::info("swap: closing the connection to {}: {}", peer->to_string(), a.reason);
+            outboxes_.erase(*peer);
+            host_.disconnect(*peer, a.reason);
+          }
+        },
+        action);
+  }
+}
+
+void SwapAgent::enqueue(const identity::PeerId& peer, protocol::SwapMessage m) {
+  if (!host_.is_connected(peer)) return;  // the peer hears our view at the next Open
+  Outbox& box = outboxes_[peer];
+  box.queue.push_back(std::move(m));
+  if (!box.draining) {
+    box.draining = true;
+    asio::co_spawn(ex_, drain(peer), asio::detached);
+  }
+}
+
+// One long-lived outbound stream per peer keeps our messages in order (the receiver handles a
+// stream's messages one after another).
+awaitable<void> SwapAgent::drain(identity::PeerId peer) {
+  auto self = shared_from_this();
+  for (;;) {
+    auto it = outboxes_.find(peer);
+    if (it == outboxes_.end()) co_return;
+    if (it->second.queue.empty()) {
+      it->second.draining = false;
+      co_return;
+    }
+    if (!it->second.stream) {
+      auto s = co_await rpc::open_swap(host_, peer);
+      it = outboxes_.find(peer);
+      if (it == outboxes_.end()) co_return;
+      if (!s.ok()) {
+        spdlog::debug("swap: cannot open a stream to {}: {}", peer.to_string(),
+                      s.status().to_string());
+        outboxes_.erase(it);  // disconnected or refusing: it hears our view at the next Open
+        co_return;
+      }
+      it->second.stream = std::make_shared<rpc::SwapStream>(std::move(*s));
+    }
+    auto stream = it->second.stream;
+    auto batch = std::exchange(it->second.queue, {});
+    for (auto& m : batch) {
+      Status st = co_await stream->send(m);
+      if (!st.is_ok()) {
+        spdlog::debug("swap: sending {} to {}: {}", protocol::message_name(m), peer.to_string(),
+                      st.to_string());
+        if (auto again = outboxes_.find(peer); again != outboxes_.end()) outboxes_.erase(again);
+        co_return;
+      }
+      stats_.messages_sent++;
+    }
+  }
+}
+
+// ---- serving ----
+
+serve::Decision SwapAgent::admit(const identity::PeerId& peer, const core::Multihash& service,
+                                 uint64_t request_id) {
+  if (stopped_) return serve::Decision::admit();
+  swap::Admit a = swap_->on_request(peer.bytes(), service.bytes(), request_id);
+  flush();
+  if (a.serve) {
+    stats_.admitted++;
+    return serve::Decision::admit();
+  }
+  stats_.refused++;
+  spdlog::debug("swap: refused request {} from {}: {}", request_id, peer.to_string(), a.reason);
+  return serve::Decision::refuse(a.reason);
+}
+
+void SwapAgent::on_work(const serve::WorkDone& w) {
+  if (stopped_ || w.operations == 0) return;
+  Status st = swap_->on_answered(w.peer.bytes(), w.request_id, w.service.bytes(), w.operations);
+  if (!st.is_ok()) spdlog::warn("swap: charging {}: {}", w.peer.to_string(), st.to_string());
+  flush();
+}
+
+Status SwapAgent::on_receipt(const identity::PeerId& from, const protocol::Receipt& r) {
+  if (stopped_) return Status::ok();
+  // The stream authenticated `from`: a receipt must name it as the signer and us as the server.
+  if (r.signer != from.bytes() || r.server != host_.id().bytes()) {
+    stats_.receipt_errors++;
+    return Status::peer_misbehaved("receipt names another signer or server than the stream's ends");
+  }
+  Status st = swap_->on_receipt(from.bytes(), r);
+  if (st.is_ok()) {
+    stats_.receipts_in++;
+  } else {
+    stats_.receipt_errors++;
+  }
+  flush();
+  return st;
+}
+
+// ---- requesting ----
+
+std::vector<identity::PeerId> SwapAgent::select(const core::Multihash&,
+                                                std::vector<identity::PeerId> candidates) {
+  std::vector<std::pair<double, identity::PeerId>> scored;
+  scored.reserve(candidates.size());
+  for (auto& p : candidates) {
+    auto score = swap_->provider_score(p.bytes());
+    if (score) scored.emplace_back(*score, std::move(p));
+  }
+  // Best score first; among equals, the source's order (nearest first) stays.
+  std::stable_sort(scored.begin(), scored.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<identity::PeerId> out;
+  out.reserve(scored.size());
+  for (auto& [s, p] : scored) out.push_back(std::move(p));
+  return out;
+}
+
+void SwapAgent::on_peer_done(const core::Multihash&, uint64_t, const client::PeerReport& report) {
+  if (stopped_) return;
+  if (report.outcome == client::PeerReport::Outcome::kRefused) {
+    stats_.refused_by_peers++;
+    swap_->on_refused_by(report.peer.bytes());
+    flush();
+  }
+}
+
+void SwapAgent::on_receipt_sent(const identity::PeerId& provider, const protocol::Receipt& r) {
+  if (stopped_) return;
+  Status st = swap_->on_receipt(provider.bytes(), r);
+  if (st.is_ok()) {
+    stats_.receipts_out++;
+  } else {
+    spdlog::warn("swap: recording our receipt to {}: {}", provider.to_string(), st.to_string());
+  }
+  flush();
+}
+
+void SwapAgent::on_challenge(const core::Multihash& service, const identity::PeerId& peer,
+                             bool passed, const std::string& detail) {
+  if (stopped_) return;
+  if (!passed) {
+    spdlog::warn("swap: {} failed a challenge for {}: {}", peer.to_string(),
+                 ise::service_id_text(service), detail);
+  }
+  swap_->on_challenge_result(peer.bytes(), passed);
+  flush();
+}
+
+}  // namespace idn::node

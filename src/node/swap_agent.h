@@ -1,0 +1,121 @@
+// ComputeSwap on a running node: owns swap::ComputeSwap and plugs it into the seams — the
+// InferServer's Admission, WorkSink and ReceiptSink, the client Session's ProviderSelector and
+// RequestObserver — and carries its messages over /idn/swap/1.0.0 (one outbound stream per
+// peer, kept open, so a peer sees our messages in order). Connections of blacklisted peers are
+// closed as soon as they are up.
+//
+// Threading: everything on the node's io thread (the seams are called there too).
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "client/selector.h"
+#include "identity/keys.h"
+#include "node/metrics.h"
+#include "p2p/host.h"
+#include "rpc/dispatcher.h"
+#include "serve/accounting.h"
+#include "swap/swap.h"
+
+namespace idn::node {
+
+// How often ComputeSwap's timers run (ignore expiry, idle close, receipt timeouts, lists).
+inline constexpr std::chrono::milliseconds kSwapTick{500};
+
+struct SwapAgentStats {
+  uint64_t admitted = 0, refused = 0;           // requests we served / refused
+  uint64_t refused_by_peers = 0;                // our requests peers refused
+  uint64_t receipts_in = 0, receipts_out = 0;   // receipts received (as provider) / sent
+  uint64_t receipt_errors = 0;                  // receipts rejected (not between us, ...)
+  uint64_t messages_sent = 0, messages_dropped = 0;  // swap messages; dropped: peer ignored
+  uint64_t checkpoints_signed = 0;              // fully signed checkpoints stored
+  uint64_t disconnects = 0;                     // connections closed (blacklist, contempt)
+};
+
+class SwapAgent final : public serve::Admission,
+                        public serve::WorkSink,
+                        public serve::ReceiptSink,
+                        public client::ProviderSelector,
+                        public client::RequestObserver,
+                        public std::enable_shared_from_this<SwapAgent> {
+ public:
+  // Opens the ledger database at `ledger_path`. Errors: invalid config, the database's.
+  static Result<std::shared_ptr<SwapAgent>> open(p2p::asio::any_io_executor ex, p2p::Host& host,
+                                                 const swap::Config& config,
+                                                 const std::filesystem::path& ledger_path);
+  ~SwapAgent() override;
+
+  // Registers the swap message handlers and starts the timer loop.
+  void start(rpc::Dispatcher& dispatcher);
+  // Close(final) to every Online peer (and a checkpoint); stops the timer.
+  void stop();
+  // The host's connection observer calls this.
+  void on_connection(const identity::PeerId& peer, bool connected);
+
+  swap::ComputeSwap& swap() { return *swap_; }
+  // Per-peer gauges go here, refreshed every tick (register_swap_metrics sets it).
+  void set_metrics(Registry* registry) { metrics_ = registry; }
+  const SwapAgentStats& stats() const { return stats_; }
+
+  // ---- serve/accounting.h ----
+  serve::Decision admit(const identity::PeerId& peer, const core::Multihash& service,
+                        uint64_t request_id) override;
+  void on_work(const serve::WorkDone& w) override;
+  Status on_receipt(const identity::PeerId& from, const protocol::Receipt& r) override;
+
+  // ---- client/selector.h ----
+  std::vector<identity::PeerId> select(const core::Multihash& service,
+                                       std::vector<identity::PeerId> candidates) override;
+  void on_peer_done(const core::Multihash& service, uint64_t request_id,
+                    const client::PeerReport& report) override;
+  void on_receipt_sent(const identity::PeerId& provider, const protocol::Receipt& r) override;
+  void on_challenge(const core::Multihash& service, const identity::PeerId& peer, bool passed,
+                    const std::string& detail) override;
+
+ private:
+  SwapAgent(p2p::asio::any_io_executor ex, p2p::Host& host);
+  // Carries out what ComputeSwap asked for (sends, disconnects).
+  void flush();
+  void enqueue(const identity::PeerId& peer, protocol::SwapMessage m);
+  p2p::awaitable<void> drain(identity::PeerId peer);
+  p2p::awaitable<void> tick_loop();
+  std::optional<identity::PeerId> peer_of(ByteView bytes) const;
+
+  struct Outbox {
+    std::vector<protocol::SwapMessage> queue;
+    bool draining = false;
+    std::shared_ptr<rpc::SwapStream> stream;
+  };
+
+  p2p::asio::any_io_executor ex_;
+  p2p::Host& host_;
+  swap::SystemClock clock_;
+  std::unique_ptr<swap::ComputeSwap> swap_;
+  std::map<identity::PeerId, Outbox> outboxes_;
+  std::unique_ptr<p2p::Signal> wake_;
+  bool stopped_ = false;
+  SwapAgentStats stats_;
+  Registry* metrics_ = nullptr;
+  void refresh_metrics();
+};
+
+// /status's "swap" object: our parameters and one entry per known peer (state, debt, credit,
+// r, p(r), last seen, challenges, ...), as `idn peers` prints them.
+nlohmann::json swap_status_json(SwapAgent& agent);
+// Aggregate counters (requests admitted/refused, receipts, ...) and per-peer gauges
+// (idn_swap_peer_*{peer=...}, refreshed by the agent's timer) in `registry`.
+void register_swap_metrics(Registry& registry, SwapAgent& agent);
+
+// swap:: values <-> their wire form.
+protocol::SwapCheckpoint to_wire(const swap::Checkpoint& c);
+swap::Checkpoint from_wire(const protocol::SwapCheckpoint& c);
+protocol::SwapEvidence to_wire(const swap::Evidence& e);
+swap::Evidence from_wire(const protocol::SwapEvidence& e);
+
+}  // namespace idn::node
