@@ -47,6 +47,8 @@ PY
 
 "$idn" publish "$dir/m" --data-dir "$dir/a" >"$dir/publish.out" 2>"$dir/publish.log" ||
   fail "idn publish"
+grep -q "not published (kept local, not needed to serve): checkpoint/" "$dir/publish.log" ||
+  fail "idn publish did not say it left the training checkpoint out: $(cat "$dir/publish.log")"
 model="$(line model "$dir/publish.out")"
 sid="$(line service "$dir/publish.out")"
 [ -n "$model" ] && [ -n "$sid" ] || fail "publish printed no model CID / service ID"
@@ -83,10 +85,15 @@ if "$idn" infer --service QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG --boots
 fi
 grep -q "^idn: error:" "$dir/err" || fail "unknown service: no error line"
 
-# The package by CID, providers from the DHT, byte-identical.
+# The package by CID, providers from the DHT: exactly what serving needs (the training
+# checkpoint stays with the publisher), byte-identical.
 "$idn" fetch "$model" --bootstrap "$addr_a" --store "$dir/c/store" --out "$dir/fetched" \
   >/dev/null 2>"$dir/fetch.log" || fail "idn fetch --bootstrap"
-diff -r "$dir/m" "$dir/fetched" >/dev/null || fail "fetched package differs from the original"
+[ "$(ls "$dir/fetched" | tr '\n' ' ')" = "model.json weights.safetensors " ] ||
+  fail "fetched package holds $(ls "$dir/fetched" | tr '\n' ' '), not model.json and weights"
+for f in model.json weights.safetensors; do
+  cmp -s "$dir/m/$f" "$dir/fetched/$f" || fail "fetched $f differs from the original"
+done
 
 # /metrics passes promtool when it is installed.
 if command -v promtool >/dev/null; then

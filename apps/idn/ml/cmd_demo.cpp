@@ -260,13 +260,15 @@ int run_demo(const DemoArgs& a) {
                   n);
     std::printf("\n");
   }
-  // ComputeSwap: each provider's ledger with the client, and the client's with it. Both views
-  // agree once the receipts of the last requests have arrived.
+  // ComputeSwap: each provider's ledger with the client, and the client's with it. The shared
+  // ledger (receipted work) agrees on both sides once the receipts have arrived; the provider
+  // alone also counts work not receipted (yet): answers that were still in flight when a
+  // fan-out request completed elsewhere stay unpaid after the receipt timeout.
   if (cn.swap()) {
-    std::printf("\nComputeSwap ledgers with the client (operations; r and p(r) as the provider "
-                "sees the client):\n");
-    std::printf("  %-8s %14s %14s %8s %6s %8s %8s\n", "peer", "client owes", "client view",
-                "r", "p(r)", "served", "refused");
+    std::printf("\nComputeSwap ledgers with the client, in operations (r and p(r): the provider's "
+                "view of the client):\n");
+    std::printf("  %-8s %16s %16s %14s %8s %6s %7s %7s\n", "peer", "receipted (peer)",
+                "receipted (client)", "not receipted", "r", "p(r)", "served", "refused");
     for (size_t i = 0; i < peers.size(); ++i) {
       if (!peers[i] || !peers[i]->running()) continue;
       node::Node& n = **peers[i];
@@ -277,9 +279,11 @@ int run_demo(const DemoArgs& a) {
       auto cv = cn.block_on([&]() -> p2p::awaitable<swap::PeerSnapshot> {
         co_return cn.swap()->swap().snapshot(n.id().bytes());
       });
-      std::printf("  %-8s %14llu %14llu %8.4f %6.3f %8llu %8llu\n", short_id(n.id()).c_str(),
-                  static_cast<unsigned long long>(pv.debt),
-                  static_cast<unsigned long long>(cv.credit), pv.r, pv.p,
+      const uint64_t open = pv.pending_ops + pv.unpaid_ops;
+      std::printf("  %-8s %16llu %16llu %14llu %8.4f %6.3f %7llu %7llu\n",
+                  short_id(n.id()).c_str(), static_cast<unsigned long long>(pv.debt - open),
+                  static_cast<unsigned long long>(cv.credit),
+                  static_cast<unsigned long long>(open), pv.r, pv.p,
                   static_cast<unsigned long long>(pv.served),
                   static_cast<unsigned long long>(pv.refused));
     }
