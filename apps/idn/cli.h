@@ -46,5 +46,7 @@ void register_routing(CLI::App& app);  // cmd_routing.cpp: idn providers, idn be
 void register_node(CLI::App& app);     // cmd_node.cpp: idn node, idn peers
 void register_bench_transport(CLI::App& bench);  // cmd_bench_transport.cpp: idn bench transport
 void register_bench_content(CLI::App& bench);    // cmd_bench_content.cpp: idn bench content
+void register_swap(CLI::App& app);               // cmd_swap.cpp: idn swap probability
+void register_bench_swap(CLI::App& bench);       // cmd_swap.cpp: idn bench swap
 
 }  // namespace idn::cli

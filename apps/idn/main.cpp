@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
   idn::cli::register_node(app);
   idn::cli::register_bench_transport(*bench);
   idn::cli::register_bench_content(*bench);
+  idn::cli::register_swap(app);
+  idn::cli::register_bench_swap(*bench);
 #if defined(IDN_WITH_TORCH)
   idn::cli::register_train(app);
   idn::cli::register_eval(app);

@@ -95,6 +95,8 @@ Result<std::unique_ptr<Database>> Database::open(const std::filesystem::path& pa
         path.string() + ": cannot open: " + (db->db_ ? sqlite3_errmsg(db->db_) : "out of memory"));
   }
   sqlite3_busy_timeout(db->db_, options.busy_timeout_ms);
+  // Exclusive locking before WAL: the WAL index then lives in heap memory, not a -shm file.
+  if (options.exclusive) IDN_RETURN_IF_ERROR(db->exec("PRAGMA locking_mode=EXCLUSIVE;"));
   IDN_RETURN_IF_ERROR(
       db->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=" + options.synchronous + ";"));
   return db;

@@ -64,6 +64,9 @@ struct OpenOptions {
   // "NORMAL" (the default: WAL commits are not fsynced one by one) or "FULL" (each commit
   // fsynced: survives power loss, costs a disk flush per transaction).
   std::string synchronous = "NORMAL";
+  // locking_mode=EXCLUSIVE: this connection keeps the file locked until closed, which saves
+  // the lock calls of every transaction; other processes cannot read it meanwhile.
+  bool exclusive = false;
 };
 
 class Database {

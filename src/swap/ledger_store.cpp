@@ -15,20 +15,18 @@ Bytes to_bytes(ByteView b) {
 
 constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);"
-    // The shared ledger with each peer (node1 < node2, their debts, receipts folded in).
-    "CREATE TABLE IF NOT EXISTS ledgers(peer BLOB PRIMARY KEY, debt1 INTEGER NOT NULL,"
-    " debt2 INTEGER NOT NULL, sequence INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
     // Every receipt held, keyed so a replay is recognised; `sequence` is the ledger's after it.
+    // The shared ledger with a peer is its checkpoint plus the receipts after it.
     "CREATE TABLE IF NOT EXISTS receipts(peer BLOB NOT NULL, server BLOB NOT NULL,"
     " request_id INTEGER NOT NULL, signer BLOB NOT NULL, service BLOB NOT NULL,"
     " ops INTEGER NOT NULL, unix_ms INTEGER NOT NULL, sequence INTEGER NOT NULL,"
-    " PRIMARY KEY(peer, server, request_id));"
+    " PRIMARY KEY(peer, server, request_id)) WITHOUT ROWID;"
+    // Receipts after a sequence: checkpoint proposals, evidence at Open.
     "CREATE INDEX IF NOT EXISTS receipts_seq ON receipts(peer, sequence);"
     // The provider's charges awaiting a receipt (unpaid = 1 once the timeout passed).
     "CREATE TABLE IF NOT EXISTS charges(peer BLOB NOT NULL, request_id INTEGER NOT NULL,"
     " service BLOB NOT NULL, ops INTEGER NOT NULL, deadline_ms INTEGER NOT NULL,"
-    " unpaid INTEGER NOT NULL, PRIMARY KEY(peer, request_id));"
-    "CREATE INDEX IF NOT EXISTS charges_deadline ON charges(unpaid, deadline_ms);"
+    " unpaid INTEGER NOT NULL, PRIMARY KEY(peer, request_id)) WITHOUT ROWID;"
     // The last checkpoint both sides signed.
     "CREATE TABLE IF NOT EXISTS checkpoints(peer BLOB PRIMARY KEY, debt1 INTEGER NOT NULL,"
     " debt2 INTEGER NOT NULL, sequence INTEGER NOT NULL, unix_ms INTEGER NOT NULL,"
@@ -63,16 +61,10 @@ Status LedgerStore::init() {
       IDN_RETURN_IF_ERROR(put.bind(1, self_).run("record node ID"));
     }
   }
-  IDN_ASSIGN_OR_RETURN(auto put_ledger,
-                       db_->prepare("INSERT INTO ledgers(peer, debt1, debt2, sequence, updated_ms)"
-                                    " VALUES(?, ?, ?, ?, strftime('%s','now') * 1000)"
-                                    " ON CONFLICT(peer) DO UPDATE SET debt1 = excluded.debt1,"
-                                    " debt2 = excluded.debt2, sequence = excluded.sequence,"
-                                    " updated_ms = excluded.updated_ms"));
-  put_ledger_.emplace(std::move(put_ledger));
-  IDN_ASSIGN_OR_RETURN(auto put_receipt,
-                       db_->prepare("INSERT INTO receipts(peer, server, request_id, signer,"
-                                    " service, ops, unix_ms, sequence) VALUES(?,?,?,?,?,?,?,?)"));
+  IDN_ASSIGN_OR_RETURN(
+      auto put_receipt,
+      db_->prepare("INSERT OR IGNORE INTO receipts(peer, server, request_id, signer,"
+                   " service, ops, unix_ms, sequence) VALUES(?,?,?,?,?,?,?,?)"));
   put_receipt_.emplace(std::move(put_receipt));
   IDN_ASSIGN_OR_RETURN(auto has_receipt,
                        db_->prepare("SELECT 1 FROM receipts WHERE peer = ? AND server = ? AND"
@@ -82,10 +74,6 @@ Status LedgerStore::init() {
                        db_->prepare("INSERT INTO charges(peer, request_id, service, ops,"
                                     " deadline_ms, unpaid) VALUES(?,?,?,?,?,?)"));
   put_charge_.emplace(std::move(put_charge));
-  IDN_ASSIGN_OR_RETURN(auto get_charge,
-                       db_->prepare("SELECT ops, unpaid FROM charges WHERE peer = ? AND"
-                                    " request_id = ?"));
-  get_charge_.emplace(std::move(get_charge));
   IDN_ASSIGN_OR_RETURN(auto del_charge,
                        db_->prepare("DELETE FROM charges WHERE peer = ? AND request_id = ?"));
   del_charge_.emplace(std::move(del_charge));
@@ -95,31 +83,8 @@ Status LedgerStore::init() {
 Status LedgerStore::load() {
   ledgers_.clear();
   totals_.clear();
+  open_charges_.clear();
   checkpoints_.clear();
-  {
-    IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, debt1, debt2, sequence FROM ledgers"));
-    for (;;) {
-      IDN_ASSIGN_OR_RETURN(bool row, s.step());
-      if (!row) break;
-      Bytes peer = s.blob(0);
-      if (peer.empty() || same(peer, self_)) return Status::corruption("ledger with a bad peer ID");
-      Ledger l = Ledger::between(self_, peer);
-      l.debt1 = s.u64(1);
-      l.debt2 = s.u64(2);
-      l.sequence = s.u64(3);
-      ledgers_[peer] = l;
-    }
-  }
-  {
-    IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, ops, unpaid FROM charges"));
-    for (;;) {
-      IDN_ASSIGN_OR_RETURN(bool row, s.step());
-      if (!row) break;
-      auto& t = totals_[s.blob(0)];
-      (s.i64(2) ? t.unpaid_ops : t.pending_ops) += s.u64(1);
-      ++(s.i64(2) ? t.unpaid : t.pending);
-    }
-  }
   {
     IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, debt1, debt2, sequence, unix_ms, sig1,"
                                               " sig2 FROM checkpoints"));
@@ -139,6 +104,41 @@ Status LedgerStore::load() {
       c.sig1 = s.blob(5);
       c.sig2 = s.blob(6);
       checkpoints_[peer] = c;
+      ledgers_[peer] = c.ledger;
+    }
+  }
+  {
+    // Each ledger: its checkpoint (or zero) plus the receipts after it.
+    IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, signer, ops, sequence FROM receipts"));
+    for (;;) {
+      IDN_ASSIGN_OR_RETURN(bool row, s.step());
+      if (!row) break;
+      Bytes peer = s.blob(0);
+      if (peer.empty() || same(peer, self_))
+        return Status::corruption("receipt with a bad peer ID");
+      Ledger& l = ledgers_.try_emplace(peer, Ledger::between(self_, peer)).first->second;
+      uint64_t seq = s.u64(3);
+      auto cp = checkpoints_.find(peer);
+      if (cp != checkpoints_.end() && seq <= cp->second.ledger.sequence) continue;
+      Bytes signer = s.blob(1);
+      if (!l.has(signer)) return Status::corruption("receipt signed outside its ledger");
+      uint64_t& d = same(signer, l.node1) ? l.debt1 : l.debt2;
+      if (d > UINT64_MAX - s.u64(2)) return Status::corruption("ledger debt overflows");
+      d += s.u64(2);
+      l.sequence = std::max(l.sequence, seq);
+    }
+  }
+  {
+    IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, request_id, ops, unpaid FROM charges"));
+    for (;;) {
+      IDN_ASSIGN_OR_RETURN(bool row, s.step());
+      if (!row) break;
+      Bytes peer = s.blob(0);
+      bool unpaid = s.i64(3) != 0;
+      auto& t = totals_[peer];
+      (unpaid ? t.unpaid_ops : t.pending_ops) += s.u64(2);
+      ++(unpaid ? t.unpaid : t.pending);
+      open_charges_[peer][s.u64(1)] = {s.u64(2), unpaid};
     }
   }
   return Status::ok();
@@ -162,15 +162,6 @@ std::vector<Bytes> LedgerStore::peers() const {
 
 const ChargeTotals& LedgerStore::charges(ByteView peer) {
   return totals_[to_bytes(peer)];
-}
-
-Status LedgerStore::write_ledger(const Ledger& l, ByteView peer) {
-  put_ledger_->reset();
-  return put_ledger_->bind(1, peer)
-      .bind(2, l.debt1)
-      .bind(3, l.debt2)
-      .bind(4, l.sequence)
-      .run("write ledger");
 }
 
 Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView service_id,
@@ -202,6 +193,7 @@ Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView serv
   auto& t = totals_[to_bytes(peer)];
   t.pending_ops += operations;
   ++t.pending;
+  open_charges_[to_bytes(peer)][request_id] = {operations, false};
   return Status::ok();
 }
 
@@ -230,6 +222,7 @@ Result<std::vector<Charge>> LedgerStore::expire_charges(uint64_t now_unix_ms) {
   IDN_RETURN_IF_ERROR(up.bind(1, now_unix_ms).run("expire charges"));
   IDN_RETURN_IF_ERROR(tx.commit());
   for (const auto& c : out) {
+    open_charges_[c.peer][c.request_id].second = true;
     auto& t = totals_[c.peer];
     t.pending_ops -= std::min(t.pending_ops, c.operations);
     t.pending -= std::min<uint64_t>(t.pending, 1);
@@ -248,28 +241,27 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
   }
   ReceiptOutcome out;
   out.we_served = we_served;
-  has_receipt_->reset();
-  IDN_ASSIGN_OR_RETURN(bool held,
-                       has_receipt_->bind(1, peer).bind(2, r.server).bind(3, r.request_id).step());
-  has_receipt_->reset();
-  if (held) {
-    out.ledger = ledger(peer);
-    return out;
-  }
-  Ledger next = ledger(peer);
+  out.ledger = ledger(peer);
+  Ledger next = out.ledger;
   IDN_RETURN_IF_ERROR(next.charge(r.signer, r.operations));
 
-  // The charge this receipt settles (provider side), read before the transaction changes it.
+  // The charge this receipt settles (provider side).
   std::optional<std::pair<uint64_t, bool>> charge;
   if (we_served) {
-    get_charge_->reset();
-    IDN_ASSIGN_OR_RETURN(bool row, get_charge_->bind(1, peer).bind(2, r.request_id).step());
-    if (row) charge = std::pair{get_charge_->u64(0), get_charge_->i64(1) != 0};
-    get_charge_->reset();
+    auto pc = open_charges_.find(to_bytes(peer));
+    if (pc != open_charges_.end()) {
+      auto it = pc->second.find(r.request_id);
+      if (it != pc->second.end()) charge = it->second;
+    }
   }
   uint64_t shortfall = charge && charge->first > r.operations ? charge->first - r.operations : 0;
 
-  IDN_ASSIGN_OR_RETURN(auto tx, db::Transaction::begin(*db_));
+  // One row (the receipt), or with a charge to settle, one transaction of two or three.
+  std::optional<db::Transaction> tx;
+  if (charge) {
+    IDN_ASSIGN_OR_RETURN(auto t, db::Transaction::begin(*db_));
+    tx.emplace(std::move(t));
+  }
   put_receipt_->reset();
   IDN_RETURN_IF_ERROR(put_receipt_->bind(1, peer)
                           .bind(2, r.server)
@@ -280,7 +272,7 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
                           .bind(7, r.unix_ms)
                           .bind(8, next.sequence)
                           .run("store receipt"));
-  IDN_RETURN_IF_ERROR(write_ledger(next, peer));
+  if (db_->changes() == 0) return out;  // held already: a replay (the transaction rolls back)
   if (charge) {
     del_charge_->reset();
     IDN_RETURN_IF_ERROR(del_charge_->bind(1, peer).bind(2, r.request_id).run("settle charge"));
@@ -295,8 +287,8 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
                               .bind(6, int64_t(1))
                               .run("record shortfall"));
     }
+    IDN_RETURN_IF_ERROR(tx->commit());
   }
-  IDN_RETURN_IF_ERROR(tx.commit());
 
   ledgers_[to_bytes(peer)] = next;
   if (charge) {
@@ -305,9 +297,13 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
     uint64_t& n = charge->second ? t.unpaid : t.pending;
     ops -= std::min(ops, charge->first);
     n -= std::min<uint64_t>(n, 1);
+    auto& pc = open_charges_[to_bytes(peer)];
     if (shortfall > 0) {
       t.unpaid_ops += shortfall;
       ++t.unpaid;
+      pc[r.request_id] = {shortfall, true};
+    } else {
+      pc.erase(r.request_id);
     }
   }
   out.applied = true;
@@ -317,6 +313,7 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
 
 Result<Ledger> LedgerStore::ledger_at(ByteView peer, uint64_t sequence) {
   Ledger l = ledger(peer);
+  if (sequence == l.sequence) return l;
   if (sequence > l.sequence) {
     return Status::not_found(
         fmt::format("ledger has only {} receipts, not {}", l.sequence, sequence));
@@ -346,13 +343,19 @@ std::optional<Checkpoint> LedgerStore::checkpoint(ByteView peer) {
   return it->second;
 }
 
-Status LedgerStore::store_checkpoint(ByteView peer, const Checkpoint& c) {
+Status LedgerStore::store_checkpoint(ByteView peer, const Checkpoint& c, bool verified) {
   Ledger pair = Ledger::between(self_, peer);
   if (c.ledger.node1 != pair.node1 || c.ledger.node2 != pair.node2) {
     return Status::peer_misbehaved("checkpoint is of another pair of nodes");
   }
   auto held = checkpoint(peer);
-  IDN_RETURN_IF_ERROR(verify_checkpoint(c, held ? held->ledger.sequence : 0));
+  if (verified) {
+    if (!c.fully_signed() || (held && c.ledger.sequence < held->ledger.sequence)) {
+      return Status::invalid_argument("checkpoint to store is not signed by both or is stale");
+    }
+  } else {
+    IDN_RETURN_IF_ERROR(verify_checkpoint(c, held ? held->ledger.sequence : 0));
+  }
   if (held && held->ledger.sequence == c.ledger.sequence) {
     if (held->ledger == c.ledger) return Status::ok();  // the same balance, signed again
     return Status::peer_misbehaved(
@@ -448,7 +451,6 @@ Status LedgerStore::adopt(ByteView peer, const Reconciled& r) {
       }
     }
   }
-  IDN_RETURN_IF_ERROR(write_ledger(r.ledger, peer));
   IDN_RETURN_IF_ERROR(tx.commit());
   // Charge totals changed in SQL; the cache is rebuilt from the file (rare: once per Open).
   return load();

@@ -1,7 +1,8 @@
 // One node's ComputeSwap ledgers with all its peers, persisted in SQLite (WAL) under the
-// node's data dir: the shared ledgers, the receipts folded into them (so a replayed receipt
-// is not counted twice), the provider's provisional charges awaiting a receipt, and the last
-// checkpoint both sides signed. Every update is one transaction; reads come from a cache.
+// node's data dir: the receipts (so a replayed receipt is not counted twice), the provider's
+// provisional charges awaiting a receipt, and the last checkpoint both sides signed. A ledger
+// is its checkpoint plus the receipts after it, summed when the file is opened and kept in
+// memory; every update is one transaction of one or two rows, so accounting stays cheap.
 // Not thread-safe: one owner (the node's io thread, through swap::ComputeSwap).
 #pragma once
 
@@ -43,9 +44,10 @@ struct ReceiptOutcome {
 
 class LedgerStore {
  public:
-  // Opens (creating) the database at `path` for the node `self` (peer ID bytes).
+  // Opens (creating) the database at `path` for the node `self` (peer ID bytes). By default
+  // the file stays locked while open (db::OpenOptions::exclusive): the node owns its ledgers.
   static Result<std::unique_ptr<LedgerStore>> open(const std::filesystem::path& path, Bytes self,
-                                                   db::OpenOptions options = {});
+                                                   db::OpenOptions options = {.exclusive = true});
   LedgerStore(const LedgerStore&) = delete;
   LedgerStore& operator=(const LedgerStore&) = delete;
 
@@ -73,8 +75,10 @@ class LedgerStore {
   // `sequence` is beyond the current one or before the stored checkpoint.
   Result<Ledger> ledger_at(ByteView peer, uint64_t sequence);
   std::optional<Checkpoint> checkpoint(ByteView peer);
-  // Stores a fully signed checkpoint (verified here; not older than the one held).
-  Status store_checkpoint(ByteView peer, const Checkpoint& c);
+  // Stores a fully signed checkpoint, not older than the one held. Both signatures are
+  // verified here unless the caller already did (`verified`: it checked the peer's and made
+  // ours), which saves two Ed25519 verifications per checkpoint.
+  Status store_checkpoint(ByteView peer, const Checkpoint& c, bool verified = false);
 
   // The last checkpoint and the receipts after it, to show the peer at Open.
   Result<Evidence> evidence(ByteView peer);
@@ -90,16 +94,16 @@ class LedgerStore {
       : db_(std::move(db)), self_(std::move(self)) {}
   Status init();
   Status load();
-  Status write_ledger(const Ledger& l, ByteView peer);
 
   std::unique_ptr<db::Database> db_;
   Bytes self_;
   std::map<Bytes, Ledger, BytesLess> ledgers_;
   std::map<Bytes, ChargeTotals, BytesLess> totals_;
+  // Our open charges by peer and request ID: operations, unpaid.
+  std::map<Bytes, std::map<uint64_t, std::pair<uint64_t, bool>>, BytesLess> open_charges_;
   std::map<Bytes, Checkpoint, BytesLess> checkpoints_;
   // Kept prepared: the per-request paths (charge, receipt) run them thousands of times.
-  std::optional<db::Statement> put_ledger_, put_receipt_, put_charge_, get_charge_, del_charge_,
-      has_receipt_;
+  std::optional<db::Statement> put_receipt_, put_charge_, del_charge_, has_receipt_;
 };
 
 }  // namespace idn::swap

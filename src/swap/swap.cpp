@@ -101,6 +101,7 @@ void ComputeSwap::propose_checkpoint(ByteView id) {
   c.ledger = l;
   c.unix_ms = clock_.unix_ms();
   if (!sign_checkpoint(c, key_).is_ok()) return;  // we are always a member of our ledgers
+  proposals_[to_bytes(id)] = c;
   actions_.push_back(SendCheckpoint{to_bytes(id), std::move(c)});
 }
 
@@ -357,8 +358,18 @@ Status ComputeSwap::on_checkpoint(ByteView id, const Checkpoint& c) {
   if (c.ledger.node1 != pair.node1 || c.ledger.node2 != pair.node2) {
     return Status::peer_misbehaved("checkpoint of another pair of nodes from " + name_of(id));
   }
-  if (c.fully_signed()) return store_->store_checkpoint(id, c);
   bool we_are_1 = pair.node1 == self();
+  if (c.fully_signed()) {
+    // The countersigned copy of our own proposal: our signature is the one we made.
+    auto p = proposals_.find(to_bytes(id));
+    if (p != proposals_.end() && p->second.ledger == c.ledger && p->second.unix_ms == c.unix_ms &&
+        (we_are_1 ? p->second.sig1 == c.sig1 : p->second.sig2 == c.sig2)) {
+      IDN_RETURN_IF_ERROR(verify_signature_of(c, id));
+      proposals_.erase(p);
+      return store_->store_checkpoint(id, c, /*verified=*/true);
+    }
+    return store_->store_checkpoint(id, c);
+  }
   if (!(we_are_1 ? c.sig1 : c.sig2).empty()) {
     return Status::peer_misbehaved("checkpoint proposal already carries our signature");
   }
@@ -377,7 +388,7 @@ Status ComputeSwap::on_checkpoint(ByteView id, const Checkpoint& c) {
   }
   Checkpoint full = c;
   IDN_RETURN_IF_ERROR(sign_checkpoint(full, key_));
-  IDN_RETURN_IF_ERROR(store_->store_checkpoint(id, full));
+  IDN_RETURN_IF_ERROR(store_->store_checkpoint(id, full, /*verified=*/true));
   actions_.push_back(SendCheckpoint{to_bytes(id), std::move(full)});
   return Status::ok();
 }

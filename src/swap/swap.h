@@ -194,6 +194,9 @@ class ComputeSwap {
   std::unique_ptr<LedgerStore> store_;
   std::set<Bytes, BytesLess> trusted_, blacklist_;
   std::map<Bytes, Peer, BytesLess> peers_;
+  // Our last checkpoint proposal per peer: its countersigned copy needs only the peer's
+  // signature checked.
+  std::map<Bytes, Checkpoint, BytesLess> proposals_;
   std::vector<Bytes> need_list_, have_list_;
   std::vector<Action> actions_;
 };
