@@ -207,7 +207,7 @@ int run_bench(const BenchArgs& a) {
   rows.push_back({"provider: charge (on_answered, 1 txn)", charge_us / n});
   rows.push_back({"requester: receipt (on_receipt, 1 txn)", rreceipt_us / n});
   rows.push_back({"provider: receipt (on_receipt, 1 txn)", preceipt_us / n});
-  rows.push_back({"checkpoints, amortised (sign, verify x3, 2 txns)", cp_us / n});
+  rows.push_back({"checkpoints, amortised (2 signs, 2 verifies, 2 txns)", cp_us / n});
   rows.push_back({"total CPU per request, both sides", total_cpu_us});
   rows.push_back({"total wall time per request, both sides", total_us});
   auto integrity = P.ledgers().integrity_check();
