@@ -38,8 +38,9 @@ class RequestObserver {
                             const PeerReport& report) {
     (void)service, (void)request_id, (void)report;
   }
-  // A Receipt was written to `provider` on the request's stream (our debt grows by
-  // r.operations in our view of the ledger).
+  // A Receipt is about to be written to `provider` on the request's stream (our debt grows by
+  // r.operations in our view of the ledger). Called before the write, so a ledger that records
+  // it here never lacks a receipt the provider holds; the write may still fail.
   virtual void on_receipt_sent(const identity::PeerId& provider, const protocol::Receipt& r) {
     (void)provider, (void)r;
   }

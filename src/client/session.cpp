@@ -616,6 +616,10 @@ class Request : public std::enable_shared_from_this<Request> {
     r.unix_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                           std::chrono::system_clock::now().time_since_epoch())
                                           .count());
+    // The observer (ComputeSwap's ledger) records the receipt before it leaves: the provider
+    // never holds a receipt we lack, and one we hold that it never got is settled at the next
+    // Open (the requester's copy decides).
+    if (opts_.observer) opts_.observer->on_receipt_sent(a->peer, r);
     Bytes frame = protocol::encode(protocol::InferClientMessage{r});
     Status st = co_await p2p::write_length_prefixed(stream, frame);
     if (!st.is_ok()) {
@@ -626,7 +630,6 @@ class Request : public std::enable_shared_from_this<Request> {
     count_sent(frame.size());
     stats_->receipts_sent++;
     stats_->receipted_operations += r.operations;
-    if (opts_.observer) opts_.observer->on_receipt_sent(a->peer, r);
   }
 
   // A peer that never closes its side after we are done with it must not hold the stream.

@@ -83,34 +83,28 @@ void SwapAgent::start(rpc::Dispatcher& d) {
     }
     return self;
   };
-  d.on_open([gate](rpc::SwapContext& ctx, const protocol::SwapOpen& o) -> awaitable<Status> {
-    if (auto self = gate(ctx.peer())) {
-      self->swap_->on_open(ctx.peer().bytes(), o);
-      self->flush();
-    }
-    co_return Status::ok();
-  });
-  d.on_need_list([gate](rpc::SwapContext& ctx, const protocol::NeedList& l) -> awaitable<Status> {
-    if (auto self = gate(ctx.peer())) {
-      self->swap_->on_need_list(ctx.peer().bytes(), l);
-      self->flush();
-    }
-    co_return Status::ok();
-  });
-  d.on_have_list([gate](rpc::SwapContext& ctx, const protocol::HaveList& l) -> awaitable<Status> {
-    if (auto self = gate(ctx.peer())) {
-      self->swap_->on_have_list(ctx.peer().bytes(), l);
-      self->flush();
-    }
-    co_return Status::ok();
-  });
-  d.on_close([gate](rpc::SwapContext& ctx, const protocol::SwapClose& c) -> awaitable<Status> {
-    if (auto self = gate(ctx.peer())) {
-      self->swap_->on_close(ctx.peer().bytes(), c.final);
-      self->flush();
-    }
-    co_return Status::ok();
-  });
+  // The messages that only update ComputeSwap's state: pass the gate, apply, send what follows.
+  auto apply = [gate](auto fn) {
+    return [gate, fn](rpc::SwapContext& ctx, const auto& m) -> awaitable<Status> {
+      if (auto self = gate(ctx.peer())) {
+        fn(*self->swap_, ctx.peer().bytes(), m);
+        self->flush();
+      }
+      co_return Status::ok();
+    };
+  };
+  d.on_open(apply([](swap::ComputeSwap& s, ByteView peer, const protocol::SwapOpen& o) {
+    s.on_open(peer, o);
+  }));
+  d.on_need_list(apply([](swap::ComputeSwap& s, ByteView peer, const protocol::NeedList& l) {
+    s.on_need_list(peer, l);
+  }));
+  d.on_have_list(apply([](swap::ComputeSwap& s, ByteView peer, const protocol::HaveList& l) {
+    s.on_have_list(peer, l);
+  }));
+  d.on_close(apply([](swap::ComputeSwap& s, ByteView peer, const protocol::SwapClose& c) {
+    s.on_close(peer, c.final);
+  }));
   d.on_checkpoint(
       [gate](rpc::SwapContext& ctx, const protocol::SwapCheckpoint& c) -> awaitable<Status> {
         auto self = gate(ctx.peer());
