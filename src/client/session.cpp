@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <random>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -772,6 +773,14 @@ const Summary& InferStream::summary() const {
   return r_->summary();
 }
 
+namespace {
+uint64_t random_first_request_id() {
+  std::random_device rd;
+  uint64_t v = (uint64_t{rd()} << 32) ^ rd();
+  return (v >> 2) | 1;  // below 2^62: a session never wraps; never 0
+}
+}  // namespace
+
 Session::Session(asio::any_io_executor io, p2p::Host& host, ProviderSource providers,
                  core::Multihash service, SessionOptions opts, std::shared_ptr<InFlight> in_flight)
     : io_(std::move(io)),
@@ -779,6 +788,8 @@ Session::Session(asio::any_io_executor io, p2p::Host& host, ProviderSource provi
       providers_(std::move(providers)),
       service_(std::move(service)),
       opts_(std::move(opts)),
+      first_request_id_(random_first_request_id()),
+      next_request_id_(first_request_id_),
       in_flight_(std::move(in_flight)) {}
 
 std::shared_ptr<InferStream> Session::infer(core::Tensor input) {

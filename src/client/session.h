@@ -187,7 +187,10 @@ class Session {
   const boost::asio::any_io_executor& executor() const { return io_; }
   const core::Multihash& service() const { return service_; }
   const SessionOptions& options() const { return opts_; }
-  uint64_t requests_started() const { return next_request_id_ - 1; }
+  uint64_t requests_started() const { return next_request_id_ - first_request_id_; }
+  // This session's first request ID. Random (below 2^62), so request IDs stay unique per
+  // requester across its sessions and restarts: providers' ledgers key receipts by them.
+  uint64_t first_request_id() const { return first_request_id_; }
   const SessionStats& stats() const { return *stats_; }
 
  private:
@@ -196,7 +199,8 @@ class Session {
   ProviderSource providers_;
   core::Multihash service_;
   SessionOptions opts_;
-  std::atomic<uint64_t> next_request_id_{1};
+  const uint64_t first_request_id_;
+  std::atomic<uint64_t> next_request_id_;
   std::shared_ptr<SessionStats> stats_ = std::make_shared<SessionStats>();  // outlives requests
   std::shared_ptr<InFlight> in_flight_;
 };

@@ -152,7 +152,7 @@ TEST(Session, TheRequestCarriesServiceExitRuleAndTheTimeLeft) {
   EXPECT_EQ(req.start_stage, 0u);
   EXPECT_FALSE(req.stop_after_stage.has_value());
   EXPECT_EQ(req.input, testing::input_for(4));
-  EXPECT_EQ(req.request_id, 1u);
+  EXPECT_EQ(req.request_id, session.first_request_id());
 }
 
 TEST(Session, FinishSendsCancelToEveryPeerStillWorkingAndEndsTheStream) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <vector>
@@ -143,6 +144,9 @@ TEST(Swap, ConsumerIsRefusedAsPredictedTrustedNeverBlacklistedClosed) {
   // of Bernoulli(1 - p(r_i)) the strategy promises (plus one for the discreteness).
   EXPECT_NEAR(refused_mid, expected_refusals, 4 * std::sqrt(variance) + 1)
       << mid << " requests with 1 < r < m";
+  std::printf("consumer: %d requests at r <= 1 (all served), %d at 1 < r < m: %d refused, "
+              "p(r) predicts %.1f +- %.1f; %d at r >= m (all refused)\n",
+              low, mid, refused_mid, expected_refusals, std::sqrt(variance), high);
 
   // Receipts: C's ledger and P's agree on what C owes once the receipts have arrived.
   auto until = std::chrono::steady_clock::now() + 10s;
