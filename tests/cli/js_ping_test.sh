@@ -36,27 +36,8 @@ fail() {
   done
   exit 1
 }
-# wait_for WHAT SECONDS COMMAND...: polls COMMAND until it succeeds or the deadline passes.
-wait_for() {
-  local what="$1" secs="$2"
-  shift 2
-  local until=$((SECONDS + secs))
-  until "$@"; do
-    [ $SECONDS -lt $until ] || fail "timed out waiting for $what"
-    sleep 0.1
-  done
-}
-line() { sed -n "s/^$1 //p" "$2" | head -n 1; }
-hosts_service() {
-  python3 - "$1" "$2" <<'PY'
-import json, sys, urllib.request
-try:
-    s = json.load(urllib.request.urlopen(f"http://{sys.argv[1]}/status", timeout=2))
-except Exception:
-    sys.exit(1)
-sys.exit(0 if any(x["service_id"] == sys.argv[2] for x in s.get("services", [])) else 1)
-PY
-}
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 answered() { [ "$(cat "$dir/answers" 2>/dev/null | wc -l)" -ge "$1" ]; }
 
 # The model: the build tree's cached tiny package, else one trained here and cached beside it.

@@ -20,27 +20,8 @@ fail() {
   for f in "$dir"/*.log; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done
   exit 1
 }
-# wait_for WHAT SECONDS COMMAND...: polls COMMAND until it succeeds or the deadline passes.
-wait_for() {
-  local what="$1" secs="$2"
-  shift 2
-  local until=$((SECONDS + secs))
-  until "$@"; do
-    [ $SECONDS -lt $until ] || fail "timed out waiting for $what"
-    sleep 0.1
-  done
-}
-line() { sed -n "s/^$1 //p" "$2" | head -n 1; }
-hosts_service() {
-  python3 - "$1" "$2" <<'PY'
-import json, sys, urllib.request
-try:
-    s = json.load(urllib.request.urlopen(f"http://{sys.argv[1]}/status", timeout=2))
-except Exception:
-    sys.exit(1)
-sys.exit(0 if any(x["service_id"] == sys.argv[2] for x in s.get("services", [])) else 1)
-PY
-}
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 "$idn" train branchynet --arch b-lenet --out "$dir/m" --epochs 1 --limit 600 --validation 300 \
   --threads 1 >/dev/null 2>&1 || fail "training the test model"
