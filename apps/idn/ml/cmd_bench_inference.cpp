@@ -66,7 +66,8 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-// The quick training recipe used when no cached package exists (as `idn demo` does).
+// A quick training recipe used when no cached package exists: the bench measures latency and
+// bytes, which do not need the demo's more accurate 3-epoch model.
 Status ensure_model(const std::string& arch, const fs::path& dir) {
   if (model::load_package(dir).ok()) return Status::ok();
   std::fprintf(stderr, "training %s (2 epochs on 20,000 images) into %s\n", arch.c_str(),
