@@ -61,6 +61,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     limits.max_list_entries = 4;
     limits.max_tensor_rank = 2;
     limits.max_text_bytes = 16;
+    limits.max_evidence_receipts = 1;
+    limits.max_signature_bytes = 32;
   }
   ByteView body(data + 2, size - 2);
   decode_any(body, which, limits);
