@@ -102,9 +102,14 @@ void SwapAgent::start(rpc::Dispatcher& d) {
   d.on_have_list(apply([](swap::ComputeSwap& s, ByteView peer, const protocol::HaveList& l) {
     s.on_have_list(peer, l);
   }));
-  d.on_close(apply([](swap::ComputeSwap& s, ByteView peer, const protocol::SwapClose& c) {
-    s.on_close(peer, c.final);
-  }));
+  d.on_close([gate](rpc::SwapContext& ctx, const protocol::SwapClose& c) -> awaitable<Status> {
+    if (auto self = gate(ctx.peer())) {
+      self->swap_->on_close(ctx.peer().bytes(), c.final);
+      self->flush();
+      self->end_stream(ctx.peer());  // the peer closed: our side of the exchange ends too
+    }
+    co_return Status::ok();
+  });
   d.on_checkpoint(
       [gate](rpc::SwapContext& ctx, const protocol::SwapCheckpoint& c) -> awaitable<Status> {
         auto self = gate(ctx.peer());
@@ -294,6 +299,16 @@ void SwapAgent::flush() {
   }
 }
 
+void SwapAgent::end_stream(const identity::PeerId& peer) {
+  auto it = outboxes_.find(peer);
+  if (it == outboxes_.end() || !it->second.stream) return;
+  it->second.end_when_drained = true;
+  if (!it->second.draining) {
+    it->second.draining = true;
+    asio::co_spawn(ex_, drain(peer), asio::detached);
+  }
+}
+
 void SwapAgent::enqueue(const identity::PeerId& peer, protocol::SwapMessage m) {
   if (!host_.is_connected(peer)) return;  // the peer hears our view at the next Open
   Outbox& box = outboxes_[peer];
@@ -313,6 +328,11 @@ awaitable<void> SwapAgent::drain(identity::PeerId peer) {
     if (it == outboxes_.end()) co_return;
     if (it->second.queue.empty()) {
       it->second.draining = false;
+      if (it->second.end_when_drained && it->second.stream) {
+        auto stream = std::exchange(it->second.stream, nullptr);
+        it->second.end_when_drained = false;
+        (void)co_await stream->close_write();
+      }
       co_return;
     }
     if (!it->second.stream) {
@@ -338,6 +358,14 @@ awaitable<void> SwapAgent::drain(identity::PeerId peer) {
         co_return;
       }
       stats_.messages_sent++;
+      if (std::holds_alternative<protocol::SwapClose>(m)) {
+        // After a Close the stream ends, so an idle connection carries no stream and the
+        // host's idle sweep can close it; a later message opens a new stream.
+        (void)co_await stream->close_write();
+        if (auto again = outboxes_.find(peer);
+            again != outboxes_.end() && again->second.stream == stream)
+          again->second.stream.reset();
+      }
     }
   }
 }

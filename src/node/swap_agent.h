@@ -1,8 +1,8 @@
 // ComputeSwap on a running node: owns swap::ComputeSwap and plugs it into the seams — the
 // InferServer's Admission, WorkSink and ReceiptSink, the client Session's ProviderSelector and
 // RequestObserver — and carries its messages over /idn/swap/1.0.0 (one outbound stream per
-// peer, kept open, so a peer sees our messages in order). Connections of blacklisted peers are
-// closed as soon as they are up.
+// peer, kept open until we send Close, so a peer sees our messages in order). Connections of
+// blacklisted peers are closed as soon as they are up.
 //
 // Threading: everything on the node's io thread (the seams are called there too).
 #pragma once
@@ -83,6 +83,8 @@ class SwapAgent final : public serve::Admission,
   // Carries out what ComputeSwap asked for (sends, disconnects).
   void flush();
   void enqueue(const identity::PeerId& peer, protocol::SwapMessage m);
+  // Ends our stream to `peer` once its queue is sent (after a Close either way).
+  void end_stream(const identity::PeerId& peer);
   p2p::awaitable<void> drain(identity::PeerId peer);
   p2p::awaitable<void> tick_loop();
   std::optional<identity::PeerId> peer_of(ByteView bytes) const;
@@ -90,6 +92,7 @@ class SwapAgent final : public serve::Admission,
   struct Outbox {
     std::vector<protocol::SwapMessage> queue;
     bool draining = false;
+    bool end_when_drained = false;
     std::shared_ptr<rpc::SwapStream> stream;
   };
 

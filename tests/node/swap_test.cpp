@@ -194,5 +194,38 @@ TEST(Swap, ConsumerIsRefusedAsPredictedTrustedNeverBlacklistedClosed) {
   EXPECT_FALSE(connected) << "a blacklisted peer's new connection must be closed";
 }
 
+// §7.5.3.4: a peer silent for T_c is closed (final = false). Our swap stream to it ends with the
+// Close, so the connection then carries no stream and the host's idle sweep may close it.
+TEST(Swap, AnIdlePeerIsClosedAndItsConnectionThenGoesIdle) {
+  auto quiet = [](Config c) {
+    c.swap.params.idle_close_s = 1;
+    c.limits.idle_timeout = 1500ms;
+    return c;
+  };
+  RunningNode a(quiet(config({})));
+  ASSERT_TRUE(a);
+  RunningNode b(quiet(config(a->listen_addrs())));
+  ASSERT_TRUE(b);
+  auto connected = [&] {
+    return a.on_io<bool>(
+        [&]() -> p2p::awaitable<bool> { co_return a->host().is_connected(b->id()); });
+  };
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (!connected() && std::chrono::steady_clock::now() < until) {
+  }
+  ASSERT_TRUE(connected());
+  until = std::chrono::steady_clock::now() + 20s;
+  uint64_t closed = 0;
+  while (closed == 0 && std::chrono::steady_clock::now() < until) {
+    closed = a.on_io<uint64_t>([&]() -> p2p::awaitable<uint64_t> {
+      co_return a->host().stats().connections_closed;
+    });
+  }
+  EXPECT_GE(closed, 1u) << "the idle connection was never closed (a swap stream kept it busy?) "
+                        << a->host().stats().streams_active << " streams, state "
+                        << swap::peer_state_name(view(a, b->id()).state);
+  EXPECT_EQ(view(a, b->id()).state, swap::PeerState::kClose);
+}
+
 }  // namespace
 }  // namespace idn::node
