@@ -4,6 +4,8 @@
 // Providers are given with --from, or found in IDN's DHT (--bootstrap a running node).
 #include <utility>  // Boost 1.74 awaitable.hpp uses std::exchange without including it
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -11,8 +13,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 #include <memory>
 #include <string>
 #include <vector>

@@ -163,8 +163,7 @@ int run_peers(const std::string& http) {
   std::printf("node %s, %zu peer(s)\n", str(j.value("peer_id", nlohmann::json())).c_str(),
               j["peers"].size());
   if (!j["peers"].empty())
-    std::printf("%-54s %-9s %9s  %-34s %s\n", "PEER", "DIRECTION", "RTT(ms)", "ADDRESS",
-                "AGENT");
+    std::printf("%-54s %-9s %9s  %-34s %s\n", "PEER", "DIRECTION", "RTT(ms)", "ADDRESS", "AGENT");
   for (const auto& p : j["peers"]) {
     std::string rtt = p.contains("rtt_ms") && p["rtt_ms"].is_number()
                           ? fmt::format("{:.3f}", p["rtt_ms"].get<double>())
@@ -183,10 +182,11 @@ int run_peers(const std::string& http) {
       return o.contains(k) && o[k].is_number() ? fmt::format("{:.1f}", o[k].get<double>())
                                                : std::string("-");
     };
-    std::printf("\nComputeSwap (m %.2f, n %.2f, grace %.3g ops): served %.0f, refused %.0f, "
-                "refused by peers %.0f\n",
-                num(sw, "m"), num(sw, "n"), num(sw, "grace_ops"), num(sw, "admitted"),
-                num(sw, "refused"), num(sw, "refused_by_peers"));
+    std::printf(
+        "\nComputeSwap (m %.2f, n %.2f, grace %.3g ops): served %.0f, refused %.0f, "
+        "refused by peers %.0f\n",
+        num(sw, "m"), num(sw, "n"), num(sw, "grace_ops"), num(sw, "admitted"), num(sw, "refused"),
+        num(sw, "refused_by_peers"));
     std::printf("%-54s %-7s %12s %12s %8s %6s %9s %9s %s\n", "PEER", "STATE", "DEBT(ops)",
                 "CREDIT(ops)", "r", "p(r)", "SEEN(s)", "CHALLENGE", "NOTE");
     for (const auto& p : sw["peers"]) {
@@ -196,12 +196,13 @@ int run_peers(const std::string& http) {
       if (p.value("contempt", false)) note += "contempt ";
       if (p.contains("ignored_for_s") && p["ignored_for_s"].is_number())
         note += fmt::format("ignored {:.0f}s more ", p["ignored_for_s"].get<double>());
-      if (p.contains("reason") && p["reason"].is_string() && !p["reason"].get<std::string>().empty())
+      if (p.contains("reason") && p["reason"].is_string() &&
+          !p["reason"].get<std::string>().empty())
         note += "(" + p["reason"].get<std::string>() + ")";
       std::printf("%-54s %-7s %12.4g %12.4g %8.3f %6.3f %9s %4.0f/%-4.0f %s\n",
                   str(p.value("peer_id", nlohmann::json())).c_str(),
-                  str(p.value("state", nlohmann::json())).c_str(), num(p, "debt"),
-                  num(p, "credit"), num(p, "r"), num(p, "p"), secs(p, "last_seen_s_ago").c_str(),
+                  str(p.value("state", nlohmann::json())).c_str(), num(p, "debt"), num(p, "credit"),
+                  num(p, "r"), num(p, "p"), secs(p, "last_seen_s_ago").c_str(),
                   num(p, "challenges_passed"), num(p, "challenges_failed"), note.c_str());
     }
   }

@@ -100,10 +100,10 @@ int argmax(const core::Tensor& t);
 // What a correct provider answers to a challenge: from the requester's own copy of the model
 // (run with the same exit rule) or an answer several peers agreed on. Every field set is checked.
 struct KnownAnswer {
-  int predicted = -1;                   // the class (argmax of the output); -1: not checked
-  std::optional<uint32_t> exit_index;   // the exit the final answer comes from
-  std::optional<core::Tensor> output;   // the exit output (F32), compared element-wise
-  float tolerance = 1e-3f;              // largest accepted |difference| per output element
+  int predicted = -1;                  // the class (argmax of the output); -1: not checked
+  std::optional<uint32_t> exit_index;  // the exit the final answer comes from
+  std::optional<core::Tensor> output;  // the exit output (F32), compared element-wise
+  float tolerance = 1e-3f;             // largest accepted |difference| per output element
 
   // InvalidArgument when it checks nothing, its tolerance is negative or not finite, or its
   // output is not a valid F32 tensor.

@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <random>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -12,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <limits>
+#include <random>
 
 #include "core/varint.h"
 #include "p2p/host.h"
@@ -523,10 +523,10 @@ class Request : public std::enable_shared_from_this<Request> {
     report.operations = p.operations;
     summary_.answers++;
     // A challenge judges final answers only: nothing but one completes it.
-    bool finish = p.final ||
-                  (!challenge_ && opts_.finish_confidence &&
-                   p.confidence >= *opts_.finish_confidence) ||
-                  (!challenge_ && meets_exit_rule(opts_.exit_rule, p.confidence, p.entropy));
+    bool finish =
+        p.final ||
+        (!challenge_ && opts_.finish_confidence && p.confidence >= *opts_.finish_confidence) ||
+        (!challenge_ && meets_exit_rule(opts_.exit_rule, p.confidence, p.entropy));
     // A challenge hands out judged (final, matching) answers only.
     if ((!challenge_ || p.final) && improves(p.exit_index, p.confidence, summary_.best)) {
       Event e{a->peer,
@@ -746,7 +746,7 @@ class Request : public std::enable_shared_from_this<Request> {
   std::shared_ptr<SessionStats> stats_;
   std::shared_ptr<InFlight> in_flight_;
   std::optional<Challenge> challenge_;
-  bool use_selector_ = true;                  // off for a challenge aimed at one peer
+  bool use_selector_ = true;                   // off for a challenge aimed at one peer
   std::vector<identity::PeerId> passed_over_;  // left out by the selector
   std::vector<identity::PeerId> spare_;        // ranked by the selector, not asked yet
 };

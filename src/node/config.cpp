@@ -16,28 +16,23 @@
 namespace idn::node {
 namespace {
 
-constexpr std::string_view kTopKeys[] = {"listen",
-                                         "identity",
-                                         "passphrase_file",
-                                         "bootstrap",
-                                         "http",
-                                         "log_level",
-                                         "limits",
-                                         "data_dir",
-                                         "store_max_bytes",
-                                         "host",
-                                         "dht",
-                                         "serve",
-                                         "swap",
-                                         "busy_poll_us",
-                                         "poll_while_waiting_us"};
+constexpr std::string_view kTopKeys[] = {
+    "listen", "identity",     "passphrase_file",      "bootstrap", "http", "log_level",
+    "limits", "data_dir",     "store_max_bytes",      "host",      "dht",  "serve",
+    "swap",   "busy_poll_us", "poll_while_waiting_us"};
 constexpr std::string_view kDhtKeys[] = {"enabled", "port", "bootstrap", "lan", "record_ttl_s"};
-constexpr std::string_view kSwapKeys[] = {"enabled",           "m",
-                                          "n",                 "grace_ops",
-                                          "ignore_period_s",   "idle_close_s",
-                                          "receipt_timeout_ms", "checkpoint_every",
-                                          "challenge_rate",    "on_challenge_failure",
-                                          "on_ledger_mismatch", "trusted",
+constexpr std::string_view kSwapKeys[] = {"enabled",
+                                          "m",
+                                          "n",
+                                          "grace_ops",
+                                          "ignore_period_s",
+                                          "idle_close_s",
+                                          "receipt_timeout_ms",
+                                          "checkpoint_every",
+                                          "challenge_rate",
+                                          "on_challenge_failure",
+                                          "on_ledger_mismatch",
+                                          "trusted",
                                           "blacklist"};
 constexpr std::string_view kServeKeys[] = {"workers", "max_queue", "max_batch", "inline_below_us"};
 constexpr std::string_view kLimitKeys[] = {"max_connections",
@@ -209,8 +204,8 @@ class Parser {
     for (const auto& t : texts) {
       auto id = identity::PeerId::parse(t);
       if (!id.ok())
-        return error(n.source(), fmt::format("{}: '{}' is not a peer ID: {}", key, t,
-                                             id.status().message()));
+        return error(n.source(),
+                     fmt::format("{}: '{}' is not a peer ID: {}", key, t, id.status().message()));
       out.push_back(id->bytes());
     }
     return out;

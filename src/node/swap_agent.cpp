@@ -15,8 +15,8 @@ namespace asio = boost::asio;
 using p2p::awaitable;
 
 protocol::SwapCheckpoint to_wire(const swap::Checkpoint& c) {
-  return {c.ledger.node1, c.ledger.node2, c.ledger.debt1, c.ledger.debt2, c.ledger.sequence,
-          c.unix_ms,      c.sig1,         c.sig2};
+  return {c.ledger.node1,    c.ledger.node2, c.ledger.debt1, c.ledger.debt2,
+          c.ledger.sequence, c.unix_ms,      c.sig1,         c.sig2};
 }
 
 swap::Checkpoint from_wire(const protocol::SwapCheckpoint& c) {
@@ -169,12 +169,13 @@ void SwapAgent::refresh_metrics() {
     Labels l{{"peer", id->to_string()}};
     metrics_->gauge("idn_swap_peer_debt_ops", "Operations we performed for the peer (its debt).", l)
         .set(double(p.debt));
-    metrics_->gauge("idn_swap_peer_credit_ops",
-                    "Operations the peer performed for us (its credit).", l)
+    metrics_
+        ->gauge("idn_swap_peer_credit_ops", "Operations the peer performed for us (its credit).", l)
         .set(double(p.credit));
     metrics_->gauge("idn_swap_peer_debt_ratio", "The peer's debt ratio r (eq. 7.1).", l).set(p.r);
-    metrics_->gauge("idn_swap_peer_service_probability",
-                    "p(r): the chance we serve the peer's next request.", l)
+    metrics_
+        ->gauge("idn_swap_peer_service_probability",
+                "p(r): the chance we serve the peer's next request.", l)
         .set(p.p);
     metrics_->gauge("idn_swap_peer_online", "1 when the peer is Online (ComputeSwap state).", l)
         .set(p.state == swap::PeerState::kOnline ? 1 : 0);
@@ -268,8 +269,8 @@ void register_swap_metrics(Registry& registry, SwapAgent& agent) {
   registry.counter_fn("idn_swap_messages_dropped_total",
                       "ComputeSwap messages dropped unread (the peer is ignored or blacklisted).",
                       {}, stat(&SwapAgentStats::messages_dropped));
-  registry.counter_fn("idn_swap_checkpoints_total", "Fully signed ledger checkpoints received.",
-                      {}, stat(&SwapAgentStats::checkpoints_signed));
+  registry.counter_fn("idn_swap_checkpoints_total", "Fully signed ledger checkpoints received.", {},
+                      stat(&SwapAgentStats::checkpoints_signed));
   registry.counter_fn("idn_swap_disconnects_total",
                       "Connections ComputeSwap closed (blacklist, contempt).", {},
                       stat(&SwapAgentStats::disconnects));

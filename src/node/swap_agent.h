@@ -29,13 +29,13 @@ namespace idn::node {
 inline constexpr std::chrono::milliseconds kSwapTick{500};
 
 struct SwapAgentStats {
-  uint64_t admitted = 0, refused = 0;           // requests we served / refused
-  uint64_t refused_by_peers = 0;                // our requests peers refused
-  uint64_t receipts_in = 0, receipts_out = 0;   // receipts received (as provider) / sent
-  uint64_t receipt_errors = 0;                  // receipts rejected (not between us, ...)
+  uint64_t admitted = 0, refused = 0;                // requests we served / refused
+  uint64_t refused_by_peers = 0;                     // our requests peers refused
+  uint64_t receipts_in = 0, receipts_out = 0;        // receipts received (as provider) / sent
+  uint64_t receipt_errors = 0;                       // receipts rejected (not between us, ...)
   uint64_t messages_sent = 0, messages_dropped = 0;  // swap messages; dropped: peer ignored
-  uint64_t checkpoints_signed = 0;              // fully signed checkpoints stored
-  uint64_t disconnects = 0;                     // connections closed (blacklist, contempt)
+  uint64_t checkpoints_signed = 0;                   // fully signed checkpoints stored
+  uint64_t disconnects = 0;                          // connections closed (blacklist, contempt)
 };
 
 class SwapAgent final : public serve::Admission,

@@ -85,14 +85,14 @@ struct ServerStats {
   uint64_t invalid = 0;
   uint64_t unknown_service = 0;
   uint64_t deadline_exceeded = 0;
-  uint64_t failed = 0;            // engine errors (kInternal)
-  uint64_t batches = 0;           // engine runs that served more than one request
-  uint64_t batched_requests = 0;  // requests served inside those batches
-  uint64_t queued = 0;            // waiting now (a gauge)
-  uint64_t running = 0;           // executing now (a gauge)
-  uint64_t inlined = 0;           // requests run on the io thread (see inline_below)
-  uint64_t operations = 0;        // summed WorkDone::operations (work that reached requesters)
-  uint64_t receipts = 0;          // Receipts read from requesters
+  uint64_t failed = 0;                // engine errors (kInternal)
+  uint64_t batches = 0;               // engine runs that served more than one request
+  uint64_t batched_requests = 0;      // requests served inside those batches
+  uint64_t queued = 0;                // waiting now (a gauge)
+  uint64_t running = 0;               // executing now (a gauge)
+  uint64_t inlined = 0;               // requests run on the io thread (see inline_below)
+  uint64_t operations = 0;            // summed WorkDone::operations (work that reached requesters)
+  uint64_t receipts = 0;              // Receipts read from requesters
   uint64_t receipted_operations = 0;  // summed Receipt::operations
 };
 

@@ -224,8 +224,7 @@ Result<ImportResult> import_directory_entries(const fs::path& dir,
   }
   for (const auto& name : names) {
     if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) {
-      return Status::invalid_argument(dir.string() + ": '" + name +
-                                      "' is not a plain entry name");
+      return Status::invalid_argument(dir.string() + ": '" + name + "' is not a plain entry name");
     }
     if (!fs::exists(fs::symlink_status(dir / name, ec))) {
       return Status::not_found((dir / name).string() + ": no such file or directory");

@@ -265,8 +265,9 @@ int run_demo(const DemoArgs& a) {
   // alone also counts work not receipted (yet): answers that were still in flight when a
   // fan-out request completed elsewhere stay unpaid after the receipt timeout.
   if (cn.swap()) {
-    std::printf("\nComputeSwap ledgers with the client, in operations (r and p(r): the provider's "
-                "view of the client):\n");
+    std::printf(
+        "\nComputeSwap ledgers with the client, in operations (r and p(r): the provider's "
+        "view of the client):\n");
     std::printf("  %-8s %16s %16s %14s %8s %6s %7s %7s\n", "peer", "receipted (peer)",
                 "receipted (client)", "not receipted", "r", "p(r)", "served", "refused");
     for (size_t i = 0; i < peers.size(); ++i) {
@@ -280,11 +281,10 @@ int run_demo(const DemoArgs& a) {
         co_return cn.swap()->swap().snapshot(n.id().bytes());
       });
       const uint64_t open = pv.pending_ops + pv.unpaid_ops;
-      std::printf("  %-8s %16llu %16llu %14llu %8.4f %6.3f %7llu %7llu\n",
-                  short_id(n.id()).c_str(), static_cast<unsigned long long>(pv.debt - open),
-                  static_cast<unsigned long long>(cv.credit),
-                  static_cast<unsigned long long>(open), pv.r, pv.p,
-                  static_cast<unsigned long long>(pv.served),
+      std::printf("  %-8s %16llu %16llu %14llu %8.4f %6.3f %7llu %7llu\n", short_id(n.id()).c_str(),
+                  static_cast<unsigned long long>(pv.debt - open),
+                  static_cast<unsigned long long>(cv.credit), static_cast<unsigned long long>(open),
+                  pv.r, pv.p, static_cast<unsigned long long>(pv.served),
                   static_cast<unsigned long long>(pv.refused));
     }
   }
