@@ -83,7 +83,8 @@ struct Job {
   // Set once, by whoever decides the final answer first (worker, io side, stop()). Workers
   // drop a finished job's sample at the next stage.
   std::atomic<bool> finished{false};
-  bool queued = false;  // guarded by Core::mu
+  bool queued = false;   // guarded by Core::mu
+  bool running = false;  // counted in stats.running; guarded by Core::mu
   // io thread only: progress waiting to be sent, and the wake-up of the request's handler.
   std::deque<InferProgress> outbox;
   p2p::Signal ready;
@@ -223,6 +224,12 @@ struct InferServer::Core {
     {
       std::lock_guard lk(mu);
       count(o);
+      // Leaves the gauge before the answer can reach the requester, so whoever hears the final
+      // answer never sees the request still running.
+      if (job->running) {
+        job->running = false;
+        stats.running--;
+      }
       if (job->queued) {
         job->queued = false;
         auto it = std::find(queue.begin(), queue.end(), job);
@@ -394,6 +401,7 @@ struct InferServer::Core {
       }
       if (self->can_inline_locked(*svc)) {
         run_inline = true;
+        job->running = true;
         self->stats.running++;
         self->stats.inlined++;
       } else {
@@ -508,6 +516,7 @@ struct InferServer::Core {
           }
         }
         stats.running += batch.size();
+        for (auto& j : batch) j->running = true;
       }
       const std::shared_ptr<Service> svc = batch[0]->service;
       run_and_account(w, batch);
@@ -518,13 +527,18 @@ struct InferServer::Core {
   // Runs `batch` (counted in stats.running) on worker `lane`'s engines, or on the io thread's
   // when lane == cfg.workers, and updates the time averages.
   void run_and_account(size_t lane, std::vector<std::shared_ptr<Job>>& batch) {
-    const size_t taken = batch.size();
+    const std::vector<std::shared_ptr<Job>> taken = batch;  // run() drops finished jobs
     const std::shared_ptr<Service> svc = batch[0]->service;
     auto t0 = Clock::now();
     const size_t ran = run(lane, batch);
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     std::lock_guard lk(mu);
-    stats.running -= taken;
+    for (const auto& j : taken) {  // normally finish() already took each one off the gauge
+      if (j->running) {
+        j->running = false;
+        stats.running--;
+      }
+    }
     if (ran > 0) {
       double per = ms / static_cast<double>(ran);
       auto avg = [per](double& a) { a = a == 0 ? per : 0.8 * a + 0.2 * per; };
