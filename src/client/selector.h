@@ -13,6 +13,7 @@
 #include "client/answer.h"
 #include "core/multihash.h"
 #include "identity/peer_id.h"
+#include "p2p/stream.h"
 #include "protocol/messages.h"
 
 namespace idn::client {
@@ -44,6 +45,10 @@ class RequestObserver {
   virtual void on_receipt_sent(const identity::PeerId& provider, const protocol::Receipt& r) {
     (void)provider, (void)r;
   }
+  // Completes once what on_receipt_sent recorded is durable (a ledger that groups its
+  // commits); the session writes the receipt only then, and not at all on false (the record
+  // was lost: the provider counts the work unpaid). Default: at once.
+  virtual p2p::awaitable<bool> receipt_recorded() { co_return true; }
   // A challenge's final answer from `peer` was judged against the known answer; `detail` says
   // what differed when it failed.
   virtual void on_challenge(const core::Multihash& service, const identity::PeerId& peer,

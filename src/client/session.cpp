@@ -620,7 +620,14 @@ class Request : public std::enable_shared_from_this<Request> {
     // The observer (ComputeSwap's ledger) records the receipt before it leaves: the provider
     // never holds a receipt we lack, and one we hold that it never got is settled at the next
     // Open (the requester's copy decides).
-    if (opts_.observer) opts_.observer->on_receipt_sent(a->peer, r);
+    if (opts_.observer) {
+      opts_.observer->on_receipt_sent(a->peer, r);
+      if (!co_await opts_.observer->receipt_recorded()) {
+        spdlog::warn("request {}: receipt to {} not sent: our ledger could not record it", id_,
+                     a->peer.to_string());
+        co_return;
+      }
+    }
     Bytes frame = protocol::encode(protocol::InferClientMessage{r});
     Status st = co_await p2p::write_length_prefixed(stream, frame);
     if (!st.is_ok()) {

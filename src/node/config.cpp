@@ -29,6 +29,7 @@ constexpr std::string_view kSwapKeys[] = {"enabled",
                                           "idle_close_s",
                                           "receipt_timeout_ms",
                                           "checkpoint_every",
+                                          "commit_interval_ms",
                                           "challenge_rate",
                                           "on_challenge_failure",
                                           "on_ledger_mismatch",
@@ -236,6 +237,9 @@ class Parser {
       } else if (key == "checkpoint_every") {
         IDN_ASSIGN_OR_RETURN(auto x, positive(v, full, 1'000'000));
         c.checkpoint_every = static_cast<uint32_t>(x);
+      } else if (key == "commit_interval_ms") {
+        IDN_ASSIGN_OR_RETURN(auto x, in_range(v, full, 0, 1000));
+        c.commit_interval_ms = static_cast<uint32_t>(x);
       } else if (key == "challenge_rate") {
         IDN_ASSIGN_OR_RETURN(c.challenge_rate, number(v, full));
       } else if (key == "on_challenge_failure") {

@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <random>
 
 #include "ise/service_descriptor.h"
@@ -60,7 +63,10 @@ Result<std::shared_ptr<SwapAgent>> SwapAgent::open(asio::any_io_executor ex, p2p
 }
 
 SwapAgent::SwapAgent(asio::any_io_executor ex, p2p::Host& host)
-    : ex_(ex), host_(host), wake_(std::make_unique<p2p::Signal>(ex)) {}
+    : ex_(ex),
+      host_(host),
+      wake_(std::make_unique<p2p::Signal>(ex)),
+      committed_(std::make_unique<p2p::Signal>(ex)) {}
 
 SwapAgent::~SwapAgent() = default;
 
@@ -136,7 +142,48 @@ void SwapAgent::stop() {
   swap_->shutdown();
   flush();
   stopped_ = true;
+  commit_now();
   wake_->notify_all();
+}
+
+void SwapAgent::schedule_commit() {
+  if (commit_armed_ || stopped_ || swap_->ledgers().uncommitted() == 0) return;
+  commit_armed_ = true;
+  asio::co_spawn(ex_, commit_later(), asio::detached);
+}
+
+awaitable<void> SwapAgent::commit_later() {
+  auto self = shared_from_this();
+  asio::steady_timer t(ex_, std::chrono::milliseconds(swap_->config().commit_interval_ms));
+  boost::system::error_code ec;
+  co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  commit_armed_ = false;
+  commit_now();
+}
+
+void SwapAgent::commit_now() {
+  last_commit_ok_ = true;
+  if (swap_->ledgers().uncommitted() > 0) {
+    if (Status st = swap_->ledgers().commit(); !st.is_ok()) {
+      last_commit_ok_ = false;
+      // The ledgers fell back to the file's state; the next Open with each peer settles it.
+      stats_.commit_errors++;
+      spdlog::error("swap: {}", st.to_string());
+    }
+  }
+  ++commit_generation_;
+  committed_->notify_all();
+}
+
+awaitable<bool> SwapAgent::receipt_recorded() {
+  auto self = shared_from_this();
+  const uint64_t after = commit_generation_;
+  while (commit_generation_ == after && swap_->ledgers().uncommitted() > 0) {
+    if (stopped_) co_return false;
+    schedule_commit();
+    (void)co_await committed_->wait(std::chrono::steady_clock::now() + std::chrono::seconds(1));
+  }
+  co_return commit_generation_ == after || last_commit_ok_;
 }
 
 void SwapAgent::on_connection(const identity::PeerId& peer, bool connected) {
@@ -277,6 +324,7 @@ void register_swap_metrics(Registry& registry, SwapAgent& agent) {
 }
 
 void SwapAgent::flush() {
+  schedule_commit();
   for (auto& action : swap_->take_actions()) {
     std::visit(
         [&](auto& a) {

@@ -36,6 +36,7 @@ struct SwapAgentStats {
   uint64_t messages_sent = 0, messages_dropped = 0;  // swap messages; dropped: peer ignored
   uint64_t checkpoints_signed = 0;                   // fully signed checkpoints stored
   uint64_t disconnects = 0;                          // connections closed (blacklist, contempt)
+  uint64_t commit_errors = 0;                        // group commits that failed
 };
 
 class SwapAgent final : public serve::Admission,
@@ -75,6 +76,7 @@ class SwapAgent final : public serve::Admission,
   void on_peer_done(const core::Multihash& service, uint64_t request_id,
                     const client::PeerReport& report) override;
   void on_receipt_sent(const identity::PeerId& provider, const protocol::Receipt& r) override;
+  p2p::awaitable<bool> receipt_recorded() override;
   void on_challenge(const core::Multihash& service, const identity::PeerId& peer, bool passed,
                     const std::string& detail) override;
 
@@ -87,6 +89,10 @@ class SwapAgent final : public serve::Admission,
   void end_stream(const identity::PeerId& peer);
   p2p::awaitable<void> drain(identity::PeerId peer);
   p2p::awaitable<void> tick_loop();
+  // Group commit: commits the ledgers' open batch commit_interval_ms after its first update.
+  void schedule_commit();
+  p2p::awaitable<void> commit_later();
+  void commit_now();
   std::optional<identity::PeerId> peer_of(ByteView bytes) const;
 
   struct Outbox {
@@ -102,6 +108,10 @@ class SwapAgent final : public serve::Admission,
   std::unique_ptr<swap::ComputeSwap> swap_;
   std::map<identity::PeerId, Outbox> outboxes_;
   std::unique_ptr<p2p::Signal> wake_;
+  std::unique_ptr<p2p::Signal> committed_;  // notified after each group commit
+  bool commit_armed_ = false;
+  uint64_t commit_generation_ = 0;  // group commits done
+  bool last_commit_ok_ = true;
   bool stopped_ = false;
   SwapAgentStats stats_;
   Registry* metrics_ = nullptr;

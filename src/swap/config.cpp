@@ -11,6 +11,9 @@ Status validate(const Config& c) {
     return Status::invalid_argument("[swap] challenge_rate must be within 0..1");
   }
   if (c.list_refresh_s == 0) return Status::invalid_argument("[swap] list_refresh_s must be > 0");
+  if (c.commit_interval_ms > 1000) {
+    return Status::invalid_argument("[swap] commit_interval_ms must be within 0..1000");
+  }
   if (c.idle_close_s == 0) return Status::invalid_argument("[swap] idle_close_s must be > 0");
   for (const auto& t : c.trusted) {
     for (const auto& b : c.blacklist) {

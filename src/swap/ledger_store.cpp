@@ -1,6 +1,9 @@
 #include "swap/ledger_store.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <utility>
 
 namespace idn::swap {
 namespace {
@@ -144,6 +147,40 @@ Status LedgerStore::load() {
   return Status::ok();
 }
 
+LedgerStore::~LedgerStore() {
+  if (Status st = commit(); !st.is_ok()) {
+    spdlog::error("swap ledgers: last updates not committed: {}", st.to_string());
+  }
+}
+
+void LedgerStore::set_group_commit(bool on) {
+  if (!on) (void)commit();
+  group_ = on;
+}
+
+Status LedgerStore::join_batch() {
+  if (!group_ || batch_) return Status::ok();
+  IDN_ASSIGN_OR_RETURN(auto tx, db::Transaction::begin(*db_));
+  batch_.emplace(std::move(tx));
+  return Status::ok();
+}
+
+Status LedgerStore::commit() {
+  if (!batch_) return Status::ok();
+  db::Transaction tx = std::move(*batch_);
+  batch_.reset();
+  uint64_t n = std::exchange(uncommitted_, 0);
+  Status st = tx.commit();
+  if (st.is_ok()) {
+    ++commits_;
+    return st;
+  }
+  // The file kept what it had before the batch; so must we.
+  Status reloaded = load();
+  if (!reloaded.is_ok()) spdlog::error("swap ledgers: reload failed: {}", reloaded.to_string());
+  return st.with_context(fmt::format("committing {} ledger updates", n));
+}
+
 const Ledger& LedgerStore::ledger(ByteView peer) {
   auto it = ledgers_.find(to_bytes(peer));
   if (it == ledgers_.end())
@@ -175,6 +212,7 @@ Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView serv
     return Status::invalid_argument(
         fmt::format("request {} of this peer was already receipted", request_id));
   }
+  IDN_RETURN_IF_ERROR(join_batch());
   put_charge_->reset();
   Status st = put_charge_->bind(1, peer)
                   .bind(2, request_id)
@@ -190,6 +228,7 @@ Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView serv
     }
     return st;
   }
+  wrote();
   auto& t = totals_[to_bytes(peer)];
   t.pending_ops += operations;
   ++t.pending;
@@ -216,11 +255,11 @@ Result<std::vector<Charge>> LedgerStore::expire_charges(uint64_t now_unix_ms) {
     }
   }
   if (out.empty()) return out;
-  IDN_ASSIGN_OR_RETURN(auto tx, db::Transaction::begin(*db_));
+  IDN_RETURN_IF_ERROR(join_batch());
   IDN_ASSIGN_OR_RETURN(auto up, db_->prepare("UPDATE charges SET unpaid = 1 WHERE unpaid = 0 AND"
                                              " deadline_ms <= ?"));
-  IDN_RETURN_IF_ERROR(up.bind(1, now_unix_ms).run("expire charges"));
-  IDN_RETURN_IF_ERROR(tx.commit());
+  IDN_RETURN_IF_ERROR(up.bind(1, now_unix_ms).run("expire charges"));  // one statement
+  wrote();
   for (const auto& c : out) {
     open_charges_[c.peer][c.request_id].second = true;
     auto& t = totals_[c.peer];
@@ -256,9 +295,11 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
   }
   uint64_t shortfall = charge && charge->first > r.operations ? charge->first - r.operations : 0;
 
-  // One row (the receipt), or with a charge to settle, one transaction of two or three.
+  // One row (the receipt), or with a charge to settle, one transaction of two or three
+  // (with group commit: the open batch).
+  IDN_RETURN_IF_ERROR(join_batch());
   std::optional<db::Transaction> tx;
-  if (charge) {
+  if (charge && !group_) {
     IDN_ASSIGN_OR_RETURN(auto t, db::Transaction::begin(*db_));
     tx.emplace(std::move(t));
   }
@@ -287,8 +328,9 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
                               .bind(6, int64_t(1))
                               .run("record shortfall"));
     }
-    IDN_RETURN_IF_ERROR(tx->commit());
+    if (tx) IDN_RETURN_IF_ERROR(tx->commit());
   }
+  wrote();
 
   ledgers_[to_bytes(peer)] = next;
   if (charge) {
@@ -361,6 +403,7 @@ Status LedgerStore::store_checkpoint(ByteView peer, const Checkpoint& c, bool ve
     return Status::peer_misbehaved(
         fmt::format("checkpoint at sequence {} contradicts the one we hold", c.ledger.sequence));
   }
+  IDN_RETURN_IF_ERROR(join_batch());
   IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("INSERT OR REPLACE INTO checkpoints(peer, debt1,"
                                             " debt2, sequence, unix_ms, sig1, sig2)"
                                             " VALUES(?,?,?,?,?,?,?)"));
@@ -372,6 +415,7 @@ Status LedgerStore::store_checkpoint(ByteView peer, const Checkpoint& c, bool ve
                           .bind(6, c.sig1)
                           .bind(7, c.sig2)
                           .run("store checkpoint"));
+  wrote();
   checkpoints_[to_bytes(peer)] = c;
   return Status::ok();
 }
@@ -405,6 +449,8 @@ Status LedgerStore::adopt(ByteView peer, const Reconciled& r) {
     return Status::invalid_argument("reconciled ledger is of another pair of nodes");
   }
   uint64_t base = r.base ? r.base->ledger.sequence : 0;
+  // Its own transaction, after whatever the batch holds (rare: once per disagreeing Open).
+  IDN_RETURN_IF_ERROR(commit());
   IDN_ASSIGN_OR_RETURN(auto tx, db::Transaction::begin(*db_));
   if (r.base) {
     IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("INSERT OR REPLACE INTO checkpoints(peer, debt1,"

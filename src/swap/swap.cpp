@@ -43,6 +43,7 @@ Result<std::unique_ptr<ComputeSwap>> ComputeSwap::open(const Config& config,
   if (!uniform) return Status::invalid_argument("ComputeSwap needs a random source");
   Bytes self = identity::PeerId::from_public_key(key.public_key()).bytes();
   IDN_ASSIGN_OR_RETURN(auto store, LedgerStore::open(ledger_path, self));
+  store->set_group_commit(config.commit_interval_ms > 0);
   return std::unique_ptr<ComputeSwap>(
       new ComputeSwap(config, key, clock, std::move(uniform), std::move(store)));
 }

@@ -146,6 +146,7 @@ ignore_period_s = 0
 idle_close_s = 60
 receipt_timeout_ms = 500
 checkpoint_every = 8
+commit_interval_ms = 0
 challenge_rate = 0.25
 on_challenge_failure = "blacklist"
 on_ledger_mismatch = "contempt"
@@ -161,6 +162,8 @@ trusted = [")") + kPeer + R"("]
   EXPECT_EQ(s.idle_close_s, 60u);
   EXPECT_EQ(s.receipt_timeout_ms, 500u);
   EXPECT_EQ(s.checkpoint_every, 8u);
+  EXPECT_EQ(s.commit_interval_ms, 0u);
+  EXPECT_EQ(d->swap.params.commit_interval_ms, 5u);
   EXPECT_EQ(s.challenge_rate, 0.25);
   EXPECT_EQ(s.on_challenge_failure, swap::ChallengeFailure::kBlacklist);
   EXPECT_EQ(s.on_ledger_mismatch, swap::MismatchPolicy::kContempt);
@@ -170,6 +173,7 @@ trusted = [")") + kPeer + R"("]
   EXPECT_THAT(err("[swap]\nmm = 1\n"), HasSubstr("unknown key 'swap.mm'"));
   EXPECT_THAT(err("[swap]\nm = 1\n"), HasSubstr("m must be a number > 1"));
   EXPECT_THAT(err("[swap]\nchallenge_rate = 2\n"), HasSubstr("challenge_rate"));
+  EXPECT_THAT(err("[swap]\ncommit_interval_ms = 1001\n"), HasSubstr("commit_interval_ms"));
   EXPECT_THAT(err("[swap]\ntrusted = [\"nope\"]\n"), HasSubstr("is not a peer ID"));
   EXPECT_THAT(err("[swap]\non_challenge_failure = \"shrug\"\n"), HasSubstr("shrug"));
   EXPECT_THAT(err(std::string("[swap]\ntrusted = [\"") + kPeer + "\"]\nblacklist = [\"" + kPeer +

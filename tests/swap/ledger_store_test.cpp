@@ -4,6 +4,7 @@
 #include "swap/ledger_store.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "identity/peer_id.h"
@@ -202,6 +203,73 @@ TEST_F(LedgerStoreTest, ADataDirOfAnotherIdentityIsRefused) {
   { auto s = open(a); }
   auto other = LedgerStore::open(dir_ / "a" / "ledgers.sqlite", b);
   EXPECT_EQ(other.status().code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace idn::swap
+
+namespace idn::swap {
+namespace {
+
+// Group commit: updates are visible at once, durable at commit(); a process that dies between
+// the two loses exactly the uncommitted ones and leaves a sound file.
+TEST_F(LedgerStoreTest, GroupCommitKeepsWhatWasCommittedWhenTheProcessDies) {
+  const fs::path path = dir_ / "a" / "ledgers.sqlite";
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // The child may not report through gtest: its exit code says which step failed.
+    auto s = LedgerStore::open(path, a);
+    if (!s.ok()) ::_exit(10);
+    (*s)->set_group_commit(true);
+    if (!(*s)->add_charge(b, 1, Bytes{1}, 700, 1'000'000).is_ok()) ::_exit(11);
+    if (!(*s)->apply_receipt(b, receipt(a, b, 1, 700)).ok()) ::_exit(12);
+    if (!(*s)->apply_receipt(b, receipt(b, a, 9, 40)).ok()) ::_exit(13);
+    if ((*s)->uncommitted() != 3 || (*s)->ledger(b).sequence != 2) ::_exit(14);
+    if (!(*s)->commit().is_ok() || (*s)->uncommitted() != 0 || (*s)->commits() != 1) ::_exit(15);
+    // Visible before it is committed, then lost with the process.
+    if (!(*s)->add_charge(b, 2, Bytes{1}, 500, 1'000'000).is_ok()) ::_exit(16);
+    if (!(*s)->apply_receipt(b, receipt(a, b, 2, 500)).ok()) ::_exit(17);
+    if ((*s)->ledger(b).debt_of(b) != 1200) ::_exit(18);
+    ::_exit(0);  // no destructors: like kill -9 after the last answer
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "the child failed at step " << WEXITSTATUS(status);
+
+  auto s = open(a);
+  EXPECT_EQ(*s->integrity_check(), "ok");
+  const Ledger& l = s->ledger(b);
+  EXPECT_EQ(l.debt_of(b), 700u);
+  EXPECT_EQ(l.debt_of(a), 40u);
+  EXPECT_EQ(l.sequence, 2u);
+  EXPECT_EQ(s->charges(b).pending, 0u);  // request 1's charge was settled; request 2's lost
+  // The lost receipt applies again (it is not held), as at the next Open's reconciliation.
+  auto again = s->apply_receipt(b, receipt(a, b, 2, 500));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->applied);
+}
+
+TEST_F(LedgerStoreTest, GroupCommitIsDurableAtCloseAndOffCommitsEachUpdate) {
+  {
+    auto s = open(a);
+    s->set_group_commit(true);
+    ASSERT_TRUE(s->apply_receipt(b, receipt(a, b, 1, 10)).ok());
+    ASSERT_TRUE(s->add_charge(c, 4, Bytes{1}, 3, 1'000'000).is_ok());
+    EXPECT_EQ(s->uncommitted(), 2u);
+    s->set_group_commit(false);  // commits what was open
+    EXPECT_EQ(s->uncommitted(), 0u);
+    EXPECT_EQ(s->commits(), 1u);
+    ASSERT_TRUE(s->apply_receipt(b, receipt(a, b, 2, 5)).ok());
+    EXPECT_EQ(s->uncommitted(), 0u);
+    s->set_group_commit(true);
+    ASSERT_TRUE(s->apply_receipt(b, receipt(a, b, 3, 1)).ok());
+  }  // closing commits
+  auto s = open(a);
+  EXPECT_EQ(s->ledger(b).debt_of(b), 16u);
+  EXPECT_EQ(s->ledger(b).sequence, 3u);
+  EXPECT_EQ(s->charges(c).pending_ops, 3u);
 }
 
 }  // namespace
