@@ -48,5 +48,6 @@ void register_bench_transport(CLI::App& bench);  // cmd_bench_transport.cpp: idn
 void register_bench_content(CLI::App& bench);    // cmd_bench_content.cpp: idn bench content
 void register_swap(CLI::App& app);               // cmd_swap.cpp: idn swap probability
 void register_bench_swap(CLI::App& bench);       // cmd_swap.cpp: idn bench swap
+void register_load(CLI::App& app);               // cmd_load.cpp: idn load
 
 }  // namespace idn::cli

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   idn::cli::register_bench_content(*bench);
   idn::cli::register_swap(app);
   idn::cli::register_bench_swap(*bench);
+  idn::cli::register_load(app);
 #if defined(IDN_WITH_TORCH)
   idn::cli::register_train(app);
   idn::cli::register_eval(app);
