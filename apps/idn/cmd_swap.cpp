@@ -1,5 +1,6 @@
 // idn swap probability: ComputeSwap's service probability p(r) (dissertation §7.5.2, Fig. 7.1)
-// as a table, CSV and plot. idn bench swap: what accounting costs per request (admission,
+// as a table, CSV and plot. idn swap ledger: a stopped node's ledgers, read from its data dir,
+// with SQLite's integrity check. idn bench swap: what accounting costs per request (admission,
 // charge, both receipts in SQLite WAL, checkpoints signed every N receipts).
 #include <time.h>
 #include <unistd.h>
@@ -13,10 +14,14 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "cli.h"
+#include "db/sqlite.h"
 #include "identity/keys.h"
 #include "identity/peer_id.h"
 #include "ml/plot.h"
+#include "swap/ledger_store.h"
 #include "swap/strategy.h"
 #include "swap/swap.h"
 
@@ -24,6 +29,10 @@ namespace idn::cli {
 namespace {
 
 namespace fs = std::filesystem;
+
+std::string fmt_pair(const nlohmann::json& ops, const nlohmann::json& n) {
+  return std::to_string(ops.get<uint64_t>()) + "/" + std::to_string(n.get<uint64_t>());
+}
 
 std::string fmt_g(double v) {
   char b[32];
@@ -99,6 +108,113 @@ int run_probability(const ProbabilityArgs& a) {
     Status st = plot_png(spec, p);
     if (!st.is_ok()) return report(st);
     std::printf("wrote %s\n", a.plot.c_str());
+  }
+  return 0;
+}
+
+struct LedgerArgs {
+  std::string data_dir = default_data_dir();
+  bool json = false;
+};
+
+// Where a node keeps its ledgers under its data dir (node/node.cpp, Node::start_services).
+fs::path ledger_file(const fs::path& data_dir) {
+  return data_dir / "swap" / "ledgers.sqlite";
+}
+
+// A running node holds its ledger file locked (db::OpenOptions::exclusive): say so instead of
+// SQLite's "database is locked".
+Status explain_open_error(const fs::path& path, const Status& st) {
+  if (st.message().find("locked") != std::string::npos) {
+    return Status::unavailable(
+        path.string() +
+        " is locked: is `idn node` running on this data dir? Stop it first (a running node "
+        "keeps its ledgers locked; `idn peers --http` shows them live)");
+  }
+  if (st.code() == Code::kCorruption) {
+    return Status::corruption(path.string() + " is not a sound ledger database: " + st.message());
+  }
+  return st;
+}
+
+std::string peer_text(ByteView id) {
+  auto p = identity::PeerId::from_bytes(id);
+  return p.ok() ? p->to_string() : hex_encode(id);
+}
+
+// Offline: opens the file as the node would (exclusively, so never beside a running node),
+// runs SQLite's integrity check, then loads the ledgers the node would load at its next start.
+int run_ledger(const LedgerArgs& a) {
+  const fs::path path = ledger_file(a.data_dir);
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) {
+    return report(Status::not_found(
+        path.string() + " does not exist: no node with [swap] enabled has run on data dir " +
+        a.data_dir));
+  }
+  db::OpenOptions opts{.busy_timeout_ms = 200, .exclusive = true};
+  std::string integrity;
+  Bytes self;
+  {
+    auto db = db::Database::open(path, opts);
+    if (!db.ok()) return report(explain_open_error(path, db.status()));
+    auto check = (*db)->integrity_check();
+    if (!check.ok()) return report(explain_open_error(path, check.status()));
+    integrity = *check;
+    auto get = (*db)->prepare("SELECT value FROM meta WHERE key = 'self'");
+    if (!get.ok()) return report(explain_open_error(path, get.status()));
+    auto row = get->step();
+    if (!row.ok()) return report(explain_open_error(path, row.status()));
+    if (!*row) {
+      return report(
+          Status::corruption(path.string() + " records no node ID: not a swap ledger database"));
+    }
+    self = get->blob(0);
+  }
+  auto store = swap::LedgerStore::open(path, self, opts);
+  if (!store.ok()) return report(explain_open_error(path, store.status()));
+  auto& s = **store;
+
+  nlohmann::json j;
+  j["path"] = path.string();
+  j["self"] = peer_text(self);
+  j["integrity_check"] = integrity;
+  nlohmann::json peers = nlohmann::json::array();
+  for (const auto& peer : s.peers()) {
+    const swap::Ledger& l = s.ledger(peer);
+    const swap::ChargeTotals& t = s.charges(peer);
+    auto cp = s.checkpoint(peer);
+    peers.push_back({{"peer_id", peer_text(peer)},
+                     {"debt", l.debt_of(peer)},
+                     {"credit", l.credit_of(peer)},
+                     {"sequence", l.sequence},
+                     {"checkpoint_sequence", cp ? cp->ledger.sequence : 0},
+                     {"pending_ops", t.pending_ops},
+                     {"pending", t.pending},
+                     {"unpaid_ops", t.unpaid_ops},
+                     {"unpaid", t.unpaid}});
+  }
+  j["peers"] = peers;
+  if (a.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("ledgers %s of node %s\nintegrity_check %s\n", path.string().c_str(),
+                peer_text(self).c_str(), integrity.c_str());
+    std::printf("%-54s %14s %14s %9s %10s %18s %18s\n", "PEER", "DEBT(ops)", "CREDIT(ops)",
+                "SEQUENCE", "CHECKPOINT", "PENDING(ops/n)", "UNPAID(ops/n)");
+    for (const auto& p : peers) {
+      std::printf("%-54s %14llu %14llu %9llu %10llu %18s %18s\n",
+                  p["peer_id"].get<std::string>().c_str(),
+                  (unsigned long long)p["debt"].get<uint64_t>(),
+                  (unsigned long long)p["credit"].get<uint64_t>(),
+                  (unsigned long long)p["sequence"].get<uint64_t>(),
+                  (unsigned long long)p["checkpoint_sequence"].get<uint64_t>(),
+                  fmt_pair(p["pending_ops"], p["pending"]).c_str(),
+                  fmt_pair(p["unpaid_ops"], p["unpaid"]).c_str());
+    }
+  }
+  if (integrity != "ok") {
+    return report(Status::corruption(path.string() + ": integrity_check: " + integrity));
   }
   return 0;
 }
@@ -252,6 +368,21 @@ void register_swap(CLI::App& app) {
   p->add_option("--csv", a->csv, "Write rows r,n,p to this file");
   p->add_option("--plot", a->plot, "Draw the curves to this PNG (gnuplot)");
   p->callback([a] { run_or_exit(run_probability(*a)); });
+
+  auto la = std::make_shared<LedgerArgs>();
+  auto* l = swap->add_subcommand(
+      "ledger",
+      "Print a stopped node's ComputeSwap ledgers from its data dir (each peer's debt, credit, "
+      "sequence, last checkpoint, pending and unpaid charges) and SQLite's integrity_check");
+  l->footer(
+      "debt: operations this node performed for the peer, receipted (what the peer owes); "
+      "credit: operations the peer performed for this node. Charges still awaiting a receipt "
+      "(pending) or past the receipt timeout (unpaid) are listed apart: they are not in the "
+      "shared ledger. Exits 1 when integrity_check is not ok, the file is missing or locked "
+      "by a running node.");
+  l->add_option("--data-dir", la->data_dir, "The node's data directory")->capture_default_str();
+  l->add_flag("--json", la->json, "Print JSON (path, self, integrity_check, peers[])");
+  l->callback([la] { run_or_exit(run_ledger(*la)); });
 }
 
 void register_bench_swap(CLI::App& bench) {
