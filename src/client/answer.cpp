@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
+#include <set>
 
 namespace idn::client {
 
@@ -147,6 +150,31 @@ Status check_known_answer(const protocol::InferProgress& p, const KnownAnswer& k
     }
   }
   return Status::ok();
+}
+
+std::vector<identity::PeerId> disagreeing_peers(const std::vector<PeerReport>& peers) {
+  std::map<uint32_t, std::map<int, size_t>> tally;  // exit -> class -> peers
+  for (const PeerReport& r : peers) {
+    std::set<std::pair<uint32_t, int>> counted;  // a peer votes once per exit and class
+    for (const PeerReport::Vote& v : r.votes)
+      if (counted.insert({v.exit_index, v.predicted}).second) tally[v.exit_index][v.predicted]++;
+  }
+  std::map<uint32_t, int> majority;  // exit -> the class a strict majority named
+  for (const auto& [exit, classes] : tally) {
+    size_t total = 0;
+    for (const auto& [cls, n] : classes) total += n;
+    for (const auto& [cls, n] : classes)
+      if (n >= 2 && 2 * n > total) majority[exit] = cls;
+  }
+  std::vector<identity::PeerId> out;
+  for (const PeerReport& r : peers) {
+    bool odd = std::any_of(r.votes.begin(), r.votes.end(), [&](const PeerReport::Vote& v) {
+      auto m = majority.find(v.exit_index);
+      return m != majority.end() && m->second != v.predicted;
+    });
+    if (odd && std::find(out.begin(), out.end(), r.peer) == out.end()) out.push_back(r.peer);
+  }
+  return out;
 }
 
 }  // namespace idn::client

@@ -56,6 +56,13 @@ struct PeerReport {
   uint64_t receipt_operations = 0;
   // For a challenge: whether its final answer matched the known one (unset: not judged).
   std::optional<bool> challenge_passed;
+  // The class (argmax) of every answer taken from it, by exit, in order: what fan-out peers
+  // are compared on (disagreeing_peers).
+  struct Vote {
+    uint32_t exit_index = 0;
+    int predicted = -1;
+  };
+  std::vector<Vote> votes;
 };
 std::string_view outcome_name(PeerReport::Outcome o);
 
@@ -93,6 +100,13 @@ bool improves(uint32_t exit_index, float confidence, const std::optional<Event>&
 // threshold) and kEntropy (entropy < threshold). kModelDefault and kLastExit are judged by the
 // peer, which says so with a final answer.
 bool meets_exit_rule(const protocol::ExitRule& rule, float confidence, float entropy);
+
+// The peers of one request whose answer at some exit names another class than a strict
+// majority (at least two peers) of the peers that answered at that exit: for the same input,
+// model and exit, honest peers compute the same class, so the odd one out is suspicious
+// (§7.5.3.3; counted, not punished: two honest peers may split on a near tie). Each peer once,
+// in report order. With fewer than three answers at an exit nothing is said about it.
+std::vector<identity::PeerId> disagreeing_peers(const std::vector<PeerReport>& peers);
 
 // Index of the largest element of an F32 tensor (first one on ties); -1 when empty or not F32.
 int argmax(const core::Tensor& t);

@@ -119,7 +119,9 @@ class Request : public std::enable_shared_from_this<Request> {
         changed_(ex_),
         stats_(std::move(stats)),
         in_flight_(std::move(in_flight)),
-        challenge_(std::move(challenge)) {}
+        challenge_(std::move(challenge)) {
+    if (opts_.on_complete && !challenge_) completed_input_ = input_;
+  }
 
   void start() { asio::co_spawn(ex_, drive(shared_from_this()), asio::detached); }
 
@@ -520,6 +522,7 @@ class Request : public std::enable_shared_from_this<Request> {
     a->last_operations = p.operations;
     a->accepted++;
     report.answers++;
+    report.votes.push_back({p.exit_index, argmax(p.output)});
     report.operations = p.operations;
     summary_.answers++;
     // A challenge judges final answers only: nothing but one completes it.
@@ -658,6 +661,7 @@ class Request : public std::enable_shared_from_this<Request> {
     }
     record_completion();
     changed_.notify_all();
+    if (completed_input_) opts_.on_complete(*std::exchange(completed_input_, {}), summary_);
   }
 
   void record_completion() {
@@ -753,6 +757,7 @@ class Request : public std::enable_shared_from_this<Request> {
   std::shared_ptr<SessionStats> stats_;
   std::shared_ptr<InFlight> in_flight_;
   std::optional<Challenge> challenge_;
+  std::optional<core::Tensor> completed_input_;  // for opts_.on_complete
   bool use_selector_ = true;                   // off for a challenge aimed at one peer
   std::vector<identity::PeerId> passed_over_;  // left out by the selector
   std::vector<identity::PeerId> spare_;        // ranked by the selector, not asked yet

@@ -98,6 +98,11 @@ struct SessionOptions {
   // those not asked at once are kept for reroutes. 0: as many as are needed (`fanout`).
   size_t candidates = 0;
   bool send_receipts = true;  // confirm accepted answers with a Receipt (see step 5 above)
+  // Called once on the io executor when a request started by infer() is complete, with the
+  // input the caller gave and the final summary (challenges do not call it). The node's
+  // challenge policy (node/challenger.h) hangs here: it compares the peers' answers and may
+  // send a challenge. Setting it makes each request keep a copy of its input.
+  std::function<void(const core::Tensor& input, const Summary& summary)> on_complete;
 
   // InvalidArgument naming the bad field.
   Status validate() const;

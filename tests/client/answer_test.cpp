@@ -148,5 +148,35 @@ TEST(KnownAnswer, ACheckOfNothingOrABadToleranceIsInvalid) {
   EXPECT_EQ(negative.validate().code(), Code::kInvalidArgument);
 }
 
+PeerReport voted(uint8_t seed, std::vector<PeerReport::Vote> votes) {
+  PeerReport r{peer(seed)};
+  r.votes = std::move(votes);
+  return r;
+}
+
+TEST(DisagreeingPeers, TheOddOneOutAtAnExitAgainstAStrictMajority) {
+  // Three peers answered exit 0; one named another class. Exit 1: only one peer got there.
+  std::vector<PeerReport> peers{voted(1, {{0, 4}, {1, 4}}), voted(2, {{0, 4}}), voted(3, {{0, 6}})};
+  EXPECT_EQ(disagreeing_peers(peers), std::vector<identity::PeerId>{peer(3)});
+}
+
+TEST(DisagreeingPeers, TwoPeersThatDifferOrDifferentExitsSayNothing) {
+  EXPECT_TRUE(disagreeing_peers({voted(1, {{0, 4}}), voted(2, {{0, 6}})}).empty());
+  // Classes at different exits may differ: an early exit is allowed to be less accurate.
+  EXPECT_TRUE(
+      disagreeing_peers({voted(1, {{0, 4}}), voted(2, {{1, 6}}), voted(3, {{1, 6}})}).empty());
+  // 2 against 2: no majority.
+  EXPECT_TRUE(disagreeing_peers(
+                  {voted(1, {{0, 4}}), voted(2, {{0, 4}}), voted(3, {{0, 6}}), voted(4, {{0, 6}})})
+                  .empty());
+  EXPECT_TRUE(disagreeing_peers({}).empty());
+}
+
+TEST(DisagreeingPeers, APeerIsNamedOnceWhateverExitsItDisagreedAt) {
+  std::vector<PeerReport> peers{voted(1, {{0, 4}, {1, 5}}), voted(2, {{0, 4}, {1, 5}}),
+                                voted(3, {{0, 6}, {1, 7}}), voted(4, {})};
+  EXPECT_EQ(disagreeing_peers(peers), std::vector<identity::PeerId>{peer(3)});
+}
+
 }  // namespace
 }  // namespace idn::client

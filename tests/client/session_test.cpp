@@ -839,5 +839,53 @@ TEST(Session, AChallengeThatChecksNothingIsRefused) {
   EXPECT_EQ(env.loop().call([&] { return env.server(0).requests.size(); }), 0u);
 }
 
+// The node's challenge policy hangs on on_complete: it sees the caller's input and every peer's
+// answers by exit, so a fan-out peer naming another class than the others can be told apart.
+// Challenges themselves do not call it.
+TEST(Session, OnCompleteSeesTheInputAndEveryPeersAnswersByExit) {
+  ClientEnv env(3);
+  for (size_t i = 0; i < 3; ++i) env.server(i).step_delay = 100ms;  // every exit 0 comes first
+  env.server(2).script = Script::kWrongClass;
+  env.connect_all();
+  struct Seen {
+    int calls = 0;
+    core::Tensor input;
+    Summary summary;
+  };
+  auto seen = std::make_shared<Seen>();
+  SessionOptions o = quick_options();
+  o.on_complete = [seen](const core::Tensor& input, const Summary& s) {
+    seen->calls++;
+    seen->input = input;
+    seen->summary = s;
+  };
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult r = run_request(env, session, testing::input_for(4));
+  ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  env.loop().call([&] {
+    EXPECT_EQ(seen->calls, 1);
+    EXPECT_EQ(seen->input, testing::input_for(4));
+    EXPECT_EQ(seen->summary.peers.size(), 3u);
+    for (const PeerReport& p : seen->summary.peers) {
+      if (p.votes.empty()) {
+        ADD_FAILURE() << p.peer.to_string() << " has no answers";
+        continue;
+      }
+      EXPECT_EQ(p.votes.size(), p.answers);
+      EXPECT_EQ(p.votes[0].exit_index, 0u);
+      EXPECT_EQ(p.votes[0].predicted, p.peer == env.server(2).id() ? 5 : 4);
+    }
+    EXPECT_EQ(disagreeing_peers(seen->summary.peers),
+              std::vector<identity::PeerId>{env.server(2).id()});
+    return 0;
+  });
+  KnownAnswer known;
+  known.predicted = 4;
+  RunResult c =
+      run_challenge(env, session, testing::input_for(4), Challenge{known, env.server(0).id()});
+  EXPECT_TRUE(c.summary.status.is_ok()) << c.summary.status.to_string();
+  EXPECT_EQ(env.loop().call([&] { return seen->calls; }), 1) << "a challenge is not reported";
+}
+
 }  // namespace
 }  // namespace idn::client
