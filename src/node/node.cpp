@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <thread>
 
 #include <arpa/inet.h>
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 
 #include "identity/keystore.h"
+#include "node/challenger.h"
 #include "routing/dht_routing.h"
 #include "serve/infer_server.h"
 #include "store/bitswap.h"
@@ -147,12 +149,27 @@ std::shared_ptr<client::Session> Node::session(const core::Multihash& service,
                                                 const std::vector<identity::PeerId>& exclude) {
     return cached_providers(cache, s, n, exclude);
   };
+  std::shared_ptr<Challenger> challenger;
   if (swap_) {
     if (!opts.selector) opts.selector = swap_;
     if (!opts.observer) opts.observer = swap_;
+    // Challenges (§7.5.3.3) need the verdicts to reach ComputeSwap: only with its observer.
+    if (opts.observer == swap_ && !opts.on_complete && swap_->swap().config().challenge_rate > 0) {
+      auto rng = std::make_shared<std::mt19937_64>(std::random_device{}());
+      challenger = std::make_shared<Challenger>(
+          swap_,
+          [this, service, rule = opts.exit_rule] { return local_answer(*this, service, rule); },
+          [rng] { return std::uniform_real_distribution<double>(0.0, 1.0)(*rng); });
+      // The session holds the challenger, the challenger only a weak reference back.
+      opts.on_complete = [challenger](const core::Tensor& input, const client::Summary& s) {
+        challenger->on_complete(input, s);
+      };
+    }
   }
-  return std::make_shared<client::Session>(io_.get_executor(), *host_, std::move(source), service,
-                                           std::move(opts), in_flight_);
+  auto session = std::make_shared<client::Session>(io_.get_executor(), *host_, std::move(source),
+                                                   service, std::move(opts), in_flight_);
+  if (challenger) challenger->bind(session);
+  return session;
 }
 
 awaitable<Result<std::vector<identity::PeerId>>> Node::cached_providers(
