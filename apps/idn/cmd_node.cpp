@@ -194,6 +194,8 @@ int run_peers(const std::string& http) {
       if (p.value("trusted", false)) note += "trusted ";
       if (p.value("blacklisted", false)) note += "blacklisted ";
       if (p.value("contempt", false)) note += "contempt ";
+      // Answers against the majority of the other peers' (counted, not punished).
+      if (num(p, "suspicious") > 0) note += fmt::format("{:.0f} suspicious ", num(p, "suspicious"));
       if (p.contains("ignored_for_s") && p["ignored_for_s"].is_number())
         note += fmt::format("ignored {:.0f}s more ", p["ignored_for_s"].get<double>());
       if (p.contains("reason") && p["reason"].is_string() &&
