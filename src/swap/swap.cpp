@@ -102,6 +102,10 @@ void ComputeSwap::propose_checkpoint(ByteView id) {
   c.ledger = l;
   c.unix_ms = clock_.unix_ms();
   if (!sign_checkpoint(c, key_).is_ok()) return;  // we are always a member of our ledgers
+  // Nothing we sign may rest on updates a crash could take back: a checkpoint both signed
+  // hides the receipts under it, so ours (and the charges they settle) must be in the file
+  // before the peer can hold it. One commit per checkpoint_every receipts.
+  if (Status st = store_->commit(); !st.is_ok()) return;  // memory fell back; no proposal
   proposals_[to_bytes(id)] = c;
   actions_.push_back(SendCheckpoint{to_bytes(id), std::move(c)});
 }
@@ -390,6 +394,8 @@ Status ComputeSwap::on_checkpoint(ByteView id, const Checkpoint& c) {
   Checkpoint full = c;
   IDN_RETURN_IF_ERROR(sign_checkpoint(full, key_));
   IDN_RETURN_IF_ERROR(store_->store_checkpoint(id, full, /*verified=*/true));
+  // As in propose_checkpoint: durable before our signature leaves.
+  IDN_RETURN_IF_ERROR(store_->commit());
   actions_.push_back(SendCheckpoint{to_bytes(id), std::move(full)});
   return Status::ok();
 }
