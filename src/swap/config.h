@@ -36,15 +36,16 @@ struct Config {
   // A provider's charge with no receipt after this long counts as unpaid work: it stays on
   // the requester's debt in our view (not in the shared ledger). Covers a slow requester.
   uint32_t receipt_timeout_ms = 10'000;
-  // A checkpoint is signed every this many receipts (and at close). An Ed25519 sign+verify is
-  // ~100 us; every 64 receipts keeps it under 2 us per receipt.
-  uint32_t checkpoint_every = 64;
+  // A checkpoint is signed every this many receipts (and at close): two signs and two verifies,
+  // ~400-600 us here, so every 256 receipts costs ~2 us per receipt (64 cost ~9); Open's
+  // evidence (the receipts after the last checkpoint) stays under ~40 KB.
+  uint32_t checkpoint_every = 256;
   // Group commit: ledger updates are committed together at most this long after the first
-  // (0: each update is its own transaction). A commit costs 15-30 us of CPU however small,
-  // as much as a small model's request; 5 ms groups dozens of requests under load. A kill -9
-  // loses at most this much of a provider's receipts, which the next Open restores from the
+  // (0: each update is its own transaction). A commit costs 50-150 us of CPU here, as much as
+  // a small model's request; 10 ms groups dozens of requests under load. A kill -9 loses at
+  // most this much of a provider's receipts, which the next Open restores from the
   // requester's copies; a requester sends a receipt only once it is committed.
-  uint32_t commit_interval_ms = 5;
+  uint32_t commit_interval_ms = 10;
   // Fraction of requests a requester sends as challenges with a known answer (§7.5.3.3).
   double challenge_rate = 0.01;
   ChallengeFailure on_challenge_failure = ChallengeFailure::kIgnore;

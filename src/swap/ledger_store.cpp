@@ -87,6 +87,7 @@ Status LedgerStore::load() {
   ledgers_.clear();
   totals_.clear();
   open_charges_.clear();
+  unsaved_charges_.clear();
   checkpoints_.clear();
   {
     IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, debt1, debt2, sequence, unix_ms, sig1,"
@@ -165,8 +166,35 @@ Status LedgerStore::join_batch() {
   return Status::ok();
 }
 
+Status LedgerStore::save_charges() {
+  if (unsaved_charges_.empty()) return Status::ok();
+  IDN_RETURN_IF_ERROR(join_batch());
+  for (const auto& [peer, charges] : unsaved_charges_) {
+    for (const auto& [id, c] : charges) {
+      put_charge_->reset();
+      IDN_RETURN_IF_ERROR(put_charge_->bind(1, peer)
+                              .bind(2, id)
+                              .bind(3, c.service_id)
+                              .bind(4, c.operations)
+                              .bind(5, c.deadline_unix_ms)
+                              .bind(6, int64_t(0))
+                              .run("record charge"));
+    }
+  }
+  unsaved_charges_.clear();
+  return Status::ok();
+}
+
 Status LedgerStore::commit() {
   if (!batch_) return Status::ok();
+  if (Status st = save_charges(); !st.is_ok()) {
+    batch_.reset();  // rolls back
+    uncommitted_ = 0;
+    unsaved_charges_.clear();
+    Status reloaded = load();
+    if (!reloaded.is_ok()) spdlog::error("swap ledgers: reload failed: {}", reloaded.to_string());
+    return st.with_context("saving open charges");
+  }
   db::Transaction tx = std::move(*batch_);
   batch_.reset();
   uint64_t n = std::exchange(uncommitted_, 0);
@@ -212,7 +240,23 @@ Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView serv
     return Status::invalid_argument(
         fmt::format("request {} of this peer was already receipted", request_id));
   }
-  IDN_RETURN_IF_ERROR(join_batch());
+  if (group_) {
+    // Memory first: the receipt usually settles it before the commit writes it.
+    auto& open = open_charges_[to_bytes(peer)];
+    if (open.count(request_id)) {
+      return Status::invalid_argument(
+          fmt::format("request {} of this peer is already charged", request_id));
+    }
+    IDN_RETURN_IF_ERROR(join_batch());
+    unsaved_charges_[to_bytes(peer)][request_id] = {operations, deadline_unix_ms,
+                                                    to_bytes(service_id)};
+    open[request_id] = {operations, false};
+    wrote();
+    auto& t = totals_[to_bytes(peer)];
+    t.pending_ops += operations;
+    ++t.pending;
+    return Status::ok();
+  }
   put_charge_->reset();
   Status st = put_charge_->bind(1, peer)
                   .bind(2, request_id)
@@ -237,6 +281,7 @@ Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView serv
 }
 
 Result<std::vector<Charge>> LedgerStore::expire_charges(uint64_t now_unix_ms) {
+  IDN_RETURN_IF_ERROR(save_charges());  // the query below sees every open charge
   std::vector<Charge> out;
   {
     IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, request_id, service, ops, deadline_ms"
@@ -314,9 +359,16 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
                           .bind(8, next.sequence)
                           .run("store receipt"));
   if (db_->changes() == 0) return out;  // held already: a replay (the transaction rolls back)
+  bool settled_in_memory = false;
   if (charge) {
-    del_charge_->reset();
-    IDN_RETURN_IF_ERROR(del_charge_->bind(1, peer).bind(2, r.request_id).run("settle charge"));
+    if (auto u = unsaved_charges_.find(to_bytes(peer)); u != unsaved_charges_.end()) {
+      settled_in_memory = u->second.erase(r.request_id) > 0;
+      if (u->second.empty()) unsaved_charges_.erase(u);
+    }
+    if (!settled_in_memory) {
+      del_charge_->reset();
+      IDN_RETURN_IF_ERROR(del_charge_->bind(1, peer).bind(2, r.request_id).run("settle charge"));
+    }
     if (shortfall > 0) {
       // The requester confirmed less than we charged: the rest stays unpaid in our view.
       put_charge_->reset();

@@ -109,6 +109,9 @@ class LedgerStore {
   Status load();
   // Group commit: opens the shared transaction if none is open. No-op otherwise.
   Status join_batch();
+  // Group commit: writes the charges still open that only memory holds (most are settled
+  // before the commit and never touch the file).
+  Status save_charges();
   // One update was written (counts toward uncommitted()).
   void wrote() { uncommitted_ += group_ ? 1 : 0; }
 
@@ -122,6 +125,13 @@ class LedgerStore {
   // Kept prepared: the per-request paths (charge, receipt) run them thousands of times.
   std::optional<db::Statement> put_receipt_, put_charge_, del_charge_, has_receipt_;
   bool group_ = false;
+  // Group commit: charges added since the last commit, by peer and request ID, not yet in the
+  // file.
+  struct UnsavedCharge {
+    uint64_t operations = 0, deadline_unix_ms = 0;
+    Bytes service_id;
+  };
+  std::map<Bytes, std::map<uint64_t, UnsavedCharge>, BytesLess> unsaved_charges_;
   std::optional<db::Transaction> batch_;  // the open group-commit transaction; after db_
   uint64_t uncommitted_ = 0, commits_ = 0;
 };

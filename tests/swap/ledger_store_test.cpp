@@ -47,8 +47,12 @@ class LedgerStoreTest : public ::testing::Test {
   std::unique_ptr<LedgerStore> open(const Bytes& self, const std::string& name = "a") {
     auto s = LedgerStore::open(dir_ / name / "ledgers.sqlite", self);
     EXPECT_TRUE(s.ok()) << s.status().to_string();
-    return s.ok() ? std::move(*s) : nullptr;
+    if (!s.ok()) return nullptr;
+    (*s)->set_group_commit(group_commit_);
+    return std::move(*s);
   }
+
+  bool group_commit_ = false;
 
   fs::path dir_;
   identity::KeyPair ka = key(1), kb = key(2), kc = key(3);
@@ -102,7 +106,19 @@ TEST_F(LedgerStoreTest, ReceiptOutsideThePairIsRefused) {
   EXPECT_EQ(s->ledger(b).sequence, 0u);
 }
 
-TEST_F(LedgerStoreTest, ChargesArePendingThenUnpaidAndAReceiptSettlesThem) {
+// The same behaviour with each update its own transaction and with group commit (charges then
+// live in memory until the commit, and most never reach the file).
+class LedgerStoreModes : public LedgerStoreTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  void SetUp() override {
+    LedgerStoreTest::SetUp();
+    group_commit_ = GetParam();
+  }
+};
+INSTANTIATE_TEST_SUITE_P(Commit, LedgerStoreModes, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Grouped" : "EachUpdate"; });
+
+TEST_P(LedgerStoreModes, ChargesArePendingThenUnpaidAndAReceiptSettlesThem) {
   {
     auto s = open(a);
     ASSERT_TRUE(s->add_charge(b, 1, Bytes{1}, 100, /*deadline*/ 2000).is_ok());
@@ -172,7 +188,7 @@ TEST_F(LedgerStoreTest, CheckpointsAreVerifiedStoredAndNeverGoBack) {
   EXPECT_EQ(e->checkpoint, newer);
 }
 
-TEST_F(LedgerStoreTest, BothSidesAdoptTheSameReconciledLedger) {
+TEST_P(LedgerStoreModes, BothSidesAdoptTheSameReconciledLedger) {
   // a served b twice; b, the requester, stored both receipts before sending them; the
   // second never reached a (a crashed), which still holds its charge for that request.
   auto sa = open(a, "a"), sb = open(b, "b");
