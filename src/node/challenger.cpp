@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <cmath>
 #include <mutex>
 
@@ -51,10 +52,19 @@ void Challenger::on_complete(const core::Tensor& input, const client::Summary& s
   auto i = std::min(answered.size() - 1, static_cast<size_t>(uniform_() * answered.size()));
   identity::PeerId peer = answered[i];
 
-  // What: our own package's answer to this input, else an input peers agreed on.
+  // What: our own package's answer to this input, else an input peers agreed on. Worked out
+  // in a later turn: the caller, woken by the answer, runs before the local package does.
+  auto session = session_.lock();
+  if (!session) return;
+  asio::post(session->executor(), [self = shared_from_this(), input, peer = std::move(peer)] {
+    self->challenge(input, peer);
+  });
+}
+
+void Challenger::challenge(const core::Tensor& input, const identity::PeerId& peer) {
   if (auto known = local_answer(input)) {
     stats_.from_local++;
-    send(input, std::move(*known), std::move(peer));
+    send(input, std::move(*known), peer);
     return;
   }
   if (auto agreed = book_.pick(uniform_())) {
@@ -62,7 +72,7 @@ void Challenger::on_complete(const core::Tensor& input, const client::Summary& s
     known.predicted = agreed->second.predicted;
     known.exit_index = agreed->second.exit_index;
     stats_.from_agreed++;
-    send(std::move(agreed->first), std::move(known), std::move(peer));
+    send(std::move(agreed->first), std::move(known), peer);
     return;
   }
   stats_.no_known_answer++;

@@ -16,8 +16,9 @@
 // A local answer whose exit decision lies within kThresholdMargin of an exit's threshold is not
 // used: float noise between two honest engines could flip it, and an honest peer would fail.
 //
-// Threading: the node's io thread (the local package runs there too, one request's worth of
-// compute at challenge_rate).
+// Threading: the node's io thread. The local package runs there too (one request's worth of
+// compute at challenge_rate), in a later turn than the completion, so the caller has its
+// answer first.
 #pragma once
 
 #include <cstdint>
@@ -70,6 +71,8 @@ class Challenger : public std::enable_shared_from_this<Challenger> {
 
  private:
   void suspicious(const identity::PeerId& peer);
+  // Finds a known answer and sends the challenge to `peer`.
+  void challenge(const core::Tensor& input, const identity::PeerId& peer);
   std::optional<client::KnownAnswer> local_answer(const core::Tensor& input);
   void send(core::Tensor input, client::KnownAnswer known, identity::PeerId peer);
 
