@@ -344,13 +344,13 @@ int run_bench(const BenchArgs& a) {
   double total_cpu_us = (thread_cpu_us() - cpu0) / double(n);
   rows.push_back({"provider: admission (on_request, p(r))", admit_us / n});
   const bool group = a.commit_every > 0;
-  rows.push_back({group ? "provider: charge (on_answered, 1 row)"
+  rows.push_back({group ? "provider: charge (on_answered, in memory)"
                         : "provider: charge (on_answered, 1 txn)",
                   charge_us / n});
   rows.push_back({group ? "requester: receipt (on_receipt, 1 row)"
                         : "requester: receipt (on_receipt, 1 txn)",
                   rreceipt_us / n});
-  rows.push_back({group ? "provider: receipt (on_receipt, 2 rows)"
+  rows.push_back({group ? "provider: receipt (on_receipt, 1 row; charge in memory)"
                         : "provider: receipt (on_receipt, 1 txn)",
                   preceipt_us / n});
   rows.push_back({"checkpoints, amortised (2 signs, 2 verifies, 2 rows)", cp_us / n});

@@ -59,6 +59,7 @@ struct InferenceBenchArgs {
   int workers = 2;
   int busy_poll_us = 0;
   int poll_while_waiting_us = 1000;  // the remote-poll row's client
+  int accounting_rounds = 3;         // alternating ComputeSwap on/off pairs (0: skip)
   std::string out = "bench/out/inference.csv";
 };
 
@@ -86,8 +87,11 @@ Status ensure_model(const std::string& arch, const fs::path& dir) {
 using Peer = node::NodeThread;
 
 Result<std::unique_ptr<Peer>> start_peer(const std::vector<core::Multiaddr>& boot, int workers,
-                                         int busy_poll_us, int poll_while_waiting_us = 0) {
+                                         int busy_poll_us, int poll_while_waiting_us = 0,
+                                         bool accounting = true) {
   node::Config c = node::loopback_config(boot);
+  c.swap.enabled = accounting;
+  c.swap.params.challenge_rate = 0;  // a challenge is an extra request: not what rows compare
   c.serve.workers = static_cast<size_t>(workers);
   c.busy_poll = std::chrono::microseconds(busy_poll_us);
   c.poll_while_waiting = std::chrono::microseconds(poll_while_waiting_us);
@@ -521,6 +525,64 @@ int run_inference_bench(const InferenceBenchArgs& a) {
     if (!ss.ok()) return report(ss.status());
     Row split = measure(arch, "split", remote(**ss), inputs, a.requests, a.concurrency);
 
+    // Accounting on vs off (ComputeSwap, §7.5): two isolated provider + client pairs, each its
+    // own little network, identical but for [swap], measured alternately on the client's io
+    // thread; each mode's row is the median over rounds.
+    Row acct_on{arch, "io+swap"}, acct_off{arch, "io-noswap"};
+    if (a.accounting_rounds > 0) {
+      struct Pair {
+        std::unique_ptr<Peer> provider, client;
+        std::shared_ptr<client::Session> session;
+      };
+      auto make_pair = [&](bool accounting) -> Result<Pair> {
+        Pair pr;
+        IDN_ASSIGN_OR_RETURN(pr.provider, start_peer({}, a.workers, a.busy_poll_us, 0, accounting));
+        node::Node& pn = **pr.provider;
+        auto published = pn.block_on([&] { return pn.models().publish(dir, arch); });
+        if (!published.ok()) return published.status();
+        IDN_ASSIGN_OR_RETURN(pr.client, start_peer(pn.listen_addrs(), 1, a.busy_poll_us, 0,
+                                                   accounting));
+        node::Node& cl = **pr.client;
+        if (!wait_providers_on(cl, 1)) return Status::not_found("pair: no provider found");
+        client::SessionOptions so;
+        so.fanout = 1;
+        so.deadline = std::chrono::seconds(10);
+        so.send_receipts = accounting;
+        pr.session = cl.block_on([&]() -> p2p::awaitable<std::shared_ptr<client::Session>> {
+          co_return cl.session(sid, so);
+        });
+        return pr;
+      };
+      auto on = make_pair(true);
+      if (!on.ok()) return report(on.status().with_context("accounting-on pair"));
+      auto off = make_pair(false);
+      if (!off.ok()) return report(off.status().with_context("accounting-off pair"));
+      std::vector<Row> ons, offs;
+      for (int round = 0; round < a.accounting_rounds; ++round) {
+        ons.push_back(io_row(**on->client, on->session, "io+swap"));
+        offs.push_back(io_row(**off->client, off->session, "io-noswap"));
+      }
+      auto median_row = [](const std::vector<Row>& rs) {
+        Row r = rs.front();
+        auto med = [&](double Row::*f) {
+          std::vector<double> v;
+          for (const auto& x : rs) v.push_back(x.*f);
+          return percentile(v, 0.5);
+        };
+        r.median_ms = med(&Row::median_ms);
+        r.p99_ms = med(&Row::p99_ms);
+        r.rps1 = med(&Row::rps1);
+        r.cpu_us = med(&Row::cpu_us);
+        r.failed = 0;
+        for (const auto& x : rs) r.failed += x.failed;
+        return r;
+      };
+      acct_on = median_row(ons);
+      acct_off = median_row(offs);
+      on->session.reset();
+      off->session.reset();
+    }
+
     s1->reset();
     s3->reset();
     ss->reset();
@@ -553,6 +615,7 @@ int run_inference_bench(const InferenceBenchArgs& a) {
         tcp_failed);
     std::vector<Row*> measured{&local, &local_again, &local_idle, &one, &one_io};
     if (a.poll_while_waiting_us > 0) measured.push_back(&one_poll);
+    if (a.accounting_rounds > 0) measured.insert(measured.end(), {&acct_on, &acct_off});
     measured.insert(measured.end(), {&fan, &split, &tcp_model, &tcp_model_io, &tcp_model_spin});
     for (Row* r : measured) {
       rows.push_back(*r);
@@ -577,6 +640,19 @@ int run_inference_bench(const InferenceBenchArgs& a) {
           "  polling client    {:.3f} ms = {:.2f}x TCP ({:.2f}x event loops); target <= 1.5x: {}"
           "   (poll_while_waiting_us = {})",
           add, add / tcp, add / tcp_loop, verdict(add), a.poll_while_waiting_us));
+    }
+    if (a.accounting_rounds > 0) {
+      double lat = 100.0 * (acct_on.median_ms / acct_off.median_ms - 1.0);
+      double cpu = acct_on.cpu_us - acct_off.cpu_us;
+      double share = 100.0 * cpu / acct_off.cpu_us;
+      verdicts.push_back(fmt::format(
+          "  accounting (ComputeSwap ledgers, receipts, checkpoints; median of {} alternating "
+          "rounds): median latency {:.3f} vs {:.3f} ms ({:+.1f}%; target within 5%: {}), CPU "
+          "{:.0f} vs {:.0f} us per request ({:+.0f} us = {:+.1f}% of the request's CPU; target "
+          "<= 5%: {})",
+          a.accounting_rounds, acct_on.median_ms, acct_off.median_ms, lat,
+          std::abs(lat) <= 5 ? "met" : "MISSED", acct_on.cpu_us, acct_off.cpu_us, cpu, share,
+          share <= 5 ? "met" : "MISSED"));
     }
     verdicts.push_back(fmt::format(
         "  of which the model on a CPU idle {} us before each request (local-idle) accounts "
@@ -639,6 +715,11 @@ void register_bench_inference(CLI::App& bench) {
                 "Every node's io thread polls this long after work before sleeping")
       ->capture_default_str()
       ->check(CLI::Range(0, 1'000'000));
+  b->add_option("--accounting-rounds", a->accounting_rounds,
+                "Rounds of the io+swap / io-noswap rows (ComputeSwap on vs off, alternating; 0: "
+                "no rows)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
   b->add_option("--poll-while-waiting-us", a->poll_while_waiting_us,
                 "The remote-poll row's client polls this long while awaiting answers (0: no row)")
       ->capture_default_str()
