@@ -290,5 +290,76 @@ TEST(Challenges, AnswersAgainstTheMajorityAreCountedAsSuspicious) {
   EXPECT_EQ(challenger->stats().sent, 0u);
 }
 
+// Where a challenge's known answer comes from: the node's own package first; without one, an
+// input a quorum of peers answered alike; with neither, no challenge. (The peers here are not
+// connected: a challenge sent to them just fails to open, which is not a verdict.)
+TEST(Challenges, TheKnownAnswerComesFromTheOwnPackageElseFromAnswersPeersAgreedOn) {
+  Config cfg = config({});
+  cfg.swap.params.challenge_rate = 1.0;
+  RunningNode n(cfg);
+  ASSERT_TRUE(n);
+  const auto a = some_peer(1), b = some_peer(2);
+  const core::Tensor x = core::Tensor::f32({1, 4}, std::vector<float>{1, 2, 3, 4});
+  const auto sid = core::Multihash::sha2_256(Bytes{1, 2, 3});
+  auto with_loader = [&](std::function<Result<LocalAnswer>()> load) {
+    return std::make_shared<Challenger>(std::shared_ptr<SwapAgent>(n->swap(), [](SwapAgent*) {}),
+                                        std::move(load), [] { return 0.0; });
+  };
+  std::shared_ptr<client::Session> keep;  // sends the challenges
+  auto run = [&](std::shared_ptr<Challenger> c, std::vector<client::Summary> summaries) {
+    n.on_io<int>([&]() -> p2p::awaitable<int> {
+      keep = n->session(sid);
+      c->bind(keep);
+      for (const auto& s : summaries) c->on_complete(x, s);
+      co_return 0;
+    });
+  };
+  auto settled = [&](const std::shared_ptr<Challenger>& c, uint64_t drawn) {
+    return eventually(
+        [&] {
+          return n.on_io<bool>([&]() -> p2p::awaitable<bool> {
+            const auto& st = c->stats();
+            co_return st.from_local + st.from_agreed + st.no_known_answer == drawn;
+          });
+        },
+        10s);
+  };
+  auto no_package = [] { return Result<LocalAnswer>(Status::not_found("no package")); };
+
+  // No package, one peer's word only: nothing to challenge with.
+  auto c1 = with_loader(no_package);
+  run(c1, {answered_by(a, 1, 4)});
+  ASSERT_TRUE(settled(c1, 1));
+  EXPECT_EQ(c1->stats().no_known_answer, 1u);
+  EXPECT_EQ(c1->stats().sent, 0u);
+
+  // No package, but a and b agreed on x: x is sent as a challenge with their answer.
+  auto c2 = with_loader(no_package);
+  run(c2, {answered_by(a, 1, 4)});
+  ASSERT_TRUE(settled(c2, 1));
+  run(c2, {answered_by(b, 1, 4)});
+  ASSERT_TRUE(settled(c2, 2));
+  EXPECT_EQ(c2->stats().from_agreed, 1u) << "the first request had no agreed answer yet";
+  EXPECT_EQ(c2->stats().no_known_answer, 1u);
+  EXPECT_EQ(c2->stats().sent, 1u);
+
+  // Our own package answers first, whatever peers agreed on.
+  int local_runs = 0;
+  auto c3 = with_loader([&]() -> Result<LocalAnswer> {
+    return LocalAnswer([&](const core::Tensor& in) -> Result<std::optional<client::KnownAnswer>> {
+      ++local_runs;
+      EXPECT_EQ(in, x) << "the request's own input is checked";
+      client::KnownAnswer k;
+      k.predicted = 4;
+      return std::optional<client::KnownAnswer>(k);
+    });
+  });
+  run(c3, {answered_by(a, 1, 4), answered_by(b, 1, 4)});
+  ASSERT_TRUE(settled(c3, 2));
+  EXPECT_EQ(c3->stats().from_local, 2u);
+  EXPECT_EQ(c3->stats().from_agreed, 0u);
+  EXPECT_EQ(local_runs, 2);
+}
+
 }  // namespace
 }  // namespace idn::node
