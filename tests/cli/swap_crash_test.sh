@@ -36,9 +36,10 @@ cleanup() {
 trap cleanup EXIT
 fail() {
   echo "FAIL: $* (seed $seed)" >&2
-  for f in "$dir"/*.log "$dir"/*.out "$dir"/*.err; do
+  for f in "$dir"/*.log "$dir"/*.out; do
     [ -f "$f" ] && { echo "--- $f" >&2; tail -n 25 "$f" >&2; }
   done
+  for f in "$dir"/*.err; do [ -f "$f" ] && { echo "--- $f" >&2; cat "$f" >&2; }; done
   exit 1
 }
 # shellcheck source=lib.sh
@@ -89,12 +90,20 @@ def poll(seconds, probe):
         time.sleep(0.02)
 
 cmd = sys.argv[1]
-if cmd == "flowing":  # CONSUMER_HTTP MORE SECONDS: MORE answers arrive from now on
+if cmd == "flowing":  # CONSUMER_HTTP PROVIDER_HTTP MORE SECONDS: MORE answers from now on
     base = status(sys.argv[2])["load"]["answered"]
     def probe():
-        n = status(sys.argv[2])["load"]["answered"]
-        return n >= base + int(sys.argv[3]), {"answered": n, "at_start": base}
-    poll(float(sys.argv[4]), probe)
+        c = status(sys.argv[2])
+        n = c["load"]["answered"]
+        if n >= base + int(sys.argv[4]):
+            return True, None
+        d = {"at_start": base, "consumer": {k: c[k] for k in ("load", "swap", "peers")}}
+        try:
+            d["provider"] = {k: status(sys.argv[3])[k] for k in ("swap", "peers", "services")}
+        except Exception as e:
+            d["provider"] = repr(e)
+        return False, d
+    poll(float(sys.argv[5]), probe)
 elif cmd == "offline":  # LEDGER_JSON PEER: that peer's sequence, debt and credit, offline
     print(*offline(sys.argv[2], sys.argv[3]))
 elif cmd == "charges":  # LEDGER_JSON PEER: that peer's charges awaiting or lacking a receipt
@@ -210,7 +219,7 @@ start=$SECONDS
 behind=0 restored=0 max_restored=0 agree_ms=0
 for i in $(seq 1 "$iterations"); do
   # Answers flow (again): the restarted provider hosts the service and receipts come in.
-  check flowing "127.0.0.1:$c_http" 20 60 2>"$dir/flowing.err" ||
+  check flowing "127.0.0.1:$c_http" "127.0.0.1:$p_http" 20 60 2>"$dir/flowing.err" ||
     fail "kill $i: the load did not resume after the restart"
   # The random moment (not a synchronisation: any moment under load is a moment to die).
   sleep "$(printf '0.%03d' $((RANDOM % 500)))"
