@@ -60,6 +60,7 @@ struct InferenceBenchArgs {
   int busy_poll_us = 0;
   int poll_while_waiting_us = 1000;  // the remote-poll row's client
   int accounting_rounds = 3;         // alternating ComputeSwap on/off pairs (0: skip)
+  int commit_interval_ms = -1;       // [swap] commit_interval_ms of every node (-1: default)
   std::string out = "bench/out/inference.csv";
 };
 
@@ -88,9 +89,10 @@ using Peer = node::NodeThread;
 
 Result<std::unique_ptr<Peer>> start_peer(const std::vector<core::Multiaddr>& boot, int workers,
                                          int busy_poll_us, int poll_while_waiting_us = 0,
-                                         bool accounting = true) {
+                                         bool accounting = true, int commit_interval_ms = -1) {
   node::Config c = node::loopback_config(boot);
   c.swap.enabled = accounting;
+  if (commit_interval_ms >= 0) c.swap.params.commit_interval_ms = uint32_t(commit_interval_ms);
   c.swap.params.challenge_rate = 0;  // a challenge is an extra request: not what rows compare
   c.serve.workers = static_cast<size_t>(workers);
   c.busy_poll = std::chrono::microseconds(busy_poll_us);
@@ -536,12 +538,13 @@ int run_inference_bench(const InferenceBenchArgs& a) {
       };
       auto make_pair = [&](bool accounting) -> Result<Pair> {
         Pair pr;
-        IDN_ASSIGN_OR_RETURN(pr.provider, start_peer({}, a.workers, a.busy_poll_us, 0, accounting));
+        IDN_ASSIGN_OR_RETURN(pr.provider, start_peer({}, a.workers, a.busy_poll_us, 0, accounting,
+                                                     a.commit_interval_ms));
         node::Node& pn = **pr.provider;
         auto published = pn.block_on([&] { return pn.models().publish(dir, arch); });
         if (!published.ok()) return published.status();
         IDN_ASSIGN_OR_RETURN(pr.client, start_peer(pn.listen_addrs(), 1, a.busy_poll_us, 0,
-                                                   accounting));
+                                                   accounting, a.commit_interval_ms));
         node::Node& cl = **pr.client;
         if (!wait_providers_on(cl, 1)) return Status::not_found("pair: no provider found");
         client::SessionOptions so;
@@ -720,6 +723,11 @@ void register_bench_inference(CLI::App& bench) {
                 "no rows)")
       ->capture_default_str()
       ->check(CLI::Range(0, 100));
+  b->add_option("--commit-interval-ms", a->commit_interval_ms,
+                "[swap] commit_interval_ms of the io+swap pair (-1: the node's default; 0: one "
+                "ledger transaction per update)")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 1000));
   b->add_option("--poll-while-waiting-us", a->poll_while_waiting_us,
                 "The remote-poll row's client polls this long while awaiting answers (0: no row)")
       ->capture_default_str()
