@@ -524,16 +524,30 @@ Status LedgerStore::adopt(ByteView peer, const Reconciled& r) {
     IDN_RETURN_IF_ERROR(del.bind(1, peer).bind(2, base).run("drop receipts after checkpoint"));
     IDN_ASSIGN_OR_RETURN(auto settle, db_->prepare("DELETE FROM charges WHERE peer = ? AND"
                                                    " request_id = ?"));
+    IDN_ASSIGN_OR_RETURN(auto renumber, db_->prepare("UPDATE receipts SET sequence = ? WHERE"
+                                                     " peer = ? AND server = ? AND"
+                                                     " request_id = ?"));
     for (const auto& h : r.receipts) {
       put_receipt_->reset();
-      // INSERT OR IGNORE semantics by hand: a receipt at or below the base stays as it was.
+      // A receipt we hold already is not inserted again (see below).
       has_receipt_->reset();
       IDN_ASSIGN_OR_RETURN(bool held, has_receipt_->bind(1, peer)
                                           .bind(2, h.receipt.server)
                                           .bind(3, h.receipt.request_id)
                                           .step());
       has_receipt_->reset();
-      if (held) continue;
+      if (held) {
+        // Held at or below the base in our numbering, after it in the agreed one (we lost
+        // others before it): it takes the agreed number, so the file sums to the agreed
+        // ledger.
+        renumber.reset();
+        IDN_RETURN_IF_ERROR(renumber.bind(1, h.sequence)
+                                .bind(2, peer)
+                                .bind(3, h.receipt.server)
+                                .bind(4, h.receipt.request_id)
+                                .run("renumber agreed receipt"));
+        continue;
+      }
       IDN_RETURN_IF_ERROR(put_receipt_->bind(1, peer)
                               .bind(2, h.receipt.server)
                               .bind(3, h.receipt.request_id)
