@@ -138,9 +138,13 @@ void ComputeSwap::on_connected(ByteView id) {
     return;
   }
   p.state = PeerState::kOpen;
-  actions_.push_back(
-      SendSwap{to_bytes(id),
-               protocol::SwapOpen{store_->ledger(id).view_of(self(), clock_.unix_ms()), false}});
+  send_open(id, p, false);
+}
+
+void ComputeSwap::send_open(ByteView id, Peer& p, bool reply) {
+  if (!reply) p.open_sent = clock_.now();
+  actions_.push_back(SendSwap{
+      to_bytes(id), protocol::SwapOpen{store_->ledger(id).view_of(self(), clock_.unix_ms()), reply}});
 }
 
 void ComputeSwap::on_disconnected(ByteView id) {
@@ -170,7 +174,11 @@ ComputeSwap::OpenResult ComputeSwap::on_open(ByteView id, const protocol::SwapOp
   if (p.contempt || clock_.now() < p.ignore_until) return OpenResult::kRefused;
   const Ledger& l = store_->ledger(id);
   if (l.matches_remote_view(self(), open.ledger)) {
-    if (p.state != PeerState::kOnline) go_online(id, p);
+    if (p.state != PeerState::kOnline) {
+      go_online(id, p);
+    } else if (!open.reply) {
+      send_open(id, p, true);  // the peer opens again: our Open never reached it
+    }
     return OpenResult::kOnline;
   }
   if (config_.on_ledger_mismatch == MismatchPolicy::kContempt) {
@@ -277,9 +285,10 @@ void ComputeSwap::tick() {
       } else {
         p.state = PeerState::kOpen;
         p.last_seen = now;
-        actions_.push_back(SendSwap{
-            id, protocol::SwapOpen{store_->ledger(id).view_of(self(), clock_.unix_ms()), false}});
+        send_open(id, p, false);
       }
+    } else if (p.state == PeerState::kOpen && p.connected && now - p.open_sent >= kOpenRetry) {
+      send_open(id, p, false);  // our Open, or the Evidence after it, may have been lost
     }
     if (p.state == PeerState::kOnline) {
       if (p.seen && now - p.last_seen >= std::chrono::seconds(config_.idle_close_s)) {

@@ -51,6 +51,11 @@
 namespace idn::swap {
 
 enum class PeerState { kOpen, kOnline, kIgnore, kClose };
+
+// A connected peer still in Open this long after our Open is sent it again: an Open or the
+// Evidence after it can be lost with a stream (a duplicate connection closed under it) while
+// both peers stay connected.
+inline constexpr std::chrono::seconds kOpenRetry{2};
 std::string_view peer_state_name(PeerState s);  // "open", "online", "ignore", "close"
 
 // The admission decision for one request.
@@ -173,6 +178,7 @@ class ComputeSwap {
     Time last_seen{};
     bool seen = false;
     Time ignore_until{}, ignores_us_until{}, next_lists{};
+    Time open_sent{};  // our last Open; resent after kOpenRetry while still in Open
     std::vector<Bytes> need_list, have_list;
     uint64_t served = 0, refused = 0, passed = 0, failed = 0, suspicious = 0;
     std::string reason;
@@ -184,6 +190,7 @@ class ComputeSwap {
   void ignore(ByteView id, Peer& p, std::string reason);
   void close(ByteView id, Peer& p, bool final, std::string reason);
   void send_lists(ByteView id, Peer& p);
+  void send_open(ByteView id, Peer& p, bool reply);
   void propose_checkpoint(ByteView id);
   std::chrono::nanoseconds list_period();
 
