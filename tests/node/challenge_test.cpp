@@ -129,6 +129,8 @@ void start_pair(Pair& net, Config cc, bool lying) {
   ASSERT_TRUE(*net.p);
   RunningNode& p = *net.p;
   ASSERT_TRUE(p->routing()->wait_connected(20s).is_ok());
+  // C's provider record was put while C was alone (and failed); the DHT retries it every 5 s.
+  ASSERT_TRUE(wait_for_provider(p, *net.sid, c->id()));
   Status st = p.on_io<Status>([&]() { return p->models().init_model(*net.sid); });
   ASSERT_TRUE(st.is_ok()) << st.to_string();
   if (lying) {
