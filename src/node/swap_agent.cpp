@@ -354,26 +354,33 @@ void SwapAgent::end_stream(const identity::PeerId& peer) {
   it->second.end_when_drained = true;
   if (!it->second.draining) {
     it->second.draining = true;
-    asio::co_spawn(ex_, drain(peer), asio::detached);
+    asio::co_spawn(ex_, drain(peer, it->second.id), asio::detached);
   }
 }
 
 void SwapAgent::enqueue(const identity::PeerId& peer, protocol::SwapMessage m) {
   if (!host_.is_connected(peer)) return;  // the peer hears our view at the next Open
   Outbox& box = outboxes_[peer];
+  if (box.id == 0) box.id = ++next_outbox_id_;
   box.queue.push_back(std::move(m));
   if (!box.draining) {
     box.draining = true;
-    asio::co_spawn(ex_, drain(peer), asio::detached);
+    asio::co_spawn(ex_, drain(peer, box.id), asio::detached);
   }
 }
 
 // One long-lived outbound stream per peer keeps our messages in order (the receiver handles a
-// stream's messages one after another).
-awaitable<void> SwapAgent::drain(identity::PeerId peer) {
+// stream's messages one after another). `id` names the outbox this drain serves: after any
+// suspension the peer's outbox may have been erased (disconnect) and replaced (reconnect), and
+// the replacement, with its own stream and drain, is not this one's to touch.
+awaitable<void> SwapAgent::drain(identity::PeerId peer, uint64_t id) {
   auto self = shared_from_this();
-  for (;;) {
+  auto mine = [this, &peer, id] {
     auto it = outboxes_.find(peer);
+    return it != outboxes_.end() && it->second.id == id ? it : outboxes_.end();
+  };
+  for (;;) {
+    auto it = mine();
     if (it == outboxes_.end()) co_return;
     if (it->second.queue.empty()) {
       it->second.draining = false;
@@ -386,7 +393,7 @@ awaitable<void> SwapAgent::drain(identity::PeerId peer) {
     }
     if (!it->second.stream) {
       auto s = co_await rpc::open_swap(host_, peer);
-      it = outboxes_.find(peer);
+      it = mine();
       if (it == outboxes_.end()) co_return;
       if (!s.ok()) {
         spdlog::debug("swap: cannot open a stream to {}: {}", peer.to_string(),
@@ -403,7 +410,7 @@ awaitable<void> SwapAgent::drain(identity::PeerId peer) {
       if (!st.is_ok()) {
         spdlog::debug("swap: sending {} to {}: {}", protocol::message_name(m), peer.to_string(),
                       st.to_string());
-        if (auto again = outboxes_.find(peer); again != outboxes_.end()) outboxes_.erase(again);
+        if (auto again = mine(); again != outboxes_.end()) outboxes_.erase(again);
         co_return;
       }
       stats_.messages_sent++;
@@ -411,8 +418,7 @@ awaitable<void> SwapAgent::drain(identity::PeerId peer) {
         // After a Close the stream ends, so an idle connection carries no stream and the
         // host's idle sweep can close it; a later message opens a new stream.
         (void)co_await stream->close_write();
-        if (auto again = outboxes_.find(peer);
-            again != outboxes_.end() && again->second.stream == stream)
+        if (auto again = mine(); again != outboxes_.end() && again->second.stream == stream)
           again->second.stream.reset();
       }
     }

@@ -87,7 +87,7 @@ class SwapAgent final : public serve::Admission,
   void enqueue(const identity::PeerId& peer, protocol::SwapMessage m);
   // Ends our stream to `peer` once its queue is sent (after a Close either way).
   void end_stream(const identity::PeerId& peer);
-  p2p::awaitable<void> drain(identity::PeerId peer);
+  p2p::awaitable<void> drain(identity::PeerId peer, uint64_t id);
   p2p::awaitable<void> tick_loop();
   // Group commit: commits the ledgers' open batch commit_interval_ms after its first update.
   void schedule_commit();
@@ -100,6 +100,7 @@ class SwapAgent final : public serve::Admission,
     bool draining = false;
     bool end_when_drained = false;
     std::shared_ptr<rpc::SwapStream> stream;
+    uint64_t id = 0;  // unique per outbox: a drain serves only its own (see drain())
   };
 
   p2p::asio::any_io_executor ex_;
@@ -107,6 +108,7 @@ class SwapAgent final : public serve::Admission,
   swap::SystemClock clock_;
   std::unique_ptr<swap::ComputeSwap> swap_;
   std::map<identity::PeerId, Outbox> outboxes_;
+  uint64_t next_outbox_id_ = 0;
   std::unique_ptr<p2p::Signal> wake_;
   std::unique_ptr<p2p::Signal> committed_;  // notified after each group commit
   bool commit_armed_ = false;
