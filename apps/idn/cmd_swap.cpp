@@ -347,9 +347,9 @@ int run_bench(const BenchArgs& a) {
   rows.push_back({group ? "provider: charge (on_answered, in memory)"
                         : "provider: charge (on_answered, 1 txn)",
                   charge_us / n});
-  rows.push_back({group ? "requester: receipt (on_receipt, 1 row)"
-                        : "requester: receipt (on_receipt, 1 txn)",
-                  rreceipt_us / n});
+  rows.push_back(
+      {group ? "requester: receipt (on_receipt, 1 row)" : "requester: receipt (on_receipt, 1 txn)",
+       rreceipt_us / n});
   rows.push_back({group ? "provider: receipt (on_receipt, 1 row; charge in memory)"
                         : "provider: receipt (on_receipt, 1 txn)",
                   preceipt_us / n});
@@ -425,8 +425,8 @@ void register_bench_swap(CLI::App& bench) {
                                  "receipts in SQLite, checkpoints");
   b->add_option("--requests", a->requests, "Requests to account")->capture_default_str();
   b->add_option("--commit-every", a->commit_every,
-                 "Requests per group commit of both ledgers (0: one transaction per update, "
-                 "as [swap] commit_interval_ms = 0)")
+                "Requests per group commit of both ledgers (0: one transaction per update, "
+                "as [swap] commit_interval_ms = 0)")
       ->capture_default_str();
   b->add_option("--checkpoint-every", a->checkpoint_every, "Receipts per checkpoint")
       ->capture_default_str();

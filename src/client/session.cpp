@@ -758,9 +758,9 @@ class Request : public std::enable_shared_from_this<Request> {
   std::shared_ptr<InFlight> in_flight_;
   std::optional<Challenge> challenge_;
   std::optional<core::Tensor> completed_input_;  // for opts_.on_complete
-  bool use_selector_ = true;                   // off for a challenge aimed at one peer
-  std::vector<identity::PeerId> passed_over_;  // left out by the selector
-  std::vector<identity::PeerId> spare_;        // ranked by the selector, not asked yet
+  bool use_selector_ = true;                     // off for a challenge aimed at one peer
+  std::vector<identity::PeerId> passed_over_;    // left out by the selector
+  std::vector<identity::PeerId> spare_;          // ranked by the selector, not asked yet
 };
 
 }  // namespace detail

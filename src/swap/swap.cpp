@@ -143,8 +143,9 @@ void ComputeSwap::on_connected(ByteView id) {
 
 void ComputeSwap::send_open(ByteView id, Peer& p, bool reply) {
   if (!reply) p.open_sent = clock_.now();
-  actions_.push_back(SendSwap{
-      to_bytes(id), protocol::SwapOpen{store_->ledger(id).view_of(self(), clock_.unix_ms()), reply}});
+  actions_.push_back(
+      SendSwap{to_bytes(id),
+               protocol::SwapOpen{store_->ledger(id).view_of(self(), clock_.unix_ms()), reply}});
 }
 
 void ComputeSwap::on_disconnected(ByteView id) {

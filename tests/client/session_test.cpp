@@ -102,8 +102,7 @@ TEST(Session, FansOutToSeveralPeersAndMergesTheirAnswersIntoImprovingEvents) {
     size_t k = 0;
     while (env.server(k).id() != p.peer) ++k;
     ASSERT_TRUE(env.eventually([&] { return env.server(k).receipts.size() == 1; }));
-    EXPECT_EQ(env.loop().call([&] { return env.server(k).receipts[0].operations; }),
-              p.operations);
+    EXPECT_EQ(env.loop().call([&] { return env.server(k).receipts[0].operations; }), p.operations);
   }
   // Each event names the peer that produced it, and that peer sent such an answer.
   for (const Event& e : r.events) {
@@ -467,8 +466,9 @@ TEST(Session, CountsTheBytesOfEveryMessageOnTheWire) {
   // The request; a final answer needs no Cancel. The receipt follows the answer, after the
   // caller had it: the summary taken at the end may not count it yet.
   ASSERT_TRUE(env.eventually([&] { return env.server(0).receipts.size() == 1; }));
-  uint64_t receipt = env.loop().call(
-      [&] { return frame(protocol::encode(protocol::InferClientMessage{env.server(0).receipts[0]})); });
+  uint64_t receipt = env.loop().call([&] {
+    return frame(protocol::encode(protocol::InferClientMessage{env.server(0).receipts[0]}));
+  });
   EXPECT_TRUE(r.summary.bytes_sent == sent || r.summary.bytes_sent == sent + receipt)
       << r.summary.bytes_sent;
   EXPECT_EQ(r.summary.bytes_received, received);

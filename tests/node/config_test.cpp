@@ -150,7 +150,8 @@ commit_interval_ms = 0
 challenge_rate = 0.25
 on_challenge_failure = "blacklist"
 on_ledger_mismatch = "contempt"
-trusted = [")") + kPeer + R"("]
+trusted = [")") + kPeer +
+                     R"("]
 )";
   auto c = parse_config(toml, "node.toml");
   ASSERT_TRUE(c.ok()) << c.status().to_string();
@@ -176,9 +177,9 @@ trusted = [")") + kPeer + R"("]
   EXPECT_THAT(err("[swap]\ncommit_interval_ms = 1001\n"), HasSubstr("commit_interval_ms"));
   EXPECT_THAT(err("[swap]\ntrusted = [\"nope\"]\n"), HasSubstr("is not a peer ID"));
   EXPECT_THAT(err("[swap]\non_challenge_failure = \"shrug\"\n"), HasSubstr("shrug"));
-  EXPECT_THAT(err(std::string("[swap]\ntrusted = [\"") + kPeer + "\"]\nblacklist = [\"" + kPeer +
-                  "\"]\n"),
-              HasSubstr("both trusted and blacklisted"));
+  EXPECT_THAT(
+      err(std::string("[swap]\ntrusted = [\"") + kPeer + "\"]\nblacklist = [\"" + kPeer + "\"]\n"),
+      HasSubstr("both trusted and blacklisted"));
   EXPECT_THAT(err("swap = 1\n"), HasSubstr("[swap]"));
 }
 

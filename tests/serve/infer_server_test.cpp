@@ -957,8 +957,9 @@ TEST_F(InferServerTest, ReceiptsOnTheRequestsStreamReachTheReceiptSink) {
     // side of the exchange and does not wait for it.
     auto eof = co_await s->receive();
     end = eof.status();
-    protocol::Receipt rc{3, id_.bytes(), got.empty() ? 0 : got.back().operations, Bytes{0x12},
-                         peer_id(6).bytes(), 1700000000000, {}};
+    protocol::Receipt rc{3,           id_.bytes(),        got.empty() ? 0 : got.back().operations,
+                         Bytes{0x12}, peer_id(6).bytes(), 1700000000000,
+                         {}};
     InferClientMessage rm{rc};
     co_await s->send(rm);
     co_await s->close_write();
