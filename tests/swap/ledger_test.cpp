@@ -6,18 +6,14 @@
 #include <gtest/gtest.h>
 
 #include "identity/peer_id.h"
+#include "swap_test_util.h"
 
 namespace idn::swap {
 namespace {
 
-identity::KeyPair key(uint8_t seed) {
-  Bytes s(32, seed);
-  return *identity::KeyPair::from_seed(s);
-}
+using testing::key;
 
-Bytes id_of(const identity::KeyPair& k) {
-  return identity::PeerId::from_public_key(k.public_key()).bytes();
-}
+using testing::id_of;
 
 protocol::Receipt receipt(const Bytes& server, const Bytes& signer, uint64_t id, uint64_t ops) {
   protocol::Receipt r;

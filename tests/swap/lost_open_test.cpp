@@ -9,6 +9,7 @@
 
 #include "identity/peer_id.h"
 #include "swap/swap.h"
+#include "swap_test_util.h"
 
 namespace idn::swap {
 namespace {
@@ -16,10 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-identity::KeyPair key(uint8_t seed) {
-  Bytes s(32, seed);
-  return *identity::KeyPair::from_seed(s);
-}
+using testing::key;
 
 std::vector<protocol::SwapOpen> opens(const std::vector<Action>& actions) {
   std::vector<protocol::SwapOpen> out;

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "identity/peer_id.h"
+#include "swap_test_util.h"
 
 namespace idn::swap {
 namespace {
@@ -17,14 +18,9 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-identity::KeyPair key(uint8_t seed) {
-  Bytes s(32, seed);
-  return *identity::KeyPair::from_seed(s);
-}
+using testing::key;
 
-Bytes id_of(const identity::KeyPair& k) {
-  return identity::PeerId::from_public_key(k.public_key()).bytes();
-}
+using testing::id_of;
 
 const Bytes kService{0x12, 0x20, 9};
 
