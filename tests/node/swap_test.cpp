@@ -144,9 +144,10 @@ TEST(Swap, ConsumerIsRefusedAsPredictedTrustedNeverBlacklistedClosed) {
   // of Bernoulli(1 - p(r_i)) the strategy promises (plus one for the discreteness).
   EXPECT_NEAR(refused_mid, expected_refusals, 4 * std::sqrt(variance) + 1)
       << mid << " requests with 1 < r < m";
-  std::printf("consumer: %d requests at r <= 1 (all served), %d at 1 < r < m: %d refused, "
-              "p(r) predicts %.1f +- %.1f; %d at r >= m (all refused)\n",
-              low, mid, refused_mid, expected_refusals, std::sqrt(variance), high);
+  std::printf(
+      "consumer: %d requests at r <= 1 (all served), %d at 1 < r < m: %d refused, "
+      "p(r) predicts %.1f +- %.1f; %d at r >= m (all refused)\n",
+      low, mid, refused_mid, expected_refusals, std::sqrt(variance), high);
 
   // Receipts: C's ledger and P's agree on what C owes once the receipts have arrived.
   auto until = std::chrono::steady_clock::now() + 10s;
@@ -187,9 +188,8 @@ TEST(Swap, ConsumerIsRefusedAsPredictedTrustedNeverBlacklistedClosed) {
   until = std::chrono::steady_clock::now() + 10s;
   bool connected = true;
   while (std::chrono::steady_clock::now() < until && connected) {
-    connected = p->on_io<bool>([&]() -> p2p::awaitable<bool> {
-      co_return (*p)->host().is_connected(idb);
-    });
+    connected =
+        p->on_io<bool>([&]() -> p2p::awaitable<bool> { co_return (*p)->host().is_connected(idb); });
   }
   EXPECT_FALSE(connected) << "a blacklisted peer's new connection must be closed";
 }
@@ -217,9 +217,8 @@ TEST(Swap, AnIdlePeerIsClosedAndItsConnectionThenGoesIdle) {
   until = std::chrono::steady_clock::now() + 20s;
   uint64_t closed = 0;
   while (closed == 0 && std::chrono::steady_clock::now() < until) {
-    closed = a.on_io<uint64_t>([&]() -> p2p::awaitable<uint64_t> {
-      co_return a->host().stats().connections_closed;
-    });
+    closed = a.on_io<uint64_t>(
+        [&]() -> p2p::awaitable<uint64_t> { co_return a->host().stats().connections_closed; });
   }
   EXPECT_GE(closed, 1u) << "the idle connection was never closed (a swap stream kept it busy?) "
                         << a->host().stats().streams_active << " streams, state "
