@@ -40,19 +40,7 @@ fail() {
 . "$(dirname "$0")/lib.sh"
 answered() { [ "$(cat "$dir/answers" 2>/dev/null | wc -l)" -ge "$1" ]; }
 
-# The model: the build tree's cached tiny package, else one trained here and cached beside it.
-model="$fixtures/tiny-b-lenet"
-if [ ! -f "$model/model.json" ] || [ ! -f "$model/weights.safetensors" ]; then
-  model="$fixtures/cli-tiny-b-lenet"
-  if [ ! -f "$model/model.json" ]; then
-    mkdir -p "$fixtures"
-    tmp="$model.tmp$$"
-    "$idn" train branchynet --arch b-lenet --out "$tmp" --epochs 1 --limit 600 --validation 300 \
-      --threads 1 >/dev/null 2>"$dir/train.log" || fail "training the test model"
-    rm -rf "$tmp/checkpoint"
-    mv -T "$tmp" "$model" 2>/dev/null || rm -rf "$tmp"  # another run cached it first
-  fi
-fi
+model="$(tiny_model)" || fail "training the test model"
 
 "$idn" publish "$model" --data-dir "$dir/a" >"$dir/publish.out" 2>"$dir/publish.log" ||
   fail "idn publish"

@@ -25,3 +25,24 @@ except Exception:
 sys.exit(0 if any(x["service_id"] == sys.argv[2] for x in s.get("services", [])) else 1)
 PY
 }
+
+# tiny_model: prints the path of a tiny B-LeNet package: the build tree's cached one
+# ($fixtures/tiny-b-lenet), else one trained here with $idn (log in $dir/train.log) and cached
+# beside it for the next run. Fails when training fails.
+tiny_model() {
+  local model="$fixtures/tiny-b-lenet"
+  if [ -f "$model/model.json" ] && [ -f "$model/weights.safetensors" ]; then
+    echo "$model"
+    return 0
+  fi
+  model="$fixtures/cli-tiny-b-lenet"
+  if [ ! -f "$model/model.json" ]; then
+    mkdir -p "$fixtures"
+    local tmp="$model.tmp$$"
+    "$idn" train branchynet --arch b-lenet --out "$tmp" --epochs 1 --limit 600 --validation 300 \
+      --threads 1 >/dev/null 2>"$dir/train.log" || return 1
+    rm -rf "$tmp/checkpoint"
+    mv -T "$tmp" "$model" 2>/dev/null || rm -rf "$tmp" # another run cached it first
+  fi
+  echo "$model"
+}
