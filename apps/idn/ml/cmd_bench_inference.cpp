@@ -61,6 +61,7 @@ struct InferenceBenchArgs {
   int poll_while_waiting_us = 1000;  // the remote-poll row's client
   int accounting_rounds = 3;         // alternating ComputeSwap on/off pairs (0: skip)
   int commit_interval_ms = -1;       // [swap] commit_interval_ms of every node (-1: default)
+  bool accounting_only = false;      // only the io+swap / io-noswap rows
   std::string out = "bench/out/inference.csv";
 };
 
@@ -389,8 +390,99 @@ Row tcp_row(const std::string& model, const std::string& mode, size_t up, size_t
   return r;
 }
 
+// Accounting on vs off (ComputeSwap, §7.5): two isolated provider + client pairs, each its own
+// little network, identical but for [swap], measured alternately on the client's io thread;
+// each mode's row is the median over rounds. Returns {io+swap, io-noswap}.
+Result<std::pair<Row, Row>> accounting_rows(const InferenceBenchArgs& a, const std::string& arch,
+                                            const fs::path& dir,
+                                            const std::vector<core::Tensor>& inputs) {
+  struct Pair {
+    std::unique_ptr<Peer> provider, client;
+    std::shared_ptr<client::Session> session;
+  };
+  auto make_pair = [&](bool accounting) -> Result<Pair> {
+    Pair pr;
+    IDN_ASSIGN_OR_RETURN(pr.provider, start_peer({}, a.workers, a.busy_poll_us, 0, accounting,
+                                                 a.commit_interval_ms));
+    node::Node& pn = **pr.provider;
+    auto published = pn.block_on([&] { return pn.models().publish(dir, arch); });
+    if (!published.ok()) return published.status();
+    const core::Multihash sid = published->service_id;
+    IDN_ASSIGN_OR_RETURN(pr.client, start_peer(pn.listen_addrs(), 1, a.busy_poll_us, 0, accounting,
+                                               a.commit_interval_ms));
+    node::Node& cl = **pr.client;
+    bool found = false;
+    for (auto until = Clock::now() + std::chrono::seconds(30); !found && Clock::now() < until;) {
+      auto f = cl.block_on([&] { return cl.models().providers(sid, 1, {}); });
+      found = f.ok() && !f->empty();
+      if (!found) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (!found) return Status::not_found("pair: no provider found");
+    client::SessionOptions so;
+    so.fanout = 1;
+    so.deadline = std::chrono::seconds(10);
+    so.send_receipts = accounting;
+    pr.session = cl.block_on([&]() -> p2p::awaitable<std::shared_ptr<client::Session>> {
+      co_return cl.session(sid, so);
+    });
+    return pr;
+  };
+  auto on = make_pair(true);
+  if (!on.ok()) return on.status().with_context("accounting-on pair");
+  auto off = make_pair(false);
+  if (!off.ok()) return off.status().with_context("accounting-off pair");
+  auto io_row = [&](Pair& p, const char* mode) {
+    Row r{arch, mode};
+    node::Node& n = **p.client;
+    auto run = n.block_on([&] { return sequential_on_io(p.session, inputs, a.requests); });
+    r.rps1 = a.requests / run.seconds;
+    r.cpu_us = run.cpu_us;
+    r.median_ms = percentile(run.latencies_ms, 0.5);
+    r.p99_ms = percentile(run.latencies_ms, 0.99);
+    r.failed = run.failed;
+    return r;
+  };
+  std::vector<Row> ons, offs;
+  for (int round = 0; round < a.accounting_rounds; ++round) {
+    ons.push_back(io_row(*on, "io+swap"));
+    offs.push_back(io_row(*off, "io-noswap"));
+  }
+  auto median_row = [](const std::vector<Row>& rs) {
+    Row r = rs.front();
+    auto med = [&](double Row::*f) {
+      std::vector<double> v;
+      for (const auto& x : rs) v.push_back(x.*f);
+      return percentile(v, 0.5);
+    };
+    r.median_ms = med(&Row::median_ms);
+    r.p99_ms = med(&Row::p99_ms);
+    r.rps1 = med(&Row::rps1);
+    r.cpu_us = med(&Row::cpu_us);
+    r.failed = 0;
+    for (const auto& x : rs) r.failed += x.failed;
+    return r;
+  };
+  return std::pair{median_row(ons), median_row(offs)};
+}
+
+// The accounting verdict line: latency and CPU of io+swap against io-noswap.
+std::string accounting_verdict(int rounds, const Row& on, const Row& off) {
+  double lat = 100.0 * (on.median_ms / off.median_ms - 1.0);
+  double cpu = on.cpu_us - off.cpu_us;
+  double share = 100.0 * cpu / off.cpu_us;
+  return fmt::format(
+      "  accounting (ComputeSwap ledgers, receipts, checkpoints; median of {} alternating "
+      "rounds): median latency {:.3f} vs {:.3f} ms ({:+.1f}%; target within 5%: {}), CPU "
+      "{:.0f} vs {:.0f} us per request ({:+.0f} us = {:+.1f}% of the request's CPU; target "
+      "<= 5%: {})",
+      rounds, on.median_ms, off.median_ms, lat, std::abs(lat) <= 5 ? "met" : "MISSED", on.cpu_us,
+      off.cpu_us, cpu, share, share <= 5 ? "met" : "MISSED");
+}
+
 int run_inference_bench(const InferenceBenchArgs& a) {
   if (a.requests < 20) return report(Status::invalid_argument("--requests must be >= 20"));
+  if (a.accounting_only && a.accounting_rounds < 1)
+    return report(Status::invalid_argument("--accounting-only needs --accounting-rounds >= 1"));
   if (a.concurrency < 1) return report(Status::invalid_argument("--concurrency must be >= 1"));
   spdlog::set_level(spdlog::level::warn);
   torch::set_num_threads(1);
@@ -416,6 +508,18 @@ int run_inference_bench(const InferenceBenchArgs& a) {
   for (const auto& arch : a.archs) {
     fs::path dir = models / arch;
     if (Status s = ensure_model(arch, dir); !s.is_ok()) return report(s);
+    if (a.accounting_only) {
+      auto acct = accounting_rows(a, arch, dir, inputs);
+      if (!acct.ok()) return report(acct.status());
+      for (const Row* r : {&acct->first, &acct->second}) {
+        rows.push_back(*r);
+        csv << r->model << ',' << r->mode << ',' << r->median_ms << ',' << r->p99_ms << ','
+            << r->rps1 << ",,," << r->cpu_us << ',' << r->failed << '\n';
+      }
+      verdicts.push_back(arch + ":");
+      verdicts.push_back(accounting_verdict(a.accounting_rounds, acct->first, acct->second));
+      continue;
+    }
     // Local: the engine in this process, the same exit rule the peers use.
     auto eng = engine::Engine::load(dir);
     if (!eng.ok()) return report(eng.status());
@@ -527,63 +631,15 @@ int run_inference_bench(const InferenceBenchArgs& a) {
     if (!ss.ok()) return report(ss.status());
     Row split = measure(arch, "split", remote(**ss), inputs, a.requests, a.concurrency);
 
-    // Accounting on vs off (ComputeSwap, §7.5): two isolated provider + client pairs, each its
-    // own little network, identical but for [swap], measured alternately on the client's io
-    // thread; each mode's row is the median over rounds.
+    // Accounting on vs off (ComputeSwap, §7.5).
     Row acct_on{arch, "io+swap"}, acct_off{arch, "io-noswap"};
     if (a.accounting_rounds > 0) {
-      struct Pair {
-        std::unique_ptr<Peer> provider, client;
-        std::shared_ptr<client::Session> session;
-      };
-      auto make_pair = [&](bool accounting) -> Result<Pair> {
-        Pair pr;
-        IDN_ASSIGN_OR_RETURN(pr.provider, start_peer({}, a.workers, a.busy_poll_us, 0, accounting,
-                                                     a.commit_interval_ms));
-        node::Node& pn = **pr.provider;
-        auto published = pn.block_on([&] { return pn.models().publish(dir, arch); });
-        if (!published.ok()) return published.status();
-        IDN_ASSIGN_OR_RETURN(pr.client, start_peer(pn.listen_addrs(), 1, a.busy_poll_us, 0,
-                                                   accounting, a.commit_interval_ms));
-        node::Node& cl = **pr.client;
-        if (!wait_providers_on(cl, 1)) return Status::not_found("pair: no provider found");
-        client::SessionOptions so;
-        so.fanout = 1;
-        so.deadline = std::chrono::seconds(10);
-        so.send_receipts = accounting;
-        pr.session = cl.block_on([&]() -> p2p::awaitable<std::shared_ptr<client::Session>> {
-          co_return cl.session(sid, so);
-        });
-        return pr;
-      };
-      auto on = make_pair(true);
-      if (!on.ok()) return report(on.status().with_context("accounting-on pair"));
-      auto off = make_pair(false);
-      if (!off.ok()) return report(off.status().with_context("accounting-off pair"));
-      std::vector<Row> ons, offs;
-      for (int round = 0; round < a.accounting_rounds; ++round) {
-        ons.push_back(io_row(**on->client, on->session, "io+swap"));
-        offs.push_back(io_row(**off->client, off->session, "io-noswap"));
-      }
-      auto median_row = [](const std::vector<Row>& rs) {
-        Row r = rs.front();
-        auto med = [&](double Row::*f) {
-          std::vector<double> v;
-          for (const auto& x : rs) v.push_back(x.*f);
-          return percentile(v, 0.5);
-        };
-        r.median_ms = med(&Row::median_ms);
-        r.p99_ms = med(&Row::p99_ms);
-        r.rps1 = med(&Row::rps1);
-        r.cpu_us = med(&Row::cpu_us);
-        r.failed = 0;
-        for (const auto& x : rs) r.failed += x.failed;
-        return r;
-      };
-      acct_on = median_row(ons);
-      acct_off = median_row(offs);
-      on->session.reset();
-      off->session.reset();
+      auto acct = accounting_rows(a, arch, dir, inputs);
+      if (!acct.ok()) return report(acct.status());
+      std::tie(acct_on, acct_off) = *acct;
+      acct_on.bytes = acct_off.bytes = one.bytes;
+      acct_on.up = acct_off.up = one.up;
+      acct_on.down = acct_off.down = one.down;
     }
 
     s1->reset();
@@ -644,19 +700,8 @@ int run_inference_bench(const InferenceBenchArgs& a) {
           "   (poll_while_waiting_us = {})",
           add, add / tcp, add / tcp_loop, verdict(add), a.poll_while_waiting_us));
     }
-    if (a.accounting_rounds > 0) {
-      double lat = 100.0 * (acct_on.median_ms / acct_off.median_ms - 1.0);
-      double cpu = acct_on.cpu_us - acct_off.cpu_us;
-      double share = 100.0 * cpu / acct_off.cpu_us;
-      verdicts.push_back(fmt::format(
-          "  accounting (ComputeSwap ledgers, receipts, checkpoints; median of {} alternating "
-          "rounds): median latency {:.3f} vs {:.3f} ms ({:+.1f}%; target within 5%: {}), CPU "
-          "{:.0f} vs {:.0f} us per request ({:+.0f} us = {:+.1f}% of the request's CPU; target "
-          "<= 5%: {})",
-          a.accounting_rounds, acct_on.median_ms, acct_off.median_ms, lat,
-          std::abs(lat) <= 5 ? "met" : "MISSED", acct_on.cpu_us, acct_off.cpu_us, cpu, share,
-          share <= 5 ? "met" : "MISSED"));
-    }
+    if (a.accounting_rounds > 0)
+      verdicts.push_back(accounting_verdict(a.accounting_rounds, acct_on, acct_off));
     verdicts.push_back(fmt::format(
         "  of which the model on a CPU idle {} us before each request (local-idle) accounts "
         "for {:.3f} ms",
@@ -690,9 +735,11 @@ int run_inference_bench(const InferenceBenchArgs& a) {
   for (const auto& r : rows) {
     if (r.mode == "local") local_median = r.median_ms;
     if (r.mode == "local-again") local_median = std::min(local_median, r.median_ms);
-    std::printf("%-10s %-14s %10.3f %10.3f %9s %9s %10.0f %10s %9.2f %7zu\n", r.model.c_str(),
+    std::string x_local =
+        local_median > 0 ? fmt::format("{:.2f}", r.median_ms / local_median) : "-";
+    std::printf("%-10s %-14s %10.3f %10.3f %9s %9s %10.0f %10s %9s %7zu\n", r.model.c_str(),
                 r.mode.c_str(), r.median_ms, r.p99_ms, rate(r.rps1).c_str(), rate(r.rpsN).c_str(),
-                r.bytes, rate(r.cpu_us).c_str(), r.median_ms / local_median, r.failed);
+                r.bytes, rate(r.cpu_us).c_str(), x_local.c_str(), r.failed);
   }
   for (const auto& v : verdicts) std::printf("%s\n", v.c_str());
   std::printf("rows: %s\n", a.out.c_str());
@@ -723,6 +770,8 @@ void register_bench_inference(CLI::App& bench) {
                 "no rows)")
       ->capture_default_str()
       ->check(CLI::Range(0, 100));
+  b->add_flag("--accounting-only", a->accounting_only,
+              "Only the io+swap / io-noswap rows (what ComputeSwap costs a request)");
   b->add_option("--commit-interval-ms", a->commit_interval_ms,
                 "[swap] commit_interval_ms of the io+swap pair (-1: the node's default; 0: one "
                 "ledger transaction per update)")
