@@ -62,6 +62,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     limits.max_tensor_rank = 2;
     limits.max_text_bytes = 16;
     limits.max_evidence_receipts = 1;
+    limits.max_batch_receipts = 1;
     limits.max_signature_bytes = 32;
   }
   ByteView body(data + 2, size - 2);

@@ -97,10 +97,7 @@ class CountingObserver final : public client::RequestObserver {
     p.receipts++;
     p.operations += r.operations;
   }
-  p2p::awaitable<bool> receipt_recorded() override {
-    if (!inner_) co_return true;
-    co_return co_await inner_->receipt_recorded();
-  }
+  bool delivers_receipts() const override { return inner_ && inner_->delivers_receipts(); }
   void on_challenge(const core::Multihash& service, const identity::PeerId& peer, bool passed,
                     const std::string& detail) override {
     if (inner_) inner_->on_challenge(service, peer, passed, detail);

@@ -39,16 +39,17 @@ class RequestObserver {
                             const PeerReport& report) {
     (void)service, (void)request_id, (void)report;
   }
-  // A Receipt is about to be written to `provider` on the request's stream (our debt grows by
-  // r.operations in our view of the ledger). Called before the write, so a ledger that records
-  // it here never lacks a receipt the provider holds; the write may still fail.
+  // The session confirms `provider`'s accepted answers with `r` (our debt grows by
+  // r.operations in our view of the ledger). Called before the receipt leaves, so a ledger that
+  // records it here never lacks a receipt the provider holds.
   virtual void on_receipt_sent(const identity::PeerId& provider, const protocol::Receipt& r) {
     (void)provider, (void)r;
   }
-  // Completes once what on_receipt_sent recorded is durable (a ledger that groups its
-  // commits); the session writes the receipt only then, and not at all on false (the record
-  // was lost: the provider counts the work unpaid). Default: at once.
-  virtual p2p::awaitable<bool> receipt_recorded() { co_return true; }
+  // Who carries the receipts on_receipt_sent hands over. false (the default): the session
+  // writes each on its request's stream right after on_receipt_sent. true: the observer
+  // delivers them itself (ComputeSwap sends them in batches on /idn/swap/1.0.0 once its ledger
+  // has committed them), so the request's stream closes with the answer.
+  virtual bool delivers_receipts() const { return false; }
   // A challenge's final answer from `peer` was judged against the known answer; `detail` says
   // what differed when it failed.
   virtual void on_challenge(const core::Multihash& service, const identity::PeerId& peer,

@@ -573,8 +573,17 @@ class Request : public std::enable_shared_from_this<Request> {
     // none (its provider then counts the work unpaid).
     if (opts_.send_receipts && can_write && a->accepted > 0 &&
         (outcome == Outcome::kAnswered || outcome == Outcome::kFinishedEarly)) {
-      a->receipt_due = true;
       report.receipt_operations = a->last_operations;
+      if (opts_.observer && opts_.observer->delivers_receipts()) {
+        // The observer records it and carries it to the provider (batched, after its ledger
+        // commits): nothing more goes on this stream.
+        protocol::Receipt r = make_receipt(*a);
+        opts_.observer->on_receipt_sent(a->peer, r);
+        stats_->receipts_sent++;
+        stats_->receipted_operations += r.operations;
+      } else {
+        a->receipt_due = true;
+      }
     }
     if (opts_.observer) opts_.observer->on_peer_done(service_, id_, report);
     a->cancel_wanted = cancel && can_write;
@@ -603,34 +612,34 @@ class Request : public std::enable_shared_from_this<Request> {
     (void)co_await stream->close_write();
   }
 
-  // The Receipt for a peer's accepted answers (drop() decided it), on the request's stream.
-  // Unsigned: the Noise session authenticates both ends; swap/ signs ledger checkpoints.
+  // The Receipt for a peer's accepted answers. Unsigned: the Noise session authenticates both
+  // ends; swap/ signs ledger checkpoints.
+  protocol::Receipt make_receipt(const Attempt& a) const {
+    protocol::Receipt r;
+    r.request_id = id_;
+    r.service_id = service_.bytes();
+    r.operations = a.last_operations;
+    r.server = a.peer.bytes();
+    r.signer = host_.id().bytes();
+    r.unix_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+    return r;
+  }
+
+  // The receipt drop() left to us, on the request's stream (an observer that delivers receipts
+  // itself took it already).
   awaitable<void> write_receipt(const std::shared_ptr<Attempt>& a, p2p::Stream& stream) {
     if (!a->receipt_due) co_return;
     a->receipt_due = false;
     // One more turn of the executor: the caller, woken by the answer, runs before the receipt
     // is encoded and written.
     co_await asio::post(ex_, asio::use_awaitable);
-    protocol::Receipt r;
-    r.request_id = id_;
-    r.service_id = service_.bytes();
-    r.operations = a->last_operations;
-    r.server = a->peer.bytes();
-    r.signer = host_.id().bytes();
-    r.unix_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          std::chrono::system_clock::now().time_since_epoch())
-                                          .count());
-    // The observer (ComputeSwap's ledger) records the receipt before it leaves: the provider
-    // never holds a receipt we lack, and one we hold that it never got is settled at the next
-    // Open (the requester's copy decides).
-    if (opts_.observer) {
-      opts_.observer->on_receipt_sent(a->peer, r);
-      if (!co_await opts_.observer->receipt_recorded()) {
-        spdlog::warn("request {}: receipt to {} not sent: our ledger could not record it", id_,
-                     a->peer.to_string());
-        co_return;
-      }
-    }
+    protocol::Receipt r = make_receipt(*a);
+    // The observer records the receipt before it leaves: the provider never holds a receipt we
+    // lack, and one we hold that it never got is settled at the next Open (the requester's copy
+    // decides).
+    if (opts_.observer) opts_.observer->on_receipt_sent(a->peer, r);
     Bytes frame = protocol::encode(protocol::InferClientMessage{r});
     Status st = co_await p2p::write_length_prefixed(stream, frame);
     if (!st.is_ok()) {

@@ -19,10 +19,12 @@
 //      working then gets a Cancel.
 //   5. Accounting (ComputeSwap): a peer that sent accepted answers and then answered finally
 //      (or was cancelled because the request was complete) gets a Receipt for the operations
-//      of its last answer, written after the answer reached the caller and before our side of
-//      its stream closes: no round trip is added and the peer does not wait for it. A peer
-//      answering kRefused is dropped and replaced like a failing one. The RequestObserver
-//      (client/selector.h) hears every peer's outcome, receipt and challenge verdict.
+//      of its last answer: handed to an observer that delivers receipts itself (a node's
+//      ComputeSwap batches them on /idn/swap/1.0.0), or else written on the request's stream
+//      after the answer reached the caller and before our side closes. Either way no round trip
+//      is added and the peer does not wait for it. A peer answering kRefused is dropped and
+//      replaced like a failing one. The RequestObserver (client/selector.h) hears every peer's
+//      outcome, receipt and challenge verdict.
 //
 // Threading: Session and InferStream live on the io executor of the Host they use; call them
 // there (client/blocking.h wraps them for application threads). The Host must outlive every

@@ -238,7 +238,7 @@ class Parser {
         IDN_ASSIGN_OR_RETURN(auto x, positive(v, full, 1'000'000));
         c.checkpoint_every = static_cast<uint32_t>(x);
       } else if (key == "commit_interval_ms") {
-        IDN_ASSIGN_OR_RETURN(auto x, in_range(v, full, 0, 1000));
+        IDN_ASSIGN_OR_RETURN(auto x, in_range(v, full, 0, 60'000));
         c.commit_interval_ms = static_cast<uint32_t>(x);
       } else if (key == "challenge_rate") {
         IDN_ASSIGN_OR_RETURN(c.challenge_rate, number(v, full));

@@ -63,10 +63,7 @@ Result<std::shared_ptr<SwapAgent>> SwapAgent::open(asio::any_io_executor ex, p2p
 }
 
 SwapAgent::SwapAgent(asio::any_io_executor ex, p2p::Host& host)
-    : ex_(ex),
-      host_(host),
-      wake_(std::make_unique<p2p::Signal>(ex)),
-      committed_(std::make_unique<p2p::Signal>(ex)) {}
+    : ex_(ex), host_(host), wake_(std::make_unique<p2p::Signal>(ex)) {}
 
 SwapAgent::~SwapAgent() = default;
 
@@ -134,11 +131,25 @@ void SwapAgent::start(rpc::Dispatcher& d) {
         self->flush();
         co_return st;
       });
+  // A requester's receipts for answers we gave it. Each is applied on its own; a receipt that
+  // is not between us fails the batch's stream (after the others are applied).
+  d.on_receipts(
+      [gate](rpc::SwapContext& ctx, const protocol::SwapReceipts& b) -> awaitable<Status> {
+        auto self = gate(ctx.peer());
+        if (!self) co_return Status::ok();
+        Status first = Status::ok();
+        for (const auto& r : b.receipts) {
+          Status st = self->on_receipt(ctx.peer(), r);
+          if (first.is_ok() && !st.is_ok()) first = std::move(st);
+        }
+        co_return first;
+      });
   asio::co_spawn(ex_, tick_loop(), asio::detached);
 }
 
 void SwapAgent::stop() {
   if (stopped_) return;
+  commit_now();  // our last receipts go out before the Close
   swap_->shutdown();
   flush();
   stopped_ = true;
@@ -147,7 +158,9 @@ void SwapAgent::stop() {
 }
 
 void SwapAgent::schedule_commit() {
-  if (commit_armed_ || stopped_ || swap_->ledgers().uncommitted() == 0) return;
+  const swap::LedgerStore& store = swap_->ledgers();
+  if (commit_armed_ || stopped_ || (store.uncommitted() == 0 && store.unsaved_charges() == 0))
+    return;
   commit_armed_ = true;
   asio::co_spawn(ex_, commit_later(), asio::detached);
 }
@@ -158,32 +171,51 @@ awaitable<void> SwapAgent::commit_later() {
   boost::system::error_code ec;
   co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   commit_armed_ = false;
-  commit_now();
+  commit(kYoungChargeRounds);
+  schedule_commit();  // charges still too young to save come round again
 }
 
 void SwapAgent::commit_now() {
-  last_commit_ok_ = true;
-  if (swap_->ledgers().uncommitted() > 0) {
-    if (Status st = swap_->ledgers().commit(); !st.is_ok()) {
-      last_commit_ok_ = false;
+  commit(0);
+}
+
+void SwapAgent::commit(uint32_t young_charge_rounds) {
+  swap::LedgerStore& store = swap_->ledgers();
+  if (store.uncommitted() > 0 || store.unsaved_charges() > 0) {
+    if (Status st = store.commit(young_charge_rounds); !st.is_ok()) {
       // The ledgers fell back to the file's state; the next Open with each peer settles it.
       stats_.commit_errors++;
       spdlog::error("swap: {}", st.to_string());
     }
   }
-  ++commit_generation_;
-  committed_->notify_all();
+  send_durable_receipts();
 }
 
-awaitable<bool> SwapAgent::receipt_recorded() {
-  auto self = shared_from_this();
-  const uint64_t after = commit_generation_;
-  while (commit_generation_ == after && swap_->ledgers().uncommitted() > 0) {
-    if (stopped_) co_return false;
-    schedule_commit();
-    (void)co_await committed_->wait(std::chrono::steady_clock::now() + std::chrono::seconds(1));
+void SwapAgent::send_durable_receipts() {
+  const swap::LedgerStore& store = swap_->ledgers();
+  if (store.failed_commits() != failed_commits_seen_) {
+    failed_commits_seen_ = store.failed_commits();
+    // Memory went back to the file, which lacks these: a provider must never hold a receipt
+    // our ledger lacks, so they stay unsent (the providers count the work unpaid).
+    for (const auto& [peer, rs] : unsent_receipts_) {
+      stats_.receipts_lost += rs.size();
+      spdlog::warn("swap: {} receipts to {} not sent: our ledger lost them in a failed commit",
+                   rs.size(), peer.to_string());
+    }
+    unsent_receipts_.clear();
   }
-  co_return commit_generation_ == after || last_commit_ok_;
+  if (unsent_receipts_.empty() || store.uncommitted() > 0) return;
+  constexpr size_t kPerMessage = 1024;  // well under DecodeLimits::max_batch_receipts
+  for (auto& [peer, rs] : std::exchange(unsent_receipts_, {})) {
+    for (size_t i = 0; i < rs.size(); i += kPerMessage) {
+      protocol::SwapReceipts batch;
+      auto end = rs.begin() + static_cast<std::ptrdiff_t>(std::min(rs.size(), i + kPerMessage));
+      batch.receipts.assign(std::make_move_iterator(rs.begin() + static_cast<std::ptrdiff_t>(i)),
+                            std::make_move_iterator(end));
+      stats_.receipt_batches_out++;
+      enqueue(peer, std::move(batch));
+    }
+  }
 }
 
 void SwapAgent::on_connection(const identity::PeerId& peer, bool connected) {
@@ -249,6 +281,7 @@ nlohmann::json swap_status_json(SwapAgent& agent) {
   j["refused_by_peers"] = st.refused_by_peers;
   j["receipts_in"] = st.receipts_in;
   j["receipts_out"] = st.receipts_out;
+  j["receipt_batches_out"] = st.receipt_batches_out;
   auto now = std::chrono::steady_clock::now();
   auto ago = [&](const std::optional<swap::Time>& t) -> json {
     if (!t) return nullptr;
@@ -311,6 +344,13 @@ void register_swap_metrics(Registry& registry, SwapAgent& agent) {
                       stat(&SwapAgentStats::receipts_out));
   registry.counter_fn("idn_swap_receipt_errors_total", "Receipts rejected.", {},
                       stat(&SwapAgentStats::receipt_errors));
+  registry.counter_fn("idn_swap_receipt_batches_total",
+                      "Receipts messages sent to providers (one per peer and ledger commit).", {},
+                      stat(&SwapAgentStats::receipt_batches_out));
+  registry.counter_fn(
+      "idn_swap_receipts_lost_total",
+      "Receipts we recorded and then lost with a failed ledger commit (never sent).", {},
+      stat(&SwapAgentStats::receipts_lost));
   registry.counter_fn("idn_swap_messages_sent_total", "ComputeSwap messages sent.", {},
                       stat(&SwapAgentStats::messages_sent));
   registry.counter_fn("idn_swap_messages_dropped_total",
@@ -325,6 +365,7 @@ void register_swap_metrics(Registry& registry, SwapAgent& agent) {
 
 void SwapAgent::flush() {
   schedule_commit();
+  send_durable_receipts();  // at once when nothing is uncommitted (commits per update)
   for (auto& action : swap_->take_actions()) {
     std::visit(
         [&](auto& a) {
@@ -494,10 +535,11 @@ void SwapAgent::on_peer_done(const core::Multihash&, uint64_t, const client::Pee
 }
 
 void SwapAgent::on_receipt_sent(const identity::PeerId& provider, const protocol::Receipt& r) {
-  if (stopped_) return;
+  if (stopped_) return;  // not recorded, not sent: the provider counts the work unpaid
   Status st = swap_->on_receipt(provider.bytes(), r);
   if (st.is_ok()) {
     stats_.receipts_out++;
+    unsent_receipts_[provider].push_back(r);  // leaves with the commit that makes it durable
   } else {
     spdlog::warn("swap: recording our receipt to {}: {}", provider.to_string(), st.to_string());
   }

@@ -1,8 +1,10 @@
 // ComputeSwap on a running node: owns swap::ComputeSwap and plugs it into the seams — the
 // InferServer's Admission, WorkSink and ReceiptSink, the client Session's ProviderSelector and
 // RequestObserver — and carries its messages over /idn/swap/1.0.0 (one outbound stream per
-// peer, kept open until we send Close, so a peer sees our messages in order). Connections of
-// blacklisted peers are closed as soon as they are up.
+// peer, kept open until we send Close, so a peer sees our messages in order). Receipts for
+// answers we accepted go there too, in one Receipts message per peer and group commit, and
+// only once the commit made them durable. Connections of blacklisted peers are closed as soon
+// as they are up.
 //
 // Threading: everything on the node's io thread (the seams are called there too).
 #pragma once
@@ -27,12 +29,18 @@ namespace idn::node {
 
 // How often ComputeSwap's timers run (ignore expiry, idle close, receipt timeouts, lists).
 inline constexpr std::chrono::milliseconds kSwapTick{500};
+// A provider's charge is written to the ledger file only once it has waited this many group
+// commits for its receipt (the requester sends receipts after its own commit, so most arrive
+// within two intervals and their charges never touch the file).
+inline constexpr uint32_t kYoungChargeRounds = 2;
 
 struct SwapAgentStats {
-  uint64_t admitted = 0, refused = 0;                // requests we served / refused
-  uint64_t refused_by_peers = 0;                     // our requests peers refused
-  uint64_t receipts_in = 0, receipts_out = 0;        // receipts received (as provider) / sent
-  uint64_t receipt_errors = 0;                       // receipts rejected (not between us, ...)
+  uint64_t admitted = 0, refused = 0;          // requests we served / refused
+  uint64_t refused_by_peers = 0;               // our requests peers refused
+  uint64_t receipts_in = 0, receipts_out = 0;  // receipts received (as provider) / sent
+  uint64_t receipt_errors = 0;                 // receipts rejected (not between us, ...)
+  uint64_t receipt_batches_out = 0;            // Receipts messages queued to providers
+  uint64_t receipts_lost = 0;  // recorded, then lost with a failed commit: never sent
   uint64_t messages_sent = 0, messages_dropped = 0;  // swap messages; dropped: peer ignored
   uint64_t checkpoints_signed = 0;                   // fully signed checkpoints stored
   uint64_t disconnects = 0;                          // connections closed (blacklist, contempt)
@@ -56,6 +64,9 @@ class SwapAgent final : public serve::Admission,
   void start(rpc::Dispatcher& dispatcher);
   // Close(final) to every Online peer (and a checkpoint); stops the timer.
   void stop();
+  // Commits the ledgers' open batch now and sends the receipts it made durable (the timer
+  // does this commit_interval_ms after an update; tests and shutdown call it directly).
+  void commit_now();
   // The host's connection observer calls this.
   void on_connection(const identity::PeerId& peer, bool connected);
 
@@ -76,7 +87,7 @@ class SwapAgent final : public serve::Admission,
   void on_peer_done(const core::Multihash& service, uint64_t request_id,
                     const client::PeerReport& report) override;
   void on_receipt_sent(const identity::PeerId& provider, const protocol::Receipt& r) override;
-  p2p::awaitable<bool> receipt_recorded() override;
+  bool delivers_receipts() const override { return true; }
   void on_challenge(const core::Multihash& service, const identity::PeerId& peer, bool passed,
                     const std::string& detail) override;
 
@@ -92,7 +103,12 @@ class SwapAgent final : public serve::Admission,
   // Group commit: commits the ledgers' open batch commit_interval_ms after its first update.
   void schedule_commit();
   p2p::awaitable<void> commit_later();
-  void commit_now();
+  // Commits the open batch; charges younger than `young_charge_rounds` commits stay in memory
+  // (LedgerStore::commit).
+  void commit(uint32_t young_charge_rounds);
+  // Sends the receipts we recorded once the ledger holds them durably (no uncommitted
+  // updates); drops them if a commit failed since (the ledger no longer holds them either).
+  void send_durable_receipts();
   std::optional<identity::PeerId> peer_of(ByteView bytes) const;
 
   struct Outbox {
@@ -110,10 +126,11 @@ class SwapAgent final : public serve::Admission,
   std::map<identity::PeerId, Outbox> outboxes_;
   uint64_t next_outbox_id_ = 0;
   std::unique_ptr<p2p::Signal> wake_;
-  std::unique_ptr<p2p::Signal> committed_;  // notified after each group commit
   bool commit_armed_ = false;
-  uint64_t commit_generation_ = 0;  // group commits done
-  bool last_commit_ok_ = true;
+  // Receipts we recorded for answers we accepted, by provider, waiting for the commit that
+  // makes them durable; and the ledger's failed_commits() when we last looked.
+  std::map<identity::PeerId, std::vector<protocol::Receipt>> unsent_receipts_;
+  uint64_t failed_commits_seen_ = 0;
   bool stopped_ = false;
   SwapAgentStats stats_;
   Registry* metrics_ = nullptr;

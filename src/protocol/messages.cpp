@@ -248,6 +248,20 @@ Result<SwapEvidence> evidence_from_pb(const v1::Evidence& pb, const DecodeLimits
   return e;
 }
 
+Result<SwapReceipts> receipts_from_pb(const v1::Receipts& pb, const DecodeLimits& limits) {
+  if (static_cast<size_t>(pb.receipts_size()) > limits.max_batch_receipts) {
+    return bad(fmt::format("receipt batch carries {} receipts, limit {}", pb.receipts_size(),
+                           limits.max_batch_receipts));
+  }
+  SwapReceipts out;
+  out.receipts.reserve(pb.receipts_size());
+  for (const auto& r : pb.receipts()) {
+    IDN_ASSIGN_OR_RETURN(auto receipt, receipt_from_pb(r, limits));
+    out.receipts.push_back(std::move(receipt));
+  }
+  return out;
+}
+
 void progress_to_pb(const InferProgress& p, v1::InferProgress* pb) {
   pb->set_request_id(p.request_id);
   pb->set_exit_index(p.exit_index);
@@ -370,6 +384,10 @@ Bytes encode(const SwapMessage& m) {
                  },
                  [&](const SwapCheckpoint& c) { checkpoint_to_pb(c, pb.mutable_checkpoint()); },
                  [&](const SwapEvidence& e) { evidence_to_pb(e, pb.mutable_evidence()); },
+                 [&](const SwapReceipts& b) {
+                   auto* out = pb.mutable_receipts();
+                   for (const auto& r : b.receipts) receipt_to_pb(r, out->add_receipts());
+                 },
              },
              m);
   return serialize(pb);
@@ -420,6 +438,10 @@ Result<SwapMessage> decode_swap(ByteView payload, const DecodeLimits& limits) {
       IDN_ASSIGN_OR_RETURN(auto e, evidence_from_pb(pb.evidence(), limits));
       return SwapMessage{std::move(e)};
     }
+    case v1::SwapMessage::kReceipts: {
+      IDN_ASSIGN_OR_RETURN(auto b, receipts_from_pb(pb.receipts(), limits));
+      return SwapMessage{std::move(b)};
+    }
     case v1::SwapMessage::BODY_NOT_SET:
       break;
   }
@@ -457,8 +479,8 @@ Result<InferServerMessage> decode_infer_server(ByteView payload, const DecodeLim
 }
 
 std::string_view message_name(const SwapMessage& m) {
-  static constexpr std::string_view kNames[] = {"open",  "need_list",  "have_list",
-                                                "close", "checkpoint", "evidence"};
+  static constexpr std::string_view kNames[] = {"open",       "need_list", "have_list", "close",
+                                                "checkpoint", "evidence",  "receipts"};
   return kNames[m.index()];
 }
 

@@ -161,8 +161,15 @@ struct SwapEvidence {
   bool operator==(const SwapEvidence&) const = default;
 };
 
-using SwapMessage =
-    std::variant<SwapOpen, NeedList, HaveList, SwapClose, SwapCheckpoint, SwapEvidence>;
+// Receipts the requester confirms, sent on the swap stream in a batch once its ledger holds
+// them durably (one message per ledger commit instead of one frame per request).
+struct SwapReceipts {
+  std::vector<Receipt> receipts;
+  bool operator==(const SwapReceipts&) const = default;
+};
+
+using SwapMessage = std::variant<SwapOpen, NeedList, HaveList, SwapClose, SwapCheckpoint,
+                                 SwapEvidence, SwapReceipts>;
 
 // The exact bytes a receipt's signature covers: a domain-separation tag, then every field
 // but the signature in a fixed, length-prefixed layout. Independent of protobuf's encoding,
@@ -184,6 +191,8 @@ struct DecodeLimits {
   size_t max_text_bytes = 1024;  // close reasons, error messages
   // Receipts one Evidence may carry (a checkpoint is signed every few dozen receipts).
   size_t max_evidence_receipts = 4096;
+  // Receipts one Receipts batch may carry (a sender splits larger batches).
+  size_t max_batch_receipts = 4096;
   size_t max_signature_bytes = 128;
 };
 

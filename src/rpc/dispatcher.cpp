@@ -66,6 +66,8 @@ awaitable<Status> Dispatcher::dispatch_swap(SwapContext& ctx, const SwapMessage&
     co_return co_await checkpoint_(ctx, *c);
   if (auto* e = std::get_if<SwapEvidence>(&m); e && evidence_)
     co_return co_await evidence_(ctx, *e);
+  if (auto* b = std::get_if<SwapReceipts>(&m); b && receipts_)
+    co_return co_await receipts_(ctx, *b);
   stats_.unhandled++;
   co_return Status::ok();
 }

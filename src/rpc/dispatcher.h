@@ -103,6 +103,7 @@ class Dispatcher {
   using CheckpointHandler =
       std::function<p2p::awaitable<Status>(SwapContext&, const SwapCheckpoint&)>;
   using EvidenceHandler = std::function<p2p::awaitable<Status>(SwapContext&, const SwapEvidence&)>;
+  using ReceiptsHandler = std::function<p2p::awaitable<Status>(SwapContext&, const SwapReceipts&)>;
   // Runs concurrently with the reading of Cancel/Receipt on the same stream. If it returns
   // without sending a final progress, the dispatcher sends one with InferError::kInternal.
   using InferHandler = std::function<p2p::awaitable<void>(InferContext&)>;
@@ -121,6 +122,7 @@ class Dispatcher {
   void on_close(CloseHandler h) { close_ = std::move(h); }
   void on_checkpoint(CheckpointHandler h) { checkpoint_ = std::move(h); }
   void on_evidence(EvidenceHandler h) { evidence_ = std::move(h); }
+  void on_receipts(ReceiptsHandler h) { receipts_ = std::move(h); }
   void on_infer_request(InferHandler h) { infer_ = std::move(h); }
   void on_receipt(ReceiptHandler h) { receipt_ = std::move(h); }
   void on_error(ErrorObserver o) { error_ = std::move(o); }
@@ -160,6 +162,7 @@ class Dispatcher {
   CloseHandler close_;
   CheckpointHandler checkpoint_;
   EvidenceHandler evidence_;
+  ReceiptsHandler receipts_;
   InferHandler infer_;
   ReceiptHandler receipt_;
   ErrorObserver error_;

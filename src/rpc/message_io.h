@@ -29,6 +29,7 @@ using protocol::SwapClose;
 using protocol::SwapEvidence;
 using protocol::SwapMessage;
 using protocol::SwapOpen;
+using protocol::SwapReceipts;
 
 // A swap message is a few ids; 4096 ids of 128 bytes fit with room to spare.
 inline constexpr size_t kMaxSwapMessage = 1024 * 1024;

@@ -11,8 +11,15 @@ Status validate(const Config& c) {
     return Status::invalid_argument("[swap] challenge_rate must be within 0..1");
   }
   if (c.list_refresh_s == 0) return Status::invalid_argument("[swap] list_refresh_s must be > 0");
-  if (c.commit_interval_ms > 1000) {
-    return Status::invalid_argument("[swap] commit_interval_ms must be within 0..1000");
+  if (c.commit_interval_ms > 60'000) {
+    return Status::invalid_argument("[swap] commit_interval_ms must be within 0..60000");
+  }
+  // Our receipts leave after our commit: a provider with our settings must get them before it
+  // counts the work unpaid.
+  if (c.commit_interval_ms >= c.receipt_timeout_ms) {
+    return Status::invalid_argument(
+        "[swap] commit_interval_ms must be below receipt_timeout_ms (receipts leave only after "
+        "the commit that holds them)");
   }
   if (c.idle_close_s == 0) return Status::invalid_argument("[swap] idle_close_s must be > 0");
   for (const auto& t : c.trusted) {

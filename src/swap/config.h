@@ -44,7 +44,8 @@ struct Config {
   // (0: each update is its own transaction). A commit costs 50-150 us of CPU here, as much as
   // a small model's request; 10 ms groups dozens of requests under load. A kill -9 loses at
   // most this much of a provider's receipts, which the next Open restores from the
-  // requester's copies; a requester sends a receipt only once it is committed.
+  // requester's copies; a requester sends its receipts (in one batch per provider) only once
+  // they are committed, so this must stay below receipt_timeout_ms. At most 60000.
   uint32_t commit_interval_ms = 10;
   // Fraction of requests a requester sends as challenges with a known answer (§7.5.3.3).
   double challenge_rate = 0.01;

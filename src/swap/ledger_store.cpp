@@ -3,7 +3,12 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <set>
+#include <span>
 #include <utility>
+
+#include "swap/receipt_log.h"
 
 namespace idn::swap {
 namespace {
@@ -18,14 +23,12 @@ Bytes to_bytes(ByteView b) {
 
 constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);"
-    // Every receipt held, keyed so a replay is recognised; `sequence` is the ledger's after it.
-    // The shared ledger with a peer is its checkpoint plus the receipts after it.
-    "CREATE TABLE IF NOT EXISTS receipts(peer BLOB NOT NULL, server BLOB NOT NULL,"
-    " request_id INTEGER NOT NULL, signer BLOB NOT NULL, service BLOB NOT NULL,"
-    " ops INTEGER NOT NULL, unix_ms INTEGER NOT NULL, sequence INTEGER NOT NULL,"
-    " PRIMARY KEY(peer, server, request_id)) WITHOUT ROWID;"
-    // Receipts after a sequence: checkpoint proposals, evidence at Open.
-    "CREATE INDEX IF NOT EXISTS receipts_seq ON receipts(peer, sequence);"
+    // Every receipt held, as a log: per peer, runs of compact records (swap/receipt_log.h)
+    // with sequences first_seq..last_seq, one row per commit. The shared ledger with a peer is
+    // its checkpoint plus the receipts after it.
+    "CREATE TABLE IF NOT EXISTS receipt_log(peer BLOB NOT NULL, first_seq INTEGER NOT NULL,"
+    " last_seq INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY(peer, first_seq))"
+    " WITHOUT ROWID;"
     // The provider's charges awaiting a receipt (unpaid = 1 once the timeout passed).
     "CREATE TABLE IF NOT EXISTS charges(peer BLOB NOT NULL, request_id INTEGER NOT NULL,"
     " service BLOB NOT NULL, ops INTEGER NOT NULL, deadline_ms INTEGER NOT NULL,"
@@ -64,15 +67,11 @@ Status LedgerStore::init() {
       IDN_RETURN_IF_ERROR(put.bind(1, self_).run("record node ID"));
     }
   }
-  IDN_ASSIGN_OR_RETURN(
-      auto put_receipt,
-      db_->prepare("INSERT OR IGNORE INTO receipts(peer, server, request_id, signer,"
-                   " service, ops, unix_ms, sequence) VALUES(?,?,?,?,?,?,?,?)"));
-  put_receipt_.emplace(std::move(put_receipt));
-  IDN_ASSIGN_OR_RETURN(auto has_receipt,
-                       db_->prepare("SELECT 1 FROM receipts WHERE peer = ? AND server = ? AND"
-                                    " request_id = ?"));
-  has_receipt_.emplace(std::move(has_receipt));
+  IDN_RETURN_IF_ERROR(migrate_receipt_rows());
+  IDN_ASSIGN_OR_RETURN(auto put_log,
+                       db_->prepare("INSERT INTO receipt_log(peer, first_seq, last_seq, body)"
+                                    " VALUES(?,?,?,?)"));
+  put_log_.emplace(std::move(put_log));
   IDN_ASSIGN_OR_RETURN(auto put_charge,
                        db_->prepare("INSERT INTO charges(peer, request_id, service, ops,"
                                     " deadline_ms, unpaid) VALUES(?,?,?,?,?,?)"));
@@ -83,12 +82,79 @@ Status LedgerStore::init() {
   return load();
 }
 
+Status LedgerStore::migrate_receipt_rows() {
+  {
+    IDN_ASSIGN_OR_RETURN(auto has, db_->prepare("SELECT 1 FROM sqlite_master WHERE type ="
+                                                " 'table' AND name = 'receipts'"));
+    IDN_ASSIGN_OR_RETURN(bool old, has.step());
+    if (!old) return Status::ok();
+  }
+  IDN_ASSIGN_OR_RETURN(auto tx, db::Transaction::begin(*db_));
+  IDN_ASSIGN_OR_RETURN(auto put, db_->prepare("INSERT INTO receipt_log(peer, first_seq,"
+                                              " last_seq, body) VALUES(?,?,?,?)"));
+  uint64_t moved = 0;
+  Bytes peer;
+  std::vector<HeldReceipt> run;
+  auto flush = [&]() -> Status {
+    if (run.empty()) return Status::ok();
+    IDN_ASSIGN_OR_RETURN(Bytes body, encode_receipt_log(self_, peer, run));
+    put.reset();
+    IDN_RETURN_IF_ERROR(put.bind(1, peer)
+                            .bind(2, run.front().sequence)
+                            .bind(3, run.back().sequence)
+                            .bind(4, body)
+                            .run("move receipts into the log"));
+    moved += run.size();
+    run.clear();
+    return Status::ok();
+  };
+  {
+    IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, server, request_id, signer, service,"
+                                              " ops, unix_ms, sequence FROM receipts"
+                                              " ORDER BY peer, sequence"));
+    for (;;) {
+      IDN_ASSIGN_OR_RETURN(bool row, s.step());
+      if (!row) break;
+      Bytes p = s.blob(0);
+      if (p.empty() || same(p, self_)) return Status::corruption("receipt with a bad peer ID");
+      if (p != peer || run.size() >= 1024) {
+        IDN_RETURN_IF_ERROR(flush());
+        peer = std::move(p);
+      }
+      HeldReceipt h;
+      h.receipt.server = s.blob(1);
+      h.receipt.request_id = s.u64(2);
+      h.receipt.signer = s.blob(3);
+      h.receipt.service_id = s.blob(4);
+      h.receipt.operations = s.u64(5);
+      h.receipt.unix_ms = s.u64(6);
+      h.sequence = s.u64(7);
+      run.push_back(std::move(h));
+    }
+  }
+  IDN_RETURN_IF_ERROR(flush());
+  IDN_RETURN_IF_ERROR(db_->exec("DROP INDEX IF EXISTS receipts_seq; DROP TABLE receipts;"));
+  IDN_RETURN_IF_ERROR(tx.commit());
+  spdlog::info("swap ledgers: moved {} receipts into the receipt log", moved);
+  return Status::ok();
+}
+
+bool LedgerStore::holds(ByteView peer, bool we_served, uint64_t request_id) const {
+  auto it = held_.find(peer);
+  if (it == held_.end()) return false;
+  const Held& h = it->second;
+  return we_served ? h.served.count(request_id) || h.older_served.count(request_id)
+                   : h.paid.count(request_id) || h.older_paid.count(request_id);
+}
+
 Status LedgerStore::load() {
   ledgers_.clear();
   totals_.clear();
   open_charges_.clear();
   unsaved_charges_.clear();
   checkpoints_.clear();
+  held_.clear();
+  unwritten_.clear();
   {
     IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, debt1, debt2, sequence, unix_ms, sig1,"
                                               " sig2 FROM checkpoints"));
@@ -112,24 +178,35 @@ Status LedgerStore::load() {
     }
   }
   {
-    // Each ledger: its checkpoint (or zero) plus the receipts after it.
-    IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, signer, ops, sequence FROM receipts"));
+    // Each ledger: its checkpoint (or zero) plus the receipts after it. Log rows wholly at or
+    // below the checkpoint are history: not read.
+    IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, last_seq, body FROM receipt_log"));
     for (;;) {
       IDN_ASSIGN_OR_RETURN(bool row, s.step());
       if (!row) break;
       Bytes peer = s.blob(0);
       if (peer.empty() || same(peer, self_))
-        return Status::corruption("receipt with a bad peer ID");
+        return Status::corruption("receipt log row with a bad peer ID");
       Ledger& l = ledgers_.try_emplace(peer, Ledger::between(self_, peer)).first->second;
-      uint64_t seq = s.u64(3);
       auto cp = checkpoints_.find(peer);
-      if (cp != checkpoints_.end() && seq <= cp->second.ledger.sequence) continue;
-      Bytes signer = s.blob(1);
-      if (!l.has(signer)) return Status::corruption("receipt signed outside its ledger");
-      uint64_t& d = same(signer, l.node1) ? l.debt1 : l.debt2;
-      if (d > UINT64_MAX - s.u64(2)) return Status::corruption("ledger debt overflows");
-      d += s.u64(2);
-      l.sequence = std::max(l.sequence, seq);
+      const uint64_t base = cp != checkpoints_.end() ? cp->second.ledger.sequence : 0;
+      if (s.u64(1) <= base) continue;
+      IDN_ASSIGN_OR_RETURN(auto records, decode_receipt_log(self_, peer, s.blob(2)));
+      Held& h = held_[peer];
+      for (auto& rec : records) {
+        if (rec.sequence <= base) continue;
+        uint64_t& d = same(rec.receipt.signer, l.node1) ? l.debt1 : l.debt2;
+        if (d > UINT64_MAX - rec.receipt.operations)
+          return Status::corruption("ledger debt overflows");
+        d += rec.receipt.operations;
+        l.sequence = std::max(l.sequence, rec.sequence);
+        (same(rec.receipt.server, self_) ? h.served : h.paid).insert(rec.receipt.request_id);
+        h.after_checkpoint.push_back(std::move(rec));
+      }
+    }
+    for (auto& [peer, h] : held_) {
+      std::sort(h.after_checkpoint.begin(), h.after_checkpoint.end(),
+                [](const HeldReceipt& a, const HeldReceipt& b) { return a.sequence < b.sequence; });
     }
   }
   {
@@ -166,11 +243,23 @@ Status LedgerStore::join_batch() {
   return Status::ok();
 }
 
-Status LedgerStore::save_charges() {
+uint64_t LedgerStore::unsaved_charges() const {
+  uint64_t n = 0;
+  for (const auto& [peer, charges] : unsaved_charges_) n += charges.size();
+  return n;
+}
+
+Status LedgerStore::save_charges(uint32_t min_rounds) {
   if (unsaved_charges_.empty()) return Status::ok();
-  IDN_RETURN_IF_ERROR(join_batch());
-  for (const auto& [peer, charges] : unsaved_charges_) {
-    for (const auto& [id, c] : charges) {
+  for (auto p = unsaved_charges_.begin(); p != unsaved_charges_.end();) {
+    const Bytes& peer = p->first;
+    for (auto it = p->second.begin(); it != p->second.end();) {
+      const auto& [id, c] = *it;
+      if (commit_rounds_ - c.round < min_rounds) {
+        ++it;
+        continue;
+      }
+      IDN_RETURN_IF_ERROR(join_batch());
       put_charge_->reset();
       IDN_RETURN_IF_ERROR(put_charge_->bind(1, peer)
                               .bind(2, id)
@@ -179,38 +268,47 @@ Status LedgerStore::save_charges() {
                               .bind(5, c.deadline_unix_ms)
                               .bind(6, int64_t(0))
                               .run("record charge"));
+      wrote();
+      it = p->second.erase(it);
     }
+    p = p->second.empty() ? unsaved_charges_.erase(p) : std::next(p);
   }
-  unsaved_charges_.clear();
   return Status::ok();
 }
 
-Status LedgerStore::commit() {
-  if (!batch_) return Status::ok();
-  if (Status st = save_charges(); !st.is_ok()) {
+Status LedgerStore::commit(uint32_t young_charge_rounds) {
+  ++commit_rounds_;
+  Status st = save_charges(young_charge_rounds);
+  if (st.is_ok()) st = write_log();
+  if (!st.is_ok()) {
+    ++failed_commits_;
     batch_.reset();  // rolls back
     uncommitted_ = 0;
-    unsaved_charges_.clear();
     Status reloaded = load();
     if (!reloaded.is_ok()) spdlog::error("swap ledgers: reload failed: {}", reloaded.to_string());
-    return st.with_context("saving open charges");
+    return st.with_context("writing open charges and receipts");
+  }
+  if (!batch_) {
+    uncommitted_ = 0;
+    return Status::ok();
   }
   db::Transaction tx = std::move(*batch_);
   batch_.reset();
   uint64_t n = std::exchange(uncommitted_, 0);
-  Status st = tx.commit();
+  st = tx.commit();
   if (st.is_ok()) {
     ++commits_;
     return st;
   }
   // The file kept what it had before the batch; so must we.
+  ++failed_commits_;
   Status reloaded = load();
   if (!reloaded.is_ok()) spdlog::error("swap ledgers: reload failed: {}", reloaded.to_string());
   return st.with_context(fmt::format("committing {} ledger updates", n));
 }
 
 const Ledger& LedgerStore::ledger(ByteView peer) {
-  auto it = ledgers_.find(to_bytes(peer));
+  auto it = ledgers_.find(peer);
   if (it == ledgers_.end())
     it = ledgers_.emplace(to_bytes(peer), Ledger::between(self_, peer)).first;
   return it->second;
@@ -226,32 +324,27 @@ std::vector<Bytes> LedgerStore::peers() const {
 }
 
 const ChargeTotals& LedgerStore::charges(ByteView peer) {
+  if (auto it = totals_.find(peer); it != totals_.end()) return it->second;
   return totals_[to_bytes(peer)];
 }
 
 Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView service_id,
                                uint64_t operations, uint64_t deadline_unix_ms) {
   if (same(peer, self_)) return Status::invalid_argument("cannot charge ourselves");
-  has_receipt_->reset();
-  IDN_ASSIGN_OR_RETURN(bool held,
-                       has_receipt_->bind(1, peer).bind(2, self_).bind(3, request_id).step());
-  has_receipt_->reset();
-  if (held) {
+  if (holds(peer, /*we_served=*/true, request_id)) {
     return Status::invalid_argument(
         fmt::format("request {} of this peer was already receipted", request_id));
   }
   if (group_) {
-    // Memory first: the receipt usually settles it before the commit writes it.
+    // Memory first: the receipt usually settles it before a commit writes it.
     auto& open = open_charges_[to_bytes(peer)];
     if (open.count(request_id)) {
       return Status::invalid_argument(
           fmt::format("request {} of this peer is already charged", request_id));
     }
-    IDN_RETURN_IF_ERROR(join_batch());
     unsaved_charges_[to_bytes(peer)][request_id] = {operations, deadline_unix_ms,
-                                                    to_bytes(service_id)};
+                                                    to_bytes(service_id), commit_rounds_};
     open[request_id] = {operations, false};
-    wrote();
     auto& t = totals_[to_bytes(peer)];
     t.pending_ops += operations;
     ++t.pending;
@@ -316,6 +409,22 @@ Result<std::vector<Charge>> LedgerStore::expire_charges(uint64_t now_unix_ms) {
   return out;
 }
 
+Status LedgerStore::write_log() {
+  for (auto it = unwritten_.begin(); it != unwritten_.end(); it = unwritten_.erase(it)) {
+    const auto& [peer, rs] = *it;
+    if (rs.empty()) continue;
+    IDN_ASSIGN_OR_RETURN(Bytes body, encode_receipt_log(self_, peer, rs));
+    IDN_RETURN_IF_ERROR(join_batch());
+    put_log_->reset();
+    IDN_RETURN_IF_ERROR(put_log_->bind(1, peer)
+                            .bind(2, rs.front().sequence)
+                            .bind(3, rs.back().sequence)
+                            .bind(4, body)
+                            .run("store receipts"));
+  }
+  return Status::ok();
+}
+
 Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol::Receipt& r) {
   bool we_served = same(r.server, self_) && same(r.signer, peer);
   bool we_paid = same(r.server, peer) && same(r.signer, self_);
@@ -323,16 +432,21 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
     return Status::peer_misbehaved(
         fmt::format("receipt for request {} is not between us and this peer", r.request_id));
   }
+  if (r.service_id.size() > kLogMaxService) {
+    return Status::invalid_argument(fmt::format(
+        "receipt for request {} has a service ID of {} bytes", r.request_id, r.service_id.size()));
+  }
   ReceiptOutcome out;
   out.we_served = we_served;
   out.ledger = ledger(peer);
+  if (holds(peer, we_served, r.request_id)) return out;  // a replay: nothing changes
   Ledger next = out.ledger;
   IDN_RETURN_IF_ERROR(next.charge(r.signer, r.operations));
 
   // The charge this receipt settles (provider side).
   std::optional<std::pair<uint64_t, bool>> charge;
   if (we_served) {
-    auto pc = open_charges_.find(to_bytes(peer));
+    auto pc = open_charges_.find(peer);
     if (pc != open_charges_.end()) {
       auto it = pc->second.find(r.request_id);
       if (it != pc->second.end()) charge = it->second;
@@ -340,51 +454,59 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
   }
   uint64_t shortfall = charge && charge->first > r.operations ? charge->first - r.operations : 0;
 
-  // One row (the receipt), or with a charge to settle, one transaction of two or three
-  // (with group commit: the open batch).
-  IDN_RETURN_IF_ERROR(join_batch());
-  std::optional<db::Transaction> tx;
-  if (charge && !group_) {
-    IDN_ASSIGN_OR_RETURN(auto t, db::Transaction::begin(*db_));
-    tx.emplace(std::move(t));
-  }
-  put_receipt_->reset();
-  IDN_RETURN_IF_ERROR(put_receipt_->bind(1, peer)
-                          .bind(2, r.server)
-                          .bind(3, r.request_id)
-                          .bind(4, r.signer)
-                          .bind(5, r.service_id)
-                          .bind(6, r.operations)
-                          .bind(7, r.unix_ms)
-                          .bind(8, next.sequence)
-                          .run("store receipt"));
-  if (db_->changes() == 0) return out;  // held already: a replay (the transaction rolls back)
+  HeldReceipt held{r, next.sequence};
+  held.receipt.signature.clear();  // the file keeps receipts unsigned (checkpoints are signed)
   bool settled_in_memory = false;
   if (charge) {
-    if (auto u = unsaved_charges_.find(to_bytes(peer)); u != unsaved_charges_.end()) {
+    if (auto u = unsaved_charges_.find(peer); u != unsaved_charges_.end()) {
       settled_in_memory = u->second.erase(r.request_id) > 0;
       if (u->second.empty()) unsaved_charges_.erase(u);
     }
-    if (!settled_in_memory) {
-      del_charge_->reset();
-      IDN_RETURN_IF_ERROR(del_charge_->bind(1, peer).bind(2, r.request_id).run("settle charge"));
-    }
-    if (shortfall > 0) {
-      // The requester confirmed less than we charged: the rest stays unpaid in our view.
-      put_charge_->reset();
-      IDN_RETURN_IF_ERROR(put_charge_->bind(1, peer)
-                              .bind(2, r.request_id)
-                              .bind(3, r.service_id)
-                              .bind(4, shortfall)
-                              .bind(5, int64_t(0))
-                              .bind(6, int64_t(1))
-                              .run("record shortfall"));
-    }
+  }
+  if (group_) {
+    // The receipt waits in memory for the commit (one log row per peer); a charge the file
+    // holds is settled in the open batch.
+    if (charge && (!settled_in_memory || shortfall > 0)) IDN_RETURN_IF_ERROR(join_batch());
+  }
+  // Without group commit: one transaction of the log row and the charge's rows.
+  std::optional<db::Transaction> tx;
+  if (!group_ && charge) {
+    IDN_ASSIGN_OR_RETURN(auto t, db::Transaction::begin(*db_));
+    tx.emplace(std::move(t));
+  }
+  if (charge && !settled_in_memory) {
+    del_charge_->reset();
+    IDN_RETURN_IF_ERROR(del_charge_->bind(1, peer).bind(2, r.request_id).run("settle charge"));
+  }
+  if (shortfall > 0) {
+    // The requester confirmed less than we charged: the rest stays unpaid in our view.
+    put_charge_->reset();
+    IDN_RETURN_IF_ERROR(put_charge_->bind(1, peer)
+                            .bind(2, r.request_id)
+                            .bind(3, r.service_id)
+                            .bind(4, shortfall)
+                            .bind(5, int64_t(0))
+                            .bind(6, int64_t(1))
+                            .run("record shortfall"));
+  }
+  if (group_) {
+    unwritten_[to_bytes(peer)].push_back(held);
+  } else {
+    IDN_ASSIGN_OR_RETURN(Bytes body, encode_receipt_log(self_, peer, std::span(&held, 1)));
+    put_log_->reset();
+    IDN_RETURN_IF_ERROR(put_log_->bind(1, peer)
+                            .bind(2, held.sequence)
+                            .bind(3, held.sequence)
+                            .bind(4, body)
+                            .run("store receipt"));
     if (tx) IDN_RETURN_IF_ERROR(tx->commit());
   }
   wrote();
 
   ledgers_[to_bytes(peer)] = next;
+  Held& h = held_[to_bytes(peer)];
+  (we_served ? h.served : h.paid).insert(r.request_id);
+  h.after_checkpoint.push_back(std::move(held));
   if (charge) {
     auto& t = totals_[to_bytes(peer)];
     uint64_t& ops = charge->second ? t.unpaid_ops : t.pending_ops;
@@ -416,23 +538,20 @@ Result<Ledger> LedgerStore::ledger_at(ByteView peer, uint64_t sequence) {
     return Status::not_found(
         fmt::format("sequence {} is before the checkpoint at {}", sequence, cp->ledger.sequence));
   }
-  IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT signer, ops FROM receipts WHERE peer = ? AND"
-                                            " sequence > ?"));
-  s.bind(1, peer).bind(2, sequence);
-  for (;;) {
-    IDN_ASSIGN_OR_RETURN(bool row, s.step());
-    if (!row) break;
-    uint64_t& d = same(s.blob(0), l.node1) ? l.debt1 : l.debt2;
-    uint64_t ops = s.u64(1);
-    if (ops > d) return Status::corruption("receipts exceed the ledger's debts");
-    d -= ops;
+  if (auto it = held_.find(peer); it != held_.end()) {
+    for (const HeldReceipt& h : it->second.after_checkpoint) {
+      if (h.sequence <= sequence) continue;
+      uint64_t& d = same(h.receipt.signer, l.node1) ? l.debt1 : l.debt2;
+      if (h.receipt.operations > d) return Status::corruption("receipts exceed the ledger's debts");
+      d -= h.receipt.operations;
+    }
   }
   l.sequence = sequence;
   return l;
 }
 
 std::optional<Checkpoint> LedgerStore::checkpoint(ByteView peer) {
-  auto it = checkpoints_.find(to_bytes(peer));
+  auto it = checkpoints_.find(peer);
   if (it == checkpoints_.end()) return std::nullopt;
   return it->second;
 }
@@ -469,29 +588,31 @@ Status LedgerStore::store_checkpoint(ByteView peer, const Checkpoint& c, bool ve
                           .run("store checkpoint"));
   wrote();
   checkpoints_[to_bytes(peer)] = c;
+  // The receipts the checkpoint covers leave memory; their keys stay one more window, so a
+  // late replay of one is still recognised.
+  if (auto it = held_.find(peer); it != held_.end()) {
+    Held& h = it->second;
+    auto first_after =
+        std::find_if(h.after_checkpoint.begin(), h.after_checkpoint.end(),
+                     [&](const HeldReceipt& r) { return r.sequence > c.ledger.sequence; });
+    std::unordered_set<uint64_t> served, paid;
+    for (auto r = first_after; r != h.after_checkpoint.end(); ++r)
+      (same(r->receipt.server, self_) ? served : paid).insert(r->receipt.request_id);
+    h.older_served = std::move(h.served);
+    h.older_paid = std::move(h.paid);
+    for (uint64_t id : served) h.older_served.erase(id);
+    for (uint64_t id : paid) h.older_paid.erase(id);
+    h.served = std::move(served);
+    h.paid = std::move(paid);
+    h.after_checkpoint.erase(h.after_checkpoint.begin(), first_after);
+  }
   return Status::ok();
 }
 
 Result<Evidence> LedgerStore::evidence(ByteView peer) {
   Evidence e;
   e.checkpoint = checkpoint(peer);
-  uint64_t base = e.checkpoint ? e.checkpoint->ledger.sequence : 0;
-  IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT server, request_id, signer, service, ops,"
-                                            " unix_ms, sequence FROM receipts WHERE peer = ?"
-                                            " AND sequence > ? ORDER BY sequence"));
-  s.bind(1, peer).bind(2, base);
-  for (;;) {
-    IDN_ASSIGN_OR_RETURN(bool row, s.step());
-    if (!row) break;
-    protocol::Receipt r;
-    r.server = s.blob(0);
-    r.request_id = s.u64(1);
-    r.signer = s.blob(2);
-    r.service_id = s.blob(3);
-    r.operations = s.u64(4);
-    r.unix_ms = s.u64(5);
-    e.receipts.push_back({std::move(r), s.u64(6)});
-  }
+  if (auto it = held_.find(peer); it != held_.end()) e.receipts = it->second.after_checkpoint;
   return e;
 }
 
@@ -517,51 +638,50 @@ Status LedgerStore::adopt(ByteView peer, const Reconciled& r) {
                             .bind(7, r.base->sig2)
                             .run("store base checkpoint"));
   }
+  // After the base the log holds exactly the agreed receipts, numbered as agreed. A receipt we
+  // held at or below the base in our numbering but after it in the agreed one (we lost others
+  // before it) takes the agreed number: it is kept once, so the file sums to the agreed ledger.
+  auto key = [&](const protocol::Receipt& x) {
+    return std::pair<bool, uint64_t>{same(x.server, self_), x.request_id};
+  };
+  std::set<std::pair<bool, uint64_t>> agreed;
+  for (const auto& h : r.receipts) agreed.insert(key(h.receipt));
+  std::vector<HeldReceipt> kept;  // from rows reaching past the base: ours at or below it
   {
-    // Receipts after the base: exactly the agreed ones, renumbered as agreed.
-    IDN_ASSIGN_OR_RETURN(auto del, db_->prepare("DELETE FROM receipts WHERE peer = ? AND"
-                                                " sequence > ?"));
-    IDN_RETURN_IF_ERROR(del.bind(1, peer).bind(2, base).run("drop receipts after checkpoint"));
-    IDN_ASSIGN_OR_RETURN(auto settle, db_->prepare("DELETE FROM charges WHERE peer = ? AND"
-                                                   " request_id = ?"));
-    IDN_ASSIGN_OR_RETURN(auto renumber, db_->prepare("UPDATE receipts SET sequence = ? WHERE"
-                                                     " peer = ? AND server = ? AND"
-                                                     " request_id = ?"));
-    for (const auto& h : r.receipts) {
-      put_receipt_->reset();
-      // A receipt we hold already is not inserted again (see below).
-      has_receipt_->reset();
-      IDN_ASSIGN_OR_RETURN(bool held, has_receipt_->bind(1, peer)
-                                          .bind(2, h.receipt.server)
-                                          .bind(3, h.receipt.request_id)
-                                          .step());
-      has_receipt_->reset();
-      if (held) {
-        // Held at or below the base in our numbering, after it in the agreed one (we lost
-        // others before it): it takes the agreed number, so the file sums to the agreed
-        // ledger.
-        renumber.reset();
-        IDN_RETURN_IF_ERROR(renumber.bind(1, h.sequence)
-                                .bind(2, peer)
-                                .bind(3, h.receipt.server)
-                                .bind(4, h.receipt.request_id)
-                                .run("renumber agreed receipt"));
-        continue;
-      }
-      IDN_RETURN_IF_ERROR(put_receipt_->bind(1, peer)
-                              .bind(2, h.receipt.server)
-                              .bind(3, h.receipt.request_id)
-                              .bind(4, h.receipt.signer)
-                              .bind(5, h.receipt.service_id)
-                              .bind(6, h.receipt.operations)
-                              .bind(7, h.receipt.unix_ms)
-                              .bind(8, h.sequence)
-                              .run("store agreed receipt"));
-      if (same(h.receipt.server, self_)) {
-        settle.reset();
-        IDN_RETURN_IF_ERROR(settle.bind(1, peer).bind(2, h.receipt.request_id).run("settle"));
-      }
+    IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT body FROM receipt_log WHERE peer = ? AND"
+                                              " last_seq > ? ORDER BY first_seq"));
+    s.bind(1, peer).bind(2, base);
+    for (;;) {
+      IDN_ASSIGN_OR_RETURN(bool row, s.step());
+      if (!row) break;
+      IDN_ASSIGN_OR_RETURN(auto records, decode_receipt_log(self_, peer, s.blob(0)));
+      for (auto& rec : records)
+        if (rec.sequence <= base && !agreed.count(key(rec.receipt))) kept.push_back(std::move(rec));
     }
+    IDN_ASSIGN_OR_RETURN(auto del, db_->prepare("DELETE FROM receipt_log WHERE peer = ? AND"
+                                                " last_seq > ?"));
+    IDN_RETURN_IF_ERROR(del.bind(1, peer).bind(2, base).run("drop receipts after checkpoint"));
+  }
+  std::vector<HeldReceipt> agreed_run(r.receipts.begin(), r.receipts.end());
+  for (auto& h : agreed_run) h.receipt.signature.clear();
+  std::sort(agreed_run.begin(), agreed_run.end(),
+            [](const HeldReceipt& a, const HeldReceipt& b) { return a.sequence < b.sequence; });
+  for (const auto* run : {&kept, &agreed_run}) {
+    if (run->empty()) continue;
+    IDN_ASSIGN_OR_RETURN(Bytes body, encode_receipt_log(self_, peer, *run));
+    put_log_->reset();
+    IDN_RETURN_IF_ERROR(put_log_->bind(1, peer)
+                            .bind(2, run->front().sequence)
+                            .bind(3, run->back().sequence)
+                            .bind(4, body)
+                            .run("store agreed receipts"));
+  }
+  IDN_ASSIGN_OR_RETURN(auto settle, db_->prepare("DELETE FROM charges WHERE peer = ? AND"
+                                                 " request_id = ?"));
+  for (const auto& h : r.receipts) {
+    if (!same(h.receipt.server, self_)) continue;
+    settle.reset();
+    IDN_RETURN_IF_ERROR(settle.bind(1, peer).bind(2, h.receipt.request_id).run("settle"));
   }
   IDN_RETURN_IF_ERROR(tx.commit());
   // Charge totals changed in SQL; the cache is rebuilt from the file (rare: once per Open).

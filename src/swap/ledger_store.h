@@ -1,10 +1,11 @@
 // One node's ComputeSwap ledgers with all its peers, persisted in SQLite (WAL) under the
-// node's data dir: the receipts (so a replayed receipt is not counted twice), the provider's
-// provisional charges awaiting a receipt, and the last checkpoint both sides signed. A ledger
-// is its checkpoint plus the receipts after it, summed when the file is opened and kept in
-// memory. Every update is its own transaction, or with group commit on, joins one open
-// transaction that commit() ends (a commit costs 15-30 us of CPU however small, a receipt row
-// a few). Not thread-safe: one owner (the node's io thread, through swap::ComputeSwap).
+// node's data dir: the receipts (a log of compact records, swap/receipt_log.h, one row per
+// peer and commit), the provider's provisional charges awaiting a receipt, and the last
+// checkpoint both sides signed. A ledger is its checkpoint plus the receipts after it, summed
+// when the file is opened; memory keeps the ledgers, the receipts after each checkpoint and
+// the keys that recognise a replayed receipt. Every update is its own transaction, or with
+// group commit on, joins one open transaction that commit() ends. Not thread-safe: one owner
+// (the node's io thread, through swap::ComputeSwap).
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <unordered_set>
 #include <vector>
 
 #include "core/bytes.h"
@@ -59,7 +61,8 @@ class LedgerStore {
   std::vector<Bytes> peers() const;
 
   // Provider side: `peer` was answered; `operations` await its receipt until the deadline.
-  // A second charge for the same request (or one already receipted) is InvalidArgument.
+  // A second charge for the same request, or one for a request already receipted (as
+  // apply_receipt recognises a replay), is InvalidArgument.
   Status add_charge(ByteView peer, uint64_t request_id, ByteView service_id, uint64_t operations,
                     uint64_t deadline_unix_ms);
   const ChargeTotals& charges(ByteView peer);
@@ -68,8 +71,11 @@ class LedgerStore {
 
   // Folds a receipt between self and `peer` into their ledger, in either direction: a
   // requester calls it before sending the receipt, a provider when it arrives (settling the
-  // charge; operations charged beyond the receipt's stay unpaid). A receipt already held is
-  // a no-op. PeerMisbehaved when the receipt is not between self and `peer`.
+  // charge; operations charged beyond the receipt's stay unpaid). A receipt already held (by
+  // which side served and request ID, among the receipts after the last checkpoint and, while
+  // the store is open, those of the checkpoint window before) is a no-op. PeerMisbehaved when
+  // the receipt is not between self and `peer`; InvalidArgument for a service ID over 255
+  // bytes.
   Result<ReceiptOutcome> apply_receipt(ByteView peer, const protocol::Receipt& r);
 
   // The ledger as it was at `sequence` (current minus the receipts after it). NotFound when
@@ -94,12 +100,21 @@ class LedgerStore {
   // at once; a crash loses what was not committed (the owner commits every few ms, and
   // before anything leaves that the peer may hold us to: a receipt we send). Off by default.
   void set_group_commit(bool on);
-  // Ends the open transaction. On failure the uncommitted updates are dropped from memory
-  // too (reloaded from the file), so memory never claims what the file lacks.
-  Status commit();
-  // Updates waiting for commit(), and commits done (for benchmarks and metrics).
+  // Ends the open transaction, writing first the charges only memory holds, except, with
+  // `young_charge_rounds` > 0, those added fewer than that many commits ago: most are settled
+  // by their receipt before then and never touch the file. (A crash forgets an unsaved charge;
+  // what it loses is the unpaid mark of a request answered in the last few commit intervals
+  // whose receipt then never comes. The receipts themselves are never deferred.) On failure
+  // the uncommitted updates are dropped from memory too (reloaded from the file), so memory
+  // never claims what the file lacks.
+  Status commit(uint32_t young_charge_rounds = 0);
+  // Updates in the open transaction (receipts, checkpoints, saved charges), charges only
+  // memory holds, commits done, and commits that failed (each dropped what was uncommitted, so
+  // memory again matches the file). Our receipts are durable when uncommitted() is 0.
   uint64_t uncommitted() const { return uncommitted_; }
+  uint64_t unsaved_charges() const;
   uint64_t commits() const { return commits_; }
+  uint64_t failed_commits() const { return failed_commits_; }
   ~LedgerStore();
 
  private:
@@ -109,9 +124,9 @@ class LedgerStore {
   Status load();
   // Group commit: opens the shared transaction if none is open. No-op otherwise.
   Status join_batch();
-  // Group commit: writes the charges still open that only memory holds (most are settled
-  // before the commit and never touch the file).
-  Status save_charges();
+  // Group commit: writes the charges still open that only memory holds and are at least
+  // `min_rounds` commits old (0: all).
+  Status save_charges(uint32_t min_rounds = 0);
   // One update was written (counts toward uncommitted()).
   void wrote() { uncommitted_ += group_ ? 1 : 0; }
 
@@ -122,18 +137,37 @@ class LedgerStore {
   // Our open charges by peer and request ID: operations, unpaid.
   std::map<Bytes, std::map<uint64_t, std::pair<uint64_t, bool>>, BytesLess> open_charges_;
   std::map<Bytes, Checkpoint, BytesLess> checkpoints_;
-  // Kept prepared: the per-request paths (charge, receipt) run them thousands of times.
-  std::optional<db::Statement> put_receipt_, put_charge_, del_charge_, has_receipt_;
+  // Kept prepared: the per-request paths (charge, receipt, commit) run them thousands of times.
+  std::optional<db::Statement> put_log_, put_charge_, del_charge_;
+  // Old files kept one row per receipt: moved into the log once, when opened.
+  Status migrate_receipt_rows();
+  // Group commit: writes the receipts applied since the last commit, one log row per peer.
+  Status write_log();
+  // Whether a receipt (by which side served and request ID) is held: see apply_receipt.
+  bool holds(ByteView peer, bool we_served, uint64_t request_id) const;
+
+  // Per peer: the receipts after its checkpoint in sequence order (evidence, ledger_at) and
+  // the keys of held receipts (request IDs by who served): after the checkpoint, and the
+  // window before it (forgotten at restart).
+  struct Held {
+    std::vector<HeldReceipt> after_checkpoint;
+    std::unordered_set<uint64_t> served, paid, older_served, older_paid;
+  };
+  std::map<Bytes, Held, BytesLess> held_;
+  // Group commit: receipts applied but not yet in the file, per peer, in sequence order.
+  std::map<Bytes, std::vector<HeldReceipt>, BytesLess> unwritten_;
   bool group_ = false;
   // Group commit: charges added since the last commit, by peer and request ID, not yet in the
   // file.
   struct UnsavedCharge {
     uint64_t operations = 0, deadline_unix_ms = 0;
     Bytes service_id;
+    uint64_t round = 0;  // commit_rounds_ when it was added
   };
   std::map<Bytes, std::map<uint64_t, UnsavedCharge>, BytesLess> unsaved_charges_;
   std::optional<db::Transaction> batch_;  // the open group-commit transaction; after db_
-  uint64_t uncommitted_ = 0, commits_ = 0;
+  uint64_t uncommitted_ = 0, commits_ = 0, failed_commits_ = 0;
+  uint64_t commit_rounds_ = 0;  // commit() calls, for the age of unsaved charges
 };
 
 }  // namespace idn::swap

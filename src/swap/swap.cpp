@@ -58,16 +58,19 @@ ComputeSwap::ComputeSwap(const Config& c, const identity::KeyPair& key, const Cl
       trusted_(c.trusted.begin(), c.trusted.end()),
       blacklist_(c.blacklist.begin(), c.blacklist.end()) {}
 
+// Lookups by ByteView (BytesLess is transparent): no copy of the ID on the per-request paths.
 ComputeSwap::Peer& ComputeSwap::peer(ByteView id) {
-  return peers_[to_bytes(id)];
+  auto it = peers_.find(id);
+  if (it == peers_.end()) it = peers_.emplace(to_bytes(id), Peer{}).first;
+  return it->second;
 }
 
 bool ComputeSwap::is_trusted(ByteView peer) const {
-  return trusted_.count(to_bytes(peer)) > 0;
+  return trusted_.find(peer) != trusted_.end();
 }
 
 bool ComputeSwap::is_blacklisted(ByteView peer) const {
-  return blacklist_.count(to_bytes(peer)) > 0;
+  return blacklist_.find(peer) != blacklist_.end();
 }
 
 std::chrono::nanoseconds ComputeSwap::list_period() {
@@ -325,7 +328,7 @@ Admit ComputeSwap::on_request(ByteView id, ByteView service_id, uint64_t request
     ++p.served;
     return {true, {}};
   }
-  PeerSnapshot s = snapshot(id);
+  const Standing s = standing(id);  // not snapshot(): this runs once per request
   if (uniform_() < s.p) {
     ++p.served;
     return {true, {}};
@@ -460,10 +463,24 @@ std::vector<Action> ComputeSwap::take_actions() {
   return std::exchange(actions_, {});
 }
 
+ComputeSwap::Standing ComputeSwap::standing(ByteView id) {
+  const Ledger& l = store_->ledger(id);
+  const ChargeTotals& t = store_->charges(id);
+  Standing s;
+  s.debt = l.debt_of(id) + t.pending_ops + t.unpaid_ops;
+  s.credit = l.credit_of(id);
+  s.r = debt_ratio(s.debt, s.credit, config_.grace_ops);
+  s.p = is_blacklisted(id) ? 0.0
+        : is_trusted(id)   ? 1.0
+                           : service_probability(s.r, config_.strategy());
+  return s;
+}
+
 PeerSnapshot ComputeSwap::snapshot(ByteView id) {
   Peer& p = peer(id);
   const Ledger& l = store_->ledger(id);
   const ChargeTotals& t = store_->charges(id);
+  const Standing st = standing(id);
   PeerSnapshot s;
   s.peer = to_bytes(id);
   Time now = clock_.now();
@@ -473,10 +490,10 @@ PeerSnapshot ComputeSwap::snapshot(ByteView id) {
   s.contempt = p.contempt;
   s.pending_ops = t.pending_ops;
   s.unpaid_ops = t.unpaid_ops;
-  s.debt = l.debt_of(id) + t.pending_ops + t.unpaid_ops;
-  s.credit = l.credit_of(id);
-  s.r = debt_ratio(s.debt, s.credit, config_.grace_ops);
-  s.p = s.blacklisted ? 0.0 : s.trusted ? 1.0 : service_probability(s.r, config_.strategy());
+  s.debt = st.debt;
+  s.credit = st.credit;
+  s.r = st.r;
+  s.p = st.p;
   s.sequence = l.sequence;
   if (auto cp = store_->checkpoint(id)) s.checkpoint_sequence = cp->ledger.sequence;
   if (p.seen) s.last_seen = p.last_seen;

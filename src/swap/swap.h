@@ -18,7 +18,8 @@
 //                        on_answered(peer, request_id, service, ops) after answering
 //                        on_receipt(peer, receipt) when the requester's receipt arrives
 //   requesting (client)  on_receipt(peer, receipt) BEFORE sending a receipt for an answer
-//                        accepted (so a crash never leaves the provider holding one we lack);
+//                        accepted, and send it only once ledgers() has committed it (so a
+//                        crash never leaves the provider holding one we lack);
 //                        on_refused_by(peer) when a provider answered REFUSED;
 //                        should_challenge() per request; on_challenge_result(peer, ok);
 //                        provider_score(peer) to pick providers (nullopt: skip this peer)
@@ -27,8 +28,8 @@
 //   shutdown             shutdown()  -> Close(final) and a checkpoint to every Online peer
 //   outputs              take_actions(): messages to send, checkpoints to send, connections
 //                        to close; snapshot() for `idn peers`, /metrics and /status.
-// Wire messages this needs beyond proto/idn_swap.proto: a Checkpoint (swap/ledger.h) and an
-// Evidence (checkpoint + receipts) message on /idn/swap/1.0.0.
+// Its wire messages are proto/idn_swap.proto's; receipts travel in Receipts batches there (or,
+// from clients without ComputeSwap, on the request's own stream).
 #pragma once
 
 #include <functional>
@@ -186,6 +187,12 @@ class ComputeSwap {
   ComputeSwap(const Config& c, const identity::KeyPair& key, const Clock& clock,
               std::function<double()> uniform, std::unique_ptr<LedgerStore> store);
   Peer& peer(ByteView id);
+  // The peer's debt, credit, r and p(r): what admission needs, without a full snapshot.
+  struct Standing {
+    uint64_t debt = 0, credit = 0;
+    double r = 0, p = 1;
+  };
+  Standing standing(ByteView id);
   void go_online(ByteView id, Peer& p);
   void ignore(ByteView id, Peer& p, std::string reason);
   void close(ByteView id, Peer& p, bool final, std::string reason);

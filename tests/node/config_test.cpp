@@ -174,7 +174,8 @@ trusted = [")") + kPeer +
   EXPECT_THAT(err("[swap]\nmm = 1\n"), HasSubstr("unknown key 'swap.mm'"));
   EXPECT_THAT(err("[swap]\nm = 1\n"), HasSubstr("m must be a number > 1"));
   EXPECT_THAT(err("[swap]\nchallenge_rate = 2\n"), HasSubstr("challenge_rate"));
-  EXPECT_THAT(err("[swap]\ncommit_interval_ms = 1001\n"), HasSubstr("commit_interval_ms"));
+  EXPECT_THAT(err("[swap]\ncommit_interval_ms = 60001\n"), HasSubstr("out of range (0..60000)"));
+  EXPECT_THAT(err("[swap]\ncommit_interval_ms = 10000\n"), HasSubstr("below receipt_timeout_ms"));
   EXPECT_THAT(err("[swap]\ntrusted = [\"nope\"]\n"), HasSubstr("is not a peer ID"));
   EXPECT_THAT(err("[swap]\non_challenge_failure = \"shrug\"\n"), HasSubstr("shrug"));
   EXPECT_THAT(

@@ -15,6 +15,7 @@
 #include "node/node_test_util.h"
 #include "node/swap_agent.h"
 #include "routing/dht_routing.h"
+#include "serve/infer_server.h"
 #include "support/tiny_model.h"
 #include "swap/strategy.h"
 
@@ -196,6 +197,60 @@ TEST(Swap, ConsumerIsRefusedAsPredictedTrustedNeverBlacklistedClosed) {
 
 // §7.5.3.4: a peer silent for T_c is closed (final = false). Our swap stream to it ends with the
 // Close, so the connection then carries no stream and the host's idle sweep may close it.
+// A requester's receipts leave only once its ledger has committed them, together, in one
+// Receipts message on the swap stream; the request streams carry none.
+TEST(Swap, ReceiptsLeaveInOneBatchOnlyAfterTheRequestersCommit) {
+  const auto pkg = idn::testing::tiny_package("b-lenet");
+  auto images = motifs::to_samples(idn::testing::tiny_data().test.x);
+  RunningNode p(config({}));
+  ASSERT_TRUE(p);
+  auto pub = p.on_io<Result<Published>>([&]() { return p->models().publish(pkg, "test"); });
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  Config cc = config(p->listen_addrs());
+  cc.swap.params.commit_interval_ms = 60'000;  // no commit but the one this test asks for
+  cc.swap.params.receipt_timeout_ms = 120'000;
+  RunningNode c(cc);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->routing()->wait_connected(20s).is_ok());
+  ASSERT_TRUE(wait_for_provider(c, pub->service_id));
+  auto s = session(c, pub->service_id);
+  constexpr uint64_t kRequests = 3;
+  uint64_t ops = 0;
+  for (uint64_t i = 0; i < kRequests; ++i) {
+    auto got = client::infer_blocking(*s, images[i]);
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    ops += got->operations;  // the final answer's: what its receipt confirms
+  }
+  // P charges each request once its answer has left (after C may already hold it).
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (view(p, c->id()).pending_ops < ops && std::chrono::steady_clock::now() < until) {
+  }
+  EXPECT_EQ(view(p, c->id()).pending_ops, ops);  // P's charges wait for the receipts
+  EXPECT_EQ(stats(c).receipts_out, kRequests);
+  EXPECT_EQ(stats(c).receipt_batches_out, 0u);  // not committed: nothing left
+  EXPECT_EQ(stats(p).receipts_in, 0u);
+
+  c.on_io<bool>([&]() -> p2p::awaitable<bool> {
+    c->swap()->commit_now();
+    co_return true;
+  });
+  until = std::chrono::steady_clock::now() + 10s;
+  while (stats(p).receipts_in < kRequests && std::chrono::steady_clock::now() < until) {
+  }
+  EXPECT_EQ(stats(p).receipts_in, kRequests);
+  EXPECT_EQ(stats(c).receipt_batches_out, 1u);
+  const swap::PeerSnapshot pv = view(p, c->id()), cv = view(c, p->id());
+  EXPECT_EQ(pv.pending_ops, 0u);
+  EXPECT_EQ(pv.debt, ops);
+  EXPECT_EQ(cv.credit, ops);  // C's view: P's credit is what C owes it
+  EXPECT_EQ(pv.sequence, kRequests);
+  EXPECT_EQ(cv.sequence, kRequests);
+  // The provider's InferServer saw no receipt on any request stream.
+  EXPECT_EQ(p.on_io<uint64_t>(
+                [&]() -> p2p::awaitable<uint64_t> { co_return p->server().stats().receipts; }),
+            0u);
+}
+
 TEST(Swap, AnIdlePeerIsClosedAndItsConnectionThenGoesIdle) {
   auto quiet = [](Config c) {
     c.swap.params.idle_close_s = 1;

@@ -54,6 +54,9 @@ TEST(Messages, EverySwapMessageRoundTrips) {
   expect_round_trip(SwapMessage{SwapEvidence{c, {{r, 8}, {r, 9}}}}, decode_swap);
   expect_round_trip(SwapMessage{SwapEvidence{std::nullopt, {{r, 1}}}}, decode_swap);
   expect_round_trip(SwapMessage{SwapEvidence{}}, decode_swap);
+  Receipt other{43, id(9), 7000, id(1), id(2), 1700000000002, {}};
+  expect_round_trip(SwapMessage{SwapReceipts{{r, other}}}, decode_swap);
+  expect_round_trip(SwapMessage{SwapReceipts{}}, decode_swap);
 }
 
 TEST(Messages, EvidenceAndCheckpointsAreBounded) {
@@ -65,6 +68,18 @@ TEST(Messages, EvidenceAndCheckpointsAreBounded) {
   EXPECT_EQ(decode_swap(encode(SwapMessage{e}), limits).status().code(), Code::kPeerMisbehaved);
   limits.max_evidence_receipts = 11;
   EXPECT_TRUE(decode_swap(encode(SwapMessage{e}), limits).ok());
+
+  SwapReceipts batch;
+  for (uint64_t i = 0; i < 11; ++i) {
+    batch.receipts.push_back(r);
+    batch.receipts.back().request_id = i;
+  }
+  limits.max_batch_receipts = 10;
+  EXPECT_EQ(decode_swap(encode(SwapMessage{batch}), limits).status().code(), Code::kPeerMisbehaved);
+  limits.max_batch_receipts = 11;
+  EXPECT_TRUE(decode_swap(encode(SwapMessage{batch}), limits).ok());
+  batch.receipts[3].server = Bytes(200, 7);  // every receipt in a batch is checked
+  EXPECT_EQ(decode_swap(encode(SwapMessage{batch}), limits).status().code(), Code::kPeerMisbehaved);
 
   SwapCheckpoint c{id(1), id(2), 1, 2, 3, 4, Bytes(200, 1), {}};
   EXPECT_EQ(decode_swap(encode(SwapMessage{c})).status().code(), Code::kPeerMisbehaved);

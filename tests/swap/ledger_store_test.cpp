@@ -211,6 +211,131 @@ TEST_P(LedgerStoreModes, BothSidesAdoptTheSameReconciledLedger) {
   EXPECT_EQ(*sa->integrity_check(), "ok");
 }
 
+// A periodic commit leaves a charge in memory until it has waited the given number of commits
+// for its receipt; a crash before then forgets it (and nothing else).
+TEST_F(LedgerStoreTest, YoungChargesStayInMemoryUntilTheyHaveWaitedTheirCommits) {
+  const fs::path path = dir_ / "a" / "ledgers.sqlite";
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto s = LedgerStore::open(path, a);
+    if (!s.ok()) ::_exit(10);
+    (*s)->set_group_commit(true);
+    if (!(*s)->add_charge(b, 1, Bytes{1}, 100, 1'000'000).is_ok()) ::_exit(11);
+    if (!(*s)->commit(2).is_ok() || (*s)->unsaved_charges() != 1) ::_exit(12);
+    if (!(*s)->add_charge(b, 2, Bytes{1}, 50, 1'000'000).is_ok()) ::_exit(13);
+    if (!(*s)->add_charge(b, 3, Bytes{1}, 7, 1'000'000).is_ok()) ::_exit(14);
+    if (!(*s)->apply_receipt(b, receipt(a, b, 3, 7)).ok()) ::_exit(15);  // settled in memory
+    // Charge 1 has now waited two commits and is written; charge 2 only one.
+    if (!(*s)->commit(2).is_ok() || (*s)->unsaved_charges() != 1) ::_exit(16);
+    if ((*s)->charges(b).pending_ops != 150) ::_exit(17);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "the child failed at step " << WEXITSTATUS(status);
+  auto s = open(a);
+  EXPECT_EQ(s->charges(b).pending, 1u);
+  EXPECT_EQ(s->charges(b).pending_ops, 100u);
+  EXPECT_EQ(s->ledger(b).debt_of(b), 7u);  // the receipt was committed with charge 1
+  EXPECT_EQ(*s->integrity_check(), "ok");
+}
+
+// A checkpoint takes the receipts under it out of memory (evidence, ledger_at); a replay of
+// one of them is still recognised while the store stays open.
+TEST_F(LedgerStoreTest, ReceiptsUnderACheckpointLeaveTheEvidenceAndStayRecognised) {
+  auto s = open(a);
+  for (uint64_t i = 1; i <= 3; ++i) ASSERT_TRUE(s->apply_receipt(b, receipt(a, b, i, 10)).ok());
+  Checkpoint cp;
+  cp.ledger = *s->ledger_at(b, 2);
+  ASSERT_TRUE(sign_checkpoint(cp, ka).is_ok());
+  ASSERT_TRUE(sign_checkpoint(cp, kb).is_ok());
+  ASSERT_TRUE(s->store_checkpoint(b, cp).is_ok());
+  auto e = s->evidence(b);
+  ASSERT_TRUE(e.ok());
+  ASSERT_EQ(e->receipts.size(), 1u);
+  EXPECT_EQ(e->receipts[0].receipt.request_id, 3u);
+  EXPECT_EQ(e->receipts[0].sequence, 3u);
+  EXPECT_EQ(s->ledger_at(b, 1).status().code(), Code::kNotFound);  // before the checkpoint
+  EXPECT_EQ(s->ledger_at(b, 2)->debt_of(b), 20u);
+  EXPECT_FALSE(s->apply_receipt(b, receipt(a, b, 1, 10))->applied);  // under the checkpoint
+  EXPECT_FALSE(s->apply_receipt(b, receipt(a, b, 3, 10))->applied);
+  EXPECT_EQ(s->add_charge(b, 2, Bytes{1}, 10, 9000).code(), Code::kInvalidArgument);
+  EXPECT_EQ(s->ledger(b).debt_of(b), 30u);
+  s.reset();
+  s = open(a);  // the checkpoint plus the receipt after it
+  EXPECT_EQ(s->ledger(b).debt_of(b), 30u);
+  EXPECT_EQ(s->ledger(b).sequence, 3u);
+  EXPECT_EQ(s->evidence(b)->receipts.size(), 1u);
+}
+
+// Files written before the receipt log kept one row per receipt: they open with the same
+// ledgers, and the old table is gone.
+TEST_F(LedgerStoreTest, AFileWithReceiptRowsIsMovedIntoTheLog) {
+  const fs::path path = dir_ / "a" / "ledgers.sqlite";
+  fs::create_directories(path.parent_path());
+  {
+    auto db = db::Database::open(path);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)
+                    ->exec("CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);"
+                           "CREATE TABLE receipts(peer BLOB NOT NULL, server BLOB NOT NULL,"
+                           " request_id INTEGER NOT NULL, signer BLOB NOT NULL, service BLOB NOT"
+                           " NULL, ops INTEGER NOT NULL, unix_ms INTEGER NOT NULL, sequence"
+                           " INTEGER NOT NULL, PRIMARY KEY(peer, server, request_id)) WITHOUT"
+                           " ROWID;"
+                           "CREATE INDEX receipts_seq ON receipts(peer, sequence);")
+                    .is_ok());
+    auto put_self = (*db)->prepare("INSERT INTO meta(key, value) VALUES('self', ?)");
+    ASSERT_TRUE(put_self.ok());
+    ASSERT_TRUE(put_self->bind(1, a).run("self").is_ok());
+    auto put = (*db)->prepare("INSERT INTO receipts VALUES(?,?,?,?,?,?,?,?)");
+    ASSERT_TRUE(put.ok());
+    struct Row {
+      const Bytes* peer;
+      const Bytes* server;
+      const Bytes* signer;
+      uint64_t id, ops, seq;
+    };
+    for (const Row& r : {Row{&b, &a, &b, 1, 10, 1}, Row{&b, &b, &a, 1, 4, 2},
+                         Row{&b, &a, &b, 2, 5, 3}, Row{&c, &c, &a, 9, 7, 1}}) {
+      put->reset();
+      ASSERT_TRUE(put->bind(1, *r.peer)
+                      .bind(2, *r.server)
+                      .bind(3, r.id)
+                      .bind(4, *r.signer)
+                      .bind(5, Bytes{1, 2})
+                      .bind(6, r.ops)
+                      .bind(7, uint64_t{100})
+                      .bind(8, r.seq)
+                      .run("row")
+                      .is_ok());
+    }
+  }
+  auto s = open(a);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->ledger(b).debt_of(b), 15u);
+  EXPECT_EQ(s->ledger(b).debt_of(a), 4u);
+  EXPECT_EQ(s->ledger(b).sequence, 3u);
+  EXPECT_EQ(s->ledger(c).debt_of(a), 7u);
+  auto e = s->evidence(b);
+  ASSERT_TRUE(e.ok());
+  ASSERT_EQ(e->receipts.size(), 3u);
+  EXPECT_EQ(e->receipts[1].receipt.server, b);
+  EXPECT_EQ(e->receipts[1].receipt.signer, a);
+  EXPECT_EQ(e->receipts[1].receipt.service_id, (Bytes{1, 2}));
+  EXPECT_EQ(e->receipts[1].receipt.unix_ms, 100u);
+  EXPECT_FALSE(s->apply_receipt(b, receipt(a, b, 2, 5))->applied);  // still held
+  EXPECT_EQ(*s->integrity_check(), "ok");
+  s.reset();
+  auto db = db::Database::open(path);
+  ASSERT_TRUE(db.ok());
+  auto old = (*db)->prepare("SELECT 1 FROM sqlite_master WHERE name = 'receipts'");
+  ASSERT_TRUE(old.ok());
+  EXPECT_FALSE(*old->step());
+}
+
 TEST_F(LedgerStoreTest, ADataDirOfAnotherIdentityIsRefused) {
   { auto s = open(a); }
   auto other = LedgerStore::open(dir_ / "a" / "ledgers.sqlite", b);
@@ -237,7 +362,9 @@ TEST_F(LedgerStoreTest, GroupCommitKeepsWhatWasCommittedWhenTheProcessDies) {
     if (!(*s)->add_charge(b, 1, Bytes{1}, 700, 1'000'000).is_ok()) ::_exit(11);
     if (!(*s)->apply_receipt(b, receipt(a, b, 1, 700)).ok()) ::_exit(12);
     if (!(*s)->apply_receipt(b, receipt(b, a, 9, 40)).ok()) ::_exit(13);
-    if ((*s)->uncommitted() != 3 || (*s)->ledger(b).sequence != 2) ::_exit(14);
+    // Two receipts wait for the commit; the charge was settled before any commit wrote it.
+    if ((*s)->uncommitted() != 2 || (*s)->unsaved_charges() != 0 || (*s)->ledger(b).sequence != 2)
+      ::_exit(14);
     if (!(*s)->commit().is_ok() || (*s)->uncommitted() != 0 || (*s)->commits() != 1) ::_exit(15);
     // Visible before it is committed, then lost with the process.
     if (!(*s)->add_charge(b, 2, Bytes{1}, 500, 1'000'000).is_ok()) ::_exit(16);
@@ -269,9 +396,11 @@ TEST_F(LedgerStoreTest, GroupCommitIsDurableAtCloseAndOffCommitsEachUpdate) {
     s->set_group_commit(true);
     ASSERT_TRUE(s->apply_receipt(b, receipt(a, b, 1, 10)).ok());
     ASSERT_TRUE(s->add_charge(c, 4, Bytes{1}, 3, 1'000'000).is_ok());
-    EXPECT_EQ(s->uncommitted(), 2u);
-    s->set_group_commit(false);  // commits what was open
+    EXPECT_EQ(s->uncommitted(), 1u);  // the receipt; the charge is in memory only
+    EXPECT_EQ(s->unsaved_charges(), 1u);
+    s->set_group_commit(false);  // commits what was open, the young charge too
     EXPECT_EQ(s->uncommitted(), 0u);
+    EXPECT_EQ(s->unsaved_charges(), 0u);
     EXPECT_EQ(s->commits(), 1u);
     ASSERT_TRUE(s->apply_receipt(b, receipt(a, b, 2, 5)).ok());
     EXPECT_EQ(s->uncommitted(), 0u);
