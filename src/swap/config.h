@@ -41,12 +41,13 @@ struct Config {
   // evidence (the receipts after the last checkpoint) stays under ~40 KB.
   uint32_t checkpoint_every = 256;
   // Group commit: ledger updates are committed together at most this long after the first
-  // (0: each update is its own transaction). A commit costs 50-150 us of CPU here, as much as
-  // a small model's request; 10 ms groups dozens of requests under load. A kill -9 loses at
-  // most this much of a provider's receipts, which the next Open restores from the
-  // requester's copies; a requester sends its receipts (in one batch per provider) only once
-  // they are committed, so this must stay below receipt_timeout_ms. At most 60000.
-  uint32_t commit_interval_ms = 10;
+  // (0: each update is its own transaction). A commit costs ~100 us of CPU here, a small
+  // model's request ~400 us: at 10 ms commits were ~10 us of each B-LeNet request, at 50 ms
+  // ~2 (docs/results.md). A kill -9 loses at most this much of a provider's receipts, which
+  // the next Open restores from the requester's copies; a requester sends its receipts (in
+  // one batch per provider) only once they are committed, so this must stay below
+  // receipt_timeout_ms. At most 60000.
+  uint32_t commit_interval_ms = 50;
   // Fraction of requests a requester sends as challenges with a known answer (§7.5.3.3).
   double challenge_rate = 0.01;
   ChallengeFailure on_challenge_failure = ChallengeFailure::kIgnore;

@@ -164,7 +164,7 @@ trusted = [")") + kPeer +
   EXPECT_EQ(s.receipt_timeout_ms, 500u);
   EXPECT_EQ(s.checkpoint_every, 8u);
   EXPECT_EQ(s.commit_interval_ms, 0u);
-  EXPECT_EQ(d->swap.params.commit_interval_ms, 10u);
+  EXPECT_EQ(d->swap.params.commit_interval_ms, 50u);
   EXPECT_EQ(s.challenge_rate, 0.25);
   EXPECT_EQ(s.on_challenge_failure, swap::ChallengeFailure::kBlacklist);
   EXPECT_EQ(s.on_ledger_mismatch, swap::MismatchPolicy::kContempt);
