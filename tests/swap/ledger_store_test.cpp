@@ -4,8 +4,10 @@
 #include "swap/ledger_store.h"
 
 #include <gtest/gtest.h>
+
 #include <sys/wait.h>
 #include <unistd.h>
+#include <functional>
 
 #include "identity/peer_id.h"
 #include "swap_test_util.h"
@@ -46,6 +48,24 @@ class LedgerStoreTest : public ::testing::Test {
     if (!s.ok()) return nullptr;
     (*s)->set_group_commit(group_commit_);
     return std::move(*s);
+  }
+
+  // Runs `steps` on a's store (group commit on) in a child process that then dies without
+  // closing it, like kill -9 after the last step. The child may not report through gtest: its
+  // exit code names the step that failed (0: none).
+  void in_dying_child(const std::function<int(LedgerStore&)>& steps) {
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      auto s = LedgerStore::open(dir_ / "a" / "ledgers.sqlite", a);
+      if (!s.ok()) ::_exit(10);
+      (*s)->set_group_commit(true);
+      ::_exit(steps(**s));  // no destructors
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0) << "the child failed at step " << WEXITSTATUS(status);
   }
 
   bool group_commit_ = false;
@@ -214,27 +234,17 @@ TEST_P(LedgerStoreModes, BothSidesAdoptTheSameReconciledLedger) {
 // A periodic commit leaves a charge in memory until it has waited the given number of commits
 // for its receipt; a crash before then forgets it (and nothing else).
 TEST_F(LedgerStoreTest, YoungChargesStayInMemoryUntilTheyHaveWaitedTheirCommits) {
-  const fs::path path = dir_ / "a" / "ledgers.sqlite";
-  pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    auto s = LedgerStore::open(path, a);
-    if (!s.ok()) ::_exit(10);
-    (*s)->set_group_commit(true);
-    if (!(*s)->add_charge(b, 1, Bytes{1}, 100, 1'000'000).is_ok()) ::_exit(11);
-    if (!(*s)->commit(2).is_ok() || (*s)->unsaved_charges() != 1) ::_exit(12);
-    if (!(*s)->add_charge(b, 2, Bytes{1}, 50, 1'000'000).is_ok()) ::_exit(13);
-    if (!(*s)->add_charge(b, 3, Bytes{1}, 7, 1'000'000).is_ok()) ::_exit(14);
-    if (!(*s)->apply_receipt(b, receipt(a, b, 3, 7)).ok()) ::_exit(15);  // settled in memory
+  in_dying_child([&](LedgerStore& s) {
+    if (!s.add_charge(b, 1, Bytes{1}, 100, 1'000'000).is_ok()) return 11;
+    if (!s.commit(2).is_ok() || s.unsaved_charges() != 1) return 12;
+    if (!s.add_charge(b, 2, Bytes{1}, 50, 1'000'000).is_ok()) return 13;
+    if (!s.add_charge(b, 3, Bytes{1}, 7, 1'000'000).is_ok()) return 14;
+    if (!s.apply_receipt(b, receipt(a, b, 3, 7)).ok()) return 15;  // settled in memory
     // Charge 1 has now waited two commits and is written; charge 2 only one.
-    if (!(*s)->commit(2).is_ok() || (*s)->unsaved_charges() != 1) ::_exit(16);
-    if ((*s)->charges(b).pending_ops != 150) ::_exit(17);
-    ::_exit(0);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  ASSERT_EQ(WEXITSTATUS(status), 0) << "the child failed at step " << WEXITSTATUS(status);
+    if (!s.commit(2).is_ok() || s.unsaved_charges() != 1) return 16;
+    if (s.charges(b).pending_ops != 150) return 17;
+    return 0;
+  });
   auto s = open(a);
   EXPECT_EQ(s->charges(b).pending, 1u);
   EXPECT_EQ(s->charges(b).pending_ops, 100u);
@@ -351,31 +361,19 @@ namespace {
 // Group commit: updates are visible at once, durable at commit(); a process that dies between
 // the two loses exactly the uncommitted ones and leaves a sound file.
 TEST_F(LedgerStoreTest, GroupCommitKeepsWhatWasCommittedWhenTheProcessDies) {
-  const fs::path path = dir_ / "a" / "ledgers.sqlite";
-  pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    // The child may not report through gtest: its exit code says which step failed.
-    auto s = LedgerStore::open(path, a);
-    if (!s.ok()) ::_exit(10);
-    (*s)->set_group_commit(true);
-    if (!(*s)->add_charge(b, 1, Bytes{1}, 700, 1'000'000).is_ok()) ::_exit(11);
-    if (!(*s)->apply_receipt(b, receipt(a, b, 1, 700)).ok()) ::_exit(12);
-    if (!(*s)->apply_receipt(b, receipt(b, a, 9, 40)).ok()) ::_exit(13);
+  in_dying_child([&](LedgerStore& s) {
+    if (!s.add_charge(b, 1, Bytes{1}, 700, 1'000'000).is_ok()) return 11;
+    if (!s.apply_receipt(b, receipt(a, b, 1, 700)).ok()) return 12;
+    if (!s.apply_receipt(b, receipt(b, a, 9, 40)).ok()) return 13;
     // Two receipts wait for the commit; the charge was settled before any commit wrote it.
-    if ((*s)->uncommitted() != 2 || (*s)->unsaved_charges() != 0 || (*s)->ledger(b).sequence != 2)
-      ::_exit(14);
-    if (!(*s)->commit().is_ok() || (*s)->uncommitted() != 0 || (*s)->commits() != 1) ::_exit(15);
+    if (s.uncommitted() != 2 || s.unsaved_charges() != 0 || s.ledger(b).sequence != 2) return 14;
+    if (!s.commit().is_ok() || s.uncommitted() != 0 || s.commits() != 1) return 15;
     // Visible before it is committed, then lost with the process.
-    if (!(*s)->add_charge(b, 2, Bytes{1}, 500, 1'000'000).is_ok()) ::_exit(16);
-    if (!(*s)->apply_receipt(b, receipt(a, b, 2, 500)).ok()) ::_exit(17);
-    if ((*s)->ledger(b).debt_of(b) != 1200) ::_exit(18);
-    ::_exit(0);  // no destructors: like kill -9 after the last answer
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  ASSERT_EQ(WEXITSTATUS(status), 0) << "the child failed at step " << WEXITSTATUS(status);
+    if (!s.add_charge(b, 2, Bytes{1}, 500, 1'000'000).is_ok()) return 16;
+    if (!s.apply_receipt(b, receipt(a, b, 2, 500)).ok()) return 17;
+    if (s.ledger(b).debt_of(b) != 1200) return 18;
+    return 0;  // then dies like kill -9 after the last answer
+  });
 
   auto s = open(a);
   EXPECT_EQ(*s->integrity_check(), "ok");
