@@ -52,7 +52,8 @@ struct PeerReport {
   uint64_t operations = 0;  // its last cumulative operation count (what a receipt would cover)
   // Operations of the Receipt decided for it (0: none). Receipts go to peers that sent at
   // least one accepted answer and then either answered finally or were cancelled because the
-  // request was complete; they are written after the answer reached the caller.
+  // request was complete; they leave after the answer reached the caller (on the request's
+  // stream, or batched by an observer that delivers receipts: client/selector.h).
   uint64_t receipt_operations = 0;
   // For a challenge: whether its final answer matched the known one (unset: not judged).
   std::optional<bool> challenge_passed;

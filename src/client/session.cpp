@@ -384,7 +384,7 @@ class Request : public std::enable_shared_from_this<Request> {
 
   void start_attempt(const identity::PeerId& peer) {
     if (std::find(tried_.begin(), tried_.end(), peer) == tried_.end()) tried_.push_back(peer);
-    summary_.peers.push_back(PeerReport{peer, Outcome::kRunning, "", 0, 0, 0, std::nullopt});
+    summary_.peers.push_back(PeerReport{peer, Outcome::kRunning, "", 0, 0, 0, std::nullopt, {}});
     auto a = std::make_shared<Attempt>(peer, summary_.peers.size() - 1);
     attempts_.push_back(a);
     asio::co_spawn(ex_, run_attempt(shared_from_this(), a), asio::detached);

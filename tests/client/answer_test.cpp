@@ -149,7 +149,7 @@ TEST(KnownAnswer, ACheckOfNothingOrABadToleranceIsInvalid) {
 }
 
 PeerReport voted(uint8_t seed, std::vector<PeerReport::Vote> votes) {
-  PeerReport r{peer(seed)};
+  PeerReport r{peer(seed), PeerReport::Outcome::kRunning, "", 0, 0, 0, std::nullopt, {}};
   r.votes = std::move(votes);
   return r;
 }

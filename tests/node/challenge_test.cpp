@@ -236,7 +236,7 @@ identity::PeerId some_peer(uint8_t seed) {
 }
 
 client::PeerReport report(const identity::PeerId& peer, std::vector<client::PeerReport::Vote> v) {
-  client::PeerReport r{peer};
+  client::PeerReport r{peer, client::PeerReport::Outcome::kRunning, "", 0, 0, 0, std::nullopt, {}};
   r.outcome = client::PeerReport::Outcome::kAnswered;
   r.answers = v.size();
   r.votes = std::move(v);
