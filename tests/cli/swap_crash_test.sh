@@ -207,8 +207,13 @@ start=$SECONDS
 behind=0 restored=0 max_restored=0 agree_ms=0
 for i in $(seq 1 "$iterations"); do
   # Answers flow (again): the restarted provider hosts the service and receipts come in.
-  check flowing "127.0.0.1:$c_http" "127.0.0.1:$p_http" 20 60 2>"$dir/flowing.err" ||
+  if ! check flowing "127.0.0.1:$c_http" "127.0.0.1:$p_http" 20 60 2>"$dir/flowing.err"; then
+    # What a third node finds in the DHT for the service (runs G and H of docs/results.md
+    # stalled here with both peers connected and their ledgers equal).
+    timeout 30 "$idn" providers "$sid" --bootstrap "$(line dht "$dir/provider.out")" \
+      --timeout 10 >"$dir/dht_providers.out" 2>&1 || echo "(exit $?)" >>"$dir/dht_providers.out"
     fail "kill $i: the load did not resume after the restart"
+  fi
   # The random moment (not a synchronisation: any moment under load is a moment to die).
   sleep "$(printf '0.%03d' $((RANDOM % 500)))"
   kill -KILL "$provider_pid"
