@@ -710,10 +710,30 @@ class Request : public std::enable_shared_from_this<Request> {
                        b.confidence);
   }
 
+  std::string peers_text() const {
+    std::string peers;
+    for (const PeerReport& r : summary_.peers) {
+      if (!peers.empty()) peers += "; ";
+      peers += fmt::format("{}: {}", r.peer.to_string(), outcome_name(r.outcome));
+      if (!r.detail.empty()) peers += fmt::format(" ({})", r.detail);
+    }
+    return peers;
+  }
+
+  // Where the time went: which peers were asked and how they did, or that no provider was
+  // found in time.
   Status timeout_status() const {
+    std::string where;
+    if (!summary_.peers.empty()) {
+      where = fmt::format("; asked [{}]", peers_text());
+    } else if (lookup_in_flight_) {
+      where = "; the provider lookup had not finished";
+    } else {
+      where = "; no peer was asked";
+    }
     return Status::timeout(
-        fmt::format("request {} for service {}: no final answer within {} ms ({})", id_,
-                    service_.to_base58(), opts_.deadline.count(), best_text()));
+        fmt::format("request {} for service {}: no final answer within {} ms ({}){}", id_,
+                    service_.to_base58(), opts_.deadline.count(), best_text(), where));
   }
 
   Status exhausted_status(bool budget_spent) const {
@@ -725,11 +745,7 @@ class Request : public std::enable_shared_from_this<Request> {
       return Status::not_found(
           fmt::format("no provider of service {} is known", service_.to_base58()));
     }
-    std::string peers;
-    for (const PeerReport& r : summary_.peers) {
-      if (!peers.empty()) peers += "; ";
-      peers += fmt::format("{}: {} ({})", r.peer.to_string(), outcome_name(r.outcome), r.detail);
-    }
+    std::string peers = peers_text();
     return Status::unavailable(
         fmt::format("request {} for service {}: all {} peers tried failed{} [{}] ({})", id_,
                     service_.to_base58(), attempts_.size(),

@@ -203,7 +203,9 @@ awaitable<Status> ModelHost::host_local(const core::Multihash& id,
     if (Status s = p_.server.add_service(id, d, dir); !s.is_ok())
       co_return s.with_context("load " + dir.string());
   }
+  bool added = !hosted_.contains(id);
   hosted_.insert_or_assign(id, HostedService{id, d, dir});
+  if (added && p_.on_hosted_changed) p_.on_hosted_changed();
   co_return add_hosted(p_.data_dir, id);
 }
 

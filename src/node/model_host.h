@@ -10,6 +10,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -69,6 +70,9 @@ class ModelHost {
     store::bitswap::Bitswap& bitswap;
     serve::InferServer& server;
     std::filesystem::path data_dir;
+    // Called on the io thread after the set of hosted services changed (e.g. to update the
+    // have list peers see).
+    std::function<void()> on_hosted_changed = {};
   };
   explicit ModelHost(Parts parts);
 

@@ -175,34 +175,53 @@ std::shared_ptr<client::Session> Node::session(const core::Multihash& service,
 awaitable<Result<std::vector<identity::PeerId>>> Node::cached_providers(
     std::shared_ptr<ProviderCache> cache, core::Multihash service, size_t n,
     std::vector<identity::PeerId> exclude) {
-  auto usable = [&] {
-    std::vector<identity::PeerId> out;
+  auto excluded = [&](const identity::PeerId& p) {
+    return std::find(exclude.begin(), exclude.end(), p) != exclude.end();
+  };
+  // Connected peers whose have list names the service come first and need no DHT lookup
+  // (a lookup costs more than the inference, and a DHT still settling after a peer restarted
+  // can take longer than a request's deadline).
+  std::vector<identity::PeerId> out;
+  if (swap_) {
+    for (auto& p : swap_->peers_hosting(service))
+      if (out.size() < n && !excluded(p)) out.push_back(std::move(p));
+  }
+  if (out.size() >= n) co_return out;
+  auto add_usable = [&] {
     for (const auto& p : cache->peers) {
       if (out.size() >= n) break;
-      if (host_->is_connected(p) && std::find(exclude.begin(), exclude.end(), p) == exclude.end())
+      if (host_->is_connected(p) && !excluded(p) &&
+          std::find(out.begin(), out.end(), p) == out.end())
         out.push_back(p);
     }
-    return out;
   };
   auto now = std::chrono::steady_clock::now();
   if (now < cache->expires) {
-    auto out = usable();
+    add_usable();
     if (!out.empty()) co_return out;
     // Every fresh cached provider was already tried by this request: the DHT would name the
-    // same peers again (a lookup costs more than the inference), so say there is nobody new.
-    bool untried = std::any_of(cache->peers.begin(), cache->peers.end(), [&](const auto& p) {
-      return std::find(exclude.begin(), exclude.end(), p) == exclude.end();
-    });
+    // same peers again, so say there is nobody new.
+    bool untried = std::any_of(cache->peers.begin(), cache->peers.end(),
+                               [&](const auto& p) { return !excluded(p); });
     if (!untried)
       co_return Status::not_found("no other provider of " + ise::service_id_text(service) +
                                   " is known");
   }
   // Ask for more than this request needs, so later requests and reroutes hit the cache.
   auto found = co_await models_->providers(service, std::max(n, kProvidersCached), {});
-  if (!found.ok()) co_return found.status();
+  auto took = std::chrono::steady_clock::now() - now;
+  if (took > kSlowProviderLookup) {
+    spdlog::warn("finding providers of {} took {} ms ({})", ise::service_id_text(service),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
+                 found.ok() ? fmt::format("{} found", found->size()) : found.status().to_string());
+  }
+  if (!found.ok()) {
+    if (!out.empty()) co_return out;
+    co_return found.status();
+  }
   cache->peers = std::move(*found);
   cache->expires = now + kProviderCacheTtl;
-  auto out = usable();
+  add_usable();
   if (out.empty())
     co_return Status::not_found("no provider of " + ise::service_id_text(service) +
                                 " is left to try");
@@ -364,8 +383,17 @@ Status Node::start_services() {
     if (!r.ok()) return r.status().with_context(fmt::format("DHT on UDP {}:{}", bind, port));
     routing_ = std::move(*r);
   }
-  models_ = std::make_unique<ModelHost>(ModelHost::Parts{io_.get_executor(), *host_, routing_.get(),
-                                                         *store_, *bitswap_, *server_, data_dir_});
+  ModelHost::Parts parts{io_.get_executor(), *host_,   routing_.get(), *store_,
+                         *bitswap_,          *server_, data_dir_};
+  // Peers learn what we host from our have list (§7.5.3): they need no DHT lookup for it.
+  if (swap_) {
+    parts.on_hosted_changed = [this] {
+      std::vector<core::Multihash> ids;
+      for (const auto& h : models_->hosted()) ids.push_back(h.service_id);
+      swap_->set_have_list(ids);
+    };
+  }
+  models_ = std::make_unique<ModelHost>(std::move(parts));
   return Status::ok();
 }
 

@@ -64,6 +64,8 @@ inline constexpr std::chrono::seconds kShutdownGrace{3};
 // disconnects leaves the list at once, and a request that runs out of peers looks up again.
 inline constexpr std::chrono::seconds kProviderCacheTtl{10};
 inline constexpr size_t kProvidersCached = 8;
+// A provider lookup slower than this is logged (with what it found).
+inline constexpr std::chrono::milliseconds kSlowProviderLookup{1000};
 
 // The p2p HostConfig that `limits` asks for (defaults where unset).
 p2p::HostConfig host_config(const LimitsConfig& limits);

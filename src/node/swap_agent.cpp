@@ -508,6 +508,24 @@ Status SwapAgent::on_receipt(const identity::PeerId& from, const protocol::Recei
 
 // ---- requesting ----
 
+void SwapAgent::set_have_list(const std::vector<core::Multihash>& services) {
+  if (stopped_) return;
+  std::vector<Bytes> ids;
+  ids.reserve(services.size());
+  for (const auto& s : services) ids.push_back(s.bytes());
+  swap_->set_have_list(std::move(ids));
+  flush();
+}
+
+std::vector<identity::PeerId> SwapAgent::peers_hosting(const core::Multihash& service) {
+  std::vector<identity::PeerId> out;
+  for (const Bytes& b : swap_->peers_having(service.bytes())) {
+    auto id = peer_of(b);
+    if (id && host_.is_connected(*id)) out.push_back(std::move(*id));
+  }
+  return out;
+}
+
 std::vector<identity::PeerId> SwapAgent::select(const core::Multihash&,
                                                 std::vector<identity::PeerId> candidates) {
   std::vector<std::pair<double, identity::PeerId>> scored;

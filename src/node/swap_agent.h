@@ -71,6 +71,11 @@ class SwapAgent final : public serve::Admission,
   void on_connection(const identity::PeerId& peer, bool connected);
 
   swap::ComputeSwap& swap() { return *swap_; }
+  // Our have list (the services we host): sent to every Online peer now and to each new one.
+  void set_have_list(const std::vector<core::Multihash>& services);
+  // Connected peers, Online with us, whose have list names `service` and that neither ignore
+  // nor blacklisted us: providers known without a DHT lookup.
+  std::vector<identity::PeerId> peers_hosting(const core::Multihash& service);
   // Per-peer gauges go here, refreshed every tick (register_swap_metrics sets it).
   void set_metrics(Registry* registry) { metrics_ = registry; }
   const SwapAgentStats& stats() const { return stats_; }

@@ -450,6 +450,18 @@ std::optional<double> ComputeSwap::provider_score(ByteView id) {
   return 1.0 / (1.0 + debt_ratio(l.debt_of(self()), l.credit_of(self()), config_.grace_ops));
 }
 
+std::vector<Bytes> ComputeSwap::peers_having(ByteView service) {
+  std::vector<Bytes> out;
+  for (auto& [id, p] : peers_) {
+    if (!p.connected || p.state != PeerState::kOnline) continue;
+    bool has = std::any_of(p.have_list.begin(), p.have_list.end(), [&](const Bytes& s) {
+      return std::equal(s.begin(), s.end(), service.begin(), service.end());
+    });
+    if (has && provider_score(id)) out.push_back(id);
+  }
+  return out;
+}
+
 void ComputeSwap::blacklist(ByteView id, std::string reason) {
   blacklist_.insert(to_bytes(id));
   Peer& p = peer(id);

@@ -161,6 +161,9 @@ class ComputeSwap {
   // Preference for sending requests to `peer`: higher is better (a low ratio of our debt to
   // it), nullopt when it ignores or blacklisted us or we hold it in contempt/blacklist.
   std::optional<double> provider_score(ByteView peer);
+  // Connected peers in Online whose last have list names `service` (§7.4): providers known
+  // without a DHT lookup. Peers that ignore or blacklisted us are left out (provider_score).
+  std::vector<Bytes> peers_having(ByteView service);
 
   // ---- lists ----
   bool is_trusted(ByteView peer) const;

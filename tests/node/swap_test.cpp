@@ -251,6 +251,45 @@ TEST(Swap, ReceiptsLeaveInOneBatchOnlyAfterTheRequestersCommit) {
             0u);
 }
 
+// A provider's have list names what it hosts; a consumer connected to it asks it without a DHT
+// lookup (here there is no DHT at all, so only the have list can name it).
+TEST(Swap, AConnectedProviderIsFoundFromItsHaveListWithoutTheDht) {
+  const auto pkg = idn::testing::tiny_package("b-lenet");
+  auto images = motifs::to_samples(idn::testing::tiny_data().test.x);
+  Config pc = config({});
+  pc.dht.enabled = false;
+  RunningNode p(pc);
+  ASSERT_TRUE(p);
+  auto pub = p.on_io<Result<Published>>([&]() { return p->models().publish(pkg, "test"); });
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  Config cc = config(p->listen_addrs());
+  cc.dht.enabled = false;
+  RunningNode c(cc);
+  ASSERT_TRUE(c);
+  auto hosting = [&] {
+    return c.on_io<std::vector<identity::PeerId>>(
+        [&]() -> p2p::awaitable<std::vector<identity::PeerId>> {
+          co_return c->swap()->peers_hosting(pub->service_id);
+        });
+  };
+  auto until = std::chrono::steady_clock::now() + 20s;
+  while (hosting().empty() && std::chrono::steady_clock::now() < until) {
+  }
+  ASSERT_EQ(hosting(), std::vector<identity::PeerId>{p->id()});
+  const swap::PeerSnapshot cv = view(c, p->id());
+  EXPECT_EQ(cv.have_list, std::vector<Bytes>{pub->service_id.bytes()});
+  auto s = session(c, pub->service_id);
+  auto got = client::infer_blocking(*s, images[0]);
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_EQ(got->peer, p->id());
+  // A service nobody announced is still looked up, and without a DHT that fails clearly.
+  auto other = core::Multihash::sha2_256(as_bytes(std::string_view("no such service")));
+  auto none = client::infer_blocking(*session(c, other), images[0]);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("without a DHT"), std::string::npos)
+      << none.status().to_string();
+}
+
 TEST(Swap, AnIdlePeerIsClosedAndItsConnectionThenGoesIdle) {
   auto quiet = [](Config c) {
     c.swap.params.idle_close_s = 1;
