@@ -178,27 +178,40 @@ awaitable<Result<std::vector<identity::PeerId>>> Node::cached_providers(
   auto excluded = [&](const identity::PeerId& p) {
     return std::find(exclude.begin(), exclude.end(), p) != exclude.end();
   };
-  // Connected peers whose have list names the service come first and need no DHT lookup
-  // (a lookup costs more than the inference, and a DHT still settling after a peer restarted
-  // can take longer than a request's deadline).
   std::vector<identity::PeerId> out;
-  if (swap_) {
-    for (auto& p : swap_->peers_hosting(service))
-      if (out.size() < n && !excluded(p)) out.push_back(std::move(p));
-  }
-  if (out.size() >= n) co_return out;
+  auto add = [&](const identity::PeerId& p) {
+    if (out.size() < n && !excluded(p) && std::find(out.begin(), out.end(), p) == out.end())
+      out.push_back(p);
+  };
   auto add_usable = [&] {
-    for (const auto& p : cache->peers) {
-      if (out.size() >= n) break;
-      if (host_->is_connected(p) && !excluded(p) &&
-          std::find(out.begin(), out.end(), p) == out.end())
-        out.push_back(p);
-    }
+    for (const auto& p : cache->peers)
+      if (host_->is_connected(p)) add(p);
   };
   auto now = std::chrono::steady_clock::now();
-  if (now < cache->expires) {
-    add_usable();
-    if (!out.empty()) co_return out;
+  const bool fresh = now < cache->expires;
+  if (fresh) add_usable();
+  if (out.size() >= n) co_return out;
+  // Connected peers whose have list names the service need no DHT lookup (a lookup costs
+  // more than the inference, and a DHT still settling after a peer restarted can take longer
+  // than a request's deadline).
+  if (swap_) {
+    for (const auto& p : swap_->peers_hosting(service)) add(p);
+  }
+  if (!out.empty()) {
+    // The cache is refreshed beside this request, which need not wait for the DHT.
+    if (!fresh && !cache->refreshing) {
+      cache->refreshing = true;
+      asio::co_spawn(
+          io_,
+          [this, cache, service]() -> awaitable<void> {
+            (void)co_await look_up_providers(cache, service, kProvidersCached);
+            cache->refreshing = false;
+          },
+          asio::detached);
+    }
+    co_return out;
+  }
+  if (fresh) {
     // Every fresh cached provider was already tried by this request: the DHT would name the
     // same peers again, so say there is nobody new.
     bool untried = std::any_of(cache->peers.begin(), cache->peers.end(),
@@ -208,24 +221,30 @@ awaitable<Result<std::vector<identity::PeerId>>> Node::cached_providers(
                                   " is known");
   }
   // Ask for more than this request needs, so later requests and reroutes hit the cache.
-  auto found = co_await models_->providers(service, std::max(n, kProvidersCached), {});
-  auto took = std::chrono::steady_clock::now() - now;
-  if (took > kSlowProviderLookup) {
-    spdlog::warn("finding providers of {} took {} ms ({})", ise::service_id_text(service),
-                 std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
-                 found.ok() ? fmt::format("{} found", found->size()) : found.status().to_string());
-  }
-  if (!found.ok()) {
-    if (!out.empty()) co_return out;
-    co_return found.status();
-  }
-  cache->peers = std::move(*found);
-  cache->expires = now + kProviderCacheTtl;
+  auto found = co_await look_up_providers(cache, service, std::max(n, kProvidersCached));
+  if (!found.ok()) co_return found.status();
   add_usable();
   if (out.empty())
     co_return Status::not_found("no provider of " + ise::service_id_text(service) +
                                 " is left to try");
   co_return out;
+}
+
+awaitable<Result<std::vector<identity::PeerId>>> Node::look_up_providers(
+    std::shared_ptr<ProviderCache> cache, core::Multihash service, size_t n) {
+  auto started = std::chrono::steady_clock::now();
+  auto found = co_await models_->providers(service, n, {});
+  auto took = std::chrono::steady_clock::now() - started;
+  if (took > kSlowProviderLookup) {
+    spdlog::warn("finding providers of {} took {} ms ({})", ise::service_id_text(service),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
+                 found.ok() ? fmt::format("{} found", found->size()) : found.status().to_string());
+  }
+  if (found.ok()) {
+    cache->peers = *found;
+    cache->expires = started + kProviderCacheTtl;
+  }
+  co_return found;
 }
 
 std::string Node::dht_endpoint() const {

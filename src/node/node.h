@@ -139,10 +139,14 @@ class Node {
   struct ProviderCache {
     std::vector<identity::PeerId> peers;  // nearest first
     std::chrono::steady_clock::time_point expires;
+    bool refreshing = false;  // a background lookup is filling it
   };
   p2p::awaitable<Result<std::vector<identity::PeerId>>> cached_providers(
       std::shared_ptr<ProviderCache> cache, core::Multihash service, size_t n,
       std::vector<identity::PeerId> exclude);
+  // A DHT lookup of up to kProvidersCached providers into `cache` (slow ones logged).
+  p2p::awaitable<Result<std::vector<identity::PeerId>>> look_up_providers(
+      std::shared_ptr<ProviderCache> cache, core::Multihash service, size_t n);
   p2p::awaitable<void> host_configured_services();
   void register_metrics();
   void do_shutdown();

@@ -139,9 +139,10 @@ void SwapAgent::start(rpc::Dispatcher& d) {
         if (!self) co_return Status::ok();
         Status first = Status::ok();
         for (const auto& r : b.receipts) {
-          Status st = self->on_receipt(ctx.peer(), r);
+          Status st = self->record_receipt(ctx.peer(), r);
           if (first.is_ok() && !st.is_ok()) first = std::move(st);
         }
+        self->flush();  // once per message, not per receipt
         co_return first;
       });
   asio::co_spawn(ex_, tick_loop(), asio::detached);
@@ -491,6 +492,12 @@ void SwapAgent::on_work(const serve::WorkDone& w) {
 
 Status SwapAgent::on_receipt(const identity::PeerId& from, const protocol::Receipt& r) {
   if (stopped_) return Status::ok();
+  Status st = record_receipt(from, r);
+  flush();
+  return st;
+}
+
+Status SwapAgent::record_receipt(const identity::PeerId& from, const protocol::Receipt& r) {
   // The stream authenticated `from`: a receipt must name it as the signer and us as the server.
   if (r.signer != from.bytes() || r.server != host_.id().bytes()) {
     stats_.receipt_errors++;
@@ -502,7 +509,6 @@ Status SwapAgent::on_receipt(const identity::PeerId& from, const protocol::Recei
   } else {
     stats_.receipt_errors++;
   }
-  flush();
   return st;
 }
 

@@ -98,6 +98,9 @@ class SwapAgent final : public serve::Admission,
 
  private:
   SwapAgent(p2p::asio::any_io_executor ex, p2p::Host& host);
+  // A receipt from `from` into the ledger, without flush() (on_receipt and the Receipts
+  // handler flush after it).
+  Status record_receipt(const identity::PeerId& from, const protocol::Receipt& r);
   // Carries out what ComputeSwap asked for (sends, disconnects).
   void flush();
   void enqueue(const identity::PeerId& peer, protocol::SwapMessage m);
