@@ -1,0 +1,149 @@
+#include "ise/service_queue.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace idn::ise {
+
+Status QueueConfig::validate() const {
+  if (k == 0) return Status::invalid_argument("[ise] k must be at least 1");
+  if (min_service_period.count() < 0)
+    return Status::invalid_argument("[ise] min_service_period_s must not be negative");
+  if (need_idle.count() <= 0) return Status::invalid_argument("[ise] need_idle_s must be positive");
+  return Status::ok();
+}
+
+ServiceQueue::ServiceQueue(QueueConfig config) : config_(config) {}
+
+void ServiceQueue::pin(const Bytes& service) {
+  pinned_.insert(service);
+}
+
+void ServiceQueue::set_need_list(const Bytes& peer, std::vector<Bytes> services) {
+  Demand& d = peers_[peer];
+  d.need_list = std::set<Bytes>(std::make_move_iterator(services.begin()),
+                                std::make_move_iterator(services.end()));
+  if (d.need_list.empty() && d.requested.empty()) peers_.erase(peer);
+}
+
+void ServiceQueue::on_request(const Bytes& peer, const Bytes& service, Time now) {
+  peers_[peer].requested[service] = now;
+}
+
+void ServiceQueue::forget_peer(const Bytes& peer) {
+  peers_.erase(peer);
+}
+
+void ServiceQueue::started(const Bytes& service, Time now) {
+  hosted_.try_emplace(service, now);
+}
+
+void ServiceQueue::stopped(const Bytes& service) {
+  hosted_.erase(service);
+}
+
+size_t ServiceQueue::hosted_on_demand() const {
+  return static_cast<size_t>(std::count_if(
+      hosted_.begin(), hosted_.end(), [&](const auto& h) { return !pinned_.contains(h.first); }));
+}
+
+void ServiceQueue::expire(Time now) {
+  for (auto p = peers_.begin(); p != peers_.end();) {
+    auto& req = p->second.requested;
+    std::erase_if(req, [&](const auto& r) { return now - r.second >= config_.need_idle; });
+    p = req.empty() && p->second.need_list.empty() ? peers_.erase(p) : std::next(p);
+  }
+}
+
+std::vector<QueueEntry> ServiceQueue::ranking(const Weight& weight, Time now) {
+  expire(now);
+  std::map<Bytes, QueueEntry> by_service;
+  for (const auto& [peer, d] : peers_) {
+    const double w = weight ? weight(peer) : 1.0;
+    auto count = [&](const Bytes& s) {
+      QueueEntry& e = by_service[s];
+      e.score += w;
+      e.peers++;
+    };
+    for (const Bytes& s : d.need_list) count(s);
+    for (const auto& [s, _] : d.requested)
+      if (!d.need_list.contains(s)) count(s);
+  }
+  for (const Bytes& s : pinned_) by_service[s];
+  for (const auto& [s, _] : hosted_) by_service[s];
+
+  std::vector<QueueEntry> out;
+  out.reserve(by_service.size());
+  for (auto& [s, e] : by_service) {
+    e.service = s;
+    e.pinned = pinned_.contains(s);
+    if (auto h = hosted_.find(s); h != hosted_.end()) {
+      e.hosted = true;
+      e.hosted_since = h->second;
+    }
+    out.push_back(std::move(e));
+  }
+  std::stable_sort(out.begin(), out.end(), [](const QueueEntry& a, const QueueEntry& b) {
+    return a.score > b.score;  // by_service already ordered the services: ties keep that order
+  });
+
+  // The top k on-demand services: unpinned, with demand, best first.
+  size_t rank = 0;
+  for (QueueEntry& e : out) {
+    bool top = false;
+    if (e.pinned) {
+      e.why = "pinned by the operator (host = [...])";
+      continue;
+    }
+    if (e.score <= 0) {
+      e.why = e.hosted ? "no demand left" : "no demand";
+    } else if (++rank <= config_.k) {
+      e.why = fmt::format("rank {} of the top {}", rank, config_.k);
+      top = true;
+    } else {
+      e.why = fmt::format("rank {}, below the top {}", rank, config_.k);
+    }
+    if (e.hosted && !top) {
+      auto left = config_.min_service_period - (now - *e.hosted_since);
+      if (left > Time::duration::zero())
+        e.why += fmt::format("; kept {} s more (min_service_period_s)",
+                             std::chrono::ceil<std::chrono::seconds>(left).count());
+    }
+  }
+  return out;
+}
+
+ServiceQueue::Plan ServiceQueue::plan(const Weight& weight, Time now) {
+  std::vector<QueueEntry> entries = ranking(weight, now);
+  Plan p;
+  size_t rank = 0;
+  std::set<Bytes> wanted;
+  for (const QueueEntry& e : entries) {
+    if (e.pinned || e.score <= 0) continue;
+    if (++rank > config_.k) break;
+    wanted.insert(e.service);
+  }
+  size_t kept = 0;
+  for (const QueueEntry& e : entries) {
+    if (!e.hosted || e.pinned) continue;
+    if (wanted.contains(e.service) || now - *e.hosted_since < config_.min_service_period) {
+      ++kept;
+    } else {
+      p.stop.push_back(e.service);
+    }
+  }
+  size_t free = config_.k > kept ? config_.k - kept : 0;
+  for (const QueueEntry& e : entries) {
+    if (e.hosted) continue;
+    if (e.pinned) {
+      p.start.push_back(e.service);
+    } else if (wanted.contains(e.service) && free > 0) {
+      p.start.push_back(e.service);
+      --free;
+    }
+  }
+  return p;
+}
+
+}  // namespace idn::ise
