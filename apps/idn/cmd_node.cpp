@@ -208,6 +208,34 @@ int run_peers(const std::string& http) {
                   num(p, "challenges_passed"), num(p, "challenges_failed"), note.c_str());
     }
   }
+  if (j.contains("ise") && j["ise"].is_object()) {
+    const auto& ise = j["ise"];
+    auto num = [](const nlohmann::json& o, const char* k) {
+      return o.contains(k) && o[k].is_number() ? o[k].get<double>() : 0.0;
+    };
+    std::printf(
+        "\nInference Service Engine (auto_host %s, k %.0f, T_s %.0f s, need idle %.0f s): "
+        "started %.0f, stopped %.0f, failed starts %.0f\n",
+        ise.value("auto_host", false) ? "on" : "off", num(ise, "k"),
+        num(ise, "min_service_period_s"), num(ise, "need_idle_s"), num(ise, "started"),
+        num(ise, "stopped"), num(ise, "start_failures"));
+    if (ise.contains("need_list") && ise["need_list"].is_array() && !ise["need_list"].empty()) {
+      std::string need;
+      for (const auto& s : ise["need_list"]) need += (need.empty() ? "" : ", ") + str(s);
+      std::printf("need list: %s\n", need.c_str());
+    }
+    if (ise.contains("queue") && ise["queue"].is_array() && !ise["queue"].empty()) {
+      std::printf("%-48s %9s %6s %-7s %s\n", "SERVICE", "SCORE", "PEERS", "HOSTED", "WHY");
+      for (const auto& e : ise["queue"]) {
+        std::string hosted = e.value("pinned", false)   ? "pinned"
+                             : e.value("hosted", false) ? "yes"
+                                                        : "no";
+        std::printf("%-48s %9.3f %6.0f %-7s %s\n",
+                    str(e.value("service_id", nlohmann::json())).c_str(), num(e, "score"),
+                    num(e, "peers"), hosted.c_str(), str(e.value("why", nlohmann::json())).c_str());
+      }
+    }
+  }
   return 0;
 }
 

@@ -43,6 +43,12 @@ void ServiceQueue::stopped(const Bytes& service) {
   hosted_.erase(service);
 }
 
+std::vector<Bytes> ServiceQueue::hosted_services() const {
+  std::vector<Bytes> out;
+  for (const auto& [s, _] : hosted_) out.push_back(s);
+  return out;
+}
+
 size_t ServiceQueue::hosted_on_demand() const {
   return static_cast<size_t>(std::count_if(
       hosted_.begin(), hosted_.end(), [&](const auto& h) { return !pinned_.contains(h.first); }));

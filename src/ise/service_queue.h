@@ -78,6 +78,7 @@ class ServiceQueue {
   void started(const Bytes& service, Time now);
   void stopped(const Bytes& service);
   bool hosted(const Bytes& service) const { return hosted_.contains(service); }
+  std::vector<Bytes> hosted_services() const;
   size_t hosted_on_demand() const;
 
  private:

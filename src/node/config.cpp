@@ -17,9 +17,10 @@ namespace idn::node {
 namespace {
 
 constexpr std::string_view kTopKeys[] = {
-    "listen", "identity",     "passphrase_file",      "bootstrap", "http", "log_level",
-    "limits", "data_dir",     "store_max_bytes",      "host",      "dht",  "serve",
-    "swap",   "busy_poll_us", "poll_while_waiting_us"};
+    "listen", "identity",     "passphrase_file",       "bootstrap", "http", "log_level",
+    "limits", "data_dir",     "store_max_bytes",       "host",      "dht",  "serve",
+    "swap",   "busy_poll_us", "poll_while_waiting_us", "ise"};
+constexpr std::string_view kIseKeys[] = {"auto_host", "k", "min_service_period_s", "need_idle_s"};
 constexpr std::string_view kDhtKeys[] = {"enabled", "port", "bootstrap", "lan", "record_ttl_s"};
 constexpr std::string_view kSwapKeys[] = {"enabled",
                                           "m",
@@ -168,6 +169,27 @@ class Parser {
       } else {
         return error(k.source(),
                      fmt::format("unknown key 'dht.{}' (known: {})", key, join(kDhtKeys)));
+      }
+    }
+    return Status::ok();
+  }
+
+  Status ise(const toml::table& t, IseConfig& out) const {
+    for (auto&& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key == "auto_host") {
+        IDN_ASSIGN_OR_RETURN(out.auto_host, boolean(v, "ise.auto_host"));
+      } else if (key == "k") {
+        IDN_ASSIGN_OR_RETURN(out.k, in_range(v, "ise.k", 0, 4096));
+      } else if (key == "min_service_period_s") {
+        IDN_ASSIGN_OR_RETURN(auto s, in_range(v, "ise.min_service_period_s", 0, 30 * 24 * 3600));
+        out.min_service_period = std::chrono::seconds(s);
+      } else if (key == "need_idle_s") {
+        IDN_ASSIGN_OR_RETURN(auto s, positive(v, "ise.need_idle_s", 30 * 24 * 3600));
+        out.need_idle = std::chrono::seconds(s);
+      } else {
+        return error(k.source(),
+                     fmt::format("unknown key 'ise.{}' (known: {})", key, join(kIseKeys)));
       }
     }
     return Status::ok();
@@ -334,6 +356,10 @@ class Parser {
         const toml::table* t = v.as_table();
         if (!t) return error(v.source(), "serve must be a table ([serve])");
         IDN_RETURN_IF_ERROR(serve(*t, c.serve));
+      } else if (key == "ise") {
+        const toml::table* t = v.as_table();
+        if (!t) return error(v.source(), "ise must be a table ([ise])");
+        IDN_RETURN_IF_ERROR(ise(*t, c.ise));
       } else if (key == "swap") {
         const toml::table* t = v.as_table();
         if (!t) return error(v.source(), "swap must be a table ([swap])");

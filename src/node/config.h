@@ -57,6 +57,13 @@
 //   on_ledger_mismatch = "reconcile"        # or "contempt": refuse to exchange
 //   trusted = ["12D3KooW..."]               # peers always served
 //   blacklist = ["12D3KooW..."]             # peers never served; connections closed
+//   [ise]                                   # Inference Service Engine (§7.4): host by demand
+//   auto_host = false                       # true: host the top k services peers need
+//   k = 0                                   # services hosted on demand (0: one per core);
+//                                           #   `host = [...]` ones always run, besides these
+//   min_service_period_s = 300              # T_s: a service runs this long before a swap-out
+//   need_idle_s = 120                       # a service leaves our need list, and a peer's
+//                                           #   requests stop counting, this long after use
 #pragma once
 
 #include <chrono>
@@ -130,6 +137,15 @@ inline constexpr std::string_view kDefaultHttp = "127.0.0.1:9464";
 // AlexNet-style inferences, may be owed by a peer that never served before p(r) starts to fall.
 inline constexpr uint64_t kNodeGraceOps = 10'000'000'000ull;
 
+// The Inference Service Engine (ise/service_queue.h) part of a node. Needs ComputeSwap: the
+// demand comes from peers' need lists and their requests, weighted by our debt to them.
+struct IseConfig {
+  bool auto_host = false;  // off: the node hosts only what `host` and publish name
+  size_t k = 0;            // 0: std::thread::hardware_concurrency()
+  std::chrono::seconds min_service_period{300};
+  std::chrono::seconds need_idle{120};
+};
+
 struct SwapNodeConfig {
   bool enabled = true;
   swap::Config params = [] {
@@ -164,6 +180,7 @@ struct Config {
   DhtConfig dht;
   ServeConfig serve;
   SwapNodeConfig swap;
+  IseConfig ise;
 
   // listen = [kDefaultListen], http = kDefaultHttp, the rest empty.
   static Config defaults();

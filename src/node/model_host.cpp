@@ -120,15 +120,21 @@ Status add_hosted(const fs::path& data_dir, const core::Multihash& id) {
 awaitable<Result<Published>> ModelHost::publish(fs::path model_dir, std::string description) {
   auto pub = store_publication(p_.store, model_dir, std::move(description));
   if (!pub.ok()) co_return pub.status();
-  Status hosted = co_await host_local(pub->service_id, pub->descriptor);
+  Status hosted = co_await host_local(pub->service_id, pub->descriptor, true);
   if (!hosted.is_ok()) co_return hosted;
   co_await announce(pub->service_id);
   co_await announce(pub->model_cid.hash());
   co_return std::move(*pub);
 }
 
-awaitable<Status> ModelHost::init_model(core::Multihash id) {
-  if (hosts(id)) co_return Status::ok();
+awaitable<Status> ModelHost::init_model(core::Multihash id, bool pin) {
+  if (hosts(id)) {
+    if (pin && !pinned_.contains(id)) {
+      pinned_.insert(id);
+      co_return add_hosted(p_.data_dir, id);
+    }
+    co_return Status::ok();
+  }
   const std::string sid = ise::service_id_text(id);
   std::vector<identity::PeerId> peers;
   core::Cid dcid = descriptor_cid(id);
@@ -147,7 +153,7 @@ awaitable<Status> ModelHost::init_model(core::Multihash id) {
     if (Status p = p_.store.pin(*model_cid); !p.is_ok()) co_return p;
   }
   if (Status p = p_.store.pin(dcid); !p.is_ok()) co_return p;
-  Status hosted = co_await host_local(id, *desc);
+  Status hosted = co_await host_local(id, *desc, pin);
   if (!hosted.is_ok()) co_return hosted;
   co_await announce(id);
   co_await announce(model_cid->hash());
@@ -174,8 +180,26 @@ awaitable<Status> ModelHost::restore() {
   co_return first_error;
 }
 
-awaitable<Status> ModelHost::host_local(const core::Multihash& id,
-                                        const ise::ServiceDescriptor& d) {
+awaitable<Status> ModelHost::teardown(core::Multihash id) {
+  if (!hosts(id)) co_return Status::ok();
+  const std::string sid = ise::service_id_text(id);
+  if (pinned_.contains(id))
+    co_return Status::invalid_argument("service " + sid + " is pinned by the operator");
+  hosted_.erase(id);
+  p_.server.remove_service(id);
+  if (p_.on_hosted_changed) p_.on_hosted_changed();
+  if (p_.routing) {
+    Status s = co_await on_io<Status>(p_.io, [&](std::function<void(Status)> done) {
+      p_.routing->withdraw(id, std::move(done));
+    });
+    if (!s.is_ok()) spdlog::warn("withdraw {}: {}", sid, s.to_string());
+  }
+  spdlog::info("stopped hosting service {}", sid);
+  co_return Status::ok();
+}
+
+awaitable<Status> ModelHost::host_local(const core::Multihash& id, const ise::ServiceDescriptor& d,
+                                        bool pin) {
   auto model_cid = core::Cid::parse(d.model_cid);
   if (!model_cid.ok()) co_return model_cid.status();
   fs::path dir = p_.data_dir / "models" / model_cid->to_string();
@@ -206,6 +230,8 @@ awaitable<Status> ModelHost::host_local(const core::Multihash& id,
   bool added = !hosted_.contains(id);
   hosted_.insert_or_assign(id, HostedService{id, d, dir});
   if (added && p_.on_hosted_changed) p_.on_hosted_changed();
+  if (!pin) co_return Status::ok();
+  pinned_.insert(id);
   co_return add_hosted(p_.data_dir, id);
 }
 

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/cid.h"
@@ -80,9 +81,15 @@ class ModelHost {
   // it. Errors: the package's own (InvalidArgument, Corruption, NotFound), IOError.
   p2p::awaitable<Result<Published>> publish(std::filesystem::path model_dir,
                                             std::string description);
-  // initModel. Idempotent. Errors: NotFound (no provider, or a provider lacking blocks),
+  // initModel. Idempotent. `pin`: the operator asked for it, so it is recorded in
+  // data_dir/hosted (re-hosted at every start, never swapped out by the ISE); otherwise the ISE
+  // chose it and may tear it down. Errors: NotFound (no provider, or a provider lacking blocks),
   // Corruption (descriptor not canonical, model hash mismatch), Timeout, engine load errors.
-  p2p::awaitable<Status> init_model(core::Multihash service_id);
+  p2p::awaitable<Status> init_model(core::Multihash service_id, bool pin = true);
+  // The ISE's teardown: withdraws our provider record for the service, unloads its engines and
+  // updates the have list; the blocks stay cached (and provided). Pinned services are refused
+  // (InvalidArgument); one not hosted is a no-op.
+  p2p::awaitable<Status> teardown(core::Multihash service_id);
   // Re-hosts every service in data_dir/hosted from the local store (called at start).
   p2p::awaitable<Status> restore();
 
@@ -92,6 +99,8 @@ class ModelHost {
       core::Multihash service, size_t n, std::vector<identity::PeerId> exclude);
 
   bool hosts(const core::Multihash& service_id) const;
+  // Hosted because the operator asked (publish, `host = [...]`, data_dir/hosted).
+  bool pinned(const core::Multihash& service_id) const { return pinned_.contains(service_id); }
   std::vector<HostedService> hosted() const;
   // The descriptor of a service whose descriptor block is in the local store.
   Result<ise::ServiceDescriptor> local_descriptor(const core::Multihash& service_id);
@@ -100,13 +109,15 @@ class ModelHost {
   static core::Cid descriptor_cid(const core::Multihash& service_id);
 
  private:
-  p2p::awaitable<Status> host_local(const core::Multihash& id, const ise::ServiceDescriptor& d);
+  p2p::awaitable<Status> host_local(const core::Multihash& id, const ise::ServiceDescriptor& d,
+                                    bool pin);
   p2p::awaitable<Status> fetch(const core::Cid& root, const core::Multihash& provider_key,
                                std::vector<identity::PeerId>& peers);
   p2p::awaitable<void> announce(const core::Multihash& key);
 
   Parts p_;
   std::unordered_map<core::Multihash, HostedService> hosted_;
+  std::unordered_set<core::Multihash> pinned_;
 };
 
 }  // namespace idn::node

@@ -126,6 +126,7 @@ Node::~Node() {
   io_.restart();
   io_.poll();
   if (routing_) routing_->shutdown(false);
+  ise_.reset();
   models_.reset();
   if (server_) server_->stop();
   bitswap_.reset();
@@ -144,7 +145,8 @@ std::shared_ptr<client::Session> Node::session(const core::Multihash& service,
     if (auto d = models_->local_descriptor(service); d.ok() && !d->outputs.empty())
       opts.output_shape = d->outputs.front().shape;
   }
-  auto cache = std::make_shared<ProviderCache>();
+  if (ise_) ise_->used(service);
+  auto cache = provider_cache(service);
   client::ProviderSource source = [this, cache](const core::Multihash& s, size_t n,
                                                 const std::vector<identity::PeerId>& exclude) {
     return cached_providers(cache, s, n, exclude);
@@ -172,12 +174,19 @@ std::shared_ptr<client::Session> Node::session(const core::Multihash& service,
   return session;
 }
 
+std::shared_ptr<Node::ProviderCache> Node::provider_cache(const core::Multihash& service) {
+  auto& c = provider_caches_[service];
+  if (!c) c = std::make_shared<ProviderCache>(io_.get_executor());
+  return c;
+}
+
 awaitable<Result<std::vector<identity::PeerId>>> Node::cached_providers(
     std::shared_ptr<ProviderCache> cache, core::Multihash service, size_t n,
     std::vector<identity::PeerId> exclude) {
   auto excluded = [&](const identity::PeerId& p) {
     return std::find(exclude.begin(), exclude.end(), p) != exclude.end();
   };
+  if (ise_) ise_->used(service);  // each request keeps the service on our need list
   std::vector<identity::PeerId> out;
   auto add = [&](const identity::PeerId& p) {
     if (out.size() < n && !excluded(p) && std::find(out.begin(), out.end(), p) == out.end())
@@ -199,13 +208,11 @@ awaitable<Result<std::vector<identity::PeerId>>> Node::cached_providers(
   }
   if (!out.empty()) {
     // The cache is refreshed beside this request, which need not wait for the DHT.
-    if (!fresh && !cache->refreshing) {
-      cache->refreshing = true;
+    if (!fresh && !cache->looking_up) {
       asio::co_spawn(
           io_,
           [this, cache, service]() -> awaitable<void> {
             (void)co_await look_up_providers(cache, service, kProvidersCached);
-            cache->refreshing = false;
           },
           asio::detached);
     }
@@ -220,9 +227,15 @@ awaitable<Result<std::vector<identity::PeerId>>> Node::cached_providers(
       co_return Status::not_found("no other provider of " + ise::service_id_text(service) +
                                   " is known");
   }
-  // Ask for more than this request needs, so later requests and reroutes hit the cache.
-  auto found = co_await look_up_providers(cache, service, std::max(n, kProvidersCached));
-  if (!found.ok()) co_return found.status();
+  if (cache->looking_up) {
+    // Another request's lookup is under way: take its answer instead of asking again.
+    while (cache->looking_up) co_await cache->looked_up.wait();
+    if (!cache->error.is_ok()) co_return cache->error;
+  } else {
+    // Ask for more than this request needs, so later requests and reroutes hit the cache.
+    auto found = co_await look_up_providers(cache, service, std::max(n, kProvidersCached));
+    if (!found.ok()) co_return found.status();
+  }
   add_usable();
   if (out.empty())
     co_return Status::not_found("no provider of " + ise::service_id_text(service) +
@@ -233,7 +246,11 @@ awaitable<Result<std::vector<identity::PeerId>>> Node::cached_providers(
 awaitable<Result<std::vector<identity::PeerId>>> Node::look_up_providers(
     std::shared_ptr<ProviderCache> cache, core::Multihash service, size_t n) {
   auto started = std::chrono::steady_clock::now();
+  cache->looking_up = true;
   auto found = co_await models_->providers(service, n, {});
+  cache->looking_up = false;
+  cache->error = found.ok() ? Status::ok() : found.status();
+  cache->looked_up.notify_all();
   auto took = std::chrono::steady_clock::now() - started;
   if (took > kSlowProviderLookup) {
     spdlog::warn("finding providers of {} took {} ms ({})", ise::service_id_text(service),
@@ -413,6 +430,18 @@ Status Node::start_services() {
     };
   }
   models_ = std::make_unique<ModelHost>(std::move(parts));
+  if (swap_) {
+    auto ise = IseAgent::create(config_.ise, *models_, *swap_);
+    if (!ise.ok()) return ise.status();
+    ise_ = std::move(*ise);
+    swap_->set_request_seen(
+        [ise = ise_.get()](const identity::PeerId& peer, const core::Multihash& service) {
+          ise->requested(peer, service);
+        });
+  } else if (config_.ise.auto_host) {
+    return Status::invalid_argument(
+        "[ise] auto_host needs ComputeSwap ([swap] enabled): demand comes from its peers");
+  }
   return Status::ok();
 }
 
@@ -629,6 +658,7 @@ std::string Node::status_json() const {
   }
   j["peers"] = std::move(peers);
   if (swap_) j["swap"] = swap_status_json(*swap_);
+  if (ise_) j["ise"] = ise_->status_json();
   return j.dump(2) + "\n";
 }
 
@@ -681,6 +711,16 @@ awaitable<void> Node::bootstrap_loop() {
   }
 }
 
+awaitable<void> Node::ise_loop() {
+  while (!stopping_) {
+    auto deadline = std::chrono::steady_clock::now() + kIseTick;
+    while (!stopping_ && std::chrono::steady_clock::now() < deadline)
+      co_await wake_->wait(deadline);
+    if (stopping_) break;
+    co_await ise_->step();
+  }
+}
+
 Status Node::run(bool handle_signals) {
   if (stopping_) return Status::unavailable("node was shut down; create a new one");
   if (handle_signals) {
@@ -697,6 +737,7 @@ Status Node::run(bool handle_signals) {
   asio::co_spawn(io_, bootstrap_loop(), asio::detached);
   asio::co_spawn(io_, ping_loop(), asio::detached);
   asio::co_spawn(io_, host_configured_services(), asio::detached);
+  if (ise_) asio::co_spawn(io_, ise_loop(), asio::detached);
   const auto spin = config_.busy_poll;
   const auto spin_waiting = config_.poll_while_waiting;
   if (spin.count() <= 0 && spin_waiting.count() <= 0) {

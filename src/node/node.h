@@ -31,6 +31,7 @@
 #include "identity/peer_id.h"
 #include "node/config.h"
 #include "node/http.h"
+#include "node/ise_agent.h"
 #include "node/metrics.h"
 #include "node/model_host.h"
 #include "node/swap_agent.h"
@@ -106,6 +107,7 @@ class Node {
   serve::InferServer& server() { return *server_; }
   ModelHost& models() { return *models_; }
   SwapAgent* swap() { return swap_.get(); }  // null with [swap] enabled = false
+  IseAgent* ise() { return ise_.get(); }     // null with [swap] enabled = false
   const std::filesystem::path& data_dir() const { return data_dir_; }
   // This node's inference requests now in flight, over all its sessions.
   int requests_in_flight() const { return in_flight_->load(std::memory_order_relaxed); }
@@ -136,11 +138,19 @@ class Node {
   Node(Config config, identity::KeyPair key, bool ephemeral);
   Status start_listening();
   Status start_services();
+  // What the DHT said about one service, shared by every session of this node for it, so
+  // that at most one lookup per service is in flight (a burst of requests would otherwise
+  // start a lookup each, and a flood of lookups from one address makes OpenDHT's per-IP
+  // rate limit drop them until they hang for minutes).
   struct ProviderCache {
+    explicit ProviderCache(p2p::asio::any_io_executor ex) : looked_up(std::move(ex)) {}
     std::vector<identity::PeerId> peers;  // nearest first
     std::chrono::steady_clock::time_point expires;
-    bool refreshing = false;  // a background lookup is filling it
+    bool looking_up = false;  // a lookup is filling it
+    Status error;             // how the last lookup failed (ok: it did not)
+    p2p::Signal looked_up;    // notified when that lookup ends
   };
+  std::shared_ptr<ProviderCache> provider_cache(const core::Multihash& service);
   p2p::awaitable<Result<std::vector<identity::PeerId>>> cached_providers(
       std::shared_ptr<ProviderCache> cache, core::Multihash service, size_t n,
       std::vector<identity::PeerId> exclude);
@@ -152,6 +162,7 @@ class Node {
   void do_shutdown();
   p2p::awaitable<void> bootstrap_loop();
   p2p::awaitable<void> ping_loop();
+  p2p::awaitable<void> ise_loop();
   p2p::awaitable<void> ping_peer(identity::PeerId peer);
   p2p::awaitable<void> drain_and_stop();
 
@@ -174,6 +185,8 @@ class Node {
   std::unique_ptr<ModelHost> models_;
   // Shared: sessions and the server hold it as their selector, observer and sinks.
   std::shared_ptr<SwapAgent> swap_;
+  std::unique_ptr<IseAgent> ise_;
+  std::unordered_map<core::Multihash, std::shared_ptr<ProviderCache>> provider_caches_;
   // Ping RTTs by peer, readable from the DHT's thread (orders findProviders results).
   mutable std::mutex rtt_mu_;
   std::unordered_map<identity::PeerId, std::chrono::microseconds> rtts_;

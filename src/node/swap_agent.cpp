@@ -472,6 +472,7 @@ awaitable<void> SwapAgent::drain(identity::PeerId peer, uint64_t id) {
 serve::Decision SwapAgent::admit(const identity::PeerId& peer, const core::Multihash& service,
                                  uint64_t request_id) {
   if (stopped_) return serve::Decision::admit();
+  if (request_seen_) request_seen_(peer, service);
   swap::Admit a = swap_->on_request(peer.bytes(), service.bytes(), request_id);
   flush();
   if (a.serve) {
@@ -513,6 +514,15 @@ Status SwapAgent::record_receipt(const identity::PeerId& from, const protocol::R
 }
 
 // ---- requesting ----
+
+void SwapAgent::set_need_list(const std::vector<core::Multihash>& services) {
+  if (stopped_) return;
+  std::vector<Bytes> ids;
+  ids.reserve(services.size());
+  for (const auto& s : services) ids.push_back(s.bytes());
+  swap_->set_need_list(std::move(ids));
+  flush();
+}
 
 void SwapAgent::set_have_list(const std::vector<core::Multihash>& services) {
   if (stopped_) return;

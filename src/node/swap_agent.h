@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
@@ -71,6 +72,12 @@ class SwapAgent final : public serve::Admission,
   void on_connection(const identity::PeerId& peer, bool connected);
 
   swap::ComputeSwap& swap() { return *swap_; }
+  // Called from admit() with each request's peer and service (the ISE counts it as demand).
+  using RequestSeen = std::function<void(const identity::PeerId&, const core::Multihash&)>;
+  void set_request_seen(RequestSeen fn) { request_seen_ = std::move(fn); }
+  // Our need list (the services our sessions use): sent to every Online peer now and to each
+  // new one.
+  void set_need_list(const std::vector<core::Multihash>& services);
   // Our have list (the services we host): sent to every Online peer now and to each new one.
   void set_have_list(const std::vector<core::Multihash>& services);
   // Connected peers, Online with us, whose have list names `service` and that neither ignore
@@ -140,6 +147,7 @@ class SwapAgent final : public serve::Admission,
   std::map<identity::PeerId, std::vector<protocol::Receipt>> unsent_receipts_;
   uint64_t failed_commits_seen_ = 0;
   bool stopped_ = false;
+  RequestSeen request_seen_;
   SwapAgentStats stats_;
   Registry* metrics_ = nullptr;
   void refresh_metrics();

@@ -90,6 +90,24 @@ TEST(Config, UnknownKeysNameTheKeyAndLine) {
   EXPECT_THAT(err("[limits]\nmax_conns = 3\n"), HasSubstr("unknown key 'limits.max_conns'"));
 }
 
+TEST(Config, IseSectionParsesAndIsChecked) {
+  auto c = parse_config(
+      "[ise]\nauto_host = true\nk = 2\nmin_service_period_s = 10\nneed_idle_s = 5\n", "node.toml");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_TRUE(c->ise.auto_host);
+  EXPECT_EQ(c->ise.k, 2u);
+  EXPECT_EQ(c->ise.min_service_period, 10s);
+  EXPECT_EQ(c->ise.need_idle, 5s);
+  auto d = parse_config("", "node.toml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->ise.auto_host);  // a node hosts on demand only when its operator says so
+  EXPECT_EQ(d->ise.k, 0u);         // 0: one per core
+  EXPECT_THAT(err("[ise]\nkk = 2\n"), HasSubstr("unknown key 'ise.kk'"));
+  EXPECT_THAT(err("[ise]\nneed_idle_s = 0\n"), HasSubstr("need_idle_s"));
+  EXPECT_THAT(err("[ise]\nauto_host = 1\n"), HasSubstr("ise.auto_host must be true or false"));
+  EXPECT_THAT(err("ise = 3"), HasSubstr("ise must be a table"));
+}
+
 TEST(Config, BadValuesAreOneClearLine) {
   EXPECT_THAT(err("listen = \"/ip4/1.2.3.4/tcp/1\""), HasSubstr("listen must be an array"));
   EXPECT_THAT(err("listen = []"), HasSubstr("at least one"));

@@ -1,0 +1,146 @@
+// The Inference Service Engine on four real nodes on 127.0.0.1 (§7.4): O publishes the tiny
+// B-LeNet; O, C1 and C2 use it, so it is on their need lists; H runs with auto_host and k = 1
+// and hosts nothing, until the demand makes it fetch, load and provide the service and answer
+// requests; once the demand stops, H tears it down after T_s and withdraws its record.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "client/blocking.h"
+#include "node/model_host.h"
+#include "node/node_test_util.h"
+#include "node/swap_agent.h"
+#include "routing/dht_routing.h"
+#include "support/tiny_model.h"
+
+namespace idn::node {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::RunningNode;
+
+Config config(const std::vector<core::Multiaddr>& boot) {
+  Config c;
+  c.listen = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0").value()};
+  c.bootstrap = boot;
+  c.dht.record_ttl = 60s;
+  c.ise.need_idle = 1s;  // our need list forgets a service 1 s after our last request
+  return c;
+}
+
+// Polls `cond` (each call a round trip to a node's io thread) until it holds or `limit` passes.
+template <class F>
+bool eventually(F cond, std::chrono::seconds limit = 30s) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until)
+    if (cond()) return true;
+  return cond();
+}
+
+bool hosts(RunningNode& n, const core::Multihash& sid) {
+  return n.on_io<bool>([&]() -> p2p::awaitable<bool> { co_return n->models().hosts(sid); });
+}
+
+// Whether a DHT lookup from `n` names `peer` as a provider of `sid`.
+bool dht_names(RunningNode& n, const core::Multihash& sid, const identity::PeerId& peer) {
+  auto found = n.on_io<Result<std::vector<identity::PeerId>>>(
+      [&]() { return n->models().providers(sid, 8, {}); });
+  return found.ok() && std::find(found->begin(), found->end(), peer) != found->end();
+}
+
+// /status of `n`, read on its io thread.
+nlohmann::json status_of(RunningNode& n) {
+  return nlohmann::json::parse(
+      n.on_io<std::string>([&]() -> p2p::awaitable<std::string> { co_return n->status_json(); }));
+}
+
+TEST(Ise, DemandFromThreePeersMakesTheFourthHostTheServiceUntilTheDemandStops) {
+  const auto pkg = idn::testing::tiny_package("b-lenet");
+  auto images = motifs::to_samples(idn::testing::tiny_data().test.x);
+  RunningNode o(config({}));
+  ASSERT_TRUE(o);
+  Config hc = config(o->listen_addrs());
+  hc.ise.auto_host = true;
+  hc.ise.k = 1;
+  hc.ise.min_service_period = 3s;
+  RunningNode h(hc);
+  ASSERT_TRUE(h);
+  std::vector<core::Multiaddr> both = o->listen_addrs();
+  for (const auto& a : h->listen_addrs()) both.push_back(a);
+  RunningNode c1(config(both)), c2(config(both));
+  ASSERT_TRUE(c1 && c2);
+  for (RunningNode* n : {&h, &c1, &c2}) ASSERT_TRUE((*n)->routing()->wait_connected(20s).is_ok());
+  // Published once the DHT has other nodes to store the provider record.
+  auto pub = o.on_io<Result<Published>>([&]() { return o->models().publish(pkg, "test"); });
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  const core::Multihash sid = pub->service_id;
+  ASSERT_TRUE(eventually([&] { return dht_names(c1, sid, o->id()); }));
+  // O only hosts the service; H waits for demand, with nothing to host.
+  EXPECT_FALSE(hosts(h, sid));
+  // O's own use makes it demand the service too (the need list is about use, not hosting).
+  auto ask = [&](RunningNode& n) {
+    auto s = n.on_io<std::shared_ptr<client::Session>>(
+        [&]() -> p2p::awaitable<std::shared_ptr<client::Session>> {
+          client::SessionOptions so;
+          so.deadline = 10s;
+          co_return n->session(sid, so);
+        });
+    return client::infer_blocking(*s, images[0]);
+  };
+  auto keep_asking = [&] {
+    for (RunningNode* n : {&c1, &c2}) {
+      auto got = ask(*n);
+      if (!got.ok()) ADD_FAILURE() << got.status().to_string();
+    }
+    // O's session: a node does not ask itself, but the service is on its need list anyway.
+    o.on_io<bool>([&]() -> p2p::awaitable<bool> {
+      (void)o->session(sid);
+      co_return true;
+    });
+  };
+  ASSERT_TRUE(eventually([&] {
+    keep_asking();
+    return hosts(h, sid);
+  })) << status_of(h).dump();
+
+  // H answers requests for it, and the DHT names it as a provider.
+  auto from_h = c1.on_io<std::shared_ptr<client::Session>>(
+      [&]() -> p2p::awaitable<std::shared_ptr<client::Session>> {
+        client::SessionOptions so;
+        so.deadline = 10s;
+        co_return std::make_shared<client::Session>(c1->io().get_executor(), c1->host(),
+                                                    client::fixed_providers({h->id()}), sid, so);
+      });
+  auto got = client::infer_blocking(*from_h, images[1]);
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_EQ(got->peer, h->id());
+  EXPECT_TRUE(eventually([&] {
+    keep_asking();  // the demand goes on until this is checked
+    return dht_names(c2, sid, h->id());
+  }));
+  auto status = status_of(h);
+  ASSERT_TRUE(status.contains("ise"));
+  EXPECT_EQ(status["ise"]["started"], 1);
+  ASSERT_FALSE(status["ise"]["queue"].empty());
+  EXPECT_EQ(status["ise"]["queue"][0]["why"], "rank 1 of the top 1");
+
+  // The demand stops: need lists fade after need_idle (1 s), then T_s (3 s) ends H's service.
+  const auto stopped_asking = std::chrono::steady_clock::now();
+  ASSERT_TRUE(eventually([&] { return !hosts(h, sid); })) << status_of(h).dump();
+  EXPECT_GE(std::chrono::steady_clock::now() - stopped_asking, 1s);
+  // (The engines go first; the teardown counts once the DHT withdrawal returned.)
+  EXPECT_TRUE(eventually([&] { return status_of(h)["ise"]["stopped"] == 1; }));
+  // Its record is withdrawn; O still provides, and C1 learns H's have list is empty.
+  EXPECT_TRUE(eventually([&] { return !dht_names(c2, sid, h->id()); }));
+  EXPECT_TRUE(dht_names(c2, sid, o->id()));
+  EXPECT_TRUE(eventually([&] {
+    return c1.on_io<bool>([&]() -> p2p::awaitable<bool> {
+      co_return c1->swap()->peers_hosting(sid).size() == 1;  // O only
+    });
+  }));
+}
+
+}  // namespace
+}  // namespace idn::node
