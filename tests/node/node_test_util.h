@@ -24,6 +24,15 @@ inline Config test_config() {
   return c;
 }
 
+// A loopback peer that dials `boot` at start, with no HTTP endpoint and a 60 s DHT record TTL.
+inline Config peer_config(const std::vector<core::Multiaddr>& boot) {
+  Config c;
+  c.listen = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0").value()};
+  c.bootstrap = boot;
+  c.dht.record_ttl = std::chrono::seconds(60);
+  return c;
+}
+
 // A Node running on its own thread; stopped and joined on destruction.
 class RunningNode {
  public:

@@ -26,11 +26,7 @@ using namespace std::chrono_literals;
 using testing::RunningNode;
 
 Config config(const std::vector<core::Multiaddr>& boot) {
-  Config c;
-  c.listen = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0").value()};
-  c.bootstrap = boot;
-  c.dht.record_ttl = 60s;
-  return c;
+  return testing::peer_config(boot);
 }
 
 std::unique_ptr<RunningNode> start(Config c, const identity::KeyPair& key) {
