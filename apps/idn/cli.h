@@ -49,5 +49,6 @@ void register_bench_content(CLI::App& bench);    // cmd_bench_content.cpp: idn b
 void register_swap(CLI::App& app);               // cmd_swap.cpp: idn swap probability
 void register_bench_swap(CLI::App& bench);       // cmd_swap.cpp: idn bench swap
 void register_load(CLI::App& app);               // cmd_load.cpp: idn load
+void register_init(CLI::App& app);               // cmd_init.cpp: idn init
 
 }  // namespace idn::cli

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   idn::cli::register_swap(app);
   idn::cli::register_bench_swap(*bench);
   idn::cli::register_load(app);
+  idn::cli::register_init(app);
 #if defined(IDN_WITH_TORCH)
   idn::cli::register_train(app);
   idn::cli::register_eval(app);

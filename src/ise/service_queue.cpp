@@ -95,9 +95,10 @@ std::vector<QueueEntry> ServiceQueue::ranking(const Weight& weight, Time now) {
   });
 
   // The top k on-demand services: unpinned, with demand, best first.
+  std::vector<bool> top(out.size(), false);
   size_t rank = 0;
-  for (QueueEntry& e : out) {
-    bool top = false;
+  for (size_t i = 0; i < out.size(); ++i) {
+    QueueEntry& e = out[i];
     if (e.pinned) {
       e.why = "pinned by the operator (host = [...])";
       continue;
@@ -106,15 +107,32 @@ std::vector<QueueEntry> ServiceQueue::ranking(const Weight& weight, Time now) {
       e.why = e.hosted ? "no demand left" : "no demand";
     } else if (++rank <= config_.k) {
       e.why = fmt::format("rank {} of the top {}", rank, config_.k);
-      top = true;
+      top[i] = true;
     } else {
       e.why = fmt::format("rank {}, below the top {}", rank, config_.k);
     }
-    if (e.hosted && !top) {
-      auto left = config_.min_service_period - (now - *e.hosted_since);
-      if (left > Time::duration::zero())
-        e.why += fmt::format("; kept {} s more (min_service_period_s)",
-                             std::chrono::ceil<std::chrono::seconds>(left).count());
+  }
+  // Slots: a hosted service holds one while it is in the top k or within T_s.
+  size_t held = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    QueueEntry& e = out[i];
+    if (!e.hosted || e.pinned) continue;
+    auto left = config_.min_service_period - (now - *e.hosted_since);
+    if (top[i]) {
+      ++held;
+    } else if (left > Time::duration::zero()) {
+      ++held;
+      e.why += fmt::format("; kept {} s more (min_service_period_s)",
+                           std::chrono::ceil<std::chrono::seconds>(left).count());
+    }
+  }
+  size_t free = config_.k > held ? config_.k - held : 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (!top[i] || out[i].hosted) continue;
+    if (free > 0) {
+      --free;
+    } else {
+      out[i].why += "; no free slot: the hosted services are within min_service_period_s";
     }
   }
   return out;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <random>
 #include <thread>
 
 #include "ise/service_descriptor.h"
@@ -14,18 +15,25 @@ namespace idn::node {
 
 using Clock = std::chrono::steady_clock;
 
-Result<std::unique_ptr<IseAgent>> IseAgent::create(IseConfig config, ModelHost& models,
-                                                   SwapAgent& swap) {
+Result<std::unique_ptr<IseAgent>> IseAgent::create(p2p::asio::any_io_executor ex, IseConfig config,
+                                                   ModelHost& models, SwapAgent& swap) {
   ise::QueueConfig qc;
   qc.k = config.k > 0 ? config.k : std::max<size_t>(1, std::thread::hardware_concurrency());
   qc.min_service_period = config.min_service_period;
   qc.need_idle = config.need_idle;
   IDN_RETURN_IF_ERROR(qc.validate());
-  return std::unique_ptr<IseAgent>(new IseAgent(config, qc, models, swap));
+  return std::unique_ptr<IseAgent>(new IseAgent(std::move(ex), config, qc, models, swap));
 }
 
-IseAgent::IseAgent(IseConfig config, ise::QueueConfig qc, ModelHost& models, SwapAgent& swap)
-    : auto_host_(config.auto_host), queue_(qc), models_(models), swap_(swap) {}
+IseAgent::IseAgent(p2p::asio::any_io_executor ex, IseConfig config, ise::QueueConfig qc,
+                   ModelHost& models, SwapAgent& swap)
+    : auto_host_(config.auto_host),
+      queue_(qc),
+      models_(models),
+      swap_(swap),
+      step_done_(ex),
+      next_init_id_(std::random_device{}()),
+      init_answered_(ex) {}
 
 void IseAgent::used(const core::Multihash& service) {
   used_[service] = Clock::now();
@@ -55,6 +63,96 @@ ise::ServiceQueue::Weight IseAgent::refresh_demand() {
 }
 
 p2p::awaitable<void> IseAgent::step() {
+  while (stepping_) co_await step_done_.wait();
+  stepping_ = true;
+  co_await do_step();
+  stepping_ = false;
+  step_done_.notify_all();
+}
+
+p2p::awaitable<protocol::SwapInitResult> IseAgent::on_init_request(identity::PeerId peer,
+                                                                   protocol::SwapInitRequest r) {
+  stats_.init_requests++;
+  protocol::SwapInitResult res{r.request_id, false, ""};
+  auto id = core::Multihash::from_bytes(r.service_id);
+  if (!id.ok()) {
+    res.reason = "not a service ID: " + id.status().message();
+  } else if (models_.hosts(*id)) {
+    res.hosting = true;
+  } else if (!auto_host_) {
+    res.reason = "this node hosts only what its operator asks for ([ise] auto_host = false)";
+  } else {
+    queue_.on_request(peer.bytes(), r.service_id, Clock::now());
+    co_await step();
+    if (models_.hosts(*id)) {
+      res.hosting = true;
+    } else if (auto f = failed_.find(*id); f != failed_.end()) {
+      res.reason = "initModel failed here (see this node's log)";
+    } else {
+      res.reason = "not in this node's top k";
+      for (const ise::QueueEntry& e : queue_.ranking(refresh_demand(), Clock::now()))
+        if (e.service == r.service_id) res.reason = e.why;
+    }
+  }
+  if (!res.hosting) stats_.init_refused++;
+  spdlog::info("ise: {} asked us to host {}: {}", peer.to_string(),
+               id.ok() ? ise::service_id_text(*id) : std::string("?"),
+               res.hosting ? std::string("hosting") : "no, " + res.reason);
+  co_return res;
+}
+
+void IseAgent::on_init_result(const identity::PeerId& peer, const protocol::SwapInitResult& r) {
+  auto it = pending_.find(r.request_id);
+  if (it == pending_.end() || it->second.peer != peer) return;  // not ours, or late
+  it->second.result = r;
+  init_answered_.notify_all();
+}
+
+p2p::awaitable<InitOutcome> IseAgent::init_peers(core::Multihash service, size_t npeers,
+                                                 std::chrono::milliseconds deadline) {
+  const auto until = Clock::now() + deadline;
+  used(service);
+  InitOutcome out;
+  out.hosting = swap_.peers_hosting(service);
+  std::vector<identity::PeerId> candidates;
+  for (auto& p : swap_.online_peers())
+    if (std::find(out.hosting.begin(), out.hosting.end(), p) == out.hosting.end())
+      candidates.push_back(std::move(p));
+  size_t next = 0;
+  std::vector<uint64_t> mine;  // our pending requests
+  while (out.hosting.size() < npeers) {
+    // Keep as many requests out as peers are still needed.
+    while (out.hosting.size() + mine.size() < npeers && next < candidates.size()) {
+      uint64_t rid = next_init_id_++;
+      pending_.emplace(rid, PendingInit{candidates[next], std::nullopt});
+      mine.push_back(rid);
+      swap_.send_init_request(candidates[next++], {service.bytes(), rid});
+    }
+    if (mine.empty()) break;  // nobody left to ask
+    if (!co_await init_answered_.wait(until)) break;
+    for (auto it = mine.begin(); it != mine.end();) {
+      auto p = pending_.find(*it);
+      if (!p->second.result) {
+        ++it;
+        continue;
+      }
+      if (p->second.result->hosting) {
+        out.hosting.push_back(p->second.peer);
+      } else {
+        out.refused.emplace_back(p->second.peer, p->second.result->reason);
+      }
+      pending_.erase(p);
+      it = mine.erase(it);
+    }
+  }
+  for (uint64_t rid : mine) {
+    out.refused.emplace_back(pending_.at(rid).peer, "no answer before the deadline");
+    pending_.erase(rid);
+  }
+  co_return out;
+}
+
+p2p::awaitable<void> IseAgent::do_step() {
   const auto now = Clock::now();
   // Our need list: what our sessions used within need_idle.
   std::erase_if(used_, [&](const auto& u) { return now - u.second >= queue_.config().need_idle; });
@@ -138,7 +236,9 @@ nlohmann::json IseAgent::status_json() {
           {"queue", std::move(queue)},
           {"started", stats_.started},
           {"stopped", stats_.stopped},
-          {"start_failures", stats_.start_failures}};
+          {"start_failures", stats_.start_failures},
+          {"init_requests", stats_.init_requests},
+          {"init_refused", stats_.init_refused}};
 }
 
 }  // namespace idn::node

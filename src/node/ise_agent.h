@@ -9,6 +9,9 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +20,7 @@
 #include "ise/service_queue.h"
 #include "node/config.h"
 #include "p2p/host.h"
+#include "protocol/messages.h"
 
 namespace idn::node {
 
@@ -30,20 +34,41 @@ inline constexpr std::chrono::seconds kIseRetry{30};
 
 struct IseStats {
   uint64_t started = 0, stopped = 0, start_failures = 0;
+  uint64_t init_requests = 0, init_refused = 0;  // peers' requests that we host a service
+};
+
+// What Node::init_model(service, {.npeers}) got: the peers that host the service (those that
+// did already and those that agreed), and the ones that said no, with why.
+struct InitOutcome {
+  std::vector<identity::PeerId> hosting;
+  std::vector<std::pair<identity::PeerId, std::string>> refused;
 };
 
 class IseAgent {
  public:
   // Errors: InvalidArgument (config). k = 0 becomes the number of cores.
-  static Result<std::unique_ptr<IseAgent>> create(IseConfig config, ModelHost& models,
-                                                  SwapAgent& swap);
+  static Result<std::unique_ptr<IseAgent>> create(p2p::asio::any_io_executor ex, IseConfig config,
+                                                  ModelHost& models, SwapAgent& swap);
 
   // Our sessions used `service`: it joins our need list until need_idle passes without use.
   void used(const core::Multihash& service);
   // A peer asked us for `service` (admitted or refused): demand until need_idle passes.
   void requested(const identity::PeerId& peer, const core::Multihash& service);
   // One round: refresh demand and our need list; with auto_host, start and stop services.
+  // Rounds never overlap (a second caller waits for the first).
   p2p::awaitable<void> step();
+
+  // A peer asks us to host `r.service_id`: its request counts as demand, then the queue
+  // decides (a round runs now). Yes once we host it; no with the queue's reason otherwise.
+  p2p::awaitable<protocol::SwapInitResult> on_init_request(identity::PeerId peer,
+                                                           protocol::SwapInitRequest r);
+  void on_init_result(const identity::PeerId& peer, const protocol::SwapInitResult& r);
+  // initModel across peers (the blog's "have peers load it"): puts the service on our need
+  // list and asks connected Online peers (best provider score first, those that already host
+  // it counted first) until `npeers` host it, each no moving on to the next peer, or until
+  // `deadline`. Returns whoever hosts it by then.
+  p2p::awaitable<InitOutcome> init_peers(core::Multihash service, size_t npeers,
+                                         std::chrono::milliseconds deadline);
 
   const ise::QueueConfig& queue_config() const { return queue_.config(); }
   bool auto_host() const { return auto_host_; }
@@ -52,7 +77,9 @@ class IseAgent {
   nlohmann::json status_json();
 
  private:
-  IseAgent(IseConfig config, ise::QueueConfig qc, ModelHost& models, SwapAgent& swap);
+  IseAgent(p2p::asio::any_io_executor ex, IseConfig config, ise::QueueConfig qc, ModelHost& models,
+           SwapAgent& swap);
+  p2p::awaitable<void> do_step();
   // Weights from ComputeSwap's ledgers, and peers' need lists into the queue.
   ise::ServiceQueue::Weight refresh_demand();
 
@@ -65,6 +92,16 @@ class IseAgent {
   std::map<core::Multihash, std::chrono::steady_clock::time_point> failed_;
   std::map<Bytes, double> weights_;
   IseStats stats_;
+  bool stepping_ = false;
+  p2p::Signal step_done_;
+  // Our init requests awaiting an answer, by request ID.
+  struct PendingInit {
+    identity::PeerId peer;
+    std::optional<protocol::SwapInitResult> result;
+  };
+  std::map<uint64_t, PendingInit> pending_;
+  uint64_t next_init_id_;
+  p2p::Signal init_answered_;
 };
 
 }  // namespace idn::node

@@ -174,6 +174,12 @@ std::shared_ptr<client::Session> Node::session(const core::Multihash& service,
   return session;
 }
 
+awaitable<Result<InitOutcome>> Node::init_model(core::Multihash service, InitOptions options) {
+  if (!ise_) co_return Status::unavailable("initModel on peers needs ComputeSwap ([swap] enabled)");
+  if (options.npeers == 0) co_return Status::invalid_argument("npeers must be at least 1");
+  co_return co_await ise_->init_peers(std::move(service), options.npeers, options.deadline);
+}
+
 std::shared_ptr<Node::ProviderCache> Node::provider_cache(const core::Multihash& service) {
   auto& c = provider_caches_[service];
   if (!c) c = std::make_shared<ProviderCache>(io_.get_executor());
@@ -431,9 +437,16 @@ Status Node::start_services() {
   }
   models_ = std::make_unique<ModelHost>(std::move(parts));
   if (swap_) {
-    auto ise = IseAgent::create(config_.ise, *models_, *swap_);
+    auto ise = IseAgent::create(io_.get_executor(), config_.ise, *models_, *swap_);
     if (!ise.ok()) return ise.status();
     ise_ = std::move(*ise);
+    swap_->set_init_handlers(
+        [ise = ise_.get()](identity::PeerId peer, protocol::SwapInitRequest r) {
+          return ise->on_init_request(std::move(peer), std::move(r));
+        },
+        [ise = ise_.get()](const identity::PeerId& peer, const protocol::SwapInitResult& r) {
+          ise->on_init_result(peer, r);
+        });
     swap_->set_request_seen(
         [ise = ise_.get()](const identity::PeerId& peer, const core::Multihash& service) {
           ise->requested(peer, service);

@@ -116,6 +116,16 @@ class Node {
   // node has it.
   std::shared_ptr<client::Session> session(const core::Multihash& service,
                                            client::SessionOptions opts = {});
+  // initModel across peers (§7.4, the blog's "have peers load it"; io thread): puts `service`
+  // on our need list and asks connected Online peers to host it until `npeers` do (peers
+  // that already host it count), or until `deadline`. Each peer decides through its ISE and
+  // may say no, with why. The service must be published (some peer provides it).
+  // Errors: Unavailable (no ComputeSwap on this node), InvalidArgument (npeers 0).
+  struct InitOptions {
+    size_t npeers = 1;
+    std::chrono::milliseconds deadline{60000};
+  };
+  p2p::awaitable<Result<InitOutcome>> init_model(core::Multihash service, InitOptions options);
   // Split execution (§3.8): runs stages [0, last_local_stage] of a service whose package this
   // node has (hosted or fetched) and the exits on the way; peers continue from the
   // activation. Errors: NotFound (no local package), engine load errors.

@@ -145,7 +145,50 @@ void SwapAgent::start(rpc::Dispatcher& d) {
         self->flush();  // once per message, not per receipt
         co_return first;
       });
+  // Init requests run initModel (seconds): off the stream's reader, answered when done.
+  d.on_init_request(
+      [gate](rpc::SwapContext& ctx, const protocol::SwapInitRequest& r) -> awaitable<Status> {
+        auto self = gate(ctx.peer());
+        if (!self) co_return Status::ok();
+        asio::co_spawn(
+            self->ex_,
+            [self, peer = ctx.peer(), r]() -> awaitable<void> {
+              protocol::SwapInitResult res{r.request_id, false,
+                                           "this node does not host services on request"};
+              if (self->init_requested_) res = co_await self->init_requested_(peer, r);
+              res.request_id = r.request_id;
+              if (!self->stopped_) self->enqueue(peer, std::move(res));
+            },
+            asio::detached);
+        co_return Status::ok();
+      });
+  d.on_init_result(
+      [gate](rpc::SwapContext& ctx, const protocol::SwapInitResult& r) -> awaitable<Status> {
+        auto self = gate(ctx.peer());
+        if (self && self->init_result_) self->init_result_(ctx.peer(), r);
+        co_return Status::ok();
+      });
   asio::co_spawn(ex_, tick_loop(), asio::detached);
+}
+
+void SwapAgent::send_init_request(const identity::PeerId& peer, protocol::SwapInitRequest r) {
+  if (stopped_) return;
+  enqueue(peer, std::move(r));
+}
+
+std::vector<identity::PeerId> SwapAgent::online_peers() {
+  std::vector<std::pair<double, identity::PeerId>> scored;
+  for (const swap::PeerSnapshot& p : swap_->snapshot()) {
+    if (p.state != swap::PeerState::kOnline) continue;
+    auto id = peer_of(p.peer);
+    if (!id || !host_.is_connected(*id)) continue;
+    if (auto score = swap_->provider_score(p.peer)) scored.emplace_back(*score, std::move(*id));
+  }
+  std::stable_sort(scored.begin(), scored.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<identity::PeerId> out;
+  for (auto& [_, p] : scored) out.push_back(std::move(p));
+  return out;
 }
 
 void SwapAgent::stop() {
@@ -515,21 +558,26 @@ Status SwapAgent::record_receipt(const identity::PeerId& from, const protocol::R
 
 // ---- requesting ----
 
-void SwapAgent::set_need_list(const std::vector<core::Multihash>& services) {
-  if (stopped_) return;
+namespace {
+
+std::vector<Bytes> id_bytes(const std::vector<core::Multihash>& services) {
   std::vector<Bytes> ids;
   ids.reserve(services.size());
   for (const auto& s : services) ids.push_back(s.bytes());
-  swap_->set_need_list(std::move(ids));
+  return ids;
+}
+
+}  // namespace
+
+void SwapAgent::set_need_list(const std::vector<core::Multihash>& services) {
+  if (stopped_) return;
+  swap_->set_need_list(id_bytes(services));
   flush();
 }
 
 void SwapAgent::set_have_list(const std::vector<core::Multihash>& services) {
   if (stopped_) return;
-  std::vector<Bytes> ids;
-  ids.reserve(services.size());
-  for (const auto& s : services) ids.push_back(s.bytes());
-  swap_->set_have_list(std::move(ids));
+  swap_->set_have_list(id_bytes(services));
   flush();
 }
 

@@ -75,6 +75,20 @@ class SwapAgent final : public serve::Admission,
   // Called from admit() with each request's peer and service (the ISE counts it as demand).
   using RequestSeen = std::function<void(const identity::PeerId&, const core::Multihash&)>;
   void set_request_seen(RequestSeen fn) { request_seen_ = std::move(fn); }
+  // initModel on request (§7.4): `requested` decides and answers an InitRequest (the ISE);
+  // `result` receives the answers to ours.
+  using InitRequested = std::function<p2p::awaitable<protocol::SwapInitResult>(
+      identity::PeerId, protocol::SwapInitRequest)>;
+  using InitResultSeen =
+      std::function<void(const identity::PeerId&, const protocol::SwapInitResult&)>;
+  void set_init_handlers(InitRequested requested, InitResultSeen result) {
+    init_requested_ = std::move(requested);
+    init_result_ = std::move(result);
+  }
+  void send_init_request(const identity::PeerId& peer, protocol::SwapInitRequest r);
+  // Connected peers Online with us that neither ignore nor blacklisted us, best provider
+  // score first (the peers we may ask for work).
+  std::vector<identity::PeerId> online_peers();
   // Our need list (the services our sessions use): sent to every Online peer now and to each
   // new one.
   void set_need_list(const std::vector<core::Multihash>& services);
@@ -148,6 +162,8 @@ class SwapAgent final : public serve::Admission,
   uint64_t failed_commits_seen_ = 0;
   bool stopped_ = false;
   RequestSeen request_seen_;
+  InitRequested init_requested_;
+  InitResultSeen init_result_;
   SwapAgentStats stats_;
   Registry* metrics_ = nullptr;
   void refresh_metrics();

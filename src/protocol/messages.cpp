@@ -388,6 +388,15 @@ Bytes encode(const SwapMessage& m) {
                    auto* out = pb.mutable_receipts();
                    for (const auto& r : b.receipts) receipt_to_pb(r, out->add_receipts());
                  },
+                 [&](const SwapInitRequest& r) {
+                   pb.mutable_init_request()->set_service_id(from_bytes(r.service_id));
+                   pb.mutable_init_request()->set_request_id(r.request_id);
+                 },
+                 [&](const SwapInitResult& r) {
+                   pb.mutable_init_result()->set_request_id(r.request_id);
+                   pb.mutable_init_result()->set_hosting(r.hosting);
+                   pb.mutable_init_result()->set_reason(r.reason);
+                 },
              },
              m);
   return serialize(pb);
@@ -442,6 +451,16 @@ Result<SwapMessage> decode_swap(ByteView payload, const DecodeLimits& limits) {
       IDN_ASSIGN_OR_RETURN(auto b, receipts_from_pb(pb.receipts(), limits));
       return SwapMessage{std::move(b)};
     }
+    case v1::SwapMessage::kInitRequest: {
+      const auto& r = pb.init_request();
+      IDN_RETURN_IF_ERROR(check_id(r.service_id(), "init_request.service_id", limits));
+      return SwapMessage{SwapInitRequest{to_bytes_field(r.service_id()), r.request_id()}};
+    }
+    case v1::SwapMessage::kInitResult: {
+      const auto& r = pb.init_result();
+      IDN_RETURN_IF_ERROR(check_text(r.reason(), "init_result.reason", limits));
+      return SwapMessage{SwapInitResult{r.request_id(), r.hosting(), r.reason()}};
+    }
     case v1::SwapMessage::BODY_NOT_SET:
       break;
   }
@@ -479,8 +498,9 @@ Result<InferServerMessage> decode_infer_server(ByteView payload, const DecodeLim
 }
 
 std::string_view message_name(const SwapMessage& m) {
-  static constexpr std::string_view kNames[] = {"open",       "need_list", "have_list", "close",
-                                                "checkpoint", "evidence",  "receipts"};
+  static constexpr std::string_view kNames[] = {"open",     "need_list",    "have_list",
+                                                "close",    "checkpoint",   "evidence",
+                                                "receipts", "init_request", "init_result"};
   return kNames[m.index()];
 }
 

@@ -168,8 +168,22 @@ struct SwapReceipts {
   bool operator==(const SwapReceipts&) const = default;
 };
 
+// Please host this service; answered by one SwapInitResult with the same request_id.
+struct SwapInitRequest {
+  Bytes service_id;
+  uint64_t request_id = 0;
+  bool operator==(const SwapInitRequest&) const = default;
+};
+
+struct SwapInitResult {
+  uint64_t request_id = 0;
+  bool hosting = false;
+  std::string reason;  // why not
+  bool operator==(const SwapInitResult&) const = default;
+};
+
 using SwapMessage = std::variant<SwapOpen, NeedList, HaveList, SwapClose, SwapCheckpoint,
-                                 SwapEvidence, SwapReceipts>;
+                                 SwapEvidence, SwapReceipts, SwapInitRequest, SwapInitResult>;
 
 // The exact bytes a receipt's signature covers: a domain-separation tag, then every field
 // but the signature in a fixed, length-prefixed layout. Independent of protobuf's encoding,

@@ -68,6 +68,10 @@ awaitable<Status> Dispatcher::dispatch_swap(SwapContext& ctx, const SwapMessage&
     co_return co_await evidence_(ctx, *e);
   if (auto* b = std::get_if<SwapReceipts>(&m); b && receipts_)
     co_return co_await receipts_(ctx, *b);
+  if (auto* r = std::get_if<SwapInitRequest>(&m); r && init_request_)
+    co_return co_await init_request_(ctx, *r);
+  if (auto* r = std::get_if<SwapInitResult>(&m); r && init_result_)
+    co_return co_await init_result_(ctx, *r);
   stats_.unhandled++;
   co_return Status::ok();
 }

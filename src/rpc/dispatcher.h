@@ -104,6 +104,10 @@ class Dispatcher {
       std::function<p2p::awaitable<Status>(SwapContext&, const SwapCheckpoint&)>;
   using EvidenceHandler = std::function<p2p::awaitable<Status>(SwapContext&, const SwapEvidence&)>;
   using ReceiptsHandler = std::function<p2p::awaitable<Status>(SwapContext&, const SwapReceipts&)>;
+  using InitRequestHandler =
+      std::function<p2p::awaitable<Status>(SwapContext&, const SwapInitRequest&)>;
+  using InitResultHandler =
+      std::function<p2p::awaitable<Status>(SwapContext&, const SwapInitResult&)>;
   // Runs concurrently with the reading of Cancel/Receipt on the same stream. If it returns
   // without sending a final progress, the dispatcher sends one with InferError::kInternal.
   using InferHandler = std::function<p2p::awaitable<void>(InferContext&)>;
@@ -123,6 +127,8 @@ class Dispatcher {
   void on_checkpoint(CheckpointHandler h) { checkpoint_ = std::move(h); }
   void on_evidence(EvidenceHandler h) { evidence_ = std::move(h); }
   void on_receipts(ReceiptsHandler h) { receipts_ = std::move(h); }
+  void on_init_request(InitRequestHandler h) { init_request_ = std::move(h); }
+  void on_init_result(InitResultHandler h) { init_result_ = std::move(h); }
   void on_infer_request(InferHandler h) { infer_ = std::move(h); }
   void on_receipt(ReceiptHandler h) { receipt_ = std::move(h); }
   void on_error(ErrorObserver o) { error_ = std::move(o); }
@@ -163,6 +169,8 @@ class Dispatcher {
   CheckpointHandler checkpoint_;
   EvidenceHandler evidence_;
   ReceiptsHandler receipts_;
+  InitRequestHandler init_request_;
+  InitResultHandler init_result_;
   InferHandler infer_;
   ReceiptHandler receipt_;
   ErrorObserver error_;

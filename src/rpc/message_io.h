@@ -27,6 +27,8 @@ using protocol::Receipt;
 using protocol::SwapCheckpoint;
 using protocol::SwapClose;
 using protocol::SwapEvidence;
+using protocol::SwapInitRequest;
+using protocol::SwapInitResult;
 using protocol::SwapMessage;
 using protocol::SwapOpen;
 using protocol::SwapReceipts;

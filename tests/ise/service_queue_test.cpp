@@ -97,7 +97,9 @@ TEST(ServiceQueue, AServiceThatLeftTheTopKStaysForTsThenIsSwapped) {
   EXPECT_TRUE(plan.start.empty());
   auto r = q.ranking({}, t0 + 59s);
   EXPECT_EQ(find(r, 'X')->why, "no demand left; kept 1 s more (min_service_period_s)");
-  EXPECT_EQ(find(r, 'Y')->why, "rank 1 of the top 1");
+  EXPECT_EQ(find(r, 'Y')->why,
+            "rank 1 of the top 1; no free slot: the hosted services are within "
+            "min_service_period_s");
   // T_s has passed: X goes and Y comes in the same plan.
   plan = q.plan({}, t0 + 60s);
   EXPECT_EQ(plan.stop, std::vector<Bytes>{id('X')});

@@ -22,10 +22,7 @@ using namespace std::chrono_literals;
 using testing::RunningNode;
 
 Config config(const std::vector<core::Multiaddr>& boot) {
-  Config c;
-  c.listen = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0").value()};
-  c.bootstrap = boot;
-  c.dht.record_ttl = 60s;
+  Config c = testing::peer_config(boot);
   c.ise.need_idle = 1s;  // our need list forgets a service 1 s after our last request
   return c;
 }
@@ -140,6 +137,86 @@ TEST(Ise, DemandFromThreePeersMakesTheFourthHostTheServiceUntilTheDemandStops) {
       co_return c1->swap()->peers_hosting(sid).size() == 1;  // O only
     });
   }));
+}
+
+// initModel across peers: C asks for 2 of 3 idle nodes (auto_host, k = 1); exactly 2 come to
+// host the service, a session then gets its answers from them, and a node at capacity says no
+// with its reason.
+TEST(Ise, InitModelWithNpeers2MakesExactlyTwoOfThreeIdleNodesHostTheService) {
+  const auto pkg = idn::testing::tiny_package("b-lenet");
+  const auto other_pkg = idn::testing::tiny_package("b-alexnet");
+  auto images = motifs::to_samples(idn::testing::tiny_data().test.x);
+  RunningNode o(config({}));
+  ASSERT_TRUE(o);
+  Config ic = config(o->listen_addrs());
+  ic.ise.auto_host = true;
+  ic.ise.k = 1;
+  std::vector<std::unique_ptr<RunningNode>> idle;
+  std::vector<core::Multiaddr> idle_addrs;
+  for (int i = 0; i < 3; ++i) {
+    idle.push_back(std::make_unique<RunningNode>(ic));
+    ASSERT_TRUE(*idle.back());
+    for (const auto& a : (*idle.back())->listen_addrs()) idle_addrs.push_back(a);
+  }
+  RunningNode c(config(idle_addrs));
+  ASSERT_TRUE(c);
+  for (auto& n : idle) ASSERT_TRUE((*n)->routing()->wait_connected(20s).is_ok());
+  ASSERT_TRUE(c->routing()->wait_connected(20s).is_ok());
+  auto pub = o.on_io<Result<Published>>([&]() { return o->models().publish(pkg, "test"); });
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  const core::Multihash sid = pub->service_id;
+  // (Checked from an idle node: C stays connected to the three idle nodes only.)
+  ASSERT_TRUE(eventually([&] { return dht_names(*idle[0], sid, o->id()); }));
+  ASSERT_TRUE(eventually([&] {
+    return c.on_io<size_t>([&]() -> p2p::awaitable<size_t> {
+      co_return c->swap()->online_peers().size();
+    }) == 3;
+  }));
+
+  auto out = c.on_io<Result<InitOutcome>>([&]() {
+    return c->init_model(sid, Node::InitOptions{2, std::chrono::milliseconds(60'000)});
+  });
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ(out->hosting.size(), 2u);
+  EXPECT_TRUE(out->refused.empty()) << out->refused.front().second;
+  size_t hosting = 0;
+  for (auto& n : idle) hosting += hosts(*n, sid) ? 1 : 0;
+  EXPECT_EQ(hosting, 2u);
+  for (const auto& p : out->hosting) {
+    auto it = std::find_if(idle.begin(), idle.end(), [&](auto& n) { return (**n).id() == p; });
+    ASSERT_NE(it, idle.end());
+    EXPECT_TRUE(hosts(**it, sid));
+  }
+  // Each of the two answers C's requests.
+  for (const auto& p : out->hosting) {
+    auto s = c.on_io<std::shared_ptr<client::Session>>(
+        [&]() -> p2p::awaitable<std::shared_ptr<client::Session>> {
+          client::SessionOptions so;
+          so.deadline = 10s;
+          co_return std::make_shared<client::Session>(c->io().get_executor(), c->host(),
+                                                      client::fixed_providers({p}), sid, so);
+        });
+    auto got = client::infer_blocking(*s, images[0]);
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    EXPECT_EQ(got->peer, p);
+  }
+  // Asked again for 3: the two count, and the third now hosts it too.
+  out = c.on_io<Result<InitOutcome>>([&]() {
+    return c->init_model(sid, Node::InitOptions{3, std::chrono::milliseconds(60'000)});
+  });
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ(out->hosting.size(), 3u);
+  // Every idle node is now full (k = 1): a second service is refused, with the rank as why.
+  auto pub2 = o.on_io<Result<Published>>([&]() { return o->models().publish(other_pkg, "two"); });
+  ASSERT_TRUE(pub2.ok()) << pub2.status().to_string();
+  auto full = c.on_io<Result<InitOutcome>>([&]() {
+    return c->init_model(pub2->service_id, Node::InitOptions{1, std::chrono::milliseconds(30'000)});
+  });
+  ASSERT_TRUE(full.ok()) << full.status().to_string();
+  EXPECT_TRUE(full->hosting.empty());
+  ASSERT_EQ(full->refused.size(), 3u);
+  for (const auto& [peer, why] : full->refused)
+    EXPECT_NE(why.find("top 1"), std::string::npos) << why;
 }
 
 }  // namespace

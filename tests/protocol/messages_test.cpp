@@ -57,6 +57,24 @@ TEST(Messages, EverySwapMessageRoundTrips) {
   Receipt other{43, id(9), 7000, id(1), id(2), 1700000000002, {}};
   expect_round_trip(SwapMessage{SwapReceipts{{r, other}}}, decode_swap);
   expect_round_trip(SwapMessage{SwapReceipts{}}, decode_swap);
+  expect_round_trip(SwapMessage{SwapInitRequest{id(4), 77}}, decode_swap);
+  expect_round_trip(SwapMessage{SwapInitResult{77, true, ""}}, decode_swap);
+  expect_round_trip(SwapMessage{SwapInitResult{78, false, "at capacity"}}, decode_swap);
+}
+
+TEST(Messages, InitRequestsAndResultsAreChecked) {
+  // A service ID is a multihash of bounded size, and present.
+  EXPECT_EQ(decode_swap(encode(SwapMessage{SwapInitRequest{Bytes(200, 1), 1}})).status().code(),
+            Code::kPeerMisbehaved);
+  EXPECT_EQ(decode_swap(encode(SwapMessage{SwapInitRequest{Bytes{}, 1}})).status().code(),
+            Code::kPeerMisbehaved);
+  DecodeLimits limits;
+  limits.max_text_bytes = 8;
+  EXPECT_EQ(decode_swap(encode(SwapMessage{SwapInitResult{1, false, std::string(9, 'x')}}), limits)
+                .status()
+                .code(),
+            Code::kPeerMisbehaved);
+  EXPECT_EQ(message_name(SwapMessage{SwapInitResult{}}), "init_result");
 }
 
 TEST(Messages, EvidenceAndCheckpointsAreBounded) {

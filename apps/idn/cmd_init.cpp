@@ -1,0 +1,107 @@
+// idn init --service ID --npeers N --bootstrap ADDR...: initModel across peers (§7.4, the
+// blog's "have peers load it"). Joins the network as a client node, connected to the
+// --bootstrap peers, and asks them (best ComputeSwap standing first) to host the service until
+// N do; each decides through its Inference Service Engine and may say no, with why. Prints who
+// hosts it and who refused; exits 0 only when N peers host it.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "cli.h"
+#include "ise/service_descriptor.h"
+#include "node/node.h"
+
+namespace idn::cli {
+namespace {
+
+struct InitArgs {
+  std::string service;
+  int npeers = 1;
+  std::vector<std::string> bootstrap;
+  int timeout_s = 60;
+};
+
+int run_init(const InitArgs& a) {
+  auto sid = ise::parse_service_id(a.service);
+  if (!sid.ok()) return report(sid.status().with_context("--service"));
+  if (a.bootstrap.empty())
+    return report(Status::invalid_argument(
+        "--bootstrap MULTIADDR (ending in /p2p/<id>) names the peers to ask; repeat it"));
+  spdlog::set_level(spdlog::level::warn);
+  node::Config c;
+  bool loopback = true;
+  for (const auto& b : a.bootstrap) {
+    auto ma = node::parse_bootstrap_addr(b);
+    if (!ma.ok()) return report(ma.status().with_context("--bootstrap"));
+    if (auto ip = ma->ip(); !ip || !ip->starts_with("127.")) loopback = false;
+    c.bootstrap.push_back(*ma);
+  }
+  c.listen = {
+      core::Multiaddr::parse(loopback ? "/ip4/127.0.0.1/tcp/0" : "/ip4/0.0.0.0/tcp/0").value()};
+  c.http.reset();
+  c.log_level = "warn";
+  auto n = node::Node::create(std::move(c));
+  if (!n.ok()) return report(n.status());
+  node::Node& nd = **n;
+  std::thread io([&] { (void)nd.run(false); });
+  int rc = [&] {
+    // The bootstrap peers must be connected and Online in ComputeSwap before we can ask them.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(a.timeout_s);
+    size_t online = 0;
+    while (std::chrono::steady_clock::now() < until) {
+      online = nd.block_on(
+          [&]() -> p2p::awaitable<size_t> { co_return nd.swap()->online_peers().size(); });
+      if (online >= a.bootstrap.size()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));  // poll, with a deadline
+    }
+    if (online == 0)
+      return report(Status::unavailable(
+          fmt::format("no --bootstrap peer was connected and Online within {} s", a.timeout_s)));
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    node::Node::InitOptions o{static_cast<size_t>(a.npeers),
+                              std::max(left, std::chrono::milliseconds(1000))};
+    auto out = nd.block_on([&]() -> p2p::awaitable<Result<node::InitOutcome>> {
+      co_return co_await nd.init_model(*sid, o);
+    });
+    if (!out.ok()) return report(out.status());
+    for (const auto& p : out->hosting) std::printf("hosting  %s\n", p.to_string().c_str());
+    for (const auto& [p, why] : out->refused)
+      std::printf("refused  %s  %s\n", p.to_string().c_str(), why.c_str());
+    std::printf("%zu of %d peer(s) host %s\n", out->hosting.size(), a.npeers,
+                ise::service_id_text(*sid).c_str());
+    if (out->hosting.size() < static_cast<size_t>(a.npeers))
+      return report(Status::unavailable(fmt::format(
+          "only {} of the {} peers asked for host the service", out->hosting.size(), a.npeers)));
+    return 0;
+  }();
+  nd.shutdown();
+  io.join();
+  return rc;
+}
+
+}  // namespace
+
+void register_init(CLI::App& app) {
+  auto a = std::make_shared<InitArgs>();
+  CLI::App* c = app.add_subcommand(
+      "init",
+      "Ask peers to host a service (initModel): each decides through its Inference Service "
+      "Engine ([ise] auto_host) and says yes or no, with why");
+  c->add_option("--service", a->service, "Service ID (Qm...) of a published service")->required();
+  c->add_option("--npeers", a->npeers, "How many peers should host it")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  c->add_option("--bootstrap", a->bootstrap,
+                "Multiaddr of a peer to ask (ending in /p2p/<id>), repeatable; asked best "
+                "ComputeSwap standing first");
+  c->add_option("--timeout-s", a->timeout_s, "Give up after this long")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  c->callback([a] { run_or_exit(run_init(*a)); });
+}
+
+}  // namespace idn::cli
