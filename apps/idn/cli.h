@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "node/config.h"
 
 namespace idn::cli {
 
@@ -20,6 +21,10 @@ double percentile(std::vector<double> v, double p);
 std::filesystem::path default_models_dir();
 // IDN's data directory: $IDN_HOME, else ~/.idn.
 std::string default_data_dir();
+// A client node that joins through `bootstrap` (multiaddrs ending in /p2p/<id>): it listens
+// on 127.0.0.1 when every bootstrap peer is on loopback (else on 0.0.0.0), on an ephemeral
+// port, without HTTP, logging warnings only. Errors: InvalidArgument naming --bootstrap.
+Result<node::Config> client_config(const std::vector<std::string>& bootstrap);
 // Wraps a command body: runs it, maps a non-zero return to CLI11's exit path.
 void run_or_exit(int rc);
 

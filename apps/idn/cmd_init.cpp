@@ -31,19 +31,9 @@ int run_init(const InitArgs& a) {
     return report(Status::invalid_argument(
         "--bootstrap MULTIADDR (ending in /p2p/<id>) names the peers to ask; repeat it"));
   spdlog::set_level(spdlog::level::warn);
-  node::Config c;
-  bool loopback = true;
-  for (const auto& b : a.bootstrap) {
-    auto ma = node::parse_bootstrap_addr(b);
-    if (!ma.ok()) return report(ma.status().with_context("--bootstrap"));
-    if (auto ip = ma->ip(); !ip || !ip->starts_with("127.")) loopback = false;
-    c.bootstrap.push_back(*ma);
-  }
-  c.listen = {
-      core::Multiaddr::parse(loopback ? "/ip4/127.0.0.1/tcp/0" : "/ip4/0.0.0.0/tcp/0").value()};
-  c.http.reset();
-  c.log_level = "warn";
-  auto n = node::Node::create(std::move(c));
+  auto c = client_config(a.bootstrap);
+  if (!c.ok()) return report(c.status());
+  auto n = node::Node::create(std::move(*c));
   if (!n.ok()) return report(n.status());
   node::Node& nd = **n;
   std::thread io([&] { (void)nd.run(false); });
