@@ -254,9 +254,6 @@ awaitable<Result<std::vector<identity::PeerId>>> Node::look_up_providers(
   auto started = std::chrono::steady_clock::now();
   cache->looking_up = true;
   auto found = co_await models_->providers(service, n, {});
-  cache->looking_up = false;
-  cache->error = found.ok() ? Status::ok() : found.status();
-  cache->looked_up.notify_all();
   auto took = std::chrono::steady_clock::now() - started;
   if (took > kSlowProviderLookup) {
     spdlog::warn("finding providers of {} took {} ms ({})", ise::service_id_text(service),
@@ -267,6 +264,10 @@ awaitable<Result<std::vector<identity::PeerId>>> Node::look_up_providers(
     cache->peers = *found;
     cache->expires = started + kProviderCacheTtl;
   }
+  // The requests waiting for this lookup read the cache (or its error) when they wake.
+  cache->error = found.ok() ? Status::ok() : found.status();
+  cache->looking_up = false;
+  cache->looked_up.notify_all();
   co_return found;
 }
 
