@@ -25,7 +25,7 @@ using Ms = std::chrono::milliseconds;
 
 struct AtomicCounters {
   std::atomic<uint64_t> valid{0}, malformed{0}, forged{0}, replayed{0}, expired{0}, withdrawn{0},
-      rate_limited{0}, rejected{0}, published{0}, refreshed{0};
+      rate_limited{0}, rejected{0}, published{0}, refreshed{0}, lookups{0};
 };
 
 // Multiaddrs in a record value: count, then each length-prefixed.
@@ -85,11 +85,17 @@ std::string key_string(RecordKind kind, ByteView key) {
 }  // namespace
 
 std::vector<std::pair<std::string, uint64_t>> RoutingCounters::named() const {
-  return {{"records_valid", records_valid},         {"records_malformed", records_malformed},
-          {"records_forged", records_forged},       {"records_replayed", records_replayed},
-          {"records_expired", records_expired},     {"records_withdrawn", records_withdrawn},
-          {"puts_rate_limited", puts_rate_limited}, {"puts_rejected", puts_rejected},
-          {"records_published", records_published}, {"records_refreshed", records_refreshed}};
+  return {{"records_valid", records_valid},
+          {"records_malformed", records_malformed},
+          {"records_forged", records_forged},
+          {"records_replayed", records_replayed},
+          {"records_expired", records_expired},
+          {"records_withdrawn", records_withdrawn},
+          {"puts_rate_limited", puts_rate_limited},
+          {"puts_rejected", puts_rejected},
+          {"records_published", records_published},
+          {"records_refreshed", records_refreshed},
+          {"lookups", lookups}};
 }
 
 Bytes DhtRouting::dht_key(RecordKind kind, ByteView key) {
@@ -331,6 +337,7 @@ struct DhtRouting::Impl {
     };
     auto st = std::make_shared<State>();
     Bytes dk = dht_key(kind, rkey);
+    c.lookups++;
     runner.get(
         dht::InfoHash(dk.data(), dk.size()),
         [st](const std::vector<std::shared_ptr<dht::Value>>& vals) {
@@ -627,6 +634,7 @@ RoutingCounters DhtRouting::counters() const {
   r.puts_rejected = c.rejected;
   r.records_published = c.published;
   r.records_refreshed = c.refreshed;
+  r.lookups = c.lookups;
   return r;
 }
 

@@ -62,6 +62,7 @@ struct RoutingCounters {
   uint64_t puts_rejected = 0;      // incoming puts refused as malformed, oversized or older
   uint64_t records_published = 0;  // our own puts, first and refreshed
   uint64_t records_refreshed = 0;
+  uint64_t lookups = 0;  // our DHT gets (findProviders, findPeer, getValue)
   // (name, value) pairs in a fixed order, for a metrics registry.
   std::vector<std::pair<std::string, uint64_t>> named() const;
 };
