@@ -56,6 +56,10 @@ ise::ServiceQueue::Weight IseAgent::refresh_demand() {
     // owe nothing count too (with s = Σ r_i alone a new network would host nothing).
     weights_[p.peer] = 1.0 + swap::debt_ratio(p.credit, p.debt, sc.grace_ops);
   }
+  return weight();
+}
+
+ise::ServiceQueue::Weight IseAgent::weight() const {
   return [this](const Bytes& peer) {
     auto it = weights_.find(peer);
     return it == weights_.end() ? 1.0 : it->second;
@@ -90,7 +94,7 @@ p2p::awaitable<protocol::SwapInitResult> IseAgent::on_init_request(identity::Pee
       res.reason = "initModel failed here (see this node's log)";
     } else {
       res.reason = "not in this node's top k";
-      for (const ise::QueueEntry& e : queue_.ranking(refresh_demand(), Clock::now()))
+      for (const ise::QueueEntry& e : queue_.ranking(weight(), Clock::now()))
         if (e.service == r.service_id) res.reason = e.why;
     }
   }
@@ -214,7 +218,7 @@ p2p::awaitable<void> IseAgent::do_step() {
 nlohmann::json IseAgent::status_json() {
   const auto now = Clock::now();
   nlohmann::json queue = nlohmann::json::array();
-  for (const ise::QueueEntry& e : queue_.ranking(refresh_demand(), now)) {
+  for (const ise::QueueEntry& e : queue_.ranking(weight(), now)) {
     auto id = core::Multihash::from_bytes(e.service);
     nlohmann::json j = {{"service_id", id.ok() ? ise::service_id_text(*id) : std::string("?")},
                         {"score", e.score},

@@ -82,6 +82,8 @@ class IseAgent {
   p2p::awaitable<void> do_step();
   // Weights from ComputeSwap's ledgers, and peers' need lists into the queue.
   ise::ServiceQueue::Weight refresh_demand();
+  // The weights of the last refresh (a status read or an answer needs no fresh snapshot).
+  ise::ServiceQueue::Weight weight() const;
 
   bool auto_host_;
   ise::ServiceQueue queue_;
