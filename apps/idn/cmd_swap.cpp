@@ -222,7 +222,7 @@ int run_ledger(const LedgerArgs& a) {
 
 struct BenchArgs {
   size_t requests = 20000;
-  uint32_t checkpoint_every = 256;
+  uint32_t checkpoint_every = swap::Config{}.checkpoint_every;
   size_t commit_every = 32;  // requests per group commit; 0: one transaction per update
   std::string out = "bench/out/swap.csv";
   std::string dir;  // where the two ledger files go (default: the temp directory)

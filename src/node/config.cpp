@@ -257,7 +257,7 @@ class Parser {
         IDN_ASSIGN_OR_RETURN(auto x, positive(v, full, 24 * 3600 * 1000));
         c.receipt_timeout_ms = static_cast<uint32_t>(x);
       } else if (key == "checkpoint_every") {
-        IDN_ASSIGN_OR_RETURN(auto x, positive(v, full, 1'000'000));
+        IDN_ASSIGN_OR_RETURN(auto x, positive(v, full, swap::kMaxCheckpointEvery));
         c.checkpoint_every = static_cast<uint32_t>(x);
       } else if (key == "commit_interval_ms") {
         IDN_ASSIGN_OR_RETURN(auto x, in_range(v, full, 0, 60'000));

@@ -49,8 +49,8 @@
 //   ignore_period_s = 30                    # T_g: a refused or caught peer is ignored
 //   idle_close_s = 120                      # T_c: a silent peer is closed (final = false)
 //   receipt_timeout_ms = 10000              # an answer unreceipted this long is unpaid
-//   checkpoint_every = 256                  # receipts between signed ledger checkpoints
-//   commit_interval_ms = 50                 # ledger updates committed together (0: each);
+//   checkpoint_every = 1024                 # receipts between signed ledger checkpoints (<= 2048)
+//   commit_interval_ms = 200                # ledger updates committed together (0: each);
 //                                           #   receipts leave after it: < receipt_timeout_ms
 //   challenge_rate = 0.01                   # share of our requests sent as challenges
 //   on_challenge_failure = "ignore"         # or "blacklist"

@@ -1,8 +1,14 @@
 #include "swap/config.h"
 
 #include <cmath>
+#include <string>
+
+#include "protocol/messages.h"
 
 namespace idn::swap {
+
+static_assert(2 * kMaxCheckpointEvery <= protocol::DecodeLimits{}.max_evidence_receipts,
+              "an Open's evidence must hold the receipts of two checkpoint windows");
 
 Status validate(const Config& c) {
   Status st = validate(c.strategy());
@@ -20,6 +26,11 @@ Status validate(const Config& c) {
     return Status::invalid_argument(
         "[swap] commit_interval_ms must be below receipt_timeout_ms (receipts leave only after "
         "the commit that holds them)");
+  }
+  if (c.checkpoint_every == 0 || c.checkpoint_every > kMaxCheckpointEvery) {
+    return Status::invalid_argument(
+        "[swap] checkpoint_every must be within 1.." + std::to_string(kMaxCheckpointEvery) +
+        " (an Open's evidence carries the receipts after the last checkpoint, at most 4096)");
   }
   if (c.idle_close_s == 0) return Status::invalid_argument("[swap] idle_close_s must be > 0");
   for (const auto& t : c.trusted) {

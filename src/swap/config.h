@@ -16,6 +16,10 @@
 
 namespace idn::swap {
 
+// The largest checkpoint_every: half of what an Open's evidence may carry
+// (protocol::DecodeLimits::max_evidence_receipts).
+inline constexpr uint32_t kMaxCheckpointEvery = 2048;
+
 enum class ChallengeFailure { kIgnore, kBlacklist };
 enum class MismatchPolicy { kReconcile, kContempt };
 
@@ -37,17 +41,19 @@ struct Config {
   // the requester's debt in our view (not in the shared ledger). Covers a slow requester.
   uint32_t receipt_timeout_ms = 10'000;
   // A checkpoint is signed every this many receipts (and at close): two signs and two verifies,
-  // ~400-600 us here, so every 256 receipts costs ~2 us per receipt (64 cost ~9); Open's
-  // evidence (the receipts after the last checkpoint) stays under ~40 KB.
-  uint32_t checkpoint_every = 256;
+  // ~400-600 us here, so every 1024 receipts costs under 1 us per receipt (256 cost ~2-3, 64
+  // ~9). Open's evidence (the receipts after the last checkpoint) stays under ~160 KB. At most
+  // kMaxCheckpointEvery: evidence must fit DecodeLimits::max_evidence_receipts with room for a
+  // checkpoint the peer was slow to sign.
+  uint32_t checkpoint_every = 1024;
   // Group commit: ledger updates are committed together at most this long after the first
-  // (0: each update is its own transaction). A commit costs ~100 us of CPU here, a small
-  // model's request ~400 us: at 10 ms commits were ~10 us of each B-LeNet request, at 50 ms
-  // ~2 (docs/results.md). A kill -9 loses at most this much of a provider's receipts, which
-  // the next Open restores from the requester's copies; a requester sends its receipts (in
-  // one batch per provider) only once they are committed, so this must stay below
-  // receipt_timeout_ms. At most 60000.
-  uint32_t commit_interval_ms = 50;
+  // (0: each update is its own transaction). A commit costs ~100-300 us of CPU here, a small
+  // model's request ~350 us: at 10 ms commits were ~10 us of each B-LeNet request, at 50 ms
+  // ~4, at 200 ms ~1 (docs/results.md). A kill -9 loses at most this much of a provider's
+  // receipts, which the next Open restores from the requester's copies; a requester sends its
+  // receipts (in one batch per provider) only once they are committed, so this must stay
+  // below receipt_timeout_ms. At most 60000.
+  uint32_t commit_interval_ms = 200;
   // Fraction of requests a requester sends as challenges with a known answer (§7.5.3.3).
   double challenge_rate = 0.01;
   ChallengeFailure on_challenge_failure = ChallengeFailure::kIgnore;

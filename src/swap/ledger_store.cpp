@@ -11,6 +11,20 @@
 #include "swap/receipt_log.h"
 
 namespace idn::swap {
+
+namespace {
+
+// m[peer], allocating the key only when the entry is new (the per-request paths look up
+// existing peers thousands of times a second).
+template <class Map>
+typename Map::mapped_type& entry(Map& m, ByteView peer) {
+  auto it = m.find(peer);
+  if (it == m.end())
+    it = m.emplace(Bytes(peer.begin(), peer.end()), typename Map::mapped_type{}).first;
+  return it->second;
+}
+
+}  // namespace
 namespace {
 
 bool same(ByteView a, ByteView b) {
@@ -308,6 +322,10 @@ Status LedgerStore::commit(uint32_t young_charge_rounds) {
 }
 
 const Ledger& LedgerStore::ledger(ByteView peer) {
+  return ledger_entry(peer);
+}
+
+Ledger& LedgerStore::ledger_entry(ByteView peer) {
   auto it = ledgers_.find(peer);
   if (it == ledgers_.end())
     it = ledgers_.emplace(to_bytes(peer), Ledger::between(self_, peer)).first;
@@ -325,7 +343,7 @@ std::vector<Bytes> LedgerStore::peers() const {
 
 const ChargeTotals& LedgerStore::charges(ByteView peer) {
   if (auto it = totals_.find(peer); it != totals_.end()) return it->second;
-  return totals_[to_bytes(peer)];
+  return entry(totals_, peer);
 }
 
 Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView service_id,
@@ -337,15 +355,15 @@ Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView serv
   }
   if (group_) {
     // Memory first: the receipt usually settles it before a commit writes it.
-    auto& open = open_charges_[to_bytes(peer)];
+    auto& open = entry(open_charges_, peer);
     if (open.count(request_id)) {
       return Status::invalid_argument(
           fmt::format("request {} of this peer is already charged", request_id));
     }
-    unsaved_charges_[to_bytes(peer)][request_id] = {operations, deadline_unix_ms,
-                                                    to_bytes(service_id), commit_rounds_};
+    entry(unsaved_charges_, peer)[request_id] = {operations, deadline_unix_ms, to_bytes(service_id),
+                                                 commit_rounds_};
     open[request_id] = {operations, false};
-    auto& t = totals_[to_bytes(peer)];
+    auto& t = entry(totals_, peer);
     t.pending_ops += operations;
     ++t.pending;
     return Status::ok();
@@ -366,10 +384,10 @@ Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView serv
     return st;
   }
   wrote();
-  auto& t = totals_[to_bytes(peer)];
+  auto& t = entry(totals_, peer);
   t.pending_ops += operations;
   ++t.pending;
-  open_charges_[to_bytes(peer)][request_id] = {operations, false};
+  entry(open_charges_, peer)[request_id] = {operations, false};
   return Status::ok();
 }
 
@@ -438,9 +456,10 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
   }
   ReceiptOutcome out;
   out.we_served = we_served;
-  out.ledger = ledger(peer);
+  Ledger& current = ledger_entry(peer);
+  out.ledger = current;
   if (holds(peer, we_served, r.request_id)) return out;  // a replay: nothing changes
-  Ledger next = out.ledger;
+  Ledger& next = out.ledger;  // becomes current once the receipt is stored
   IDN_RETURN_IF_ERROR(next.charge(r.signer, r.operations));
 
   // The charge this receipt settles (provider side).
@@ -490,7 +509,7 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
                             .run("record shortfall"));
   }
   if (group_) {
-    unwritten_[to_bytes(peer)].push_back(held);
+    entry(unwritten_, peer).push_back(held);
   } else {
     IDN_ASSIGN_OR_RETURN(Bytes body, encode_receipt_log(self_, peer, std::span(&held, 1)));
     put_log_->reset();
@@ -503,17 +522,17 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
   }
   wrote();
 
-  ledgers_[to_bytes(peer)] = next;
-  Held& h = held_[to_bytes(peer)];
+  current = next;
+  Held& h = entry(held_, peer);
   (we_served ? h.served : h.paid).insert(r.request_id);
   h.after_checkpoint.push_back(std::move(held));
   if (charge) {
-    auto& t = totals_[to_bytes(peer)];
+    auto& t = entry(totals_, peer);
     uint64_t& ops = charge->second ? t.unpaid_ops : t.pending_ops;
     uint64_t& n = charge->second ? t.unpaid : t.pending;
     ops -= std::min(ops, charge->first);
     n -= std::min<uint64_t>(n, 1);
-    auto& pc = open_charges_[to_bytes(peer)];
+    auto& pc = entry(open_charges_, peer);
     if (shortfall > 0) {
       t.unpaid_ops += shortfall;
       ++t.unpaid;
@@ -523,7 +542,6 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
     }
   }
   out.applied = true;
-  out.ledger = next;
   return out;
 }
 

@@ -122,6 +122,8 @@ class LedgerStore {
       : db_(std::move(db)), self_(std::move(self)) {}
   Status init();
   Status load();
+  // The ledger with `peer`, created (zero) if there is none yet.
+  Ledger& ledger_entry(ByteView peer);
   // Group commit: opens the shared transaction if none is open. No-op otherwise.
   Status join_batch();
   // Group commit: writes the charges still open that only memory holds and are at least

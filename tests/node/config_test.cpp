@@ -182,7 +182,8 @@ trusted = [")") + kPeer +
   EXPECT_EQ(s.receipt_timeout_ms, 500u);
   EXPECT_EQ(s.checkpoint_every, 8u);
   EXPECT_EQ(s.commit_interval_ms, 0u);
-  EXPECT_EQ(d->swap.params.commit_interval_ms, 50u);
+  EXPECT_EQ(d->swap.params.commit_interval_ms, 200u);
+  EXPECT_EQ(d->swap.params.checkpoint_every, 1024u);
   EXPECT_EQ(s.challenge_rate, 0.25);
   EXPECT_EQ(s.on_challenge_failure, swap::ChallengeFailure::kBlacklist);
   EXPECT_EQ(s.on_ledger_mismatch, swap::MismatchPolicy::kContempt);
@@ -193,6 +194,7 @@ trusted = [")") + kPeer +
   EXPECT_THAT(err("[swap]\nm = 1\n"), HasSubstr("m must be a number > 1"));
   EXPECT_THAT(err("[swap]\nchallenge_rate = 2\n"), HasSubstr("challenge_rate"));
   EXPECT_THAT(err("[swap]\ncommit_interval_ms = 60001\n"), HasSubstr("out of range (0..60000)"));
+  EXPECT_THAT(err("[swap]\ncheckpoint_every = 2049\n"), HasSubstr("out of range"));
   EXPECT_THAT(err("[swap]\ncommit_interval_ms = 10000\n"), HasSubstr("below receipt_timeout_ms"));
   EXPECT_THAT(err("[swap]\ntrusted = [\"nope\"]\n"), HasSubstr("is not a peer ID"));
   EXPECT_THAT(err("[swap]\non_challenge_failure = \"shrug\"\n"), HasSubstr("shrug"));
