@@ -57,5 +57,6 @@ void register_load(CLI::App& app);               // cmd_load.cpp: idn load
 void register_init(CLI::App& app);               // cmd_init.cpp: idn init
 // cmd_daimon.cpp: idn daimon, idn daimon attack bruteforce; returns `daimon` for the ML hooks.
 CLI::App* register_daimon(CLI::App& app);
+void register_daimon_ml(CLI::App& daimon);  // ml/cmd_daimon.cpp: problem create, prove, verify
 
 }  // namespace idn::cli
