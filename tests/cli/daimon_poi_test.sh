@@ -3,7 +3,8 @@
 # FashionMNIST test labels), `prove` for the tiny B-LeNet, `verify` holding (exit 0, a signed
 # verdict written), then each tampering rejected with exit 1 and one line naming the check:
 # outputs edited after signing (signature), another package claiming the proof (digest), a d_c
-# the model does not beat (improvement); and a file that is not a proof (exit 2).
+# the model does not beat (improvement); a file that is not a proof (exit 2); and the inverse
+# attack's contrast (§6.4).
 # Usage: daimon_poi_test.sh PATH_TO_IDN FIXTURES_DIR
 set -euo pipefail
 idn="$1"
@@ -61,6 +62,16 @@ cp -r "$model" "$dir/renamed"
 sed -i 's/"name": "[^"]*"/"name": "someone-else"/' "$dir/renamed/model.json"
 rejected "another package" "digest" "$dir/proof.json" "$dir/renamed"
 rejected "a d_c not beaten" "improvement" "$dir/proof.json" "$model" --d-c 0.01
+
+# §6.4: the inverse attack recovers x_t from data near it, not from random data.
+"$idn" daimon attack inverse --m 100 --n 32 --del-epochs 2 --epochs 3 --samples-per-epoch 128 \
+  --hidden 64 --out "$dir/inverse.csv" >"$dir/inverse.out" 2>"$dir/inverse.log" ||
+  fail "attack inverse"
+python3 - "$dir/inverse.csv" <<'PY' || fail "attack inverse: near x_t is not below random"
+import csv, sys
+last = {r["data"]: float(r["error"]) for r in csv.DictReader(open(sys.argv[1]))}
+sys.exit(0 if last["near x_t"] < 0.2 and last["random"] > 0.5 else 1)
+PY
 
 echo '{"format": "x"}' >"$dir/bad.json"
 set +e

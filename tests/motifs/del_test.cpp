@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "daimon/labels.h"
+#include "motifs/del_attack.h"
 
 namespace idn::motifs {
 namespace {
@@ -112,6 +113,31 @@ TEST(Del, RejectsLabelVectorsOfTheWrongSizeOrClass) {
   std::vector<Label> xt_bad = xt;
   xt_bad[0] = 9;
   EXPECT_FALSE(train_del(xt_bad, o).ok());
+}
+
+// §6.4, Fig. 6.5's contrast: trained on label vectors near x_t the inverse network recovers x_t;
+// trained on random label vectors it stays near chance (1 - 1/C).
+TEST(DelInverseAttack, RecoversXtOnlyFromDataNearIt) {
+  const auto xt = test_labels(60, 4, 6);
+  DelOptions o = small_options(DelEncoding::kOneHot);
+  o.classes = 4;
+  o.epochs = 4;
+  o.samples_per_epoch = 256;
+  auto del = train_del(xt, o);
+  ASSERT_TRUE(del.ok());
+  InverseAttackOptions a;
+  a.epochs = 8;
+  a.samples_per_epoch = 256;
+  a.batch = 32;
+  a.hidden = 64;
+  a.data = InverseData::kNearby;
+  auto nearby = inverse_attack(*del, xt, a);
+  a.data = InverseData::kRandom;
+  auto random = inverse_attack(*del, xt, a);
+  ASSERT_TRUE(nearby.ok() && random.ok());
+  ASSERT_EQ(nearby->size(), 8u);
+  EXPECT_LT(nearby->back(), 0.1);
+  EXPECT_GT(random->back(), 0.5);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include "identity/peer_id.h"
 #include "model/file_io.h"
 #include "motifs/del.h"
+#include "motifs/del_attack.h"
 #include "plot.h"
 #include "poi/poi.h"
 
@@ -239,9 +240,81 @@ int run_verify(const VerifyArgs& a) {
   return 0;
 }
 
+struct InverseArgs {
+  std::string data_dir;
+  int64_t m = 1000;
+  motifs::DelOptions del;
+  motifs::InverseAttackOptions attack;
+  std::string out = "bench/out/daimon-inverse.csv";
+};
+
+// §6.4: a DEL for the first m test labels, then f^-1 trained from random label vectors and
+// from vectors near x_t; e(f^-1(y_t), x_t) per epoch for each (Fig. 6.5).
+int run_inverse(InverseArgs a) {
+  fs::path dir = a.data_dir.empty() ? data::default_fashion_mnist_dir() : fs::path(a.data_dir);
+  auto test = data::load_fashion_mnist(dir, data::Split::kTest);
+  if (!test.ok()) return report(test.status());
+  if (a.m < 1 || a.m > test->n) {
+    return report(Status::invalid_argument(fmt::format("--m must be within 1..{}", test->n)));
+  }
+  std::vector<daimon::Label> xt;
+  for (int64_t i = 0; i < a.m; ++i) xt.push_back(static_cast<daimon::Label>(test->labels[size_t(i)]));
+  torch::set_num_threads(2);
+  std::printf("DEL for the first %lld test labels (%d epochs)...\n", (long long)a.m, a.del.epochs);
+  std::fflush(stdout);
+  auto del = motifs::train_del(xt, a.del);
+  if (!del.ok()) return report(del.status());
+  std::string csv = "epoch,data,error\n";
+  PlotSpec plot{"Inverse-mapping attack (Fig. 6.5)", "epoch", "error e(f^-1(y_t), x_t) (%)", {}};
+  for (auto data : {motifs::InverseData::kRandom, motifs::InverseData::kNearby}) {
+    const char* name = data == motifs::InverseData::kRandom ? "random" : "near x_t";
+    motifs::InverseAttackOptions o = a.attack;
+    o.data = data;
+    PlotSeries s{std::string("data: ") + name, {}, {}, true};
+    auto errors = motifs::inverse_attack(*del, xt, o, [&](int epoch, double e) {
+      std::printf("%-9s epoch %3d  error %.2f %%\n", name, epoch, e * 100);
+      std::fflush(stdout);
+    });
+    if (!errors.ok()) return report(errors.status());
+    for (size_t i = 0; i < errors->size(); ++i) {
+      csv += fmt::format("{},{},{:.6f}\n", i + 1, name, (*errors)[i]);
+      s.x.push_back(double(i + 1));
+      s.y.push_back((*errors)[i] * 100);
+    }
+    plot.series.push_back(std::move(s));
+  }
+  if (Status st = write_text(a.out, csv); !st.is_ok()) return report(st);
+  fs::path png = fs::path(a.out).replace_extension(".png");
+  if (Status st = plot_png(plot, png); !st.is_ok()) return report(st);
+  std::printf("wrote %s and %s\n", a.out.c_str(), png.c_str());
+  return 0;
+}
+
 }  // namespace
 
 void register_daimon_ml(CLI::App& daimon) {
+  auto ia = std::make_shared<InverseArgs>();
+  ia->del.epochs = 10;
+  ia->del.samples_per_epoch = 2048;
+  auto* attack = daimon.get_subcommand("attack");
+  auto* inverse = attack->add_subcommand(
+      "inverse",
+      "Train f^-1 from y back to labels, from random label vectors and from ones near x_t, and "
+      "report how much of x_t it recovers per epoch (§6.4, Fig. 6.5)");
+  inverse->add_option("--data-dir", ia->data_dir, "FashionMNIST IDX files (default: Debian's)");
+  inverse->add_option("--m", ia->m, "Test labels (the first m)")->capture_default_str();
+  inverse->add_option("--n", ia->del.n, "DEL embedding dimension")->capture_default_str();
+  inverse->add_option("--del-epochs", ia->del.epochs, "DEL training epochs")->capture_default_str();
+  inverse->add_option("--epochs", ia->attack.epochs, "Attack epochs")->capture_default_str();
+  inverse->add_option("--samples-per-epoch", ia->attack.samples_per_epoch,
+                      "Attack samples per epoch")
+      ->capture_default_str();
+  inverse->add_option("--hidden", ia->attack.hidden, "Attack MLP hidden units")->capture_default_str();
+  inverse->add_option("--seed", ia->attack.seed, "Seed")->capture_default_str();
+  inverse->add_option("--out", ia->out, "CSV (epoch,data,error); the plot goes beside it")
+      ->capture_default_str();
+  inverse->callback([ia] { run_or_exit(run_inverse(*ia)); });
+
   auto* problem = daimon.add_subcommand("problem", "DaiMoN problems: hidden test labels");
   problem->require_subcommand(1);
   auto c = std::make_shared<CreateArgs>();
