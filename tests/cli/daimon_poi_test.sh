@@ -64,8 +64,8 @@ rejected "another package" "digest" "$dir/proof.json" "$dir/renamed"
 rejected "a d_c not beaten" "improvement" "$dir/proof.json" "$model" --d-c 0.01
 
 # §6.4: the inverse attack recovers x_t from data near it, not from random data.
-"$idn" daimon attack inverse --m 100 --n 32 --del-epochs 2 --epochs 3 --samples-per-epoch 128 \
-  --hidden 64 --out "$dir/inverse.csv" >"$dir/inverse.out" 2>"$dir/inverse.log" ||
+"$idn" daimon attack inverse --m 100 --n 32 --del-epochs 2 --epochs 4 --samples-per-epoch 256 \
+  --hidden 1024 --out "$dir/inverse.csv" >"$dir/inverse.out" 2>"$dir/inverse.log" ||
   fail "attack inverse"
 python3 - "$dir/inverse.csv" <<'PY' || fail "attack inverse: near x_t is not below random"
 import csv, sys
