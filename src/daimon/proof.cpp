@@ -114,6 +114,22 @@ std::string fmt_float(float f) {
   return fmt::format("{:.9g}", f);
 }
 
+// The peer ID text of a public key; empty when the key is unusable.
+std::string peer_text(ByteView public_key) {
+  auto pk = identity::PublicKey::from_protobuf(public_key);
+  return pk.ok() ? identity::PeerId::from_public_key(*pk).to_string() : std::string();
+}
+
+// The "prover"/"verifier" field is not signed: it only names the key's peer ID, and must.
+Status check_named(const nlohmann::json& j, const char* field, ByteView public_key) {
+  auto text = j[field].get<std::string>();
+  if (text != peer_text(public_key)) {
+    return Status::invalid_argument(
+        fmt::format("\"{}\" is \"{}\", not the peer ID of \"public_key\"", field, text));
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 Bytes signed_bytes(const Proof& p) {
@@ -168,9 +184,7 @@ Status check_signature(const Verification& v) {
 nlohmann::json to_json(const Proof& p) {
   nlohmann::json y = nlohmann::json::array();
   for (float f : p.y) y.push_back(nlohmann::json::parse(fmt_float(f)));
-  std::string prover;
-  if (auto pk = identity::PublicKey::from_protobuf(p.public_key); pk.ok())
-    prover = identity::PeerId::from_public_key(*pk).to_string();
+  std::string prover = peer_text(p.public_key);
   return {{"format", "idn-daimon-proof"},
           {"version", kProofVersion},
           {"problem", p.problem},
@@ -182,9 +196,7 @@ nlohmann::json to_json(const Proof& p) {
 }
 
 nlohmann::json to_json(const Verification& v) {
-  std::string verifier;
-  if (auto pk = identity::PublicKey::from_protobuf(v.public_key); pk.ok())
-    verifier = identity::PeerId::from_public_key(*pk).to_string();
+  std::string verifier = peer_text(v.public_key);
   return {{"format", "idn-daimon-verification"},
           {"version", kProofVersion},
           {"proof", hex_encode(v.proof_digest)},
@@ -208,6 +220,8 @@ Result<Proof> proof_from_json(const nlohmann::json& j) {
   IDN_ASSIGN_OR_RETURN(p.y, r.floats("y"));
   IDN_ASSIGN_OR_RETURN(p.public_key, r.hex("public_key"));
   IDN_ASSIGN_OR_RETURN(p.signature, r.hex("signature"));
+  IDN_RETURN_IF_ERROR(r.string("prover").status());
+  IDN_RETURN_IF_ERROR(check_named(j, "prover", p.public_key).with_context("proof"));
   return p;
 }
 
@@ -225,6 +239,8 @@ Result<Verification> verification_from_json(const nlohmann::json& j) {
   IDN_ASSIGN_OR_RETURN(v.holds, r.boolean("holds"));
   IDN_ASSIGN_OR_RETURN(v.public_key, r.hex("public_key"));
   IDN_ASSIGN_OR_RETURN(v.signature, r.hex("signature"));
+  IDN_RETURN_IF_ERROR(r.string("verifier").status());
+  IDN_RETURN_IF_ERROR(check_named(j, "verifier", v.public_key).with_context("verification"));
   return v;
 }
 

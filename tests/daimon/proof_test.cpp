@@ -73,6 +73,9 @@ TEST(DaimonProof, StrictJsonNamesWhatIsWrong) {
   hex["signature"] = "zz";
   EXPECT_NE(err(hex).find("not hex"), std::string::npos);
   EXPECT_FALSE(proof_from_json(nlohmann::json::array()).ok());
+  auto prover = j;
+  prover["prover"] = "12D3KooWsomeoneelse";
+  EXPECT_NE(err(prover).find("not the peer ID"), std::string::npos);
   auto fmt = j;
   fmt["format"] = "idn-daimon-verification";
   EXPECT_FALSE(proof_from_json(fmt).ok());
