@@ -29,7 +29,7 @@ struct DelOptions {
   uint32_t classes = 10;
   int64_t n = 256;        // embedding dimension
   int64_t hidden = 1024;  // §6.2
-  DelEncoding encoding = DelEncoding::kValue;  // see docs/results.md: 10x smaller at m = 10,000
+  DelEncoding encoding = DelEncoding::kOneHot;
   int epochs = 20;
   int64_t samples_per_epoch = 4096;  // fresh GENERATEDATA samples each epoch
   int64_t batch = 64;

@@ -34,7 +34,7 @@ struct CreateArgs {
   std::string out;
   int64_t m = 10000;
   motifs::DelOptions del;
-  std::string encoding = "value";
+  std::string encoding = "one-hot";
   double d_c = 1.0, delta = 0.01;
   int eval_samples = 2000;
   std::string report = "bench/out/daimon";
