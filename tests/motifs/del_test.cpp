@@ -35,6 +35,15 @@ DelOptions small_options(DelEncoding e) {
   return o;
 }
 
+// A one-hot DEL for `xt` trained briefly (the checks that use it need no accuracy).
+Result<Del> quick_del(const std::vector<Label>& xt, uint32_t classes, int epochs, int64_t samples) {
+  DelOptions o = small_options(DelEncoding::kOneHot);
+  o.classes = classes;
+  o.epochs = epochs;
+  o.samples_per_epoch = samples;
+  return train_del(xt, o);
+}
+
 // Mean |e - d| over fresh GENERATEDATA samples whose error is below `max_error` (near x_t).
 double mean_gap_near(Del& del, const std::vector<Label>& xt, double max_error, int samples) {
   std::mt19937_64 rng(99);
@@ -98,11 +107,7 @@ TEST(Del, APackageSavedAndLoadedEmbedsTheSame) {
 
 TEST(Del, RejectsLabelVectorsOfTheWrongSizeOrClass) {
   const auto xt = test_labels(20, 3, 4);
-  DelOptions o = small_options(DelEncoding::kOneHot);
-  o.classes = 3;
-  o.epochs = 1;
-  o.samples_per_epoch = 32;
-  auto del = train_del(xt, o);
+  auto del = quick_del(xt, 3, 1, 32);
   ASSERT_TRUE(del.ok());
   EXPECT_FALSE(del->embed(std::vector<Label>(19, 0)).ok());
   std::vector<Label> bad(20, 0);
@@ -112,18 +117,14 @@ TEST(Del, RejectsLabelVectorsOfTheWrongSizeOrClass) {
   EXPECT_NE(r.status().message().find("position 7"), std::string::npos);
   std::vector<Label> xt_bad = xt;
   xt_bad[0] = 9;
-  EXPECT_FALSE(train_del(xt_bad, o).ok());
+  EXPECT_FALSE(quick_del(xt_bad, 3, 1, 32).ok());
 }
 
 // §6.4, Fig. 6.5's contrast: trained on label vectors near x_t the inverse network recovers x_t;
 // trained on random label vectors it stays near chance (1 - 1/C).
 TEST(DelInverseAttack, RecoversXtOnlyFromDataNearIt) {
   const auto xt = test_labels(60, 4, 6);
-  DelOptions o = small_options(DelEncoding::kOneHot);
-  o.classes = 4;
-  o.epochs = 4;
-  o.samples_per_epoch = 256;
-  auto del = train_del(xt, o);
+  auto del = quick_del(xt, 4, 4, 256);
   ASSERT_TRUE(del.ok());
   InverseAttackOptions a;
   a.epochs = 8;
