@@ -71,9 +71,9 @@ Result<Problem> load_problem(const fs::path& dir) {
   };
   nlohmann::json j = nlohmann::json::parse(raw.begin(), raw.end(), nullptr, false);
   if (!j.is_object()) return bad("not a JSON object");
-  if (j.value("format", "") != "idn-daimon-problem" || j.value("version", 0) != 1)
-    return bad("not an idn-daimon-problem, version 1");
   try {
+    if (j.at("format") != "idn-daimon-problem" || j.at("version") != 1)
+      return bad("not an idn-daimon-problem, version 1");
     p.classes = j.at("classes").get<uint32_t>();
     p.m = j.at("m").get<int64_t>();
     p.yt = j.at("y_t").get<std::vector<float>>();

@@ -24,9 +24,6 @@ typename Map::mapped_type& entry(Map& m, ByteView peer) {
   return it->second;
 }
 
-}  // namespace
-namespace {
-
 bool same(ByteView a, ByteView b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
 }
