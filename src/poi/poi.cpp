@@ -16,6 +16,12 @@ Result<std::string> package_cid(const std::filesystem::path& model_dir) {
   return imported.cid.to_string();
 }
 
+Result<std::string> problem_cid(const std::filesystem::path& problem_dir) {
+  store::NullSink sink;
+  IDN_ASSIGN_OR_RETURN(auto imported, store::import_path(problem_dir, sink));
+  return imported.cid.to_string();
+}
+
 Result<std::vector<daimon::Label>> predict(const std::filesystem::path& model_dir,
                                            const core::Tensor& inputs, uint32_t classes) {
   IDN_ASSIGN_OR_RETURN(auto engine, engine::Engine::load(model_dir));

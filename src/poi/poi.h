@@ -18,6 +18,9 @@ namespace idn::poi {
 
 // The root CID (text) of a package's serving files, as `idn publish` computes it.
 Result<std::string> package_cid(const std::filesystem::path& model_dir);
+// The root CID (text) of a problem directory as `idn add` imports it: `idn share` and
+// `idn fetch CID --out DIR` move a problem between peers by this CID.
+Result<std::string> problem_cid(const std::filesystem::path& problem_dir);
 // M(Z): the label the model answers for each input, batch by batch, with its own exit rule.
 Result<std::vector<daimon::Label>> predict(const std::filesystem::path& model_dir,
                                            const core::Tensor& inputs, uint32_t classes);

@@ -30,6 +30,11 @@ for f in problem.json inputs.safetensors del/model.json del/weights.safetensors;
   [ -f "$dir/problem/$f" ] || fail "problem lacks $f"
 done
 ! grep -qi label "$dir/problem/problem.json" || fail "problem.json mentions labels"
+# The problem is content: `idn add` gives the CID create printed.
+cid="$(sed -n 's/^problem cid: \([^ ]*\).*/\1/p' "$dir/create.out")"
+[ -n "$cid" ] || fail "create printed no problem cid"
+"$idn" add "$dir/problem" --store "$dir/store" >"$dir/add.out" 2>"$dir/add.log" || fail "idn add"
+grep -qx "$cid" "$dir/add.out" || fail "idn add gave $(tail -1 "$dir/add.out"), create said $cid"
 [ -f "$dir/report/del-training.csv" ] && [ -f "$dir/report/del-gap.png" ] || fail "no report"
 
 "$idn" daimon prove "$model" --problem "$dir/problem" --key "$dir/prover.key" \

@@ -154,7 +154,12 @@ int run_create(CreateArgs a) {
   core::Tensor inputs = core::Tensor::f32({z.n, z.c, z.h, z.w}, z.images);
   if (Status st = poi::write_problem(a.out, *del, inputs, xt, a.d_c, a.delta); !st.is_ok())
     return report(st);
-  std::printf("wrote problem %s (DEL trained in %.1f s)\n", a.out.c_str(), train_s);
+  auto cid = poi::problem_cid(a.out);
+  if (!cid.ok()) return report(cid.status());
+  std::printf(
+      "wrote problem %s (DEL trained in %.1f s)\nproblem cid: %s (idn add %s; peers "
+      "fetch it with idn fetch CID --out DIR)\n",
+      a.out.c_str(), train_s, cid->c_str(), a.out.c_str());
   fs::path rep(a.report);
   if (Status st = write_text(rep / "del-training.csv", epochs_csv); !st.is_ok()) return report(st);
   PlotSpec loss{"DEL training (Fig. 6.1)", "epoch", "mean |e - d|", {train, held}};
@@ -258,7 +263,8 @@ int run_inverse(InverseArgs a) {
     return report(Status::invalid_argument(fmt::format("--m must be within 1..{}", test->n)));
   }
   std::vector<daimon::Label> xt;
-  for (int64_t i = 0; i < a.m; ++i) xt.push_back(static_cast<daimon::Label>(test->labels[size_t(i)]));
+  for (int64_t i = 0; i < a.m; ++i)
+    xt.push_back(static_cast<daimon::Label>(test->labels[size_t(i)]));
   torch::set_num_threads(2);
   std::printf("DEL for the first %lld test labels (%d epochs)...\n", (long long)a.m, a.del.epochs);
   std::fflush(stdout);
@@ -306,10 +312,11 @@ void register_daimon_ml(CLI::App& daimon) {
   inverse->add_option("--n", ia->del.n, "DEL embedding dimension")->capture_default_str();
   inverse->add_option("--del-epochs", ia->del.epochs, "DEL training epochs")->capture_default_str();
   inverse->add_option("--epochs", ia->attack.epochs, "Attack epochs")->capture_default_str();
-  inverse->add_option("--samples-per-epoch", ia->attack.samples_per_epoch,
-                      "Attack samples per epoch")
+  inverse
+      ->add_option("--samples-per-epoch", ia->attack.samples_per_epoch, "Attack samples per epoch")
       ->capture_default_str();
-  inverse->add_option("--hidden", ia->attack.hidden, "Attack MLP hidden units")->capture_default_str();
+  inverse->add_option("--hidden", ia->attack.hidden, "Attack MLP hidden units")
+      ->capture_default_str();
   inverse->add_option("--seed", ia->attack.seed, "Seed")->capture_default_str();
   inverse->add_option("--out", ia->out, "CSV (epoch,data,error); the plot goes beside it")
       ->capture_default_str();
