@@ -250,12 +250,19 @@ struct InverseArgs {
   int64_t m = 1000;
   motifs::DelOptions del;
   motifs::InverseAttackOptions attack;
+  std::string data = "both";  // random | near | both
   std::string out = "bench/out/daimon-inverse.csv";
 };
 
 // §6.4: a DEL for the first m test labels, then f^-1 trained from random label vectors and
 // from vectors near x_t; e(f^-1(y_t), x_t) per epoch for each (Fig. 6.5).
 int run_inverse(InverseArgs a) {
+  std::vector<motifs::InverseData> runs;
+  if (a.data == "random" || a.data == "both") runs.push_back(motifs::InverseData::kRandom);
+  if (a.data == "near" || a.data == "both") runs.push_back(motifs::InverseData::kNearby);
+  if (runs.empty()) {
+    return report(Status::invalid_argument("--data must be random, near or both"));
+  }
   fs::path dir = a.data_dir.empty() ? data::default_fashion_mnist_dir() : fs::path(a.data_dir);
   auto test = data::load_fashion_mnist(dir, data::Split::kTest);
   if (!test.ok()) return report(test.status());
@@ -272,7 +279,7 @@ int run_inverse(InverseArgs a) {
   if (!del.ok()) return report(del.status());
   std::string csv = "epoch,data,error\n";
   PlotSpec plot{"Inverse-mapping attack (Fig. 6.5)", "epoch", "error e(f^-1(y_t), x_t) (%)", {}};
-  for (auto data : {motifs::InverseData::kRandom, motifs::InverseData::kNearby}) {
+  for (auto data : runs) {
     const char* name = data == motifs::InverseData::kRandom ? "random" : "near x_t";
     motifs::InverseAttackOptions o = a.attack;
     o.data = data;
@@ -318,6 +325,9 @@ void register_daimon_ml(CLI::App& daimon) {
   inverse->add_option("--hidden", ia->attack.hidden, "Attack MLP hidden units")
       ->capture_default_str();
   inverse->add_option("--seed", ia->attack.seed, "Seed")->capture_default_str();
+  inverse
+      ->add_option("--data", ia->data, "The attacker's training data: random, near (x_t) or both")
+      ->capture_default_str();
   inverse->add_option("--out", ia->out, "CSV (epoch,data,error); the plot goes beside it")
       ->capture_default_str();
   inverse->callback([ia] { run_or_exit(run_inverse(*ia)); });
