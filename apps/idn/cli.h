@@ -4,11 +4,16 @@
 
 #include <CLI/CLI.hpp>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "core/status.h"
 #include "node/config.h"
+
+namespace idn::node {
+class Node;
+}
 
 namespace idn::cli {
 
@@ -25,6 +30,10 @@ std::string default_data_dir();
 // on 127.0.0.1 when every bootstrap peer is on loopback (else on 0.0.0.0), on an ephemeral
 // port, without HTTP, logging warnings only. Errors: InvalidArgument naming --bootstrap.
 Result<node::Config> client_config(const std::vector<std::string>& bootstrap);
+// Runs `body` with such a client node running on its own io thread, then shuts the node down;
+// returns body's exit code (or reports why the node could not start).
+int with_client_node(const std::vector<std::string>& bootstrap,
+                     const std::function<int(node::Node&)>& body);
 // Wraps a command body: runs it, maps a non-zero return to CLI11's exit path.
 void run_or_exit(int rc);
 

@@ -30,14 +30,7 @@ int run_init(const InitArgs& a) {
   if (a.bootstrap.empty())
     return report(Status::invalid_argument(
         "--bootstrap MULTIADDR (ending in /p2p/<id>) names the peers to ask; repeat it"));
-  spdlog::set_level(spdlog::level::warn);
-  auto c = client_config(a.bootstrap);
-  if (!c.ok()) return report(c.status());
-  auto n = node::Node::create(std::move(*c));
-  if (!n.ok()) return report(n.status());
-  node::Node& nd = **n;
-  std::thread io([&] { (void)nd.run(false); });
-  int rc = [&] {
+  return with_client_node(a.bootstrap, [&](node::Node& nd) {
     // The bootstrap peers must be connected and Online in ComputeSwap before we can ask them.
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(a.timeout_s);
     size_t online = 0;
@@ -67,10 +60,7 @@ int run_init(const InitArgs& a) {
       return report(Status::unavailable(fmt::format(
           "only {} of the {} peers asked for host the service", out->hosting.size(), a.npeers)));
     return 0;
-  }();
-  nd.shutdown();
-  io.join();
-  return rc;
+  });
 }
 
 }  // namespace

@@ -253,14 +253,7 @@ int run_remote_infer(const InferArgs& a) {
         "--service needs --bootstrap MULTIADDR of a node of the network (ending in /p2p/<id>)"));
   auto in = infer_input(a);
   if (!in.ok()) return report(in.status());
-  spdlog::set_level(spdlog::level::warn);
-  auto c = client_config(a.bootstrap);
-  if (!c.ok()) return report(c.status());
-  auto n = node::Node::create(std::move(*c));
-  if (!n.ok()) return report(n.status());
-  node::Node& nd = **n;
-  std::thread io([&] { (void)nd.run(false); });
-  int rc = [&] {
+  return with_client_node(a.bootstrap, [&](node::Node& nd) {
     if (Status s = nd.routing()->wait_connected(std::chrono::seconds(20)); !s.is_ok())
       return report(s.with_context("joining the DHT"));
     client::SessionOptions so;
@@ -286,10 +279,7 @@ int run_remote_infer(const InferArgs& a) {
     if (in->second >= 0) std::printf("label   %lld\n", static_cast<long long>(in->second));
     if (!sum.status.is_ok()) return report(sum.status);
     return 0;
-  }();
-  nd.shutdown();
-  io.join();
-  return rc;
+  });
 }
 
 int run_infer(InferArgs& a) {
