@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "identity/keys.h"
 #include "node/config.h"
 
 namespace idn::node {
@@ -34,6 +35,10 @@ Result<node::Config> client_config(const std::vector<std::string>& bootstrap);
 // returns body's exit code (or reports why the node could not start).
 int with_client_node(const std::vector<std::string>& bootstrap,
                      const std::function<int(node::Node&)>& body);
+// A key file (idn id new), unlocked by the first line of `passphrase_file` or $IDN_PASSPHRASE
+// when it is encrypted (cmd_id.cpp).
+Result<identity::KeyPair> load_key_file(const std::string& file,
+                                        const std::string& passphrase_file);
 // Wraps a command body: runs it, maps a non-zero return to CLI11's exit path.
 void run_or_exit(int rc);
 

@@ -75,12 +75,7 @@ int run_new(const NewArgs& a) {
 }
 
 int run_show(const ShowArgs& a) {
-  // An unencrypted file needs no passphrase; an encrypted one reports how to supply it.
-  auto p = identity::resolve_passphrase(a.passphrase_file, /*allow_none=*/true);
-  if (!p.ok()) return report(p.status());
-  std::optional<std::string_view> pass;
-  if (*p) pass = **p;
-  auto key = identity::load_key(a.file, pass);
+  auto key = load_key_file(a.file, a.passphrase_file);
   if (!key.ok()) return report(key.status());
   identity::PeerId id = identity::PeerId::from_public_key(key->public_key());
   std::printf("peer_id:    %s\n", id.to_base58().c_str());
@@ -92,6 +87,15 @@ int run_show(const ShowArgs& a) {
 }
 
 }  // namespace
+
+Result<identity::KeyPair> load_key_file(const std::string& file,
+                                        const std::string& passphrase_file) {
+  // An unencrypted file needs no passphrase; an encrypted one reports how to supply it.
+  IDN_ASSIGN_OR_RETURN(auto p, identity::resolve_passphrase(passphrase_file, /*allow_none=*/true));
+  std::optional<std::string_view> pass;
+  if (p) pass = *p;
+  return identity::load_key(file, pass);
+}
 
 void register_id(CLI::App& app) {
   auto* id = app.add_subcommand("id", "Create or inspect a node identity (Ed25519 key, peer ID)");

@@ -14,7 +14,6 @@
 #include "../cli.h"
 #include "daimon/labels.h"
 #include "data/dataset.h"
-#include "identity/keystore.h"
 #include "identity/peer_id.h"
 #include "model/file_io.h"
 #include "motifs/del.h"
@@ -173,13 +172,6 @@ int run_create(CreateArgs a) {
   return 0;
 }
 
-Result<identity::KeyPair> key_from(const std::string& file, const std::string& passphrase_file) {
-  IDN_ASSIGN_OR_RETURN(auto p, identity::resolve_passphrase(passphrase_file, /*allow_none=*/true));
-  std::optional<std::string_view> pass;
-  if (p) pass = *p;
-  return identity::load_key(file, pass);
-}
-
 Status write_json(const fs::path& p, const nlohmann::json& j) {
   std::string s = j.dump(2) + "\n";
   return model::write_file_atomic(p,
@@ -191,7 +183,7 @@ struct ProveArgs {
 };
 
 int run_prove(const ProveArgs& a) {
-  auto key = key_from(a.key, a.passphrase_file);
+  auto key = load_key_file(a.key, a.passphrase_file);
   if (!key.ok()) return report(key.status());
   auto problem = poi::load_problem(a.problem);
   if (!problem.ok()) return report(problem.status());
@@ -226,7 +218,7 @@ int run_verify(const VerifyArgs& a) {
   if (!v.ok()) return report(v.status());
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   if (!a.key.empty()) {
-    auto key = key_from(a.key, a.passphrase_file);
+    auto key = load_key_file(a.key, a.passphrase_file);
     if (!key.ok()) return report(key.status());
     daimon::sign(v->verification, *key);
     if (!a.out.empty()) {
