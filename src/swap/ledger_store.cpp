@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <set>
 #include <span>
+#include <tuple>
 #include <utility>
 
 #include "swap/receipt_log.h"
@@ -13,16 +14,6 @@
 namespace idn::swap {
 
 namespace {
-
-// m[peer], allocating the key only when the entry is new (the per-request paths look up
-// existing peers thousands of times a second).
-template <class Map>
-typename Map::mapped_type& entry(Map& m, ByteView peer) {
-  auto it = m.find(peer);
-  if (it == m.end())
-    it = m.emplace(Bytes(peer.begin(), peer.end()), typename Map::mapped_type{}).first;
-  return it->second;
-}
 
 bool same(ByteView a, ByteView b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
@@ -150,22 +141,31 @@ Status LedgerStore::migrate_receipt_rows() {
   return Status::ok();
 }
 
-bool LedgerStore::holds(ByteView peer, bool we_served, uint64_t request_id) const {
-  auto it = held_.find(peer);
-  if (it == held_.end()) return false;
-  const Held& h = it->second;
-  return we_served ? h.served.count(request_id) || h.older_served.count(request_id)
-                   : h.paid.count(request_id) || h.older_paid.count(request_id);
+bool LedgerStore::holds(const Book& b, bool we_served, uint64_t request_id) {
+  return we_served ? b.served.count(request_id) || b.older_served.count(request_id)
+                   : b.paid.count(request_id) || b.older_paid.count(request_id);
+}
+
+std::shared_ptr<const Bytes> LedgerStore::share_service(Book& b, ByteView service) {
+  if (!b.last_service || !same(*b.last_service, service))
+    b.last_service = std::make_shared<const Bytes>(service.begin(), service.end());
+  return b.last_service;
+}
+
+LedgerStore::Book& LedgerStore::book(ByteView peer) {
+  auto it = books_.find(peer);
+  if (it == books_.end()) {
+    it = books_.emplace(to_bytes(peer), Book{}).first;
+    it->second.ledger = Ledger::between(self_, peer);
+  }
+  return it->second;
 }
 
 Status LedgerStore::load() {
-  ledgers_.clear();
-  totals_.clear();
-  open_charges_.clear();
-  unsaved_charges_.clear();
-  checkpoints_.clear();
-  held_.clear();
-  unwritten_.clear();
+  books_.clear();
+  unsaved_entries_ = 0;
+  unsaved_charges_ = 0;
+  next_deadline_ = UINT64_MAX;
   {
     IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, debt1, debt2, sequence, unix_ms, sig1,"
                                               " sig2 FROM checkpoints"));
@@ -184,8 +184,9 @@ Status LedgerStore::load() {
       c.unix_ms = s.u64(4);
       c.sig1 = s.blob(5);
       c.sig2 = s.blob(6);
-      checkpoints_[peer] = c;
-      ledgers_[peer] = c.ledger;
+      Book& b = book(peer);
+      b.ledger = c.ledger;
+      b.checkpoint = std::move(c);
     }
   }
   {
@@ -198,39 +199,46 @@ Status LedgerStore::load() {
       Bytes peer = s.blob(0);
       if (peer.empty() || same(peer, self_))
         return Status::corruption("receipt log row with a bad peer ID");
-      Ledger& l = ledgers_.try_emplace(peer, Ledger::between(self_, peer)).first->second;
-      auto cp = checkpoints_.find(peer);
-      const uint64_t base = cp != checkpoints_.end() ? cp->second.ledger.sequence : 0;
+      Book& b = book(peer);
+      Ledger& l = b.ledger;
+      const uint64_t base = b.checkpoint ? b.checkpoint->ledger.sequence : 0;
       if (s.u64(1) <= base) continue;
-      IDN_ASSIGN_OR_RETURN(auto records, decode_receipt_log(self_, peer, s.blob(2)));
-      Held& h = held_[peer];
+      IDN_ASSIGN_OR_RETURN(auto records, decode_log_records(s.blob(2)));
+      const bool peer_is_1 = same(l.node1, peer);
       for (auto& rec : records) {
         if (rec.sequence <= base) continue;
-        uint64_t& d = same(rec.receipt.signer, l.node1) ? l.debt1 : l.debt2;
-        if (d > UINT64_MAX - rec.receipt.operations)
-          return Status::corruption("ledger debt overflows");
-        d += rec.receipt.operations;
+        // The debtor is the one who did not serve.
+        uint64_t& d = rec.we_served == peer_is_1 ? l.debt1 : l.debt2;
+        if (d > UINT64_MAX - rec.operations) return Status::corruption("ledger debt overflows");
+        d += rec.operations;
         l.sequence = std::max(l.sequence, rec.sequence);
-        (same(rec.receipt.server, self_) ? h.served : h.paid).insert(rec.receipt.request_id);
-        h.after_checkpoint.push_back(std::move(rec));
+        (rec.we_served ? b.served : b.paid).insert(rec.request_id);
+        b.after_checkpoint.push_back(std::move(rec));
       }
     }
-    for (auto& [peer, h] : held_) {
-      std::sort(h.after_checkpoint.begin(), h.after_checkpoint.end(),
-                [](const HeldReceipt& a, const HeldReceipt& b) { return a.sequence < b.sequence; });
+    for (auto& [peer, b] : books_) {
+      std::sort(b.after_checkpoint.begin(), b.after_checkpoint.end(),
+                [](const LogRecord& x, const LogRecord& y) { return x.sequence < y.sequence; });
     }
   }
   {
-    IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, request_id, ops, unpaid FROM charges"));
+    IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, request_id, service, ops, deadline_ms,"
+                                              " unpaid FROM charges"));
     for (;;) {
       IDN_ASSIGN_OR_RETURN(bool row, s.step());
       if (!row) break;
       Bytes peer = s.blob(0);
-      bool unpaid = s.i64(3) != 0;
-      auto& t = totals_[peer];
-      (unpaid ? t.unpaid_ops : t.pending_ops) += s.u64(2);
-      ++(unpaid ? t.unpaid : t.pending);
-      open_charges_[peer][s.u64(1)] = {s.u64(2), unpaid};
+      if (peer.empty() || same(peer, self_)) return Status::corruption("charge with a bad peer ID");
+      Book& b = book(peer);
+      OpenCharge c{.operations = s.u64(3),
+                   .deadline_unix_ms = s.u64(4),
+                   .service = share_service(b, s.blob(2)),
+                   .unpaid = s.i64(5) != 0,
+                   .saved = true};
+      (c.unpaid ? b.totals.unpaid_ops : b.totals.pending_ops) += c.operations;
+      ++(c.unpaid ? b.totals.unpaid : b.totals.pending);
+      if (!c.unpaid) next_deadline_ = std::min(next_deadline_, c.deadline_unix_ms);
+      b.open[s.u64(1)] = std::move(c);
     }
   }
   return Status::ok();
@@ -254,35 +262,30 @@ Status LedgerStore::join_batch() {
   return Status::ok();
 }
 
-uint64_t LedgerStore::unsaved_charges() const {
-  uint64_t n = 0;
-  for (const auto& [peer, charges] : unsaved_charges_) n += charges.size();
-  return n;
-}
-
 Status LedgerStore::save_charges(uint32_t min_rounds) {
-  if (unsaved_charges_.empty()) return Status::ok();
-  for (auto p = unsaved_charges_.begin(); p != unsaved_charges_.end();) {
-    const Bytes& peer = p->first;
-    for (auto it = p->second.begin(); it != p->second.end();) {
-      const auto& [id, c] = *it;
-      if (commit_rounds_ - c.round < min_rounds) {
-        ++it;
-        continue;
-      }
+  if (unsaved_entries_ == 0) return Status::ok();
+  for (auto& [peer, b] : books_) {
+    size_t done = 0;
+    for (; done < b.unsaved.size(); ++done) {
+      auto it = b.open.find(b.unsaved[done]);
+      if (it == b.open.end() || it->second.saved) continue;  // settled (or saved) since
+      OpenCharge& c = it->second;
+      if (commit_rounds_ - c.round < min_rounds) break;  // this one and those after are younger
       IDN_RETURN_IF_ERROR(join_batch());
       put_charge_->reset();
       IDN_RETURN_IF_ERROR(put_charge_->bind(1, peer)
-                              .bind(2, id)
-                              .bind(3, c.service_id)
+                              .bind(2, it->first)
+                              .bind(3, *c.service)
                               .bind(4, c.operations)
                               .bind(5, c.deadline_unix_ms)
-                              .bind(6, int64_t(0))
+                              .bind(6, int64_t(c.unpaid ? 1 : 0))
                               .run("record charge"));
       wrote();
-      it = p->second.erase(it);
+      c.saved = true;
+      --unsaved_charges_;
     }
-    p = p->second.empty() ? unsaved_charges_.erase(p) : std::next(p);
+    b.unsaved.erase(b.unsaved.begin(), b.unsaved.begin() + ptrdiff_t(done));
+    unsaved_entries_ -= done;
   }
   return Status::ok();
 }
@@ -319,124 +322,124 @@ Status LedgerStore::commit(uint32_t young_charge_rounds) {
 }
 
 const Ledger& LedgerStore::ledger(ByteView peer) {
-  return ledger_entry(peer);
-}
-
-Ledger& LedgerStore::ledger_entry(ByteView peer) {
-  auto it = ledgers_.find(peer);
-  if (it == ledgers_.end())
-    it = ledgers_.emplace(to_bytes(peer), Ledger::between(self_, peer)).first;
-  return it->second;
+  return book(peer).ledger;
 }
 
 std::vector<Bytes> LedgerStore::peers() const {
   std::vector<Bytes> out;
-  for (const auto& [p, l] : ledgers_) out.push_back(p);
-  for (const auto& [p, t] : totals_) {
-    if (!ledgers_.count(p)) out.push_back(p);
-  }
+  out.reserve(books_.size());
+  for (const auto& [p, b] : books_) out.push_back(p);
   return out;
 }
 
 const ChargeTotals& LedgerStore::charges(ByteView peer) {
-  if (auto it = totals_.find(peer); it != totals_.end()) return it->second;
-  return entry(totals_, peer);
+  return book(peer).totals;
+}
+
+LedgerStore::Balance LedgerStore::balance(ByteView peer) {
+  const Book& b = book(peer);
+  return {b.ledger, b.totals};
 }
 
 Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView service_id,
                                uint64_t operations, uint64_t deadline_unix_ms) {
   if (same(peer, self_)) return Status::invalid_argument("cannot charge ourselves");
-  if (holds(peer, /*we_served=*/true, request_id)) {
+  Book& b = book(peer);
+  if (holds(b, /*we_served=*/true, request_id)) {
     return Status::invalid_argument(
         fmt::format("request {} of this peer was already receipted", request_id));
   }
+  if (b.open.count(request_id)) {
+    return Status::invalid_argument(
+        fmt::format("request {} of this peer is already charged", request_id));
+  }
+  OpenCharge c{.operations = operations,
+               .deadline_unix_ms = deadline_unix_ms,
+               .service = share_service(b, service_id),
+               .round = commit_rounds_};
   if (group_) {
     // Memory first: the receipt usually settles it before a commit writes it.
-    auto& open = entry(open_charges_, peer);
-    if (open.count(request_id)) {
-      return Status::invalid_argument(
-          fmt::format("request {} of this peer is already charged", request_id));
-    }
-    entry(unsaved_charges_, peer)[request_id] = {operations, deadline_unix_ms, to_bytes(service_id),
-                                                 commit_rounds_};
-    open[request_id] = {operations, false};
-    auto& t = entry(totals_, peer);
-    t.pending_ops += operations;
-    ++t.pending;
-    return Status::ok();
+    b.unsaved.push_back(request_id);
+    ++unsaved_entries_;
+    ++unsaved_charges_;
+  } else {
+    put_charge_->reset();
+    IDN_RETURN_IF_ERROR(put_charge_->bind(1, peer)
+                            .bind(2, request_id)
+                            .bind(3, service_id)
+                            .bind(4, operations)
+                            .bind(5, deadline_unix_ms)
+                            .bind(6, int64_t(0))
+                            .run("record charge"));
+    c.saved = true;
   }
-  put_charge_->reset();
-  Status st = put_charge_->bind(1, peer)
-                  .bind(2, request_id)
-                  .bind(3, service_id)
-                  .bind(4, operations)
-                  .bind(5, deadline_unix_ms)
-                  .bind(6, int64_t(0))
-                  .run("record charge");
-  if (!st.is_ok()) {
-    if (st.message().find("UNIQUE") != std::string::npos) {
-      return Status::invalid_argument(
-          fmt::format("request {} of this peer is already charged", request_id));
-    }
-    return st;
-  }
-  wrote();
-  auto& t = entry(totals_, peer);
-  t.pending_ops += operations;
-  ++t.pending;
-  entry(open_charges_, peer)[request_id] = {operations, false};
+  b.open.emplace(request_id, std::move(c));
+  b.totals.pending_ops += operations;
+  ++b.totals.pending;
+  next_deadline_ = std::min(next_deadline_, deadline_unix_ms);
   return Status::ok();
 }
 
 Result<std::vector<Charge>> LedgerStore::expire_charges(uint64_t now_unix_ms) {
-  IDN_RETURN_IF_ERROR(save_charges());  // the query below sees every open charge
   std::vector<Charge> out;
-  {
-    IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, request_id, service, ops, deadline_ms"
-                                              " FROM charges WHERE unpaid = 0 AND"
-                                              " deadline_ms <= ?"));
-    s.bind(1, now_unix_ms);
-    for (;;) {
-      IDN_ASSIGN_OR_RETURN(bool row, s.step());
-      if (!row) break;
-      out.push_back({.peer = s.blob(0),
-                     .request_id = s.u64(1),
-                     .service_id = s.blob(2),
-                     .operations = s.u64(3),
-                     .deadline_unix_ms = s.u64(4),
+  if (now_unix_ms < next_deadline_) return out;  // nothing pending is due yet
+  uint64_t next = UINT64_MAX;
+  bool in_file = false;
+  for (auto& [peer, b] : books_) {
+    for (auto& [id, c] : b.open) {
+      if (c.unpaid) continue;
+      if (c.deadline_unix_ms > now_unix_ms) {
+        next = std::min(next, c.deadline_unix_ms);
+        continue;
+      }
+      in_file = in_file || c.saved;
+      out.push_back({.peer = peer,
+                     .request_id = id,
+                     .service_id = *c.service,
+                     .operations = c.operations,
+                     .deadline_unix_ms = c.deadline_unix_ms,
                      .unpaid = true});
     }
   }
-  if (out.empty()) return out;
-  IDN_RETURN_IF_ERROR(join_batch());
-  IDN_ASSIGN_OR_RETURN(auto up, db_->prepare("UPDATE charges SET unpaid = 1 WHERE unpaid = 0 AND"
-                                             " deadline_ms <= ?"));
-  IDN_RETURN_IF_ERROR(up.bind(1, now_unix_ms).run("expire charges"));  // one statement
-  wrote();
-  for (const auto& c : out) {
-    open_charges_[c.peer][c.request_id].second = true;
-    auto& t = totals_[c.peer];
-    t.pending_ops -= std::min(t.pending_ops, c.operations);
+  if (in_file) {
+    // One statement marks every saved charge due (an unsaved one is saved with its mark).
+    IDN_RETURN_IF_ERROR(join_batch());
+    IDN_ASSIGN_OR_RETURN(auto up, db_->prepare("UPDATE charges SET unpaid = 1 WHERE unpaid = 0"
+                                               " AND deadline_ms <= ?"));
+    IDN_RETURN_IF_ERROR(up.bind(1, now_unix_ms).run("expire charges"));
+    wrote();
+  }
+  next_deadline_ = next;
+  for (const auto& x : out) {
+    Book& b = book(x.peer);
+    b.open[x.request_id].unpaid = true;
+    auto& t = b.totals;
+    t.pending_ops -= std::min(t.pending_ops, x.operations);
     t.pending -= std::min<uint64_t>(t.pending, 1);
-    t.unpaid_ops += c.operations;
+    t.unpaid_ops += x.operations;
     ++t.unpaid;
   }
   return out;
 }
 
+Status LedgerStore::write_log(ByteView peer, Book& b) {
+  if (b.unwritten == 0) return Status::ok();
+  auto rs = std::span(b.after_checkpoint).last(b.unwritten);
+  Bytes body;
+  append_log_records(body, rs);
+  IDN_RETURN_IF_ERROR(join_batch());
+  put_log_->reset();
+  IDN_RETURN_IF_ERROR(put_log_->bind(1, peer)
+                          .bind(2, rs.front().sequence)
+                          .bind(3, rs.back().sequence)
+                          .bind(4, body)
+                          .run("store receipts"));
+  b.unwritten = 0;
+  return Status::ok();
+}
+
 Status LedgerStore::write_log() {
-  for (auto it = unwritten_.begin(); it != unwritten_.end(); it = unwritten_.erase(it)) {
-    const auto& [peer, rs] = *it;
-    if (rs.empty()) continue;
-    IDN_ASSIGN_OR_RETURN(Bytes body, encode_receipt_log(self_, peer, rs));
-    IDN_RETURN_IF_ERROR(join_batch());
-    put_log_->reset();
-    IDN_RETURN_IF_ERROR(put_log_->bind(1, peer)
-                            .bind(2, rs.front().sequence)
-                            .bind(3, rs.back().sequence)
-                            .bind(4, body)
-                            .run("store receipts"));
-  }
+  for (auto& [peer, b] : books_) IDN_RETURN_IF_ERROR(write_log(peer, b));
   return Status::ok();
 }
 
@@ -451,46 +454,46 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
     return Status::invalid_argument(fmt::format(
         "receipt for request {} has a service ID of {} bytes", r.request_id, r.service_id.size()));
   }
+  Book& b = book(peer);
   ReceiptOutcome out;
   out.we_served = we_served;
-  Ledger& current = ledger_entry(peer);
-  out.ledger = current;
-  if (holds(peer, we_served, r.request_id)) return out;  // a replay: nothing changes
-  Ledger& next = out.ledger;  // becomes current once the receipt is stored
-  IDN_RETURN_IF_ERROR(next.charge(r.signer, r.operations));
+  out.sequence = b.ledger.sequence;
+  if (holds(b, we_served, r.request_id)) return out;  // a replay: nothing changes
+  // Charged now, restored if storing the receipt fails.
+  struct Restore {
+    Ledger& l;
+    uint64_t debt1, debt2, sequence;
+    bool armed = true;
+    ~Restore() {
+      if (armed) std::tie(l.debt1, l.debt2, l.sequence) = std::tie(debt1, debt2, sequence);
+    }
+  } restore{b.ledger, b.ledger.debt1, b.ledger.debt2, b.ledger.sequence};
+  IDN_RETURN_IF_ERROR(b.ledger.charge(r.signer, r.operations));
 
   // The charge this receipt settles (provider side).
-  std::optional<std::pair<uint64_t, bool>> charge;
+  OpenCharge* charge = nullptr;
   if (we_served) {
-    auto pc = open_charges_.find(peer);
-    if (pc != open_charges_.end()) {
-      auto it = pc->second.find(r.request_id);
-      if (it != pc->second.end()) charge = it->second;
-    }
+    if (auto it = b.open.find(r.request_id); it != b.open.end()) charge = &it->second;
   }
-  uint64_t shortfall = charge && charge->first > r.operations ? charge->first - r.operations : 0;
-
-  HeldReceipt held{r, next.sequence};
-  held.receipt.signature.clear();  // the file keeps receipts unsigned (checkpoints are signed)
-  bool settled_in_memory = false;
-  if (charge) {
-    if (auto u = unsaved_charges_.find(peer); u != unsaved_charges_.end()) {
-      settled_in_memory = u->second.erase(r.request_id) > 0;
-      if (u->second.empty()) unsaved_charges_.erase(u);
-    }
-  }
-  if (group_) {
-    // The receipt waits in memory for the commit (one log row per peer); a charge the file
-    // holds is settled in the open batch.
-    if (charge && (!settled_in_memory || shortfall > 0)) IDN_RETURN_IF_ERROR(join_batch());
-  }
-  // Without group commit: one transaction of the log row and the charge's rows.
+  const uint64_t shortfall =
+      charge && charge->operations > r.operations ? charge->operations - r.operations : 0;
+  LogRecord rec{.request_id = r.request_id,
+                .operations = r.operations,
+                .unix_ms = r.unix_ms,
+                .sequence = b.ledger.sequence,
+                .we_served = we_served,
+                .service = share_service(b, r.service_id)};
+  // Group commit: the receipt waits in memory for the commit (one log row per peer); a
+  // charge the file holds is settled in the open batch. Without: one transaction of the log
+  // row and the charge's rows.
+  const bool charge_in_file = charge && charge->saved;
+  if (group_ && (charge_in_file || shortfall > 0)) IDN_RETURN_IF_ERROR(join_batch());
   std::optional<db::Transaction> tx;
   if (!group_ && charge) {
     IDN_ASSIGN_OR_RETURN(auto t, db::Transaction::begin(*db_));
     tx.emplace(std::move(t));
   }
-  if (charge && !settled_in_memory) {
+  if (charge_in_file) {
     del_charge_->reset();
     IDN_RETURN_IF_ERROR(del_charge_->bind(1, peer).bind(2, r.request_id).run("settle charge"));
   }
@@ -505,70 +508,70 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
                             .bind(6, int64_t(1))
                             .run("record shortfall"));
   }
-  if (group_) {
-    entry(unwritten_, peer).push_back(held);
-  } else {
-    IDN_ASSIGN_OR_RETURN(Bytes body, encode_receipt_log(self_, peer, std::span(&held, 1)));
+  if (!group_) {
+    Bytes body;
+    append_log_records(body, std::span(&rec, 1));
     put_log_->reset();
     IDN_RETURN_IF_ERROR(put_log_->bind(1, peer)
-                            .bind(2, held.sequence)
-                            .bind(3, held.sequence)
+                            .bind(2, rec.sequence)
+                            .bind(3, rec.sequence)
                             .bind(4, body)
                             .run("store receipt"));
     if (tx) IDN_RETURN_IF_ERROR(tx->commit());
   }
   wrote();
-
-  current = next;
-  Held& h = entry(held_, peer);
-  (we_served ? h.served : h.paid).insert(r.request_id);
-  h.after_checkpoint.push_back(std::move(held));
+  restore.armed = false;
+  (we_served ? b.served : b.paid).insert(r.request_id);
+  b.after_checkpoint.push_back(std::move(rec));
+  if (group_) ++b.unwritten;
   if (charge) {
-    auto& t = entry(totals_, peer);
-    uint64_t& ops = charge->second ? t.unpaid_ops : t.pending_ops;
-    uint64_t& n = charge->second ? t.unpaid : t.pending;
-    ops -= std::min(ops, charge->first);
+    if (!charge->saved) --unsaved_charges_;  // settled before any commit wrote it
+    auto& t = b.totals;
+    uint64_t& ops = charge->unpaid ? t.unpaid_ops : t.pending_ops;
+    uint64_t& n = charge->unpaid ? t.unpaid : t.pending;
+    ops -= std::min(ops, charge->operations);
     n -= std::min<uint64_t>(n, 1);
-    auto& pc = entry(open_charges_, peer);
     if (shortfall > 0) {
       t.unpaid_ops += shortfall;
       ++t.unpaid;
-      pc[r.request_id] = {shortfall, true};
+      charge->operations = shortfall;
+      charge->unpaid = charge->saved = true;
     } else {
-      pc.erase(r.request_id);
+      b.open.erase(r.request_id);
     }
   }
   out.applied = true;
+  out.sequence = b.ledger.sequence;
   return out;
 }
 
 Result<Ledger> LedgerStore::ledger_at(ByteView peer, uint64_t sequence) {
-  Ledger l = ledger(peer);
+  const Book& b = book(peer);
+  Ledger l = b.ledger;
   if (sequence == l.sequence) return l;
   if (sequence > l.sequence) {
     return Status::not_found(
         fmt::format("ledger has only {} receipts, not {}", l.sequence, sequence));
   }
-  if (auto cp = checkpoint(peer); cp && sequence < cp->ledger.sequence) {
-    return Status::not_found(
-        fmt::format("sequence {} is before the checkpoint at {}", sequence, cp->ledger.sequence));
+  if (b.checkpoint && sequence < b.checkpoint->ledger.sequence) {
+    return Status::not_found(fmt::format("sequence {} is before the checkpoint at {}", sequence,
+                                         b.checkpoint->ledger.sequence));
   }
-  if (auto it = held_.find(peer); it != held_.end()) {
-    for (const HeldReceipt& h : it->second.after_checkpoint) {
-      if (h.sequence <= sequence) continue;
-      uint64_t& d = same(h.receipt.signer, l.node1) ? l.debt1 : l.debt2;
-      if (h.receipt.operations > d) return Status::corruption("receipts exceed the ledger's debts");
-      d -= h.receipt.operations;
-    }
+  const bool peer_is_1 = same(l.node1, peer);
+  for (const LogRecord& r : b.after_checkpoint) {
+    if (r.sequence <= sequence) continue;
+    uint64_t& d = r.we_served == peer_is_1 ? l.debt1 : l.debt2;  // the debtor did not serve
+    if (r.operations > d) return Status::corruption("receipts exceed the ledger's debts");
+    d -= r.operations;
   }
   l.sequence = sequence;
   return l;
 }
 
 std::optional<Checkpoint> LedgerStore::checkpoint(ByteView peer) {
-  auto it = checkpoints_.find(peer);
-  if (it == checkpoints_.end()) return std::nullopt;
-  return it->second;
+  auto it = books_.find(peer);
+  if (it == books_.end()) return std::nullopt;
+  return it->second.checkpoint;
 }
 
 Status LedgerStore::store_checkpoint(ByteView peer, const Checkpoint& c, bool verified) {
@@ -576,7 +579,8 @@ Status LedgerStore::store_checkpoint(ByteView peer, const Checkpoint& c, bool ve
   if (c.ledger.node1 != pair.node1 || c.ledger.node2 != pair.node2) {
     return Status::peer_misbehaved("checkpoint is of another pair of nodes");
   }
-  auto held = checkpoint(peer);
+  Book& b = book(peer);
+  const std::optional<Checkpoint>& held = b.checkpoint;
   if (verified) {
     if (!c.fully_signed() || (held && c.ledger.sequence < held->ledger.sequence)) {
       return Status::invalid_argument("checkpoint to store is not signed by both or is stale");
@@ -589,6 +593,9 @@ Status LedgerStore::store_checkpoint(ByteView peer, const Checkpoint& c, bool ve
     return Status::peer_misbehaved(
         fmt::format("checkpoint at sequence {} contradicts the one we hold", c.ledger.sequence));
   }
+  // The receipts it covers leave memory below; those not yet in the file go there first, so
+  // the file keeps every receipt.
+  IDN_RETURN_IF_ERROR(write_log(peer, b));
   IDN_RETURN_IF_ERROR(join_batch());
   IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("INSERT OR REPLACE INTO checkpoints(peer, debt1,"
                                             " debt2, sequence, unix_ms, sig1, sig2)"
@@ -602,32 +609,33 @@ Status LedgerStore::store_checkpoint(ByteView peer, const Checkpoint& c, bool ve
                           .bind(7, c.sig2)
                           .run("store checkpoint"));
   wrote();
-  checkpoints_[to_bytes(peer)] = c;
+  b.checkpoint = c;
   // The receipts the checkpoint covers leave memory; their keys stay one more window, so a
   // late replay of one is still recognised.
-  if (auto it = held_.find(peer); it != held_.end()) {
-    Held& h = it->second;
-    auto first_after =
-        std::find_if(h.after_checkpoint.begin(), h.after_checkpoint.end(),
-                     [&](const HeldReceipt& r) { return r.sequence > c.ledger.sequence; });
-    std::unordered_set<uint64_t> served, paid;
-    for (auto r = first_after; r != h.after_checkpoint.end(); ++r)
-      (same(r->receipt.server, self_) ? served : paid).insert(r->receipt.request_id);
-    h.older_served = std::move(h.served);
-    h.older_paid = std::move(h.paid);
-    for (uint64_t id : served) h.older_served.erase(id);
-    for (uint64_t id : paid) h.older_paid.erase(id);
-    h.served = std::move(served);
-    h.paid = std::move(paid);
-    h.after_checkpoint.erase(h.after_checkpoint.begin(), first_after);
-  }
+  auto first_after =
+      std::find_if(b.after_checkpoint.begin(), b.after_checkpoint.end(),
+                   [&](const LogRecord& r) { return r.sequence > c.ledger.sequence; });
+  std::unordered_set<uint64_t> served, paid;
+  for (auto r = first_after; r != b.after_checkpoint.end(); ++r)
+    (r->we_served ? served : paid).insert(r->request_id);
+  b.older_served = std::move(b.served);
+  b.older_paid = std::move(b.paid);
+  for (uint64_t id : served) b.older_served.erase(id);
+  for (uint64_t id : paid) b.older_paid.erase(id);
+  b.served = std::move(served);
+  b.paid = std::move(paid);
+  b.after_checkpoint.erase(b.after_checkpoint.begin(), first_after);
   return Status::ok();
 }
 
 Result<Evidence> LedgerStore::evidence(ByteView peer) {
   Evidence e;
-  e.checkpoint = checkpoint(peer);
-  if (auto it = held_.find(peer); it != held_.end()) e.receipts = it->second.after_checkpoint;
+  auto it = books_.find(peer);
+  if (it == books_.end()) return e;
+  e.checkpoint = it->second.checkpoint;
+  e.receipts.reserve(it->second.after_checkpoint.size());
+  for (const LogRecord& r : it->second.after_checkpoint)
+    e.receipts.push_back(held_receipt_of(self_, peer, r));
   return e;
 }
 

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "core/status.h"
 #include "db/sqlite.h"
 #include "swap/ledger.h"
+#include "swap/receipt_log.h"
 
 namespace idn::swap {
 
@@ -42,7 +44,7 @@ struct ChargeTotals {
 struct ReceiptOutcome {
   bool applied = false;    // false: already held (a replay), nothing changed
   bool we_served = false;  // true: the peer paid us; false: we paid the peer
-  Ledger ledger;           // after the receipt
+  uint64_t sequence = 0;   // the ledger's sequence after the receipt
 };
 
 class LedgerStore {
@@ -66,6 +68,12 @@ class LedgerStore {
   Status add_charge(ByteView peer, uint64_t request_id, ByteView service_id, uint64_t operations,
                     uint64_t deadline_unix_ms);
   const ChargeTotals& charges(ByteView peer);
+  // Both at once (one lookup, for the per-request paths).
+  struct Balance {
+    const Ledger& ledger;
+    const ChargeTotals& charges;
+  };
+  Balance balance(ByteView peer);
   // Pending charges past their deadline become unpaid; returns them.
   Result<std::vector<Charge>> expire_charges(uint64_t now_unix_ms);
 
@@ -108,11 +116,14 @@ class LedgerStore {
   // the uncommitted updates are dropped from memory too (reloaded from the file), so memory
   // never claims what the file lacks.
   Status commit(uint32_t young_charge_rounds = 0);
+  // For commit(): the receipts and settlements only, no open charge saved (what must be in the
+  // file before a checkpoint we sign can be held against us).
+  static constexpr uint32_t kNoOpenCharges = UINT32_MAX;
   // Updates in the open transaction (receipts, checkpoints, saved charges), charges only
   // memory holds, commits done, and commits that failed (each dropped what was uncommitted, so
   // memory again matches the file). Our receipts are durable when uncommitted() is 0.
   uint64_t uncommitted() const { return uncommitted_; }
-  uint64_t unsaved_charges() const;
+  uint64_t unsaved_charges() const { return unsaved_charges_; }
   uint64_t commits() const { return commits_; }
   uint64_t failed_commits() const { return failed_commits_; }
   ~LedgerStore();
@@ -120,10 +131,38 @@ class LedgerStore {
  private:
   LedgerStore(std::unique_ptr<db::Database> db, Bytes self)
       : db_(std::move(db)), self_(std::move(self)) {}
+
+  // A provider's charge awaiting its receipt, or unpaid: always in memory, in the file once
+  // saved (at once without group commit; with it, at a commit unless a receipt came first).
+  struct OpenCharge {
+    uint64_t operations = 0, deadline_unix_ms = 0;
+    std::shared_ptr<const Bytes> service;
+    uint64_t round = 0;  // commit_rounds_ when it was added: its age in commits
+    bool unpaid = false, saved = false;
+  };
+  // Everything about one peer, found with one lookup on the per-request paths.
+  struct Book {
+    Ledger ledger;
+    ChargeTotals totals;
+    std::unordered_map<uint64_t, OpenCharge> open;  // by request ID
+    // Group commit: request IDs charged and not yet saved, oldest first (settled ones are
+    // skipped when the commit comes).
+    std::vector<uint64_t> unsaved;
+    std::optional<Checkpoint> checkpoint;
+    // The receipts after the checkpoint in sequence order (evidence, ledger_at); with group
+    // commit the last `unwritten` of them are not yet in the file.
+    std::vector<LogRecord> after_checkpoint;
+    size_t unwritten = 0;
+    // Keys of held receipts (request IDs by who served): after the checkpoint, and the window
+    // before it (forgotten at restart).
+    std::unordered_set<uint64_t> served, paid, older_served, older_paid;
+    std::shared_ptr<const Bytes> last_service;  // shared with the next record of that service
+  };
+
   Status init();
   Status load();
-  // The ledger with `peer`, created (zero) if there is none yet.
-  Ledger& ledger_entry(ByteView peer);
+  // The book of `peer`, created (zero ledger) if there is none yet.
+  Book& book(ByteView peer);
   // Group commit: opens the shared transaction if none is open. No-op otherwise.
   Status join_batch();
   // Group commit: writes the charges still open that only memory holds and are at least
@@ -131,42 +170,27 @@ class LedgerStore {
   Status save_charges(uint32_t min_rounds = 0);
   // One update was written (counts toward uncommitted()).
   void wrote() { uncommitted_ += group_ ? 1 : 0; }
-
-  std::unique_ptr<db::Database> db_;
-  Bytes self_;
-  std::map<Bytes, Ledger, BytesLess> ledgers_;
-  std::map<Bytes, ChargeTotals, BytesLess> totals_;
-  // Our open charges by peer and request ID: operations, unpaid.
-  std::map<Bytes, std::map<uint64_t, std::pair<uint64_t, bool>>, BytesLess> open_charges_;
-  std::map<Bytes, Checkpoint, BytesLess> checkpoints_;
-  // Kept prepared: the per-request paths (charge, receipt, commit) run them thousands of times.
-  std::optional<db::Statement> put_log_, put_charge_, del_charge_;
   // Old files kept one row per receipt: moved into the log once, when opened.
   Status migrate_receipt_rows();
   // Group commit: writes the receipts applied since the last commit, one log row per peer.
   Status write_log();
+  Status write_log(ByteView peer, Book& b);
   // Whether a receipt (by which side served and request ID) is held: see apply_receipt.
-  bool holds(ByteView peer, bool we_served, uint64_t request_id) const;
+  static bool holds(const Book& b, bool we_served, uint64_t request_id);
+  // `service` as a shared record field (the book's last one when equal).
+  static std::shared_ptr<const Bytes> share_service(Book& b, ByteView service);
 
-  // Per peer: the receipts after its checkpoint in sequence order (evidence, ledger_at) and
-  // the keys of held receipts (request IDs by who served): after the checkpoint, and the
-  // window before it (forgotten at restart).
-  struct Held {
-    std::vector<HeldReceipt> after_checkpoint;
-    std::unordered_set<uint64_t> served, paid, older_served, older_paid;
-  };
-  std::map<Bytes, Held, BytesLess> held_;
-  // Group commit: receipts applied but not yet in the file, per peer, in sequence order.
-  std::map<Bytes, std::vector<HeldReceipt>, BytesLess> unwritten_;
+  std::unique_ptr<db::Database> db_;
+  Bytes self_;
+  std::map<Bytes, Book, BytesLess> books_;
+  // Kept prepared: the per-request paths (charge, receipt, commit) run them thousands of times.
+  std::optional<db::Statement> put_log_, put_charge_, del_charge_;
   bool group_ = false;
-  // Group commit: charges added since the last commit, by peer and request ID, not yet in the
-  // file.
-  struct UnsavedCharge {
-    uint64_t operations = 0, deadline_unix_ms = 0;
-    Bytes service_id;
-    uint64_t round = 0;  // commit_rounds_ when it was added
-  };
-  std::map<Bytes, std::map<uint64_t, UnsavedCharge>, BytesLess> unsaved_charges_;
+  size_t unsaved_entries_ = 0;    // entries of all books' `unsaved`
+  uint64_t unsaved_charges_ = 0;  // open charges only memory holds
+  // The earliest deadline of a pending charge (UINT64_MAX: none): expire_charges scans the
+  // open charges only once it has passed.
+  uint64_t next_deadline_ = UINT64_MAX;
   std::optional<db::Transaction> batch_;  // the open group-commit transaction; after db_
   uint64_t uncommitted_ = 0, commits_ = 0, failed_commits_ = 0;
   uint64_t commit_rounds_ = 0;  // commit() calls, for the age of unsaved charges

@@ -107,8 +107,10 @@ void ComputeSwap::propose_checkpoint(ByteView id) {
   if (!sign_checkpoint(c, key_).is_ok()) return;  // we are always a member of our ledgers
   // Nothing we sign may rest on updates a crash could take back: a checkpoint both signed
   // hides the receipts under it, so ours (and the charges they settle) must be in the file
-  // before the peer can hold it. One commit per checkpoint_every receipts.
-  if (Status st = store_->commit(); !st.is_ok()) return;  // memory fell back; no proposal
+  // before the peer can hold it. One commit per checkpoint_every receipts; the charges still
+  // awaiting receipts are not under it and wait for the owner's commits.
+  if (Status st = store_->commit(LedgerStore::kNoOpenCharges); !st.is_ok())
+    return;  // memory fell back; no proposal
   proposals_[to_bytes(id)] = c;
   actions_.push_back(SendCheckpoint{to_bytes(id), std::move(c)});
 }
@@ -353,7 +355,7 @@ Status ComputeSwap::on_receipt(ByteView id, const protocol::Receipt& receipt) {
   // The provider proposes, so the requester (which stored the receipt before sending it) is
   // never behind the proposal it is asked to sign.
   if (out.applied && out.we_served && config_.checkpoint_every > 0 &&
-      out.ledger.sequence % config_.checkpoint_every == 0) {
+      out.sequence % config_.checkpoint_every == 0) {
     propose_checkpoint(id);
   }
   return Status::ok();
@@ -476,8 +478,7 @@ std::vector<Action> ComputeSwap::take_actions() {
 }
 
 ComputeSwap::Standing ComputeSwap::standing(ByteView id) {
-  const Ledger& l = store_->ledger(id);
-  const ChargeTotals& t = store_->charges(id);
+  const auto [l, t] = store_->balance(id);
   Standing s;
   s.debt = l.debt_of(id) + t.pending_ops + t.unpaid_ops;
   s.credit = l.credit_of(id);
