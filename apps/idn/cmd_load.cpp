@@ -89,13 +89,13 @@ class CountingObserver final : public client::RequestObserver {
                     const client::PeerReport& report) override {
     if (inner_) inner_->on_peer_done(service, request_id, report);
   }
-  void on_receipt_sent(const identity::PeerId& provider, const protocol::Receipt& r) override {
-    if (inner_) inner_->on_receipt_sent(provider, r);
+  void on_receipt_sent(const identity::PeerId& provider, protocol::Receipt r) override {
     c_->receipts++;
     c_->receipted_operations += r.operations;
     auto& p = c_->providers[provider.to_string()];
     p.receipts++;
     p.operations += r.operations;
+    if (inner_) inner_->on_receipt_sent(provider, std::move(r));
   }
   bool delivers_receipts() const override { return inner_ && inner_->delivers_receipts(); }
   void on_challenge(const core::Multihash& service, const identity::PeerId& peer, bool passed,

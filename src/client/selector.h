@@ -42,7 +42,8 @@ class RequestObserver {
   // The session confirms `provider`'s accepted answers with `r` (our debt grows by
   // r.operations in our view of the ledger). Called before the receipt leaves, so a ledger that
   // records it here never lacks a receipt the provider holds.
-  virtual void on_receipt_sent(const identity::PeerId& provider, const protocol::Receipt& r) {
+  // `r` is the observer's to keep.
+  virtual void on_receipt_sent(const identity::PeerId& provider, protocol::Receipt r) {
     (void)provider, (void)r;
   }
   // Who carries the receipts on_receipt_sent hands over. false (the default): the session

@@ -578,9 +578,9 @@ class Request : public std::enable_shared_from_this<Request> {
         // The observer records it and carries it to the provider (batched, after its ledger
         // commits): nothing more goes on this stream.
         protocol::Receipt r = make_receipt(*a);
-        opts_.observer->on_receipt_sent(a->peer, r);
         stats_->receipts_sent++;
         stats_->receipted_operations += r.operations;
+        opts_.observer->on_receipt_sent(a->peer, std::move(r));
       } else {
         a->receipt_due = true;
       }

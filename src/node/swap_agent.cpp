@@ -592,18 +592,19 @@ std::vector<identity::PeerId> SwapAgent::peers_hosting(const core::Multihash& se
 
 std::vector<identity::PeerId> SwapAgent::select(const core::Multihash&,
                                                 std::vector<identity::PeerId> candidates) {
-  std::vector<std::pair<double, identity::PeerId>> scored;
+  // Best score first; among equals, the source's order (nearest first) stays. (Sorted by
+  // score and position: std::stable_sort would allocate a buffer on every request.)
+  std::vector<std::pair<double, size_t>> scored;
   scored.reserve(candidates.size());
-  for (auto& p : candidates) {
-    auto score = swap_->provider_score(p.bytes());
-    if (score) scored.emplace_back(*score, std::move(p));
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (auto score = swap_->provider_score(candidates[i].bytes())) scored.emplace_back(*score, i);
   }
-  // Best score first; among equals, the source's order (nearest first) stays.
-  std::stable_sort(scored.begin(), scored.end(),
-                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
   std::vector<identity::PeerId> out;
   out.reserve(scored.size());
-  for (auto& [s, p] : scored) out.push_back(std::move(p));
+  for (const auto& [s, i] : scored) out.push_back(std::move(candidates[i]));
   return out;
 }
 
@@ -616,12 +617,12 @@ void SwapAgent::on_peer_done(const core::Multihash&, uint64_t, const client::Pee
   }
 }
 
-void SwapAgent::on_receipt_sent(const identity::PeerId& provider, const protocol::Receipt& r) {
+void SwapAgent::on_receipt_sent(const identity::PeerId& provider, protocol::Receipt r) {
   if (stopped_) return;  // not recorded, not sent: the provider counts the work unpaid
   Status st = swap_->on_receipt(provider.bytes(), r);
   if (st.is_ok()) {
     stats_.receipts_out++;
-    unsent_receipts_[provider].push_back(r);  // leaves with the commit that makes it durable
+    unsent_receipts_[provider].push_back(std::move(r));  // leaves with the commit
   } else {
     spdlog::warn("swap: recording our receipt to {}: {}", provider.to_string(), st.to_string());
   }

@@ -112,7 +112,7 @@ class SwapAgent final : public serve::Admission,
                                        std::vector<identity::PeerId> candidates) override;
   void on_peer_done(const core::Multihash& service, uint64_t request_id,
                     const client::PeerReport& report) override;
-  void on_receipt_sent(const identity::PeerId& provider, const protocol::Receipt& r) override;
+  void on_receipt_sent(const identity::PeerId& provider, protocol::Receipt r) override;
   bool delivers_receipts() const override { return true; }
   void on_challenge(const core::Multihash& service, const identity::PeerId& peer, bool passed,
                     const std::string& detail) override;

@@ -639,8 +639,8 @@ struct Recorder : RequestObserver {
   void on_peer_done(const core::Multihash&, uint64_t, const PeerReport& r) override {
     done.push_back(r);
   }
-  void on_receipt_sent(const identity::PeerId& p, const protocol::Receipt& r) override {
-    receipts.emplace_back(p, r);
+  void on_receipt_sent(const identity::PeerId& p, protocol::Receipt r) override {
+    receipts.emplace_back(p, std::move(r));
   }
   void on_challenge(const core::Multihash&, const identity::PeerId& p, bool passed,
                     const std::string&) override {
