@@ -21,7 +21,8 @@ constexpr std::string_view kTopKeys[] = {
     "limits", "data_dir",     "store_max_bytes",       "host",      "dht",  "serve",
     "swap",   "busy_poll_us", "poll_while_waiting_us", "ise"};
 constexpr std::string_view kIseKeys[] = {"auto_host", "k", "min_service_period_s", "need_idle_s"};
-constexpr std::string_view kDhtKeys[] = {"enabled", "port", "bootstrap", "lan", "record_ttl_s"};
+constexpr std::string_view kDhtKeys[] = {"enabled", "port",         "bootstrap",
+                                         "lan",     "record_ttl_s", "withdraw_on_stop"};
 constexpr std::string_view kSwapKeys[] = {"enabled",
                                           "m",
                                           "n",
@@ -166,6 +167,8 @@ class Parser {
       } else if (key == "record_ttl_s") {
         IDN_ASSIGN_OR_RETURN(uint64_t s, positive(v, "dht.record_ttl_s", 7 * 24 * 3600));
         out.record_ttl = std::chrono::seconds(s);
+      } else if (key == "withdraw_on_stop") {
+        IDN_ASSIGN_OR_RETURN(out.withdraw_on_stop, boolean(v, "dht.withdraw_on_stop"));
       } else {
         return error(k.source(),
                      fmt::format("unknown key 'dht.{}' (known: {})", key, join(kDhtKeys)));

@@ -35,6 +35,7 @@
 //                                           # TCP port (an IDN node's DHT shares its TCP port)
 //   lan = false                             # OpenDHT multicast discovery of LAN nodes
 //   record_ttl_s = 3600                     # provider record lifetime (refreshed before expiry)
+//   withdraw_on_stop = true                 # tombstone our records at stop (waits up to 5 s)
 //   [serve]
 //   workers = 1                             # inference worker threads
 //   max_queue = 64                          # queued requests beyond this are answered "busy"
@@ -115,6 +116,9 @@ struct DhtConfig {
   std::vector<std::string> bootstrap;  // "host:port"; empty: derived from Config::bootstrap
   bool lan = false;
   std::chrono::seconds record_ttl{3600};
+  // Tombstones for our provider records at a graceful stop, so peers stop being sent here. It
+  // waits (up to 5 s) for the DHT to take them: a stop after every peer left waits it all.
+  bool withdraw_on_stop = true;
 };
 
 // The inference server (serve/) part of a node.

@@ -814,7 +814,7 @@ awaitable<void> Node::drain_and_stop() {
   }
   // Tombstones for our provider records, so peers stop being sent here (blocks a few seconds
   // at most; nothing else runs on this thread any more).
-  if (routing_) routing_->shutdown(true);
+  if (routing_) routing_->shutdown(config_.dht.withdraw_on_stop);
   io_.stop();
 }
 

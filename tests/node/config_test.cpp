@@ -72,6 +72,25 @@ max_message_bytes = 1048576
   EXPECT_EQ(c->limits.max_message_bytes, 1048576u);
 }
 
+TEST(Config, DhtTableParses) {
+  auto c = parse_config(R"([dht]
+port = 4005
+lan = true
+record_ttl_s = 600
+withdraw_on_stop = false
+)",
+                        "node.toml", "/etc/idn");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->dht.port, 4005);
+  EXPECT_TRUE(c->dht.lan);
+  EXPECT_EQ(c->dht.record_ttl, std::chrono::seconds(600));
+  EXPECT_FALSE(c->dht.withdraw_on_stop);
+  EXPECT_TRUE(parse_config("", "node.toml", "/etc/idn")->dht.withdraw_on_stop);
+  auto bad = parse_config("[dht]\nwithdraw_on_stop = 1\n", "node.toml", "/etc/idn");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("dht.withdraw_on_stop must be true or false"));
+}
+
 TEST(Config, EmptyHttpDisablesTheEndpoint) {
   auto c = parse_config("http = \"\"", "node.toml");
   ASSERT_TRUE(c.ok());
