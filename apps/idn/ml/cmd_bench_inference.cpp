@@ -62,6 +62,7 @@ struct InferenceBenchArgs {
   int accounting_rounds = 3;         // alternating ComputeSwap on/off pairs (0: skip)
   int commit_interval_ms = -1;       // [swap] commit_interval_ms of every node (-1: default)
   bool accounting_only = false;      // only the io+swap / io-noswap rows
+  bool accounting_aa = false;        // both pairs without accounting: the noise floor
   std::string out = "bench/out/inference.csv";
 };
 
@@ -101,6 +102,8 @@ Result<std::unique_ptr<Peer>> start_peer(const std::vector<core::Multiaddr>& boo
   // ComputeSwap keeps its ledgers (the accounting is part of what a request costs), but the
   // bench's one client consumes thousands of requests: no debt ratio may refuse it here.
   c.swap.params.grace_ops = uint64_t{1} << 62;
+  // Pairs come and go every accounting round: a stopping node waits for nobody's DHT.
+  c.dht.withdraw_on_stop = false;
   return Peer::start(std::move(c));
 }
 
@@ -391,10 +394,14 @@ Row tcp_row(const std::string& model, const std::string& mode, size_t up, size_t
 }
 
 // Accounting on vs off (ComputeSwap, §7.5): two isolated provider + client pairs, each its own
-// little network, identical but for [swap], measured alternately on the client's io thread;
-// each mode's row is the median over rounds. The overhead is the median over rounds of each
-// round's paired difference (on minus the off run right after it), which a drift in the
-// machine's load between rounds moves less than a difference of medians.
+// little network, identical but for [swap], measured one after the other on the client's io
+// thread; each mode's row is the median over rounds. Every round starts fresh pairs, created in
+// alternating order: a pair's own memory layout (where its model's weights and buffers landed)
+// moves its speed by a few percent, which one pair per mode for the whole run would read as
+// accounting cost. The overhead is the median over rounds of each round's paired difference
+// (on minus off), which a drift in the machine's load between rounds moves less than a
+// difference of medians. With `aa` both pairs run without accounting: the row difference is
+// then the measurement's own noise floor.
 struct Accounting {
   Row on, off;
   double latency_pct = 0;  // median of 100 * (on / off - 1) of each round's median latency
@@ -434,10 +441,6 @@ Result<Accounting> accounting_rows(const InferenceBenchArgs& a, const std::strin
     });
     return pr;
   };
-  auto on = make_pair(true);
-  if (!on.ok()) return on.status().with_context("accounting-on pair");
-  auto off = make_pair(false);
-  if (!off.ok()) return off.status().with_context("accounting-off pair");
   auto io_row = [&](Pair& p, const char* mode) {
     Row r{arch, mode};
     node::Node& n = **p.client;
@@ -452,8 +455,19 @@ Result<Accounting> accounting_rows(const InferenceBenchArgs& a, const std::strin
   std::vector<Row> ons, offs;
   std::vector<double> lat_pct, cpu_us;
   for (int round = 0; round < a.accounting_rounds; ++round) {
-    ons.push_back(io_row(*on, "io+swap"));
-    offs.push_back(io_row(*off, "io-noswap"));
+    const bool on_first = round % 2 == 0;
+    Result<Pair> first = make_pair(on_first && !a.accounting_aa);
+    if (!first.ok()) return first.status().with_context("first pair");
+    Result<Pair> second = make_pair(!on_first && !a.accounting_aa);
+    if (!second.ok()) return second.status().with_context("second pair");
+    Pair& on = on_first ? *first : *second;
+    Pair& off = on_first ? *second : *first;
+    for (Pair* p : {&*first, &*second}) {
+      if (p == &on)
+        ons.push_back(io_row(on, a.accounting_aa ? "io-noswap(A)" : "io+swap"));
+      else
+        offs.push_back(io_row(off, "io-noswap"));
+    }
     lat_pct.push_back(100.0 * (ons.back().median_ms / offs.back().median_ms - 1.0));
     cpu_us.push_back(ons.back().cpu_us - offs.back().cpu_us);
   }
@@ -784,6 +798,9 @@ void register_bench_inference(CLI::App& bench) {
       ->check(CLI::Range(0, 100));
   b->add_flag("--accounting-only", a->accounting_only,
               "Only the io+swap / io-noswap rows (what ComputeSwap costs a request)");
+  b->add_flag("--accounting-aa", a->accounting_aa,
+              "Control run: both pairs of the accounting rows without ComputeSwap, so their "
+              "difference is the measurement's noise floor");
   b->add_option("--commit-interval-ms", a->commit_interval_ms,
                 "[swap] commit_interval_ms of the io+swap pair (-1: the node's default; 0: one "
                 "ledger transaction per update)")
