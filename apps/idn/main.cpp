@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   idn::cli::register_bench_swap(*bench);
   idn::cli::register_load(app);
   idn::cli::register_init(app);
+  idn::cli::register_sim(app);
   [[maybe_unused]] CLI::App* daimon = idn::cli::register_daimon(app);
 #if defined(IDN_WITH_TORCH)
   idn::cli::register_train(app);
