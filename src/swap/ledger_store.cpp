@@ -325,6 +325,11 @@ const Ledger& LedgerStore::ledger(ByteView peer) {
   return book(peer).ledger;
 }
 
+const Ledger* LedgerStore::find_ledger(ByteView peer) const {
+  auto it = books_.find(peer);
+  return it == books_.end() ? nullptr : &it->second.ledger;
+}
+
 std::vector<Bytes> LedgerStore::peers() const {
   std::vector<Bytes> out;
   out.reserve(books_.size());

@@ -59,6 +59,8 @@ class LedgerStore {
   const Bytes& self() const { return self_; }
   // The shared ledger with `peer` (zero if there is none yet).
   const Ledger& ledger(ByteView peer);
+  // The same without creating one: nullptr when there is none.
+  const Ledger* find_ledger(ByteView peer) const;
   // Peers with a stored ledger or charge.
   std::vector<Bytes> peers() const;
 

@@ -443,13 +443,16 @@ void ComputeSwap::on_suspicious(ByteView id) {
 }
 
 std::optional<double> ComputeSwap::provider_score(ByteView id) {
-  Peer& p = peer(id);
-  Time now = clock_.now();
-  if (is_blacklisted(id) || p.contempt || now < p.ignore_until || now < p.ignores_us_until) {
-    return std::nullopt;
+  // Read-only: scoring every provider a lookup returned must not create state for each.
+  if (is_blacklisted(id)) return std::nullopt;
+  if (auto it = peers_.find(id); it != peers_.end()) {
+    const Peer& p = it->second;
+    Time now = clock_.now();
+    if (p.contempt || now < p.ignore_until || now < p.ignores_us_until) return std::nullopt;
   }
-  const Ledger& l = store_->ledger(id);
-  return 1.0 / (1.0 + debt_ratio(l.debt_of(self()), l.credit_of(self()), config_.grace_ops));
+  const Ledger* l = store_->find_ledger(id);
+  if (!l) return 1.0;  // no ledger yet: we owe it nothing
+  return 1.0 / (1.0 + debt_ratio(l->debt_of(self()), l->credit_of(self()), config_.grace_ops));
 }
 
 std::vector<Bytes> ComputeSwap::peers_having(ByteView service) {
