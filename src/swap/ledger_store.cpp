@@ -163,9 +163,10 @@ LedgerStore::Book& LedgerStore::book(ByteView peer) {
 
 Status LedgerStore::load() {
   books_.clear();
+  unwritten_books_.clear();
   unsaved_entries_ = 0;
   unsaved_charges_ = 0;
-  next_deadline_ = UINT64_MAX;
+  due_.clear();
   {
     IDN_ASSIGN_OR_RETURN(auto s, db_->prepare("SELECT peer, debt1, debt2, sequence, unix_ms, sig1,"
                                               " sig2 FROM checkpoints"));
@@ -237,8 +238,9 @@ Status LedgerStore::load() {
                    .saved = true};
       (c.unpaid ? b.totals.unpaid_ops : b.totals.pending_ops) += c.operations;
       ++(c.unpaid ? b.totals.unpaid : b.totals.pending);
-      if (!c.unpaid) next_deadline_ = std::min(next_deadline_, c.deadline_unix_ms);
-      b.open[s.u64(1)] = std::move(c);
+      const uint64_t id = s.u64(1);
+      if (!c.unpaid) add_due(c.deadline_unix_ms, id, peer);
+      b.open[id] = std::move(c);
     }
   }
   return Status::ok();
@@ -381,30 +383,38 @@ Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView serv
   b.open.emplace(request_id, std::move(c));
   b.totals.pending_ops += operations;
   ++b.totals.pending;
-  next_deadline_ = std::min(next_deadline_, deadline_unix_ms);
+  add_due(deadline_unix_ms, request_id, peer);
   return Status::ok();
+}
+
+void LedgerStore::add_due(uint64_t deadline_unix_ms, uint64_t request_id, ByteView peer) {
+  due_.push_back({deadline_unix_ms, request_id, books_.find(peer)});
+  std::push_heap(due_.begin(), due_.end(), due_later);
 }
 
 Result<std::vector<Charge>> LedgerStore::expire_charges(uint64_t now_unix_ms) {
   std::vector<Charge> out;
-  if (now_unix_ms < next_deadline_) return out;  // nothing pending is due yet
-  uint64_t next = UINT64_MAX;
+  std::vector<std::pair<Book*, uint64_t>> expired;
   bool in_file = false;
-  for (auto& [peer, b] : books_) {
-    for (auto& [id, c] : b.open) {
-      if (c.unpaid) continue;
-      if (c.deadline_unix_ms > now_unix_ms) {
-        next = std::min(next, c.deadline_unix_ms);
-        continue;
-      }
-      in_file = in_file || c.saved;
-      out.push_back({.peer = peer,
-                     .request_id = id,
-                     .service_id = *c.service,
-                     .operations = c.operations,
-                     .deadline_unix_ms = c.deadline_unix_ms,
-                     .unpaid = true});
-    }
+  while (!due_.empty() && due_.front().deadline_unix_ms <= now_unix_ms) {
+    std::pop_heap(due_.begin(), due_.end(), due_later);
+    Due d = due_.back();
+    due_.pop_back();
+    Book& b = d.book->second;
+    auto it = b.open.find(d.request_id);
+    // Settled meanwhile (or settled and charged again, with a later deadline): not due.
+    if (it == b.open.end() || it->second.unpaid ||
+        it->second.deadline_unix_ms != d.deadline_unix_ms)
+      continue;
+    const OpenCharge& c = it->second;
+    in_file = in_file || c.saved;
+    expired.emplace_back(&b, d.request_id);
+    out.push_back({.peer = d.book->first,
+                   .request_id = d.request_id,
+                   .service_id = *c.service,
+                   .operations = c.operations,
+                   .deadline_unix_ms = c.deadline_unix_ms,
+                   .unpaid = true});
   }
   if (in_file) {
     // One statement marks every saved charge due (an unsaved one is saved with its mark).
@@ -414,14 +424,13 @@ Result<std::vector<Charge>> LedgerStore::expire_charges(uint64_t now_unix_ms) {
     IDN_RETURN_IF_ERROR(up.bind(1, now_unix_ms).run("expire charges"));
     wrote();
   }
-  next_deadline_ = next;
-  for (const auto& x : out) {
-    Book& b = book(x.peer);
-    b.open[x.request_id].unpaid = true;
-    auto& t = b.totals;
-    t.pending_ops -= std::min(t.pending_ops, x.operations);
+  for (auto [b, id] : expired) {
+    OpenCharge& c = b->open[id];
+    c.unpaid = true;
+    auto& t = b->totals;
+    t.pending_ops -= std::min(t.pending_ops, c.operations);
     t.pending -= std::min<uint64_t>(t.pending, 1);
-    t.unpaid_ops += x.operations;
+    t.unpaid_ops += c.operations;
     ++t.unpaid;
   }
   return out;
@@ -444,7 +453,8 @@ Status LedgerStore::write_log(ByteView peer, Book& b) {
 }
 
 Status LedgerStore::write_log() {
-  for (auto& [peer, b] : books_) IDN_RETURN_IF_ERROR(write_log(peer, b));
+  for (auto it : unwritten_books_) IDN_RETURN_IF_ERROR(write_log(it->first, it->second));
+  unwritten_books_.clear();
   return Status::ok();
 }
 
@@ -528,7 +538,7 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
   restore.armed = false;
   (we_served ? b.served : b.paid).insert(r.request_id);
   b.after_checkpoint.push_back(std::move(rec));
-  if (group_) ++b.unwritten;
+  if (group_ && b.unwritten++ == 0) unwritten_books_.push_back(books_.find(peer));
   if (charge) {
     if (!charge->saved) --unsaved_charges_;  // settled before any commit wrote it
     auto& t = b.totals;

@@ -185,14 +185,26 @@ class LedgerStore {
   std::unique_ptr<db::Database> db_;
   Bytes self_;
   std::map<Bytes, Book, BytesLess> books_;
+  // Group commit: the books that gained unwritten receipts since the last write (the commit
+  // writes those, not every book).
+  std::vector<std::map<Bytes, Book, BytesLess>::iterator> unwritten_books_;
   // Kept prepared: the per-request paths (charge, receipt, commit) run them thousands of times.
   std::optional<db::Statement> put_log_, put_charge_, del_charge_;
   bool group_ = false;
   size_t unsaved_entries_ = 0;    // entries of all books' `unsaved`
   uint64_t unsaved_charges_ = 0;  // open charges only memory holds
-  // The earliest deadline of a pending charge (UINT64_MAX: none): expire_charges scans the
-  // open charges only once it has passed.
-  uint64_t next_deadline_ = UINT64_MAX;
+  // Pending charges by deadline (a min-heap; settled ones leave it when their deadline comes):
+  // expire_charges looks only at those due.
+  struct Due {
+    uint64_t deadline_unix_ms = 0, request_id = 0;
+    std::map<Bytes, Book, BytesLess>::iterator book;
+  };
+  static bool due_later(const Due& a, const Due& b) {
+    return a.deadline_unix_ms != b.deadline_unix_ms ? a.deadline_unix_ms > b.deadline_unix_ms
+                                                    : a.request_id > b.request_id;
+  }
+  void add_due(uint64_t deadline_unix_ms, uint64_t request_id, ByteView peer);
+  std::vector<Due> due_;
   std::optional<db::Transaction> batch_;  // the open group-commit transaction; after db_
   uint64_t uncommitted_ = 0, commits_ = 0, failed_commits_ = 0;
   uint64_t commit_rounds_ = 0;  // commit() calls, for the age of unsaved charges
