@@ -63,7 +63,7 @@ int run_sim(const SimArgs& a) {
   std::printf("  freeloaders' share of all work served: %.2f %%\n", 100 * r->freeloader_work_share);
   if (r->peers[size_t(sim::PeerKind::kLiar)] > 0)
     std::printf("  liar-requester pairs where the requester caught the liar: %.1f %%\n",
-                100 * r->liars_shunned);
+                100 * r->liars_caught);
   std::printf("wrote %s\n", csv.c_str());
 
   PlotSpec spec;

@@ -399,7 +399,7 @@ ComputeSwapResult World::run() {
   }
   out_.freeloader_work_share =
       ops_all ? double(out_.after_warmup[size_t(PeerKind::kFreeloader)].ops) / double(ops_all) : 0;
-  out_.liars_shunned =
+  out_.liars_caught =
       liar_answered_.empty() ? 0 : double(liar_caught_.size()) / double(liar_answered_.size());
   return std::move(out_);
 }

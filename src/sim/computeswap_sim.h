@@ -70,9 +70,10 @@ struct ComputeSwapResult {
   // After warm-up: freeloaders' share of all operations served; each kind's answered share.
   double freeloader_work_share = 0;
   std::array<double, kPeerKinds> served_rate{};
-  // Liars: the share of (provider, requester) pairs where the requester, at the end, ignores
-  // or blacklisted the liar (provider_score is nullopt), among pairs where the liar answered.
-  double liars_shunned = 0;
+  // Liars: among the (liar, requester) pairs where the liar answered, the share where the
+  // requester caught it at least once (a failed challenge: ignored or blacklisted per
+  // swap.on_challenge_failure).
+  double liars_caught = 0;
   uint64_t events = 0;
 };
 

@@ -152,13 +152,13 @@ std::shared_ptr<const Bytes> LedgerStore::share_service(Book& b, ByteView servic
   return b.last_service;
 }
 
-LedgerStore::Book& LedgerStore::book(ByteView peer) {
+LedgerStore::Books::iterator LedgerStore::book_entry(ByteView peer) {
   auto it = books_.find(peer);
   if (it == books_.end()) {
     it = books_.emplace(to_bytes(peer), Book{}).first;
     it->second.ledger = Ledger::between(self_, peer);
   }
-  return it->second;
+  return it;
 }
 
 Status LedgerStore::load() {
@@ -230,7 +230,8 @@ Status LedgerStore::load() {
       if (!row) break;
       Bytes peer = s.blob(0);
       if (peer.empty() || same(peer, self_)) return Status::corruption("charge with a bad peer ID");
-      Book& b = book(peer);
+      const auto entry = book_entry(peer);
+      Book& b = entry->second;
       OpenCharge c{.operations = s.u64(3),
                    .deadline_unix_ms = s.u64(4),
                    .service = share_service(b, s.blob(2)),
@@ -239,7 +240,7 @@ Status LedgerStore::load() {
       (c.unpaid ? b.totals.unpaid_ops : b.totals.pending_ops) += c.operations;
       ++(c.unpaid ? b.totals.unpaid : b.totals.pending);
       const uint64_t id = s.u64(1);
-      if (!c.unpaid) add_due(c.deadline_unix_ms, id, peer);
+      if (!c.unpaid) add_due(c.deadline_unix_ms, id, entry);
       b.open[id] = std::move(c);
     }
   }
@@ -351,7 +352,8 @@ LedgerStore::Balance LedgerStore::balance(ByteView peer) {
 Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView service_id,
                                uint64_t operations, uint64_t deadline_unix_ms) {
   if (same(peer, self_)) return Status::invalid_argument("cannot charge ourselves");
-  Book& b = book(peer);
+  const auto entry = book_entry(peer);
+  Book& b = entry->second;
   if (holds(b, /*we_served=*/true, request_id)) {
     return Status::invalid_argument(
         fmt::format("request {} of this peer was already receipted", request_id));
@@ -383,12 +385,12 @@ Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView serv
   b.open.emplace(request_id, std::move(c));
   b.totals.pending_ops += operations;
   ++b.totals.pending;
-  add_due(deadline_unix_ms, request_id, peer);
+  add_due(deadline_unix_ms, request_id, entry);
   return Status::ok();
 }
 
-void LedgerStore::add_due(uint64_t deadline_unix_ms, uint64_t request_id, ByteView peer) {
-  due_.push_back({deadline_unix_ms, request_id, books_.find(peer)});
+void LedgerStore::add_due(uint64_t deadline_unix_ms, uint64_t request_id, Books::iterator book) {
+  due_.push_back({deadline_unix_ms, request_id, book});
   std::push_heap(due_.begin(), due_.end(), due_later);
 }
 
@@ -469,7 +471,8 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
     return Status::invalid_argument(fmt::format(
         "receipt for request {} has a service ID of {} bytes", r.request_id, r.service_id.size()));
   }
-  Book& b = book(peer);
+  const auto entry = book_entry(peer);
+  Book& b = entry->second;
   ReceiptOutcome out;
   out.we_served = we_served;
   out.sequence = b.ledger.sequence;
@@ -538,7 +541,7 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
   restore.armed = false;
   (we_served ? b.served : b.paid).insert(r.request_id);
   b.after_checkpoint.push_back(std::move(rec));
-  if (group_ && b.unwritten++ == 0) unwritten_books_.push_back(books_.find(peer));
+  if (group_ && b.unwritten++ == 0) unwritten_books_.push_back(entry);
   if (charge) {
     if (!charge->saved) --unsaved_charges_;  // settled before any commit wrote it
     auto& t = b.totals;

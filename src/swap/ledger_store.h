@@ -163,8 +163,11 @@ class LedgerStore {
 
   Status init();
   Status load();
-  // The book of `peer`, created (zero ledger) if there is none yet.
-  Book& book(ByteView peer);
+  using Books = std::map<Bytes, Book, BytesLess>;
+  // The book of `peer`, created (zero ledger) if there is none yet; book_entry gives its map
+  // entry (stable until load() clears the map), for the lists that point at books.
+  Books::iterator book_entry(ByteView peer);
+  Book& book(ByteView peer) { return book_entry(peer)->second; }
   // Group commit: opens the shared transaction if none is open. No-op otherwise.
   Status join_batch();
   // Group commit: writes the charges still open that only memory holds and are at least
@@ -184,10 +187,10 @@ class LedgerStore {
 
   std::unique_ptr<db::Database> db_;
   Bytes self_;
-  std::map<Bytes, Book, BytesLess> books_;
+  Books books_;
   // Group commit: the books that gained unwritten receipts since the last write (the commit
   // writes those, not every book).
-  std::vector<std::map<Bytes, Book, BytesLess>::iterator> unwritten_books_;
+  std::vector<Books::iterator> unwritten_books_;
   // Kept prepared: the per-request paths (charge, receipt, commit) run them thousands of times.
   std::optional<db::Statement> put_log_, put_charge_, del_charge_;
   bool group_ = false;
@@ -197,13 +200,13 @@ class LedgerStore {
   // expire_charges looks only at those due.
   struct Due {
     uint64_t deadline_unix_ms = 0, request_id = 0;
-    std::map<Bytes, Book, BytesLess>::iterator book;
+    Books::iterator book;
   };
   static bool due_later(const Due& a, const Due& b) {
     return a.deadline_unix_ms != b.deadline_unix_ms ? a.deadline_unix_ms > b.deadline_unix_ms
                                                     : a.request_id > b.request_id;
   }
-  void add_due(uint64_t deadline_unix_ms, uint64_t request_id, ByteView peer);
+  void add_due(uint64_t deadline_unix_ms, uint64_t request_id, Books::iterator book);
   std::vector<Due> due_;
   std::optional<db::Transaction> batch_;  // the open group-commit transaction; after db_
   uint64_t uncommitted_ = 0, commits_ = 0, failed_commits_ = 0;

@@ -83,7 +83,7 @@ TEST(ComputeSwapSim, LiarsAreCaughtByChallenges) {
   uint64_t caught = 0;
   for (const auto& k : r->total) caught += k.caught;
   EXPECT_GT(caught, 0u);
-  EXPECT_GT(r->liars_shunned, 0.5);
+  EXPECT_GT(r->liars_caught, 0.5);
 }
 
 TEST(ComputeSwapSim, BadScenariosAreRefusedByName) {
