@@ -31,6 +31,7 @@ constexpr std::string_view kSwapKeys[] = {"enabled",
                                           "idle_close_s",
                                           "receipt_timeout_ms",
                                           "checkpoint_every",
+                                          "close_checkpoint_min",
                                           "commit_interval_ms",
                                           "challenge_rate",
                                           "on_challenge_failure",
@@ -262,6 +263,9 @@ class Parser {
       } else if (key == "checkpoint_every") {
         IDN_ASSIGN_OR_RETURN(auto x, positive(v, full, swap::kMaxCheckpointEvery));
         c.checkpoint_every = static_cast<uint32_t>(x);
+      } else if (key == "close_checkpoint_min") {
+        IDN_ASSIGN_OR_RETURN(auto x, in_range(v, full, 0, swap::kMaxCheckpointEvery));
+        c.close_checkpoint_min = static_cast<uint32_t>(x);
       } else if (key == "commit_interval_ms") {
         IDN_ASSIGN_OR_RETURN(auto x, in_range(v, full, 0, 60'000));
         c.commit_interval_ms = static_cast<uint32_t>(x);

@@ -46,6 +46,11 @@ struct Config {
   // kMaxCheckpointEvery: evidence must fit DecodeLimits::max_evidence_receipts with room for a
   // checkpoint the peer was slow to sign.
   uint32_t checkpoint_every = 1024;
+  // An idle close proposes a checkpoint only over at least this many receipts (shutdown
+  // always does). In a large network most connections carry a request or two before they go
+  // idle; a checkpoint for each (~100-150 us of signing and verifying across the pair) cost
+  // more than the work accounted (docs/results.md, the simulator's 10,000 peers).
+  uint32_t close_checkpoint_min = 64;
   // Group commit: ledger updates are committed together at most this long after the first
   // (0: each update is its own transaction). A commit costs ~100-300 us of CPU here, a small
   // model's request ~350 us: at 10 ms commits were ~10 us of each B-LeNet request, at 50 ms

@@ -164,6 +164,7 @@ LedgerStore::Books::iterator LedgerStore::book_entry(ByteView peer) {
 Status LedgerStore::load() {
   books_.clear();
   unwritten_books_.clear();
+  unsaved_books_.clear();
   unsaved_entries_ = 0;
   unsaved_charges_ = 0;
   due_.clear();
@@ -267,13 +268,17 @@ Status LedgerStore::join_batch() {
 
 Status LedgerStore::save_charges(uint32_t min_rounds) {
   if (unsaved_entries_ == 0) return Status::ok();
-  for (auto& [peer, b] : books_) {
+  size_t kept = 0;  // books that still have young charges stay listed, in order
+  for (const Books::iterator entry : unsaved_books_) {
+    const Bytes& peer = entry->first;
+    Book& b = entry->second;
     size_t done = 0;
     for (; done < b.unsaved.size(); ++done) {
       auto it = b.open.find(b.unsaved[done]);
       if (it == b.open.end() || it->second.saved) continue;  // settled (or saved) since
       OpenCharge& c = it->second;
       if (commit_rounds_ - c.round < min_rounds) break;  // this one and those after are younger
+      // On an error the caller rolls back and reloads, which rebuilds these lists.
       IDN_RETURN_IF_ERROR(join_batch());
       put_charge_->reset();
       IDN_RETURN_IF_ERROR(put_charge_->bind(1, peer)
@@ -289,7 +294,9 @@ Status LedgerStore::save_charges(uint32_t min_rounds) {
     }
     b.unsaved.erase(b.unsaved.begin(), b.unsaved.begin() + ptrdiff_t(done));
     unsaved_entries_ -= done;
+    if (!b.unsaved.empty()) unsaved_books_[kept++] = entry;
   }
+  unsaved_books_.resize(kept);
   return Status::ok();
 }
 
@@ -368,6 +375,7 @@ Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView serv
                .round = commit_rounds_};
   if (group_) {
     // Memory first: the receipt usually settles it before a commit writes it.
+    if (b.unsaved.empty()) unsaved_books_.push_back(entry);
     b.unsaved.push_back(request_id);
     ++unsaved_entries_;
     ++unsaved_charges_;

@@ -191,6 +191,8 @@ class LedgerStore {
   // Group commit: the books that gained unwritten receipts since the last write (the commit
   // writes those, not every book).
   std::vector<Books::iterator> unwritten_books_;
+  // Group commit: the books whose `unsaved` is not empty (a commit walks these only).
+  std::vector<Books::iterator> unsaved_books_;
   // Kept prepared: the per-request paths (charge, receipt, commit) run them thousands of times.
   std::optional<db::Statement> put_log_, put_charge_, del_charge_;
   bool group_ = false;

@@ -85,16 +85,33 @@ void ComputeSwap::send_lists(ByteView id, Peer& p) {
   p.next_lists = clock_.now() + list_period();
 }
 
+void ComputeSwap::wake(ByteView id, Peer& p) {
+  if (p.awake) return;
+  p.awake = true;
+  awake_.push_back(peers_.find(id));
+}
+
 void ComputeSwap::go_online(ByteView id, Peer& p) {
   p.state = PeerState::kOnline;
+  wake(id, p);
   p.agreed = true;
   send_lists(id, p);
 }
 
 void ComputeSwap::ignore(ByteView id, Peer& p, std::string reason) {
   p.state = PeerState::kIgnore;
+  wake(id, p);
   p.ignore_until = clock_.now() + std::chrono::seconds(config_.ignore_period_s);
   p.reason = std::move(reason);
+}
+
+uint64_t ComputeSwap::unsigned_receipts(ByteView id) {
+  const Ledger* l = store_->find_ledger(id);
+  if (!l) return 0;
+  auto held = store_->checkpoint(id);
+  return held && held->ledger.sequence < l->sequence ? l->sequence - held->ledger.sequence
+         : held                                     ? 0
+                                                    : l->sequence;
 }
 
 void ComputeSwap::propose_checkpoint(ByteView id) {
@@ -116,7 +133,10 @@ void ComputeSwap::propose_checkpoint(ByteView id) {
 }
 
 void ComputeSwap::close(ByteView id, Peer& p, bool final, std::string reason) {
-  propose_checkpoint(id);
+  // At shutdown always; at an idle close only when enough receipts would come under it: four
+  // signature operations for the one or two receipts of a passing peer cost more than
+  // carrying them in the next Open's evidence.
+  if (final || unsigned_receipts(id) >= config_.close_checkpoint_min) propose_checkpoint(id);
   actions_.push_back(SendSwap{to_bytes(id), protocol::SwapClose{final, reason}});
   // §7.5.3.4: everything but the ledger is cleared. What guards against abuse (an ignore
   // period, contempt, the counters shown to the operator) outlives the connection.
@@ -140,9 +160,11 @@ void ComputeSwap::on_connected(ByteView id) {
   }
   if (clock_.now() < p.ignore_until) {
     p.state = PeerState::kIgnore;  // the Open waits until the ignore period ends
+    wake(id, p);
     return;
   }
   p.state = PeerState::kOpen;
+  wake(id, p);
   send_open(id, p, false);
 }
 
@@ -164,10 +186,9 @@ void ComputeSwap::on_disconnected(ByteView id) {
 
 bool ComputeSwap::accept_message(ByteView id) {
   Peer& p = peer(id);
-  if (is_blacklisted(id) || p.contempt || clock_.now() < p.ignore_until) return false;
-  p.last_seen = clock_.now();
-  p.seen = true;
-  return true;
+  // Not "seen": lists, Opens and checkpoints flow on any open connection, so only work (a
+  // request, a receipt) keeps one from closing as idle.
+  return !(is_blacklisted(id) || p.contempt || clock_.now() < p.ignore_until);
 }
 
 ComputeSwap::OpenResult ComputeSwap::on_open(ByteView id, const protocol::SwapOpen& open) {
@@ -199,6 +220,7 @@ ComputeSwap::OpenResult ComputeSwap::on_open(ByteView id, const protocol::SwapOp
     return OpenResult::kContempt;
   }
   p.state = PeerState::kOpen;
+  wake(id, p);
   auto ours = store_->evidence(id);
   if (!ours.ok()) {
     p.reason = "cannot read our ledger: " + ours.status().message();
@@ -254,9 +276,9 @@ void ComputeSwap::on_close(ByteView id, bool final) {
 void ComputeSwap::set_need_list(std::vector<Bytes> services) {
   if (services == need_list_) return;
   need_list_ = std::move(services);
-  for (auto& [id, p] : peers_) {
-    if (p.state == PeerState::kOnline) {
-      actions_.push_back(SendSwap{id, protocol::NeedList{need_list_}});
+  for (const auto& it : awake_) {  // every Online peer is awake
+    if (it->second.state == PeerState::kOnline) {
+      actions_.push_back(SendSwap{it->first, protocol::NeedList{need_list_}});
     }
   }
 }
@@ -264,9 +286,9 @@ void ComputeSwap::set_need_list(std::vector<Bytes> services) {
 void ComputeSwap::set_have_list(std::vector<Bytes> services) {
   if (services == have_list_) return;
   have_list_ = std::move(services);
-  for (auto& [id, p] : peers_) {
-    if (p.state == PeerState::kOnline) {
-      actions_.push_back(SendSwap{id, protocol::HaveList{have_list_}});
+  for (const auto& it : awake_) {  // every Online peer is awake
+    if (it->second.state == PeerState::kOnline) {
+      actions_.push_back(SendSwap{it->first, protocol::HaveList{have_list_}});
     }
   }
 }
@@ -281,7 +303,11 @@ void ComputeSwap::shutdown() {
 
 void ComputeSwap::tick() {
   Time now = clock_.now();
-  for (auto& [id, p] : peers_) {
+  // Only peers out of Close have timers; a network's worth of closed ledgers costs nothing.
+  for (size_t i = 0; i < awake_.size();) {
+    const auto it = awake_[i];
+    const Bytes& id = it->first;
+    Peer& p = it->second;
     if (p.state == PeerState::kIgnore && now >= p.ignore_until) {
       if (!p.connected) {
         p.state = PeerState::kClose;
@@ -302,6 +328,13 @@ void ComputeSwap::tick() {
       } else if (now >= p.next_lists) {
         send_lists(id, p);
       }
+    }
+    if (p.state == PeerState::kClose) {
+      p.awake = false;
+      awake_[i] = std::move(awake_.back());
+      awake_.pop_back();
+    } else {
+      ++i;
     }
   }
   // Receipts that never came: the work stays on the requester's debt in our view.
@@ -352,6 +385,11 @@ Status ComputeSwap::on_answered(ByteView id, uint64_t request_id, ByteView servi
 
 Status ComputeSwap::on_receipt(ByteView id, const protocol::Receipt& receipt) {
   IDN_ASSIGN_OR_RETURN(auto out, store_->apply_receipt(id, receipt));
+  if (out.applied) {
+    Peer& p = peer(id);  // work in either direction: the connection is not idle
+    p.last_seen = clock_.now();
+    p.seen = true;
+  }
   // The provider proposes, so the requester (which stored the receipt before sending it) is
   // never behind the proposal it is asked to sign.
   if (out.applied && out.we_served && config_.checkpoint_every > 0 &&

@@ -121,11 +121,20 @@ class ComputeSwap {
   const Config& config() const { return config_; }
   LedgerStore& ledgers() { return *store_; }
 
+  // The peer's debt, credit, r and p(r): what admission needs, without a full snapshot
+  // (the ISE's weights, the simulator's figures). Creates the peer's empty ledger if none.
+  struct Standing {
+    uint64_t debt = 0, credit = 0;
+    double r = 0, p = 1;
+  };
+  Standing standing(ByteView id);
+
   // ---- lifecycle (Fig. 7.2) ----
   void on_connected(ByteView peer);
   void on_disconnected(ByteView peer);
   // false: drop the message unread (the peer is in Ignore, blacklisted or held in contempt).
-  // Counts as "seen" otherwise (idle close measures silence from here).
+  // Lists, Opens and checkpoints do not count as activity: idle close (tick) measures the
+  // time since the last work either way, a request from the peer or a receipt.
   bool accept_message(ByteView peer);
   enum class OpenResult { kOnline, kReplied, kNeedEvidence, kContempt, kRefused };
   OpenResult on_open(ByteView peer, const protocol::SwapOpen& open);
@@ -183,6 +192,7 @@ class ComputeSwap {
     bool seen = false;
     Time ignore_until{}, ignores_us_until{}, next_lists{};
     Time open_sent{};  // our last Open; resent after kOpenRetry while still in Open
+    bool awake = false;  // listed in awake_
     std::vector<Bytes> need_list, have_list;
     uint64_t served = 0, refused = 0, passed = 0, failed = 0, suspicious = 0;
     std::string reason;
@@ -190,18 +200,16 @@ class ComputeSwap {
   ComputeSwap(const Config& c, const identity::KeyPair& key, const Clock& clock,
               std::function<double()> uniform, std::unique_ptr<LedgerStore> store);
   Peer& peer(ByteView id);
-  // The peer's debt, credit, r and p(r): what admission needs, without a full snapshot.
-  struct Standing {
-    uint64_t debt = 0, credit = 0;
-    double r = 0, p = 1;
-  };
-  Standing standing(ByteView id);
+  // Lists the peer for tick(): every state but Close has timers. tick() drops it at Close.
+  void wake(ByteView id, Peer& p);
   void go_online(ByteView id, Peer& p);
   void ignore(ByteView id, Peer& p, std::string reason);
   void close(ByteView id, Peer& p, bool final, std::string reason);
   void send_lists(ByteView id, Peer& p);
   void send_open(ByteView id, Peer& p, bool reply);
   void propose_checkpoint(ByteView id);
+  // Receipts in the ledger with `id` after the last checkpoint both signed.
+  uint64_t unsigned_receipts(ByteView id);
   std::chrono::nanoseconds list_period();
 
   Config config_;
@@ -210,7 +218,8 @@ class ComputeSwap {
   std::function<double()> uniform_;
   std::unique_ptr<LedgerStore> store_;
   std::set<Bytes, BytesLess> trusted_, blacklist_;
-  std::map<Bytes, Peer, BytesLess> peers_;
+  std::map<Bytes, Peer, BytesLess> peers_;  // entries are never erased
+  std::vector<std::map<Bytes, Peer, BytesLess>::iterator> awake_;  // peers out of Close
   // Our last checkpoint proposal per peer: its countersigned copy needs only the peer's
   // signature checked.
   std::map<Bytes, Checkpoint, BytesLess> proposals_;

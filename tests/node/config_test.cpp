@@ -183,6 +183,7 @@ ignore_period_s = 0
 idle_close_s = 60
 receipt_timeout_ms = 500
 checkpoint_every = 8
+close_checkpoint_min = 0
 commit_interval_ms = 0
 challenge_rate = 0.25
 on_challenge_failure = "blacklist"
@@ -200,6 +201,8 @@ trusted = [")") + kPeer +
   EXPECT_EQ(s.idle_close_s, 60u);
   EXPECT_EQ(s.receipt_timeout_ms, 500u);
   EXPECT_EQ(s.checkpoint_every, 8u);
+  EXPECT_EQ(s.close_checkpoint_min, 0u);
+  EXPECT_EQ(d->swap.params.close_checkpoint_min, 64u);
   EXPECT_EQ(s.commit_interval_ms, 0u);
   EXPECT_EQ(d->swap.params.commit_interval_ms, 200u);
   EXPECT_EQ(d->swap.params.checkpoint_every, 1024u);
@@ -213,6 +216,7 @@ trusted = [")") + kPeer +
   EXPECT_THAT(err("[swap]\nm = 1\n"), HasSubstr("m must be a number > 1"));
   EXPECT_THAT(err("[swap]\nchallenge_rate = 2\n"), HasSubstr("challenge_rate"));
   EXPECT_THAT(err("[swap]\ncommit_interval_ms = 60001\n"), HasSubstr("out of range (0..60000)"));
+  EXPECT_THAT(err("[swap]\nclose_checkpoint_min = 4096\n"), HasSubstr("out of range (0..2048)"));
   EXPECT_THAT(err("[swap]\ncheckpoint_every = 2049\n"), HasSubstr("out of range"));
   EXPECT_THAT(err("[swap]\ncommit_interval_ms = 10000\n"), HasSubstr("below receipt_timeout_ms"));
   EXPECT_THAT(err("[swap]\ntrusted = [\"nope\"]\n"), HasSubstr("is not a peer ID"));

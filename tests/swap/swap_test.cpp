@@ -170,6 +170,37 @@ TEST_F(SwapTest, IdleCloseAfterTcKeepsTheLedgerAndAllowsReopen) {
   EXPECT_EQ(a.swap->snapshot(b.id).state, PeerState::kOnline);
 }
 
+// Lists and Opens flow on every open connection; only work keeps one open. Otherwise each
+// peer of a large network would keep every connection it ever made, exchanging lists forever.
+TEST_F(SwapTest, ListsAloneDoNotKeepAConnectionFromClosingAsIdle) {
+  Config cfg;
+  cfg.idle_close_s = 10;
+  cfg.list_refresh_s = 2;
+  Node a(dir_ / "a", ka, clock_, cfg), b(dir_ / "b", kb, clock_, cfg);
+  bring_online(a, b);
+  // Work either way counts: a request served, a receipt made or received.
+  ASSERT_TRUE(serve_once(a, b, 1, 500).serve);
+  clock_.advance(6s);
+  ASSERT_TRUE(serve_once(b, a, 2, 500).serve);  // a pays its debt back
+  for (int s = 0; s < 9; ++s) {
+    clock_.advance(1s);
+    for (Node* n : {&a, &b}) {
+      Node* other = n == &a ? &b : &a;
+      ASSERT_TRUE(n->swap->accept_message(other->id));  // the other's lists arrive
+      n->swap->tick();
+      (void)n->swap->take_actions();
+    }
+  }
+  // 9 s after the last work both are still Online; at 10 s both close, lists or not.
+  EXPECT_EQ(a.swap->snapshot(b.id).state, PeerState::kOnline);
+  EXPECT_EQ(b.swap->snapshot(a.id).state, PeerState::kOnline);
+  clock_.advance(1s);
+  a.swap->tick();
+  b.swap->tick();
+  EXPECT_EQ(messages<protocol::SwapClose>(a.swap->take_actions()).size(), 1u);
+  EXPECT_EQ(messages<protocol::SwapClose>(b.swap->take_actions()).size(), 1u);
+}
+
 TEST_F(SwapTest, ShutdownSendsFinalCloseAndACheckpointProposal) {
   Node a(dir_ / "a", ka, clock_), b(dir_ / "b", kb, clock_);
   bring_online(a, b);
@@ -190,6 +221,31 @@ TEST_F(SwapTest, ShutdownSendsFinalCloseAndACheckpointProposal) {
   ASSERT_TRUE(a.swap->on_checkpoint(b.id, back[0].checkpoint).is_ok());
   EXPECT_EQ(a.swap->snapshot(b.id).checkpoint_sequence, 1u);
   EXPECT_EQ(b.swap->snapshot(a.id).checkpoint_sequence, 1u);
+}
+
+// An idle close signs a checkpoint only over close_checkpoint_min new receipts: fewer ride in
+// the next Open's evidence instead of costing four signature operations.
+TEST_F(SwapTest, IdleCloseSignsACheckpointOnlyOverEnoughNewReceipts) {
+  Config cfg;
+  cfg.idle_close_s = 10;
+  cfg.close_checkpoint_min = 3;
+  Node b(dir_ / "b", kb, clock_, cfg);
+  cfg.trusted = {b.id};  // every request is served
+  Node a(dir_ / "a", ka, clock_, cfg);
+  auto idle_close = [&] {
+    clock_.advance(10s);
+    a.swap->tick();
+    auto acts = a.swap->take_actions();
+    EXPECT_EQ(messages<protocol::SwapClose>(acts).size(), 1u);
+    b.swap->on_close(a.id, false);
+    return of_kind<SendCheckpoint>(acts).size();
+  };
+  bring_online(a, b);
+  for (uint64_t i = 1; i <= 2; ++i) ASSERT_TRUE(serve_once(a, b, i, 10).serve);
+  EXPECT_EQ(idle_close(), 0u);  // 2 new receipts
+  bring_online(a, b);
+  ASSERT_TRUE(serve_once(a, b, 3, 10).serve);
+  EXPECT_EQ(idle_close(), 1u);  // 3 since the last checkpoint (none yet)
 }
 
 TEST_F(SwapTest, CheckpointEveryNReceiptsAndTamperedProposalsAreRefused) {
