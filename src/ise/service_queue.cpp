@@ -63,6 +63,10 @@ void ServiceQueue::expire(Time now) {
 }
 
 std::vector<QueueEntry> ServiceQueue::ranking(const Weight& weight, Time now) {
+  return rank(weight, now, /*explain=*/true);
+}
+
+std::vector<QueueEntry> ServiceQueue::rank(const Weight& weight, Time now, bool explain) {
   expire(now);
   std::map<Bytes, QueueEntry> by_service;
   for (const auto& [peer, d] : peers_) {
@@ -94,6 +98,7 @@ std::vector<QueueEntry> ServiceQueue::ranking(const Weight& weight, Time now) {
     return a.score > b.score;  // by_service already ordered the services: ties keep that order
   });
 
+  if (!explain) return out;
   // The top k on-demand services: unpinned, with demand, best first.
   std::vector<bool> top(out.size(), false);
   size_t rank = 0;
@@ -139,7 +144,7 @@ std::vector<QueueEntry> ServiceQueue::ranking(const Weight& weight, Time now) {
 }
 
 ServiceQueue::Plan ServiceQueue::plan(const Weight& weight, Time now) {
-  std::vector<QueueEntry> entries = ranking(weight, now);
+  std::vector<QueueEntry> entries = rank(weight, now, /*explain=*/false);
   Plan p;
   size_t rank = 0;
   std::set<Bytes> wanted;

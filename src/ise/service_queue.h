@@ -88,6 +88,8 @@ class ServiceQueue {
   };
   // Drops request demand older than need_idle.
   void expire(Time now);
+  // ranking(); `explain` false leaves `why` empty (plan() needs no text).
+  std::vector<QueueEntry> rank(const Weight& weight, Time now, bool explain);
 
   QueueConfig config_;
   std::set<Bytes> pinned_;
