@@ -103,7 +103,19 @@ Result<std::unique_ptr<Database>> Database::open(const std::filesystem::path& pa
 }
 
 Database::~Database() {
+  for (auto& st : tx_) st.reset();  // finalized before the connection closes
   if (db_) sqlite3_close_v2(db_);
+}
+
+Status Database::tx_step(TxStep step) {
+  static constexpr std::string_view kSql[] = {"BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"};
+  std::optional<Statement>& st = tx_[step];
+  if (!st) {
+    IDN_ASSIGN_OR_RETURN(auto prepared, prepare(kSql[step]));
+    st.emplace(std::move(prepared));
+  }
+  st->reset();
+  return st->run(kSql[step]);
 }
 
 Status Database::error(std::string_view what, int rc) const {
@@ -155,20 +167,20 @@ Result<std::string> Database::integrity_check() {
 }
 
 Result<Transaction> Transaction::begin(Database& db) {
-  IDN_RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
+  IDN_RETURN_IF_ERROR(db.tx_step(Database::kBegin));
   return Transaction(&db);
 }
 
 Transaction::~Transaction() {
-  if (db_) (void)db_->exec("ROLLBACK");
+  if (db_) (void)db_->tx_step(Database::kRollback);
 }
 
 Status Transaction::commit() {
   if (!db_) return Status::internal("transaction already finished");
   Database* db = db_;
   db_ = nullptr;
-  Status st = db->exec("COMMIT");
-  if (!st.is_ok()) (void)db->exec("ROLLBACK");
+  Status st = db->tx_step(Database::kCommit);
+  if (!st.is_ok()) (void)db->tx_step(Database::kRollback);
   return st;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -91,9 +92,15 @@ class Database {
   Status error(std::string_view what, int rc) const;
 
  private:
+  friend class Transaction;
   explicit Database(std::filesystem::path path) : path_(std::move(path)) {}
+  // BEGIN IMMEDIATE, COMMIT and ROLLBACK, each prepared once: a group commit per tick would
+  // otherwise parse them every time.
+  enum TxStep { kBegin = 0, kCommit = 1, kRollback = 2 };
+  Status tx_step(TxStep step);
   std::filesystem::path path_;
   sqlite3* db_ = nullptr;
+  std::optional<Statement> tx_[3];
 };
 
 // BEGIN IMMEDIATE ... COMMIT; rolls back when destroyed uncommitted (an early return on an
