@@ -21,10 +21,16 @@ void ServiceQueue::pin(const Bytes& service) {
 }
 
 void ServiceQueue::set_need_list(const Bytes& peer, std::vector<Bytes> services) {
-  Demand& d = peers_[peer];
-  d.need_list = std::set<Bytes>(std::make_move_iterator(services.begin()),
-                                std::make_move_iterator(services.end()));
-  if (d.need_list.empty() && d.requested.empty()) peers_.erase(peer);
+  std::sort(services.begin(), services.end());
+  services.erase(std::unique(services.begin(), services.end()), services.end());
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) {
+    if (services.empty()) return;
+    it = peers_.emplace(peer, Demand{}).first;
+  }
+  Demand& d = it->second;
+  d.need_list = std::move(services);
+  if (d.need_list.empty() && d.requested.empty()) peers_.erase(it);
 }
 
 void ServiceQueue::on_request(const Bytes& peer, const Bytes& service, Time now) {
@@ -78,7 +84,7 @@ std::vector<QueueEntry> ServiceQueue::rank(const Weight& weight, Time now, bool 
     };
     for (const Bytes& s : d.need_list) count(s);
     for (const auto& [s, _] : d.requested)
-      if (!d.need_list.contains(s)) count(s);
+      if (!std::binary_search(d.need_list.begin(), d.need_list.end(), s)) count(s);
   }
   for (const Bytes& s : pinned_) by_service[s];
   for (const auto& [s, _] : hosted_) by_service[s];

@@ -83,7 +83,7 @@ class ServiceQueue {
 
  private:
   struct Demand {
-    std::set<Bytes> need_list;
+    std::vector<Bytes> need_list;  // sorted, no duplicates
     std::map<Bytes, Time> requested;  // service -> last request
   };
   // Drops request demand older than need_idle.

@@ -158,10 +158,14 @@ p2p::awaitable<InitOutcome> IseAgent::init_peers(core::Multihash service, size_t
 
 p2p::awaitable<void> IseAgent::do_step() {
   const auto now = Clock::now();
-  // Our need list: what our sessions used within need_idle.
+  // Our need list: what our sessions used within need_idle and we do not serve ourselves (as a
+  // Bitswap want list leaves out the blocks we have). A node that hosts what it uses is no
+  // demand for others; counting it made every node host the most used services, which then
+  // nobody asked anyone for (docs/results.md, the simulator).
   std::erase_if(used_, [&](const auto& u) { return now - u.second >= queue_.config().need_idle; });
   std::vector<core::Multihash> need;
-  for (const auto& [s, _] : used_) need.push_back(s);
+  for (const auto& [s, _] : used_)
+    if (!models_.hosts(s)) need.push_back(s);
   if (need != need_list_) {
     need_list_ = need;
     swap_.set_need_list(need_list_);

@@ -1,5 +1,6 @@
 // The Inference Service Engine on four real nodes on 127.0.0.1 (§7.4): O publishes the tiny
-// B-LeNet; O, C1 and C2 use it, so it is on their need lists; H runs with auto_host and k = 1
+// B-LeNet; C1 and C2 use it, so it is on their need lists (O uses it too, but a node's need
+// list leaves out what it hosts itself), and their requests count as demand; H runs with auto_host and k = 1
 // and hosts nothing, until the demand makes it fetch, load and provide the service and answer
 // requests; once the demand stops, H tears it down after T_s and withdraws its record.
 #include <gtest/gtest.h>
@@ -76,7 +77,6 @@ TEST(Ise, DemandFromThreePeersMakesTheFourthHostTheServiceUntilTheDemandStops) {
   ASSERT_TRUE(eventually([&] { return dht_names(c1, sid, o->id()); }));
   // O only hosts the service; H waits for demand, with nothing to host.
   EXPECT_FALSE(hosts(h, sid));
-  // O's own use makes it demand the service too (the need list is about use, not hosting).
   auto ask = [&](RunningNode& n) {
     auto s = n.on_io<std::shared_ptr<client::Session>>(
         [&]() -> p2p::awaitable<std::shared_ptr<client::Session>> {
@@ -91,7 +91,7 @@ TEST(Ise, DemandFromThreePeersMakesTheFourthHostTheServiceUntilTheDemandStops) {
       auto got = ask(*n);
       if (!got.ok()) ADD_FAILURE() << got.status().to_string();
     }
-    // O's session: a node does not ask itself, but the service is on its need list anyway.
+    // O's session: it serves itself, so the service stays off O's need list.
     o.on_io<bool>([&]() -> p2p::awaitable<bool> {
       (void)o->session(sid);
       co_return true;
@@ -101,6 +101,8 @@ TEST(Ise, DemandFromThreePeersMakesTheFourthHostTheServiceUntilTheDemandStops) {
     keep_asking();
     return hosts(h, sid);
   })) << status_of(h).dump();
+  // O just used it too, but serves itself: it is not on O's need list.
+  EXPECT_TRUE(status_of(o)["ise"]["need_list"].empty()) << status_of(o).dump();
 
   // H answers requests for it, and the DHT names it as a provider.
   auto from_h = c1.on_io<std::shared_ptr<client::Session>>(
