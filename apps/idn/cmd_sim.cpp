@@ -1,15 +1,17 @@
-// idn sim computeswap: many simulated peers running the real ComputeSwap (sim/computeswap_sim.h)
-// under simulated time; prints a summary and writes a per-minute CSV and a plot of who gets
-// the work.
+// idn sim computeswap: many simulated peers running the real ComputeSwap and ISE queue
+// (sim/computeswap_sim.h) under simulated time; prints a summary and writes CSVs, a summary JSON
+// and plots: who gets the work, hosts per service against popularity, debt ratios.
 #include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "ml/plot.h"
@@ -31,60 +33,186 @@ double peak_rss_mib() {
   return double(u.ru_maxrss) / 1024.0;
 }
 
+// The smallest n with caught_within[n-1] >= q, or 0 if the curve never gets there.
+size_t answers_to_catch(const std::vector<double>& curve, double q) {
+  for (size_t n = 0; n < curve.size(); ++n)
+    if (curve[n] >= q) return n + 1;
+  return 0;
+}
+
+double quantile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  return sorted[std::min(sorted.size() - 1, size_t(q * double(sorted.size() - 1) + 0.5))];
+}
+
+Status write_summary_json(const SimArgs& a, const sim::ComputeSwapResult& r, double wall,
+                          const fs::path& path) {
+  const auto& s = a.s;
+  nlohmann::json j = {
+      {"peers", s.peers},
+      {"services", s.services},
+      {"hours", s.hours},
+      {"seed", s.seed},
+      {"freeloaders", s.freeloaders},
+      {"liars", s.liars},
+      {"churn", s.churn},
+      {"rate", s.requests_per_peer_min},
+      {"k", s.k},
+      {"auto_host", s.auto_host},
+      {"m", s.swap.m},
+      {"n", s.swap.n},
+      {"grace_ops", s.swap.grace_ops},
+      {"ignore_s", s.swap.ignore_period_s},
+      {"min_service_s", s.min_service_s},
+      {"challenge_rate", s.swap.challenge_rate},
+      {"freeloader_work_share", r.freeloader_work_share},
+      {"served_rate_cooperator", r.served_rate[0]},
+      {"served_rate_freeloader", r.served_rate[1]},
+      {"served_rate_liar", r.served_rate[2]},
+      {"spearman_hosts_popularity", r.spearman_hosts_popularity},
+      {"liar_pairs", r.liar_pairs},
+      {"liars_caught", r.liars_caught},
+      {"liar_answers_to_catch_99", answers_to_catch(r.caught_within, 0.99)},
+      {"ise_starts", r.ise_starts},
+      {"ise_stops", r.ise_stops},
+      {"leaves", r.leaves},
+      {"joins", r.joins},
+      {"events", r.events},
+      {"wall_s", wall},
+      {"peak_rss_mib", peak_rss_mib()}};
+  for (size_t k = 0; k < sim::kPeerKinds; ++k) {
+    const std::string kind(sim::peer_kind_name(sim::PeerKind(k)));
+    if (r.debt_ratios[k].empty()) continue;
+    j["debt_ratio_p50_" + kind] = quantile(r.debt_ratios[k], 0.5);
+    j["debt_ratio_p90_" + kind] = quantile(r.debt_ratios[k], 0.9);
+  }
+  std::ofstream f(path);
+  f << j.dump(2) << "\n";
+  f.flush();
+  if (!f) return Status::io_error("writing " + path.string() + " failed");
+  return Status::ok();
+}
+
+Status plot_all(const sim::ComputeSwapResult& r, const fs::path& out) {
+  PlotSpec work;
+  work.title = "Share of the work served, per minute, by kind of requester";
+  work.xlabel = "minute";
+  work.ylabel = "share of operations";
+  for (size_t k = 0; k < sim::kPeerKinds; ++k) {
+    if (r.peers[k] == 0) continue;
+    PlotSeries s;
+    s.title = std::string(sim::peer_kind_name(sim::PeerKind(k)));
+    for (const auto& m : r.minutes) {
+      uint64_t all = 0;
+      for (const auto& c : m.kinds) all += c.ops;
+      s.x.push_back(m.minute);
+      s.y.push_back(all ? double(m.kinds[k].ops) / double(all) : 0);
+    }
+    work.series.push_back(std::move(s));
+  }
+  IDN_RETURN_IF_ERROR(plot_png(work, out / "computeswap_work_share.png"));
+
+  PlotSpec hosts;
+  hosts.title = fmt::format("Hosts per service against popularity (Spearman {:.3f})",
+                            r.spearman_hosts_popularity);
+  hosts.xlabel = "popularity (share of requests)";
+  hosts.ylabel = "peers hosting it (mean after warm-up)";
+  hosts.logx = hosts.logy = true;
+  PlotSeries hs;
+  hs.title = "service";
+  hs.lines = false;
+  for (const auto& s : r.services) {
+    hs.x.push_back(s.popularity);
+    hs.y.push_back(std::max(s.mean_hosts, 0.1));  // log axis: 0.1 stands for none
+  }
+  hosts.series.push_back(std::move(hs));
+  IDN_RETURN_IF_ERROR(plot_png(hosts, out / "computeswap_hosts.png"));
+
+  PlotSpec debt;
+  debt.title = "Debt ratios providers see, by kind of peer served (at the end)";
+  debt.xlabel = "debt ratio r (log)";
+  debt.ylabel = "share of (provider, peer) ledgers with r at most x";
+  debt.logx = true;
+  for (size_t k = 0; k < sim::kPeerKinds; ++k) {
+    const auto& v = r.debt_ratios[k];
+    if (v.empty()) continue;
+    PlotSeries s;
+    s.title = std::string(sim::peer_kind_name(sim::PeerKind(k)));
+    for (int q = 0; q <= 100; ++q) {
+      s.x.push_back(std::max(quantile(v, q / 100.0), 1e-6));
+      s.y.push_back(q / 100.0);
+    }
+    debt.series.push_back(std::move(s));
+  }
+  if (!debt.series.empty())
+    IDN_RETURN_IF_ERROR(plot_png(debt, out / "computeswap_debt_ratios.png"));
+  return Status::ok();
+}
+
 int run_sim(const SimArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
   auto r = sim::run_computeswap_sim(a.s);
   if (!r.ok()) return report(r.status());
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::error_code ec;
-  fs::create_directories(a.out, ec);
-  const fs::path csv = fs::path(a.out) / "computeswap_minutes.csv";
-  if (Status st = sim::write_minutes_csv(*r, csv); !st.is_ok()) return report(st);
+  const fs::path out(a.out);
+  fs::create_directories(out, ec);
+  if (ec) return report(Status::io_error("cannot create " + a.out + ": " + ec.message()));
+  for (auto [write, name] :
+       {std::pair{&sim::write_minutes_csv, "computeswap_minutes.csv"},
+        std::pair{&sim::write_services_csv, "computeswap_services.csv"},
+        std::pair{&sim::write_debt_ratios_csv, "computeswap_debt_ratios.csv"}}) {
+    if (Status st = write(*r, out / name); !st.is_ok()) return report(st);
+  }
+  if (Status st = write_summary_json(a, *r, wall, out / "summary.json"); !st.is_ok())
+    return report(st);
 
+  const auto& s = a.s;
   std::printf(
-      "ComputeSwap simulation: %zu peers (%zu cooperators, %zu freeloaders, %zu liars), "
+      "ComputeSwap + ISE simulation: %zu peers (%zu cooperators, %zu freeloaders, %zu liars), "
       "%zu services, %.2f h, seed %llu; %llu events in %.1f s wall, peak RSS %.0f MiB\n",
-      a.s.peers, r->peers[0], r->peers[1], r->peers[2], a.s.services, a.s.hours,
-      static_cast<unsigned long long>(a.s.seed), static_cast<unsigned long long>(r->events), wall,
+      s.peers, r->peers[0], r->peers[1], r->peers[2], s.services, s.hours,
+      static_cast<unsigned long long>(s.seed), static_cast<unsigned long long>(r->events), wall,
       peak_rss_mib());
-  std::printf("after warm-up (%.0f %% of the run):\n", 100 * a.s.warmup_fraction);
-  std::printf("  %-11s %10s %10s %9s %10s %8s %9s %12s\n", "kind", "requests", "answered",
-              "served %", "refusals", "unserved", "caught", "ops received");
+  std::printf("after warm-up (%.0f %% of the run):\n", 100 * s.warmup_fraction);
+  std::printf("  %-11s %9s %9s %9s %8s %9s %8s %7s %7s %12s\n", "kind", "requests", "answered",
+              "served %", "local", "refusals", "unserved", "stale", "caught", "ops received");
   for (size_t k = 0; k < sim::kPeerKinds; ++k) {
     const auto& c = r->after_warmup[k];
-    std::printf("  %-11s %10llu %10llu %8.1f%% %10llu %8llu %9llu %12.3g\n",
-                std::string(sim::peer_kind_name(sim::PeerKind(k))).c_str(),
-                static_cast<unsigned long long>(c.requests),
-                static_cast<unsigned long long>(c.answered), 100 * r->served_rate[k],
-                static_cast<unsigned long long>(c.refusals),
-                static_cast<unsigned long long>(c.unserved),
-                static_cast<unsigned long long>(c.caught), double(c.ops));
+    auto u = [](uint64_t x) { return static_cast<unsigned long long>(x); };
+    std::printf("  %-11s %9llu %9llu %8.1f%% %8llu %9llu %8llu %7llu %7llu %12.3g\n",
+                std::string(sim::peer_kind_name(sim::PeerKind(k))).c_str(), u(c.requests),
+                u(c.answered), 100 * r->served_rate[k], u(c.local), u(c.refusals), u(c.unserved),
+                u(c.stale), u(c.caught), double(c.ops));
   }
   std::printf("  freeloaders' share of all work served: %.2f %%\n", 100 * r->freeloader_work_share);
-  if (r->peers[size_t(sim::PeerKind::kLiar)] > 0)
-    std::printf("  liar-requester pairs where the requester caught the liar: %.1f %%\n",
-                100 * r->liars_caught);
-  std::printf("wrote %s\n", csv.c_str());
-
-  PlotSpec spec;
-  spec.title = "Share of the work served, per minute, by kind of requester";
-  spec.xlabel = "minute";
-  spec.ylabel = "share of operations";
-  for (size_t k = 0; k < sim::kPeerKinds; ++k) {
-    if (r->peers[k] == 0) continue;
-    PlotSeries s;
-    s.title = std::string(sim::peer_kind_name(sim::PeerKind(k)));
-    for (const auto& m : r->minutes) {
-      uint64_t all = 0;
-      for (const auto& c : m.kinds) all += c.ops;
-      s.x.push_back(m.minute);
-      s.y.push_back(all ? double(m.kinds[k].ops) / double(all) : 0);
-    }
-    spec.series.push_back(std::move(s));
+  std::printf("  hosts per service vs popularity: Spearman %.3f (ISE %s; %llu starts, %llu stops)\n",
+              r->spearman_hosts_popularity, s.auto_host ? "on" : "off (fixed hosting)",
+              static_cast<unsigned long long>(r->ise_starts),
+              static_cast<unsigned long long>(r->ise_stops));
+  if (s.churn > 0)
+    std::printf("  churn: %llu leaves, %llu joins\n", static_cast<unsigned long long>(r->leaves),
+                static_cast<unsigned long long>(r->joins));
+  if (r->peers[size_t(sim::PeerKind::kLiar)] > 0) {
+    const size_t n99 = answers_to_catch(r->caught_within, 0.99);
+    std::printf(
+        "  liars: caught by %.1f %% of the %llu requesters they answered; 99 %% caught within %s "
+        "wrong answers (challenge rate %.3g)\n",
+        100 * r->liars_caught, static_cast<unsigned long long>(r->liar_pairs),
+        n99 ? std::to_string(n99).c_str() : "(not reached)", s.swap.challenge_rate);
   }
-  const fs::path png = fs::path(a.out) / "computeswap_work_share.png";
-  if (Status st = plot_png(spec, png); !st.is_ok()) return report(st);
-  std::printf("wrote %s\n", png.c_str());
+  for (size_t k = 0; k < sim::kPeerKinds; ++k) {
+    const auto& v = r->debt_ratios[k];
+    if (v.empty()) continue;
+    std::printf("  debt ratio providers see, %-10s p50 %.3g  p90 %.3g  p99 %.3g  (%zu ledgers)\n",
+                std::string(sim::peer_kind_name(sim::PeerKind(k))).c_str(), quantile(v, 0.5),
+                quantile(v, 0.9), quantile(v, 0.99), v.size());
+  }
+  if (Status st = plot_all(*r, out); !st.is_ok()) return report(st);
+  std::printf("wrote %s/{summary.json, computeswap_minutes.csv, computeswap_services.csv, "
+              "computeswap_debt_ratios.csv, computeswap_work_share.png, computeswap_hosts.png, "
+              "computeswap_debt_ratios.png}\n",
+              a.out.c_str());
   return 0;
 }
 
@@ -102,42 +230,55 @@ void register_sim(CLI::App& app) {
       "N peers under simulated time, each running the real ComputeSwap (§7.5): who gets served "
       "when some only consume or lie");
   c->footer(
-      "Cooperators host services and serve; freeloaders only consume; liars answer wrongly and "
-      "are caught by challenges. Requests arrive per peer as a Poisson process for "
-      "Zipf-popular services; a requester knows --known providers of each service (the same "
-      "ones every time) and tries up to --candidates of them, best provider_score first. "
-      "Messages take --latency-ms one way. Deterministic: the same seed gives byte-identical "
-      "CSV. Writes OUT/computeswap_minutes.csv and OUT/computeswap_work_share.png.");
+      "Every peer runs the real ComputeSwap (swap/) and, if it serves, the real ISE queue "
+      "(ise/ServiceQueue): it hosts the services it published (--publishers per service) and the "
+      "top --k by demand (its peers' need lists and the requests it gets), each for at least "
+      "--min-service-s. Cooperators serve; freeloaders only consume; liars answer wrongly and are "
+      "caught by challenges. Requests arrive per peer as a Poisson process for Zipf-popular "
+      "services; a requester caches --known providers per service from the provider records "
+      "(looked up again after --provider-ttl-s) and tries up to --candidates of them, best "
+      "provider_score first. --churn peers per peer-hour leave and come back after --offline-min "
+      "on average. Messages take --latency-ms one way. Deterministic: the same seed gives "
+      "byte-identical CSV.\n\nWrites OUT/summary.json, OUT/computeswap_minutes.csv (per minute "
+      "and kind), OUT/computeswap_services.csv (hosts per service), OUT/computeswap_debt_ratios.csv "
+      "and the plots computeswap_work_share.png, computeswap_hosts.png, "
+      "computeswap_debt_ratios.png.");
   auto& s = a->s;
-  c->add_option("--peers", s.peers, "Peers")->capture_default_str();
-  c->add_option("--services", s.services, "Services")->capture_default_str();
-  c->add_option("--hours", s.hours, "Simulated hours")->capture_default_str();
-  c->add_option("--freeloaders", s.freeloaders, "Share of peers that only consume")
-      ->capture_default_str();
-  c->add_option("--liars", s.liars, "Share of peers that answer wrongly")->capture_default_str();
-  c->add_option("--rate", s.requests_per_peer_min, "Requests per peer per minute (mean)")
-      ->capture_default_str();
-  c->add_option("--zipf", s.zipf, "Service popularity exponent")->capture_default_str();
-  c->add_option("--hosted", s.hosted_per_peer, "Services each serving peer hosts")
-      ->capture_default_str();
-  c->add_option("--known", s.known_providers,
-                "Providers a requester knows per service (its provider cache)")
-      ->capture_default_str();
-  c->add_option("--candidates", s.candidates, "Of those, providers a request may try")
-      ->capture_default_str();
-  c->add_option("--latency-ms", s.latency_ms, "One-way message latency")->capture_default_str();
-  c->add_option("--m", s.swap.m, "p(r): debt ratio where service stops")->capture_default_str();
-  c->add_option("--n", s.swap.n, "p(r): how late the fall starts")->capture_default_str();
-  c->add_option("--grace-ops", s.swap.grace_ops, "Eq. 7.1's +1, in operations")
-      ->capture_default_str();
-  c->add_option("--ignore-s", s.swap.ignore_period_s, "T_g: ignore period after a refusal, s")
-      ->capture_default_str();
-  c->add_option("--challenge-rate", s.swap.challenge_rate, "Share of requests sent as challenges")
-      ->capture_default_str();
-  c->add_option("--warmup", s.warmup_fraction, "Share of the run before the summary counts")
-      ->capture_default_str();
-  c->add_option("--seed", s.seed, "Random seed")->capture_default_str();
-  c->add_option("--out", a->out, "Output directory")->capture_default_str();
+  auto opt = [&](const char* name, auto& v, const char* what) {
+    c->add_option(name, v, what)->capture_default_str();
+  };
+  opt("--peers", s.peers, "Peers");
+  opt("--services", s.services, "Services");
+  opt("--hours", s.hours, "Simulated hours");
+  opt("--freeloaders", s.freeloaders, "Share of peers that only consume");
+  opt("--liars", s.liars, "Share of peers that answer wrongly");
+  opt("--churn", s.churn, "Leaves per peer per hour (each peer comes back)");
+  opt("--offline-min", s.offline_min, "Mean time a leaving peer stays away, minutes");
+  opt("--rate", s.requests_per_peer_min, "Requests per peer per minute (mean)");
+  opt("--zipf", s.zipf, "Service popularity exponent");
+  opt("--k", s.k, "ISE: services each serving peer hosts on demand");
+  c->add_flag("--fixed-hosting", [a](int64_t) { a->s.auto_host = false; },
+              "No ISE: each serving peer hosts --k services drawn by popularity, for good");
+  opt("--publishers", s.publishers, "Cooperators that publish (pin) each service");
+  opt("--min-service-s", s.min_service_s, "ISE T_s: a service runs at least this long, s");
+  opt("--need-idle-s", s.need_idle_s, "ISE: need lists and request demand fade after this, s");
+  opt("--init-s", s.init_s, "ISE: time to fetch, verify and load a model, s");
+  opt("--ise-tick-s", s.ise_tick_s, "ISE: how often each peer plans, s");
+  opt("--known", s.known_providers, "Providers a requester caches per service");
+  opt("--candidates", s.candidates, "Of those, providers a request may try");
+  opt("--provider-ttl-s", s.provider_ttl_s, "A cached provider list is looked up again after this");
+  opt("--latency-ms", s.latency_ms, "One-way message latency");
+  opt("--peer-gflops", s.peer_gflops, "A serving peer's speed (one request at a time)");
+  opt("--m", s.swap.m, "p(r): debt ratio where service stops");
+  opt("--n", s.swap.n, "p(r): how late the fall starts");
+  opt("--grace-ops", s.swap.grace_ops, "Eq. 7.1's +1, in operations");
+  opt("--ignore-s", s.swap.ignore_period_s, "T_g: ignore period after a refusal, s");
+  opt("--challenge-rate", s.swap.challenge_rate, "Share of requests sent as challenges");
+  opt("--warmup", s.warmup_fraction, "Share of the run before the summary counts");
+  opt("--tick-s", s.tick_s, "ComputeSwap tick period per peer, s");
+  opt("--commit-s", s.commit_s, "Ledger group commit period per peer, s");
+  opt("--seed", s.seed, "Random seed");
+  opt("--out", a->out, "Output directory");
   c->callback([a] { run_or_exit(run_sim(*a)); });
 }
 

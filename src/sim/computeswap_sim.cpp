@@ -4,16 +4,21 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <numeric>
 #include <random>
 #include <set>
+#include <unordered_map>
 #include <unordered_set>
 #include <variant>
 
 #include "identity/keys.h"
+#include "ise/service_queue.h"
 #include "sim/event_queue.h"
+#include "swap/strategy.h"
 #include "swap/swap.h"
 
 namespace idn::sim {
@@ -32,6 +37,7 @@ std::string_view peer_kind_name(PeerKind k) {
 
 Status ComputeSwapScenario::validate() const {
   auto bad = [](std::string m) { return Status::invalid_argument("sim computeswap: " + m); };
+  auto secs = [](double x, double hi) { return x > 0 && x <= hi; };
   if (peers < 2 || peers > 1'000'000) return bad("peers must be 2..1000000");
   if (services < 1 || services > 100'000) return bad("services must be 1..100000");
   if (!(hours > 0 && hours <= 24 * 7)) return bad("hours must be in (0, 168]");
@@ -40,31 +46,91 @@ Status ComputeSwapScenario::validate() const {
   if (!(zipf >= 0 && zipf <= 5)) return bad("zipf must be in [0, 5]");
   if (!(requests_per_peer_min > 0 && requests_per_peer_min <= 6000))
     return bad("requests per peer per minute must be in (0, 6000]");
-  if (hosted_per_peer < 1 || hosted_per_peer > services)
-    return bad("hosted per peer must be 1..services");
+  if (k < 1 || k > services) return bad("k (services hosted per peer) must be 1..services");
+  if (publishers < 1 || publishers > 1000) return bad("publishers must be 1..1000");
+  if (!(min_service_s >= 0 && min_service_s <= 24 * 3600))
+    return bad("min service period (T_s) must be 0..86400 s");
+  if (!secs(need_idle_s, 24 * 3600)) return bad("need idle must be in (0, 86400] s");
+  if (!(init_s >= 0 && init_s <= 3600)) return bad("init time must be 0..3600 s");
+  if (!secs(ise_tick_s, 3600)) return bad("ISE tick must be in (0, 3600] s");
   if (candidates < 1 || candidates > 64) return bad("candidates must be 1..64");
   if (known_providers < candidates || known_providers > 1000)
     return bad("known providers must be candidates..1000");
+  if (!secs(provider_ttl_s, 24 * 3600)) return bad("provider TTL must be in (0, 86400] s");
   if (!(latency_ms >= 0 && latency_ms <= 10'000)) return bad("latency must be 0..10000 ms");
+  if (!secs(dial_timeout_s, 600)) return bad("dial timeout must be in (0, 600] s");
   if (!(service_mflops_min > 0 && service_mflops_max >= service_mflops_min))
     return bad("service costs need 0 < min <= max");
   if (!(peer_gflops > 0)) return bad("peer speed must be > 0");
+  if (!(churn >= 0 && churn <= 100)) return bad("churn must be 0..100 (leaves per peer-hour)");
+  if (!secs(offline_min, 24 * 60)) return bad("offline time must be in (0, 1440] min");
   if (!(warmup_fraction >= 0 && warmup_fraction < 1)) return bad("warm-up must be in [0, 1)");
-  if (!(tick_s > 0 && tick_s <= 3600)) return bad("tick must be in (0, 3600] s");
+  if (!secs(tick_s, 3600)) return bad("tick must be in (0, 3600] s");
+  if (!secs(commit_s, 3600)) return bad("commit period must be in (0, 3600] s");
   return Status::ok();
+}
+
+double spearman(const std::vector<double>& a, const std::vector<double>& b) {
+  const size_t n = std::min(a.size(), b.size());
+  if (n < 2) return 0;
+  auto ranks = [n](const std::vector<double>& v) {
+    std::vector<size_t> idx(n);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::stable_sort(idx.begin(), idx.end(), [&](size_t x, size_t y) { return v[x] < v[y]; });
+    std::vector<double> r(n);
+    for (size_t i = 0; i < n;) {
+      size_t j = i;
+      while (j + 1 < n && v[idx[j + 1]] == v[idx[i]]) ++j;
+      for (size_t t = i; t <= j; ++t) r[idx[t]] = double(i + j) / 2 + 1;  // mean rank of ties
+      i = j + 1;
+    }
+    return r;
+  };
+  const std::vector<double> ra = ranks(a), rb = ranks(b);
+  const double ma = std::accumulate(ra.begin(), ra.end(), 0.0) / double(n);
+  const double mb = std::accumulate(rb.begin(), rb.end(), 0.0) / double(n);
+  double sab = 0, saa = 0, sbb = 0;
+  for (size_t i = 0; i < n; ++i) {
+    sab += (ra[i] - ma) * (rb[i] - mb);
+    saa += (ra[i] - ma) * (ra[i] - ma);
+    sbb += (rb[i] - mb) * (rb[i] - mb);
+  }
+  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : 0;
 }
 
 namespace {
 
 using namespace std::chrono_literals;
 
+Duration seconds(double s) {
+  return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s));
+}
+
 struct SimPeer {
   PeerKind kind = PeerKind::kCooperator;
   std::mt19937_64 rng;  // ComputeSwap's draws (p(r), challenges, list periods)
   std::unique_ptr<swap::ComputeSwap> swap;
   Bytes id;
-  std::vector<uint32_t> hosted;
+  std::unique_ptr<ise::ServiceQueue> queue;  // serving peers: the ISE
+  std::vector<uint32_t> pinned;              // services it published
+  std::set<uint32_t> hosted, starting;
   std::unordered_set<uint32_t> connected;
+  std::map<uint32_t, Time> used;  // its own need list: service -> last request
+  bool need_changed = false;
+  bool online = true;
+  uint32_t epoch = 0;        // bumped when it leaves: its pending ISE starts are void
+  Time busy_until{};         // serves one request at a time
+  Time last_commit{};
+};
+
+// Peer IDs end in 32 bytes of public key: their last 8 bytes hash well enough.
+struct PeerIdHash {
+  size_t operator()(const Bytes& b) const {
+    uint64_t h = 0;
+    const size_t n = std::min<size_t>(b.size(), 8);
+    std::memcpy(&h, b.data() + b.size() - n, n);
+    return size_t(h * 0x9e3779b97f4a7c15ull);
+  }
 };
 
 // One request as it travels: who asks, for what, which providers it may still try.
@@ -73,6 +139,18 @@ struct Request {
   uint64_t id = 0;
   double ops = 0;
   std::vector<uint32_t> candidates;
+};
+
+// A requester's provider cache for one service: what the provider records said, and when.
+struct Known {
+  Time fetched{};
+  std::vector<uint32_t> providers;
+};
+
+// The (liar, requester) pairs: wrong answers until the first caught one.
+struct LiarPair {
+  uint32_t answers = 0;
+  bool caught = false;
 };
 
 class World {
@@ -90,51 +168,78 @@ class World {
 
  private:
   SimPeer& peer(uint32_t i) { return *peers_[i]; }
+  bool serving(uint32_t i) { return peer(i).kind != PeerKind::kFreeloader; }
   uint32_t draw_service();
+  std::unique_ptr<ise::ServiceQueue> new_queue(uint32_t i);
   void schedule_request(uint32_t r);
   void schedule_tick(uint32_t i, Duration first);
+  void schedule_ise(uint32_t i, Duration first);
+  void schedule_leave(uint32_t i);
+  void sample_hosts();
   void make_request(uint32_t r);
+  const std::vector<uint32_t>& known(uint32_t r, uint32_t service);
   void try_next(std::shared_ptr<Request> req, size_t i);
   void arrive(std::shared_ptr<Request> req, size_t i);
   void answer(std::shared_ptr<Request> req, size_t i);
   void connect(uint32_t a, uint32_t b);
   void disconnect(uint32_t a, uint32_t b);
-  // Sends what peer `from`'s ComputeSwap asked for: each message arrives after the latency.
+  void ise_step(uint32_t i);
+  void start_hosting(uint32_t i, uint32_t service);
+  void stop_hosting(uint32_t i, uint32_t service);
+  void publish_have_list(uint32_t i);
+  void leave(uint32_t i);
+  void join(uint32_t i);
+  // Sends what peer `from`'s ComputeSwap asked for: one delivery per destination, after the
+  // latency (a node writes them to one stream); closes connections it asked to close.
   void flush(uint32_t from);
-  void receive(uint32_t from, uint32_t to, const swap::Action& a);
+  void receive(uint32_t from, uint32_t to, const std::vector<swap::Action>& actions);
   KindCounts& count(uint32_t requester);
+  bool after_warmup() const { return q_.now() - q_.start() >= warmup_; }
 
   ComputeSwapScenario s_;
   EventQueue q_;
   SimClock clock_;
   std::mt19937_64 rng_;
-  Duration latency_;
+  Duration latency_, warmup_{};
   std::vector<std::unique_ptr<SimPeer>> peers_;
-  std::map<Bytes, uint32_t, swap::BytesLess> index_;
+  std::unordered_map<Bytes, uint32_t, PeerIdHash> index_;
   std::vector<Bytes> service_ids_;
-  std::vector<double> service_ops_, zipf_cdf_;
-  std::vector<std::vector<uint32_t>> providers_;                         // by service
-  std::set<std::pair<uint32_t, uint32_t>> liar_answered_, liar_caught_;  // (liar, requester)
+  std::map<Bytes, uint32_t, swap::BytesLess> service_index_;
+  std::vector<double> service_ops_, zipf_cdf_, popularity_;
+  // The provider records: who hosts each service now (a peer that left has none).
+  std::vector<std::vector<uint32_t>> providers_;
+  std::unordered_map<uint64_t, Known> known_;  // (requester << 32 | service)
+  std::map<std::pair<uint32_t, uint32_t>, LiarPair> liar_pairs_;  // (liar, requester)
+  std::vector<uint64_t> service_requests_;
+  std::vector<double> hosts_sum_;
+  uint32_t host_samples_ = 0;
   uint64_t next_id_ = 1;
   ComputeSwapResult out_;
 };
 
 Status World::init() {
   IDN_RETURN_IF_ERROR(s_.validate());
+  warmup_ = seconds(s_.hours * 3600 * s_.warmup_fraction);
   // Services: Zipf popularity by index, a cost drawn log-uniformly.
   std::uniform_real_distribution<double> u01(0, 1);
   double total = 0;
   for (size_t k = 0; k < s_.services; ++k) {
-    total += 1.0 / std::pow(double(k + 1), s_.zipf);
+    const double w = 1.0 / std::pow(double(k + 1), s_.zipf);
+    total += w;
+    popularity_.push_back(w);
     zipf_cdf_.push_back(total);
     double lo = std::log(s_.service_mflops_min), hi = std::log(s_.service_mflops_max);
     service_ops_.push_back(std::round(std::exp(lo + (hi - lo) * u01(rng_)) * 1e6));
     Bytes id{0x12, 0x20};
     for (int b = 0; b < 32; ++b) id.push_back(uint8_t((k * 2654435761u) >> ((b % 4) * 8)) ^ b);
+    service_index_.emplace(id, uint32_t(k));
     service_ids_.push_back(std::move(id));
   }
   for (double& c : zipf_cdf_) c /= total;
+  for (double& p : popularity_) p /= total;
   providers_.resize(s_.services);
+  service_requests_.resize(s_.services);
+  hosts_sum_.resize(s_.services);
   // Peers: kinds by share (freeloaders, then liars, then cooperators), keys from the seed.
   const size_t nf = size_t(std::llround(s_.freeloaders * double(s_.peers)));
   const size_t nl = size_t(std::llround(s_.liars * double(s_.peers)));
@@ -152,30 +257,67 @@ Status World::init() {
     IDN_ASSIGN_OR_RETURN(p->swap,
                          swap::ComputeSwap::open(s_.swap, key, ":memory:", clock_, uniform));
     p->id = p->swap->self();
-    if (p->kind != PeerKind::kFreeloader) {
-      std::set<uint32_t> hosted;
-      for (size_t tries = 0; hosted.size() < s_.hosted_per_peer && tries < 1000; ++tries)
-        hosted.insert(draw_service());
-      for (uint32_t k : hosted) {
-        p->hosted.push_back(k);
-        providers_[k].push_back(i);
-      }
-      std::vector<Bytes> have;
-      for (uint32_t k : p->hosted) have.push_back(service_ids_[k]);
-      p->swap->set_have_list(std::move(have));
-    }
     out_.peers[size_t(p->kind)]++;
     index_.emplace(p->id, i);
     peers_.push_back(std::move(p));
   }
+  for (uint32_t i = 0; i < s_.peers; ++i)
+    if (serving(i)) peer(i).queue = new_queue(i);
+  // Publishers: each service is pinned by `publishers` cooperators (fewer if there are not
+  // that many), drawn from the seed.
+  std::vector<uint32_t> coop;
+  for (uint32_t i = 0; i < s_.peers; ++i)
+    if (peer(i).kind == PeerKind::kCooperator) coop.push_back(i);
+  for (uint32_t k = 0; k < s_.services; ++k) {
+    for (size_t j = 0; j < std::min(s_.publishers, coop.size()); ++j) {
+      size_t pick = j + std::uniform_int_distribution<size_t>(0, coop.size() - 1 - j)(rng_);
+      std::swap(coop[j], coop[pick]);
+      SimPeer& P = peer(coop[j]);
+      P.pinned.push_back(k);
+      P.queue->pin(service_ids_[k]);
+    }
+  }
+  for (uint32_t i = 0; i < s_.peers; ++i) {
+    if (!serving(i)) continue;
+    for (uint32_t k : peer(i).pinned) start_hosting(i, k);
+    if (!s_.auto_host) {  // fixed hosting: k services drawn by popularity
+      for (size_t tries = 0; peer(i).hosted.size() < peer(i).pinned.size() + s_.k && tries < 1000;
+           ++tries) {
+        uint32_t k = draw_service();
+        if (!peer(i).hosted.count(k)) start_hosting(i, k);
+      }
+    }
+  }
   out_.minutes.resize(size_t(std::ceil(s_.hours * 60)));
   for (size_t m = 0; m < out_.minutes.size(); ++m) out_.minutes[m].minute = uint32_t(m);
-  const auto tick = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s_.tick_s));
+  const Duration tick = seconds(s_.tick_s), ise_tick = seconds(s_.ise_tick_s);
   for (uint32_t i = 0; i < s_.peers; ++i) {
     schedule_request(i);
     schedule_tick(i, tick * int64_t(i % 1000) / 1000);
+    schedule_ise(i, ise_tick * int64_t(i % 1000) / 1000);
+    if (s_.churn > 0) schedule_leave(i);
   }
+  q_.after(1min - 1ms, [this] { sample_hosts(); });
   return Status::ok();
+}
+
+void World::sample_hosts() {
+  // Hosts per service, sampled each minute after warm-up.
+  if (after_warmup()) {
+    for (size_t k = 0; k < s_.services; ++k) hosts_sum_[k] += double(providers_[k].size());
+    ++host_samples_;
+  }
+  q_.after(1min, [this] { sample_hosts(); });
+}
+
+std::unique_ptr<ise::ServiceQueue> World::new_queue(uint32_t i) {
+  ise::QueueConfig qc;
+  qc.k = s_.k;
+  qc.min_service_period = std::chrono::seconds(int64_t(std::llround(s_.min_service_s)));
+  qc.need_idle = std::chrono::seconds(std::max<int64_t>(1, std::llround(s_.need_idle_s)));
+  auto q = std::make_unique<ise::ServiceQueue>(qc);
+  for (uint32_t k : peer(i).pinned) q->pin(service_ids_[k]);
+  return q;
 }
 
 uint32_t World::draw_service() {
@@ -186,22 +328,133 @@ uint32_t World::draw_service() {
 
 void World::schedule_request(uint32_t r) {
   std::exponential_distribution<double> gap(s_.requests_per_peer_min / 60.0);
-  q_.after(std::chrono::duration_cast<Duration>(std::chrono::duration<double>(gap(rng_))),
-           [this, r] {
-             make_request(r);
-             schedule_request(r);
-           });
+  q_.after(seconds(gap(rng_)), [this, r] {
+    if (peer(r).online) make_request(r);
+    schedule_request(r);
+  });
 }
 
 void World::schedule_tick(uint32_t i, Duration first) {
   q_.after(first, [this, i] {
     SimPeer& p = peer(i);
-    p.swap->tick();
-    (void)p.swap->ledgers().commit();
-    flush(i);
-    schedule_tick(i,
-                  std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s_.tick_s)));
+    if (p.online) {
+      p.swap->tick();
+      if (q_.now() - p.last_commit >= seconds(s_.commit_s)) {
+        (void)p.swap->ledgers().commit();
+        p.last_commit = q_.now();
+      }
+      flush(i);
+    }
+    schedule_tick(i, seconds(s_.tick_s));
   });
+}
+
+void World::schedule_ise(uint32_t i, Duration first) {
+  q_.after(first, [this, i] {
+    if (peer(i).online) ise_step(i);
+    schedule_ise(i, seconds(s_.ise_tick_s));
+  });
+}
+
+void World::schedule_leave(uint32_t i) {
+  std::exponential_distribution<double> stay(s_.churn / 3600.0);
+  q_.after(seconds(stay(rng_)), [this, i] { leave(i); });
+}
+
+void World::leave(uint32_t i) {
+  SimPeer& P = peer(i);
+  ++out_.leaves;
+  std::vector<uint32_t> conns(P.connected.begin(), P.connected.end());
+  std::sort(conns.begin(), conns.end());
+  for (uint32_t c : conns) disconnect(i, c);
+  for (uint32_t k : std::vector<uint32_t>(P.hosted.begin(), P.hosted.end())) stop_hosting(i, k);
+  P.starting.clear();
+  P.online = false;
+  P.epoch++;
+  P.used.clear();
+  P.need_changed = true;
+  if (P.queue) P.queue = new_queue(i);  // a restarted node's ISE starts empty
+  std::exponential_distribution<double> away(1.0 / (s_.offline_min * 60));
+  q_.after(seconds(away(rng_)), [this, i] { join(i); });
+}
+
+void World::join(uint32_t i) {
+  SimPeer& P = peer(i);
+  ++out_.joins;
+  P.online = true;
+  P.busy_until = q_.now();
+  for (uint32_t k : P.pinned) start_hosting(i, k);  // its own blocks: hosted at once
+  if (!s_.auto_host && serving(i)) {
+    for (size_t tries = 0; P.hosted.size() < P.pinned.size() + s_.k && tries < 1000; ++tries) {
+      uint32_t k = draw_service();
+      if (!P.hosted.count(k)) start_hosting(i, k);
+    }
+  }
+  schedule_leave(i);
+}
+
+void World::publish_have_list(uint32_t i) {
+  std::vector<Bytes> have;
+  for (uint32_t k : peer(i).hosted) have.push_back(service_ids_[k]);
+  peer(i).swap->set_have_list(std::move(have));
+}
+
+void World::start_hosting(uint32_t i, uint32_t k) {
+  SimPeer& P = peer(i);
+  if (!P.hosted.insert(k).second) return;
+  providers_[k].push_back(i);
+  P.need_changed = true;
+  if (P.queue) P.queue->started(service_ids_[k], q_.now());
+  publish_have_list(i);
+}
+
+void World::stop_hosting(uint32_t i, uint32_t k) {
+  SimPeer& P = peer(i);
+  if (!P.hosted.erase(k)) return;
+  P.need_changed = true;
+  auto& v = providers_[k];
+  v.erase(std::find(v.begin(), v.end(), i));
+  if (P.queue) P.queue->stopped(service_ids_[k]);
+  publish_have_list(i);
+}
+
+void World::ise_step(uint32_t i) {
+  SimPeer& P = peer(i);
+  // Our need list: the services we asked for within need_idle and do not host (the node's
+  // ISE round keeps it the same way; ComputeSwap sends it to our Online peers on a change).
+  const Time now = q_.now();
+  const size_t before = P.used.size();
+  std::erase_if(P.used, [&](const auto& u) { return now - u.second >= seconds(s_.need_idle_s); });
+  if (P.need_changed || P.used.size() != before) {
+    std::vector<Bytes> need;
+    for (const auto& [k, _] : P.used)
+      if (!P.hosted.count(k)) need.push_back(service_ids_[k]);
+    P.swap->set_need_list(std::move(need));
+    P.need_changed = false;
+  }
+  if (!P.queue || !s_.auto_host) return;
+  const uint64_t grace = s_.swap.grace_ops;
+  // §7.4's weight, as the node's ISE takes it: 1 + what we owe the peer over what it owes us.
+  auto weight = [&P, grace](const Bytes& id) {
+    const swap::ComputeSwap::Standing st = P.swap->standing(id);
+    return 1.0 + swap::debt_ratio(st.credit, st.debt, grace);
+  };
+  const ise::ServiceQueue::Plan plan = P.queue->plan(weight, now);
+  for (const Bytes& b : plan.stop) {
+    ++out_.ise_stops;
+    stop_hosting(i, service_index_.at(b));
+  }
+  for (const Bytes& b : plan.start) {
+    const uint32_t k = service_index_.at(b);
+    if (P.hosted.count(k) || !P.starting.insert(k).second) continue;
+    ++out_.ise_starts;
+    q_.after(seconds(s_.init_s), [this, i, k, epoch = P.epoch] {
+      SimPeer& p = peer(i);
+      if (p.epoch != epoch || !p.online) return;  // it left meanwhile
+      p.starting.erase(k);
+      start_hosting(i, k);
+    });
+  }
 }
 
 KindCounts& World::count(uint32_t requester) {
@@ -210,30 +463,58 @@ KindCounts& World::count(uint32_t requester) {
   return out_.minutes[m].kinds[size_t(peer(requester).kind)];
 }
 
+const std::vector<uint32_t>& World::known(uint32_t r, uint32_t service) {
+  Known& k = known_[(uint64_t(r) << 32) | service];
+  if (k.providers.empty() || q_.now() - k.fetched >= seconds(s_.provider_ttl_s)) {
+    // A fresh lookup: up to known_providers of the current records, drawn at random.
+    k.fetched = q_.now();
+    k.providers.clear();
+    const auto& all = providers_[service];
+    const size_t want = std::min(s_.known_providers, all.size());
+    if (all.size() <= 2 * s_.known_providers) {
+      std::vector<uint32_t> pool(all.begin(), all.end());
+      for (size_t i = 0; i < want; ++i) {
+        size_t j = i + std::uniform_int_distribution<size_t>(0, pool.size() - 1 - i)(rng_);
+        std::swap(pool[i], pool[j]);
+      }
+      pool.resize(want);
+      k.providers = std::move(pool);
+    } else {
+      std::uniform_int_distribution<size_t> pick(0, all.size() - 1);
+      while (k.providers.size() < want) {
+        uint32_t p = all[pick(rng_)];
+        if (std::find(k.providers.begin(), k.providers.end(), p) == k.providers.end())
+          k.providers.push_back(p);
+      }
+    }
+  }
+  return k.providers;
+}
+
 void World::make_request(uint32_t r) {
+  SimPeer& R = peer(r);
   auto req = std::make_shared<Request>();
   req->requester = r;
   req->service = draw_service();
   req->id = next_id_++;
   req->ops = service_ops_[req->service];
-  count(r).requests++;
-  // The providers this requester knows for the service: up to `known_providers`, the same
-  // ones every time (a node caches the providers its DHT lookup returned). It asks up to
-  // `candidates` of them in its order of preference (§7.5.2: the peers it owes least first;
-  // those that ignore it, or that it shuns, left out).
-  std::vector<uint32_t> pool;
-  for (uint32_t p : providers_[req->service])
-    if (p != r) pool.push_back(p);
-  std::mt19937_64 known(s_.seed ^ (uint64_t(r) << 32) ^
-                        (uint64_t(req->service) * 0x9e3779b97f4a7c15ull));
-  for (size_t i = 0; i < pool.size() && i < s_.known_providers; ++i) {
-    size_t j = i + size_t(std::uniform_int_distribution<size_t>(0, pool.size() - 1 - i)(known));
-    std::swap(pool[i], pool[j]);
+  if (after_warmup()) service_requests_[req->service]++;
+  if (R.used.emplace(req->service, q_.now()).second) {
+    R.need_changed = true;
+  } else {
+    R.used[req->service] = q_.now();
   }
-  pool.resize(std::min(pool.size(), s_.known_providers));
+  if (R.hosted.count(req->service)) {  // a node does not ask others for what it serves
+    count(r).local++;
+    return;
+  }
+  count(r).requests++;
+  // It asks up to `candidates` of the providers it knows, in its order of preference
+  // (§7.5.2: the peers it owes least first; those that ignore it, or that it shuns, left out).
   std::vector<std::pair<double, uint32_t>> scored;
-  for (uint32_t p : pool)
-    if (auto score = peer(r).swap->provider_score(peer(p).id)) scored.emplace_back(*score, p);
+  for (uint32_t p : known(r, req->service))
+    if (p != r)
+      if (auto score = R.swap->provider_score(peer(p).id)) scored.emplace_back(*score, p);
   std::stable_sort(scored.begin(), scored.end(),
                    [](const auto& a, const auto& b) { return a.first > b.first; });
   for (const auto& [score, p] : scored) {
@@ -244,11 +525,18 @@ void World::make_request(uint32_t r) {
 }
 
 void World::try_next(std::shared_ptr<Request> req, size_t i) {
+  if (!peer(req->requester).online) return;  // the requester left
   if (i >= req->candidates.size()) {
     count(req->requester).unserved++;
     return;
   }
-  connect(req->requester, req->candidates[i]);
+  const uint32_t p = req->candidates[i];
+  if (!peer(p).online) {  // its record outlived it: the dial times out
+    count(req->requester).stale++;
+    q_.after(seconds(s_.dial_timeout_s), [this, req, i] { try_next(req, i + 1); });
+    return;
+  }
+  connect(req->requester, p);
   q_.after(latency_, [this, req, i] { arrive(req, i); });
 }
 
@@ -256,7 +544,16 @@ void World::arrive(std::shared_ptr<Request> req, size_t i) {
   const uint32_t r = req->requester, p = req->candidates[i];
   SimPeer& P = peer(p);
   if (!P.connected.count(r)) return try_next(req, i + 1);  // closed meanwhile
-  swap::Admit a = P.swap->on_request(peer(r).id, service_ids_[req->service], req->id);
+  const Bytes& service_id = service_ids_[req->service];
+  if (P.queue) P.queue->on_request(peer(r).id, service_id, q_.now());  // demand, served or not
+  if (!P.hosted.count(req->service)) {  // it stopped hosting it: "not found", next one
+    q_.after(latency_, [this, req, i] {
+      count(req->requester).stale++;
+      try_next(req, i + 1);
+    });
+    return;
+  }
+  swap::Admit a = P.swap->on_request(peer(r).id, service_id, req->id);
   flush(p);
   if (!a.serve) {
     q_.after(latency_, [this, req, i, r, p] {
@@ -267,9 +564,14 @@ void World::arrive(std::shared_ptr<Request> req, size_t i) {
     });
     return;
   }
-  auto busy = std::chrono::duration_cast<Duration>(
-      std::chrono::duration<double>(req->ops / (s_.peer_gflops * 1e9)));
-  q_.after(busy, [this, req, i, r, p] {
+  // One request at a time: it waits for those admitted before it.
+  const Time start = std::max(q_.now(), P.busy_until);
+  P.busy_until = start + seconds(req->ops / (s_.peer_gflops * 1e9));
+  q_.at(P.busy_until, [this, req, i, r, p, epoch = P.epoch] {
+    if (peer(p).epoch != epoch) {  // it left mid-request: the requester sees the stream drop
+      q_.after(latency_, [this, req, i] { try_next(req, i + 1); });
+      return;
+    }
     (void)peer(p).swap->on_answered(peer(r).id, req->id, service_ids_[req->service],
                                     uint64_t(req->ops));
     flush(p);
@@ -280,13 +582,18 @@ void World::arrive(std::shared_ptr<Request> req, size_t i) {
 void World::answer(std::shared_ptr<Request> req, size_t i) {
   const uint32_t r = req->requester, p = req->candidates[i];
   SimPeer& R = peer(r);
+  if (!R.online || !R.connected.count(p)) return;  // the answer went nowhere
   const bool wrong = peer(p).kind == PeerKind::kLiar;
-  if (wrong) liar_answered_.emplace(p, r);
+  LiarPair* pair = nullptr;
+  if (wrong) {
+    pair = &liar_pairs_[{p, r}];
+    if (!pair->caught) pair->answers++;
+  }
   if (R.swap->should_challenge()) {
     R.swap->on_challenge_result(peer(p).id, !wrong);
     flush(r);
     if (wrong) {
-      liar_caught_.emplace(p, r);
+      pair->caught = true;
       count(r).caught++;
       return try_next(req, i + 1);
     }
@@ -319,14 +626,20 @@ void World::connect(uint32_t a, uint32_t b) {
 void World::disconnect(uint32_t a, uint32_t b) {
   if (!peer(a).connected.erase(b)) return;
   peer(b).connected.erase(a);
-  peer(a).swap->on_disconnected(peer(b).id);
-  peer(b).swap->on_disconnected(peer(a).id);
+  for (auto [x, y] : {std::pair{a, b}, std::pair{b, a}}) {
+    peer(x).swap->on_disconnected(peer(y).id);
+    if (peer(x).queue) peer(x).queue->forget_peer(peer(y).id);
+  }
   flush(a);
   flush(b);
 }
 
 void World::flush(uint32_t from) {
-  for (auto& action : peer(from).swap->take_actions()) {
+  std::vector<swap::Action> actions = peer(from).swap->take_actions();
+  if (actions.empty()) return;
+  // Destinations in the order their first message was queued.
+  std::vector<std::pair<uint32_t, std::vector<swap::Action>>> out;
+  for (auto& action : actions) {
     const Bytes& to_id = std::visit([](const auto& x) -> const Bytes& { return x.peer; }, action);
     auto it = index_.find(to_id);
     if (it == index_.end()) continue;
@@ -335,46 +648,60 @@ void World::flush(uint32_t from) {
       disconnect(from, to);
       continue;
     }
-    q_.after(latency_, [this, from, to, a = std::move(action)] { receive(from, to, a); });
+    if (const auto* m = std::get_if<swap::SendSwap>(&action);
+        m && std::holds_alternative<protocol::SwapClose>(m->message) && peer(from).queue) {
+      peer(from).queue->forget_peer(to_id);  // we closed: its need list no longer counts
+    }
+    auto dest = std::find_if(out.begin(), out.end(), [to](const auto& d) { return d.first == to; });
+    if (dest == out.end()) {
+      out.emplace_back(to, std::vector<swap::Action>{});
+      dest = std::prev(out.end());
+    }
+    dest->second.push_back(std::move(action));
   }
+  for (auto& [to, batch] : out)
+    q_.after(latency_, [this, from, to, b = std::move(batch)] { receive(from, to, b); });
 }
 
-void World::receive(uint32_t from, uint32_t to, const swap::Action& action) {
+void World::receive(uint32_t from, uint32_t to, const std::vector<swap::Action>& actions) {
   SimPeer& P = peer(to);
-  if (!P.connected.count(from)) return;  // the connection closed in flight
   const Bytes& id = peer(from).id;
-  if (!P.swap->accept_message(id)) return flush(to);
-  std::visit(
-      [&](const auto& a) {
-        using T = std::decay_t<decltype(a)>;
-        if constexpr (std::is_same_v<T, swap::SendSwap>) {
-          std::visit(
-              [&](const auto& m) {
-                using M = std::decay_t<decltype(m)>;
-                if constexpr (std::is_same_v<M, protocol::SwapOpen>) {
-                  P.swap->on_open(id, m);
-                } else if constexpr (std::is_same_v<M, protocol::NeedList>) {
-                  P.swap->on_need_list(id, m);
-                } else if constexpr (std::is_same_v<M, protocol::HaveList>) {
-                  P.swap->on_have_list(id, m);
-                } else if constexpr (std::is_same_v<M, protocol::SwapClose>) {
-                  P.swap->on_close(id, m.final);
-                }
-              },
-              a.message);
-        } else if constexpr (std::is_same_v<T, swap::SendCheckpoint>) {
-          (void)P.swap->on_checkpoint(id, a.checkpoint);
-        } else if constexpr (std::is_same_v<T, swap::SendEvidence>) {
-          (void)P.swap->on_evidence(id, a.evidence);
-        }
-      },
-      action);
+  for (const swap::Action& action : actions) {
+    if (!P.connected.count(from)) break;  // the connection closed in flight
+    if (!P.swap->accept_message(id)) continue;
+    std::visit(
+        [&](const auto& a) {
+          using T = std::decay_t<decltype(a)>;
+          if constexpr (std::is_same_v<T, swap::SendSwap>) {
+            std::visit(
+                [&](const auto& m) {
+                  using M = std::decay_t<decltype(m)>;
+                  if constexpr (std::is_same_v<M, protocol::SwapOpen>) {
+                    P.swap->on_open(id, m);
+                  } else if constexpr (std::is_same_v<M, protocol::NeedList>) {
+                    P.swap->on_need_list(id, m);
+                    if (P.queue) P.queue->set_need_list(id, m.service_ids);
+                  } else if constexpr (std::is_same_v<M, protocol::HaveList>) {
+                    P.swap->on_have_list(id, m);
+                  } else if constexpr (std::is_same_v<M, protocol::SwapClose>) {
+                    P.swap->on_close(id, m.final);
+                    if (P.queue) P.queue->forget_peer(id);
+                  }
+                },
+                a.message);
+          } else if constexpr (std::is_same_v<T, swap::SendCheckpoint>) {
+            (void)P.swap->on_checkpoint(id, a.checkpoint);
+          } else if constexpr (std::is_same_v<T, swap::SendEvidence>) {
+            (void)P.swap->on_evidence(id, a.evidence);
+          }
+        },
+        action);
+  }
   flush(to);
 }
 
 ComputeSwapResult World::run() {
-  const auto end = q_.start() + std::chrono::duration_cast<Duration>(
-                                    std::chrono::duration<double>(s_.hours * 3600));
+  const auto end = q_.start() + seconds(s_.hours * 3600);
   out_.events = q_.run_until(end);
   const size_t warm = size_t(std::floor(double(out_.minutes.size()) * s_.warmup_fraction));
   uint64_t ops_all = 0;
@@ -385,8 +712,10 @@ ComputeSwapResult World::run() {
         if (!t) continue;
         t->requests += c.requests;
         t->answered += c.answered;
+        t->local += c.local;
         t->refusals += c.refusals;
         t->unserved += c.unserved;
+        t->stale += c.stale;
         t->caught += c.caught;
         t->ops += c.ops;
       }
@@ -399,8 +728,54 @@ ComputeSwapResult World::run() {
   }
   out_.freeloader_work_share =
       ops_all ? double(out_.after_warmup[size_t(PeerKind::kFreeloader)].ops) / double(ops_all) : 0;
-  out_.liars_caught =
-      liar_answered_.empty() ? 0 : double(liar_caught_.size()) / double(liar_answered_.size());
+  // Liars: caught at least once, and the Kaplan-Meier curve of catches by wrong answer.
+  uint64_t caught = 0;
+  uint32_t longest = 0;
+  for (const auto& [_, lp] : liar_pairs_) {
+    caught += lp.caught ? 1 : 0;
+    longest = std::max(longest, lp.answers);
+  }
+  out_.liar_pairs = liar_pairs_.size();
+  out_.liars_caught = liar_pairs_.empty() ? 0 : double(caught) / double(liar_pairs_.size());
+  std::vector<uint64_t> at(longest + 2, 0), ended(longest + 2, 0), events(longest + 2, 0);
+  for (const auto& [_, lp] : liar_pairs_) {
+    ended[lp.answers]++;
+    if (lp.caught) events[lp.answers]++;
+  }
+  uint64_t at_risk = liar_pairs_.size();
+  double survive = 1;
+  for (uint32_t n = 1; n <= longest; ++n) {
+    at_risk -= ended[n - 1];  // pairs that ended (caught or not) before their n-th answer
+    if (at_risk > 0) survive *= 1 - double(events[n]) / double(at_risk);
+    out_.caught_within.push_back(1 - survive);
+  }
+  // Hosts per service against popularity.
+  std::vector<double> hosts, pop;
+  for (uint32_t k = 0; k < s_.services; ++k) {
+    ServiceRow row;
+    row.rank = k + 1;
+    row.popularity = popularity_[k];
+    row.requests = service_requests_[k];
+    row.mean_hosts = host_samples_ ? hosts_sum_[k] / host_samples_ : double(providers_[k].size());
+    row.hosts_at_end = uint32_t(providers_[k].size());
+    hosts.push_back(row.mean_hosts);
+    pop.push_back(row.popularity);
+    out_.services.push_back(row);
+  }
+  out_.spearman_hosts_popularity = spearman(hosts, pop);
+  // Debt ratios as each serving peer sees the peers it served.
+  for (uint32_t i = 0; i < s_.peers; ++i) {
+    if (!serving(i)) continue;
+    SimPeer& P = peer(i);
+    for (const Bytes& other : P.swap->ledgers().peers()) {
+      auto it = index_.find(other);
+      if (it == index_.end()) continue;
+      const swap::ComputeSwap::Standing st = P.swap->standing(other);
+      if (st.debt == 0) continue;
+      out_.debt_ratios[size_t(peer(it->second).kind)].push_back(st.r);
+    }
+  }
+  for (auto& v : out_.debt_ratios) std::sort(v.begin(), v.end());
   return std::move(out_);
 }
 
@@ -412,21 +787,55 @@ Result<ComputeSwapResult> run_computeswap_sim(const ComputeSwapScenario& s) {
   return w.run();
 }
 
+namespace {
+
+Status finish(std::ofstream& f, const std::filesystem::path& path) {
+  f.flush();
+  if (!f) return Status::io_error("writing " + path.string() + " failed");
+  return Status::ok();
+}
+
+}  // namespace
+
 Status write_minutes_csv(const ComputeSwapResult& r, const std::filesystem::path& path) {
   std::ofstream f(path);
   if (!f) return Status::io_error("cannot write " + path.string());
-  f << "minute,kind,requests,answered,refusals,unserved,caught,ops\n";
+  f << "minute,kind,requests,answered,local,refusals,unserved,stale,caught,ops\n";
   for (const auto& row : r.minutes) {
     for (size_t k = 0; k < kPeerKinds; ++k) {
       const KindCounts& c = row.kinds[k];
       f << row.minute << ',' << peer_kind_name(PeerKind(k)) << ',' << c.requests << ','
-        << c.answered << ',' << c.refusals << ',' << c.unserved << ',' << c.caught << ',' << c.ops
-        << '\n';
+        << c.answered << ',' << c.local << ',' << c.refusals << ',' << c.unserved << ','
+        << c.stale << ',' << c.caught << ',' << c.ops << '\n';
     }
   }
-  f.flush();
-  if (!f) return Status::io_error("writing " + path.string() + " failed");
-  return Status::ok();
+  return finish(f, path);
+}
+
+Status write_services_csv(const ComputeSwapResult& r, const std::filesystem::path& path) {
+  std::ofstream f(path);
+  if (!f) return Status::io_error("cannot write " + path.string());
+  f << "rank,popularity,requests,mean_hosts,hosts_at_end\n";
+  for (const ServiceRow& s : r.services)
+    f << s.rank << ',' << fmt::format("{:.6f}", s.popularity) << ',' << s.requests << ','
+      << fmt::format("{:.3f}", s.mean_hosts) << ',' << s.hosts_at_end << '\n';
+  return finish(f, path);
+}
+
+Status write_debt_ratios_csv(const ComputeSwapResult& r, const std::filesystem::path& path) {
+  std::ofstream f(path);
+  if (!f) return Status::io_error("cannot write " + path.string());
+  f << "kind,quantile,r\n";
+  for (size_t k = 0; k < kPeerKinds; ++k) {
+    const auto& v = r.debt_ratios[k];
+    if (v.empty()) continue;
+    for (int q = 0; q <= 100; ++q) {
+      const size_t at = std::min(v.size() - 1, size_t(double(q) / 100 * double(v.size() - 1) + 0.5));
+      f << peer_kind_name(PeerKind(k)) << ',' << fmt::format("{:.2f}", q / 100.0) << ','
+        << fmt::format("{:.6g}", v[at]) << '\n';
+    }
+  }
+  return finish(f, path);
 }
 
 }  // namespace idn::sim

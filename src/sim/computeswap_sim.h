@@ -1,14 +1,16 @@
-// `idn sim computeswap` (§7.5 at scale): N simulated peers, each running the real
-// swap::ComputeSwap (ledgers in an in-memory SQLite file, group commit) under simulated time
-// (sim/event_queue.h), exchanging its messages through an in-memory layer with a fixed
-// one-way latency. Cooperators host services and serve; freeloaders host nothing and only
-// consume; liars host and answer wrongly (caught by the requester's challenges). Requests
-// arrive per peer as a Poisson process for Zipf-popular services; a requester knows up to
-// `known_providers` providers of each service (the same ones every time, as a node's provider
-// cache holds what its DHT lookup returned) and asks up to `candidates` of them, best
-// provider_score first, the next one after a refusal. Deterministic: one seed, one history,
-// byte-identical CSV. Threading: run_computeswap_sim is a pure function of its scenario (one
-// thread).
+// `idn sim computeswap` (§7.4-7.5 at scale): N simulated peers, each running the real
+// swap::ComputeSwap (ledgers in an in-memory SQLite file, group commit) and the real
+// ise::ServiceQueue under simulated time (sim/event_queue.h), exchanging ComputeSwap's messages
+// through an in-memory layer with a fixed one-way latency. Cooperators serve what their ISE
+// chooses (the top k by demand: their peers' need lists and the requests they get) besides the
+// services they published; freeloaders host nothing and only consume; liars host and answer
+// wrongly (caught by the requester's challenges). Requests arrive per peer as a Poisson process
+// for Zipf-popular services; a requester caches up to `known_providers` providers per service
+// from the provider records (looked up again after `provider_ttl_s`) and asks up to
+// `candidates` of them, best provider_score first, the next one after a refusal. Churn: peers
+// leave (connections drop, records go) and come back with the same identity and ledgers.
+// Deterministic: one seed, one history, byte-identical CSV. Threading: run_computeswap_sim is a
+// pure function of its scenario (one thread).
 #pragma once
 
 #include <array>
@@ -34,14 +36,29 @@ struct ComputeSwapScenario {
   double liars = 0.0;
   double zipf = 1.0;                   // service popularity ~ 1 / rank^zipf
   double requests_per_peer_min = 2.0;  // mean arrival rate of each peer's requests
-  size_t hosted_per_peer = 2;          // services each serving peer hosts (by popularity)
-  size_t known_providers = 20;         // providers a requester knows per service
-  size_t candidates = 3;               // of those, providers a request may try
-  double latency_ms = 20;              // one way, every message
+  // The ISE on every serving peer (ise::ServiceQueue, as [ise] configures it on a node).
+  bool auto_host = true;      // false: each serving peer hosts k services drawn by popularity
+  size_t k = 2;               // services hosted on demand (besides the pinned ones)
+  size_t publishers = 2;      // cooperators that publish (pin) each service from the start
+  double min_service_s = 300; // T_s
+  double need_idle_s = 120;   // need lists and request demand fade after this
+  double init_s = 10;         // initModel: find, fetch, verify, load
+  double ise_tick_s = 60;     // how often each peer's ISE plans (a node: every second)
+  size_t known_providers = 20;  // providers a requester caches per service
+  size_t candidates = 3;        // of those, providers a request may try
+  double provider_ttl_s = 60;   // a cached provider list is looked up again after this
+  double latency_ms = 20;       // one way, every message
+  double dial_timeout_s = 1;    // asking a provider that left costs this before the next
   double service_mflops_min = 1, service_mflops_max = 100;  // per request, per service
-  double peer_gflops = 10;        // a serving peer's speed: service time = cost / speed
+  double peer_gflops = 10;  // a serving peer's speed; it serves one request at a time
+  // Churn: the share of the peers that leave per hour; each comes back after an exponential
+  // time with mean offline_min, with the same identity and ledgers.
+  double churn = 0;
+  double offline_min = 10;
   double warmup_fraction = 0.25;  // summary figures count after this share of the run
-  double tick_s = 5;              // ComputeSwap::tick and group commit period per peer
+  double tick_s = 10;    // ComputeSwap::tick period per peer (a node ticks every second)
+  double commit_s = 60;  // group commit period per peer (a node commits every 200 ms; in
+                         // simulated time only the number of transactions differs)
   uint64_t seed = 1;
   swap::Config swap;  // m, n, grace_ops, T_g, challenge_rate, ...
 
@@ -50,10 +67,12 @@ struct ComputeSwapScenario {
 
 // Counts for one kind of peer, as requesters.
 struct KindCounts {
-  uint64_t requests = 0;  // requests made
+  uint64_t requests = 0;  // requests sent to the network (local ones not counted)
   uint64_t answered = 0;  // answered by some provider and accepted
+  uint64_t local = 0;     // served by the requester itself (it hosts the service)
   uint64_t refusals = 0;  // REFUSED answers received (a request may get several)
-  uint64_t unserved = 0;  // every candidate refused, or none existed
+  uint64_t unserved = 0;  // every candidate refused or was gone, or none was known
+  uint64_t stale = 0;     // a cached provider had left or no longer hosted the service
   uint64_t caught = 0;    // answers that failed a challenge (liars' victims)
   uint64_t ops = 0;       // operations received in accepted answers
 };
@@ -63,24 +82,53 @@ struct MinuteRow {
   std::array<KindCounts, kPeerKinds> kinds{};
 };
 
+// One service: its popularity and how many peers hosted it.
+struct ServiceRow {
+  uint32_t rank = 0;          // 1 = most popular
+  double popularity = 0;      // its share of requests (Zipf)
+  uint64_t requests = 0;      // requests for it (after warm-up, local ones too)
+  double mean_hosts = 0;      // peers hosting it, sampled each minute after warm-up
+  uint32_t hosts_at_end = 0;
+};
+
 struct ComputeSwapResult {
   std::vector<MinuteRow> minutes;
   std::array<KindCounts, kPeerKinds> total{}, after_warmup{};
   std::array<size_t, kPeerKinds> peers{};
-  // After warm-up: freeloaders' share of all operations served; each kind's answered share.
+  // After warm-up: freeloaders' share of all operations served; each kind's answered share of
+  // its network requests.
   double freeloader_work_share = 0;
   std::array<double, kPeerKinds> served_rate{};
   // Liars: among the (liar, requester) pairs where the liar answered, the share where the
   // requester caught it at least once (a failed challenge: ignored or blacklisted per
-  // swap.on_challenge_failure).
+  // swap.on_challenge_failure); caught_within[n-1]: the Kaplan-Meier estimate that a requester
+  // catches a liar within its first n wrong answers.
   double liars_caught = 0;
+  uint64_t liar_pairs = 0;
+  std::vector<double> caught_within;
+  // The ISE: hosts per service against popularity, and what changed.
+  std::vector<ServiceRow> services;
+  double spearman_hosts_popularity = 0;  // rank correlation of mean_hosts with popularity
+  uint64_t ise_starts = 0, ise_stops = 0;
+  uint64_t leaves = 0, joins = 0;
+  // At the end, the debt ratio r each serving peer sees for each peer it served, by the kind
+  // of the peer served (sorted).
+  std::array<std::vector<double>, kPeerKinds> debt_ratios;
   uint64_t events = 0;
 };
 
 // Errors: InvalidArgument (the scenario), or ComputeSwap's own.
 Result<ComputeSwapResult> run_computeswap_sim(const ComputeSwapScenario& s);
 
-// DIR/computeswap_minutes.csv: minute,kind,requests,answered,refusals,unserved,caught,ops.
+// Spearman's rank correlation (ties get their mean rank); 0 when either side is constant.
+double spearman(const std::vector<double>& a, const std::vector<double>& b);
+
+// DIR/computeswap_minutes.csv: minute,kind,requests,answered,local,refusals,unserved,stale,
+// caught,ops.
 Status write_minutes_csv(const ComputeSwapResult& r, const std::filesystem::path& path);
+// DIR/computeswap_services.csv: rank,popularity,requests,mean_hosts,hosts_at_end.
+Status write_services_csv(const ComputeSwapResult& r, const std::filesystem::path& path);
+// DIR/computeswap_debt_ratios.csv: kind,quantile,r (quantiles 0, 0.01, ..., 1).
+Status write_debt_ratios_csv(const ComputeSwapResult& r, const std::filesystem::path& path);
 
 }  // namespace idn::sim

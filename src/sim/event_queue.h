@@ -29,16 +29,20 @@ class EventQueue {
   size_t pending() const { return heap_.size(); }
 
  private:
-  struct Event {
+  // The heap holds small entries (moved on every push and pop); the callables stay put in
+  // slots_, reused through free_.
+  struct Entry {
     Time t;
     uint64_t seq;
-    std::function<void()> fn;
+    uint32_t slot;
   };
   // std::push_heap keeps the greatest first: "greater" is earlier, then scheduled first.
-  static bool later(const Event& a, const Event& b) {
+  static bool later(const Entry& a, const Entry& b) {
     return a.t != b.t ? a.t > b.t : a.seq > b.seq;
   }
-  std::vector<Event> heap_;
+  std::vector<Entry> heap_;
+  std::vector<std::function<void()>> slots_;
+  std::vector<uint32_t> free_;
   Time now_, start_;
   uint64_t seq_ = 0;
 };

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `idn sim computeswap` end to end: summary, per-minute CSV (three kinds per minute), the plot,
-# byte-identical CSV from the same seed, and a clear error for a scenario without cooperators.
+# `idn sim computeswap` end to end: summary, per-minute CSV (three kinds per minute), hosts per
+# service, summary.json, the three plots, byte-identical CSV from the same seed, and a clear
+# error for a scenario without cooperators.
 # Usage: sim_test.sh PATH_TO_IDN
 set -euo pipefail
 idn="$1"
@@ -12,13 +13,23 @@ args=(sim computeswap --peers 40 --services 4 --hours 0.1 --rate 20 --liars 0.1 
 "$idn" "${args[@]}" --out "$dir/a" >"$dir/out"
 "$idn" "${args[@]}" --out "$dir/b" >/dev/null
 csv="$dir/a/computeswap_minutes.csv"
-[ "$(head -1 "$csv")" = "minute,kind,requests,answered,refusals,unserved,caught,ops" ] ||
+[ "$(head -1 "$csv")" = "minute,kind,requests,answered,local,refusals,unserved,stale,caught,ops" ] ||
   fail "CSV header"
 [ "$(tail -n +2 "$csv" | wc -l)" = 18 ] || fail "CSV does not have 6 minutes x 3 kinds"
 cmp -s "$csv" "$dir/b/computeswap_minutes.csv" || fail "the same seed gave different CSV"
 grep -q "40 peers (28 cooperators, 8 freeloaders, 4 liars)" "$dir/out" || fail "summary line"
 grep -q "freeloaders' share of all work served" "$dir/out" || fail "no freeloader share"
-[ "$(head -c 4 "$dir/a/computeswap_work_share.png" | tail -c 3)" = PNG ] || fail "plot is not a PNG"
+for png in work_share hosts debt_ratios; do
+  [ "$(head -c 4 "$dir/a/computeswap_$png.png" | tail -c 3)" = PNG ] || fail "$png plot is not a PNG"
+done
+[ "$(head -1 "$dir/a/computeswap_services.csv")" = "rank,popularity,requests,mean_hosts,hosts_at_end" ] ||
+  fail "services CSV header"
+[ "$(tail -n +2 "$dir/a/computeswap_services.csv" | wc -l)" = 4 ] || fail "not one row per service"
+cmp -s "$dir/a/computeswap_services.csv" "$dir/b/computeswap_services.csv" ||
+  fail "the same seed gave different hosting"
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["peers"] == 40 and "spearman_hosts_popularity" in j' \
+  "$dir/a/summary.json" || fail "summary.json"
+grep -q "hosts per service vs popularity: Spearman" "$dir/out" || fail "no hosting summary"
 
 set +e
 "$idn" sim computeswap --freeloaders 0.6 --liars 0.4 --out "$dir/x" 2>"$dir/err" >/dev/null

@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -27,6 +28,20 @@ ComputeSwapScenario small() {
   // before p(r) starts to fall.
   s.swap.grace_ops = 20'000'000;
   s.swap.challenge_rate = 0.05;
+  // ComputeSwap alone: hosting fixed (k services drawn by popularity per serving peer). With
+  // the ISE on, this small dense network hosts away from popularity (docs/results.md).
+  s.auto_host = false;
+  return s;
+}
+
+// Thin traffic over many peers, the ISE on: what peers host follows what is asked for.
+ComputeSwapScenario thin() {
+  ComputeSwapScenario s;
+  s.peers = 200;
+  s.services = 20;
+  s.hours = 0.5;
+  s.seed = 3;
+  s.swap.grace_ops = 20'000'000;
   return s;
 }
 
@@ -86,6 +101,41 @@ TEST(ComputeSwapSim, LiarsAreCaughtByChallenges) {
   EXPECT_GT(r->liars_caught, 0.5);
 }
 
+TEST(ComputeSwapSim, TheIseMakesMorePopularServicesHostedByMorePeers) {
+  auto r = run_computeswap_sim(thin());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  ASSERT_EQ(r->services.size(), 20u);
+  // Only the publishers (2 per service) host at the start; the rest came from demand.
+  EXPECT_GT(r->ise_starts, 200u);
+  EXPECT_GT(r->services[0].mean_hosts, 4 * r->services[19].mean_hosts);
+  EXPECT_GT(r->spearman_hosts_popularity, 0.85);
+  EXPECT_GT(r->served_rate[size_t(PeerKind::kCooperator)], 0.95);
+  // Requests for what a peer hosts are served locally and not counted as network requests.
+  EXPECT_GT(r->after_warmup[size_t(PeerKind::kCooperator)].local, 0u);
+  EXPECT_EQ(r->after_warmup[size_t(PeerKind::kFreeloader)].local, 0u);
+}
+
+TEST(ComputeSwapSim, PeersThatLeaveAndComeBackAreRoutedAround) {
+  auto s = thin();
+  s.hours = 0.25;
+  s.churn = 2;  // each peer leaves about every half hour, for 10 minutes on average
+  auto r = run_computeswap_sim(s);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_GT(r->leaves, 50u);
+  EXPECT_GT(r->joins, 20u);
+  const KindCounts& c = r->after_warmup[size_t(PeerKind::kCooperator)];
+  EXPECT_GT(c.stale, 0u);  // cached providers that had left
+  EXPECT_GT(r->served_rate[size_t(PeerKind::kCooperator)], 0.9);
+}
+
+TEST(ComputeSwapSim, SpearmanRanksWithTies) {
+  EXPECT_DOUBLE_EQ(spearman({1, 2, 3, 4}, {10, 20, 30, 40}), 1.0);
+  EXPECT_DOUBLE_EQ(spearman({1, 2, 3, 4}, {40, 30, 20, 10}), -1.0);
+  EXPECT_DOUBLE_EQ(spearman({1, 1, 1}, {1, 2, 3}), 0.0);
+  // x ranks 1, 2.5, 2.5, 4 against y ranks 1..4: r = 4.5 / sqrt(4.5 * 5).
+  EXPECT_NEAR(spearman({1, 2, 2, 3}, {1, 2, 3, 4}), 4.5 / std::sqrt(4.5 * 5), 1e-12);
+}
+
 TEST(ComputeSwapSim, BadScenariosAreRefusedByName) {
   auto s = small();
   s.peers = 1;
@@ -95,8 +145,11 @@ TEST(ComputeSwapSim, BadScenariosAreRefusedByName) {
   s.liars = 0.3;
   EXPECT_THAT(run_computeswap_sim(s).status().message(), HasSubstr("cooperators"));
   s = small();
-  s.hosted_per_peer = 6;
-  EXPECT_THAT(run_computeswap_sim(s).status().message(), HasSubstr("hosted per peer"));
+  s.k = 6;
+  EXPECT_THAT(run_computeswap_sim(s).status().message(), HasSubstr("k (services hosted per peer)"));
+  s = small();
+  s.churn = -1;
+  EXPECT_THAT(run_computeswap_sim(s).status().message(), HasSubstr("churn"));
 }
 
 }  // namespace

@@ -19,6 +19,7 @@ struct PlotSeries {
 struct PlotSpec {
   std::string title, xlabel, ylabel;
   std::vector<PlotSeries> series;
+  bool logx = false, logy = false;  // log-scale axes (every value on them must be > 0)
 };
 
 Status plot_png(const PlotSpec& spec, const std::filesystem::path& png);
