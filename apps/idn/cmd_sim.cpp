@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sstream>
+#include <algorithm>
 #include <string>
 
 #include <fmt/format.h>
@@ -25,6 +27,8 @@ namespace fs = std::filesystem;
 struct SimArgs {
   sim::ComputeSwapScenario s;
   std::string out = "bench/out/sim-computeswap";
+  std::vector<std::string> sweep;  // "PARAM=v1,v2,..."
+  size_t seeds = 1;
 };
 
 double peak_rss_mib() {
@@ -66,6 +70,7 @@ Status write_summary_json(const SimArgs& a, const sim::ComputeSwapResult& r, dou
       {"min_service_s", s.min_service_s},
       {"challenge_rate", s.swap.challenge_rate},
       {"freeloader_work_share", r.freeloader_work_share},
+      {"answers_per_pair", r.answers_per_pair},
       {"served_rate_cooperator", r.served_rate[0]},
       {"served_rate_freeloader", r.served_rate[1]},
       {"served_rate_liar", r.served_rate[2]},
@@ -185,7 +190,9 @@ int run_sim(const SimArgs& a) {
                 u(c.answered), 100 * r->served_rate[k], u(c.local), u(c.refusals), u(c.unserved),
                 u(c.stale), u(c.caught), double(c.ops));
   }
-  std::printf("  freeloaders' share of all work served: %.2f %%\n", 100 * r->freeloader_work_share);
+  std::printf("  freeloaders' share of all work served: %.2f %% (%.2f answers per requester-provider "
+              "pair)\n",
+              100 * r->freeloader_work_share, r->answers_per_pair);
   std::printf("  hosts per service vs popularity: Spearman %.3f (ISE %s; %llu starts, %llu stops)\n",
               r->spearman_hosts_popularity, s.auto_host ? "on" : "off (fixed hosting)",
               static_cast<unsigned long long>(r->ise_starts),
@@ -213,6 +220,146 @@ int run_sim(const SimArgs& a) {
               "computeswap_debt_ratios.csv, computeswap_work_share.png, computeswap_hosts.png, "
               "computeswap_debt_ratios.png}\n",
               a.out.c_str());
+  return 0;
+}
+
+
+// --sweep: one parameter at a time over its values, --seeds runs each, the rest as given.
+struct SweepParam {
+  const char* name;
+  void (*set)(sim::ComputeSwapScenario&, double);
+};
+constexpr SweepParam kSweepParams[] = {
+    {"m", [](sim::ComputeSwapScenario& s, double v) { s.swap.m = v; }},
+    {"n", [](sim::ComputeSwapScenario& s, double v) { s.swap.n = v; }},
+    {"ignore-s", [](sim::ComputeSwapScenario& s, double v) { s.swap.ignore_period_s = uint32_t(v); }},
+    {"min-service-s", [](sim::ComputeSwapScenario& s, double v) { s.min_service_s = v; }},
+    {"grace-ops", [](sim::ComputeSwapScenario& s, double v) { s.swap.grace_ops = uint64_t(v); }},
+    {"rate", [](sim::ComputeSwapScenario& s, double v) { s.requests_per_peer_min = v; }},
+    {"peers", [](sim::ComputeSwapScenario& s, double v) { s.peers = size_t(v); }},
+    {"k", [](sim::ComputeSwapScenario& s, double v) { s.k = size_t(v); }},
+    {"known", [](sim::ComputeSwapScenario& s, double v) { s.known_providers = size_t(v); }},
+    {"churn", [](sim::ComputeSwapScenario& s, double v) { s.churn = v; }},
+    {"challenge-rate", [](sim::ComputeSwapScenario& s, double v) { s.swap.challenge_rate = v; }},
+};
+
+struct SweepMetric {
+  const char* name;
+  double (*get)(const sim::ComputeSwapResult&);
+};
+constexpr SweepMetric kSweepMetrics[] = {
+    {"freeloader_work_share", [](const sim::ComputeSwapResult& r) { return r.freeloader_work_share; }},
+    {"served_cooperator", [](const sim::ComputeSwapResult& r) { return r.served_rate[0]; }},
+    {"served_freeloader", [](const sim::ComputeSwapResult& r) { return r.served_rate[1]; }},
+    {"spearman_hosts_popularity",
+     [](const sim::ComputeSwapResult& r) { return r.spearman_hosts_popularity; }},
+    {"liars_caught", [](const sim::ComputeSwapResult& r) { return r.liars_caught; }},
+    {"answers_per_pair", [](const sim::ComputeSwapResult& r) { return r.answers_per_pair; }},
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+int run_sweep(const SimArgs& a) {
+  struct Axis {
+    const SweepParam* param;
+    std::vector<double> values;
+  };
+  std::vector<Axis> axes;
+  for (const std::string& spec : a.sweep) {
+    const size_t eq = spec.find('=');
+    const std::string name = spec.substr(0, eq);
+    const SweepParam* param = nullptr;
+    for (const auto& p : kSweepParams)
+      if (name == p.name) param = &p;
+    std::string known;
+    for (const auto& p : kSweepParams) known += std::string(known.empty() ? "" : ", ") + p.name;
+    if (eq == std::string::npos || !param)
+      return report(Status::invalid_argument("--sweep " + spec + ": expected PARAM=v1,v2,... with PARAM one of " + known));
+    Axis axis{param, {}};
+    std::stringstream vs(spec.substr(eq + 1));
+    for (std::string v; std::getline(vs, v, ',');) {
+      try {
+        size_t used = 0;
+        axis.values.push_back(std::stod(v, &used));
+        if (used != v.size()) throw std::invalid_argument(v);
+      } catch (const std::exception&) {
+        return report(Status::invalid_argument("--sweep " + spec + ": '" + v + "' is not a number"));
+      }
+    }
+    if (axis.values.empty()) return report(Status::invalid_argument("--sweep " + spec + ": no values"));
+    axes.push_back(std::move(axis));
+  }
+  std::error_code ec;
+  const fs::path out(a.out);
+  fs::create_directories(out, ec);
+  if (ec) return report(Status::io_error("cannot create " + a.out + ": " + ec.message()));
+  std::ofstream runs(out / "sweep.csv"), meds(out / "sweep_medians.csv");
+  runs << "param,value,seed,wall_s";
+  meds << "param,value,runs";
+  for (const auto& m : kSweepMetrics) {
+    runs << ',' << m.name;
+    meds << ',' << m.name;
+  }
+  runs << '\n';
+  meds << '\n';
+  std::printf("%-14s %12s %5s", "param", "value", "runs");
+  for (const auto& m : kSweepMetrics) std::printf(" %14.14s", m.name);
+  std::printf("   (medians over seeds %llu..%llu)\n", static_cast<unsigned long long>(a.s.seed),
+              static_cast<unsigned long long>(a.s.seed + a.seeds - 1));
+  for (const Axis& axis : axes) {
+    PlotSpec plot;
+    plot.title = fmt::format("Sweep of {} (median of {} seeds)", axis.param->name, a.seeds);
+    plot.xlabel = axis.param->name;
+    plot.ylabel = "median";
+    std::vector<PlotSeries> series(std::size(kSweepMetrics));
+    for (size_t m = 0; m < series.size(); ++m) series[m].title = kSweepMetrics[m].name;
+    for (double v : axis.values) {
+      std::vector<std::vector<double>> got(std::size(kSweepMetrics));
+      for (size_t i = 0; i < a.seeds; ++i) {
+        sim::ComputeSwapScenario s = a.s;
+        axis.param->set(s, v);
+        s.seed = a.s.seed + i;
+        const auto t0 = std::chrono::steady_clock::now();
+        auto r = sim::run_computeswap_sim(s);
+        if (!r.ok()) return report(r.status());
+        const double wall =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        runs << axis.param->name << ',' << v << ',' << s.seed << ',' << fmt::format("{:.2f}", wall);
+        for (size_t m = 0; m < got.size(); ++m) {
+          got[m].push_back(kSweepMetrics[m].get(*r));
+          runs << ',' << fmt::format("{:.6g}", got[m].back());
+        }
+        runs << '\n';
+        runs.flush();
+      }
+      std::printf("%-14s %12g %5zu", axis.param->name, v, a.seeds);
+      meds << axis.param->name << ',' << v << ',' << a.seeds;
+      for (size_t m = 0; m < got.size(); ++m) {
+        const double md = median(got[m]);
+        std::printf(" %14.4g", md);
+        meds << ',' << fmt::format("{:.6g}", md);
+        series[m].x.push_back(v);
+        series[m].y.push_back(md);
+      }
+      std::printf("\n");
+      std::fflush(stdout);
+      meds << '\n';
+    }
+    // answers_per_pair has its own scale; the plot shows the shares and correlations.
+    for (size_t m = 0; m < series.size(); ++m)
+      if (std::string(kSweepMetrics[m].name) != "answers_per_pair")
+        plot.series.push_back(series[m]);
+    if (Status st = plot_png(plot, out / fmt::format("sweep_{}.png", axis.param->name)); !st.is_ok())
+      return report(st);
+  }
+  runs.flush();
+  meds.flush();
+  if (!runs || !meds) return report(Status::io_error("writing the sweep CSVs in " + a.out + " failed"));
+  std::printf("wrote %s/{sweep.csv, sweep_medians.csv, sweep_PARAM.png}\n", a.out.c_str());
   return 0;
 }
 
@@ -279,7 +426,13 @@ void register_sim(CLI::App& app) {
   opt("--commit-s", s.commit_s, "Ledger group commit period per peer, s");
   opt("--seed", s.seed, "Random seed");
   opt("--out", a->out, "Output directory");
-  c->callback([a] { run_or_exit(run_sim(*a)); });
+  c->add_option("--sweep", a->sweep,
+                "PARAM=v1,v2,...: run each value (one parameter at a time, the rest as given) "
+                "--seeds times and write sweep.csv, sweep_medians.csv and sweep_PARAM.png. PARAM: "
+                "m, n, ignore-s, min-service-s, grace-ops, rate, peers, k, known, churn, "
+                "challenge-rate. Repeatable.");
+  opt("--seeds", a->seeds, "With --sweep: seeds per value (seed, seed+1, ...)");
+  c->callback([a] { run_or_exit(a->sweep.empty() ? run_sim(*a) : run_sweep(*a)); });
 }
 
 }  // namespace idn::cli

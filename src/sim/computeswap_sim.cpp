@@ -211,6 +211,8 @@ class World {
   std::unordered_map<uint64_t, Known> known_;  // (requester << 32 | service)
   std::map<std::pair<uint32_t, uint32_t>, LiarPair> liar_pairs_;  // (liar, requester)
   std::vector<uint64_t> service_requests_;
+  std::unordered_set<uint64_t> pairs_;  // (requester << 32 | provider) answered after warm-up
+  uint64_t pair_answers_ = 0;
   std::vector<double> hosts_sum_;
   uint32_t host_samples_ = 0;
   uint64_t next_id_ = 1;
@@ -601,6 +603,10 @@ void World::answer(std::shared_ptr<Request> req, size_t i) {
   KindCounts& c = count(r);
   c.answered++;
   c.ops += uint64_t(req->ops);
+  if (after_warmup()) {
+    pairs_.insert((uint64_t(r) << 32) | p);
+    ++pair_answers_;
+  }
   protocol::Receipt rc =
       R.swap->make_receipt(peer(p).id, req->id, service_ids_[req->service], uint64_t(req->ops));
   (void)R.swap->on_receipt(peer(p).id, rc);
@@ -726,6 +732,7 @@ ComputeSwapResult World::run() {
     ops_all += a.ops;
     out_.served_rate[k] = a.requests ? double(a.answered) / double(a.requests) : 0;
   }
+  out_.answers_per_pair = pairs_.empty() ? 0 : double(pair_answers_) / double(pairs_.size());
   out_.freeloader_work_share =
       ops_all ? double(out_.after_warmup[size_t(PeerKind::kFreeloader)].ops) / double(ops_all) : 0;
   // Liars: caught at least once, and the Kaplan-Meier curve of catches by wrong answer.

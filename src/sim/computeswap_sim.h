@@ -99,6 +99,9 @@ struct ComputeSwapResult {
   // its network requests.
   double freeloader_work_share = 0;
   std::array<double, kPeerKinds> served_rate{};
+  // After warm-up: accepted answers per (requester, provider) pair that had one. Per-pair
+  // ledgers can tell a freeloader from a cooperator only where pairs meet again.
+  double answers_per_pair = 0;
   // Liars: among the (liar, requester) pairs where the liar answered, the share where the
   // requester caught it at least once (a failed challenge: ignored or blacklisted per
   // swap.on_challenge_failure); caught_within[n-1]: the Kaplan-Meier estimate that a requester

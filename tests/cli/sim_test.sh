@@ -31,6 +31,23 @@ python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["peers"] =
   "$dir/a/summary.json" || fail "summary.json"
 grep -q "hosts per service vs popularity: Spearman" "$dir/out" || fail "no hosting summary"
 
+# A sweep: one row per value in the medians, a plot per parameter, and a named bad parameter.
+"$idn" sim computeswap --peers 30 --services 3 --hours 0.05 --rate 10 --sweep m=2,8 --seeds 2 \
+  --out "$dir/sw" >"$dir/sweep.out"
+[ "$(head -1 "$dir/sw/sweep_medians.csv" | cut -d, -f1-4)" = "param,value,runs,freeloader_work_share" ] ||
+  fail "sweep medians header"
+[ "$(tail -n +2 "$dir/sw/sweep_medians.csv" | cut -d, -f1-3 | tr '\n' ' ')" = "m,2,2 m,8,2 " ] ||
+  fail "sweep medians rows"
+[ "$(tail -n +2 "$dir/sw/sweep.csv" | wc -l)" = 4 ] || fail "sweep runs: 2 values x 2 seeds"
+[ "$(head -c 4 "$dir/sw/sweep_m.png" | tail -c 3)" = PNG ] || fail "sweep plot is not a PNG"
+
+set +e
+"$idn" sim computeswap --sweep q=1 --out "$dir/x" 2>"$dir/err" >/dev/null
+rc=$?
+set -e
+[ "$rc" = 2 ] || fail "an unknown sweep parameter exited $rc, not 2"
+grep -q "PARAM one of m, n" "$dir/err" || fail "the sweep error does not list the parameters"
+
 set +e
 "$idn" sim computeswap --freeloaders 0.6 --liars 0.4 --out "$dir/x" 2>"$dir/err" >/dev/null
 rc=$?
