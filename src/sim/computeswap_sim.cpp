@@ -137,6 +137,7 @@ struct PeerIdHash {
 struct Request {
   uint32_t requester = 0, service = 0;
   uint64_t id = 0;
+  uint32_t minute = 0;  // when it was made
   double ops = 0;
   std::vector<uint32_t> candidates;
 };
@@ -193,7 +194,9 @@ class World {
   // latency (a node writes them to one stream); closes connections it asked to close.
   void flush(uint32_t from);
   void receive(uint32_t from, uint32_t to, const std::vector<swap::Action>& actions);
-  KindCounts& count(uint32_t requester);
+  // A request's outcomes count in the minute it was made (so answered <= requests per minute).
+  KindCounts& count(uint32_t requester, uint32_t minute);
+  uint32_t minute() const;
   bool after_warmup() const { return q_.now() - q_.start() >= warmup_; }
 
   ComputeSwapScenario s_;
@@ -459,10 +462,12 @@ void World::ise_step(uint32_t i) {
   }
 }
 
-KindCounts& World::count(uint32_t requester) {
-  size_t m = size_t((q_.now() - q_.start()) / 1min);
-  m = std::min(m, out_.minutes.size() - 1);
-  return out_.minutes[m].kinds[size_t(peer(requester).kind)];
+uint32_t World::minute() const {
+  return uint32_t(std::min<size_t>(size_t((q_.now() - q_.start()) / 1min), out_.minutes.size() - 1));
+}
+
+KindCounts& World::count(uint32_t requester, uint32_t minute) {
+  return out_.minutes[minute].kinds[size_t(peer(requester).kind)];
 }
 
 const std::vector<uint32_t>& World::known(uint32_t r, uint32_t service) {
@@ -500,6 +505,7 @@ void World::make_request(uint32_t r) {
   req->service = draw_service();
   req->id = next_id_++;
   req->ops = service_ops_[req->service];
+  req->minute = minute();
   if (after_warmup()) service_requests_[req->service]++;
   if (R.used.emplace(req->service, q_.now()).second) {
     R.need_changed = true;
@@ -507,10 +513,10 @@ void World::make_request(uint32_t r) {
     R.used[req->service] = q_.now();
   }
   if (R.hosted.count(req->service)) {  // a node does not ask others for what it serves
-    count(r).local++;
+    count(r, req->minute).local++;
     return;
   }
-  count(r).requests++;
+  count(r, req->minute).requests++;
   // It asks up to `candidates` of the providers it knows, in its order of preference
   // (§7.5.2: the peers it owes least first; those that ignore it, or that it shuns, left out).
   std::vector<std::pair<double, uint32_t>> scored;
@@ -529,12 +535,12 @@ void World::make_request(uint32_t r) {
 void World::try_next(std::shared_ptr<Request> req, size_t i) {
   if (!peer(req->requester).online) return;  // the requester left
   if (i >= req->candidates.size()) {
-    count(req->requester).unserved++;
+    count(req->requester, req->minute).unserved++;
     return;
   }
   const uint32_t p = req->candidates[i];
   if (!peer(p).online) {  // its record outlived it: the dial times out
-    count(req->requester).stale++;
+    count(req->requester, req->minute).stale++;
     q_.after(seconds(s_.dial_timeout_s), [this, req, i] { try_next(req, i + 1); });
     return;
   }
@@ -550,7 +556,7 @@ void World::arrive(std::shared_ptr<Request> req, size_t i) {
   if (P.queue) P.queue->on_request(peer(r).id, service_id, q_.now());  // demand, served or not
   if (!P.hosted.count(req->service)) {  // it stopped hosting it: "not found", next one
     q_.after(latency_, [this, req, i] {
-      count(req->requester).stale++;
+      count(req->requester, req->minute).stale++;
       try_next(req, i + 1);
     });
     return;
@@ -559,7 +565,7 @@ void World::arrive(std::shared_ptr<Request> req, size_t i) {
   flush(p);
   if (!a.serve) {
     q_.after(latency_, [this, req, i, r, p] {
-      count(r).refusals++;
+      count(r, req->minute).refusals++;
       peer(r).swap->on_refused_by(peer(p).id);
       flush(r);
       try_next(req, i + 1);
@@ -596,11 +602,11 @@ void World::answer(std::shared_ptr<Request> req, size_t i) {
     flush(r);
     if (wrong) {
       pair->caught = true;
-      count(r).caught++;
+      count(r, req->minute).caught++;
       return try_next(req, i + 1);
     }
   }
-  KindCounts& c = count(r);
+  KindCounts& c = count(r, req->minute);
   c.answered++;
   c.ops += uint64_t(req->ops);
   if (after_warmup()) {

@@ -65,7 +65,8 @@ struct ComputeSwapScenario {
   Status validate() const;
 };
 
-// Counts for one kind of peer, as requesters.
+// Counts for one kind of peer, as requesters; a request's outcomes count in the minute it was
+// made.
 struct KindCounts {
   uint64_t requests = 0;  // requests sent to the network (local ones not counted)
   uint64_t answered = 0;  // answered by some provider and accepted
