@@ -3,13 +3,13 @@
 // and plots: who gets the work, hosts per service against popularity, debt ratios.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
-#include <algorithm>
 #include <string>
 
 #include <fmt/format.h>
@@ -52,39 +52,38 @@ double quantile(const std::vector<double>& sorted, double q) {
 Status write_summary_json(const SimArgs& a, const sim::ComputeSwapResult& r, double wall,
                           const fs::path& path) {
   const auto& s = a.s;
-  nlohmann::json j = {
-      {"peers", s.peers},
-      {"services", s.services},
-      {"hours", s.hours},
-      {"seed", s.seed},
-      {"freeloaders", s.freeloaders},
-      {"liars", s.liars},
-      {"churn", s.churn},
-      {"rate", s.requests_per_peer_min},
-      {"k", s.k},
-      {"auto_host", s.auto_host},
-      {"m", s.swap.m},
-      {"n", s.swap.n},
-      {"grace_ops", s.swap.grace_ops},
-      {"ignore_s", s.swap.ignore_period_s},
-      {"min_service_s", s.min_service_s},
-      {"challenge_rate", s.swap.challenge_rate},
-      {"freeloader_work_share", r.freeloader_work_share},
-      {"answers_per_pair", r.answers_per_pair},
-      {"served_rate_cooperator", r.served_rate[0]},
-      {"served_rate_freeloader", r.served_rate[1]},
-      {"served_rate_liar", r.served_rate[2]},
-      {"spearman_hosts_popularity", r.spearman_hosts_popularity},
-      {"liar_pairs", r.liar_pairs},
-      {"liars_caught", r.liars_caught},
-      {"liar_answers_to_catch_99", answers_to_catch(r.caught_within, 0.99)},
-      {"ise_starts", r.ise_starts},
-      {"ise_stops", r.ise_stops},
-      {"leaves", r.leaves},
-      {"joins", r.joins},
-      {"events", r.events},
-      {"wall_s", wall},
-      {"peak_rss_mib", peak_rss_mib()}};
+  nlohmann::json j = {{"peers", s.peers},
+                      {"services", s.services},
+                      {"hours", s.hours},
+                      {"seed", s.seed},
+                      {"freeloaders", s.freeloaders},
+                      {"liars", s.liars},
+                      {"churn", s.churn},
+                      {"rate", s.requests_per_peer_min},
+                      {"k", s.k},
+                      {"auto_host", s.auto_host},
+                      {"m", s.swap.m},
+                      {"n", s.swap.n},
+                      {"grace_ops", s.swap.grace_ops},
+                      {"ignore_s", s.swap.ignore_period_s},
+                      {"min_service_s", s.min_service_s},
+                      {"challenge_rate", s.swap.challenge_rate},
+                      {"freeloader_work_share", r.freeloader_work_share},
+                      {"answers_per_pair", r.answers_per_pair},
+                      {"served_rate_cooperator", r.served_rate[0]},
+                      {"served_rate_freeloader", r.served_rate[1]},
+                      {"served_rate_liar", r.served_rate[2]},
+                      {"spearman_hosts_popularity", r.spearman_hosts_popularity},
+                      {"liar_pairs", r.liar_pairs},
+                      {"liars_caught", r.liars_caught},
+                      {"liar_answers_to_catch_99", answers_to_catch(r.caught_within, 0.99)},
+                      {"ise_starts", r.ise_starts},
+                      {"ise_stops", r.ise_stops},
+                      {"leaves", r.leaves},
+                      {"joins", r.joins},
+                      {"events", r.events},
+                      {"wall_s", wall},
+                      {"peak_rss_mib", peak_rss_mib()}};
   for (size_t k = 0; k < sim::kPeerKinds; ++k) {
     const std::string kind(sim::peer_kind_name(sim::PeerKind(k)));
     if (r.debt_ratios[k].empty()) continue;
@@ -190,13 +189,15 @@ int run_sim(const SimArgs& a) {
                 u(c.answered), 100 * r->served_rate[k], u(c.local), u(c.refusals), u(c.unserved),
                 u(c.stale), u(c.caught), double(c.ops));
   }
-  std::printf("  freeloaders' share of all work served: %.2f %% (%.2f answers per requester-provider "
-              "pair)\n",
-              100 * r->freeloader_work_share, r->answers_per_pair);
-  std::printf("  hosts per service vs popularity: Spearman %.3f (ISE %s; %llu starts, %llu stops)\n",
-              r->spearman_hosts_popularity, s.auto_host ? "on" : "off (fixed hosting)",
-              static_cast<unsigned long long>(r->ise_starts),
-              static_cast<unsigned long long>(r->ise_stops));
+  std::printf(
+      "  freeloaders' share of all work served: %.2f %% (%.2f answers per requester-provider "
+      "pair)\n",
+      100 * r->freeloader_work_share, r->answers_per_pair);
+  std::printf(
+      "  hosts per service vs popularity: Spearman %.3f (ISE %s; %llu starts, %llu stops)\n",
+      r->spearman_hosts_popularity, s.auto_host ? "on" : "off (fixed hosting)",
+      static_cast<unsigned long long>(r->ise_starts),
+      static_cast<unsigned long long>(r->ise_stops));
   if (s.churn > 0)
     std::printf("  churn: %llu leaves, %llu joins\n", static_cast<unsigned long long>(r->leaves),
                 static_cast<unsigned long long>(r->joins));
@@ -216,13 +217,13 @@ int run_sim(const SimArgs& a) {
                 quantile(v, 0.9), quantile(v, 0.99), v.size());
   }
   if (Status st = plot_all(*r, out); !st.is_ok()) return report(st);
-  std::printf("wrote %s/{summary.json, computeswap_minutes.csv, computeswap_services.csv, "
-              "computeswap_debt_ratios.csv, computeswap_work_share.png, computeswap_hosts.png, "
-              "computeswap_debt_ratios.png}\n",
-              a.out.c_str());
+  std::printf(
+      "wrote %s/{summary.json, computeswap_minutes.csv, computeswap_services.csv, "
+      "computeswap_debt_ratios.csv, computeswap_work_share.png, computeswap_hosts.png, "
+      "computeswap_debt_ratios.png}\n",
+      a.out.c_str());
   return 0;
 }
-
 
 // --sweep: one parameter at a time over its values, --seeds runs each, the rest as given.
 struct SweepParam {
@@ -232,7 +233,8 @@ struct SweepParam {
 constexpr SweepParam kSweepParams[] = {
     {"m", [](sim::ComputeSwapScenario& s, double v) { s.swap.m = v; }},
     {"n", [](sim::ComputeSwapScenario& s, double v) { s.swap.n = v; }},
-    {"ignore-s", [](sim::ComputeSwapScenario& s, double v) { s.swap.ignore_period_s = uint32_t(v); }},
+    {"ignore-s",
+     [](sim::ComputeSwapScenario& s, double v) { s.swap.ignore_period_s = uint32_t(v); }},
     {"min-service-s", [](sim::ComputeSwapScenario& s, double v) { s.min_service_s = v; }},
     {"grace-ops", [](sim::ComputeSwapScenario& s, double v) { s.swap.grace_ops = uint64_t(v); }},
     {"rate", [](sim::ComputeSwapScenario& s, double v) { s.requests_per_peer_min = v; }},
@@ -248,7 +250,8 @@ struct SweepMetric {
   double (*get)(const sim::ComputeSwapResult&);
 };
 constexpr SweepMetric kSweepMetrics[] = {
-    {"freeloader_work_share", [](const sim::ComputeSwapResult& r) { return r.freeloader_work_share; }},
+    {"freeloader_work_share",
+     [](const sim::ComputeSwapResult& r) { return r.freeloader_work_share; }},
     {"served_cooperator", [](const sim::ComputeSwapResult& r) { return r.served_rate[0]; }},
     {"served_freeloader", [](const sim::ComputeSwapResult& r) { return r.served_rate[1]; }},
     {"spearman_hosts_popularity",
@@ -278,7 +281,8 @@ int run_sweep(const SimArgs& a) {
     std::string known;
     for (const auto& p : kSweepParams) known += std::string(known.empty() ? "" : ", ") + p.name;
     if (eq == std::string::npos || !param)
-      return report(Status::invalid_argument("--sweep " + spec + ": expected PARAM=v1,v2,... with PARAM one of " + known));
+      return report(Status::invalid_argument(
+          "--sweep " + spec + ": expected PARAM=v1,v2,... with PARAM one of " + known));
     Axis axis{param, {}};
     std::stringstream vs(spec.substr(eq + 1));
     for (std::string v; std::getline(vs, v, ',');) {
@@ -287,10 +291,12 @@ int run_sweep(const SimArgs& a) {
         axis.values.push_back(std::stod(v, &used));
         if (used != v.size()) throw std::invalid_argument(v);
       } catch (const std::exception&) {
-        return report(Status::invalid_argument("--sweep " + spec + ": '" + v + "' is not a number"));
+        return report(
+            Status::invalid_argument("--sweep " + spec + ": '" + v + "' is not a number"));
       }
     }
-    if (axis.values.empty()) return report(Status::invalid_argument("--sweep " + spec + ": no values"));
+    if (axis.values.empty())
+      return report(Status::invalid_argument("--sweep " + spec + ": no values"));
     axes.push_back(std::move(axis));
   }
   std::error_code ec;
@@ -353,12 +359,14 @@ int run_sweep(const SimArgs& a) {
     for (size_t m = 0; m < series.size(); ++m)
       if (std::string(kSweepMetrics[m].name) != "answers_per_pair")
         plot.series.push_back(series[m]);
-    if (Status st = plot_png(plot, out / fmt::format("sweep_{}.png", axis.param->name)); !st.is_ok())
+    if (Status st = plot_png(plot, out / fmt::format("sweep_{}.png", axis.param->name));
+        !st.is_ok())
       return report(st);
   }
   runs.flush();
   meds.flush();
-  if (!runs || !meds) return report(Status::io_error("writing the sweep CSVs in " + a.out + " failed"));
+  if (!runs || !meds)
+    return report(Status::io_error("writing the sweep CSVs in " + a.out + " failed"));
   std::printf("wrote %s/{sweep.csv, sweep_medians.csv, sweep_PARAM.png}\n", a.out.c_str());
   return 0;
 }
@@ -387,7 +395,8 @@ void register_sim(CLI::App& app) {
       "provider_score first. --churn peers per peer-hour leave and come back after --offline-min "
       "on average. Messages take --latency-ms one way. Deterministic: the same seed gives "
       "byte-identical CSV.\n\nWrites OUT/summary.json, OUT/computeswap_minutes.csv (per minute "
-      "and kind), OUT/computeswap_services.csv (hosts per service), OUT/computeswap_debt_ratios.csv "
+      "and kind), OUT/computeswap_services.csv (hosts per service), "
+      "OUT/computeswap_debt_ratios.csv "
       "and the plots computeswap_work_share.png, computeswap_hosts.png, "
       "computeswap_debt_ratios.png.");
   auto& s = a->s;
@@ -404,8 +413,9 @@ void register_sim(CLI::App& app) {
   opt("--rate", s.requests_per_peer_min, "Requests per peer per minute (mean)");
   opt("--zipf", s.zipf, "Service popularity exponent");
   opt("--k", s.k, "ISE: services each serving peer hosts on demand");
-  c->add_flag("--fixed-hosting", [a](int64_t) { a->s.auto_host = false; },
-              "No ISE: each serving peer hosts --k services drawn by popularity, for good");
+  c->add_flag(
+      "--fixed-hosting", [a](int64_t) { a->s.auto_host = false; },
+      "No ISE: each serving peer hosts --k services drawn by popularity, for good");
   opt("--publishers", s.publishers, "Cooperators that publish (pin) each service");
   opt("--min-service-s", s.min_service_s, "ISE T_s: a service runs at least this long, s");
   opt("--need-idle-s", s.need_idle_s, "ISE: need lists and request demand fade after this, s");

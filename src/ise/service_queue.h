@@ -83,7 +83,7 @@ class ServiceQueue {
 
  private:
   struct Demand {
-    std::vector<Bytes> need_list;  // sorted, no duplicates
+    std::vector<Bytes> need_list;     // sorted, no duplicates
     std::map<Bytes, Time> requested;  // service -> last request
   };
   // Drops request demand older than need_idle.

@@ -1,8 +1,8 @@
 // The Inference Service Engine on a running node (§7.4): feeds ise::ServiceQueue with demand
 // (peers' need lists, which ComputeSwap receives, and the requests peers send us), weights each
 // peer by 1 + our debt ratio towards it, keeps our own need list (the services our sessions
-// used within need_idle that we do not host), and with [ise] auto_host carries out the queue's plan through
-// ModelHost: initModel for what came into the top k, teardown for what dropped out.
+// used within need_idle that we do not host), and with [ise] auto_host carries out the queue's plan
+// through ModelHost: initModel for what came into the top k, teardown for what dropped out.
 // Threading: io thread only.
 #pragma once
 

@@ -118,8 +118,8 @@ struct SimPeer {
   std::map<uint32_t, Time> used;  // its own need list: service -> last request
   bool need_changed = false;
   bool online = true;
-  uint32_t epoch = 0;        // bumped when it leaves: its pending ISE starts are void
-  Time busy_until{};         // serves one request at a time
+  uint32_t epoch = 0;  // bumped when it leaves: its pending ISE starts are void
+  Time busy_until{};   // serves one request at a time
   Time last_commit{};
 };
 
@@ -211,7 +211,7 @@ class World {
   std::vector<double> service_ops_, zipf_cdf_, popularity_;
   // The provider records: who hosts each service now (a peer that left has none).
   std::vector<std::vector<uint32_t>> providers_;
-  std::unordered_map<uint64_t, Known> known_;  // (requester << 32 | service)
+  std::unordered_map<uint64_t, Known> known_;                     // (requester << 32 | service)
   std::map<std::pair<uint32_t, uint32_t>, LiarPair> liar_pairs_;  // (liar, requester)
   std::vector<uint64_t> service_requests_;
   std::unordered_set<uint64_t> pairs_;  // (requester << 32 | provider) answered after warm-up
@@ -463,7 +463,8 @@ void World::ise_step(uint32_t i) {
 }
 
 uint32_t World::minute() const {
-  return uint32_t(std::min<size_t>(size_t((q_.now() - q_.start()) / 1min), out_.minutes.size() - 1));
+  return uint32_t(
+      std::min<size_t>(size_t((q_.now() - q_.start()) / 1min), out_.minutes.size() - 1));
 }
 
 KindCounts& World::count(uint32_t requester, uint32_t minute) {
@@ -818,8 +819,8 @@ Status write_minutes_csv(const ComputeSwapResult& r, const std::filesystem::path
     for (size_t k = 0; k < kPeerKinds; ++k) {
       const KindCounts& c = row.kinds[k];
       f << row.minute << ',' << peer_kind_name(PeerKind(k)) << ',' << c.requests << ','
-        << c.answered << ',' << c.local << ',' << c.refusals << ',' << c.unserved << ','
-        << c.stale << ',' << c.caught << ',' << c.ops << '\n';
+        << c.answered << ',' << c.local << ',' << c.refusals << ',' << c.unserved << ',' << c.stale
+        << ',' << c.caught << ',' << c.ops << '\n';
     }
   }
   return finish(f, path);
@@ -843,7 +844,8 @@ Status write_debt_ratios_csv(const ComputeSwapResult& r, const std::filesystem::
     const auto& v = r.debt_ratios[k];
     if (v.empty()) continue;
     for (int q = 0; q <= 100; ++q) {
-      const size_t at = std::min(v.size() - 1, size_t(double(q) / 100 * double(v.size() - 1) + 0.5));
+      const size_t at =
+          std::min(v.size() - 1, size_t(double(q) / 100 * double(v.size() - 1) + 0.5));
       f << peer_kind_name(PeerKind(k)) << ',' << fmt::format("{:.2f}", q / 100.0) << ','
         << fmt::format("{:.6g}", v[at]) << '\n';
     }

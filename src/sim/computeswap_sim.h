@@ -37,13 +37,13 @@ struct ComputeSwapScenario {
   double zipf = 1.0;                   // service popularity ~ 1 / rank^zipf
   double requests_per_peer_min = 2.0;  // mean arrival rate of each peer's requests
   // The ISE on every serving peer (ise::ServiceQueue, as [ise] configures it on a node).
-  bool auto_host = true;      // false: each serving peer hosts k services drawn by popularity
-  size_t k = 2;               // services hosted on demand (besides the pinned ones)
-  size_t publishers = 2;      // cooperators that publish (pin) each service from the start
-  double min_service_s = 300; // T_s
-  double need_idle_s = 120;   // need lists and request demand fade after this
-  double init_s = 10;         // initModel: find, fetch, verify, load
-  double ise_tick_s = 60;     // how often each peer's ISE plans (a node: every second)
+  bool auto_host = true;        // false: each serving peer hosts k services drawn by popularity
+  size_t k = 2;                 // services hosted on demand (besides the pinned ones)
+  size_t publishers = 2;        // cooperators that publish (pin) each service from the start
+  double min_service_s = 300;   // T_s
+  double need_idle_s = 120;     // need lists and request demand fade after this
+  double init_s = 10;           // initModel: find, fetch, verify, load
+  double ise_tick_s = 60;       // how often each peer's ISE plans (a node: every second)
   size_t known_providers = 20;  // providers a requester caches per service
   size_t candidates = 3;        // of those, providers a request may try
   double provider_ttl_s = 60;   // a cached provider list is looked up again after this
@@ -56,9 +56,9 @@ struct ComputeSwapScenario {
   double churn = 0;
   double offline_min = 10;
   double warmup_fraction = 0.25;  // summary figures count after this share of the run
-  double tick_s = 10;    // ComputeSwap::tick period per peer (a node ticks every second)
-  double commit_s = 60;  // group commit period per peer (a node commits every 200 ms; in
-                         // simulated time only the number of transactions differs)
+  double tick_s = 10;             // ComputeSwap::tick period per peer (a node ticks every second)
+  double commit_s = 60;           // group commit period per peer (a node commits every 200 ms; in
+                                  // simulated time only the number of transactions differs)
   uint64_t seed = 1;
   swap::Config swap;  // m, n, grace_ops, T_g, challenge_rate, ...
 
@@ -85,10 +85,10 @@ struct MinuteRow {
 
 // One service: its popularity and how many peers hosted it.
 struct ServiceRow {
-  uint32_t rank = 0;          // 1 = most popular
-  double popularity = 0;      // its share of requests (Zipf)
-  uint64_t requests = 0;      // requests for it (after warm-up, local ones too)
-  double mean_hosts = 0;      // peers hosting it, sampled each minute after warm-up
+  uint32_t rank = 0;      // 1 = most popular
+  double popularity = 0;  // its share of requests (Zipf)
+  uint64_t requests = 0;  // requests for it (after warm-up, local ones too)
+  double mean_hosts = 0;  // peers hosting it, sampled each minute after warm-up
   uint32_t hosts_at_end = 0;
 };
 

@@ -110,8 +110,8 @@ uint64_t ComputeSwap::unsigned_receipts(ByteView id) {
   if (!l) return 0;
   auto held = store_->checkpoint(id);
   return held && held->ledger.sequence < l->sequence ? l->sequence - held->ledger.sequence
-         : held                                     ? 0
-                                                    : l->sequence;
+         : held                                      ? 0
+                                                     : l->sequence;
 }
 
 void ComputeSwap::propose_checkpoint(ByteView id) {

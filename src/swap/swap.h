@@ -191,7 +191,7 @@ class ComputeSwap {
     Time last_seen{};
     bool seen = false;
     Time ignore_until{}, ignores_us_until{}, next_lists{};
-    Time open_sent{};  // our last Open; resent after kOpenRetry while still in Open
+    Time open_sent{};    // our last Open; resent after kOpenRetry while still in Open
     bool awake = false;  // listed in awake_
     std::vector<Bytes> need_list, have_list;
     uint64_t served = 0, refused = 0, passed = 0, failed = 0, suspicious = 0;
@@ -218,7 +218,7 @@ class ComputeSwap {
   std::function<double()> uniform_;
   std::unique_ptr<LedgerStore> store_;
   std::set<Bytes, BytesLess> trusted_, blacklist_;
-  std::map<Bytes, Peer, BytesLess> peers_;  // entries are never erased
+  std::map<Bytes, Peer, BytesLess> peers_;                         // entries are never erased
   std::vector<std::map<Bytes, Peer, BytesLess>::iterator> awake_;  // peers out of Close
   // Our last checkpoint proposal per peer: its countersigned copy needs only the peer's
   // signature checked.

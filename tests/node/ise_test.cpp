@@ -1,8 +1,8 @@
 // The Inference Service Engine on four real nodes on 127.0.0.1 (§7.4): O publishes the tiny
 // B-LeNet; C1 and C2 use it, so it is on their need lists (O uses it too, but a node's need
-// list leaves out what it hosts itself), and their requests count as demand; H runs with auto_host and k = 1
-// and hosts nothing, until the demand makes it fetch, load and provide the service and answer
-// requests; once the demand stops, H tears it down after T_s and withdraws its record.
+// list leaves out what it hosts itself), and their requests count as demand; H runs with auto_host
+// and k = 1 and hosts nothing, until the demand makes it fetch, load and provide the service and
+// answer requests; once the demand stops, H tears it down after T_s and withdraws its record.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -40,8 +40,7 @@ Status plot_png(const PlotSpec& spec, const std::filesystem::path& png) {
       << "set xlabel " << gp_quote(spec.xlabel) << "\n"
       << "set ylabel " << gp_quote(spec.ylabel) << "\n"
       << "set grid\nset key bottom right\n"
-      << (spec.logx ? "set logscale x\n" : "") << (spec.logy ? "set logscale y\n" : "")
-      << "plot ";
+      << (spec.logx ? "set logscale x\n" : "") << (spec.logy ? "set logscale y\n" : "") << "plot ";
     for (size_t i = 0; i < spec.series.size(); ++i) {
       if (i) g << ", ";
       g << gp_quote(data_path) << " index " << i << " using 1:2 with "
