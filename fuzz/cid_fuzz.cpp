@@ -9,16 +9,12 @@
 #include "core/cid.h"
 #include "core/multibase.h"
 #include "core/multihash.h"
+#include "fuzz_check.h"
 #include "identity/keys.h"
 #include "identity/peer_id.h"
 
 using namespace idn;
 using namespace idn::core;
-
-#define CHECK(cond)            \
-  do {                         \
-    if (!(cond)) std::abort(); \
-  } while (0)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ByteView in(data, size);

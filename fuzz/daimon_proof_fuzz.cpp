@@ -9,13 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "daimon/proof.h"
+#include "fuzz_check.h"
 
 using namespace idn;
-
-#define CHECK(cond)            \
-  do {                         \
-    if (!(cond)) std::abort(); \
-  } while (0)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto j = nlohmann::json::parse(data, data + size, nullptr, /*allow_exceptions=*/false);

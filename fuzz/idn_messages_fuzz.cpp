@@ -8,15 +8,11 @@
 #include <cstdlib>
 
 #include "core/varint.h"
+#include "fuzz_check.h"
 #include "protocol/messages.h"
 
 using namespace idn;
 using namespace idn::protocol;
-
-#define CHECK(cond)            \
-  do {                         \
-    if (!(cond)) std::abort(); \
-  } while (0)
 
 namespace {
 

@@ -8,13 +8,9 @@
 #include "data/dataset.h"
 #include "data/gzip.h"
 #include "data/idx.h"
+#include "fuzz_check.h"
 
 using namespace idn;
-
-#define CHECK(cond)            \
-  do {                         \
-    if (!(cond)) std::abort(); \
-  } while (0)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   constexpr uint64_t kLimit = 16 << 20;  // keeps gzip bombs within the fuzzer's memory budget

@@ -7,14 +7,10 @@
 #include <string_view>
 
 #include "core/multiaddr.h"
+#include "fuzz_check.h"
 
 using namespace idn;
 using namespace idn::core;
-
-#define CHECK(cond)            \
-  do {                         \
-    if (!(cond)) std::abort(); \
-  } while (0)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ByteView in(data, size);

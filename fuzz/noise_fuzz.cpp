@@ -7,15 +7,11 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "fuzz_check.h"
 #include "p2p/secure_channel.h"
 
 using namespace idn;
 using namespace idn::p2p;
-
-#define CHECK(cond)            \
-  do {                         \
-    if (!(cond)) std::abort(); \
-  } while (0)
 
 static const identity::KeyPair& key() {
   static const identity::KeyPair k = *identity::KeyPair::from_seed(Bytes(32, 7));

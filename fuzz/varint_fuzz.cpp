@@ -8,14 +8,10 @@
 #include <vector>
 
 #include "core/varint.h"
+#include "fuzz_check.h"
 
 using namespace idn;
 using namespace idn::core;
-
-#define CHECK(cond)            \
-  do {                         \
-    if (!(cond)) std::abort(); \
-  } while (0)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;

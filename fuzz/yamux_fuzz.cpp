@@ -8,15 +8,11 @@
 #include <cstdlib>
 #include <map>
 
+#include "fuzz_check.h"
 #include "p2p/yamux.h"
 
 using namespace idn;
 using namespace idn::p2p::yamux;
-
-#define CHECK(cond)            \
-  do {                         \
-    if (!(cond)) std::abort(); \
-  } while (0)
 
 static void raw_frames(ByteView in) {
   SessionLimits lim;
