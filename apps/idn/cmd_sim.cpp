@@ -425,6 +425,7 @@ void register_sim(CLI::App& app) {
   opt("--candidates", s.candidates, "Of those, providers a request may try");
   opt("--provider-ttl-s", s.provider_ttl_s, "A cached provider list is looked up again after this");
   opt("--latency-ms", s.latency_ms, "One-way message latency");
+  opt("--conn-idle-s", s.conn_idle_s, "A connection without requests for this long is closed, s");
   opt("--peer-gflops", s.peer_gflops, "A serving peer's speed (one request at a time)");
   opt("--m", s.swap.m, "p(r): debt ratio where service stops");
   opt("--n", s.swap.n, "p(r): how late the fall starts");

@@ -59,6 +59,7 @@ Status ComputeSwapScenario::validate() const {
   if (!secs(provider_ttl_s, 24 * 3600)) return bad("provider TTL must be in (0, 86400] s");
   if (!(latency_ms >= 0 && latency_ms <= 10'000)) return bad("latency must be 0..10000 ms");
   if (!secs(dial_timeout_s, 600)) return bad("dial timeout must be in (0, 600] s");
+  if (!secs(conn_idle_s, 24 * 3600)) return bad("connection idle time must be in (0, 86400] s");
   if (!(service_mflops_min > 0 && service_mflops_max >= service_mflops_min))
     return bad("service costs need 0 < min <= max");
   if (!(peer_gflops > 0)) return bad("peer speed must be > 0");
@@ -114,7 +115,7 @@ struct SimPeer {
   std::unique_ptr<ise::ServiceQueue> queue;  // serving peers: the ISE
   std::vector<uint32_t> pinned;              // services it published
   std::set<uint32_t> hosted, starting;
-  std::unordered_set<uint32_t> connected;
+  std::unordered_map<uint32_t, Time> connected;  // peer -> last request or answer on it
   std::map<uint32_t, Time> used;  // its own need list: service -> last request
   bool need_changed = false;
   bool online = true;
@@ -184,6 +185,10 @@ class World {
   void answer(std::shared_ptr<Request> req, size_t i);
   void connect(uint32_t a, uint32_t b);
   void disconnect(uint32_t a, uint32_t b);
+  // Work on the connection between a and b (a request arrived, an answer came back).
+  void worked(uint32_t a, uint32_t b);
+  // The connection manager: drops peer i's connections without work for conn_idle_s.
+  void close_idle_connections(uint32_t i);
   void ise_step(uint32_t i);
   void start_hosting(uint32_t i, uint32_t service);
   void stop_hosting(uint32_t i, uint32_t service);
@@ -343,6 +348,7 @@ void World::schedule_tick(uint32_t i, Duration first) {
   q_.after(first, [this, i] {
     SimPeer& p = peer(i);
     if (p.online) {
+      close_idle_connections(i);
       p.swap->tick();
       if (q_.now() - p.last_commit >= seconds(s_.commit_s)) {
         (void)p.swap->ledgers().commit();
@@ -369,7 +375,8 @@ void World::schedule_leave(uint32_t i) {
 void World::leave(uint32_t i) {
   SimPeer& P = peer(i);
   ++out_.leaves;
-  std::vector<uint32_t> conns(P.connected.begin(), P.connected.end());
+  std::vector<uint32_t> conns;
+  for (const auto& [c, _] : P.connected) conns.push_back(c);
   std::sort(conns.begin(), conns.end());
   for (uint32_t c : conns) disconnect(i, c);
   for (uint32_t k : std::vector<uint32_t>(P.hosted.begin(), P.hosted.end())) stop_hosting(i, k);
@@ -553,6 +560,7 @@ void World::arrive(std::shared_ptr<Request> req, size_t i) {
   const uint32_t r = req->requester, p = req->candidates[i];
   SimPeer& P = peer(p);
   if (!P.connected.count(r)) return try_next(req, i + 1);  // closed meanwhile
+  worked(r, p);
   const Bytes& service_id = service_ids_[req->service];
   if (P.queue) P.queue->on_request(peer(r).id, service_id, q_.now());  // demand, served or not
   if (!P.hosted.count(req->service)) {  // it stopped hosting it: "not found", next one
@@ -592,6 +600,7 @@ void World::answer(std::shared_ptr<Request> req, size_t i) {
   const uint32_t r = req->requester, p = req->candidates[i];
   SimPeer& R = peer(r);
   if (!R.online || !R.connected.count(p)) return;  // the answer went nowhere
+  worked(r, p);
   const bool wrong = peer(p).kind == PeerKind::kLiar;
   LiarPair* pair = nullptr;
   if (wrong) {
@@ -628,12 +637,26 @@ void World::answer(std::shared_ptr<Request> req, size_t i) {
 void World::connect(uint32_t a, uint32_t b) {
   if (peer(a).connected.count(b)) return;
   if (peer(a).swap->is_blacklisted(peer(b).id) || peer(b).swap->is_blacklisted(peer(a).id)) return;
-  peer(a).connected.insert(b);
-  peer(b).connected.insert(a);
+  peer(a).connected.emplace(b, q_.now());
+  peer(b).connected.emplace(a, q_.now());
   peer(a).swap->on_connected(peer(b).id);
   peer(b).swap->on_connected(peer(a).id);
   flush(a);
   flush(b);
+}
+
+void World::worked(uint32_t a, uint32_t b) {
+  peer(a).connected[b] = q_.now();
+  peer(b).connected[a] = q_.now();
+}
+
+void World::close_idle_connections(uint32_t i) {
+  const Duration idle = seconds(s_.conn_idle_s);
+  std::vector<uint32_t> stale;
+  for (const auto& [c, last] : peer(i).connected)
+    if (q_.now() - last >= idle) stale.push_back(c);
+  std::sort(stale.begin(), stale.end());  // a fixed order, whatever the hash map's
+  for (uint32_t c : stale) disconnect(i, c);
 }
 
 void World::disconnect(uint32_t a, uint32_t b) {

@@ -49,6 +49,10 @@ struct ComputeSwapScenario {
   double provider_ttl_s = 60;   // a cached provider list is looked up again after this
   double latency_ms = 20;       // one way, every message
   double dial_timeout_s = 1;    // asking a provider that left costs this before the next
+  // A connection manager: a connection without a request or answer for this long is closed
+  // (ComputeSwap's own idle close counts any message, and lists flow every minute or so, so
+  // without it every peer would stay Online with every peer it ever met).
+  double conn_idle_s = 60;
   double service_mflops_min = 1, service_mflops_max = 100;  // per request, per service
   double peer_gflops = 10;  // a serving peer's speed; it serves one request at a time
   // Churn: the share of the peers that leave per hour; each comes back after an exponential

@@ -186,9 +186,12 @@ void ComputeSwap::on_disconnected(ByteView id) {
 
 bool ComputeSwap::accept_message(ByteView id) {
   Peer& p = peer(id);
-  // Not "seen": lists, Opens and checkpoints flow on any open connection, so only work (a
-  // request, a receipt) keeps one from closing as idle.
-  return !(is_blacklisted(id) || p.contempt || clock_.now() < p.ignore_until);
+  if (is_blacklisted(id) || p.contempt || clock_.now() < p.ignore_until) return false;
+  // §7.5.3.5: Close(final = false) after T_c without any message from the peer, lists too (a
+  // peer that hosts nothing learns demand only from the need lists of Online peers).
+  p.last_seen = clock_.now();
+  p.seen = true;
+  return true;
 }
 
 ComputeSwap::OpenResult ComputeSwap::on_open(ByteView id, const protocol::SwapOpen& open) {
@@ -386,7 +389,7 @@ Status ComputeSwap::on_answered(ByteView id, uint64_t request_id, ByteView servi
 Status ComputeSwap::on_receipt(ByteView id, const protocol::Receipt& receipt) {
   IDN_ASSIGN_OR_RETURN(auto out, store_->apply_receipt(id, receipt));
   if (out.applied) {
-    Peer& p = peer(id);  // work in either direction: the connection is not idle
+    Peer& p = peer(id);  // a receipt made or received: the peer is not silent
     p.last_seen = clock_.now();
     p.seen = true;
   }

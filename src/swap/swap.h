@@ -133,8 +133,8 @@ class ComputeSwap {
   void on_connected(ByteView peer);
   void on_disconnected(ByteView peer);
   // false: drop the message unread (the peer is in Ignore, blacklisted or held in contempt).
-  // Lists, Opens and checkpoints do not count as activity: idle close (tick) measures the
-  // time since the last work either way, a request from the peer or a receipt.
+  // Counts as "seen" otherwise: idle close (tick) measures the time since the last message
+  // from the peer, lists included, or the last receipt either way.
   bool accept_message(ByteView peer);
   enum class OpenResult { kOnline, kReplied, kNeedEvidence, kContempt, kRefused };
   OpenResult on_open(ByteView peer, const protocol::SwapOpen& open);
