@@ -359,6 +359,7 @@ int run_sweep(const SimArgs& a) {
     for (size_t m = 0; m < series.size(); ++m)
       if (std::string(kSweepMetrics[m].name) != "answers_per_pair")
         plot.series.push_back(series[m]);
+    if (axis.values.size() < 2) continue;  // one value: medians only, no curve to draw
     if (Status st = plot_png(plot, out / fmt::format("sweep_{}.png", axis.param->name));
         !st.is_ok())
       return report(st);
@@ -439,7 +440,8 @@ void register_sim(CLI::App& app) {
   opt("--out", a->out, "Output directory");
   c->add_option("--sweep", a->sweep,
                 "PARAM=v1,v2,...: run each value (one parameter at a time, the rest as given) "
-                "--seeds times and write sweep.csv, sweep_medians.csv and sweep_PARAM.png. PARAM: "
+                "--seeds times and write sweep.csv, sweep_medians.csv and sweep_PARAM.png (two values or "
+                "more). PARAM: "
                 "m, n, ignore-s, min-service-s, grace-ops, rate, peers, k, known, churn, "
                 "challenge-rate. Repeatable.");
   opt("--seeds", a->seeds, "With --sweep: seeds per value (seed, seed+1, ...)");
