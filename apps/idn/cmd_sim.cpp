@@ -438,12 +438,13 @@ void register_sim(CLI::App& app) {
   opt("--commit-s", s.commit_s, "Ledger group commit period per peer, s");
   opt("--seed", s.seed, "Random seed");
   opt("--out", a->out, "Output directory");
-  c->add_option("--sweep", a->sweep,
-                "PARAM=v1,v2,...: run each value (one parameter at a time, the rest as given) "
-                "--seeds times and write sweep.csv, sweep_medians.csv and sweep_PARAM.png (two values or "
-                "more). PARAM: "
-                "m, n, ignore-s, min-service-s, grace-ops, rate, peers, k, known, churn, "
-                "challenge-rate. Repeatable.");
+  c->add_option(
+      "--sweep", a->sweep,
+      "PARAM=v1,v2,...: run each value (one parameter at a time, the rest as given) "
+      "--seeds times and write sweep.csv, sweep_medians.csv and sweep_PARAM.png (two values or "
+      "more). PARAM: "
+      "m, n, ignore-s, min-service-s, grace-ops, rate, peers, k, known, churn, "
+      "challenge-rate. Repeatable.");
   opt("--seeds", a->seeds, "With --sweep: seeds per value (seed, seed+1, ...)");
   c->callback([a] { run_or_exit(a->sweep.empty() ? run_sim(*a) : run_sweep(*a)); });
 }
