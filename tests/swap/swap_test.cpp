@@ -199,6 +199,28 @@ TEST_F(SwapTest, AnyMessageOrReceiptKeepsAPeerOnlineAndSilenceClosesIt) {
   EXPECT_EQ(a.swap->snapshot(b.id).state, PeerState::kClose);
 }
 
+TEST_F(SwapTest, ShutdownSendsFinalCloseAndACheckpointProposal) {
+  Node a(dir_ / "a", ka, clock_), b(dir_ / "b", kb, clock_);
+  bring_online(a, b);
+  ASSERT_TRUE(serve_once(a, b, 1, 500).serve);
+  (void)a.swap->take_actions();
+  a.swap->shutdown();
+  auto acts = a.swap->take_actions();
+  auto closes = messages<protocol::SwapClose>(acts);
+  ASSERT_EQ(closes.size(), 1u);
+  EXPECT_TRUE(closes[0].final);
+  auto cps = of_kind<SendCheckpoint>(acts);
+  ASSERT_EQ(cps.size(), 1u);
+  // b countersigns; a stores the full checkpoint it gets back.
+  ASSERT_TRUE(b.swap->on_checkpoint(a.id, cps[0].checkpoint).is_ok());
+  auto back = of_kind<SendCheckpoint>(b.swap->take_actions());
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_TRUE(back[0].checkpoint.fully_signed());
+  ASSERT_TRUE(a.swap->on_checkpoint(b.id, back[0].checkpoint).is_ok());
+  EXPECT_EQ(a.swap->snapshot(b.id).checkpoint_sequence, 1u);
+  EXPECT_EQ(b.swap->snapshot(a.id).checkpoint_sequence, 1u);
+}
+
 // An idle close signs a checkpoint only over close_checkpoint_min new receipts: fewer ride in
 // the next Open's evidence instead of costing four signature operations.
 TEST_F(SwapTest, IdleCloseSignsACheckpointOnlyOverEnoughNewReceipts) {
