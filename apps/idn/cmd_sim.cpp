@@ -383,8 +383,8 @@ void register_sim(CLI::App& app) {
   a->s.swap.grace_ops = 20'000'000;
   auto* c = sim->add_subcommand(
       "computeswap",
-      "N peers under simulated time, each running the real ComputeSwap (§7.5): who gets served "
-      "when some only consume or lie");
+      "N peers under simulated time, each running the real ComputeSwap (§7.5) and ISE queue "
+      "(§7.4): who gets served when some only consume or lie, and who hosts what");
   c->footer(
       "Every peer runs the real ComputeSwap (swap/) and, if it serves, the real ISE queue "
       "(ise/ServiceQueue): it hosts the services it published (--publishers per service) and the "
@@ -393,8 +393,9 @@ void register_sim(CLI::App& app) {
       "caught by challenges. Requests arrive per peer as a Poisson process for Zipf-popular "
       "services; a requester caches --known providers per service from the provider records "
       "(looked up again after --provider-ttl-s) and tries up to --candidates of them, best "
-      "provider_score first. --churn peers per peer-hour leave and come back after --offline-min "
-      "on average. Messages take --latency-ms one way. Deterministic: the same seed gives "
+      "provider_score first. With --churn C each peer leaves C times an hour on average and comes "
+      "back after --offline-min. Messages take --latency-ms one way. Deterministic: the same seed "
+      "gives "
       "byte-identical CSV.\n\nWrites OUT/summary.json, OUT/computeswap_minutes.csv (per minute "
       "and kind), OUT/computeswap_services.csv (hosts per service), "
       "OUT/computeswap_debt_ratios.csv "
