@@ -188,7 +188,7 @@ Status LedgerStore::load() {
       c.sig2 = s.blob(6);
       Book& b = book(peer);
       b.ledger = c.ledger;
-      b.checkpoint = std::move(c);
+      b.checkpoint = std::make_unique<Checkpoint>(std::move(c));
     }
   }
   {
@@ -597,7 +597,8 @@ Result<Ledger> LedgerStore::ledger_at(ByteView peer, uint64_t sequence) {
 std::optional<Checkpoint> LedgerStore::checkpoint(ByteView peer) {
   auto it = books_.find(peer);
   if (it == books_.end()) return std::nullopt;
-  return it->second.checkpoint;
+  const auto& held = it->second.checkpoint;
+  return held ? std::optional<Checkpoint>(*held) : std::nullopt;
 }
 
 Status LedgerStore::store_checkpoint(ByteView peer, const Checkpoint& c, bool verified) {
@@ -606,7 +607,7 @@ Status LedgerStore::store_checkpoint(ByteView peer, const Checkpoint& c, bool ve
     return Status::peer_misbehaved("checkpoint is of another pair of nodes");
   }
   Book& b = book(peer);
-  const std::optional<Checkpoint>& held = b.checkpoint;
+  const Checkpoint* held = b.checkpoint.get();
   if (verified) {
     if (!c.fully_signed() || (held && c.ledger.sequence < held->ledger.sequence)) {
       return Status::invalid_argument("checkpoint to store is not signed by both or is stale");
@@ -635,7 +636,7 @@ Status LedgerStore::store_checkpoint(ByteView peer, const Checkpoint& c, bool ve
                           .bind(7, c.sig2)
                           .run("store checkpoint"));
   wrote();
-  b.checkpoint = c;
+  b.checkpoint = std::make_unique<Checkpoint>(c);
   // The receipts the checkpoint covers leave memory; their keys stay one more window, so a
   // late replay of one is still recognised.
   auto first_after =
@@ -658,7 +659,7 @@ Result<Evidence> LedgerStore::evidence(ByteView peer) {
   Evidence e;
   auto it = books_.find(peer);
   if (it == books_.end()) return e;
-  e.checkpoint = it->second.checkpoint;
+  if (it->second.checkpoint) e.checkpoint = *it->second.checkpoint;
   e.receipts.reserve(it->second.after_checkpoint.size());
   for (const LogRecord& r : it->second.after_checkpoint)
     e.receipts.push_back(held_receipt_of(self_, peer, r));

@@ -150,7 +150,9 @@ class LedgerStore {
     // Group commit: request IDs charged and not yet saved, oldest first (settled ones are
     // skipped when the commit comes).
     std::vector<uint64_t> unsaved;
-    std::optional<Checkpoint> checkpoint;
+    // On the heap: most books (a peer met once or twice) never get one, and a Checkpoint is
+    // 128 bytes inline.
+    std::unique_ptr<Checkpoint> checkpoint;
     // The receipts after the checkpoint in sequence order (evidence, ledger_at); with group
     // commit the last `unwritten` of them are not yet in the file.
     std::vector<LogRecord> after_checkpoint;
