@@ -44,11 +44,6 @@ size_t answers_to_catch(const std::vector<double>& curve, double q) {
   return 0;
 }
 
-double quantile(const std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  return sorted[std::min(sorted.size() - 1, size_t(q * double(sorted.size() - 1) + 0.5))];
-}
-
 Status write_summary_json(const SimArgs& a, const sim::ComputeSwapResult& r, double wall,
                           const fs::path& path) {
   const auto& s = a.s;
@@ -87,8 +82,8 @@ Status write_summary_json(const SimArgs& a, const sim::ComputeSwapResult& r, dou
   for (size_t k = 0; k < sim::kPeerKinds; ++k) {
     const std::string kind(sim::peer_kind_name(sim::PeerKind(k)));
     if (r.debt_ratios[k].empty()) continue;
-    j["debt_ratio_p50_" + kind] = quantile(r.debt_ratios[k], 0.5);
-    j["debt_ratio_p90_" + kind] = quantile(r.debt_ratios[k], 0.9);
+    j["debt_ratio_p50_" + kind] = sim::sorted_quantile(r.debt_ratios[k], 0.5);
+    j["debt_ratio_p90_" + kind] = sim::sorted_quantile(r.debt_ratios[k], 0.9);
   }
   std::ofstream f(path);
   f << j.dump(2) << "\n";
@@ -143,7 +138,7 @@ Status plot_all(const sim::ComputeSwapResult& r, const fs::path& out) {
     PlotSeries s;
     s.title = std::string(sim::peer_kind_name(sim::PeerKind(k)));
     for (int q = 0; q <= 100; ++q) {
-      s.x.push_back(std::max(quantile(v, q / 100.0), 1e-6));
+      s.x.push_back(std::max(sim::sorted_quantile(v, q / 100.0), 1e-6));
       s.y.push_back(q / 100.0);
     }
     debt.series.push_back(std::move(s));
@@ -213,8 +208,9 @@ int run_sim(const SimArgs& a) {
     const auto& v = r->debt_ratios[k];
     if (v.empty()) continue;
     std::printf("  debt ratio providers see, %-10s p50 %.3g  p90 %.3g  p99 %.3g  (%zu ledgers)\n",
-                std::string(sim::peer_kind_name(sim::PeerKind(k))).c_str(), quantile(v, 0.5),
-                quantile(v, 0.9), quantile(v, 0.99), v.size());
+                std::string(sim::peer_kind_name(sim::PeerKind(k))).c_str(),
+                sim::sorted_quantile(v, 0.5), sim::sorted_quantile(v, 0.9),
+                sim::sorted_quantile(v, 0.99), v.size());
   }
   if (Status st = plot_all(*r, out); !st.is_ok()) return report(st);
   std::printf(
@@ -259,12 +255,6 @@ constexpr SweepMetric kSweepMetrics[] = {
     {"liars_caught", [](const sim::ComputeSwapResult& r) { return r.liars_caught; }},
     {"answers_per_pair", [](const sim::ComputeSwapResult& r) { return r.answers_per_pair; }},
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n == 0 ? 0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 int run_sweep(const SimArgs& a) {
   struct Axis {
@@ -345,7 +335,7 @@ int run_sweep(const SimArgs& a) {
       std::printf("%-14s %12g %5zu", axis.param->name, v, a.seeds);
       meds << axis.param->name << ',' << v << ',' << a.seeds;
       for (size_t m = 0; m < got.size(); ++m) {
-        const double md = median(got[m]);
+        const double md = percentile(got[m], 0.5);
         std::printf(" %14.4g", md);
         meds << ',' << fmt::format("{:.6g}", md);
         series[m].x.push_back(v);

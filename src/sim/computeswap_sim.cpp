@@ -71,6 +71,23 @@ Status ComputeSwapScenario::validate() const {
   return Status::ok();
 }
 
+KindCounts& KindCounts::operator+=(const KindCounts& o) {
+  requests += o.requests;
+  answered += o.answered;
+  local += o.local;
+  refusals += o.refusals;
+  unserved += o.unserved;
+  stale += o.stale;
+  caught += o.caught;
+  ops += o.ops;
+  return *this;
+}
+
+double sorted_quantile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  return sorted[std::min(sorted.size() - 1, size_t(q * double(sorted.size() - 1) + 0.5))];
+}
+
 double spearman(const std::vector<double>& a, const std::vector<double>& b) {
   const size_t n = std::min(a.size(), b.size());
   if (n < 2) return 0;
@@ -116,7 +133,7 @@ struct SimPeer {
   std::vector<uint32_t> pinned;              // services it published
   std::set<uint32_t> hosted, starting;
   std::unordered_map<uint32_t, Time> connected;  // peer -> last request or answer on it
-  std::map<uint32_t, Time> used;  // its own need list: service -> last request
+  std::map<uint32_t, Time> used;                 // its own need list: service -> last request
   bool need_changed = false;
   bool online = true;
   uint32_t epoch = 0;  // bumped when it leaves: its pending ISE starts are void
@@ -744,17 +761,8 @@ ComputeSwapResult World::run() {
   for (size_t m = 0; m < out_.minutes.size(); ++m) {
     for (size_t k = 0; k < kPeerKinds; ++k) {
       const KindCounts& c = out_.minutes[m].kinds[k];
-      for (auto* t : {&out_.total[k], m >= warm ? &out_.after_warmup[k] : nullptr}) {
-        if (!t) continue;
-        t->requests += c.requests;
-        t->answered += c.answered;
-        t->local += c.local;
-        t->refusals += c.refusals;
-        t->unserved += c.unserved;
-        t->stale += c.stale;
-        t->caught += c.caught;
-        t->ops += c.ops;
-      }
+      out_.total[k] += c;
+      if (m >= warm) out_.after_warmup[k] += c;
     }
   }
   for (size_t k = 0; k < kPeerKinds; ++k) {
@@ -867,10 +875,8 @@ Status write_debt_ratios_csv(const ComputeSwapResult& r, const std::filesystem::
     const auto& v = r.debt_ratios[k];
     if (v.empty()) continue;
     for (int q = 0; q <= 100; ++q) {
-      const size_t at =
-          std::min(v.size() - 1, size_t(double(q) / 100 * double(v.size() - 1) + 0.5));
       f << peer_kind_name(PeerKind(k)) << ',' << fmt::format("{:.2f}", q / 100.0) << ','
-        << fmt::format("{:.6g}", v[at]) << '\n';
+        << fmt::format("{:.6g}", sorted_quantile(v, q / 100.0)) << '\n';
     }
   }
   return finish(f, path);

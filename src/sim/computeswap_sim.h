@@ -82,6 +82,8 @@ struct KindCounts {
   uint64_t stale = 0;     // a cached provider had left or no longer hosted the service
   uint64_t caught = 0;    // answers that failed a challenge (liars' victims)
   uint64_t ops = 0;       // operations received in accepted answers
+
+  KindCounts& operator+=(const KindCounts& o);
 };
 
 struct MinuteRow {
@@ -129,6 +131,10 @@ struct ComputeSwapResult {
 
 // Errors: InvalidArgument (the scenario), or ComputeSwap's own.
 Result<ComputeSwapResult> run_computeswap_sim(const ComputeSwapScenario& s);
+
+// The q-quantile (0..1) of an already sorted vector, nearest rank (0 for an empty one): the
+// debt-ratio figures read many quantiles of a million values without copying them.
+double sorted_quantile(const std::vector<double>& sorted, double q);
 
 // Spearman's rank correlation (ties get their mean rank); 0 when either side is constant.
 double spearman(const std::vector<double>& a, const std::vector<double>& b);

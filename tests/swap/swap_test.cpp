@@ -181,7 +181,7 @@ TEST_F(SwapTest, AnyMessageOrReceiptKeepsAPeerOnlineAndSilenceClosesIt) {
   Node a(dir_ / "a", ka, clock_, cfg), b(dir_ / "b", kb, clock_, cfg);
   bring_online(a, b);
   ASSERT_TRUE(serve_once(a, b, 1, 500).serve);  // a receipt on each side
-  for (int s = 0; s < 3; ++s) {  // 27 s: a list from b every 9 s
+  for (int s = 0; s < 3; ++s) {                 // 27 s: a list from b every 9 s
     clock_.advance(9s);
     ASSERT_TRUE(a.swap->accept_message(b.id));
     a.swap->tick();
