@@ -40,9 +40,9 @@ struct Config {
   // A provider's charge with no receipt after this long counts as unpaid work: it stays on
   // the requester's debt in our view (not in the shared ledger). Covers a slow requester.
   uint32_t receipt_timeout_ms = 10'000;
-  // A checkpoint is signed every this many receipts (and at close): two signs and two verifies,
-  // ~400-600 us here, so every 1024 receipts costs under 1 us per receipt (256 cost ~2-3, 64
-  // ~9). Open's evidence (the receipts after the last checkpoint) stays under ~160 KB. At most
+  // A checkpoint is signed every this many receipts (and at shutdown, and at an idle close over
+  // close_checkpoint_min receipts): two signs and two verifies, ~400-600 us here, so every
+  // 1024 receipts costs under 1 us per receipt (256 cost ~2-3, 64 ~9). Open's evidence (the receipts after the last checkpoint) stays under ~160 KB. At most
   // kMaxCheckpointEvery: evidence must fit DecodeLimits::max_evidence_receipts with room for a
   // checkpoint the peer was slow to sign.
   uint32_t checkpoint_every = 1024;
