@@ -42,9 +42,10 @@ struct Config {
   uint32_t receipt_timeout_ms = 10'000;
   // A checkpoint is signed every this many receipts (and at shutdown, and at an idle close over
   // close_checkpoint_min receipts): two signs and two verifies, ~400-600 us here, so every
-  // 1024 receipts costs under 1 us per receipt (256 cost ~2-3, 64 ~9). Open's evidence (the receipts after the last checkpoint) stays under ~160 KB. At most
-  // kMaxCheckpointEvery: evidence must fit DecodeLimits::max_evidence_receipts with room for a
-  // checkpoint the peer was slow to sign.
+  // 1024 receipts costs under 1 us per receipt (256 cost ~2-3, 64 ~9). Open's evidence (the
+  // receipts after the last checkpoint) stays under ~160 KB. At most kMaxCheckpointEvery:
+  // evidence must fit DecodeLimits::max_evidence_receipts with room for a checkpoint the peer
+  // was slow to sign.
   uint32_t checkpoint_every = 1024;
   // An idle close proposes a checkpoint only over at least this many receipts (shutdown
   // always does). In a large network most connections carry a request or two before they go
