@@ -13,6 +13,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/bytes.h"
@@ -94,7 +95,7 @@ class ServiceQueue {
   QueueConfig config_;
   std::set<Bytes> pinned_;
   std::map<Bytes, Time> hosted_;  // service -> hosted since
-  std::map<Bytes, Demand> peers_;
+  std::unordered_map<Bytes, Demand, BytesHash, BytesEqual> peers_;
 };
 
 }  // namespace idn::ise

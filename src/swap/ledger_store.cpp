@@ -152,13 +152,13 @@ std::shared_ptr<const Bytes> LedgerStore::share_service(Book& b, ByteView servic
   return b.last_service;
 }
 
-LedgerStore::Books::iterator LedgerStore::book_entry(ByteView peer) {
+LedgerStore::Entry LedgerStore::book_entry(ByteView peer) {
   auto it = books_.find(peer);
   if (it == books_.end()) {
     it = books_.emplace(to_bytes(peer), Book{}).first;
     it->second.ledger = Ledger::between(self_, peer);
   }
-  return it;
+  return &*it;
 }
 
 Status LedgerStore::load() {
@@ -269,7 +269,7 @@ Status LedgerStore::join_batch() {
 Status LedgerStore::save_charges(uint32_t min_rounds) {
   if (unsaved_entries_ == 0) return Status::ok();
   size_t kept = 0;  // books that still have young charges stay listed, in order
-  for (const Books::iterator entry : unsaved_books_) {
+  for (const Entry entry : unsaved_books_) {
     const Bytes& peer = entry->first;
     Book& b = entry->second;
     size_t done = 0;
@@ -344,6 +344,7 @@ std::vector<Bytes> LedgerStore::peers() const {
   std::vector<Bytes> out;
   out.reserve(books_.size());
   for (const auto& [p, b] : books_) out.push_back(p);
+  std::sort(out.begin(), out.end(), BytesLess{});
   return out;
 }
 
@@ -397,7 +398,7 @@ Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView serv
   return Status::ok();
 }
 
-void LedgerStore::add_due(uint64_t deadline_unix_ms, uint64_t request_id, Books::iterator book) {
+void LedgerStore::add_due(uint64_t deadline_unix_ms, uint64_t request_id, Entry book) {
   due_.push_back({deadline_unix_ms, request_id, book});
   std::push_heap(due_.begin(), due_.end(), due_later);
 }

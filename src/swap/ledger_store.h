@@ -165,10 +165,12 @@ class LedgerStore {
 
   Status init();
   Status load();
-  using Books = std::map<Bytes, Book, BytesLess>;
+  using Books = std::unordered_map<Bytes, Book, BytesHash, BytesEqual>;
+  using Entry = Books::value_type*;
   // The book of `peer`, created (zero ledger) if there is none yet; book_entry gives its map
-  // entry (stable until load() clears the map), for the lists that point at books.
-  Books::iterator book_entry(ByteView peer);
+  // entry (stable until load() clears the map: a hash map's nodes do not move), for the lists
+  // that point at books.
+  Entry book_entry(ByteView peer);
   Book& book(ByteView peer) { return book_entry(peer)->second; }
   // Group commit: opens the shared transaction if none is open. No-op otherwise.
   Status join_batch();
@@ -192,9 +194,9 @@ class LedgerStore {
   Books books_;
   // Group commit: the books that gained unwritten receipts since the last write (the commit
   // writes those, not every book).
-  std::vector<Books::iterator> unwritten_books_;
+  std::vector<Entry> unwritten_books_;
   // Group commit: the books whose `unsaved` is not empty (a commit walks these only).
-  std::vector<Books::iterator> unsaved_books_;
+  std::vector<Entry> unsaved_books_;
   // Kept prepared: the per-request paths (charge, receipt, commit) run them thousands of times.
   std::optional<db::Statement> put_log_, put_charge_, del_charge_;
   bool group_ = false;
@@ -204,13 +206,13 @@ class LedgerStore {
   // expire_charges looks only at those due.
   struct Due {
     uint64_t deadline_unix_ms = 0, request_id = 0;
-    Books::iterator book;
+    Entry book;
   };
   static bool due_later(const Due& a, const Due& b) {
     return a.deadline_unix_ms != b.deadline_unix_ms ? a.deadline_unix_ms > b.deadline_unix_ms
                                                     : a.request_id > b.request_id;
   }
-  void add_due(uint64_t deadline_unix_ms, uint64_t request_id, Books::iterator book);
+  void add_due(uint64_t deadline_unix_ms, uint64_t request_id, Entry book);
   std::vector<Due> due_;
   std::optional<db::Transaction> batch_;  // the open group-commit transaction; after db_
   uint64_t uncommitted_ = 0, commits_ = 0, failed_commits_ = 0;

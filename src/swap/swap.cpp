@@ -58,7 +58,8 @@ ComputeSwap::ComputeSwap(const Config& c, const identity::KeyPair& key, const Cl
       trusted_(c.trusted.begin(), c.trusted.end()),
       blacklist_(c.blacklist.begin(), c.blacklist.end()) {}
 
-// Lookups by ByteView (BytesLess is transparent): no copy of the ID on the per-request paths.
+// Lookups by ByteView (BytesHash and BytesEqual are transparent): no copy of the ID on the
+// per-request paths.
 ComputeSwap::Peer& ComputeSwap::peer(ByteView id) {
   auto it = peers_.find(id);
   if (it == peers_.end()) it = peers_.emplace(to_bytes(id), Peer{}).first;
@@ -88,7 +89,7 @@ void ComputeSwap::send_lists(ByteView id, Peer& p) {
 void ComputeSwap::wake(ByteView id, Peer& p) {
   if (p.awake) return;
   p.awake = true;
-  awake_.push_back(peers_.find(id));
+  awake_.push_back(&*peers_.find(id));
 }
 
 void ComputeSwap::go_online(ByteView id, Peer& p) {
@@ -297,7 +298,8 @@ void ComputeSwap::set_have_list(std::vector<Bytes> services) {
 }
 
 void ComputeSwap::shutdown() {
-  for (auto& [id, p] : peers_) {
+  for (size_t i = 0; i < awake_.size(); ++i) {  // Online and Open peers are awake
+    auto& [id, p] = *awake_[i];
     if (p.state == PeerState::kOnline || p.state == PeerState::kOpen) {
       close(id, p, true, "shutting down");
     }
@@ -498,13 +500,15 @@ std::optional<double> ComputeSwap::provider_score(ByteView id) {
 
 std::vector<Bytes> ComputeSwap::peers_having(ByteView service) {
   std::vector<Bytes> out;
-  for (auto& [id, p] : peers_) {
+  for (const auto* it : awake_) {  // every Online peer is awake
+    const auto& [id, p] = *it;
     if (!p.connected || p.state != PeerState::kOnline) continue;
     bool has = std::any_of(p.have_list.begin(), p.have_list.end(), [&](const Bytes& s) {
       return std::equal(s.begin(), s.end(), service.begin(), service.end());
     });
     if (has && provider_score(id)) out.push_back(id);
   }
+  std::sort(out.begin(), out.end(), BytesLess{});  // a stable order, whatever the hash map's
   return out;
 }
 

@@ -38,6 +38,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -218,8 +219,10 @@ class ComputeSwap {
   std::function<double()> uniform_;
   std::unique_ptr<LedgerStore> store_;
   std::set<Bytes, BytesLess> trusted_, blacklist_;
-  std::map<Bytes, Peer, BytesLess> peers_;                         // entries are never erased
-  std::vector<std::map<Bytes, Peer, BytesLess>::iterator> awake_;  // peers out of Close
+  // Entries are never erased (a hash map's nodes stay put: awake_ points at them).
+  using Peers = std::unordered_map<Bytes, Peer, BytesHash, BytesEqual>;
+  Peers peers_;
+  std::vector<Peers::value_type*> awake_;  // peers out of Close
   // Our last checkpoint proposal per peer: its countersigned copy needs only the peer's
   // signature checked.
   std::map<Bytes, Checkpoint, BytesLess> proposals_;
