@@ -1,5 +1,6 @@
 #include "ise/service_descriptor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -74,6 +75,28 @@ Result<TensorType> tensor_from_json(const json& j, const std::string& at) {
   return t;
 }
 
+Result<uint64_t> cost_number(const json& c, const char* key, uint64_t max) {
+  auto it = c.find(key);
+  if (it == c.end()) return bad(std::string("cost.") + key + " is missing");
+  if (!it->is_number_integer() || (!it->is_number_unsigned() && it->get<int64_t>() < 0))
+    return bad(std::string("cost.") + key + " must be a non-negative integer, got " + it->dump());
+  uint64_t v = it->get<uint64_t>();
+  if (v > max)
+    return bad(std::string("cost.") + key + " is " + std::to_string(v) + ", at most " +
+               std::to_string(max) + " allowed");
+  return v;
+}
+
+Result<ServiceCost> cost_from_json(const json& c) {
+  if (!c.is_object()) return bad("cost must be an object {bytes, flops}");
+  for (auto& [k, _] : c.items())
+    if (k != "bytes" && k != "flops") return bad("cost has unknown key '" + k + "'");
+  ServiceCost cost;
+  IDN_ASSIGN_OR_RETURN(cost.bytes, cost_number(c, "bytes", kMaxCostBytes));
+  IDN_ASSIGN_OR_RETURN(cost.flops, cost_number(c, "flops", kMaxCostFlops));
+  return cost;
+}
+
 json tensor_to_json(const TensorType& t) {
   return json{
       {"name", t.name}, {"dtype", std::string(core::dtype_name(t.dtype))}, {"shape", t.shape}};
@@ -127,6 +150,14 @@ Status validate(const ServiceDescriptor& d) {
       return bad(at + ".threshold " + std::to_string(e.threshold) +
                  " is above 1, impossible for a confidence criterion");
   }
+  if (d.cost) {
+    if (d.cost->flops == 0 || d.cost->flops > kMaxCostFlops)
+      return bad("cost.flops " + std::to_string(d.cost->flops) + " must be 1.." +
+                 std::to_string(kMaxCostFlops));
+    if (d.cost->bytes > kMaxCostBytes)
+      return bad("cost.bytes " + std::to_string(d.cost->bytes) + " is above the limit of " +
+                 std::to_string(kMaxCostBytes));
+  }
   return Status::ok();
 }
 
@@ -139,15 +170,18 @@ json to_json(const ServiceDescriptor& d) {
                          {"stage", e.stage},
                          {"criterion", std::string(model::criterion_name(e.criterion))},
                          {"threshold", e.threshold}});
-  return json{{"format", std::string(kDescriptorFormat)},
-              {"version", kDescriptorVersion},
-              {"name", d.name},
-              {"description", d.description},
-              {"inputs", inputs},
-              {"outputs", outputs},
-              {"model", json{{"cid", d.model_cid}, {"hash", d.model_hash}}},
-              {"motif", d.motif},
-              {"exits", exits}};
+  json j{{"format", std::string(kDescriptorFormat)},
+         {"version", kDescriptorVersion},
+         {"name", d.name},
+         {"description", d.description},
+         {"inputs", inputs},
+         {"outputs", outputs},
+         {"model", json{{"cid", d.model_cid}, {"hash", d.model_hash}}},
+         {"motif", d.motif},
+         {"exits", exits}};
+  // Only when known: a descriptor without a cost keeps the bytes (and the ID) it always had.
+  if (d.cost) j["cost"] = json{{"bytes", d.cost->bytes}, {"flops", d.cost->flops}};
+  return j;
 }
 
 Result<std::string> canonical_json(const ServiceDescriptor& d) {
@@ -166,7 +200,7 @@ Result<ServiceDescriptor> from_json(const json& j) {
   static const std::set<std::string> kKeys = {
       "format", "version", "name", "description", "inputs", "outputs", "model", "motif", "exits"};
   for (auto& [k, _] : j.items())
-    if (!kKeys.count(k)) return bad("unknown key '" + k + "'");
+    if (!kKeys.count(k) && k != "cost") return bad("unknown key '" + k + "'");
   for (const auto& k : kKeys)
     if (!j.contains(k)) return bad("missing key '" + k + "'");
   if (j["format"] != std::string(kDescriptorFormat))
@@ -221,6 +255,9 @@ Result<ServiceDescriptor> from_json(const json& j) {
                                static_cast<int>(e["stage"].get<int64_t>()), *c,
                                e["threshold"].get<double>()});
   }
+  if (j.contains("cost")) {
+    IDN_ASSIGN_OR_RETURN(d.cost, cost_from_json(j["cost"]));
+  }
   IDN_RETURN_IF_ERROR(validate(d));
   return d;
 }
@@ -267,6 +304,17 @@ std::string model_hash_of(std::string_view model_json_text) {
   return core::Multihash::sha2_256(as_bytes(model_json_text)).to_base58();
 }
 
+ServiceCost model_cost(const model::ModelSpec& spec) {
+  ServiceCost c;
+  c.flops = static_cast<uint64_t>(std::max<int64_t>(spec.trunk_flops(), 0));
+  for (const model::WeightSpec& w : spec.required_weights()) {
+    uint64_t n = 1;
+    for (int64_t d : w.shape) n *= static_cast<uint64_t>(d);
+    c.bytes += n * sizeof(float);
+  }
+  return c;
+}
+
 Result<ServiceDescriptor> descriptor_from_model(const model::ModelSpec& spec,
                                                 std::string_view root_cid,
                                                 std::string_view description) {
@@ -284,6 +332,7 @@ Result<ServiceDescriptor> descriptor_from_model(const model::ModelSpec& spec,
   d.motif = spec.motif;
   for (const auto& e : spec.exits)
     d.exits.push_back(ExitInfo{e.name, e.stage, e.criterion, e.threshold});
+  d.cost = model_cost(spec);
   IDN_RETURN_IF_ERROR(validate(d));
   return d;
 }

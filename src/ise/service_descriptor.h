@@ -7,9 +7,13 @@
 //  "threshold":0.9}],"format":"idn-service","inputs":[{"dtype":"F32","name":"image",
 //  "shape":[1,28,28]}],"model":{"cid":"bafy...","hash":"Qm..."},"motif":"branchynet",
 //  "name":"b-lenet","outputs":[{"dtype":"F32","name":"logits","shape":[10]}],"version":1}
+//
+// An optional "cost":{"bytes":N,"flops":M} says what hosting the service takes. A descriptor
+// without it serialises exactly as before it existed, so older service IDs stay valid.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +37,11 @@ inline constexpr size_t kMaxDescriptionLength = 4096;
 inline constexpr size_t kMaxTensors = 16;  // inputs, outputs
 inline constexpr size_t kMaxRank = 8;
 inline constexpr size_t kMaxExits = 32;
+// FLOPs per sample: the model spec's own bound on a FLOP count.
+inline constexpr uint64_t kMaxCostFlops = uint64_t{1} << 62;
+// Parameter bytes: 16 TiB, beyond any model one machine can hold, far below any overflow when
+// a node multiplies it by its worker count.
+inline constexpr uint64_t kMaxCostBytes = uint64_t{1} << 44;
 
 struct TensorType {
   std::string name;
@@ -49,6 +58,13 @@ struct ExitInfo {
   friend bool operator==(const ExitInfo&, const ExitInfo&) = default;
 };
 
+// What one copy of the model costs to run, as its publisher computed it from the model spec.
+struct ServiceCost {
+  uint64_t flops = 0;  // per sample, the deepest path: every stage and the last exit head
+  uint64_t bytes = 0;  // parameter bytes (the tensors in weights.safetensors)
+  friend bool operator==(const ServiceCost&, const ServiceCost&) = default;
+};
+
 struct ServiceDescriptor {
   std::string name;
   std::string description;
@@ -58,6 +74,7 @@ struct ServiceDescriptor {
   std::string model_hash;  // sha2-256 multihash (base58) of the package's model.json bytes
   std::string motif;       // "branchynet" | "ddnn" | "parallelnet" | "plain"
   std::vector<ExitInfo> exits;
+  std::optional<ServiceCost> cost;  // absent: unknown (descriptors published before it existed)
   friend bool operator==(const ServiceDescriptor&, const ServiceDescriptor&) = default;
 };
 
@@ -85,8 +102,12 @@ bool matches_service_id(std::string_view text, const core::Multihash& id);
 // The model hash recorded in descriptors: sha2-256 multihash (base58) of model.json's bytes.
 std::string model_hash_of(std::string_view model_json_text);
 
+// The cost of a (validated) model spec: trunk_flops() and 4 bytes per F32 weight element.
+ServiceCost model_cost(const model::ModelSpec& spec);
+
 // A descriptor for a model package: inputs, exits and motif from the spec, outputs = the
-// logits [num_classes] (F32), model hash from the spec's canonical model.json text.
+// logits [num_classes] (F32), model hash from the spec's canonical model.json text, cost from
+// model_cost().
 // Errors: InvalidArgument (bad CID, description, or a spec without inputs/exits).
 Result<ServiceDescriptor> descriptor_from_model(const model::ModelSpec& spec,
                                                 std::string_view root_cid,

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <limits>
 
 namespace idn::ise {
 namespace {
@@ -72,7 +73,8 @@ TEST(ServiceDescriptor, CanonicalFormHasSortedKeysAndNoWhitespace) {
   EXPECT_EQ(c->find("\": "), std::string::npos) << *c;
   EXPECT_EQ(c->find(", \""), std::string::npos) << *c;
   EXPECT_EQ(c->find('\n'), std::string::npos);
-  EXPECT_EQ(c->rfind("{\"description\":", 0), 0u) << *c;  // first key alphabetically
+  EXPECT_EQ(c->rfind("{\"cost\":{\"bytes\":", 0), 0u) << *c;  // first key alphabetically
+  EXPECT_LT(c->find("\"description\""), c->find("\"exits\""));
   EXPECT_LT(c->find("\"exits\""), c->find("\"format\""));
   EXPECT_LT(c->find("\"cid\""), c->find("\"hash\""));
   // Reading it back and writing it again gives the same bytes.
@@ -156,6 +158,125 @@ TEST(ServiceDescriptor, UntrustedTextIsRefusedCleanly) {
   ServiceDescriptor d = good();
   d.description = "\xff\xfe";
   EXPECT_THAT(validate(d).message(), HasSubstr("UTF-8"));
+}
+
+// Written by hand (and its ID computed apart, with Python's hashlib) from the format as it was
+// before "cost" existed: a descriptor without a cost must keep these bytes and this ID.
+constexpr std::string_view kCostlessCanonical =
+    R"({"description":"a test","exits":[{"criterion":"confidence","name":"exit0","stage":0,)"
+    R"("threshold":0.5}],"format":"idn-service","inputs":[{"dtype":"F32","name":"x","shape":[4]}],)"
+    R"("model":{"cid":"bafybeif4jjyrqcdq66kfcvp3waxuwcroh6vcuyww2mnxaoibgbk62gmgti",)"
+    R"("hash":"QmNtvf2gUpvV63KxYE36Ur9skagD68bDjp89JiFTTjqpFo"},"motif":"plain","name":"tiny",)"
+    R"("outputs":[{"dtype":"F32","name":"logits","shape":[2]}],"version":1})";
+
+ServiceDescriptor costless() {
+  ServiceDescriptor d;
+  d.name = "tiny";
+  d.description = "a test";
+  d.inputs = {TensorType{"x", core::DType::kF32, {4}}};
+  d.outputs = {TensorType{"logits", core::DType::kF32, {2}}};
+  d.model_cid = "bafybeif4jjyrqcdq66kfcvp3waxuwcroh6vcuyww2mnxaoibgbk62gmgti";
+  d.model_hash = "QmNtvf2gUpvV63KxYE36Ur9skagD68bDjp89JiFTTjqpFo";
+  d.motif = "plain";
+  d.exits = {ExitInfo{"exit0", 0, model::ExitCriterion::kConfidence, 0.5}};
+  return d;
+}
+
+TEST(ServiceDescriptor, WithoutCostTheCanonicalFormAndIdAreTheOldOnes) {
+  auto c = canonical_json(costless());
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(*c, kCostlessCanonical);
+  EXPECT_EQ(service_id_text(*service_id(costless())),
+            "Qmc8rgE7GKTrLjbsA32g3X7MBNUQjpS3WpQWnfiNSoJWqk");
+  auto back = parse_descriptor(kCostlessCanonical);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_FALSE(back->cost.has_value());
+  EXPECT_TRUE(matches_service_id(kCostlessCanonical, *service_id(costless())));
+}
+
+TEST(ServiceDescriptor, CostRoundTripsInCanonicalFormAndChangesTheId) {
+  ServiceDescriptor d = costless();
+  d.cost = ServiceCost{1234, 5678};
+  auto c = canonical_json(d);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  // Sorted: "cost" comes before "description".
+  EXPECT_EQ(c->rfind(R"({"cost":{"bytes":5678,"flops":1234},"description":)", 0), 0u) << *c;
+  auto back = parse_descriptor(*c);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(*back, d);
+  EXPECT_TRUE(matches_service_id(*c, *service_id(d)));
+  EXPECT_NE(*service_id(d), *service_id(costless()));
+}
+
+TEST(ServiceDescriptor, CostOfAModelIsItsTrunkFlopsAndItsWeightBytes) {
+  model::ModelSpec spec = mini_spec();
+  ServiceCost cost = model_cost(spec);
+  EXPECT_EQ(cost.flops, static_cast<uint64_t>(spec.trunk_flops()));
+  EXPECT_GT(cost.flops, 0u);
+  // conv1 5x1x5x5 + 5, b0_fc and fc 980x10 + 10 each: 19,750 F32 parameters.
+  EXPECT_EQ(cost.bytes, 19'750u * 4);
+  EXPECT_EQ(good().cost, cost);  // descriptor_from_model fills it
+}
+
+TEST(ServiceDescriptor, BadCostsAreRefusedNamingTheField) {
+  struct Case {
+    std::function<void(json&)> edit;
+    std::string expect;
+  } cases[] = {
+      {[](json& j) { j["cost"] = 5; }, "cost must be an object"},
+      {[](json& j) {
+         j["cost"] = json{{"flops", 10}};
+       },
+       "cost.bytes is missing"},
+      {[](json& j) {
+         j["cost"] = json{{"bytes", 10}};
+       },
+       "cost.flops is missing"},
+      {[](json& j) {
+         j["cost"] = json{{"bytes", 1}, {"flops", 1}, {"watts", 3}};
+       },
+       "cost has unknown key 'watts'"},
+      {[](json& j) {
+         j["cost"] = json{{"bytes", -1}, {"flops", 1}};
+       },
+       "cost.bytes must be a non-"},
+      {[](json& j) {
+         j["cost"] = json{{"bytes", 1.5}, {"flops", 1}};
+       },
+       "cost.bytes must be a non-"},
+      {[](json& j) {
+         j["cost"] = json{{"bytes", "1"}, {"flops", 1}};
+       },
+       "cost.bytes must be a non-"},
+      {[](json& j) {
+         j["cost"] = json{{"bytes", 1}, {"flops", 0}};
+       },
+       "cost.flops 0 must be 1.."},
+      {[](json& j) {
+         j["cost"] = json{{"bytes", kMaxCostBytes + 1}, {"flops", 1}};
+       },
+       "cost.bytes is 17592186044417, at most"},
+      {[](json& j) {
+         j["cost"] = json{{"bytes", 1}, {"flops", kMaxCostFlops + 1}};
+       },
+       "cost.flops is 4611686018427387905, at most"},
+      {[](json& j) {
+         j["cost"] = json{{"bytes", 1}, {"flops", std::numeric_limits<uint64_t>::max()}};
+       },
+       "cost.flops is 18446744073709551615, at most"},
+  };
+  for (const auto& c : cases) {
+    Status s = error_after(c.edit);
+    EXPECT_FALSE(s.is_ok()) << c.expect;
+    EXPECT_THAT(s.message(), HasSubstr(c.expect));
+  }
+  ServiceDescriptor d = costless();
+  d.cost = ServiceCost{0, 1};
+  EXPECT_THAT(validate(d).message(), HasSubstr("cost.flops 0"));
+  d.cost = ServiceCost{1, kMaxCostBytes + 1};
+  EXPECT_THAT(validate(d).message(), HasSubstr("cost.bytes"));
+  d.cost = ServiceCost{1, 0};  // a model without parameters is possible
+  EXPECT_TRUE(validate(d).is_ok());
 }
 
 TEST(ServiceDescriptor, ServiceIdTextMustBeSha256) {
