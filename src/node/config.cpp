@@ -20,7 +20,8 @@ constexpr std::string_view kTopKeys[] = {
     "listen", "identity",     "passphrase_file",       "bootstrap", "http", "log_level",
     "limits", "data_dir",     "store_max_bytes",       "host",      "dht",  "serve",
     "swap",   "busy_poll_us", "poll_while_waiting_us", "ise"};
-constexpr std::string_view kIseKeys[] = {"auto_host", "k", "min_service_period_s", "need_idle_s"};
+constexpr std::string_view kIseKeys[] = {"auto_host", "k", "memory_budget_mb",
+                                         "min_service_period_s", "need_idle_s"};
 constexpr std::string_view kDhtKeys[] = {"enabled", "port",         "bootstrap",
                                          "lan",     "record_ttl_s", "withdraw_on_stop"};
 constexpr std::string_view kSwapKeys[] = {"enabled",
@@ -185,6 +186,9 @@ class Parser {
         IDN_ASSIGN_OR_RETURN(out.auto_host, boolean(v, "ise.auto_host"));
       } else if (key == "k") {
         IDN_ASSIGN_OR_RETURN(out.k, in_range(v, "ise.k", 0, 4096));
+      } else if (key == "memory_budget_mb") {
+        // 16 TiB: ise::kMaxCostBytes, more than any machine holds.
+        IDN_ASSIGN_OR_RETURN(out.memory_budget_mb, in_range(v, "ise.memory_budget_mb", 0, 1 << 24));
       } else if (key == "min_service_period_s") {
         IDN_ASSIGN_OR_RETURN(auto s, in_range(v, "ise.min_service_period_s", 0, 30 * 24 * 3600));
         out.min_service_period = std::chrono::seconds(s);

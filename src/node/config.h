@@ -60,8 +60,11 @@
 //   blacklist = ["12D3KooW..."]             # peers never served; connections closed
 //   [ise]                                   # Inference Service Engine (§7.4): host by demand
 //   auto_host = false                       # true: host the top k services peers need
-//   k = 0                                   # services hosted on demand (0: one per core);
+//   k = 0                                   # services hosted on demand (0: derived from
+//                                           #   cores and memory, ise/capacity.h);
 //                                           #   `host = [...]` ones always run, besides these
+//   memory_budget_mb = 0                    # memory on-demand services may take with k = 0
+//                                           #   (0: half the physical memory)
 //   min_service_period_s = 300              # T_s: a service runs this long before a swap-out
 //   need_idle_s = 120                       # a service leaves our need list, and a peer's
 //                                           #   requests stop counting, this long after use
@@ -141,11 +144,17 @@ inline constexpr std::string_view kDefaultHttp = "127.0.0.1:9464";
 // AlexNet-style inferences, may be owed by a peer that never served before p(r) starts to fall.
 inline constexpr uint64_t kNodeGraceOps = 10'000'000'000ull;
 
+inline constexpr double kDefaultMemoryShare = 0.5;
+
 // The Inference Service Engine (ise/service_queue.h) part of a node. Needs ComputeSwap: the
 // demand comes from peers' need lists and their requests, weighted by our debt to them.
 struct IseConfig {
   bool auto_host = false;  // off: the node hosts only what `host` and publish name
-  size_t k = 0;            // 0: std::thread::hardware_concurrency()
+  // 0: derived (ise::derive_k) from the cores, memory_budget_mb and each service's cost.
+  size_t k = 0;
+  // With k = 0: the memory the on-demand services may take. 0: kDefaultMemoryShare of the
+  // physical memory (the rest is the node's own, the OS's and the operator's).
+  uint64_t memory_budget_mb = 0;
   std::chrono::seconds min_service_period{300};
   std::chrono::seconds need_idle{120};
 };

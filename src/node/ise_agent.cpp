@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <random>
-#include <thread>
 
 #include "ise/service_descriptor.h"
 #include "node/model_host.h"
@@ -16,18 +15,27 @@ namespace idn::node {
 using Clock = std::chrono::steady_clock;
 
 Result<std::unique_ptr<IseAgent>> IseAgent::create(p2p::asio::any_io_executor ex, IseConfig config,
-                                                   ModelHost& models, SwapAgent& swap) {
+                                                   ise::Capacity capacity, ModelHost& models,
+                                                   SwapAgent& swap) {
   ise::QueueConfig qc;
-  qc.k = config.k > 0 ? config.k : std::max<size_t>(1, std::thread::hardware_concurrency());
+  std::optional<ise::Capacity> derive;
+  if (config.k > 0) {
+    qc.k = config.k;
+  } else {
+    capacity.cores = std::max<size_t>(1, capacity.cores);
+    qc.k = capacity.cores;
+    derive = capacity;
+  }
   qc.min_service_period = config.min_service_period;
   qc.need_idle = config.need_idle;
   IDN_RETURN_IF_ERROR(qc.validate());
-  return std::unique_ptr<IseAgent>(new IseAgent(std::move(ex), config, qc, models, swap));
+  return std::unique_ptr<IseAgent>(new IseAgent(std::move(ex), config, qc, derive, models, swap));
 }
 
 IseAgent::IseAgent(p2p::asio::any_io_executor ex, IseConfig config, ise::QueueConfig qc,
-                   ModelHost& models, SwapAgent& swap)
+                   std::optional<ise::Capacity> capacity, ModelHost& models, SwapAgent& swap)
     : auto_host_(config.auto_host),
+      capacity_(capacity),
       queue_(qc),
       models_(models),
       swap_(swap),
@@ -92,6 +100,9 @@ p2p::awaitable<protocol::SwapInitResult> IseAgent::on_init_request(identity::Pee
       res.hosting = true;
     } else if (auto f = failed_.find(*id); f != failed_.end()) {
       res.reason = "initModel failed here (see this node's log)";
+    } else if (derived_ &&
+               std::count(derived_->too_big.begin(), derived_->too_big.end(), r.service_id) > 0) {
+      res.reason = "its model needs more memory than this node's ISE budget";
     } else {
       res.reason = "not in this node's top k";
       for (const ise::QueueEntry& e : queue_.ranking(weight(), Clock::now()))
@@ -185,7 +196,10 @@ p2p::awaitable<void> IseAgent::do_step() {
     if (!still) queue_.stopped(b);
   }
   ise::ServiceQueue::Weight weight = refresh_demand();
-  if (!auto_host_) co_return;
+  if (!auto_host_) {
+    if (capacity_) co_await within_budget({});  // k for /status
+    co_return;
+  }
   ise::ServiceQueue::Plan plan = queue_.plan(weight, now);
   for (const Bytes& b : plan.stop) {
     auto id = core::Multihash::from_bytes(b);
@@ -198,13 +212,14 @@ p2p::awaitable<void> IseAgent::do_step() {
       spdlog::warn("ise: tearing down {}: {}", ise::service_id_text(*id), s.to_string());
     }
   }
+  if (capacity_) plan.start = co_await within_budget(std::move(plan.start));
   for (const Bytes& b : plan.start) {
     auto id = core::Multihash::from_bytes(b);
     if (!id.ok()) continue;
     if (auto f = failed_.find(*id); f != failed_.end() && Clock::now() - f->second < kIseRetry)
       continue;
     const std::string sid = ise::service_id_text(*id);
-    spdlog::info("ise: starting service {} (in the top {} by demand)", sid, queue_.config().k);
+    spdlog::info("ise: starting service {} (in the top {} by demand)", sid, k());
     Status s = co_await models_.init_model(*id, /*pin=*/queue_.pinned(b));
     if (s.is_ok()) {
       failed_.erase(*id);
@@ -217,6 +232,52 @@ p2p::awaitable<void> IseAgent::do_step() {
                    s.to_string());
     }
   }
+}
+
+p2p::awaitable<std::vector<Bytes>> IseAgent::within_budget(std::vector<Bytes> start) {
+  auto cost_bytes = [](const ise::ServiceDescriptor& d) -> std::optional<uint64_t> {
+    if (!d.cost) return std::nullopt;
+    return d.cost->bytes;
+  };
+  std::vector<ise::Candidate> candidates;
+  for (const HostedService& h : models_.hosted())
+    if (!models_.pinned(h.service_id))
+      candidates.push_back({h.service_id.bytes(), cost_bytes(h.descriptor)});
+  std::vector<Bytes> tried;  // the starts whose descriptor we could read (or fetch)
+  for (const Bytes& b : start) {
+    auto id = core::Multihash::from_bytes(b);
+    if (!id.ok()) continue;
+    if (auto f = failed_.find(*id); f != failed_.end() && Clock::now() - f->second < kIseRetry)
+      continue;
+    // One block from its providers: initModel would fetch it first anyway.
+    auto d = co_await models_.descriptor(*id);
+    if (!d.ok()) {
+      failed_[*id] = Clock::now();
+      stats_.start_failures++;
+      spdlog::warn("ise: could not read the descriptor of {} (next try in {} s): {}",
+                   ise::service_id_text(*id), kIseRetry.count(), d.status().to_string());
+      continue;
+    }
+    candidates.push_back({b, cost_bytes(*d)});
+    tried.push_back(b);
+  }
+  std::vector<Bytes> was_too_big = derived_ ? derived_->too_big : std::vector<Bytes>{};
+  derived_ = ise::derive_k(*capacity_, candidates);
+  const size_t on_demand = queue_.hosted_on_demand();
+  size_t room = derived_->k > on_demand ? derived_->k - on_demand : 0;
+  std::vector<Bytes> fit;
+  for (const Bytes& b : tried) {
+    if (std::count(derived_->too_big.begin(), derived_->too_big.end(), b) > 0) {
+      if (std::count(was_too_big.begin(), was_too_big.end(), b) == 0) {
+        auto id = core::Multihash::from_bytes(b);
+        spdlog::warn("ise: not hosting {}: one copy per worker needs more than the budget ({})",
+                     id.ok() ? ise::service_id_text(*id) : std::string("?"), derived_->why);
+      }
+      continue;
+    }
+    if (fit.size() < room) fit.push_back(b);
+  }
+  co_return fit;
 }
 
 nlohmann::json IseAgent::status_json() {
@@ -236,8 +297,29 @@ nlohmann::json IseAgent::status_json() {
   }
   nlohmann::json need = nlohmann::json::array();
   for (const auto& s : need_list_) need.push_back(ise::service_id_text(s));
+  nlohmann::json k_rule = {{"derived", capacity_.has_value()}};
+  if (capacity_) {
+    // Before the first round: the cores bound alone.
+    ise::DerivedK d = derived_ ? *derived_ : ise::derive_k(*capacity_, {});
+    k_rule["cores"] = capacity_->cores;
+    k_rule["memory_budget_mb"] = capacity_->memory_bytes / (1024 * 1024);
+    k_rule["workers"] = capacity_->workers;
+    k_rule["largest_service_mb"] =
+        d.largest_bytes ? nlohmann::json(static_cast<double>(*d.largest_bytes) / (1024 * 1024))
+                        : nlohmann::json(nullptr);
+    nlohmann::json too_big = nlohmann::json::array();
+    for (const Bytes& b : d.too_big) {
+      auto id = core::Multihash::from_bytes(b);
+      too_big.push_back(id.ok() ? ise::service_id_text(*id) : std::string("?"));
+    }
+    k_rule["too_big"] = std::move(too_big);
+    k_rule["why"] = d.why;
+  } else {
+    k_rule["why"] = "[ise] k in the configuration";
+  }
   return {{"auto_host", auto_host_},
-          {"k", queue_.config().k},
+          {"k", k()},
+          {"k_rule", std::move(k_rule)},
           {"min_service_period_s", queue_.config().min_service_period.count()},
           {"need_idle_s", queue_.config().need_idle.count()},
           {"need_list", std::move(need)},

@@ -3,6 +3,8 @@
 // peer by 1 + our debt ratio towards it, keeps our own need list (the services our sessions
 // used within need_idle that we do not host), and with [ise] auto_host carries out the queue's plan
 // through ModelHost: initModel for what came into the top k, teardown for what dropped out.
+// With [ise] k = 0 the agent derives k each round (ise::derive_k: cores, the memory budget and
+// the services' costs from their descriptors) and starts no more than that.
 // Threading: io thread only.
 #pragma once
 
@@ -17,14 +19,19 @@
 
 #include "core/multihash.h"
 #include "identity/peer_id.h"
+#include "ise/capacity.h"
 #include "ise/service_queue.h"
 #include "node/config.h"
 #include "p2p/host.h"
 #include "protocol/messages.h"
 
+namespace idn::ise {
+class ModelHost;
+}
+
 namespace idn::node {
 
-class ModelHost;
+using ise::ModelHost;
 class SwapAgent;
 
 // How often the ISE looks at demand and, with auto_host, acts on it.
@@ -46,9 +53,11 @@ struct InitOutcome {
 
 class IseAgent {
  public:
-  // Errors: InvalidArgument (config). k = 0 becomes the number of cores.
+  // Errors: InvalidArgument (config). k = 0: derived each round from `capacity` (the queue's
+  // own k is then capacity.cores, the most it can be).
   static Result<std::unique_ptr<IseAgent>> create(p2p::asio::any_io_executor ex, IseConfig config,
-                                                  ModelHost& models, SwapAgent& swap);
+                                                  ise::Capacity capacity, ModelHost& models,
+                                                  SwapAgent& swap);
 
   // Our sessions used `service`: it joins our need list until need_idle passes without use.
   void used(const core::Multihash& service);
@@ -71,21 +80,28 @@ class IseAgent {
                                          std::chrono::milliseconds deadline);
 
   const ise::QueueConfig& queue_config() const { return queue_.config(); }
+  // The k in force: the configured one, or the last derived one.
+  size_t k() const { return derived_ ? derived_->k : queue_.config().k; }
   bool auto_host() const { return auto_host_; }
   const IseStats& stats() const { return stats_; }
   // /status's "ise" object: parameters, the queue (score, peers, hosted, why), counters.
   nlohmann::json status_json();
 
  private:
-  IseAgent(p2p::asio::any_io_executor ex, IseConfig config, ise::QueueConfig qc, ModelHost& models,
-           SwapAgent& swap);
+  IseAgent(p2p::asio::any_io_executor ex, IseConfig config, ise::QueueConfig qc,
+           std::optional<ise::Capacity> capacity, ModelHost& models, SwapAgent& swap);
   p2p::awaitable<void> do_step();
+  // With a derived k: derives it from what we host on demand and the plan's `start` (their
+  // descriptors fetched for their cost) and returns the starts that fit, in plan order.
+  p2p::awaitable<std::vector<Bytes>> within_budget(std::vector<Bytes> start);
   // Weights from ComputeSwap's ledgers, and peers' need lists into the queue.
   ise::ServiceQueue::Weight refresh_demand();
   // The weights of the last refresh (a status read or an answer needs no fresh snapshot).
   ise::ServiceQueue::Weight weight() const;
 
   bool auto_host_;
+  std::optional<ise::Capacity> capacity_;  // set: k = 0, derived
+  std::optional<ise::DerivedK> derived_;   // the last derivation
   ise::ServiceQueue queue_;
   ModelHost& models_;
   SwapAgent& swap_;

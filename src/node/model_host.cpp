@@ -1,318 +1,44 @@
 #include "node/model_host.h"
 
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
-
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <fstream>
-#include <sstream>
-
-#include "model/file_io.h"
-#include "model/package.h"
 #include "node/on_io.h"
 #include "routing/dht_routing.h"
 #include "serve/infer_server.h"
-#include "store/bitswap.h"
-#include "store/blockstore.h"
-#include "store/exporter.h"
-#include "store/importer.h"
 
 namespace idn::node {
 
-namespace asio = boost::asio;
-namespace fs = std::filesystem;
 using p2p::awaitable;
 
-namespace {
+DhtServiceRouting::DhtServiceRouting(p2p::asio::any_io_executor io, routing::DhtRouting& dht)
+    : io_(std::move(io)), dht_(dht) {}
 
-// Providers asked in parallel for one fetch: enough to survive one lying or vanished peer and
-// to spread the load, few enough that a lookup does not dial half the network.
-constexpr size_t kFetchProviders = 4;
-
-Result<std::string> read_text(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return Status::io_error(fmt::format("cannot read {}", file.string()));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+awaitable<Status> DhtServiceRouting::provide(core::Multihash key) {
+  co_return co_await on_io<Status>(
+      io_, [&](std::function<void(Status)> done) { dht_.provide(key, std::move(done)); });
 }
 
-}  // namespace
-
-ModelHost::ModelHost(Parts parts) : p_(std::move(parts)) {}
-
-core::Cid ModelHost::descriptor_cid(const core::Multihash& service_id) {
-  return core::Cid::v1(core::Multicodec::kRaw, service_id);
+awaitable<Status> DhtServiceRouting::withdraw(core::Multihash key) {
+  co_return co_await on_io<Status>(
+      io_, [&](std::function<void(Status)> done) { dht_.withdraw(key, std::move(done)); });
 }
 
-bool ModelHost::hosts(const core::Multihash& id) const {
-  return hosted_.contains(id);
-}
-
-std::vector<HostedService> ModelHost::hosted() const {
-  std::vector<HostedService> out;
-  for (const auto& [id, h] : hosted_) out.push_back(h);
-  return out;
-}
-
-Result<ise::ServiceDescriptor> ModelHost::local_descriptor(const core::Multihash& id) {
-  IDN_ASSIGN_OR_RETURN(Bytes block, p_.store.get_block(descriptor_cid(id)));
-  std::string_view text(reinterpret_cast<const char*>(block.data()), block.size());
-  if (!ise::matches_service_id(text, id)) {
-    return Status::corruption(
-        fmt::format("descriptor of service {} is not in canonical form", ise::service_id_text(id)));
-  }
-  return ise::parse_descriptor(text);
-}
-
-Result<Published> store_publication(store::Blockstore& store, const fs::path& model_dir,
-                                    std::string description) {
-  auto pkg = model::load_package(model_dir);
-  if (!pkg.ok()) return pkg.status().with_context(model_dir.string());
-  // Only what serving needs travels: checkpoints and other training leftovers stay local.
-  IDN_ASSIGN_OR_RETURN(auto left_out, model::non_serving_entries(model_dir));
-  auto imported = store::import_directory_entries(model_dir, model::serving_files(), store);
-  if (!imported.ok()) return imported.status().with_context("import " + model_dir.string());
-  IDN_RETURN_IF_ERROR(store.pin(imported->cid));
-  if (description.empty()) description = fmt::format("{} model", pkg->spec.name);
-  IDN_ASSIGN_OR_RETURN(
-      auto desc, ise::descriptor_from_model(pkg->spec, imported->cid.to_string(), description));
-  IDN_ASSIGN_OR_RETURN(std::string text, ise::canonical_json(desc));
-  IDN_ASSIGN_OR_RETURN(core::Multihash id, ise::service_id(desc));
-  core::Cid dcid = ModelHost::descriptor_cid(id);
-  IDN_RETURN_IF_ERROR(store.put_block(dcid, as_bytes(text)));
-  IDN_RETURN_IF_ERROR(store.pin(dcid));
-  return Published{imported->cid, id, std::move(desc), std::move(left_out)};
-}
-
-namespace {
-
-Result<std::vector<std::string>> read_hosted(const fs::path& data_dir) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  if (!fs::exists(data_dir / "hosted", ec)) return out;
-  IDN_ASSIGN_OR_RETURN(std::string text, read_text(data_dir / "hosted"));
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line))
-    if (!line.empty()) out.push_back(line);
-  return out;
-}
-
-Status write_hosted(const fs::path& data_dir, const std::vector<std::string>& ids) {
-  std::error_code ec;
-  fs::create_directories(data_dir, ec);
-  std::string text;
-  for (const auto& id : ids) text += id + "\n";
-  return model::write_file_atomic(data_dir / "hosted", as_bytes(text));
-}
-
-}  // namespace
-
-Status add_hosted(const fs::path& data_dir, const core::Multihash& id) {
-  IDN_ASSIGN_OR_RETURN(auto ids, read_hosted(data_dir));
-  std::string text = ise::service_id_text(id);
-  if (std::find(ids.begin(), ids.end(), text) == ids.end()) ids.push_back(text);
-  return write_hosted(data_dir, ids);
-}
-
-awaitable<Result<Published>> ModelHost::publish(fs::path model_dir, std::string description) {
-  auto pub = store_publication(p_.store, model_dir, std::move(description));
-  if (!pub.ok()) co_return pub.status();
-  Status hosted = co_await host_local(pub->service_id, pub->descriptor, true);
-  if (!hosted.is_ok()) co_return hosted;
-  co_await announce(pub->service_id);
-  co_await announce(pub->model_cid.hash());
-  co_return std::move(*pub);
-}
-
-awaitable<Status> ModelHost::init_model(core::Multihash id, bool pin) {
-  if (hosts(id)) {
-    if (pin && !pinned_.contains(id)) {
-      pinned_.insert(id);
-      co_return add_hosted(p_.data_dir, id);
-    }
-    co_return Status::ok();
-  }
-  const std::string sid = ise::service_id_text(id);
-  std::vector<identity::PeerId> peers;
-  core::Cid dcid = descriptor_cid(id);
-  if (!p_.store.has(dcid)) {
-    Status s = co_await fetch(dcid, id, peers);
-    if (!s.is_ok()) co_return s.with_context("descriptor of service " + sid);
-  }
-  auto desc = local_descriptor(id);
-  if (!desc.ok()) co_return desc.status();
-  auto model_cid = core::Cid::parse(desc->model_cid);
-  if (!model_cid.ok()) co_return model_cid.status().with_context("descriptor model.cid");
-  // Pinning succeeds only when every block of the package is already here.
-  if (!p_.store.pin(*model_cid).is_ok()) {
-    Status s = co_await fetch(*model_cid, id, peers);
-    if (!s.is_ok()) co_return s.with_context("model package of service " + sid);
-    if (Status p = p_.store.pin(*model_cid); !p.is_ok()) co_return p;
-  }
-  if (Status p = p_.store.pin(dcid); !p.is_ok()) co_return p;
-  Status hosted = co_await host_local(id, *desc, pin);
-  if (!hosted.is_ok()) co_return hosted;
-  co_await announce(id);
-  co_await announce(model_cid->hash());
-  spdlog::info("hosting service {} ({})", sid, desc->name);
-  co_return Status::ok();
-}
-
-awaitable<Status> ModelHost::restore() {
-  auto ids = read_hosted(p_.data_dir);
-  if (!ids.ok()) co_return ids.status();
-  Status first_error = Status::ok();
-  for (const auto& text : *ids) {
-    auto id = ise::parse_service_id(text);
-    if (!id.ok()) {
-      spdlog::warn("{}: skipping bad service ID '{}'", (p_.data_dir / "hosted").string(), text);
-      continue;
-    }
-    Status s = co_await init_model(*id);
-    if (!s.is_ok()) {
-      spdlog::warn("could not re-host service {}: {}", text, s.to_string());
-      if (first_error.is_ok()) first_error = s;
-    }
-  }
-  co_return first_error;
-}
-
-awaitable<Status> ModelHost::teardown(core::Multihash id) {
-  if (!hosts(id)) co_return Status::ok();
-  const std::string sid = ise::service_id_text(id);
-  if (pinned_.contains(id))
-    co_return Status::invalid_argument("service " + sid + " is pinned by the operator");
-  hosted_.erase(id);
-  p_.server.remove_service(id);
-  if (p_.on_hosted_changed) p_.on_hosted_changed();
-  if (p_.routing) {
-    Status s = co_await on_io<Status>(p_.io, [&](std::function<void(Status)> done) {
-      p_.routing->withdraw(id, std::move(done));
-    });
-    if (!s.is_ok()) spdlog::warn("withdraw {}: {}", sid, s.to_string());
-  }
-  spdlog::info("stopped hosting service {}", sid);
-  co_return Status::ok();
-}
-
-awaitable<Status> ModelHost::host_local(const core::Multihash& id, const ise::ServiceDescriptor& d,
-                                        bool pin) {
-  auto model_cid = core::Cid::parse(d.model_cid);
-  if (!model_cid.ok()) co_return model_cid.status();
-  fs::path dir = p_.data_dir / "models" / model_cid->to_string();
-  std::error_code ec;
-  if (!fs::exists(dir / "model.json", ec)) {
-    // Export next to the final place and rename, so a crash never leaves half a package
-    // where the next start would look for a whole one.
-    fs::path tmp = dir;
-    tmp += ".tmp";
-    fs::remove_all(tmp, ec);
-    fs::create_directories(dir.parent_path(), ec);
-    if (Status s = store::export_to(p_.store, *model_cid, tmp); !s.is_ok()) co_return s;
-    fs::remove_all(dir, ec);
-    fs::rename(tmp, dir, ec);
-    if (ec) co_return Status::io_error(fmt::format("rename {}: {}", tmp.string(), ec.message()));
-  }
-  auto model_json = read_text(dir / "model.json");
-  if (!model_json.ok()) co_return model_json.status();
-  if (ise::model_hash_of(*model_json) != d.model_hash) {
-    co_return Status::corruption(
-        fmt::format("model.json of {} hashes to {}, the service descriptor says {}", d.model_cid,
-                    ise::model_hash_of(*model_json), d.model_hash));
-  }
-  if (!p_.server.hosts(id)) {
-    if (Status s = p_.server.add_service(id, d, dir); !s.is_ok())
-      co_return s.with_context("load " + dir.string());
-  }
-  bool added = !hosted_.contains(id);
-  hosted_.insert_or_assign(id, HostedService{id, d, dir});
-  if (added && p_.on_hosted_changed) p_.on_hosted_changed();
-  if (!pin) co_return Status::ok();
-  pinned_.insert(id);
-  co_return add_hosted(p_.data_dir, id);
-}
-
-awaitable<void> ModelHost::announce(const core::Multihash& key) {
-  if (!p_.routing) co_return;
-  Status s = co_await on_io<Status>(
-      p_.io, [&](std::function<void(Status)> done) { p_.routing->provide(key, std::move(done)); });
-  if (!s.is_ok()) spdlog::warn("provide {}: {}", ise::service_id_text(key), s.to_string());
-}
-
-awaitable<Status> ModelHost::fetch(const core::Cid& root, const core::Multihash& provider_key,
-                                   std::vector<identity::PeerId>& peers) {
-  if (peers.empty()) {
-    auto found = co_await providers(provider_key, kFetchProviders, {});
-    if (!found.ok()) co_return found.status();
-    peers = std::move(*found);
-  }
-  co_return co_await p_.bitswap.fetch_dag(root, peers);
-}
-
-awaitable<Result<std::vector<identity::PeerId>>> ModelHost::providers(
-    core::Multihash service, size_t n, std::vector<identity::PeerId> exclude) {
-  if (!p_.routing) co_return Status::unavailable("this node runs without a DHT");
+awaitable<Result<std::vector<routing::PeerInfo>>> DhtServiceRouting::find_providers(
+    core::Multihash key, size_t n) {
   using Found = Result<std::vector<routing::PeerInfo>>;
-  Found found = co_await on_io<Found>(p_.io, [&](std::function<void(Found)> done) {
-    p_.routing->find_providers(service, n + exclude.size() + 1, std::move(done));
-  });
-  if (!found.ok()) co_return found.status();
-  // Dial the candidates in parallel (a stale record's peer costs a dial timeout), then keep
-  // the DHT's order: nearest first.
-  struct Dials {
-    explicit Dials(p2p::asio::any_io_executor ex) : done(std::move(ex)) {}
-    std::vector<std::optional<identity::PeerId>> ok;
-    size_t pending = 0;
-    p2p::Signal done;
-  };
-  auto st = std::make_shared<Dials>(p_.io);
-  std::vector<routing::PeerInfo> candidates;
-  for (auto& info : *found) {
-    if (info.id == p_.host.id()) continue;
-    if (std::find(exclude.begin(), exclude.end(), info.id) != exclude.end()) continue;
-    candidates.push_back(std::move(info));
-  }
-  st->ok.resize(candidates.size());
-  for (size_t i = 0; i < candidates.size(); ++i) {
-    if (p_.host.is_connected(candidates[i].id)) {
-      st->ok[i] = candidates[i].id;
-      continue;
-    }
-    ++st->pending;
-    asio::co_spawn(
-        p_.io,
-        [st, i, info = candidates[i], host = &p_.host]() -> awaitable<void> {
-          for (const auto& a : info.addrs) {
-            core::Multiaddr addr = a;
-            if (!addr.peer_multihash()) {
-              auto p2p = core::Multiaddr::parse("/p2p/" + info.id.to_string());
-              if (!p2p.ok()) continue;
-              addr = addr.encapsulate(*p2p);
-            }
-            auto r = co_await host->dial(addr);
-            if (r.ok() && *r == info.id) {
-              st->ok[i] = info.id;
-              break;
-            }
-          }
-          --st->pending;
-          st->done.notify_all();
-        },
-        asio::detached);
-  }
-  while (st->pending > 0) co_await st->done.wait();
-  std::vector<identity::PeerId> out;
-  for (auto& p : st->ok) {
-    if (p && out.size() < n) out.push_back(*p);
-  }
-  if (out.empty()) {
-    co_return Status::not_found(fmt::format("no reachable provider of {} ({} found in the DHT)",
-                                            ise::service_id_text(service), found->size()));
-  }
-  co_return out;
+  co_return co_await on_io<Found>(
+      io_, [&](std::function<void(Found)> done) { dht_.find_providers(key, n, std::move(done)); });
+}
+
+bool ServerExecutor::loaded(const core::Multihash& id) const {
+  return server_.hosts(id);
+}
+
+Status ServerExecutor::load(const core::Multihash& id, const ise::ServiceDescriptor& d,
+                            const std::filesystem::path& dir) {
+  return server_.add_service(id, d, dir);
+}
+
+void ServerExecutor::unload(const core::Multihash& id) {
+  server_.remove_service(id);
 }
 
 }  // namespace idn::node

@@ -20,6 +20,7 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "identity/keystore.h"
 #include "node/challenger.h"
@@ -106,6 +107,21 @@ rpc::IoLimits infer_limits(const LimitsConfig& limits) {
   return l;
 }
 
+// What ise::derive_k works with when [ise] k = 0.
+ise::Capacity ise_capacity(const Config& c) {
+  ise::Capacity cap;
+  cap.cores = std::max<size_t>(1, std::thread::hardware_concurrency());
+  cap.workers = std::max<size_t>(1, c.serve.workers);
+  if (c.ise.memory_budget_mb > 0) {
+    cap.memory_bytes = c.ise.memory_budget_mb * 1024 * 1024;
+  } else {
+    long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+    double physical = pages > 0 && page > 0 ? static_cast<double>(pages) * page : 0;
+    cap.memory_bytes = static_cast<uint64_t>(physical * kDefaultMemoryShare);
+  }
+  return cap;
+}
+
 }  // namespace
 
 Node::Node(Config config, identity::KeyPair key, bool ephemeral)
@@ -128,6 +144,8 @@ Node::~Node() {
   if (routing_) routing_->shutdown(false);
   ise_.reset();
   models_.reset();
+  executor_.reset();
+  service_routing_.reset();
   if (server_) server_->stop();
   bitswap_.reset();
   server_.reset();
@@ -426,8 +444,11 @@ Status Node::start_services() {
     if (!r.ok()) return r.status().with_context(fmt::format("DHT on UDP {}:{}", bind, port));
     routing_ = std::move(*r);
   }
-  ModelHost::Parts parts{io_.get_executor(), *host_,   routing_.get(), *store_,
-                         *bitswap_,          *server_, data_dir_};
+  if (routing_)
+    service_routing_ = std::make_unique<DhtServiceRouting>(io_.get_executor(), *routing_);
+  executor_ = std::make_unique<ServerExecutor>(*server_);
+  ModelHost::Parts parts{io_.get_executor(), *host_,   service_routing_.get(), *store_, *bitswap_,
+                         *executor_,         data_dir_};
   // Peers learn what we host from our have list (§7.5.3): they need no DHT lookup for it.
   if (swap_) {
     parts.on_hosted_changed = [this] {
@@ -438,7 +459,8 @@ Status Node::start_services() {
   }
   models_ = std::make_unique<ModelHost>(std::move(parts));
   if (swap_) {
-    auto ise = IseAgent::create(io_.get_executor(), config_.ise, *models_, *swap_);
+    auto ise =
+        IseAgent::create(io_.get_executor(), config_.ise, ise_capacity(config_), *models_, *swap_);
     if (!ise.ok()) return ise.status();
     ise_ = std::move(*ise);
     swap_->set_init_handlers(

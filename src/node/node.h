@@ -192,6 +192,9 @@ class Node {
   std::unique_ptr<store::Blockstore> store_;
   std::unique_ptr<store::bitswap::Bitswap> bitswap_;
   std::unique_ptr<serve::InferServer> server_;
+  // What ModelHost routes and runs through: the DHT (when there is one) and server_.
+  std::unique_ptr<DhtServiceRouting> service_routing_;
+  std::unique_ptr<ServerExecutor> executor_;
   std::unique_ptr<ModelHost> models_;
   // Shared: sessions and the server hold it as their selector, observer and sinks.
   std::shared_ptr<SwapAgent> swap_;
