@@ -68,6 +68,27 @@ Status ComputeSwapScenario::validate() const {
   if (!(warmup_fraction >= 0 && warmup_fraction < 1)) return bad("warm-up must be in [0, 1)");
   if (!secs(tick_s, 3600)) return bad("tick must be in (0, 3600] s");
   if (!secs(commit_s, 3600)) return bad("commit period must be in (0, 3600] s");
+  if (script) {
+    const Script& sc = *script;
+    if (sc.peers.size() < 2 || sc.peers.size() > 100'000)
+      return bad("a script needs 2..100000 peers");
+    if (sc.service_ops.empty() || sc.service_ops.size() > 100'000)
+      return bad("a script needs 1..100000 services");
+    for (double ops : sc.service_ops)
+      if (!(ops >= 1 && ops <= 1e15)) return bad("a scripted service costs 1..1e15 operations");
+    if (k > sc.service_ops.size()) return bad("k must not exceed the script's services");
+    for (const ScriptedPeer& p : sc.peers)
+      if (p.k > sc.service_ops.size()) return bad("a scripted peer's k exceeds the services");
+    for (const ScriptedPeer& p : sc.peers)
+      for (uint32_t svc : p.pinned)
+        if (svc >= sc.service_ops.size()) return bad("a scripted peer pins an unknown service");
+    for (const ScriptedRequest& r : sc.requests) {
+      if (r.requester >= sc.peers.size() || r.service >= sc.service_ops.size())
+        return bad("a scripted request names an unknown peer or service");
+      if (!(r.at_s >= 0 && r.at_s <= hours * 3600))
+        return bad("a scripted request falls outside the run");
+    }
+  }
   return Status::ok();
 }
 
@@ -131,6 +152,7 @@ struct SimPeer {
   Bytes id;
   std::unique_ptr<ise::ServiceQueue> queue;  // serving peers: the ISE
   std::vector<uint32_t> pinned;              // services it published
+  bool auto_host = false;                    // its ISE chooses services (besides pinned)
   std::set<uint32_t> hosted, starting;
   std::unordered_map<uint32_t, Time> connected;  // peer -> last request or answer on it
   std::map<uint32_t, Time> used;                 // its own need list: service -> last request
@@ -195,7 +217,7 @@ class World {
   void schedule_ise(uint32_t i, Duration first);
   void schedule_leave(uint32_t i);
   void sample_hosts();
-  void make_request(uint32_t r);
+  void make_request(uint32_t r, uint32_t service);
   const std::vector<uint32_t>& known(uint32_t r, uint32_t service);
   void try_next(std::shared_ptr<Request> req, size_t i);
   void arrive(std::shared_ptr<Request> req, size_t i);
@@ -246,24 +268,34 @@ class World {
 
 Status World::init() {
   IDN_RETURN_IF_ERROR(s_.validate());
+  const Script* script = s_.script ? &*s_.script : nullptr;
+  if (script) {
+    s_.peers = script->peers.size();
+    s_.services = script->service_ops.size();
+  }
   warmup_ = seconds(s_.hours * 3600 * s_.warmup_fraction);
-  // Services: Zipf popularity by index, a cost drawn log-uniformly.
+  // Services: Zipf popularity by index, a cost drawn log-uniformly; a script's own costs, and
+  // its requests' shares as the popularity.
   std::uniform_real_distribution<double> u01(0, 1);
   double total = 0;
   for (size_t k = 0; k < s_.services; ++k) {
-    const double w = 1.0 / std::pow(double(k + 1), s_.zipf);
+    double w = 1.0 / std::pow(double(k + 1), s_.zipf);
+    if (script)
+      w = double(std::count_if(script->requests.begin(), script->requests.end(),
+                               [k](const ScriptedRequest& r) { return r.service == k; }));
     total += w;
     popularity_.push_back(w);
     zipf_cdf_.push_back(total);
     double lo = std::log(s_.service_mflops_min), hi = std::log(s_.service_mflops_max);
-    service_ops_.push_back(std::round(std::exp(lo + (hi - lo) * u01(rng_)) * 1e6));
+    service_ops_.push_back(script ? script->service_ops[k]
+                                  : std::round(std::exp(lo + (hi - lo) * u01(rng_)) * 1e6));
     Bytes id{0x12, 0x20};
     for (int b = 0; b < 32; ++b) id.push_back(uint8_t((k * 2654435761u) >> ((b % 4) * 8)) ^ b);
     service_index_.emplace(id, uint32_t(k));
     service_ids_.push_back(std::move(id));
   }
-  for (double& c : zipf_cdf_) c /= total;
-  for (double& p : popularity_) p /= total;
+  for (double& c : zipf_cdf_) c /= total > 0 ? total : 1;
+  for (double& p : popularity_) p /= total > 0 ? total : 1;
   providers_.resize(s_.services);
   service_requests_.resize(s_.services);
   hosts_sum_.resize(s_.services);
@@ -272,7 +304,8 @@ Status World::init() {
   const size_t nl = size_t(std::llround(s_.liars * double(s_.peers)));
   for (uint32_t i = 0; i < s_.peers; ++i) {
     auto p = std::make_unique<SimPeer>();
-    p->kind = i < nf        ? PeerKind::kFreeloader
+    p->kind = script        ? script->peers[i].kind
+              : i < nf      ? PeerKind::kFreeloader
               : i < nf + nl ? PeerKind::kLiar
                             : PeerKind::kCooperator;
     p->rng.seed(rng_());
@@ -288,14 +321,18 @@ Status World::init() {
     index_.emplace(p->id, i);
     peers_.push_back(std::move(p));
   }
-  for (uint32_t i = 0; i < s_.peers; ++i)
-    if (serving(i)) peer(i).queue = new_queue(i);
+  for (uint32_t i = 0; i < s_.peers; ++i) {
+    if (!serving(i)) continue;
+    peer(i).auto_host = script ? script->peers[i].auto_host : s_.auto_host;
+    if (script) peer(i).pinned = script->peers[i].pinned;
+    peer(i).queue = new_queue(i);
+  }
   // Publishers: each service is pinned by `publishers` cooperators (fewer if there are not
-  // that many), drawn from the seed.
+  // that many), drawn from the seed; a script names them.
   std::vector<uint32_t> coop;
   for (uint32_t i = 0; i < s_.peers; ++i)
     if (peer(i).kind == PeerKind::kCooperator) coop.push_back(i);
-  for (uint32_t k = 0; k < s_.services; ++k) {
+  for (uint32_t k = 0; k < s_.services && !script; ++k) {
     for (size_t j = 0; j < std::min(s_.publishers, coop.size()); ++j) {
       size_t pick = j + std::uniform_int_distribution<size_t>(0, coop.size() - 1 - j)(rng_);
       std::swap(coop[j], coop[pick]);
@@ -307,7 +344,7 @@ Status World::init() {
   for (uint32_t i = 0; i < s_.peers; ++i) {
     if (!serving(i)) continue;
     for (uint32_t k : peer(i).pinned) start_hosting(i, k);
-    if (!s_.auto_host) {  // fixed hosting: k services drawn by popularity
+    if (!s_.auto_host && !script) {  // fixed hosting: k services drawn by popularity
       for (size_t tries = 0; peer(i).hosted.size() < peer(i).pinned.size() + s_.k && tries < 1000;
            ++tries) {
         uint32_t k = draw_service();
@@ -318,8 +355,17 @@ Status World::init() {
   out_.minutes.resize(size_t(std::ceil(s_.hours * 60)));
   for (size_t m = 0; m < out_.minutes.size(); ++m) out_.minutes[m].minute = uint32_t(m);
   const Duration tick = seconds(s_.tick_s), ise_tick = seconds(s_.ise_tick_s);
+  if (s_.mesh)  // a handful of nodes that found each other through the DHT
+    for (uint32_t a = 0; a < s_.peers; ++a)
+      for (uint32_t b = a + 1; b < s_.peers; ++b) connect(a, b);
+  if (script) {
+    for (const ScriptedRequest& r : script->requests)
+      q_.at(q_.start() + seconds(r.at_s), [this, r] {
+        if (peer(r.requester).online) make_request(r.requester, r.service);
+      });
+  }
   for (uint32_t i = 0; i < s_.peers; ++i) {
-    schedule_request(i);
+    if (!script) schedule_request(i);
     schedule_tick(i, tick * int64_t(i % 1000) / 1000);
     schedule_ise(i, ise_tick * int64_t(i % 1000) / 1000);
     if (s_.churn > 0) schedule_leave(i);
@@ -339,7 +385,7 @@ void World::sample_hosts() {
 
 std::unique_ptr<ise::ServiceQueue> World::new_queue(uint32_t i) {
   ise::QueueConfig qc;
-  qc.k = s_.k;
+  qc.k = s_.script && s_.script->peers[i].k ? s_.script->peers[i].k : s_.k;
   qc.min_service_period = std::chrono::seconds(int64_t(std::llround(s_.min_service_s)));
   qc.need_idle = std::chrono::seconds(std::max<int64_t>(1, std::llround(s_.need_idle_s)));
   auto q = std::make_unique<ise::ServiceQueue>(qc);
@@ -356,7 +402,7 @@ uint32_t World::draw_service() {
 void World::schedule_request(uint32_t r) {
   std::exponential_distribution<double> gap(s_.requests_per_peer_min / 60.0);
   q_.after(seconds(gap(rng_)), [this, r] {
-    if (peer(r).online) make_request(r);
+    if (peer(r).online) make_request(r, draw_service());
     schedule_request(r);
   });
 }
@@ -413,7 +459,10 @@ void World::join(uint32_t i) {
   P.online = true;
   P.busy_until = q_.now();
   for (uint32_t k : P.pinned) start_hosting(i, k);  // its own blocks: hosted at once
-  if (!s_.auto_host && serving(i)) {
+  if (s_.mesh)
+    for (uint32_t j = 0; j < s_.peers; ++j)
+      if (j != i && peer(j).online) connect(i, j);
+  if (!s_.auto_host && !s_.script && serving(i)) {
     for (size_t tries = 0; P.hosted.size() < P.pinned.size() + s_.k && tries < 1000; ++tries) {
       uint32_t k = draw_service();
       if (!P.hosted.count(k)) start_hosting(i, k);
@@ -461,7 +510,7 @@ void World::ise_step(uint32_t i) {
     P.swap->set_need_list(std::move(need));
     P.need_changed = false;
   }
-  if (!P.queue || !s_.auto_host) return;
+  if (!P.queue || !P.auto_host) return;
   const uint64_t grace = s_.swap.grace_ops;
   // §7.4's weight, as the node's ISE takes it: 1 + what we owe the peer over what it owes us.
   auto weight = [&P, grace](const Bytes& id) {
@@ -523,11 +572,11 @@ const std::vector<uint32_t>& World::known(uint32_t r, uint32_t service) {
   return k.providers;
 }
 
-void World::make_request(uint32_t r) {
+void World::make_request(uint32_t r, uint32_t service) {
   SimPeer& R = peer(r);
   auto req = std::make_shared<Request>();
   req->requester = r;
-  req->service = draw_service();
+  req->service = service;
   req->id = next_id_++;
   req->ops = service_ops_[req->service];
   req->minute = minute();
@@ -548,6 +597,13 @@ void World::make_request(uint32_t r) {
   for (uint32_t p : known(r, req->service))
     if (p != r)
       if (auto score = R.swap->provider_score(peer(p).id)) scored.emplace_back(*score, p);
+  if (s_.have_list_providers) {
+    for (const Bytes& id : R.swap->peers_having(service_ids_[req->service])) {
+      const uint32_t p = index_.at(id);
+      if (std::none_of(scored.begin(), scored.end(), [p](const auto& x) { return x.second == p; }))
+        scored.emplace_back(*R.swap->provider_score(id), p);  // peers_having checked it
+    }
+  }
   std::stable_sort(scored.begin(), scored.end(),
                    [](const auto& a, const auto& b) { return a.first > b.first; });
   for (const auto& [score, p] : scored) {
@@ -668,6 +724,7 @@ void World::worked(uint32_t a, uint32_t b) {
 }
 
 void World::close_idle_connections(uint32_t i) {
+  if (s_.mesh) return;  // connected for good
   const Duration idle = seconds(s_.conn_idle_s);
   std::vector<uint32_t> stale;
   for (const auto& [c, last] : peer(i).connected)
@@ -821,6 +878,8 @@ ComputeSwapResult World::run() {
     }
   }
   for (auto& v : out_.debt_ratios) std::sort(v.begin(), v.end());
+  for (uint32_t i = 0; i < s_.peers; ++i)
+    out_.hosted_at_end.emplace_back(peer(i).hosted.begin(), peer(i).hosted.end());
   return std::move(out_);
 }
 

@@ -16,6 +16,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,24 @@ namespace idn::sim {
 enum class PeerKind { kCooperator = 0, kFreeloader = 1, kLiar = 2 };
 inline constexpr size_t kPeerKinds = 3;
 std::string_view peer_kind_name(PeerKind k);  // "cooperator", "freeloader", "liar"
+
+// A small network written out instead of drawn (the check that the simulator agrees with real
+// nodes): who each peer is, what each service costs, and every request, at fixed times.
+struct ScriptedPeer {
+  PeerKind kind = PeerKind::kCooperator;
+  std::vector<uint32_t> pinned;  // services it publishes (hosted from the start, for good)
+  bool auto_host = false;        // its ISE hosts the top k by demand besides the pinned ones
+  size_t k = 0;                  // its k (0: the scenario's)
+};
+struct ScriptedRequest {
+  double at_s = 0;  // from the start
+  uint32_t requester = 0, service = 0;
+};
+struct Script {
+  std::vector<ScriptedPeer> peers;
+  std::vector<double> service_ops;  // operations per request, one entry per service
+  std::vector<ScriptedRequest> requests;
+};
 
 struct ComputeSwapScenario {
   size_t peers = 1000;
@@ -67,6 +86,15 @@ struct ComputeSwapScenario {
                                   // simulated time only the number of transactions differs)
   uint64_t seed = 1;
   swap::Config swap;  // m, n, grace_ops, T_g, challenge_rate, ...
+  // Every peer connected to every other from the start and for good, as a handful of nodes
+  // that found each other through the DHT are (no connection manager).
+  bool mesh = false;
+  // Requesters also ask the connected peers whose have list names the service, as a node
+  // does (node.cpp, cached_providers), not only those the provider records named.
+  bool have_list_providers = false;
+  // Set: peers, services and requests come from it (peers, services, freeloaders, liars,
+  // zipf, rate, publishers, churn and the service costs are then not used).
+  std::optional<Script> script;
 
   Status validate() const;
 };
@@ -126,6 +154,8 @@ struct ComputeSwapResult {
   // At the end, the debt ratio r each serving peer sees for each peer it served, by the kind
   // of the peer served (sorted).
   std::array<std::vector<double>, kPeerKinds> debt_ratios;
+  // What each peer hosts when the run ends (service indices, ascending).
+  std::vector<std::vector<uint32_t>> hosted_at_end;
   uint64_t events = 0;
 };
 

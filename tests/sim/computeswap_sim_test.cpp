@@ -136,6 +136,53 @@ TEST(ComputeSwapSim, SpearmanRanksWithTies) {
   EXPECT_NEAR(spearman({1, 2, 2, 3}, {1, 2, 3, 4}), 4.5 / std::sqrt(4.5 * 5), 1e-12);
 }
 
+// A written-out mesh: P0 publishes service 0, H1 hosts by demand, F2 and F3 use service 0
+// twelve times each; H1 starts hosting it and the freeloaders, served by both until their debt
+// ratio makes p(r) refuse, end up ignored. Every scripted request is made, none counted twice.
+Script tiny_script() {
+  Script sc;
+  sc.peers = {{PeerKind::kCooperator, {0}, false},
+              {PeerKind::kCooperator, {}, true},
+              {PeerKind::kFreeloader, {}, false},
+              {PeerKind::kFreeloader, {}, false}};
+  sc.service_ops = {1e6, 1e6};
+  for (int i = 0; i < 24; ++i) sc.requests.push_back({10.0 + i, uint32_t(2 + i % 2), 0});
+  return sc;
+}
+
+TEST(ComputeSwapSim, AScriptedMeshMakesExactlyTheScriptedRequests) {
+  ComputeSwapScenario s;
+  s.script = tiny_script();
+  s.mesh = true;
+  s.have_list_providers = true;
+  s.hours = 60.0 / 3600;
+  s.warmup_fraction = 0;
+  s.k = 1;
+  s.ise_tick_s = 1;
+  s.init_s = 1;
+  s.tick_s = 1;
+  s.latency_ms = 1;
+  s.swap.grace_ops = 1'000'000;  // one request's work
+  s.swap.challenge_rate = 0;
+  auto r = run_computeswap_sim(s);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  ASSERT_EQ(r->hosted_at_end.size(), 4u);
+  EXPECT_EQ(r->hosted_at_end[0], std::vector<uint32_t>{0});
+  EXPECT_EQ(r->hosted_at_end[1], std::vector<uint32_t>{0});  // the demand of F2 and F3
+  EXPECT_TRUE(r->hosted_at_end[2].empty());
+  const KindCounts& f = r->total[size_t(PeerKind::kFreeloader)];
+  EXPECT_EQ(f.requests, 24u);
+  EXPECT_EQ(f.answered + f.unserved, 24u);
+  // Each provider serves each freeloader at most 4 times (p(r) = 0 from r = m = 4), then
+  // refuses it once and ignores it for T_g (30 s).
+  EXPECT_LE(f.answered, 2u * 2u * 4u);
+  EXPECT_EQ(f.refusals, 4u);
+  EXPECT_EQ(r->total[size_t(PeerKind::kCooperator)].requests, 0u);
+  // Scripted popularity: all requests were for service 0.
+  EXPECT_DOUBLE_EQ(r->services[0].popularity, 1.0);
+  EXPECT_DOUBLE_EQ(r->services[1].popularity, 0.0);
+}
+
 TEST(ComputeSwapSim, BadScenariosAreRefusedByName) {
   auto s = small();
   s.peers = 1;
@@ -150,6 +197,16 @@ TEST(ComputeSwapSim, BadScenariosAreRefusedByName) {
   s = small();
   s.churn = -1;
   EXPECT_THAT(run_computeswap_sim(s).status().message(), HasSubstr("churn"));
+  s = small();
+  s.script = tiny_script();
+  s.script->requests.push_back({1, 4, 0});
+  EXPECT_THAT(run_computeswap_sim(s).status().message(), HasSubstr("unknown peer or service"));
+  s.script = tiny_script();
+  s.script->peers[0].pinned = {2};
+  EXPECT_THAT(run_computeswap_sim(s).status().message(), HasSubstr("pins an unknown service"));
+  s.script = tiny_script();
+  s.script->requests.push_back({1e9, 2, 0});
+  EXPECT_THAT(run_computeswap_sim(s).status().message(), HasSubstr("outside the run"));
 }
 
 }  // namespace
