@@ -20,6 +20,12 @@ void ServiceQueue::pin(const Bytes& service) {
   pinned_.insert(service);
 }
 
+void ServiceQueue::set_unhostable(std::vector<Bytes> services, std::string why) {
+  unhostable_ = std::set<Bytes>(std::make_move_iterator(services.begin()),
+                                std::make_move_iterator(services.end()));
+  unhostable_why_ = std::move(why);
+}
+
 void ServiceQueue::set_need_list(const Bytes& peer, std::vector<Bytes> services) {
   std::sort(services.begin(), services.end());
   services.erase(std::unique(services.begin(), services.end()), services.end());
@@ -116,6 +122,8 @@ std::vector<QueueEntry> ServiceQueue::rank(const Weight& weight, Time now, bool 
     }
     if (e.score <= 0) {
       e.why = e.hosted ? "no demand left" : "no demand";
+    } else if (unhostable_.contains(e.service)) {
+      e.why = "this node cannot host it: " + unhostable_why_;
     } else if (++rank <= config_.k) {
       e.why = fmt::format("rank {} of the top {}", rank, config_.k);
       top[i] = true;
@@ -155,7 +163,7 @@ ServiceQueue::Plan ServiceQueue::plan(const Weight& weight, Time now) {
   size_t rank = 0;
   std::set<Bytes> wanted;
   for (const QueueEntry& e : entries) {
-    if (e.pinned || e.score <= 0) continue;
+    if (e.pinned || e.score <= 0 || unhostable_.contains(e.service)) continue;
     if (++rank > config_.k) break;
     wanted.insert(e.service);
   }

@@ -53,6 +53,12 @@ class ServiceQueue {
   explicit ServiceQueue(QueueConfig config);
 
   const QueueConfig& config() const { return config_; }
+  // A k derived anew (ise/capacity.h): hosted services beyond it are stopped once T_s allows.
+  // 0 is taken as 1.
+  void set_k(size_t k) { config_.k = k > 0 ? k : 1; }
+  // Services this node cannot host (e.g. too big for its memory budget): they take no top-k
+  // slot, so the next ones in line get it; `why` says so in ranking(). Replaces the last set.
+  void set_unhostable(std::vector<Bytes> services, std::string why);
 
   // Always hosted, never swapped out (the operator's `host = [...]`).
   void pin(const Bytes& service);
@@ -94,6 +100,8 @@ class ServiceQueue {
 
   QueueConfig config_;
   std::set<Bytes> pinned_;
+  std::set<Bytes> unhostable_;
+  std::string unhostable_why_;
   std::map<Bytes, Time> hosted_;  // service -> hosted since
   std::unordered_map<Bytes, Demand, BytesHash, BytesEqual> peers_;
 };

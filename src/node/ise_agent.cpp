@@ -200,6 +200,12 @@ p2p::awaitable<void> IseAgent::do_step() {
     if (capacity_) co_await within_budget({});  // k for /status
     co_return;
   }
+  if (derived_) {  // the last round's derivation: k, and what this node cannot host at all
+    queue_.set_k(derived_->k);
+    queue_.set_unhostable(
+        derived_->too_big,
+        "one copy per worker needs more than the memory budget (" + derived_->why + ")");
+  }
   ise::ServiceQueue::Plan plan = queue_.plan(weight, now);
   for (const Bytes& b : plan.stop) {
     auto id = core::Multihash::from_bytes(b);

@@ -154,6 +154,35 @@ TEST(ServiceQueue, AStartThatFailedIsPlannedAgain) {
   EXPECT_EQ(q.plan({}, t0 + 2s).start, std::vector<Bytes>{id('X')});
 }
 
+TEST(ServiceQueue, AServiceTheNodeCannotHostLeavesItsSlotToTheNext) {
+  ServiceQueue q(config(1));
+  q.set_need_list(id('a'), {id('X'), id('Y')});
+  q.set_need_list(id('b'), {id('X')});
+  EXPECT_EQ(q.plan({}, t0).start, std::vector<Bytes>{id('X')});
+  q.set_unhostable({id('X')}, "too big");
+  EXPECT_EQ(q.plan({}, t0).start, std::vector<Bytes>{id('Y')});
+  auto r = q.ranking({}, t0);
+  EXPECT_EQ(find(r, 'X')->why, "this node cannot host it: too big");
+  EXPECT_EQ(find(r, 'Y')->why, "rank 1 of the top 1");
+  q.set_unhostable({}, "");
+  EXPECT_EQ(q.plan({}, t0).start, std::vector<Bytes>{id('X')});
+}
+
+TEST(ServiceQueue, ASmallerKStopsTheLowestRankedOnceTheirPeriodIsOver) {
+  ServiceQueue q(config(2));
+  q.set_need_list(id('a'), {id('X'), id('Y')});
+  q.set_need_list(id('b'), {id('X')});
+  for (const Bytes& s : q.plan({}, t0).start) q.started(s, t0);
+  EXPECT_EQ(q.hosted_on_demand(), 2u);
+  q.set_k(1);
+  EXPECT_TRUE(q.plan({}, t0 + 30s).stop.empty());  // within T_s (60 s)
+  auto plan = q.plan({}, t0 + 61s);
+  EXPECT_EQ(plan.stop, std::vector<Bytes>{id('Y')});
+  EXPECT_TRUE(plan.start.empty());
+  q.set_k(0);  // taken as 1
+  EXPECT_EQ(q.config().k, 1u);
+}
+
 TEST(ServiceQueue, ConfigIsChecked) {
   EXPECT_FALSE(config(0).validate().is_ok());
   QueueConfig c = config(1);
