@@ -60,9 +60,7 @@ ise::ServiceQueue::Weight IseAgent::refresh_demand() {
     } else {
       queue_.forget_peer(p.peer);  // its requests still count until they fade
     }
-    // §7.4's r_i: what we owe the peer over what it owes us. The 1 lets demand from peers we
-    // owe nothing count too (with s = Σ r_i alone a new network would host nothing).
-    weights_[p.peer] = 1.0 + swap::debt_ratio(p.credit, p.debt, sc.grace_ops);
+    weights_[p.peer] = swap::need_weight(p.credit, p.debt, sc.grace_ops);  // §7.4's r_i
   }
   return weight();
 }

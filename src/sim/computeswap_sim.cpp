@@ -512,10 +512,9 @@ void World::ise_step(uint32_t i) {
   }
   if (!P.queue || !P.auto_host) return;
   const uint64_t grace = s_.swap.grace_ops;
-  // §7.4's weight, as the node's ISE takes it: 1 + what we owe the peer over what it owes us.
-  auto weight = [&P, grace](const Bytes& id) {
+  auto weight = [&P, grace](const Bytes& id) {  // §7.4's r_i, as the node's ISE takes it
     const swap::ComputeSwap::Standing st = P.swap->standing(id);
-    return 1.0 + swap::debt_ratio(st.credit, st.debt, grace);
+    return swap::need_weight(st.credit, st.debt, grace);
   };
   const ise::ServiceQueue::Plan plan = P.queue->plan(weight, now);
   for (const Bytes& b : plan.stop) {

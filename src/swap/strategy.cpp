@@ -11,6 +11,10 @@ double debt_ratio(uint64_t debt, uint64_t credit, uint64_t grace) {
   return double(debt) / (double(credit) + double(std::max<uint64_t>(grace, 1)));
 }
 
+double need_weight(uint64_t credit, uint64_t debt, uint64_t grace) {
+  return 1.0 + debt_ratio(credit, debt, grace);
+}
+
 Status validate(const StrategyParams& p) {
   if (!std::isfinite(p.m) || p.m <= 1.0) {
     return Status::invalid_argument(

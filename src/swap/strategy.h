@@ -17,6 +17,12 @@ namespace idn::swap {
 // literally). Must be >= 1.
 double debt_ratio(uint64_t debt, uint64_t credit, uint64_t grace = 1);
 
+// §7.4's r_i as the ISE weighs a peer's needs: 1 + what we owe the peer (`credit`: the
+// operations it performed for us) over what it owes us (`debt`), as eq. 7.1 counts them. The 1
+// lets demand from peers we owe nothing count too: with s = Σ r_i alone a new network, where
+// nobody owes anybody, would host nothing.
+double need_weight(uint64_t credit, uint64_t debt, uint64_t grace);
+
 struct StrategyParams {
   // The debt ratio at and beyond which p is 0. Must be > 1.
   double m = 4.0;

@@ -38,6 +38,13 @@ TEST(Strategy, DebtRatioIsDebtOverCreditPlusOne) {
   EXPECT_NEAR(debt_ratio(uint64_t(3e12), uint64_t(1e12)), 3.0, 1e-9);
 }
 
+TEST(Strategy, ThePeersWeOweWeighMoreInTheIseAndStrangersStillCount) {
+  EXPECT_DOUBLE_EQ(need_weight(0, 0, 100), 1.0);      // a stranger
+  EXPECT_DOUBLE_EQ(need_weight(300, 0, 100), 4.0);    // it served us 3 graces' worth
+  EXPECT_DOUBLE_EQ(need_weight(300, 200, 100), 2.0);  // and we served it some back
+  EXPECT_DOUBLE_EQ(need_weight(0, 500, 100), 1.0);    // it only took: no more than a stranger
+}
+
 TEST(Strategy, ProbabilityIsOneUpToRatioOneAndZeroFromM) {
   StrategyParams p{.m = 4, .n = 2};
   for (double r : {0.0, 0.5, 1.0}) EXPECT_EQ(service_probability(r, p), 1.0) << r;
