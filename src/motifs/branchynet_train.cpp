@@ -189,6 +189,7 @@ Result<std::vector<EpochReport>> train_branchynet(nn::Graph& graph, const torch:
       auto xb = x.index_select(0, idx);
       auto yb = y.index_select(0, idx);
       if (opts.transform) opts.transform(xb, opts.seed ^ (uint64_t(epoch) << 32) ^ uint64_t(s));
+      if (opts.before_step) opts.before_step(epoch * steps + s);
       optimizer->zero_grad();
       auto logits = graph->forward_all(xb);
       torch::Tensor loss = torch::zeros({});
@@ -212,7 +213,10 @@ Result<std::vector<EpochReport>> train_branchynet(nn::Graph& graph, const torch:
     r.epoch = epoch + 1;
     r.train_loss = running_loss;
     r.train = running;
-    if (x_val.defined() && x_val.size(0) > 0) r.val = evaluate_exits(graph, x_val, y_val);
+    if (x_val.defined() && x_val.size(0) > 0) {
+      if (opts.before_eval) opts.before_eval();
+      r.val = evaluate_exits(graph, x_val, y_val);
+    }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (opts.progress) {
       std::fprintf(stderr, " (%.1fs)\n", r.seconds);

@@ -39,6 +39,11 @@ struct TrainOptions {
   // Called on every training mini-batch [B,C,H,W] before the forward pass (augmentation,
   // normalisation); deterministic given batch_seed.
   std::function<void(torch::Tensor& batch, uint64_t batch_seed)> transform;
+  // Called before each training step's forward pass with the step's index over the whole run
+  // (epoch x steps per epoch + step; the same after a resume), and before each epoch's
+  // validation pass: ParallelNet draws the sub-network to train here (Fig. 5.2).
+  std::function<void(int64_t step)> before_step;
+  std::function<void()> before_eval;
   bool augment = false;  // fit_branchynet: pad-4 random crop + horizontal flip (§3.5)
   std::filesystem::path checkpoint_dir;  // empty = no checkpoints
   bool resume = false;

@@ -1,5 +1,6 @@
 #include "nn/graph.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -214,8 +215,30 @@ torch::Tensor GraphImpl::run_layer(int idx, Activations& acts) {
       break;
     }
   }
+  if (!unit_mask_.empty() && unit_mask_[idx].defined()) y = y * unit_mask_[idx];
   acts[num_inputs_ + idx] = y;
   return y;
+}
+
+Status GraphImpl::set_unit_masks(const std::map<std::string, torch::Tensor>& masks) {
+  std::vector<torch::Tensor> out;
+  if (!masks.empty()) out.resize(spec_.layers.size());
+  for (const auto& [name, m] : masks) {
+    auto it = std::find_if(spec_.layers.begin(), spec_.layers.end(),
+                           [&](const model::LayerSpec& l) { return l.name == name; });
+    if (it == spec_.layers.end())
+      return Status::invalid_argument("unit mask for unknown layer '" + name + "'");
+    const auto& shape = it->out_shape;
+    if (shape.empty() || m.dim() != 1 || m.scalar_type() != torch::kFloat32 ||
+        m.size(0) != shape[0])
+      return Status::invalid_argument("unit mask for layer '" + name + "' must be F32 [" +
+                                      std::to_string(shape.empty() ? 0 : shape[0]) + "]");
+    std::vector<int64_t> view(shape.size() + 1, 1);
+    view[1] = shape[0];
+    out[it - spec_.layers.begin()] = m.detach().reshape(view).contiguous();
+  }
+  unit_mask_ = std::move(out);
+  return Status::ok();
 }
 
 torch::Tensor GraphImpl::run_stage(int s, Activations& acts) {

@@ -43,6 +43,12 @@ class GraphImpl : public torch::nn::Module {
   // Places a stage output computed elsewhere (split execution) so stage s+1 can run.
   void set_stage_output(int s, Activations& acts, torch::Tensor value) const;
 
+  // ParallelNet (Fig. 5.2): multiplies each named layer's output by a 0/1 vector over its units
+  // (dim 1 of [B, C, ...]: conv filters, linear neurons), so a thinned sub-network runs without
+  // changing any shape. Replaces the masks set before; an empty map removes them. Errors: an
+  // unknown layer, or a mask that is not 1-D F32 of the layer's unit count.
+  Status set_unit_masks(const std::map<std::string, torch::Tensor>& masks);
+
   // Module::train/eval; a switch drops the conv layers' packed inference weights, since
   // optimizer steps change the weights behind their version counters (see PackedConv2d).
   void train(bool on = true) override;
@@ -67,6 +73,7 @@ class GraphImpl : public torch::nn::Module {
   std::vector<std::vector<int>> exit_layers_;
   std::vector<int> stage_output_slot_, exit_output_slot_;
   std::vector<int64_t> stage_runs_;
+  std::vector<torch::Tensor> unit_mask_;  // per layer, shaped to broadcast; empty: none
 };
 TORCH_MODULE(Graph);
 
