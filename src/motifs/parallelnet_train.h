@@ -1,0 +1,45 @@
+// Training a ParallelNet genesis model (Fig. 5.2): every mini-batch trains the sub-network of a
+// fresh Bernoulli(p) mask over filters and neurons, through the BranchyNet trainer's loop
+// (optimizer, SGDR, checkpoints, determinism for a seed), then the package records p_train and
+// how well models drawn at p_train do on the validation split. One training per process.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "motifs/branchynet_train.h"
+#include "motifs/labeled_data.h"
+#include "motifs/parallelnet.h"
+
+namespace idn::motifs {
+
+struct ParallelNetTrainOptions {
+  TrainOptions train;  // step i trains the mask draw_mask(spec, p_train, train.seed, i)
+  Density p_train;
+  int eval_masks = 8;  // models drawn at p_train scored on the validation split afterwards
+};
+
+struct ParallelNetFit {
+  std::vector<EpochReport> epochs;   // validation per epoch: one fixed mask at p_train
+  std::vector<double> val_accuracy;  // each of eval_masks models (mask seeds 1..K) alone
+  double val_ensemble_accuracy = 0;  // those K models, logits averaged (Fig. 5.4)
+  double val_genesis_accuracy = 0;   // the genesis model without a mask (p_test = 1)
+};
+
+// Builds `arch` (parallelnet_arch), trains it on data (train split; normalised as the package
+// records), evaluates, and saves the genesis package to out_dir with
+// operating_point.parallelnet = {role: "genesis", p_train, scaling: "none", thinned layers,
+// validation results} and operating_point.training (what reproduces the weights).
+Result<ParallelNetFit> fit_parallelnet(const std::string& arch, const LabeledData& data,
+                                       const ParallelNetTrainOptions& opts,
+                                       const std::filesystem::path& out_dir);
+
+// Logits [N, classes] of a single-exit graph under `mask` (no layers: unmasked) on preprocessed
+// x, batched, eval mode; the graph is left unmasked.
+Result<torch::Tensor> masked_logits(nn::Graph& graph, const Mask& mask, const torch::Tensor& x,
+                                    int64_t batch = 1000);
+
+}  // namespace idn::motifs

@@ -1,0 +1,344 @@
+#include "motifs/parallelnet.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/multihash.h"
+#include "model/file_io.h"
+#include "motifs/branchynet_arch.h"
+#include "motifs/parallelnet_train.h"
+#include "support/tiny_model.h"
+
+namespace idn::motifs {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr double kPTrain = 0.5;
+
+// A tiny ParallelNet genesis model (p_train 0.5, five epochs on the tiny FashionMNIST subset),
+// trained once and cached in the build tree like support/tiny_model.h's packages.
+fs::path tiny_genesis() {
+  fs::path dir = fs::path(IDN_BINARY_DIR) / "fixtures" / "tiny-parallelnet";
+  if (model::load_package(dir).ok()) return dir;
+  fs::path tmp = dir.string() + ".tmp" + std::to_string(::getpid());
+  ParallelNetTrainOptions o;
+  o.train = recommended_train_options("alexnet");  // Adam
+  o.train.lr = 2e-3;
+  o.train.epochs = 5;
+  o.train.batch_size = 32;
+  o.train.progress = false;
+  o.train.checkpoint_dir = tmp / "checkpoint";
+  o.p_train.p = kPTrain;
+  o.eval_masks = 4;
+  auto r = fit_parallelnet("tiny", idn::testing::tiny_data(), o, tmp);
+  if (!r.ok()) throw std::runtime_error(r.status().to_string());
+  fs::remove_all(tmp / "checkpoint");
+  std::error_code ec;
+  fs::create_directories(dir.parent_path(), ec);
+  fs::rename(tmp, dir, ec);
+  if (ec) fs::remove_all(tmp);  // another process won the race; its package is equivalent
+  return dir;
+}
+
+torch::Tensor val_images(const model::ModelSpec& spec, int64_t n) {
+  const auto& d = idn::testing::tiny_data();
+  return normalize(d.val.x.slice(0, 0, n), spec.preprocess_mean, spec.preprocess_std);
+}
+
+Result<torch::Tensor> package_logits(const model::Package& pkg, const torch::Tensor& x) {
+  nn::Graph g(pkg.spec);
+  IDN_RETURN_IF_ERROR(g->load_weights(pkg.weights));
+  return masked_logits(g, Mask{}, x);
+}
+
+TEST(ParallelNetArchTest, ThinsEveryConvAndLinearLayerButTheLogits) {
+  auto spec = parallelnet_arch("alexnet");
+  ASSERT_TRUE(spec.ok()) << spec.status().to_string();
+  EXPECT_EQ(spec->motif, "parallelnet");
+  auto layers = thinned_layers(*spec);
+  ASSERT_TRUE(layers.ok()) << layers.status().to_string();
+  std::vector<std::string> names;
+  for (const auto& l : *layers) names.push_back(l.name);
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"conv1", "conv2", "conv3", "conv4", "conv5", "fc1", "fc2"}));
+  EXPECT_EQ((*layers)[2].units, 144);
+  EXPECT_TRUE(parallelnet_arch("tiny").ok());
+  EXPECT_FALSE(parallelnet_arch("resnet").ok());
+}
+
+TEST(ParallelNetArchTest, RefusesLayersThatMixRemovedUnits) {
+  // B-AlexNet has LRN after conv1: removing a channel changes its neighbours' normalisation.
+  auto spec = branchynet_arch("alexnet");
+  ASSERT_TRUE(spec.ok());
+  auto layers = thinned_layers(*spec);
+  ASSERT_FALSE(layers.ok());
+  EXPECT_NE(layers.status().message().find("'lrn1'"), std::string::npos)
+      << layers.status().to_string();
+}
+
+TEST(ParallelNetDensityTest, RefusesPOutsideTheUnitInterval) {
+  for (double p : {0.0, -0.1, 1.5, std::nan("")}) {
+    Density d;
+    d.p = p;
+    EXPECT_EQ(d.validate().code(), Code::kInvalidArgument) << p;
+  }
+  Density ok;
+  ok.p = 1.0;
+  EXPECT_TRUE(ok.validate().is_ok());
+  ok.per_layer["conv1"] = 0;
+  EXPECT_FALSE(ok.validate().is_ok());
+  ok.per_layer.clear();
+  ok.cycle = {0.5, 2.0};
+  EXPECT_FALSE(ok.validate().is_ok());
+}
+
+TEST(ParallelNetDensityTest, JsonRoundTripsAndRejectsNonsense) {
+  Density d;
+  d.p = 0.45;
+  d.per_layer["conv1"] = 0.9;
+  d.cycle = {0.5, 0.1};
+  auto back = density_from_json(to_json(d));
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(*back, d);
+  EXPECT_DOUBLE_EQ(d.at("conv1", 1), 0.9);
+  EXPECT_DOUBLE_EQ(d.at("conv2", 1), 0.1);
+  EXPECT_DOUBLE_EQ(d.at("conv2", 2), 0.5);
+  EXPECT_FALSE(density_from_json(nlohmann::json::parse(R"({"p": "high"})")).ok());
+  EXPECT_FALSE(density_from_json(nlohmann::json::parse(R"({"p": 0.5, "x": 1})")).ok());
+  EXPECT_FALSE(density_from_json(nlohmann::json::parse(R"({"per_layer": {}})")).ok());
+  EXPECT_FALSE(density_from_json(nlohmann::json::parse(R"([0.5])")).ok());
+}
+
+TEST(ParallelNetMaskTest, DrawIsSeededAndKeepsAUnitInEveryLayer) {
+  auto spec = *parallelnet_arch("alexnet");
+  Density d;
+  d.p = 0.45;
+  auto a = draw_mask(spec, d, 7), b = draw_mask(spec, d, 7), c = draw_mask(spec, d, 8);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(*a, *b);
+  EXPECT_NE(*a, *c);
+  EXPECT_TRUE(check_mask(spec, *a).is_ok());
+  // Different steps are different sub-networks (training draws one per mini-batch).
+  EXPECT_NE(*a, *draw_mask(spec, d, 7, 1));
+  d.p = 1.0;
+  EXPECT_EQ(draw_mask(spec, d, 3)->kept_units(), 24 + 72 + 144 + 96 + 96 + 384 + 384);
+  d.p = 1e-9;
+  auto tiny = draw_mask(spec, d, 3);
+  ASSERT_TRUE(tiny.ok());
+  for (const auto& [name, k] : tiny->kept) EXPECT_EQ(k.size(), 1u) << name;
+  d.p = 0.5;
+  d.per_layer["relu1"] = 0.5;  // not a thinned layer
+  EXPECT_FALSE(draw_mask(spec, d, 1).ok());
+}
+
+TEST(ParallelNetMaskTest, GraphRefusesMasksThatDoNotFit) {
+  auto spec = *parallelnet_arch("tiny");
+  nn::Graph g(spec);
+  EXPECT_FALSE(g->set_unit_masks({{"nope", torch::ones({8})}}).is_ok());
+  EXPECT_FALSE(g->set_unit_masks({{"conv1", torch::ones({9})}}).is_ok());
+  EXPECT_TRUE(g->set_unit_masks({{"conv1", torch::ones({8})}}).is_ok());
+  Mask m{{{"conv1", {0}}}};  // misses conv2 and fc1
+  EXPECT_FALSE(apply_mask(g, m).is_ok());
+  m = *draw_mask(spec, Density{}, 1);
+  m.kept["conv1"] = {3, 1};
+  EXPECT_FALSE(apply_mask(g, m).is_ok());
+}
+
+TEST(ParallelNetTrainTest, GenesisRecordsPTrainAndItsSubNetworksLearn) {
+  auto pkg = model::load_package(tiny_genesis());
+  ASSERT_TRUE(pkg.ok()) << pkg.status().to_string();
+  const auto& pn = pkg->spec.operating_point["parallelnet"];
+  EXPECT_EQ(pn["role"], "genesis");
+  EXPECT_DOUBLE_EQ(pn["p_train"]["p"].get<double>(), kPTrain);
+  EXPECT_EQ(pn["scaling"], "none");
+  // Models drawn at p_train beat chance (10%) by far after five short epochs, and four of them
+  // together do at least as well as the average one.
+  const auto& v = pn["validation"];
+  EXPECT_GT(v["accuracy_mean"].get<double>(), 0.5) << v.dump();
+  EXPECT_GE(v["ensemble_accuracy"].get<double>(), v["accuracy_mean"].get<double>()) << v.dump();
+}
+
+// The acceptance test of Fig. 5.3: the generated (physically thinner) model computes what the
+// genesis model computes with the same mask applied.
+TEST(ParallelNetGenerateTest, GeneratedModelEqualsMaskedGenesis) {
+  const auto dir = tiny_genesis();
+  auto genesis = *model::load_package(dir);
+  nn::Graph g(genesis.spec);
+  ASSERT_TRUE(g->load_weights(genesis.weights).is_ok());
+  auto x = val_images(genesis.spec, 64);
+  for (double p : {0.3, 0.45, 0.8, 1.0})
+    for (uint64_t seed : {1u, 2u}) {
+      GenerateOptions o;
+      o.p_test.p = p;
+      o.seed = seed;
+      auto gen = generate_parallelnet(dir, o);
+      ASSERT_TRUE(gen.ok()) << gen.status().to_string();
+      auto want = masked_logits(g, gen->mask, x);
+      auto got = package_logits(gen->package, x);
+      ASSERT_TRUE(want.ok() && got.ok());
+      EXPECT_TRUE(torch::allclose(*got, *want, /*rtol=*/1e-4, /*atol=*/1e-4))
+          << "p " << p << " seed " << seed << ": max |diff| "
+          << (*got - *want).abs().max().item<float>();
+      // The mask matters: the unmasked genesis answers differently.
+      if (p < 1) EXPECT_FALSE(torch::allclose(*got, *masked_logits(g, Mask{}, x), 1e-3, 1e-3));
+    }
+}
+
+TEST(ParallelNetGenerateTest, ShrinksParametersAndFlopsByTheMasksShare) {
+  const auto dir = tiny_genesis();
+  GenerateOptions o;
+  o.p_test.p = 0.45;
+  o.seed = 11;
+  auto gen = generate_parallelnet(dir, o);
+  ASSERT_TRUE(gen.ok()) << gen.status().to_string();
+  const int64_t k1 = gen->mask.kept.at("conv1").size(), k2 = gen->mask.kept.at("conv2").size(),
+                k3 = gen->mask.kept.at("fc1").size();
+  // tiny: conv1 1->8 5x5 @28x28, conv2 8->16 5x5 @14x14, fc1 16*7*7->64, fc2 64->10.
+  EXPECT_EQ(gen->genesis_parameters, (8 * 25 + 8) + (16 * 8 * 25 + 16) + (64 * 784 + 64) + 650);
+  EXPECT_EQ(gen->parameters,
+            (k1 * 25 + k1) + (k2 * k1 * 25 + k2) + (k3 * k2 * 49 + k3) + (10 * k3 + 10));
+  const auto& layers = gen->package.spec.layers;
+  auto flops_of = [&](const std::string& n) { return gen->package.spec.layer(n)->flops; };
+  EXPECT_EQ(flops_of("conv1"), 2 * 25 * 1 * k1 * 784 + k1 * 784);
+  EXPECT_EQ(flops_of("conv2"), 2 * 25 * k1 * k2 * 196 + k2 * 196);
+  EXPECT_EQ(flops_of("fc1"), 2 * k2 * 49 * k3 + k3);
+  EXPECT_EQ(flops_of("fc2"), 2 * k3 * 10 + 10);
+  EXPECT_FALSE(layers.empty());
+  EXPECT_LT(gen->flops, gen->genesis_flops / 2);
+  EXPECT_LT(gen->parameters, gen->genesis_parameters / 2);
+  // The package's FLOPs are what model.json records and what a descriptor's cost will say.
+  EXPECT_EQ(gen->flops, gen->package.spec.trunk_flops());
+  EXPECT_EQ(gen->package.weights.at("conv2.weight").shape, (std::vector<int64_t>{k2, k1, 5, 5}));
+  EXPECT_EQ(gen->package.weights.at("fc1.weight").shape, (std::vector<int64_t>{k3, k2 * 49}));
+}
+
+TEST(ParallelNetGenerateTest, ExpectedFlopsAreTheMeanOverMasks) {
+  auto spec = *parallelnet_arch("alexnet");
+  model::Package genesis{spec, {}};
+  nn::Graph g(spec);
+  genesis.weights = g->export_weights();
+  for (double p : {0.3, 0.45, 0.8}) {
+    Density d;
+    d.p = p;
+    auto e = expected_flops(spec, d);
+    ASSERT_TRUE(e.ok());
+    double mean = 0;
+    const int n = 200;
+    for (int s = 0; s < n; ++s) {
+      auto thin = thin_package(genesis, *draw_mask(spec, d, s));
+      ASSERT_TRUE(thin.ok()) << thin.status().to_string();
+      mean += static_cast<double>(thin->spec.trunk_flops()) / n;
+    }
+    EXPECT_NEAR(mean / *e, 1.0, 0.02) << "p " << p;
+    // Interior layers shrink on both sides: FLOPs fall faster than p.
+    EXPECT_LT(*e, p * spec.trunk_flops());
+  }
+  Density full;
+  EXPECT_DOUBLE_EQ(*expected_flops(spec, full), static_cast<double>(spec.trunk_flops()));
+}
+
+TEST(ParallelNetGenerateTest, BudgetPicksTheLargestPThatFits) {
+  auto spec = *parallelnet_arch("alexnet");
+  const double budget = 0.25 * spec.trunk_flops();
+  auto p = density_for_budget(spec, Density{}, budget);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  Density at, above;
+  at.p = *p;
+  above.p = *p + 1e-4;
+  EXPECT_LE(*expected_flops(spec, at), budget);
+  EXPECT_GT(*expected_flops(spec, above), budget);
+  EXPECT_DOUBLE_EQ(*density_for_budget(spec, Density{}, 2.0 * spec.trunk_flops()), 1.0);
+  EXPECT_FALSE(density_for_budget(spec, Density{}, 10).ok());
+  EXPECT_FALSE(density_for_budget(spec, Density{}, -1).ok());
+
+  GenerateOptions o;
+  o.budget_flops = 0.3 * parallelnet_arch("tiny")->trunk_flops();
+  auto gen = generate_parallelnet(tiny_genesis(), o);
+  ASSERT_TRUE(gen.ok()) << gen.status().to_string();
+  EXPECT_LT(gen->p_test.p, 1.0);
+  EXPECT_LE(gen->expected_flops, *o.budget_flops);
+  EXPECT_EQ(gen->package.spec.operating_point["parallelnet"]["budget_flops"].get<double>(),
+            *o.budget_flops);
+}
+
+TEST(ParallelNetGenerateTest, ReproducibleAndNamesItsGenesisAndSeed) {
+  const auto dir = tiny_genesis();
+  GenerateOptions o;
+  o.p_test.p = 0.6;
+  o.seed = 5;
+  auto a = generate_parallelnet(dir, o), b = generate_parallelnet(dir, o);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const fs::path out =
+      fs::path(IDN_BINARY_DIR) / "fixtures" / ("parallelnet-gen-" + std::to_string(::getpid()));
+  ASSERT_TRUE(model::save_package(a->package, out / "a").is_ok());
+  ASSERT_TRUE(model::save_package(b->package, out / "b").is_ok());
+  for (const auto& f : model::serving_files())
+    EXPECT_EQ(*model::read_file(out / "a" / f), *model::read_file(out / "b" / f)) << f;
+  o.seed = 6;
+  auto c = generate_parallelnet(dir, o);
+  ASSERT_TRUE(c.ok());
+  EXPECT_NE(c->mask, a->mask);
+
+  const auto& rec = a->package.spec.operating_point["parallelnet"];
+  EXPECT_EQ(rec["role"], "generated");
+  EXPECT_EQ(rec["mask_seed"], 5);
+  EXPECT_DOUBLE_EQ(rec["p_test"]["p"].get<double>(), 0.6);
+  EXPECT_DOUBLE_EQ(rec["p_train"]["p"].get<double>(), kPTrain);
+  auto json_bytes = *model::read_file(dir / model::kModelJsonFile);
+  EXPECT_EQ(rec["genesis"]["model_hash"], core::Multihash::sha2_256(json_bytes).to_base58());
+  EXPECT_EQ(a->package.spec.name, "parallelnet-tiny-p0.6-s5");
+  // A generated package loads as an ordinary package and is not a genesis itself.
+  auto loaded = model::load_package(out / "a");
+  ASSERT_TRUE(loaded.ok()) << loaded.status().to_string();
+  auto again = generate_parallelnet(out / "a", o);
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.status().message().find("genesis"), std::string::npos);
+  fs::remove_all(out);
+}
+
+TEST(ParallelNetGenerateTest, BadInputGetsClearErrors) {
+  const auto dir = tiny_genesis();
+  GenerateOptions o;
+  for (double p : {0.0, 1.01, -1.0}) {
+    o.p_test.p = p;
+    auto r = generate_parallelnet(dir, o);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("(0, 1]"), std::string::npos) << r.status().to_string();
+  }
+  o.p_test.p = 0.5;
+  auto missing = generate_parallelnet("/nonexistent/genesis", o);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+  EXPECT_NE(missing.status().message().find("/nonexistent/genesis"), std::string::npos);
+
+  const fs::path bad =
+      fs::path(IDN_BINARY_DIR) / "fixtures" / ("parallelnet-bad-" + std::to_string(::getpid()));
+  fs::create_directories(bad);
+  fs::copy_file(dir / model::kModelJsonFile, bad / model::kModelJsonFile);
+  {
+    auto w = *model::read_file(dir / model::kWeightsFile);
+    w.resize(w.size() / 2);  // truncated weights
+    std::ofstream(bad / model::kWeightsFile, std::ios::binary)
+        .write(reinterpret_cast<const char*>(w.data()), static_cast<std::streamsize>(w.size()));
+  }
+  auto corrupt = generate_parallelnet(bad, o);
+  ASSERT_FALSE(corrupt.ok());
+  EXPECT_NE(corrupt.status().message().find("weights.safetensors"), std::string::npos)
+      << corrupt.status().to_string();
+  std::ofstream(bad / model::kModelJsonFile) << "{not json";
+  EXPECT_FALSE(generate_parallelnet(bad, o).ok());
+  fs::remove_all(bad);
+
+  // A BranchyNet package is not a ParallelNet genesis.
+  auto other = generate_parallelnet(idn::testing::tiny_package("b-lenet"), o);
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.status().message().find("not a ParallelNet"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace idn::motifs
