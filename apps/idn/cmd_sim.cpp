@@ -61,6 +61,7 @@ Status write_summary_json(const SimArgs& a, const sim::ComputeSwapResult& r, dou
                       {"n", s.swap.n},
                       {"grace_ops", s.swap.grace_ops},
                       {"ignore_s", s.swap.ignore_period_s},
+                      {"list_refresh_s", s.swap.list_refresh_s},
                       {"min_service_s", s.min_service_s},
                       {"challenge_rate", s.swap.challenge_rate},
                       {"freeloader_work_share", r.freeloader_work_share},
@@ -424,6 +425,9 @@ void register_sim(CLI::App& app) {
   opt("--grace-ops", s.swap.grace_ops, "Eq. 7.1's +1, in operations");
   opt("--ignore-s", s.swap.ignore_period_s, "T_g: ignore period after a refusal, s");
   opt("--challenge-rate", s.swap.challenge_rate, "Share of requests sent as challenges");
+  opt("--list-refresh-s", s.swap.list_refresh_s,
+      "Need and have lists are sent again to each Online peer about this often, s (and on "
+      "connect and on every change)");
   opt("--warmup", s.warmup_fraction, "Share of the run before the summary counts");
   opt("--tick-s", s.tick_s, "ComputeSwap tick period per peer, s");
   opt("--commit-s", s.commit_s, "Ledger group commit period per peer, s");
