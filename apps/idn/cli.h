@@ -59,8 +59,11 @@ void register_eval(CLI::App& app);     // ml/cmd_eval.cpp: idn eval, idn infer
 void register_bench(CLI::App& bench);  // ml/cmd_bench.cpp: idn bench branchynet (gets `bench`)
 void register_demo(CLI::App& app);     // ml/cmd_demo.cpp: idn demo
 void register_bench_inference(CLI::App& bench);  // ml/cmd_bench_inference.cpp
-void register_id(CLI::App& app);                 // cmd_id.cpp: idn id new|show
-void register_content(CLI::App& app);            // cmd_content.cpp: idn add|publish|fetch|cat|share
+// ml/cmd_parallelnet.cpp: idn train parallelnet (after register_train), idn parallelnet
+// generate, idn bench parallelnet.
+void register_parallelnet(CLI::App& app, CLI::App& bench);
+void register_id(CLI::App& app);       // cmd_id.cpp: idn id new|show
+void register_content(CLI::App& app);  // cmd_content.cpp: idn add|publish|fetch|cat|share
 void register_routing(CLI::App& app);  // cmd_routing.cpp: idn providers, idn bench routing
 void register_node(CLI::App& app);     // cmd_node.cpp: idn node, idn peers
 void register_bench_transport(CLI::App& bench);  // cmd_bench_transport.cpp: idn bench transport
