@@ -192,6 +192,17 @@ std::shared_ptr<client::Session> Node::session(const core::Multihash& service,
   return session;
 }
 
+std::shared_ptr<client::EnsembleSession> Node::ensemble(std::vector<core::Multihash> members,
+                                                        client::SessionOptions member,
+                                                        client::EnsembleOptions options,
+                                                        client::EnsembleExit exit) {
+  member.fanout = 1;  // each model once (Fig. 5.5); a failed provider is replaced in its member
+  std::vector<std::shared_ptr<client::Session>> sessions;
+  for (const auto& m : members) sessions.push_back(session(m, member));
+  return std::make_shared<client::EnsembleSession>(io_.get_executor(), std::move(sessions), options,
+                                                   exit);
+}
+
 awaitable<Result<InitOutcome>> Node::init_model(core::Multihash service, InitOptions options) {
   if (!ise_) co_return Status::unavailable("initModel on peers needs ComputeSwap ([swap] enabled)");
   if (options.npeers == 0) co_return Status::invalid_argument("npeers must be at least 1");

@@ -26,6 +26,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "client/ensemble_session.h"
 #include "client/session.h"
 #include "identity/keys.h"
 #include "identity/peer_id.h"
@@ -116,6 +117,12 @@ class Node {
   // node has it.
   std::shared_ptr<client::Session> session(const core::Multihash& service,
                                            client::SessionOptions opts = {});
+  // A ParallelNet ensemble (io thread): one session per member service, each asking one
+  // provider at a time (`member` options, fan-out forced to 1), combined progressively.
+  std::shared_ptr<client::EnsembleSession> ensemble(std::vector<core::Multihash> members,
+                                                    client::SessionOptions member = {},
+                                                    client::EnsembleOptions options = {},
+                                                    client::EnsembleExit exit = {});
   // initModel across peers (§7.4, the blog's "have peers load it"; io thread): puts `service`
   // on our need list and asks connected Online peers to host it until `npeers` do (peers
   // that already host it count), or until `deadline`. Each peer decides through its ISE and

@@ -11,37 +11,18 @@
 #include "motifs/branchynet_arch.h"
 #include "motifs/parallelnet_train.h"
 #include "support/tiny_model.h"
+#include "support/tiny_parallelnet.h"
 
 namespace idn::motifs {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr double kPTrain = 0.5;
+constexpr double kPTrain = idn::testing::kTinyParallelNetPTrain;
 
-// A tiny ParallelNet genesis model (p_train 0.5, five epochs on the tiny FashionMNIST subset),
-// trained once and cached in the build tree like support/tiny_model.h's packages.
+// The tiny genesis (p_train 0.5), trained once and cached in the build tree.
 fs::path tiny_genesis() {
-  fs::path dir = fs::path(IDN_BINARY_DIR) / "fixtures" / "tiny-parallelnet";
-  if (model::load_package(dir).ok()) return dir;
-  fs::path tmp = dir.string() + ".tmp" + std::to_string(::getpid());
-  ParallelNetTrainOptions o;
-  o.train = recommended_train_options("alexnet");  // Adam
-  o.train.lr = 2e-3;
-  o.train.epochs = 5;
-  o.train.batch_size = 32;
-  o.train.progress = false;
-  o.train.checkpoint_dir = tmp / "checkpoint";
-  o.p_train.p = kPTrain;
-  o.eval_masks = 4;
-  auto r = fit_parallelnet("tiny", idn::testing::tiny_data(), o, tmp);
-  if (!r.ok()) throw std::runtime_error(r.status().to_string());
-  fs::remove_all(tmp / "checkpoint");
-  std::error_code ec;
-  fs::create_directories(dir.parent_path(), ec);
-  fs::rename(tmp, dir, ec);
-  if (ec) fs::remove_all(tmp);  // another process won the race; its package is equivalent
-  return dir;
+  return idn::testing::tiny_parallelnet_genesis();
 }
 
 torch::Tensor val_images(const model::ModelSpec& spec, int64_t n) {
