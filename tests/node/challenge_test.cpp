@@ -91,20 +91,11 @@ bool eventually(F pred, std::chrono::seconds timeout = 20s) {
 
 // A provider that answers at once without computing: all probability on class 0, from exit 0.
 rpc::Dispatcher::InferHandler made_up_answers(std::vector<int64_t> shape) {
-  return [shape](rpc::InferContext& ctx) -> p2p::awaitable<void> {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    std::vector<float> probs(static_cast<size_t>(n), 0.0f);
-    probs[0] = 1.0f;
-    protocol::InferProgress p;
-    p.exit_index = 0;
-    p.output = core::Tensor::f32(shape, probs);
-    p.confidence = 1.0f;
-    p.entropy = 0.0f;
-    p.operations = 1000;
-    p.final = true;
-    (void)co_await ctx.send(std::move(p));
-  };
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::vector<float> probs(static_cast<size_t>(n), 0.0f);
+  probs[0] = 1.0f;
+  return testing::made_up_answers(std::move(shape), std::move(probs));
 }
 
 // C publishes the tiny B-LeNet; `provider` hosts it too (fetched from C), found in the DHT.

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "node/node.h"
+#include "rpc/dispatcher.h"
 
 namespace idn::node::testing {
 
@@ -31,6 +32,23 @@ inline Config peer_config(const std::vector<core::Multiaddr>& boot) {
   c.bootstrap = boot;
   c.dht.record_ttl = std::chrono::seconds(60);
   return c;
+}
+
+// An /idn/infer handler that makes every answer up: `output` (of the service's output shape),
+// confidence 1, final at once, 1000 operations. Installed with Node::dispatcher()
+// .on_infer_request on a node's io thread, it turns that node into a liar no config can make.
+inline rpc::Dispatcher::InferHandler made_up_answers(std::vector<int64_t> shape,
+                                                     std::vector<float> output) {
+  return [shape, output](rpc::InferContext& ctx) -> awaitable<void> {
+    protocol::InferProgress p;
+    p.exit_index = 0;
+    p.output = core::Tensor::f32(shape, output);
+    p.confidence = 1.0f;
+    p.entropy = 0.0f;
+    p.operations = 1000;
+    p.final = true;
+    (void)co_await ctx.send(std::move(p));
+  };
 }
 
 // A Node running on its own thread; stopped and joined on destruction.

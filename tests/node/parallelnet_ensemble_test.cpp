@@ -40,20 +40,11 @@ bool eventually(F cond, std::chrono::seconds limit = 60s) {
 
 // A confident answer for the last class, whatever the input: garbage that looks well formed.
 rpc::Dispatcher::InferHandler garbage(std::vector<int64_t> shape) {
-  return [shape](rpc::InferContext& ctx) -> p2p::awaitable<void> {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    std::vector<float> logits(static_cast<size_t>(n), -10.0f);
-    logits.back() = 10.0f;
-    protocol::InferProgress p;
-    p.exit_index = 0;
-    p.output = core::Tensor::f32(shape, logits);
-    p.confidence = 1.0f;
-    p.entropy = 0.0f;
-    p.operations = 1000;
-    p.final = true;
-    (void)co_await ctx.send(std::move(p));
-  };
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::vector<float> logits(static_cast<size_t>(n), -10.0f);
+  logits.back() = 10.0f;
+  return testing::made_up_answers(std::move(shape), std::move(logits));
 }
 
 TEST(ParallelNetEnsemble, EightMembersTwoStoppedOneLyingEveryRequestAnsweredTheLiarReported) {
