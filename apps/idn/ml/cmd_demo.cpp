@@ -298,6 +298,9 @@ int run_demo(const DemoArgs& a) {
 
 }  // namespace
 
+// ml/cmd_demo_parallelnet.cpp
+void register_demo_parallelnet(CLI::App& demo);
+
 void register_demo(CLI::App& app) {
   auto a = std::make_shared<DemoArgs>();
   auto* d = app.add_subcommand(
@@ -318,7 +321,11 @@ void register_demo(CLI::App& app) {
   d->add_option("--data", a->data, "Directory with FashionMNIST IDX files (default: Debian's)");
   d->add_flag("--retrain", a->retrain, "Train the default model again");
   d->add_flag("--quiet", a->quiet, "Only the summary, not one line per request");
-  d->callback([a] { run_or_exit(run_demo(*a)); });
+  register_demo_parallelnet(*d);  // idn demo parallelnet
+  d->callback([a, d] {
+    if (!d->get_subcommands().empty()) return;  // a motif's demo ran instead
+    run_or_exit(run_demo(*a));
+  });
 }
 
 }  // namespace idn::cli
