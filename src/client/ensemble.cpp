@@ -45,11 +45,16 @@ Vec combined_scores(const std::vector<Answer>& all, const std::vector<size_t>& i
     if (rule == CombineRule::kGeometricMean) {
       auto l = log_softmax(all[i].logits);
       for (size_t c = 0; c < s.size(); ++c) s[c] += l[c];
+    } else if (rule == CombineRule::kMeanProbabilities) {
+      auto l = log_softmax(all[i].logits);
+      for (size_t c = 0; c < s.size(); ++c) s[c] += std::exp(l[c]);
     } else {
       for (size_t c = 0; c < s.size(); ++c) s[c] += all[i].logits[c];
     }
   }
   for (double& v : s) v /= static_cast<double>(idx.size());
+  if (rule == CombineRule::kMeanProbabilities)
+    for (double& v : s) v = std::log(std::max(v, 1e-300));  // scores whose softmax is the mean
   return s;
 }
 

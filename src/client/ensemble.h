@@ -23,6 +23,10 @@ namespace idn::client {
 enum class CombineRule {
   kMeanLogits,     // softmax(mean_i z_i / T): Fig. 5.4, one softmax for the ensemble
   kGeometricMean,  // softmax(mean_i log softmax(z_i) / T): the normalised geometric mean
+  // softmax(log(mean_i softmax(z_i)) / T): the mean of the probabilities (§5.3's alternative
+  // ordering). Each answer moves at most 1/N of the mass, so one that was not caught as an
+  // outlier cannot carry the combination with huge logits, as it can under the other two.
+  kMeanProbabilities,
 };
 
 struct EnsembleOptions {

@@ -61,6 +61,23 @@ TEST(EnsembleTest, GeometricMeanIsTheNormalisedProductOfProbabilities) {
   for (int i = 0; i < 3; ++i) EXPECT_NEAR(c->probs[i], g[i] / s, 1e-6);
 }
 
+TEST(EnsembleTest, MeanOfProbabilitiesIsTheAverageAndBoundsAnUncaughtLiar) {
+  std::vector<Answer> in{{"a", {1, 2, 0}}, {"b", {3, -1, 0.5f}}};
+  EnsembleOptions o;
+  o.rule = CombineRule::kMeanProbabilities;
+  auto c = combine(in, o);
+  ASSERT_TRUE(c.ok());
+  auto pa = softmax({1, 2, 0}), pb = softmax({3, -1, 0.5});
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(c->probs[i], (pa[i] + pb[i]) / 2, 1e-6);
+  // Two honest answers for class 0 and a liar with huge logits for class 2, detection off:
+  // the mean of logits follows the liar, the mean of probabilities the honest pair.
+  std::vector<Answer> lied{{"h1", {2, 0, 0}}, {"h2", {2, 0.5f, 0}}, {"liar", {-40, -40, 40}}};
+  o.exclude_outliers = false;
+  EXPECT_EQ(combine(lied, o)->predicted, 0);
+  o.rule = CombineRule::kMeanLogits;
+  EXPECT_EQ(combine(lied, o)->predicted, 2);
+}
+
 TEST(EnsembleTest, ProgressiveFinalAnswerDoesNotDependOnArrivalOrder) {
   std::vector<Answer> in;
   for (uint32_t i = 0; i < 5; ++i)

@@ -42,6 +42,7 @@ struct Args {
   int kill = 0;
   int kill_after = -1;  // default: a third of the way
   int byzantine = 0;
+  std::string rule = "probabilities";
   std::string genesis;
   std::string data;
   bool quiet = false;
@@ -97,6 +98,17 @@ int run(const Args& a) {
   if (a.peers < 1 || a.peers > 32) return report(Status::invalid_argument("--peers must be 1..32"));
   if (a.requests < 1) return report(Status::invalid_argument("--requests must be >= 1"));
   if (!(a.p > 0 && a.p <= 1)) return report(Status::invalid_argument("--p must be in (0, 1]"));
+  client::EnsembleOptions eo;
+  if (a.rule == "logits") {
+    eo.rule = client::CombineRule::kMeanLogits;
+  } else if (a.rule == "probabilities") {
+    eo.rule = client::CombineRule::kMeanProbabilities;
+  } else if (a.rule == "geometric") {
+    eo.rule = client::CombineRule::kGeometricMean;
+  } else {
+    return report(Status::invalid_argument(
+        "--rule must be logits, probabilities or geometric, not '" + a.rule + "'"));
+  }
   if (a.kill < 0 || a.byzantine < 0 || a.kill + a.byzantine >= a.peers)
     return report(Status::invalid_argument(
         "--kill and --byzantine must be >= 0 and leave at least one honest peer running"));
@@ -182,10 +194,10 @@ int run(const Args& a) {
   client::SessionOptions so;
   so.deadline = std::chrono::milliseconds(5000);
   auto ens = cn.block_on([&]() -> p2p::awaitable<std::shared_ptr<client::EnsembleSession>> {
-    co_return cn.ensemble(sid, so);
+    co_return cn.ensemble(sid, so, eo);
   });
-  std::printf("client   %s asks all %d members at once (%.1f s)\n\n", short_id(cn.id()).c_str(),
-              a.peers, secs());
+  std::printf("client   %s asks all %d members at once, combines the mean of their %s (%.1f s)\n\n",
+              short_id(cn.id()).c_str(), a.peers, a.rule.c_str(), secs());
 
   const int kill_after = a.kill_after >= 0 ? a.kill_after : a.requests / 3;
   const auto& names = data->class_names;
@@ -271,6 +283,11 @@ void register_demo_parallelnet(CLI::App& demo) {
                 "Request before which --kill peers stop (default: "
                 "a third of the way)");
   c->add_option("--byzantine", a->byzantine, "Peers (the last ones) that answer garbage")
+      ->capture_default_str();
+  c->add_option("--rule", a->rule,
+                "How answers combine: logits (Fig. 5.4: the mean of the logits), probabilities "
+                "(each answer moves at most 1/N of the mass, so a liar not caught cannot carry "
+                "it) or geometric")
       ->capture_default_str();
   c->add_option("--genesis", a->genesis,
                 "Genesis package (default: a tiny ParallelNet trained on first run and cached)");
