@@ -73,6 +73,14 @@ Status train_default(const fs::path& dir, const std::string& data_dir) {
   return r.status();
 }
 
+// A cached default from before inverted scaling (members' answers near uniform) is retrained.
+bool is_current_default(const fs::path& dir) {
+  auto pkg = model::load_package(dir);
+  if (!pkg.ok()) return false;
+  auto pn = pkg->spec.operating_point.value("parallelnet", nlohmann::json::object());
+  return pn.value("scaling", std::string()) == "inverted";
+}
+
 // Garbage that looks well formed: a confident answer for the last class, whatever the input.
 rpc::Dispatcher::InferHandler garbage(std::vector<int64_t> shape) {
   return [shape](rpc::InferContext& ctx) -> p2p::awaitable<void> {
@@ -119,9 +127,11 @@ int run(const Args& a) {
 
   fs::path genesis =
       a.genesis.empty() ? default_models_dir() / "demo-parallelnet-tiny" : fs::path(a.genesis);
-  if (!model::load_package(genesis).ok()) {
-    if (!a.genesis.empty())
-      return report(Status::not_found(genesis.string() + " is not a model package"));
+  if (!a.genesis.empty() && !model::load_package(genesis).ok())
+    return report(Status::not_found(genesis.string() + " is not a model package"));
+  if (a.genesis.empty() && !is_current_default(genesis)) {
+    std::error_code ec;
+    fs::remove_all(genesis, ec);
     if (Status s = train_default(genesis, a.data); !s.is_ok()) return report(s);
   }
   motifs::DataOptions d;
