@@ -237,7 +237,8 @@ class World {
   // Sends what peer `from`'s ComputeSwap asked for: one delivery per destination, after the
   // latency (a node writes them to one stream); closes connections it asked to close.
   void flush(uint32_t from);
-  void receive(uint32_t from, uint32_t to, const std::vector<swap::Action>& actions);
+  // Delivers `actions` (consumed: lists move on into the ISE queue).
+  void receive(uint32_t from, uint32_t to, std::vector<swap::Action>& actions);
   // A request's outcomes count in the minute it was made (so answered <= requests per minute).
   KindCounts& count(uint32_t requester, uint32_t minute);
   uint32_t minute() const;
@@ -769,27 +770,27 @@ void World::flush(uint32_t from) {
     dest->second.push_back(std::move(action));
   }
   for (auto& [to, batch] : out)
-    q_.after(latency_, [this, from, to, b = std::move(batch)] { receive(from, to, b); });
+    q_.after(latency_, [this, from, to, b = std::move(batch)]() mutable { receive(from, to, b); });
 }
 
-void World::receive(uint32_t from, uint32_t to, const std::vector<swap::Action>& actions) {
+void World::receive(uint32_t from, uint32_t to, std::vector<swap::Action>& actions) {
   SimPeer& P = peer(to);
   const Bytes& id = peer(from).id;
-  for (const swap::Action& action : actions) {
+  for (swap::Action& action : actions) {
     if (!P.connected.count(from)) break;  // the connection closed in flight
     if (!P.swap->accept_message(id)) continue;
     std::visit(
-        [&](const auto& a) {
+        [&](auto& a) {
           using T = std::decay_t<decltype(a)>;
           if constexpr (std::is_same_v<T, swap::SendSwap>) {
             std::visit(
-                [&](const auto& m) {
+                [&](auto& m) {
                   using M = std::decay_t<decltype(m)>;
                   if constexpr (std::is_same_v<M, protocol::SwapOpen>) {
                     P.swap->on_open(id, m);
                   } else if constexpr (std::is_same_v<M, protocol::NeedList>) {
                     P.swap->on_need_list(id, m);
-                    if (P.queue) P.queue->set_need_list(id, m.service_ids);
+                    if (P.queue) P.queue->set_need_list(id, std::move(m.service_ids));
                   } else if constexpr (std::is_same_v<M, protocol::HaveList>) {
                     P.swap->on_have_list(id, m);
                   } else if constexpr (std::is_same_v<M, protocol::SwapClose>) {
