@@ -224,6 +224,24 @@ Result<std::vector<ThinnedLayer>> thinned_layers(const model::ModelSpec& spec) {
   return out;
 }
 
+std::string scaling_name(Scaling s) {
+  return s == Scaling::kInverted ? "inverted" : "none";
+}
+
+Result<Scaling> scaling_from_name(const std::string& name) {
+  if (name == "none") return Scaling::kNone;
+  if (name == "inverted") return Scaling::kInverted;
+  return Status::invalid_argument("unknown ParallelNet scaling '" + name +
+                                  "' (expected none or inverted)");
+}
+
+void set_scale(Mask& m, Scaling scaling, const Density& density, int64_t step) {
+  m.scale.clear();
+  if (scaling != Scaling::kInverted) return;
+  for (const auto& [name, k] : m.kept)
+    if (const double p = density.at(name, step); p < 1) m.scale[name] = 1 / p;
+}
+
 int64_t Mask::kept_units() const {
   int64_t n = 0;
   for (const auto& [name, k] : kept) n += static_cast<int64_t>(k.size());
@@ -284,6 +302,13 @@ Status check_mask(const model::ModelSpec& spec, const Mask& mask) {
                                         " must hold sorted, distinct units in [0, " +
                                         std::to_string(t.units) + ")");
   }
+  for (const auto& [name, s] : mask.scale) {
+    if (!mask.kept.count(name))
+      return Status::invalid_argument("mask scales layer " + q(name) + ", not a thinned layer");
+    if (!std::isfinite(s) || s <= 0)
+      return Status::invalid_argument("mask's factor of layer " + q(name) +
+                                      " must be finite and positive, got " + std::to_string(s));
+  }
   return Status::ok();
 }
 
@@ -293,7 +318,9 @@ Status apply_mask(nn::Graph& graph, const Mask& mask) {
     IDN_RETURN_IF_ERROR(check_mask(graph->spec(), mask));
     for (const auto& [name, k] : mask.kept) {
       auto m = torch::zeros({graph->spec().layer(name)->out_shape[0]}, torch::kFloat32);
-      for (int64_t u : k) m[u] = 1.0f;
+      auto it = mask.scale.find(name);
+      const float s = it == mask.scale.end() ? 1.0f : static_cast<float>(it->second);
+      for (int64_t u : k) m[u] = s;
       masks[name] = m;
     }
   }
@@ -322,11 +349,16 @@ Result<model::Package> thin_package(const model::Package& genesis, const Mask& m
         nl.params[conv ? "out_channels" : "out_features"] = out_kept->size();
         kept[l.name] = *out_kept;
       }
+      auto sit = mask.scale.find(l.name);
+      const float s = sit == mask.scale.end() ? 1.0f : static_cast<float>(sit->second);
       for (const auto& w : gs.required_weights()) {
         if (w.name.rfind(l.name + ".", 0) != 0) continue;
         const auto& t = genesis.weights.at(w.name);
-        out.weights[w.name] = w.name == l.name + ".weight" ? select_units(t, out_kept, in_kept)
-                                                           : select_units(t, out_kept, nullptr);
+        auto r = w.name == l.name + ".weight" ? select_units(t, out_kept, in_kept)
+                                              : select_units(t, out_kept, nullptr);
+        if (s != 1.0f)  // the layer's weight and bias: s(Wx + b) = (sW)x + sb
+          for (float& v : r.f32_mut()) v *= s;
+        out.weights[w.name] = std::move(r);
       }
     } else if (in_kept) {
       if (!passes_units(l.type))  // thinned_layers() refused such a spec in check_mask
@@ -435,6 +467,16 @@ Result<Generated> generate_parallelnet(const std::filesystem::path& genesis_dir,
     return Status::corruption(where + ": operating_point.parallelnet has no p_train");
   auto p_train = density_from_json(pn["p_train"]);
   if (!p_train.ok()) return p_train.status().with_context(where + ": p_train");
+  // Absent: a genesis written before the scaling was recorded, trained without it.
+  Scaling scaling = Scaling::kNone;
+  if (pn.contains("scaling")) {
+    auto sc = pn["scaling"].is_string() ? scaling_from_name(pn["scaling"].get<std::string>())
+                                        : Result<Scaling>(Status::invalid_argument(
+                                              "operating_point.parallelnet.scaling must be a "
+                                              "string"));
+    if (!sc.ok()) return Status::corruption(where + ": " + sc.status().message());
+    scaling = *sc;
+  }
 
   Generated g;
   g.p_test = opts.p_test;
@@ -446,6 +488,7 @@ Result<Generated> generate_parallelnet(const std::filesystem::path& genesis_dir,
   }
   IDN_RETURN_IF_ERROR(g.p_test.validate().with_context("p_test"));
   IDN_ASSIGN_OR_RETURN(g.mask, draw_mask(genesis.spec, g.p_test, opts.seed));
+  set_scale(g.mask, scaling, g.p_test);
   IDN_ASSIGN_OR_RETURN(g.package, thin_package(genesis, g.mask));
   IDN_ASSIGN_OR_RETURN(g.expected_flops, expected_flops(genesis.spec, g.p_test));
 
@@ -470,10 +513,16 @@ Result<Generated> generate_parallelnet(const std::filesystem::path& genesis_dir,
                      {"p_train", pn["p_train"]},
                      {"p_test", to_json(g.p_test)},
                      {"mask_seed", opts.seed},
-                     {"scaling", "none"},
+                     {"scaling", scaling_name(scaling)},
+                     {"scale", g.mask.scale},
                      {"parameters", g.parameters},
                      {"expected_flops", g.expected_flops},
                      {"kept", to_json(g.mask)}};
+  rec["scaling_rule"] = scaling == Scaling::kInverted
+                            ? "the genesis trained each kept unit's output x 1/p_train of its "
+                              "layer; here each kept unit's weight and bias are x 1/p_test of its "
+                              "layer (the factors in scale)"
+                            : "none: kept units' weights copied unchanged";
   if (opts.budget_flops) rec["budget_flops"] = *opts.budget_flops;
   spec.operating_point = nlohmann::json{{"parallelnet", rec}};
   return g;

@@ -38,7 +38,6 @@ Result<ParallelNetFit> fit_parallelnet(const std::string& arch, const LabeledDat
   if (auto m = draw_mask(spec, opts.p_train, opts.train.seed); !m.ok()) return m.status();
   torch::manual_seed(opts.train.seed);
   nn::Graph graph(spec);
-
   Density eval_p = opts.p_train;
   eval_p.cycle.clear();
   TrainOptions t = opts.train;
@@ -50,11 +49,13 @@ Result<ParallelNetFit> fit_parallelnet(const std::string& arch, const LabeledDat
   Status hook_status = Status::ok();  // hooks cannot return one: kept for after training
   t.before_step = [&](int64_t step) {
     auto m = draw_mask(graph->spec(), opts.p_train, opts.train.seed, step);
+    if (m.ok()) set_scale(*m, opts.scaling, opts.p_train, step);
     Status s = m.ok() ? apply_mask(graph, *m) : m.status();
     if (!s.is_ok() && hook_status.is_ok()) hook_status = s;
   };
   t.before_eval = [&] {
     auto m = draw_mask(graph->spec(), eval_p, /*seed=*/1);
+    if (m.ok()) set_scale(*m, opts.scaling, eval_p);
     Status s = m.ok() ? apply_mask(graph, *m) : m.status();
     if (!s.is_ok() && hook_status.is_ok()) hook_status = s;
   };
@@ -68,6 +69,7 @@ Result<ParallelNetFit> fit_parallelnet(const std::string& arch, const LabeledDat
   torch::Tensor sum;
   for (int k = 1; k <= opts.eval_masks; ++k) {
     IDN_ASSIGN_OR_RETURN(auto mask, draw_mask(spec, eval_p, static_cast<uint64_t>(k)));
+    set_scale(mask, opts.scaling, eval_p);
     IDN_ASSIGN_OR_RETURN(auto z, masked_logits(graph, mask, x_val));
     fit.val_accuracy.push_back(accuracy(z, data.val.y));
     sum = sum.defined() ? sum + z : z;
@@ -82,30 +84,36 @@ Result<ParallelNetFit> fit_parallelnet(const std::string& arch, const LabeledDat
   nlohmann::json thinned = nlohmann::json::array();
   for (const auto& l : layers) thinned.push_back(l.name);
   model::Package pkg{spec, graph->export_weights()};
-  pkg.spec.operating_point = {{"parallelnet",
-                               {{"role", "genesis"},
-                                {"p_train", to_json(opts.p_train)},
-                                {"scaling", "none"},
-                                {"thinned_layers", thinned},
-                                {"validation",
-                                 {{"p_test", eval_p.p},
-                                  {"models", opts.eval_masks},
-                                  {"mask_seeds", "1.." + std::to_string(opts.eval_masks)},
-                                  {"accuracy_mean", mean},
-                                  {"accuracy_sd", std::sqrt(var)},
-                                  {"ensemble_accuracy", fit.val_ensemble_accuracy},
-                                  {"genesis_accuracy", fit.val_genesis_accuracy},
-                                  {"samples", data.val.size()}}}}},
-                              {"training",
-                               {{"seed", opts.train.seed},
-                                {"data_split_seed", data.split_seed},
-                                {"train_samples", data.train.size()},
-                                {"epochs", opts.train.epochs},
-                                {"batch_size", opts.train.batch_size},
-                                {"optimizer", opts.train.optimizer},
-                                {"lr", opts.train.lr},
-                                {"augment", opts.train.augment},
-                                {"threads", torch::get_num_threads()}}}};
+  pkg.spec.operating_point = {
+      {"parallelnet",
+       {{"role", "genesis"},
+        {"p_train", to_json(opts.p_train)},
+        {"scaling", scaling_name(opts.scaling)},
+        {"scaling_rule", opts.scaling == Scaling::kInverted
+                             ? "each kept unit's output x 1/p_train of its layer at "
+                               "every step; a model generated at p_test folds 1/p_test of "
+                               "each layer into its kept units' weights and biases"
+                             : "none: kept units' outputs x 1 (beta only)"},
+        {"thinned_layers", thinned},
+        {"validation",
+         {{"p_test", eval_p.p},
+          {"models", opts.eval_masks},
+          {"mask_seeds", "1.." + std::to_string(opts.eval_masks)},
+          {"accuracy_mean", mean},
+          {"accuracy_sd", std::sqrt(var)},
+          {"ensemble_accuracy", fit.val_ensemble_accuracy},
+          {"genesis_accuracy", fit.val_genesis_accuracy},
+          {"samples", data.val.size()}}}}},
+      {"training",
+       {{"seed", opts.train.seed},
+        {"data_split_seed", data.split_seed},
+        {"train_samples", data.train.size()},
+        {"epochs", opts.train.epochs},
+        {"batch_size", opts.train.batch_size},
+        {"optimizer", opts.train.optimizer},
+        {"lr", opts.train.lr},
+        {"augment", opts.train.augment},
+        {"threads", torch::get_num_threads()}}}};
   IDN_RETURN_IF_ERROR(model::save_package(pkg, out_dir));
   return fit;
 }

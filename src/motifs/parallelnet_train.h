@@ -19,6 +19,9 @@ namespace idn::motifs {
 struct ParallelNetTrainOptions {
   TrainOptions train;  // step i trains the mask draw_mask(spec, p_train, train.seed, i)
   Density p_train;
+  // kInverted: a kept unit's output x 1/p_train of its layer at each step (inverted dropout);
+  // kNone: β only. Recorded in the package; generation scales to match.
+  Scaling scaling = Scaling::kInverted;
   int eval_masks = 8;  // models drawn at p_train scored on the validation split afterwards
 };
 
@@ -31,8 +34,9 @@ struct ParallelNetFit {
 
 // Builds `arch` (parallelnet_arch), trains it on data (train split; normalised as the package
 // records), evaluates, and saves the genesis package to out_dir with
-// operating_point.parallelnet = {role: "genesis", p_train, scaling: "none", thinned layers,
-// validation results} and operating_point.training (what reproduces the weights).
+// operating_point.parallelnet = {role: "genesis", p_train, scaling ("inverted" or "none"),
+// scaling_rule, thinned layers, validation results} and operating_point.training (what reproduces
+// the weights).
 Result<ParallelNetFit> fit_parallelnet(const std::string& arch, const LabeledData& data,
                                        const ParallelNetTrainOptions& opts,
                                        const std::filesystem::path& out_dir);

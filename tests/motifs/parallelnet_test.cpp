@@ -127,6 +127,47 @@ TEST(ParallelNetMaskTest, GraphRefusesMasksThatDoNotFit) {
   m = *draw_mask(spec, Density{}, 1);
   m.kept["conv1"] = {3, 1};
   EXPECT_FALSE(apply_mask(g, m).is_ok());
+  m = *draw_mask(spec, Density{}, 1);
+  m.scale["relu1"] = 2;  // not a thinned layer
+  EXPECT_FALSE(apply_mask(g, m).is_ok());
+  for (double bad : {0.0, -1.0, std::nan("")}) {
+    m.scale = {{"conv1", bad}};
+    EXPECT_FALSE(apply_mask(g, m).is_ok()) << bad;
+  }
+}
+
+TEST(ParallelNetMaskTest, InvertedScalingIsOneOverPOfEachLayer) {
+  auto spec = *parallelnet_arch("tiny");
+  Density d;
+  d.p = 0.5;
+  d.per_layer["fc1"] = 0.8;
+  d.cycle = {0.5, 0.25};
+  auto m = *draw_mask(spec, d, 1, /*step=*/1);
+  set_scale(m, Scaling::kInverted, d, /*step=*/1);
+  EXPECT_DOUBLE_EQ(m.scale.at("conv1"), 4.0);  // the cycle's p at step 1
+  EXPECT_DOUBLE_EQ(m.scale.at("fc1"), 1.25);
+  set_scale(m, Scaling::kNone, d, 1);
+  EXPECT_TRUE(m.scale.empty());
+  set_scale(m, Scaling::kInverted, Density{}, 0);  // p = 1: nothing to scale
+  EXPECT_TRUE(m.scale.empty());
+  EXPECT_EQ(*scaling_from_name("inverted"), Scaling::kInverted);
+  EXPECT_EQ(scaling_name(*scaling_from_name("none")), "none");
+  EXPECT_FALSE(scaling_from_name("1/p").ok());
+
+  // The graph multiplies a kept unit by its factor and a removed one by 0.
+  nn::Graph g(spec);
+  Mask all = *draw_mask(spec, Density{}, 1);
+  auto x = torch::randn({2, 1, 28, 28});
+  auto acts = g->begin({x});
+  g->run_stage(0, acts);
+  auto plain = acts[1].clone();  // conv1's output: the first layer
+  all.scale["conv1"] = 3;
+  all.kept["conv1"] = {0, 2};
+  ASSERT_TRUE(apply_mask(g, all).is_ok());
+  acts = g->begin({x});
+  g->run_stage(0, acts);
+  EXPECT_TRUE(torch::allclose(acts[1].select(1, 2), 3 * plain.select(1, 2)));
+  EXPECT_EQ(acts[1].select(1, 1).abs().max().item<float>(), 0.0f);
 }
 
 TEST(ParallelNetTrainTest, GenesisRecordsPTrainAndItsSubNetworksLearn) {
@@ -135,7 +176,7 @@ TEST(ParallelNetTrainTest, GenesisRecordsPTrainAndItsSubNetworksLearn) {
   const auto& pn = pkg->spec.operating_point["parallelnet"];
   EXPECT_EQ(pn["role"], "genesis");
   EXPECT_DOUBLE_EQ(pn["p_train"]["p"].get<double>(), kPTrain);
-  EXPECT_EQ(pn["scaling"], "none");
+  EXPECT_EQ(pn["scaling"], "inverted");
   // Models drawn at p_train beat chance (10%) by far after five short epochs, and four of them
   // together do at least as well as the average one.
   const auto& v = pn["validation"];
@@ -144,7 +185,8 @@ TEST(ParallelNetTrainTest, GenesisRecordsPTrainAndItsSubNetworksLearn) {
 }
 
 // The acceptance test of Fig. 5.3: the generated (physically thinner) model computes what the
-// genesis model computes with the same mask applied.
+// genesis model computes with the same mask applied, its 1/p_test factors included (the genesis
+// trained with inverted scaling).
 TEST(ParallelNetGenerateTest, GeneratedModelEqualsMaskedGenesis) {
   const auto dir = tiny_genesis();
   auto genesis = *model::load_package(dir);
@@ -158,6 +200,13 @@ TEST(ParallelNetGenerateTest, GeneratedModelEqualsMaskedGenesis) {
       o.seed = seed;
       auto gen = generate_parallelnet(dir, o);
       ASSERT_TRUE(gen.ok()) << gen.status().to_string();
+      const auto& rec = gen->package.spec.operating_point["parallelnet"];
+      EXPECT_EQ(rec["scaling"], "inverted");
+      EXPECT_EQ(gen->mask.scale.size(), p < 1 ? gen->mask.kept.size() : 0u);
+      for (const auto& [name, s] : gen->mask.scale) {
+        EXPECT_DOUBLE_EQ(s, 1 / p) << name;
+        EXPECT_DOUBLE_EQ(rec["scale"][name].get<double>(), s) << name;
+      }
       auto want = masked_logits(g, gen->mask, x);
       auto got = package_logits(gen->package, x);
       ASSERT_TRUE(want.ok() && got.ok());
@@ -167,6 +216,48 @@ TEST(ParallelNetGenerateTest, GeneratedModelEqualsMaskedGenesis) {
       // The mask matters: the unmasked genesis answers differently.
       if (p < 1) EXPECT_FALSE(torch::allclose(*got, *masked_logits(g, Mask{}, x), 1e-3, 1e-3));
     }
+}
+
+// A genesis that records scaling "none" (or none at all: written before it was recorded) was
+// trained without factors; its generated models copy the kept weights unchanged.
+TEST(ParallelNetGenerateTest, GenesisWithoutScalingGeneratesUnscaledModels) {
+  const auto dir = tiny_genesis();
+  auto genesis = *model::load_package(dir);
+  const fs::path none =
+      fs::path(IDN_BINARY_DIR) / "fixtures" / ("parallelnet-noscale-" + std::to_string(::getpid()));
+  GenerateOptions o;
+  o.p_test.p = 0.45;
+  o.seed = 3;
+  auto scaled = generate_parallelnet(dir, o);
+  ASSERT_TRUE(scaled.ok()) << scaled.status().to_string();
+  for (bool absent : {false, true}) {
+    auto pkg = genesis;
+    auto& pn = pkg.spec.operating_point["parallelnet"];
+    if (absent)
+      pn.erase("scaling");
+    else
+      pn["scaling"] = "none";
+    fs::remove_all(none);
+    ASSERT_TRUE(model::save_package(pkg, none).is_ok());
+    auto gen = generate_parallelnet(none, o);
+    ASSERT_TRUE(gen.ok()) << gen.status().to_string();
+    EXPECT_TRUE(gen->mask.scale.empty());
+    EXPECT_EQ(gen->mask.kept, scaled->mask.kept);
+    EXPECT_EQ(gen->package.spec.operating_point["parallelnet"]["scaling"], "none");
+    // conv1's kept filters: the same weights, 1/p larger in the scaled package.
+    const auto& a = gen->package.weights.at("conv1.weight").f32();
+    const auto& b = scaled->package.weights.at("conv1.weight").f32();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(b[i], a[i] / 0.45, 1e-5) << i;
+  }
+  auto pkg = genesis;
+  pkg.spec.operating_point["parallelnet"]["scaling"] = "sqrt";
+  fs::remove_all(none);
+  ASSERT_TRUE(model::save_package(pkg, none).is_ok());
+  auto bad = generate_parallelnet(none, o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("scaling"), std::string::npos) << bad.status().to_string();
+  fs::remove_all(none);
 }
 
 TEST(ParallelNetGenerateTest, ShrinksParametersAndFlopsByTheMasksShare) {

@@ -53,6 +53,7 @@ struct TrainArgs {
   std::vector<std::string> layer_ps;
   int threads = 2;
   bool no_sgdr = false;
+  std::string scaling = "inverted";
 };
 
 int run_train(TrainArgs& a) {
@@ -60,12 +61,16 @@ int run_train(TrainArgs& a) {
   if (Status s = parse_layer_ps(a.layer_ps, a.opts.p_train); !s.is_ok()) return report(s);
   if (Status s = a.opts.p_train.validate(); !s.is_ok()) return report(s);
   a.opts.train.sgdr = !a.no_sgdr;
+  auto scaling = motifs::scaling_from_name(a.scaling);
+  if (!scaling.ok()) return report(scaling.status());
+  a.opts.scaling = *scaling;
   a.data.seed = a.opts.train.seed;
   std::fprintf(stderr, "loading FashionMNIST...\n");
   auto data = motifs::load_fashion_mnist_tensors(a.data);
   if (!data.ok()) return report(data.status());
-  std::fprintf(stderr, "training ParallelNet %s at p_train %s on %lld images, %d threads\n",
-               a.arch.c_str(), motifs::to_json(a.opts.p_train).dump().c_str(),
+  std::fprintf(stderr,
+               "training ParallelNet %s at p_train %s (scaling %s) on %lld images, %d threads\n",
+               a.arch.c_str(), motifs::to_json(a.opts.p_train).dump().c_str(), a.scaling.c_str(),
                static_cast<long long>(data->train.size()), a.threads);
   auto fit = motifs::fit_parallelnet(a.arch, *data, a.opts, a.out);
   if (!fit.ok()) return report(fit.status());
@@ -318,7 +323,8 @@ void register_parallelnet(CLI::App& app, CLI::App& bench) {
   auto* tr = train->add_subcommand(
       "parallelnet",
       "Train a ParallelNet genesis model on FashionMNIST: every mini-batch trains the "
-      "sub-network of a Bernoulli(p) mask over filters and neurons (Fig. 5.2; no 1/p scaling); "
+      "sub-network of a Bernoulli(p) mask over filters and neurons (Fig. 5.2; kept outputs x 1/p "
+      "unless --scaling none); "
       "writes model.json (motif parallelnet, p_train recorded) + weights.safetensors");
   tr->add_option("--arch", t->arch, "Architecture")
       ->check(CLI::IsMember(motifs::parallelnet_arch_names()))
@@ -351,6 +357,12 @@ void register_parallelnet(CLI::App& app, CLI::App& bench) {
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   tr->add_option("--threads", t->threads, "LibTorch threads")->capture_default_str();
+  tr->add_option("--scaling", t->scaling,
+                 "inverted: kept filters' and neurons' outputs x 1/p while training, and 1/p_test "
+                 "folded into generated models (inverted dropout); none: beta only, as §5 words "
+                 "it (deep nets then barely learn at low p)")
+      ->check(CLI::IsMember({"inverted", "none"}))
+      ->capture_default_str();
   tr->add_flag("--resume", t->opts.train.resume, "Continue from OUT/checkpoint if present");
   tr->callback([t] { run_or_exit(run_train(*t)); });
 
