@@ -20,6 +20,7 @@
 
 #include "../cli.h"
 #include "client/blocking.h"
+#include "demo_util.h"
 #include "ise/service_descriptor.h"
 #include "model/package.h"
 #include "motifs/branchynet.h"
@@ -88,11 +89,6 @@ Result<std::unique_ptr<Peer>> start_peer(const std::vector<core::Multiaddr>& boo
   return Peer::start(node::loopback_config(bootstrap));
 }
 
-std::string short_id(const identity::PeerId& p) {
-  std::string s = p.to_string();
-  return s.size() > 8 ? ".." + s.substr(s.size() - 6) : s;
-}
-
 int run_demo(const DemoArgs& a) {
   if (a.peers < 1 || a.peers > 32) return report(Status::invalid_argument("--peers must be 1..32"));
   if (a.fanout < 1) return report(Status::invalid_argument("--fanout must be >= 1"));
@@ -111,12 +107,7 @@ int run_demo(const DemoArgs& a) {
       return report(Status::not_found(model.string() + " is not a model package"));
     if (Status s = train_default(model, a.data); !s.is_ok()) return report(s);
   }
-  motifs::DataOptions d;
-  if (!a.data.empty()) d.dir = a.data;
-  d.limit_train = 1;
-  d.validation = 0;
-  d.limit_test = a.requests;
-  auto data = motifs::load_fashion_mnist_tensors(d);
+  auto data = demo_test_data(a.data, a.requests);
   if (!data.ok()) return report(data.status());
   auto images = motifs::to_samples(data->test.x);
   auto labels = motifs::to_labels(data->test.y);

@@ -21,6 +21,7 @@
 
 #include "../cli.h"
 #include "client/ensemble_session.h"
+#include "demo_util.h"
 #include "model/package.h"
 #include "motifs/labeled_data.h"
 #include "motifs/parallelnet.h"
@@ -97,11 +98,6 @@ rpc::Dispatcher::InferHandler garbage(std::vector<int64_t> shape) {
   };
 }
 
-std::string short_id(const identity::PeerId& p) {
-  std::string s = p.to_string();
-  return s.size() > 8 ? ".." + s.substr(s.size() - 6) : s;
-}
-
 int run(const Args& a) {
   if (a.peers < 1 || a.peers > 32) return report(Status::invalid_argument("--peers must be 1..32"));
   if (a.requests < 1) return report(Status::invalid_argument("--requests must be >= 1"));
@@ -134,12 +130,7 @@ int run(const Args& a) {
     fs::remove_all(genesis, ec);
     if (Status s = train_default(genesis, a.data); !s.is_ok()) return report(s);
   }
-  motifs::DataOptions d;
-  if (!a.data.empty()) d.dir = a.data;
-  d.limit_train = 1;
-  d.validation = 0;
-  d.limit_test = a.requests;
-  auto data = motifs::load_fashion_mnist_tensors(d);
+  auto data = demo_test_data(a.data, a.requests);
   if (!data.ok()) return report(data.status());
   auto images = motifs::to_samples(data->test.x);
   auto labels = motifs::to_labels(data->test.y);
