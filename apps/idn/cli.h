@@ -62,7 +62,7 @@ void register_bench_inference(CLI::App& bench);  // ml/cmd_bench_inference.cpp
 // ml/cmd_parallelnet.cpp: idn train parallelnet (after register_train), idn parallelnet
 // generate, idn bench parallelnet.
 void register_parallelnet(CLI::App& app, CLI::App& bench);
-void register_ddnn(CLI::App& app);  // ml/cmd_ddnn.cpp: idn train ddnn (after register_train)
+void register_ddnn(CLI::App& app);     // ml/cmd_ddnn.cpp: idn train ddnn (after register_train)
 void register_id(CLI::App& app);       // cmd_id.cpp: idn id new|show
 void register_content(CLI::App& app);  // cmd_content.cpp: idn add|publish|fetch|cat|share
 void register_routing(CLI::App& app);  // cmd_routing.cpp: idn providers, idn bench routing

@@ -126,8 +126,7 @@ TEST(EnsembleSession, AMemberThatDisagreesWithTheRestIsExcludedAndReported) {
 TEST(EnsembleSession, NoMembersOrAServiceTwiceIsRefused) {
   ClientEnv env(1);
   EnsembleSession none(env.loop().ex(), {});
-  EXPECT_EQ(run(env, none, testing::input_for(1)).summary.status.code(),
-            Code::kInvalidArgument);
+  EXPECT_EQ(run(env, none, testing::input_for(1)).summary.status.code(), Code::kInvalidArgument);
   auto m = members(env);
   EnsembleSession twice(env.loop().ex(), {m[0], m[0]});
   EnsembleRun r = run(env, twice, testing::input_for(1));
