@@ -40,7 +40,7 @@ constexpr uint32_t kIgnoreS = 30;  // T_g: longer than phase 2, so a refusal end
 constexpr auto kMinService = 2s;   // T_s
 constexpr auto kNeedIdle = 300s;   // longer than the test: every need stays
 
-// Who does what, in order. Phases 0 and 1 come before the ISE settles, phase 2 after.
+// Who does what, in order. Phase 1 comes before the ISE settles, phase 2 after.
 struct Step {
   uint32_t requester, service;
 };
