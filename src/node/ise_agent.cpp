@@ -198,12 +198,6 @@ p2p::awaitable<void> IseAgent::do_step() {
     if (capacity_) co_await within_budget({});  // k for /status
     co_return;
   }
-  if (derived_) {  // the last round's derivation: k, and what this node cannot host at all
-    queue_.set_k(derived_->k);
-    queue_.set_unhostable(
-        derived_->too_big,
-        "one copy per worker needs more than the memory budget (" + derived_->why + ")");
-  }
   ise::ServiceQueue::Plan plan = queue_.plan(weight, now);
   for (const Bytes& b : plan.stop) {
     auto id = core::Multihash::from_bytes(b);
@@ -267,6 +261,12 @@ p2p::awaitable<std::vector<Bytes>> IseAgent::within_budget(std::vector<Bytes> st
   }
   std::vector<Bytes> was_too_big = derived_ ? derived_->too_big : std::vector<Bytes>{};
   derived_ = ise::derive_k(*capacity_, candidates);
+  // The queue ranks by it from now on: k, and what this node cannot host at all.
+  queue_.set_k(derived_->k);
+  queue_.set_unhostable(derived_->too_big,
+                        "one copy per worker needs more than the memory "
+                        "budget (" +
+                            derived_->why + ")");
   const size_t on_demand = queue_.hosted_on_demand();
   size_t room = derived_->k > on_demand ? derived_->k - on_demand : 0;
   std::vector<Bytes> fit;
