@@ -1,7 +1,8 @@
 // Fuzzes IDN's own wire messages (/idn/swap/1.0.0, /idn/infer/1.0.0): whatever the bytes,
 // decoding never crashes and either fails with PeerMisbehaved or yields a message whose
 // encoding is a fixed point (encode -> decode -> encode gives the same bytes). The same input
-// is also read as a stream of length-prefixed frames, the way the dispatcher reads it.
+// is also read as a stream of length-prefixed frames, the way the dispatcher reads it. The seed
+// corpus includes requests with several inputs (input_views) and with a sample reference only.
 // fuzz-deps: idn_protocol idn_proto idn_core
 #include <cstddef>
 #include <cstdint>
@@ -60,6 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     limits.max_evidence_receipts = 1;
     limits.max_batch_receipts = 1;
     limits.max_signature_bytes = 32;
+    limits.max_inputs = 1;
   }
   ByteView body(data + 2, size - 2);
   decode_any(body, which, limits);

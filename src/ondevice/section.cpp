@@ -393,6 +393,41 @@ Result<std::vector<LayerOutput>> Section::run_bits(std::span<const uint64_t> bit
   return run({}, bits);
 }
 
+Result<DeviceOutput> Section::run_device(std::span<const uint8_t> pixels) const {
+  int64_t last_conv = -1;
+  for (size_t l = 0; l < layers_.size(); ++l)
+    if (layers_[l].kind == LayerKind::kConvP) last_conv = static_cast<int64_t>(l);
+  if (last_conv < 0 || layers_.back().kind != LayerKind::kFcScores)
+    return Status::unsupported("a device section needs a ConvP layer and ends in FC scores");
+  IDN_ASSIGN_OR_RETURN(auto outs, run_pixels(pixels));
+  DeviceOutput d;
+  auto& conv = outs[static_cast<size_t>(last_conv)];
+  d.feature_shape = conv.shape;
+  d.features = std::move(conv.bits);
+  d.scores = std::move(outs.back().scores);
+  return d;
+}
+
+Bytes pack_bytes(std::span<const uint64_t> words, int64_t bits) {
+  Bytes out(static_cast<size_t>((bits + 7) / 8));
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<uint8_t>(words[i / 8] >> (8 * (i % 8)));
+  return out;
+}
+
+Result<std::vector<uint64_t>> unpack_bytes(ByteView bytes, int64_t bits) {
+  if (bits < 0 || bytes.size() != static_cast<size_t>((bits + 7) / 8))
+    return Status::invalid_argument("packed bits: " + std::to_string(bytes.size()) +
+                                    " bytes, expected " + std::to_string((bits + 7) / 8) + " for " +
+                                    std::to_string(bits) + " values");
+  if (bits % 8 != 0 && (bytes.back() >> (bits % 8)) != 0)
+    return Status::invalid_argument("packed bits: the unused bits of the last byte are not 0");
+  std::vector<uint64_t> words(static_cast<size_t>(words_for(bits)), 0);
+  for (size_t i = 0; i < bytes.size(); ++i)
+    words[i / 8] |= static_cast<uint64_t>(bytes[i]) << (8 * (i % 8));
+  return words;
+}
+
 Result<std::vector<LayerOutput>> Section::run(std::span<const uint8_t> pixels,
                                               std::span<const uint64_t> bits) const {
   std::vector<LayerOutput> outs;

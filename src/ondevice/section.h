@@ -83,6 +83,21 @@ struct LayerOutput {
   std::vector<float> scores;
 };
 
+// A DDNN device's answer for one sample, from one run: the local exit's class scores (what it
+// sends the local aggregator) and the last ConvP layer's bits (what goes upward when the sample
+// does not exit locally, §4.4).
+struct DeviceOutput {
+  Shape feature_shape;
+  std::vector<uint64_t> features;  // words_for(feature_shape.size()) words, unused bits 0
+  std::vector<float> scores;
+};
+
+// Packed bits as bytes on the wire: ceil(bits / 8) bytes, bit i of the vector in bit i % 8 of
+// byte i / 8 (the words' little-endian bytes, cut to length). `unpack_bytes` refuses a size
+// other than ceil(bits / 8) and set bits past `bits` (InvalidArgument).
+Bytes pack_bytes(std::span<const uint64_t> words, int64_t bits);
+Result<std::vector<uint64_t>> unpack_bytes(ByteView bytes, int64_t bits);
+
 class Section {
  public:
   // Checks every size, the layer order and the padding bits; the same rules as parse().
@@ -95,6 +110,9 @@ class Section {
   // C x H x W; `bits` holds words_for(C * H * W) words with the unused bits 0.
   Result<std::vector<LayerOutput>> run_pixels(std::span<const uint8_t> pixels) const;
   Result<std::vector<LayerOutput>> run_bits(std::span<const uint64_t> bits) const;
+  // run_pixels, keeping the last ConvP's bits and the scores. Unsupported when the
+  // section has no ConvP layer or does not end in FC scores; errors of run_pixels.
+  Result<DeviceOutput> run_device(std::span<const uint8_t> pixels) const;
 
   InputKind input_kind() const { return input_kind_; }
   Shape input_shape() const { return input_; }

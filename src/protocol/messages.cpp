@@ -123,12 +123,15 @@ Result<std::vector<Bytes>> ids_from_pb(const PbList& pb, std::string_view field,
 void request_to_pb(const InferRequest& r, v1::InferRequest* pb) {
   pb->set_request_id(r.request_id);
   pb->set_service_id(from_bytes(r.service_id));
-  tensor_to_pb(r.input, pb->mutable_input());
+  if (r.has_input()) tensor_to_pb(r.input, pb->mutable_input());
   pb->mutable_exit_rule()->set_criterion(static_cast<v1::ExitCriterion>(r.exit_rule.criterion));
   pb->mutable_exit_rule()->set_threshold(r.exit_rule.threshold);
   pb->set_deadline_ms(r.deadline_ms);
   pb->set_start_stage(r.start_stage);
   if (r.stop_after_stage) pb->set_stop_after_stage(*r.stop_after_stage);
+  for (const core::Tensor& t : r.inputs) tensor_to_pb(t, pb->add_inputs());
+  for (uint32_t v : r.input_views) pb->add_input_views(v);
+  if (r.sample_ref) pb->set_sample_ref(*r.sample_ref);
 }
 
 Result<InferRequest> request_from_pb(const v1::InferRequest& pb, const DecodeLimits& limits) {
@@ -136,8 +139,32 @@ Result<InferRequest> request_from_pb(const v1::InferRequest& pb, const DecodeLim
   r.request_id = pb.request_id();
   IDN_RETURN_IF_ERROR(check_id(pb.service_id(), "infer_request.service_id", limits));
   r.service_id = to_bytes_field(pb.service_id());
-  if (!pb.has_input()) return bad("infer_request has no input tensor");
-  IDN_ASSIGN_OR_RETURN(r.input, tensor_from_pb(pb.input(), "infer_request.input", limits));
+  if (static_cast<size_t>(pb.inputs_size()) > limits.max_inputs)
+    return bad(
+        fmt::format("infer_request has {} inputs, limit {}", pb.inputs_size(), limits.max_inputs));
+  if (pb.input_views_size() != pb.inputs_size())
+    return bad(fmt::format("infer_request has {} inputs but {} input views", pb.inputs_size(),
+                           pb.input_views_size()));
+  if (pb.has_input() && pb.inputs_size() > 0)
+    return bad("infer_request carries both input and inputs");
+  if (!pb.has_input() && pb.inputs_size() == 0 && !pb.has_sample_ref())
+    return bad("infer_request has no input tensor (and names no sample)");
+  if (pb.has_input()) {
+    IDN_ASSIGN_OR_RETURN(r.input, tensor_from_pb(pb.input(), "infer_request.input", limits));
+  }
+  for (int i = 0; i < pb.inputs_size(); ++i) {
+    const uint32_t v = pb.input_views(i);
+    if (v >= kMaxInputViews || (i > 0 && v <= pb.input_views(i - 1)))
+      return bad(
+          fmt::format("infer_request.input_views[{}] = {}: views must increase strictly "
+                      "and be below {}",
+                      i, v, kMaxInputViews));
+    IDN_ASSIGN_OR_RETURN(
+        auto t, tensor_from_pb(pb.inputs(i), fmt::format("infer_request.inputs[{}]", i), limits));
+    r.inputs.push_back(std::move(t));
+    r.input_views.push_back(v);
+  }
+  if (pb.has_sample_ref()) r.sample_ref = pb.sample_ref();
   int criterion = pb.exit_rule().criterion();
   if (criterion < 0 || criterion > static_cast<int>(ExitCriterion::kLastExit)) {
     return bad(fmt::format("infer_request.exit_rule: unknown criterion {}", criterion));

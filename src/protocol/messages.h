@@ -94,8 +94,19 @@ struct InferRequest {
   uint32_t deadline_ms = 0;  // 0 = the server's default
   uint32_t start_stage = 0;
   std::optional<uint32_t> stop_after_stage;  // split execution: return this stage's output
+  // Several inputs for one sample instead of `input` (then left default): inputs[i] is view
+  // input_views[i]'s, views strictly increasing and < kMaxInputViews; the others are absent.
+  // Bit-packed features travel as U8 [ceil(n / 8)] (proto/idn_infer.proto says how).
+  std::vector<core::Tensor> inputs;
+  std::vector<uint32_t> input_views;
+  // A sample the server owns (a DDNN device's camera frame), for a request without inputs.
+  std::optional<uint64_t> sample_ref;
+  // Whether `input` was sent (a default Tensor is not a valid value, so it means "none").
+  bool has_input() const { return !(input == core::Tensor{}); }
   bool operator==(const InferRequest&) const = default;
 };
+// View indices are bits of a presence mask (DDNN has at most 64 devices).
+inline constexpr uint32_t kMaxInputViews = 64;
 
 // Append-only, values on the wire.
 enum class InferError : uint8_t {
@@ -208,6 +219,8 @@ struct DecodeLimits {
   // Receipts one Receipts batch may carry (a sender splits larger batches).
   size_t max_batch_receipts = 4096;
   size_t max_signature_bytes = 128;
+  // Inputs one request may carry (one per view; views are < kMaxInputViews anyway).
+  size_t max_inputs = kMaxInputViews;
 };
 
 Bytes encode(const SwapMessage& m);

@@ -234,6 +234,40 @@ TEST(SectionTest, PackedPixelSectionEqualsTheFloatSimulationBitForBit) {
   }
 }
 
+// What a DDNN device peer answers: the last ConvP's bits and the scores of one run, equal to
+// the float simulation, and its bits through the wire's byte packing and back.
+TEST(SectionTest, DeviceOutputIsTheLastConvPBitsAndTheScoresBitForBit) {
+  const Shape in{3, 11, 9};
+  const std::vector<std::pair<LayerKind, int64_t>> spec = {
+      {LayerKind::kConvP, 5}, {LayerKind::kConvP, 3}, {LayerKind::kFcScores, 3}};
+  std::mt19937 rng(5);
+  for (uint32_t seed = 0; seed < 4; ++seed) {
+    Net net = random_net(seed, InputKind::kPixels, in, spec);
+    std::vector<uint8_t> px(static_cast<size_t>(in.size()));
+    for (auto& p : px) p = static_cast<uint8_t>(std::uniform_int_distribution<int>(0, 255)(rng));
+    auto d = net.section.run_device(px);
+    ASSERT_TRUE(d.ok()) << d.status().to_string();
+    auto want = simulate(net.floats, in, std::vector<float>(px.begin(), px.end()));
+    EXPECT_EQ(d->feature_shape, (Shape{3, 3, 3}));
+    LayerOutput features{d->feature_shape, d->features, {}};
+    expect_bitwise_equal(unpack(features), want[1], "features");
+    expect_bitwise_equal(d->scores, want[2], "scores");
+    const int64_t n = d->feature_shape.size();  // 27 bits: a partial last byte
+    Bytes wire = pack_bytes(d->features, n);
+    ASSERT_EQ(wire.size(), 4u);
+    for (int64_t i = 0; i < n; ++i)
+      EXPECT_EQ((wire[i / 8] >> (i % 8)) & 1, (want[1][i] > 0 ? 1 : 0)) << "bit " << i;
+    auto back = unpack_bytes(wire, n);
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(*back, d->features);
+  }
+  EXPECT_THAT(unpack_bytes(Bytes{0xFF}, 7).status().message(), HasSubstr("unused bits"));
+  EXPECT_THAT(unpack_bytes(Bytes{0, 0}, 7).status().message(), HasSubstr("expected 1"));
+  Net fc_only = random_net(1, InputKind::kPixels, {1, 5, 5}, {{LayerKind::kFcScores, 2}});
+  EXPECT_EQ(fc_only.section.run_device(std::vector<uint8_t>(25)).status().code(),
+            Code::kUnsupported);
+}
+
 TEST(SectionTest, PackedBitSectionEqualsTheFloatSimulationBitForBit) {
   const Shape in{70, 6, 5};  // 70 channels: patches span two words
   std::mt19937 rng(7);

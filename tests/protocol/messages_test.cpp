@@ -136,6 +136,89 @@ TEST(Messages, EveryInferMessageRoundTrips) {
   EXPECT_TRUE(busy.busy());
 }
 
+// A DDNN cloud request: the present devices' bit-packed features, with the views they came from.
+InferRequest multi_input_request() {
+  InferRequest r;
+  r.request_id = 9;
+  r.service_id = id(5);
+  core::Tensor bits;
+  bits.dtype = core::DType::kU8;
+  bits.shape = {3};
+  bits.bytes = {0xA5, 0x0F, 0x01};
+  for (int i = 0; i < 2; ++i) r.inputs.push_back(bits);
+  r.input_views = {1, 4};
+  r.sample_ref = 17;
+  return r;
+}
+
+TEST(Messages, SeveralInputsAndASampleReferenceRoundTrip) {
+  expect_round_trip(InferClientMessage{multi_input_request()}, decode_infer_client);
+  InferRequest device;  // a device peer owns its camera: the request names the frame only
+  device.request_id = 3;
+  device.service_id = id(6);
+  device.sample_ref = 0;
+  device.stop_after_stage = 0;
+  EXPECT_FALSE(device.has_input());
+  expect_round_trip(InferClientMessage{device}, decode_infer_client);
+}
+
+TEST(Messages, MultiInputRequestsThatLieAreRejected) {
+  auto rejected = [](const InferRequest& r, const DecodeLimits& limits = {}) {
+    auto d = decode_infer_client(encode(InferClientMessage{r}), limits);
+    return !d.ok() && d.status().code() == Code::kPeerMisbehaved;
+  };
+  InferRequest r = multi_input_request();
+  r.input_views = {1};  // fewer views than inputs
+  EXPECT_TRUE(rejected(r));
+  r.input_views = {4, 1};  // not increasing
+  EXPECT_TRUE(rejected(r));
+  r.input_views = {2, 2};
+  EXPECT_TRUE(rejected(r));
+  r.input_views = {1, 64};  // beyond a 64-bit presence mask
+  EXPECT_TRUE(rejected(r));
+  r = multi_input_request();
+  r.input = sample_tensor();  // both input and inputs
+  EXPECT_TRUE(rejected(r));
+  r = multi_input_request();
+  DecodeLimits two;
+  two.max_inputs = 1;
+  EXPECT_TRUE(rejected(r, two));
+  r.inputs[1].bytes.pop_back();  // bytes that do not match the shape
+  EXPECT_TRUE(rejected(r));
+  InferRequest none;  // no input, no inputs, no sample
+  none.service_id = id(1);
+  EXPECT_TRUE(rejected(none));
+}
+
+// An old peer's request (fields 1-7, before inputs / input_views / sample_ref existed) decodes
+// with the new fields empty, and a request that uses none of them encodes to exactly the bytes
+// an old peer sends, so old peers keep working both ways.
+TEST(Messages, OldFormatRequestsDecodeAndEncodeUnchanged) {
+  v1::InferClientMessage pb;
+  auto* req = pb.mutable_request();
+  req->set_request_id(0xFFFF'FFFF'FFFF'FFF0ull);
+  req->set_service_id(std::string("\x12\x20\x07\x01\x02\x03", 6));
+  req->mutable_input()->set_dtype(v1::DTYPE_F32);
+  for (int64_t d : {1, 2, 3}) req->mutable_input()->add_shape(d);
+  const core::Tensor t = sample_tensor();
+  req->mutable_input()->set_data(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size());
+  req->mutable_exit_rule()->set_criterion(v1::EXIT_CRITERION_ENTROPY);
+  req->mutable_exit_rule()->set_threshold(0.25f);
+  req->set_deadline_ms(1500);
+  req->set_start_stage(1);
+  req->set_stop_after_stage(2);
+  const std::string old_wire = pb.SerializeAsString();
+  auto back = decode_infer_client(as_bytes(old_wire));
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  const auto& r = std::get<InferRequest>(*back);
+  EXPECT_EQ(r, sample_request());
+  EXPECT_TRUE(r.inputs.empty());
+  EXPECT_TRUE(r.input_views.empty());
+  EXPECT_FALSE(r.sample_ref);
+  const Bytes ours = encode(InferClientMessage{sample_request()});
+  EXPECT_EQ(std::string(ours.begin(), ours.end()), old_wire);
+}
+
 TEST(Messages, AllDTypesSurvive) {
   for (int d = 0; d <= static_cast<int>(core::DType::kBool); ++d) {
     InferRequest r = sample_request();
