@@ -40,6 +40,8 @@ namespace {
 struct Service {
   explicit Service(core::Multihash i) : id(std::move(i)) {}
   core::Multihash id;
+  // Set for a service served by a Handler: no engines, no spec, never queued.
+  std::shared_ptr<Handler> handler;
   ise::ServiceDescriptor descriptor;
   model::ModelSpec spec;
   std::vector<std::unique_ptr<engine::Engine>> engines;  // [worker]
@@ -364,6 +366,10 @@ struct InferServer::Core {
         co_return;
       }
     }
+    if (svc->handler) {
+      co_await serve_handler(self, ctx, *id, *svc->handler, received);
+      co_return;
+    }
     std::string why;
     auto rule = map_rule(req.exit_rule, why);
     Status valid = rule ? self->validate(req, *svc) : Status::invalid_argument(why);
@@ -479,6 +485,70 @@ struct InferServer::Core {
   }
 
   // A requester's Receipt (io thread): counted, then handed to the sink.
+  // A Handler's request, after admission: validated, run here on the io thread, its answers
+  // sent and its work reported as an engine's would be.
+  static awaitable<void> serve_handler(std::shared_ptr<Core> self, rpc::InferContext& ctx,
+                                       const core::Multihash& id, Handler& handler,
+                                       Clock::time_point received) {
+    const auto& req = ctx.request();
+    auto answer_error = [&](InferError e, std::string msg, Outcome o) -> awaitable<void> {
+      {
+        std::lock_guard lk(self->mu);
+        self->count(o);
+      }
+      (void)co_await ctx.send(error_progress(e, std::move(msg)));
+    };
+    std::string why;
+    Status valid =
+        map_rule(req.exit_rule, why) ? handler.validate(req) : Status::invalid_argument(why);
+    if (!valid.is_ok()) {
+      co_await answer_error(InferError::kInvalidRequest, valid.message(), Outcome::kInvalid);
+      co_return;
+    }
+    auto out = handler.run(req);
+    if (out.ok() && (out->empty() || !out->back().final))
+      out = Status::internal("the handler's last answer is not final");
+    if (!out.ok()) {
+      spdlog::warn("service {}: {}", ise::service_id_text(id), out.status().to_string());
+      co_await answer_error(InferError::kInternal, out.status().message(), Outcome::kFailed);
+      co_return;
+    }
+    const auto deadline =
+        received + (req.deadline_ms > 0 ? std::chrono::milliseconds(req.deadline_ms)
+                                        : self->cfg.default_deadline);
+    if (Clock::now() >= deadline) {
+      co_await answer_error(InferError::kDeadlineExceeded, "deadline passed before an answer",
+                            Outcome::kDeadline);
+      co_return;
+    }
+    WorkDone work{ctx.peer(), id, req.request_id, 0, 0, false, {}};
+    bool sent = false;
+    Outcome outcome = Outcome::kCompleted;
+    for (auto& p : *out) {
+      p.request_id = req.request_id;
+      const uint64_t ops = p.operations;
+      const uint32_t exit = p.exit_index;
+      const bool last = p.final;
+      if (Status st = co_await ctx.send(std::move(p)); !st.is_ok()) {
+        outcome = Outcome::kCancelled;
+        break;
+      }
+      sent = true;
+      work.operations = ops;
+      work.exit_index = exit;
+      work.answered = last;
+    }
+    {
+      std::lock_guard lk(self->mu);
+      self->count(outcome);
+      if (sent) self->stats.operations += work.operations;
+    }
+    if (sent) {
+      work.sent_at = Clock::now();
+      if (self->cfg.work_sink) self->cfg.work_sink->on_work(work);
+    }
+  }
+
   Status on_receipt(const identity::PeerId& from, const protocol::Receipt& r) {
     {
       std::lock_guard lk(mu);
@@ -783,6 +853,31 @@ Status InferServer::add_service(const core::Multihash& id, const ise::ServiceDes
                   Outcome::kUnknown);
   spdlog::info("serving {} ({}) with {} worker(s)", ise::service_id_text(id), spec.name,
                core_->cfg.workers);
+  return Status::ok();
+}
+
+Status InferServer::add_handler(const core::Multihash& id, std::shared_ptr<Handler> handler) {
+  if (!handler) return Status::invalid_argument("add_handler: no handler");
+  auto svc = std::make_shared<Service>(id);
+  svc->handler = std::move(handler);
+  std::vector<std::shared_ptr<Job>> orphans;
+  {
+    std::lock_guard lk(core_->mu);
+    if (core_->stopping) return Status::unavailable("the inference server is stopped");
+    auto& slot = core_->services[id];
+    if (slot) {
+      slot->removed = true;
+      for (const auto& j : core_->queue)
+        if (j->service == slot) orphans.push_back(j);
+    }
+    slot = svc;
+  }
+  for (const auto& j : orphans)
+    core_->finish(j,
+                  error_progress(InferError::kUnknownService,
+                                 "service " + ise::service_id_text(id) + " was replaced; retry"),
+                  Outcome::kUnknown);
+  spdlog::info("serving {} with a handler", ise::service_id_text(id));
   return Status::ok();
 }
 

@@ -35,6 +35,7 @@
 #include "p2p/stream.h"
 #include "protocol/messages.h"
 #include "serve/accounting.h"
+#include "serve/handler.h"
 
 namespace idn::rpc {
 class Dispatcher;
@@ -111,6 +112,11 @@ class InferServer {
   // FailedPrecondition after stop().
   Status add_service(const core::Multihash& id, const ise::ServiceDescriptor& d,
                      const std::filesystem::path& package_dir);
+  // Serves `id` with a Handler (serve/handler.h) instead of engines: admission, validation,
+  // deadlines, work and stats apply as to any service; the handler runs on the io executor.
+  // Replaces a service already hosted under `id`. Errors: InvalidArgument (no handler),
+  // Unavailable after stop().
+  Status add_handler(const core::Multihash& id, std::shared_ptr<Handler> handler);
   // Queued requests for it get kUnknownService; a running one finishes.
   void remove_service(const core::Multihash& id);
   bool hosts(const core::Multihash& id) const;
