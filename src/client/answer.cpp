@@ -37,15 +37,16 @@ std::string_view outcome_name(PeerReport::Outcome o) {
 
 Status check_answer(const protocol::InferProgress& p, uint64_t request_id,
                     const std::optional<std::vector<int64_t>>& expected_shape,
-                    std::optional<uint32_t> previous_exit, uint64_t previous_operations) {
+                    std::optional<uint32_t> previous_exit, uint64_t previous_operations,
+                    core::DType dtype) {
   if (p.request_id != request_id) {
     return Status::peer_misbehaved(
         fmt::format("answer for request {}, expected {}", p.request_id, request_id));
   }
   const core::Tensor& out = p.output;
-  if (out.dtype != core::DType::kF32) {
-    return Status::peer_misbehaved(
-        fmt::format("output dtype is {}, expected F32", core::dtype_name(out.dtype)));
+  if (out.dtype != dtype) {
+    return Status::peer_misbehaved(fmt::format(
+        "output dtype is {}, expected {}", core::dtype_name(out.dtype), core::dtype_name(dtype)));
   }
   if (Status st = out.validate(); !st.is_ok()) {
     return Status::peer_misbehaved("output tensor: " + st.message());
@@ -56,10 +57,12 @@ Status check_answer(const protocol::InferProgress& p, uint64_t request_id,
                                                core::shape_string(out.shape),
                                                core::shape_string(*expected_shape)));
   }
-  auto values = out.f32();
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (!std::isfinite(values[i])) {
-      return Status::peer_misbehaved(fmt::format("output[{}] is {}", i, values[i]));
+  if (out.dtype == core::DType::kF32) {
+    auto values = out.f32();
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (!std::isfinite(values[i])) {
+        return Status::peer_misbehaved(fmt::format("output[{}] is {}", i, values[i]));
+      }
     }
   }
   if (!std::isfinite(p.confidence) || p.confidence < 0.0f || p.confidence > 1.0f) {

@@ -83,13 +83,15 @@ struct Summary {
 };
 
 // Checks an answer (a progress without error) from a peer: it is for `request_id`, its output
-// is a non-empty finite F32 tensor of `expected_shape` (when given), confidence is in [0, 1],
+// is a non-empty finite F32 tensor (or of `dtype`: a U8 answer carries bit-packed features, whose
+// bytes are not checked) of `expected_shape` (when given), confidence is in [0, 1],
 // entropy is finite and >= 0, its exit index does not go backwards and its cumulative
 // operations do not decrease relative to the peer's previous answer. PeerMisbehaved otherwise,
 // with the reason.
 Status check_answer(const protocol::InferProgress& p, uint64_t request_id,
                     const std::optional<std::vector<int64_t>>& expected_shape,
-                    std::optional<uint32_t> previous_exit, uint64_t previous_operations);
+                    std::optional<uint32_t> previous_exit, uint64_t previous_operations,
+                    core::DType dtype = core::DType::kF32);
 
 // The merge rule of a fan-out request: an answer improves on `best` when there is none yet,
 // when it comes from a later exit (deeper exits are the more accurate ones, Ch. 3), or from the

@@ -149,6 +149,7 @@ class Request : public std::enable_shared_from_this<Request> {
   bool done() const { return done_; }
   uint64_t id() const { return id_; }
   void skip_selector() { use_selector_ = false; }
+  void set_body(RequestInput body) { body_ = std::move(body); }
   const Summary& summary() const { return summary_; }
 
  private:
@@ -171,16 +172,33 @@ class Request : public std::enable_shared_from_this<Request> {
       complete(st);
       co_return;
     }
-    if (Status st = input_.validate(); !st.is_ok()) {
-      complete(Status::invalid_argument("input tensor: " + st.message()));
+    const bool has_input = !(input_ == core::Tensor{});
+    if (has_input || (body_.inputs.empty() && !body_.sample_ref)) {
+      if (Status st = input_.validate(); !st.is_ok()) {
+        complete(Status::invalid_argument("input tensor: " + st.message()));
+        co_return;
+      }
+    }
+    if (has_input && !body_.inputs.empty()) {
+      complete(Status::invalid_argument("a request carries input or inputs, not both"));
       co_return;
+    }
+    if (body_.inputs.size() != body_.input_views.size()) {
+      complete(Status::invalid_argument("every input needs its view"));
+      co_return;
+    }
+    for (const auto& t : body_.inputs) {
+      if (Status st = t.validate(); !st.is_ok()) {
+        complete(Status::invalid_argument("input tensor: " + st.message()));
+        co_return;
+      }
     }
     if (challenge_) {
       if (Status st = challenge_->expected.validate(); !st.is_ok()) {
         complete(st.with_context("challenge"));
         co_return;
       }
-    } else if (opts_.local_prefix && !run_local_prefix()) {
+    } else if (opts_.local_prefix && has_input && !run_local_prefix()) {
       co_return;
     }
     if (Status st = encode_request(); !st.is_ok()) {
@@ -254,6 +272,10 @@ class Request : public std::enable_shared_from_this<Request> {
     req.deadline_ms = static_cast<uint32_t>(
         std::clamp<int64_t>(left.count(), 1, std::numeric_limits<uint32_t>::max()));
     req.start_stage = start_stage_;
+    req.inputs = std::move(body_.inputs);
+    req.input_views = std::move(body_.input_views);
+    req.sample_ref = body_.sample_ref;
+    req.stop_after_stage = body_.stop_after_stage;
     request_frame_ = protocol::encode(protocol::InferClientMessage{std::move(req)});
     if (request_frame_.size() > rpc::kMaxInferMessage) {
       return Status::limit_exceeded(
@@ -498,7 +520,8 @@ class Request : public std::enable_shared_from_this<Request> {
       }
       return;
     }
-    if (Status st = check_answer(p, id_, opts_.output_shape, a->last_exit, a->last_operations);
+    if (Status st = check_answer(p, id_, opts_.output_shape, a->last_exit, a->last_operations,
+                                 opts_.output_dtype);
         !st.is_ok()) {
       drop(a, Outcome::kMalformed, st.message(), !p.final);
       return;
@@ -761,6 +784,7 @@ class Request : public std::enable_shared_from_this<Request> {
   SessionOptions opts_;
   uint64_t id_;
   core::Tensor input_;
+  RequestInput body_;  // what the request carries besides input_ (its input field unused)
   uint32_t start_stage_ = 0;
   Bytes request_frame_;
   SteadyTime started_, deadline_;
@@ -833,6 +857,16 @@ std::shared_ptr<InferStream> Session::infer(core::Tensor input) {
   auto r =
       std::make_shared<detail::Request>(io_, host_, providers_, service_, opts_, next_request_id_++,
                                         std::move(input), stats_, in_flight_);
+  r->start();
+  return std::make_shared<InferStream>(std::move(r));
+}
+
+std::shared_ptr<InferStream> Session::infer(RequestInput body) {
+  core::Tensor input = std::move(body.input);
+  auto r =
+      std::make_shared<detail::Request>(io_, host_, providers_, service_, opts_, next_request_id_++,
+                                        std::move(input), stats_, in_flight_);
+  r->set_body(std::move(body));
   r->start();
   return std::make_shared<InferStream>(std::move(r));
 }

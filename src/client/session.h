@@ -77,6 +77,18 @@ struct LocalStep {
 };
 using LocalPrefix = std::function<Result<LocalStep>(const core::Tensor& input)>;
 
+// What a request carries besides the options (Session::infer(RequestInput)): the model input,
+// or several inputs with the views they come from (a DDNN cloud section's), or nothing but a
+// sample the provider owns (a DDNN device's camera frame); and optionally stop_after_stage (that
+// stage's output is the answer). See protocol::InferRequest.
+struct RequestInput {
+  core::Tensor input;  // default: none
+  std::vector<core::Tensor> inputs;
+  std::vector<uint32_t> input_views;
+  std::optional<uint64_t> sample_ref;
+  std::optional<uint32_t> stop_after_stage;
+};
+
 struct SessionOptions {
   size_t fanout = 3;                                   // peers asked at once
   std::chrono::milliseconds deadline{2000};            // whole request; Timeout after it
@@ -87,6 +99,9 @@ struct SessionOptions {
   // Expected output shape of every answer (from the service descriptor); answers of another
   // shape are malformed.
   std::optional<std::vector<int64_t>> output_shape;
+  // Dtype of every answer: F32 scores, or U8 for bit-packed features (answers of another dtype
+  // are malformed).
+  core::DType output_dtype = core::DType::kF32;
   // After we cancel a peer (or it sent its final answer) its stream gets this long to close
   // cleanly before it is reset. Never delays the caller.
   std::chrono::milliseconds cancel_grace{1000};
@@ -184,6 +199,9 @@ class Session {
   // thread. Errors (bad input or options, no provider, ...) end the stream at once with
   // summary().status saying why.
   std::shared_ptr<InferStream> infer(core::Tensor input);
+  // The same with what RequestInput carries (several inputs, a sample reference, a stage to
+  // stop after). The local prefix runs only on a request with `input`.
+  std::shared_ptr<InferStream> infer(RequestInput body);
   // Runs a request to completion and returns its best answer. Errors: the request's status
   // when it is not ok (a Timeout keeps no partial answer here; use infer() to see it).
   p2p::awaitable<Result<Event>> infer_once(core::Tensor input);
