@@ -297,6 +297,8 @@ void register_content(CLI::App& app) {
       if (!st.is_ok()) run_or_exit(report(st));
       std::printf("model %s\nservice %s\n", pub->model_cid.to_string().c_str(),
                   ise::service_id_text(pub->service_id).c_str());
+      if (pub->descriptor.origin)
+        std::printf("origin %s\n", ise::describe(*pub->descriptor.origin).c_str());
       if (!pub->left_out.empty()) {
         std::fprintf(stderr, "not published (kept local, not needed to serve): %s\n",
                      fmt::format("{}", fmt::join(pub->left_out, ", ")).c_str());

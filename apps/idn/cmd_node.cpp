@@ -127,6 +127,9 @@ int run_node(const NodeArgs& a) {
     if (Status s = node::add_hosted(nd.data_dir(), pub->service_id); !s.is_ok()) return report(s);
     std::printf("published %s model %s service %s\n", dir.c_str(),
                 pub->model_cid.to_string().c_str(), ise::service_id_text(pub->service_id).c_str());
+    if (pub->descriptor.origin)
+      std::printf("origin of %s: %s\n", dir.c_str(),
+                  ise::describe(*pub->descriptor.origin).c_str());
     if (!pub->left_out.empty()) {
       std::printf("not published from %s (kept local, not needed to serve): %s\n", dir.c_str(),
                   fmt::format("{}", fmt::join(pub->left_out, ", ")).c_str());

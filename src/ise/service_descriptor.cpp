@@ -97,12 +97,86 @@ Result<ServiceCost> cost_from_json(const json& c) {
   return cost;
 }
 
+Status validate_origin(const ServiceOrigin& o) {
+  if (o.role == OriginRole::kGenesis) {
+    if (!o.genesis_hash.empty() || o.mask_seed || o.p_test)
+      return bad("origin of a genesis model names no genesis, mask_seed or p_test");
+    return Status::ok();
+  }
+  if (o.role != OriginRole::kGenerated) return bad("origin.role is neither genesis nor generated");
+  auto mh = core::Multihash::parse(o.genesis_hash);
+  if (!mh.ok()) return bad("origin.genesis '" + o.genesis_hash + "': " + mh.status().message());
+  if (mh->code() != static_cast<uint64_t>(core::HashCode::kSha2_256) ||
+      mh->to_base58() != o.genesis_hash)
+    return bad("origin.genesis must be a sha2-256 multihash in bare base58btc ('Qm...'), got '" +
+               o.genesis_hash + "'");
+  if (!o.mask_seed) return bad("origin.mask_seed is missing (a generated model has one)");
+  if (!o.p_test) return bad("origin.p_test is missing (a generated model has one)");
+  if (!std::isfinite(*o.p_test) || *o.p_test <= 0 || *o.p_test > 1)
+    return bad("origin.p_test must be in (0, 1], got " + json(*o.p_test).dump());
+  return Status::ok();
+}
+
+Result<ServiceOrigin> origin_from_json(const json& o) {
+  if (!o.is_object()) return bad("origin must be an object {role, genesis, mask_seed, p_test}");
+  for (auto& [k, _] : o.items())
+    if (k != "role" && k != "genesis" && k != "mask_seed" && k != "p_test")
+      return bad("origin has unknown key '" + k + "'");
+  ServiceOrigin r;
+  auto role = o.find("role");
+  if (role == o.end() || !role->is_string())
+    return bad("origin.role must be \"genesis\" or \"generated\"");
+  if (*role == "genesis") {
+    r.role = OriginRole::kGenesis;
+  } else if (*role == "generated") {
+    r.role = OriginRole::kGenerated;
+  } else {
+    return bad("origin.role must be \"genesis\" or \"generated\", got " + role->dump());
+  }
+  if (auto g = o.find("genesis"); g != o.end()) {
+    if (!g->is_string()) return bad("origin.genesis must be a string");
+    r.genesis_hash = g->get<std::string>();
+    if (r.genesis_hash.empty()) return bad("origin.genesis must not be empty");
+  }
+  if (auto s = o.find("mask_seed"); s != o.end()) {
+    if (!s->is_number_integer() || (!s->is_number_unsigned() && s->get<int64_t>() < 0))
+      return bad("origin.mask_seed must be a non-negative integer, got " + s->dump());
+    r.mask_seed = s->get<uint64_t>();
+  }
+  if (auto p = o.find("p_test"); p != o.end()) {
+    if (!p->is_number()) return bad("origin.p_test must be a number, got " + p->dump());
+    r.p_test = p->get<double>();
+  }
+  IDN_RETURN_IF_ERROR(validate_origin(r));
+  return r;
+}
+
+json origin_to_json(const ServiceOrigin& o) {
+  json j{{"role", std::string(origin_role_name(o.role))}};
+  if (!o.genesis_hash.empty()) j["genesis"] = o.genesis_hash;
+  if (o.mask_seed) j["mask_seed"] = *o.mask_seed;
+  if (o.p_test) j["p_test"] = *o.p_test;
+  return j;
+}
+
 json tensor_to_json(const TensorType& t) {
   return json{
       {"name", t.name}, {"dtype", std::string(core::dtype_name(t.dtype))}, {"shape", t.shape}};
 }
 
 }  // namespace
+
+std::string_view origin_role_name(OriginRole r) {
+  return r == OriginRole::kGenerated ? "generated" : "genesis";
+}
+
+std::string describe(const ServiceOrigin& o) {
+  if (o.role == OriginRole::kGenesis) return "ParallelNet genesis model";
+  std::string s = "ParallelNet model generated from genesis " + o.genesis_hash;
+  if (o.p_test) s += " at p_test " + json(*o.p_test).dump();
+  if (o.mask_seed) s += ", mask seed " + std::to_string(*o.mask_seed);
+  return s;
+}
 
 Status validate(const ServiceDescriptor& d) {
   if (d.name.empty() || d.name.size() > kMaxNameLength)
@@ -158,6 +232,11 @@ Status validate(const ServiceDescriptor& d) {
       return bad("cost.bytes " + std::to_string(d.cost->bytes) + " is above the limit of " +
                  std::to_string(kMaxCostBytes));
   }
+  if (d.origin) {
+    if (d.motif != "parallelnet")
+      return bad("origin is for ParallelNet models; motif is '" + d.motif + "'");
+    IDN_RETURN_IF_ERROR(validate_origin(*d.origin));
+  }
   return Status::ok();
 }
 
@@ -181,6 +260,7 @@ json to_json(const ServiceDescriptor& d) {
          {"exits", exits}};
   // Only when known: a descriptor without a cost keeps the bytes (and the ID) it always had.
   if (d.cost) j["cost"] = json{{"bytes", d.cost->bytes}, {"flops", d.cost->flops}};
+  if (d.origin) j["origin"] = origin_to_json(*d.origin);
   return j;
 }
 
@@ -200,7 +280,7 @@ Result<ServiceDescriptor> from_json(const json& j) {
   static const std::set<std::string> kKeys = {
       "format", "version", "name", "description", "inputs", "outputs", "model", "motif", "exits"};
   for (auto& [k, _] : j.items())
-    if (!kKeys.count(k) && k != "cost") return bad("unknown key '" + k + "'");
+    if (!kKeys.count(k) && k != "cost" && k != "origin") return bad("unknown key '" + k + "'");
   for (const auto& k : kKeys)
     if (!j.contains(k)) return bad("missing key '" + k + "'");
   if (j["format"] != std::string(kDescriptorFormat))
@@ -257,6 +337,9 @@ Result<ServiceDescriptor> from_json(const json& j) {
   }
   if (j.contains("cost")) {
     IDN_ASSIGN_OR_RETURN(d.cost, cost_from_json(j["cost"]));
+  }
+  if (j.contains("origin")) {
+    IDN_ASSIGN_OR_RETURN(d.origin, origin_from_json(j["origin"]));
   }
   IDN_RETURN_IF_ERROR(validate(d));
   return d;
@@ -315,6 +398,43 @@ ServiceCost model_cost(const model::ModelSpec& spec) {
   return c;
 }
 
+Result<std::optional<ServiceOrigin>> origin_from_model(const model::ModelSpec& spec) {
+  const json& op = spec.operating_point;
+  if (!op.is_object() || !op.contains("parallelnet")) return std::optional<ServiceOrigin>();
+  const std::string at = "model '" + spec.name + "': operating_point.parallelnet";
+  auto fail = [&](const std::string& m) { return Status::invalid_argument(at + m); };
+  const json& pn = op["parallelnet"];
+  if (!pn.is_object()) return fail(" must be an object");
+  if (spec.motif != "parallelnet") return fail(" is there but the motif is '" + spec.motif + "'");
+  auto role = pn.find("role");
+  if (role == pn.end() || !role->is_string())
+    return fail(".role must be \"genesis\" or \"generated\"");
+  ServiceOrigin o;
+  if (*role == "genesis") {
+    o.role = OriginRole::kGenesis;
+  } else if (*role == "generated") {
+    o.role = OriginRole::kGenerated;
+    auto g = pn.find("genesis");
+    if (g == pn.end() || !g->is_object() || !g->contains("model_hash") ||
+        !(*g)["model_hash"].is_string())
+      return fail(".genesis.model_hash must be a string");
+    o.genesis_hash = (*g)["model_hash"].get<std::string>();
+    auto s = pn.find("mask_seed");
+    if (s == pn.end() || !s->is_number_integer() ||
+        (!s->is_number_unsigned() && s->get<int64_t>() < 0))
+      return fail(".mask_seed must be a non-negative integer");
+    o.mask_seed = s->get<uint64_t>();
+    auto p = pn.find("p_test");
+    if (p == pn.end() || !p->is_object() || !p->contains("p") || !(*p)["p"].is_number())
+      return fail(".p_test.p must be a number");
+    o.p_test = (*p)["p"].get<double>();
+  } else {
+    return fail(".role must be \"genesis\" or \"generated\", got " + role->dump());
+  }
+  if (Status s = validate_origin(o); !s.is_ok()) return fail(": " + s.message());
+  return std::optional<ServiceOrigin>(std::move(o));
+}
+
 Result<ServiceDescriptor> descriptor_from_model(const model::ModelSpec& spec,
                                                 std::string_view root_cid,
                                                 std::string_view description) {
@@ -333,6 +453,7 @@ Result<ServiceDescriptor> descriptor_from_model(const model::ModelSpec& spec,
   for (const auto& e : spec.exits)
     d.exits.push_back(ExitInfo{e.name, e.stage, e.criterion, e.threshold});
   d.cost = model_cost(spec);
+  IDN_ASSIGN_OR_RETURN(d.origin, origin_from_model(spec));
   IDN_RETURN_IF_ERROR(validate(d));
   return d;
 }

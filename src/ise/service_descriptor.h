@@ -8,8 +8,11 @@
 //  "shape":[1,28,28]}],"model":{"cid":"bafy...","hash":"Qm..."},"motif":"branchynet",
 //  "name":"b-lenet","outputs":[{"dtype":"F32","name":"logits","shape":[10]}],"version":1}
 //
-// An optional "cost":{"bytes":N,"flops":M} says what hosting the service takes. A descriptor
-// without it serialises exactly as before it existed, so older service IDs stay valid.
+// An optional "cost":{"bytes":N,"flops":M} says what hosting the service takes, and an optional
+// "origin" names a ParallelNet model's genesis: {"role":"genesis"} for a genesis model,
+// {"genesis":"Qm...","mask_seed":S,"p_test":P,"role":"generated"} for a model generated from one
+// (Fig. 5.3). A descriptor without them serialises exactly as before they existed, so older
+// service IDs stay valid.
 #pragma once
 
 #include <cstdint>
@@ -65,6 +68,27 @@ struct ServiceCost {
   friend bool operator==(const ServiceCost&, const ServiceCost&) = default;
 };
 
+// Where a ParallelNet model comes from (dissertation ch. 5): a genesis model, or one generated
+// from a genesis by a mask. Members generated from the same genesis form an ensemble (Fig. 5.4);
+// (genesis, p_test, mask_seed) regenerate a member byte for byte.
+enum class OriginRole { kGenesis, kGenerated };
+std::string_view origin_role_name(OriginRole r);  // "genesis", "generated"
+
+struct ServiceOrigin {
+  OriginRole role = OriginRole::kGenesis;
+  // Generated only (empty / absent for a genesis): the genesis's model hash, written as
+  // model.hash is (so it equals the genesis's own descriptor's model.hash), the mask seed, and the
+  // network-wide p it was drawn with (per-layer overrides, if any, are in model.json).
+  std::string genesis_hash;
+  std::optional<uint64_t> mask_seed;
+  std::optional<double> p_test;
+  friend bool operator==(const ServiceOrigin&, const ServiceOrigin&) = default;
+};
+
+// One line for people: "genesis model" or "generated from genesis Qm... at p_test 0.45, mask
+// seed 3".
+std::string describe(const ServiceOrigin& o);
+
 struct ServiceDescriptor {
   std::string name;
   std::string description;
@@ -74,7 +98,8 @@ struct ServiceDescriptor {
   std::string model_hash;  // sha2-256 multihash (base58) of the package's model.json bytes
   std::string motif;       // "branchynet" | "ddnn" | "parallelnet" | "plain"
   std::vector<ExitInfo> exits;
-  std::optional<ServiceCost> cost;  // absent: unknown (descriptors published before it existed)
+  std::optional<ServiceCost> cost;      // absent: unknown (descriptors published before it existed)
+  std::optional<ServiceOrigin> origin;  // absent: not a ParallelNet genesis or generated model
   friend bool operator==(const ServiceDescriptor&, const ServiceDescriptor&) = default;
 };
 
@@ -105,10 +130,16 @@ std::string model_hash_of(std::string_view model_json_text);
 // The cost of a (validated) model spec: trunk_flops() and 4 bytes per F32 weight element.
 ServiceCost model_cost(const model::ModelSpec& spec);
 
+// The origin recorded in a spec's operating_point.parallelnet (written by fit_parallelnet and
+// generate_parallelnet): nullopt when the spec has none (not a ParallelNet model, or one without
+// the record). InvalidArgument naming the field when the record is there but malformed.
+Result<std::optional<ServiceOrigin>> origin_from_model(const model::ModelSpec& spec);
+
 // A descriptor for a model package: inputs, exits and motif from the spec, outputs = the
 // logits [num_classes] (F32), model hash from the spec's canonical model.json text, cost from
-// model_cost().
-// Errors: InvalidArgument (bad CID, description, or a spec without inputs/exits).
+// model_cost(), origin from origin_from_model().
+// Errors: InvalidArgument (bad CID, description, a spec without inputs/exits, or a malformed
+// ParallelNet record).
 Result<ServiceDescriptor> descriptor_from_model(const model::ModelSpec& spec,
                                                 std::string_view root_cid,
                                                 std::string_view description);

@@ -279,6 +279,189 @@ TEST(ServiceDescriptor, BadCostsAreRefusedNamingTheField) {
   EXPECT_TRUE(validate(d).is_ok());
 }
 
+// A ParallelNet spec (one linear layer) whose operating_point.parallelnet is `record`.
+model::ModelSpec parallelnet_spec(const json& record) {
+  json j = json::parse(R"({
+    "format": "idn-model", "version": 1, "name": "pn-mini", "motif": "parallelnet",
+    "inputs": [{"name": "x", "dtype": "F32", "shape": [4]}],
+    "layers": [{"name": "fc", "type": "linear", "inputs": ["x"],
+                "params": {"in_features": 4, "out_features": 2}}],
+    "stages": [{"name": "stage0", "layers": ["fc"], "output": "fc"}],
+    "exits": [{"name": "exit0", "stage": 0, "layers": [], "output": "fc",
+               "criterion": "confidence", "threshold": 0.5}]
+  })");
+  if (!record.is_null()) j["operating_point"] = json{{"parallelnet", record}};
+  auto spec = model::parse_model_spec_text(j.dump());
+  EXPECT_TRUE(spec.ok()) << spec.status().to_string();
+  return *spec;
+}
+
+constexpr std::string_view kGenesisHash = "QmNtvf2gUpvV63KxYE36Ur9skagD68bDjp89JiFTTjqpFo";
+
+// What generate_parallelnet records (the fields the descriptor reads, and some it does not).
+json generated_record() {
+  return json{{"role", "generated"},
+              {"genesis", {{"name", "g"}, {"model_hash", kGenesisHash}, {"parameters", 10}}},
+              {"p_train", {{"p", 0.5}}},
+              {"p_test", {{"p", 0.45}}},
+              {"mask_seed", 3},
+              {"scaling", "inverted"}};
+}
+
+TEST(ServiceDescriptor, OriginOfAGeneratedModelNamesItsGenesisSeedAndP) {
+  auto d = descriptor_from_model(parallelnet_spec(generated_record()), root_cid(), "member");
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  ASSERT_TRUE(d->origin.has_value());
+  EXPECT_EQ(d->origin->role, OriginRole::kGenerated);
+  EXPECT_EQ(d->origin->genesis_hash, kGenesisHash);
+  EXPECT_EQ(d->origin->mask_seed, 3u);
+  EXPECT_EQ(d->origin->p_test, 0.45);
+  auto c = canonical_json(*d);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_NE(c->find(std::string(R"("origin":{"genesis":")") + std::string(kGenesisHash) +
+                    R"(","mask_seed":3,"p_test":0.45,"role":"generated"})"),
+            std::string::npos)
+      << *c;
+  auto back = parse_descriptor(*c);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(*back, *d);
+  EXPECT_TRUE(matches_service_id(*c, *service_id(*d)));
+  EXPECT_EQ(describe(*d->origin), "ParallelNet model generated from genesis " +
+                                      std::string(kGenesisHash) + " at p_test 0.45, mask seed 3");
+  // Another seed is another service.
+  json other = generated_record();
+  other["mask_seed"] = 4;
+  auto d4 = descriptor_from_model(parallelnet_spec(other), root_cid(), "member");
+  ASSERT_TRUE(d4.ok());
+  EXPECT_NE(*service_id(*d4), *service_id(*d));
+}
+
+TEST(ServiceDescriptor, OriginOfAGenesisSaysGenesisOnly) {
+  auto d = descriptor_from_model(
+      parallelnet_spec(json{{"role", "genesis"}, {"p_train", {{"p", 0.45}}}}), root_cid(), "g");
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(d->origin, ServiceOrigin{});
+  EXPECT_NE(canonical_json(*d)->find(R"("origin":{"role":"genesis"})"), std::string::npos);
+  EXPECT_EQ(describe(*d->origin), "ParallelNet genesis model");
+  // No record (a plain model, or a ParallelNet package from before the record): no origin.
+  auto plain = descriptor_from_model(parallelnet_spec(json()), root_cid(), "g");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->origin.has_value());
+  EXPECT_FALSE(good().origin.has_value());
+}
+
+TEST(ServiceDescriptor, WithoutOriginTheCanonicalFormAndIdAreUnchanged) {
+  // The hand-written pre-cost form above, and the same with a cost: no "origin" key appears.
+  ServiceDescriptor d = costless();
+  d.motif = "parallelnet";
+  std::string expect(kCostlessCanonical);
+  expect.replace(expect.find("\"plain\""), 7, "\"parallelnet\"");
+  EXPECT_EQ(*canonical_json(d), expect);
+  d.cost = ServiceCost{1234, 5678};
+  EXPECT_EQ(*canonical_json(d), R"({"cost":{"bytes":5678,"flops":1234},)" + expect.substr(1));
+  // Adding an origin changes the bytes and the ID.
+  auto id = *service_id(d);
+  d.origin = ServiceOrigin{};
+  EXPECT_NE(*service_id(d), id);
+}
+
+// Written by hand, its ID computed apart with Python's hashlib: costless() as a generated
+// ParallelNet member. Keys sorted: "origin" between "name" and "outputs", its own keys sorted.
+constexpr std::string_view kGeneratedCanonical =
+    R"({"description":"a test","exits":[{"criterion":"confidence","name":"exit0","stage":0,)"
+    R"("threshold":0.5}],"format":"idn-service","inputs":[{"dtype":"F32","name":"x","shape":[4]}],)"
+    R"("model":{"cid":"bafybeif4jjyrqcdq66kfcvp3waxuwcroh6vcuyww2mnxaoibgbk62gmgti",)"
+    R"("hash":"QmNtvf2gUpvV63KxYE36Ur9skagD68bDjp89JiFTTjqpFo"},"motif":"parallelnet","name":"tiny",)"
+    R"("origin":{"genesis":"QmNtvf2gUpvV63KxYE36Ur9skagD68bDjp89JiFTTjqpFo","mask_seed":3,)"
+    R"("p_test":0.45,"role":"generated"},"outputs":[{"dtype":"F32","name":"logits","shape":[2]}],)"
+    R"("version":1})";
+
+TEST(ServiceDescriptor, OriginHasTheHandWrittenCanonicalFormAndId) {
+  ServiceDescriptor d = costless();
+  d.motif = "parallelnet";
+  d.origin = ServiceOrigin{OriginRole::kGenerated, std::string(kGenesisHash), 3, 0.45};
+  auto c = canonical_json(d);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(*c, kGeneratedCanonical);
+  EXPECT_EQ(service_id_text(*service_id(d)), "Qmei8wBYMEBbrWnrfM3xusLSkH3dNkNEQ7MHdUm2Ui4XpV");
+  auto back = parse_descriptor(kGeneratedCanonical);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(*back, d);
+}
+
+TEST(ServiceDescriptor, MalformedParallelNetRecordsAreRefusedNamingTheField) {
+  struct Case {
+    std::function<void(json&)> edit;
+    std::string expect;
+  } cases[] = {
+      {[](json& r) { r["role"] = "member"; }, "operating_point.parallelnet.role"},
+      {[](json& r) { r.erase("role"); }, "operating_point.parallelnet.role"},
+      {[](json& r) { r["genesis"].erase("model_hash"); }, ".genesis.model_hash"},
+      {[](json& r) { r["genesis"]["model_hash"] = "zzz"; }, "origin.genesis 'zzz'"},
+      {[](json& r) { r["mask_seed"] = -1; }, ".mask_seed must be a non-negative integer"},
+      {[](json& r) { r["mask_seed"] = "3"; }, ".mask_seed must be a non-negative integer"},
+      {[](json& r) { r.erase("p_test"); }, ".p_test.p must be a number"},
+      {[](json& r) { r["p_test"]["p"] = 1.5; }, "origin.p_test must be in (0, 1]"},
+      {[](json& r) { r = 7; }, "operating_point.parallelnet must be an object"},
+  };
+  for (const auto& c : cases) {
+    json r = generated_record();
+    c.edit(r);
+    auto d = descriptor_from_model(parallelnet_spec(r), root_cid(), "member");
+    EXPECT_FALSE(d.ok()) << c.expect;
+    EXPECT_THAT(d.status().message(), HasSubstr(c.expect));
+  }
+}
+
+TEST(ServiceDescriptor, BadOriginsAreRefusedNamingTheField) {
+  auto generated = [] {
+    auto d = descriptor_from_model(parallelnet_spec(generated_record()), root_cid(), "member");
+    EXPECT_TRUE(d.ok());
+    return to_json(*d);
+  };
+  struct Case {
+    std::function<void(json&)> edit;
+    std::string expect;
+  } cases[] = {
+      {[](json& j) { j["origin"] = 1; }, "origin must be an object"},
+      {[](json& j) { j["origin"]["colour"] = "red"; }, "origin has unknown key 'colour'"},
+      {[](json& j) { j["origin"].erase("role"); }, "origin.role must be"},
+      {[](json& j) { j["origin"]["role"] = "parent"; }, "origin.role must be"},
+      {[](json& j) { j["origin"]["role"] = "genesis"; }, "origin of a genesis model names no"},
+      {[](json& j) { j["origin"].erase("genesis"); }, "origin.genesis ''"},
+      {[](json& j) { j["origin"]["genesis"] = ""; }, "origin.genesis must not be empty"},
+      {[](json& j) { j["origin"]["genesis"] = 5; }, "origin.genesis must be a string"},
+      {[](json& j) {
+         j["origin"]["genesis"] =
+             core::Multihash::sha2_256(as_bytes("x")).to_string(core::Multibase::kBase32);
+       },
+       "bare base58btc"},
+      {[](json& j) { j["origin"].erase("mask_seed"); }, "origin.mask_seed is missing"},
+      {[](json& j) { j["origin"]["mask_seed"] = -2; }, "origin.mask_seed must be a non-negative"},
+      {[](json& j) { j["origin"]["mask_seed"] = 1.5; }, "origin.mask_seed must be a non-negative"},
+      {[](json& j) { j["origin"].erase("p_test"); }, "origin.p_test is missing"},
+      {[](json& j) { j["origin"]["p_test"] = 0; }, "origin.p_test must be in (0, 1]"},
+      {[](json& j) { j["origin"]["p_test"] = 1.01; }, "origin.p_test must be in (0, 1]"},
+      {[](json& j) { j["origin"]["p_test"] = "0.4"; }, "origin.p_test must be a number"},
+      {[](json& j) { j["motif"] = "plain"; }, "origin is for ParallelNet models"},
+  };
+  for (const auto& c : cases) {
+    json j = generated();
+    c.edit(j);
+    Status s = parse_descriptor(j.dump()).status();
+    EXPECT_FALSE(s.is_ok()) << c.expect;
+    EXPECT_THAT(s.message(), HasSubstr(c.expect));
+  }
+  EXPECT_TRUE(parse_descriptor(generated().dump()).ok());
+  // The largest seed round-trips exactly.
+  json j = generated();
+  j["origin"]["mask_seed"] = std::numeric_limits<uint64_t>::max();
+  auto d = parse_descriptor(j.dump());
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(d->origin->mask_seed, std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(*parse_descriptor(*canonical_json(*d)), *d);
+}
+
 TEST(ServiceDescriptor, ServiceIdTextMustBeSha256) {
   EXPECT_FALSE(parse_service_id("hello").ok());
   auto sha512 = core::Multihash::compute(core::HashCode::kSha2_512, as_bytes("x")).value();
