@@ -327,6 +327,18 @@ Status apply_mask(nn::Graph& graph, const Mask& mask) {
   return graph->set_unit_masks(masks);
 }
 
+Status apply_thinned(nn::Graph& graph, const Mask& mask) {
+  std::map<std::string, nn::GraphImpl::UnitSelection> sel;
+  if (!mask.kept.empty()) {
+    IDN_RETURN_IF_ERROR(check_mask(graph->spec(), mask));
+    for (const auto& [name, k] : mask.kept) {
+      auto it = mask.scale.find(name);
+      sel[name] = {k, it == mask.scale.end() ? 1.0 : it->second};
+    }
+  }
+  return graph->set_unit_selection(sel);
+}
+
 Result<model::Package> thin_package(const model::Package& genesis, const Mask& mask) {
   const auto& gs = genesis.spec;
   IDN_RETURN_IF_ERROR(check_mask(gs, mask));

@@ -95,6 +95,10 @@ Status check_mask(const model::ModelSpec& spec, const Mask& mask);
 // Multiplies the genesis graph's units by β times their layer's factor
 // (nn::GraphImpl::set_unit_masks); an empty mask (no layers) removes the masks.
 Status apply_mask(nn::Graph& graph, const Mask& mask);
+// The same sub-network run physically (GraphImpl::set_unit_selection): only the kept units are
+// computed, so a training step costs the thin network's FLOPs; outputs equal apply_mask's.
+// An empty mask removes it.
+Status apply_thinned(nn::Graph& graph, const Mask& mask);
 
 // Fig. 5.3: the thinner package. Removed units leave their layer's weight and bias and the
 // input dimension of the layers that read them (through flatten: each channel's H x W block);

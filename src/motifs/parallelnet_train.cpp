@@ -50,13 +50,13 @@ Result<ParallelNetFit> fit_parallelnet(const std::string& arch, const LabeledDat
   t.before_step = [&](int64_t step) {
     auto m = draw_mask(graph->spec(), opts.p_train, opts.train.seed, step);
     if (m.ok()) set_scale(*m, opts.scaling, opts.p_train, step);
-    Status s = m.ok() ? apply_mask(graph, *m) : m.status();
+    Status s = m.ok() ? apply_thinned(graph, *m) : m.status();
     if (!s.is_ok() && hook_status.is_ok()) hook_status = s;
   };
   t.before_eval = [&] {
     auto m = draw_mask(graph->spec(), eval_p, /*seed=*/1);
     if (m.ok()) set_scale(*m, opts.scaling, eval_p);
-    Status s = m.ok() ? apply_mask(graph, *m) : m.status();
+    Status s = m.ok() ? apply_thinned(graph, *m) : m.status();
     if (!s.is_ok() && hook_status.is_ok()) hook_status = s;
   };
   auto x_val = normalize(data.val.x, data.mean, data.std);
@@ -64,7 +64,7 @@ Result<ParallelNetFit> fit_parallelnet(const std::string& arch, const LabeledDat
   IDN_ASSIGN_OR_RETURN(fit.epochs,
                        train_branchynet(graph, data.train.x, data.train.y, x_val, data.val.y, t));
   IDN_RETURN_IF_ERROR(hook_status);
-  IDN_RETURN_IF_ERROR(apply_mask(graph, Mask{}));
+  IDN_RETURN_IF_ERROR(apply_thinned(graph, Mask{}));
 
   torch::Tensor sum;
   for (int k = 1; k <= opts.eval_masks; ++k) {

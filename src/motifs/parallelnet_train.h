@@ -1,5 +1,6 @@
 // Training a ParallelNet genesis model (Fig. 5.2): every mini-batch trains the sub-network of a
-// fresh Bernoulli(p) mask over filters and neurons, through the BranchyNet trainer's loop
+// fresh Bernoulli(p) mask over filters and neurons, run physically thin (only the kept units are
+// computed: a step costs the sub-network's FLOPs), through the BranchyNet trainer's loop
 // (optimizer, SGDR, checkpoints, determinism for a seed), then the package records p_train and
 // how well models drawn at p_train do on the validation split. One training per process.
 #pragma once

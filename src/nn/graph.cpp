@@ -169,6 +169,30 @@ torch::Tensor GraphImpl::run_layer(int idx, Activations& acts) {
   const torch::Tensor& x = acts[ins[0]];
   const auto& p = l.params;
   torch::Tensor y;
+  if (!slice_.empty() && (slice_[idx].out.defined() || slice_[idx].in.defined())) {
+    const Slice& sl = slice_[idx];
+    torch::Tensor w, b;
+    if (l.type == LayerType::kLinear) {
+      const auto& fc = modules_[idx].get<torch::nn::Linear>();
+      w = fc->weight, b = fc->bias;
+    } else {
+      const auto& conv = modules_[idx].get<torch::nn::Conv2d>();
+      w = conv->weight, b = conv->bias;
+    }
+    if (sl.out.defined()) {
+      w = w.index_select(0, sl.out);
+      if (b.defined()) b = b.index_select(0, sl.out);
+    }
+    if (sl.in.defined()) w = w.index_select(1, sl.in);
+    if (l.type == LayerType::kLinear) {
+      y = torch::nn::functional::linear(x, w, b);
+    } else {
+      y = torch::conv2d(x, w, b, param(p, "stride", 1), param(p, "padding", 0));
+    }
+    if (sl.scale != 1) y = y * sl.scale;
+    acts[num_inputs_ + idx] = y;
+    return y;
+  }
   switch (l.type) {
     case LayerType::kLinear: {
       const auto& fc = modules_[idx].get<torch::nn::Linear>();
@@ -238,6 +262,84 @@ Status GraphImpl::set_unit_masks(const std::map<std::string, torch::Tensor>& mas
     out[it - spec_.layers.begin()] = m.detach().reshape(view).contiguous();
   }
   unit_mask_ = std::move(out);
+  slice_.clear();
+  return Status::ok();
+}
+
+Status GraphImpl::set_unit_selection(const std::map<std::string, UnitSelection>& selection) {
+  std::vector<Slice> out(spec_.layers.size());
+  std::map<std::string, const UnitSelection*> pending;
+  for (const auto& [name, sel] : selection) pending[name] = &sel;
+  auto index = [](const std::vector<int64_t>& v) {
+    return torch::tensor(v, torch::TensorOptions().dtype(torch::kInt64));
+  };
+  // Per node: the kept indices along dim 1 of its output when a thinned layer's units reach it.
+  std::map<std::string, std::vector<int64_t>> carried;
+  for (size_t li = 0; li < spec_.layers.size(); ++li) {
+    const model::LayerSpec& l = spec_.layers[li];
+    const std::vector<int64_t>* in_kept = nullptr;
+    for (const auto& in : l.inputs)
+      if (auto it = carried.find(in); it != carried.end()) in_kept = &it->second;
+    const bool weighted = l.type == LayerType::kConv2d || l.type == LayerType::kLinear;
+    auto sel = pending.find(l.name);
+    if (sel != pending.end() && !weighted)
+      return Status::invalid_argument("unit selection for layer '" + l.name +
+                                      "', which is not conv2d or linear");
+    if (weighted) {
+      if (in_kept) out[li].in = index(*in_kept);
+      if (sel != pending.end()) {
+        const auto& kept = sel->second->kept;
+        const int64_t units = l.out_shape.empty() ? 0 : l.out_shape[0];
+        for (size_t i = 0; i < kept.size(); ++i)
+          if (kept[i] < 0 || kept[i] >= units || (i > 0 && kept[i] <= kept[i - 1]))
+            return Status::invalid_argument("unit selection for layer '" + l.name +
+                                            "' must be sorted distinct indices below " +
+                                            std::to_string(units));
+        if (kept.empty())
+          return Status::invalid_argument("unit selection for layer '" + l.name +
+                                          "' keeps no unit");
+        out[li].out = index(kept);
+        out[li].scale = sel->second->scale;
+        carried[l.name] = kept;
+        pending.erase(sel);
+      }
+      continue;
+    }
+    if (!in_kept) continue;
+    switch (l.type) {
+      case LayerType::kReLU:
+      case LayerType::kMaxPool2d:
+      case LayerType::kAvgPool2d:
+      case LayerType::kDropout:
+        carried[l.name] = *in_kept;
+        break;
+      case LayerType::kFlatten: {
+        // Unit c of a [C, H, W] input becomes features c*H*W .. (c+1)*H*W - 1.
+        int64_t per_unit = 1;
+        if (const auto* src = spec_.layer(l.inputs[0]))
+          for (size_t d = 1; d < src->out_shape.size(); ++d) per_unit *= src->out_shape[d];
+        std::vector<int64_t> f;
+        f.reserve(in_kept->size() * per_unit);
+        for (int64_t c : *in_kept)
+          for (int64_t j = 0; j < per_unit; ++j) f.push_back(c * per_unit + j);
+        carried[l.name] = std::move(f);
+        break;
+      }
+      default:
+        return Status::invalid_argument(
+            "layer '" + l.name + "' (" + std::string(model::layer_type_name(l.type)) +
+            ") reads thinned units; a unit selection passes only through relu, pooling, "
+            "dropout and flatten");
+    }
+  }
+  if (!pending.empty())
+    return Status::invalid_argument("unit selection for unknown layer '" + pending.begin()->first +
+                                    "'");
+  for (const auto& e : spec_.exits)
+    if (carried.count(e.output))
+      return Status::invalid_argument("exit '" + e.name + "' would output thinned units");
+  unit_mask_.clear();
+  slice_ = selection.empty() ? std::vector<Slice>{} : std::move(out);
   return Status::ok();
 }
 

@@ -49,6 +49,20 @@ class GraphImpl : public torch::nn::Module {
   // unknown layer, or a mask that is not 1-D F32 of the layer's unit count.
   Status set_unit_masks(const std::map<std::string, torch::Tensor>& masks);
 
+  // ParallelNet's sub-network run physically (Fig. 5.2 trained for real): each named conv or
+  // linear layer computes only its `kept` units (sorted, distinct), times `scale`, and every
+  // layer reading them uses only the matching slices of its weights, so a step costs the thin
+  // network's FLOPs. Gradients reach exactly the slices used. Outputs equal set_unit_masks with
+  // `scale` at the kept units (to float rounding); activations of thinned layers are narrower.
+  // Replaces masks and selections set before; an empty map removes them. Errors: an unknown or
+  // unweighted layer, bad indices, or a layer other than relu, pooling, dropout and flatten
+  // between a thinned layer and the next conv or linear.
+  struct UnitSelection {
+    std::vector<int64_t> kept;
+    double scale = 1;
+  };
+  Status set_unit_selection(const std::map<std::string, UnitSelection>& selection);
+
   // Module::train/eval; a switch drops the conv layers' packed inference weights, since
   // optimizer steps change the weights behind their version counters (see PackedConv2d).
   void train(bool on = true) override;
@@ -74,6 +88,13 @@ class GraphImpl : public torch::nn::Module {
   std::vector<int> stage_output_slot_, exit_output_slot_;
   std::vector<int64_t> stage_runs_;
   std::vector<torch::Tensor> unit_mask_;  // per layer, shaped to broadcast; empty: none
+  // set_unit_selection, per layer (empty: none): the kept outputs and inputs (undefined: all)
+  // as index tensors, and the factor on the outputs.
+  struct Slice {
+    torch::Tensor out, in;
+    double scale = 1;
+  };
+  std::vector<Slice> slice_;
 };
 TORCH_MODULE(Graph);
 

@@ -170,6 +170,63 @@ TEST(ParallelNetMaskTest, InvertedScalingIsOneOverPOfEachLayer) {
   EXPECT_EQ(acts[1].select(1, 1).abs().max().item<float>(), 0.0f);
 }
 
+// Training runs the sub-network physically (apply_thinned): it must compute what the masked
+// genesis computes, and move the same weights the same way.
+TEST(ParallelNetMaskTest, ThinnedRunEqualsMaskedRunInOutputsAndGradients) {
+  auto spec = *parallelnet_arch("alexnet");
+  Density d;
+  d.p = 0.45;
+  auto mask = *draw_mask(spec, d, 7);
+  set_scale(mask, Scaling::kInverted, d);
+  torch::manual_seed(3);
+  nn::Graph g(spec);
+  g->train();
+  auto x = torch::randn({4, 1, 28, 28});
+  auto y = torch::tensor({1, 4, 7, 9}, torch::kInt64);
+  auto run = [&](bool thinned) {
+    for (auto& p : g->parameters()) p.mutable_grad() = torch::Tensor();
+    Status s = thinned ? apply_thinned(g, mask) : apply_mask(g, mask);
+    EXPECT_TRUE(s.is_ok()) << s.to_string();
+    auto logits = g->forward_all(x)[0];
+    torch::nn::functional::cross_entropy(logits, y).backward();
+    std::map<std::string, torch::Tensor> grads;
+    for (const auto& p : g->named_parameters()) grads[p.key()] = p.value().grad().clone();
+    return std::pair{logits.detach(), grads};
+  };
+  auto [masked, masked_grads] = run(false);
+  auto [thin, thin_grads] = run(true);
+  EXPECT_TRUE(torch::allclose(thin, masked, 1e-4, 1e-5))
+      << "max |diff| " << (thin - masked).abs().max().item<float>();
+  ASSERT_EQ(thin_grads.size(), masked_grads.size());
+  for (const auto& [name, gm] : masked_grads) {
+    const auto& gt = thin_grads.at(name);
+    EXPECT_TRUE(torch::allclose(gt, gm, 1e-4, 1e-6))
+        << name << ": max |diff| " << (gt - gm).abs().max().item<float>();
+  }
+  // A removed unit's weights get no gradient at all in the thinned run.
+  const auto& dropped = mask.kept.at("conv2");
+  int64_t removed = 0;
+  while (std::binary_search(dropped.begin(), dropped.end(), removed)) ++removed;
+  EXPECT_EQ(thin_grads.at("conv2.weight")[removed].abs().max().item<float>(), 0.0f);
+  // Activations are physically narrower: conv2 computes only its kept filters.
+  auto acts = g->begin({x});
+  g->run_stage(0, acts);
+  int64_t widths = 0;
+  for (const auto& a : acts)
+    if (a.defined() && a.dim() == 4 && a.size(1) == static_cast<int64_t>(dropped.size())) ++widths;
+  EXPECT_GT(widths, 0);
+
+  // Removing it restores the full network; bad selections are refused.
+  ASSERT_TRUE(apply_thinned(g, Mask{}).is_ok());
+  EXPECT_EQ(g->forward_all(x)[0].size(1), 10);
+  EXPECT_FALSE(g->set_unit_selection({{"relu1", {{0}, 1}}}).is_ok());
+  EXPECT_FALSE(g->set_unit_selection({{"conv1", {{3, 1}, 1}}}).is_ok());
+  EXPECT_FALSE(g->set_unit_selection({{"conv1", {{24}, 1}}}).is_ok());
+  EXPECT_FALSE(g->set_unit_selection({{"conv1", {{}, 1}}}).is_ok());
+  EXPECT_FALSE(g->set_unit_selection({{"fc3", {{0}, 1}}}).is_ok());  // exit logits
+  EXPECT_FALSE(g->set_unit_selection({{"nope", {{0}, 1}}}).is_ok());
+}
+
 TEST(ParallelNetTrainTest, GenesisRecordsPTrainAndItsSubNetworksLearn) {
   auto pkg = model::load_package(tiny_genesis());
   ASSERT_TRUE(pkg.ok()) << pkg.status().to_string();
