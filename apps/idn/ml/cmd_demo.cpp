@@ -291,6 +291,8 @@ int run_demo(const DemoArgs& a) {
 
 // ml/cmd_demo_parallelnet.cpp
 void register_demo_parallelnet(CLI::App& demo);
+// ml/cmd_demo_ddnn.cpp
+void register_demo_ddnn(CLI::App& demo);
 
 void register_demo(CLI::App& app) {
   auto a = std::make_shared<DemoArgs>();
@@ -313,6 +315,7 @@ void register_demo(CLI::App& app) {
   d->add_flag("--retrain", a->retrain, "Train the default model again");
   d->add_flag("--quiet", a->quiet, "Only the summary, not one line per request");
   register_demo_parallelnet(*d);  // idn demo parallelnet
+  register_demo_ddnn(*d);         // idn demo ddnn
   d->callback([a, d] {
     if (!d->get_subcommands().empty()) return;  // a motif's demo ran instead
     run_or_exit(run_demo(*a));
