@@ -37,6 +37,19 @@ int64_t packed_bytes(ondevice::Shape s) {
   return (s.size() + 7) / 8;
 }
 
+// splitmix64's finaliser: a seed per epoch from the options' seed.
+uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+Status check_dropout(double q) {
+  if (q >= 0 && q < 1) return Status::ok();
+  return Status::invalid_argument("device dropout must be in [0, 1), got " + std::to_string(q));
+}
+
 }  // namespace
 
 Result<MultiViewTensors> multiview_tensors(const data::MultiViewDataset& d, const DdnnConfig& c) {
@@ -74,6 +87,33 @@ torch::Tensor presence(const DdnnConfig& c, const torch::Tensor& view_labels) {
   return torch::ones(view_labels.sizes(), torch::kBool);
 }
 
+Result<torch::Tensor> drop_devices(const torch::Tensor& present, double q, uint64_t seed) {
+  if (Status s = check_dropout(q); !s.is_ok()) return s;
+  if (present.dim() != 2)
+    return Status::invalid_argument("drop_devices: present [N, devices] expected");
+  auto out = present.to(torch::kCPU, torch::kBool).clone().contiguous();
+  if (q == 0) return out;
+  const int64_t n = out.size(0), k = out.size(1);
+  bool* p = out.data_ptr<bool>();
+  std::mt19937_64 rng(seed);
+  std::vector<int64_t> seen;
+  for (int64_t i = 0; i < n; ++i) {
+    bool* row = p + i * k;
+    seen.clear();
+    bool kept = false;
+    for (int64_t d = 0; d < k; ++d) {
+      if (!row[d]) continue;
+      seen.push_back(d);
+      if (static_cast<double>(rng() >> 11) * 0x1.0p-53 < q)
+        row[d] = false;
+      else
+        kept = true;
+    }
+    if (!kept && !seen.empty()) row[seen[rng() % seen.size()]] = true;
+  }
+  return out;
+}
+
 DdnnLoss ddnn_loss(const DdnnOutput& out, const torch::Tensor& view_labels,
                    const torch::Tensor& labels, const DdnnLossWeights& w) {
   DdnnLoss l;
@@ -106,6 +146,7 @@ Result<std::vector<DdnnEpoch>> train_ddnn(Ddnn& model, const MultiViewTensors& t
   if (o.batch_size < 2) return Status::invalid_argument("train_ddnn: batch size must be >= 2");
   if (o.epochs < 0 || !(o.lr > 0))
     return Status::invalid_argument("train_ddnn: epochs >= 0 and lr > 0 expected");
+  if (Status s = check_dropout(o.device_dropout); !s.is_ok()) return s.with_context("train_ddnn");
   if (train.views.size(1) != c.devices())
     return Status::invalid_argument("train_ddnn: the set was made for another configuration");
   torch::optim::Adam adam(model->parameters(),
@@ -121,13 +162,22 @@ Result<std::vector<DdnnEpoch>> train_ddnn(Ddnn& model, const MultiViewTensors& t
     std::shuffle(order.begin(), order.end(), rng);
     DdnnEpoch ep;
     ep.epoch = e + 1;
+    // Device dropout: this epoch's presence; a dropped view is absent, so out of its loss too.
+    torch::Tensor ep_present = present, ep_view_labels = train.view_labels;
+    if (o.device_dropout > 0) {
+      auto dropped = drop_devices(present, o.device_dropout, mix(mix(o.seed) + e));
+      if (!dropped.ok()) return dropped.status();
+      ep_present = *dropped;
+      ep.dropped = present.sum().item<int64_t>() - ep_present.sum().item<int64_t>();
+      ep_view_labels = train.view_labels.masked_fill(ep_present.logical_not(), -1);
+    }
     int64_t batches = 0;
     for (int64_t b = 0; b < n; b += o.batch_size) {
       int64_t end = std::min(n, b + o.batch_size);
       if (n - end == 1) end = n;  // no batch of one
       const auto idx = torch::from_blob(order.data() + b, {end - b}, torch::kInt64).clone();
-      auto out = model->forward(train.views.index_select(0, idx), present.index_select(0, idx));
-      auto loss = ddnn_loss(out, train.view_labels.index_select(0, idx),
+      auto out = model->forward(train.views.index_select(0, idx), ep_present.index_select(0, idx));
+      auto loss = ddnn_loss(out, ep_view_labels.index_select(0, idx),
                             train.labels.index_select(0, idx), o.weights);
       adam.zero_grad();
       loss.total.backward();

@@ -44,19 +44,32 @@ struct DdnnEpoch {
   int64_t epoch = 0;
   DdnnLoss loss;  // means over the epoch's batches (total undefined)
   double seconds = 0;
+  int64_t dropped = 0;  // device views device_dropout treated as absent this epoch
 };
 
 struct DdnnTrainOptions {
   int64_t epochs = 20, batch_size = 32;
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // Adam, §4.5.1
   DdnnLossWeights weights;
-  uint64_t seed = 1;                               // batch order
+  uint64_t seed = 1;  // batch order (and device dropout)
+  // Device dropout, in [0, 1): every epoch, each present device of each training sample is
+  // treated as absent with this probability (drop_devices below), so the aggregators learn not
+  // to lean on one device (§4.5.8's failures). 0 (default): off, training exactly as without.
+  double device_dropout = 0;
   std::function<void(const DdnnEpoch&)> on_epoch;  // e.g. printing
 };
 
+// Device dropout's presence mask: `present` [N, devices] bool with each true entry cleared with
+// probability q, except that a sample keeps at least one of its present devices (when every
+// one is drawn, one of them, chosen at random, stays). Never sets an entry. Deterministic for a
+// seed; q = 0 returns `present` unchanged. InvalidArgument unless q is in [0, 1).
+Result<torch::Tensor> drop_devices(const torch::Tensor& present, double q, uint64_t seed);
+
 // Trains `model` in place (then leaves it in eval mode): shuffled mini-batches (a last batch of
 // one sample joins the previous one: batch norm needs two), Adam, clip_weights() after every
-// step. Deterministic for a seed, model initialisation and thread count.
+// step. A device dropped by device_dropout is absent for that epoch as an absent view is: out
+// of every aggregation and out of its own exit's loss. Deterministic for a seed, model
+// initialisation and thread count.
 Result<std::vector<DdnnEpoch>> train_ddnn(Ddnn& model, const MultiViewTensors& train,
                                           const DdnnTrainOptions& options);
 

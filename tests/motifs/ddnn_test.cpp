@@ -369,5 +369,105 @@ TEST(DdnnTrainTest, FailedDevicesAndIndividualAccuracy) {
   EXPECT_FALSE(individual_accuracy(tiny_views(20, 5), tiny_views(20, 9), 9, c, o).ok());
 }
 
+TEST(DdnnTrainTest, DeviceDropoutClearsPresentDevicesAtRateQButNeverAll) {
+  // Rows 0-999: four devices present; 1000-1999: device 0 only; 2000-2999: none.
+  const int64_t n = 3000;
+  auto present = torch::ones({n, 4}, torch::kBool);
+  present.narrow(0, 1000, 1000).narrow(1, 1, 3).fill_(false);
+  present.narrow(0, 2000, 1000).fill_(false);
+  auto a = drop_devices(present, 0.3, 7), b = drop_devices(present, 0.3, 7),
+       other = drop_devices(present, 0.3, 8);
+  ASSERT_TRUE(a.ok() && b.ok() && other.ok()) << a.status().to_string();
+  EXPECT_TRUE(a->equal(*b));
+  EXPECT_FALSE(a->equal(*other));
+  // Only present devices are cleared; a sample keeps at least one (a lone device always stays).
+  EXPECT_FALSE(a->logical_and(present.logical_not()).any().item<bool>());
+  EXPECT_TRUE(a->narrow(0, 0, 2000).any(1).all().item<bool>());
+  EXPECT_TRUE(a->narrow(0, 1000, 1000).equal(present.narrow(0, 1000, 1000)));
+  EXPECT_FALSE(a->narrow(0, 2000, 1000).any().item<bool>());
+  // Each of four devices is cleared with probability q, less the rows where all four were drawn
+  // and one stays: q - q^4 / 4 (sd of the estimate 0.007).
+  const auto full = a->narrow(0, 0, 1000);
+  EXPECT_NEAR(1 - full.to(torch::kFloat64).mean().item<double>(), 0.3 - std::pow(0.3, 4) / 4, 0.03);
+  EXPECT_TRUE(full.sum(1).lt(3).any().item<bool>()) << "several devices of a sample may drop";
+  // With q = 0.9 most full rows keep one device, chosen at random: each device is the one.
+  auto high = drop_devices(present, 0.9, 7);
+  ASSERT_TRUE(high.ok());
+  const auto h = high->narrow(0, 0, 1000);
+  EXPECT_TRUE(h.any(1).all().item<bool>());
+  const auto lone = h.index_select(0, h.sum(1).eq(1).nonzero().squeeze(1));
+  EXPECT_GT(lone.size(0), 500);
+  for (int64_t d = 0; d < 4; ++d) EXPECT_GT(lone.select(1, d).sum().item<int64_t>(), 100) << d;
+  // q = 0 changes nothing; q outside [0, 1) is refused.
+  EXPECT_TRUE(drop_devices(present, 0, 7)->equal(present));
+  EXPECT_THAT(drop_devices(present, 1, 7).status().message(), HasSubstr("[0, 1)"));
+  EXPECT_FALSE(drop_devices(present, -0.1, 7).ok());
+}
+
+bool same_weights(const Ddnn& a, const Ddnn& b) {
+  const auto x = a->named_parameters(), y = b->named_parameters();
+  for (const auto& p : x)
+    if (!p.value().equal(y[p.key()])) return false;
+  const auto bx = a->named_buffers(), by = b->named_buffers();
+  for (const auto& p : bx)
+    if (!p.value().equal(by[p.key()])) return false;
+  return true;
+}
+
+TEST(DdnnTrainTest, DeviceDropoutIsSeededAndOffAtZero) {
+  const auto c = tiny_config('c');
+  auto d = multiview_tensors(tiny_views(120, 5), c);
+  ASSERT_TRUE(d.ok());
+  const int64_t seen = presence(c, d->view_labels).sum().item<int64_t>();
+  struct Fit {
+    Ddnn model{nullptr};
+    std::vector<DdnnEpoch> epochs;
+  };
+  auto fit = [&](DdnnTrainOptions o) {
+    torch::manual_seed(3);
+    Fit f{Ddnn(c), {}};
+    o.epochs = 3;
+    o.batch_size = 16;
+    o.lr = 3e-3;
+    auto r = train_ddnn(f.model, *d, o);
+    EXPECT_TRUE(r.ok()) << r.status().to_string();
+    if (r.ok()) f.epochs = *r;
+    return f;
+  };
+  DdnnTrainOptions off, zero, q3, q3_seed2;
+  zero.device_dropout = 0;
+  q3.device_dropout = q3_seed2.device_dropout = 0.3;
+  q3_seed2.seed = 2;
+  const auto base = fit(off), z = fit(zero), a = fit(q3), b = fit(q3), s2 = fit(q3_seed2);
+  // q = 0 is the training without dropout: nothing dropped, the same weights.
+  for (const auto& e : z.epochs) EXPECT_EQ(e.dropped, 0);
+  EXPECT_TRUE(same_weights(base.model, z.model));
+  // q = 0.3: about 30 % of the present views dropped, a fresh draw each epoch, the same for the
+  // same seed, and the model trained differently.
+  ASSERT_EQ(a.epochs.size(), 3u);
+  for (const auto& e : a.epochs) {
+    EXPECT_GT(e.dropped, 0.2 * static_cast<double>(seen)) << e.epoch;
+    EXPECT_LT(e.dropped, 0.4 * static_cast<double>(seen)) << e.epoch;
+  }
+  EXPECT_TRUE(a.epochs[0].dropped != a.epochs[1].dropped ||
+              a.epochs[1].dropped != a.epochs[2].dropped);
+  EXPECT_TRUE(same_weights(a.model, b.model));
+  for (size_t i = 0; i < a.epochs.size(); ++i) {
+    EXPECT_EQ(a.epochs[i].dropped, b.epochs[i].dropped);
+    EXPECT_EQ(a.epochs[i].loss.cloud, b.epochs[i].loss.cloud);
+  }
+  EXPECT_FALSE(same_weights(a.model, base.model));
+  EXPECT_FALSE(same_weights(a.model, s2.model));
+  // A dropped view is out of its device's loss as an absent one is, so the losses differ too.
+  EXPECT_NE(a.epochs[0].loss.device, base.epochs[0].loss.device);
+  torch::manual_seed(3);
+  Ddnn m(c);
+  DdnnTrainOptions bad;
+  bad.device_dropout = 1;
+  auto r = train_ddnn(m, *d, bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().to_string(), HasSubstr("device dropout"));
+}
+
 }  // namespace
 }  // namespace idn::motifs
