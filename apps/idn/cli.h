@@ -63,6 +63,8 @@ void register_bench_ddnn(CLI::App& bench);       // ml/cmd_bench_ddnn.cpp: idn b
 // ml/cmd_parallelnet.cpp: idn train parallelnet (after register_train), idn parallelnet
 // generate, idn bench parallelnet.
 void register_parallelnet(CLI::App& app, CLI::App& bench);
+// ml/cmd_demo_ddnn.cpp: idn ddnn publish (idn demo ddnn hangs off register_demo).
+void register_ddnn_publish(CLI::App& app);
 void register_ddnn(CLI::App& app);     // ml/cmd_ddnn.cpp: idn train ddnn (after register_train)
 void register_id(CLI::App& app);       // cmd_id.cpp: idn id new|show
 void register_content(CLI::App& app);  // cmd_content.cpp: idn add|publish|fetch|cat|share

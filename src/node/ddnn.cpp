@@ -13,10 +13,13 @@ namespace idn::node {
 namespace fs = std::filesystem;
 
 Result<DdnnServices> store_ddnn(Node& node, const fs::path& dir) {
+  return store_ddnn(node.blockstore(), dir);
+}
+
+Result<DdnnServices> store_ddnn(store::Blockstore& store, const fs::path& dir) {
   IDN_ASSIGN_OR_RETURN(auto info, serve::read_ddnn_info(dir));
   std::vector<std::string> files = {"ddnn.json", "weights.safetensors"};
   for (int64_t d = 0; d < info.devices; ++d) files.push_back(fmt::format("device{}.idnb", d));
-  auto& store = node.blockstore();
   auto imported = store::import_directory_entries(dir, files, store);
   if (!imported.ok()) return imported.status().with_context("import " + dir.string());
   IDN_RETURN_IF_ERROR(store.pin(imported->cid));

@@ -31,6 +31,8 @@ struct DdnnServices {
 // Imports the package's serving files (ddnn.json, weights.safetensors, device<d>.idnb) into the
 // node's store and pins them, stores and pins every section's descriptor block, and returns the
 // service IDs. Offline: nothing is hosted or announced. Errors: read_ddnn_info's, IOError.
+Result<DdnnServices> store_ddnn(store::Blockstore& store, const std::filesystem::path& package_dir);
+// The same in the node's own store.
 Result<DdnnServices> store_ddnn(Node& node, const std::filesystem::path& package_dir);
 
 // Hosts one section here: "device<d>" (on `camera`, the replay this peer owns) or "cloud",

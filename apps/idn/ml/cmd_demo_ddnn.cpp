@@ -27,6 +27,7 @@
 #include "node/ddnn.h"
 #include "node/node.h"
 #include "node/node_thread.h"
+#include "store/blockstore.h"
 
 namespace idn::cli {
 namespace {
@@ -233,7 +234,41 @@ int run(const Args& a) {
   return answered == a.samples ? 0 : 1;
 }
 
+// idn ddnn publish: the offline half of deploying a DDNN package, as `idn publish` is for a
+// model package. Hosting needs what only a peer has (a device section its camera).
+int run_publish(const std::string& data_dir, const std::string& package) {
+  auto bs = store::Blockstore::open(fs::path(data_dir) / "store");
+  if (!bs.ok()) return report(bs.status());
+  auto s = node::store_ddnn(**bs, package);
+  if (!s.ok()) return report(s.status());
+  std::printf("package %s\n", s->package.to_string().c_str());
+  for (size_t d = 0; d < s->devices.size(); ++d)
+    std::printf("device%zu  %s  (camera view %lld)\n", d,
+                ise::service_id_text(s->devices[d]).c_str(), (long long)s->info.views[d]);
+  std::printf("cloud    %s\n", ise::service_id_text(s->cloud).c_str());
+  std::fprintf(stderr,
+               "stored and pinned in %s with one descriptor per section (motif ddnn); a device "
+               "peer hosts its section with its own camera, the cloud peer the cloud section "
+               "(node::host_ddnn_section; `idn demo ddnn` does both)\n",
+               data_dir.c_str());
+  return 0;
+}
+
 }  // namespace
+
+void register_ddnn_publish(CLI::App& app) {
+  auto data_dir = std::make_shared<std::string>(default_data_dir());
+  auto package = std::make_shared<std::string>();
+  auto* ddnn = app.add_subcommand("ddnn", "DDNN packages on the network");
+  ddnn->require_subcommand(1);
+  auto* cmd = ddnn->add_subcommand(
+      "publish",
+      "Store and pin a DDNN package (ddnn.json) and one service descriptor per section (motif "
+      "ddnn: device<d>, cloud), print each section's service ID");
+  cmd->add_option("PACKAGE_DIR", *package, "DDNN package directory")->required();
+  cmd->add_option("--data-dir", *data_dir, "The node's data directory")->capture_default_str();
+  cmd->callback([data_dir, package] { run_or_exit(run_publish(*data_dir, *package)); });
+}
 
 void register_demo_ddnn(CLI::App& demo) {
   auto a = std::make_shared<Args>();
