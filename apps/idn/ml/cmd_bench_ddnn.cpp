@@ -39,6 +39,7 @@ struct BenchDdnnArgs {
   int64_t samples = 6000, test_samples = 1000, views = 6;
   int64_t epochs = 8, batch = 32;
   int64_t device_filters = 4, cloud_filters = 32, cloud_blocks = 1;
+  double device_dropout = 0;  // DdnnTrainOptions::device_dropout of every multi-device model
   std::string scheme = "MP-CC";
   double threshold = -1;     // Figs. 4.8 and 4.10; < 0: Table 4.2's best T with enough local exits
   double fig49_exit = 0.75;  // Fig. 4.9: T set so that about this share exits locally
@@ -157,6 +158,7 @@ class Bench {
     o.epochs = a_.epochs;
     o.batch_size = a_.batch;
     o.seed = a_.seed;
+    o.device_dropout = a_.device_dropout;
     return o;
   }
 
@@ -166,6 +168,7 @@ class Bench {
     s << "ddnn-bench-" << scheme_name(c) << "-v" << join(c.views, ".") << "-f" << c.device_filters
       << "-cf" << c.cloud_filters << "x" << c.cloud_blocks << "-n" << a_.samples << "-e"
       << a_.epochs << "-b" << a_.batch << "-s" << a_.seed;
+    if (a_.device_dropout > 0) s << "-dq" << a_.device_dropout;
     return s.str();
   }
 
@@ -209,6 +212,7 @@ class Bench {
                   {"batch", a_.batch},
                   {"optimizer", "adam"},
                   {"lr", o.lr},
+                  {"device_dropout", o.device_dropout},
                   {"samples", a_.samples},
                   {"seconds", seconds},
                   {"data", "generated from FashionMNIST train"}};
@@ -255,7 +259,9 @@ class Bench {
       std::fprintf(stderr, "  individual accuracy: training camera %lld alone...\n",
                    static_cast<long long>(v));
       torch::manual_seed(a_.seed);
-      auto r = motifs::individual_accuracy(train_set_, test_set_, v, like, train_options());
+      auto o = train_options();
+      o.device_dropout = 0;  // one camera: nothing to drop
+      auto r = motifs::individual_accuracy(train_set_, test_set_, v, like, o);
       if (!r.ok()) return r.status().with_context("camera " + std::to_string(v));
       acc.push_back(*r);
     }
@@ -315,6 +321,8 @@ int run_bench_ddnn(BenchDdnnArgs a) {
   if (!local_scheme.ok() || !cloud_scheme.ok())
     return report(Status::invalid_argument("--scheme must be LOCAL-CLOUD of MP, AP, CC, got '" +
                                            a.scheme + "'"));
+  if (!(a.device_dropout >= 0 && a.device_dropout < 1))
+    return report(Status::invalid_argument("--device-dropout must be in [0, 1)"));
   if (a.views < 2 || a.views > 64)
     return report(Status::invalid_argument("--views must be in 2..64"));
   if (a.thresholds.empty() || a.filters.empty())
@@ -333,11 +341,12 @@ int run_bench_ddnn(BenchDdnnArgs a) {
   std::printf(
       "DDNN bench (dissertation §4.5) on generated multi-view data: configuration (c), %lld "
       "cameras, %lld train / %lld test samples, %lld epochs (Adam 1e-3), device ConvP %lld "
-      "filters, cloud %lld x ConvP %lld filters, seed %llu\n\n",
+      "filters, cloud %lld x ConvP %lld filters, device dropout %.2f, seed %llu\n\n",
       static_cast<long long>(a.views), static_cast<long long>(a.samples),
       static_cast<long long>(a.test_samples), static_cast<long long>(a.epochs),
       static_cast<long long>(a.device_filters), static_cast<long long>(a.cloud_blocks),
-      static_cast<long long>(a.cloud_filters), static_cast<unsigned long long>(a.seed));
+      static_cast<long long>(a.cloud_filters), a.device_dropout,
+      static_cast<unsigned long long>(a.seed));
 
   // ---- Table 4.1: the nine aggregation pairs ----
   std::fprintf(stderr, "Table 4.1: nine aggregation schemes\n");
@@ -612,6 +621,10 @@ void register_bench_ddnn(CLI::App& bench) {
   c->add_option("--cloud-filters", a->cloud_filters, "Filters of each cloud ConvP block")
       ->capture_default_str();
   c->add_option("--cloud-blocks", a->cloud_blocks, "Cloud ConvP blocks")->capture_default_str();
+  c->add_option("--device-dropout", a->device_dropout,
+                "Train every multi-camera model with each present camera of a sample absent with "
+                "this probability per epoch (never all of a sample's); in [0, 1)")
+      ->capture_default_str();
   c->add_option("--scheme", a->scheme,
                 "Aggregation (local-cloud) of Table 4.2 and Figs. 4.8-4.10, e.g. MP-CC")
       ->capture_default_str();

@@ -25,6 +25,7 @@ struct DdnnArgs {
   int64_t device_filters = 4, edge_filters = 8, cloud_filters = 16;
   int64_t epochs = 20, batch = 32;
   double lr = 1e-3, threshold = 0.8, edge_threshold = 0.8;
+  double device_dropout = 0;
   uint64_t seed = 1;
   bool reference_absent = false, individual = false;
   int threads = 2;
@@ -88,6 +89,7 @@ int run_ddnn(const DdnnArgs& a) {
   o.batch_size = a.batch;
   o.lr = a.lr;
   o.seed = a.seed;
+  o.device_dropout = a.device_dropout;
   o.on_epoch = [](const motifs::DdnnEpoch& e) {
     std::printf("epoch %3lld  loss: devices %.4f  local %.4f  edge %.4f  cloud %.4f  (%.1f s)\n",
                 static_cast<long long>(e.epoch), e.loss.device, e.loss.local, e.loss.edge,
@@ -149,6 +151,7 @@ int run_ddnn(const DdnnArgs& a) {
                 {"batch", a.batch},
                 {"optimizer", "adam"},
                 {"lr", a.lr},
+                {"device_dropout", a.device_dropout},
                 {"samples", train->size()},
                 {"data", a.data_dir.empty() ? "generated from FashionMNIST train" : a.data_dir},
                 {"threads", a.threads}};
@@ -192,6 +195,10 @@ void register_ddnn(CLI::App& app) {
   d->add_option("--filters", a->device_filters, "ConvP filters per device")->capture_default_str();
   d->add_option("--edge-filters", a->edge_filters, "ConvP filters per edge")->capture_default_str();
   d->add_option("--cloud-filters", a->cloud_filters, "ConvP filters in the cloud")
+      ->capture_default_str();
+  d->add_option("--device-dropout", a->device_dropout,
+                "Train with each present device of a sample absent with this probability per "
+                "epoch (never all of a sample's), so no device becomes indispensable; in [0, 1)")
       ->capture_default_str();
   d->add_option("--threshold", a->threshold, "Local exit's normalized-entropy threshold T")
       ->capture_default_str();
