@@ -36,7 +36,7 @@ assert head[:7] == ["kind", "p_test", "seed_or_n", "parameters", "flops", "accur
 assert all(len(r) == len(head) for r in rows), [r for r in rows if len(r) != len(head)]
 col = {k: i for i, k in enumerate(head)}
 kinds = {r[0] for r in rows}
-for k in ["genesis", "model", "time", "ensemble", "no_exit", "early_exit", "grid_model",
+for k in ["genesis", "model", "time", "speedup", "ensemble", "no_exit", "early_exit", "grid_model",
           "grid_ensemble"]:
     assert k in kinds, (k, kinds)
 f = lambda r, k: float(r[col[k]])

@@ -381,11 +381,15 @@ int run_bench(BenchArgs a) {
           {},
           true};
 
-  // The genesis itself, unmasked: the reference of Figs. 5.10 and 5.13.
+  // The genesis itself, unmasked: the reference of Figs. 5.10 and 5.13. On a shared CPU the load
+  // drifts, so it is timed again right after each timed generated model: a speed-up is the median
+  // of those paired ratios, and the genesis's time the median of all its timings.
   auto gscore = score(*gpkg, x, y, a, true);
   if (!gscore.ok()) return report(gscore.status().with_context("genesis"));
-  csv << "genesis,1,," << gscore->parameters << "," << gscore->flops << "," << gscore->accuracy
-      << "," << gscore->us_b1 << "," << gscore->us_batch << "," << main_p_train << ",,\n";
+  nn::Graph ggraph(gpkg->spec);
+  if (Status st = ggraph->load_weights(gpkg->weights); !st.is_ok()) return report(st);
+  std::vector<double> g_b1_all{gscore->us_b1}, g_bn_all{gscore->us_batch};
+  std::map<double, std::pair<double, double>> speedups;  // per p_test: at batch 1, at a.batch
 
   std::printf(
       "| p_test | parameters | MFLOPs | accuracy mean (min-max) | us/sample b1 | us/sample b%d | "
@@ -394,7 +398,7 @@ int run_bench(BenchArgs a) {
   std::map<double, std::vector<Scored>> members;  // per p_test, seeds 1..max(masks, models)
   const int models = std::max(a.masks, a.max_models);
   for (double p : a.p_tests) {
-    std::vector<double> accs, us1, usb;
+    std::vector<double> accs, us1, usb, r1, rb;
     int64_t params = 0, flops = 0;
     auto& ms = members[p];
     for (int s = 1; s <= models; ++s) {
@@ -406,6 +410,10 @@ int run_bench(BenchArgs a) {
       accs.push_back(g.accuracy);
       us1.push_back(g.us_b1);
       usb.push_back(g.us_batch);
+      const double gt1 = time_per_sample_us(ggraph, x, a.timing_samples, 1);
+      const double gtb = time_per_sample_us(ggraph, x, a.timing_samples, a.batch);
+      g_b1_all.push_back(gt1), g_bn_all.push_back(gtb);
+      r1.push_back(gt1 / g.us_b1), rb.push_back(gtb / g.us_batch);
       params += g.parameters / a.masks;
       flops += g.flops / a.masks;
       csv << "model," << p << "," << s << "," << g.parameters << "," << g.flops << "," << g.accuracy
@@ -451,32 +459,37 @@ int run_bench(BenchArgs a) {
     min_s.x.push_back(p), min_s.y.push_back(100 * *std::min_element(accs.begin(), accs.end()));
     max_s.x.push_back(p), max_s.y.push_back(100 * *std::max_element(accs.begin(), accs.end()));
     const double t1 = median(us1), tb = median(usb);
+    speedups[p] = {median(r1), median(rb)};
     time_b1.x.push_back(p), time_b1.y.push_back(t1);
     time_bn.x.push_back(p), time_bn.y.push_back(tb);
     csv << "time," << p << "," << a.masks << "," << params << "," << flops << ",," << t1 << ","
         << tb << ",,,\n";
+    csv << "speedup," << p << "," << a.masks << ",,,," << speedups[p].first << ","
+        << speedups[p].second << ",,,\n";
     std::printf(
         "| %.2f | %lld | %.2f | %.2f%% (%.2f-%.2f) | %.0f | %.1f | %.2fx | %.2fx | %.2f%% "
         "(checked %.2f%%, honest answers excluded %.2f%%) |\n",
         p, static_cast<long long>(params), flops / 1e6, 100 * m, min_s.y.back(), max_s.y.back(), t1,
-        tb, gscore->us_b1 / t1, gscore->us_batch / tb, 100 * ens_acc.back(), 100.0 * right / n_test,
+        tb, speedups[p].first, speedups[p].second, 100 * ens_acc.back(), 100.0 * right / n_test,
         100 * honest_excluded);
   }
+  gscore->us_b1 = median(g_b1_all);
+  gscore->us_batch = median(g_bn_all);
+  csv << "genesis,1,," << gscore->parameters << "," << gscore->flops << "," << gscore->accuracy
+      << "," << gscore->us_b1 << "," << gscore->us_batch << "," << main_p_train << ",,\n";
   std::printf(
       "\n(us/sample: median wall time of one test image alone (b1) and of a batch of %d / %d "
-      "(b%d), %d LibTorch thread(s); speed-up: the genesis model's time over the generated "
-      "model's; the genesis itself: %.0f us at b1, %.1f us at b%d, accuracy %.2f%%)\n",
+      "(b%d), %d LibTorch thread(s); speed-up: the median over masks of the genesis model's time, "
+      "measured right after, over the generated model's; the genesis itself: %.0f us at b1, %.1f "
+      "us at b%d (median of %zu timings), accuracy %.2f%%)\n",
       a.batch, a.batch, a.batch, a.threads, gscore->us_b1, gscore->us_batch, a.batch,
-      100 * gscore->accuracy);
+      g_b1_all.size(), 100 * gscore->accuracy);
   for (double p : a.p_tests) {
     if (std::abs(p - 0.45) > 1e-9) continue;
-    const auto& ms = members[p];
-    std::vector<double> t1, tb;
-    for (int s = 0; s < a.masks; ++s) t1.push_back(ms[s].us_b1), tb.push_back(ms[s].us_batch);
     std::printf(
         "Fig. 5.10 at p = 0.45: %.2fx faster than the genesis at batch 1, %.2fx at batch %d "
         "(the issue asks >= 3x; the dissertation reports 3.2x on its CPU)\n",
-        gscore->us_b1 / median(t1), gscore->us_batch / median(tb), a.batch);
+        speedups[p].first, speedups[p].second, a.batch);
   }
 
   // ---- Fig. 5.13: accuracy vs time with early exit ----
