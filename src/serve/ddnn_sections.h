@@ -9,7 +9,7 @@
 //             answer:  exit 0, F32 [classes] scores, confidence and normalized entropy of their
 //                      softmax; with stop_after_stage = 0 the last ConvP's bits instead, U8
 //                      [ceil(f*h*w / 8)] packed. A frame with nothing in view (the replay's view
-//                      label -1) is answered kInvalidRequest "nothing in view": the view is absent.
+//                      label -1) is answered kInvalidRequest "not in view": the view is absent.
 //   cloud     request: inputs = the present devices' packed features, input_views = their
 //                      device indices (strictly increasing), no input.
 //             answer:  exit 0, F32 [classes] cloud scores, confidence, normalized entropy.
