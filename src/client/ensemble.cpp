@@ -223,7 +223,23 @@ Status ProgressiveEnsemble::add(std::string source, const core::Tensor& output) 
     return Status::invalid_argument("answer from " + source + " must be F32 [C] or [1, C], got " +
                                     core::shape_string(output.shape));
   auto v = output.f32();
-  return add(Answer{std::move(source), std::vector<float>(v.begin(), v.end())});
+  double sum = 0;
+  for (float x : v) {
+    if (!(x >= 0.0f && x <= 1.0f + 1e-5f))
+      return Status::invalid_argument("answer from " + source +
+                                      " is not a probability vector (a value of " +
+                                      std::to_string(x) + ")");
+    sum += x;
+  }
+  if (std::abs(sum - 1) > 1e-3)
+    return Status::invalid_argument("answer from " + source +
+                                    " is not a probability vector (its values sum to " +
+                                    std::to_string(sum) + ")");
+  // A zero probability becomes a large finite negative log: one confident answer stays finite.
+  constexpr float kFloor = 1e-12f;
+  std::vector<float> logp(v.size());
+  for (size_t i = 0; i < v.size(); ++i) logp[i] = std::log(std::max(v[i], kFloor));
+  return add(Answer{std::move(source), std::move(logp)});
 }
 
 bool ProgressiveEnsemble::should_exit() const {

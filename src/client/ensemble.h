@@ -109,7 +109,12 @@ class ProgressiveEnsemble {
   // Adds one model's answer. InvalidArgument (nothing added) when it is malformed, has another
   // class count than the first answer, or comes from a source already added.
   Status add(Answer answer);
-  // The same from an exit output tensor: F32, [C] or [1, C].
+  // The same from an exit answer as /idn/infer/1.0.0 carries it: the exit's class
+  // probabilities (its calibrated softmax), F32 [C] or [1, C]. They enter as log-probabilities
+  // (softmax(log p) = p), so every rule combines what it would combine from the models' logits
+  // (exactly, for exits at temperature 1). InvalidArgument when it is not a probability vector
+  // (a value outside [0, 1], or a sum more than 1e-3 from 1): a peer that sends raw scores or
+  // garbage is reported, not averaged in.
   Status add(std::string source, const core::Tensor& output);
 
   size_t answers() const { return answers_.size(); }

@@ -209,7 +209,14 @@ TEST(EnsembleTest, MalformedAnswersAreRefusedAndLeaveTheStateAlone) {
   EXPECT_EQ(e.add("b", core::Tensor::zeros(core::DType::kI64, {3})).code(), Code::kInvalidArgument);
   EXPECT_EQ(e.answers(), 1u);
   EXPECT_EQ(e.current().probs, before.probs);
-  EXPECT_TRUE(e.add("b", core::Tensor::f32({1, 3}, std::vector<float>{0, 0, 9})).is_ok());
+  // The wire carries probabilities: raw scores are refused, a distribution enters as log p.
+  EXPECT_EQ(e.add("b", core::Tensor::f32({1, 3}, std::vector<float>{0, 0, 9})).code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(e.add("b", core::Tensor::f32({3}, std::vector<float>{0.5f, 0.5f, 0.5f})).code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(e.add("b", core::Tensor::f32({3}, std::vector<float>{1.5f, -0.5f, 0})).code(),
+            Code::kInvalidArgument);
+  EXPECT_TRUE(e.add("b", core::Tensor::f32({1, 3}, std::vector<float>{0, 0, 1})).is_ok());
   EXPECT_EQ(e.answers(), 2u);
 
   EXPECT_FALSE(combine({}).ok());
@@ -239,6 +246,35 @@ TEST(EnsembleTest, TemperatureFitCoolsAnOverconfidentEnsemble) {
   std::vector<int> bad_labels(labels);
   bad_labels[0] = 10;
   EXPECT_FALSE(fit_ensemble_temperature(scores, classes, bad_labels).ok());
+}
+
+// Peers answer with probabilities (the exit's softmax); every rule must combine them exactly as
+// it combines the models' logits.
+TEST(EnsembleTest, WireProbabilitiesCombineLikeTheLogitsTheyCameFrom) {
+  const std::vector<std::vector<float>> logits = {
+      {2.0f, -1.0f, 0.5f, 0.0f}, {0.3f, 1.7f, -2.0f, 0.1f}, {1.1f, 0.9f, 0.2f, -0.4f}};
+  for (CombineRule rule :
+       {CombineRule::kMeanLogits, CombineRule::kGeometricMean, CombineRule::kMeanProbabilities}) {
+    EnsembleOptions o;
+    o.rule = rule;
+    std::vector<Answer> answers;
+    ProgressiveEnsemble wire(o, EnsembleExit{});
+    for (size_t i = 0; i < logits.size(); ++i) {
+      answers.push_back({"m" + std::to_string(i), logits[i]});
+      std::vector<float> p(logits[i].size());
+      float m = *std::max_element(logits[i].begin(), logits[i].end()), sum = 0;
+      for (size_t c = 0; c < p.size(); ++c) sum += p[c] = std::exp(logits[i][c] - m);
+      for (float& v : p) v /= sum;
+      ASSERT_TRUE(wire.add("m" + std::to_string(i), core::Tensor::f32({4}, p)).is_ok());
+    }
+    auto want = combine(answers, o);
+    ASSERT_TRUE(want.ok());
+    const auto& got = wire.current();
+    EXPECT_EQ(got.predicted, want->predicted);
+    ASSERT_EQ(got.probs.size(), want->probs.size());
+    for (size_t c = 0; c < got.probs.size(); ++c)
+      EXPECT_NEAR(got.probs[c], want->probs[c], 1e-5) << "rule " << static_cast<int>(rule);
+  }
 }
 
 }  // namespace

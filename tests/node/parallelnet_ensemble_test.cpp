@@ -38,13 +38,14 @@ bool eventually(F cond, std::chrono::seconds limit = 60s) {
   return cond();
 }
 
-// A confident answer for the last class, whatever the input: garbage that looks well formed.
+// A confident answer for the last class, whatever the input: garbage that looks well formed (a
+// valid probability vector, as an honest exit sends).
 rpc::Dispatcher::InferHandler garbage(std::vector<int64_t> shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
-  std::vector<float> logits(static_cast<size_t>(n), -10.0f);
-  logits.back() = 10.0f;
-  return testing::made_up_answers(std::move(shape), std::move(logits));
+  std::vector<float> probs(static_cast<size_t>(n), 0.0f);
+  probs.back() = 1.0f;
+  return testing::made_up_answers(std::move(shape), std::move(probs));
 }
 
 TEST(ParallelNetEnsemble, EightMembersTwoStoppedOneLyingEveryRequestAnsweredTheLiarReported) {
