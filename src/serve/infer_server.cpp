@@ -288,6 +288,29 @@ struct InferServer::Core {
 
   // --- the io side of one request ---
 
+  // Hosts `svc` under `id`; requests queued for a service it replaces get kUnknownService.
+  // Unavailable once stopping.
+  Status install(const core::Multihash& id, std::shared_ptr<Service> svc) {
+    std::vector<std::shared_ptr<Job>> orphans;
+    {
+      std::lock_guard lk(mu);
+      if (stopping) return Status::unavailable("the inference server is stopped");
+      auto& slot = services[id];
+      if (slot) {
+        slot->removed = true;
+        for (const auto& j : queue)
+          if (j->service == slot) orphans.push_back(j);
+      }
+      slot = std::move(svc);
+    }
+    for (const auto& j : orphans)
+      finish(j,
+             error_progress(InferError::kUnknownService,
+                            "service " + ise::service_id_text(id) + " was replaced; retry"),
+             Outcome::kUnknown);
+    return Status::ok();
+  }
+
   void start_sweep(const std::shared_ptr<Core>& self) {
     if (sweeping) return;
     sweeping = true;
@@ -834,23 +857,7 @@ Status InferServer::add_service(const core::Multihash& id, const ise::ServiceDes
   svc->package_dir = package_dir;
   svc->engine_options = opts;
 
-  std::vector<std::shared_ptr<Job>> orphans;
-  {
-    std::lock_guard lk(core_->mu);
-    if (core_->stopping) return Status::unavailable("the inference server is stopped");
-    auto& slot = core_->services[id];
-    if (slot) {
-      slot->removed = true;
-      for (const auto& j : core_->queue)
-        if (j->service == slot) orphans.push_back(j);
-    }
-    slot = svc;
-  }
-  for (const auto& j : orphans)
-    core_->finish(j,
-                  error_progress(InferError::kUnknownService,
-                                 "service " + ise::service_id_text(id) + " was replaced; retry"),
-                  Outcome::kUnknown);
+  IDN_RETURN_IF_ERROR(core_->install(id, svc));
   spdlog::info("serving {} ({}) with {} worker(s)", ise::service_id_text(id), spec.name,
                core_->cfg.workers);
   return Status::ok();
@@ -860,23 +867,7 @@ Status InferServer::add_handler(const core::Multihash& id, std::shared_ptr<Handl
   if (!handler) return Status::invalid_argument("add_handler: no handler");
   auto svc = std::make_shared<Service>(id);
   svc->handler = std::move(handler);
-  std::vector<std::shared_ptr<Job>> orphans;
-  {
-    std::lock_guard lk(core_->mu);
-    if (core_->stopping) return Status::unavailable("the inference server is stopped");
-    auto& slot = core_->services[id];
-    if (slot) {
-      slot->removed = true;
-      for (const auto& j : core_->queue)
-        if (j->service == slot) orphans.push_back(j);
-    }
-    slot = svc;
-  }
-  for (const auto& j : orphans)
-    core_->finish(j,
-                  error_progress(InferError::kUnknownService,
-                                 "service " + ise::service_id_text(id) + " was replaced; retry"),
-                  Outcome::kUnknown);
+  IDN_RETURN_IF_ERROR(core_->install(id, svc));
   spdlog::info("serving {} with a handler", ise::service_id_text(id));
   return Status::ok();
 }
