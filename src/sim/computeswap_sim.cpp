@@ -46,7 +46,8 @@ Status ComputeSwapScenario::validate() const {
   if (!(zipf >= 0 && zipf <= 5)) return bad("zipf must be in [0, 5]");
   if (!(requests_per_peer_min > 0 && requests_per_peer_min <= 6000))
     return bad("requests per peer per minute must be in (0, 6000]");
-  if (k < 1 || k > services) return bad("k (services hosted per peer) must be 1..services");
+  if (k < 1 || (!script && k > services))  // a script's own services bound k below
+    return bad("k (services hosted per peer) must be 1..services");
   if (publishers < 1 || publishers > 1000) return bad("publishers must be 1..1000");
   if (!(min_service_s >= 0 && min_service_s <= 24 * 3600))
     return bad("min service period (T_s) must be 0..86400 s");

@@ -183,6 +183,19 @@ TEST(ComputeSwapSim, AScriptedMeshMakesExactlyTheScriptedRequests) {
   EXPECT_DOUBLE_EQ(r->services[1].popularity, 0.0);
 }
 
+// A script brings its own services: k is checked against those, not against `services`
+// (which the script replaces).
+TEST(ComputeSwapSim, AScriptsKIsCheckedAgainstItsOwnServices) {
+  ComputeSwapScenario s;
+  s.script = tiny_script();
+  s.script->service_ops = {1e6, 1e6, 1e6};
+  s.services = 1;
+  s.k = 3;
+  EXPECT_TRUE(s.validate().is_ok()) << s.validate().to_string();
+  s.k = 4;
+  EXPECT_THAT(s.validate().message(), HasSubstr("script's services"));
+}
+
 TEST(ComputeSwapSim, BadScenariosAreRefusedByName) {
   auto s = small();
   s.peers = 1;
