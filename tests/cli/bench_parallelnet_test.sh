@@ -8,17 +8,9 @@ idn="$1"
 dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-expect_error() {
-  local what="$1" pattern="$2"
-  shift 2
-  set +e
-  "$@" >"$dir/out" 2>"$dir/err"
-  local rc=$?
-  set -e
-  # 1: idn's own errors; CLI11's option checks exit with their own codes, below 128 (a signal).
-  [ $rc -ge 1 ] && [ $rc -lt 128 ] || fail "$what: exit status $rc: $(cat "$dir/err")"
-  grep -q -- "$pattern" "$dir/err" || fail "$what: error does not mention '$pattern': $(cat "$dir/err")"
-}
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+# Commands that must fail cleanly (lib.sh: expect_error).
 
 "$idn" bench parallelnet --quick --out "$dir/full" >"$dir/full.txt" 2>"$dir/full.log" ||
   fail "idn bench parallelnet --quick: $(tail -5 "$dir/full.log")"

@@ -11,6 +11,24 @@ wait_for() {
   done
 }
 
+# expect_error WHAT PATTERN COMMAND...: COMMAND must fail cleanly: an exit status in 1..MAX
+# (MAX is $expect_max_status, default 127: CLI11's option checks exit with their own codes; a
+# status of 128 or more is a signal), stderr mentioning PATTERN, and with
+# $expect_one_error_line = 1 exactly one "idn: error:" line. Output lands in $dir/out, $dir/err.
+expect_error() {
+  local what="$1" pattern="$2" max="${expect_max_status:-127}"
+  shift 2
+  local rc=0
+  "$@" >"$dir/out" 2>"$dir/err" || rc=$?
+  if [ $rc -lt 1 ] || [ $rc -gt "$max" ]; then
+    fail "$what: exit status $rc (want 1..$max): $(cat "$dir/err")"
+  fi
+  if [ "${expect_one_error_line:-0}" = 1 ]; then
+    [ "$(grep -c '^idn: error:' "$dir/err")" = 1 ] || fail "$what: not one error line: $(cat "$dir/err")"
+  fi
+  grep -q -- "$pattern" "$dir/err" || fail "$what: error does not mention '$pattern': $(cat "$dir/err")"
+}
+
 # line KEY FILE: the rest of the first line of FILE that starts with "KEY ".
 line() { sed -n "s/^$1 //p" "$2" | head -n 1; }
 

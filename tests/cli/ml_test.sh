@@ -7,18 +7,11 @@ idn="$1"
 dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-# Runs a command that must fail cleanly: exit 1 or 2 (not a signal), one "idn: error:" line.
-expect_error() {
-  local what="$1" pattern="$2"
-  shift 2
-  set +e
-  "$@" >"$dir/out" 2>"$dir/err"
-  local rc=$?
-  set -e
-  [ $rc -eq 1 ] || [ $rc -eq 2 ] || fail "$what: exit status $rc (want 1 or 2): $(cat "$dir/err")"
-  [ "$(grep -c '^idn: error:' "$dir/err")" = 1 ] || fail "$what: not one error line: $(cat "$dir/err")"
-  grep -q -- "$pattern" "$dir/err" || fail "$what: error does not mention '$pattern': $(cat "$dir/err")"
-}
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+# Commands that must fail cleanly: exit 1 or 2 (not a signal), one "idn: error:" line.
+expect_max_status=2
+expect_one_error_line=1
 
 "$idn" train branchynet --arch b-lenet --out "$dir/m" --epochs 1 --limit 600 --validation 300 \
   --threads 1 >"$dir/train" 2>/dev/null
