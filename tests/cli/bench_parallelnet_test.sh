@@ -39,7 +39,10 @@ no_exit = [r for r in rows if r[0] == "no_exit"]
 early = [r for r in rows if r[0] == "early_exit"]
 assert [int(r[col["seed_or_n"]]) for r in no_exit] == [1, 2, 3, 4], no_exit
 times = [f(r, "us_per_sample") for r in no_exit]
-assert times == sorted(times), times  # each member adds its time
+# Parallel (the default): four members of one size at once take about one member's time (the
+# slowest of those waited for), never less as more are waited for.
+assert times == sorted(times), times
+assert times[-1] < 2 * times[0], times
 used = [f(r, "mean_models") for r in early]
 assert all(1 <= u <= 4 for u in used) and used == sorted(used), used  # T ascending
 for r in early:  # every sample ran all four members: the no-exit N = 4 point
@@ -56,13 +59,24 @@ if command -v gnuplot >/dev/null; then
   done
 fi
 
-"$idn" bench parallelnet --quick --no-grid --exit-p 0.3,1.0 --rule logits --out "$dir/nogrid" \
-  >"$dir/nogrid.txt" 2>/dev/null || fail "--no-grid run failed"
+grep -q "^Fig. 5.13: 4 members at p 0.45 run in parallel" "$dir/full.txt" ||
+  fail "parallel timing not reported: $(grep Fig "$dir/full.txt")"
+
+"$idn" bench parallelnet --quick --no-grid --exit-p 0.3,1.0 --rule logits --exit-timing sequential \
+  --out "$dir/nogrid" >"$dir/nogrid.txt" 2>/dev/null || fail "--no-grid run failed"
 ! grep -q "^grid_" "$dir/nogrid/parallelnet.csv" || fail "--no-grid still wrote grid rows"
 grep -q "^Fig. 5.13: 4 members at p 0.3/1 run one after another, combined by the mean of the logits" \
   "$dir/nogrid.txt" || fail "mixed --exit-p not reported: $(grep Fig "$dir/nogrid.txt")"
+python3 - "$dir/nogrid/parallelnet.csv" <<'PY' || fail "sequential times do not add up"
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+col = {k: i for i, k in enumerate(rows[0])}
+t = [float(r[col["us_per_sample"]]) for r in rows[1:] if r[0] == "no_exit"]
+assert len(t) == 4 and all(b > a for a, b in zip(t, t[1:])), t  # each member adds its time
+PY
 
 expect_error "bad rule" "--rule" "$idn" bench parallelnet --quick --rule median
+expect_error "bad exit timing" "--exit-timing" "$idn" bench parallelnet --quick --exit-timing both
 expect_error "bad exit p" "--exit-p values must be in (0, 1]" \
   "$idn" bench parallelnet --quick --exit-p 0
 expect_error "bad grid p" "--grid-p-train values must be in (0, 1]" \

@@ -2,7 +2,7 @@
 // model with a Bernoulli(p) mask per mini-batch (Fig. 5.2), `idn parallelnet generate` cuts a
 // physically thinner package from it for a p_test or a FLOPs budget (Fig. 5.3), and
 // `idn bench parallelnet` measures accuracy, size and CPU time of generated models vs p_test, of
-// ensembles vs their size, of members run one after another with early exit, and of a
+// ensembles vs their size, of members combined progressively with early exit, and of a
 // p_train x p_test grid (Figs. 5.7, 5.8, 5.10, 5.13, 5.15) into CSV and PNG.
 #include <algorithm>
 #include <chrono>
@@ -137,9 +137,13 @@ struct BenchArgs {
   int batch = 32;  // Fig. 5.10's second timing: us per sample = time of a batch / batch
   int threads = 1;
   int train_threads = 1;  // two spin at every barrier when the other core is busy
-  // Fig. 5.13: members drawn at exit_ps run one after another, combined by `rule`, stopped when
-  // the combined top probability reaches a threshold.
+  // Fig. 5.13: members drawn at exit_ps, combined by `rule`, stopped when the combined top
+  // probability reaches a threshold. exit_timing "parallel": every member runs at once on its
+  // own peer (§5.4.5's setting, and the network's), answers arrive smallest model first and a
+  // sample's time is that of the slowest member it waited for; "sequential": members run one
+  // after another on one CPU and their times add up.
   std::vector<double> exit_ps = {0.45};
+  std::string exit_timing = "parallel";
   std::string rule = "probabilities";
   std::vector<double> thresholds = {0.3,  0.4, 0.5,  0.6,  0.7,  0.8,
                                     0.85, 0.9, 0.95, 0.98, 0.99, 0.999};
@@ -493,14 +497,18 @@ int run_bench(BenchArgs a) {
   }
 
   // ---- Fig. 5.13: accuracy vs time with early exit ----
-  // Member k (seed k + 1) drawn at exit_ps[k % size] (one p, or a mix as in §5.4.5), members
-  // run one after another on one CPU; after each, the combination of the answers so far
-  // (client::combine, outlier exclusion as on the network) stops when its top probability reaches
-  // the threshold. A sample's time is the sum of the measured per-sample times of the members it
-  // ran.
+  // Member k (seed k + 1) drawn at exit_ps[k % size] (one p, or a mix as in §5.4.5). After each
+  // answer, the combination of the answers so far (client::combine, outlier exclusion as on the
+  // network) stops when its top probability reaches the threshold. Sequential: members run in
+  // drawing order one after another; a sample's time is the sum of the measured per-sample times
+  // of the members it ran. Parallel: all run at once, answers arrive smallest p first (stable
+  // order); a sample that stops after k answers waited for the slowest of those k members.
+  const bool parallel = a.exit_timing == "parallel";
   std::vector<Scored> chain;
+  std::vector<double> chain_p;
   for (int k = 0; k < a.max_models; ++k) {
     const double p = a.exit_ps[k % a.exit_ps.size()];
+    chain_p.push_back(p);
     if (auto it = members.find(p); it != members.end() && k < a.masks) {
       chain.push_back(it->second[k]);  // scored and timed above
       continue;
@@ -508,6 +516,15 @@ int run_bench(BenchArgs a) {
     auto m = score_generated(genesis, p, static_cast<uint64_t>(k + 1), x, y, a, true);
     if (!m.ok()) return report(m.status());
     chain.push_back(std::move(*m));
+  }
+  if (parallel) {
+    std::vector<size_t> order(chain.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t l, size_t r) { return chain_p[l] < chain_p[r]; });
+    std::vector<Scored> sorted;
+    for (size_t k : order) sorted.push_back(chain[k]);
+    chain = std::move(sorted);
   }
   std::string exit_ps_text;
   for (double p : a.exit_ps) exit_ps_text += (exit_ps_text.empty() ? "" : "/") + fmt_p(p);
@@ -533,10 +550,12 @@ int run_bench(BenchArgs a) {
       }
     }
   }
+  // cum1[k], cumb[k]: the time until the first k + 1 answers are in (b1, batch).
   std::vector<double> cum1(M), cumb(M);
   for (int k = 0; k < M; ++k) {
-    cum1[k] = chain[k].us_b1 + (k ? cum1[k - 1] : 0);
-    cumb[k] = chain[k].us_batch + (k ? cumb[k - 1] : 0);
+    const double b1 = k ? cum1[k - 1] : 0, bb = k ? cumb[k - 1] : 0;
+    cum1[k] = parallel ? std::max(chain[k].us_b1, b1) : chain[k].us_b1 + b1;
+    cumb[k] = parallel ? std::max(chain[k].us_batch, bb) : chain[k].us_batch + bb;
   }
   const TimePoint gpoint{gscore->us_b1, gscore->us_batch, gscore->accuracy, 1};
   std::vector<TimePoint> no_exit, early;
@@ -563,10 +582,12 @@ int run_bench(BenchArgs a) {
         << "," << tb << "," << main_p_train << "," << th << "," << used << "\n";
   }
   std::printf(
-      "\nFig. 5.13: %d members at p %s run one after another, combined by %s, exit when "
+      "\nFig. 5.13: %d members at p %s %s, combined by %s, exit when "
       "the combined top probability >= T\n| T | mean members | accuracy | us/sample b1 | "
       "us/sample b%d |\n|---|---|---|---|---|\n",
       M, exit_ps_text.c_str(),
+      parallel ? "run in parallel (one peer each; answers arrive smallest p first)"
+               : "run one after another",
       a.rule == "geometric" ? "the geometric mean" : ("the mean of the " + a.rule).c_str(),
       a.batch);
   for (size_t j = 0; j < early.size(); ++j)
@@ -590,7 +611,9 @@ int run_bench(BenchArgs a) {
   for (bool batched : {false, true}) {
     const std::string b = batched ? "batch " + std::to_string(a.batch) : "batch 1";
     PlotSpec ps{"ParallelNet: accuracy vs time per sample with early exit (Fig. 5.13), " + b,
-                "us per sample (" + b + ", members one after another)", "test accuracy (%)"};
+                "us per sample (" + b +
+                    (parallel ? ", members in parallel)" : ", members one after another)"),
+                "test accuracy (%)"};
     PlotSeries e{"early exit, T swept", {}, {}, true},
         n{"no exit, N = 1.." + std::to_string(M), {}, {}, true}, g{"genesis model", {}, {}, false};
     for (const auto& t : early)
@@ -788,9 +811,15 @@ void register_parallelnet(CLI::App& app, CLI::App& bench) {
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   bn->add_option("--exit-p", b->exit_ps,
-                 "Fig. 5.13: p_test of the members run one after another; several values: member "
-                 "k is drawn at the (k mod n)-th (§5.4.5 mixes 0.25..0.95)")
+                 "Fig. 5.13: p_test of the members; several values: member k is drawn at the "
+                 "(k mod n)-th (§5.4.5 uses 0.25,0.35,...,0.95)")
       ->delimiter(',')
+      ->capture_default_str();
+  bn->add_option("--exit-timing", b->exit_timing,
+                 "Fig. 5.13: parallel (every member on its own peer at once, answers arriving "
+                 "smallest p first: a sample's time is the slowest member it waited for, as "
+                 "§5.4.5 measures) or sequential (one CPU, one member after another: times add)")
+      ->check(CLI::IsMember({"parallel", "sequential"}))
       ->capture_default_str();
   bn->add_option("--rule", b->rule,
                  "Fig. 5.13: how answers combine: probabilities (mean, as the node does), logits "
