@@ -64,7 +64,7 @@ Result<ServiceDescriptor> ModelHost::local_descriptor(const core::Multihash& id)
 }
 
 Result<Published> store_publication(store::Blockstore& store, const fs::path& model_dir,
-                                    std::string description) {
+                                    std::string description, std::optional<core::Cid> onnx_cid) {
   auto pkg = model::load_package(model_dir);
   if (!pkg.ok()) return pkg.status().with_context(model_dir.string());
   // Only what serving needs travels: checkpoints and other training leftovers stay local.
@@ -75,6 +75,7 @@ Result<Published> store_publication(store::Blockstore& store, const fs::path& mo
   if (description.empty()) description = fmt::format("{} model", pkg->spec.name);
   IDN_ASSIGN_OR_RETURN(auto desc,
                        descriptor_from_model(pkg->spec, imported->cid.to_string(), description));
+  if (onnx_cid) desc.onnx_cid = onnx_cid->to_string();
   IDN_ASSIGN_OR_RETURN(std::string text, canonical_json(desc));
   IDN_ASSIGN_OR_RETURN(core::Multihash id, service_id(desc));
   core::Cid dcid = ModelHost::descriptor_cid(id);

@@ -14,6 +14,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -78,11 +79,13 @@ struct HostedService {
 
 // The offline half of publishing: checks the package, imports and pins what serving needs
 // (model::serving_files(); the rest is listed in Published::left_out) and its descriptor
-// block in `store`. The descriptor carries the package's cost (model_cost()). Errors: the
-// package's own (InvalidArgument, Corruption, NotFound), IOError.
+// block in `store`. The descriptor carries the package's cost (model_cost()) and, when given,
+// the CID of the package's ONNX export (already in `store`). Errors: the package's own
+// (InvalidArgument, Corruption, NotFound), IOError.
 Result<Published> store_publication(store::Blockstore& store,
                                     const std::filesystem::path& model_dir,
-                                    std::string description = {});
+                                    std::string description = {},
+                                    std::optional<core::Cid> onnx_cid = std::nullopt);
 // Adds `id` to data_dir/hosted, the services a node on that data_dir hosts when it starts.
 Status add_hosted(const std::filesystem::path& data_dir, const core::Multihash& id);
 

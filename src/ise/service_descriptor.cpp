@@ -232,6 +232,10 @@ Status validate(const ServiceDescriptor& d) {
       return bad("cost.bytes " + std::to_string(d.cost->bytes) + " is above the limit of " +
                  std::to_string(kMaxCostBytes));
   }
+  if (d.onnx_cid) {
+    auto onnx = core::Cid::parse(*d.onnx_cid);
+    if (!onnx.ok()) return bad("onnx.cid '" + *d.onnx_cid + "': " + onnx.status().message());
+  }
   if (d.origin) {
     if (d.motif != "parallelnet")
       return bad("origin is for ParallelNet models; motif is '" + d.motif + "'");
@@ -261,6 +265,7 @@ json to_json(const ServiceDescriptor& d) {
   // Only when known: a descriptor without a cost keeps the bytes (and the ID) it always had.
   if (d.cost) j["cost"] = json{{"bytes", d.cost->bytes}, {"flops", d.cost->flops}};
   if (d.origin) j["origin"] = origin_to_json(*d.origin);
+  if (d.onnx_cid) j["onnx"] = json{{"cid", *d.onnx_cid}};
   return j;
 }
 
@@ -280,7 +285,8 @@ Result<ServiceDescriptor> from_json(const json& j) {
   static const std::set<std::string> kKeys = {
       "format", "version", "name", "description", "inputs", "outputs", "model", "motif", "exits"};
   for (auto& [k, _] : j.items())
-    if (!kKeys.count(k) && k != "cost" && k != "origin") return bad("unknown key '" + k + "'");
+    if (!kKeys.count(k) && k != "cost" && k != "origin" && k != "onnx")
+      return bad("unknown key '" + k + "'");
   for (const auto& k : kKeys)
     if (!j.contains(k)) return bad("missing key '" + k + "'");
   if (j["format"] != std::string(kDescriptorFormat))
@@ -340,6 +346,14 @@ Result<ServiceDescriptor> from_json(const json& j) {
   }
   if (j.contains("origin")) {
     IDN_ASSIGN_OR_RETURN(d.origin, origin_from_json(j["origin"]));
+  }
+  if (j.contains("onnx")) {
+    const json& o = j["onnx"];
+    if (!o.is_object()) return bad("onnx must be an object {cid}");
+    for (auto& [k, _] : o.items())
+      if (k != "cid") return bad("onnx has unknown key '" + k + "'");
+    if (!o.contains("cid") || !o["cid"].is_string()) return bad("onnx.cid must be a string");
+    d.onnx_cid = o["cid"].get<std::string>();
   }
   IDN_RETURN_IF_ERROR(validate(d));
   return d;

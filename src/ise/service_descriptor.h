@@ -11,7 +11,9 @@
 // An optional "cost":{"bytes":N,"flops":M} says what hosting the service takes, and an optional
 // "origin" names a ParallelNet model's genesis: {"role":"genesis"} for a genesis model,
 // {"genesis":"Qm...","mask_seed":S,"p_test":P,"role":"generated"} for a model generated from one
-// (Fig. 5.3). A descriptor without them serialises exactly as before they existed, so older
+// (Fig. 5.3). An optional "onnx":{"cid":"bafy..."} names the package's ONNX export (idn export
+// onnx: a UnixFS directory of stage and exit graphs with manifest.json), which a browser fetches
+// by CID. A descriptor without them serialises exactly as before they existed, so older
 // service IDs stay valid.
 #pragma once
 
@@ -100,6 +102,9 @@ struct ServiceDescriptor {
   std::vector<ExitInfo> exits;
   std::optional<ServiceCost> cost;      // absent: unknown (descriptors published before it existed)
   std::optional<ServiceOrigin> origin;  // absent: not a ParallelNet genesis or generated model
+  // Root CID (text form) of the package's ONNX export; absent: none published. Its manifest's
+  // model.hash equals model_hash.
+  std::optional<std::string> onnx_cid;
   friend bool operator==(const ServiceDescriptor&, const ServiceDescriptor&) = default;
 };
 

@@ -468,5 +468,54 @@ TEST(ServiceDescriptor, ServiceIdTextMustBeSha256) {
   EXPECT_THAT(parse_service_id(sha512.to_base58()).status().message(), HasSubstr("sha2-256"));
 }
 
+TEST(ServiceDescriptor, OnnxCidRoundTripsAndIsAbsentFromOlderDescriptors) {
+  ServiceDescriptor d = costless();
+  EXPECT_EQ(*canonical_json(d), kCostlessCanonical);  // no "onnx" key unless one is named
+  const auto id = *service_id(d);
+  const std::string onnx =
+      core::Cid::of(core::Multicodec::kDagPb, as_bytes("an onnx export")).to_string();
+  d.onnx_cid = onnx;
+  auto c = canonical_json(d);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  // Keys sorted: "onnx" between "name" and "outputs".
+  EXPECT_THAT(*c, HasSubstr(R"("name":"tiny","onnx":{"cid":")" + onnx + R"("},"outputs":)"));
+  EXPECT_NE(*service_id(d), id);
+  auto back = parse_descriptor(*c);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(*back, d);
+}
+
+TEST(ServiceDescriptor, BadOnnxFieldsAreRefusedNamingTheField) {
+  ServiceDescriptor d = costless();
+  d.onnx_cid = "not-a-cid";
+  EXPECT_THAT(canonical_json(d).status().message(), HasSubstr("onnx.cid 'not-a-cid'"));
+  struct Case {
+    std::function<void(json&)> edit;
+    std::string expect;
+  } cases[] = {
+      {[](json& j) { j["onnx"] = "bafy"; }, "onnx must be an object"},
+      {[](json& j) { j["onnx"] = json::object(); }, "onnx.cid must be a string"},
+      {[](json& j) {
+         j["onnx"] = {{"cid", 5}};
+       },
+       "onnx.cid must be a string"},
+      {[](json& j) {
+         j["onnx"] = {{"cid", root_cid()}, {"opset", 13}};
+       },
+       "onnx has unknown key 'opset'"},
+      {[](json& j) {
+         j["onnx"] = {{"cid", "zzz"}};
+       },
+       "onnx.cid 'zzz'"},
+  };
+  for (const auto& c : cases) {
+    json j = to_json(costless());
+    c.edit(j);
+    Status s = parse_descriptor(j.dump()).status();
+    EXPECT_FALSE(s.is_ok()) << c.expect;
+    EXPECT_THAT(s.message(), HasSubstr(c.expect));
+  }
+}
+
 }  // namespace
 }  // namespace idn::ise
