@@ -77,6 +77,7 @@ void register_bench_swap(CLI::App& bench);       // cmd_swap.cpp: idn bench swap
 void register_load(CLI::App& app);               // cmd_load.cpp: idn load
 void register_init(CLI::App& app);               // cmd_init.cpp: idn init
 void register_sim(CLI::App& app);                // cmd_sim.cpp: idn sim computeswap
+void register_export(CLI::App& app);             // cmd_export.cpp: idn export onnx
 // cmd_daimon.cpp: idn daimon, idn daimon attack bruteforce; returns `daimon` for the ML hooks.
 CLI::App* register_daimon(CLI::App& app);
 void register_daimon_ml(CLI::App& daimon);  // ml/cmd_daimon.cpp: problem create, prove, verify

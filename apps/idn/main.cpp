@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   idn::cli::register_load(app);
   idn::cli::register_init(app);
   idn::cli::register_sim(app);
+  idn::cli::register_export(app);
   [[maybe_unused]] CLI::App* daimon = idn::cli::register_daimon(app);
 #if defined(IDN_WITH_TORCH)
   idn::cli::register_train(app);
