@@ -13,6 +13,16 @@
 extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 
 namespace idn::engine {
+namespace {
+
+// Keeps rows `index` of every activation; one in oneDNN's blocked layout (nn::Graph keeps a
+// stage's inner conv-relu-pool activations so) is made dense first: layers read either layout.
+void select_rows(nn::Activations& acts, const torch::Tensor& index) {
+  for (auto& a : acts)
+    if (a.defined()) a = (a.is_mkldnn() ? a.to_dense() : a).index_select(0, index);
+}
+
+}  // namespace
 
 struct Engine::Impl {
   // Activations to run from: the preprocessed model input (resume_after < 0), or `x` as the
@@ -209,8 +219,7 @@ Result<std::vector<ExitEvent>> Engine::infer_batch(const core::Tensor& inputs,
       if (keep_rows.size() != remaining.size()) {
         // Samples that exited leave the batch: later stages only see the rest.
         auto keep = torch::tensor(keep_rows, torch::kLong);
-        for (auto& a : acts)
-          if (a.defined()) a = a.index_select(0, keep);
+        select_rows(acts, keep);
         remaining = std::move(keep_ids);
       }
       if (remaining.empty()) break;
@@ -259,9 +268,7 @@ Result<std::vector<ExitEvent>> Engine::infer_batch_progressive(
       if (keep[r]) rows.push_back(static_cast<int64_t>(r)), ids.push_back(remaining[r]);
     if (ids.size() == remaining.size()) return;
     if (!ids.empty()) {
-      auto index = torch::tensor(rows, torch::kLong);
-      for (auto& a : acts)
-        if (a.defined()) a = a.index_select(0, index);
+      select_rows(acts, torch::tensor(rows, torch::kLong));
     }
     remaining = std::move(ids);
   };

@@ -111,6 +111,38 @@ GraphImpl::GraphImpl(model::ModelSpec spec) : spec_(std::move(spec)) {
     exit_output_slot_.push_back(slot.at(e.output));
   }
   stage_runs_.assign(spec_.stages.size(), 0);
+  plan_inference();
+}
+
+void GraphImpl::plan_inference() {
+  const size_t n = spec_.layers.size();
+  std::vector<std::vector<int>> readers(num_inputs_ + n);
+  for (size_t li = 0; li < n; ++li)
+    for (int s : layer_inputs_[li]) readers[s].push_back(static_cast<int>(li));
+  std::vector<char> pinned(num_inputs_ + n, 0);  // stage and exit outputs: always dense
+  for (int s : stage_output_slot_) pinned[s] = 1;
+  for (int s : exit_output_slot_) pinned[s] = 1;
+  auto chainable = [&](int li) {
+    const LayerType t = spec_.layers[li].type;
+    return (t == LayerType::kConv2d || t == LayerType::kReLU || t == LayerType::kMaxPool2d) &&
+           layer_inputs_[li].size() == 1;
+  };
+  blocked_out_.assign(n, 0);
+  relu_in_place_.assign(n, 0);
+  for (size_t li = 0; li < n; ++li) {
+    const LayerType t = spec_.layers[li].type;
+    const int in = layer_inputs_[li].empty() ? -1 : layer_inputs_[li][0];
+    const int from = in - num_inputs_;  // the layer producing the input, if any
+    // A conv or linear output is a fresh tensor: its only reader may overwrite it.
+    if (t == LayerType::kReLU && from >= 0 && !pinned[in] && readers[in].size() == 1 &&
+        (spec_.layers[from].type == LayerType::kConv2d ||
+         spec_.layers[from].type == LayerType::kLinear))
+      relu_in_place_[li] = 1;
+    const int slot = num_inputs_ + static_cast<int>(li);
+    if (!chainable(li) || pinned[slot] || readers[slot].empty()) continue;
+    if (t != LayerType::kConv2d && !(from >= 0 && blocked_out_[from])) continue;
+    blocked_out_[li] = std::all_of(readers[slot].begin(), readers[slot].end(), chainable);
+  }
 }
 
 Status GraphImpl::load_weights(const std::map<std::string, core::Tensor>& weights) {
@@ -163,9 +195,22 @@ Activations GraphImpl::begin(const std::vector<torch::Tensor>& inputs) const {
   return acts;
 }
 
+std::vector<std::string> GraphImpl::blocked_layers() const {
+  std::vector<std::string> out;
+  for (size_t li = 0; li < spec_.layers.size(); ++li)
+    if (blocked_out_[li]) out.push_back(spec_.layers[li].name);
+  return out;
+}
+
 torch::Tensor GraphImpl::run_layer(int idx, Activations& acts) {
   const auto& l = spec_.layers[idx];
   const auto& ins = layer_inputs_[idx];
+  const bool planned = blocked_on_ && !is_training() && !torch::GradMode::is_enabled() &&
+                       unit_mask_.empty() && slice_.empty();
+  const bool keep_blocked = planned && blocked_out_[idx];
+  if (l.type != LayerType::kConv2d && l.type != LayerType::kReLU && l.type != LayerType::kMaxPool2d)
+    for (int s : ins)
+      if (acts[s].defined() && acts[s].is_mkldnn()) acts[s] = acts[s].to_dense();
   const torch::Tensor& x = acts[ins[0]];
   const auto& p = l.params;
   torch::Tensor y;
@@ -200,7 +245,7 @@ torch::Tensor GraphImpl::run_layer(int idx, Activations& acts) {
       break;
     }
     case LayerType::kConv2d:
-      y = packed_conv_[idx].forward(*modules_[idx].get<torch::nn::Conv2d>(), x);
+      y = packed_conv_[idx].forward(*modules_[idx].get<torch::nn::Conv2d>(), x, keep_blocked);
       break;
     case LayerType::kBatchNorm:
     case LayerType::kDropout:
@@ -208,11 +253,11 @@ torch::Tensor GraphImpl::run_layer(int idx, Activations& acts) {
       y = modules_[idx].forward(x);
       break;
     case LayerType::kReLU:
-      y = torch::relu(x);
+      y = relu_inference(x, planned && relu_in_place_[idx], !keep_blocked);
       break;
     case LayerType::kMaxPool2d: {
       int64_t k = param(p, "kernel", 2);
-      y = nn::max_pool2d(x, k, param(p, "stride", k), param(p, "padding", 0));
+      y = max_pool2d_inference(x, k, param(p, "stride", k), param(p, "padding", 0), !keep_blocked);
       break;
     }
     case LayerType::kAvgPool2d: {

@@ -67,6 +67,15 @@ class GraphImpl : public torch::nn::Module {
   // optimizer steps change the weights behind their version counters (see PackedConv2d).
   void train(bool on = true) override;
 
+  // Inference (autograd off, eval mode, no unit masks or selections) keeps each chain of conv2d,
+  // relu and max-pooling layers in oneDNN's blocked layout (see inference_ops.h) and runs a relu
+  // in place where it is its input's only reader; stage and exit outputs are always dense. On by
+  // default; off, every layer runs on dense tensors (the reference the tests compare with).
+  void set_blocked_layout(bool on) { blocked_on_ = on; }
+  bool blocked_layout() const { return blocked_on_; }
+  // The layers whose outputs stay blocked at inference, in layer order (for tests).
+  std::vector<std::string> blocked_layers() const;
+
   // Training/evaluation forward of every stage and exit: logits of each exit, in exit order.
   std::vector<torch::Tensor> forward_all(const torch::Tensor& x);
 
@@ -95,6 +104,11 @@ class GraphImpl : public torch::nn::Module {
     double scale = 1;
   };
   std::vector<Slice> slice_;
+  // The inference plan (see set_blocked_layout), per layer: its output may stay blocked; a relu
+  // may overwrite its input.
+  std::vector<char> blocked_out_, relu_in_place_;
+  bool blocked_on_ = true;
+  void plan_inference();
 };
 TORCH_MODULE(Graph);
 

@@ -75,15 +75,22 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
   return y;
 }
 
-torch::Tensor PackedConv2d::forward(torch::nn::Conv2dImpl& conv, const torch::Tensor& x) {
+bool PackedConv2d::blocked_layout_eligible(const torch::nn::Conv2dImpl& conv) {
+  const auto& o = conv.options;
+  return !torch::GradMode::is_enabled() && at::hasMKLDNN() &&
+         conv.weight.scalar_type() == torch::kFloat && !conv.weight.is_inference() &&
+         o.groups() == 1 && c10::get_if<torch::ExpandingArray<2>>(&o.padding()) &&
+         c10::holds_alternative<torch::enumtype::kZeros>(o.padding_mode());
+}
+
+torch::Tensor PackedConv2d::forward(torch::nn::Conv2dImpl& conv, const torch::Tensor& x,
+                                    bool blocked_out) {
   const torch::Tensor& w = conv.weight;
   const auto& o = conv.options;
+  const bool eligible =
+      blocked_layout_eligible(conv) && x.dim() == 4 && x.scalar_type() == torch::kFloat;
+  if (!eligible) return conv.forward(x.is_mkldnn() ? x.to_dense() : x);
   const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
-  const bool eligible = !torch::GradMode::is_enabled() && at::hasMKLDNN() && x.dim() == 4 &&
-                        x.scalar_type() == torch::kFloat && w.scalar_type() == torch::kFloat &&
-                        !x.is_mkldnn() && !w.is_inference() && o.groups() == 1 && padding &&
-                        c10::holds_alternative<torch::enumtype::kZeros>(o.padding_mode());
-  if (!eligible) return conv.forward(x);
   const std::vector<int64_t> pad((*padding)->begin(), (*padding)->end()),
       str(o.stride()->begin(), o.stride()->end()), dil(o.dilation()->begin(), o.dilation()->end());
   if (!packed_.defined() || source_ != w.data_ptr() || version_ != w._version()) {
@@ -92,9 +99,27 @@ torch::Tensor PackedConv2d::forward(torch::nn::Conv2dImpl& conv, const torch::Te
     version_ = w._version();
   }
   const auto& b = conv.bias;
-  return at::mkldnn_convolution(x.contiguous(), packed_,
-                                b.defined() ? c10::optional<torch::Tensor>(b) : c10::nullopt, pad,
-                                str, dil, 1);
+  // A blocked output needs a blocked input (oneDNN answers in its input's layout).
+  torch::Tensor in = x.is_mkldnn() ? x : blocked_out ? x.contiguous().to_mkldnn() : x.contiguous();
+  torch::Tensor y = at::mkldnn_convolution(
+      in, packed_, b.defined() ? c10::optional<torch::Tensor>(b) : c10::nullopt, pad, str, dil, 1);
+  return y.is_mkldnn() && !blocked_out ? y.to_dense() : y;
+}
+
+torch::Tensor relu_inference(const torch::Tensor& x, bool in_place, bool dense_out) {
+  torch::Tensor y = x;
+  if (in_place)
+    y.relu_();
+  else
+    y = torch::relu(x);
+  return dense_out && y.is_mkldnn() ? y.to_dense() : y;
+}
+
+torch::Tensor max_pool2d_inference(const torch::Tensor& x, int64_t kernel, int64_t stride,
+                                   int64_t padding, bool dense_out) {
+  if (!x.is_mkldnn()) return max_pool2d(x, kernel, stride, padding);
+  torch::Tensor y = torch::max_pool2d(x, kernel, stride, padding);
+  return dense_out ? y.to_dense() : y;
 }
 
 }  // namespace idn::nn

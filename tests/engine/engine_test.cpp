@@ -6,6 +6,8 @@
 #include <fstream>
 
 #include "engine/latency.h"
+#include "motifs/spec_builder.h"
+#include "nn/graph.h"
 #include "support/tiny_model.h"
 
 namespace idn::engine {
@@ -257,6 +259,64 @@ TEST(EngineRunTest, PackageReferenceAnswersAsTheEngineDoes) {
   auto bad = motifs::package_reference(dir, torch::zeros({2, 1, 27, 28}),
                                        torch::zeros({2}, torch::kLong), 0.9);
   EXPECT_FALSE(bad.ok());
+}
+
+TEST(EngineLayoutTest, EarlyExitsFromBlockedConvChainsAnswerAsTheDenseReference) {
+  // Stage s0 is a conv-relu-pool chain that inference keeps in oneDNN's blocked layout up to
+  // its (dense) output; samples that exit at e0 leave the batch, so every activation of s0,
+  // blocked ones included, loses their rows before stage s1 runs.
+  namespace fs = std::filesystem;
+  motifs::SpecBuilder b("odd", "branchynet");
+  b.input("image", {1, 28, 28});
+  b.stage("s0").conv("conv1", 1, 11, 5, 1, 2).relu("relu1").maxpool("pool1", 3, 2, 1);
+  b.conv("conv2", 11, 33, 5, 1, 2).relu("relu2");
+  b.exit("e0").maxpool("epool", 2).flatten("eflat").linear("efc", 33 * 7 * 7, 10);
+  b.stage("s1").maxpool("pool2", 3, 2, 1).conv("conv3", 33, 41, 3, 1, 1).relu("relu3");
+  b.maxpool("pool3", 3, 2, 1).flatten("flat").linear("fc1", 41 * 4 * 4, 10);
+  b.exit("e1");
+  auto spec = b.build();
+  ASSERT_TRUE(spec.ok()) << spec.status().to_string();
+  torch::manual_seed(5);
+  nn::Graph ref(*spec);
+  const fs::path dir =
+      fs::temp_directory_path() / ("idn-engine-layout-" + std::to_string(::getpid()));
+  ASSERT_TRUE(model::save_package({*spec, ref->export_weights()}, dir).is_ok());
+  auto eng = Engine::load(dir, {.threads = 1});
+  ASSERT_TRUE(eng.ok()) << eng.status().to_string();
+  const int64_t n = 24;
+  auto x = torch::randn({n, 1, 28, 28});
+  ref->eval();
+  ref->set_blocked_layout(false);
+  std::vector<torch::Tensor> want;
+  {
+    torch::NoGradGuard ng;
+    for (const auto& z : ref->forward_all(x)) want.push_back(torch::softmax(z, 1));
+  }
+  // Exit where exit 0's confidence is above its median (halfway between the two middle ones,
+  // clear of float rounding): half the samples leave early.
+  auto conf0 = std::get<0>(want[0].max(1));
+  auto sorted = std::get<0>(conf0.sort());
+  const ExitRule rule{model::ExitCriterion::kConfidence,
+                      (sorted[n / 2 - 1].item<double>() + sorted[n / 2].item<double>()) / 2};
+  auto events = (*eng)->infer_batch(nn::from_torch(x), rule);
+  ASSERT_TRUE(events.ok()) << events.status().to_string();
+  int early = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const ExitEvent& ev = (*events)[i];
+    auto single = (*eng)->infer(nn::from_torch(x[i]), rule);
+    ASSERT_TRUE(single.ok());
+    EXPECT_EQ(ev.exit_index, single->exit_index) << "sample " << i;
+    auto p = want[ev.exit_index][i];
+    EXPECT_EQ(ev.exit_index, conf0[i].item<double>() >= rule.threshold ? 0 : 1) << "sample " << i;
+    for (int64_t c = 0; c < p.size(0); ++c) {
+      EXPECT_NEAR(ev.probs[c], p[c].item<float>(), 1e-4) << "sample " << i;
+      EXPECT_NEAR(single->probs[c], p[c].item<float>(), 1e-4) << "sample " << i;
+    }
+    early += ev.exit_index == 0;
+  }
+  EXPECT_GT(early, 0);
+  EXPECT_LT(early, n);
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -2,8 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "model/package.h"
 #include "motifs/branchynet_arch.h"
+#include "motifs/parallelnet.h"
+#include "motifs/spec_builder.h"
 
 namespace idn::nn {
 namespace {
@@ -92,6 +96,81 @@ TEST(GraphTest, SavedPackageRoundTripsBitExactly) {
   EXPECT_EQ(back->weights, g->export_weights());
   EXPECT_EQ(model::to_json(back->spec), model::to_json(spec));
   fs::remove_all(dir);
+}
+
+// Every exit's logits with the blocked inference layout on and off (the dense reference).
+void expect_blocked_equals_dense(const model::ModelSpec& spec, int64_t batch) {
+  SCOPED_TRACE(spec.name + " batch " + std::to_string(batch));
+  torch::manual_seed(11);
+  Graph g(spec);
+  g->eval();
+  torch::NoGradGuard ng;
+  auto x = torch::randn({batch, 1, 28, 28});
+  ASSERT_TRUE(g->blocked_layout());
+  auto blocked = g->forward_all(x);
+  g->set_blocked_layout(false);
+  auto dense = g->forward_all(x);
+  ASSERT_EQ(blocked.size(), dense.size());
+  for (size_t e = 0; e < dense.size(); ++e) {
+    EXPECT_FALSE(blocked[e].is_mkldnn());
+    EXPECT_TRUE(torch::allclose(blocked[e], dense[e], 1e-4, 1e-4))
+        << "exit " << e << ": max difference " << (blocked[e] - dense[e]).abs().max().item<float>();
+  }
+}
+
+TEST(GraphTest, BlockedLayoutAnswersAsTheDenseReference) {
+  // Odd channel counts as a generated ParallelNet model has (oneDNN pads them to its blocks), a
+  // convolution read by a relu and by a pooling layer (so that relu must not run in place) whose
+  // outputs are averaged, and a stage boundary inside a conv-relu-pool chain.
+  motifs::SpecBuilder b("odd", "branchynet");
+  b.input("image", {1, 28, 28});
+  b.stage("s0").conv("conv1", 1, 11, 5, 1, 2).relu("relu1").maxpool("pool1", 3, 2, 1);
+  b.conv("conv2", 11, 33, 5, 1, 2).relu("relu2");
+  b.exit("e0").maxpool("epool", 2).flatten("eflat").linear("efc", 33 * 7 * 7, 10);
+  b.stage("s1").maxpool("pool2", 3, 2, 1).conv("conv3", 33, 66, 3, 1, 1).relu("relu3");
+  b.conv("conv4", 66, 41, 3, 1, 1).relu("relu4").maxpool("pool4", 3, 2, 1).flatten("flat");
+  b.linear("fc1", 41 * 4 * 4, 157).relu("relu5");
+  b.exit("e1").linear("fc2", 157, 10);
+  auto odd = b.build();
+  ASSERT_TRUE(odd.ok()) << odd.status().to_string();
+  // Stage s0 ends in avg(relu2, maxpool(conv2)).
+  auto at = [&](const std::string& name) {
+    return std::find_if(odd->layers.begin(), odd->layers.end(),
+                        [&](const model::LayerSpec& l) { return l.name == name; });
+  };
+  model::LayerSpec side{"side", model::LayerType::kMaxPool2d, {"conv2"}};
+  side.params = {{"kernel", 3}, {"stride", 1}, {"padding", 1}};
+  model::LayerSpec join{"join", model::LayerType::kAggregate, {"relu2", "side"}};
+  join.params = {{"op", "avg"}};
+  odd->layers.insert(at("relu2") + 1, {side, join});
+  odd->stages[0].layers.insert(odd->stages[0].layers.end(), {"side", "join"});
+  odd->stages[0].output = "join";
+  at("epool")->inputs = {"join"};
+  at("pool2")->inputs = {"join"};
+  ASSERT_TRUE(model::validate_model_spec(*odd).is_ok())
+      << model::validate_model_spec(*odd).to_string();
+  EXPECT_EQ(Graph(*odd)->blocked_layers(),
+            (std::vector<std::string>{"conv1", "relu1", "pool1", "conv2", "conv3", "relu3", "conv4",
+                                      "relu4"}));
+  for (int64_t batch : {1, 5}) expect_blocked_equals_dense(*odd, batch);
+  // The architectures the repository trains.
+  for (const char* arch : {"b-lenet", "b-alexnet"})
+    expect_blocked_equals_dense(*motifs::branchynet_arch(arch), 3);
+  for (const char* arch : {"alexnet", "tiny"})
+    expect_blocked_equals_dense(*motifs::parallelnet_arch(arch, 10), 3);
+}
+
+TEST(GraphTest, BlockedLayoutStaysOutOfTrainingAndStageOutputs) {
+  auto spec = *motifs::branchynet_arch("b-lenet");
+  Graph g(spec);
+  auto x = torch::randn({2, 1, 28, 28});
+  g->train();
+  auto logits = g->forward_all(x);  // autograd on: dense tensors, gradients flow
+  EXPECT_TRUE(logits.back().requires_grad());
+  g->eval();
+  torch::NoGradGuard ng;
+  auto acts = g->begin({x});
+  for (int s = 0; s < g->num_stages(); ++s) EXPECT_FALSE(g->run_stage(s, acts).is_mkldnn());
 }
 
 }  // namespace
