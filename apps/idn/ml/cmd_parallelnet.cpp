@@ -136,6 +136,9 @@ struct BenchArgs {
   int timing_samples = 64;
   int batch = 32;  // Fig. 5.10's second timing: us per sample = time of a batch / batch
   int threads = 1;
+  // Inference layout of the timed graphs: "blocked" (nn::Graph's default, conv chains in
+  // oneDNN's layout) or "dense" (every layer on dense tensors, as before), to compare the two.
+  std::string layout = "blocked";
   int train_threads = 1;  // two spin at every barrier when the other core is busy
   // Fig. 5.13: members drawn at exit_ps, combined by `rule`, stopped when the combined top
   // probability reaches a threshold. exit_timing "parallel": every member runs at once on its
@@ -210,6 +213,7 @@ Result<Scored> score(const model::Package& pkg, const torch::Tensor& x, const to
                      const BenchArgs& a, bool timed) {
   nn::Graph graph(pkg.spec);
   IDN_RETURN_IF_ERROR(graph->load_weights(pkg.weights));
+  graph->set_blocked_layout(a.layout == "blocked");
   Scored s;
   IDN_ASSIGN_OR_RETURN(s.logits, motifs::masked_logits(graph, motifs::Mask{}, x));
   s.accuracy = s.logits.argmax(1).eq(y).to(torch::kFloat64).mean().item<double>();
@@ -392,6 +396,7 @@ int run_bench(BenchArgs a) {
   if (!gscore.ok()) return report(gscore.status().with_context("genesis"));
   nn::Graph ggraph(gpkg->spec);
   if (Status st = ggraph->load_weights(gpkg->weights); !st.is_ok()) return report(st);
+  ggraph->set_blocked_layout(a.layout == "blocked");
   std::vector<double> g_b1_all{gscore->us_b1}, g_bn_all{gscore->us_batch};
   std::map<double, std::pair<double, double>> speedups;  // per p_test: at batch 1, at a.batch
 
@@ -483,11 +488,12 @@ int run_bench(BenchArgs a) {
       << "," << gscore->us_b1 << "," << gscore->us_batch << "," << main_p_train << ",,\n";
   std::printf(
       "\n(us/sample: median wall time of one test image alone (b1) and of a batch of %d / %d "
-      "(b%d), %d LibTorch thread(s); speed-up: the median over masks of the genesis model's time, "
+      "(b%d), %d LibTorch thread(s), %s layout; speed-up: the median over masks of the genesis "
+      "model's time, "
       "measured right after, over the generated model's; the genesis itself: %.0f us at b1, %.1f "
       "us at b%d (median of %zu timings), accuracy %.2f%%)\n",
-      a.batch, a.batch, a.batch, a.threads, gscore->us_b1, gscore->us_batch, a.batch,
-      g_b1_all.size(), 100 * gscore->accuracy);
+      a.batch, a.batch, a.batch, a.threads, a.layout.c_str(), gscore->us_b1, gscore->us_batch,
+      a.batch, g_b1_all.size(), 100 * gscore->accuracy);
   for (double p : a.p_tests) {
     if (std::abs(p - 0.45) > 1e-9) continue;
     std::printf(
@@ -849,6 +855,11 @@ void register_parallelnet(CLI::App& app, CLI::App& bench) {
   bn->add_option("--out", b->out_dir, "Where to write parallelnet.csv and the plots")
       ->capture_default_str();
   bn->add_option("--threads", b->threads, "LibTorch threads while measuring")
+      ->capture_default_str();
+  bn->add_option("--layout", b->layout,
+                 "Inference layout of the timed models: blocked (conv chains in oneDNN's layout, "
+                 "as the engine runs them) or dense (every layer on dense tensors), to compare")
+      ->check(CLI::IsMember({"blocked", "dense"}))
       ->capture_default_str();
   bn->add_flag("--quick", b->quick,
                "Tiny architecture, three epochs on 5,000 images, 3 p_test values, 1,000 test "
