@@ -151,8 +151,27 @@ awaitable<Status> ModelHost::init_model(core::Multihash id, bool pin) {
   if (!hosted.is_ok()) co_return hosted;
   co_await announce(id);
   co_await announce(model_cid->hash());
+  if (desc->onnx_cid) co_await host_onnx(*desc->onnx_cid, id, peers);
   spdlog::info("hosting service {} ({})", sid, desc->name);
   co_return Status::ok();
+}
+
+awaitable<void> ModelHost::host_onnx(const std::string& cid_text, const core::Multihash& id,
+                                     std::vector<identity::PeerId>& peers) {
+  auto cid = core::Cid::parse(cid_text);  // validated with the descriptor
+  if (!cid.ok()) co_return;
+  // Pinning succeeds only when every block is already here.
+  Status s = p_.store.pin(*cid);
+  if (!s.is_ok()) {
+    s = co_await fetch(*cid, id, peers);
+    if (s.is_ok()) s = p_.store.pin(*cid);
+  }
+  if (!s.is_ok()) {
+    spdlog::warn("ONNX form {} of service {} not fetched: {}", cid_text, service_id_text(id),
+                 s.to_string());
+    co_return;
+  }
+  co_await announce(cid->hash());
 }
 
 awaitable<Result<ServiceDescriptor>> ModelHost::descriptor(core::Multihash id) {

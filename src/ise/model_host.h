@@ -113,7 +113,9 @@ class ModelHost {
                                             std::string description);
   // initModel. Idempotent. `pin`: the operator asked for it, so it is recorded in
   // data_dir/hosted (re-hosted at every start, never swapped out by the ISE); otherwise the ISE
-  // chose it and may tear it down. Errors: NotFound (no provider, or a provider lacking blocks),
+  // chose it and may tear it down. A descriptor's ONNX form (onnx.cid) is fetched, pinned and
+  // provided too, so any provider hands it to a browser; serving does not need it, so failing
+  // to fetch it only warns. Errors: NotFound (no provider, or a provider lacking blocks),
   // Corruption (descriptor not canonical, model hash mismatch), Timeout, executor load errors.
   p2p::awaitable<Status> init_model(core::Multihash service_id, bool pin = true);
   // The ISE's teardown: withdraws our provider record for the service, unloads it and updates
@@ -151,6 +153,9 @@ class ModelHost {
   p2p::awaitable<Status> fetch(const core::Cid& root, const core::Multihash& provider_key,
                                std::vector<identity::PeerId>& peers);
   p2p::awaitable<void> announce(const core::Multihash& key);
+  // Fetches (when missing), pins and provides the ONNX directory a descriptor names.
+  p2p::awaitable<void> host_onnx(const std::string& cid_text, const core::Multihash& id,
+                                 std::vector<identity::PeerId>& peers);
 
   Parts p_;
   std::unordered_map<core::Multihash, HostedService> hosted_;

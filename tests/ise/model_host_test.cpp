@@ -18,6 +18,7 @@
 #include "p2p/p2p_test_util.h"
 #include "store/bitswap.h"
 #include "store/blockstore.h"
+#include "store/importer.h"
 
 namespace idn::ise {
 namespace {
@@ -246,6 +247,43 @@ TEST_F(ModelHostWithFakes, AnExecutorThatCannotLoadLeavesTheServiceUnhostedAndUn
   EXPECT_FALSE(b.hosts(pub->service_id));
   EXPECT_TRUE(b.routing->provided.empty());
   EXPECT_EQ(b.hosted_changes, 0);
+}
+
+TEST_F(ModelHostWithFakes, HostsFetchPinAndProvideTheOnnxFormTheDescriptorNames) {
+  Peer a(loop, directory, "a"), b(loop, directory, "b");
+  const fs::path onnx_dir = temp_dir("onnx");
+  fs::create_directories(onnx_dir);
+  std::ofstream(onnx_dir / "manifest.json") << "{\"format\": \"idn-onnx\"}\n";
+  std::ofstream(onnx_dir / "stage_0.onnx") << "graph bytes";
+  auto onnx = store::import_path(onnx_dir, *a.store);
+  fs::remove_all(onnx_dir);
+  ASSERT_TRUE(onnx.ok()) << onnx.status().to_string();
+  ASSERT_TRUE(a.store->pin(onnx->cid).is_ok());
+  auto pub = store_publication(*a.store, pkg_dir, "", onnx->cid);
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  ASSERT_EQ(pub->descriptor.onnx_cid, onnx->cid.to_string());
+  Status st = a.run([&] { return a.models->init_model(pub->service_id); });
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  const std::set<core::Multihash> all{pub->service_id, pub->model_cid.hash(), onnx->cid.hash()};
+  EXPECT_EQ(a.routing->provided, all);
+
+  st = b.run([&] { return b.models->init_model(pub->service_id, false); });
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_TRUE(b.store->pin(onnx->cid).is_ok());  // every block of it arrived
+  EXPECT_EQ(b.routing->provided, all);
+
+  // An ONNX form nobody has does not stop the service from being hosted.
+  const core::Cid missing = core::Cid::of(core::Multicodec::kDagPb, as_bytes("nowhere"));
+  auto pub2 = store_publication(*a.store, pkg_dir, "second", missing);
+  ASSERT_TRUE(pub2.ok()) << pub2.status().to_string();
+  st = a.run([&] { return a.models->init_model(pub2->service_id); });
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  Peer c(loop, directory, "c");
+  st = c.run([&] { return c.models->init_model(pub2->service_id, false); });
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_TRUE(c.hosts(pub2->service_id));
+  EXPECT_EQ(c.routing->provided,
+            (std::set<core::Multihash>{pub2->service_id, pub2->model_cid.hash()}));
 }
 
 }  // namespace
