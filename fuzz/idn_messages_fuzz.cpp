@@ -2,7 +2,9 @@
 // decoding never crashes and either fails with PeerMisbehaved or yields a message whose
 // encoding is a fixed point (encode -> decode -> encode gives the same bytes). The same input
 // is also read as a stream of length-prefixed frames, the way the dispatcher reads it. The seed
-// corpus includes requests with several inputs (input_views) and with a sample reference only.
+// corpus includes requests with several inputs (input_views) and with a sample reference only,
+// and a keep-alive stream: a keep_open request, then one that inherits its service ID, exit
+// rule and deadline (absent on the wire), and an answer that says stream_open.
 // fuzz-deps: idn_protocol idn_proto idn_core
 #include <cstddef>
 #include <cstdint>

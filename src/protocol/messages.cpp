@@ -124,20 +124,24 @@ void request_to_pb(const InferRequest& r, v1::InferRequest* pb) {
   pb->set_request_id(r.request_id);
   pb->set_service_id(from_bytes(r.service_id));
   if (r.has_input()) tensor_to_pb(r.input, pb->mutable_input());
-  pb->mutable_exit_rule()->set_criterion(static_cast<v1::ExitCriterion>(r.exit_rule.criterion));
-  pb->mutable_exit_rule()->set_threshold(r.exit_rule.threshold);
+  if (!r.exit_rule_inherited) {
+    pb->mutable_exit_rule()->set_criterion(static_cast<v1::ExitCriterion>(r.exit_rule.criterion));
+    pb->mutable_exit_rule()->set_threshold(r.exit_rule.threshold);
+  }
   pb->set_deadline_ms(r.deadline_ms);
   pb->set_start_stage(r.start_stage);
   if (r.stop_after_stage) pb->set_stop_after_stage(*r.stop_after_stage);
   for (const core::Tensor& t : r.inputs) tensor_to_pb(t, pb->add_inputs());
   for (uint32_t v : r.input_views) pb->add_input_views(v);
   if (r.sample_ref) pb->set_sample_ref(*r.sample_ref);
+  pb->set_keep_open(r.keep_open);
 }
 
 Result<InferRequest> request_from_pb(const v1::InferRequest& pb, const DecodeLimits& limits) {
   InferRequest r;
   r.request_id = pb.request_id();
-  IDN_RETURN_IF_ERROR(check_id(pb.service_id(), "infer_request.service_id", limits));
+  // Empty: a later request on a keep-alive stream, which inherits the first one's.
+  IDN_RETURN_IF_ERROR(check_id(pb.service_id(), "infer_request.service_id", limits, true));
   r.service_id = to_bytes_field(pb.service_id());
   if (static_cast<size_t>(pb.inputs_size()) > limits.max_inputs)
     return bad(
@@ -165,6 +169,8 @@ Result<InferRequest> request_from_pb(const v1::InferRequest& pb, const DecodeLim
     r.input_views.push_back(v);
   }
   if (pb.has_sample_ref()) r.sample_ref = pb.sample_ref();
+  r.keep_open = pb.keep_open();
+  r.exit_rule_inherited = !pb.has_exit_rule();
   int criterion = pb.exit_rule().criterion();
   if (criterion < 0 || criterion > static_cast<int>(ExitCriterion::kLastExit)) {
     return bad(fmt::format("infer_request.exit_rule: unknown criterion {}", criterion));
@@ -302,6 +308,7 @@ void progress_to_pb(const InferProgress& p, v1::InferProgress* pb) {
   pb->set_error(static_cast<v1::InferError>(p.error));
   pb->set_error_message(p.error_message);
   pb->set_retry_after_ms(p.retry_after_ms);
+  pb->set_stream_open(p.stream_open);
 }
 
 Result<InferProgress> progress_from_pb(const v1::InferProgress& pb, const DecodeLimits& limits) {
@@ -326,6 +333,7 @@ Result<InferProgress> progress_from_pb(const v1::InferProgress& pb, const Decode
   IDN_RETURN_IF_ERROR(check_text(pb.error_message(), "infer_progress.error_message", limits));
   p.error_message = pb.error_message();
   p.retry_after_ms = pb.retry_after_ms();
+  p.stream_open = pb.stream_open();
   return p;
 }
 

@@ -101,6 +101,13 @@ struct InferRequest {
   std::vector<uint32_t> input_views;
   // A sample the server owns (a DDNN device's camera frame), for a request without inputs.
   std::optional<uint64_t> sample_ref;
+  // A stream's first request: the requester may send more on this stream (keep-alive, see
+  // proto/idn_infer.proto). A later request on such a stream may leave service_id empty and
+  // deadline_ms 0, and leave out exit_rule (exit_rule_inherited): the stream's first request's.
+  bool keep_open = false;
+  // exit_rule is not on the wire (the decoder sets it when the field is absent; the encoder then
+  // leaves it out). Outside a kept stream's later request an absent rule is the default one.
+  bool exit_rule_inherited = false;
   // Whether `input` was sent (a default Tensor is not a valid value, so it means "none").
   bool has_input() const { return !(input == core::Tensor{}); }
   bool operator==(const InferRequest&) const = default;
@@ -132,6 +139,8 @@ struct InferProgress {
   InferError error = InferError::kNone;
   std::string error_message;
   uint32_t retry_after_ms = 0;  // with kBusy
+  // A final answer on a keep_open stream: the server reads the next request on this stream.
+  bool stream_open = false;
 
   bool busy() const { return error == InferError::kBusy; }
   bool operator==(const InferProgress&) const = default;

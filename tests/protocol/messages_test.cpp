@@ -283,11 +283,37 @@ TEST(Messages, UnknownEnumValuesAreRejected) {
   EXPECT_FALSE(decode_infer_server(as_bytes(sp.SerializeAsString())).ok());
 }
 
-TEST(Messages, RequestWithoutServiceOrInputIsRejected) {
-  InferRequest r = sample_request();
-  r.service_id.clear();
-  EXPECT_FALSE(decode_infer_client(encode(InferClientMessage{r})).ok());
+TEST(Messages, KeepAliveFieldsRoundTripAndALaterRequestMayLeaveOutWhatItInherits) {
+  InferRequest first = sample_request();
+  first.keep_open = true;
+  expect_round_trip(InferClientMessage{first}, decode_infer_client);
+  // A later request on a kept stream: no service ID, no exit rule, no deadline on the wire.
+  InferRequest later = sample_request();
+  later.service_id.clear();
+  later.exit_rule = {};
+  later.exit_rule_inherited = true;
+  later.deadline_ms = 0;
+  expect_round_trip(InferClientMessage{later}, decode_infer_client);
+  // Smaller by the service ID field, the exit rule field (2 + 7 bytes) and the deadline (3).
+  InferRequest full = sample_request();
+  EXPECT_EQ(encode(InferClientMessage{later}).size() + (2 + full.service_id.size()) + 9 + 3,
+            encode(InferClientMessage{full}).size());
+  // A request that carries its exit rule says so, even the default one.
+  InferRequest defaulted = sample_request();
+  defaulted.exit_rule = {};
+  auto back = decode_infer_client(encode(InferClientMessage{defaulted}));
+  ASSERT_TRUE(back.ok());
+  EXPECT_FALSE(std::get<InferRequest>(*back).exit_rule_inherited);
 
+  InferProgress p;
+  p.request_id = 3;
+  p.output = sample_tensor();
+  p.final = true;
+  p.stream_open = true;
+  expect_round_trip(InferServerMessage{p}, decode_infer_server);
+}
+
+TEST(Messages, RequestWithoutInputIsRejected) {
   v1::InferClientMessage pb;
   pb.mutable_request()->set_service_id("svc");
   EXPECT_FALSE(decode_infer_client(as_bytes(pb.SerializeAsString())).ok());
