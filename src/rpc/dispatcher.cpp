@@ -22,6 +22,8 @@ awaitable<Status> InferContext::send(InferProgress p) {
   }
   p.request_id = request_.request_id;
   bool final = p.final;
+  p.stream_open = final && stream_open_;
+  if (final) final_started_ = true;
   // Named, not a temporary in the co_await expression: GCC 12 miscompiles some of those.
   InferServerMessage m{std::move(p)};
   Status st = co_await write_message(*stream_, m, limits_.max_message_bytes);
@@ -121,8 +123,22 @@ awaitable<bool> Dispatcher::on_infer_client_message(InferClientMessage m, p2p::B
   if (auto* req = std::get_if<InferRequest>(&m)) {
     stats_.infer_requests++;
     if (std::exchange(st.request_seen, true)) {
-      st.failure = Status::peer_misbehaved("a second InferRequest on one stream");
-      co_return false;
+      // Our side is closed (idle): the requester sees it and asks again elsewhere.
+      if (st.closing) co_return true;
+      if (!st.keep_open) {
+        st.failure = Status::peer_misbehaved("a second InferRequest on one stream");
+        co_return false;
+      }
+      if (!st.ctx || !st.ctx->final_started_) {
+        st.failure = Status::peer_misbehaved(
+            "an InferRequest before the previous request's final answer on a keep-alive stream");
+        co_return false;
+      }
+      if (!st.ctx->stream_open_) {
+        st.failure = Status::peer_misbehaved(fmt::format(
+            "an InferRequest after the stream's last one ({} requests per stream)", st.served));
+        co_return false;
+      }
     }
     if (!infer_) {
       InferProgress p;
@@ -175,36 +191,83 @@ awaitable<void> Dispatcher::read_infer_client(std::shared_ptr<p2p::ByteStream> s
     if (!co_await on_infer_client_message(std::move(*m), *s, peer, *st)) break;
     if (st->request) break;  // serve_infer starts the handler and reads on with a new reader
   }
-  if (st->request) co_return;
+  if (st->request) {
+    st->changed.notify_all();
+    co_return;
+  }
   if (!st->failure.is_ok()) {
-    report(peer, kInferProtocolId, st->failure);
+    // Once our side is closed (idle) the stream is being given up anyway: nothing to report.
+    if (!st->closing) report(peer, kInferProtocolId, st->failure);
     if (st->ctx) st->ctx->cancel();
     s->reset();
   }
   st->reader_done = true;
   if (st->ctx) st->ctx->changed_.notify_all();
+  st->changed.notify_all();
 }
 
 awaitable<void> Dispatcher::serve_infer(std::shared_ptr<p2p::ByteStream> s, identity::PeerId peer) {
-  auto st = std::make_shared<InferStreamState>();
+  auto st = std::make_shared<InferStreamState>(ex_);
   co_await read_infer_client(s, peer, st);  // up to the request (or the stream's end)
   if (!st->request) {
     if (st->failure.is_ok()) (void)co_await s->close_write();
     co_return;
   }
-  st->ctx = std::shared_ptr<InferContext>(
-      new InferContext(peer, std::move(*st->request), s, infer_limits_, ex_));
-  st->request.reset();
-  // Cancels and receipts are read beside the handler; the handler itself runs here, in the
-  // turn that read the request: an answer the service has at once (a small model run inline)
-  // is written before the connection's writer flushes, so the protocol echo, the answer and
-  // the FIN below leave in one packet.
-  asio::co_spawn(ex_, read_infer_client(s, peer, st), asio::detached);
-  auto ctx = st->ctx;
-  co_await run_infer(ctx);
+  st->keep_open = st->request->keep_open && keep_alive_.max_requests > 1;
+  if (st->keep_open) {
+    st->first.service_id = st->request->service_id;
+    st->first.exit_rule = st->request->exit_rule;
+    st->first.deadline_ms = st->request->deadline_ms;
+  }
+  for (;;) {
+    InferRequest req = std::move(*st->request);
+    st->request.reset();
+    if (st->served > 0) {  // a later request on a keep-alive stream: fill in what it inherits
+      stats_.kept_requests++;
+      if (req.service_id.empty()) req.service_id = st->first.service_id;
+      if (req.exit_rule_inherited) req.exit_rule = st->first.exit_rule;
+      req.exit_rule_inherited = false;
+      if (req.deadline_ms == 0) req.deadline_ms = st->first.deadline_ms;
+    }
+    st->served++;
+    auto ctx = std::shared_ptr<InferContext>(
+        new InferContext(peer, std::move(req), s, infer_limits_, ex_));
+    ctx->stream_open_ = st->keep_open && st->served < keep_alive_.max_requests;
+    st->ctx = ctx;
+    // Cancels, receipts (and on a keep-alive stream the next request) are read beside the
+    // handler; the handler itself runs here, in the turn that read the request: an answer the
+    // service has at once (a small model run inline) is written before the connection's writer
+    // flushes, so the protocol echo, the answer and the FIN below leave in one packet.
+    asio::co_spawn(ex_, read_infer_client(s, peer, st), asio::detached);
+    co_await run_infer(ctx);
+    if (!ctx->stream_open_ || !ctx->final_sent_ || !st->failure.is_ok()) break;
+    // Keep-alive: the next request, the requester's end, or the idle limit.
+    const p2p::SteadyTime idle_until = std::chrono::steady_clock::now() + keep_alive_.idle;
+    while (!st->request && !st->reader_done) {
+      if (!co_await st->changed.wait(idle_until)) break;
+    }
+    if (st->request) continue;
+    if (!st->reader_done) {
+      // Idle: end our side. A request crossing our FIN is dropped; the requester reads our
+      // end before an answer and asks again on a new stream.
+      stats_.idle_closes++;
+      st->closing = true;
+      (void)co_await s->close_write();
+      const p2p::SteadyTime grace = std::chrono::steady_clock::now() + keep_alive_.idle;
+      while (!st->reader_done) {
+        if (!co_await st->changed.wait(grace)) {
+          s->reset();  // the requester never closed its side
+          break;
+        }
+      }
+      while (!st->reader_done) co_await st->changed.wait();
+      co_return;
+    }
+    break;
+  }
   // The final answer is out: end our side now (the requester may still send a receipt).
   if (st->failure.is_ok()) (void)co_await s->close_write();
-  while (!st->reader_done) co_await ctx->changed_.wait();
+  while (!st->reader_done) co_await st->changed.wait();
 }
 
 awaitable<Result<InferClientStream>> open_infer(p2p::Host& host, const identity::PeerId& peer,

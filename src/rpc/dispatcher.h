@@ -8,6 +8,14 @@
 //   infer: InferRequest first, then optional Cancel and Receipt from the requester; the
 //          request handler sends InferProgress messages, the last with final = true. A
 //          stream may also carry only a Receipt.
+//          Keep-alive: when the first request sets keep_open and KeepAliveLimits allow more
+//          than one request, each final answer but the limit's last says stream_open, and the
+//          dispatcher reads on: the next InferRequest (only after the previous final answer)
+//          gets a new InferContext, its empty service_id, absent exit_rule and zero
+//          deadline_ms filled in from the stream's first request, so handlers see complete
+//          requests. No request within KeepAliveLimits::idle after a final answer: the
+//          dispatcher closes its side (a request crossing that close is read and dropped).
+//          Without keep_open, a second InferRequest is a protocol violation as before.
 // A malformed message resets the stream and is reported to on_error (PeerMisbehaved,
 // LimitExceeded, Corruption) so the caller can penalise the peer. Messages without a
 // registered handler are dropped (counted), so new message types do not break old nodes.
@@ -16,6 +24,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -57,6 +66,9 @@ class InferContext {
   const InferRequest& request() const { return request_; }
   bool cancelled() const { return cancelled_; }
   bool final_sent() const { return final_sent_; }
+  // The final answer will say stream_open (send() stamps it): the requester may send another
+  // request on this stream afterwards.
+  bool keeps_stream_open() const { return stream_open_; }
   p2p::awaitable<Status> send(InferProgress p);
   // Suspends until cancelled or `deadline`; returns cancelled().
   p2p::awaitable<bool> wait_cancelled(p2p::SteadyTime deadline);
@@ -82,12 +94,27 @@ class InferContext {
   p2p::Signal changed_;
   bool cancelled_ = false;
   bool final_sent_ = false;
-  bool done_ = false;  // the handler returned
+  bool final_started_ = false;  // a final answer is being written (or was)
+  bool stream_open_ = false;    // see keeps_stream_open()
+  bool done_ = false;           // the handler returned
+};
+
+// Bounds on a keep-alive infer stream (one whose first request set keep_open).
+struct KeepAliveLimits {
+  // Requests served on one stream; the last one's final answer does not say stream_open.
+  // 1 turns keep-alive off.
+  uint32_t max_requests = 4096;
+  // After a final answer that said stream_open, how long the next request may take to come;
+  // then our side is closed (and the stream reset if the requester has not closed its side
+  // within as long again).
+  std::chrono::milliseconds idle{30000};
 };
 
 struct DispatcherStats {
   uint64_t swap_messages = 0;
   uint64_t infer_requests = 0;
+  uint64_t kept_requests = 0;  // of those, later requests on keep-alive streams (served)
+  uint64_t idle_closes = 0;    // keep-alive streams we ended for want of a next request
   uint64_t cancels = 0;
   uint64_t receipts = 0;
   uint64_t unhandled = 0;      // decoded fine, no handler registered
@@ -132,6 +159,7 @@ class Dispatcher {
   void on_infer_request(InferHandler h) { infer_ = std::move(h); }
   void on_receipt(ReceiptHandler h) { receipt_ = std::move(h); }
   void on_error(ErrorObserver o) { error_ = std::move(o); }
+  void set_keep_alive(KeepAliveLimits l) { keep_alive_ = l; }
 
   // Registers the swap and infer protocol handlers on `host`.
   void attach(p2p::Host& host);
@@ -149,11 +177,17 @@ class Dispatcher {
   p2p::awaitable<void> run_infer(std::shared_ptr<InferContext> ctx);
   // One infer stream's requester side, shared by serve_infer and its reader.
   struct InferStreamState {
+    explicit InferStreamState(p2p::asio::any_io_executor ex) : changed(std::move(ex)) {}
     std::optional<InferRequest> request;  // read, the handler not started yet
     std::shared_ptr<InferContext> ctx;    // the running (or finished) request
     Status failure;                       // the requester broke the protocol
     bool request_seen = false;
     bool reader_done = false;
+    bool keep_open = false;  // keep-alive: the first request asked and the limits allow it
+    bool closing = false;    // our side is closed: requests read now are dropped
+    uint32_t served = 0;     // requests started on this stream
+    InferRequest first;      // keep-alive: what later requests inherit (no input)
+    p2p::Signal changed;     // the reader read a request or finished
   };
   p2p::awaitable<bool> on_infer_client_message(InferClientMessage m, p2p::ByteStream& s,
                                                const identity::PeerId& peer, InferStreamState& st);
@@ -174,6 +208,7 @@ class Dispatcher {
   InferHandler infer_;
   ReceiptHandler receipt_;
   ErrorObserver error_;
+  KeepAliveLimits keep_alive_;
   DispatcherStats stats_;
 };
 

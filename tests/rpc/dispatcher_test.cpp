@@ -292,5 +292,274 @@ TEST(Dispatcher, RequestWithoutAServiceGetsUnknownServiceAndSecondRequestIsAViol
   EXPECT_EQ(reported.code(), Code::kPeerMisbehaved);
 }
 
+// ---- keep-alive infer streams ----
+
+InferRequest keep_alive_request(uint64_t id) {
+  InferRequest r;
+  r.request_id = id;
+  r.service_id = {9, 9};
+  r.input = tensor();
+  r.exit_rule = {protocol::ExitCriterion::kConfidence, 0.75f};
+  r.deadline_ms = 700;
+  r.keep_open = true;
+  return r;
+}
+
+// A later request on a kept stream that leaves out everything it may inherit.
+InferRequest follow_up(uint64_t id) {
+  InferRequest r;
+  r.request_id = id;
+  r.input = tensor();
+  r.exit_rule_inherited = true;
+  return r;
+}
+
+// Sends `req` and reads up to its final answer (nullopt if the stream ended first).
+awaitable<std::optional<InferProgress>> ask(InferClientStream& s, const InferRequest& req) {
+  InferClientMessage m{req};
+  Status st = co_await s.send(m);
+  if (!st.is_ok()) co_return std::nullopt;
+  for (;;) {
+    auto r = co_await s.receive();
+    if (!r.ok()) co_return std::nullopt;
+    auto p = std::get<InferProgress>(*r);
+    if (p.final) co_return p;
+  }
+}
+
+// Answers every request at once with its input, final.
+void answer_at_once(Dispatcher& d, std::vector<InferRequest>& seen) {
+  d.on_infer_request([&](InferContext& ctx) -> awaitable<void> {
+    seen.push_back(ctx.request());
+    InferProgress p;
+    p.output = ctx.request().input;
+    p.operations = 10;
+    p.final = true;
+    co_await ctx.send(p);
+  });
+}
+
+TEST(Dispatcher, KeepAliveStreamServesRequestsInOrderWithInheritedFields) {
+  asio::io_context ioc;
+  Dispatcher d(ioc.get_executor());
+  std::vector<InferRequest> seen;
+  answer_at_once(d, seen);
+  std::vector<InferProgress> finals;
+  Status end;
+  run(ioc, [&]() -> awaitable<void> {
+    auto pipe = memory_stream_pair(ioc.get_executor());
+    asio::co_spawn(ioc, d.serve_infer(pipe.second, peer_id(6)), asio::detached);
+    InferClientStream s(pipe.first, infer_io_limits());
+    InferRequest second = follow_up(2), third = follow_up(3);
+    third.deadline_ms = 90;  // its own, not the first request's
+    third.exit_rule_inherited = false;
+    third.exit_rule = {protocol::ExitCriterion::kEntropy, 0.25f};
+    for (const InferRequest& r : {keep_alive_request(1), second, third}) {
+      auto p = co_await ask(s, r);
+      EXPECT_TRUE(p.has_value());
+      if (p) finals.push_back(*p);
+    }
+    co_await s.close_write();
+    auto e = co_await s.receive();
+    end = e.status();
+  });
+  ASSERT_EQ(finals.size(), 3u);
+  for (uint64_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(finals[i].request_id, i + 1);
+    EXPECT_TRUE(finals[i].stream_open);
+  }
+  EXPECT_EQ(end.code(), Code::kNotFound);  // our close ended the stream cleanly
+  ASSERT_EQ(seen.size(), 3u);
+  // Handlers see complete requests: what a later one left out is the first one's.
+  for (const auto& r : seen) EXPECT_EQ(r.service_id, (Bytes{9, 9}));
+  EXPECT_EQ(seen[1].exit_rule, (protocol::ExitRule{protocol::ExitCriterion::kConfidence, 0.75f}));
+  EXPECT_FALSE(seen[1].exit_rule_inherited);
+  EXPECT_EQ(seen[1].deadline_ms, 700u);
+  EXPECT_EQ(seen[2].exit_rule, (protocol::ExitRule{protocol::ExitCriterion::kEntropy, 0.25f}));
+  EXPECT_EQ(seen[2].deadline_ms, 90u);
+  EXPECT_EQ(d.stats().infer_requests, 3u);
+  EXPECT_EQ(d.stats().kept_requests, 2u);
+  EXPECT_EQ(d.stats().stream_errors, 0u);
+}
+
+TEST(Dispatcher, WithoutKeepOpenTheAnswerKeepsNothingOpenAndASecondRequestIsAViolation) {
+  asio::io_context ioc;
+  Dispatcher d(ioc.get_executor());
+  std::vector<InferRequest> seen;
+  answer_at_once(d, seen);
+  Status reported;
+  d.on_error([&](const identity::PeerId&, std::string_view, const Status& st) { reported = st; });
+  std::optional<InferProgress> first, second;
+  Status end;
+  run(ioc, [&]() -> awaitable<void> {
+    auto pipe = memory_stream_pair(ioc.get_executor());
+    asio::co_spawn(ioc, d.serve_infer(pipe.second, peer_id(6)), asio::detached);
+    InferClientStream s(pipe.first, infer_io_limits());
+    InferRequest old = keep_alive_request(1);
+    old.keep_open = false;  // an older requester
+    first = co_await ask(s, old);
+    auto e = co_await s.receive();  // the server ended its side after the final answer
+    end = e.status();
+    InferRequest again = old;
+    again.request_id = 2;
+    second = co_await ask(s, again);
+  });
+  ASSERT_TRUE(first.has_value());
+  EXPECT_FALSE(first->stream_open);
+  EXPECT_EQ(end.code(), Code::kNotFound);
+  EXPECT_FALSE(second.has_value());
+  EXPECT_EQ(seen.size(), 1u);
+  EXPECT_EQ(reported.code(), Code::kPeerMisbehaved);
+  EXPECT_NE(reported.message().find("a second InferRequest on one stream"), std::string::npos);
+}
+
+TEST(Dispatcher, KeepAliveStopsAtTheRequestLimitAndARequestPastItIsAViolation) {
+  asio::io_context ioc;
+  Dispatcher d(ioc.get_executor());
+  d.set_keep_alive({2, std::chrono::seconds(30)});
+  std::vector<InferRequest> seen;
+  answer_at_once(d, seen);
+  Status reported;
+  d.on_error([&](const identity::PeerId&, std::string_view, const Status& st) { reported = st; });
+  std::optional<InferProgress> a, b, c;
+  run(ioc, [&]() -> awaitable<void> {
+    auto pipe = memory_stream_pair(ioc.get_executor());
+    asio::co_spawn(ioc, d.serve_infer(pipe.second, peer_id(6)), asio::detached);
+    InferClientStream s(pipe.first, infer_io_limits());
+    a = co_await ask(s, keep_alive_request(1));
+    b = co_await ask(s, follow_up(2));
+    c = co_await ask(s, follow_up(3));  // b said the stream ends: a requester breaking that
+  });
+  ASSERT_TRUE(a && b);
+  EXPECT_TRUE(a->stream_open);
+  EXPECT_FALSE(b->stream_open);  // the limit's last request
+  EXPECT_FALSE(c.has_value());
+  EXPECT_EQ(seen.size(), 2u);
+  EXPECT_EQ(reported.code(), Code::kPeerMisbehaved);
+}
+
+TEST(Dispatcher, KeepAliveOffServesOneRequestPerStreamLikeAnOldServer) {
+  asio::io_context ioc;
+  Dispatcher d(ioc.get_executor());
+  d.set_keep_alive({1, std::chrono::seconds(30)});
+  std::vector<InferRequest> seen;
+  answer_at_once(d, seen);
+  std::optional<InferProgress> a;
+  Status end;
+  run(ioc, [&]() -> awaitable<void> {
+    auto pipe = memory_stream_pair(ioc.get_executor());
+    asio::co_spawn(ioc, d.serve_infer(pipe.second, peer_id(6)), asio::detached);
+    InferClientStream s(pipe.first, infer_io_limits());
+    a = co_await ask(s, keep_alive_request(1));
+    auto e = co_await s.receive();
+    end = e.status();
+    co_await s.close_write();
+  });
+  ASSERT_TRUE(a.has_value());
+  EXPECT_FALSE(a->stream_open);
+  EXPECT_EQ(end.code(), Code::kNotFound);
+  EXPECT_EQ(d.stats().stream_errors, 0u);
+}
+
+TEST(Dispatcher, ARequestBeforeThePreviousFinalAnswerIsAViolation) {
+  asio::io_context ioc;
+  Dispatcher d(ioc.get_executor());
+  int started = 0;
+  d.on_infer_request([&](InferContext& ctx) -> awaitable<void> {
+    ++started;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+    co_await ctx.wait_cancelled(deadline);  // the stream's reset cancels it
+  });
+  Status reported;
+  d.on_error([&](const identity::PeerId&, std::string_view, const Status& st) { reported = st; });
+  run(ioc, [&]() -> awaitable<void> {
+    auto pipe = memory_stream_pair(ioc.get_executor());
+    asio::co_spawn(ioc, d.serve_infer(pipe.second, peer_id(6)), asio::detached);
+    InferClientStream s(pipe.first, infer_io_limits());
+    InferClientMessage one{keep_alive_request(1)}, two{follow_up(2)};
+    co_await s.send(one);
+    co_await s.send(two);
+    auto r = co_await s.receive();
+    while (r.ok()) r = co_await s.receive();
+  });
+  EXPECT_EQ(started, 1);
+  EXPECT_EQ(reported.code(), Code::kPeerMisbehaved);
+  EXPECT_NE(reported.message().find("before the previous request's final answer"),
+            std::string::npos);
+}
+
+TEST(Dispatcher, CancelReachesTheSecondRequestOnAKeptStream) {
+  asio::io_context ioc;
+  Dispatcher d(ioc.get_executor());
+  std::vector<uint64_t> cancelled;
+  d.on_infer_request([&](InferContext& ctx) -> awaitable<void> {
+    if (ctx.request().request_id == 1) {
+      InferProgress p;
+      p.output = ctx.request().input;
+      p.final = true;
+      co_await ctx.send(p);
+      co_return;
+    }
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+    if (co_await ctx.wait_cancelled(deadline)) cancelled.push_back(ctx.request().request_id);
+  });
+  std::optional<InferProgress> first;
+  InferProgress last;
+  run(ioc, [&]() -> awaitable<void> {
+    auto pipe = memory_stream_pair(ioc.get_executor());
+    asio::co_spawn(ioc, d.serve_infer(pipe.second, peer_id(6)), asio::detached);
+    InferClientStream s(pipe.first, infer_io_limits());
+    first = co_await ask(s, keep_alive_request(1));
+    InferClientMessage two{follow_up(2)};
+    co_await s.send(two);
+    InferClientMessage stale{InferCancel{1}}, cancel{InferCancel{2}};
+    co_await s.send(stale);  // names the finished request: no effect
+    co_await s.send(cancel);
+    auto fin = co_await s.receive();
+    EXPECT_TRUE(fin.ok());
+    if (fin.ok()) last = std::get<InferProgress>(*fin);
+    co_await s.close_write();
+    auto e = co_await s.receive();
+    EXPECT_EQ(e.status().code(), Code::kNotFound);
+  });
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(cancelled, (std::vector<uint64_t>{2}));
+  EXPECT_EQ(last.request_id, 2u);
+  EXPECT_TRUE(last.final);
+  EXPECT_EQ(last.error, InferError::kCancelled);
+  EXPECT_EQ(d.stats().cancels, 2u);
+  EXPECT_EQ(d.stats().stream_errors, 0u);
+}
+
+TEST(Dispatcher, AnIdleKeptStreamIsClosedAndARequestCrossingTheCloseIsDropped) {
+  asio::io_context ioc;
+  Dispatcher d(ioc.get_executor());
+  d.set_keep_alive({100, std::chrono::milliseconds(20)});
+  std::vector<InferRequest> seen;
+  answer_at_once(d, seen);
+  std::optional<InferProgress> first;
+  Status idle_end, after_end;
+  run(ioc, [&]() -> awaitable<void> {
+    auto pipe = memory_stream_pair(ioc.get_executor());
+    asio::co_spawn(ioc, d.serve_infer(pipe.second, peer_id(6)), asio::detached);
+    InferClientStream s(pipe.first, infer_io_limits());
+    first = co_await ask(s, keep_alive_request(1));
+    auto e = co_await s.receive();  // nothing within the idle limit: the server ends its side
+    idle_end = e.status();
+    InferClientMessage late{follow_up(2)};  // as if it had crossed the server's FIN
+    co_await s.send(late);
+    co_await s.close_write();
+    auto again = co_await s.receive();
+    after_end = again.status();
+  });
+  ASSERT_TRUE(first.has_value());
+  EXPECT_TRUE(first->stream_open);
+  EXPECT_EQ(idle_end.code(), Code::kNotFound);
+  EXPECT_EQ(after_end.code(), Code::kNotFound);
+  EXPECT_EQ(seen.size(), 1u);  // the late request was not served
+  EXPECT_EQ(d.stats().idle_closes, 1u);
+  EXPECT_EQ(d.stats().stream_errors, 0u);
+}
+
 }  // namespace
 }  // namespace idn::rpc
