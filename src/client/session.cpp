@@ -39,6 +39,9 @@ Status SessionOptions::validate() const {
   if (cancel_grace.count() < 0) {
     return Status::invalid_argument("SessionOptions.cancel_grace must not be negative");
   }
+  if (keep_alive && keep_alive_idle.count() <= 0) {
+    return Status::invalid_argument("SessionOptions.keep_alive_idle must be positive");
+  }
   if (finish_confidence && !(*finish_confidence >= 0.0f && *finish_confidence <= 1.0f)) {
     return Status::invalid_argument(
         fmt::format("SessionOptions.finish_confidence {} is not in [0, 1]", *finish_confidence));
@@ -74,6 +77,104 @@ namespace detail {
 // answering busy with 0 must not make a request spin.
 constexpr uint32_t kMinBusyRetryMs = 10;
 
+// A keep-alive stream to one provider and what its first request carried, which later requests
+// on it leave out (proto/idn_infer.proto, "Keep-alive").
+struct KeptStream {
+  identity::PeerId peer;
+  std::shared_ptr<p2p::Stream> stream;
+  Bytes service_id;
+  protocol::ExitRule exit_rule;
+  uint32_t deadline_ms = 0;
+  SteadyTime idle_since;
+};
+
+// Idle streams a provider keeps open for this session, so its next request to that provider
+// skips opening a stream and repeating what the stream's first request said. A stream is in
+// use by one request at a time: take() hands it out, give_back() returns it after a final
+// answer that said stream_open. Closed (our side, cleanly) after `idle`, when the provider ended
+// its side, and by close_all(). On the io executor.
+class StreamPool : public std::enable_shared_from_this<StreamPool> {
+ public:
+  // Idle streams kept per provider: more are closed when given back.
+  static constexpr size_t kMaxIdlePerPeer = 4;
+
+  StreamPool(asio::any_io_executor ex, std::chrono::milliseconds idle)
+      : ex_(ex), idle_(idle), timer_(std::move(ex)) {}
+
+  // An idle stream to `peer`, or null.
+  std::shared_ptr<KeptStream> take(const identity::PeerId& peer) {
+    const SteadyTime now = Clock::now();
+    for (auto it = streams_.begin(); it != streams_.end();) {
+      if ((*it)->peer != peer) {
+        ++it;
+        continue;
+      }
+      std::shared_ptr<KeptStream> k = *it;
+      it = streams_.erase(it);
+      // The provider ended it (its idle limit), or ours passed: not worth a request.
+      if (k->stream->at_eof() || now >= k->idle_since + idle_) {
+        close(std::move(k));
+        continue;
+      }
+      return k;
+    }
+    return nullptr;
+  }
+
+  void give_back(std::shared_ptr<KeptStream> k) {
+    const size_t same = static_cast<size_t>(std::count_if(
+        streams_.begin(), streams_.end(), [&](const auto& o) { return o->peer == k->peer; }));
+    if (closed_ || same >= kMaxIdlePerPeer) {
+      close(std::move(k));
+      return;
+    }
+    k->idle_since = Clock::now();
+    streams_.push_back(std::move(k));  // streams_ stays ordered by idle_since
+    if (!reaping_) {
+      reaping_ = true;
+      asio::co_spawn(ex_, reap(shared_from_this()), asio::detached);
+    }
+  }
+
+  void close_all() {
+    closed_ = true;
+    for (auto& k : streams_) close(std::move(k));
+    streams_.clear();
+    timer_.cancel();
+  }
+
+  size_t idle_count() const { return streams_.size(); }
+
+ private:
+  // Ends our side; the provider then ends its own and both forget the stream.
+  void close(std::shared_ptr<KeptStream> k) {
+    asio::co_spawn(
+        ex_, [k = std::move(k)]() -> awaitable<void> { (void)co_await k->stream->close_write(); },
+        asio::detached);
+  }
+
+  static awaitable<void> reap(std::shared_ptr<StreamPool> self) {
+    while (!self->closed_ && !self->streams_.empty()) {
+      self->timer_.expires_at(self->streams_.front()->idle_since + self->idle_);
+      boost::system::error_code ec;
+      co_await self->timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      const SteadyTime now = Clock::now();
+      while (!self->streams_.empty() && now >= self->streams_.front()->idle_since + self->idle_) {
+        self->close(std::move(self->streams_.front()));
+        self->streams_.erase(self->streams_.begin());
+      }
+    }
+    self->reaping_ = false;
+  }
+
+  asio::any_io_executor ex_;
+  std::chrono::milliseconds idle_;
+  asio::steady_timer timer_;
+  std::vector<std::shared_ptr<KeptStream>> streams_;
+  bool reaping_ = false;
+  bool closed_ = false;
+};
+
 // One peer's part in a request: its stream and what it sent so far.
 struct Attempt {
   enum class State {
@@ -95,6 +196,11 @@ struct Attempt {
   size_t accepted = 0;       // well-formed answers taken from it
   bool receipt_due = false;  // a Receipt goes out before our side closes
   SteadyTime last_activity = Clock::now();
+  // Keep-alive: the stream's record (set when we asked keep_open or took it from the pool).
+  std::shared_ptr<KeptStream> kept;
+  bool reused = false;     // the request went on a stream an earlier request had used
+  size_t frames = 0;       // answers read for this request
+  bool keep_open = false;  // its final answer said stream_open: the stream goes back to the pool
 
   bool active() const { return state == State::kOpening; }
 };
@@ -106,7 +212,7 @@ class Request : public std::enable_shared_from_this<Request> {
   Request(asio::any_io_executor ex, p2p::Host& host, ProviderSource providers,
           core::Multihash service, SessionOptions opts, uint64_t id, core::Tensor input,
           std::shared_ptr<SessionStats> stats, std::shared_ptr<InFlight> in_flight,
-          std::optional<Challenge> challenge = std::nullopt)
+          std::shared_ptr<StreamPool> pool, std::optional<Challenge> challenge = std::nullopt)
       : ex_(std::move(ex)),
         host_(host),
         providers_(std::move(providers)),
@@ -119,6 +225,7 @@ class Request : public std::enable_shared_from_this<Request> {
         changed_(ex_),
         stats_(std::move(stats)),
         in_flight_(std::move(in_flight)),
+        pool_(std::move(pool)),
         challenge_(std::move(challenge)) {
     if (opts_.on_complete && !challenge_) completed_input_ = input_;
   }
@@ -268,7 +375,9 @@ class Request : public std::enable_shared_from_this<Request> {
     req.service_id = service_.bytes();
     req.input = std::move(input_);
     req.exit_rule = opts_.exit_rule;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now());
+    // Rounded, not truncated: requests started alike send the same value, which a later
+    // request on a kept stream can then leave out.
+    auto left = std::chrono::round<std::chrono::milliseconds>(deadline_ - Clock::now());
     req.deadline_ms = static_cast<uint32_t>(
         std::clamp<int64_t>(left.count(), 1, std::numeric_limits<uint32_t>::max()));
     req.start_stage = start_stage_;
@@ -276,13 +385,34 @@ class Request : public std::enable_shared_from_this<Request> {
     req.input_views = std::move(body_.input_views);
     req.sample_ref = body_.sample_ref;
     req.stop_after_stage = body_.stop_after_stage;
-    request_frame_ = protocol::encode(protocol::InferClientMessage{std::move(req)});
+    req.keep_open = pool_ != nullptr;
+    protocol::InferClientMessage message{std::move(req)};
+    request_frame_ = protocol::encode(message);
     if (request_frame_.size() > rpc::kMaxInferMessage) {
       return Status::limit_exceeded(
           fmt::format("the encoded request is {} bytes, peers accept at most {}; split the input",
                       request_frame_.size(), rpc::kMaxInferMessage));
     }
+    // Kept for requests on kept streams (follow_up_frame).
+    if (pool_) request_ = std::get<protocol::InferRequest>(std::move(message));
     return Status::ok();
+  }
+
+  // The request as a later one on kept stream `k`: what equals k's first request is left out.
+  const Bytes& follow_up_frame(const KeptStream& k) {
+    const int same = (k.service_id == request_.service_id ? 1 : 0) |
+                     (k.exit_rule == request_.exit_rule ? 2 : 0) |
+                     (k.deadline_ms == request_.deadline_ms ? 4 : 0);
+    if (follow_up_frame_.empty() || follow_up_same_ != same) {
+      protocol::InferRequest r = request_;
+      r.keep_open = false;
+      if (same & 1) r.service_id.clear();
+      if (same & 2) r.exit_rule_inherited = true;
+      if (same & 4) r.deadline_ms = 0;
+      follow_up_frame_ = protocol::encode(protocol::InferClientMessage{std::move(r)});
+      follow_up_same_ = same;
+    }
+    return follow_up_frame_;
   }
 
   std::chrono::microseconds elapsed() const {
@@ -420,45 +550,82 @@ class Request : public std::enable_shared_from_this<Request> {
   }
 
   awaitable<void> attempt(const std::shared_ptr<Attempt>& a) {
-    std::string protocol_id(protocol::kInferProtocolId);
-    auto s = co_await host_.new_stream_optimistic(a->peer, protocol_id);
-    if (!s.ok()) {
-      if (a->active()) {
-        Code c = s.status().code();
-        drop(a,
-             c == Code::kTimeout ? Outcome::kTimedOut
-             : c == Code::kNotFound || c == Code::kUnavailable || c == Code::kIOError
-                 ? Outcome::kVanished
-                 : Outcome::kError,
-             "opening the stream failed: " + s.status().to_string());
+    std::shared_ptr<KeptStream> kept = pool_ ? pool_->take(a->peer) : nullptr;
+    for (;;) {
+      if (kept) {
+        a->stream = kept->stream;
+        a->reused = true;
+      } else {
+        std::string protocol_id(protocol::kInferProtocolId);
+        auto s = co_await host_.new_stream_optimistic(a->peer, protocol_id);
+        if (!s.ok()) {
+          if (a->active()) {
+            Code c = s.status().code();
+            drop(a,
+                 c == Code::kTimeout ? Outcome::kTimedOut
+                 : c == Code::kNotFound || c == Code::kUnavailable || c == Code::kIOError
+                     ? Outcome::kVanished
+                     : Outcome::kError,
+                 "opening the stream failed: " + s.status().to_string());
+          }
+          co_return;
+        }
+        a->stream = std::move(*s);
+        a->reused = false;
+        if (pool_) {
+          kept = std::make_shared<KeptStream>(KeptStream{a->peer, a->stream, request_.service_id,
+                                                         request_.exit_rule, request_.deadline_ms,
+                                                         SteadyTime{}});
+        }
       }
-      co_return;
-    }
-    a->stream = std::move(*s);
-    if (!a->active()) {  // given up on while the stream opened: end it without a request
-      (void)co_await a->stream->close_write();
-      a->writes_closed = true;
-    } else {
-      a->last_activity = Clock::now();
-      Status st = co_await p2p::write_length_prefixed(*a->stream, request_frame_);
-      if (!st.is_ok()) {
-        if (a->active())
-          drop(a, Outcome::kVanished, "sending the request failed: " + st.to_string());
-        a->stream->reset();
-        co_return;
+      a->kept = kept;
+      if (!a->active()) {  // given up on while the stream opened: end it without a request
+        (void)co_await a->stream->close_write();
+        a->writes_closed = true;
+      } else {
+        a->last_activity = Clock::now();
+        const Bytes& frame = a->reused ? follow_up_frame(*kept) : request_frame_;
+        Status st = co_await p2p::write_length_prefixed(*a->stream, frame);
+        if (!st.is_ok()) {
+          a->stream->reset();
+          if (a->reused && a->active()) {  // the kept stream died while idle: a fresh one
+            kept.reset();
+            continue;
+          }
+          if (a->active())
+            drop(a, Outcome::kVanished, "sending the request failed: " + st.to_string());
+          co_return;
+        }
+        a->request_written = true;
+        count_sent(frame.size());
+        if (!a->active()) co_await close_writes(a);  // dropped while the request was written
       }
-      a->request_written = true;
-      count_sent(request_frame_.size());
-      if (!a->active()) co_await close_writes(a);  // dropped while the request was written
+      if (co_await read_answers(a)) co_return;
+      // The kept stream ended before anything was answered (the provider closed it while it
+      // was idle, or went away): the request goes on a fresh stream.
+      a->request_written = false;
+      kept.reset();
     }
-    co_await read_answers(a);
   }
 
-  awaitable<void> read_answers(const std::shared_ptr<Attempt>& a) {
+  // Reads the answers to a's request. False when a kept stream ended (or was reset) before
+  // any answer to this request and a is still active: the caller asks again on a fresh one.
+  awaitable<bool> read_answers(const std::shared_ptr<Attempt>& a) {
     for (;;) {
       auto frame = co_await p2p::read_length_prefixed(*a->stream, rpc::kMaxInferMessage);
       if (!frame.ok()) {
         Code c = frame.status().code();
+        if (a->reused && a->frames == 0 && a->active() &&
+            (c == Code::kNotFound || c == Code::kCancelled || c == Code::kIOError ||
+             c == Code::kUnavailable)) {
+          if (c == Code::kNotFound) {
+            std::shared_ptr<p2p::Stream> stream = a->stream;
+            (void)co_await stream->close_write();
+          } else {
+            a->stream->reset();
+          }
+          co_return false;
+        }
         if (a->active()) {
           if (c == Code::kNotFound) {
             drop(a, Outcome::kVanished, "closed the stream without a final answer");
@@ -480,9 +647,10 @@ class Request : public std::enable_shared_from_this<Request> {
           co_await write_receipt(a, *stream);
           (void)co_await stream->close_write();
         }
-        co_return;
+        co_return true;
       }
       count_received(frame->size());
+      a->frames++;
       if (!a->active()) continue;  // draining a peer we gave up on
       a->last_activity = Clock::now();
       auto msg = protocol::decode_infer_server(ByteView(*frame), rpc::infer_io_limits().decode);
@@ -491,6 +659,9 @@ class Request : public std::enable_shared_from_this<Request> {
         continue;
       }
       on_progress(a, std::get<protocol::InferProgress>(std::move(*msg)));
+      // Its final answer kept the stream open: the stream went back to the pool (or goes once
+      // the receipt is written); nothing more of this request comes on it.
+      if (a->keep_open) co_return true;
     }
   }
 
@@ -508,6 +679,8 @@ class Request : public std::enable_shared_from_this<Request> {
     PeerReport& report = summary_.peers[a->report_index];
     if (p.error != protocol::InferError::kNone) {
       std::string why = p.error_message.empty() ? "" : ": " + p.error_message;
+      // An error is an answer too: a stream the provider keeps open serves the next request.
+      a->keep_open = p.final && p.stream_open && a->kept;
       if (p.busy()) {
         drop(a, Outcome::kBusy, fmt::format("busy (retry after {} ms){}", p.retry_after_ms, why),
              !p.final);
@@ -570,6 +743,7 @@ class Request : public std::enable_shared_from_this<Request> {
       queue_.push_back(std::move(e));
     }
     if (p.final) {
+      a->keep_open = p.stream_open && a->kept;
       drop(a, Outcome::kAnswered,
            fmt::format("final answer from exit {}", a->last_exit.value_or(0)), false);
     }
@@ -610,16 +784,34 @@ class Request : public std::enable_shared_from_this<Request> {
     }
     if (opts_.observer) opts_.observer->on_peer_done(service_, id_, report);
     a->cancel_wanted = cancel && can_write;
-    if (a->request_written && can_write) {
-      asio::co_spawn(ex_, close_writes_of(shared_from_this(), a), asio::detached);
+    if (a->keep_open && !a->cancel_wanted && can_write && a->request_written) {
+      // The provider answered finally and keeps the stream open: it goes back to the pool,
+      // after the receipt when one is due on it.
+      if (a->receipt_due) {
+        asio::co_spawn(ex_, keep_after_receipt(shared_from_this(), a), asio::detached);
+      } else {
+        pool_->give_back(a->kept);
+      }
+    } else {
+      a->keep_open = false;
+      if (a->request_written && can_write) {
+        asio::co_spawn(ex_, close_writes_of(shared_from_this(), a), asio::detached);
+      }
+      asio::co_spawn(ex_, reap(ex_, a, opts_.cancel_grace), asio::detached);
     }
-    asio::co_spawn(ex_, reap(ex_, a, opts_.cancel_grace), asio::detached);
     changed_.notify_all();
   }
 
   static awaitable<void> close_writes_of(std::shared_ptr<Request> self,
                                          std::shared_ptr<Attempt> a) {
     co_await self->close_writes(a);
+  }
+
+  static awaitable<void> keep_after_receipt(std::shared_ptr<Request> self,
+                                            std::shared_ptr<Attempt> a) {
+    std::shared_ptr<KeptStream> k = a->kept;
+    co_await self->write_receipt(a, *k->stream);
+    self->pool_->give_back(std::move(k));
   }
 
   awaitable<void> close_writes(const std::shared_ptr<Attempt>& a) {
@@ -805,6 +997,10 @@ class Request : public std::enable_shared_from_this<Request> {
   Summary summary_;
   std::shared_ptr<SessionStats> stats_;
   std::shared_ptr<InFlight> in_flight_;
+  std::shared_ptr<StreamPool> pool_;  // keep-alive streams of the session; null: none
+  protocol::InferRequest request_;    // with pool_: what request_frame_ encodes
+  Bytes follow_up_frame_;             // the request on a kept stream (follow_up_frame)
+  int follow_up_same_ = 0;            // which of its first request's fields it left out
   std::optional<Challenge> challenge_;
   std::optional<core::Tensor> completed_input_;  // for opts_.on_complete
   bool use_selector_ = true;                     // off for a challenge aimed at one peer
@@ -851,12 +1047,22 @@ Session::Session(asio::any_io_executor io, p2p::Host& host, ProviderSource provi
       opts_(std::move(opts)),
       first_request_id_(random_first_request_id()),
       next_request_id_(first_request_id_),
-      in_flight_(std::move(in_flight)) {}
+      in_flight_(std::move(in_flight)) {
+  if (opts_.keep_alive) pool_ = std::make_shared<detail::StreamPool>(io_, opts_.keep_alive_idle);
+}
+
+size_t Session::idle_streams() const {
+  return pool_ ? pool_->idle_count() : 0;
+}
+
+Session::~Session() {
+  if (pool_) asio::post(io_, [pool = pool_] { pool->close_all(); });
+}
 
 std::shared_ptr<InferStream> Session::infer(core::Tensor input) {
   auto r =
       std::make_shared<detail::Request>(io_, host_, providers_, service_, opts_, next_request_id_++,
-                                        std::move(input), stats_, in_flight_);
+                                        std::move(input), stats_, in_flight_, pool_);
   r->start();
   return std::make_shared<InferStream>(std::move(r));
 }
@@ -865,7 +1071,7 @@ std::shared_ptr<InferStream> Session::infer(RequestInput body) {
   core::Tensor input = std::move(body.input);
   auto r =
       std::make_shared<detail::Request>(io_, host_, providers_, service_, opts_, next_request_id_++,
-                                        std::move(input), stats_, in_flight_);
+                                        std::move(input), stats_, in_flight_, pool_);
   r->set_body(std::move(body));
   r->start();
   return std::make_shared<InferStream>(std::move(r));
@@ -882,7 +1088,7 @@ std::shared_ptr<InferStream> Session::challenge(core::Tensor input, Challenge c)
   }
   auto r = std::make_shared<detail::Request>(io_, host_, std::move(source), service_,
                                              std::move(opts), next_request_id_++, std::move(input),
-                                             stats_, in_flight_, std::move(c));
+                                             stats_, in_flight_, pool_, std::move(c));
   if (targeted) r->skip_selector();
   r->start();
   return std::make_shared<InferStream>(std::move(r));

@@ -17,6 +17,15 @@
 //   4. The request completes with the first final answer from any peer, or an answer meeting
 //      finish_confidence or the exit rule, or finish(), or the deadline; every peer still
 //      working then gets a Cancel.
+//   Keep-alive (SessionOptions::keep_alive): a request to a provider this session has an idle
+//   stream with goes on that stream, leaving out the service ID, exit rule and deadline the
+//   stream's first request carried (proto/idn_infer.proto, "Keep-alive"); otherwise it opens a
+//   stream asking keep_open. After a final answer that says stream_open (and no Cancel) the
+//   stream returns to the session's idle set, one request on it at a time; concurrent requests
+//   to one provider open more streams. A kept stream the provider closed or reset before
+//   anything of a request was answered is dropped and the request goes on a fresh stream (then
+//   to another provider as usual). Idle streams close after keep_alive_idle and when the
+//   Session is destroyed.
 //   5. Accounting (ComputeSwap): a peer that sent accepted answers and then answered finally
 //      (or was cancelled because the request was complete) gets a Receipt for the operations
 //      of its last answer: handed to an observer that delivers receipts itself (a node's
@@ -105,6 +114,10 @@ struct SessionOptions {
   // After we cancel a peer (or it sent its final answer) its stream gets this long to close
   // cleanly before it is reset. Never delays the caller.
   std::chrono::milliseconds cancel_grace{1000};
+  // Several requests per stream (see "Keep-alive" above); off: one stream per request.
+  bool keep_alive = true;
+  // An idle kept stream is closed after this (providers close theirs after 30 s by default).
+  std::chrono::milliseconds keep_alive_idle{10000};
   LocalPrefix local_prefix;  // split execution (optional)
 
   // Accounting seams (client/selector.h), all optional. Without a selector providers are asked
@@ -156,7 +169,8 @@ struct Challenge {
 
 namespace detail {
 class Request;
-}
+class StreamPool;
+}  // namespace detail
 
 // One inference request in flight. Dropping the last reference finishes it.
 class InferStream {
@@ -191,6 +205,8 @@ class Session {
   Session(boost::asio::any_io_executor io, p2p::Host& host, ProviderSource providers,
           core::Multihash service, SessionOptions opts,
           std::shared_ptr<InFlight> in_flight = nullptr);
+  // Closes the idle kept streams (on the io executor; requests still running finish).
+  ~Session();
   // A copy would hand out the same request IDs.
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -217,6 +233,8 @@ class Session {
   // requester across its sessions and restarts: providers' ledgers key receipts by them.
   uint64_t first_request_id() const { return first_request_id_; }
   const SessionStats& stats() const { return *stats_; }
+  // Kept streams waiting for this session's next request (io thread).
+  size_t idle_streams() const;
 
  private:
   boost::asio::any_io_executor io_;
@@ -228,6 +246,7 @@ class Session {
   std::atomic<uint64_t> next_request_id_;
   std::shared_ptr<SessionStats> stats_ = std::make_shared<SessionStats>();  // outlives requests
   std::shared_ptr<InFlight> in_flight_;
+  std::shared_ptr<detail::StreamPool> pool_;  // idle kept streams; null without keep_alive
 };
 
 }  // namespace idn::client

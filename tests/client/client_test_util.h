@@ -189,12 +189,12 @@ class ClientEnv {
         sp->active--;
         changed_.notify_all();
       });
-      sp->dispatcher->on_receipt([this, sp](const identity::PeerId&,
-                                            const protocol::Receipt& r) -> awaitable<Status> {
-        sp->receipts.push_back(r);
-        changed_.notify_all();
-        co_return Status::ok();
-      });
+      sp->dispatcher->on_receipt(
+          [this, sp](const identity::PeerId&, const protocol::Receipt& r) -> awaitable<Status> {
+            sp->receipts.push_back(r);
+            changed_.notify_all();
+            co_return Status::ok();
+          });
       sp->dispatcher->attach(*sp->host);
       auto a = sp->host->listen(p2p::testing::loopback());
       EXPECT_TRUE(a.ok());
@@ -223,6 +223,7 @@ class ClientEnv {
   awaitable<bool> send(FakeServer& s, rpc::InferContext& ctx, const protocol::InferProgress& msg) {
     protocol::InferProgress p = msg;
     p.request_id = ctx.request().request_id;
+    p.stream_open = p.final && ctx.keeps_stream_open();  // as the context stamps it
     s.sent.push_back(p);
     Status st = co_await ctx.send(p);
     changed_.notify_all();

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <set>
+#include <tuple>
 
 #include "client/client_test_util.h"
 #include "core/varint.h"
@@ -885,6 +888,217 @@ TEST(Session, OnCompleteSeesTheInputAndEveryPeersAnswersByExit) {
       run_challenge(env, session, testing::input_for(4), Challenge{known, env.server(0).id()});
   EXPECT_TRUE(c.summary.status.is_ok()) << c.summary.status.to_string();
   EXPECT_EQ(env.loop().call([&] { return seen->calls; }), 1) << "a challenge is not reported";
+}
+
+// ---- keep-alive streams ----
+
+uint64_t framed_size(const Bytes& payload) {
+  return core::uvarint_size(payload.size()) + payload.size();
+}
+
+// Waits until `pred` (on the loop) holds, looking every 2 ms: for state that changes with time
+// (idle limits) and wakes no fake server. False after `timeout`.
+bool poll_until(ClientEnv& env, std::function<bool()> pred,
+                std::chrono::milliseconds timeout = 10s) {
+  return env.loop().run([&]() -> awaitable<bool> {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    boost::asio::steady_timer t(env.loop().ex());
+    while (!pred()) {
+      if (std::chrono::steady_clock::now() >= deadline) co_return false;
+      t.expires_after(2ms);
+      co_await t.async_wait(boost::asio::use_awaitable);
+    }
+    co_return true;
+  });
+}
+
+TEST(Session, ASecondRequestToTheSameProviderGoesOnTheKeptStreamAndIsCountedExactly) {
+  ClientEnv env(1);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.fanout = 1;
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult a = run_request(env, session, testing::input_for(3));
+  RunResult b = run_request(env, session, testing::input_for(4));
+  ASSERT_TRUE(a.summary.status.is_ok()) << a.summary.status.to_string();
+  ASSERT_TRUE(b.summary.status.is_ok()) << b.summary.status.to_string();
+  EXPECT_EQ(a.summary.best->predicted, 3);
+  EXPECT_EQ(b.summary.best->predicted, 4);
+  ASSERT_TRUE(env.eventually([&] { return env.server(0).receipts.size() == 2; }));
+  auto [kept, errors] = env.loop().call([&] {
+    const auto& st = env.server(0).dispatcher->stats();
+    return std::pair<uint64_t, uint64_t>{st.kept_requests, st.stream_errors};
+  });
+  EXPECT_EQ(kept, 1u);
+  EXPECT_EQ(errors, 0u);
+  auto requests = env.loop().call([&] { return env.server(0).requests; });
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_TRUE(requests[0].keep_open);
+  // The handler sees the second request complete: the service and exit rule it inherited.
+  EXPECT_EQ(requests[1].service_id, env.service().bytes());
+  EXPECT_EQ(requests[1].exit_rule.criterion, protocol::ExitCriterion::kLastExit);
+  EXPECT_GT(requests[1].deadline_ms, 0u);
+
+  // Bytes: the first request as sent, the second without what it inherits (its deadline too
+  // when it rounded to the first one's), every answer and both receipts.
+  auto [expected_sent, alternative_sent, expected_received] = env.loop().call([&] {
+    const testing::FakeServer& sv = env.server(0);
+    protocol::InferRequest second = sv.requests[1];
+    second.service_id.clear();
+    second.exit_rule = {};
+    second.exit_rule_inherited = true;
+    uint64_t common = framed_size(protocol::encode(protocol::InferClientMessage{sv.requests[0]}));
+    for (const auto& r : sv.receipts)
+      common += framed_size(protocol::encode(protocol::InferClientMessage{r}));
+    uint64_t with_deadline =
+        common + framed_size(protocol::encode(protocol::InferClientMessage{second}));
+    second.deadline_ms = 0;
+    uint64_t without = common + framed_size(protocol::encode(protocol::InferClientMessage{second}));
+    uint64_t in = 0;
+    for (const auto& p : sv.sent)
+      in += framed_size(protocol::encode(protocol::InferServerMessage{p}));
+    return std::tuple<uint64_t, uint64_t, uint64_t>{without, with_deadline, in};
+  });
+  const uint64_t sent = env.loop().call([&] { return session.stats().bytes_sent; });
+  EXPECT_TRUE(sent == expected_sent || sent == alternative_sent)
+      << sent << " vs " << expected_sent << " or " << alternative_sent;
+  EXPECT_EQ(env.loop().call([&] { return session.stats().bytes_received; }), expected_received);
+  // The second request left out at least the 34-byte service ID.
+  EXPECT_LT(b.summary.bytes_sent + 34, a.summary.bytes_sent);
+  EXPECT_EQ(env.loop().call([&] { return session.idle_streams(); }), 1u);
+}
+
+TEST(Session, WithoutKeepAliveEveryRequestOpensItsOwnStream) {
+  ClientEnv env(1);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.fanout = 1;
+  o.keep_alive = false;
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  for (int k : {1, 2}) {
+    RunResult r = run_request(env, session, testing::input_for(k));
+    ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+  }
+  auto requests = env.loop().call([&] { return env.server(0).requests; });
+  ASSERT_EQ(requests.size(), 2u);
+  for (const auto& r : requests) EXPECT_FALSE(r.keep_open);
+  EXPECT_EQ(env.loop().call([&] { return env.server(0).dispatcher->stats().kept_requests; }), 0u);
+  EXPECT_TRUE(env.servers_finished_cleanly());
+}
+
+TEST(Session, AProviderThatNeverSaysStreamOpenIsNeverSentASecondRequestOnAStream) {
+  ClientEnv env(1);
+  env.loop().call([&] {
+    env.server(0).dispatcher->set_keep_alive({1, 30s});  // answers as an older server does
+    return 0;
+  });
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.fanout = 1;
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  for (int k : {1, 2, 3}) {
+    RunResult r = run_request(env, session, testing::input_for(k));
+    ASSERT_TRUE(r.summary.status.is_ok()) << r.summary.status.to_string();
+    EXPECT_EQ(r.summary.best->predicted, k);
+  }
+  auto requests = env.loop().call([&] { return env.server(0).requests; });
+  ASSERT_EQ(requests.size(), 3u);
+  for (const auto& r : requests) EXPECT_TRUE(r.keep_open);  // each on a stream of its own
+  EXPECT_EQ(env.loop().call([&] { return env.server(0).dispatcher->stats().kept_requests; }), 0u);
+  EXPECT_EQ(env.loop().call([&] { return session.idle_streams(); }), 0u);
+  EXPECT_TRUE(env.servers_finished_cleanly());  // no "second InferRequest on one stream"
+}
+
+TEST(Session, CancellingASecondRequestOnAKeptStreamReachesTheProvider) {
+  ClientEnv env(1);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.fanout = 1;
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult a = run_request(env, session, testing::input_for(1));
+  ASSERT_TRUE(a.summary.status.is_ok()) << a.summary.status.to_string();
+  env.loop().call([&] {
+    env.server(0).script = Script::kForever;  // one answer, then waits for a Cancel
+    return 0;
+  });
+  auto first = env.loop().run([&]() -> awaitable<std::optional<Event>> {
+    auto s = session.infer(testing::input_for(2));
+    auto e = co_await s->next();
+    s->finish();
+    co_return e;
+  });
+  ASSERT_TRUE(first.has_value());
+  EXPECT_TRUE(env.eventually([&] { return env.server(0).cancels == 1; }));
+  EXPECT_EQ(env.loop().call([&] { return env.server(0).dispatcher->stats().kept_requests; }), 1u);
+  EXPECT_TRUE(env.servers_finished_cleanly());
+  // The cancelled request's stream is not kept.
+  EXPECT_EQ(env.loop().call([&] { return session.idle_streams(); }), 0u);
+}
+
+TEST(Session, AProviderThatDiesBetweenRequestsIsReplacedThroughAFreshStream) {
+  ClientEnv env(2);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.fanout = 1;
+  Session session(env.loop().ex(), env.client(), env.providers({0, 1}), env.service(), o);
+  RunResult a = run_request(env, session, testing::input_for(1));
+  ASSERT_TRUE(a.summary.status.is_ok()) << a.summary.status.to_string();
+  EXPECT_EQ(a.summary.best->peer, env.server(0).id());
+  // The stream returns to the pool once the receipt is written on it.
+  ASSERT_TRUE(env.eventually([&] { return env.server(0).receipts.size() == 1; }));
+  EXPECT_EQ(env.loop().call([&] { return session.idle_streams(); }), 1u);
+  env.loop().call([&] {
+    env.server(0).host->stop();
+    return 0;
+  });
+  RunResult b = run_request(env, session, testing::input_for(2));
+  ASSERT_TRUE(b.summary.status.is_ok()) << b.summary.status.to_string();
+  EXPECT_EQ(b.summary.best->peer, env.server(1).id());
+  EXPECT_EQ(b.summary.best->predicted, 2);
+  ASSERT_EQ(b.summary.peers.size(), 2u);
+  EXPECT_EQ(b.summary.peers[0].peer, env.server(0).id());
+  EXPECT_EQ(b.summary.peers[0].outcome, Outcome::kVanished);
+  EXPECT_EQ(b.summary.peers[1].outcome, Outcome::kAnswered);
+}
+
+TEST(Session, AStreamTheProviderClosedWhileIdleIsReplacedByAFreshOne) {
+  ClientEnv env(1);
+  env.loop().call([&] {
+    env.server(0).dispatcher->set_keep_alive({100, 20ms});
+    return 0;
+  });
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.fanout = 1;
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult a = run_request(env, session, testing::input_for(1));
+  ASSERT_TRUE(a.summary.status.is_ok()) << a.summary.status.to_string();
+  ASSERT_TRUE(poll_until(env, [&] { return env.server(0).dispatcher->stats().idle_closes == 1; }));
+  RunResult b = run_request(env, session, testing::input_for(2));
+  ASSERT_TRUE(b.summary.status.is_ok()) << b.summary.status.to_string();
+  EXPECT_EQ(b.summary.best->predicted, 2);
+  ASSERT_EQ(b.summary.peers.size(), 1u);  // the same provider, on a new stream
+  EXPECT_EQ(env.loop().call([&] { return env.server(0).dispatcher->stats().kept_requests; }), 0u);
+  EXPECT_EQ(env.loop().call([&] { return env.server(0).requests.size(); }), 2u);
+  EXPECT_EQ(env.loop().call([&] { return env.server(0).dispatcher->stats().stream_errors; }), 0u);
+}
+
+TEST(Session, IdleKeptStreamsCloseAfterKeepAliveIdle) {
+  ClientEnv env(1);
+  env.connect_all();
+  SessionOptions o = quick_options();
+  o.fanout = 1;
+  o.keep_alive_idle = 30ms;
+  Session session(env.loop().ex(), env.client(), env.all_providers(), env.service(), o);
+  RunResult a = run_request(env, session, testing::input_for(1));
+  ASSERT_TRUE(a.summary.status.is_ok()) << a.summary.status.to_string();
+  // The stream returns to the pool once the receipt is written on it; then it idles out.
+  ASSERT_TRUE(env.eventually([&] { return env.server(0).receipts.size() == 1; }));
+  ASSERT_TRUE(poll_until(env, [&] { return session.idle_streams() == 0; }));
+  RunResult b = run_request(env, session, testing::input_for(2));
+  ASSERT_TRUE(b.summary.status.is_ok()) << b.summary.status.to_string();
+  EXPECT_EQ(env.loop().call([&] { return env.server(0).dispatcher->stats().kept_requests; }), 0u);
+  EXPECT_TRUE(env.servers_finished_cleanly());
 }
 
 }  // namespace
