@@ -6,10 +6,12 @@
 //
 // Wire use (proto/idn_infer.proto):
 //   device d  request: sample_ref = i (the frame at time i of its camera), no input.
-//             answer:  exit 0, F32 [classes] scores, confidence and normalized entropy of their
-//                      softmax; with stop_after_stage = 0 the last ConvP's bits instead, U8
-//                      [ceil(f*h*w / 8)] packed. A frame with nothing in view (the replay's view
-//                      label -1) is answered kInvalidRequest "not in view": the view is absent.
+//             answer:  exit 0, F32 [classes] scores, no confidence or entropy (left 0: the
+//                      local aggregator judges the aggregate of the devices' scores, never one
+//                      device's alone); with stop_after_stage = 0 the last ConvP's bits
+//                      instead, U8 [ceil(f*h*w / 8)] packed. A frame with nothing in view (the
+//                      replay's view label -1) is answered kInvalidRequest "not in view": the view
+//                      is absent.
 //   cloud     request: inputs = the present devices' packed features, input_views = their
 //                      device indices (strictly increasing), no input.
 //             answer:  exit 0, F32 [classes] cloud scores, confidence, normalized entropy.
