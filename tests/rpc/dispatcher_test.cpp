@@ -561,5 +561,33 @@ TEST(Dispatcher, AnIdleKeptStreamIsClosedAndARequestCrossingTheCloseIsDropped) {
   EXPECT_EQ(d.stats().stream_errors, 0u);
 }
 
+TEST(Dispatcher, AMalformedMessageOnAKeptStreamResetsItAndIsReported) {
+  asio::io_context ioc;
+  Dispatcher d(ioc.get_executor());
+  std::vector<InferRequest> seen;
+  answer_at_once(d, seen);
+  Status reported;
+  d.on_error([&](const identity::PeerId&, std::string_view, const Status& st) { reported = st; });
+  std::optional<InferProgress> first;
+  Status after;
+  run(ioc, [&]() -> awaitable<void> {
+    auto pipe = memory_stream_pair(ioc.get_executor());
+    asio::co_spawn(ioc, d.serve_infer(pipe.second, peer_id(6)), asio::detached);
+    InferClientStream s(pipe.first, infer_io_limits());
+    first = co_await ask(s, keep_alive_request(1));
+    Bytes garbage{0xff, 0xff, 0xff};
+    co_await p2p::write_length_prefixed(*pipe.first, garbage);
+    auto r = co_await s.receive();
+    after = r.status();
+  });
+  ASSERT_TRUE(first.has_value());
+  EXPECT_TRUE(first->stream_open);
+  EXPECT_FALSE(after.is_ok());
+  EXPECT_NE(after.code(), Code::kNotFound);  // reset, not a clean end
+  EXPECT_EQ(reported.code(), Code::kPeerMisbehaved);
+  EXPECT_EQ(d.stats().stream_errors, 1u);
+  EXPECT_EQ(seen.size(), 1u);
+}
+
 }  // namespace
 }  // namespace idn::rpc
