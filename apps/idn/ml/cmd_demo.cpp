@@ -283,7 +283,7 @@ int run_demo(const DemoArgs& a) {
   if (killer.joinable()) killer.join();
   session.reset();
   (*client_peer)->stop();
-  for (auto& p : peers) p->stop();
+  stop_newest_first(peers);
   return lost == 0 ? 0 : 1;
 }
 

@@ -230,7 +230,7 @@ int run(const Args& a) {
                 percentile(lat_ms, 0.9), percentile(lat_ms, 1.0));
   std::printf("done in %.1f s\n", secs());
   (*agg_peer)->stop();
-  for (auto& p : peers) p->stop();
+  stop_newest_first(peers);
   return answered == a.samples ? 0 : 1;
 }
 

@@ -268,7 +268,7 @@ int run(const Args& a) {
   std::printf("honest answers wrongly excluded: %d\n", false_flags);
   std::printf("done in %.1f s\n", secs());
   (*client_peer)->stop();
-  for (auto& p : peers) p->stop();
+  stop_newest_first(peers);
   return lost == 0 ? 0 : 1;
 }
 

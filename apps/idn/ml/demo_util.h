@@ -1,5 +1,5 @@
-// What the `idn demo` commands share: the FashionMNIST test images they stream and the short
-// form of a peer ID their tables print. Plain functions; any thread.
+// What the `idn demo` commands share: the FashionMNIST test images they stream, the short form
+// of a peer ID their tables print, and how they stop their peers. Plain functions; any thread.
 #pragma once
 
 #include <string>
@@ -24,6 +24,15 @@ inline Result<motifs::LabeledData> demo_test_data(const std::string& data_dir, i
 inline std::string short_id(const identity::PeerId& p) {
   std::string s = p.to_string();
   return s.size() > 8 ? ".." + s.substr(s.size() - 6) : s;
+}
+
+// Stops a demo's peers newest first. Each peer bootstraps to peers started before it, so
+// stopping the oldest first left the rest dialling a bootstrap peer that had gone and warning
+// about it as the demo ended. Stopping a peer twice (one a demo killed) is harmless.
+template <typename Peers>
+void stop_newest_first(Peers& peers) {
+  for (auto it = peers.rbegin(); it != peers.rend(); ++it)
+    if (*it) (*it)->stop();
 }
 
 }  // namespace idn::cli
