@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 
 #include "nn/inference_ops.h"
@@ -390,11 +391,15 @@ Status GraphImpl::set_unit_selection(const std::map<std::string, UnitSelection>&
 
 torch::Tensor GraphImpl::run_stage(int s, Activations& acts) {
   ++stage_runs_[s];
+  std::optional<DenormalsAreZero> daz;
+  if (!torch::GradMode::is_enabled()) daz.emplace();
   for (int li : stage_layers_[s]) run_layer(li, acts);
   return acts[stage_output_slot_[s]];
 }
 
 torch::Tensor GraphImpl::run_exit(int e, Activations& acts) {
+  std::optional<DenormalsAreZero> daz;
+  if (!torch::GradMode::is_enabled()) daz.emplace();
   for (int li : exit_layers_[e]) run_layer(li, acts);
   return acts[exit_output_slot_[e]];
 }

@@ -36,7 +36,8 @@ class GraphImpl : public torch::nn::Module {
 
   // Starts a pass: slot for each input filled, the rest empty.
   Activations begin(const std::vector<torch::Tensor>& inputs) const;
-  // Runs the layers of stage `s`; returns the stage's output (also stored in `acts`).
+  // Runs the layers of stage `s`; returns the stage's output (also stored in `acts`). With
+  // autograd off, run_stage and run_exit flush denormals to zero (DenormalsAreZero).
   torch::Tensor run_stage(int s, Activations& acts);
   // Runs exit head `e` (its stage must have run); returns logits [B, classes].
   torch::Tensor run_exit(int e, Activations& acts);

@@ -160,6 +160,32 @@ TEST(GraphTest, BlockedLayoutAnswersAsTheDenseReference) {
     expect_blocked_equals_dense(*motifs::parallelnet_arch(arch, 10), 3);
 }
 
+TEST(GraphTest, InferenceFlushesDenormalsTrainingDoesNot) {
+  motifs::SpecBuilder b("daz", "branchynet");
+  b.input("x", {1, 4, 4});
+  b.stage("s0").conv("c", 1, 1, 1);
+  b.exit("e").flatten("f").linear("fc", 16, 2);
+  auto spec = b.build();
+  ASSERT_TRUE(spec.ok()) << spec.status().to_string();
+  Graph g(*spec);
+  g->eval();
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : g->parameters()) p.fill_(0);
+    g->named_parameters()["c.weight"].fill_(1e30);
+  }
+  const auto x = torch::full({1, 1, 4, 4}, 1e-39f);  // denormal: x * 1e30 would be 1e-9
+  {
+    torch::NoGradGuard ng;
+    auto acts = g->begin({x});
+    EXPECT_EQ(g->run_stage(0, acts).abs().max().item<float>(), 0.0f);
+    EXPECT_GT((x * 4.0f).max().item<float>(), 0.0f);  // the caller's setting is back
+  }
+  g->train();
+  auto acts = g->begin({x});
+  EXPECT_GT(g->run_stage(0, acts).abs().max().item<float>(), 0.0f);
+}
+
 TEST(GraphTest, BlockedLayoutStaysOutOfTrainingAndStageOutputs) {
   auto spec = *motifs::branchynet_arch("b-lenet");
   Graph g(spec);

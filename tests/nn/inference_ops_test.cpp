@@ -112,5 +112,19 @@ TEST(InferenceOpsTest, PackedConvMatchesTheLayerAndFollowsWeightChanges) {
   EXPECT_TRUE(torch::equal(y, conv->forward(x)));
 }
 
+TEST(InferenceOpsTest, DenormalsAreZeroWhileTheGuardLives) {
+  const auto x = torch::full({64}, 1e-40f);  // denormal
+  ASSERT_GT((x * 4.0f).max().item<float>(), 0.0f);
+  {
+    DenormalsAreZero daz;
+    EXPECT_EQ((x * 4.0f).max().item<float>(), 0.0f);   // DAZ: the input reads as zero
+    EXPECT_EQ((x * 1e30f).max().item<float>(), 0.0f);  // not 1e-10
+    EXPECT_EQ((torch::full({64}, 1e-30f) * 1e-10f).max().item<float>(), 0.0f);  // FTZ
+    { DenormalsAreZero nested; }
+    EXPECT_EQ((x * 4.0f).max().item<float>(), 0.0f);  // the nested guard restored "on"
+  }
+  EXPECT_GT((x * 4.0f).max().item<float>(), 0.0f);  // and this one "off"
+}
+
 }  // namespace
 }  // namespace idn::nn
