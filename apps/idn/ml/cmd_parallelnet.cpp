@@ -132,6 +132,9 @@ struct BenchArgs {
   std::vector<double> p_tests = {0.2, 0.3, 0.45, 0.6, 0.8, 1.0};
   int masks = 5;
   int max_models = 8;
+  // Generated model k (k = 0, 1, ...) at any p_test uses mask seed first_mask_seed + k, so a
+  // second run with another first seed draws other members (the spread over member draws).
+  uint64_t first_mask_seed = 1;
   int64_t limit_test = 0;
   int timing_samples = 64;
   int batch = 32;  // Fig. 5.10's second timing: us per sample = time of a batch / batch
@@ -411,7 +414,8 @@ int run_bench(BenchArgs a) {
     int64_t params = 0, flops = 0;
     auto& ms = members[p];
     for (int s = 1; s <= models; ++s) {
-      auto m = score_generated(genesis, p, static_cast<uint64_t>(s), x, y, a, s <= a.masks);
+      const uint64_t seed = a.first_mask_seed + static_cast<uint64_t>(s - 1);
+      auto m = score_generated(genesis, p, seed, x, y, a, s <= a.masks);
       if (!m.ok()) return report(m.status());
       ms.push_back(std::move(*m));
       if (s > a.masks) continue;
@@ -425,8 +429,8 @@ int run_bench(BenchArgs a) {
       r1.push_back(gt1 / g.us_b1), rb.push_back(gtb / g.us_batch);
       params += g.parameters / a.masks;
       flops += g.flops / a.masks;
-      csv << "model," << p << "," << s << "," << g.parameters << "," << g.flops << "," << g.accuracy
-          << "," << g.us_b1 << "," << g.us_batch << ",,,\n";
+      csv << "model," << p << "," << seed << "," << g.parameters << "," << g.flops << ","
+          << g.accuracy << "," << g.us_b1 << "," << g.us_batch << ",,,\n";
     }
     // Ensembles of the first N generated models, logits averaged (Fig. 5.4).
     std::vector<double> ens_acc;
@@ -503,12 +507,13 @@ int run_bench(BenchArgs a) {
   }
 
   // ---- Fig. 5.13: accuracy vs time with early exit ----
-  // Member k (seed k + 1) drawn at exit_ps[k % size] (one p, or a mix as in §5.4.5). After each
-  // answer, the combination of the answers so far (client::combine, outlier exclusion as on the
-  // network) stops when its top probability reaches the threshold. Sequential: members run in
-  // drawing order one after another; a sample's time is the sum of the measured per-sample times
-  // of the members it ran. Parallel: all run at once, answers arrive smallest p first (stable
-  // order); a sample that stops after k answers waited for the slowest of those k members.
+  // Member k (mask seed first_mask_seed + k) drawn at exit_ps[k % size] (one p, or a mix as in
+  // §5.4.5). After each answer, the combination of the answers so far (client::combine, outlier
+  // exclusion as on the network) stops when its top probability reaches the threshold. Sequential:
+  // members run in drawing order one after another; a sample's time is the sum of the measured
+  // per-sample times of the members it ran. Parallel: all run at once, answers arrive smallest p
+  // first (stable order); a sample that stops after k answers waited for the slowest of those k
+  // members.
   const bool parallel = a.exit_timing == "parallel";
   std::vector<Scored> chain;
   std::vector<double> chain_p;
@@ -519,7 +524,8 @@ int run_bench(BenchArgs a) {
       chain.push_back(it->second[k]);  // scored and timed above
       continue;
     }
-    auto m = score_generated(genesis, p, static_cast<uint64_t>(k + 1), x, y, a, true);
+    auto m =
+        score_generated(genesis, p, a.first_mask_seed + static_cast<uint64_t>(k), x, y, a, true);
     if (!m.ok()) return report(m.status());
     chain.push_back(std::move(*m));
   }
@@ -811,6 +817,11 @@ void register_parallelnet(CLI::App& app, CLI::App& bench) {
       ->capture_default_str();
   bn->add_option("--models", b->max_models, "Largest ensemble (and Fig. 5.13's members)")
       ->capture_default_str();
+  bn->add_option("--mask-seed", b->first_mask_seed,
+                 "Mask seed of the first generated model at each p_test (the k-th uses this + k): "
+                 "rerun with another to see the spread over member draws")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   bn->add_option("--limit-test", b->limit_test, "Test images (0: all 10,000)");
   bn->add_option("--batch", b->batch,
                  "Fig. 5.10's second timing: us per sample = time of a batch of this many / it")
