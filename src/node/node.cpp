@@ -142,6 +142,7 @@ Node::~Node() {
   io_.restart();
   io_.poll();
   if (routing_) routing_->shutdown(false);
+  kad_.reset();
   ise_.reset();
   models_.reset();
   executor_.reset();
@@ -489,7 +490,36 @@ Status Node::start_services() {
     return Status::invalid_argument(
         "[ise] auto_host needs ComputeSwap ([swap] enabled): demand comes from its peers");
   }
+  kad_ = std::make_unique<routing::KadBridge>(
+      *host_, [this](core::Multihash key, size_t n) { return kad_providers(std::move(key), n); });
+  kad_->attach();
   return Status::ok();
+}
+
+awaitable<std::vector<routing::PeerInfo>> Node::kad_providers(core::Multihash key, size_t n) {
+  std::vector<routing::PeerInfo> out;
+  auto add = [&](routing::PeerInfo p) {
+    if (out.size() >= n) return;
+    for (const auto& q : out)
+      if (q.id == p.id) return;
+    out.push_back(std::move(p));
+  };
+  if (models_) {
+    for (const auto& h : models_->hosted())
+      if (h.service_id == key) add({host_->id(), publishable(listen_addrs_), std::nullopt});
+  }
+  if (swap_) {
+    for (const auto& p : swap_->peers_hosting(key)) {
+      auto info = host_->peer_info(p);
+      if (info && info->identify) add({p, info->identify->listen_addrs, info->rtt});
+    }
+  }
+  if (out.size() < n && service_routing_) {
+    auto found = co_await service_routing_->find_providers(key, n);
+    if (found.ok())
+      for (auto& p : *found) add(std::move(p));
+  }
+  co_return out;
 }
 
 awaitable<void> Node::host_configured_services() {

@@ -37,6 +37,7 @@
 #include "node/model_host.h"
 #include "node/swap_agent.h"
 #include "p2p/host.h"
+#include "routing/kad_bridge.h"
 #include "rpc/dispatcher.h"
 
 namespace idn::routing {
@@ -174,6 +175,9 @@ class Node {
   // A DHT lookup of up to kProvidersCached providers into `cache` (slow ones logged).
   p2p::awaitable<Result<std::vector<identity::PeerId>>> look_up_providers(
       std::shared_ptr<ProviderCache> cache, core::Multihash service, size_t n);
+  // Providers of `key` for kad-dht clients (routing/kad_bridge.h): this node when it hosts
+  // the service, connected peers whose have list names it, then the DHT's providers.
+  p2p::awaitable<std::vector<routing::PeerInfo>> kad_providers(core::Multihash key, size_t n);
   p2p::awaitable<void> host_configured_services();
   void register_metrics();
   void do_shutdown();
@@ -206,6 +210,7 @@ class Node {
   // Shared: sessions and the server hold it as their selector, observer and sinks.
   std::shared_ptr<SwapAgent> swap_;
   std::unique_ptr<IseAgent> ise_;
+  std::unique_ptr<routing::KadBridge> kad_;  // /ipfs/kad/1.0.0 for js-libp2p clients
   std::unordered_map<core::Multihash, std::shared_ptr<ProviderCache>> provider_caches_;
   // Ping RTTs by peer, readable from the DHT's thread (orders findProviders results).
   mutable std::mutex rtt_mu_;
