@@ -8,16 +8,19 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <optional>
 #include <sstream>
 
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "../cli.h"
 #include "data/dataset.h"
 #include "data/multiview.h"
+#include "ddnn_loopback.h"
 #include "motifs/ddnn.h"
 #include "motifs/ddnn_train.h"
 #include "plot.h"
@@ -48,6 +51,10 @@ struct BenchDdnnArgs {
   std::vector<int64_t> filters = {1, 2, 4, 8};
   uint64_t seed = 1;
   int threads = 2;
+  // Table 4.2's on-the-wire column: the --scheme model deployed on loopback peers (six device
+  // peers, the cloud, a local aggregator), this many test samples per T; 0 skips it.
+  int wire_samples = 200;
+  int device_deadline_ms = 500;
   bool quick = false;
 };
 
@@ -55,12 +62,6 @@ std::string pct(double v) {
   if (std::isnan(v)) return "-";
   char b[32];
   std::snprintf(b, sizeof b, "%.1f %%", 100 * v);
-  return b;
-}
-std::string num(double v, const char* fmt = "%.1f") {
-  if (std::isnan(v)) return "";
-  char b[32];
-  std::snprintf(b, sizeof b, fmt, v);
   return b;
 }
 // CSV value: plain number, empty for NaN.
@@ -272,6 +273,15 @@ class Bench {
   }
 
   double trained_seconds() const { return trained_seconds_; }
+  // Where model(c) cached its package (absent when caching failed).
+  fs::path package_dir(const motifs::DdnnConfig& c) const {
+    return fs::path(a_.models_dir) / key(c);
+  }
+  // The test samples as the device peers' camera replay (frame i = test sample i).
+  std::shared_ptr<const data::MultiViewDataset> test_replay() const {
+    return std::make_shared<const data::MultiViewDataset>(test_set_);
+  }
+  int64_t test_label(int i) const { return test_set_.labels.at(static_cast<size_t>(i)); }
 
  private:
   const BenchDdnnArgs& a_;
@@ -314,6 +324,10 @@ int run_bench_ddnn(BenchDdnnArgs a) {
     a.filters = {1, 4};
   }
   if (a.threads > 0) torch::set_num_threads(a.threads);
+  if (a.quick) a.wire_samples = std::min(a.wire_samples, 20);
+  if (a.wire_samples < 0) return report(Status::invalid_argument("--wire-samples must be >= 0"));
+  if (a.device_deadline_ms < 1)
+    return report(Status::invalid_argument("--device-deadline-ms must be >= 1"));
   if (a.models_dir.empty()) a.models_dir = (default_models_dir()).string();
   auto local_scheme = motifs::parse_aggregation(a.scheme.substr(0, a.scheme.find('-')));
   auto cloud_scheme = motifs::parse_aggregation(
@@ -390,14 +404,50 @@ int run_bench_ddnn(BenchDdnnArgs a) {
   PlotSeries acc_s{"overall accuracy (%)", {}, {}, true}, exit_s{"local exit (%)", {}, {}, true};
   std::optional<motifs::DdnnEvaluation> at_target, cloud_only;
   double target_t = NAN;
+  // The on-the-wire column: the same model on loopback peers, one aggregator session per T.
+  std::unique_ptr<LoopbackDdnn> net;
+  std::string wire_skipped = a.wire_samples == 0 ? "--wire-samples 0" : "";
+  const int wire_n = static_cast<int>(std::min<int64_t>(a.wire_samples, a.test_samples));
+  if (wire_n > 0) {
+    spdlog::set_level(spdlog::level::warn);
+    std::fprintf(stderr, "  deploying %s on 8 loopback peers for the on-the-wire column\n",
+                 a.scheme.c_str());
+    auto d = LoopbackDdnn::start(b.package_dir(main_cfg), b.test_replay());
+    if (d.ok())
+      net = std::move(*d);
+    else
+      wire_skipped = d.status().to_string();
+  }
+  std::map<double, DdnnWireTally> wire;  // per T, when measured
   for (double t : a.thresholds) {
     auto e = b.evaluate(model, t);
     if (!e.ok()) return report(e.status());
-    std::printf("| %.2f | %s | %s | %.1f | %.1f | %.0f | %.0fx | (not measured here) |\n", t,
+    std::string wire_cell = "(not measured: " + wire_skipped + ")";
+    Row row = eval_row("threshold", main_cfg, t, *e);
+    if (net) {
+      node::DdnnSessionOptions so;
+      so.threshold = t;
+      so.device_deadline = std::chrono::milliseconds(a.device_deadline_ms);
+      auto session = net->session(so);
+      if (!session.ok()) return report(session.status().with_context("on-the-wire session"));
+      DdnnWireTally& tally = wire[t];
+      for (int i = 0; i < wire_n; ++i) {
+        auto r = net->infer(**session, static_cast<uint64_t>(i));
+        if (r.ok()) tally.add(*r, static_cast<int>(b.test_label(i)));
+      }
+      char cell[96];
+      std::snprintf(cell, sizeof cell, "%.0f (%.1fx raw; %d/%d answered, %.0f %% local)",
+                    tally.wire_per_sample(), tally.raw_per_sample() / tally.wire_per_sample(),
+                    tally.answered, wire_n, 100.0 * tally.local / std::max(tally.answered, 1));
+      wire_cell = cell;
+      row.wire_bytes = tally.wire_per_sample();
+    }
+    std::printf("| %.2f | %s | %s | %.1f | %.1f | %.0f | %.0fx | %s |\n", t,
                 pct(e->local_exit).c_str(), pct(e->overall).c_str(), e->eq41_bytes,
                 e->device_bytes_per_sample, e->raw_bytes_per_sample,
-                e->raw_bytes_per_sample / e->device_bytes_per_sample);
-    write_row(csv, eval_row("threshold", main_cfg, t, *e));
+                e->raw_bytes_per_sample / e->device_bytes_per_sample, wire_cell.c_str());
+    std::fflush(stdout);
+    write_row(csv, row);
     acc_s.x.push_back(t), acc_s.y.push_back(100 * e->overall);
     exit_s.x.push_back(t), exit_s.y.push_back(100 * e->local_exit);
     if (t <= 0) cloud_only = *e;
@@ -409,6 +459,13 @@ int run_bench_ddnn(BenchDdnnArgs a) {
     if (!e.ok()) return report(e.status());
     cloud_only = *e;
   }
+  net.reset();  // the peers stop before the next tables train
+  if (!wire.empty())
+    std::printf(
+        "\n(on the wire: IDN message bytes per answered sample, both directions, every hop, "
+        "over the first %d test samples, %s deployed on 127.0.0.1; raw = the framed request "
+        "that would carry the present views to the cloud)\n",
+        wire_n, a.scheme.c_str());
   std::printf("\n");
   if (a.threshold < 0) {
     a.threshold = at_target ? target_t : kChapterT;
@@ -566,11 +623,22 @@ int run_bench_ddnn(BenchDdnnArgs a) {
     std::printf(
         "- bytes at T = %.2f: eq. 4.1 %.1f B per device against %lld B for a raw view (%.0fx); "
         "counted %.1f B per sample from all devices against %.0f B of raw present views "
-        "(%.0fx) (target: >= 20x): %s; on the wire: not measured by this bench\n",
+        "(%.0fx) (target: >= 20x): %s\n",
         target_t, at_target->eq41_bytes,
         static_cast<long long>(main_cfg.channels * main_cfg.size * main_cfg.size), per_device,
         at_target->device_bytes_per_sample, at_target->raw_bytes_per_sample, counted,
         std::min(per_device, counted) >= 20 ? "met" : "NOT met");
+    if (auto w = wire.find(target_t); w != wire.end() && w->second.answered > 0) {
+      const double ratio = w->second.raw_per_sample() / w->second.wire_per_sample();
+      std::printf(
+          "- on the wire at T = %.2f: %.0f B per sample against %.0f B for the raw present "
+          "views (%.1fx; %d of %d samples answered) (target: >= 20x): %s\n",
+          target_t, w->second.wire_per_sample(), w->second.raw_per_sample(), ratio,
+          w->second.answered, wire_n, ratio >= 20 ? "met" : "NOT met");
+    } else {
+      std::printf("- on the wire: not measured (%s)\n",
+                  wire_skipped.empty() ? "T not in the run" : wire_skipped.c_str());
+    }
   } else {
     std::printf("- no threshold in --thresholds exits >= %.0f %% locally: target not met\n",
                 100 * a.min_local_exit);
@@ -598,8 +666,9 @@ void register_bench_ddnn(CLI::App& bench) {
       "DDNN (ch. 4) on multi-view data generated from FashionMNIST, configuration (c), CPU. "
       "Tables: 4.1 local and cloud accuracy of the nine local-cloud aggregation pairs "
       "(one model each); 4.2 local-exit threshold T vs local exit share, overall accuracy and "
-      "bytes (eq. 4.1 per device, counted per sample, raw views; the on-the-wire column is "
-      "empty here); Fig. 4.8 accuracy (individual, local, cloud, overall) as cameras are added "
+      "bytes (eq. 4.1 per device, counted per sample, raw views, and measured on the wire with "
+      "the model deployed on loopback peers); Fig. 4.8 accuracy (individual, local, cloud, "
+      "overall) as cameras are added "
       "worst individual accuracy first (one model per count); Fig. 4.9 device filters vs "
       "accuracy and bytes at ~75 % local exits (one model per count); Fig. 4.10 accuracy with "
       "each camera failed and with the best 2..5 failed (the --scheme model). Then the issue's "
@@ -633,6 +702,13 @@ void register_bench_ddnn(CLI::App& bench) {
                 "overall accuracy among those exiting >= 60 % locally)");
   c->add_option("--thresholds", a->thresholds, "Table 4.2's T values")
       ->delimiter(',')
+      ->capture_default_str();
+  c->add_option("--wire-samples", a->wire_samples,
+                "Table 4.2's on-the-wire column: test samples per T streamed through the --scheme "
+                "model deployed on 8 loopback peers (0: skip; --quick: at most 20)")
+      ->capture_default_str();
+  c->add_option("--device-deadline-ms", a->device_deadline_ms,
+                "On the wire: a device silent this long counts as absent")
       ->capture_default_str();
   c->add_option("--seed", a->seed, "Seed: data, initialisation, batch order")
       ->capture_default_str();

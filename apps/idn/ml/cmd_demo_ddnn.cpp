@@ -21,6 +21,7 @@
 #include "client/ddnn_session.h"
 #include "data/dataset.h"
 #include "data/multiview.h"
+#include "ddnn_loopback.h"
 #include "demo_util.h"
 #include "motifs/ddnn.h"
 #include "motifs/ddnn_train.h"
@@ -119,89 +120,60 @@ int run(const Args& a) {
       (long long)info->features.c, (long long)info->features.h, (long long)info->features.w,
       (long long)info->feature_bytes());
   std::fflush(stdout);
-  std::vector<std::unique_ptr<node::NodeThread>> peers;  // devices 0..5, then the cloud
-  std::vector<core::Multiaddr> boot;
-  for (int i = 0; i <= 6; ++i) {
-    auto p = node::NodeThread::start(node::loopback_config(boot));
-    if (!p.ok()) return report(p.status());
-    for (const auto& addr : (**p)->listen_addrs()) boot.push_back(addr);
-    peers.push_back(std::move(*p));
-  }
-  for (int i = 0; i <= 6; ++i) {
-    node::Node& n = **peers[static_cast<size_t>(i)];
-    const std::string section = i < 6 ? "device" + std::to_string(i) : "cloud";
-    auto hosted = n.block_on([&] { return node::host_ddnn_section(n, dir, section, replay); });
-    if (!hosted.ok()) return report(hosted.status().with_context(section));
-    std::printf(
-        "%-8s %s serves %s\n", i < 6 ? ("device" + std::to_string(i)).c_str() : "cloud",
-        short_id(n.id()).c_str(),
-        ise::service_id_text(i < 6 ? hosted->devices[static_cast<size_t>(i)] : hosted->cloud)
-            .c_str());
-  }
-  auto agg_peer = node::NodeThread::start(node::loopback_config(boot));
-  if (!agg_peer.ok()) return report(agg_peer.status());
-  node::Node& agg = ***agg_peer;
-  auto services = agg.block_on([&]() -> p2p::awaitable<Result<node::DdnnServices>> {
-    co_return node::store_ddnn(agg, dir);
-  });
-  if (!services.ok()) return report(services.status());
+  auto net = LoopbackDdnn::start(
+      dir, replay,
+      [](const std::string& section, const node::Node& peer, const core::Multihash& service) {
+        std::printf("%-8s %s serves %s\n", section.c_str(), short_id(peer.id()).c_str(),
+                    ise::service_id_text(service).c_str());
+      });
+  if (!net.ok()) return report(net.status());
   node::DdnnSessionOptions so;
   so.device_deadline = std::chrono::milliseconds(a.device_deadline_ms);
   if (a.threshold >= 0) so.threshold = a.threshold;
-  auto session =
-      agg.block_on([&]() -> p2p::awaitable<Result<std::shared_ptr<client::DdnnSession>>> {
-        co_return node::ddnn_session(agg, *services, so);
-      });
+  auto session = (*net)->session(so);
   if (!session.ok()) return report(session.status());
   std::printf("local aggregator %s asks the devices through the DHT (%.1f s)\n\n",
-              short_id(agg.id()).c_str(), secs());
+              short_id((*net)->aggregator().id()).c_str(), secs());
 
   const auto& names = replay->class_names;
   auto name = [&](int c) {
     return c >= 0 && c < static_cast<int>(names.size()) ? names[static_cast<size_t>(c)]
                                                         : std::string("?");
   };
-  int correct = 0, local = 0, answered = 0, local_correct = 0;
-  uint64_t scores_b = 0, features_b = 0, cloud_b = 0, payload_b = 0, raw_b = 0, present_n = 0;
-  std::vector<double> lat_ms;
+  DdnnWireTally t;
   if (!a.quiet)
     std::printf("%6s  %-9s %-9s %-3s %-5s %7s %6s %7s %8s  %s\n", "sample", "label", "answer", "ok",
                 "exit", "devices", "wire B", "raw B", "accuracy", "ms");
   for (int i = 0; i < a.samples; ++i) {
     if (i == a.kill_after) {
       std::printf("-- stopping device peer %d (%s)\n", a.kill_device,
-                  short_id((*peers[static_cast<size_t>(a.kill_device)])->id()).c_str());
-      peers[static_cast<size_t>(a.kill_device)]->stop();
+                  short_id((*net)->device_id(a.kill_device)).c_str());
+      (*net)->stop_device(a.kill_device);
     }
-    auto r = agg.block_on([&]() { return (*session)->infer(static_cast<uint64_t>(i)); });
+    auto r = (*net)->infer(**session, static_cast<uint64_t>(i));
     if (!r.ok()) {
       std::printf("%6d  LOST: %s\n", i, r.status().to_string().c_str());
       continue;
     }
-    ++answered;
     const int label = static_cast<int>(replay->labels[static_cast<size_t>(i)]);
-    const bool ok = r->predicted == label;
-    const bool at_local = r->exit == client::DdnnAnswer::Exit::kLocal;
-    correct += ok;
-    local += at_local;
-    local_correct += at_local && ok;
-    scores_b += r->device_scores_bytes;
-    features_b += r->device_features_bytes;
-    cloud_b += r->cloud_bytes;
-    payload_b += r->payload_bytes;
-    raw_b += r->raw_bytes;
-    present_n += static_cast<uint64_t>(__builtin_popcountll(r->present));
-    lat_ms.push_back(static_cast<double>(r->latency.count()) / 1000.0);
+    t.add(*r, label);
     if (!a.quiet)
-      std::printf("%6d  %-9s %-9s %-3s %-5s %7d %6llu %7llu %7.1f%%  %.1f\n", i,
-                  name(label).c_str(), name(r->predicted).c_str(), ok ? "yes" : "no",
-                  at_local ? "local" : (r->cloud_failed ? "lost" : "cloud"),
-                  __builtin_popcountll(r->present), (unsigned long long)r->total_bytes(),
-                  (unsigned long long)r->raw_bytes, 100.0 * correct / answered, lat_ms.back());
+      std::printf(
+          "%6d  %-9s %-9s %-3s %-5s %7d %6llu %7llu %7.1f%%  %.1f\n", i, name(label).c_str(),
+          name(r->predicted).c_str(), r->predicted == label ? "yes" : "no",
+          r->exit == client::DdnnAnswer::Exit::kLocal ? "local"
+                                                      : (r->cloud_failed ? "lost" : "cloud"),
+          __builtin_popcountll(r->present), (unsigned long long)r->total_bytes(),
+          (unsigned long long)r->raw_bytes, 100.0 * t.correct / t.answered, t.latency_ms.back());
   }
+  const int answered = t.answered, correct = t.correct, local = t.local,
+            local_correct = t.local_correct;
+  const uint64_t scores_b = t.scores, features_b = t.features, cloud_b = t.cloud,
+                 payload_b = t.payload, present_n = t.present;
+  const std::vector<double>& lat_ms = t.latency_ms;
   const double n = std::max(answered, 1);
-  const double wire = static_cast<double>(scores_b + features_b + cloud_b) / n;
-  const double raw = static_cast<double>(raw_b) / n;
+  const double wire = t.wire_per_sample();
+  const double raw = t.raw_per_sample();
   const double l = local / n;
   const double per_device = 4.0 * static_cast<double>(info->classes) +
                             (1 - l) * static_cast<double>(info->feature_bytes());
@@ -229,8 +201,7 @@ int run(const Args& a) {
     std::printf("latency ms: median %.1f  p90 %.1f  max %.1f\n", percentile(lat_ms, 0.5),
                 percentile(lat_ms, 0.9), percentile(lat_ms, 1.0));
   std::printf("done in %.1f s\n", secs());
-  (*agg_peer)->stop();
-  stop_newest_first(peers);
+  net->reset();  // stops the peers, newest first
   return answered == a.samples ? 0 : 1;
 }
 
