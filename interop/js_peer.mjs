@@ -1,8 +1,10 @@
-// A stock js-libp2p peer (TCP, Noise, yamux, identify, ping) for IDN's interop tests.
+// A stock js-libp2p peer (TCP and WebSocket, Noise, yamux, identify, ping) for IDN's interop
+// tests.
 //
 // CLI (run from anywhere; node >= 18):
-//   node interop/js_peer.mjs listen [--host 127.0.0.1] [--port 0]
-//       Listens on /ip4/HOST/tcp/PORT (PORT 0 = ephemeral) and prints one line once ready:
+//   node interop/js_peer.mjs listen [--host 127.0.0.1] [--port 0] [--ws]
+//       Listens on /ip4/HOST/tcp/PORT (with --ws: /ip4/HOST/tcp/PORT/ws, @libp2p/websockets)
+//       (PORT 0 = ephemeral) and prints one line once ready:
 //         {"event":"listening","peer_id":"12D3KooW...","addrs":["/ip4/127.0.0.1/tcp/PORT/p2p/12D3KooW..."],
 //          "protocols":["/interop/echo/1.0.0","/ipfs/id/1.0.0",...],"agent":"js-libp2p/... node/..."}
 //       Then, for every remote peer it identifies, one line:
@@ -13,7 +15,7 @@
 //       Runs until its stdin closes (close the pipe to stop it), then prints {"event":"stopped"}
 //       and exits 0. SIGTERM/SIGINT stop it the same way.
 //   node interop/js_peer.mjs dial MULTIADDR [--pings N] [--echo-bytes N] [--timeout-ms MS]
-//       MULTIADDR must end in /p2p/<peer id>. Dials, waits for identify and prints
+//       MULTIADDR must end in /p2p/<peer id>; .../tcp/PORT/ws/p2p/... goes over WebSocket. Dials, waits for identify and prints
 //         {"event":"identify", ...same fields as "identified" above...}
 //       then pings N times (default 3), one line each: {"event":"ping","rtt_ms":1.23}
 //       then, with --echo-bytes N > 0, opens /interop/echo/1.0.0, sends N pseudo-random bytes,
@@ -28,6 +30,7 @@ import './polyfill.mjs'
 
 const { createLibp2p } = await import('libp2p')
 const { tcp } = await import('@libp2p/tcp')
+const { webSockets } = await import('@libp2p/websockets')
 const { noise } = await import('@chainsafe/libp2p-noise')
 const { yamux } = await import('@chainsafe/libp2p-yamux')
 const { identify } = await import('@libp2p/identify')
@@ -47,7 +50,7 @@ function fail (message) {
 
 function parseArgs (argv) {
   const [mode, ...rest] = argv
-  const opts = { mode, positional: [], host: '127.0.0.1', port: 0, pings: 3, echoBytes: 0, timeoutMs: 10000 }
+  const opts = { mode, positional: [], host: '127.0.0.1', port: 0, ws: false, pings: 3, echoBytes: 0, timeoutMs: 10000 }
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i]
     const next = () => {
@@ -61,6 +64,7 @@ function parseArgs (argv) {
     }
     if (a === '--host') opts.host = next()
     else if (a === '--port') opts.port = int(next())
+    else if (a === '--ws') opts.ws = true
     else if (a === '--pings') opts.pings = int(next())
     else if (a === '--echo-bytes') opts.echoBytes = int(next())
     else if (a === '--timeout-ms') opts.timeoutMs = int(next())
@@ -110,7 +114,7 @@ async function serveEcho (stream) {
 async function makeNode (listenAddrs) {
   const node = await createLibp2p({
     addresses: { listen: listenAddrs },
-    transports: [tcp()],
+    transports: [tcp(), webSockets()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     services: { identify: identify(), ping: ping() }
@@ -120,7 +124,7 @@ async function makeNode (listenAddrs) {
 }
 
 async function listen (opts) {
-  const node = await makeNode([`/ip4/${opts.host}/tcp/${opts.port}`])
+  const node = await makeNode([`/ip4/${opts.host}/tcp/${opts.port}${opts.ws ? '/ws' : ''}`])
   node.addEventListener('peer:identify', (evt) => {
     emit({ event: 'identified', ...describeIdentify(evt.detail) })
   })
@@ -217,4 +221,4 @@ async function dial (opts) {
 const opts = parseArgs(process.argv.slice(2))
 if (opts.mode === 'listen') await listen(opts)
 else if (opts.mode === 'dial') await dial(opts)
-else fail('usage: js_peer.mjs listen [--host H] [--port P] | dial MULTIADDR [--pings N] [--echo-bytes N] [--timeout-ms MS]')
+else fail('usage: js_peer.mjs listen [--host H] [--port P] [--ws] | dial MULTIADDR [--pings N] [--echo-bytes N] [--timeout-ms MS]')

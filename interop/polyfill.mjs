@@ -28,3 +28,10 @@ if (typeof globalThis.CustomEvent !== 'function') {
 if (typeof globalThis.crypto === 'undefined') {
   globalThis.crypto = webcrypto
 }
+
+// @libp2p/websockets dials with the global WebSocket, which Node has from 22 on (undici's). On
+// Node 20 use the same class from the pinned undici.
+if (typeof globalThis.WebSocket === 'undefined') {
+  const { WebSocket } = await import('undici')
+  globalThis.WebSocket = WebSocket
+}

@@ -124,4 +124,13 @@ inline constexpr size_t kMaxMessage = 4 * 1024 * 1024;
 // Ping payload, fixed by /ipfs/ping/1.0.0.
 inline constexpr size_t kPingSize = 32;
 
+// --- WebSocket transport ------------------------------------------------------------------
+// Largest WebSocket message accepted. A libp2p peer sends one message per secure-channel
+// frame (js-libp2p: one per Noise message, at most 65,537 bytes); 1 MiB leaves room for a
+// peer that batches a few, and bounds what one message may make us read before it ends.
+inline constexpr size_t kMaxWsMessage = 1024 * 1024;
+// Largest HTTP upgrade request (request line and headers) accepted: a browser's is under
+// 1 KiB; more is refused with 431 before any WebSocket frame is read.
+inline constexpr size_t kMaxWsUpgradeRequest = 8 * 1024;
+
 }  // namespace idn::p2p::defaults

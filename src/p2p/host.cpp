@@ -5,20 +5,17 @@
 
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+
+#include "p2p/websocket_transport.h"
 
 namespace idn::p2p {
 
 namespace {
 
 constexpr auto kUse = asio::use_awaitable;
-
-Result<core::Multiaddr> endpoint_addr(const asio::ip::tcp::endpoint& ep) {
-  return core::Multiaddr::from_tcp(ep.address().to_string(), ep.port());
-}
 
 std::string reason_text(const Status& st) {
   return st.is_ok() ? std::string("remote went away (GoAway)") : st.to_string();
@@ -69,8 +66,7 @@ class DeadlineGuard {
 }  // namespace
 
 struct Host::Listener {
-  explicit Listener(asio::any_io_executor ex) : acceptor(ex) {}
-  asio::ip::tcp::acceptor acceptor;
+  std::unique_ptr<TransportListener> listener;
   core::Multiaddr addr;
 };
 
@@ -84,6 +80,7 @@ Host::Host(asio::any_io_executor ex, identity::KeyPair key, HostConfig config)
       limit_log_(defaults::kLimitLogInterval),
       peers_changed_(ex),
       alive_(std::make_shared<bool>(true)) {
+  if (config_.transports.empty()) config_.transports = {make_tcp_transport(), make_ws_transport()};
   set_handler(std::string(kIdentifyProtocolId),
               [this](std::shared_ptr<Stream> s) { return handle_identify(std::move(s)); });
   set_handler(std::string(kIdentifyPushProtocolId),
@@ -99,26 +96,22 @@ Host::~Host() {
 
 // ------------------------------------------------------------------------------- listening
 
+Transport* Host::transport_for(const core::Multiaddr& addr) const {
+  for (const auto& t : config_.transports)
+    if (t->handles(addr)) return t.get();
+  return nullptr;
+}
+
 Result<core::Multiaddr> Host::listen(const core::Multiaddr& addr) {
-  auto ip = addr.ip();
-  auto port = addr.tcp_port();
-  if (!ip || !port) {
-    return Status::invalid_argument("listen needs /ip4|ip6/<addr>/tcp/<port>, got " +
-                                    addr.to_string());
+  Transport* t = transport_for(addr);
+  if (!t) {
+    return Status::invalid_argument("listen: no transport for " + addr.to_string() +
+                                    " (want /ip4|ip6/<addr>/tcp/<port>[/ws])");
   }
-  boost::system::error_code ec;
-  auto address = asio::ip::make_address(*ip, ec);
-  if (ec) return Status::invalid_argument("listen: bad IP address " + *ip);
-  auto l = std::make_shared<Listener>(ex_);
-  asio::ip::tcp::endpoint ep(address, *port);
-  l->acceptor.open(ep.protocol(), ec);
-  if (!ec) l->acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
-  if (!ec) l->acceptor.bind(ep, ec);
-  if (!ec) l->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return Status::io_error("listen on " + addr.to_string() + ": " + ec.message());
-  auto bound = l->acceptor.local_endpoint(ec);
-  if (ec) return Status::io_error("listen: local_endpoint: " + ec.message());
-  IDN_ASSIGN_OR_RETURN(l->addr, endpoint_addr(bound));
+  IDN_ASSIGN_OR_RETURN(auto tl, t->listen(ex_, addr));
+  auto l = std::make_shared<Listener>();
+  l->addr = tl->addr();
+  l->listener = std::move(tl);
   listeners_.push_back(l);
   stopped_ = false;
   asio::co_spawn(ex_, accept_loop(l), asio::detached);
@@ -138,25 +131,20 @@ std::vector<core::Multiaddr> Host::listen_addrs() const {
 
 awaitable<void> Host::accept_loop(std::shared_ptr<Listener> l) {
   auto alive = alive_;
-  while (*alive && l->acceptor.is_open()) {
-    boost::system::error_code ec;
-    asio::ip::tcp::socket sock = co_await l->acceptor.async_accept(asio::redirect_error(kUse, ec));
+  while (*alive && !l->listener->closed()) {
+    auto c = co_await l->listener->accept();
     if (!*alive) co_return;
-    if (ec) {
-      if (ec == asio::error::operation_aborted || !l->acceptor.is_open()) co_return;
-      spdlog::warn("p2p: accept on {} failed: {}", l->addr.to_string(), ec.message());
+    if (!c.ok()) {
+      if (c.status().code() == Code::kCancelled || l->listener->closed()) co_return;
+      spdlog::warn("p2p: {}", c.status().to_string());
       continue;
     }
-    asio::co_spawn(ex_, handle_inbound_socket(std::move(sock)), asio::detached);
+    asio::co_spawn(ex_, handle_inbound(std::move(*c)), asio::detached);
   }
 }
 
-awaitable<void> Host::handle_inbound_socket(asio::ip::tcp::socket sock) {
-  auto alive = alive_;
-  boost::system::error_code ec;
-  auto remote = sock.remote_endpoint(ec);
-  std::string who =
-      ec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
+awaitable<void> Host::handle_inbound(std::unique_ptr<RawConnection> raw) {
+  std::string who = raw->remote_addr().to_string();
   if (stopped_) co_return;
   // Established peers and handshakes in progress have separate budgets (handshake_budget.h):
   // half-open connections can fill only the latter.
@@ -166,8 +154,7 @@ awaitable<void> Host::handle_inbound_socket(asio::ip::tcp::socket sock) {
                                  " reached (established peers)");
     co_return;
   }
-  if (ec) co_return;  // gone already
-  auto adm = budget_.admit(remote.address(), config_.clock(), nullptr);
+  auto adm = budget_.admit(raw->remote_ip(), config_.clock(), nullptr);
   if (!adm.ticket) {
     log_inbound_refusal(who, budget_.describe(adm.refused));
     co_return;
@@ -176,11 +163,7 @@ awaitable<void> Host::handle_inbound_socket(asio::ip::tcp::socket sock) {
     log_inbound_refusal(who, "admitted by evicting a stalled handshake (pending-handshake limit " +
                                  std::to_string(budget_.limits().max_pending) + " reached)");
   }
-  // Like the dial side: without it Nagle holds back a small reply (a yamux frame written
-  // while an earlier one is unacknowledged) until the peer's delayed ACK.
-  sock.set_option(asio::ip::tcp::no_delay(true), ec);
-  auto r = co_await upgrade(std::make_unique<TcpStream>(std::move(sock)), false, std::nullopt,
-                            adm.ticket);
+  auto r = co_await upgrade(std::move(raw), false, std::nullopt, adm.ticket);
   (void)r;  // upgrade() logs failures
 }
 
@@ -204,72 +187,36 @@ awaitable<Result<identity::PeerId>> Host::dial(const core::Multiaddr& addr) {
     if (*expected == id_) co_return Status::invalid_argument("refusing to dial ourselves");
     if (is_connected(*expected)) co_return *expected;
   }
-  auto host = addr.host();
-  auto port = addr.tcp_port();
-  if (!host || !port) {
-    co_return Status::invalid_argument("dial needs .../tcp/<port>[/p2p/<id>], got " +
-                                       addr.to_string());
+  const core::Multiaddr target = addr.decapsulate(core::Protocol::kP2p);
+  Transport* t = transport_for(target);
+  if (!t) {
+    co_return Status::invalid_argument("dial: no transport for " + addr.to_string() +
+                                       " (want .../tcp/<port>[/ws][/p2p/<id>])");
   }
   if (stopped_) co_return Status::unavailable("host is stopped");
   if (peers_.size() + pending_dials_ >= config_.max_connections) {
     co_return Status::limit_exceeded("connection limit " + std::to_string(config_.max_connections) +
                                      " reached");
   }
-  boost::system::error_code ec;
-  asio::ip::tcp::resolver resolver(ex_);
-  auto endpoints =
-      co_await resolver.async_resolve(*host, std::to_string(*port), asio::redirect_error(kUse, ec));
-  if (ec) co_return Status::io_error("dial " + addr.to_string() + ": resolve: " + ec.message());
-  asio::ip::tcp::socket sock(ex_);
-  {
-    DeadlineGuard guard(ex_, config_.dial_timeout, [&sock] {
-      boost::system::error_code ignored;
-      sock.close(ignored);
-    });
-    if (config_.dial_from) {
-      ec = asio::error::host_unreachable;
-      for (const auto& e : endpoints) {
-        if (e.endpoint().protocol() != asio::ip::tcp::endpoint(*config_.dial_from, 0).protocol())
-          continue;
-        sock.close(ec);
-        sock.open(e.endpoint().protocol(), ec);
-        if (!ec) sock.bind(asio::ip::tcp::endpoint(*config_.dial_from, 0), ec);
-        if (!ec) co_await sock.async_connect(e.endpoint(), asio::redirect_error(kUse, ec));
-        if (!ec || guard.fired()) break;
-      }
-    } else {
-      co_await asio::async_connect(sock, endpoints, asio::redirect_error(kUse, ec));
-    }
-    if (guard.fired())
-      co_return Status::timeout("dial " + addr.to_string() + ": connect timed out");
-  }
-  if (ec) co_return Status::io_error("dial " + addr.to_string() + ": " + ec.message());
-  sock.set_option(asio::ip::tcp::no_delay(true), ec);
-  auto c = co_await upgrade(std::make_unique<TcpStream>(std::move(sock)), true, expected);
+  auto raw = co_await t->dial(ex_, target, DialOptions{config_.dial_timeout, config_.dial_from});
+  if (!raw.ok()) co_return raw.status();
+  auto c = co_await upgrade(std::move(*raw), true, expected);
   if (!c.ok()) co_return c.status();
   co_return (*c)->remote_peer();
 }
 
 awaitable<Result<std::shared_ptr<Connection>>> Host::upgrade(
-    std::unique_ptr<TcpStream> tcp, bool outbound, std::optional<identity::PeerId> expected,
+    std::unique_ptr<RawConnection> raw, bool outbound, std::optional<identity::PeerId> expected,
     HandshakeBudget::Ticket ticket) {
   auto alive = alive_;
-  boost::system::error_code ec;
-  auto& sock = tcp->socket();
-  auto local_ep = sock.local_endpoint(ec);
-  auto remote_ep = sock.remote_endpoint(ec);
-  if (ec) {
-    budget_.release(ticket);
-    co_return Status::io_error("connection dropped before the handshake: " + ec.message());
-  }
-  core::Multiaddr local_addr = endpoint_addr(local_ep).value_or(core::Multiaddr());
-  core::Multiaddr remote_addr = endpoint_addr(remote_ep).value_or(core::Multiaddr());
+  core::Multiaddr local_addr = raw->local_addr();
+  core::Multiaddr remote_addr = raw->remote_addr();
   std::string who = outbound ? std::string("to ") : std::string("from ");
   who += remote_addr.to_string();
 
   if (outbound) ++pending_dials_;
-  TcpStream* raw = tcp.get();
-  DeadlineGuard guard(ex_, config_.handshake_timeout, [raw] { raw->reset(); });
+  RawConnection* io = raw.get();
+  DeadlineGuard guard(ex_, config_.handshake_timeout, [io] { io->reset(); });
   if (ticket) budget_.set_evictor(ticket, guard.expirer());
   auto fail = [&](Status st) -> Status {
     bool evicted = false;
@@ -292,19 +239,23 @@ awaitable<Result<std::shared_ptr<Connection>>> Host::upgrade(
     return st;
   };
 
+  // 0. the transport's own opening (WebSocket upgrade)
+  Status opened = co_await io->open();
+  if (!*alive) co_return Status::cancelled("host destroyed");
+  if (!opened.is_ok()) co_return fail(opened);
   // 1. security protocol
   Result<std::string> sec = Status::internal("unset");
   if (outbound) {
     std::vector<std::string> want{std::string(kNoiseProtocolId)};
-    sec = co_await select_protocol(*tcp, std::move(want));
+    sec = co_await select_protocol(*raw, std::move(want));
   } else {
-    sec = co_await accept_protocol(*tcp, [](std::string_view p) { return p == kNoiseProtocolId; });
+    sec = co_await accept_protocol(*raw, [](std::string_view p) { return p == kNoiseProtocolId; });
   }
   if (!*alive) co_return Status::cancelled("host destroyed");
   if (!sec.ok()) co_return fail(sec.status().with_context("security negotiation"));
   if (ticket) budget_.mark_progress(ticket);
   // 2. Noise XX
-  auto ch = co_await noise_handshake(std::move(tcp), key_, outbound, expected);
+  auto ch = co_await noise_handshake(std::move(raw), key_, outbound, expected);
   if (!*alive) co_return Status::cancelled("host destroyed");
   if (!ch.ok()) co_return fail(ch.status());
   // 3. muxer
@@ -686,10 +637,7 @@ HostStats Host::stats() const {
 void Host::stop() {
   if (stopped_ && listeners_.empty() && peers_.empty()) return;
   stopped_ = true;
-  for (auto& l : listeners_) {
-    boost::system::error_code ec;
-    l->acceptor.close(ec);
-  }
+  for (auto& l : listeners_) l->listener->close();
   listeners_.clear();
   std::vector<std::shared_ptr<Connection>> conns;
   for (auto& [p, st] : peers_) {

@@ -1,8 +1,9 @@
-// Host: a libp2p-compatible node endpoint. It listens and dials over TCP, upgrades every
-// connection (multistream-select "/noise" -> Noise XX -> multistream-select "/yamux/1.0.0" ->
-// yamux), keeps one connection per peer, negotiates an application protocol per stream, and
-// serves identify (/ipfs/id/1.0.0, push) and ping (/ipfs/ping/1.0.0) on every connection. A
-// stock js-libp2p node (TCP + noise + yamux + identify + ping) can dial it and be dialled.
+// Host: a libp2p-compatible node endpoint. It listens and dials through its transports (TCP
+// and WebSocket by default, see transport.h), upgrades every connection (multistream-select
+// "/noise" -> Noise XX -> multistream-select "/yamux/1.0.0" -> yamux), keeps one connection per
+// peer, negotiates an application protocol per stream, and serves identify (/ipfs/id/1.0.0, push)
+// and ping (/ipfs/ping/1.0.0) on every connection. A stock js-libp2p node (TCP or WebSocket + noise
+// + yamux + identify + ping) can dial it and be dialled.
 //
 // Example (inside a coroutine on the host's executor):
 //   p2p::Host host(ioc.get_executor(), key);
@@ -39,6 +40,7 @@
 #include "p2p/handshake_budget.h"
 #include "p2p/identify.h"
 #include "p2p/stream.h"
+#include "p2p/transport.h"
 #include "p2p/yamux.h"
 
 namespace idn::p2p {
@@ -63,6 +65,9 @@ struct HostConfig {
   // Time source for idle accounting and ping RTTs; tests inject a fake. Timers that bound
   // handshakes and negotiations use the executor's steady clock.
   std::function<SteadyTime()> clock = [] { return std::chrono::steady_clock::now(); };
+  // Listening and dialling go to the first transport that handles the address. Empty: TCP
+  // and WebSocket (make_tcp_transport, make_ws_transport). Tests give a memory transport alone.
+  std::vector<std::shared_ptr<Transport>> transports;
 };
 
 // A snapshot for metrics export (Prometheus counters and gauges).
@@ -103,13 +108,14 @@ class Host {
   const identity::KeyPair& key() const { return key_; }
   const HostConfig& config() const { return config_; }
 
-  // Binds /ip4|ip6/<addr>/tcp/<port> (port 0: ephemeral) and starts accepting. Returns the
-  // bound address (without /p2p). Errors: InvalidArgument (not a TCP multiaddr), IOError.
+  // Binds /ip4|ip6/<addr>/tcp/<port>[/ws] (port 0: ephemeral) and starts accepting. Returns
+  // the bound address (without /p2p). Errors: InvalidArgument (no transport handles it),
+  // IOError.
   Result<core::Multiaddr> listen(const core::Multiaddr& addr);
   // Bound addresses, each with /p2p/<our id> appended.
   std::vector<core::Multiaddr> listen_addrs() const;
 
-  // Connects to /ip4|ip6|dns*/.../tcp/<port>[/p2p/<id>] and upgrades. With /p2p/<id> a remote
+  // Connects to /ip4|ip6|dns*/.../tcp/<port>[/ws][/p2p/<id>] and upgrades. With /p2p/<id> a remote
   // with another identity is refused (PeerMisbehaved). Returns the authenticated peer ID; when
   // already connected to that peer, returns at once. Errors: IOError, Timeout, PeerMisbehaved,
   // Unsupported (remote speaks neither /noise nor /yamux/1.0.0), LimitExceeded.
@@ -167,10 +173,11 @@ class Host {
   };
 
   awaitable<void> accept_loop(std::shared_ptr<Listener> l);
-  awaitable<void> handle_inbound_socket(asio::ip::tcp::socket sock);
-  // Security + muxer upgrade of a fresh TCP stream; on success registers the connection.
-  // `ticket`: the inbound connection's slot in budget_ (0 for dials).
-  awaitable<Result<std::shared_ptr<Connection>>> upgrade(std::unique_ptr<TcpStream> tcp,
+  awaitable<void> handle_inbound(std::unique_ptr<RawConnection> raw);
+  // The transport's opening (WebSocket upgrade), then security + muxer upgrade of a fresh
+  // connection; on success registers it. `ticket`: the inbound connection's slot in budget_
+  // (0 for dials).
+  awaitable<Result<std::shared_ptr<Connection>>> upgrade(std::unique_ptr<RawConnection> raw,
                                                          bool outbound,
                                                          std::optional<identity::PeerId> expected,
                                                          HandshakeBudget::Ticket ticket = 0);
@@ -193,6 +200,8 @@ class Host {
   identity::PeerId id_;
   HostConfig config_;
   std::shared_ptr<HostCounters> counters_;
+  Transport* transport_for(const core::Multiaddr& addr) const;
+
   std::vector<std::shared_ptr<Listener>> listeners_;
   std::map<std::string, StreamHandler> handlers_;
   std::unordered_map<identity::PeerId, PeerState> peers_;

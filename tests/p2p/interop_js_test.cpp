@@ -1,5 +1,6 @@
-// Interop with a stock js-libp2p node (interop/js_peer.mjs: TCP + noise + yamux + identify +
-// ping): it dials us, and we dial it. Skipped when node or interop/node_modules is missing.
+// Interop with a stock js-libp2p node (interop/js_peer.mjs: TCP or WebSocket + noise + yamux +
+// identify + ping): it dials us, and we dial it, over each transport. Skipped when node or
+// interop/node_modules is missing.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -50,15 +51,17 @@ awaitable<void> echo_handler(std::shared_ptr<Stream> s) {
   (void)co_await s->close_write();
 }
 
-TEST(InteropJsTest, JsDialsUsIdentifiesPingsAndEchoes) {
-  if (!have_node()) GTEST_SKIP() << "node or interop/node_modules missing (run scripts/setup)";
+// `ws`: over WebSocket (@libp2p/websockets), else TCP.
+void js_dials_us_identifies_pings_and_echoes(bool ws) {
   Loop loop;
   auto h = make_host(loop);
+  const auto listen = ws ? *core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0/ws") : testing::loopback();
   loop.call([&] {
     h->set_handler(std::string(kEcho), echo_handler);
-    return h->listen(testing::loopback()).ok();
+    return h->listen(listen).ok();
   });
   auto addr = loop.call([&] { return h->listen_addrs().at(0).to_string(); });
+  EXPECT_EQ(addr.find("/ws/") != std::string::npos, ws) << addr;
   Child js({"node", interop_dir() + "/js_peer.mjs", "dial", addr, "--pings", "3", "--echo-bytes",
             "300000"});
   ASSERT_TRUE(js.ok());
@@ -71,7 +74,8 @@ TEST(InteropJsTest, JsDialsUsIdentifiesPingsAndEchoes) {
   auto protos = (*ident)["protocols"];
   EXPECT_NE(std::find(protos.begin(), protos.end(), "/ipfs/ping/1.0.0"), protos.end());
   EXPECT_NE(std::find(protos.begin(), protos.end(), std::string(kEcho)), protos.end());
-  EXPECT_TRUE((*ident)["observed_addr"].is_string());
+  ASSERT_TRUE((*ident)["observed_addr"].is_string());
+  EXPECT_EQ(std::string((*ident)["observed_addr"]).ends_with("/ws"), ws) << ident->dump();
   auto done = js.wait_event("done", 30s);
   ASSERT_TRUE(done.has_value());
   ASSERT_EQ((*done)["event"], "done") << done->dump();
@@ -86,13 +90,25 @@ TEST(InteropJsTest, JsDialsUsIdentifiesPingsAndEchoes) {
   EXPECT_EQ(h->stats().handshakes_failed, 0u);
 }
 
-TEST(InteropJsTest, WeDialJsIdentifyPingAndEcho) {
+TEST(InteropJsTest, JsDialsUsIdentifiesPingsAndEchoes) {
   if (!have_node()) GTEST_SKIP() << "node or interop/node_modules missing (run scripts/setup)";
-  Child js({"node", interop_dir() + "/js_peer.mjs", "listen"});
+  js_dials_us_identifies_pings_and_echoes(false);
+}
+
+TEST(InteropJsTest, JsDialsUsOverWebSocketIdentifiesPingsAndEchoes) {
+  if (!have_node()) GTEST_SKIP() << "node or interop/node_modules missing (run scripts/setup)";
+  js_dials_us_identifies_pings_and_echoes(true);
+}
+
+void we_dial_js_identify_ping_and_echo(bool ws) {
+  std::vector<std::string> args{"node", interop_dir() + "/js_peer.mjs", "listen"};
+  if (ws) args.push_back("--ws");
+  Child js(args);
   ASSERT_TRUE(js.ok());
   auto ready = js.wait_event("listening", 30s);
   ASSERT_TRUE(ready.has_value() && (*ready)["event"] == "listening");
   std::string js_addr = (*ready)["addrs"][0];
+  EXPECT_EQ(js_addr.find("/ws/") != std::string::npos, ws) << js_addr;
   auto js_id = identity::PeerId::parse(std::string((*ready)["peer_id"]));
   ASSERT_TRUE(js_id.ok());
 
@@ -154,6 +170,16 @@ TEST(InteropJsTest, WeDialJsIdentifyPingAndEcho) {
   ASSERT_EQ((*seen)["event"], "identified") << seen->dump();
   EXPECT_EQ((*seen)["peer_id"], h->id().to_string());
   EXPECT_EQ((*seen)["agent"], "idn/0.1.0");
+}
+
+TEST(InteropJsTest, WeDialJsIdentifyPingAndEcho) {
+  if (!have_node()) GTEST_SKIP() << "node or interop/node_modules missing (run scripts/setup)";
+  we_dial_js_identify_ping_and_echo(false);
+}
+
+TEST(InteropJsTest, WeDialJsOverWebSocketIdentifyPingAndEcho) {
+  if (!have_node()) GTEST_SKIP() << "node or interop/node_modules missing (run scripts/setup)";
+  we_dial_js_identify_ping_and_echo(true);
 }
 
 }  // namespace
