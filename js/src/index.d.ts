@@ -1,0 +1,111 @@
+// Types of @idn/client (hand-written; test/typed-example.ts is checked against them with
+// `tsc --noEmit` by tests/cli/js_client_test.sh).
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Libp2p } from '@libp2p/interface'
+
+export declare const INFER_PROTOCOL: '/idn/infer/1.0.0'
+export declare const KAD_PROTOCOL: '/ipfs/kad/1.0.0'
+
+export type IdnErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'UNAVAILABLE'
+  | 'NOT_FOUND'
+  | 'UNKNOWN_SERVICE'
+  | 'DEADLINE_EXCEEDED'
+  | 'CANCELLED'
+  | 'STOPPED'
+
+export declare class IdnError extends Error {
+  readonly code: IdnErrorCode
+  readonly details?: unknown
+  constructor (code: IdnErrorCode, message: string, details?: unknown)
+}
+
+export interface CreateIdnOptions {
+  /** IDN nodes to join through: multiaddrs ending in /p2p/<peer id>. At least one must answer. */
+  bootstrap: Array<string | Multiaddr>
+  /** js-libp2p transports; default TCP + WebSockets in Node, WebSockets in a browser. */
+  transports?: unknown[]
+  /** Per bootstrap dial; default 5000. */
+  dialTimeoutMs?: number
+}
+
+/** A model input: row-major float32 values of `shape` (e.g. [1, 28, 28], pixels in [0, 1]). */
+export interface InferInput {
+  shape: number[]
+  data: Float32Array | number[]
+}
+
+export interface ExitRule {
+  criterion: 'modelDefault' | 'entropy' | 'confidence' | 'lastExit'
+  threshold?: number
+}
+
+export interface InferOptions {
+  /** Providers asked at once; default 3. */
+  npeers?: number
+  /** Whole request; default 2000. With no answer by then iteration throws DEADLINE_EXCEEDED. */
+  deadlineMs?: number
+  /** Providers tried in total (failed ones are replaced); default max(6, npeers). */
+  maxAttempts?: number
+  /** Sent to the peers; default: the thresholds recorded in the model package. */
+  exitRule?: ExitRule
+  /** Complete the request as soon as an answer reaches this confidence. */
+  finishConfidence?: number
+  /** Ask these peers (multiaddrs ending in /p2p/<id>) instead of looking providers up. */
+  providers?: Array<string | Multiaddr>
+}
+
+/** One answer that improved on every answer before it in the same request. */
+export interface InferEvent {
+  /** Class probabilities of the exit (the calibrated softmax). */
+  outputs: Float32Array
+  shape: number[]
+  /** argmax of outputs. */
+  predicted: number
+  confidence: number
+  entropy: number
+  /** Which exit produced it (0 = the first). */
+  exit: number
+  /** Peer ID of the provider that computed it. */
+  peer: string
+  /** The provider will send nothing more: the request is complete. */
+  final: boolean
+  /** The provider's cumulative operations (FLOPs) for this request. */
+  operations: number
+  latencyMs: number
+  /** Stops the request (Cancel to every peer still working); iteration ends. */
+  finish (): void
+}
+
+export type PeerOutcome =
+  | 'running' | 'answered' | 'finished-early' | 'busy' | 'error' | 'malformed' | 'vanished'
+
+export interface InferSummary {
+  done: boolean
+  best: InferEvent | null
+  answers: number
+  error: IdnError | null
+  peers: Array<{ peer: string, outcome: PeerOutcome, detail: string, answers: number, operations: number }>
+}
+
+/** A request in flight: iterate it for improving answers. Breaking out of the loop finishes it. */
+export interface InferRun extends AsyncIterableIterator<InferEvent> {
+  readonly requestId: number
+  readonly summary: InferSummary
+  finish (): void
+}
+
+export interface Idn {
+  readonly libp2p: Libp2p
+  readonly peerId: string
+  /** Throws IdnError INVALID_ARGUMENT at once for a malformed service ID, input or option. */
+  infer (serviceId: string, input: InferInput, options?: InferOptions): InferRun
+  /** Not implemented yet: rejects with IdnError UNAVAILABLE. */
+  initModel (descriptorOrServiceId: string | object, options?: { npeers?: number }): Promise<never>
+  stop (): Promise<void>
+}
+
+export declare function createIdn (options: CreateIdnOptions): Promise<Idn>
+/** Checks a service ID (base58btc sha2-256 multihash) and returns its digest. */
+export declare function parseServiceId (text: string): { code: number, digest: Uint8Array, bytes: Uint8Array }

@@ -1,0 +1,505 @@
+// @idn/client: IDN inference from JavaScript (Node or, with the websockets transport, a browser).
+// createIdn() starts a js-libp2p node (noise, yamux, identify, ping, kad-dht in client mode) and
+// dials the bootstrap peers; infer() finds a service's providers through them (GET_PROVIDERS on
+// /ipfs/kad/1.0.0, which an IDN node answers from its own routing), asks `npeers` of them at
+// once on /idn/infer/1.0.0 and yields every improving answer, as IDN's C++ client does
+// (src/client/session.h): a later exit, or the same exit with higher confidence. The request
+// completes with the first final answer, finish(), or the deadline; peers still working get a
+// Cancel. A peer that fails is replaced by the next provider, up to maxAttempts.
+import './polyfill.js'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { ping } from '@libp2p/ping'
+import { multiaddr, isMultiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import { base58btc } from 'multiformats/bases/base58'
+import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
+import { defaultTransports } from '#transports'
+import {
+  INFER_PROTOCOL, INFER_ERROR_NAMES, InferError, ExitCriterion, encodeClientMessage,
+  readMessages, decodeServerMessage, f32Tensor, f32FromTensor
+} from './wire.js'
+
+export { INFER_PROTOCOL }
+export const KAD_PROTOCOL = '/ipfs/kad/1.0.0'
+const RAW_CODEC = 0x55
+const SHA2_256 = 0x12
+
+// Every error this package throws. `code` is one of: INVALID_ARGUMENT, UNAVAILABLE (no
+// bootstrap peer reachable, every provider failed), NOT_FOUND (no provider of the service),
+// UNKNOWN_SERVICE (providers asked do not serve it), DEADLINE_EXCEEDED, CANCELLED, STOPPED.
+export class IdnError extends Error {
+  constructor (code, message, details = undefined) {
+    super(message)
+    this.name = 'IdnError'
+    this.code = code
+    if (details !== undefined) this.details = details
+  }
+}
+
+function invalid (message) {
+  return new IdnError('INVALID_ARGUMENT', message)
+}
+
+// A base58btc sha2-256 multihash (what `idn publish` prints as "service"), as bytes.
+export function parseServiceId (text) {
+  if (typeof text !== 'string' || text.length === 0) {
+    throw invalid('serviceId must be a non-empty string (the base58btc multihash `idn publish` prints)')
+  }
+  let bytes
+  try {
+    bytes = base58btc.baseDecode(text)
+  } catch (err) {
+    throw invalid(`serviceId '${text}' is not base58btc: ${err.message}`)
+  }
+  let digest
+  try {
+    digest = Digest.decode(bytes)
+  } catch (err) {
+    throw invalid(`serviceId '${text}' is not a multihash: ${err.message}`)
+  }
+  if (digest.code !== SHA2_256) {
+    throw invalid(`serviceId '${text}' must be a sha2-256 multihash, got code 0x${digest.code.toString(16)}`)
+  }
+  return digest
+}
+
+function parseAddr (a, what) {
+  let ma
+  try {
+    ma = isMultiaddr(a) ? a : multiaddr(a)
+  } catch (err) {
+    throw invalid(`${what}: '${a}' is not a multiaddr: ${err.message}`)
+  }
+  if (!ma.getComponents().some((c) => c.name === 'p2p')) {
+    throw invalid(`${what}: '${ma.toString()}' must end in /p2p/<peer id>`)
+  }
+  return ma
+}
+
+function positiveInt (v, name) {
+  if (!Number.isInteger(v) || v <= 0) throw invalid(`${name} must be a positive integer, got ${v}`)
+  return v
+}
+
+function checkInput (input) {
+  if (input == null || typeof input !== 'object') {
+    throw invalid('input must be { shape: number[], data: Float32Array | number[] }')
+  }
+  const { shape, data } = input
+  if (!Array.isArray(shape) || shape.length === 0 || !shape.every((d) => Number.isInteger(d) && d > 0)) {
+    throw invalid(`input.shape must be a non-empty array of positive integers, got ${JSON.stringify(shape)}`)
+  }
+  if (!(data instanceof Float32Array) && !Array.isArray(data)) {
+    throw invalid('input.data must be a Float32Array or an array of numbers')
+  }
+  const numel = shape.reduce((a, b) => a * b, 1)
+  if (data.length !== numel) {
+    throw invalid(`input.data has ${data.length} values, shape [${shape.join(', ')}] needs ${numel}`)
+  }
+  for (let i = 0; i < data.length; i++) {
+    if (typeof data[i] !== 'number' || !Number.isFinite(data[i])) {
+      throw invalid(`input.data[${i}] is not a finite number`)
+    }
+  }
+  return f32Tensor(shape, data)
+}
+
+function exitRule (opts) {
+  if (opts.exitRule == null) return undefined
+  const { criterion, threshold } = opts.exitRule
+  const names = { modelDefault: 'EXIT_CRITERION_MODEL_DEFAULT', entropy: 'EXIT_CRITERION_ENTROPY', confidence: 'EXIT_CRITERION_CONFIDENCE', lastExit: 'EXIT_CRITERION_LAST_EXIT' }
+  if (!(criterion in names)) throw invalid(`exitRule.criterion must be one of ${Object.keys(names).join(', ')}`)
+  if (threshold !== undefined && (typeof threshold !== 'number' || !Number.isFinite(threshold))) {
+    throw invalid('exitRule.threshold must be a finite number')
+  }
+  return { criterion: ExitCriterion[names[criterion]], threshold: threshold ?? 0 }
+}
+
+function argmax (xs) {
+  let best = -1
+  for (let i = 0; i < xs.length; i++) if (best < 0 || xs[i] > xs[best]) best = i
+  return best
+}
+
+let nextRequestId = Math.floor(Math.random() * 0x7fffffff) * 1024
+
+// One request in flight: an async iterable of improving answers.
+class InferRun {
+  constructor (idn, service, tensor, opts) {
+    this.idn = idn
+    this.service = service
+    this.tensor = tensor
+    this.opts = opts
+    this.requestId = ++nextRequestId
+    this.started = Date.now()
+    this.queue = []
+    this.wake = null
+    this.done = false
+    this.error = null
+    this.best = null
+    this.answers = 0
+    this.peers = [] // { peer, outcome, detail, stream, answers, operations, lastExit }
+    this.candidates = []
+    this.attempts = 0
+    this.lookupDone = false
+    this.controller = new AbortController()
+    this.timer = setTimeout(() => this.complete(this.best ? null : new IdnError('DEADLINE_EXCEEDED',
+      `no answer for service ${opts.serviceText} within ${opts.deadlineMs} ms${this.peerSummary()}`)),
+    opts.deadlineMs)
+    this.start().catch((err) => this.complete(err))
+  }
+
+  peerSummary () {
+    if (this.peers.length === 0) return ''
+    return ' (' + this.peers.map((p) => `${p.peer}: ${p.outcome}${p.detail ? ' ' + p.detail : ''}`).join('; ') + ')'
+  }
+
+  async start () {
+    const want = Math.min(this.opts.npeers + this.opts.maxAttempts, 20)
+    this.candidates = await this.idn.findProviders(this.service, want, {
+      signal: this.controller.signal,
+      providers: this.opts.providers,
+      timeoutMs: this.opts.deadlineMs
+    })
+    this.lookupDone = true
+    if (this.done) return
+    if (this.candidates.length === 0) {
+      this.complete(new IdnError('NOT_FOUND', `no provider of service ${this.opts.serviceText} found through ${this.idn.bootstrapText()}`))
+      return
+    }
+    for (let i = 0; i < this.opts.npeers; i++) this.askNext()
+  }
+
+  askNext () {
+    if (this.done) return
+    if (this.attempts >= this.opts.maxAttempts || this.candidates.length === 0) {
+      if (!this.peers.some((p) => p.outcome === 'running')) this.allFailed()
+      return
+    }
+    this.attempts++
+    const peer = this.candidates.shift()
+    const rec = { peer: peer.toString(), peerId: peer, outcome: 'running', detail: '', stream: null, answers: 0, operations: 0, lastExit: -1 }
+    this.peers.push(rec)
+    this.runPeer(rec).catch((err) => this.peerFailed(rec, 'error', err.message))
+  }
+
+  allFailed () {
+    if (this.done) return
+    if (this.best) { this.complete(null); return }
+    const codes = this.peers.map((p) => p.code)
+    const code = codes.length > 0 && codes.every((c) => c === 'UNKNOWN_SERVICE') ? 'UNKNOWN_SERVICE' : 'UNAVAILABLE'
+    const what = code === 'UNKNOWN_SERVICE' ? 'the providers asked do not serve' : 'every provider asked failed for'
+    this.complete(new IdnError(code, `${what} service ${this.opts.serviceText}${this.peerSummary()}`))
+  }
+
+  peerFailed (rec, outcome, detail, code = undefined) {
+    if (rec.outcome !== 'running') return
+    rec.outcome = outcome
+    rec.detail = detail
+    rec.code = code
+    this.closeStream(rec, false)
+    this.askNext()
+  }
+
+  async runPeer (rec) {
+    const stream = await this.idn.openInfer(rec.peerId, this.controller.signal)
+    rec.stream = stream
+    if (this.done) { this.closeStream(rec, true); return }
+    const request = {
+      request_id: this.requestId,
+      service_id: this.service.bytes,
+      input: this.tensor,
+      deadline_ms: Math.max(1, this.opts.deadlineMs - (Date.now() - this.started))
+    }
+    const rule = exitRule(this.opts)
+    if (rule) request.exit_rule = rule
+    await this.send(stream, { request })
+    for await (const bytes of readMessages(stream)) {
+      if (rec.outcome !== 'running') return
+      let p
+      try {
+        p = decodeServerMessage(bytes).progress
+      } catch (err) {
+        this.peerFailed(rec, 'malformed', `undecodable answer: ${err.message}`)
+        return
+      }
+      if (p == null) { this.peerFailed(rec, 'malformed', 'a server message without progress'); return }
+      if (Number(p.request_id) !== this.requestId) { this.peerFailed(rec, 'malformed', `answer for request ${p.request_id}`); return }
+      if (p.error !== InferError.INFER_ERROR_NONE) {
+        const name = INFER_ERROR_NAMES[p.error] ?? String(p.error)
+        this.peerFailed(rec, name === 'BUSY' ? 'busy' : 'error', `${name}${p.error_message ? ': ' + p.error_message : ''}`, name)
+        return
+      }
+      this.onAnswer(rec, p)
+      if (p.final || rec.outcome !== 'running') return
+    }
+    this.peerFailed(rec, 'vanished', 'the stream ended before a final answer')
+  }
+
+  onAnswer (rec, p) {
+    const outputs = p.output ? f32FromTensor(p.output) : null
+    const shape = (p.output?.shape ?? []).map(Number)
+    const numel = shape.reduce((a, b) => a * b, 1)
+    const why =
+      p.output == null || p.output.dtype !== 0 ? 'an answer that is not an F32 tensor'
+        : outputs == null || outputs.length === 0 || outputs.length !== numel ? 'an answer whose data does not match its shape'
+          : !outputs.every(Number.isFinite) ? 'an answer with non-finite scores'
+            : !(p.confidence >= 0 && p.confidence <= 1) ? `confidence ${p.confidence} outside [0, 1]`
+                : p.exit_index < rec.lastExit ? 'an exit index going backwards' : null
+    if (why) { this.peerFailed(rec, 'malformed', why); return }
+    rec.answers++
+    rec.lastExit = p.exit_index
+    rec.operations = Number(p.operations)
+    this.answers++
+    const final = p.final === true
+    if (final) rec.outcome = 'answered'
+    const improves = this.best == null || p.exit_index > this.best.exit ||
+      (p.exit_index === this.best.exit && p.confidence > this.best.confidence)
+    if (improves && !this.done) {
+      const ev = {
+        outputs,
+        shape,
+        predicted: argmax(outputs),
+        confidence: p.confidence,
+        entropy: p.entropy,
+        exit: p.exit_index,
+        peer: rec.peer,
+        final,
+        operations: rec.operations,
+        latencyMs: Date.now() - this.started,
+        finish: () => this.finish()
+      }
+      this.best = ev
+      this.push(ev)
+    }
+    if (final) {
+      this.sendReceipt(rec)
+      this.closeStream(rec, false)
+      this.complete(null)
+    } else if (this.opts.finishConfidence != null && p.confidence >= this.opts.finishConfidence) {
+      this.complete(null)
+    }
+  }
+
+  async send (stream, body) {
+    if (!stream.send(encodeClientMessage(body))) await stream.onDrain()
+  }
+
+  sendReceipt (rec) {
+    if (rec.answers === 0 || rec.stream == null || rec.receipted) return
+    rec.receipted = true
+    const receipt = {
+      request_id: this.requestId,
+      service_id: this.service.bytes,
+      operations: rec.operations,
+      server: rec.peerId.toMultihash().bytes,
+      signer: this.idn.libp2p.peerId.toMultihash().bytes,
+      unix_ms: Date.now()
+    }
+    this.send(rec.stream, { receipt }).catch(() => {})
+  }
+
+  // Closes our side; a stream still open after the grace period is aborted.
+  closeStream (rec, cancel) {
+    const s = rec.stream
+    if (s == null || rec.closed) return
+    rec.closed = true
+    const work = async () => {
+      if (cancel) {
+        await this.send(s, { cancel: { request_id: this.requestId } })
+        this.sendReceipt(rec)
+      }
+      await s.close()
+    }
+    const grace = setTimeout(() => s.abort(new Error('cancelled')), 1000)
+    work().catch(() => s.abort(new Error('cancelled'))).finally(() => clearTimeout(grace))
+  }
+
+  push (ev) {
+    this.queue.push(ev)
+    this.signal()
+  }
+
+  signal () {
+    if (this.wake) { const w = this.wake; this.wake = null; w() }
+  }
+
+  complete (error) {
+    if (this.done) return
+    this.done = true
+    this.error = error
+    clearTimeout(this.timer)
+    this.controller.abort()
+    for (const rec of this.peers) {
+      if (rec.outcome === 'running') {
+        rec.outcome = 'finished-early'
+        this.closeStream(rec, true)
+      }
+    }
+    this.signal()
+  }
+
+  // Stops the request: peers still working get a Cancel, answers not yet taken are dropped,
+  // iteration ends. Idempotent.
+  finish () {
+    this.queue.length = 0
+    this.complete(null)
+  }
+
+  get summary () {
+    return {
+      done: this.done,
+      best: this.best,
+      answers: this.answers,
+      error: this.error,
+      peers: this.peers.map(({ peer, outcome, detail, answers, operations }) => ({ peer, outcome, detail, answers, operations }))
+    }
+  }
+
+  [Symbol.asyncIterator] () { return this }
+
+  async next () {
+    while (true) {
+      if (this.queue.length > 0) return { value: this.queue.shift(), done: false }
+      if (this.done) {
+        if (this.error) { const e = this.error; this.error = null; throw e }
+        return { value: undefined, done: true }
+      }
+      await new Promise((resolve) => { this.wake = resolve })
+    }
+  }
+
+  async return () {
+    this.finish()
+    return { value: undefined, done: true }
+  }
+}
+
+class Idn {
+  constructor (libp2p, bootstrap, options) {
+    this.libp2p = libp2p
+    this.bootstrap = bootstrap // [{ addr, peerId }]
+    this.options = options
+    this.stopped = false
+  }
+
+  get peerId () { return this.libp2p.peerId.toString() }
+
+  bootstrapText () {
+    return this.bootstrap.map((b) => b.addr.toString()).join(', ') || 'no bootstrap peer'
+  }
+
+  // Up to `n` provider peer IDs of `service` (a multihash digest): the `providers` option's
+  // peers, dialled, or those the bootstrap peers name on /ipfs/kad/1.0.0 (GET_PROVIDERS).
+  async findProviders (service, n, { signal, providers, timeoutMs }) {
+    const out = []
+    const seen = new Set()
+    const add = (id) => {
+      const key = id.toString()
+      if (!seen.has(key) && out.length < n) { seen.add(key); out.push(id) }
+    }
+    if (providers != null) {
+      for (const ma of providers) {
+        try {
+          const conn = await this.libp2p.dial(ma, { signal })
+          add(conn.remotePeer)
+        } catch (err) {
+          if (signal.aborted) break
+        }
+      }
+      return out
+    }
+    const cid = CID.createV1(RAW_CODEC, service)
+    const lookup = AbortSignal.any
+      ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
+      : signal
+    try {
+      for await (const p of this.libp2p.contentRouting.findProviders(cid, { signal: lookup })) {
+        if (p.multiaddrs?.length) await this.libp2p.peerStore.merge(p.id, { multiaddrs: p.multiaddrs })
+        add(p.id)
+        if (out.length >= n) break
+      }
+    } catch (err) {
+      if (out.length === 0 && !signal.aborted && !lookup.aborted) throw new IdnError('UNAVAILABLE', `finding providers failed: ${err.message}`)
+    }
+    return out
+  }
+
+  async openInfer (peerId, signal) {
+    return await this.libp2p.dialProtocol(peerId, INFER_PROTOCOL, { signal })
+  }
+
+  infer (serviceId, input, opts = {}) {
+    if (this.stopped) throw new IdnError('STOPPED', 'this Idn was stopped')
+    const service = parseServiceId(serviceId)
+    const tensor = checkInput(input)
+    if (opts == null || typeof opts !== 'object') throw invalid('options must be an object')
+    const npeers = positiveInt(opts.npeers ?? 3, 'npeers')
+    const deadlineMs = positiveInt(opts.deadlineMs ?? 2000, 'deadlineMs')
+    const maxAttempts = positiveInt(opts.maxAttempts ?? Math.max(6, npeers), 'maxAttempts')
+    if (opts.finishConfidence != null && !(opts.finishConfidence >= 0 && opts.finishConfidence <= 1)) {
+      throw invalid('finishConfidence must be in [0, 1]')
+    }
+    const providers = opts.providers == null
+      ? undefined
+      : opts.providers.map((a, i) => parseAddr(a, `providers[${i}]`))
+    exitRule(opts) // validates
+    return new InferRun(this, service, tensor, {
+      ...opts, npeers, deadlineMs, maxAttempts, providers, serviceText: serviceId
+    })
+  }
+
+  async initModel () {
+    throw new IdnError('UNAVAILABLE', 'initModel is not implemented yet in @idn/client: host the service with `idn node --host SERVICE_ID` or `idn init`')
+  }
+
+  async stop () {
+    if (this.stopped) return
+    this.stopped = true
+    await this.libp2p.stop()
+  }
+}
+
+// Starts a client node and dials `bootstrap` (multiaddrs ending in /p2p/<id>); resolves once at
+// least one answered. Options: transports (js-libp2p transports; default TCP + WebSockets in
+// Node, WebSockets in a browser), dialTimeoutMs (default 5000).
+export async function createIdn (options = {}) {
+  if (options == null || typeof options !== 'object') throw invalid('createIdn options must be an object')
+  const list = options.bootstrap
+  if (!Array.isArray(list) || list.length === 0) {
+    throw invalid('createIdn needs bootstrap: [multiaddr, ...] of IDN nodes (each ending in /p2p/<peer id>)')
+  }
+  const addrs = list.map((a, i) => parseAddr(a, `bootstrap[${i}]`))
+  const dialTimeoutMs = positiveInt(options.dialTimeoutMs ?? 5000, 'dialTimeoutMs')
+  const libp2p = await createLibp2p({
+    transports: options.transports ?? defaultTransports(),
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: {
+      identify: identify(),
+      ping: ping(),
+      // Client mode: we ask, never serve. IDN nodes answer GET_PROVIDERS from their own
+      // routing; they and their providers may be on private addresses, so keep those.
+      dht: kadDHT({ clientMode: true, peerInfoMapper: passthroughMapper, initialQuerySelfInterval: 0 })
+    }
+  })
+  const bootstrap = []
+  const failures = []
+  await Promise.all(addrs.map(async (addr) => {
+    try {
+      const conn = await libp2p.dial(addr, { signal: AbortSignal.timeout(dialTimeoutMs) })
+      bootstrap.push({ addr, peerId: conn.remotePeer })
+    } catch (err) {
+      failures.push(`${addr.toString()}: ${err.message}`)
+    }
+  }))
+  if (bootstrap.length === 0) {
+    await libp2p.stop()
+    throw new IdnError('UNAVAILABLE', `could not reach any bootstrap peer (${failures.join('; ')})`)
+  }
+  return new Idn(libp2p, bootstrap, options)
+}

@@ -1,0 +1,78 @@
+// Drives @idn/client against running `idn node`s for tests/cli/js_client_test.sh. Prints one
+// JSON object per line on stdout:
+//   {"input":K,"class":C,"exit":E,"confidence":X,"events":N,"final":true,"asked":[peer...]}
+//                                                            per input image, in order
+//   {"finish":{"events":N,"done":true,"outcomes":[...]}}    finish() on the first answer
+//   {"unknown":{"code":"NOT_FOUND","message":"..."}}        a service nobody provides
+//   {"unknown_direct":{"code":"UNKNOWN_SERVICE",...}}       the same asked of the bootstrap node
+//   {"bad_input":{"code":"INVALID_ARGUMENT","message":"..."}}
+//   {"done":true}
+// Usage: node infer_check.mjs --bootstrap MULTIADDR --service ID --inputs A.pgm,B.pgm [--npeers 2]
+//   Inputs: 8-bit binary PGM (P5) images, sent as [1, H, W] f32 pixel / 255, as `idn infer
+//   --input` reads them.
+import { readFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { base58btc } from 'multiformats/bases/base58'
+import { createIdn, IdnError } from '@idn/client'
+
+const args = { npeers: 2 }
+for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1]
+const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n')
+
+function readPgm (path) {
+  const bytes = readFileSync(path)
+  const m = /^P5\s+(\d+)\s+(\d+)\s+(\d+)\s/.exec(bytes.subarray(0, 64).toString('latin1'))
+  if (!m) throw new Error(`${path}: not an 8-bit binary PGM`)
+  const [w, h, max] = [Number(m[1]), Number(m[2]), Number(m[3])]
+  const px = bytes.subarray(m[0].length, m[0].length + w * h)
+  return { shape: [1, h, w], data: Float32Array.from(px, (v) => v / max) }
+}
+const inputs = args.inputs.split(',').map(readPgm)
+
+const idn = await createIdn({ bootstrap: [args.bootstrap] })
+try {
+  const npeers = Number(args.npeers)
+  for (const [i, input] of inputs.entries()) {
+    const events = []
+    const run = idn.infer(args.service, input, { npeers, deadlineMs: 5000 })
+    for await (const ev of run) events.push(ev)
+    const best = events[events.length - 1]
+    emit({ input: i, class: best.predicted, exit: best.exit, confidence: best.confidence, events: events.length, final: best.final, asked: run.summary.peers.map((p) => p.peer) })
+  }
+
+  // finish() on the first answer: nothing more arrives, even though every peer was asked to run
+  // to the last exit.
+  const run = idn.infer(args.service, inputs[0], { npeers, deadlineMs: 5000, exitRule: { criterion: 'lastExit' } })
+  let n = 0
+  for await (const ev of run) {
+    n++
+    ev.finish()
+  }
+  emit({ finish: { events: n, done: run.summary.done, outcomes: run.summary.peers.map((p) => p.outcome) } })
+
+  const unknown = base58btc.encode(Uint8Array.from([0x12, 0x20, ...createHash('sha256').update('no such service').digest()])).slice(1)
+  try {
+    for await (const ev of idn.infer(unknown, inputs[0], { npeers, deadlineMs: 3000 })) emit({ unexpected: ev.peer })
+    emit({ unknown: { code: null, message: 'no error' } })
+  } catch (err) {
+    emit({ unknown: { code: err instanceof IdnError ? err.code : null, message: err.message } })
+  }
+
+  // Asked directly (the providers option), a node that does not serve it says so.
+  try {
+    for await (const ev of idn.infer(unknown, inputs[0], { npeers: 1, deadlineMs: 3000, providers: [args.bootstrap] })) emit({ unexpected: ev.peer })
+    emit({ unknown_direct: { code: null, message: 'no error' } })
+  } catch (err) {
+    emit({ unknown_direct: { code: err.code ?? null, message: err.message } })
+  }
+
+  try {
+    idn.infer(args.service, { shape: [1, 28, 28], data: new Float32Array(3) })
+    emit({ bad_input: { code: null, message: 'no error' } })
+  } catch (err) {
+    emit({ bad_input: { code: err.code, message: err.message } })
+  }
+  emit({ done: true })
+} finally {
+  await idn.stop()
+}

@@ -1,0 +1,21 @@
+// The README's example with types: `tsc -p test/tsconfig.json` checks it against src/index.d.ts.
+import { createIdn, IdnError, type InferEvent } from '@idn/client'
+
+export async function classify (bootstrap: string, serviceId: string, pixels: Float32Array): Promise<number> {
+  const idn = await createIdn({ bootstrap: [bootstrap] })
+  try {
+    let best: InferEvent | undefined
+    for await (const ev of idn.infer(serviceId, { shape: [1, 28, 28], data: pixels }, { npeers: 3, deadlineMs: 500 })) {
+      const scores: Float32Array = ev.outputs
+      console.log(ev.exit, ev.confidence, ev.peer, scores.length)
+      best = ev
+      if (ev.confidence > 0.9) ev.finish()
+    }
+    return best?.predicted ?? -1
+  } catch (err) {
+    if (err instanceof IdnError && err.code === 'NOT_FOUND') return -1
+    throw err
+  } finally {
+    await idn.stop()
+  }
+}

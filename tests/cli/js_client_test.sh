@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The JavaScript package (js/, @idn/client on stock js-libp2p) against two `idn node`s on
+# 127.0.0.1 that both host a tiny B-LeNet: it finds the providers through the first node's
+# kad-dht bridge (/ipfs/kad/1.0.0 GET_PROVIDERS), infers with npeers 2, and its predictions
+# (class, exit) equal `idn infer`'s on the same test images; finish() on the first answer ends
+# the stream; an unknown service and a malformed input get clear errors. Also: the generated
+# schema (js/src/proto.js) matches proto/, and the typed example passes `tsc --noEmit`.
+# Exits 77 (skipped) when node or js/node_modules is missing (run scripts/setup).
+# Usage: js_client_test.sh PATH_TO_IDN FIXTURES_DIR
+set -euo pipefail
+idn="$1"
+fixtures="$2"
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+if ! command -v node >/dev/null 2>&1 || [ ! -d "$here/js/node_modules/libp2p" ]; then
+  echo "js_client_test: skipped: node or js/node_modules missing (run scripts/setup)"
+  exit 77
+fi
+dir="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  for f in "$dir"/*.log "$dir"/js.out "$dir"/cpp.txt; do
+    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
+  done
+  exit 1
+}
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+# Beside the nodes' start: the schema check and the type check (tsc takes a few seconds).
+(cd "$here/js" && node scripts/gen-proto.mjs --check && node node_modules/typescript/bin/tsc -p test/tsconfig.json) \
+  >"$dir/tsc.log" 2>&1 &
+checks=$!
+
+model="$(tiny_model)" || fail "training the test model"
+# FashionMNIST test images as PGM files: the JS client and `idn infer --input` read the same.
+n=4
+python3 - "$dir" "$n" <<'PY' || fail "writing the test images"
+import gzip, sys
+d = gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").read()
+for i in range(int(sys.argv[2])):
+    open(f"{sys.argv[1]}/img{i}.pgm", "wb").write(b"P5\n28 28\n255\n" + d[16 + i * 784:16 + (i + 1) * 784])
+PY
+inputs="$(for ((i = 0; i < n; i++)); do printf '%s' "${i:+,}$dir/img$i.pgm"; done | sed 's/^,//')"
+# The C++ client's answers (class, exit printed 1-based, confidence), beside the nodes' start.
+(for ((i = 0; i < n; i++)); do
+  "$idn" infer "$model" --input "$dir/img$i.pgm" --threads 1 2>>"$dir/infer.log" |
+    sed -n "s/^prediction \([0-9]*\) .* exit .* (\([0-9]*\) of [0-9]*)  confidence \([0-9.]*\).*/$i \1 \2 \3/p"
+done >"$dir/cpp.txt") &
+cpp=$!
+
+# Both data dirs hold the package, so both nodes host it from the start (no fetch).
+"$idn" publish "$model" --data-dir "$dir/a" >"$dir/publish.out" 2>"$dir/publish.log" ||
+  fail "idn publish"
+cp -r "$dir/a" "$dir/b"
+sid="$(line service "$dir/publish.out")"
+[ -n "$sid" ] || fail "publish printed no service ID"
+# No DHT tombstones at stop: they wait for peers that are stopping too.
+printf '[dht]\nwithdraw_on_stop = false\n' >"$dir/node.toml"
+"$idn" node --config "$dir/node.toml" --data-dir "$dir/a" --listen /ip4/127.0.0.1/tcp/0 \
+  --http 127.0.0.1:0 >"$dir/a.out" 2>"$dir/a.log" &
+pids+=($!)
+wait_for "node a" 30 grep -qs '^ready' "$dir/a.out"
+addr_a="$(line listening "$dir/a.out")"
+"$idn" node --config "$dir/node.toml" --data-dir "$dir/b" --listen /ip4/127.0.0.1/tcp/0 \
+  --http 127.0.0.1:0 --bootstrap "$addr_a" >"$dir/b.out" 2>"$dir/b.log" &
+pids+=($!)
+wait_for "node b" 30 grep -qs '^ready' "$dir/b.out"
+wait_for "node a hosting the service" 30 hosts_service "$(line http "$dir/a.out")" "$sid"
+wait_for "node b hosting the service" 30 hosts_service "$(line http "$dir/b.out")" "$sid"
+
+node "$here/js/test/infer_check.mjs" --bootstrap "$addr_a" --service "$sid" --inputs "$inputs" \
+  --npeers 2 >"$dir/js.out" 2>"$dir/js.log" || fail "infer_check.mjs failed"
+grep -q '"done":true' "$dir/js.out" || fail "infer_check.mjs did not finish"
+wait "$cpp" || fail "idn infer"
+python3 - "$dir/js.out" "$dir/cpp.txt" "$n" <<'PY' || fail "the JS client disagrees: $(cat "$dir/js.out")"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+cpp = {int(i): (int(c), int(e) - 1, float(p)) for i, c, e, p in (l.split() for l in open(sys.argv[2]))}
+js = {l["input"]: l for l in lines if "input" in l}
+assert len(cpp) == int(sys.argv[3]) and set(js) == set(cpp), (js.keys(), cpp)
+for i, (c, e, p) in cpp.items():
+    assert (js[i]["class"], js[i]["exit"]) == (c, e), (i, js[i], c, e)
+    assert abs(js[i]["confidence"] - p) < 1e-4, (i, js[i], p)
+    assert js[i]["final"], js[i]
+    # Both providers were found through node a's kad-dht bridge and asked.
+    assert len(set(js[i]["asked"])) == 2, js[i]
+fin = next(l["finish"] for l in lines if "finish" in l)
+assert fin["events"] == 1 and fin["done"], fin
+assert len(fin["outcomes"]) == 2, fin
+unk = next(l["unknown"] for l in lines if "unknown" in l)
+assert unk["code"] == "NOT_FOUND" and "no provider of service" in unk["message"], unk
+unk = next(l["unknown_direct"] for l in lines if "unknown_direct" in l)
+assert unk["code"] == "UNKNOWN_SERVICE" and "do not serve service" in unk["message"], unk
+bad = next(l["bad_input"] for l in lines if "bad_input" in l)
+assert bad["code"] == "INVALID_ARGUMENT" and "needs 784" in bad["message"], bad
+PY
+wait "$checks" || fail "proto schema or type check: $(cat "$dir/tsc.log")"
+cat "$dir/js.out"
+echo "js_client_test: $n images agree with idn infer; finish, errors ok"
+echo "js_client_test: ok"
