@@ -409,5 +409,52 @@ TEST(HostTransportsTest, AWebSocketClientThatNeverUpgradesIsClosedAtTheHandshake
   EXPECT_EQ(a->stats().handshakes_ok, 0u);
 }
 
+// Upgrades count against the inbound handshake budget like TCP handshakes: with one pending
+// handshake allowed per address, a second WebSocket client from 127.0.0.1 is closed at once
+// while the first one's upgrade is still pending.
+TEST(HostTransportsTest, PendingWebSocketUpgradesCountAgainstTheHandshakeBudget) {
+  Loop loop;
+  HostConfig cfg;
+  cfg.inbound_handshakes.max_pending_per_address = 1;
+  cfg.handshake_timeout = 5s;
+  auto a = make_host(loop, cfg);
+  auto bound = loop.call([&] { return a->listen(ma("/ip4/127.0.0.1/tcp/0/ws")); });
+  ASSERT_TRUE(bound.ok());
+  // Two clients each send half an upgrade request; whichever the host admitted second is
+  // closed without an answer long before the first one's deadline.
+  auto t0 = std::chrono::steady_clock::now();
+  bool one_closed = loop.run([&]() -> awaitable<bool> {
+    auto ex = co_await asio::this_coro::executor;
+    auto state = std::make_shared<Task<int>>(ex);
+    std::vector<std::shared_ptr<asio::ip::tcp::socket>> socks;
+    for (int i = 0; i < 2; ++i) {
+      auto sock = std::make_shared<asio::ip::tcp::socket>(ex);
+      boost::system::error_code ec;
+      co_await sock->async_connect({asio::ip::make_address("127.0.0.1"), *bound->tcp_port()},
+                                   asio::redirect_error(kUse, ec));
+      if (ec) co_return false;
+      std::string half = "GET / HTTP/1.1\r\n";
+      co_await asio::async_write(*sock, asio::buffer(half), asio::redirect_error(kUse, ec));
+      socks.push_back(sock);
+      asio::co_spawn(
+          ex,
+          [sock, state]() -> awaitable<void> {
+            char buf[64];
+            boost::system::error_code e;
+            co_await sock->async_read_some(asio::buffer(buf), asio::redirect_error(kUse, e));
+            if (!state->result) state->result = 1;
+            state->done.notify_all();
+          },
+          asio::detached);
+    }
+    co_await join(state);
+    for (auto& s : socks) s->close();
+    co_return true;
+  });
+  EXPECT_TRUE(one_closed);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 4s);
+  EXPECT_EQ(a->stats().inbound_refused_per_address, 1u);
+}
+
 }  // namespace
 }  // namespace idn::p2p
