@@ -2,7 +2,8 @@
 // overridden by command-line flags. Every key is checked; an unknown key or a bad value is
 // one error line naming the file, line and key.
 //
-//   listen = ["/ip4/0.0.0.0/tcp/4001"]      # multiaddrs to listen on (tcp port 0 = any)
+//   listen = ["/ip4/0.0.0.0/tcp/4001"]      # multiaddrs to listen on (tcp port 0 = any);
+//                                           # .../tcp/4002/ws: WebSocket, which browsers dial
 //   identity = "node.key"                   # keystore file (relative to this file); absent =
 //                                           # an ephemeral identity for this run
 //   passphrase_file = "node.pass"           # its passphrase (else $IDN_PASSPHRASE, else none)
