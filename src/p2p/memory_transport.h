@@ -2,7 +2,9 @@
 // memory transport on the same MemoryNetwork listen on and dial virtual addresses of the
 // ordinary form /ip4|ip6/<addr>/tcp/<port> (so a test reads like its loopback twin), and each
 // connection is a pair of in-memory pipes; the Host upgrades it (Noise, yamux) as any other.
-// Dials come from /ip4/127.0.0.1 (or DialOptions::from) with a fresh virtual port.
+// Dials come from /ip4/127.0.0.1 (or HostConfig::dial_from) with a fresh virtual port; the
+// per-address handshake budget counts them, so give many hosts that dial one listener at once
+// distinct dial_from addresses.
 // Threading: a MemoryNetwork is thread-safe; a connection end lives on the executor of the
 // host that dialled or accepted it (one thread), so hosts on different loops can talk.
 #pragma once

@@ -73,20 +73,21 @@ class WsConnection final : public RawConnection {
 
  protected:
   awaitable<Result<size_t>> do_read_some(std::span<uint8_t> buf) override {
-    boost::system::error_code ec;
-    size_t n = co_await ws_.async_read_some(asio::buffer(buf.data(), buf.size()),
-                                            asio::redirect_error(kUse, ec));
-    if (n > 0) co_return n;  // a message's end and an error may come together; data first
-    if (ec == websocket::error::closed || ec == asio::error::eof) co_return size_t{0};
-    if (ec == websocket::error::message_too_big) {
-      co_return Status::limit_exceeded("WebSocket message larger than " +
-                                       std::to_string(limits_.max_message) + " bytes");
+    while (true) {
+      boost::system::error_code ec;
+      size_t n = co_await ws_.async_read_some(asio::buffer(buf.data(), buf.size()),
+                                              asio::redirect_error(kUse, ec));
+      if (n > 0) co_return n;  // a message's end and an error may come together; data first
+      if (ec == websocket::error::closed || ec == asio::error::eof) co_return size_t{0};
+      if (ec == websocket::error::message_too_big) {
+        co_return Status::limit_exceeded("WebSocket message larger than " +
+                                         std::to_string(limits_.max_message) + " bytes");
+      }
+      if (ec == asio::error::operation_aborted)
+        co_return Status::cancelled("WebSocket read cancelled");
+      if (ec) co_return Status::io_error("WebSocket read: " + ec.message());
+      // An empty message (or a control frame): nothing to hand over yet.
     }
-    if (ec == asio::error::operation_aborted)
-      co_return Status::cancelled("WebSocket read cancelled");
-    if (ec) co_return Status::io_error("WebSocket read: " + ec.message());
-    // An empty message: nothing to hand over yet.
-    co_return co_await do_read_some(buf);
   }
 
  private:
