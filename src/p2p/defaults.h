@@ -129,6 +129,10 @@ inline constexpr size_t kPingSize = 32;
 // frame (js-libp2p: one per Noise message, at most 65,537 bytes); 1 MiB leaves room for a
 // peer that batches a few, and bounds what one message may make us read before it ends.
 inline constexpr size_t kMaxWsMessage = 1024 * 1024;
+// Largest WebSocket message we send: a write of more (our secure channel hands over a burst of
+// Noise frames at once) goes as several messages, each within any libp2p peer's limit (ours
+// above; js-libp2p's ws accepts 100 MiB).
+inline constexpr size_t kWsWriteMessage = 256 * 1024;
 // Largest HTTP upgrade request (request line and headers) accepted: a browser's is under
 // 1 KiB; more is refused with 431 before any WebSocket frame is read.
 inline constexpr size_t kMaxWsUpgradeRequest = 8 * 1024;

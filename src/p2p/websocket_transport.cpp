@@ -47,12 +47,16 @@ class WsConnection final : public RawConnection {
     co_return co_await accept_upgrade();
   }
 
+  // One message per write, split at kWsWriteMessage: the secure channel may hand over many
+  // Noise frames at once (a bulk write), more than a peer accepts in one message.
   awaitable<Status> write(ByteView data) override {
-    if (data.empty()) co_return Status::ok();
-    boost::system::error_code ec;
-    co_await ws_.async_write(asio::buffer(data.data(), data.size()),
-                             asio::redirect_error(kUse, ec));
-    if (ec) co_return Status::io_error("WebSocket write: " + ec.message());
+    while (!data.empty()) {
+      size_t n = std::min(data.size(), defaults::kWsWriteMessage);
+      boost::system::error_code ec;
+      co_await ws_.async_write(asio::buffer(data.data(), n), asio::redirect_error(kUse, ec));
+      if (ec) co_return Status::io_error("WebSocket write: " + ec.message());
+      data = data.subspan(n);
+    }
     co_return Status::ok();
   }
 

@@ -163,6 +163,33 @@ TEST_P(TransportTest, ResetEndsThePeersReads) {
   EXPECT_TRUE(result.is_ok()) << result.to_string();
 }
 
+// A write far over the WebSocket message limit (our secure channel hands over bursts of
+// Noise frames at once) arrives whole: it goes as several messages.
+TEST_P(TransportTest, OneLargeWriteArrivesWhole) {
+  Loop loop;
+  auto t = GetParam().make();
+  Status result = loop.run([&]() -> awaitable<Status> {
+    auto ex = co_await asio::this_coro::executor;
+    auto l = t->listen(ex, ma(GetParam().listen));
+    if (!l.ok()) co_return l.status();
+    auto accepted = start(ex, [&] { return accept_and_open(**l); });
+    auto d = co_await dial_and_open(*t, (*l)->addr());
+    auto a = co_await join(accepted);
+    if (!d.ok() || !a.ok()) co_return Status::internal("no connection");
+    Bytes big = pattern(3 * defaults::kMaxWsMessage + 5);
+    Conn& dc = *d;
+    auto written = start(ex, [&] { return dc->write(big); });
+    Bytes got(big.size());
+    Status st = co_await (*a)->read_exact(got);
+    Status wst = co_await join(written);
+    if (!st.is_ok()) co_return st;
+    if (!wst.is_ok()) co_return wst;
+    EXPECT_EQ(got, big);
+    co_return Status::ok();
+  });
+  EXPECT_TRUE(result.is_ok()) << result.to_string();
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Kinds, TransportTest,
     ::testing::Values(
