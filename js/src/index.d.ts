@@ -5,6 +5,7 @@ import type { Libp2p } from '@libp2p/interface'
 
 export declare const INFER_PROTOCOL: '/idn/infer/1.0.0'
 export declare const KAD_PROTOCOL: '/ipfs/kad/1.0.0'
+export declare const SWAP_PROTOCOL: '/idn/swap/1.0.0'
 
 export type IdnErrorCode =
   | 'INVALID_ARGUMENT'
@@ -89,6 +90,22 @@ export interface InferSummary {
   peers: Array<{ peer: string, outcome: PeerOutcome, detail: string, answers: number, operations: number }>
 }
 
+export interface InitOptions {
+  /** Peers that should host it; default 3. */
+  npeers?: number
+  /** Default 60000 (a peer fetches the package before it answers). */
+  deadlineMs?: number
+}
+
+export interface InitOutcome {
+  /** Peer IDs that host the service now. */
+  hosting: string[]
+  /** Peers that declined, with their reason (e.g. "[ise] auto_host = false"). */
+  declined: Array<{ peer: string, reason: string }>
+  /** Peers that did not answer by the deadline. */
+  unanswered: string[]
+}
+
 /** A request in flight: iterate it for improving answers. Breaking out of the loop finishes it. */
 export interface InferRun extends AsyncIterableIterator<InferEvent> {
   readonly requestId: number
@@ -101,8 +118,12 @@ export interface Idn {
   readonly peerId: string
   /** Throws IdnError INVALID_ARGUMENT at once for a malformed service ID, input or option. */
   infer (serviceId: string, input: InferInput, options?: InferOptions): InferRun
-  /** Not implemented yet: rejects with IdnError UNAVAILABLE. */
-  initModel (descriptorOrServiceId: string | object, options?: { npeers?: number }): Promise<never>
+  /**
+   * Asks connected IDN peers to host a published service (InitRequest on /idn/swap/1.0.0)
+   * until `npeers` host it or every connected peer was asked. Rejects with UNAVAILABLE when no
+   * connected peer speaks /idn/swap/1.0.0.
+   */
+  initModel (serviceId: string, options?: InitOptions): Promise<InitOutcome>
   stop (): Promise<void>
 }
 

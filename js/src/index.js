@@ -20,10 +20,11 @@ import * as Digest from 'multiformats/hashes/digest'
 import { defaultTransports } from '#transports'
 import {
   INFER_PROTOCOL, INFER_ERROR_NAMES, InferError, ExitCriterion, encodeClientMessage,
-  readMessages, decodeServerMessage, f32Tensor, f32FromTensor
+  readMessages, decodeServerMessage, f32Tensor, f32FromTensor, SWAP_PROTOCOL, MAX_SWAP_MESSAGE,
+  encodeSwapMessage, decodeSwapMessage
 } from './wire.js'
 
-export { INFER_PROTOCOL }
+export { INFER_PROTOCOL, SWAP_PROTOCOL }
 export const KAD_PROTOCOL = '/ipfs/kad/1.0.0'
 const RAW_CODEC = 0x55
 const SHA2_256 = 0x12
@@ -206,7 +207,9 @@ class InferRun {
   }
 
   async runPeer (rec) {
-    const stream = await this.idn.openInfer(rec.peerId, this.controller.signal)
+    // Bounded by the deadline, not aborted when the request completes (see stop()): a stream
+    // that opens after that is closed at once below.
+    const stream = await this.idn.openInfer(rec.peerId, AbortSignal.timeout(this.opts.deadlineMs))
     rec.stream = stream
     if (this.done) { this.closeStream(rec, true); return }
     const request = {
@@ -385,6 +388,7 @@ class Idn {
     this.bootstrap = bootstrap // [{ addr, peerId }]
     this.options = options
     this.stopped = false
+    this.dials = new Set() // infer streams being opened
   }
 
   get peerId () { return this.libp2p.peerId.toString() }
@@ -430,7 +434,13 @@ class Idn {
   }
 
   async openInfer (peerId, signal) {
-    return await this.libp2p.dialProtocol(peerId, INFER_PROTOCOL, { signal })
+    const dial = this.libp2p.dialProtocol(peerId, INFER_PROTOCOL, { signal })
+    this.dials.add(dial)
+    try {
+      return await dial
+    } finally {
+      this.dials.delete(dial)
+    }
   }
 
   infer (serviceId, input, opts = {}) {
@@ -453,13 +463,100 @@ class Idn {
     })
   }
 
-  async initModel () {
-    throw new IdnError('UNAVAILABLE', 'initModel is not implemented yet in @idn/client: host the service with `idn node --host SERVICE_ID` or `idn init`')
+  // InitResults by request ID, from any /idn/swap/1.0.0 stream (the handler is installed on
+  // the first initModel; the other swap messages an IDN node sends are read and ignored).
+  async swapResults () {
+    if (this.swapPending == null) {
+      this.swapPending = new Map()
+      await this.libp2p.handle(SWAP_PROTOCOL, (stream) => this.readSwap(stream))
+    }
+    return this.swapPending
+  }
+
+  readSwap (stream) {
+    (async () => {
+      for await (const bytes of readMessages(stream, MAX_SWAP_MESSAGE)) {
+        const r = decodeSwapMessage(bytes).init_result
+        const p = r && this.swapPending?.get(Number(r.request_id))
+        if (p) { this.swapPending.delete(Number(r.request_id)); p.resolve(r) }
+      }
+      await stream.close()
+    })().catch(() => stream.abort(new Error('swap stream failed')))
+  }
+
+  // Asks connected IDN peers to host `serviceId` (InitRequest on /idn/swap/1.0.0, §7.4) until
+  // `npeers` say they host it or every connected peer was asked; each answers with an
+  // InitResult on a swap stream it opens to us. Resolves with who hosts it and who declined
+  // (with the peer's reason); peers that did not answer by deadlineMs are listed as such.
+  async initModel (serviceId, opts = {}) {
+    if (this.stopped) throw new IdnError('STOPPED', 'this Idn was stopped')
+    if (typeof serviceId !== 'string') {
+      throw invalid('initModel takes a service ID (publish the descriptor with `idn publish` first)')
+    }
+    const service = parseServiceId(serviceId)
+    if (opts == null || typeof opts !== 'object') throw invalid('options must be an object')
+    const npeers = positiveInt(opts.npeers ?? 3, 'npeers')
+    const deadlineMs = positiveInt(opts.deadlineMs ?? 60000, 'deadlineMs')
+    const candidates = []
+    for (const id of this.libp2p.getPeers()) {
+      const peer = await this.libp2p.peerStore.get(id).catch(() => null)
+      if (peer?.protocols?.includes(SWAP_PROTOCOL)) candidates.push(id)
+    }
+    if (candidates.length === 0) {
+      throw new IdnError('UNAVAILABLE', `no connected peer speaks ${SWAP_PROTOCOL} (connected to ${this.bootstrapText()})`)
+    }
+    const result = { hosting: [], declined: [], unanswered: [] }
+    const pending = await this.swapResults()
+    const deadline = Date.now() + deadlineMs
+    const ask = async (peerId) => {
+      const requestId = ++nextRequestId
+      const answered = new Promise((resolve) => pending.set(requestId, { owner: result, resolve }))
+      const stream = await this.libp2p.dialProtocol(peerId, SWAP_PROTOCOL, { signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())) })
+      this.readSwap(stream) // a result may come back on our own stream too
+      if (!stream.send(encodeSwapMessage({ init_request: { service_id: service.bytes, request_id: requestId } }))) await stream.onDrain()
+      let timer
+      const timeout = new Promise((resolve) => { timer = setTimeout(() => resolve(null), Math.max(0, deadline - Date.now())) })
+      const r = await Promise.race([answered, timeout]).finally(() => clearTimeout(timer))
+      pending.delete(requestId)
+      stream.close().catch(() => {})
+      return r
+    }
+    try {
+      let next = 0
+      const worker = async () => {
+        while (result.hosting.length < npeers && next < candidates.length && Date.now() < deadline) {
+          const peerId = candidates[next++]
+          const peer = peerId.toString()
+          try {
+            const r = await ask(peerId)
+            if (r == null) result.unanswered.push(peer)
+            else if (r.hosting) result.hosting.push(peer)
+            else result.declined.push({ peer, reason: r.reason || 'no reason given' })
+          } catch (err) {
+            result.declined.push({ peer, reason: `could not ask it: ${err.message}` })
+          }
+        }
+      }
+      const workers = []
+      for (let i = 0; i < Math.min(npeers, candidates.length); i++) workers.push(worker())
+      await Promise.all(workers)
+    } finally {
+      for (const [id, p] of pending) if (p.owner === result) pending.delete(id)
+    }
+    return result
   }
 
   async stop () {
     if (this.stopped) return
     this.stopped = true
+    // Dials still in progress (a provider asked just before the request completed) finish
+    // first, bounded by dialTimeoutMs: Node's WebSocket (undici) keeps the process alive for
+    // 10 s after a connection attempt is aborted half-way.
+    if (this.dials.size > 0) {
+      let timer
+      const bound = new Promise((resolve) => { timer = setTimeout(resolve, this.options.dialTimeoutMs ?? 5000) })
+      await Promise.race([Promise.allSettled([...this.dials]), bound]).finally(() => clearTimeout(timer))
+    }
     await this.libp2p.stop()
   }
 }

@@ -24,3 +24,10 @@ if (typeof globalThis.crypto === 'undefined' && typeof process !== 'undefined') 
   const { webcrypto } = await import('node:crypto')
   globalThis.crypto = webcrypto
 }
+
+// @libp2p/websockets dials with the global WebSocket, which Node has from 22 on (undici's). On
+// Node 18 and 20 use the same class from the pinned undici (browsers have their own).
+if (typeof globalThis.WebSocket === 'undefined' && typeof process !== 'undefined') {
+  const { WebSocket } = await import('undici')
+  globalThis.WebSocket = WebSocket
+}

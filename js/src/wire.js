@@ -1,5 +1,6 @@
-// IDN's /idn/infer/1.0.0 messages on a js-libp2p stream: uvarint length prefix + one protobuf
-// envelope (proto/idn_infer.proto), encoded with protobufjs from the generated schema.
+// IDN's /idn/infer/1.0.0 and /idn/swap/1.0.0 messages on a js-libp2p stream: uvarint length
+// prefix + one protobuf envelope (proto/idn_infer.proto, proto/idn_swap.proto), encoded with
+// protobufjs from the generated schema.
 import protobuf from 'protobufjs/light.js'
 import schema from './proto.js'
 
@@ -10,6 +11,10 @@ export const MAX_INFER_MESSAGE = 16 * 1024 * 1024
 const root = protobuf.Root.fromJSON(schema)
 export const InferClientMessage = root.lookupType('idn.v1.InferClientMessage')
 export const InferServerMessage = root.lookupType('idn.v1.InferServerMessage')
+export const SwapMessage = root.lookupType('idn.v1.SwapMessage')
+export const SWAP_PROTOCOL = '/idn/swap/1.0.0'
+// Same bound as the C++ side (rpc/message_io.h kMaxSwapMessage).
+export const MAX_SWAP_MESSAGE = 1024 * 1024
 export const DType = root.lookupEnum('idn.v1.DType').values
 export const InferError = root.lookupEnum('idn.v1.InferError').values
 export const ExitCriterion = root.lookupEnum('idn.v1.ExitCriterion').values
@@ -76,6 +81,16 @@ export async function * readMessages (stream, maxBytes = MAX_INFER_MESSAGE) {
     }
   }
   if (buf.length > 0) throw new Error('stream ended in the middle of a message')
+}
+
+export function encodeSwapMessage (body) {
+  const err = SwapMessage.verify(body)
+  if (err != null) throw new Error(`internal: bad SwapMessage: ${err}`)
+  return frame(SwapMessage.encode(SwapMessage.create(body)).finish())
+}
+
+export function decodeSwapMessage (bytes) {
+  return SwapMessage.decode(bytes)
 }
 
 export function decodeServerMessage (bytes) {

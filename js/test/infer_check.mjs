@@ -5,9 +5,12 @@
 //   {"finish":{"events":N,"done":true,"outcomes":[...]}}    finish() on the first answer
 //   {"unknown":{"code":"NOT_FOUND","message":"..."}}        a service nobody provides
 //   {"unknown_direct":{"code":"UNKNOWN_SERVICE",...}}       the same asked of the bootstrap node
+//   {"init":{"hosting":2,"declined":[],"unknown_declined":[{peer,reason}],...}}   initModel
 //   {"bad_input":{"code":"INVALID_ARGUMENT","message":"..."}}
 //   {"done":true}
+//   {"ws":{"class":C,"exit":E,"confidence":X,"asked":[...],"remote":[addr...]}}  with --ws-bootstrap
 // Usage: node infer_check.mjs --bootstrap MULTIADDR --service ID --inputs A.pgm,B.pgm [--npeers 2]
+//          [--ws-bootstrap /ip4/.../tcp/P/ws/p2p/ID]  (input 0 again over WebSockets only)
 //   Inputs: 8-bit binary PGM (P5) images, sent as [1, H, W] f32 pixel / 255, as `idn infer
 //   --input` reads them.
 import { readFileSync } from 'node:fs'
@@ -66,11 +69,31 @@ try {
     emit({ unknown_direct: { code: err.code ?? null, message: err.message } })
   }
 
+  // initModel (InitRequest on /idn/swap/1.0.0): both nodes host the service already; a node
+  // asked for a service it does not know declines with its reason.
+  const init = await idn.initModel(args.service, { npeers: 2, deadlineMs: 5000 })
+  const initUnknown = await idn.initModel(unknown, { npeers: 1, deadlineMs: 5000 })
+  emit({ init: { hosting: init.hosting.length, declined: init.declined, unknown_declined: initUnknown.declined, unknown_hosting: initUnknown.hosting.length } })
+
   try {
     idn.infer(args.service, { shape: [1, 28, 28], data: new Float32Array(3) })
     emit({ bad_input: { code: null, message: 'no error' } })
   } catch (err) {
     emit({ bad_input: { code: err.code, message: err.message } })
+  }
+  // The browser's transport: WebSockets only, bootstrap and providers on their /ws addresses.
+  if (args['ws-bootstrap']) {
+    const { webSockets } = await import('@libp2p/websockets')
+    const ws = await createIdn({ bootstrap: [args['ws-bootstrap']], transports: [webSockets()] })
+    try {
+      const events = []
+      const run = ws.infer(args.service, inputs[0], { npeers, deadlineMs: 5000 })
+      for await (const ev of run) events.push(ev)
+      const best = events[events.length - 1]
+      emit({ ws: { class: best.predicted, exit: best.exit, confidence: best.confidence, asked: run.summary.peers.map((p) => p.peer), outcomes: run.summary.peers.map((p) => `${p.outcome} ${p.detail}`), remote: ws.libp2p.getConnections().map((c) => c.remoteAddr.toString()) } })
+    } finally {
+      await ws.stop()
+    }
   }
   emit({ done: true })
 } finally {

@@ -4,6 +4,8 @@ import { createIdn, IdnError, type InferEvent } from '@idn/client'
 export async function classify (bootstrap: string, serviceId: string, pixels: Float32Array): Promise<number> {
   const idn = await createIdn({ bootstrap: [bootstrap] })
   try {
+    const init = await idn.initModel(serviceId, { npeers: 3 })
+    console.log(init.hosting.length, init.declined.map((d) => d.reason))
     let best: InferEvent | undefined
     for await (const ev of idn.infer(serviceId, { shape: [1, 28, 28], data: pixels }, { npeers: 3, deadlineMs: 500 })) {
       const scores: Float32Array = ev.outputs

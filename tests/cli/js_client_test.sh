@@ -62,21 +62,28 @@ cp -r "$dir/a" "$dir/b"
 sid="$(line service "$dir/publish.out")"
 [ -n "$sid" ] || fail "publish printed no service ID"
 # No DHT tombstones at stop: they wait for peers that are stopping too.
-printf '[dht]\nwithdraw_on_stop = false\n' >"$dir/node.toml"
-"$idn" node --config "$dir/node.toml" --data-dir "$dir/a" --listen /ip4/127.0.0.1/tcp/0 \
-  --http 127.0.0.1:0 >"$dir/a.out" 2>"$dir/a.log" &
+# Each node listens on TCP and WebSocket (/ws, what a browser dials).
+cat >"$dir/node.toml" <<TOML
+listen = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"]
+http = "127.0.0.1:0"
+[dht]
+withdraw_on_stop = false
+TOML
+"$idn" node --config "$dir/node.toml" --data-dir "$dir/a" >"$dir/a.out" 2>"$dir/a.log" &
 pids+=($!)
 wait_for "node a" 30 grep -qs '^ready' "$dir/a.out"
-addr_a="$(line listening "$dir/a.out")"
-"$idn" node --config "$dir/node.toml" --data-dir "$dir/b" --listen /ip4/127.0.0.1/tcp/0 \
-  --http 127.0.0.1:0 --bootstrap "$addr_a" >"$dir/b.out" 2>"$dir/b.log" &
+addr_a="$(grep '^listening .*/tcp/[0-9]*/p2p/' "$dir/a.out" | head -n 1 | cut -d' ' -f2)"
+ws_a="$(grep '^listening .*/tcp/[0-9]*/ws/p2p/' "$dir/a.out" | head -n 1 | cut -d' ' -f2)"
+[ -n "$addr_a" ] && [ -n "$ws_a" ] || fail "node a printed no TCP or /ws address"
+"$idn" node --config "$dir/node.toml" --data-dir "$dir/b" --bootstrap "$addr_a" \
+  >"$dir/b.out" 2>"$dir/b.log" &
 pids+=($!)
 wait_for "node b" 30 grep -qs '^ready' "$dir/b.out"
 wait_for "node a hosting the service" 30 hosts_service "$(line http "$dir/a.out")" "$sid"
 wait_for "node b hosting the service" 30 hosts_service "$(line http "$dir/b.out")" "$sid"
 
-node "$here/js/test/infer_check.mjs" --bootstrap "$addr_a" --service "$sid" --inputs "$inputs" \
-  --npeers 2 >"$dir/js.out" 2>"$dir/js.log" || fail "infer_check.mjs failed"
+timeout 60 node "$here/js/test/infer_check.mjs" --bootstrap "$addr_a" --service "$sid" --inputs "$inputs" \
+  --npeers 2 --ws-bootstrap "$ws_a" >"$dir/js.out" 2>"$dir/js.log" || fail "infer_check.mjs failed"
 grep -q '"done":true' "$dir/js.out" || fail "infer_check.mjs did not finish"
 wait "$cpp" || fail "idn infer"
 python3 - "$dir/js.out" "$dir/cpp.txt" "$n" <<'PY' || fail "the JS client disagrees: $(cat "$dir/js.out")"
@@ -98,6 +105,14 @@ unk = next(l["unknown"] for l in lines if "unknown" in l)
 assert unk["code"] == "NOT_FOUND" and "no provider of service" in unk["message"], unk
 unk = next(l["unknown_direct"] for l in lines if "unknown_direct" in l)
 assert unk["code"] == "UNKNOWN_SERVICE" and "do not serve service" in unk["message"], unk
+init = next(l["init"] for l in lines if "init" in l)
+assert init["hosting"] == 2 and not init["declined"], init
+# Declined by the first, the next connected peer is asked, and declines too.
+assert init["unknown_hosting"] == 0 and len(init["unknown_declined"]) == 2, init
+assert "auto_host" in init["unknown_declined"][0]["reason"], init
+ws = next(l["ws"] for l in lines if "ws" in l)
+assert (ws["class"], ws["exit"]) == cpp[0][:2] and abs(ws["confidence"] - cpp[0][2]) < 1e-4, ws
+assert len(set(ws["asked"])) == 2 and ws["remote"] and all("/ws" in a for a in ws["remote"]), ws
 bad = next(l["bad_input"] for l in lines if "bad_input" in l)
 assert bad["code"] == "INVALID_ARGUMENT" and "needs 784" in bad["message"], bad
 PY
