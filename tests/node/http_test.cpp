@@ -7,6 +7,9 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <future>
 #include <thread>
@@ -25,6 +28,34 @@ class HttpServerTest : public ::testing::Test {
     server_ = std::make_unique<HttpServer>(ioc_.get_executor());
     server_->route("/hello", [] { return HttpResponse{200, "text/plain", "hi\n"}; });
     server_->route("/json", [] { return HttpResponse{200, "application/json", "{\"a\":1}"}; });
+    // Echoes the path parameter, the media type and the body.
+    server_->route(
+        "POST", "/items/{id}/echo",
+        [](const HttpRequest& req, HttpExchange& ex) -> asio::awaitable<void> {
+          // Named: GCC 12 miscompiles temporaries in a co_await expression.
+          const HttpResponse r{201, "text/plain",
+                               req.params.at("id") + "|" + req.media_type() + "|" + req.body};
+          co_await ex.respond(r);
+        },
+        64);
+    server_->route("GET", "/items/{id}",
+                   [](const HttpRequest& req, HttpExchange& ex) -> asio::awaitable<void> {
+                     const HttpResponse r{200, "text/plain", "item " + req.params.at("id")};
+                     co_await ex.respond(r);
+                   });
+    server_->route("GET", "/silent",
+                   [](const HttpRequest&, HttpExchange&) -> asio::awaitable<void> { co_return; });
+    // One event, then waits until the client goes away and reports that it heard it.
+    server_->route("GET", "/events",
+                   [this](const HttpRequest&, HttpExchange& ex) -> asio::awaitable<void> {
+                     co_await ex.start_events();
+                     co_await ex.send_event("progress", "{\"n\":1}");
+                     asio::steady_timer t(ioc_, std::chrono::seconds(30));
+                     ex.on_close([&t] { t.cancel(); });
+                     boost::system::error_code ec;
+                     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+                     closed_seen_.set_value(ex.closed());
+                   });
     ASSERT_TRUE(server_->listen({"127.0.0.1", 0}).is_ok());
     addr_ = server_->local_address();
     ASSERT_NE(addr_.port, 0);
@@ -59,6 +90,7 @@ class HttpServerTest : public ::testing::Test {
   }
 
   asio::io_context ioc_;
+  std::promise<bool> closed_seen_;
   std::unique_ptr<HttpServer> server_;
   HttpAddress addr_;
   std::thread thread_;
@@ -113,6 +145,76 @@ TEST_F(HttpServerTest, OversizedBodyIs413AndMalformedRequestIsDropped) {
   EXPECT_THAT(out, StartsWith("HTTP/1.1 413"));
   EXPECT_EQ(raw("\x01\x02 garbage\r\n\r\n"), "");
   // The server still works afterwards.
+  EXPECT_TRUE(http_get(addr_, "/hello").ok());
+}
+
+TEST_F(HttpServerTest, PatternRoutesPassParametersAndBodies) {
+  std::string out =
+      raw("POST /items/abc/echo HTTP/1.1\r\nHost: x\r\nContent-Type: Text/Plain; charset=utf-8\r\n"
+          "Content-Length: 5\r\nConnection: close\r\n\r\nhello");
+  EXPECT_THAT(out, StartsWith("HTTP/1.1 201"));
+  EXPECT_THAT(out, HasSubstr("abc|text/plain|hello"));
+  auto r = http_get(addr_, "/items/x7?q=1");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->body, "item x7");
+  // A segment never matches an empty one, nor a longer path.
+  EXPECT_EQ(http_get(addr_, "/items/")->status, 404u);
+  EXPECT_EQ(http_get(addr_, "/items/a/b/c")->status, 404u);
+}
+
+TEST_F(HttpServerTest, WrongMethodOnAPatternRouteIs405NamingTheRightOne) {
+  std::string out = raw("GET /items/abc/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_THAT(out, StartsWith("HTTP/1.1 405"));
+  EXPECT_THAT(out, HasSubstr("Allow: POST"));
+}
+
+TEST_F(HttpServerTest, ARouteBodyLimitIsAnswered413BeforeTheBodyIsRead) {
+  std::string big(65, 'x');
+  std::string out =
+      raw("POST /items/a/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\n\r\n" + big);
+  EXPECT_THAT(out, StartsWith("HTTP/1.1 413"));
+  EXPECT_THAT(out, HasSubstr("64 bytes"));
+  // Chunked, so no length up front: the parser stops at the limit.
+  out = raw("POST /items/a/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n" +
+            big + "\r\n0\r\n\r\n");
+  EXPECT_THAT(out, StartsWith("HTTP/1.1 413"));
+  EXPECT_TRUE(http_get(addr_, "/hello").ok());
+}
+
+TEST_F(HttpServerTest, ExpectContinueGets100ThenTheAnswer) {
+  std::string out =
+      raw("POST /items/q/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n"
+          "Connection: close\r\n\r\nok");
+  EXPECT_THAT(out, StartsWith("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201"));
+  EXPECT_THAT(out, HasSubstr("q||ok"));
+}
+
+TEST_F(HttpServerTest, AHandlerThatDoesNotAnswerIs500) {
+  auto r = http_get(addr_, "/silent");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 500u);
+}
+
+TEST_F(HttpServerTest, EventsStreamAndTheHandlerHearsTheClientLeave) {
+  asio::io_context c;
+  asio::ip::tcp::socket s(c);
+  s.connect({asio::ip::make_address(addr_.host), addr_.port});
+  asio::write(s, asio::buffer(std::string("GET /events HTTP/1.1\r\nHost: x\r\n\r\n")));
+  std::string got;
+  char buf[1024];
+  while (got.find("data: {\"n\":1}\n\n") == std::string::npos) {
+    boost::system::error_code ec;
+    size_t n = s.read_some(asio::buffer(buf), ec);
+    ASSERT_FALSE(ec) << got;
+    got.append(buf, n);
+  }
+  EXPECT_THAT(got, StartsWith("HTTP/1.1 200 OK\r\n"));
+  EXPECT_THAT(got, HasSubstr("Content-Type: text/event-stream\r\n"));
+  EXPECT_THAT(got, HasSubstr("event: progress\n"));
+  s.close();
+  auto seen = closed_seen_.get_future();
+  ASSERT_EQ(seen.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(seen.get());
   EXPECT_TRUE(http_get(addr_, "/hello").ok());
 }
 
