@@ -24,6 +24,7 @@
 
 #include "identity/keystore.h"
 #include "node/challenger.h"
+#include "node/gateway.h"
 #include "routing/dht_routing.h"
 #include "serve/infer_server.h"
 #include "store/bitswap.h"
@@ -350,9 +351,11 @@ Status Node::start_listening() {
     http_->route("/", [this] {
       return HttpResponse{200, "text/plain; charset=utf-8",
                           fmt::format("idn node {}\n/status  JSON: peer id, addresses, peers\n"
-                                      "/metrics Prometheus metrics\n",
+                                      "/metrics Prometheus metrics\n"
+                                      "/idn/v1/ the inference gateway (/idn/v1/openapi.json)\n",
                                       id().to_string())};
     });
+    add_gateway_routes(*http_, *this);
   }
   host_->set_connection_observer(
       [this](const identity::PeerId& peer, bool connected, const Status& reason) {
