@@ -1,6 +1,6 @@
 // idn bench transport: request/response RTT (64 B, 3 KiB) and bulk throughput (1 MiB messages)
-// on loopback through IDN's libp2p stack (TCP + Noise + yamux), against plain TCP sockets and
-// against js-libp2p <-> js-libp2p (interop/bench_js.mjs), all in one run.
+// on loopback through IDN's libp2p stack (Noise + yamux over TCP, and over WebSocket), against
+// plain TCP sockets and against js-libp2p <-> js-libp2p (interop/bench_js.mjs), all in one run.
 #include <utility>  // Boost 1.74 awaitable.hpp uses std::exchange without including it
 
 #include <boost/asio/co_spawn.hpp>
@@ -48,6 +48,8 @@ constexpr std::string_view kEchoProtocol = "/idn/bench/echo/1.0.0";
 constexpr std::string_view kSinkProtocol = "/idn/bench/sink/1.0.0";
 constexpr size_t kMiB = 1024 * 1024;
 constexpr size_t kSmall = 64, kLarge = 3 * 1024;
+// Row labels of IDN's own stack over each transport.
+const std::string kIdnTcp = "IDN (Noise+yamux)", kIdnWs = "IDN over WebSocket";
 // Every measured phase stops at this wall time even when its count is not reached, so a stalled
 // transport cannot hang the benchmark.
 constexpr auto kPhaseBudget = std::chrono::seconds(60);
@@ -278,10 +280,11 @@ class ServerThread {
   std::thread thread_;
 };
 
-awaitable<Status> run_native(const Args& a, Results& res, ServerThread& srv) {
+// IDN: the client host on this io_context, the server host (listening on `listen`) on the
+// server thread's; one long-lived echo stream and one sink stream. Rows are labelled `label`.
+awaitable<Status> run_idn(const Args& a, Results& res, ServerThread& srv, const char* listen,
+                          const std::string& label) {
   auto ex = co_await asio::this_coro::executor;
-  // IDN: the client host on this io_context, the server host on the server thread's; one
-  // long-lived echo stream and one sink stream.
   auto ka = identity::KeyPair::generate();
   auto kb = identity::KeyPair::generate();
   if (!ka.ok()) co_return ka.status();
@@ -295,7 +298,7 @@ awaitable<Status> run_native(const Args& a, Results& res, ServerThread& srv) {
     server->set_handler(
         std::string(kSinkProtocol),
         [](std::shared_ptr<p2p::Stream> s) -> awaitable<void> { co_await serve_sink(*s); });
-    auto bound = server->listen(*core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0"));
+    auto bound = server->listen(*core::Multiaddr::parse(listen));
     if (!bound.ok()) return bound.status();
     return server->listen_addrs();
   });
@@ -308,20 +311,20 @@ awaitable<Status> run_native(const Args& a, Results& res, ServerThread& srv) {
     if (!echo.ok()) co_return echo.status().with_context("opening the echo stream");
     for (size_t bytes : {kSmall, kLarge}) {
       auto v = co_await measure_rtt(**echo, bytes, a.warmup, a.iterations);
-      if (!v.ok()) co_return v.status().with_context("IDN RTT");
-      res.rows.push_back(rtt_row("IDN (Noise+yamux)", bytes, *v));
+      if (!v.ok()) co_return v.status().with_context(label + " RTT");
+      res.rows.push_back(rtt_row(label, bytes, *v));
     }
     (void)co_await (*echo)->close_write();
     auto sink = co_await client->new_stream(*peer, std::string(kSinkProtocol));
     if (!sink.ok()) co_return sink.status().with_context("opening the sink stream");
     auto mibs = co_await measure_bulk(**sink, a.bulk_mib);
-    if (!mibs.ok()) co_return mibs.status().with_context("IDN bulk");
-    res.rows.push_back(bulk_row("IDN (Noise+yamux)", a.bulk_mib, *mibs, false));
+    if (!mibs.ok()) co_return mibs.status().with_context(label + " bulk");
+    res.rows.push_back(bulk_row(label, a.bulk_mib, *mibs, false));
     auto echo2 = co_await client->new_stream(*peer, std::string(kEchoProtocol));
     if (!echo2.ok()) co_return echo2.status().with_context("opening the bulk echo stream");
     auto emibs = co_await measure_bulk_echo(*echo2, a.bulk_mib);
-    if (!emibs.ok()) co_return emibs.status().with_context("IDN bulk echo");
-    res.rows.push_back(bulk_row("IDN (Noise+yamux)", a.bulk_mib, *emibs, true));
+    if (!emibs.ok()) co_return emibs.status().with_context(label + " bulk echo");
+    res.rows.push_back(bulk_row(label, a.bulk_mib, *emibs, true));
     co_return Status::ok();
   }();
   client->stop();
@@ -331,6 +334,13 @@ awaitable<Status> run_native(const Args& a, Results& res, ServerThread& srv) {
     if (server) server->stop();
     server.reset();
   });
+  co_return st;
+}
+
+awaitable<Status> run_native(const Args& a, Results& res, ServerThread& srv) {
+  Status st = co_await run_idn(a, res, srv, "/ip4/127.0.0.1/tcp/0", kIdnTcp);
+  if (!st.is_ok()) co_return st;
+  st = co_await run_idn(a, res, srv, "/ip4/127.0.0.1/tcp/0/ws", kIdnWs);
   if (!st.is_ok()) co_return st;
 
   // Plain TCP: the listener and its echo / sink servers on the server thread, the client here.
@@ -485,7 +495,7 @@ std::string render_markdown(const Args& a, const Results& res, const std::string
     md << "| " << r.transport << " | " << r.payload << " | " << r.n << " | "
        << fmt(r.median_us, "%.1f") << " | " << p99 << " | " << tp << " |\n";
   }
-  const std::string idn = "IDN (Noise+yamux)", tcp = "plain TCP", js = "js-libp2p <-> js-libp2p";
+  const std::string idn = kIdnTcp, ws = kIdnWs, tcp = "plain TCP", js = "js-libp2p <-> js-libp2p";
   auto r64 = ratio(find(res, idn, "64 B"), find(res, tcp, "64 B"), true);
   auto r3k = ratio(find(res, idn, "3 KiB"), find(res, tcp, "3 KiB"), true);
   auto rtp = ratio(find(res, idn, "1 MiB x " + std::to_string(a.bulk_mib) + " (one way)"),
@@ -498,6 +508,11 @@ std::string render_markdown(const Args& a, const Results& res, const std::string
   md << "- IDN / plain TCP median RTT, 64 B: " << fmt(r64, "%.2fx")
      << " (target <= 2x); 3 KiB: " << fmt(r3k, "%.2fx") << "\n";
   md << "- IDN / plain TCP one-way throughput: " << fmt(rtp, "%.2f") << "\n";
+  const std::string one_way = "1 MiB x " + std::to_string(a.bulk_mib) + " (one way)";
+  md << "- IDN over WebSocket / over TCP median RTT, 64 B: "
+     << fmt(ratio(find(res, ws, "64 B"), find(res, idn, "64 B"), true), "%.2fx")
+     << "; one-way throughput: "
+     << fmt(ratio(find(res, ws, one_way), find(res, idn, one_way), false), "%.2f") << "\n";
   md << "- js-libp2p / IDN median RTT (how many times faster IDN is), 64 B: " << fmt(j64, "%.1fx")
      << "; 3 KiB: " << fmt(j3k, "%.1fx") << "\n";
   md << "- IDN / js-libp2p echo throughput: " << fmt(jtp, "%.1fx") << "\n";

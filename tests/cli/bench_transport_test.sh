@@ -31,8 +31,8 @@ csv="$dir/o/transport.csv"
 [ -f "$dir/o/transport.md" ] || fail "no transport.md"
 [ "$(head -1 "$csv")" = "transport,payload,n,median_us,p90_us,p99_us,mib_per_s,note" ] ||
   fail "CSV header"
-# 2 RTT rows and 2 throughput rows for each of IDN and plain TCP.
-[ "$(tail -n +2 "$csv" | wc -l)" = 8 ] || fail "expected 8 CSV rows"
+# 2 RTT rows and 2 throughput rows for each of IDN over TCP, IDN over WebSocket and plain TCP.
+[ "$(tail -n +2 "$csv" | wc -l)" = 12 ] || fail "expected 12 CSV rows"
 awk -F, 'NR > 1 && NF != 8 { exit 1 }' "$csv" || fail "a CSV row has the wrong column count"
 # RTT rows: 50 samples with a positive median; throughput rows: positive MiB/s.
 awk -F, 'NR > 1 && $4 != "-" && !($3 == 50 && $4 > 0 && $6 >= $4) { exit 1 }' "$csv" ||
