@@ -507,21 +507,41 @@ awaitable<std::vector<routing::PeerInfo>> Node::kad_providers(core::Multihash ke
       if (q.id == p.id) return;
     out.push_back(std::move(p));
   };
+  auto add_connected = [&](const identity::PeerId& p) {
+    auto info = host_->peer_info(p);
+    if (info && info->identify) add({p, info->identify->listen_addrs, info->rtt});
+  };
   if (models_) {
     for (const auto& h : models_->hosted())
       if (h.service_id == key) add({host_->id(), publishable(listen_addrs_), std::nullopt});
   }
   if (swap_) {
-    for (const auto& p : swap_->peers_hosting(key)) {
-      auto info = host_->peer_info(p);
-      if (info && info->identify) add({p, info->identify->listen_addrs, info->rtt});
-    }
+    for (const auto& p : swap_->peers_hosting(key)) add_connected(p);
   }
-  if (out.size() < n && service_routing_) {
-    auto found = co_await service_routing_->find_providers(key, n);
-    if (found.ok())
-      for (auto& p : *found) add(std::move(p));
+  if (auto c = provider_caches_.find(key); c != provider_caches_.end()) {
+    for (const auto& p : c->second->peers) add_connected(p);
   }
+  if (out.size() >= n || !routing_) co_return out;
+  // The DHT for the rest, bounded well inside a kad client's 10 s read timeout (an OpenDHT
+  // lookup may take 20 s); with providers already known, only briefly.
+  struct Lookup {
+    explicit Lookup(asio::any_io_executor ex) : done(std::move(ex)) {}
+    std::optional<Result<std::vector<routing::PeerInfo>>> result;
+    p2p::Signal done;
+  };
+  auto lookup = std::make_shared<Lookup>(io_.get_executor());
+  routing_->find_providers(key, n, [lookup, ex = io_.get_executor()](auto r) {
+    asio::post(ex, [lookup, r = std::move(r)]() mutable {
+      lookup->result = std::move(r);
+      lookup->done.notify_all();
+    });
+  });
+  auto deadline = std::chrono::steady_clock::now() +
+                  (out.empty() ? std::chrono::milliseconds(5000) : std::chrono::milliseconds(1000));
+  while (!lookup->result && co_await lookup->done.wait(deadline)) {
+  }
+  if (lookup->result && lookup->result->ok())
+    for (auto& p : **lookup->result) add(std::move(p));
   co_return out;
 }
 
