@@ -8,6 +8,8 @@
 
 #include "core/multiaddr.h"
 #include "identity/keys.h"
+#include "p2p/connection.h"
+#include "p2p/p2p_test_util.h"
 
 namespace idn::routing {
 namespace {
@@ -119,6 +121,92 @@ TEST(KadBridge, AnswersFindNodeWithNobodyAndRefusesStores) {
   EXPECT_FALSE(answer(req, nullptr, 20).has_value());
   req.type = KadType::kPutValue;
   EXPECT_FALSE(answer(req, nullptr, 20).has_value());
+}
+
+// The bridge on a real Host: a client (another Host, as a js-libp2p node would) opens
+// /ipfs/kad/1.0.0, asks GET_PROVIDERS and FIND_NODE on one stream, and a malformed or refused
+// request resets its stream without harming the next.
+TEST(KadBridge, ServesRequestsOnAHostAndResetsBadStreams) {
+  using namespace p2p::testing;
+  using namespace std::chrono_literals;
+  Loop loop;
+  auto a = make_host(loop), b = make_host(loop);
+  auto addr = loop.call([&] { return a->listen(loopback()); });
+  ASSERT_TRUE(addr.ok()) << addr.status().to_string();
+  auto svc = core::Multihash::compute(core::HashCode::kSha2_256, as_bytes("svc")).value();
+  auto provider = peer_from(7);
+  auto provider_addr = core::Multiaddr::parse("/ip4/127.0.0.1/tcp/4001/ws").value();
+  KadProviderLookup lookup = [&](core::Multihash key,
+                                 size_t) -> p2p::awaitable<std::vector<PeerInfo>> {
+    std::vector<PeerInfo> out;
+    if (key == svc) out.push_back({provider, {provider_addr}, std::nullopt});
+    co_return out;
+  };
+  KadBridge* bridge = loop.call([&] {
+    auto* k = new KadBridge(*a, lookup);
+    k->attach();
+    return k;
+  });
+  auto dialled = loop.run([&] { return b->dial(*addr); });
+  ASSERT_TRUE(dialled.ok()) << dialled.status().to_string();
+  ASSERT_TRUE(loop.run([&] { return b->wait_for_peer(a->id(), 10s, true); }));
+  auto info = loop.call([&] { return b->peer_info(a->id()); });
+  ASSERT_TRUE(info && info->identify);
+  const auto& protos = info->identify->protocols;
+  EXPECT_NE(std::find(protos.begin(), protos.end(), std::string(kKadProtocolId)), protos.end());
+
+  // One stream, two requests, then our close: the bridge closes its side too.
+  auto answers = loop.run([&]() -> p2p::awaitable<std::vector<KadMessage>> {
+    std::vector<KadMessage> out;
+    auto s = co_await b->new_stream(a->id(), std::string(kKadProtocolId));
+    if (!s.ok()) co_return out;
+    KadMessage req;
+    req.type = KadType::kGetProviders;
+    req.key = svc.bytes();
+    for (KadType t : {KadType::kGetProviders, KadType::kFindNode}) {
+      req.type = t;
+      if (!(co_await p2p::write_length_prefixed(**s, encode_kad_message(req))).is_ok())
+        co_return out;
+      auto bytes = co_await p2p::read_length_prefixed(**s, kMaxKadMessage);
+      if (!bytes.ok()) co_return out;
+      auto m = decode_kad_message(*bytes);
+      if (m.ok()) out.push_back(*m);
+    }
+    (void)co_await (*s)->close_write();
+    auto eof = co_await p2p::read_length_prefixed(**s, kMaxKadMessage);
+    if (eof.status().code() == Code::kNotFound) out.push_back(KadMessage{});  // a clean end
+    co_return out;
+  });
+  ASSERT_EQ(answers.size(), 3u);
+  EXPECT_EQ(answers[0].type, KadType::kGetProviders);
+  ASSERT_EQ(answers[0].providers.size(), 1u);
+  EXPECT_EQ(answers[0].providers[0].id, provider.bytes());
+  ASSERT_EQ(answers[0].providers[0].addrs.size(), 1u);
+  EXPECT_EQ(answers[0].providers[0].addrs[0], provider_addr.to_bytes());
+  EXPECT_EQ(answers[1].type, KadType::kFindNode);
+  EXPECT_TRUE(answers[1].closer.empty());
+
+  // A malformed request (unknown type) and a refused one (ADD_PROVIDER): each stream is reset.
+  for (Bytes payload : {Bytes{0x08, 0x09}, Bytes{0x08, 0x02}}) {
+    Status st = loop.run([&]() -> p2p::awaitable<Status> {
+      auto s = co_await b->new_stream(a->id(), std::string(kKadProtocolId));
+      if (!s.ok()) co_return s.status();
+      if (Status w = co_await p2p::write_length_prefixed(**s, payload); !w.is_ok()) co_return w;
+      auto r = co_await p2p::read_length_prefixed(**s, kMaxKadMessage);
+      co_return r.ok() ? Status::ok() : r.status();
+    });
+    EXPECT_FALSE(st.is_ok());
+    EXPECT_NE(st.code(), Code::kNotFound) << "a clean close, not a reset: " << st.to_string();
+  }
+  auto stats = loop.call([&] { return bridge->stats(); });
+  EXPECT_EQ(stats.get_providers, 1u);
+  EXPECT_EQ(stats.find_node, 1u);
+  EXPECT_EQ(stats.malformed, 1u);
+  EXPECT_EQ(stats.refused, 1u);
+  loop.call([&] {
+    delete bridge;
+    return 0;
+  });
 }
 
 }  // namespace
