@@ -123,4 +123,67 @@ Result<ParallelNetFit> fit_parallelnet(const std::string& arch, const LabeledDat
   return fit;
 }
 
+Result<CheckedGeneration> generate_checked_parallelnet(const std::filesystem::path& genesis_dir,
+                                                       const GenerateOptions& opts, int candidates,
+                                                       const TensorSplit& val) {
+  if (candidates < 1 || candidates > 64)
+    return Status::invalid_argument("candidates must be in 1..64");
+  CheckedGeneration best;
+  best.seed = opts.seed;
+  IDN_ASSIGN_OR_RETURN(best.generated, generate_parallelnet(genesis_dir, opts));
+  if (candidates == 1) return best;
+  if (val.size() == 0) return Status::invalid_argument("checking generated models needs images");
+  // No DenormalsAreZero here: thinning multiplies weights by 1/p, and with denormals flushed the
+  // tiny ones would become 0 and the package would differ from generate_parallelnet's for the
+  // same seed (the graph flushes them itself while it infers).
+  const auto& spec = best.generated.package.spec;
+  const auto x = normalize(val.x, spec.preprocess_mean, spec.preprocess_std);
+  for (int j = 0; j < candidates; ++j) {
+    GenerateOptions o = opts;
+    o.seed = opts.seed + static_cast<uint64_t>(j) * kCandidateSeedStride;
+    Generated g;
+    if (j == 0) {
+      g = best.generated;
+    } else {
+      IDN_ASSIGN_OR_RETURN(g, generate_parallelnet(genesis_dir, o));
+    }
+    nn::Graph graph(g.package.spec);
+    IDN_RETURN_IF_ERROR(graph->load_weights(g.package.weights));
+    IDN_ASSIGN_OR_RETURN(auto logits, masked_logits(graph, Mask{}, x));
+    const double acc = logits.argmax(1).eq(val.y).to(torch::kFloat64).mean().item<double>();
+    if (acc > best.validation_accuracy) {
+      best.validation_accuracy = acc;
+      best.seed = o.seed;
+      best.generated = std::move(g);
+    }
+  }
+  auto& op = best.generated.package.spec.operating_point;
+  op["parallelnet"]["selection"] = {
+      {"rule", "best of the candidates by accuracy on images held out of the genesis's training"},
+      {"candidates", candidates},
+      {"first_seed", opts.seed},
+      {"seed_stride", kCandidateSeedStride},
+      {"validation_accuracy", best.validation_accuracy},
+      {"validation_samples", val.size()}};
+  return best;
+}
+
+Status check_held_out(const model::ModelSpec& genesis, const LabeledData& data) {
+  const auto& op = genesis.operating_point;
+  if (!op.is_object() || !op.contains("training") || !op["training"].is_object())
+    return Status::invalid_argument(
+        "the genesis records no training split, so its held-out images are unknown");
+  const auto& t = op["training"];
+  const uint64_t split = t.value("data_split_seed", uint64_t{0});
+  const int64_t trained = t.value("train_samples", int64_t{0});
+  if (split != data.split_seed || trained != data.train.size())
+    return Status::invalid_argument(
+        "the genesis was trained on another split of the data (split seed " +
+        std::to_string(split) + ", " + std::to_string(trained) +
+        " training images; here: split seed " + std::to_string(data.split_seed) + ", " +
+        std::to_string(data.train.size()) +
+        "), so the validation images may include ones it trained on");
+  return Status::ok();
+}
+
 }  // namespace idn::motifs

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `idn bench parallelnet --quick` end to end (trains its tiny geneses on first run, cached in
 # build/models): every figure's rows are in the CSV with one column count, the early-exit sweep
-# is consistent with the no-exit curve, --no-grid leaves the grid out, and bad options are
-# refused with one clear error line. Usage: bench_parallelnet_test.sh PATH_TO_IDN
+# is consistent with the no-exit curve, --no-grid leaves the grid out, --candidates checks each
+# generated model on held-out images, and bad options are refused with one clear error line. Usage: bench_parallelnet_test.sh PATH_TO_IDN
 set -euo pipefail
 idn="$1"
 dir="$(mktemp -d)"
@@ -62,7 +62,10 @@ grep -q "^Fig. 5.13: 4 members at p 0.45 run in parallel" "$dir/full.txt" ||
   fail "parallel timing not reported: $(grep Fig "$dir/full.txt")"
 
 "$idn" bench parallelnet --quick --no-grid --exit-p 0.3,1.0 --rule logits --exit-timing sequential \
-  --out "$dir/nogrid" >"$dir/nogrid.txt" 2>/dev/null || fail "--no-grid run failed"
+  --candidates 2 --out "$dir/nogrid" >"$dir/nogrid.txt" 2>"$dir/nogrid.log" ||
+  fail "--no-grid run failed: $(tail -5 "$dir/nogrid.log")"
+grep -q "each generated model: the best of 2 masks on 1000 validation images" "$dir/nogrid.log" ||
+  fail "--candidates not applied: $(head -5 "$dir/nogrid.log")"
 ! grep -q "^grid_" "$dir/nogrid/parallelnet.csv" || fail "--no-grid still wrote grid rows"
 grep -q "^Fig. 5.13: 4 members at p 0.3/1 run one after another, combined by the mean of the logits" \
   "$dir/nogrid.txt" || fail "mixed --exit-p not reported: $(grep Fig "$dir/nogrid.txt")"
@@ -80,4 +83,5 @@ expect_error "bad exit p" "--exit-p values must be in (0, 1]" \
   "$idn" bench parallelnet --quick --exit-p 0
 expect_error "bad grid p" "--grid-p-train values must be in (0, 1]" \
   "$idn" bench parallelnet --quick --grid-p-train 1.5
+expect_error "bad candidates" "--candidates" "$idn" bench parallelnet --quick --candidates 0
 echo "bench parallelnet: ok"

@@ -93,6 +93,8 @@ struct GenerateArgs {
   double budget = -1;
   std::vector<std::string> layer_ps;
   uint64_t seed = 1;
+  int candidates = 1;  // > 1: the best of this many masks on held-out images
+  std::string data;    // FashionMNIST directory for --candidates (default: Debian's)
 };
 
 int run_generate(const GenerateArgs& a) {
@@ -103,12 +105,34 @@ int run_generate(const GenerateArgs& a) {
   if (a.p >= 0) o.p_test.p = a.p;
   if (a.budget >= 0) o.budget_flops = a.budget;
   if (Status s = parse_layer_ps(a.layer_ps, o.p_test); !s.is_ok()) return report(s);
-  auto g = motifs::generate_parallelnet(a.genesis, o);
-  if (!g.ok()) return report(g.status());
+  motifs::TensorSplit held_out;
+  if (a.candidates > 1) {
+    // Images the genesis never trained on: its own split's validation part.
+    auto gpkg = model::load_package(a.genesis);
+    if (!gpkg.ok()) return report(gpkg.status().with_context("genesis"));
+    motifs::DataOptions d;
+    if (!a.data.empty()) d.dir = a.data;
+    if (const auto& op = gpkg->spec.operating_point; op.is_object() && op.contains("training"))
+      d.seed = op["training"].value("data_split_seed", d.seed);
+    d.limit_test = 1;
+    auto data = motifs::load_fashion_mnist_tensors(d);
+    if (!data.ok()) return report(data.status());
+    if (Status st = motifs::check_held_out(gpkg->spec, *data); !st.is_ok())
+      return report(st.with_context("--candidates"));
+    held_out = data->val;
+  }
+  auto checked = motifs::generate_checked_parallelnet(a.genesis, o, a.candidates, held_out);
+  if (!checked.ok()) return report(checked.status());
+  const motifs::Generated* g = &checked->generated;
   if (Status s = model::save_package(g->package, a.out); !s.is_ok()) return report(s);
   std::printf("generated %s from genesis %s (%s), p_test %g, mask seed %llu\n",
               g->package.spec.name.c_str(), a.genesis.c_str(), g->genesis_hash.c_str(), g->p_test.p,
-              static_cast<unsigned long long>(a.seed));
+              static_cast<unsigned long long>(checked->seed));
+  if (a.candidates > 1)
+    std::printf("  the best of %d masks (seeds %llu + k x %llu) on %lld held-out images: %.2f%%\n",
+                a.candidates, static_cast<unsigned long long>(a.seed),
+                static_cast<unsigned long long>(motifs::kCandidateSeedStride),
+                static_cast<long long>(held_out.size()), 100 * checked->validation_accuracy);
   std::printf("  parameters %lld -> %lld (%.1f%%)\n", static_cast<long long>(g->genesis_parameters),
               static_cast<long long>(g->parameters), 100.0 * g->parameters / g->genesis_parameters);
   std::printf("  FLOPs/sample %lld -> %lld (%.1f%%; expected at this p %.0f)\n",
@@ -216,12 +240,11 @@ struct Scored {
 };
 
 // --candidates K: each generated model is the best of K masks by accuracy on the validation
-// images held out of the genesis's training (never the test images): candidate j of mask seed
-// s is drawn with seed s + j * kCandidateSeedStride, so candidate 0 is the plain draw.
-constexpr uint64_t kCandidateSeedStride = 1'000'000;
+// images held out of the genesis's training, never the test images
+// (motifs::generate_checked_parallelnet).
 struct Selection {
   int candidates = 1;
-  torch::Tensor x, y;  // validation images, normalised as the genesis expects, and labels
+  motifs::TensorSplit val;
 };
 
 Result<Scored> score(const model::Package& pkg, const torch::Tensor& x, const torch::Tensor& y,
@@ -247,20 +270,12 @@ Result<Scored> score_generated(const fs::path& genesis, double p, uint64_t seed,
   motifs::GenerateOptions o;
   o.p_test.p = p;
   o.seed = seed;
-  IDN_ASSIGN_OR_RETURN(auto g, motifs::generate_parallelnet(genesis, o));
-  double best = -1;
-  if (select && select->candidates > 1) {
-    for (int j = 0; j < select->candidates; ++j) {
-      motifs::GenerateOptions oj = o;
-      oj.seed = seed + static_cast<uint64_t>(j) * kCandidateSeedStride;
-      IDN_ASSIGN_OR_RETURN(auto gj, motifs::generate_parallelnet(genesis, oj));
-      IDN_ASSIGN_OR_RETURN(auto v, score(gj.package, select->x, select->y, a, false));
-      if (v.accuracy > best) best = v.accuracy, o.seed = oj.seed, g = std::move(gj);
-    }
-  }
-  IDN_ASSIGN_OR_RETURN(auto scored, score(g.package, x, y, a, timed));
-  scored.mask_seed = o.seed;
-  scored.validation_accuracy = best;
+  IDN_ASSIGN_OR_RETURN(
+      auto g, motifs::generate_checked_parallelnet(genesis, o, select ? select->candidates : 1,
+                                                   select ? select->val : motifs::TensorSplit{}));
+  IDN_ASSIGN_OR_RETURN(auto scored, score(g.generated.package, x, y, a, timed));
+  scored.mask_seed = g.seed;
+  scored.validation_accuracy = g.validation_accuracy;
   return scored;
 }
 
@@ -390,25 +405,14 @@ int run_bench(BenchArgs a) {
   Selection select;
   select.candidates = a.candidates;
   if (a.candidates > 1) {
-    if (data->val.x.size(0) == 0)
-      return report(Status::invalid_argument("--candidates needs validation images"));
     // The validation images must be ones the genesis never trained on: the same split.
-    if (const auto& op = gs.operating_point; op.is_object() && op.contains("training")) {
-      const auto& t = op["training"];
-      const uint64_t split = t.value("data_split_seed", uint64_t{0});
-      const int64_t trained = t.value("train_samples", int64_t{0});
-      if (split != data->split_seed || trained + data->val.x.size(0) != 60000)
-        return report(Status::invalid_argument(
-            "--candidates: the genesis was trained on another split of FashionMNIST (split seed " +
-            std::to_string(split) + ", " + std::to_string(trained) +
-            " training images), so its validation images may be ones it trained on"));
-    }
-    select.x = motifs::normalize(data->val.x, gs.preprocess_mean, gs.preprocess_std);
-    select.y = data->val.y;
+    if (Status st = motifs::check_held_out(gs, *data); !st.is_ok())
+      return report(st.with_context("--candidates"));
+    select.val = data->val;
     std::fprintf(stderr,
                  "each generated model: the best of %d masks on %lld validation images (held out "
                  "of training; not the test set)\n",
-                 a.candidates, static_cast<long long>(select.x.size(0)));
+                 a.candidates, static_cast<long long>(select.val.size()));
   }
   const auto& y = data->test.y;
   auto yc = y.contiguous();
@@ -843,6 +847,13 @@ void register_parallelnet(CLI::App& app, CLI::App& bench) {
                   "Instead of --p: the largest p whose expected FLOPs/sample fit this budget");
   gen->add_option("--p-layer", g->layer_ps, "Per-layer p, LAYER=P (repeatable)");
   gen->add_option("--seed", g->seed, "Mask seed")->capture_default_str();
+  gen->add_option("--candidates", g->candidates,
+                  "Check the model before writing it: draw this many masks (seeds SEED + k x "
+                  "1,000,000) and keep the most accurate on the FashionMNIST images held out of "
+                  "the genesis's training; 1: the plain draw")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  gen->add_option("--data", g->data, "FashionMNIST directory for --candidates (default: Debian's)");
   gen->add_option("--out", g->out, "Output package directory (created)")->required();
   gen->callback([g] { run_or_exit(run_generate(*g)); });
 
