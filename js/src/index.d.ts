@@ -47,6 +47,8 @@ export interface InferOptions {
   npeers?: number
   /** Whole request; default 2000. With no answer by then iteration throws DEADLINE_EXCEEDED. */
   deadlineMs?: number
+  /** A provider silent this long (ms) is replaced by the next; default 1000, 0 = never. */
+  inactivityMs?: number
   /** Providers tried in total (failed ones are replaced); default max(6, npeers). */
   maxAttempts?: number
   /** Sent to the peers; default: the thresholds recorded in the model package. */
@@ -81,6 +83,7 @@ export interface InferEvent {
 
 export type PeerOutcome =
   | 'running' | 'answered' | 'finished-early' | 'busy' | 'error' | 'malformed' | 'vanished'
+  | 'timed-out'
 
 export interface InferSummary {
   done: boolean

@@ -11,6 +11,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { multiaddr, isMultiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
@@ -185,6 +186,7 @@ class InferRun {
     const peer = this.candidates.shift()
     const rec = { peer: peer.toString(), peerId: peer, outcome: 'running', detail: '', stream: null, answers: 0, operations: 0, lastExit: -1 }
     this.peers.push(rec)
+    this.armInactivity(rec)
     this.runPeer(rec).catch((err) => this.peerFailed(rec, 'error', err.message))
   }
 
@@ -199,6 +201,7 @@ class InferRun {
 
   peerFailed (rec, outcome, detail, code = undefined) {
     if (rec.outcome !== 'running') return
+    clearTimeout(rec.inactivity)
     rec.outcome = outcome
     rec.detail = detail
     rec.code = code
@@ -211,7 +214,8 @@ class InferRun {
     // that opens after that is closed at once below.
     const stream = await this.idn.openInfer(rec.peerId, AbortSignal.timeout(this.opts.deadlineMs))
     rec.stream = stream
-    if (this.done) { this.closeStream(rec, true); return }
+    // Completed, or replaced for its silence, while the stream opened: nothing was asked.
+    if (this.done || rec.outcome !== 'running') { this.closeStream(rec, false); return }
     const request = {
       request_id: this.requestId,
       service_id: this.service.bytes,
@@ -237,6 +241,7 @@ class InferRun {
         this.peerFailed(rec, name === 'BUSY' ? 'busy' : 'error', `${name}${p.error_message ? ': ' + p.error_message : ''}`, name)
         return
       }
+      this.armInactivity(rec)
       this.onAnswer(rec, p)
       if (p.final || rec.outcome !== 'running') return
     }
@@ -306,8 +311,18 @@ class InferRun {
     this.send(rec.stream, { receipt }).catch(() => {})
   }
 
+  // A peer silent for inactivityMs (from when it was chosen, then since its last answer) is
+  // replaced by the next provider, as IDN's C++ session does.
+  armInactivity (rec) {
+    clearTimeout(rec.inactivity)
+    const ms = this.opts.inactivityMs
+    if (!ms || rec.outcome !== 'running') return
+    rec.inactivity = setTimeout(() => this.peerFailed(rec, 'timed-out', `silent for ${ms} ms`), ms)
+  }
+
   // Closes our side; a stream still open after the grace period is aborted.
   closeStream (rec, cancel) {
+    clearTimeout(rec.inactivity)
     const s = rec.stream
     if (s == null || rec.closed) return
     rec.closed = true
@@ -407,13 +422,11 @@ class Idn {
       if (!seen.has(key) && out.length < n) { seen.add(key); out.push(id) }
     }
     if (providers != null) {
+      // Dialled when asked (openInfer), so an unreachable one costs only its inactivity time.
       for (const ma of providers) {
-        try {
-          const conn = await this.libp2p.dial(ma, { signal })
-          add(conn.remotePeer)
-        } catch (err) {
-          if (signal.aborted) break
-        }
+        const id = peerIdFromString(ma.getComponents().findLast((c) => c.name === 'p2p').value)
+        await this.libp2p.peerStore.merge(id, { multiaddrs: [ma.decapsulateCode(421)] })
+        add(id)
       }
       return out
     }
@@ -451,6 +464,7 @@ class Idn {
     const npeers = positiveInt(opts.npeers ?? 3, 'npeers')
     const deadlineMs = positiveInt(opts.deadlineMs ?? 2000, 'deadlineMs')
     const maxAttempts = positiveInt(opts.maxAttempts ?? Math.max(6, npeers), 'maxAttempts')
+    const inactivityMs = opts.inactivityMs === 0 ? 0 : positiveInt(opts.inactivityMs ?? 1000, 'inactivityMs')
     if (opts.finishConfidence != null && !(opts.finishConfidence >= 0 && opts.finishConfidence <= 1)) {
       throw invalid('finishConfidence must be in [0, 1]')
     }
@@ -459,7 +473,7 @@ class Idn {
       : opts.providers.map((a, i) => parseAddr(a, `providers[${i}]`))
     exitRule(opts) // validates
     return new InferRun(this, service, tensor, {
-      ...opts, npeers, deadlineMs, maxAttempts, providers, serviceText: serviceId
+      ...opts, npeers, deadlineMs, maxAttempts, inactivityMs, providers, serviceText: serviceId
     })
   }
 
