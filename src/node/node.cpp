@@ -522,8 +522,22 @@ awaitable<std::vector<routing::PeerInfo>> Node::kad_providers(core::Multihash ke
     for (const auto& p : c->second->peers) add_connected(p);
   }
   if (out.size() >= n || !routing_) co_return out;
-  // The DHT for the rest, bounded well inside a kad client's 10 s read timeout (an OpenDHT
-  // lookup may take 20 s); with providers already known, only briefly.
+  if (!out.empty()) {
+    // Answer with what we know now; a DHT lookup beside it fills the provider cache (its
+    // providers dialled, so named above) for the next client that asks.
+    auto cache = provider_cache(key);
+    if (std::chrono::steady_clock::now() >= cache->expires && !cache->looking_up) {
+      asio::co_spawn(
+          io_,
+          [this, cache, key]() -> awaitable<void> {
+            (void)co_await look_up_providers(cache, key, kProvidersCached);
+          },
+          asio::detached);
+    }
+    co_return out;
+  }
+  // Nobody known: ask the DHT, bounded well inside a kad client's 10 s read timeout (an
+  // OpenDHT lookup may take 20 s).
   struct Lookup {
     explicit Lookup(asio::any_io_executor ex) : done(std::move(ex)) {}
     std::optional<Result<std::vector<routing::PeerInfo>>> result;
@@ -536,8 +550,7 @@ awaitable<std::vector<routing::PeerInfo>> Node::kad_providers(core::Multihash ke
       lookup->done.notify_all();
     });
   });
-  auto deadline = std::chrono::steady_clock::now() +
-                  (out.empty() ? std::chrono::milliseconds(5000) : std::chrono::milliseconds(1000));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (!lookup->result && co_await lookup->done.wait(deadline)) {
   }
   if (lookup->result && lookup->result->ok())
