@@ -19,6 +19,8 @@ done
 grep -q "training ddnn-bench-MP-CC" "$dir/stderr" || fail "the first run trained nothing"
 grep -q -- "- on the wire at T = .* B per sample against" "$dir/stdout" ||
   fail "no on-the-wire target line: $(grep -A8 '### Targets' "$dir/stdout")"
+grep -q -- "- all three at one T: the fewest bytes within 1 point of cloud-only is T = " \
+  "$dir/stdout" || fail "no joint target line: $(grep -A8 '### Targets' "$dir/stdout")"
 ls "$dir/models" | grep -q "ddnn-bench-individual" || fail "individual accuracies not cached"
 
 python3 - "$dir/out/ddnn.csv" <<'PY'
