@@ -2,9 +2,11 @@
 # The JavaScript package (js/, @idn/client on stock js-libp2p) against two `idn node`s on
 # 127.0.0.1 that both host a tiny B-LeNet: it finds the providers through the first node's
 # kad-dht bridge (/ipfs/kad/1.0.0 GET_PROVIDERS), infers with npeers 2, and its predictions
-# (class, exit) equal `idn infer`'s on the same test images; finish() on the first answer ends
-# the stream; an unknown service and a malformed input get clear errors. Also: the generated
-# schema (js/src/proto.js) matches proto/, and the typed example passes `tsc --noEmit`.
+# (class, exit, confidence) equal `idn infer`'s on the same test images (the local engine on 4,
+# the C++ network client on the first); the same over WebSockets only; finish() on the first
+# answer ends the stream; initModel gets hosting and declining answers with reasons; an
+# unknown service and a malformed input get clear errors. Also: the generated schema
+# (js/src/proto.js) matches proto/, and the typed example passes `tsc --noEmit`.
 # Exits 77 (skipped) when node or js/node_modules is missing (run scripts/setup).
 # Usage: js_client_test.sh PATH_TO_IDN FIXTURES_DIR
 set -euo pipefail
@@ -25,7 +27,7 @@ cleanup() {
 trap cleanup EXIT
 fail() {
   echo "FAIL: $*" >&2
-  for f in "$dir"/*.log "$dir"/js.out "$dir"/cpp.txt; do
+  for f in "$dir"/*.log "$dir"/js.out "$dir"/cpp.txt "$dir"/net.out; do
     [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
   done
   exit 1
@@ -82,11 +84,19 @@ wait_for "node b" 30 grep -qs '^ready' "$dir/b.out"
 wait_for "node a hosting the service" 30 hosts_service "$(line http "$dir/a.out")" "$sid"
 wait_for "node b hosting the service" 30 hosts_service "$(line http "$dir/b.out")" "$sid"
 
+# The C++ client over the same network, beside the JS client: input 0 with fan-out 2.
+"$idn" infer --service "$sid" --bootstrap "$addr_a" --input "$dir/img0.pgm" --fanout 2 \
+  --deadline-ms 10000 >"$dir/net.out" 2>"$dir/net.log" &
+net=$!
 timeout 60 node "$here/js/test/infer_check.mjs" --bootstrap "$addr_a" --service "$sid" --inputs "$inputs" \
   --npeers 2 --ws-bootstrap "$ws_a" >"$dir/js.out" 2>"$dir/js.log" || fail "infer_check.mjs failed"
 grep -q '"done":true' "$dir/js.out" || fail "infer_check.mjs did not finish"
 wait "$cpp" || fail "idn infer"
-python3 - "$dir/js.out" "$dir/cpp.txt" "$n" <<'PY' || fail "the JS client disagrees: $(cat "$dir/js.out")"
+wait "$net" || fail "idn infer --service"
+# Its best answer is its last: class, exit (0-based here), confidence.
+sed -n 's/^answer  class \([0-9]*\)  exit \([0-9]*\)  confidence \([0-9.]*\) .*/\1 \2 \3/p' "$dir/net.out" |
+  tail -n 1 >"$dir/net.txt"
+python3 - "$dir/js.out" "$dir/cpp.txt" "$n" "$dir/net.txt" <<'PY' || fail "the JS client disagrees: $(cat "$dir/js.out")"
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 cpp = {int(i): (int(c), int(e) - 1, float(p)) for i, c, e, p in (l.split() for l in open(sys.argv[2]))}
@@ -98,6 +108,9 @@ for i, (c, e, p) in cpp.items():
     assert js[i]["final"], js[i]
     # Both providers were found through node a's kad-dht bridge and asked.
     assert len(set(js[i]["asked"])) == 2, js[i]
+# idn infer --service (the C++ client on the network) agrees on input 0 too.
+c, e, p = open(sys.argv[4]).read().split()
+assert (js[0]["class"], js[0]["exit"]) == (int(c), int(e)) and abs(js[0]["confidence"] - float(p)) < 1e-4, (js[0], c, e, p)
 fin = next(l["finish"] for l in lines if "finish" in l)
 assert fin["events"] == 1 and fin["done"], fin
 assert len(fin["outcomes"]) == 2, fin
