@@ -430,6 +430,17 @@ class Idn {
       }
       return out
     }
+    // Providers come from the bootstrap peers' kad-dht answers: an IDN node without the bridge
+    // (or a peer that is no IDN node) would leave the query waiting for a DHT peer until the
+    // deadline, so say so at once.
+    let kad = false
+    for (const b of this.bootstrap) {
+      const peer = await this.libp2p.peerStore.get(b.peerId).catch(() => null)
+      if (peer?.protocols?.includes(KAD_PROTOCOL)) kad = true
+    }
+    if (!kad) {
+      throw new IdnError('UNAVAILABLE', `no bootstrap peer answers ${KAD_PROTOCOL} (${this.bootstrapText()}), so no provider can be looked up: pass the providers option`)
+    }
     const cid = CID.createV1(RAW_CODEC, service)
     const lookup = AbortSignal.any
       ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
@@ -576,7 +587,7 @@ class Idn {
 }
 
 // Starts a client node and dials `bootstrap` (multiaddrs ending in /p2p/<id>); resolves once at
-// least one answered. Options: transports (js-libp2p transports; default TCP + WebSockets in
+// least one answered and each that answered was identified (or dialTimeoutMs passed). Options: transports (js-libp2p transports; default TCP + WebSockets in
 // Node, WebSockets in a browser), dialTimeoutMs (default 5000).
 export async function createIdn (options = {}) {
   if (options == null || typeof options !== 'object') throw invalid('createIdn options must be an object')
@@ -600,14 +611,32 @@ export async function createIdn (options = {}) {
   })
   const bootstrap = []
   const failures = []
+  // Each bootstrap peer's identify (its protocols: whether it answers kad-dht) before we return.
+  const identified = new Set()
+  const waiters = new Map()
+  const onIdentify = (evt) => {
+    const key = evt.detail.peerId.toString()
+    identified.add(key)
+    waiters.get(key)?.()
+  }
+  libp2p.addEventListener('peer:identify', onIdentify)
   await Promise.all(addrs.map(async (addr) => {
     try {
       const conn = await libp2p.dial(addr, { signal: AbortSignal.timeout(dialTimeoutMs) })
       bootstrap.push({ addr, peerId: conn.remotePeer })
+      const key = conn.remotePeer.toString()
+      if (!identified.has(key)) {
+        let timer
+        await new Promise((resolve) => {
+          waiters.set(key, resolve)
+          timer = setTimeout(resolve, dialTimeoutMs)
+        }).finally(() => clearTimeout(timer))
+      }
     } catch (err) {
       failures.push(`${addr.toString()}: ${err.message}`)
     }
   }))
+  libp2p.removeEventListener('peer:identify', onIdentify)
   if (bootstrap.length === 0) {
     await libp2p.stop()
     throw new IdnError('UNAVAILABLE', `could not reach any bootstrap peer (${failures.join('; ')})`)
