@@ -178,6 +178,21 @@ class Gateway : public ::testing::Test {
         .dump();
   }
 
+  // The provider's stage counters once every request sent so far is counted: its one worker
+  // takes requests in order and publishes a batch's counters when the batch is over (after its
+  // answers), so one more request whose stage 0 shows up marks the point.
+  static std::vector<int64_t> settled_stage_runs() {
+    auto& server = (*provider_)->server();
+    const int64_t s0 = server.stage_runs(*sid_).at(0);
+    Reply r = post(infer_path(), "application/json", json_body(first_image()));
+    EXPECT_EQ(r.status, 200u) << r.body;
+    auto until = std::chrono::steady_clock::now() + 10s;
+    while (server.stage_runs(*sid_)[0] == s0 && std::chrono::steady_clock::now() < until)
+      std::this_thread::yield();
+    return server.stage_runs(*sid_);
+  }
+  static core::Tensor first_image();
+
   static std::filesystem::path* pkg_;
   static RunningNode* provider_;
   static RunningNode* gateway_;
@@ -222,6 +237,10 @@ std::string png_of(const std::vector<uint8_t>& px) {
   png_image_write_to_memory(&img, out.data(), &size, 0, px.data(), 0, nullptr);
   out.resize(size);
   return out;
+}
+
+core::Tensor Gateway::first_image() {
+  return as_input(test_pixels(1)[0]);
 }
 
 TEST_F(Gateway, ServiceDescriptorAndProviders) {
@@ -295,6 +314,8 @@ TEST_F(Gateway, EventStreamSendsProgressThenFinal) {
 
 TEST_F(Gateway, ClosingTheEventStreamCancelsTheProvidersWork) {
   auto before = (*provider_)->server().stats();
+  auto stages_before = settled_stage_runs();
+  ASSERT_FALSE(stages_before.empty());
   gate.set(true);
   auto sent = std::chrono::steady_clock::now();
   Client c(addr_);
@@ -314,6 +335,10 @@ TEST_F(Gateway, ClosingTheEventStreamCancelsTheProvidersWork) {
   gate.set(false);
   EXPECT_EQ((*provider_)->server().stats().cancelled, before.cancelled + 1);
   EXPECT_LT(took, 1000ms) << "the Cancel came from the inactivity timeout, not the hang-up";
+  // The provider's one worker takes requests in order: once a later request is answered, the
+  // cancelled one is behind it, and no stage of the model ran for it.
+  auto stages_after = settled_stage_runs();
+  EXPECT_EQ(stages_after[0], stages_before[0] + 1) << "stage 0 ran for the cancelled request";
 }
 
 TEST_F(Gateway, BadRequestsGet4xxWithOneLineAndTheNodeKeepsServing) {
