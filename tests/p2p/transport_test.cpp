@@ -483,5 +483,23 @@ TEST(HostTransportsTest, PendingWebSocketUpgradesCountAgainstTheHandshakeBudget)
   EXPECT_EQ(a->stats().inbound_refused_per_address, 1u);
 }
 
+// The connection limit counts WebSocket peers as it counts TCP ones: with one established
+// peer allowed, a second peer's WebSocket connection is closed before its upgrade.
+TEST(HostTransportsTest, WebSocketPeersCountAgainstTheConnectionLimit) {
+  Loop loop;
+  HostConfig cfg;
+  cfg.max_connections = 1;
+  auto a = make_host(loop, cfg), b = make_host(loop), c = make_host(loop);
+  ASSERT_TRUE(loop.call([&] { return a->listen(ma("/ip4/127.0.0.1/tcp/0/ws")).ok(); }));
+  auto addr = loop.call([&] { return a->listen_addrs().at(0); });
+  auto rb = loop.run([&] { return b->dial(addr); });
+  ASSERT_TRUE(rb.ok()) << rb.status().to_string();
+  ASSERT_TRUE(loop.run([&] { return a->wait_for_peer(b->id(), 10s); }));
+  auto rc = loop.run([&] { return c->dial(addr); });
+  EXPECT_FALSE(rc.ok());
+  EXPECT_EQ(a->stats().inbound_refused_connections, 1u);
+  EXPECT_TRUE(loop.call([&] { return a->is_connected(b->id()); }));
+}
+
 }  // namespace
 }  // namespace idn::p2p
