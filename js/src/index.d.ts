@@ -29,6 +29,8 @@ export interface CreateIdnOptions {
   transports?: unknown[]
   /** Per bootstrap dial; default 5000. */
   dialTimeoutMs?: number
+  /** How long providers looked up for a service are reused; default 10000, 0 = never. */
+  providerCacheMs?: number
 }
 
 /** A model input: row-major float32 values of `shape` (e.g. [1, 28, 28], pixels in [0, 1]). */

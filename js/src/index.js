@@ -162,11 +162,13 @@ class InferRun {
 
   async start () {
     const want = Math.min(this.opts.npeers + this.opts.maxAttempts, 20)
-    this.candidates = await this.idn.findProviders(this.service, want, {
+    const cached = this.opts.providers == null ? this.idn.cachedProviders(this.opts.serviceText) : null
+    this.candidates = cached ?? await this.idn.findProviders(this.service, want, {
       signal: this.controller.signal,
       providers: this.opts.providers,
       timeoutMs: this.opts.deadlineMs
     })
+    if (cached == null && this.opts.providers == null) this.idn.cacheProviders(this.opts.serviceText, this.candidates)
     this.lookupDone = true
     if (this.done) return
     if (this.candidates.length === 0) {
@@ -205,6 +207,7 @@ class InferRun {
     rec.outcome = outcome
     rec.detail = detail
     rec.code = code
+    if (code === 'UNKNOWN_SERVICE') this.idn.forgetProvider(this.opts.serviceText, rec.peer)
     this.closeStream(rec, false)
     this.askNext()
   }
@@ -404,9 +407,28 @@ class Idn {
     this.options = options
     this.stopped = false
     this.dials = new Set() // infer streams being opened
+    this.providerCache = new Map() // service ID text -> { peers, expires }
   }
 
   get peerId () { return this.libp2p.peerId.toString() }
+
+  // Providers looked up for a service are kept providerCacheMs (default 10 s, as the C++ node's
+  // cache): a lookup costs more than a request on loopback.
+  cachedProviders (serviceText) {
+    const c = this.providerCache.get(serviceText)
+    if (c == null || Date.now() >= c.expires || c.peers.length === 0) return null
+    return [...c.peers]
+  }
+
+  cacheProviders (serviceText, peers) {
+    const ttl = this.options.providerCacheMs ?? 10000
+    if (ttl > 0 && peers.length > 0) this.providerCache.set(serviceText, { peers: [...peers], expires: Date.now() + ttl })
+  }
+
+  forgetProvider (serviceText, peer) {
+    const c = this.providerCache.get(serviceText)
+    if (c) c.peers = c.peers.filter((p) => p.toString() !== peer)
+  }
 
   bootstrapText () {
     return this.bootstrap.map((b) => b.addr.toString()).join(', ') || 'no bootstrap peer'
@@ -587,8 +609,10 @@ class Idn {
 }
 
 // Starts a client node and dials `bootstrap` (multiaddrs ending in /p2p/<id>); resolves once at
-// least one answered and each that answered was identified (or dialTimeoutMs passed). Options: transports (js-libp2p transports; default TCP + WebSockets in
-// Node, WebSockets in a browser), dialTimeoutMs (default 5000).
+// least one answered and each that answered was identified (or dialTimeoutMs passed).
+// Options: transports (js-libp2p transports; default TCP + WebSockets in Node, WebSockets in a
+// browser), dialTimeoutMs (default 5000), providerCacheMs (default 10000; 0: look providers up
+// for every request).
 export async function createIdn (options = {}) {
   if (options == null || typeof options !== 'object') throw invalid('createIdn options must be an object')
   const list = options.bootstrap
@@ -597,6 +621,9 @@ export async function createIdn (options = {}) {
   }
   const addrs = list.map((a, i) => parseAddr(a, `bootstrap[${i}]`))
   const dialTimeoutMs = positiveInt(options.dialTimeoutMs ?? 5000, 'dialTimeoutMs')
+  if (options.providerCacheMs != null && !(Number.isInteger(options.providerCacheMs) && options.providerCacheMs >= 0)) {
+    throw invalid(`providerCacheMs must be a non-negative integer, got ${options.providerCacheMs}`)
+  }
   const libp2p = await createLibp2p({
     transports: options.transports ?? defaultTransports(),
     connectionEncrypters: [noise()],
