@@ -141,6 +141,7 @@ struct KadBridge::State {
   KadBridgeConfig config;
   const p2p::Host* host = nullptr;
   KadBridgeStats stats;
+  size_t lookups = 0;  // running now
 };
 
 namespace {
@@ -185,8 +186,20 @@ p2p::awaitable<void> serve_kad(std::shared_ptr<KadBridge::State> state,
         ++state->stats.refused;
         break;
     }
-    auto reply = co_await answer_kad_request(*request, state->lookup, state->host,
-                                             state->config.max_providers);
+    KadProviderLookup lookup = state->lookup;
+    bool counted = false;
+    if (request->type == KadType::kGetProviders) {
+      if (state->lookups >= state->config.max_concurrent_lookups) {
+        ++state->stats.busy;
+        lookup = nullptr;  // answered with no providers
+      } else {
+        ++state->lookups;
+        counted = true;
+      }
+    }
+    auto reply =
+        co_await answer_kad_request(*request, lookup, state->host, state->config.max_providers);
+    if (counted) --state->lookups;
     if (!reply) {
       spdlog::debug("kad: refused request type {} from {}", static_cast<uint32_t>(request->type),
                     s->remote_peer().to_string());

@@ -74,12 +74,16 @@ struct KadBridgeConfig {
   size_t max_providers = 20;  // per answer (the spec's k)
   // Requests read on one stream before it is closed (clients send one per stream).
   size_t max_requests_per_stream = 64;
+  // Provider lookups running at once (a lookup may wait for the DHT); a GET_PROVIDERS past
+  // this is answered with no providers at once, so clients cannot pile lookups onto a node.
+  size_t max_concurrent_lookups = 16;
 };
 
 struct KadBridgeStats {
   uint64_t get_providers = 0, find_node = 0, ping = 0, get_value = 0;
   uint64_t refused = 0;    // PUT_VALUE, ADD_PROVIDER
   uint64_t malformed = 0;  // streams reset for a malformed or oversized message
+  uint64_t busy = 0;       // GET_PROVIDERS answered empty: max_concurrent_lookups were running
 };
 
 class KadBridge {

@@ -199,10 +199,39 @@ TEST(KadBridge, ServesRequestsOnAHostAndResetsBadStreams) {
     EXPECT_NE(st.code(), Code::kNotFound) << "a clean close, not a reset: " << st.to_string();
   }
   auto stats = loop.call([&] { return bridge->stats(); });
+  EXPECT_EQ(stats.busy, 0u);
   EXPECT_EQ(stats.get_providers, 1u);
   EXPECT_EQ(stats.find_node, 1u);
   EXPECT_EQ(stats.malformed, 1u);
   EXPECT_EQ(stats.refused, 1u);
+  loop.call([&] {
+    delete bridge;
+    return 0;
+  });
+
+  // With no lookup allowed at once, GET_PROVIDERS is answered at once with nobody.
+  KadBridgeConfig none;
+  none.max_concurrent_lookups = 0;
+  bridge = loop.call([&] {
+    auto* k = new KadBridge(*a, lookup, none);
+    k->attach();
+    return k;
+  });
+  auto busy = loop.run([&]() -> p2p::awaitable<Result<KadMessage>> {
+    auto s = co_await b->new_stream(a->id(), std::string(kKadProtocolId));
+    if (!s.ok()) co_return s.status();
+    KadMessage req;
+    req.type = KadType::kGetProviders;
+    req.key = svc.bytes();
+    if (Status w = co_await p2p::write_length_prefixed(**s, encode_kad_message(req)); !w.is_ok())
+      co_return w;
+    auto bytes = co_await p2p::read_length_prefixed(**s, kMaxKadMessage);
+    if (!bytes.ok()) co_return bytes.status();
+    co_return decode_kad_message(*bytes);
+  });
+  ASSERT_TRUE(busy.ok()) << busy.status().to_string();
+  EXPECT_TRUE(busy->providers.empty());
+  EXPECT_EQ(loop.call([&] { return bridge->stats().busy; }), 1u);
   loop.call([&] {
     delete bridge;
     return 0;
