@@ -656,6 +656,22 @@ void Node::register_metrics() {
     metrics_.gauge_fn("idn_dht_nodes", "Good nodes in the DHT routing table.", {},
                       [r] { return static_cast<double>(r->good_nodes()); });
   }
+  if (kad_) {
+    routing::KadBridge* k = kad_.get();
+    constexpr char kKadHelp[] =
+        "kad-dht requests from clients (/ipfs/kad/1.0.0), by type; busy: GET_PROVIDERS answered "
+        "empty at the lookup limit; malformed: streams reset.";
+    for (auto [type, field] : {std::pair{"get_providers", &routing::KadBridgeStats::get_providers},
+                               {"find_node", &routing::KadBridgeStats::find_node},
+                               {"get_value", &routing::KadBridgeStats::get_value},
+                               {"ping", &routing::KadBridgeStats::ping},
+                               {"refused", &routing::KadBridgeStats::refused},
+                               {"busy", &routing::KadBridgeStats::busy},
+                               {"malformed", &routing::KadBridgeStats::malformed}}) {
+      metrics_.counter_fn("idn_kad_requests_total", kKadHelp, {{"type", type}},
+                          [k, field] { return static_cast<double>(k->stats().*field); });
+    }
+  }
   store::bitswap::Bitswap* bsw = bitswap_.get();
   auto bstat = [bsw](uint64_t store::bitswap::BitswapStats::*field) {
     return [bsw, field] { return static_cast<double>(bsw->stats().*field); };

@@ -129,6 +129,13 @@ assert len(set(ws["asked"])) == 2 and ws["remote"] and all("/ws" in a for a in w
 bad = next(l["bad_input"] for l in lines if "bad_input" in l)
 assert bad["code"] == "INVALID_ARGUMENT" and "needs 784" in bad["message"], bad
 PY
+# Node a counted the JS clients' lookups on its kad bridge.
+python3 - "$(line http "$dir/a.out")" <<'PY' || fail "node a counted no GET_PROVIDERS"
+import re, sys, urllib.request
+m = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode()
+n = re.search(r'^idn_kad_requests_total\{type="get_providers"\} (\S+)$', m, re.M)
+sys.exit(0 if n and float(n.group(1)) >= 2 else 1)
+PY
 wait "$checks" || fail "proto schema or type check: $(cat "$dir/tsc.log")"
 cat "$dir/js.out"
 echo "js_client_test: $n images agree with idn infer; finish, errors ok"
