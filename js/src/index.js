@@ -147,7 +147,6 @@ class InferRun {
     this.peers = [] // { peer, outcome, detail, stream, answers, operations, lastExit }
     this.candidates = []
     this.attempts = 0
-    this.lookupDone = false
     this.controller = new AbortController()
     this.timer = setTimeout(() => this.complete(this.best ? null : new IdnError('DEADLINE_EXCEEDED',
       `no answer for service ${opts.serviceText} within ${opts.deadlineMs} ms${this.peerSummary()}`)),
@@ -169,7 +168,6 @@ class InferRun {
       timeoutMs: this.opts.deadlineMs
     })
     if (cached == null && this.opts.providers == null) this.idn.cacheProviders(this.opts.serviceText, this.candidates)
-    this.lookupDone = true
     if (this.done) return
     if (this.candidates.length === 0) {
       this.complete(new IdnError('NOT_FOUND', `no provider of service ${this.opts.serviceText} found through ${this.idn.bootstrapText()}`))
