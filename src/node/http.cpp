@@ -210,6 +210,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   std::map<uint64_t, std::weak_ptr<Stream>> sessions;
   uint64_t next_session = 0;
   uint64_t requests = 0;
+  size_t max_connections = HttpServer::kMaxConnections;
+  uint64_t refused = 0;
   bool stopped = false;
 
   http::response<http::string_body> plain(const http::request_header<>& req, unsigned status,
@@ -410,8 +412,33 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
         co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         continue;
       }
+      if (sessions.size() >= max_connections) {
+        asio::co_spawn(ex, refuse(std::move(sock)), asio::detached);
+        continue;
+      }
       asio::co_spawn(ex, session(std::move(sock)), asio::detached);
     }
+  }
+
+  // Over max_connections: one 503 naming the limit, then the connection is closed (the
+  // request, if any, is not read: the answer goes out at once).
+  asio::awaitable<void> refuse(tcp::socket sock) {
+    auto self = shared_from_this();
+    refused++;
+    const std::string body = "too many open HTTP connections (" + std::to_string(max_connections) +
+                             "); try again later\n";
+    const std::string res =
+        "HTTP/1.1 503 Service Unavailable\r\nServer: " + std::string(kServerName) +
+        "\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\nConnection: "
+        "close\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body;
+    beast::tcp_stream stream(std::move(sock));
+    stream.expires_after(std::chrono::seconds(5));
+    error_code ec;
+    co_await asio::async_write(stream, asio::buffer(res),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream.socket().close(ec);
   }
 };
 
@@ -472,6 +499,14 @@ void HttpServer::stop() {
   for (auto& [id, weak] : impl_->sessions) {
     if (auto s = weak.lock()) s->socket().close(ec);
   }
+}
+
+void HttpServer::set_max_connections(size_t n) {
+  impl_->max_connections = n;
+}
+
+uint64_t HttpServer::connections_refused() const {
+  return impl_->refused;
 }
 
 uint64_t HttpServer::requests_served() const {

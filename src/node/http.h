@@ -85,6 +85,9 @@ class HttpServer {
   // The body limit of routes that name none (GET requests carry no body); more is 413.
   static constexpr size_t kMaxRequestBody = 1024;
   static constexpr size_t kMaxHeaderBytes = 16 * 1024;
+  // Open connections at most (an event stream holds one for as long as its inference runs); a
+  // connection over it gets a 503 saying so and is closed.
+  static constexpr size_t kMaxConnections = 256;
 
   explicit HttpServer(boost::asio::any_io_executor ex);
   ~HttpServer();
@@ -108,6 +111,9 @@ class HttpServer {
   void stop();
 
   uint64_t requests_served() const;
+  // Replaces kMaxConnections (tests; a node with other needs). Call before start().
+  void set_max_connections(size_t n);
+  uint64_t connections_refused() const;
 
  private:
   struct Impl;

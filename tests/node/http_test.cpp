@@ -96,6 +96,52 @@ class HttpServerTest : public ::testing::Test {
   std::thread thread_;
 };
 
+// Over the connection limit a client gets a 503 naming it, at once, and a freed slot serves
+// again. (The limit is set on the io thread; the slot is known free once the held connection's
+// close was seen and a handler posted after it ran: the server closes and forgets a connection
+// in one step.)
+TEST_F(HttpServerTest, ConnectionsOverTheLimitGetA503AndAFreedSlotServesAgain) {
+  auto on_io = [this](auto f) {
+    std::promise<void> done;
+    asio::post(ioc_, [&] {
+      f();
+      done.set_value();
+    });
+    done.get_future().wait();
+  };
+  on_io([this] { server_->set_max_connections(1); });
+  asio::io_context c;
+  asio::ip::tcp::socket held(c);
+  held.connect({asio::ip::make_address(addr_.host), addr_.port});
+  auto ask = [&held](std::string_view req, bool to_eof) {
+    asio::write(held, asio::buffer(req));
+    std::string out;
+    boost::system::error_code ec;
+    char buf[4096];
+    while (to_eof || out.find("\r\n\r\nhi\n") == std::string::npos) {
+      size_t n = held.read_some(asio::buffer(buf), ec);
+      if (ec) break;
+      out.append(buf, n);
+    }
+    return out;
+  };
+  EXPECT_THAT(ask("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", false), StartsWith("HTTP/1.1 200"));
+
+  auto refused = http_get(addr_, "/hello");
+  ASSERT_TRUE(refused.ok()) << refused.status().to_string();
+  EXPECT_EQ(refused->status, 503u);
+  EXPECT_THAT(refused->body, HasSubstr("too many open HTTP connections (1)"));
+
+  EXPECT_THAT(ask("GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", true),
+              StartsWith("HTTP/1.1 200"));
+  uint64_t refused_count = 0;
+  on_io([&] { refused_count = server_->connections_refused(); });
+  EXPECT_EQ(refused_count, 1u);
+  auto again = http_get(addr_, "/hello");
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  EXPECT_EQ(again->status, 200u);
+}
+
 TEST_F(HttpServerTest, ServesRoutesWithContentType) {
   auto r = http_get(addr_, "/hello");
   ASSERT_TRUE(r.ok()) << r.status().to_string();
