@@ -1,9 +1,9 @@
-# idn_layer(NAME [TORCH] [DEPS targets...])
+# idn_layer(NAME [TORCH] [NO_TESTS] [DEPS targets...])
 # Builds src/NAME/*.cpp into the static library idn_NAME (include root: src/, so code says
 # #include "core/varint.h") and tests/NAME/*_test.cpp into NAME_tests, registered with CTest.
 # Globbing keeps adding a module to adding its files.
 function(idn_layer name)
-  cmake_parse_arguments(L "TORCH" "" "DEPS;TEST_DEPS" ${ARGN})
+  cmake_parse_arguments(L "TORCH;NO_TESTS" "" "DEPS;TEST_DEPS" ${ARGN})
   file(GLOB_RECURSE srcs CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/${name}/*.cpp)
   if(srcs)
     add_library(idn_${name} STATIC ${srcs})
@@ -25,7 +25,7 @@ function(idn_layer name)
     endif()
   endif()
   file(GLOB tests CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/${name}/*_test.cpp)
-  if(tests)
+  if(tests AND NOT L_NO_TESTS)
     add_executable(${name}_tests ${tests})
     set_target_properties(${name}_tests PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
     target_include_directories(${name}_tests PRIVATE ${PROJECT_SOURCE_DIR}/tests)

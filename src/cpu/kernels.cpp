@@ -1,0 +1,147 @@
+// Compiled with -mavx2 -mfma (src/CMakeLists.txt): only call after cpu_supported().
+#include "cpu/kernels.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace idn::cpu::kernels {
+namespace {
+
+// Lanes [0, n) of a masked load/store, n in [0, 8].
+inline __m256i tail_mask(int64_t n) {
+  alignas(32) static const int32_t kOnes[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                0,  0,  0,  0,  0,  0,  0,  0};
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kOnes + 8 - n));
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+// One block of 4 packed rows times `cols` (8 or 16, masked to `valid`) columns of b.
+template <int V>
+inline void gemm_block(const float* pw, const float* bias4, int64_t nrows, const float* b,
+                       float* out, int64_t k, int64_t n, int64_t valid, bool relu) {
+  __m256 acc[4][V];
+  for (int r = 0; r < 4; ++r)
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm256_set1_ps(bias4[r]);
+  const __m256i mask = tail_mask(std::min<int64_t>(8, valid - 8 * (V - 1)));
+  for (int64_t i = 0; i < k; ++i) {
+    __m256 bv[V];
+    const float* brow = b + i * n;
+    for (int v = 0; v < V - 1; ++v) bv[v] = _mm256_loadu_ps(brow + 8 * v);
+    bv[V - 1] = _mm256_maskload_ps(brow + 8 * (V - 1), mask);
+    const float* w = pw + 4 * i;
+    for (int r = 0; r < 4; ++r) {
+      const __m256 wr = _mm256_broadcast_ss(w + r);
+      for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(wr, bv[v], acc[r][v]);
+    }
+  }
+  const __m256 zero = _mm256_setzero_ps();
+  for (int r = 0; r < nrows; ++r) {
+    for (int v = 0; v < V; ++v) {
+      __m256 a = relu ? _mm256_max_ps(acc[r][v], zero) : acc[r][v];
+      if (v < V - 1)
+        _mm256_storeu_ps(out + r * n + 8 * v, a);
+      else
+        _mm256_maskstore_ps(out + r * n + 8 * v, mask, a);
+    }
+  }
+}
+
+// R rows of W times one sample x: R independent accumulators hide the FMA latency.
+template <int R>
+inline void dot_rows(const float* w, const float* bias, const float* x, float* y, int64_t in,
+                     bool relu) {
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= in; i += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + i);
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(w + r * in + i), xv, acc[r]);
+  }
+  if (i < in) {
+    const __m256i mask = tail_mask(in - i);
+    const __m256 xv = _mm256_maskload_ps(x + i, mask);
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm256_fmadd_ps(_mm256_maskload_ps(w + r * in + i, mask), xv, acc[r]);
+  }
+  for (int r = 0; r < R; ++r) {
+    float v = hsum(acc[r]) + (bias ? bias[r] : 0.f);
+    y[r] = relu ? std::max(v, 0.f) : v;
+  }
+}
+
+}  // namespace
+
+bool cpu_supported() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+int64_t packed_size(int64_t rows, int64_t k) {
+  return (rows + 3) / 4 * 4 * k;
+}
+
+void pack_rows4(const float* w, int64_t rows, int64_t k, float* packed) {
+  std::memset(packed, 0, sizeof(float) * packed_size(rows, k));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < k; ++i) packed[(r / 4) * 4 * k + i * 4 + r % 4] = w[r * k + i];
+}
+
+void gemm(const float* packed_w, const float* bias, const float* b, float* out, int64_t rows,
+          int64_t k, int64_t n, bool relu) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+    const int64_t nr = std::min<int64_t>(4, rows - r0);
+    float bias4[4] = {0, 0, 0, 0};
+    if (bias)
+      for (int64_t r = 0; r < nr; ++r) bias4[r] = bias[r0 + r];
+    const float* pw = packed_w + r0 * k;
+    float* o = out + r0 * n;
+    int64_t p = 0;
+    for (; p + 16 <= n; p += 16) gemm_block<2>(pw, bias4, nr, b + p, o + p, k, n, 16, relu);
+    for (; p < n; p += 8)
+      gemm_block<1>(pw, bias4, nr, b + p, o + p, k, n, std::min<int64_t>(8, n - p), relu);
+  }
+}
+
+void linear(const float* w, const float* bias, const float* x, float* y, int64_t batch, int64_t out,
+            int64_t in, bool relu) {
+  for (int64_t s = 0; s < batch; ++s) {
+    const float* xs = x + s * in;
+    float* ys = y + s * out;
+    int64_t o = 0;
+    for (; o + 4 <= out; o += 4)
+      dot_rows<4>(w + o * in, bias ? bias + o : nullptr, xs, ys + o, in, relu);
+    for (; o < out; ++o) dot_rows<1>(w + o * in, bias ? bias + o : nullptr, xs, ys + o, in, relu);
+  }
+}
+
+void im2col(const float* x, int64_t c, int64_t h, int64_t w, int64_t kernel, int64_t stride,
+            int64_t pad, int64_t oh, int64_t ow, float* col) {
+  for (int64_t ci = 0; ci < c; ++ci)
+    for (int64_t kh = 0; kh < kernel; ++kh)
+      for (int64_t kw = 0; kw < kernel; ++kw) {
+        float* row = col + ((ci * kernel + kh) * kernel + kw) * oh * ow;
+        for (int64_t y = 0; y < oh; ++y) {
+          const int64_t iy = y * stride - pad + kh;
+          float* dst = row + y * ow;
+          if (iy < 0 || iy >= h) {
+            std::fill(dst, dst + ow, 0.f);
+            continue;
+          }
+          const float* src = x + (ci * h + iy) * w;
+          for (int64_t xo = 0; xo < ow; ++xo) {
+            const int64_t ix = xo * stride - pad + kw;
+            dst[xo] = (ix >= 0 && ix < w) ? src[ix] : 0.f;
+          }
+        }
+      }
+}
+
+}  // namespace idn::cpu::kernels

@@ -1,0 +1,307 @@
+// cpu::Executor against LibTorch (nn::Graph, engine::Engine), ggml test-backend-ops style: every
+// op on random shapes and values, then whole packages stage by stage and exit by exit.
+#include "cpu/executor.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "engine/engine.h"
+#include "model/package.h"
+#include "motifs/branchynet_arch.h"
+#include "nn/graph.h"
+#include "support/tiny_model.h"
+
+namespace idn::cpu {
+namespace {
+
+using nlohmann::json;
+constexpr float kTol = 1e-4f;
+
+// Largest |a - b| (inf when the sizes differ).
+float max_diff(std::span<const float> a, const torch::Tensor& b) {
+  auto c = b.contiguous();
+  if (static_cast<int64_t>(a.size()) != c.numel()) return INFINITY;
+  const float* p = c.data_ptr<float>();
+  float d = 0;
+  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(a[i] - p[i]));
+  return d;
+}
+
+std::span<const float> span_of(const torch::Tensor& t) {
+  return {t.data_ptr<float>(), static_cast<size_t>(t.numel())};
+}
+
+// Random weights for every tensor the spec needs; batch-norm variances positive.
+std::map<std::string, core::Tensor> random_weights(const model::ModelSpec& spec) {
+  std::map<std::string, core::Tensor> w;
+  for (const auto& r : spec.required_weights()) {
+    auto t = torch::randn(r.shape) * 0.3;
+    if (r.name.ends_with(".running_var")) t = torch::rand(r.shape) + 0.5;
+    w[r.name] = nn::from_torch(t);
+  }
+  return w;
+}
+
+// Runs every stage and exit of `spec` on `inputs` in both and compares.
+void expect_same_as_graph(const model::ModelSpec& spec,
+                          const std::map<std::string, core::Tensor>& weights,
+                          const std::vector<torch::Tensor>& inputs, const std::string& what) {
+  SCOPED_TRACE(what);
+  nn::Graph g(spec);
+  ASSERT_TRUE(g->load_weights(weights).is_ok());
+  g->eval();
+  torch::NoGradGuard ng;
+  const int batch = static_cast<int>(inputs[0].size(0));
+  auto ex = Executor::load(model::Package{spec, weights}, {.max_batch = batch});
+  ASSERT_TRUE(ex.ok()) << ex.status().to_string();
+  for (size_t i = 0; i < inputs.size(); ++i)
+    ASSERT_TRUE((*ex)->set_input(span_of(inputs[i]), batch, static_cast<int>(i)).is_ok());
+  auto acts = g->begin(inputs);
+  for (int s = 0; s < g->num_stages(); ++s) {
+    auto ref = g->run_stage(s, acts);
+    auto got = (*ex)->run_stage(s);
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    EXPECT_LE(max_diff(*got, ref), kTol) << "stage " << s << "\n" << (*ex)->plan();
+    for (int e = 0; e < g->num_exits(); ++e) {
+      if (spec.exits[e].stage != s) continue;
+      auto zr = g->run_exit(e, acts);
+      auto z = (*ex)->run_exit(e);
+      ASSERT_TRUE(z.ok()) << z.status().to_string();
+      EXPECT_LE(max_diff(*z, zr), kTol) << "exit " << e << "\n" << (*ex)->plan();
+    }
+  }
+}
+
+// A one-stage model: `layers` on input(s) `in_shapes`, output `out`, and an exit head
+// (flatten + linear to 3 classes) so that the exit path runs too.
+model::ModelSpec op_model(const json& layers, const std::vector<std::vector<int64_t>>& in_shapes,
+                          const std::string& out) {
+  json j = {{"format", "idn-model"}, {"version", 1}, {"name", "op"}, {"motif", "plain"}};
+  j["inputs"] = json::array();
+  for (size_t i = 0; i < in_shapes.size(); ++i)
+    j["inputs"].push_back(
+        {{"name", "x" + std::to_string(i)}, {"dtype", "F32"}, {"shape", in_shapes[i]}});
+  j["layers"] = layers;
+  std::vector<std::string> names;
+  for (const auto& l : layers) names.push_back(l["name"]);
+  j["stages"] = json::array({{{"name", "s0"}, {"layers", names}, {"output", out}}});
+  // First pass: the output's size, for the head's in_features.
+  json probe = j;
+  probe["layers"].push_back({{"name", "hflat"}, {"type", "flatten"}, {"inputs", {out}}});
+  probe["exits"] = json::array({{{"name", "e0"},
+                                 {"stage", 0},
+                                 {"layers", {"hflat"}},
+                                 {"output", "hflat"},
+                                 {"criterion", "confidence"},
+                                 {"threshold", 1.0}}});
+  auto p = model::parse_model_spec(probe);
+  if (!p.ok()) throw std::runtime_error(p.status().to_string() + "\n" + probe.dump());
+  const int64_t features = p->layer("hflat")->out_shape[0];
+  j["layers"].push_back({{"name", "hflat"}, {"type", "flatten"}, {"inputs", {out}}});
+  j["layers"].push_back({{"name", "hfc"},
+                         {"type", "linear"},
+                         {"inputs", {"hflat"}},
+                         {"params", {{"in_features", features}, {"out_features", 3}}}});
+  j["exits"] = json::array({{{"name", "e0"},
+                             {"stage", 0},
+                             {"layers", {"hflat", "hfc"}},
+                             {"output", "hfc"},
+                             {"criterion", "confidence"},
+                             {"threshold", 1.0}}});
+  auto spec = model::parse_model_spec(j);
+  if (!spec.ok()) throw std::runtime_error(spec.status().to_string() + "\n" + j.dump());
+  return *spec;
+}
+
+json layer(const std::string& name, const std::string& type, const std::string& input,
+           json params = json::object()) {
+  return {{"name", name}, {"type", type}, {"inputs", {input}}, {"params", params}};
+}
+
+class CpuOps : public ::testing::Test {
+ protected:
+  std::mt19937 rng{21};
+  int uni(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
+  void check(const model::ModelSpec& spec, const std::string& what) {
+    const int batch = uni(1, 3);
+    std::vector<torch::Tensor> xs;
+    for (const auto& in : spec.inputs) {
+      std::vector<int64_t> shape{batch};
+      shape.insert(shape.end(), in.shape.begin(), in.shape.end());
+      xs.push_back(torch::randn(shape));
+    }
+    expect_same_as_graph(spec, random_weights(spec), xs, what);
+  }
+};
+
+TEST_F(CpuOps, Conv2dWithBiasBatchNormReluAndPoolingMatchLibTorch) {
+  torch::manual_seed(1);
+  // follow: 0 none, 1 relu, 2 batchnorm, 3 batchnorm+relu, 4 maxpool+relu (relu fused into pool)
+  for (int i = 0; i < 40; ++i) {
+    const int c = uni(1, 4), h = uni(5, 12), w = uni(5, 12), oc = uni(1, 9), pad = uni(0, 2);
+    const int k = uni(1, std::min(5, std::min(h, w))), stride = uni(1, 3), follow = i % 5;
+    json ls = json::array({layer("conv", "conv2d", "x0",
+                                 {{"in_channels", c},
+                                  {"out_channels", oc},
+                                  {"kernel", k},
+                                  {"stride", stride},
+                                  {"padding", pad},
+                                  {"bias", uni(0, 1) == 1}})});
+    std::string last = "conv";
+    if (follow == 2 || follow == 3) {
+      ls.push_back(layer("bn", "batchnorm", last, {{"num_features", oc}}));
+      last = "bn";
+    }
+    if (follow == 4) {
+      ls.push_back(layer("pool", "maxpool2d", last, {{"kernel", 1}, {"stride", 1}}));
+      last = "pool";
+    }
+    if (follow == 1 || follow >= 3) {
+      ls.push_back(layer("relu", "relu", last));
+      last = "relu";
+    }
+    check(op_model(ls, {{c, h, w}}, last), ls.dump());
+  }
+}
+
+TEST_F(CpuOps, LinearWithBiasBatchNormAndReluMatchLibTorch) {
+  torch::manual_seed(2);
+  for (int i = 0; i < 30; ++i) {
+    const int in = uni(1, 70), out = uni(1, 13), follow = i % 3;
+    json ls = json::array(
+        {layer("fc", "linear", "x0",
+               {{"in_features", in}, {"out_features", out}, {"bias", uni(0, 1) == 1}})});
+    std::string last = "fc";
+    if (follow == 2) {
+      ls.push_back(layer("bn", "batchnorm", last, {{"num_features", out}}));
+      last = "bn";
+    }
+    if (follow >= 1) {
+      ls.push_back(layer("relu", "relu", last));
+      last = "relu";
+    }
+    check(op_model(ls, {{in}}, last), ls.dump());
+  }
+}
+
+TEST_F(CpuOps, PoolingLrnSoftmaxReluDropoutAndBatchNormAloneMatchLibTorch) {
+  torch::manual_seed(3);
+  for (int i = 0; i < 30; ++i) {
+    const int c = uni(1, 8), h = uni(3, 9), w = uni(3, 9);
+    const int k = uni(1, std::min(3, std::min(h, w))), pad = uni(0, k / 2), stride = uni(1, 3);
+    const std::string pool = i % 2 ? "maxpool2d" : "avgpool2d";
+    json ls = json::array(
+        {layer("pool", pool, "x0", {{"kernel", k}, {"stride", stride}, {"padding", pad}}),
+         layer("lrn", "lrn", "pool",
+               {{"size", uni(1, 5)},
+                {"alpha", 1e-3 * uni(1, 100)},
+                {"beta", 0.25 * uni(1, 4)},
+                {"k", 0.5 * uni(1, 4)}}),
+         layer("drop", "dropout", "lrn", {{"p", 0.5}}), layer("relu", "relu", "drop"),
+         layer("bn", "batchnorm", "relu", {{"num_features", c}}), layer("flat", "flatten", "bn"),
+         layer("sm", "softmax", "flat")});
+    check(op_model(ls, {{c, h, w}}, "sm"), ls.dump());
+  }
+}
+
+TEST_F(CpuOps, AggregatesOfSeveralInputsMatchLibTorch) {
+  torch::manual_seed(4);
+  for (const char* op : {"max", "avg", "concat"}) {
+    const int n = uni(1, 20);
+    json ls = json::array({{{"name", "agg"},
+                            {"type", "aggregate"},
+                            {"inputs", {"x0", "x1", "x2"}},
+                            {"params", {{"op", op}}}}});
+    check(op_model(ls, {{n}, {n}, {n}}, "agg"), op);
+  }
+}
+
+TEST(CpuPackages, EveryBranchyNetArchitectureMatchesLibTorchStageByStageAtBatch1And5) {
+  for (const auto& arch : motifs::branchynet_arch_names()) {
+    auto spec = *motifs::branchynet_arch(arch);
+    torch::manual_seed(5);
+    nn::Graph g(spec);
+    auto w = g->export_weights();
+    for (int batch : {1, 5}) {
+      std::vector<int64_t> shape{batch};
+      shape.insert(shape.end(), spec.inputs[0].shape.begin(), spec.inputs[0].shape.end());
+      expect_same_as_graph(spec, w, {torch::randn(shape)},
+                           arch + " batch " + std::to_string(batch));
+    }
+  }
+}
+
+TEST(CpuPackages, TrainedBLeNetMatchesTheEngineExitByExitAndFusesItsLayers) {
+  const auto dir = testing::tiny_package("b-lenet");
+  auto engine = engine::Engine::load(dir);
+  ASSERT_TRUE(engine.ok());
+  auto ex = Executor::load(dir);
+  ASSERT_TRUE(ex.ok()) << ex.status().to_string();
+  const auto& spec = (*ex)->spec();
+  EXPECT_NE((*ex)->plan().find("relu1: fused into pool1"), std::string::npos) << (*ex)->plan();
+  EXPECT_NE((*ex)->plan().find("fc1: linear+relu"), std::string::npos) << (*ex)->plan();
+  const auto& x = testing::tiny_data().test.x;
+  for (int i = 0; i < 8; ++i) {
+    auto sample = nn::from_torch(x[i].contiguous());
+    ASSERT_TRUE((*ex)->set_input(sample.f32(), 1).is_ok());
+    std::vector<std::vector<float>> probs;
+    (void)(*engine)->infer_progressive(sample, {.threshold = 2.0}, [&](const engine::ExitEvent& e) {
+      probs.push_back(e.probs);
+      return true;
+    });
+    ASSERT_EQ(probs.size(), spec.exits.size());
+    for (int s = 0; s < static_cast<int>(spec.stages.size()); ++s) {
+      auto ref = (*engine)->run_stages(sample, -1, s);
+      ASSERT_TRUE(ref.ok());
+      auto got = (*ex)->run_stage(s);
+      ASSERT_TRUE(got.ok());
+      EXPECT_LE(max_diff(*got, nn::to_torch(*ref)), kTol);
+    }
+    for (size_t e = 0; e < spec.exits.size(); ++e) {
+      auto z = (*ex)->run_exit(static_cast<int>(e));
+      ASSERT_TRUE(z.ok());
+      auto p =
+          torch::softmax(nn::to_torch(core::Tensor::f32({static_cast<int64_t>(z->size())}, *z)) /
+                             spec.exits[e].temperature,
+                         0);
+      EXPECT_LE(max_diff(probs[e], p), kTol) << "exit " << e;
+    }
+  }
+}
+
+TEST(CpuPackages, BadPackagesAndCallsGetClearErrors) {
+  auto spec = *motifs::branchynet_arch("b-lenet");
+  torch::manual_seed(6);
+  nn::Graph g(spec);
+  auto w = g->export_weights();
+  auto bad = w;
+  bad["conv1.weight"] = nn::from_torch(torch::zeros({20, 1, 3, 3}));
+  auto r = Executor::load(model::Package{spec, bad});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().to_string().find("conv1.weight"), std::string::npos)
+      << r.status().to_string();
+
+  json j = model::to_json(spec);
+  j["layers"][0]["type"] = "conv3d";
+  auto p = model::parse_model_spec(j);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().to_string().find("conv3d"), std::string::npos) << p.status().to_string();
+
+  auto ex = Executor::load(model::Package{spec, w});
+  ASSERT_TRUE(ex.ok());
+  EXPECT_FALSE((*ex)->run_stage(0).ok());  // no input yet
+  std::vector<float> x(28 * 28, 0.5f);
+  EXPECT_FALSE((*ex)->set_input(x, 2).is_ok());  // over max_batch
+  EXPECT_FALSE((*ex)->set_input(std::span<const float>(x).first(10), 1).is_ok());
+  ASSERT_TRUE((*ex)->set_input(x, 1).is_ok());
+  auto s1 = (*ex)->run_stage(1);
+  ASSERT_FALSE(s1.ok());
+  EXPECT_NE(s1.status().to_string().find("stages before it"), std::string::npos);
+  EXPECT_FALSE((*ex)->run_exit(1).ok());
+  EXPECT_FALSE((*ex)->run_stage(7).ok());
+}
+
+}  // namespace
+}  // namespace idn::cpu
