@@ -27,6 +27,8 @@ export interface CreateIdnOptions {
   bootstrap: Array<string | Multiaddr>
   /** js-libp2p transports; default TCP + WebSockets in Node, WebSockets in a browser. */
   transports?: unknown[]
+  /** js-libp2p connection gater; in a browser the default allows ws:// and private addresses. */
+  connectionGater?: unknown
   /** Per bootstrap dial; default 5000. */
   dialTimeoutMs?: number
   /** How long providers looked up for a service are reused; default 10000, 0 = never. */

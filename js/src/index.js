@@ -18,7 +18,7 @@ import { createLibp2p } from 'libp2p'
 import { base58btc } from 'multiformats/bases/base58'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
-import { defaultTransports } from '#transports'
+import { defaultTransports, defaultConnectionGater } from '#transports'
 import {
   INFER_PROTOCOL, INFER_ERROR_NAMES, InferError, ExitCriterion, encodeClientMessage,
   readMessages, decodeServerMessage, f32Tensor, f32FromTensor, SWAP_PROTOCOL, MAX_SWAP_MESSAGE,
@@ -609,8 +609,9 @@ class Idn {
 // Starts a client node and dials `bootstrap` (multiaddrs ending in /p2p/<id>); resolves once at
 // least one answered and each that answered was identified (or dialTimeoutMs passed).
 // Options: transports (js-libp2p transports; default TCP + WebSockets in Node, WebSockets in a
-// browser), dialTimeoutMs (default 5000), providerCacheMs (default 10000; 0: look providers up
-// for every request).
+// browser), connectionGater (js-libp2p's; in a browser the default allows ws:// and private
+// addresses, which js-libp2p's browser default refuses), dialTimeoutMs (default 5000),
+// providerCacheMs (default 10000; 0: look providers up for every request).
 export async function createIdn (options = {}) {
   if (options == null || typeof options !== 'object') throw invalid('createIdn options must be an object')
   const list = options.bootstrap
@@ -624,6 +625,7 @@ export async function createIdn (options = {}) {
   }
   const libp2p = await createLibp2p({
     transports: options.transports ?? defaultTransports(),
+    connectionGater: options.connectionGater ?? defaultConnectionGater(),
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     services: {

@@ -6,3 +6,8 @@ import { webSockets } from '@libp2p/websockets'
 export function defaultTransports () {
   return [tcp(), webSockets()]
 }
+
+// Node: js-libp2p's own default (dial anything).
+export function defaultConnectionGater () {
+  return undefined
+}
