@@ -1,0 +1,106 @@
+// Drives @idn/client's browser bundle in headless Chromium (Debian's /usr/bin/chromium through
+// playwright-core) against running `idn node`s, for tests/cli/browser_client_test.sh. Serves
+// test/browser/index.html and the bundle from 127.0.0.1, opens the page, and in the page:
+// createIdn over WebSockets, infer on each input, finish() on the first answer, a bad input.
+// Prints one JSON object per line on stdout:
+//   {"browser":"HeadlessChrome/..."}
+//   {"input":K,"class":C,"exit":E,"confidence":X,"events":N,"final":true,"asked":[peer...],
+//    "remote":[addr...]}                                       per input image, in order
+//   {"finish":{"events":N,"done":true,"outcomes":[...]}}
+//   {"bad_input":{"code":"INVALID_ARGUMENT","message":"...","idnError":true}}
+//   {"done":true}
+// Usage: node browser_check.mjs --bootstrap /ip4/127.0.0.1/tcp/P/ws/p2p/ID --service ID
+//          --inputs A.pgm,B.pgm --bundle dist/idn.browser.js [--npeers 2] [--screenshot OUT.png]
+//   Inputs: 8-bit binary PGM (P5) images, sent as [1, H, W] f32 pixel / 255, as `idn infer
+//   --input` reads them.
+import { readFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import { chromium } from 'playwright-core'
+
+const args = { npeers: '2' }
+for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1]
+const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n')
+
+function readPgm (path) {
+  const bytes = readFileSync(path)
+  const m = /^P5\s+(\d+)\s+(\d+)\s+(\d+)\s/.exec(bytes.subarray(0, 64).toString('latin1'))
+  if (!m) throw new Error(`${path}: not an 8-bit binary PGM`)
+  const [w, h, max] = [Number(m[1]), Number(m[2]), Number(m[3])]
+  const px = bytes.subarray(m[0].length, m[0].length + w * h)
+  return { shape: [1, h, w], data: Array.from(px, (v) => v / max) }
+}
+const inputs = args.inputs.split(',').map(readPgm)
+
+// The page and the bundle, nothing else, from loopback.
+const files = {
+  '/': ['text/html', readFileSync(new URL('browser/index.html', import.meta.url))],
+  '/idn.browser.js': ['text/javascript', readFileSync(args.bundle)]
+}
+const server = createServer((req, res) => {
+  if (req.url === '/favicon.ico') {
+    res.writeHead(204).end()
+    return
+  }
+  const f = files[req.url]
+  if (f == null) {
+    res.writeHead(404).end('not found\n')
+    return
+  }
+  res.writeHead(200, { 'content-type': f[0], 'cache-control': 'no-store' }).end(f[1])
+})
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+
+// As root in a sandbox, without reaching outside hosts (../shared/guide/FOREIGN-PEERS.md);
+// playwright gives it a fresh profile directory of its own and removes it at close.
+const browser = await chromium.launch({
+  executablePath: process.env.IDN_CHROMIUM ?? '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync']
+})
+try {
+  const page = await browser.newPage()
+  page.on('console', (m) => { if (m.type() === 'error') process.stderr.write(`page console: ${m.text()}\n`) })
+  page.on('pageerror', (e) => process.stderr.write(`page error: ${e.message}\n`))
+  await page.goto(`http://127.0.0.1:${server.address().port}/`)
+  await page.waitForFunction(() => window.idnClient != null, null, { timeout: 10000 })
+  emit({ browser: await page.evaluate(() => navigator.userAgent.match(/HeadlessChrome\/\S+/)?.[0] ?? navigator.userAgent) })
+
+  const lines = await page.evaluate(async ({ bootstrap, service, inputs, npeers }) => {
+    const { createIdn, IdnError } = window.idnClient
+    const out = []
+    const emit = (o) => { out.push(o); window.idnLog(JSON.stringify(o)) }
+    const idn = await createIdn({ bootstrap: [bootstrap] })
+    try {
+      for (const [i, input] of inputs.entries()) {
+        const events = []
+        const run = idn.infer(service, { shape: input.shape, data: Float32Array.from(input.data) }, { npeers, deadlineMs: 5000 })
+        for await (const ev of run) events.push(ev)
+        const best = events[events.length - 1]
+        emit({ input: i, class: best.predicted, exit: best.exit, confidence: best.confidence, events: events.length, final: best.final, asked: run.summary.peers.map((p) => p.peer), remote: idn.libp2p.getConnections().map((c) => c.remoteAddr.toString()) })
+      }
+      // finish() on the first answer: nothing more arrives though every peer runs to the last exit.
+      const run = idn.infer(service, { shape: inputs[0].shape, data: Float32Array.from(inputs[0].data) }, { npeers, deadlineMs: 5000, exitRule: { criterion: 'lastExit' } })
+      let n = 0
+      for await (const ev of run) {
+        n++
+        ev.finish()
+      }
+      emit({ finish: { events: n, done: run.summary.done, outcomes: run.summary.peers.map((p) => p.outcome) } })
+      try {
+        idn.infer(service, { shape: [1, 28, 28], data: new Float32Array(3) })
+        emit({ bad_input: { code: null, message: 'no error' } })
+      } catch (err) {
+        emit({ bad_input: { code: err.code ?? null, message: err.message, idnError: err instanceof IdnError } })
+      }
+    } finally {
+      await idn.stop()
+    }
+    return out
+  }, { bootstrap: args.bootstrap, service: args.service, inputs, npeers: Number(args.npeers) })
+  for (const l of lines) emit(l)
+  if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true })
+  emit({ done: true })
+} finally {
+  await browser.close()
+  server.close()
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# @idn/client in a real browser: the browser bundle (js/scripts/build-browser.mjs, esbuild,
+# WebSockets transport) in headless Chromium (Debian's, driven by playwright-core through
+# js/test/browser_check.mjs) against two `idn node`s on 127.0.0.1 that both host a tiny B-LeNet.
+# The page joins through the first node's /ws address, finds both providers through its
+# kad-dht bridge, infers with npeers 2 over WebSockets, and its predictions (class, exit,
+# confidence) equal `idn infer`'s on the same test images; finish() on the first answer ends the
+# stream; a malformed input gets the clear INVALID_ARGUMENT error in the page too.
+# The bundle is built here, from the current js/src, into the test's temporary directory.
+# Exits 77 (skipped) when node, chromium, js/node_modules, esbuild or playwright-core is
+# missing (run scripts/setup).
+# Usage: browser_client_test.sh PATH_TO_IDN FIXTURES_DIR
+set -euo pipefail
+idn="$1"
+fixtures="$2"
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+chromium="${IDN_CHROMIUM:-/usr/bin/chromium}"
+if ! command -v node >/dev/null 2>&1 || [ ! -x "$chromium" ] ||
+  [ ! -d "$here/js/node_modules/libp2p" ] || [ ! -d "$here/js/node_modules/esbuild" ] ||
+  [ ! -d "$here/js/node_modules/playwright-core" ]; then
+  echo "browser_client_test: skipped: node, $chromium, or js/node_modules (esbuild, playwright-core) missing (run scripts/setup)"
+  exit 77
+fi
+dir="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  for f in "$dir"/*.log "$dir"/browser.out "$dir"/cpp.txt; do
+    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
+  done
+  exit 1
+}
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+# Beside the nodes' start: the bundle (well under a second).
+(cd "$here/js" && node scripts/build-browser.mjs --outfile "$dir/idn.browser.js") >"$dir/bundle.log" 2>&1 &
+bundle=$!
+
+model="$(tiny_model)" || fail "training the test model"
+# FashionMNIST test images as PGM files: the page and `idn infer --input` read the same.
+n=3
+python3 - "$dir" "$n" <<'PY' || fail "writing the test images"
+import gzip, sys
+d = gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").read()
+for i in range(int(sys.argv[2])):
+    open(f"{sys.argv[1]}/img{i}.pgm", "wb").write(b"P5\n28 28\n255\n" + d[16 + i * 784:16 + (i + 1) * 784])
+PY
+inputs="$(for ((i = 0; i < n; i++)); do printf '%s' "${i:+,}$dir/img$i.pgm"; done | sed 's/^,//')"
+# The C++ client's answers (class, exit printed 1-based, confidence), beside the nodes' start.
+(for ((i = 0; i < n; i++)); do
+  "$idn" infer "$model" --input "$dir/img$i.pgm" --threads 1 2>>"$dir/infer.log" |
+    sed -n "s/^prediction \([0-9]*\) .* exit .* (\([0-9]*\) of [0-9]*)  confidence \([0-9.]*\).*/$i \1 \2 \3/p"
+done >"$dir/cpp.txt") &
+cpp=$!
+
+# Both data dirs hold the package, so both nodes host it from the start (no fetch).
+"$idn" publish "$model" --data-dir "$dir/a" >"$dir/publish.out" 2>"$dir/publish.log" ||
+  fail "idn publish"
+cp -r "$dir/a" "$dir/b"
+sid="$(line service "$dir/publish.out")"
+[ -n "$sid" ] || fail "publish printed no service ID"
+# Each node listens on TCP (how b joins a) and WebSocket (/ws, what the browser dials).
+cat >"$dir/node.toml" <<TOML
+listen = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"]
+http = "127.0.0.1:0"
+[dht]
+withdraw_on_stop = false
+TOML
+"$idn" node --config "$dir/node.toml" --data-dir "$dir/a" >"$dir/a.out" 2>"$dir/a.log" &
+pids+=($!)
+wait_for "node a" 30 grep -qs '^ready' "$dir/a.out"
+addr_a="$(grep '^listening .*/tcp/[0-9]*/p2p/' "$dir/a.out" | head -n 1 | cut -d' ' -f2)"
+ws_a="$(grep '^listening .*/tcp/[0-9]*/ws/p2p/' "$dir/a.out" | head -n 1 | cut -d' ' -f2)"
+if [ -z "$addr_a" ] || [ -z "$ws_a" ]; then fail "node a printed no TCP or /ws address"; fi
+"$idn" node --config "$dir/node.toml" --data-dir "$dir/b" --bootstrap "$addr_a" \
+  >"$dir/b.out" 2>"$dir/b.log" &
+pids+=($!)
+wait_for "node b" 30 grep -qs '^ready' "$dir/b.out"
+wait_for "node a hosting the service" 30 hosts_service "$(line http "$dir/a.out")" "$sid"
+wait_for "node b hosting the service" 30 hosts_service "$(line http "$dir/b.out")" "$sid"
+wait "$bundle" || fail "building the browser bundle: $(cat "$dir/bundle.log")"
+
+timeout 60 node "$here/js/test/browser_check.mjs" --bootstrap "$ws_a" --service "$sid" \
+  --inputs "$inputs" --npeers 2 --bundle "$dir/idn.browser.js" \
+  >"$dir/browser.out" 2>"$dir/browser.log" || fail "browser_check.mjs failed"
+grep -q '"done":true' "$dir/browser.out" || fail "browser_check.mjs did not finish"
+wait "$cpp" || fail "idn infer"
+python3 - "$dir/browser.out" "$dir/cpp.txt" "$n" <<'PY' || fail "the browser client disagrees: $(cat "$dir/browser.out")"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert lines[0]["browser"].startswith("HeadlessChrome/"), lines[0]
+cpp = {int(i): (int(c), int(e) - 1, float(p)) for i, c, e, p in (l.split() for l in open(sys.argv[2]))}
+js = {l["input"]: l for l in lines if "input" in l}
+assert len(cpp) == int(sys.argv[3]) and set(js) == set(cpp), (js.keys(), cpp)
+for i, (c, e, p) in cpp.items():
+    assert (js[i]["class"], js[i]["exit"]) == (c, e), (i, js[i], c, e)
+    assert abs(js[i]["confidence"] - p) < 1e-4, (i, js[i], p)
+    assert js[i]["final"], js[i]
+    # Both providers were found through node a's kad-dht bridge and asked, over WebSockets.
+    assert len(set(js[i]["asked"])) == 2, js[i]
+    assert len(js[i]["remote"]) >= 2 and all("/ws" in a for a in js[i]["remote"]), js[i]
+fin = next(l["finish"] for l in lines if "finish" in l)
+assert fin["events"] == 1 and fin["done"], fin
+assert len(fin["outcomes"]) == 2, fin
+bad = next(l["bad_input"] for l in lines if "bad_input" in l)
+assert bad["code"] == "INVALID_ARGUMENT" and "needs 784" in bad["message"] and bad["idnError"], bad
+PY
+cat "$dir/browser.out"
+echo "browser_client_test: $n images in Chromium agree with idn infer; finish, bad input ok"
+echo "browser_client_test: ok"
