@@ -6,7 +6,9 @@
 # kad-dht bridge, infers with npeers 2 over WebSockets, and its predictions (class, exit,
 # confidence) equal `idn infer`'s on the same test images; finish() on the first answer ends the
 # stream; a malformed input gets the clear INVALID_ARGUMENT error in the page too.
-# The bundle is built here, from the current js/src, into the test's temporary directory.
+# The bundle is built here, from the current js/src, into the test's temporary directory. A
+# screenshot of the page is kept in $IDN_TEST_ARTIFACTS (default: test-artifacts/ beside
+# FIXTURES_DIR, in the build tree) as browser_client.png.
 # Exits 77 (skipped) when node, chromium, js/node_modules, esbuild or playwright-core is
 # missing (run scripts/setup).
 # Usage: browser_client_test.sh PATH_TO_IDN FIXTURES_DIR
@@ -87,8 +89,11 @@ wait_for "node a hosting the service" 30 hosts_service "$(line http "$dir/a.out"
 wait_for "node b hosting the service" 30 hosts_service "$(line http "$dir/b.out")" "$sid"
 wait "$bundle" || fail "building the browser bundle: $(cat "$dir/bundle.log")"
 
+artifacts="${IDN_TEST_ARTIFACTS:-$(dirname "$fixtures")/test-artifacts}"
+mkdir -p "$artifacts"
 timeout 60 node "$here/js/test/browser_check.mjs" --bootstrap "$ws_a" --service "$sid" \
   --inputs "$inputs" --npeers 2 --bundle "$dir/idn.browser.js" \
+  --screenshot "$artifacts/browser_client.png" \
   >"$dir/browser.out" 2>"$dir/browser.log" || fail "browser_check.mjs failed"
 grep -q '"done":true' "$dir/browser.out" || fail "browser_check.mjs did not finish"
 wait "$cpp" || fail "idn infer"
@@ -114,4 +119,5 @@ assert bad["code"] == "INVALID_ARGUMENT" and "needs 784" in bad["message"] and b
 PY
 cat "$dir/browser.out"
 echo "browser_client_test: $n images in Chromium agree with idn infer; finish, bad input ok"
+echo "browser_client_test: screenshot $artifacts/browser_client.png"
 echo "browser_client_test: ok"
