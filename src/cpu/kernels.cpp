@@ -54,28 +54,48 @@ inline void gemm_block(const float* pw, const float* bias4, int64_t nrows, const
   }
 }
 
-// R rows of W times one sample x: R independent accumulators hide the FMA latency.
-template <int R>
-inline void dot_rows(const float* w, const float* bias, const float* x, float* y, int64_t in,
-                     bool relu) {
-  __m256 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+// R rows of W times S samples of x (row stride `in`, outputs at stride `out`): R*S independent
+// accumulators hide the FMA latency, and each W load serves S samples.
+template <int R, int S>
+inline void dot_block(const float* w, const float* bias, const float* x, float* y, int64_t in,
+                      int64_t out, bool relu) {
+  __m256 acc[R][S];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < S; ++t) acc[r][t] = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 8 <= in; i += 8) {
-    const __m256 xv = _mm256_loadu_ps(x + i);
-    for (int r = 0; r < R; ++r)
-      acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(w + r * in + i), xv, acc[r]);
+    __m256 xv[S];
+    for (int t = 0; t < S; ++t) xv[t] = _mm256_loadu_ps(x + t * in + i);
+    for (int r = 0; r < R; ++r) {
+      const __m256 wv = _mm256_loadu_ps(w + r * in + i);
+      for (int t = 0; t < S; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+    }
   }
   if (i < in) {
     const __m256i mask = tail_mask(in - i);
-    const __m256 xv = _mm256_maskload_ps(x + i, mask);
-    for (int r = 0; r < R; ++r)
-      acc[r] = _mm256_fmadd_ps(_mm256_maskload_ps(w + r * in + i, mask), xv, acc[r]);
+    __m256 xv[S];
+    for (int t = 0; t < S; ++t) xv[t] = _mm256_maskload_ps(x + t * in + i, mask);
+    for (int r = 0; r < R; ++r) {
+      const __m256 wv = _mm256_maskload_ps(w + r * in + i, mask);
+      for (int t = 0; t < S; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+    }
   }
-  for (int r = 0; r < R; ++r) {
-    float v = hsum(acc[r]) + (bias ? bias[r] : 0.f);
-    y[r] = relu ? std::max(v, 0.f) : v;
-  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < S; ++t) {
+      const float v = hsum(acc[r][t]) + (bias ? bias[r] : 0.f);
+      y[t * out + r] = relu ? std::max(v, 0.f) : v;
+    }
+}
+
+template <int S>
+inline void linear_samples(const float* w, const float* bias, const float* x, float* y, int64_t out,
+                           int64_t in, bool relu) {
+  int64_t o = 0;
+  constexpr int R = S == 1 ? 4 : 2;
+  for (; o + R <= out; o += R)
+    dot_block<R, S>(w + o * in, bias ? bias + o : nullptr, x, y + o, in, out, relu);
+  for (; o < out; ++o)
+    dot_block<1, S>(w + o * in, bias ? bias + o : nullptr, x, y + o, in, out, relu);
 }
 
 }  // namespace
@@ -112,14 +132,9 @@ void gemm(const float* packed_w, const float* bias, const float* b, float* out, 
 
 void linear(const float* w, const float* bias, const float* x, float* y, int64_t batch, int64_t out,
             int64_t in, bool relu) {
-  for (int64_t s = 0; s < batch; ++s) {
-    const float* xs = x + s * in;
-    float* ys = y + s * out;
-    int64_t o = 0;
-    for (; o + 4 <= out; o += 4)
-      dot_rows<4>(w + o * in, bias ? bias + o : nullptr, xs, ys + o, in, relu);
-    for (; o < out; ++o) dot_rows<1>(w + o * in, bias ? bias + o : nullptr, xs, ys + o, in, relu);
-  }
+  int64_t s = 0;
+  for (; s + 4 <= batch; s += 4) linear_samples<4>(w, bias, x + s * in, y + s * out, out, in, relu);
+  for (; s < batch; ++s) linear_samples<1>(w, bias, x + s * in, y + s * out, out, in, relu);
 }
 
 void im2col(const float* x, int64_t c, int64_t h, int64_t w, int64_t kernel, int64_t stride,

@@ -247,7 +247,9 @@ TEST(CpuPackages, TrainedBLeNetMatchesTheEngineExitByExitAndFusesItsLayers) {
     auto sample = nn::from_torch(x[i].contiguous());
     ASSERT_TRUE((*ex)->set_input(sample.f32(), 1).is_ok());
     std::vector<std::vector<float>> probs;
-    (void)(*engine)->infer_progressive(sample, {.threshold = 2.0}, [&](const engine::ExitEvent& e) {
+    engine::ExitRule never;
+    never.threshold = 2.0;
+    (void)(*engine)->infer_progressive(sample, never, [&](const engine::ExitEvent& e) {
       probs.push_back(e.probs);
       return true;
     });
