@@ -60,6 +60,7 @@ void register_bench(CLI::App& bench);  // ml/cmd_bench.cpp: idn bench branchynet
 void register_demo(CLI::App& app);     // ml/cmd_demo.cpp: idn demo
 void register_bench_inference(CLI::App& bench);  // ml/cmd_bench_inference.cpp
 void register_bench_ddnn(CLI::App& bench);       // ml/cmd_bench_ddnn.cpp: idn bench ddnn
+void register_bench_engine(CLI::App& bench);     // ml/cmd_bench_engine.cpp: idn bench engine
 // ml/cmd_parallelnet.cpp: idn train parallelnet (after register_train), idn parallelnet
 // generate, idn bench parallelnet.
 void register_parallelnet(CLI::App& app, CLI::App& bench);

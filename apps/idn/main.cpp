@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   idn::cli::register_ddnn(app);
   idn::cli::register_ddnn_publish(app);
   idn::cli::register_bench_ddnn(*bench);
+  idn::cli::register_bench_engine(*bench);
   idn::cli::register_daimon_ml(*daimon);
 #endif
   try {
