@@ -143,6 +143,15 @@ void im2col(const float* x, int64_t c, int64_t h, int64_t w, int64_t kernel, int
     for (int64_t kh = 0; kh < kernel; ++kh)
       for (int64_t kw = 0; kw < kernel; ++kw) {
         float* row = col + ((ci * kernel + kh) * kernel + kw) * oh * ow;
+        if (stride == 1 && pad == 0) {  // rows are contiguous slices of the input
+          // A plain loop: rows are often 8-24 floats, where a memcpy call costs more than the copy.
+          for (int64_t y = 0; y < oh; ++y) {
+            const float* src = x + (ci * h + y + kh) * w + kw;
+            float* dst = row + y * ow;
+            for (int64_t i = 0; i < ow; ++i) dst[i] = src[i];
+          }
+          continue;
+        }
         for (int64_t y = 0; y < oh; ++y) {
           const int64_t iy = y * stride - pad + kh;
           float* dst = row + y * ow;
