@@ -136,15 +136,22 @@ elif cmd == "agree":
 PY
 check() { python3 "$dir/check.py" "$@"; }
 
-# Free TCP ports (each also free for UDP: a node's DHT takes its TCP port's number).
+# Free TCP ports (each also free for UDP: a node's DHT takes its TCP port's number), fixed
+# because the provider restarts on its own. Drawn below the kernel's ephemeral range: a port
+# the kernel hands out for port 0 (which every other test asks for) could otherwise be taken
+# between this probe and the node's bind ("Address already in use", seen once under ctest -j2).
 ports="$(python3 - <<'PY'
-import socket
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+rng = random.Random()
 out = []
 while len(out) < 4:
-    t = socket.socket(); t.bind(("127.0.0.1", 0)); port = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    port = rng.randrange(10000, max(low, 10001))
+    if port in out:
+        continue
+    t = socket.socket(); u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        u.bind(("127.0.0.1", port))
+        t.bind(("127.0.0.1", port)); u.bind(("127.0.0.1", port))
         out.append(port)
     except OSError:
         pass
