@@ -90,9 +90,10 @@ for p in threshold devices filters failures; do
   [ -s "$dir/out/ddnn_$p.png" ] || fail "no ddnn_$p.png"
 done
 
-# A rerun trains nothing and measures the same.
+# A rerun trains nothing and measures the same (without the deployment: --wire-samples 0).
 cp "$dir/out/ddnn.csv" "$dir/first.csv"
-"$idn" bench ddnn --quick --threads 1 --cache "$dir/models" --out "$dir/out" >"$dir/stdout2" \
+"$idn" bench ddnn --quick --threads 1 --wire-samples 0 --cache "$dir/models" --out "$dir/out" \
+  >"$dir/stdout2" \
   2>"$dir/stderr2" || fail "second run: $(cat "$dir/stderr2")"
 if grep -q "training" "$dir/stderr2"; then fail "the rerun trained: $(cat "$dir/stderr2")"; fi
 no_wire() { python3 -c 'import csv,sys
