@@ -4,10 +4,18 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 namespace idn::cpu::kernels {
+
+void gemm_avx512(const float* packed_w, const float* bias, const float* b, float* out, int64_t rows,
+                 int64_t k, int64_t n, bool relu);  // kernels_avx512.cpp
+
 namespace {
+
+std::atomic<bool> avx512_allowed{true};
+const bool kHasAvx512 = __builtin_cpu_supports("avx512f");
 
 // Lanes [0, n) of a masked load/store, n in [0, 8].
 inline __m256i tail_mask(int64_t n) {
@@ -100,6 +108,13 @@ inline void linear_samples(const float* w, const float* bias, const float* x, fl
 
 }  // namespace
 
+bool has_avx512() {
+  return kHasAvx512;
+}
+void allow_avx512(bool on) {
+  avx512_allowed.store(on, std::memory_order_relaxed);
+}
+
 bool cpu_supported() {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
@@ -116,6 +131,8 @@ void pack_rows4(const float* w, int64_t rows, int64_t k, float* packed) {
 
 void gemm(const float* packed_w, const float* bias, const float* b, float* out, int64_t rows,
           int64_t k, int64_t n, bool relu) {
+  if (kHasAvx512 && avx512_allowed.load(std::memory_order_relaxed))
+    return gemm_avx512(packed_w, bias, b, out, rows, k, n, relu);
   for (int64_t r0 = 0; r0 < rows; r0 += 4) {
     const int64_t nr = std::min<int64_t>(4, rows - r0);
     float bias4[4] = {0, 0, 0, 0};

@@ -10,6 +10,10 @@ namespace idn::cpu::kernels {
 
 // True when this CPU runs AVX2 and FMA (the kernels below need both).
 bool cpu_supported();
+// gemm() takes an AVX-512F loop where the CPU has one, unless allow_avx512(false) (tests and
+// benches compare both paths; process-wide).
+bool has_avx512();
+void allow_avx512(bool on);
 
 // Rows of a [rows, k] matrix packed for gemm(): blocks of 4 rows, k-major inside a block
 // ([ceil(rows/4)][k][4], zero rows past the end). `packed` holds packed_size(rows, k) floats.

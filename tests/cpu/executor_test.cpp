@@ -7,6 +7,7 @@
 #include <cmath>
 #include <random>
 
+#include "cpu/kernels.h"
 #include "engine/engine.h"
 #include "model/package.h"
 #include "motifs/branchynet_arch.h"
@@ -162,7 +163,11 @@ TEST_F(CpuOps, Conv2dWithBiasBatchNormReluAndPoolingMatchLibTorch) {
       ls.push_back(layer("relu", "relu", last));
       last = "relu";
     }
-    check(op_model(ls, {{c, h, w}}, last), ls.dump());
+    // Both gemm loops (AVX2, and AVX-512 where this CPU has it).
+    for (bool wide : {false, true}) {
+      kernels::allow_avx512(wide);
+      check(op_model(ls, {{c, h, w}}, last), ls.dump() + (wide ? " avx512" : " avx2"));
+    }
   }
 }
 
@@ -227,8 +232,11 @@ TEST(CpuPackages, EveryBranchyNetArchitectureMatchesLibTorchStageByStageAtBatch1
     for (int batch : {1, 5}) {
       std::vector<int64_t> shape{batch};
       shape.insert(shape.end(), spec.inputs[0].shape.begin(), spec.inputs[0].shape.end());
-      expect_same_as_graph(spec, w, {torch::randn(shape)},
-                           arch + " batch " + std::to_string(batch));
+      for (bool wide : {false, true}) {
+        kernels::allow_avx512(wide);
+        expect_same_as_graph(spec, w, {torch::randn(shape)},
+                             arch + " batch " + std::to_string(batch) + (wide ? " avx512" : ""));
+      }
     }
   }
 }

@@ -18,6 +18,7 @@
 
 #include "../cli.h"
 #include "cpu/executor.h"
+#include "cpu/kernels.h"
 #include "model/package.h"
 #include "motifs/branchynet_arch.h"
 #include "nn/graph.h"
@@ -36,6 +37,7 @@ struct EngineBenchArgs {
   int iterations = 300;
   int warmup = 30;
   int threads = 1;
+  bool avx2_only = false;
   std::string out_dir = "bench/out";
 };
 
@@ -130,6 +132,7 @@ Result<std::vector<Row>> bench_package(const std::string& label, const model::Pa
 
 int run_bench_engine(const EngineBenchArgs& a) {
   if (a.threads > 0) torch::set_num_threads(a.threads);
+  cpu::kernels::allow_avx512(!a.avx2_only);
   if (a.iterations < 1) return report(Status::invalid_argument("--iterations must be >= 1"));
   for (int b : a.batches)
     if (b < 1 || b > 4096) return report(Status::invalid_argument("--batch values in [1, 4096]"));
@@ -158,8 +161,9 @@ int run_bench_engine(const EngineBenchArgs& a) {
   const fs::path csv = fs::path(a.out_dir) / "engine.csv";
   std::ofstream o(csv);
   o << "model,batch,item,backend,mean_us,median_us,p99_us,iterations\n";
-  std::printf("%d threads, %d iterations (after %d warm-up), interleaved\n\n", a.threads,
-              a.iterations, a.warmup);
+  std::printf("%d threads, %d iterations (after %d warm-up), interleaved; cpu gemm: %s\n\n",
+              a.threads, a.iterations, a.warmup,
+              cpu::kernels::has_avx512() && !a.avx2_only ? "AVX-512" : "AVX2");
   std::printf(
       "| model | batch | item | LibTorch median µs (p99) | cpu median µs (p99) | speed-up |\n");
   std::printf("|---|---:|---|---:|---:|---:|\n");
@@ -215,6 +219,7 @@ void register_bench_engine(CLI::App& bench) {
       ->capture_default_str();
   b->add_option("--warmup", a->warmup, "Untimed calls first")->capture_default_str();
   b->add_option("--threads", a->threads, "LibTorch intra-op threads")->capture_default_str();
+  b->add_flag("--avx2-only", a->avx2_only, "Keep the cpu executor's gemm on AVX2 (no AVX-512)");
   b->add_option("--out", a->out_dir, "Directory for engine.csv and engine.png")
       ->capture_default_str();
   b->callback([a] { run_or_exit(run_bench_engine(*a)); });
