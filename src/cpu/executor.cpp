@@ -401,12 +401,15 @@ Status Executor::set_stage_output(int st, std::span<const float> values, int bat
 namespace {
 
 Result<std::span<const float>> run_group(Executor::Impl& m, const std::vector<int>& order, int out,
-                                         const std::string& what) {
-  if (m.batch == 0) return Status::invalid_argument("cpu executor: " + what + " before set_input");
+                                         const char* kind, int index) {
+  // Messages are built only on error: a call allocates nothing.
+  auto what = [&] { return std::string(kind) + " " + std::to_string(index); };
+  if (m.batch == 0)
+    return Status::invalid_argument("cpu executor: " + what() + " before set_input");
   for (int s : order) {
     for (int in : m.slots[s].inputs)
       if (!m.valid[in])
-        return Status::invalid_argument("cpu executor: " + what +
+        return Status::invalid_argument("cpu executor: " + what() +
                                         " reads a value not computed in this pass (run the "
                                         "stages before it first)");
     m.run_slot(s);
@@ -421,7 +424,7 @@ Result<std::span<const float>> Executor::run_stage(int st) {
   auto& m = *impl_;
   if (st < 0 || st >= static_cast<int>(m.stage_out.size()))
     return Status::invalid_argument("cpu executor: no stage " + std::to_string(st));
-  return run_group(m, m.stage_slots[st], m.stage_out[st], "stage " + std::to_string(st));
+  return run_group(m, m.stage_slots[st], m.stage_out[st], "stage", st);
 }
 
 Result<std::span<const float>> Executor::run_exit(int e) {
@@ -431,7 +434,7 @@ Result<std::span<const float>> Executor::run_exit(int e) {
   if (!m.valid[m.stage_out[m.spec.exits[e].stage]])
     return Status::invalid_argument("cpu executor: exit " + std::to_string(e) +
                                     " before its stage ran");
-  return run_group(m, m.exit_slots[e], m.exit_out[e], "exit " + std::to_string(e));
+  return run_group(m, m.exit_slots[e], m.exit_out[e], "exit", e);
 }
 
 std::string Executor::plan() const {

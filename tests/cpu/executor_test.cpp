@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <new>
 #include <random>
 
 #include "cpu/kernels.h"
@@ -13,6 +16,24 @@
 #include "motifs/branchynet_arch.h"
 #include "nn/graph.h"
 #include "support/tiny_model.h"
+
+// Counts heap allocations, so a test can show that a call allocates nothing. The replacement
+// operator new takes from malloc, so free is the matching release (GCC cannot see that).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+static std::atomic<int64_t> g_allocations{0};
+void* operator new(size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, size_t) noexcept {
+  std::free(p);
+}
 
 namespace idn::cpu {
 namespace {
@@ -279,6 +300,22 @@ TEST(CpuPackages, TrainedBLeNetMatchesTheEngineExitByExitAndFusesItsLayers) {
       EXPECT_LE(max_diff(probs[e], p), kTol) << "exit " << e;
     }
   }
+}
+
+TEST(CpuPackages, ACallAllocatesNothing) {
+  auto spec = *motifs::branchynet_arch("b-lenet");
+  torch::manual_seed(7);
+  nn::Graph g(spec);
+  auto ex = Executor::load(model::Package{spec, g->export_weights()}, {.max_batch = 4});
+  ASSERT_TRUE(ex.ok());
+  std::vector<float> x(4 * 28 * 28, 0.25f);
+  const int64_t before = g_allocations.load();
+  for (int batch : {1, 4}) {
+    bool ok = (*ex)->set_input(std::span<const float>(x).first(batch * 28 * 28), batch).is_ok();
+    for (int s = 0; s < 2; ++s) ok = ok && (*ex)->run_stage(s).ok() && (*ex)->run_exit(s).ok();
+    EXPECT_TRUE(ok);
+  }
+  EXPECT_EQ(g_allocations.load() - before, 0);
 }
 
 TEST(CpuPackages, BadPackagesAndCallsGetClearErrors) {
