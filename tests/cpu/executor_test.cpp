@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <new>
 #include <random>
+#include <thread>
 
 #include "cpu/kernels.h"
 #include "engine/engine.h"
@@ -316,6 +317,39 @@ TEST(CpuPackages, ACallAllocatesNothing) {
     EXPECT_TRUE(ok);
   }
   EXPECT_EQ(g_allocations.load() - before, 0);
+}
+
+TEST(CpuPackages, ExecutorsOfOnePackageRunInParallelOnTheirOwnThreads) {
+  auto spec = *motifs::branchynet_arch("b-lenet");
+  torch::manual_seed(8);
+  nn::Graph g(spec);
+  const model::Package pkg{spec, g->export_weights()};
+  std::vector<float> x(28 * 28);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 17) / 17.f;
+  auto alone = Executor::load(pkg);
+  ASSERT_TRUE(alone.ok());
+  ASSERT_TRUE((*alone)->set_input(x, 1).is_ok());
+  ASSERT_TRUE((*alone)->run_stage(0).ok());
+  ASSERT_TRUE((*alone)->run_stage(1).ok());
+  auto ref = *(*alone)->run_exit(1);
+  const std::vector<float> want(ref.begin(), ref.end());
+  std::vector<std::vector<float>> got(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < got.size(); ++t)
+    threads.emplace_back([&, t] {
+      auto ex = Executor::load(pkg);
+      if (!ex.ok()) return;
+      for (int i = 0; i < 50; ++i) {
+        if (!(*ex)->set_input(x, 1).is_ok() || !(*ex)->run_stage(0).ok() ||
+            !(*ex)->run_stage(1).ok())
+          return;
+        auto z = (*ex)->run_exit(1);
+        if (!z.ok()) return;
+        got[t].assign(z->begin(), z->end());
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (const auto& v : got) EXPECT_EQ(v, want);  // bit-identical: same loops, same order
 }
 
 TEST(CpuPackages, BadPackagesAndCallsGetClearErrors) {
