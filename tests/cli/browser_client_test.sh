@@ -108,9 +108,11 @@ for i, (c, e, p) in cpp.items():
     assert (js[i]["class"], js[i]["exit"]) == (c, e), (i, js[i], c, e)
     assert abs(js[i]["confidence"] - p) < 1e-4, (i, js[i], p)
     assert js[i]["final"], js[i]
-    # Both providers were found through node a's kad-dht bridge and asked, over WebSockets.
+    # Both providers were found through node a's kad-dht bridge and asked, over WebSockets. The
+    # page lists its connections when the answer arrives; the second provider's dial may still be
+    # under way then (a final answer from the first ends the request), so only "all /ws" is sure.
     assert len(set(js[i]["asked"])) == 2, js[i]
-    assert len(js[i]["remote"]) >= 2 and all("/ws" in a for a in js[i]["remote"]), js[i]
+    assert len(js[i]["remote"]) >= 1 and all("/ws" in a for a in js[i]["remote"]), js[i]
 fin = next(l["finish"] for l in lines if "finish" in l)
 assert fin["events"] == 1 and fin["done"], fin
 assert len(fin["outcomes"]) == 2, fin
