@@ -48,45 +48,11 @@ bundle=$!
 model="$(tiny_model)" || fail "training the test model"
 # FashionMNIST test images as PGM files: the page and `idn infer --input` read the same.
 n=3
-python3 - "$dir" "$n" <<'PY' || fail "writing the test images"
-import gzip, sys
-d = gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").read()
-for i in range(int(sys.argv[2])):
-    open(f"{sys.argv[1]}/img{i}.pgm", "wb").write(b"P5\n28 28\n255\n" + d[16 + i * 784:16 + (i + 1) * 784])
-PY
-inputs="$(for ((i = 0; i < n; i++)); do printf '%s' "${i:+,}$dir/img$i.pgm"; done | sed 's/^,//')"
+inputs="$(write_test_images "$n")" || fail "writing the test images"
 # The C++ client's answers (class, exit printed 1-based, confidence), beside the nodes' start.
-(for ((i = 0; i < n; i++)); do
-  "$idn" infer "$model" --input "$dir/img$i.pgm" --threads 1 2>>"$dir/infer.log" |
-    sed -n "s/^prediction \([0-9]*\) .* exit .* (\([0-9]*\) of [0-9]*)  confidence \([0-9.]*\).*/$i \1 \2 \3/p"
-done >"$dir/cpp.txt") &
+local_answers "$model" "$n" &
 cpp=$!
-
-# Both data dirs hold the package, so both nodes host it from the start (no fetch).
-"$idn" publish "$model" --data-dir "$dir/a" >"$dir/publish.out" 2>"$dir/publish.log" ||
-  fail "idn publish"
-cp -r "$dir/a" "$dir/b"
-sid="$(line service "$dir/publish.out")"
-[ -n "$sid" ] || fail "publish printed no service ID"
-# Each node listens on TCP (how b joins a) and WebSocket (/ws, what the browser dials).
-cat >"$dir/node.toml" <<TOML
-listen = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"]
-http = "127.0.0.1:0"
-[dht]
-withdraw_on_stop = false
-TOML
-"$idn" node --config "$dir/node.toml" --data-dir "$dir/a" >"$dir/a.out" 2>"$dir/a.log" &
-pids+=($!)
-wait_for "node a" 30 grep -qs '^ready' "$dir/a.out"
-addr_a="$(grep '^listening .*/tcp/[0-9]*/p2p/' "$dir/a.out" | head -n 1 | cut -d' ' -f2)"
-ws_a="$(grep '^listening .*/tcp/[0-9]*/ws/p2p/' "$dir/a.out" | head -n 1 | cut -d' ' -f2)"
-if [ -z "$addr_a" ] || [ -z "$ws_a" ]; then fail "node a printed no TCP or /ws address"; fi
-"$idn" node --config "$dir/node.toml" --data-dir "$dir/b" --bootstrap "$addr_a" \
-  >"$dir/b.out" 2>"$dir/b.log" &
-pids+=($!)
-wait_for "node b" 30 grep -qs '^ready' "$dir/b.out"
-wait_for "node a hosting the service" 30 hosts_service "$(line http "$dir/a.out")" "$sid"
-wait_for "node b hosting the service" 30 hosts_service "$(line http "$dir/b.out")" "$sid"
+start_two_ws_nodes "$model"
 wait "$bundle" || fail "building the browser bundle: $(cat "$dir/bundle.log")"
 
 artifacts="${IDN_TEST_ARTIFACTS:-$(dirname "$fixtures")/test-artifacts}"

@@ -64,3 +64,58 @@ tiny_model() {
   fi
   echo "$model"
 }
+
+# The first N FashionMNIST test images as $dir/img<i>.pgm (what `idn infer --input` and the JS
+# tests read); prints their paths joined by commas.
+write_test_images() {
+  local n="$1"
+  python3 - "$dir" "$n" <<'PY' || return 1
+import gzip, sys
+d = gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").read()
+for i in range(int(sys.argv[2])):
+    open(f"{sys.argv[1]}/img{i}.pgm", "wb").write(b"P5\n28 28\n255\n" + d[16 + i * 784:16 + (i + 1) * 784])
+PY
+  local i
+  for ((i = 0; i < n; i++)); do printf '%s' "${i:+,}$dir/img$i.pgm"; done | sed 's/^,//'
+}
+
+# The local engine's answers to the first N images as lines "i class exit(1-based) confidence",
+# into $dir/cpp.txt (run it in the background beside the nodes' start).
+local_answers() {
+  local model="$1" n="$2" i
+  for ((i = 0; i < n; i++)); do
+    "$idn" infer "$model" --input "$dir/img$i.pgm" --threads 1 2>>"$dir/infer.log" |
+      sed -n "s/^prediction \([0-9]*\) .* exit .* (\([0-9]*\) of [0-9]*)  confidence \([0-9.]*\).*/$i \1 \2 \3/p"
+  done >"$dir/cpp.txt"
+}
+
+# Two `idn node`s (a, then b bootstrapping from a) that both host MODEL from the start (both
+# data dirs hold the published package: no fetch), each listening on TCP and WebSocket, without
+# DHT tombstones at stop (they would wait for peers that are stopping too). Sets sid, addr_a
+# (TCP) and ws_a (/ws); appends the nodes to pids. Needs fail(), pids and dir from the caller.
+start_two_ws_nodes() {
+  local model="$1"
+  "$idn" publish "$model" --data-dir "$dir/a" >"$dir/publish.out" 2>"$dir/publish.log" ||
+    fail "idn publish"
+  cp -r "$dir/a" "$dir/b"
+  sid="$(line service "$dir/publish.out")"
+  [ -n "$sid" ] || fail "publish printed no service ID"
+  cat >"$dir/node.toml" <<TOML
+listen = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"]
+http = "127.0.0.1:0"
+[dht]
+withdraw_on_stop = false
+TOML
+  "$idn" node --config "$dir/node.toml" --data-dir "$dir/a" >"$dir/a.out" 2>"$dir/a.log" &
+  pids+=($!)
+  wait_for "node a" 30 grep -qs '^ready' "$dir/a.out"
+  addr_a="$(grep '^listening .*/tcp/[0-9]*/p2p/' "$dir/a.out" | head -n 1 | cut -d' ' -f2)"
+  ws_a="$(grep '^listening .*/tcp/[0-9]*/ws/p2p/' "$dir/a.out" | head -n 1 | cut -d' ' -f2)"
+  if [ -z "$addr_a" ] || [ -z "$ws_a" ]; then fail "node a printed no TCP or /ws address"; fi
+  "$idn" node --config "$dir/node.toml" --data-dir "$dir/b" --bootstrap "$addr_a" \
+    >"$dir/b.out" 2>"$dir/b.log" &
+  pids+=($!)
+  wait_for "node b" 30 grep -qs '^ready' "$dir/b.out"
+  wait_for "node a hosting the service" 30 hosts_service "$(line http "$dir/a.out")" "$sid"
+  wait_for "node b hosting the service" 30 hosts_service "$(line http "$dir/b.out")" "$sid"
+}
