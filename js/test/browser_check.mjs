@@ -14,22 +14,12 @@
 //   Inputs: 8-bit binary PGM (P5) images, sent as [1, H, W] f32 pixel / 255, as `idn infer
 //   --input` reads them.
 import { readFileSync } from 'node:fs'
+import { emit, parseArgs, readPgm } from './check_util.mjs'
 import { createServer } from 'node:http'
 import { chromium } from 'playwright-core'
 
-const args = { npeers: '2' }
-for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1]
-const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n')
-
-function readPgm (path) {
-  const bytes = readFileSync(path)
-  const m = /^P5\s+(\d+)\s+(\d+)\s+(\d+)\s/.exec(bytes.subarray(0, 64).toString('latin1'))
-  if (!m) throw new Error(`${path}: not an 8-bit binary PGM`)
-  const [w, h, max] = [Number(m[1]), Number(m[2]), Number(m[3])]
-  const px = bytes.subarray(m[0].length, m[0].length + w * h)
-  return { shape: [1, h, w], data: Array.from(px, (v) => v / max) }
-}
-const inputs = args.inputs.split(',').map(readPgm)
+const args = parseArgs({ npeers: '2' })
+const inputs = args.inputs.split(',').map(readPgm).map((x) => ({ shape: x.shape, data: Array.from(x.data) }))
 
 // The page and the bundle, nothing else, from loopback.
 const files = {
