@@ -30,10 +30,11 @@ class TcpConnection final : public RawConnection {
   TcpStream tcp_;
 };
 
-class TcpListener final : public TransportListener {
+// Accepts TCP connections and hands each to the transport's wrap (see tcp_listen).
+class TcpAcceptListener final : public TransportListener {
  public:
-  TcpListener(asio::ip::tcp::acceptor acceptor, core::Multiaddr addr)
-      : acceptor_(std::move(acceptor)), addr_(std::move(addr)) {}
+  TcpAcceptListener(asio::ip::tcp::acceptor acceptor, core::Multiaddr addr, WrapAcceptedTcp wrap)
+      : acceptor_(std::move(acceptor)), addr_(std::move(addr)), wrap_(std::move(wrap)) {}
   const core::Multiaddr& addr() const override { return addr_; }
   void close() override {
     boost::system::error_code ec;
@@ -44,13 +45,13 @@ class TcpListener final : public TransportListener {
   awaitable<Result<std::unique_ptr<RawConnection>>> accept() override {
     auto a = co_await tcp_accept(acceptor_, addr_);
     if (!a.ok()) co_return a.status();
-    co_return std::unique_ptr<RawConnection>(std::make_unique<TcpConnection>(
-        std::move(a->socket), std::move(a->local), std::move(a->remote), a->remote_ip));
+    co_return wrap_(std::move(*a));
   }
 
  private:
   asio::ip::tcp::acceptor acceptor_;
   core::Multiaddr addr_;
+  WrapAcceptedTcp wrap_;
 };
 
 class TcpTransport final : public Transport {
@@ -64,14 +65,12 @@ class TcpTransport final : public Transport {
                                                     const core::Multiaddr& addr) override {
     if (!handles(addr))
       return Status::invalid_argument("tcp: cannot listen on " + addr.to_string());
-    IDN_ASSIGN_OR_RETURN(auto acceptor, tcp_bind(ex, addr));
-    boost::system::error_code ec;
-    auto bound = acceptor.local_endpoint(ec);
-    if (ec) return Status::io_error("listen: local_endpoint: " + ec.message());
-    IDN_ASSIGN_OR_RETURN(auto ma,
-                         core::Multiaddr::from_tcp(bound.address().to_string(), bound.port()));
-    return std::unique_ptr<TransportListener>(
-        std::make_unique<TcpListener>(std::move(acceptor), std::move(ma)));
+    return tcp_listen(
+        ex, addr, [](core::Multiaddr bound) { return bound; },
+        [](AcceptedTcp a) -> std::unique_ptr<RawConnection> {
+          return std::make_unique<TcpConnection>(std::move(a.socket), std::move(a.local),
+                                                 std::move(a.remote), a.remote_ip);
+        });
   }
   awaitable<Result<std::unique_ptr<RawConnection>>> dial(asio::any_io_executor ex,
                                                          const core::Multiaddr& addr,
@@ -209,6 +208,19 @@ awaitable<Result<AcceptedTcp>> tcp_accept(asio::ip::tcp::acceptor& acceptor,
     if (!l.ok() || !r.ok()) continue;
     co_return AcceptedTcp{std::move(sock), std::move(*l), std::move(*r), remote.address()};
   }
+}
+
+Result<std::unique_ptr<TransportListener>> tcp_listen(
+    asio::any_io_executor ex, const core::Multiaddr& addr,
+    std::function<core::Multiaddr(core::Multiaddr)> advertise, WrapAcceptedTcp wrap) {
+  IDN_ASSIGN_OR_RETURN(auto acceptor, tcp_bind(ex, addr));
+  boost::system::error_code ec;
+  auto bound = acceptor.local_endpoint(ec);
+  if (ec) return Status::io_error("listen: local_endpoint: " + ec.message());
+  IDN_ASSIGN_OR_RETURN(auto ma,
+                       core::Multiaddr::from_tcp(bound.address().to_string(), bound.port()));
+  return std::unique_ptr<TransportListener>(std::make_unique<TcpAcceptListener>(
+      std::move(acceptor), advertise(std::move(ma)), std::move(wrap)));
 }
 
 std::shared_ptr<Transport> make_tcp_transport() {

@@ -12,6 +12,7 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -110,5 +111,14 @@ struct AcceptedTcp {
 // connections already gone are skipped. Cancelled once the acceptor is closed.
 awaitable<Result<AcceptedTcp>> tcp_accept(asio::ip::tcp::acceptor& acceptor,
                                           const core::Multiaddr& addr);
+
+// A listener on `addr`'s IP and port for a transport over TCP: it binds, reports the bound
+// address passed through `advertise` (the WebSocket transport appends /ws), and hands each
+// accepted connection to `wrap` (TCP as is; WebSocket with its upgrade to come). Shared by the
+// TCP and WebSocket transports. Errors: InvalidArgument, IOError.
+using WrapAcceptedTcp = std::function<std::unique_ptr<RawConnection>(AcceptedTcp)>;
+Result<std::unique_ptr<TransportListener>> tcp_listen(
+    asio::any_io_executor ex, const core::Multiaddr& addr,
+    std::function<core::Multiaddr(core::Multiaddr)> advertise, WrapAcceptedTcp wrap);
 
 }  // namespace idn::p2p

@@ -160,30 +160,6 @@ class WsConnection final : public RawConnection {
   WsLimits limits_;
 };
 
-class WsListener final : public TransportListener {
- public:
-  WsListener(asio::ip::tcp::acceptor acceptor, core::Multiaddr addr, WsLimits limits)
-      : acceptor_(std::move(acceptor)), addr_(std::move(addr)), limits_(limits) {}
-  const core::Multiaddr& addr() const override { return addr_; }
-  void close() override {
-    boost::system::error_code ec;
-    acceptor_.close(ec);
-  }
-  bool closed() const override { return !acceptor_.is_open(); }
-  awaitable<Result<std::unique_ptr<RawConnection>>> accept() override {
-    auto a = co_await tcp_accept(acceptor_, addr_);
-    if (!a.ok()) co_return a.status();
-    co_return std::unique_ptr<RawConnection>(std::make_unique<WsConnection>(
-        std::move(a->socket), a->local.encapsulate(ws_component()),
-        a->remote.encapsulate(ws_component()), a->remote_ip, std::string(), limits_));
-  }
-
- private:
-  asio::ip::tcp::acceptor acceptor_;
-  core::Multiaddr addr_;
-  WsLimits limits_;
-};
-
 class WsTransport final : public Transport {
  public:
   explicit WsTransport(WsLimits limits) : limits_(limits) {}
@@ -195,14 +171,13 @@ class WsTransport final : public Transport {
   Result<std::unique_ptr<TransportListener>> listen(asio::any_io_executor ex,
                                                     const core::Multiaddr& addr) override {
     if (!handles(addr)) return Status::invalid_argument("ws: cannot listen on " + addr.to_string());
-    IDN_ASSIGN_OR_RETURN(auto acceptor, tcp_bind(ex, addr));
-    boost::system::error_code ec;
-    auto bound = acceptor.local_endpoint(ec);
-    if (ec) return Status::io_error("listen: local_endpoint: " + ec.message());
-    IDN_ASSIGN_OR_RETURN(auto ma,
-                         core::Multiaddr::from_tcp(bound.address().to_string(), bound.port()));
-    return std::unique_ptr<TransportListener>(
-        std::make_unique<WsListener>(std::move(acceptor), ma.encapsulate(ws_component()), limits_));
+    return tcp_listen(
+        ex, addr, [](core::Multiaddr bound) { return bound.encapsulate(ws_component()); },
+        [limits = limits_](AcceptedTcp a) -> std::unique_ptr<RawConnection> {
+          return std::make_unique<WsConnection>(
+              std::move(a.socket), a.local.encapsulate(ws_component()),
+              a.remote.encapsulate(ws_component()), a.remote_ip, std::string(), limits);
+        });
   }
   awaitable<Result<std::unique_ptr<RawConnection>>> dial(asio::any_io_executor ex,
                                                          const core::Multiaddr& addr,
