@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `idn bench engine` end to end on the tiny B-LeNet and a random-weight LeNet: every stage, exit
-# head and whole pass has a LibTorch and a cpu-executor row at each batch size, with positive
-# times ordered mean/median <= p99, the table and plot are written, and bad options are refused
-# with one clear error line. Not a timing test: 20 iterations say nothing about speed.
+# head and whole pass has a LibTorch and a cpu-executor row at each batch size, and an ONNX
+# Runtime row (plus the Identity call-overhead row) when node and interop/node_modules'
+# onnxruntime-node are installed, else the table says the column was skipped; positive times
+# ordered mean/median <= p99, the table and plot are written, and bad options are refused with
+# one clear error line. Not a timing test: 20 iterations say nothing about speed.
 # Usage: bench_engine_test.sh PATH_TO_IDN FIXTURES_DIR
 set -euo pipefail
 idn="$1"
@@ -12,14 +14,26 @@ trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+ort=0
+if command -v node >/dev/null 2>&1 && [ -d "$here/interop/node_modules/onnxruntime-node" ]; then
+  ort=1
+fi
 
 model="$(tiny_model)" || fail "training the test model"
 "$idn" bench engine --model "$model" --arch lenet --batch 1,4 --iterations 20 --warmup 2 \
-  --out "$dir/bench" >"$dir/stdout" 2>"$dir/stderr" ||
+  --ort-script "$here/interop/onnx_bench.mjs" --out "$dir/bench" >"$dir/stdout" 2>"$dir/stderr" ||
   fail "idn bench engine: $(cat "$dir/stdout" "$dir/stderr")"
 grep -q "^| .* | 1 | exit0 head | " "$dir/stdout" || fail "no table: $(cat "$dir/stdout")"
-python3 - "$dir/bench/engine.csv" <<'PY' || fail "engine.csv: $(cat "$dir/bench/engine.csv")"
+if [ "$ort" = 1 ]; then
+  grep -q "^ONNX Runtime: onnxruntime-node" "$dir/stdout" || fail "no ORT column: $(cat "$dir/stdout")"
+else
+  echo "bench_engine_test: onnxruntime-node not installed; checking the skip note only"
+  grep -q "^ONNX Runtime: skipped: needs node" "$dir/stdout" || fail "no skip note: $(cat "$dir/stdout")"
+fi
+python3 - "$dir/bench/engine.csv" "$ort" <<'PY' || fail "engine.csv: $(cat "$dir/bench/engine.csv")"
 import csv, sys
+ort = sys.argv[2] == "1"
 rows = list(csv.DictReader(open(sys.argv[1])))
 by = {}
 for r in rows:
@@ -29,14 +43,29 @@ for r in rows:
     assert int(r["iterations"]) == 20, r
 models = {m for m, _, _ in by}
 assert len(models) == 2, models  # the package and --arch lenet
-for key, backends in by.items():
-    assert backends == {"libtorch", "cpu"}, (key, backends)
+overhead = "ORT call overhead (Identity)"
+for (m, b, item), backends in by.items():
+    if item == overhead:
+        assert ort and backends == {"onnxruntime"}, (m, b, item, backends)
+    else:
+        want = {"libtorch", "cpu"} | ({"onnxruntime"} if ort else set())
+        assert backends == want, (m, b, item, backends)
 for m in models:
     for b in ("1", "4"):
         items = {i for mm, bb, i in by if mm == m and bb == b}
         assert "stage0" in items and "exit0 head" in items, (m, b, items)
+        assert (overhead in items) == ort, (m, b, items)
 print("csv ok:", len(rows), "rows")
 PY
+# --no-ort, and a script that is not there: the column is skipped with a note, not an error.
+"$idn" bench engine --arch lenet --batch 1 --iterations 2 --warmup 0 --no-ort \
+  --out "$dir/no-ort" >"$dir/stdout" 2>&1 || fail "--no-ort: $(cat "$dir/stdout")"
+grep -q "^ONNX Runtime: skipped (--no-ort)" "$dir/stdout" || fail "--no-ort: $(cat "$dir/stdout")"
+"$idn" bench engine --arch lenet --batch 1 --iterations 2 --warmup 0 \
+  --ort-script "$dir/none/onnx_bench.mjs" --out "$dir/no-script" >"$dir/stdout" 2>&1 ||
+  fail "missing script: $(cat "$dir/stdout")"
+grep -q "^ONNX Runtime: skipped: needs node" "$dir/stdout" || fail "missing script: $(cat "$dir/stdout")"
+! grep -q onnxruntime "$dir/no-script/engine.csv" || fail "ORT rows without ORT"
 if command -v gnuplot >/dev/null; then
   [ -s "$dir/bench/engine.png" ] || fail "no engine.png"
 fi

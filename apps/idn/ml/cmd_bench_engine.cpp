@@ -1,11 +1,18 @@
 // idn bench engine: one package's stages, exit heads and whole passes timed on LibTorch (the
 // nn::Graph engine::Engine runs today) and on cpu::Executor in the same run, interleaved call by
-// call, at each batch size; mean/median/p99 µs per row, CSV and a plot. Issue 21's yardstick.
+// call, at each batch size, then on ONNX Runtime (the package's ONNX export under
+// onnxruntime-node, interop/onnx_bench.mjs, in its own process); mean/median/p99 µs per row, CSV
+// and a plot. Issue 21's yardstick.
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -22,6 +29,7 @@
 #include "model/package.h"
 #include "motifs/branchynet_arch.h"
 #include "nn/graph.h"
+#include "onnx/onnx_export.h"
 #include "plot.h"
 
 namespace idn::cli {
@@ -38,13 +46,15 @@ struct EngineBenchArgs {
   int warmup = 30;
   int threads = 1;
   bool avx2_only = false;
+  bool no_ort = false;
+  std::string ort_script = "interop/onnx_bench.mjs";
   std::string out_dir = "bench/out";
 };
 
 struct Row {
   std::string model, item;
   int batch = 1;
-  std::vector<double> torch_us, cpu_us;
+  std::vector<double> torch_us, cpu_us, ort_us;  // empty: not run on that backend
 };
 
 // One thing to time on both backends; both run on the same input, set up by `prepare`.
@@ -112,7 +122,7 @@ Result<std::vector<Row>> bench_package(const std::string& label, const model::Pa
     if (g->num_stages() > 1) items.push_back(path(0));
     items.push_back(path(g->num_stages() - 1));
     const size_t first = rows.size();
-    for (const auto& it : items) rows.push_back({label, it.name, batch, {}, {}});
+    for (const auto& it : items) rows.push_back({label, it.name, batch, {}, {}, {}});
     for (int i = 0; i < a.warmup + a.iterations; ++i) {
       for (size_t k = 0; k < items.size(); ++k) {
         // Alternate which backend goes first, so neither always finds the caches warm.
@@ -128,6 +138,98 @@ Result<std::vector<Row>> bench_package(const std::string& label, const model::Pa
     }
   }
   return rows;
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// Exports `pkg` to ONNX under `dir` and times it with onnx_bench.mjs; merges its rows into
+// `rows` (same model, batch and item) and adds the call-overhead row after each batch's rows.
+Status add_ort_rows(const std::string& label, const model::Package& pkg, const fs::path& dir,
+                    const EngineBenchArgs& a, std::vector<Row>& rows) {
+  IDN_ASSIGN_OR_RETURN(onnx::OnnxExport ex, onnx::export_package(pkg));
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  fs::create_directories(dir, ec);
+  if (ec) return Status::io_error("cannot create " + dir.string() + ": " + ec.message());
+  auto write = [&](const std::string& name, const std::string& bytes) -> Status {
+    std::ofstream f(dir / name, std::ios::binary);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    return f ? Status::ok() : Status::io_error("cannot write " + (dir / name).string());
+  };
+  for (const auto& g : ex.graphs) IDN_RETURN_IF_ERROR(write(g.file, g.bytes));
+  IDN_RETURN_IF_ERROR(write(onnx::kManifestFile, ex.manifest));
+  std::string batches;
+  for (int b : a.batches) batches += (batches.empty() ? "" : ",") + std::to_string(b);
+  const std::string cmd = "node " + shell_quote(a.ort_script) + " --dir " +
+                          shell_quote(dir.string()) + " --batches " + batches + " --iterations " +
+                          std::to_string(a.iterations) + " --warmup " + std::to_string(a.warmup) +
+                          " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return Status::io_error("cannot start node: " + std::string(std::strerror(errno)));
+  std::string out;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int rc = pclose(p);
+  if (rc != 0)
+    return Status::io_error("`" + cmd + "` failed (exit " + std::to_string(rc) + "): " + out);
+  size_t pos = 0;
+  while (pos < out.size()) {
+    size_t end = out.find('\n', pos);
+    if (end == std::string::npos) end = out.size();
+    const auto j = nlohmann::json::parse(out.substr(pos, end - pos), nullptr, false);
+    pos = end + 1;
+    if (j.is_discarded() || !j.is_object() || !j.contains("us")) continue;
+    const std::string item = j.value("item", "");
+    const int batch = j.value("batch", 0);
+    auto us = j.at("us").get<std::vector<double>>();
+    auto same = [&](const Row& r) { return r.model == label && r.batch == batch; };
+    auto it = std::find_if(rows.begin(), rows.end(),
+                           [&](const Row& r) { return same(r) && r.item == item; });
+    if (it != rows.end()) {
+      it->ort_us = std::move(us);
+      continue;
+    }
+    auto last = std::find_if(rows.rbegin(), rows.rend(), same);
+    rows.insert(last.base(), Row{label, item, batch, {}, {}, std::move(us)});
+  }
+  return Status::ok();
+}
+
+// "ran onnx_bench.mjs ..." or why the ORT column is empty; adds the ORT rows to `rows`.
+std::string run_ort(const std::vector<std::pair<std::string, model::Package>>& pkgs,
+                    const EngineBenchArgs& a, std::vector<Row>& rows) {
+  if (a.no_ort) return "skipped (--no-ort)";
+  const fs::path script(a.ort_script);
+  const fs::path modules = script.parent_path() / "node_modules" / "onnxruntime-node";
+  if (!fs::exists(script) || !fs::exists(modules) ||
+      std::system("command -v node >/dev/null 2>&1") != 0)
+    return "skipped: needs node, " + script.string() + " and " + modules.string() +
+           " (run scripts/setup; give --ort-script when not run from the repository root)";
+  std::string note;
+  for (size_t i = 0; i < pkgs.size(); ++i) {
+    const fs::path dir = fs::path(a.out_dir) / "onnx" / fmt::format("model_{}", i);
+    Status s = add_ort_rows(pkgs[i].first, pkgs[i].second, dir, a, rows);
+    if (!s.is_ok()) note += "; " + pkgs[i].first + " skipped: " + s.to_string();
+  }
+  return "onnxruntime-node under " + a.ort_script +
+         " (CPU EP, 1 intra-op + 1 inter-op thread, graph optimisation all, its own process "
+         "after the other two; each call includes building the input tensors from JS and "
+         "awaiting session.run, see the Identity row)" +
+         note;
+}
+
+std::string cell(const std::vector<double>& v) {
+  return v.empty() ? "-" : fmt::format("{:.1f} ({:.1f})", percentile(v, 0.5), percentile(v, 0.99));
+}
+std::string ratio(const std::vector<double>& num, const std::vector<double>& den) {
+  return num.empty() || den.empty()
+             ? "-"
+             : fmt::format("{:.2f}×", percentile(num, 0.5) / percentile(den, 0.5));
 }
 
 int run_bench_engine(const EngineBenchArgs& a) {
@@ -158,41 +260,50 @@ int run_bench_engine(const EngineBenchArgs& a) {
   }
   std::error_code ec;
   fs::create_directories(a.out_dir, ec);
+  const std::string ort_note = run_ort(pkgs, a, rows);
   const fs::path csv = fs::path(a.out_dir) / "engine.csv";
   std::ofstream o(csv);
   o << "model,batch,item,backend,mean_us,median_us,p99_us,iterations\n";
-  std::printf("%d threads, %d iterations (after %d warm-up), interleaved; cpu gemm: %s\n\n",
-              a.threads, a.iterations, a.warmup,
-              cpu::kernels::has_avx512() && !a.avx2_only ? "AVX-512" : "AVX2");
   std::printf(
-      "| model | batch | item | LibTorch median µs (p99) | cpu median µs (p99) | speed-up |\n");
-  std::printf("|---|---:|---|---:|---:|---:|\n");
+      "%d threads, %d iterations (after %d warm-up), LibTorch and cpu interleaved; cpu "
+      "gemm: %s\nONNX Runtime: %s\n\n",
+      a.threads, a.iterations, a.warmup,
+      cpu::kernels::has_avx512() && !a.avx2_only ? "AVX-512" : "AVX2", ort_note.c_str());
+  std::printf(
+      "| model | batch | item | LibTorch median µs (p99) | cpu median µs (p99) | ORT median µs "
+      "(p99) | cpu speed-up vs LibTorch | vs ORT |\n");
+  std::printf("|---|---:|---|---:|---:|---:|---:|---:|\n");
+  const char* kBackends[] = {"libtorch", "cpu", "onnxruntime"};
   for (const auto& r : rows) {
-    for (int b = 0; b < 2; ++b) {
-      const auto& v = b == 0 ? r.torch_us : r.cpu_us;
-      o << '"' << r.model << "\"," << r.batch << ",\"" << r.item << "\","
-        << (b == 0 ? "libtorch" : "cpu") << ","
+    const std::vector<double>* vs[] = {&r.torch_us, &r.cpu_us, &r.ort_us};
+    for (int b = 0; b < 3; ++b) {
+      const auto& v = *vs[b];
+      if (v.empty()) continue;
+      o << '"' << r.model << "\"," << r.batch << ",\"" << r.item << "\"," << kBackends[b] << ","
         << fmt::format("{:.3f},{:.3f},{:.3f}", mean(v), percentile(v, 0.5), percentile(v, 0.99))
         << "," << v.size() << "\n";
     }
-    const double mt = percentile(r.torch_us, 0.5), mc = percentile(r.cpu_us, 0.5);
-    std::printf("| %s | %d | %s | %.1f (%.1f) | %.1f (%.1f) | %.2f× |\n", r.model.c_str(), r.batch,
-                r.item.c_str(), mt, percentile(r.torch_us, 0.99), mc, percentile(r.cpu_us, 0.99),
-                mt / mc);
+    std::printf("| %s | %d | %s | %s | %s | %s | %s | %s |\n", r.model.c_str(), r.batch,
+                r.item.c_str(), cell(r.torch_us).c_str(), cell(r.cpu_us).c_str(),
+                cell(r.ort_us).c_str(), ratio(r.torch_us, r.cpu_us).c_str(),
+                ratio(r.ort_us, r.cpu_us).c_str());
   }
   std::printf("\nwrote %s\n", csv.c_str());
   // One plot: median µs per row (x = row number), a series per backend and batch.
   PlotSpec spec{
       "idn bench engine: median µs per call", "row (see engine.csv)", "median µs", {}, false, true};
+  const char* kNames[] = {"LibTorch", "cpu", "ORT"};
   for (int batch : a.batches)
-    for (int b = 0; b < 2; ++b) {
-      PlotSeries s{fmt::format("{} batch {}", b == 0 ? "LibTorch" : "cpu", batch), {}, {}, false};
-      for (size_t i = 0; i < rows.size(); ++i)
-        if (rows[i].batch == batch) {
+    for (int b = 0; b < 3; ++b) {
+      PlotSeries s{fmt::format("{} batch {}", kNames[b], batch), {}, {}, false};
+      for (size_t i = 0; i < rows.size(); ++i) {
+        const auto& v = b == 0 ? rows[i].torch_us : b == 1 ? rows[i].cpu_us : rows[i].ort_us;
+        if (rows[i].batch == batch && !v.empty()) {
           s.x.push_back(static_cast<double>(i));
-          s.y.push_back(percentile(b == 0 ? rows[i].torch_us : rows[i].cpu_us, 0.5));
+          s.y.push_back(percentile(v, 0.5));
         }
-      spec.series.push_back(std::move(s));
+      }
+      if (!s.x.empty()) spec.series.push_back(std::move(s));
     }
   const fs::path png = fs::path(a.out_dir) / "engine.png";
   Status ps = plot_png(spec, png);
@@ -210,7 +321,7 @@ void register_bench_engine(CLI::App& bench) {
   auto* b = bench.add_subcommand(
       "engine",
       "Stages, exit heads and whole passes of a package on LibTorch vs the torch-free cpu "
-      "executor, interleaved (mean/median/p99 µs, CSV and plot)");
+      "executor, interleaved, and on ONNX Runtime (mean/median/p99 µs, CSV and plot)");
   b->add_option("--model", a->models, "Package directories")->check(CLI::ExistingDirectory);
   b->add_option("--arch", a->archs,
                 "Architectures (b-lenet, lenet, b-alexnet, alexnet) with random weights");
@@ -220,7 +331,12 @@ void register_bench_engine(CLI::App& bench) {
   b->add_option("--warmup", a->warmup, "Untimed calls first")->capture_default_str();
   b->add_option("--threads", a->threads, "LibTorch intra-op threads")->capture_default_str();
   b->add_flag("--avx2-only", a->avx2_only, "Keep the cpu executor's gemm on AVX2 (no AVX-512)");
-  b->add_option("--out", a->out_dir, "Directory for engine.csv and engine.png")
+  b->add_flag("--no-ort", a->no_ort, "Leave out the ONNX Runtime column");
+  b->add_option("--ort-script", a->ort_script,
+                "interop/onnx_bench.mjs (node_modules beside it holds onnxruntime-node)")
+      ->capture_default_str();
+  b->add_option("--out", a->out_dir,
+                "Directory for engine.csv, engine.png and the ONNX export (onnx/)")
       ->capture_default_str();
   b->callback([a] { run_or_exit(run_bench_engine(*a)); });
 }
