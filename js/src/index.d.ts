@@ -15,6 +15,8 @@ export type IdnErrorCode =
   | 'DEADLINE_EXCEEDED'
   | 'CANCELLED'
   | 'STOPPED'
+  | 'FAILED_PRECONDITION'
+  | 'INTERNAL'
 
 export declare class IdnError extends Error {
   readonly code: IdnErrorCode
@@ -33,6 +35,57 @@ export interface CreateIdnOptions {
   dialTimeoutMs?: number
   /** How long providers looked up for a service are reused; default 10000, 0 = never. */
   providerCacheMs?: number
+  /** Peer mode in Node: multiaddrs to listen on (e.g. '/ip4/127.0.0.1/tcp/0'); default none. */
+  listen?: Array<string | Multiaddr>
+  /** Peer mode limits (serve()). */
+  provider?: ProviderOptions
+}
+
+export interface ProviderOptions {
+  /** Requests waiting behind a running one beyond this are answered BUSY; default 64. */
+  maxQueue?: number
+  /** When a request's deadline_ms is 0; default 10000. */
+  defaultDeadlineMs?: number
+  /** Requests on one keep_open stream before it is closed; default 1000. */
+  maxRequestsPerStream?: number
+  /** A keep_open stream with no next request this long is closed; default 30000. */
+  streamIdleMs?: number
+}
+
+export interface ServeOptions {
+  /** Peers that hold the service's blocks (multiaddrs ending in /p2p/<id>); default the bootstrap peers. */
+  peers?: Array<string | Multiaddr>
+  /** Where onnxruntime-web finds its .wasm files in a browser; default next to the bundle. */
+  wasmPaths?: string
+}
+
+/** Counters of this node's provider (all services served), since the first serve(). */
+export interface ServeStats {
+  requests: number
+  completed: number
+  cancelled: number
+  busy: number
+  invalid: number
+  unknown_service: number
+  deadline_exceeded: number
+  failed: number
+  receipts: number
+  /** Operations (FLOPs) of the requests answered. */
+  operations: number
+}
+
+/** A service this node serves (Idn.serve). */
+export interface Serving {
+  readonly serviceId: string
+  /** The model's name (manifest.json). */
+  readonly name: string
+  /** CID of the ONNX directory it was loaded from. */
+  readonly onnxCid: string
+  /** The ONNX export's manifest.json. */
+  readonly manifest: Record<string, unknown>
+  readonly stats: ServeStats
+  /** Stops serving it: later requests get UNKNOWN_SERVICE (or, with none left, no protocol). */
+  stop (): Promise<void>
 }
 
 /** A model input: row-major float32 values of `shape` (e.g. [1, 28, 28], pixels in [0, 1]). */
@@ -131,6 +184,17 @@ export interface Idn {
    * connected peer speaks /idn/swap/1.0.0.
    */
   initModel (serviceId: string, options?: InitOptions): Promise<InitOutcome>
+  /**
+   * Peer mode: fetches the service's descriptor and ONNX form by CID (Bitswap, verified),
+   * loads it with onnxruntime-web and answers /idn/infer/1.0.0 for it as IDN's C++ provider
+   * does. Rejects with IdnError: INVALID_ARGUMENT, NOT_FOUND (no peer has its blocks),
+   * FAILED_PRECONDITION (published without an ONNX form), UNAVAILABLE, INTERNAL.
+   */
+  serve (serviceId: string, options?: ServeOptions): Promise<Serving>
+  /** Service IDs this node serves. */
+  readonly serving: string[]
+  /** Multiaddrs this node listens on (createIdn's listen), each ending in /p2p/<id>. */
+  readonly addresses: string[]
   stop (): Promise<void>
 }
 

@@ -19,6 +19,7 @@ import { base58btc } from 'multiformats/bases/base58'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { defaultTransports, defaultConnectionGater } from '#transports'
+import { Provider } from './peer.js'
 import {
   INFER_PROTOCOL, INFER_ERROR_NAMES, InferError, ExitCriterion, encodeClientMessage,
   readMessages, decodeServerMessage, f32Tensor, f32FromTensor, SWAP_PROTOCOL, MAX_SWAP_MESSAGE,
@@ -410,6 +411,55 @@ class Idn {
 
   get peerId () { return this.libp2p.peerId.toString() }
 
+  // The multiaddrs this node listens on (createIdn's `listen`), each ending in /p2p/<id>.
+  get addresses () { return this.libp2p.getMultiaddrs().map((a) => a.toString()) }
+
+  // Peer mode: serves `serviceId` from this node. Fetches the service's descriptor and its
+  // ONNX form by CID over Bitswap from `options.peers` (multiaddrs ending in /p2p/<id>; default
+  // the bootstrap peers), checks every block against its CID and every graph against
+  // manifest.json's sha256, loads the graphs with onnxruntime-web (WASM, one thread;
+  // `options.wasmPaths` says where a browser finds its .wasm files) and answers
+  // /idn/infer/1.0.0 requests as IDN's C++ provider does. Resolves once it serves, with a
+  // handle: { serviceId, name, onnxCid, manifest, stats, stop() }. Throws IdnError:
+  // INVALID_ARGUMENT (malformed service ID or option, a descriptor or manifest that do not
+  // agree), NOT_FOUND (no peer asked has its blocks), FAILED_PRECONDITION (published without
+  // an ONNX form), UNAVAILABLE, INTERNAL (onnxruntime-web could not load a graph).
+  async serve (serviceId, options = {}) {
+    if (this.stopped) throw new IdnError('STOPPED', 'this Idn was stopped')
+    parseServiceId(serviceId)
+    if (options == null || typeof options !== 'object') throw invalid('serve options must be an object')
+    let peers = this.bootstrap.map((b) => b.peerId)
+    if (options.peers != null) {
+      if (!Array.isArray(options.peers) || options.peers.length === 0) throw invalid('serve: peers must be a non-empty array of multiaddrs')
+      peers = []
+      for (const [i, a] of options.peers.entries()) {
+        const ma = parseAddr(a, `peers[${i}]`)
+        const id = peerIdFromString(ma.getComponents().findLast((c) => c.name === 'p2p').value)
+        await this.libp2p.peerStore.merge(id, { multiaddrs: [ma.decapsulateCode(421)] })
+        peers.push(id)
+      }
+    }
+    this.provider ??= new Provider(this.libp2p, this.options.provider ?? {})
+    let model
+    try {
+      model = await this.provider.add(serviceId, { peers, wasmPaths: options.wasmPaths })
+    } catch (err) {
+      throw err instanceof IdnError ? err : new IdnError(err.code ?? 'INTERNAL', err.message)
+    }
+    const provider = this.provider
+    return {
+      serviceId,
+      name: model.name,
+      onnxCid: model.onnxCid.toString(),
+      manifest: model.manifest,
+      get stats () { return { ...provider.stats } },
+      stop: () => provider.remove(serviceId)
+    }
+  }
+
+  // The service IDs this node serves (serve()).
+  get serving () { return this.provider ? [...this.provider.services.keys()] : [] }
+
   // Providers looked up for a service are kept providerCacheMs (default 10 s, as the C++ node's
   // cache): a lookup costs more than a request on loopback.
   cachedProviders (serviceText) {
@@ -594,6 +644,7 @@ class Idn {
   async stop () {
     if (this.stopped) return
     this.stopped = true
+    await this.provider?.stop()
     // Dials still in progress (a provider asked just before the request completed) finish
     // first, bounded by dialTimeoutMs: Node's WebSocket (undici) keeps the process alive for
     // 10 s after a connection attempt is aborted half-way.
@@ -623,7 +674,12 @@ export async function createIdn (options = {}) {
   if (options.providerCacheMs != null && !(Number.isInteger(options.providerCacheMs) && options.providerCacheMs >= 0)) {
     throw invalid(`providerCacheMs must be a non-negative integer, got ${options.providerCacheMs}`)
   }
+  if (options.listen != null && (!Array.isArray(options.listen) || !options.listen.every((a) => typeof a === 'string' || isMultiaddr(a)))) {
+    throw invalid('listen must be an array of multiaddrs')
+  }
   const libp2p = await createLibp2p({
+    // Peer mode in Node: where requests reach this node (e.g. /ip4/127.0.0.1/tcp/0).
+    addresses: { listen: (options.listen ?? []).map(String) },
     transports: options.transports ?? defaultTransports(),
     connectionGater: options.connectionGater ?? defaultConnectionGater(),
     connectionEncrypters: [noise()],

@@ -97,6 +97,21 @@ export function decodeServerMessage (bytes) {
   return InferServerMessage.decode(bytes)
 }
 
+// The serving side (peer mode): what a provider sends and reads.
+export function encodeServerMessage (body) {
+  const err = InferServerMessage.verify(body)
+  if (err != null) throw new Error(`internal: bad InferServerMessage: ${err}`)
+  return frame(InferServerMessage.encode(InferServerMessage.create(body)).finish())
+}
+
+export function decodeClientMessage (bytes) {
+  return InferClientMessage.decode(bytes)
+}
+
+// DType enum value -> IDN's name for it ("F32"), as the C++ side's error messages say it.
+export const DTYPE_NAMES = Object.fromEntries(
+  Object.entries(DType).map(([k, v]) => [v, k.replace(/^DTYPE_/, '')]))
+
 // F32 tensor <-> protobuf Tensor (row-major, little-endian).
 export function f32Tensor (shape, data) {
   const bytes = new Uint8Array(data.length * 4)

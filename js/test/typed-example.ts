@@ -21,3 +21,21 @@ export async function classify (bootstrap: string, serviceId: string, pixels: Fl
     await idn.stop()
   }
 }
+
+// Peer mode: serve a published service (its ONNX form) from this node until asked to stop.
+export async function serveFor (bootstrap: string, serviceId: string, ms: number): Promise<number> {
+  const idn = await createIdn({ bootstrap: [bootstrap], listen: ['/ip4/127.0.0.1/tcp/0'], provider: { maxQueue: 8 } })
+  try {
+    const serving = await idn.serve(serviceId, { wasmPaths: '/ort/' })
+    console.log(serving.name, serving.onnxCid, idn.addresses, idn.serving)
+    await new Promise((resolve) => setTimeout(resolve, ms))
+    const answered: number = serving.stats.completed
+    await serving.stop()
+    return answered
+  } catch (err) {
+    if (err instanceof IdnError && err.code === 'FAILED_PRECONDITION') return 0
+    throw err
+  } finally {
+    await idn.stop()
+  }
+}

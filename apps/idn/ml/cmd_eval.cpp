@@ -193,6 +193,9 @@ struct InferArgs {
   // Remote: a service on the network instead of a local package.
   std::string service;
   std::vector<std::string> bootstrap;
+  // Ask these peers (multiaddrs ending in /p2p/<id>) instead of the DHT's providers: a peer
+  // outside the DHT, such as a js-libp2p peer of @idn/client serving the service.
+  std::vector<std::string> providers;
   int fanout = 2;
   int deadline_ms = 5000;
 };
@@ -248,21 +251,39 @@ Result<std::pair<core::Tensor, int64_t>> infer_input(const InferArgs& a) {
 int run_remote_infer(const InferArgs& a) {
   auto sid = ise::parse_service_id(a.service);
   if (!sid.ok()) return report(sid.status().with_context("--service"));
-  if (a.bootstrap.empty())
+  if (a.bootstrap.empty() && a.providers.empty())
     return report(Status::invalid_argument(
-        "--service needs --bootstrap MULTIADDR of a node of the network (ending in /p2p/<id>)"));
+        "--service needs --bootstrap MULTIADDR of a node of the network (ending in /p2p/<id>) "
+        "or --provider MULTIADDR of a peer to ask"));
   auto in = infer_input(a);
   if (!in.ok()) return report(in.status());
+  std::vector<core::Multiaddr> direct;
+  for (const auto& text : a.providers) {
+    auto addr = core::Multiaddr::parse(text);
+    if (!addr.ok()) return report(addr.status().with_context("--provider " + text));
+    direct.push_back(std::move(*addr));
+  }
   return with_client_node(a.bootstrap, [&](node::Node& nd) {
-    if (Status s = nd.routing()->wait_connected(std::chrono::seconds(20)); !s.is_ok())
-      return report(s.with_context("joining the DHT"));
     client::SessionOptions so;
     so.fanout = static_cast<size_t>(a.fanout);
     so.deadline = std::chrono::milliseconds(a.deadline_ms);
-    auto session = nd.block_on([&]() -> p2p::awaitable<std::shared_ptr<client::Session>> {
-      co_return nd.session(*sid, so);
+    if (direct.empty()) {
+      if (Status s = nd.routing()->wait_connected(std::chrono::seconds(20)); !s.is_ok())
+        return report(s.with_context("joining the DHT"));
+    }
+    auto session = nd.block_on([&]() -> p2p::awaitable<Result<std::shared_ptr<client::Session>>> {
+      if (direct.empty()) co_return nd.session(*sid, so);
+      std::vector<identity::PeerId> peers;
+      for (const auto& addr : direct) {
+        auto peer = co_await nd.host().dial(addr);
+        if (!peer.ok()) co_return peer.status().with_context("--provider " + addr.to_string());
+        peers.push_back(*peer);
+      }
+      co_return std::make_shared<client::Session>(
+          nd.io().get_executor(), nd.host(), client::fixed_providers(std::move(peers)), *sid, so);
     });
-    auto stream = client::infer_stream_blocking(*session, in->first);
+    if (!session.ok()) return report(session.status());
+    auto stream = client::infer_stream_blocking(**session, in->first);
     for (const auto& ev : stream) {
       std::printf("answer  class %d  exit %u  confidence %.4f  peer %s  %.2f ms%s\n", ev.predicted,
                   ev.exit_index, ev.confidence, ev.peer.to_string().c_str(),
@@ -342,6 +363,9 @@ void register_eval(CLI::App& app) {
                     "Service ID: run on providers found in the network instead of locally");
   infer->add_option("--bootstrap", ia->bootstrap,
                     "Multiaddr of a node of the network (ending in /p2p/<id>), repeatable");
+  infer->add_option("--provider", ia->providers,
+                    "Ask this peer (multiaddr ending in /p2p/<id>, repeatable) instead of the "
+                    "DHT's providers, e.g. a JavaScript peer serving the service");
   infer->add_option("--fanout", ia->fanout, "Providers asked at once")->capture_default_str();
   infer->add_option("--deadline-ms", ia->deadline_ms, "Give up after this long")
       ->capture_default_str();

@@ -1,0 +1,87 @@
+// Drives @idn/client's peer mode in Node for tests/cli/js_peer_test.sh: a js-libp2p peer
+// listening on TCP serves a service (its ONNX form fetched by CID over Bitswap from the
+// bootstrap node, run with onnxruntime-web), and its answers are compared with the C++ node's
+// (which hosts the same package) from a second, client-only node, and from `idn infer
+// --provider` (the C++ client dialling the JS peer). Prints one JSON object per line:
+//   {"serving":{"name":..,"onnxCid":..,"ms":T,"addresses":[...]}}
+//   {"input":K,"rule":"default"|"lastExit","peer":[ev...],"node":[ev...]}   ev: {exit,class,
+//       confidence,entropy,operations,final,outputs}
+//   {"cpp":{"input":K,"out":"<idn infer's stdout>"}}      idn infer --provider <this peer>
+//   {"errors":{"shape":{code,message},"unknown":{..},"threshold":{..},"nan":{..}}}
+//   {"serve_errors":{"unknown":{code,message},"plain":{code,message}}}
+//   {"stopped":{code,message}}                            a request after handle.stop()
+//   {"stats":{...}}  {"done":true}
+// Usage: node peer_check.mjs --bootstrap MULTIADDR --service ID --inputs A.pgm,B.pgm --idn PATH
+//          [--plain-service ID]  (a service published without an ONNX form)
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { emit, parseArgs, readPgm } from './check_util.mjs'
+import { createIdn } from '@idn/client'
+
+const args = parseArgs({})
+const inputs = args.inputs.split(',').map(readPgm)
+const run = promisify(execFile)
+const err = (e) => ({ code: e.code, message: e.message })
+
+const peer = await createIdn({ bootstrap: [args.bootstrap], listen: ['/ip4/127.0.0.1/tcp/0'] })
+const client = await createIdn({ bootstrap: [args.bootstrap], providerCacheMs: 0 })
+try {
+  const t0 = Date.now()
+  const handle = await peer.serve(args.service)
+  const me = peer.addresses.find((a) => a.includes('/tcp/'))
+  emit({ serving: { name: handle.name, onnxCid: handle.onnxCid, ms: Date.now() - t0, addresses: peer.addresses } })
+
+  const events = async (who, input, exitRule) => {
+    const out = []
+    for await (const ev of client.infer(args.service, input, { npeers: 1, providers: [who], exitRule, deadlineMs: 10000 })) {
+      out.push({ exit: ev.exit, class: ev.predicted, confidence: ev.confidence, entropy: ev.entropy, operations: ev.operations, final: ev.final, outputs: Array.from(ev.outputs) })
+    }
+    return out
+  }
+  for (const [i, input] of inputs.entries()) {
+    for (const [rule, exitRule] of [['default', undefined], ['lastExit', { criterion: 'lastExit' }]]) {
+      emit({ input: i, rule, peer: await events(me, input, exitRule), node: await events(args.bootstrap, input, exitRule) })
+    }
+  }
+
+  // The C++ client dialling this peer directly.
+  for (const [i, path] of args.inputs.split(',').entries()) {
+    const { stdout } = await run(args.idn, ['infer', '--service', args.service, '--provider', me, '--input', path, '--fanout', '1', '--deadline-ms', '10000'])
+    emit({ cpp: { input: i, out: stdout } })
+  }
+
+  // Bad requests get the C++ provider's errors.
+  const errors = {}
+  const attempt = async (name, service, input, opts = {}) => {
+    try {
+      for await (const ev of client.infer(service, input, { npeers: 1, providers: [me], ...opts })) errors[name] = { unexpected: ev.predicted }
+    } catch (e) {
+      errors[name] = { ...err(e), peers: e.details }
+    }
+  }
+  await attempt('shape', args.service, { shape: [1, 28, 27], data: new Float32Array(756) })
+  await attempt('unknown', 'QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG', inputs[0])
+  await attempt('threshold', args.service, inputs[0], { exitRule: { criterion: 'confidence', threshold: 1.5 } })
+  emit({ errors })
+
+  const serveErrors = {}
+  try { await peer.serve('QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG') } catch (e) { serveErrors.unknown = err(e) }
+  if (args['plain-service']) {
+    try { await peer.serve(args['plain-service']) } catch (e) { serveErrors.plain = err(e) }
+  }
+  try { await peer.serve('not-a-service') } catch (e) { serveErrors.malformed = err(e) }
+  emit({ serve_errors: serveErrors })
+
+  const stats = handle.stats
+  await handle.stop()
+  try {
+    for await (const ev of client.infer(args.service, inputs[0], { npeers: 1, providers: [me], deadlineMs: 3000 })) emit({ stopped: { unexpected: ev.predicted } })
+  } catch (e) {
+    emit({ stopped: err(e) })
+  }
+  emit({ stats, serving_after_stop: peer.serving })
+  emit({ done: true })
+} finally {
+  await client.stop()
+  await peer.stop()
+}
