@@ -39,6 +39,11 @@ export interface CreateIdnOptions {
   listen?: Array<string | Multiaddr>
   /** Peer mode limits (serve()). */
   provider?: ProviderOptions
+  /**
+   * Peer mode for a node that cannot listen (a browser): a connected node that serves circuit
+   * relay v2 keeps a slot for it, and it is reached at .../p2p/NODE/p2p-circuit/p2p/<us>.
+   */
+  relay?: boolean
 }
 
 export interface ProviderOptions {
@@ -57,6 +62,8 @@ export interface ServeOptions {
   peers?: Array<string | Multiaddr>
   /** Where onnxruntime-web finds its .wasm files in a browser; default next to the bundle. */
   wasmPaths?: string
+  /** Announce this node as a provider (ADD_PROVIDER) once it serves; with relay, after the reservation. */
+  announce?: boolean
 }
 
 /** Counters of this node's provider (all services served), since the first serve(). */
@@ -84,6 +91,8 @@ export interface Serving {
   /** The ONNX export's manifest.json. */
   readonly manifest: Record<string, unknown>
   readonly stats: ServeStats
+  /** With announce: whether the ADD_PROVIDER went out, and the addresses it named. */
+  readonly announced: { ok: true, addresses: string[] } | { ok: false, error: string } | null
   /** Stops serving it: later requests get UNKNOWN_SERVICE (or, with none left, no protocol). */
   stop (): Promise<void>
 }
@@ -195,6 +204,12 @@ export interface Idn {
   readonly serving: string[]
   /** Multiaddrs this node listens on (createIdn's listen), each ending in /p2p/<id>. */
   readonly addresses: string[]
+  /** Its relayed addresses (createIdn's relay), .../p2p-circuit/p2p/<id>. */
+  readonly relayAddresses: string[]
+  /** Resolves with relayAddresses once a node holds a slot for us; rejects UNAVAILABLE after timeoutMs. */
+  waitForRelay (options?: { timeoutMs?: number }): Promise<string[]>
+  /** ADD_PROVIDER for the service to the nodes closest to it (the bootstrap nodes), with our addresses. */
+  announce (serviceId: string, options?: { timeoutMs?: number }): Promise<void>
   stop (): Promise<void>
 }
 

@@ -9,6 +9,7 @@
 import './polyfill.js'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { identify } from '@libp2p/identify'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -447,14 +448,58 @@ class Idn {
       throw err instanceof IdnError ? err : new IdnError(err.code ?? 'INTERNAL', err.message)
     }
     const provider = this.provider
+    let announced = null
+    if (options.announce) {
+      try {
+        if (this.options.relay) await this.waitForRelay()
+        await this.announce(serviceId)
+        announced = { ok: true, addresses: this.addresses }
+      } catch (err) {
+        announced = { ok: false, error: err.message }
+      }
+    }
     return {
       serviceId,
+      announced,
       name: model.name,
       onnxCid: model.onnxCid.toString(),
       manifest: model.manifest,
       get stats () { return { ...provider.stats } },
       stop: () => provider.remove(serviceId)
     }
+  }
+
+  // This node's relayed addresses (createIdn's relay: .../p2p/NODE/p2p-circuit/p2p/<us>).
+  get relayAddresses () { return this.addresses.filter((a) => a.includes('/p2p-circuit/')) }
+
+  // Resolves with relayAddresses once a node holds a relay reservation for us (createIdn's
+  // relay option); rejects with UNAVAILABLE after timeoutMs (default dialTimeoutMs).
+  async waitForRelay ({ timeoutMs } = {}) {
+    if (!this.options.relay) throw invalid('waitForRelay needs createIdn({ relay: true })')
+    const ms = timeoutMs ?? this.options.dialTimeoutMs ?? 5000
+    if (this.relayAddresses.length > 0) return this.relayAddresses
+    let onUpdate
+    let timer
+    try {
+      return await new Promise((resolve, reject) => {
+        onUpdate = () => { if (this.relayAddresses.length > 0) resolve(this.relayAddresses) }
+        this.libp2p.addEventListener('self:peer:update', onUpdate)
+        timer = setTimeout(() => reject(new IdnError('UNAVAILABLE',
+          `no relay reservation within ${ms} ms: none of ${this.bootstrapText()} relays for us (does it serve /libp2p/circuit/relay/0.2.0/hop?)`)), ms)
+      })
+    } finally {
+      clearTimeout(timer)
+      this.libp2p.removeEventListener('self:peer:update', onUpdate)
+    }
+  }
+
+  // Announces this node as a provider of `serviceId` (ADD_PROVIDER on /ipfs/kad/1.0.0 to the
+  // nodes closest to it, i.e. the bootstrap nodes), with this node's addresses, relayed ones
+  // included. serve({ announce: true }) does it once it serves.
+  async announce (serviceId, { timeoutMs } = {}) {
+    const digest = parseServiceId(serviceId)
+    const signal = AbortSignal.timeout(timeoutMs ?? this.options.dialTimeoutMs ?? 5000)
+    await this.libp2p.contentRouting.provide(CID.createV1(RAW_CODEC, digest), { signal })
   }
 
   // The service IDs this node serves (serve()).
@@ -677,10 +722,18 @@ export async function createIdn (options = {}) {
   if (options.listen != null && (!Array.isArray(options.listen) || !options.listen.every((a) => typeof a === 'string' || isMultiaddr(a)))) {
     throw invalid('listen must be an array of multiaddrs')
   }
+  // Peer mode through a relay (a browser cannot listen): a node we connect to that serves
+  // circuit relay v2 keeps a slot for us, and requests reach us at
+  // .../p2p/NODE/p2p-circuit/p2p/<us> over the connection we opened to it.
+  // The circuit transport also lets a client dial such a peer (a provider found with a
+  // /p2p-circuit address).
+  const transports = [...(options.transports ?? defaultTransports()), circuitRelayTransport({ reservationCompletionTimeout: dialTimeoutMs })]
+  const listen = (options.listen ?? []).map(String)
+  if (options.relay) listen.push('/p2p-circuit')
   const libp2p = await createLibp2p({
     // Peer mode in Node: where requests reach this node (e.g. /ip4/127.0.0.1/tcp/0).
-    addresses: { listen: (options.listen ?? []).map(String) },
-    transports: options.transports ?? defaultTransports(),
+    addresses: { listen },
+    transports,
     connectionGater: options.connectionGater ?? defaultConnectionGater(),
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],

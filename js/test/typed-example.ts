@@ -39,3 +39,13 @@ export async function serveFor (bootstrap: string, serviceId: string, ms: number
     await idn.stop()
   }
 }
+
+// A browser tab as a peer: reached through the node it is connected to.
+export async function serveFromBrowser (wsBootstrap: string, serviceId: string): Promise<string[]> {
+  const idn = await createIdn({ bootstrap: [wsBootstrap], relay: true })
+  const relayed: string[] = await idn.waitForRelay({ timeoutMs: 10000 })
+  const serving = await idn.serve(serviceId, { announce: true })
+  if (serving.announced?.ok === false) console.log(serving.announced.error)
+  await idn.announce(serviceId, { timeoutMs: 1000 })
+  return [...relayed, ...idn.relayAddresses]
+}
