@@ -7,6 +7,7 @@
 //   {"input":K,"rule":"default"|"lastExit","peer":[ev...],"node":[ev...]}   ev: {exit,class,
 //       confidence,entropy,operations,final,outputs}
 //   {"cpp":{"input":K,"out":"<idn infer's stdout>"}}      idn infer --provider <this peer>
+//   {"keep_open":[{id,exits,stream_open,error}, ...]}    two requests on one keep_open stream
 //   {"errors":{"shape":{code,message},"unknown":{..},"threshold":{..},"nan":{..}}}
 //   {"serve_errors":{"unknown":{code,message},"plain":{code,message}}}
 //   {"stopped":{code,message}}                            a request after handle.stop()
@@ -16,7 +17,8 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { emit, parseArgs, readPgm } from './check_util.mjs'
-import { createIdn } from '@idn/client'
+import { createIdn, parseServiceId } from '@idn/client'
+import { INFER_PROTOCOL, encodeClientMessage, readMessages, decodeServerMessage, f32Tensor } from '../src/wire.js'
 
 const args = parseArgs({})
 const inputs = args.inputs.split(',').map(readPgm)
@@ -48,6 +50,26 @@ try {
   for (const [i, path] of args.inputs.split(',').entries()) {
     const { stdout } = await run(args.idn, ['infer', '--service', args.service, '--provider', me, '--input', path, '--fanout', '1', '--deadline-ms', '10000'])
     emit({ cpp: { input: i, out: stdout } })
+  }
+
+  // keep_open: two requests on one stream, the second inheriting service and rule.
+  {
+    const stream = await client.libp2p.dialProtocol(peer.libp2p.peerId, INFER_PROTOCOL)
+    const reader = readMessages(stream)[Symbol.asyncIterator]()
+    const input = f32Tensor(inputs[0].shape, inputs[0].data)
+    const finals = []
+    stream.send(encodeClientMessage({ request: { request_id: 1, service_id: parseServiceId(args.service).bytes, input, keep_open: true, exit_rule: { criterion: 3 } } }))
+    for (let id = 1; id <= 2; id++) {
+      if (id === 2) stream.send(encodeClientMessage({ request: { request_id: 2, input } }))
+      const got = []
+      while (true) {
+        const p = decodeServerMessage((await reader.next()).value).progress
+        got.push(p.exit_index)
+        if (p.final) { finals.push({ id: Number(p.request_id), exits: got, stream_open: p.stream_open, error: p.error }); break }
+      }
+    }
+    await stream.close()
+    emit({ keep_open: finals })
   }
 
   // Bad requests get the C++ provider's errors.

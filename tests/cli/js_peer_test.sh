@@ -111,11 +111,16 @@ assert se["plain"]["code"] == "FAILED_PRECONDITION" and "has no ONNX form" in se
 assert se["malformed"]["code"] == "INVALID_ARGUMENT", se
 stopped = next(l["stopped"] for l in lines if "stopped" in l)
 assert stopped.get("code") == "UNAVAILABLE" and "/idn/infer/1.0.0" in stopped["message"], stopped
+ko = next(l["keep_open"] for l in lines if "keep_open" in l)
+# The second request inherits the service and lastExit from the first; both finals keep it open.
+assert [(k["id"], k["exits"], k["stream_open"], k["error"]) for k in ko] == [(1, [0, 1], True, 0), (2, [0, 1], True, 0)], ko
 st = next(l for l in lines if "stats" in l)
 s = st["stats"]
-assert s["completed"] == 3 * n and s["invalid"] == 2 and s["unknown_service"] == 1 and s["failed"] == 0, s
+assert s["completed"] == 3 * n + 2 and s["invalid"] == 2 and s["unknown_service"] == 1 and s["failed"] == 0, s
 assert st["serving_after_stop"] == [], st
 PY
 grep '"serving"' "$dir/peer.out"
+expect_error "idn infer --provider with a malformed address" "provider" \
+  "$idn" infer --service "$sid" --provider not-a-multiaddr --input "$dir/img0.pgm"
 echo "js_peer_test: the JS peer's answers to $n images equal the C++ node's at every exit; idn infer --provider agrees; errors ok"
 echo "js_peer_test: ok"
