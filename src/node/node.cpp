@@ -25,6 +25,7 @@
 #include "identity/keystore.h"
 #include "node/challenger.h"
 #include "node/gateway.h"
+#include "node/web_page.h"
 #include "routing/dht_routing.h"
 #include "serve/infer_server.h"
 #include "store/bitswap.h"
@@ -348,7 +349,11 @@ Status Node::start_listening() {
     http_->route("/status", [this] {
       return HttpResponse{200, "application/json", status_json()};
     });
-    http_->route("/", [this] {
+    // The page for people; the plain index stays at /idn/v1/ for scripts.
+    http_->route("/", [] {
+      return HttpResponse{200, "text/html; charset=utf-8", std::string(node_page_html())};
+    });
+    http_->route("/idn/v1/", [this] {
       return HttpResponse{200, "text/plain; charset=utf-8",
                           fmt::format("idn node {}\n/status  JSON: peer id, addresses, peers\n"
                                       "/metrics Prometheus metrics\n"

@@ -96,6 +96,9 @@ class Node {
   // Bound listen addresses, each ending in /p2p/<id> (real ports, also for tcp/0).
   std::vector<core::Multiaddr> listen_addrs() const { return listen_addrs_; }
   std::optional<HttpAddress> http_address() const { return http_address_; }
+  // The HTTP server (null without an HTTP address), for the composition root to add routes
+  // to (`idn demo --serve`). Use it on the io thread only.
+  HttpServer* http_server() { return http_.get(); }
   const Config& config() const { return config_; }
 
   // For composition (call on the io thread).

@@ -5,7 +5,13 @@
 // asks --fanout peers at once, and prints per request the exit, confidence, answering peer,
 // latency and bytes, and at the end accuracy, exit mix, latency percentiles and bytes moved.
 // --kill-peer-after N shuts a provider down while request N is in flight: no request is lost.
+// --serve then keeps the network up and the client node's page (/) open for a browser, with a
+// few test images to try, until Ctrl-C.
 #include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -46,7 +52,12 @@ struct DemoArgs {
   std::string data;
   bool retrain = false;
   bool quiet = false;
+  bool serve = false;
+  std::string http = "127.0.0.1:0";
 };
+
+// Test images the page offers to try (`idn demo --serve`).
+constexpr int kPageSamples = 24;
 
 // The embedded default: `idn train branchynet --arch b-lenet --epochs 3` (seed 1, all 55,000
 // training images, SGD + SGDR, 2 threads), i.e. the benchmark's B-LeNet recipe, with the
@@ -85,8 +96,33 @@ Status train_default(const fs::path& dir, const std::string& data_dir) {
 
 using Peer = node::NodeThread;
 
-Result<std::unique_ptr<Peer>> start_peer(const std::vector<core::Multiaddr>& bootstrap) {
-  return Peer::start(node::loopback_config(bootstrap));
+Result<std::unique_ptr<Peer>> start_peer(const std::vector<core::Multiaddr>& bootstrap,
+                                         std::optional<node::HttpAddress> http = std::nullopt) {
+  auto config = node::loopback_config(bootstrap);
+  config.http = std::move(http);
+  return Peer::start(std::move(config));
+}
+
+// /idn/demo/samples.json: the first test images as tensors with their labels, for the page.
+std::string samples_json(const std::vector<core::Tensor>& images,
+                         const std::vector<int64_t>& labels,
+                         const std::vector<std::string>& names) {
+  nlohmann::json samples = nlohmann::json::array();
+  for (size_t i = 0; i < images.size() && i < static_cast<size_t>(kPageSamples); ++i) {
+    const auto values = images[i].f32();
+    samples.push_back({{"shape", images[i].shape},
+                       {"data", std::vector<float>(values.begin(), values.end())},
+                       {"label", labels[i]}});
+  }
+  return nlohmann::json{{"labels", names}, {"samples", std::move(samples)}}.dump();
+}
+
+// Keeps the network up until SIGINT or SIGTERM.
+void wait_for_signal() {
+  boost::asio::io_context io;
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([](const boost::system::error_code&, int) {});
+  io.run();
 }
 
 int run_demo(const DemoArgs& a) {
@@ -95,6 +131,12 @@ int run_demo(const DemoArgs& a) {
   if (a.requests < 1) return report(Status::invalid_argument("--requests must be >= 1"));
   if (a.kill_after >= 0 && a.peers < 2)
     return report(Status::invalid_argument("--kill-peer-after needs --peers >= 2"));
+  std::optional<node::HttpAddress> http;
+  if (a.serve) {
+    auto parsed = node::parse_http_address(a.http);
+    if (!parsed.ok()) return report(parsed.status().with_context("--http"));
+    http = *parsed;
+  }
   spdlog::set_level(spdlog::level::warn);
   torch::set_num_threads(1);
   auto t0 = Clock::now();
@@ -107,7 +149,7 @@ int run_demo(const DemoArgs& a) {
       return report(Status::not_found(model.string() + " is not a model package"));
     if (Status s = train_default(model, a.data); !s.is_ok()) return report(s);
   }
-  auto data = demo_test_data(a.data, a.requests);
+  auto data = demo_test_data(a.data, a.serve ? std::max(a.requests, kPageSamples) : a.requests);
   if (!data.ok()) return report(data.status());
   auto images = motifs::to_samples(data->test.x);
   auto labels = motifs::to_labels(data->test.y);
@@ -142,7 +184,7 @@ int run_demo(const DemoArgs& a) {
                 n.id().to_string().c_str(), secs());
   }
 
-  auto client_peer = start_peer(boot);
+  auto client_peer = start_peer(boot, http);
   if (!client_peer.ok()) return report(client_peer.status());
   node::Node& cn = ***client_peer;
   // Wait until the DHT lists every provider (records propagate in milliseconds on loopback).
@@ -281,6 +323,22 @@ int run_demo(const DemoArgs& a) {
   }
   std::printf("done in %.1f s\n", secs());
   if (killer.joinable()) killer.join();
+  if (a.serve && cn.http_address()) {
+    const std::string page = samples_json(images, labels, names);
+    cn.block_on([&]() -> p2p::awaitable<bool> {
+      cn.http_server()->route("/idn/demo/samples.json", [page] {
+        return node::HttpResponse{200, "application/json", page};
+      });
+      co_return true;
+    });
+    std::printf("\nserving  http://%s/?service=%s\nservice  %s\n",
+                cn.http_address()->to_string().c_str(), ise::service_id_text(sid).c_str(),
+                ise::service_id_text(sid).c_str());
+    std::printf("the network stays up; Ctrl-C ends it\n");
+    std::fflush(stdout);
+    wait_for_signal();
+    std::printf("stopping\n");
+  }
   session.reset();
   (*client_peer)->stop();
   stop_newest_first(peers);
@@ -314,6 +372,12 @@ void register_demo(CLI::App& app) {
   d->add_option("--data", a->data, "Directory with FashionMNIST IDX files (default: Debian's)");
   d->add_flag("--retrain", a->retrain, "Train the default model again");
   d->add_flag("--quiet", a->quiet, "Only the summary, not one line per request");
+  d->add_flag("--serve", a->serve,
+              "After the requests, keep the network up and serve the client node's web page "
+              "(peers, services, metrics, a live demo with test images to try) until Ctrl-C; "
+              "prints its URL");
+  d->add_option("--http", a->http, "The page's address with --serve (port 0 picks a free one)")
+      ->capture_default_str();
   register_demo_parallelnet(*d);  // idn demo parallelnet
   register_demo_ddnn(*d);         // idn demo ddnn
   d->callback([a, d] {

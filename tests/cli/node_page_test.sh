@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The node's own page, in a real browser: `idn demo --serve` keeps a 3-provider network up and
+# serves the client node's page (/, src/node/web/index.html) with test images. Checks the page
+# (tests/cli/node_page_check.mjs in Debian's headless Chromium via playwright-core): it shows
+# the node's ID and peers; a test image asked through the page gets progressive answers whose
+# final one equals the gateway's JSON answer for the same image; a drawing (sent as PNG) is
+# answered; a bad service ID gets a clear error; the live chart fills. Without a browser the
+# HTTP part still runs: / is HTML, /idn/v1/ the plain index, /idn/demo/samples.json the images.
+# SIGTERM ends the demo cleanly (exit 0). A screenshot is kept in $IDN_TEST_ARTIFACTS (default:
+# test-artifacts/ beside FIXTURES_DIR) as node_page.png.
+# Usage: node_page_test.sh PATH_TO_IDN FIXTURES_DIR
+set -euo pipefail
+idn="$1"
+fixtures="$2"
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+chromium="${IDN_CHROMIUM:-/usr/bin/chromium}"
+dir="$(mktemp -d)"
+demo=""
+cleanup() {
+  [ -n "$demo" ] && kill -TERM "$demo" 2>/dev/null && wait "$demo" 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  for f in "$dir"/demo.out "$dir"/page.out "$dir"/page.log; do
+    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 30 "$f" >&2; }
+  done
+  exit 1
+}
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+model="$(tiny_model)" || fail "training the test model"
+"$idn" demo --serve --requests 3 --quiet --model "$model" --http 127.0.0.1:0 >"$dir/demo.out" 2>&1 &
+demo=$!
+# The URL line is printed once the network is up and the page is served.
+for _ in $(seq 1 600); do
+  grep -q '^serving ' "$dir/demo.out" && break
+  kill -0 "$demo" 2>/dev/null || fail "idn demo --serve exited early"
+  sleep 0.1
+done
+url="$(awk '/^serving /{print $2; exit}' "$dir/demo.out")"
+[ -n "$url" ] || fail "no URL printed"
+base="${url%%/\?*}"
+sid="${url##*service=}"
+
+curl -sf -D "$dir/h" "$base/" -o "$dir/page.html" || fail "GET /"
+grep -qi '^content-type: text/html' "$dir/h" || fail "/ is not HTML: $(cat "$dir/h")"
+grep -q '<title>IDN node</title>' "$dir/page.html" || fail "/ is not the node's page"
+curl -sf "$base/idn/v1/" | grep -q '^/metrics' || fail "the plain index moved from /idn/v1/"
+curl -sf "$base/idn/demo/samples.json" -o "$dir/samples.json" || fail "GET /idn/demo/samples.json"
+python3 - "$dir/samples.json" <<'PY' || fail "samples.json is not the test images"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert len(s["labels"]) == 10 and len(s["samples"]) == 24, (len(s["labels"]), len(s["samples"]))
+for x in s["samples"]:
+    n = 1
+    for d in x["shape"]:
+        n *= d
+    assert len(x["data"]) == n and 0 <= x["label"] < 10 and all(0 <= v <= 1 for v in x["data"])
+PY
+
+if command -v node >/dev/null 2>&1 && [ -x "$chromium" ] && [ -d "$here/js/node_modules/playwright-core" ]; then
+  artifacts="${IDN_TEST_ARTIFACTS:-$(dirname "$fixtures")/test-artifacts}"
+  mkdir -p "$artifacts"
+  timeout 90 node "$here/tests/cli/node_page_check.mjs" --url "$url" --js-dir "$here/js" \
+    --screenshot "$artifacts/node_page.png" >"$dir/page.out" 2>"$dir/page.log" ||
+    fail "node_page_check.mjs failed"
+  python3 - "$dir/page.out" "$sid" <<'PY' || fail "the page disagrees: $(cat "$dir/page.out")"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+got = {k: v for l in lines for k, v in l.items()}
+assert got["done"] is True, got
+assert got["service_field"] == sys.argv[2], got
+assert len(got["peers_shown"]) >= 3, got["peers_shown"]
+assert got["samples_shown"] == 24, got
+rows = got["sample_answers"]
+assert rows and rows[-1]["final"] and all(not r["final"] for r in rows[:-1]), rows
+ref = got["reference"]
+final = rows[-1]
+assert final["class"].endswith("(%d)" % ref["class"]), (final, ref)
+assert final["exit"] == ref["exit"] and abs(final["confidence"] - ref["confidence"]) < 1e-4, (final, ref)
+assert all(r["peer"].startswith("12D3") for r in rows), rows
+assert "event(s)" in got["head"], got["head"]
+assert got["drawing_answers"] >= 1, got
+assert "QmNotAServiceId" in got["bad_service"] or "service" in got["bad_service"], got["bad_service"]
+assert "requests served" in got["chart"], got["chart"]
+PY
+else
+  echo "node_page_test: browser part skipped: node, $chromium or js/node_modules/playwright-core missing (run scripts/setup)"
+fi
+
+kill -TERM "$demo"
+rc=0
+wait "$demo" || rc=$?
+demo=""
+[ "$rc" = 0 ] || fail "idn demo --serve exited $rc on SIGTERM"
+grep -q '^stopping' "$dir/demo.out" || fail "no clean stop"
+echo "node_page_test: ok"
