@@ -19,7 +19,10 @@ namespace {
 constexpr std::string_view kTopKeys[] = {
     "listen", "identity",     "passphrase_file",       "bootstrap", "http", "log_level",
     "limits", "data_dir",     "store_max_bytes",       "host",      "dht",  "serve",
-    "swap",   "busy_poll_us", "poll_while_waiting_us", "ise"};
+    "swap",   "busy_poll_us", "poll_while_waiting_us", "ise",       "relay"};
+constexpr std::string_view kRelayKeys[] = {
+    "enabled",           "max_reservations",   "max_circuits",      "max_circuits_per_peer",
+    "reservation_ttl_s", "circuit_duration_s", "circuit_data_bytes"};
 constexpr std::string_view kIseKeys[] = {"auto_host", "k", "memory_budget_mb",
                                          "min_service_period_s", "need_idle_s"};
 constexpr std::string_view kDhtKeys[] = {"enabled", "port",         "bootstrap",
@@ -174,6 +177,36 @@ class Parser {
       } else {
         return error(k.source(),
                      fmt::format("unknown key 'dht.{}' (known: {})", key, join(kDhtKeys)));
+      }
+    }
+    return Status::ok();
+  }
+
+  Status relay(const toml::table& t, RelayNodeConfig& out) const {
+    for (auto&& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key == "enabled") {
+        IDN_ASSIGN_OR_RETURN(out.enabled, boolean(v, "relay.enabled"));
+      } else if (key == "max_reservations") {
+        IDN_ASSIGN_OR_RETURN(out.max_reservations,
+                             in_range(v, "relay.max_reservations", 0, 1 << 20));
+      } else if (key == "max_circuits") {
+        IDN_ASSIGN_OR_RETURN(out.max_circuits, in_range(v, "relay.max_circuits", 0, 1 << 20));
+      } else if (key == "max_circuits_per_peer") {
+        IDN_ASSIGN_OR_RETURN(out.max_circuits_per_peer,
+                             in_range(v, "relay.max_circuits_per_peer", 0, 1 << 20));
+      } else if (key == "reservation_ttl_s") {
+        IDN_ASSIGN_OR_RETURN(uint64_t s, positive(v, "relay.reservation_ttl_s", 7 * 24 * 3600));
+        out.reservation_ttl = std::chrono::seconds(s);
+      } else if (key == "circuit_duration_s") {
+        IDN_ASSIGN_OR_RETURN(uint64_t s, in_range(v, "relay.circuit_duration_s", 0, 7 * 24 * 3600));
+        out.circuit_duration = std::chrono::seconds(s);
+      } else if (key == "circuit_data_bytes") {
+        IDN_ASSIGN_OR_RETURN(out.circuit_data,
+                             in_range(v, "relay.circuit_data_bytes", 0, uint64_t{1} << 50));
+      } else {
+        return error(k.source(),
+                     fmt::format("unknown key 'relay.{}' (known: {})", key, join(kRelayKeys)));
       }
     }
     return Status::ok();
@@ -367,6 +400,10 @@ class Parser {
         const toml::table* t = v.as_table();
         if (!t) return error(v.source(), "serve must be a table ([serve])");
         IDN_RETURN_IF_ERROR(serve(*t, c.serve));
+      } else if (key == "relay") {
+        const toml::table* t = v.as_table();
+        if (!t) return error(v.source(), "relay must be a table ([relay])");
+        IDN_RETURN_IF_ERROR(relay(*t, c.relay));
       } else if (key == "ise") {
         const toml::table* t = v.as_table();
         if (!t) return error(v.source(), "ise must be a table ([ise])");

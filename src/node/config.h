@@ -69,6 +69,14 @@
 //   min_service_period_s = 300              # T_s: a service runs this long before a swap-out
 //   need_idle_s = 120                       # a service leaves our need list, and a peer's
 //                                           #   requests stop counting, this long after use
+//   [relay]                                 # circuit relay v2 for peers that cannot listen
+//   enabled = true
+//   max_reservations = 128                  # peers holding a slot at once
+//   max_circuits = 256                      # relayed connections at once, in total...
+//   max_circuits_per_peer = 16              # ...and per peer at either end
+//   reservation_ttl_s = 3600                # a reservation lasts this long unless refreshed
+//   circuit_duration_s = 0                  # a circuit's limits (sent as the spec's Limit);
+//   circuit_data_bytes = 0                  #   0: none, so js-libp2p runs every protocol on it
 #pragma once
 
 #include <chrono>
@@ -169,6 +177,18 @@ struct SwapNodeConfig {
   }();
 };
 
+// Circuit relay v2 (p2p/relay.h): peers that cannot listen (browsers) reserve a slot here and
+// are reached through this node.
+struct RelayNodeConfig {
+  bool enabled = true;
+  uint64_t max_reservations = 128;
+  uint64_t max_circuits = 256;
+  uint64_t max_circuits_per_peer = 16;
+  std::chrono::seconds reservation_ttl{3600};
+  std::chrono::seconds circuit_duration{0};  // 0: no limit sent or enforced
+  uint64_t circuit_data = 0;                 // bytes per direction; 0: none
+};
+
 struct Config {
   std::vector<core::Multiaddr> listen;
   std::optional<std::filesystem::path> identity_file;
@@ -195,6 +215,7 @@ struct Config {
   ServeConfig serve;
   SwapNodeConfig swap;
   IseConfig ise;
+  RelayNodeConfig relay;
 
   // listen = [kDefaultListen], http = kDefaultHttp, the rest empty.
   static Config defaults();

@@ -145,6 +145,7 @@ Node::~Node() {
   io_.poll();
   if (routing_) routing_->shutdown(false);
   kad_.reset();
+  relay_.reset();
   ise_.reset();
   models_.reset();
   executor_.reset();
@@ -372,6 +373,7 @@ Status Node::start_listening() {
                        reason.is_ok() ? "closed" : reason.to_string());
         }
         if (swap_) swap_->on_connection(peer, connected);
+        if (relay_ && !connected) relay_->on_disconnected(peer);
       });
   dispatcher_->on_error([](const identity::PeerId& peer, std::string_view proto, const Status& st) {
     // What the peer did wrong is worth a warning; a stream cut by a closing connection or by
@@ -501,6 +503,18 @@ Status Node::start_services() {
   kad_ = std::make_unique<routing::KadBridge>(
       *host_, [this](core::Multihash key, size_t n) { return kad_providers(std::move(key), n); });
   kad_->attach();
+  if (config_.relay.enabled) {
+    p2p::relay::RelayConfig rc;
+    rc.max_reservations = config_.relay.max_reservations;
+    rc.max_circuits = config_.relay.max_circuits;
+    rc.max_circuits_per_peer = config_.relay.max_circuits_per_peer;
+    rc.reservation_ttl = config_.relay.reservation_ttl;
+    rc.circuit_duration = config_.relay.circuit_duration;
+    rc.circuit_data = config_.relay.circuit_data;
+    relay_ = std::make_unique<p2p::relay::RelayService>(
+        *host_, rc, [this] { return publishable(listen_addrs_); });
+    relay_->attach();
+  }
   return Status::ok();
 }
 

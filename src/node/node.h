@@ -37,6 +37,7 @@
 #include "node/model_host.h"
 #include "node/swap_agent.h"
 #include "p2p/host.h"
+#include "p2p/relay.h"
 #include "routing/kad_bridge.h"
 #include "rpc/dispatcher.h"
 
@@ -213,7 +214,8 @@ class Node {
   // Shared: sessions and the server hold it as their selector, observer and sinks.
   std::shared_ptr<SwapAgent> swap_;
   std::unique_ptr<IseAgent> ise_;
-  std::unique_ptr<routing::KadBridge> kad_;  // /ipfs/kad/1.0.0 for js-libp2p clients
+  std::unique_ptr<routing::KadBridge> kad_;          // /ipfs/kad/1.0.0 for js-libp2p clients
+  std::unique_ptr<p2p::relay::RelayService> relay_;  // circuit relay v2 hop, [relay]
   std::unordered_map<core::Multihash, std::shared_ptr<ProviderCache>> provider_caches_;
   // Ping RTTs by peer, readable from the DHT's thread (orders findProviders results).
   mutable std::mutex rtt_mu_;

@@ -1,0 +1,218 @@
+// Stock js-libp2p peers (TCP and WebSocket, Noise, yamux, identify, ping, circuit relay v2
+// transport) that reach each other through a relay: IDN's relay interop tests.
+//
+// CLI (node >= 18):
+//   node interop/relay_peer.mjs listen RELAY_MULTIADDR
+//       Listens on RELAY_MULTIADDR/p2p-circuit (RELAY_MULTIADDR ends in /p2p/<relay id>): dials
+//       the relay and reserves a slot, and prints once the relay granted it:
+//         {"event":"listening","peer_id":"12D3KooW...","addrs":[".../p2p-circuit/p2p/12D3KooW..."]}
+//       Serves /ipfs/id/1.0.0, /ipfs/ping/1.0.0 and /interop/echo/1.0.0 (writes back what it
+//       reads) on relayed connections too. For every inbound relayed connection, one line:
+//         {"event":"relayed","peer_id":"...","remote_addr":"...","limited":false}
+//       Runs until stdin closes or SIGTERM, then prints {"event":"stopped"} and exits 0.
+//   node interop/relay_peer.mjs dial CIRCUIT_MULTIADDR [--pings N] [--echo-bytes N] [--timeout-ms MS]
+//       Dials .../p2p/<relay>/p2p-circuit/p2p/<target> (first the relay, then CONNECT through
+//       it), waits for identify and prints {"event":"identify","peer_id":...,"agent":...,
+//       "remote_addr":...,"limited":false}, then N pings {"event":"ping","rtt_ms":...}, then with
+//       --echo-bytes N an echo round trip {"event":"echo","bytes":N,"ms":...}, then
+//       {"event":"done"} and exits 0.
+// Any failure prints {"event":"error","message":"..."} and exits 1. `limited` is whether
+// js-libp2p marked the relayed connection limited (the relay sent a Limit): a limited connection
+// runs only protocols that opt in, so IDN's relay sends none.
+import './polyfill.mjs'
+
+const { createLibp2p } = await import('libp2p')
+const { tcp } = await import('@libp2p/tcp')
+const { webSockets } = await import('@libp2p/websockets')
+const { noise } = await import('@chainsafe/libp2p-noise')
+const { yamux } = await import('@chainsafe/libp2p-yamux')
+const { identify } = await import('@libp2p/identify')
+const { ping } = await import('@libp2p/ping')
+const { circuitRelayTransport } = await import('@libp2p/circuit-relay-v2')
+const { multiaddr } = await import('@multiformats/multiaddr')
+
+const ECHO_PROTOCOL = '/interop/echo/1.0.0'
+
+function emit (obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n')
+}
+
+function fail (message) {
+  emit({ event: 'error', message })
+  process.exit(1)
+}
+
+function parseArgs (argv) {
+  const [mode, ...rest] = argv
+  const opts = { mode, positional: [], pings: 3, echoBytes: 0, timeoutMs: 10000 }
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]
+    const next = () => {
+      if (i + 1 >= rest.length) fail(`${a} needs a value`)
+      return rest[++i]
+    }
+    const int = (v) => {
+      const n = Number(v)
+      if (!Number.isInteger(n) || n < 0) fail(`${a}: expected a non-negative integer, got ${v}`)
+      return n
+    }
+    if (a === '--pings') opts.pings = int(next())
+    else if (a === '--echo-bytes') opts.echoBytes = int(next())
+    else if (a === '--timeout-ms') opts.timeoutMs = int(next())
+    else if (a.startsWith('--')) fail(`unknown option ${a}`)
+    else opts.positional.push(a)
+  }
+  if (opts.positional.length !== 1) fail(`${mode} needs exactly one MULTIADDR`)
+  try {
+    opts.addr = multiaddr(opts.positional[0])
+  } catch (err) {
+    fail(`bad multiaddr ${opts.positional[0]}: ${err.message}`)
+  }
+  return opts
+}
+
+function withTimeout (promise, ms, what) {
+  let timer
+  const timeout = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not complete within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+async function serveEcho (stream) {
+  try {
+    for await (const chunk of stream) {
+      const data = chunk.subarray ? chunk.subarray() : chunk
+      if (!stream.send(data)) await stream.onDrain()
+    }
+    await stream.close()
+  } catch (err) {
+    process.stderr.write(`relay_peer: echo stream failed: ${err.message}\n`)
+    stream.abort(err)
+  }
+}
+
+async function makeNode (listenAddrs) {
+  const node = await createLibp2p({
+    addresses: { listen: listenAddrs },
+    transports: [tcp(), webSockets(), circuitRelayTransport()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: { identify: identify(), ping: ping() }
+  })
+  await node.handle(ECHO_PROTOCOL, (stream) => { serveEcho(stream) })
+  return node
+}
+
+const isCircuit = (ma) => ma.toString().includes('/p2p-circuit')
+
+async function listen (opts) {
+  let node
+  try {
+    node = await makeNode([opts.addr.encapsulate('/p2p-circuit').toString()])
+    if (!node.getMultiaddrs().some(isCircuit)) {
+      await withTimeout(new Promise((resolve) => {
+        node.addEventListener('self:peer:update', () => {
+          if (node.getMultiaddrs().some(isCircuit)) resolve()
+        })
+      }), opts.timeoutMs, 'circuit address')
+    }
+  } catch (err) {
+    fail(err.message)
+  }
+  node.addEventListener('connection:open', (evt) => {
+    const c = evt.detail
+    if (isCircuit(c.remoteAddr)) {
+      emit({ event: 'relayed', peer_id: c.remotePeer.toString(), remote_addr: c.remoteAddr.toString(), limited: c.limits != null })
+    }
+  })
+  emit({
+    event: 'listening',
+    peer_id: node.peerId.toString(),
+    addrs: node.getMultiaddrs().filter(isCircuit).map((a) => a.toString())
+  })
+  let stopping = false
+  const stop = async () => {
+    if (stopping) return
+    stopping = true
+    await node.stop()
+    emit({ event: 'stopped' })
+    process.exit(0)
+  }
+  process.stdin.on('end', stop)
+  process.stdin.on('close', stop)
+  process.stdin.resume()
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+}
+
+async function echoOnce (node, conn, n, timeoutMs) {
+  const sent = new Uint8Array(n)
+  let x = 0x12345678
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) >>> 0
+    sent[i] = x >>> 24
+  }
+  const start = performance.now()
+  const stream = await conn.newStream(ECHO_PROTOCOL)
+  const reading = (async () => {
+    const got = new Uint8Array(n)
+    let off = 0
+    for await (const chunk of stream) {
+      const data = chunk.subarray ? chunk.subarray() : chunk
+      if (off + data.length > n) throw new Error(`echo returned more than the ${n} bytes sent`)
+      got.set(data, off)
+      off += data.length
+    }
+    return got.subarray(0, off)
+  })()
+  for (let off = 0; off < n; off += 16384) {
+    if (!stream.send(sent.subarray(off, Math.min(n, off + 16384)))) await stream.onDrain()
+  }
+  await stream.close()
+  const got = await withTimeout(reading, timeoutMs, 'echo')
+  if (got.length !== n) throw new Error(`echo returned ${got.length} bytes, sent ${n}`)
+  for (let i = 0; i < n; i++) {
+    if (got[i] !== sent[i]) throw new Error(`echo differs at byte ${i}`)
+  }
+  return performance.now() - start
+}
+
+async function dial (opts) {
+  if (!isCircuit(opts.addr)) fail(`${opts.addr} is not a circuit address (.../p2p-circuit/p2p/<peer>)`)
+  const node = await makeNode([])
+  try {
+    const identified = new Promise((resolve) => {
+      node.addEventListener('peer:identify', (evt) => {
+        if (isCircuit(evt.detail.connection.remoteAddr)) resolve(evt.detail)
+      })
+    })
+    const conn = await withTimeout(node.dial(opts.addr), opts.timeoutMs, `dial ${opts.addr}`)
+    const result = await withTimeout(identified, opts.timeoutMs, 'identify')
+    emit({
+      event: 'identify',
+      peer_id: result.peerId.toString(),
+      agent: result.agentVersion ?? null,
+      remote_addr: conn.remoteAddr.toString(),
+      limited: conn.limits != null
+    })
+    for (let i = 0; i < opts.pings; i++) {
+      const rtt = await withTimeout(node.services.ping.ping(opts.addr), opts.timeoutMs, 'ping')
+      emit({ event: 'ping', rtt_ms: rtt })
+    }
+    if (opts.echoBytes > 0) {
+      const ms = await echoOnce(node, conn, opts.echoBytes, opts.timeoutMs)
+      emit({ event: 'echo', bytes: opts.echoBytes, ms })
+    }
+    emit({ event: 'done' })
+    await node.stop()
+    process.exit(0)
+  } catch (err) {
+    fail(err.message)
+  }
+}
+
+const opts = parseArgs(process.argv.slice(2))
+if (opts.mode === 'listen') await listen(opts)
+else if (opts.mode === 'dial') await dial(opts)
+else fail('usage: relay_peer.mjs listen RELAY_MULTIADDR | dial CIRCUIT_MULTIADDR [--pings N] [--echo-bytes N] [--timeout-ms MS]')

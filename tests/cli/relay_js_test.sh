@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Circuit relay v2 on an `idn node` with two stock js-libp2p peers (interop/relay_peer.mjs,
+# @libp2p/circuit-relay-v2): one connects to the node over /ws, as a browser would, and listens
+# through it (a reservation); the other dials it at .../p2p/NODE/p2p-circuit/p2p/PEER over TCP,
+# identifies it, pings it and echoes 256 KiB through the circuit, on a connection js-libp2p does
+# not mark limited (the node sends no Limit). When the listener goes, its reservation ends.
+# Exits 77 (skipped) when node or interop/node_modules is missing (run scripts/setup).
+# Usage: relay_js_test.sh PATH_TO_IDN
+set -euo pipefail
+idn="$1"
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+if ! command -v node >/dev/null 2>&1 ||
+  [ ! -d "$here/interop/node_modules/@libp2p/circuit-relay-v2" ]; then
+  echo "relay_js_test: skipped: node or interop/node_modules missing (run scripts/setup)"
+  exit 77
+fi
+dir="$(mktemp -d)"
+pid=""
+lpid=""
+cleanup() {
+  [ -n "$lpid" ] && kill -TERM "$lpid" 2>/dev/null && wait "$lpid" 2>/dev/null || true
+  [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  for f in "$dir"/node.log "$dir"/listen.out "$dir"/listen.log "$dir"/dial.out "$dir"/dial.log; do
+    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
+  done
+  exit 1
+}
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+cat >"$dir/node.toml" <<TOML
+listen = ["/ip4/127.0.0.1/tcp/0/ws", "/ip4/127.0.0.1/tcp/0"]
+http = "127.0.0.1:0"
+[dht]
+enabled = false
+TOML
+"$idn" node --config "$dir/node.toml" --data-dir "$dir/a" >"$dir/node.out" 2>"$dir/node.log" &
+pid=$!
+wait_for "the node" 30 grep -qs '^ready' "$dir/node.out"
+ws="$(grep '^listening .*/tcp/[0-9]*/ws/p2p/' "$dir/node.out" | head -n 1 | cut -d' ' -f2)"
+tcp="$(grep '^listening .*/tcp/[0-9]*/p2p/' "$dir/node.out" | head -n 1 | cut -d' ' -f2)"
+[ -n "$ws" ] && [ -n "$tcp" ] || fail "the node printed no /ws or TCP address"
+
+# The listener keeps its stdin open (a fifo) until the test closes it.
+mkfifo "$dir/stdin"
+node "$here/interop/relay_peer.mjs" listen "$ws" <"$dir/stdin" >"$dir/listen.out" 2>"$dir/listen.log" &
+lpid=$!
+exec 3>"$dir/stdin"
+wait_for "the reservation" 30 grep -qs '"event":"\(listening\|error\)"' "$dir/listen.out"
+peer="$(python3 -c 'import json,sys; e=json.loads(open(sys.argv[1]).readline()); print(e.get("peer_id",""))' "$dir/listen.out")"
+[ -n "$peer" ] || fail "the js peer did not get a reservation"
+grep -q "relay: $peer reserved a slot" "$dir/node.log" || fail "the node logged no reservation"
+
+circuit="$tcp/p2p-circuit/p2p/$peer"
+node "$here/interop/relay_peer.mjs" dial "$circuit" --pings 3 --echo-bytes 262144 \
+  >"$dir/dial.out" 2>"$dir/dial.log" || fail "js-libp2p could not dial $circuit"
+python3 - "$dir/dial.out" "$peer" <<'PY' || fail "the relayed connection did not identify, ping and echo"
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1])]
+ident = next(e for e in events if e["event"] == "identify")
+pings = [e for e in events if e["event"] == "ping"]
+echo = next(e for e in events if e["event"] == "echo")
+print(f"relay_js_test: through the relay: identified {ident['peer_id']} ({ident['agent']}) at "
+      f"{ident['remote_addr']}, limited {ident['limited']}, rtt {[round(p['rtt_ms'], 2) for p in pings]} ms, "
+      f"echo {echo['bytes']} bytes in {echo['ms']:.1f} ms")
+ok = (ident["peer_id"] == sys.argv[2] and "/p2p-circuit/" in ident["remote_addr"]
+      and ident["limited"] is False and len(pings) == 3 and events[-1]["event"] == "done")
+sys.exit(0 if ok else 1)
+PY
+wait_for "the listener's relayed connection" 10 grep -qs '"event":"relayed"' "$dir/listen.out"
+grep '"event":"relayed"' "$dir/listen.out" | grep -q '"limited":false' ||
+  fail "the listener saw a limited relayed connection"
+
+# The listener leaves: its reservation ends with its connection.
+exec 3>&-
+wait "$lpid" || fail "the js listener did not stop cleanly"
+lpid=""
+wait_for "the reservation to end" 10 grep -qs "relay: reservation of $peer ended" "$dir/node.log"
+echo "relay_js_test: ok"
