@@ -1,9 +1,16 @@
 #include "engine/engine.h"
 
+#include <algorithm>
 #include <cmath>
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <set>
 
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "cpu/executor.h"
 #include "model/exit_criteria.h"
 #include "model/package.h"
 #include "nn/graph.h"
@@ -13,7 +20,58 @@
 extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 
 namespace idn::engine {
+
+std::string_view backend_name(Backend b) {
+  switch (b) {
+    case Backend::kAuto:
+      return "auto";
+    case Backend::kTorch:
+      return "torch";
+    case Backend::kCpu:
+      return "cpu";
+  }
+  return "?";
+}
+
+Result<Backend> parse_backend(std::string_view name) {
+  for (Backend b : {Backend::kAuto, Backend::kTorch, Backend::kCpu})
+    if (name == backend_name(b)) return b;
+  return Status::invalid_argument("unknown engine backend '" + std::string(name) +
+                                  "' (auto, torch or cpu)");
+}
+
 namespace {
+
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+Status does_not_fit(const std::string& why) {
+  return Status::invalid_argument("activation does not fit the model: " + why);
+}
+
+// The backend's half of the engine: one pass of a batch through stages and exit heads. Rows
+// are the samples still in the pass, in order; everything that decides (calibration, the exit
+// rule, flops, counters, which rows go on) is Engine's, above this seam.
+class StageRunner {
+ public:
+  virtual ~StageRunner() = default;
+  // Starts a pass on `x` [N, ...]: the model's input (resume_after < 0; the runner applies the
+  // package's preprocessing) or the output of stage resume_after (split execution). `x` must
+  // outlive the pass.
+  virtual Status begin(const core::Tensor& x, int resume_after) = 0;
+  // Runs stage s on the rows left; the stages before it ran in this pass.
+  virtual Status run_stage(int s) = 0;
+  // The output of the stage that ran last, [rows, ...].
+  virtual core::Tensor stage_output() = 0;
+  // Runs exit head e (of the stage that ran last) on the rows left: logits [rows, classes],
+  // valid until the next call.
+  virtual Result<std::span<const float>> run_exit(int e) = 0;
+  // Keeps the rows at these positions (increasing, at least one) of the current rows.
+  virtual void keep_rows(const std::vector<int64_t>& rows) = 0;
+};
 
 // Keeps rows `index` of every activation; one in oneDNN's blocked layout (nn::Graph keeps a
 // stage's inner conv-relu-pool activations so) is made dense first: layers read either layout.
@@ -22,34 +80,252 @@ void select_rows(nn::Activations& acts, const torch::Tensor& index) {
     if (a.defined()) a = (a.is_mkldnn() ? a.to_dense() : a).index_select(0, index);
 }
 
+// LibTorch (nn::Graph): the reference.
+class TorchRunner final : public StageRunner {
+ public:
+  explicit TorchRunner(nn::Graph g) : graph_(std::move(g)) {}
+
+  Status init_preprocess() {
+    const auto& spec = graph_->spec();
+    if (spec.preprocess_mean.empty()) return Status::ok();
+    int64_t c = spec.inputs[0].shape.empty() ? 1 : spec.inputs[0].shape[0];
+    if (static_cast<int64_t>(spec.preprocess_mean.size()) != c ||
+        spec.preprocess_std.size() != spec.preprocess_mean.size())
+      return Status::invalid_argument("preprocess mean/std must have one value per channel (" +
+                                      std::to_string(c) + ")");
+    std::vector<int64_t> shape{1, c};
+    while (shape.size() < spec.inputs[0].shape.size() + 1) shape.push_back(1);
+    mean_ = torch::tensor(spec.preprocess_mean).reshape(shape);
+    inv_std_ = 1.0 / torch::tensor(spec.preprocess_std).reshape(shape);
+    return Status::ok();
+  }
+
+  Status begin(const core::Tensor& x, int resume_after) override {
+    torch::NoGradGuard ng;
+    torch::InferenceMode im;
+    try {
+      auto t = nn::to_torch(x, /*borrow=*/true);
+      if (resume_after < 0) {
+        acts_ = graph_->begin({mean_.defined() ? (t - mean_) * inv_std_ : t});
+      } else {
+        acts_ = graph_->begin({});
+        graph_->set_stage_output(resume_after, acts_, t);
+      }
+    } catch (const std::exception& e) {
+      return does_not_fit(e.what());
+    }
+    return Status::ok();
+  }
+
+  Status run_stage(int s) override {
+    torch::NoGradGuard ng;
+    torch::InferenceMode im;
+    try {
+      out_ = graph_->run_stage(s, acts_);
+    } catch (const std::exception& e) {
+      return does_not_fit(e.what());
+    }
+    return Status::ok();
+  }
+
+  core::Tensor stage_output() override { return nn::from_torch(out_); }
+
+  Result<std::span<const float>> run_exit(int e) override {
+    torch::NoGradGuard ng;
+    torch::InferenceMode im;
+    try {
+      logits_ = graph_->run_exit(e, acts_).contiguous();
+    } catch (const std::exception& ex) {
+      return does_not_fit(ex.what());
+    }
+    return std::span<const float>(logits_.data_ptr<float>(), logits_.numel());
+  }
+
+  void keep_rows(const std::vector<int64_t>& rows) override {
+    torch::NoGradGuard ng;
+    torch::InferenceMode im;
+    select_rows(acts_, torch::tensor(rows, torch::kLong));
+  }
+
+ private:
+  nn::Graph graph_;
+  torch::Tensor mean_, inv_std_;  // [1, C, 1, 1] or undefined
+  nn::Activations acts_;
+  torch::Tensor out_, logits_;
+};
+
+// cpu::Executor, which holds at most max_batch samples per call. Between stages the runner
+// keeps where the value the next stage reads lives (the caller's input, the executor's last
+// stage output, or a host copy after a chunked stage) and which of its rows are still in the
+// pass (`sel_`): leaving the batch is bookkeeping, and the next stage gathers the rows left.
+// When the rows fit one call a stage's output stays in the executor and its exit heads run
+// when asked; a batch over max_batch runs in chunks, each stage with its exit heads per chunk
+// (their inputs are gone with the next chunk). Buffers grow to the largest batch seen.
+class CpuRunner final : public StageRunner {
+ public:
+  CpuRunner(std::unique_ptr<cpu::Executor> ex, const std::vector<std::vector<int>>& exits_at_stage)
+      : ex_(std::move(ex)), exits_at_stage_(exits_at_stage) {
+    const auto& spec = ex_->spec();
+    for (const auto& st : spec.stages) stage_shape_.push_back(spec.layer(st.output)->out_shape);
+    for (const auto& e : spec.exits) classes_.push_back(spec.layer(e.output)->out_shape.back());
+    input_size_ = numel(spec.inputs[0].shape);
+    exit_logits_.resize(spec.exits.size());
+  }
+
+  Status begin(const core::Tensor& x, int resume_after) override {
+    const int64_t size = resume_after < 0 ? input_size_ : numel(stage_shape_[resume_after]);
+    if (x.shape.empty() || x.shape[0] < 1 || x.numel() != x.shape[0] * size)
+      return does_not_fit(core::shape_string(x.shape) + " is not [N, ...] of " +
+                          std::to_string(size) + " values per sample, as stage " +
+                          std::to_string(resume_after + 1) + " reads");
+    phys_ = x.shape[0];
+    set_identity();
+    src_ = x.f32();
+    row_size_ = size;
+    where_ = Where::kHost;
+    last_stage_ = resume_after;
+    return Status::ok();
+  }
+
+  Status run_stage(int s) override {
+    if (s != last_stage_ + 1)
+      return Status::internal("cpu runner: stage " + std::to_string(s) + " out of order");
+    const int64_t rows = static_cast<int64_t>(sel_.size());
+    const int64_t out_size = numel(stage_shape_[s]);
+    last_stage_ = s;
+    if (where_ == Where::kExecutor && rows == phys_) {
+      // The executor holds the previous stage's output for exactly these rows.
+      IDN_ASSIGN_OR_RETURN(src_, ex_->run_stage(s));
+      row_size_ = out_size;
+      return Status::ok();
+    }
+    std::span<const float> in = src_.first(static_cast<size_t>(phys_ * row_size_));
+    if (rows != phys_) {
+      feed_.resize(static_cast<size_t>(rows * row_size_));
+      for (int64_t r = 0; r < rows; ++r)
+        std::copy_n(src_.begin() + sel_[r] * row_size_, row_size_, feed_.begin() + r * row_size_);
+      in = feed_;
+    }
+    auto put = [&](int64_t first, int n) {
+      auto part =
+          in.subspan(static_cast<size_t>(first * row_size_), static_cast<size_t>(n * row_size_));
+      return s == 0 ? ex_->set_input(part, n) : ex_->set_stage_output(s - 1, part, n);
+    };
+    const int mb = ex_->max_batch();
+    phys_ = rows;
+    set_identity();
+    if (rows <= mb) {
+      IDN_RETURN_IF_ERROR(put(0, static_cast<int>(rows)));
+      IDN_ASSIGN_OR_RETURN(src_, ex_->run_stage(s));
+      row_size_ = out_size;
+      where_ = Where::kExecutor;
+      return Status::ok();
+    }
+    out_.resize(static_cast<size_t>(rows * out_size));
+    for (int e : exits_at_stage_[s])
+      exit_logits_[e].resize(static_cast<size_t>(rows * classes_[e]));
+    for (int64_t first = 0; first < rows; first += mb) {
+      const int n = static_cast<int>(std::min<int64_t>(mb, rows - first));
+      IDN_RETURN_IF_ERROR(put(first, n));
+      IDN_ASSIGN_OR_RETURN(auto out, ex_->run_stage(s));
+      std::copy(out.begin(), out.end(), out_.begin() + first * out_size);
+      for (int e : exits_at_stage_[s]) {
+        IDN_ASSIGN_OR_RETURN(auto z, ex_->run_exit(e));
+        std::copy(z.begin(), z.end(), exit_logits_[e].begin() + first * classes_[e]);
+      }
+    }
+    host_.swap(out_);  // `in` may point into the old host_: swapped only when done with it
+    src_ = host_;
+    row_size_ = out_size;
+    where_ = Where::kChunked;
+    return Status::ok();
+  }
+
+  core::Tensor stage_output() override {
+    std::vector<int64_t> shape{static_cast<int64_t>(sel_.size())};
+    shape.insert(shape.end(), stage_shape_[last_stage_].begin(), stage_shape_[last_stage_].end());
+    auto t = core::Tensor::zeros(core::DType::kF32, std::move(shape));
+    gather(src_, row_size_, t.f32_mut());
+    return t;
+  }
+
+  Result<std::span<const float>> run_exit(int e) override {
+    std::span<const float> z;
+    if (where_ == Where::kChunked) {
+      z = exit_logits_[e];
+    } else {
+      IDN_ASSIGN_OR_RETURN(z, ex_->run_exit(e));
+    }
+    const int64_t rows = static_cast<int64_t>(sel_.size());
+    if (rows == phys_) return z.first(static_cast<size_t>(rows * classes_[e]));
+    // Rows left since the stage ran; the head ran on all of them: pick the ones left.
+    picked_.resize(static_cast<size_t>(rows * classes_[e]));
+    gather(z, classes_[e], picked_);
+    return std::span<const float>(picked_);
+  }
+
+  void keep_rows(const std::vector<int64_t>& rows) override {
+    std::vector<int64_t> next(rows.size());
+    for (size_t r = 0; r < rows.size(); ++r) next[r] = sel_[rows[r]];
+    sel_ = std::move(next);
+  }
+
+ private:
+  enum class Where { kHost, kExecutor, kChunked };
+
+  void set_identity() {
+    sel_.resize(static_cast<size_t>(phys_));
+    std::iota(sel_.begin(), sel_.end(), 0);
+  }
+  // Rows sel_ of `from` (rows of `size` values) into `to`.
+  void gather(std::span<const float> from, int64_t size, std::span<float> to) const {
+    for (size_t r = 0; r < sel_.size(); ++r)
+      std::copy_n(from.begin() + sel_[r] * size, size, to.begin() + r * size);
+  }
+
+  std::unique_ptr<cpu::Executor> ex_;
+  std::vector<std::vector<int>> exits_at_stage_;
+  std::vector<std::vector<int64_t>> stage_shape_;  // per sample
+  std::vector<int64_t> classes_;                   // per exit
+  int64_t input_size_ = 0;
+  // The pass: the value the next stage reads (`phys_` rows of `row_size_` values at src_, in
+  // the caller's input, the executor or host_), the rows of it still in the pass.
+  Where where_ = Where::kHost;
+  std::span<const float> src_;
+  int64_t phys_ = 0, row_size_ = 0;
+  std::vector<int64_t> sel_;
+  int last_stage_ = -1;
+  std::vector<float> host_, out_, feed_, picked_;
+  std::vector<std::vector<float>> exit_logits_;  // per exit, a chunked stage's heads
+};
+
+// Logs each distinct line once per process (an engine per worker would repeat it).
+void log_once(const std::string& line) {
+  static std::mutex mu;
+  static std::set<std::string> seen;
+  std::lock_guard lk(mu);
+  if (seen.insert(line).second) spdlog::info("{}", line);
+}
+
 }  // namespace
 
 struct Engine::Impl {
-  // Activations to run from: the preprocessed model input (resume_after < 0), or `x` as the
-  // output of stage `resume_after` (split execution).
-  nn::Activations begin(const torch::Tensor& x, int resume_after) {
-    if (resume_after < 0) return graph->begin({preprocess(x)});
-    nn::Activations acts = graph->begin({});
-    graph->set_stage_output(resume_after, acts, x);
-    return acts;
-  }
-
-  nn::Graph graph{nullptr};
-  torch::Tensor mean, inv_std;  // [1, C, 1, 1] or undefined
+  model::ModelSpec spec;
+  std::unique_ptr<StageRunner> runner;
+  Backend backend = Backend::kTorch;
+  std::string reason;
   std::vector<std::vector<int>> exits_at_stage;
-  std::vector<int64_t> stage_flops_prefix;  // flops of stages [0, s]
+  std::vector<int64_t> stage_runs;
 
-  torch::Tensor preprocess(torch::Tensor x) const {
-    if (!mean.defined()) return x;
-    return (x - mean) * inv_std;
+  Status run_stage(int s) {
+    IDN_RETURN_IF_ERROR(runner->run_stage(s));
+    ++stage_runs[s];
+    return Status::ok();
   }
 
-  ExitEvent make_event(int e, const torch::Tensor& logits_row, const ExitRule& rule,
+  ExitEvent make_event(int e, std::span<const float> zs, const ExitRule& rule,
                        int64_t flops) const {
-    const auto& spec = graph->spec();
     const auto& ex = spec.exits[e];
-    auto z = logits_row.contiguous();
-    std::span<const float> zs(z.data_ptr<float>(), z.numel());
     ExitEvent ev;
     ev.exit_index = e;
     ev.stage = ex.stage;
@@ -65,7 +341,34 @@ struct Engine::Impl {
     ev.exited = last || model::should_exit(crit, th, ev.probs);
     return ev;
   }
+
+  // Row r of exit e's logits [rows, classes].
+  std::span<const float> row(std::span<const float> logits, int e, size_t r) const {
+    return logits.subspan(r * classes[e], classes[e]);
+  }
+  std::vector<size_t> classes;  // per exit
 };
+
+namespace {
+
+// The calibrated probabilities of every exit of one seeded random sample, by `runner`.
+Result<std::vector<std::vector<float>>> probe(StageRunner& runner, const model::ModelSpec& spec,
+                                              const std::vector<std::vector<int>>& exits_at_stage,
+                                              const core::Tensor& x) {
+  std::vector<std::vector<float>> probs(spec.exits.size());
+  IDN_RETURN_IF_ERROR(runner.begin(x, -1));
+  for (size_t s = 0; s < spec.stages.size(); ++s) {
+    IDN_RETURN_IF_ERROR(runner.run_stage(static_cast<int>(s)));
+    for (int e : exits_at_stage[s]) {
+      IDN_ASSIGN_OR_RETURN(auto z, runner.run_exit(e));
+      probs[e].resize(z.size());
+      model::softmax_with_temperature(z, spec.exits[e].temperature, probs[e]);
+    }
+  }
+  return probs;
+}
+
+}  // namespace
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
@@ -83,36 +386,114 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::filesystem::path& dir, E
     if (openblas_set_num_threads) openblas_set_num_threads(opts.threads);
   }
   auto impl = std::make_unique<Impl>();
-  try {
-    impl->graph = nn::Graph(pkg.spec);
-  } catch (const std::exception& e) {
-    return Status::invalid_argument(dir.string() + ": cannot build graph: " + e.what());
-  }
-  IDN_RETURN_IF_ERROR(impl->graph->load_weights(pkg.weights).with_context(dir.string()));
-  impl->graph->eval();
-  const auto& spec = impl->graph->spec();
-  if (!spec.preprocess_mean.empty()) {
-    int64_t c = spec.inputs[0].shape.empty() ? 1 : spec.inputs[0].shape[0];
-    if (static_cast<int64_t>(spec.preprocess_mean.size()) != c ||
-        spec.preprocess_std.size() != spec.preprocess_mean.size())
-      return Status::invalid_argument(dir.string() +
-                                      ": preprocess mean/std must have one value per channel (" +
-                                      std::to_string(c) + ")");
-    std::vector<int64_t> shape{1, c};
-    while (shape.size() < spec.inputs[0].shape.size() + 1) shape.push_back(1);
-    impl->mean = torch::tensor(spec.preprocess_mean).reshape(shape);
-    impl->inv_std = 1.0 / torch::tensor(spec.preprocess_std).reshape(shape);
-  }
+  impl->spec = pkg.spec;
+  const auto& spec = impl->spec;
   impl->exits_at_stage.resize(spec.stages.size());
   for (size_t e = 0; e < spec.exits.size(); ++e)
     impl->exits_at_stage[spec.exits[e].stage].push_back(e);
-  int64_t acc = 0;
-  for (const auto& s : spec.stages) impl->stage_flops_prefix.push_back(acc += s.flops);
+  impl->stage_runs.assign(spec.stages.size(), 0);
+  for (const auto& e : spec.exits)
+    impl->classes.push_back(static_cast<size_t>(spec.layer(e.output)->out_shape.back()));
+
+  std::unique_ptr<TorchRunner> torch_runner;
+  if (opts.backend != Backend::kCpu) {
+    nn::Graph graph{nullptr};
+    try {
+      graph = nn::Graph(pkg.spec);
+    } catch (const std::exception& e) {
+      return Status::invalid_argument(dir.string() + ": cannot build graph: " + e.what());
+    }
+    IDN_RETURN_IF_ERROR(graph->load_weights(pkg.weights).with_context(dir.string()));
+    graph->eval();
+    torch_runner = std::make_unique<TorchRunner>(std::move(graph));
+    IDN_RETURN_IF_ERROR(torch_runner->init_preprocess().with_context(dir.string()));
+  }
+  std::unique_ptr<CpuRunner> cpu_runner;
+  Status cpu_status = Status::ok();
+  if (opts.backend != Backend::kTorch) {
+    auto ex = cpu::Executor::load(pkg, {.max_batch = opts.cpu_max_batch});
+    if (ex.ok())
+      cpu_runner = std::make_unique<CpuRunner>(std::move(*ex), impl->exits_at_stage);
+    else
+      cpu_status = ex.status();
+  }
+  switch (opts.backend) {
+    case Backend::kTorch:
+      impl->backend = Backend::kTorch;
+      impl->reason = "torch: asked for";
+      break;
+    case Backend::kCpu:
+      if (!cpu_runner)
+        return Status(cpu_status.code(), dir.string() + ": backend cpu cannot run this package: " +
+                                             cpu_status.message());
+      impl->backend = Backend::kCpu;
+      impl->reason = "cpu: asked for";
+      break;
+    case Backend::kAuto: {
+      impl->backend = Backend::kTorch;
+      if (!cpu_runner) {
+        impl->reason =
+            "torch: the cpu executor cannot run this package (" + cpu_status.message() + ")";
+        break;
+      }
+      // A deterministic probe: seeded uniform [0, 1) values, one sample.
+      std::vector<int64_t> shape{1};
+      shape.insert(shape.end(), spec.inputs[0].shape.begin(), spec.inputs[0].shape.end());
+      auto x = core::Tensor::zeros(core::DType::kF32, shape);
+      std::mt19937 rng(21);
+      std::uniform_real_distribution<float> u(0.f, 1.f);
+      for (float& v : x.f32_mut()) v = u(rng);
+      auto want = probe(*torch_runner, spec, impl->exits_at_stage, x);
+      auto got = probe(*cpu_runner, spec, impl->exits_at_stage, x);
+      if (!want.ok()) return want.status().with_context(dir.string() + ": probe input");
+      if (!got.ok()) {
+        impl->reason =
+            "torch: the cpu executor failed on a probe input (" + got.status().message() + ")";
+        break;
+      }
+      double worst = 0;
+      int worst_exit = 0;
+      for (size_t e = 0; e < want->size(); ++e) {
+        const auto& a = (*want)[e];
+        const auto& b = (*got)[e];
+        double d = a.size() == b.size() ? 0 : INFINITY;
+        for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+          d = std::max(d, static_cast<double>(std::abs(a[i] - b[i])));
+        if (!(d <= worst)) worst = d, worst_exit = static_cast<int>(e);
+      }
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.1e", worst);
+      if (worst <= 1e-4) {
+        impl->backend = Backend::kCpu;
+        impl->reason = std::string("cpu: agrees with LibTorch on a probe input (max |dp| ") + buf +
+                       " <= 1e-4 over every exit)";
+      } else {
+        impl->reason = "torch: the cpu executor disagrees with LibTorch at exit " +
+                       std::to_string(worst_exit) + " on a probe input (max |dp| " + buf +
+                       " > 1e-4)";
+      }
+      break;
+    }
+  }
+  if (impl->backend == Backend::kCpu)
+    impl->runner = std::move(cpu_runner);
+  else
+    impl->runner = std::move(torch_runner);
+  if (opts.backend == Backend::kAuto && impl->backend == Backend::kTorch)
+    log_once("engine " + dir.string() + ": backend " + impl->reason);
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
 const model::ModelSpec& Engine::spec() const {
-  return impl_->graph->spec();
+  return impl_->spec;
+}
+
+Backend Engine::backend() const {
+  return impl_->backend;
+}
+
+const std::string& Engine::backend_reason() const {
+  return impl_->reason;
 }
 
 Status Engine::check_input(const core::Tensor& input, bool batched) const {
@@ -158,34 +539,27 @@ Result<ExitEvent> Engine::infer_progressive(const core::Tensor& input, const Exi
 Result<ExitEvent> Engine::run_from(const core::Tensor& activation, int resume_after,
                                    const ExitRule& rule,
                                    const std::function<bool(const ExitEvent&)>& on_exit) {
-  auto& g = impl_->graph;
-  const int n_stages = g->num_stages();
+  auto& m = *impl_;
+  const int n_stages = static_cast<int>(spec().stages.size());
   if (resume_after < -1 || resume_after >= n_stages - 1)
     return Status::invalid_argument("cannot resume after stage " + std::to_string(resume_after) +
                                     " of a " + std::to_string(n_stages) + "-stage model");
   if (activation.dtype != core::DType::kF32)
     return Status::invalid_argument("activation must be F32");
   IDN_RETURN_IF_ERROR(activation.validate());
-  torch::NoGradGuard ng;
-  torch::InferenceMode im;
-  auto x = nn::to_torch(activation, /*borrow=*/true);
-  nn::Activations acts = impl_->begin(x, resume_after);
+  IDN_RETURN_IF_ERROR(m.runner->begin(activation, resume_after));
   int64_t flops = 0;
   ExitEvent last;
-  try {
-    for (int s = resume_after + 1; s < n_stages; ++s) {
-      g->run_stage(s, acts);
-      flops += spec().stages[s].flops;
-      for (int e : impl_->exits_at_stage[s]) {
-        auto logits = g->run_exit(e, acts);
-        flops += spec().exits[e].flops;
-        last = impl_->make_event(e, logits[0], rule, flops);
-        if (on_exit && !on_exit(last)) return last;
-        if (last.exited) return last;
-      }
+  for (int s = resume_after + 1; s < n_stages; ++s) {
+    IDN_RETURN_IF_ERROR(m.run_stage(s));
+    flops += spec().stages[s].flops;
+    for (int e : m.exits_at_stage[s]) {
+      IDN_ASSIGN_OR_RETURN(auto logits, m.runner->run_exit(e));
+      flops += spec().exits[e].flops;
+      last = m.make_event(e, m.row(logits, e, 0), rule, flops);
+      if (on_exit && !on_exit(last)) return last;
+      if (last.exited) return last;
     }
-  } catch (const std::exception& e) {
-    return Status::invalid_argument(std::string("activation does not fit the model: ") + e.what());
   }
   return last;
 }
@@ -193,35 +567,32 @@ Result<ExitEvent> Engine::run_from(const core::Tensor& activation, int resume_af
 Result<std::vector<ExitEvent>> Engine::infer_batch(const core::Tensor& inputs,
                                                    const ExitRule& rule) {
   IDN_RETURN_IF_ERROR(check_input(inputs, true));
-  auto& g = impl_->graph;
-  torch::NoGradGuard ng;
-  torch::InferenceMode im;
+  auto& m = *impl_;
   const int64_t n = inputs.shape[0];
   std::vector<ExitEvent> events(n);
-  auto acts = g->begin({impl_->preprocess(nn::to_torch(inputs, true))});
+  IDN_RETURN_IF_ERROR(m.runner->begin(inputs, -1));
   std::vector<int64_t> remaining(n);
   for (int64_t i = 0; i < n; ++i) remaining[i] = i;
   int64_t flops = 0;
-  for (int s = 0; s < g->num_stages() && !remaining.empty(); ++s) {
-    g->run_stage(s, acts);
+  const int n_stages = static_cast<int>(spec().stages.size());
+  for (int s = 0; s < n_stages && !remaining.empty(); ++s) {
+    IDN_RETURN_IF_ERROR(m.run_stage(s));
     flops += spec().stages[s].flops;
-    for (int e : impl_->exits_at_stage[s]) {
-      auto logits = g->run_exit(e, acts);
+    for (int e : m.exits_at_stage[s]) {
+      IDN_ASSIGN_OR_RETURN(auto logits, m.runner->run_exit(e));
       flops += spec().exits[e].flops;
       std::vector<int64_t> keep_rows, keep_ids;
       for (size_t r = 0; r < remaining.size(); ++r) {
-        auto ev = impl_->make_event(e, logits[r], rule, flops);
+        auto ev = m.make_event(e, m.row(logits, e, r), rule, flops);
         if (ev.exited)
           events[remaining[r]] = std::move(ev);
         else
           keep_rows.push_back(r), keep_ids.push_back(remaining[r]);
       }
-      if (keep_rows.size() != remaining.size()) {
-        // Samples that exited leave the batch: later stages only see the rest.
-        auto keep = torch::tensor(keep_rows, torch::kLong);
-        select_rows(acts, keep);
-        remaining = std::move(keep_ids);
-      }
+      // Samples that exited leave the batch: later stages only see the rest.
+      if (!keep_rows.empty() && keep_rows.size() != remaining.size())
+        m.runner->keep_rows(keep_rows);
+      remaining = std::move(keep_ids);
       if (remaining.empty()) break;
     }
   }
@@ -232,8 +603,8 @@ Result<std::vector<ExitEvent>> Engine::infer_batch_progressive(
     const core::Tensor& inputs, int resume_after, std::span<const ExitRule> rules,
     const std::function<bool(size_t, const ExitEvent&)>& on_exit,
     const std::function<bool(size_t, int)>& keep_going) {
-  auto& g = impl_->graph;
-  const int n_stages = g->num_stages();
+  auto& m = *impl_;
+  const int n_stages = static_cast<int>(spec().stages.size());
   if (resume_after < -1 || resume_after >= n_stages - 1)
     return Status::invalid_argument("cannot resume after stage " + std::to_string(resume_after) +
                                     " of a " + std::to_string(n_stages) + "-stage model");
@@ -253,116 +624,96 @@ Result<std::vector<ExitEvent>> Engine::infer_batch_progressive(
                                     std::to_string(n) + " exit rules, got " +
                                     std::to_string(rules.size()));
   auto rule_of = [&](int64_t i) -> const ExitRule& { return rules[rules.size() == 1 ? 0 : i]; };
-  torch::NoGradGuard ng;
-  torch::InferenceMode im;
   std::vector<ExitEvent> events(n);
   for (auto& ev : events) ev.predicted = -1;
-  auto x = nn::to_torch(inputs, /*borrow=*/true);
-  nn::Activations acts = impl_->begin(x, resume_after);
+  IDN_RETURN_IF_ERROR(m.runner->begin(inputs, resume_after));
   std::vector<int64_t> remaining(n);
   for (int64_t i = 0; i < n; ++i) remaining[i] = i;
-  // Keeps the rows of `acts` whose flag is set; `remaining` follows.
+  // Keeps the rows whose flag is set; `remaining` follows.
   auto keep_rows = [&](const std::vector<char>& keep) {
     std::vector<int64_t> rows, ids;
     for (size_t r = 0; r < remaining.size(); ++r)
       if (keep[r]) rows.push_back(static_cast<int64_t>(r)), ids.push_back(remaining[r]);
     if (ids.size() == remaining.size()) return;
-    if (!ids.empty()) {
-      select_rows(acts, torch::tensor(rows, torch::kLong));
-    }
+    if (!ids.empty()) m.runner->keep_rows(rows);
     remaining = std::move(ids);
   };
   int64_t flops = 0;
-  try {
-    for (int s = resume_after + 1; s < n_stages && !remaining.empty(); ++s) {
-      if (keep_going) {
-        std::vector<char> keep(remaining.size());
-        for (size_t r = 0; r < remaining.size(); ++r) keep[r] = keep_going(remaining[r], s);
-        keep_rows(keep);
-        if (remaining.empty()) break;
-      }
-      g->run_stage(s, acts);
-      flops += spec().stages[s].flops;
-      for (int e : impl_->exits_at_stage[s]) {
-        auto logits = g->run_exit(e, acts);
-        flops += spec().exits[e].flops;
-        std::vector<char> keep(remaining.size());
-        for (size_t r = 0; r < remaining.size(); ++r) {
-          const int64_t i = remaining[r];
-          events[i] = impl_->make_event(e, logits[r], rule_of(i), flops);
-          bool go_on = !on_exit || on_exit(static_cast<size_t>(i), events[i]);
-          keep[r] = go_on && !events[i].exited;
-        }
-        keep_rows(keep);
-        if (remaining.empty()) break;
-      }
+  for (int s = resume_after + 1; s < n_stages && !remaining.empty(); ++s) {
+    if (keep_going) {
+      std::vector<char> keep(remaining.size());
+      for (size_t r = 0; r < remaining.size(); ++r) keep[r] = keep_going(remaining[r], s);
+      keep_rows(keep);
+      if (remaining.empty()) break;
     }
-  } catch (const std::exception& e) {
-    return Status::invalid_argument(std::string("activation does not fit the model: ") + e.what());
+    IDN_RETURN_IF_ERROR(m.run_stage(s));
+    flops += spec().stages[s].flops;
+    for (int e : m.exits_at_stage[s]) {
+      IDN_ASSIGN_OR_RETURN(auto logits, m.runner->run_exit(e));
+      flops += spec().exits[e].flops;
+      std::vector<char> keep(remaining.size());
+      for (size_t r = 0; r < remaining.size(); ++r) {
+        const int64_t i = remaining[r];
+        events[i] = m.make_event(e, m.row(logits, e, r), rule_of(i), flops);
+        bool go_on = !on_exit || on_exit(static_cast<size_t>(i), events[i]);
+        keep[r] = go_on && !events[i].exited;
+      }
+      keep_rows(keep);
+      if (remaining.empty()) break;
+    }
   }
   return events;
 }
 
 Result<core::Tensor> Engine::run_stages(const core::Tensor& input, int resume_after,
                                         int last_stage) {
-  auto& g = impl_->graph;
-  if (last_stage <= resume_after || last_stage >= g->num_stages())
+  auto& m = *impl_;
+  const int n_stages = static_cast<int>(spec().stages.size());
+  if (last_stage <= resume_after || last_stage >= n_stages)
     return Status::invalid_argument("stage range (" + std::to_string(resume_after) + ", " +
                                     std::to_string(last_stage) + "] is not within the model's " +
-                                    std::to_string(g->num_stages()) + " stages");
-  torch::NoGradGuard ng;
-  torch::InferenceMode im;
-  nn::Activations acts;
+                                    std::to_string(n_stages) + " stages");
   core::Tensor x = input;
   if (resume_after < 0) {
     IDN_RETURN_IF_ERROR(check_input(input, false));
     if (x.shape.size() == spec().inputs[0].shape.size()) x.shape.insert(x.shape.begin(), 1);
-    acts = g->begin({impl_->preprocess(nn::to_torch(x, true))});
   } else {
     IDN_RETURN_IF_ERROR(x.validate());
-    acts = g->begin({});
-    g->set_stage_output(resume_after, acts, nn::to_torch(x, true));
   }
-  torch::Tensor out;
-  try {
-    for (int s = resume_after + 1; s <= last_stage; ++s) out = g->run_stage(s, acts);
-  } catch (const std::exception& e) {
-    return Status::invalid_argument(std::string("activation does not fit the model: ") + e.what());
-  }
-  return nn::from_torch(out);
+  IDN_RETURN_IF_ERROR(m.runner->begin(x, resume_after));
+  for (int s = resume_after + 1; s <= last_stage; ++s) IDN_RETURN_IF_ERROR(m.run_stage(s));
+  return m.runner->stage_output();
 }
 
 Result<Engine::Prefix> Engine::run_prefix(const core::Tensor& input, int last_stage,
                                           const ExitRule& rule) {
-  auto& g = impl_->graph;
-  if (last_stage < 0 || last_stage >= g->num_stages() - 1)
+  auto& m = *impl_;
+  const int n_stages = static_cast<int>(spec().stages.size());
+  if (last_stage < 0 || last_stage >= n_stages - 1)
     return Status::invalid_argument("a local prefix must end before the last of the model's " +
-                                    std::to_string(g->num_stages()) + " stages");
+                                    std::to_string(n_stages) + " stages");
   IDN_RETURN_IF_ERROR(check_input(input, false));
   core::Tensor x = input;
   if (x.shape.size() == spec().inputs[0].shape.size()) x.shape.insert(x.shape.begin(), 1);
-  torch::NoGradGuard ng;
-  torch::InferenceMode im;
-  auto acts = g->begin({impl_->preprocess(nn::to_torch(x, true))});
+  IDN_RETURN_IF_ERROR(m.runner->begin(x, -1));
   Prefix out;
   int64_t flops = 0;
-  torch::Tensor last_out;
   for (int s = 0; s <= last_stage; ++s) {
-    last_out = g->run_stage(s, acts);
+    IDN_RETURN_IF_ERROR(m.run_stage(s));
     flops += spec().stages[s].flops;
-    for (int e : impl_->exits_at_stage[s]) {
-      auto logits = g->run_exit(e, acts);
+    for (int e : m.exits_at_stage[s]) {
+      IDN_ASSIGN_OR_RETURN(auto logits, m.runner->run_exit(e));
       flops += spec().exits[e].flops;
-      out.exit = impl_->make_event(e, logits[0], rule, flops);
+      out.exit = m.make_event(e, m.row(logits, e, 0), rule, flops);
       if (out.exit->exited) return out;
     }
   }
-  out.activation = nn::from_torch(last_out);
+  out.activation = m.runner->stage_output();
   return out;
 }
 
 std::vector<int64_t> Engine::stage_runs() const {
-  return impl_->graph->stage_runs();
+  return impl_->stage_runs;
 }
 
 }  // namespace idn::engine

@@ -1,6 +1,8 @@
 // "Run this model package (or one stage of it) on this input": the only bridge from the
-// network layers to LibTorch. Inputs and outputs are core::Tensor; no torch type appears here.
-// BranchyNet fast inference (Fig. 3.2): later stages never run for a sample that exits.
+// network layers to the model's arithmetic. Inputs and outputs are core::Tensor; no torch type
+// appears here. BranchyNet fast inference (Fig. 3.2): later stages never run for a sample that
+// exits. Stages and exit heads run on a backend (LibTorch, the reference, or cpu::Executor);
+// calibration, the exit rule, flops and stage counters are the same code above either.
 //
 // Thread-safety: an Engine may be used from one thread at a time; serve concurrency with one
 // Engine per worker (they can share nothing but the package files).
@@ -12,6 +14,8 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -20,8 +24,20 @@
 
 namespace idn::engine {
 
+// What runs the stages and exit heads. kTorch: LibTorch (nn::Graph), the reference. kCpu:
+// cpu::Executor (torch-free, one thread, prepacked weights); an error at load when it cannot run
+// the package. kAuto: kCpu when the executor loads the package and every exit of a seeded
+// probe input agrees with LibTorch within 1e-4, else kTorch (the reason is logged once).
+enum class Backend { kAuto, kTorch, kCpu };
+std::string_view backend_name(Backend b);  // "auto" | "torch" | "cpu"
+Result<Backend> parse_backend(std::string_view name);
+
 struct EngineOptions {
   int threads = 1;  // LibTorch intra-op threads (process-wide setting)
+  Backend backend = Backend::kAuto;
+  // Backend kCpu: samples per executor call (its buffers are sized for this at load); larger
+  // batches run in chunks of this size. Below 1 the executor refuses the package.
+  int cpu_max_batch = 32;
 };
 
 // Overrides of the package's exit rule for one request.
@@ -51,6 +67,9 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   const model::ModelSpec& spec() const;
+  // The backend that runs (kTorch or kCpu, never kAuto) and one line saying why it was chosen.
+  Backend backend() const;
+  const std::string& backend_reason() const;
 
   // Checks dtype, shape (per-sample shape, optionally with a leading batch dim of 1 for
   // `infer`), size and finiteness against the model's first input.

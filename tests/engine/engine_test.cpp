@@ -281,7 +281,7 @@ TEST(EngineLayoutTest, EarlyExitsFromBlockedConvChainsAnswerAsTheDenseReference)
   const fs::path dir =
       fs::temp_directory_path() / ("idn-engine-layout-" + std::to_string(::getpid()));
   ASSERT_TRUE(model::save_package({*spec, ref->export_weights()}, dir).is_ok());
-  auto eng = Engine::load(dir, {.threads = 1});
+  auto eng = Engine::load(dir, {.threads = 1, .backend = Backend::kTorch});
   ASSERT_TRUE(eng.ok()) << eng.status().to_string();
   const int64_t n = 24;
   auto x = torch::randn({n, 1, 28, 28});
