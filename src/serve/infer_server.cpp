@@ -52,6 +52,8 @@ struct Service {
   bool io_engine_failed = false;   // guarded by Core::mu: do not try again
   std::filesystem::path package_dir;
   engine::EngineOptions engine_options;
+  engine::Backend backend = engine::Backend::kTorch;  // what engines[0] chose at load
+  std::string backend_reason;
   // Per-sample shape of each stage's output: what a request resuming at stage s+1 carries.
   std::vector<std::vector<int64_t>> stage_out_shapes;
   std::atomic<bool> removed{false};
@@ -817,11 +819,14 @@ Status InferServer::add_service(const core::Multihash& id, const ise::ServiceDes
   svc->descriptor = d;
   engine::EngineOptions opts;
   opts.threads = core_->cfg.engine_threads;
+  opts.backend = core_->cfg.engine_backend;
   for (size_t w = 0; w < core_->cfg.workers; ++w) {
     IDN_ASSIGN_OR_RETURN(auto e, engine::Engine::load(package_dir, opts));
     svc->engines.push_back(std::move(e));
   }
   svc->spec = svc->engines[0]->spec();
+  svc->backend = svc->engines[0]->backend();
+  svc->backend_reason = svc->engines[0]->backend_reason();
   const auto& spec = svc->spec;
   const std::string where =
       "service " + ise::service_id_text(id) + " (" + package_dir.string() + ")";
@@ -858,8 +863,8 @@ Status InferServer::add_service(const core::Multihash& id, const ise::ServiceDes
   svc->engine_options = opts;
 
   IDN_RETURN_IF_ERROR(core_->install(id, svc));
-  spdlog::info("serving {} ({}) with {} worker(s)", ise::service_id_text(id), spec.name,
-               core_->cfg.workers);
+  spdlog::info("serving {} ({}) with {} worker(s), engine backend {}", ise::service_id_text(id),
+               spec.name, core_->cfg.workers, svc->backend_reason);
   return Status::ok();
 }
 
@@ -936,6 +941,13 @@ std::vector<int64_t> InferServer::stage_runs(const core::Multihash& id) const {
   for (const auto& r : svc->runs)
     for (size_t s = 0; s < r.size() && s < sum.size(); ++s) sum[s] += r[s];
   return sum;
+}
+
+std::optional<InferServer::BackendInfo> InferServer::backend(const core::Multihash& id) const {
+  std::lock_guard lk(core_->mu);
+  auto it = core_->services.find(id);
+  if (it == core_->services.end() || it->second->handler) return std::nullopt;
+  return BackendInfo{it->second->backend, it->second->backend_reason};
 }
 
 void InferServer::stop() {

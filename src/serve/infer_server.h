@@ -24,6 +24,8 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -54,6 +56,9 @@ struct ServerConfig {
   std::chrono::milliseconds default_deadline{10000};  // when a request's deadline_ms is 0
   size_t max_batch = 8;    // queued requests for the same service and stage run as one batch
   int engine_threads = 1;  // LibTorch intra-op threads
+  // What runs the models (engine::Backend): kAuto takes the cpu executor where it agrees with
+  // LibTorch on the package, else LibTorch.
+  engine::Backend engine_backend = engine::Backend::kAuto;
   // How often the io side looks for requests whose requester cancelled or went away (the
   // rpc layer exposes cancellation as a flag). One timer for all requests in flight.
   std::chrono::milliseconds cancel_poll{5};
@@ -131,6 +136,13 @@ class InferServer {
   // Per-stage executions of `id`'s engines (batches), summed over workers; empty when not
   // hosted.
   std::vector<int64_t> stage_runs(const core::Multihash& id) const;
+  // The backend `id`'s engines run on (kTorch or kCpu, see cfg.engine_backend) and why; nullopt
+  // when not hosted or served by a Handler.
+  struct BackendInfo {
+    engine::Backend backend = engine::Backend::kTorch;
+    std::string reason;
+  };
+  std::optional<BackendInfo> backend(const core::Multihash& id) const;
 
   // Idempotent. Stops taking work, answers queued requests kCancelled ("server stopping"),
   // stops running ones at their next stage and joins the workers. Call it from any thread

@@ -292,6 +292,31 @@ TEST_F(InferServerTest, LastExitRuleStreamsEveryExitThenTheFinalOne) {
   EXPECT_EQ(st.batches, 0u);
 }
 
+TEST_F(InferServerTest, BackendCpuServesTheSameAnswersAsLibTorch) {
+  ServerConfig cfg;
+  cfg.engine_backend = engine::Backend::kCpu;
+  start(cfg);
+  auto info = server_->backend(id_);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->backend, engine::Backend::kCpu) << info->reason;
+  auto torch = engine::Engine::load(*package_, {.backend = engine::Backend::kTorch});
+  ASSERT_TRUE(torch.ok());
+  local_ = std::move(*torch);
+  std::vector<InferProgress> got;
+  run([&]() -> awaitable<void> { got = co_await call(request(5, ExitCriterion::kLastExit)); });
+  auto want = local_progress(5, kNever);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t k = 0; k < got.size(); ++k) {
+    EXPECT_EQ(got[k].error, InferError::kNone) << got[k].error_message;
+    EXPECT_EQ(got[k].exit_index, static_cast<uint32_t>(want[k].exit_index));
+    EXPECT_EQ(argmax(got[k].output), want[k].predicted);
+    EXPECT_EQ(got[k].operations, static_cast<uint64_t>(want[k].flops));
+    ASSERT_EQ(got[k].output.f32().size(), want[k].probs.size());
+    for (size_t c = 0; c < want[k].probs.size(); ++c)
+      EXPECT_NEAR(got[k].output.f32()[c], want[k].probs[c], 1e-4);
+  }
+}
+
 TEST_F(InferServerTest, CheapModelRunsOnTheIoThreadWhenIdleWithTheSameAnswers) {
   ServerConfig cfg;
   cfg.inline_below = 10s;  // whatever the first run measures counts as cheap
