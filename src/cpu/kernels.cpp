@@ -31,27 +31,36 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// One block of 4 packed rows times `cols` (8 or 16, masked to `valid`) columns of b.
+// 4 packed rows (row stride `ps` in the packed block: 4 or 8) times `cols` (8 or 16, masked to
+// `valid`) columns of b. Loops over the accumulators are unrolled so they stay in registers.
 template <int V>
-inline void gemm_block(const float* pw, const float* bias4, int64_t nrows, const float* b,
-                       float* out, int64_t k, int64_t n, int64_t valid, bool relu) {
+inline void gemm_block(const float* pw, int64_t ps, const float* bias4, int64_t nrows,
+                       const float* b, float* out, int64_t k, int64_t n, int64_t valid, bool relu) {
   __m256 acc[4][V];
+#pragma GCC unroll 4
   for (int r = 0; r < 4; ++r)
+#pragma GCC unroll 4
     for (int v = 0; v < V; ++v) acc[r][v] = _mm256_set1_ps(bias4[r]);
   const __m256i mask = tail_mask(std::min<int64_t>(8, valid - 8 * (V - 1)));
   for (int64_t i = 0; i < k; ++i) {
     __m256 bv[V];
     const float* brow = b + i * n;
+#pragma GCC unroll 4
     for (int v = 0; v < V - 1; ++v) bv[v] = _mm256_loadu_ps(brow + 8 * v);
     bv[V - 1] = _mm256_maskload_ps(brow + 8 * (V - 1), mask);
-    const float* w = pw + 4 * i;
+    const float* w = pw + ps * i;
+#pragma GCC unroll 4
     for (int r = 0; r < 4; ++r) {
       const __m256 wr = _mm256_broadcast_ss(w + r);
+#pragma GCC unroll 4
       for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(wr, bv[v], acc[r][v]);
     }
   }
   const __m256 zero = _mm256_setzero_ps();
-  for (int r = 0; r < nrows; ++r) {
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r) {
+    if (r >= nrows) break;
+#pragma GCC unroll 4
     for (int v = 0; v < V; ++v) {
       __m256 a = relu ? _mm256_max_ps(acc[r][v], zero) : acc[r][v];
       if (v < V - 1)
@@ -68,27 +77,37 @@ template <int R, int S>
 inline void dot_block(const float* w, const float* bias, const float* x, float* y, int64_t in,
                       int64_t out, bool relu) {
   __m256 acc[R][S];
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
     for (int t = 0; t < S; ++t) acc[r][t] = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 8 <= in; i += 8) {
     __m256 xv[S];
+#pragma GCC unroll 4
     for (int t = 0; t < S; ++t) xv[t] = _mm256_loadu_ps(x + t * in + i);
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const __m256 wv = _mm256_loadu_ps(w + r * in + i);
+#pragma GCC unroll 4
       for (int t = 0; t < S; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
     }
   }
   if (i < in) {
     const __m256i mask = tail_mask(in - i);
     __m256 xv[S];
+#pragma GCC unroll 4
     for (int t = 0; t < S; ++t) xv[t] = _mm256_maskload_ps(x + t * in + i, mask);
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const __m256 wv = _mm256_maskload_ps(w + r * in + i, mask);
+#pragma GCC unroll 4
       for (int t = 0; t < S; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
     }
   }
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
     for (int t = 0; t < S; ++t) {
       const float v = hsum(acc[r][t]) + (bias ? bias[r] : 0.f);
       y[t * out + r] = relu ? std::max(v, 0.f) : v;
@@ -119,32 +138,52 @@ bool cpu_supported() {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
-int64_t packed_size(int64_t rows, int64_t k) {
-  return (rows + 3) / 4 * 4 * k;
+int64_t block_rows(int64_t rows, int64_t r0) {
+  return rows - r0 > 4 ? 8 : 4;
 }
 
-void pack_rows4(const float* w, int64_t rows, int64_t k, float* packed) {
+int64_t packed_size(int64_t rows, int64_t k) {
+  const int64_t full = rows / 8 * 8;
+  return (full + (rows == full ? 0 : block_rows(rows, full))) * k;
+}
+
+void pack_rows(const float* w, int64_t rows, int64_t k, float* packed) {
   std::memset(packed, 0, sizeof(float) * packed_size(rows, k));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t i = 0; i < k; ++i) packed[(r / 4) * 4 * k + i * 4 + r % 4] = w[r * k + i];
+  for (int64_t r0 = 0; r0 < rows; r0 += 8) {
+    const int64_t mr = block_rows(rows, r0);
+    for (int64_t r = r0; r < std::min(rows, r0 + mr); ++r)
+      for (int64_t i = 0; i < k; ++i) packed[r0 * k + i * mr + (r - r0)] = w[r * k + i];
+  }
 }
 
 void gemm(const float* packed_w, const float* bias, const float* b, float* out, int64_t rows,
           int64_t k, int64_t n, bool relu) {
   if (kHasAvx512 && avx512_allowed.load(std::memory_order_relaxed))
     return gemm_avx512(packed_w, bias, b, out, rows, k, n, relu);
-  for (int64_t r0 = 0; r0 < rows; r0 += 4) {
-    const int64_t nr = std::min<int64_t>(4, rows - r0);
-    float bias4[4] = {0, 0, 0, 0};
-    if (bias)
-      for (int64_t r = 0; r < nr; ++r) bias4[r] = bias[r0 + r];
-    const float* pw = packed_w + r0 * k;
-    float* o = out + r0 * n;
-    int64_t p = 0;
-    for (; p + 16 <= n; p += 16) gemm_block<2>(pw, bias4, nr, b + p, o + p, k, n, 16, relu);
-    for (; p < n; p += 8)
-      gemm_block<1>(pw, bias4, nr, b + p, o + p, k, n, std::min<int64_t>(8, n - p), relu);
+  for (int64_t r0 = 0; r0 < rows; r0 += 8) {
+    const int64_t mr = block_rows(rows, r0);
+    // An 8-row block as two halves of 4 (AVX2 has 16 registers: 4 x 16 columns fill them).
+    for (int64_t h = 0; h < mr && r0 + h < rows; h += 4) {
+      const int64_t nr = std::min<int64_t>(4, rows - r0 - h);
+      float bias4[4] = {0, 0, 0, 0};
+      if (bias)
+        for (int64_t r = 0; r < nr; ++r) bias4[r] = bias[r0 + h + r];
+      const float* pw = packed_w + r0 * k + h;
+      float* o = out + (r0 + h) * n;
+      int64_t p = 0;
+      for (; p + 16 <= n; p += 16) gemm_block<2>(pw, mr, bias4, nr, b + p, o + p, k, n, 16, relu);
+      for (; p < n; p += 8)
+        gemm_block<1>(pw, mr, bias4, nr, b + p, o + p, k, n, std::min<int64_t>(8, n - p), relu);
+    }
   }
+}
+
+void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
+  // 8 x 8 tiles keep both sides' cache lines in use.
+  for (int64_t r0 = 0; r0 < rows; r0 += 8)
+    for (int64_t c0 = 0; c0 < cols; c0 += 8)
+      for (int64_t r = r0; r < std::min(rows, r0 + 8); ++r)
+        for (int64_t c = c0; c < std::min(cols, c0 + 8); ++c) dst[c * rows + r] = src[r * cols + c];
 }
 
 void linear(const float* w, const float* bias, const float* x, float* y, int64_t batch, int64_t out,

@@ -15,20 +15,26 @@ bool cpu_supported();
 bool has_avx512();
 void allow_avx512(bool on);
 
-// Rows of a [rows, k] matrix packed for gemm(): blocks of 4 rows, k-major inside a block
-// ([ceil(rows/4)][k][4], zero rows past the end). `packed` holds packed_size(rows, k) floats.
+// Rows of a [rows, k] matrix packed for gemm(): blocks of 8 rows, k-major inside a block
+// ([k][8]), the last block 4 rows when at most 4 remain (zero rows past the end). 8 rows per
+// block let the AVX-512 loop reuse each load of b 8 times. `packed` holds packed_size(rows, k).
 int64_t packed_size(int64_t rows, int64_t k);
-void pack_rows4(const float* w, int64_t rows, int64_t k, float* packed);
+void pack_rows(const float* w, int64_t rows, int64_t k, float* packed);
 
 // out[r, p] = bias[r] + sum_k W[r, k] * b[k, p] (then max(0, .) when relu), for a W packed by
-// pack_rows4; b is [k, n] row-major, out [rows, n]. The convolution after im2col.
+// pack_rows; b is [k, n] row-major, out [rows, n]; bias may be null. The convolution after
+// im2col, and a linear layer over a batch (b = the samples transposed).
 void gemm(const float* packed_w, const float* bias, const float* b, float* out, int64_t rows,
           int64_t k, int64_t n, bool relu);
 
-// y[s, o] = bias[o] + sum_i W[o, i] * x[s, i] (then relu) for samples s < batch: a linear layer.
-// W is [out, in] row-major (the stored layout); bias may be null.
+// y[s, o] = bias[o] + sum_i W[o, i] * x[s, i] (then relu) for samples s < batch: a linear layer
+// for small batches (one pass over W per 4 samples). W is [out, in] row-major (the stored
+// layout); bias may be null.
 void linear(const float* w, const float* bias, const float* x, float* y, int64_t batch, int64_t out,
             int64_t in, bool relu);
+
+// dst[c, r] = src[r, c] for a [rows, cols] src.
+void transpose(const float* src, int64_t rows, int64_t cols, float* dst);
 
 // col[(c, kh, kw), (oh, ow)] for one sample of x [c, h, w] (zeros outside the padding).
 void im2col(const float* x, int64_t c, int64_t h, int64_t w, int64_t kernel, int64_t stride,

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -148,7 +149,8 @@ class CpuOps : public ::testing::Test {
   std::mt19937 rng{21};
   int uni(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
   void check(const model::ModelSpec& spec, const std::string& what) {
-    const int batch = uni(1, 3);
+    // 9: a linear layer takes the batched gemm path (from 8 samples).
+    const int batch = std::array{1, 2, 3, 9}[uni(0, 3)];
     std::vector<torch::Tensor> xs;
     for (const auto& in : spec.inputs) {
       std::vector<int64_t> shape{batch};
@@ -196,7 +198,8 @@ TEST_F(CpuOps, Conv2dWithBiasBatchNormReluAndPoolingMatchLibTorch) {
 TEST_F(CpuOps, LinearWithBiasBatchNormAndReluMatchLibTorch) {
   torch::manual_seed(2);
   for (int i = 0; i < 30; ++i) {
-    const int in = uni(1, 70), out = uni(1, 13), follow = i % 3;
+    // Up to 40 outputs: from 32 a batch of 9 takes the gemm path.
+    const int in = uni(1, 70), out = uni(1, 40), follow = i % 3;
     json ls = json::array(
         {layer("fc", "linear", "x0",
                {{"in_features", in}, {"out_features", out}, {"bias", uni(0, 1) == 1}})});
@@ -245,13 +248,13 @@ TEST_F(CpuOps, AggregatesOfSeveralInputsMatchLibTorch) {
   }
 }
 
-TEST(CpuPackages, EveryBranchyNetArchitectureMatchesLibTorchStageByStageAtBatch1And5) {
+TEST(CpuPackages, EveryBranchyNetArchitectureMatchesLibTorchStageByStageAtBatch1_5And33) {
   for (const auto& arch : motifs::branchynet_arch_names()) {
     auto spec = *motifs::branchynet_arch(arch);
     torch::manual_seed(5);
     nn::Graph g(spec);
     auto w = g->export_weights();
-    for (int batch : {1, 5}) {
+    for (int batch : {1, 5, 33}) {
       std::vector<int64_t> shape{batch};
       shape.insert(shape.end(), spec.inputs[0].shape.begin(), spec.inputs[0].shape.end());
       for (bool wide : {false, true}) {
@@ -265,7 +268,7 @@ TEST(CpuPackages, EveryBranchyNetArchitectureMatchesLibTorchStageByStageAtBatch1
 
 TEST(CpuPackages, TrainedBLeNetMatchesTheEngineExitByExitAndFusesItsLayers) {
   const auto dir = testing::tiny_package("b-lenet");
-  auto engine = engine::Engine::load(dir);
+  auto engine = engine::Engine::load(dir, {.backend = engine::Backend::kTorch});
   ASSERT_TRUE(engine.ok());
   auto ex = Executor::load(dir);
   ASSERT_TRUE(ex.ok()) << ex.status().to_string();
@@ -307,11 +310,12 @@ TEST(CpuPackages, ACallAllocatesNothing) {
   auto spec = *motifs::branchynet_arch("b-lenet");
   torch::manual_seed(7);
   nn::Graph g(spec);
-  auto ex = Executor::load(model::Package{spec, g->export_weights()}, {.max_batch = 4});
+  // Batch 9 runs fc1 as a gemm over the transposed batch (its scratch is allocated at load too).
+  auto ex = Executor::load(model::Package{spec, g->export_weights()}, {.max_batch = 9});
   ASSERT_TRUE(ex.ok());
-  std::vector<float> x(4 * 28 * 28, 0.25f);
+  std::vector<float> x(9 * 28 * 28, 0.25f);
   const int64_t before = g_allocations.load();
-  for (int batch : {1, 4}) {
+  for (int batch : {1, 4, 9}) {
     bool ok = (*ex)->set_input(std::span<const float>(x).first(batch * 28 * 28), batch).is_ok();
     for (int s = 0; s < 2; ++s) ok = ok && (*ex)->run_stage(s).ok() && (*ex)->run_exit(s).ok();
     EXPECT_TRUE(ok);
