@@ -501,7 +501,11 @@ Status Node::start_services() {
         "[ise] auto_host needs ComputeSwap ([swap] enabled): demand comes from its peers");
   }
   kad_ = std::make_unique<routing::KadBridge>(
-      *host_, [this](core::Multihash key, size_t n) { return kad_providers(std::move(key), n); });
+      *host_, [this](core::Multihash key, size_t n) { return kad_providers(std::move(key), n); },
+      routing::KadBridgeConfig{},
+      [this](const identity::PeerId& from, const core::Multihash& key) {
+        return add_relayed_provider(from, key);
+      });
   kad_->attach();
   if (config_.relay.enabled) {
     p2p::relay::RelayConfig rc;
@@ -513,9 +517,24 @@ Status Node::start_services() {
     rc.circuit_data = config_.relay.circuit_data;
     relay_ = std::make_unique<p2p::relay::RelayService>(
         *host_, rc, [this] { return publishable(listen_addrs_); });
+    relay_->set_reservation_observer([this](const identity::PeerId& peer, bool reserved) {
+      if (!reserved) relayed_services_.erase(peer);  // its announcements go with its slot
+    });
     relay_->attach();
   }
   return Status::ok();
+}
+
+bool Node::add_relayed_provider(const identity::PeerId& from, const core::Multihash& key) {
+  // Bounds what one reserved peer can make this node answer for.
+  constexpr size_t kMaxRelayedServicesPerPeer = 64;
+  if (!relay_ || !relay_->has_reservation(from)) return false;
+  auto& services = relayed_services_[from];
+  if (std::find(services.begin(), services.end(), key) != services.end()) return true;
+  if (services.size() >= kMaxRelayedServicesPerPeer) return false;
+  services.push_back(key);
+  spdlog::info("relay: {} provides {} through this node", from.to_string(), key.to_base58());
+  return true;
 }
 
 awaitable<std::vector<routing::PeerInfo>> Node::kad_providers(core::Multihash key, size_t n) {
@@ -536,6 +555,10 @@ awaitable<std::vector<routing::PeerInfo>> Node::kad_providers(core::Multihash ke
   }
   if (swap_) {
     for (const auto& p : swap_->peers_hosting(key)) add_connected(p);
+  }
+  for (const auto& [peer, services] : relayed_services_) {
+    if (relay_ && std::find(services.begin(), services.end(), key) != services.end())
+      add({peer, relay_->circuit_addrs(peer), std::nullopt});
   }
   if (auto c = provider_caches_.find(key); c != provider_caches_.end()) {
     for (const auto& p : c->second->peers) add_connected(p);
@@ -684,6 +707,7 @@ void Node::register_metrics() {
                                {"find_node", &routing::KadBridgeStats::find_node},
                                {"get_value", &routing::KadBridgeStats::get_value},
                                {"ping", &routing::KadBridgeStats::ping},
+                               {"add_provider", &routing::KadBridgeStats::add_provider},
                                {"refused", &routing::KadBridgeStats::refused},
                                {"busy", &routing::KadBridgeStats::busy},
                                {"malformed", &routing::KadBridgeStats::malformed}}) {

@@ -182,6 +182,9 @@ class Node {
   // Providers of `key` for kad-dht clients (routing/kad_bridge.h): this node when it hosts
   // the service, connected peers whose have list names it, then the DHT's providers.
   p2p::awaitable<std::vector<routing::PeerInfo>> kad_providers(core::Multihash key, size_t n);
+  // A peer with a relay reservation here announced a service (kad ADD_PROVIDER): kad clients
+  // asking this node get it with its circuit address until the reservation ends.
+  bool add_relayed_provider(const identity::PeerId& from, const core::Multihash& key);
   p2p::awaitable<void> host_configured_services();
   void register_metrics();
   void do_shutdown();
@@ -216,6 +219,7 @@ class Node {
   std::unique_ptr<IseAgent> ise_;
   std::unique_ptr<routing::KadBridge> kad_;          // /ipfs/kad/1.0.0 for js-libp2p clients
   std::unique_ptr<p2p::relay::RelayService> relay_;  // circuit relay v2 hop, [relay]
+  std::unordered_map<identity::PeerId, std::vector<core::Multihash>> relayed_services_;
   std::unordered_map<core::Multihash, std::shared_ptr<ProviderCache>> provider_caches_;
   // Ping RTTs by peer, readable from the DHT's thread (orders findProviders results).
   mutable std::mutex rtt_mu_;

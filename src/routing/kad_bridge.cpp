@@ -138,6 +138,7 @@ p2p::awaitable<std::optional<KadMessage>> answer_kad_request(const KadMessage& r
 
 struct KadBridge::State {
   KadProviderLookup lookup;
+  KadAddProvider add_provider;
   KadBridgeConfig config;
   const p2p::Host* host = nullptr;
   KadBridgeStats stats;
@@ -145,6 +146,15 @@ struct KadBridge::State {
 };
 
 namespace {
+
+// Whether `m` announces `from` itself as a provider of a valid key, and the node takes it.
+bool take_provider(KadBridge::State& state, const identity::PeerId& from, const KadMessage& m) {
+  if (!state.add_provider || m.providers.empty()) return false;
+  for (const auto& p : m.providers)
+    if (p.id != from.bytes()) return false;  // announcing someone else
+  auto key = core::Multihash::from_bytes(m.key);
+  return key.ok() && state.add_provider(from, *key);
+}
 
 p2p::awaitable<void> serve_kad(std::shared_ptr<KadBridge::State> state,
                                std::shared_ptr<p2p::Stream> s) {
@@ -168,6 +178,16 @@ p2p::awaitable<void> serve_kad(std::shared_ptr<KadBridge::State> state,
                     request.status().to_string());
       s->reset();
       co_return;
+    }
+    if (request->type == KadType::kAddProvider) {
+      if (!take_provider(*state, s->remote_peer(), *request)) {
+        ++state->stats.refused;
+        spdlog::debug("kad: ADD_PROVIDER from {} refused", s->remote_peer().to_string());
+        s->reset();
+        co_return;
+      }
+      ++state->stats.add_provider;
+      continue;  // no answer
     }
     switch (request->type) {
       case KadType::kGetProviders:
@@ -214,9 +234,11 @@ p2p::awaitable<void> serve_kad(std::shared_ptr<KadBridge::State> state,
 
 }  // namespace
 
-KadBridge::KadBridge(p2p::Host& host, KadProviderLookup lookup, KadBridgeConfig config)
+KadBridge::KadBridge(p2p::Host& host, KadProviderLookup lookup, KadBridgeConfig config,
+                     KadAddProvider add_provider)
     : host_(host), state_(std::make_shared<State>()) {
   state_->lookup = std::move(lookup);
+  state_->add_provider = std::move(add_provider);
   state_->config = config;
   state_->host = &host;
 }

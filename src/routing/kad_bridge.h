@@ -3,7 +3,10 @@
 // service's providers through a node they are connected to. IDN's own DHT is OpenDHT over UDP,
 // which they cannot speak: GET_PROVIDERS is answered from the node's provider lookup,
 // FIND_NODE and GET_VALUE with nothing closer (the client asks no one else), PING echoed;
-// PUT_VALUE and ADD_PROVIDER are refused (the stream is reset). The codec is pure.
+// ADD_PROVIDER is taken only from a peer announcing itself (every provider in it is the
+// stream's remote peer) and only when the node's KadAddProvider accepts it (a peer that holds a
+// relay reservation here: p2p/relay.h); otherwise, and for PUT_VALUE, the stream is reset.
+// The codec is pure.
 // Threading: KadBridge lives on the Host's executor, like the Host.
 #pragma once
 
@@ -17,6 +20,7 @@
 #include "core/bytes.h"
 #include "core/multihash.h"
 #include "core/status.h"
+#include "identity/peer_id.h"
 #include "p2p/stream.h"
 #include "routing/routing.h"
 
@@ -70,6 +74,11 @@ inline constexpr size_t kMaxKadPeers = 256;
 using KadProviderLookup =
     std::function<p2p::awaitable<std::vector<PeerInfo>>(core::Multihash key, size_t n)>;
 
+// A connected peer announced itself as a provider of `key` (ADD_PROVIDER, which gets no
+// answer). Returns whether it was taken. Runs on the Host's executor.
+using KadAddProvider =
+    std::function<bool(const identity::PeerId& from, const core::Multihash& key)>;
+
 struct KadBridgeConfig {
   size_t max_providers = 20;  // per answer (the spec's k)
   // Requests read on one stream before it is closed (clients send one per stream).
@@ -81,14 +90,16 @@ struct KadBridgeConfig {
 
 struct KadBridgeStats {
   uint64_t get_providers = 0, find_node = 0, ping = 0, get_value = 0;
-  uint64_t refused = 0;    // PUT_VALUE, ADD_PROVIDER
-  uint64_t malformed = 0;  // streams reset for a malformed or oversized message
-  uint64_t busy = 0;       // GET_PROVIDERS answered empty: max_concurrent_lookups were running
+  uint64_t add_provider = 0;  // ADD_PROVIDER taken
+  uint64_t refused = 0;       // PUT_VALUE, ADD_PROVIDER not taken
+  uint64_t malformed = 0;     // streams reset for a malformed or oversized message
+  uint64_t busy = 0;          // GET_PROVIDERS answered empty: max_concurrent_lookups were running
 };
 
 class KadBridge {
  public:
-  KadBridge(p2p::Host& host, KadProviderLookup lookup, KadBridgeConfig config = {});
+  KadBridge(p2p::Host& host, KadProviderLookup lookup, KadBridgeConfig config = {},
+            KadAddProvider add_provider = {});
   ~KadBridge();  // detaches
   KadBridge(const KadBridge&) = delete;
   KadBridge& operator=(const KadBridge&) = delete;

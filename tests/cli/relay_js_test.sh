@@ -3,7 +3,10 @@
 # @libp2p/circuit-relay-v2): one connects to the node over /ws, as a browser would, and listens
 # through it (a reservation); the other dials it at .../p2p/NODE/p2p-circuit/p2p/PEER over TCP,
 # identifies it, pings it and echoes 256 KiB through the circuit, on a connection js-libp2p does
-# not mark limited (the node sends no Limit). When the listener goes, its reservation ends.
+# not mark limited (the node sends no Limit). The listener also announces a service (kad-dht
+# ADD_PROVIDER to the node, as @idn/client's announce() does); a third peer finds it through the
+# node's kad-dht front at its circuit address and pings it there. When the listener goes, its
+# reservation ends.
 # Exits 77 (skipped) when node or interop/node_modules is missing (run scripts/setup).
 # Usage: relay_js_test.sh PATH_TO_IDN
 set -euo pipefail
@@ -25,7 +28,8 @@ cleanup() {
 trap cleanup EXIT
 fail() {
   echo "FAIL: $*" >&2
-  for f in "$dir"/node.log "$dir"/listen.out "$dir"/listen.log "$dir"/dial.out "$dir"/dial.log; do
+  for f in "$dir"/node.log "$dir"/listen.out "$dir"/listen.log "$dir"/dial.out "$dir"/dial.log \
+    "$dir"/find.out "$dir"/find.log; do
     [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
   done
   exit 1
@@ -48,7 +52,8 @@ tcp="$(grep '^listening .*/tcp/[0-9]*/p2p/' "$dir/node.out" | head -n 1 | cut -d
 
 # The listener keeps its stdin open (a fifo) until the test closes it.
 mkfifo "$dir/stdin"
-node "$here/interop/relay_peer.mjs" listen "$ws" <"$dir/stdin" >"$dir/listen.out" 2>"$dir/listen.log" &
+service="$(python3 -c 'import hashlib; print("1220" + hashlib.sha256(b"relay_js_test").hexdigest())')"
+node "$here/interop/relay_peer.mjs" listen "$ws" --provide "$service" <"$dir/stdin" >"$dir/listen.out" 2>"$dir/listen.log" &
 lpid=$!
 exec 3>"$dir/stdin"
 wait_for "the reservation" 30 grep -qs '"event":"\(listening\|error\)"' "$dir/listen.out"
@@ -70,6 +75,22 @@ print(f"relay_js_test: through the relay: identified {ident['peer_id']} ({ident[
       f"echo {echo['bytes']} bytes in {echo['ms']:.1f} ms")
 ok = (ident["peer_id"] == sys.argv[2] and "/p2p-circuit/" in ident["remote_addr"]
       and ident["limited"] is False and len(pings) == 3 and events[-1]["event"] == "done")
+sys.exit(0 if ok else 1)
+PY
+wait_for "the announcement" 30 grep -qs '"event":"\(provided\|error\)"' "$dir/listen.out"
+grep -q '"event":"provided"' "$dir/listen.out" || fail "the js peer could not announce its service"
+grep -q "relay: $peer provides" "$dir/node.log" || fail "the node did not take the announcement"
+node "$here/interop/relay_peer.mjs" dial "$tcp" --find "$service" --pings 2 \
+  >"$dir/find.out" 2>"$dir/find.log" || fail "js-libp2p could not find and dial the relayed provider"
+python3 - "$dir/find.out" "$peer" <<'PY' || fail "the provider found was not the relayed peer at its circuit address"
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1])]
+provs = next(e for e in events if e["event"] == "providers")["providers"]
+ident = next(e for e in events if e["event"] == "identify")
+print(f"relay_js_test: found providers {provs}; identified {ident['peer_id']} at {ident['remote_addr']}")
+ok = (provs[0]["peer_id"] == sys.argv[2] and any("/p2p-circuit" in a for a in provs[0]["addrs"])
+      and ident["peer_id"] == sys.argv[2] and "/p2p-circuit/" in ident["remote_addr"]
+      and events[-1]["event"] == "done")
 sys.exit(0 if ok else 1)
 PY
 wait_for "the listener's relayed connection" 10 grep -qs '"event":"relayed"' "$dir/listen.out"

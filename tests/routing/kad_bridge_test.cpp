@@ -238,5 +238,59 @@ TEST(KadBridge, ServesRequestsOnAHostAndResetsBadStreams) {
   });
 }
 
+// ADD_PROVIDER is taken when the peer announces itself and the node accepts it (a relay
+// reservation, in the node); announcing another peer, or one the node does not accept, resets.
+TEST(KadBridge, TakesAddProviderOnlyForTheSenderItself) {
+  using namespace p2p::testing;
+  using namespace std::chrono_literals;
+  Loop loop;
+  auto a = make_host(loop), b = make_host(loop);
+  auto addr = loop.call([&] { return a->listen(loopback()); });
+  ASSERT_TRUE(addr.ok()) << addr.status().to_string();
+  auto svc = core::Multihash::compute(core::HashCode::kSha2_256, as_bytes("svc")).value();
+  auto other = core::Multihash::compute(core::HashCode::kSha2_256, as_bytes("other")).value();
+  std::vector<std::pair<identity::PeerId, core::Multihash>> taken;
+  KadAddProvider add = [&](const identity::PeerId& from, const core::Multihash& key) {
+    if (key != svc) return false;
+    taken.emplace_back(from, key);
+    return true;
+  };
+  KadBridge* bridge = loop.call([&] {
+    auto* k = new KadBridge(*a, KadProviderLookup{}, KadBridgeConfig{}, add);
+    k->attach();
+    return k;
+  });
+  ASSERT_TRUE(loop.run([&] { return b->dial(*addr); }).ok());
+  // Sends one ADD_PROVIDER, closes, and reads: a clean end (NotFound) when it was taken.
+  auto announce = [&](const core::Multihash& key, const identity::PeerId& who) {
+    return loop.run([&]() -> p2p::awaitable<Status> {
+      auto s = co_await b->new_stream(a->id(), std::string(kKadProtocolId));
+      if (!s.ok()) co_return s.status();
+      KadMessage req;
+      req.type = KadType::kAddProvider;
+      req.key = key.bytes();
+      req.providers.push_back(KadPeer{who.bytes(), {}, 0});
+      if (Status w = co_await p2p::write_length_prefixed(**s, encode_kad_message(req)); !w.is_ok())
+        co_return w;
+      (void)co_await (*s)->close_write();
+      auto r = co_await p2p::read_length_prefixed(**s, kMaxKadMessage);
+      co_return r.ok() ? Status::internal("an answer to ADD_PROVIDER") : r.status();
+    });
+  };
+  EXPECT_EQ(announce(svc, b->id()).code(), Code::kNotFound);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].first, b->id());
+  EXPECT_NE(announce(svc, peer_from(9)).code(), Code::kNotFound);  // someone else: reset
+  EXPECT_NE(announce(other, b->id()).code(), Code::kNotFound);     // not accepted: reset
+  EXPECT_EQ(taken.size(), 1u);
+  auto stats = loop.call([&] { return bridge->stats(); });
+  EXPECT_EQ(stats.add_provider, 1u);
+  EXPECT_EQ(stats.refused, 2u);
+  loop.call([&] {
+    delete bridge;
+    return 0;
+  });
+}
+
 }  // namespace
 }  // namespace idn::routing
