@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <fstream>
@@ -115,13 +116,28 @@ Status add_hosted(const fs::path& data_dir, const core::Multihash& id) {
   return write_hosted(data_dir, ids);
 }
 
-awaitable<Result<Published>> ModelHost::publish(fs::path model_dir, std::string description) {
-  auto pub = store_publication(p_.store, model_dir, std::move(description));
+awaitable<Result<Published>> ModelHost::publish(fs::path model_dir, std::string description,
+                                                std::optional<fs::path> onnx_dir) {
+  std::optional<core::Cid> onnx_cid;
+  if (onnx_dir) {
+    std::vector<std::string> files;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(*onnx_dir, ec))
+      if (e.is_regular_file()) files.push_back(e.path().filename().string());
+    if (ec) co_return Status::io_error(fmt::format("{}: {}", onnx_dir->string(), ec.message()));
+    std::sort(files.begin(), files.end());
+    auto imported = store::import_directory_entries(*onnx_dir, files, p_.store);
+    if (!imported.ok()) co_return imported.status().with_context("import " + onnx_dir->string());
+    if (Status st = p_.store.pin(imported->cid); !st.is_ok()) co_return st;
+    onnx_cid = imported->cid;
+  }
+  auto pub = store_publication(p_.store, model_dir, std::move(description), onnx_cid);
   if (!pub.ok()) co_return pub.status();
   Status hosted = co_await host_local(pub->service_id, pub->descriptor, true);
   if (!hosted.is_ok()) co_return hosted;
   co_await announce(pub->service_id);
   co_await announce(pub->model_cid.hash());
+  if (onnx_cid) co_await announce(onnx_cid->hash());
   co_return std::move(*pub);
 }
 

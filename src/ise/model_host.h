@@ -108,9 +108,12 @@ class ModelHost {
   ModelHost& operator=(const ModelHost&) = delete;
 
   // Checks the package, stores and pins it and its descriptor, hosts the service and provides
-  // it. Errors: the package's own (InvalidArgument, Corruption, NotFound), IOError.
-  p2p::awaitable<Result<Published>> publish(std::filesystem::path model_dir,
-                                            std::string description);
+  // it. `onnx_dir`: the package's ONNX export (onnx::export_onnx's directory: every regular
+  // file in it), stored, pinned, provided and named in the descriptor, so browsers can serve
+  // the service. Errors: the package's own (InvalidArgument, Corruption, NotFound), IOError.
+  p2p::awaitable<Result<Published>> publish(
+      std::filesystem::path model_dir, std::string description,
+      std::optional<std::filesystem::path> onnx_dir = std::nullopt);
   // initModel. Idempotent. `pin`: the operator asked for it, so it is recorded in
   // data_dir/hosted (re-hosted at every start, never swapped out by the ISE); otherwise the ISE
   // chose it and may tear it down. A descriptor's ONNX form (onnx.cid) is fetched, pinned and

@@ -2,15 +2,18 @@
 // playwright-core from js/node_modules) against `idn demo --serve`: the page shows the node's
 // peer ID and its peers, picks a test image, asks the network and shows the progressive answers
 // ending in a final one that equals the gateway's JSON answer for the same image; a drawing is
-// sent as a PNG and answered too; the live chart gets points. Prints one JSON line per check.
+// sent as a PNG and answered too; the live chart gets points. With --tab-peer 1 (the node serves
+// the browser bundle: --web-dir) the page's "serve it from this tab" button makes the tab a peer
+// behind the node's relay, and requests fanned out to every provider reach it and are answered.
+// Prints one JSON line per check.
 // Usage: node node_page_check.mjs --url http://127.0.0.1:PORT/?service=ID --js-dir DIR
-//        [--screenshot FILE]
+//        [--screenshot FILE] [--tab-peer 1]
 import { createRequire } from 'node:module'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 
 const args = {}
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1]
-const { chromium } = createRequire(join(args['js-dir'], 'package.json'))('playwright-core')
+const { chromium } = createRequire(join(resolve(args['js-dir']), 'package.json'))('playwright-core')
 const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n')
 const base = new URL(args.url)
 const service = base.searchParams.get('service')
@@ -83,6 +86,25 @@ try {
   // The live chart: two metric refreshes give it a point per series.
   await page.waitForFunction(() => document.getElementById('chart-legend').textContent.includes('requests served'), null, { timeout: 10000 })
   emit({ chart: await page.textContent('#chart-legend') })
+  if (args['tab-peer'] === '1') {
+    await page.click('#peer')
+    await page.waitForFunction(() => window.idnTabPeer || document.querySelector('#peer-state .err'), null, { timeout: 60000 })
+    const state = await page.textContent('#peer-state')
+    emit({ tab_peer: state })
+    if (await page.evaluate(() => !window.idnTabPeer)) throw new Error('the tab did not become a peer: ' + state)
+    // Every provider is asked (fan-out 4 of 3 nodes + the tab): the tab's share arrives relayed.
+    let answered = 0
+    for (let i = 0; i < 8; i++) {
+      const t = samples.samples[i]
+      const r = await fetch(new URL(`/idn/v1/services/${service}/infer`, base), {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ input: { shape: t.shape, data: t.data }, fanout: 4, deadline_ms: 5000 })
+      })
+      if (r.ok) answered++
+    }
+    emit({ tab_peer_stats: await page.evaluate(() => ({ ...window.idnTabPeer.serving.stats })), gateway_answered: answered })
+  }
   // For the screenshot: a test image's answers on screen.
   await page.click('#samples canvas:nth-child(2)')
   await page.click('#ask')

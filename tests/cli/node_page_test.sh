@@ -31,8 +31,20 @@ fail() {
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
+browser=0
+if command -v node >/dev/null 2>&1 && [ -x "$chromium" ] && [ -d "$here/js/node_modules/playwright-core" ]; then
+  browser=1
+fi
+# The browser bundle and onnxruntime-web's WASM files, for the page's "serve it from this tab".
+web=()
+if [ "$browser" = 1 ] && [ -d "$here/js/node_modules/esbuild" ] && [ -d "$here/js/node_modules/onnxruntime-web" ]; then
+  (cd "$here/js" && node scripts/build-browser.mjs --outfile "$dir/web/idn.browser.js") >"$dir/bundle.log" 2>&1 ||
+    fail "building the browser bundle: $(cat "$dir/bundle.log")"
+  web=(--web-dir "$dir/web")
+fi
+tabpeer=$([ "${#web[@]}" -gt 0 ] && echo 1 || echo 0)
 model="$(tiny_model)" || fail "training the test model"
-"$idn" demo --serve --requests 3 --quiet --model "$model" --http 127.0.0.1:0 >"$dir/demo.out" 2>&1 &
+"$idn" demo --serve --requests 3 --quiet --model "$model" --http 127.0.0.1:0 "${web[@]}" >"$dir/demo.out" 2>&1 &
 demo=$!
 # The URL line is printed once the network is up and the page is served.
 for _ in $(seq 1 600); do
@@ -61,13 +73,23 @@ for x in s["samples"]:
     assert len(x["data"]) == n and 0 <= x["label"] < 10 and all(0 <= v <= 1 for v in x["data"])
 PY
 
-if command -v node >/dev/null 2>&1 && [ -x "$chromium" ] && [ -d "$here/js/node_modules/playwright-core" ]; then
+if [ "${#web[@]}" -gt 0 ]; then
+  curl -sf -D "$dir/h" -o /dev/null "$base/idn/web/ort-wasm-simd-threaded.wasm" || fail "GET /idn/web/…wasm"
+  grep -qi '^content-type: application/wasm' "$dir/h" || fail "wasm media type: $(cat "$dir/h")"
+  # Nothing outside the directory: a dot name, an encoded separator, a name not there.
+  for bad in "..%2fdemo.out" "%2e%2e%2fdemo.out" ".hidden" "demo.out"; do
+    code="$(curl -s -o /dev/null -w '%{http_code}' "$base/idn/web/$bad")"
+    [ "$code" = 400 ] || [ "$code" = 404 ] || fail "GET /idn/web/$bad answered $code"
+  done
+fi
+
+if [ "$browser" = 1 ]; then
   artifacts="${IDN_TEST_ARTIFACTS:-$(dirname "$fixtures")/test-artifacts}"
   mkdir -p "$artifacts"
   timeout 90 node "$here/tests/cli/node_page_check.mjs" --url "$url" --js-dir "$here/js" \
-    --screenshot "$artifacts/node_page.png" >"$dir/page.out" 2>"$dir/page.log" ||
+    --screenshot "$artifacts/node_page.png" --tab-peer "$tabpeer" >"$dir/page.out" 2>"$dir/page.log" ||
     fail "node_page_check.mjs failed"
-  python3 - "$dir/page.out" "$sid" <<'PY' || fail "the page disagrees: $(cat "$dir/page.out")"
+  python3 - "$dir/page.out" "$sid" "$tabpeer" <<'PY' || fail "the page disagrees: $(cat "$dir/page.out")"
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 got = {k: v for l in lines for k, v in l.items()}
@@ -86,6 +108,9 @@ assert "event(s)" in got["head"], got["head"]
 assert got["drawing_answers"] >= 1, got
 assert "QmNotAServiceId" in got["bad_service"] or "service" in got["bad_service"], got["bad_service"]
 assert "requests served" in got["chart"], got["chart"]
+if sys.argv[3] != "0":
+    assert got["tab_peer"].startswith("this tab serves it"), got["tab_peer"]
+    assert got["gateway_answered"] == 8, got
 PY
 else
   echo "node_page_test: browser part skipped: node, $chromium or js/node_modules/playwright-core missing (run scripts/setup)"

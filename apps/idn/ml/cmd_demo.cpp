@@ -7,7 +7,9 @@
 // --kill-peer-after N shuts a provider down while request N is in flight: no request is lost.
 // --serve then keeps the network up and the client node's page (/) open for a browser, with a
 // few test images to try, until Ctrl-C.
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -32,7 +34,9 @@
 #include "motifs/branchynet.h"
 #include "node/node.h"
 #include "node/node_thread.h"
+#include "node/static_files.h"
 #include "node/swap_agent.h"
+#include "onnx/onnx_export.h"
 #include "routing/dht_routing.h"
 
 namespace idn::cli {
@@ -54,6 +58,7 @@ struct DemoArgs {
   bool quiet = false;
   bool serve = false;
   std::string http = "127.0.0.1:0";
+  std::string web_dir;
 };
 
 // Test images the page offers to try (`idn demo --serve`).
@@ -96,10 +101,14 @@ Status train_default(const fs::path& dir, const std::string& data_dir) {
 
 using Peer = node::NodeThread;
 
+// `ws`: also listen on WebSockets, for browsers (--serve): the page's tab connects to the
+// client node (and reserves a relay slot there) and fetches the ONNX form from the providers.
 Result<std::unique_ptr<Peer>> start_peer(const std::vector<core::Multiaddr>& bootstrap,
+                                         bool ws = false,
                                          std::optional<node::HttpAddress> http = std::nullopt) {
   auto config = node::loopback_config(bootstrap);
   config.http = std::move(http);
+  if (ws) config.listen.push_back(core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0/ws").value());
   return Peer::start(std::move(config));
 }
 
@@ -163,14 +172,26 @@ int run_demo(const DemoArgs& a) {
   std::vector<std::unique_ptr<Peer>> peers;
   std::vector<core::Multiaddr> boot;
   for (int i = 0; i < a.peers; ++i) {
-    auto p = start_peer(boot);
+    auto p = start_peer(boot, a.serve);
     if (!p.ok()) return report(p.status());
     if (boot.empty()) boot = (**p)->listen_addrs();
     peers.push_back(std::move(*p));
   }
   node::Node& publisher = **peers[0];
-  auto pub = publisher.block_on(
-      [&] { return publisher.models().publish(model, "FashionMNIST B-LeNet (idn demo)"); });
+  // With --serve the service also carries its ONNX form, so a browser tab can serve it too.
+  std::optional<fs::path> onnx_dir;
+  if (a.serve) {
+    onnx_dir = fs::temp_directory_path() / fmt::format("idn-demo-onnx-{}", ::getpid());
+    auto exported = onnx::export_onnx(model, *onnx_dir);
+    if (!exported.ok()) return report(exported.status().with_context("ONNX export for --serve"));
+  }
+  auto pub = publisher.block_on([&] {
+    return publisher.models().publish(model, "FashionMNIST B-LeNet (idn demo)", onnx_dir);
+  });
+  if (onnx_dir) {
+    std::error_code ec;
+    fs::remove_all(*onnx_dir, ec);  // stored in the publisher's blockstore now
+  }
   if (!pub.ok()) return report(pub.status());
   const core::Multihash sid = pub->service_id;
   std::printf("model    %s\nservice  %s (%s)\n", pub->model_cid.to_string().c_str(),
@@ -184,7 +205,7 @@ int run_demo(const DemoArgs& a) {
                 n.id().to_string().c_str(), secs());
   }
 
-  auto client_peer = start_peer(boot, http);
+  auto client_peer = start_peer(boot, a.serve, http);
   if (!client_peer.ok()) return report(client_peer.status());
   node::Node& cn = ***client_peer;
   // Wait until the DHT lists every provider (records propagate in milliseconds on loopback).
@@ -329,6 +350,7 @@ int run_demo(const DemoArgs& a) {
       cn.http_server()->route("/idn/demo/samples.json", [page] {
         return node::HttpResponse{200, "application/json", page};
       });
+      if (!a.web_dir.empty()) node::add_static_routes(*cn.http_server(), a.web_dir);
       co_return true;
     });
     std::printf("\nserving  http://%s/?service=%s\nservice  %s\n",
@@ -378,6 +400,11 @@ void register_demo(CLI::App& app) {
               "prints its URL");
   d->add_option("--http", a->http, "The page's address with --serve (port 0 picks a free one)")
       ->capture_default_str();
+  d->add_option("--web-dir", a->web_dir,
+                "With --serve: a directory with @idn/client's browser bundle (idn.browser.js and "
+                "onnxruntime-web's ort-wasm-simd-threaded.{mjs,wasm}; `node "
+                "js/scripts/build-browser.mjs --outfile DIR/idn.browser.js` writes them), served "
+                "at /idn/web/ so the page can make its tab a peer");
   register_demo_parallelnet(*d);  // idn demo parallelnet
   register_demo_ddnn(*d);         // idn demo ddnn
   d->callback([a, d] {
