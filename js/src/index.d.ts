@@ -55,6 +55,8 @@ export interface ProviderOptions {
   maxRequestsPerStream?: number
   /** A keep_open stream with no next request this long is closed; default 30000. */
   streamIdleMs?: number
+  /** Awaited before each stage a request runs: for tests (to hold requests) and tracing. */
+  beforeStage?: (serviceId: string, stage: number) => void | Promise<void>
 }
 
 export interface ServeOptions {

@@ -133,6 +133,7 @@ class ServedModel {
     this.perSample = manifest.input.shape.slice(1)
     this.stageOut = manifest.stages.map((s) => s.outputs[0])
     this.tail = Promise.resolve() // requests run one at a time
+    this.beforeStage = null
     this.removed = false
   }
 
@@ -196,6 +197,7 @@ class ServedModel {
     let ops = 0
     const last = stopAfter ?? m.stages.length - 1
     for (let s = start; s <= last; s++) {
+      await this.beforeStage?.(this.serviceText, s)
       keepGoing()
       const tag = `stage_${s}`
       await this.runGraph(m.stages[s], tag, values)
@@ -263,6 +265,9 @@ export class Provider {
     this.defaultDeadlineMs = options.defaultDeadlineMs ?? 10000
     this.maxRequestsPerStream = options.maxRequestsPerStream ?? 1000
     this.idleMs = options.streamIdleMs ?? 30000
+    // Awaited before each stage a request runs (serviceId, stage): for tests (to hold a
+    // request at a known point) and tracing, as the C++ server's before_stage.
+    this.beforeStage = options.beforeStage ?? null
     this.waiting = 0 // requests queued behind another one of their service
     this.streams = new Set()
     this.stats = {
@@ -336,6 +341,7 @@ export class Provider {
       throw new ServeError('INTERNAL', `${where}: onnxruntime-web could not load its graphs: ${err.message ?? err}`)
     }
     const model = new ServedModel({ serviceId: digest, serviceText, descriptor, manifest, onnxCid, ort, sessions })
+    model.beforeStage = this.beforeStage
     onLoaded?.(model)
     this.services.set(serviceText, model)
     if (!this.handling) {

@@ -12,7 +12,8 @@
 //   {"page":K,"peerId":..,"relayAddresses":[...],"announced":{ok,..},"serveMs":T}
 //   {"input":K,"class":C,"exit":E,"confidence":X,"peer":..,"final":true}   through page 0
 //   {"lookup":{"providers":[peer...]}}                 what the node's kad bridge names
-//   {"reroute":{"requests":N,"answered":N,"byPeer":{peer:n},"failedOn0":n,"errors":[...]}}
+//   {"reroute":{"requests":N,"answered":N,"byPeer":{peer:n},"heldInPage0":n,"failedOn0":n,
+//    "outcomesOn0":[...],"errors":[...]}}
 //   {"pageStats":{...}}                                page 1's provider counters
 //   {"done":true}
 // Usage: node browser_peer_check.mjs --bootstrap /ip4/127.0.0.1/tcp/P/ws/p2p/ID[,...] --service ID
@@ -65,7 +66,8 @@ try {
     const info = await page.evaluate(async ({ bootstrap, service }) => {
       const { createIdn } = window.idnClient
       const t0 = performance.now()
-      const idn = await createIdn({ bootstrap, relay: true })
+      // window.idnHold, when set, holds every request before its first stage (the reroute below).
+      const idn = await createIdn({ bootstrap, relay: true, provider: { beforeStage: () => window.idnHold } })
       window.idnPeer = idn
       const relayAddresses = await idn.waitForRelay({ timeoutMs: 10000 })
       window.idnLog(`relayed at ${relayAddresses.join(' ')}`)
@@ -91,11 +93,12 @@ try {
     emit({ lookup: { providers: found.map(String) } })
   }
 
-  // Requests at once, both pages as providers (page 0 first), while page 0 is busy (its main
-  // thread held for 3 s, so they sit unanswered in its connection); then page 0 is closed:
-  // each request must be answered by page 1 instead.
+  // Requests at once, both pages as providers (page 0 first), while page 0 holds every request
+  // before its first stage; once all of them are in page 0, it is closed: each request must be
+  // answered by page 1 instead.
   const n = Number(args.requests)
-  const held = pages[0].page.evaluate(() => { const t = Date.now(); while (Date.now() - t < 3000); }).catch(() => {})
+  await pages[0].page.evaluate(() => { window.idnHold = new Promise(() => {}) })
+  const before = await pages[0].page.evaluate(() => window.idnServing.stats.requests)
   const runs = Array.from({ length: n }, (_, r) => client.infer(args.service, inputs[r % inputs.length], {
     npeers: 1, providers: [via(0), via(1)], deadlineMs: 20000, inactivityMs: 10000
   }))
@@ -108,14 +111,10 @@ try {
     }
     return { peer: best?.peer, final: best?.final, tried: run.summary.peers.map((p) => ({ peer: p.peer, outcome: p.outcome, detail: p.detail })) }
   }))
-  // Every request has asked page 0 (its stream is opening or open) before the page goes.
-  const t0 = Date.now()
-  while (runs.some((r) => r.summary.peers.length === 0) && Date.now() - t0 < 5000) await new Promise((resolve) => setTimeout(resolve, 20))
-  await new Promise((resolve) => setTimeout(resolve, 300))
-  const askedBeforeClose = runs.filter((r) => r.summary.peers[0]?.peer === pages[0].peerId).length
+  await pages[0].page.waitForFunction((want) => window.idnServing.stats.requests >= want, before + n, { timeout: 10000 })
+  const heldInPage0 = (await pages[0].page.evaluate(() => window.idnServing.stats.requests)) - before
   await pages[0].page.close()
   const done = await results
-  await held
   const byPeer = {}
   for (const r of done) if (r.peer) byPeer[r.peer] = (byPeer[r.peer] ?? 0) + 1
   emit({
@@ -124,13 +123,13 @@ try {
       answered: done.filter((r) => r.final).length,
       byPeer,
       closedPage: pages[0].peerId,
-      askedBeforeClose,
+      heldInPage0,
       failedOn0: done.filter((r) => r.tried?.some((t) => t.peer === pages[0].peerId && t.outcome !== 'answered')).length,
       outcomesOn0: [...new Set(done.flatMap((r) => r.tried ?? []).filter((t) => t.peer === pages[0].peerId).map((t) => `${t.outcome}: ${t.detail}`))],
       errors: done.filter((r) => r.error).map((r) => r.error)
     }
   })
-  emit({ pageStats: await pages[1].page.evaluate(() => window.idnServing.stats) })
+  emit({ pageStats: await pages[1].page.evaluate(() => { window.idnLog(`answered ${JSON.stringify(window.idnServing.stats)}`); return window.idnServing.stats }) })
   if (args.screenshot) await pages[1].page.screenshot({ path: args.screenshot, fullPage: true })
   emit({ done: true })
 } finally {
