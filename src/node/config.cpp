@@ -17,9 +17,9 @@ namespace idn::node {
 namespace {
 
 constexpr std::string_view kTopKeys[] = {
-    "listen", "identity",     "passphrase_file",       "bootstrap", "http", "log_level",
-    "limits", "data_dir",     "store_max_bytes",       "host",      "dht",  "serve",
-    "swap",   "busy_poll_us", "poll_while_waiting_us", "ise",       "relay"};
+    "listen", "identity",     "passphrase_file",       "bootstrap", "http",  "log_level",
+    "limits", "data_dir",     "store_max_bytes",       "host",      "dht",   "serve",
+    "swap",   "busy_poll_us", "poll_while_waiting_us", "ise",       "relay", "engine"};
 constexpr std::string_view kRelayKeys[] = {
     "enabled",           "max_reservations",   "max_circuits",      "max_circuits_per_peer",
     "reservation_ttl_s", "circuit_duration_s", "circuit_data_bytes"};
@@ -42,6 +42,7 @@ constexpr std::string_view kSwapKeys[] = {"enabled",
                                           "on_ledger_mismatch",
                                           "trusted",
                                           "blacklist"};
+constexpr std::string_view kEngineKeys[] = {"backend"};
 constexpr std::string_view kServeKeys[] = {"workers", "max_queue", "max_batch", "inline_below_us"};
 constexpr std::string_view kLimitKeys[] = {"max_connections",
                                            "max_streams_per_connection",
@@ -236,6 +237,20 @@ class Parser {
     return Status::ok();
   }
 
+  Status engine(const toml::table& t, EngineNodeConfig& out) const {
+    for (auto&& [k, v] : t) {
+      std::string_view key = k.str();
+      if (key != "backend")
+        return error(k.source(),
+                     fmt::format("unknown key 'engine.{}' (known: {})", key, join(kEngineKeys)));
+      auto name = v.value<std::string>();
+      if (!name || (*name != "auto" && *name != "torch" && *name != "cpu"))
+        return error(v.source(), "engine.backend must be \"auto\", \"torch\" or \"cpu\"");
+      out.backend = *name;
+    }
+    return Status::ok();
+  }
+
   Status serve(const toml::table& t, ServeConfig& out) const {
     for (auto&& [k, v] : t) {
       std::string_view key = k.str();
@@ -400,6 +415,10 @@ class Parser {
         const toml::table* t = v.as_table();
         if (!t) return error(v.source(), "serve must be a table ([serve])");
         IDN_RETURN_IF_ERROR(serve(*t, c.serve));
+      } else if (key == "engine") {
+        const toml::table* t = v.as_table();
+        if (!t) return error(v.source(), "engine must be a table ([engine])");
+        IDN_RETURN_IF_ERROR(engine(*t, c.engine));
       } else if (key == "relay") {
         const toml::table* t = v.as_table();
         if (!t) return error(v.source(), "relay must be a table ([relay])");

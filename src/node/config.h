@@ -43,6 +43,9 @@
 //   max_batch = 8                           # queued requests for one stage run as one batch
 //   inline_below_us = 1000                  # models faster than this run on the io thread
 //                                           # when the server is idle (0: always on workers)
+//   [engine]
+//   backend = "auto"                        # what runs hosted models: "auto" (the cpu executor
+//                                           #   where it agrees with LibTorch), "torch", "cpu"
 //   [swap]                                  # ComputeSwap (§7.5; swap/config.h has the why)
 //   enabled = true                          # false: serve everyone, keep no ledgers
 //   m = 4.0                                 # debt ratio where service stops (p(r) = 0)
@@ -146,6 +149,11 @@ struct ServeConfig {
   std::function<void(const core::Multihash&, int, size_t)> before_stage;
 };
 
+// What runs the hosted models' stages (engine::Backend, by name: the config stays torch-free).
+struct EngineNodeConfig {
+  std::string backend = "auto";  // "auto" | "torch" | "cpu"
+};
+
 inline constexpr std::string_view kDefaultListen = "/ip4/0.0.0.0/tcp/4001";
 inline constexpr std::string_view kDefaultHttp = "127.0.0.1:9464";
 
@@ -213,6 +221,7 @@ struct Config {
   std::vector<std::string> host;  // service IDs (text) to host at start
   DhtConfig dht;
   ServeConfig serve;
+  EngineNodeConfig engine;
   SwapNodeConfig swap;
   IseConfig ise;
   RelayNodeConfig relay;

@@ -430,6 +430,7 @@ Status Node::start_services() {
   sc.max_batch = config_.serve.max_batch;
   sc.inline_below = config_.serve.inline_below;
   sc.before_stage = config_.serve.before_stage;
+  sc.engine_backend = *engine::parse_backend(config_.engine.backend);  // checked by the parser
   server_ = std::make_unique<serve::InferServer>(io_.get_executor(), sc);
   server_->attach(*dispatcher_);
   if (swap_) swap_->start(*dispatcher_);

@@ -173,6 +173,22 @@ TEST(Config, LatencyKnobsParseAndZeroTurnsThemOff) {
               HasSubstr("serve.inline_below_us = 2000000 is out of range"));
 }
 
+TEST(Config, EngineBackendDefaultsToAutoAndIsChecked) {
+  auto d = parse_config("", "node.toml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->engine.backend, "auto");
+  for (const char* b : {"auto", "torch", "cpu"}) {
+    auto c = parse_config(std::string("[engine]\nbackend = \"") + b + "\"\n", "node.toml");
+    ASSERT_TRUE(c.ok()) << c.status().to_string();
+    EXPECT_EQ(c->engine.backend, b);
+  }
+  EXPECT_THAT(err("[engine]\nbackend = \"gpu\""),
+              HasSubstr("node.toml:2:11: engine.backend must be \"auto\", \"torch\" or \"cpu\""));
+  EXPECT_THAT(err("[engine]\nbackend = 1"), HasSubstr("engine.backend must be"));
+  EXPECT_THAT(err("[engine]\nthreads = 1"), HasSubstr("unknown key 'engine.threads'"));
+  EXPECT_THAT(err("engine = 1"), HasSubstr("engine must be a table"));
+}
+
 TEST(Config, SwapTableParsesAndChecksEveryKey) {
   auto d = parse_config("", "node.toml");
   ASSERT_TRUE(d.ok());

@@ -15,6 +15,7 @@
 #include <torch/torch.h>
 
 #include "../cli.h"
+#include "backend_option.h"
 #include "engine/engine.h"
 #include "engine/latency.h"
 #include "model/package.h"
@@ -40,6 +41,7 @@ struct BenchArgs {
   std::string models_dir;
   std::string out_dir = "bench/out";
   int threads = 1;
+  std::string backend = "auto";  // engine::Backend of the measured engines
   int train_threads = 2;
   int epochs = 4;
   int seeds = 1;
@@ -182,6 +184,7 @@ struct Row {
   double test_loss_upper = 0;   // its one-sided upper bound (paired, test split), in points
   double val_loss_upper = NAN;  // the bound the operating point was chosen with (validation)
   std::string thresholds, exits, branch_cost;
+  std::string backend;  // the engine backend that ran it
 };
 
 struct MeanSd {
@@ -215,7 +218,8 @@ Status measure_seed(const BenchArgs& a, int seed, const std::vector<core::Tensor
     double base_acc = 0;
     for (const auto& arch : {base, "b-" + base}) {
       fs::path dir = package_dir(a, seed, arch);
-      auto eng = engine::Engine::load(dir, {.threads = a.threads});
+      auto eng =
+          engine::Engine::load(dir, {.threads = a.threads, .backend = backend_of(a.backend)});
       if (!eng.ok()) return eng.status();
       auto run = engine::run_labelled(**eng, samples, labels);
       if (!run.ok()) return run.status();
@@ -226,6 +230,7 @@ Status measure_seed(const BenchArgs& a, int seed, const std::vector<core::Tensor
       r.baseline = base;
       r.accuracy = run->accuracy;
       r.lat = run->latency;
+      r.backend = std::string(engine::backend_name((*eng)->backend()));
       if (arch == base) {
         base_mean = r.lat.mean_us;
         base_correct = run->correct;
@@ -267,7 +272,8 @@ Result<std::string> measure_overhead(const BenchArgs& a, const fs::path& dir,
                                      std::ostringstream& csv) {
   IDN_ASSIGN_OR_RETURN(auto pkg, model::load_package(dir));
   IDN_ASSIGN_OR_RETURN(auto bare, bare_from_package(pkg));
-  IDN_ASSIGN_OR_RETURN(auto eng, engine::Engine::load(dir, {.threads = a.threads}));
+  IDN_ASSIGN_OR_RETURN(auto eng, engine::Engine::load(dir, {.threads = a.threads,
+                                                            .backend = backend_of(a.backend)}));
   std::vector<double> t_engine, t_bare;
   size_t agree = 0;
   using Clock = std::chrono::steady_clock;
@@ -295,11 +301,13 @@ Result<std::string> measure_overhead(const BenchArgs& a, const fs::path& dir,
   csv << "overhead_engine_vs_bare,," << se.mean_us / sb.mean_us << "," << se.mean_us << ","
       << se.median_us << "," << se.p99_us << ",,,,,,,\n";
   return fmt(
-      "\nIDN inference path vs bare LibTorch forward (%s, same modules and weights, "
-      "interleaved, %zu samples): engine mean %.1f us / median %.1f us, bare mean %.1f us / "
+      "\nIDN inference path (engine backend %s) vs bare LibTorch forward (%s, same modules and "
+      "weights, interleaved, %zu samples): engine mean %.1f us / median %.1f us, bare mean %.1f us "
+      "/ "
       "median %.1f us; overhead ratio %.3f (mean), %.3f (median); predictions agree on %zu/%zu.\n",
-      pkg.spec.name.c_str(), t_engine.size(), se.mean_us, se.median_us, sb.mean_us, sb.median_us,
-      se.mean_us / sb.mean_us, se.median_us / sb.median_us, agree, t_engine.size());
+      std::string(engine::backend_name(eng->backend())).c_str(), pkg.spec.name.c_str(),
+      t_engine.size(), se.mean_us, se.median_us, sb.mean_us, sb.median_us, se.mean_us / sb.mean_us,
+      se.median_us / sb.median_us, agree, t_engine.size());
 }
 
 int run_bench(BenchArgs& a) {
@@ -329,6 +337,10 @@ int run_bench(BenchArgs& a) {
     if (seed == 1) first_samples = std::move(samples);
   }
 
+  std::string backends_used;  // of seed 1's engines
+  for (auto& r : rows)
+    if (r.seed == rows.front().seed)
+      backends_used += (backends_used.empty() ? "" : ", ") + r.model + " on " + r.backend;
   std::ostringstream csv, md;
   csv << "seed,model,accuracy,mean_us,median_us,p99_us,speedup_mean,loss_points,"
          "test_loss_upper_points,val_loss_upper_points,thresholds,exit_percent,branch_cost\n";
@@ -338,8 +350,9 @@ int run_bench(BenchArgs& a) {
         << r.test_loss_upper << "," << (std::isnan(r.val_loss_upper) ? 0 : r.val_loss_upper)
         << ",\"" << r.thresholds << "\",\"" << r.exits << "\",\"" << r.branch_cost << "\"\n";
   md << "FashionMNIST test split (" << first_samples.size() << " images), CPU, batch 1, "
-     << a.threads << " LibTorch thread(s), " << a.seeds
-     << " training seed(s); mean is what the BranchyNet paper reports, median and p99 beside "
+     << a.threads << " LibTorch thread(s), " << a.seeds << " training seed(s); engine backend "
+     << a.backend << " (" << backends_used << ")"
+     << "; mean is what the BranchyNet paper reports, median and p99 beside "
         "it. loss = baseline accuracy - this accuracy (points, test split); bounds are one-sided "
      << 100 * a.confidence
      << "% paired bounds on it (val: the one the operating point was chosen with).\n\n";
@@ -426,6 +439,7 @@ void register_bench(CLI::App& bench) {
   b->add_option("--out", a->out_dir, "Where to write branchynet.csv and branchynet.md")
       ->capture_default_str();
   b->add_option("--threads", a->threads, "LibTorch threads while measuring")->capture_default_str();
+  add_backend_option(b, a->backend);
   b->add_option("--train-threads", a->train_threads, "LibTorch threads while training")
       ->capture_default_str();
   b->add_option("--epochs", a->epochs, "Epochs when a model must be trained")

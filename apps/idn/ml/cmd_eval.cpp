@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../cli.h"
+#include "backend_option.h"
 #include "client/blocking.h"
 #include "engine/engine.h"
 #include "engine/latency.h"
@@ -31,6 +32,7 @@ struct EvalArgs {
   bool json = false;
   std::string csv, plot;
   int threads = 1;
+  std::string backend = "auto";
 };
 
 std::string join(const std::vector<double>& v, const char* fmt, const char* sep = "/") {
@@ -47,7 +49,8 @@ int run_eval(EvalArgs& a) {
   torch::set_num_threads(a.threads);
   auto pkg = model::load_package(a.dir);
   if (!pkg.ok()) return report(pkg.status());
-  auto engine = engine::Engine::load(a.dir, {.threads = a.threads});
+  auto engine =
+      engine::Engine::load(a.dir, {.threads = a.threads, .backend = backend_of(a.backend)});
   if (!engine.ok()) return report(engine.status());
   a.data.validation = 0;
   auto data = motifs::load_fashion_mnist_tensors(a.data);
@@ -85,6 +88,8 @@ int run_eval(EvalArgs& a) {
   j["package"] = a.dir;
   j["test_samples"] = samples.size();
   j["threads"] = a.threads;
+  j["backend"] = engine::backend_name((*engine)->backend());
+  j["backend_reason"] = (*engine)->backend_reason();
   j["measured"] = {{"accuracy", run->accuracy},           {"mean_us", run->latency.mean_us},
                    {"median_us", run->latency.median_us}, {"p99_us", run->latency.p99_us},
                    {"mean_flops", run->mean_flops},       {"exit_fraction", run->exit_fraction}};
@@ -138,9 +143,12 @@ int run_eval(EvalArgs& a) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  std::printf("model %s (%s): %zu stages, %zu exits; %zu test samples; %d thread(s)\n\n",
+  std::printf("model %s (%s): %zu stages, %zu exits; %zu test samples; %d thread(s)\n",
               spec.name.c_str(), spec.motif.c_str(), spec.stages.size(), spec.exits.size(),
               samples.size(), a.threads);
+  std::printf(
+      "engine backend %s (the measured rows; part costs and the profile are LibTorch's)\n\n",
+      (*engine)->backend_reason().c_str());
   std::printf(
       "| part | MFLOPs | median us (batch 1) | criterion | threshold | T | accuracy alone |\n");
   std::printf("|---|---:|---:|---|---:|---:|---:|\n");
@@ -190,6 +198,7 @@ struct InferArgs {
   int64_t test_index = -1;
   std::string data_dir;
   int threads = 1;
+  std::string backend = "auto";
   // Remote: a service on the network instead of a local package.
   std::string service;
   std::vector<std::string> bootstrap;
@@ -307,7 +316,8 @@ int run_infer(InferArgs& a) {
   if (!a.service.empty()) return run_remote_infer(a);
   if (a.dir.empty())
     return report(Status::invalid_argument("give a model package DIR or --service ID"));
-  auto engine = engine::Engine::load(a.dir, {.threads = a.threads});
+  auto engine =
+      engine::Engine::load(a.dir, {.threads = a.threads, .backend = backend_of(a.backend)});
   if (!engine.ok()) return report(engine.status());
   auto in = infer_input(a);
   if (!in.ok()) return report(in.status());
@@ -351,6 +361,7 @@ void register_eval(CLI::App& app) {
   eval->add_option("--csv", ea->csv, "Write every threshold combination tried to this CSV file");
   eval->add_option("--plot", ea->plot, "Write the trade-off curve to this PNG file");
   eval->add_option("--threads", ea->threads, "LibTorch threads")->capture_default_str();
+  add_backend_option(eval, ea->backend);
   eval->callback([ea] { run_or_exit(run_eval(*ea)); });
 
   auto ia = std::make_shared<InferArgs>();
@@ -375,6 +386,7 @@ void register_eval(CLI::App& app) {
   infer->add_option("--data", ia->data_dir,
                     "Directory with FashionMNIST IDX files (default: Debian's)");
   infer->add_option("--threads", ia->threads, "LibTorch threads")->capture_default_str();
+  add_backend_option(infer, ia->backend);
   infer->callback([ia] {
     if (ia->input.empty() && ia->test_index < 0)
       run_or_exit(report(Status::invalid_argument("give --test-index N or --input FILE")));
