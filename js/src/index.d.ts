@@ -79,6 +79,8 @@ export interface ServeStats {
   deadline_exceeded: number
   failed: number
   receipts: number
+  /** Cancel messages read. */
+  cancels: number
   /** Operations (FLOPs) of the requests answered. */
   operations: number
 }

@@ -272,7 +272,7 @@ export class Provider {
     this.streams = new Set()
     this.stats = {
       requests: 0, completed: 0, cancelled: 0, busy: 0, invalid: 0, unknown_service: 0,
-      deadline_exceeded: 0, failed: 0, receipts: 0, operations: 0
+      deadline_exceeded: 0, failed: 0, receipts: 0, cancels: 0, operations: 0
     }
     this.handling = false
     this.stopping = false
@@ -388,13 +388,18 @@ export class Provider {
     let wake = null
     let ended = false
     let current = null // { id, cancelled }
+    const early = new Set() // Cancels for requests not started yet
     const notify = () => { if (wake) { const w = wake; wake = null; w() } }
     ;(async () => {
       for await (const bytes of readMessages(stream)) {
         const m = decodeClientMessage(bytes)
         if (m.request) inbox.push(m.request)
-        else if (m.cancel && current && num(m.cancel.request_id) === current.id) current.cancelled = 'cancelled by the requester'
-        else if (m.receipt) this.stats.receipts++
+        else if (m.cancel) {
+          this.stats.cancels++
+          const id = num(m.cancel.request_id)
+          if (current && id === current.id) current.cancelled = 'cancelled by the requester'
+          else early.add(id)
+        } else if (m.receipt) this.stats.receipts++
         notify()
       }
     })().catch(() => {
@@ -425,7 +430,8 @@ export class Provider {
           if (req.exit_rule == null) req.exit_rule = first.exit_rule
           if (!req.deadline_ms) req.deadline_ms = first.deadline_ms
         }
-        current = { id: num(req.request_id), cancelled: null }
+        const id = num(req.request_id)
+        current = { id, cancelled: early.delete(id) ? 'cancelled by the requester' : null }
         const more = keepOpen && served + 1 < this.maxRequestsPerStream && !this.stopping
         await this.answer(req, current, async (p) => {
           p.request_id = req.request_id

@@ -9,6 +9,7 @@
 //   {"cpp":{"input":K,"out":"<idn infer's stdout>"}}      idn infer --provider <this peer>
 //   {"keep_open":[{id,exits,stream_open,error}, ...]}    two requests on one keep_open stream
 //   {"errors":{"shape":{code,message},"unknown":{..},"threshold":{..},"nan":{..}}}
+//   {"held":{"cancelled":1,"deadline":{error,message},"busy":[..],"busyCount":1}}
 //   {"serve_errors":{"unknown":{code,message},"plain":{code,message}}}
 //   {"stopped":{code,message}}                            a request after handle.stop()
 //   {"stats":{...}}  {"done":true}
@@ -25,7 +26,16 @@ const inputs = args.inputs.split(',').map(readPgm)
 const run = promisify(execFile)
 const err = (e) => ({ code: e.code, message: e.message })
 
-const peer = await createIdn({ bootstrap: [args.bootstrap], listen: ['/ip4/127.0.0.1/tcp/0'] })
+// `hold`, when set, holds every request before each stage (the Cancel, deadline and BUSY checks).
+let hold = null
+const peer = await createIdn({ bootstrap: [args.bootstrap], listen: ['/ip4/127.0.0.1/tcp/0'], provider: { maxQueue: 2, beforeStage: () => hold } })
+const until = async (what, f) => {
+  const t0 = Date.now()
+  while (!f()) {
+    if (Date.now() - t0 > 10000) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
 const client = await createIdn({ bootstrap: [args.bootstrap], providerCacheMs: 0 })
 try {
   const t0 = Date.now()
@@ -85,6 +95,56 @@ try {
   await attempt('unknown', 'QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG', inputs[0])
   await attempt('threshold', args.service, inputs[0], { exitRule: { criterion: 'confidence', threshold: 1.5 } })
   emit({ errors })
+
+  // Held requests: a Cancel, a passed deadline, a full queue.
+  {
+    let release
+    const base = handle.stats
+    hold = new Promise((resolve) => { release = resolve })
+    const run = client.infer(args.service, inputs[0], { npeers: 1, providers: [me], deadlineMs: 10000, inactivityMs: 0 })
+    const events = (async () => { const out = []; for await (const ev of run) out.push(ev); return out })()
+    await until('the held request', () => handle.stats.requests === base.requests + 1)
+    run.finish()
+    await until('the Cancel', () => handle.stats.cancels === base.cancels + 1)
+    release()
+    await events
+    await until('the cancelled count', () => handle.stats.cancelled === base.cancelled + 1)
+
+    // deadline_ms 200, held past it (a raw stream: no Cancel follows).
+    hold = new Promise((resolve) => { release = resolve })
+    const stream = await client.libp2p.dialProtocol(peer.libp2p.peerId, INFER_PROTOCOL)
+    const sent = Date.now()
+    stream.send(encodeClientMessage({ request: { request_id: 7, service_id: parseServiceId(args.service).bytes, input: f32Tensor(inputs[0].shape, inputs[0].data), deadline_ms: 200 } }))
+    await until('the deadline', () => Date.now() - sent > 250)
+    release()
+    const late = decodeServerMessage((await readMessages(stream)[Symbol.asyncIterator]().next()).value).progress
+    await stream.close()
+
+    // maxQueue 2: one held, two queued, the fourth is BUSY; then all run.
+    hold = new Promise((resolve) => { release = resolve })
+    const before = handle.stats.requests
+    const four = [0, 1, 2, 3].map((r) => (async () => {
+      try {
+        let best
+        for await (const ev of client.infer(args.service, inputs[0], { npeers: 1, providers: [me], maxAttempts: 1, deadlineMs: 10000, inactivityMs: 0 })) best = ev
+        return { class: best.predicted }
+      } catch (e) {
+        return err(e)
+      }
+    })())
+    await until('four requests', () => handle.stats.requests === before + 4)
+    release()
+    hold = null
+    const after = handle.stats
+    emit({
+      held: {
+        cancelled: after.cancelled - base.cancelled,
+        deadline: { error: late.error, message: late.error_message, final: late.final },
+        busy: await Promise.all(four),
+        busyCount: after.busy - base.busy
+      }
+    })
+  }
 
   const serveErrors = {}
   try { await peer.serve('QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG') } catch (e) { serveErrors.unknown = err(e) }

@@ -7,7 +7,9 @@
 # every exit (class, exit, confidence, entropy, operations within 1e-4, probabilities within
 # 1e-4) under the package's exit rule and under lastExit; `idn infer --provider <the JS peer>`
 # (the C++ client dialling it directly) gets the local engine's class, exit and confidence;
-# bad shapes, unknown services and bad thresholds get the C++ provider's errors; serve() of an
+# bad shapes, unknown services and bad thresholds get the C++ provider's errors, and requests
+# held inside the peer (provider option beforeStage) show its Cancel, deadline and full-queue
+# (BUSY) answers; two requests share a keep_open stream; serve() of an
 # unknown service, of one published without an ONNX form and of a malformed ID fails clearly;
 # after stop() the peer no longer answers.
 # Exits 77 (skipped) when node or js/node_modules (with onnxruntime-web) is missing.
@@ -111,12 +113,20 @@ assert se["plain"]["code"] == "FAILED_PRECONDITION" and "has no ONNX form" in se
 assert se["malformed"]["code"] == "INVALID_ARGUMENT", se
 stopped = next(l["stopped"] for l in lines if "stopped" in l)
 assert stopped.get("code") == "UNAVAILABLE" and "/idn/infer/1.0.0" in stopped["message"], stopped
+held = next(l["held"] for l in lines if "held" in l)
+# As the C++ server: a Cancel stops a held request, a passed deadline is answered
+# DEADLINE_EXCEEDED (5), a request beyond the queue BUSY with a retry time.
+assert held["cancelled"] == 1 and held["busyCount"] == 1, held
+assert held["deadline"]["error"] == 5 and "deadline of 200 ms passed" in held["deadline"]["message"], held
+busy = [b for b in held["busy"] if "code" in b]
+assert len(busy) == 1 and "BUSY: 2 requests already queued; retry in about" in busy[0]["message"], held
+assert sum(1 for b in held["busy"] if "class" in b) == 3, held
 ko = next(l["keep_open"] for l in lines if "keep_open" in l)
 # The second request inherits the service and lastExit from the first; both finals keep it open.
 assert [(k["id"], k["exits"], k["stream_open"], k["error"]) for k in ko] == [(1, [0, 1], True, 0), (2, [0, 1], True, 0)], ko
 st = next(l for l in lines if "stats" in l)
 s = st["stats"]
-assert s["completed"] == 3 * n + 2 and s["invalid"] == 2 and s["unknown_service"] == 1 and s["failed"] == 0, s
+assert s["completed"] == 3 * n + 2 + 3 and s["cancelled"] == 1 and s["deadline_exceeded"] == 1 and s["busy"] == 1 and s["invalid"] == 2 and s["unknown_service"] == 1 and s["failed"] == 0, s
 assert st["serving_after_stop"] == [], st
 PY
 grep '"serving"' "$dir/peer.out"
