@@ -57,6 +57,24 @@ for m in models:
         assert (overhead in items) == ort, (m, b, items)
 print("csv ok:", len(rows), "rows")
 PY
+# --test-set: the tiny B-LeNet against a random LeNet on 50 test images; both backends take the
+# same exits and answers, and the exit mix adds up.
+"$idn" bench engine --test-set --arch lenet --model "$model" --limit 50 --warmup 2 \
+  --out "$dir/test-set" >"$dir/stdout" 2>&1 || fail "--test-set: $(cat "$dir/stdout")"
+grep -q "^| tiny-b-lenet | " "$dir/stdout" || fail "--test-set table: $(cat "$dir/stdout")"
+python3 - "$dir/test-set/engine_test_set.csv" <<'PY' || fail "engine_test_set.csv: $(cat "$dir/test-set/engine_test_set.csv")"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert len(rows) == 2, rows
+for r in rows:
+    assert int(r["images"]) == 50, r
+    assert 0 <= float(r["accuracy"]) <= 1 and float(r["agree"]) >= 0.98, r
+    assert abs(sum(float(f) for f in r["exit_fractions"].split(" / ")) - 100) < 0.2, r
+    assert 0 < float(r["cpu_median_us"]) and 0 < float(r["torch_median_us"]), r
+# --model packages come first, then --arch ones.
+assert rows[0]["model"] == "tiny-b-lenet" and float(rows[0]["accuracy"]) > 0.5, rows[0]
+assert len(rows[0]["exit_fractions"].split(" / ")) == 2, rows[0]
+PY
 # --no-ort, and a script that is not there: the column is skipped with a note, not an error.
 "$idn" bench engine --arch lenet --batch 1 --iterations 2 --warmup 0 --no-ort \
   --out "$dir/no-ort" >"$dir/stdout" 2>&1 || fail "--no-ort: $(cat "$dir/stdout")"

@@ -26,6 +26,8 @@
 #include "../cli.h"
 #include "cpu/executor.h"
 #include "cpu/kernels.h"
+#include "data/dataset.h"
+#include "model/exit_criteria.h"
 #include "model/package.h"
 #include "motifs/branchynet_arch.h"
 #include "nn/graph.h"
@@ -49,6 +51,9 @@ struct EngineBenchArgs {
   bool no_ort = false;
   std::string ort_script = "interop/onnx_bench.mjs";
   std::string out_dir = "bench/out";
+  bool test_set = false;  // early exit over FashionMNIST's test images instead of the rows
+  std::string data_dir;   // default: Debian's
+  int64_t limit = 0;      // first N test images (0: all)
 };
 
 struct Row {
@@ -232,6 +237,159 @@ std::string ratio(const std::vector<double>& num, const std::vector<double>& den
              : fmt::format("{:.2f}×", percentile(num, 0.5) / percentile(den, 0.5));
 }
 
+// One package over the test images at batch 1, on both backends, with the package's exit rule
+// (temperature softmax and criterion per exit, the last exit always answers), image by image,
+// the two backends alternating which goes first. Timed per image: preprocessing, every stage
+// up to the exit taken, every head on the way and each exit decision.
+struct TestSetResult {
+  std::string model;
+  std::vector<double> torch_us, cpu_us;
+  std::vector<int64_t> exit_count;
+  int64_t correct = 0, agree = 0, n = 0;
+  double flops = 0;  // mean per image for the exits taken
+};
+
+Result<TestSetResult> run_test_set(const std::string& label, const model::Package& pkg,
+                                   const data::Dataset& d, const EngineBenchArgs& a) {
+  const auto& spec = pkg.spec;
+  nn::Graph g(spec);
+  IDN_RETURN_IF_ERROR(g->load_weights(pkg.weights));
+  g->eval();
+  torch::NoGradGuard ng;
+  IDN_ASSIGN_OR_RETURN(auto ex, cpu::Executor::load(pkg));
+  const int64_t c = d.c;
+  torch::Tensor mean, inv_std;
+  if (!spec.preprocess_mean.empty()) {
+    mean = torch::tensor(spec.preprocess_mean).reshape({1, c, 1, 1});
+    std::vector<float> inv;
+    for (float sd : spec.preprocess_std) inv.push_back(1.f / sd);
+    inv_std = torch::tensor(inv).reshape({1, c, 1, 1});
+  }
+  TestSetResult r{label, {}, {}, std::vector<int64_t>(spec.exits.size(), 0)};
+  std::vector<float> probs(spec.num_classes());
+  // Each backend's answer for one image: exit taken and predicted class.
+  auto decide = [&](int e, std::span<const float> logits) {
+    model::softmax_with_temperature(logits, spec.exits[e].temperature, probs);
+    const bool last = e + 1 == static_cast<int>(spec.exits.size());
+    return last || model::should_exit(spec.exits[e].criterion, spec.exits[e].threshold, probs);
+  };
+  auto torch_run = [&](const float* img) -> std::pair<int, int> {
+    torch::Tensor x = torch::from_blob(const_cast<float*>(img), {1, c, d.h, d.w});
+    if (mean.defined()) x = (x - mean) * inv_std;
+    auto acts = g->begin({x});
+    for (int s = 0; s < g->num_stages(); ++s) {
+      g->run_stage(s, acts);
+      for (int e = 0; e < g->num_exits(); ++e) {
+        if (spec.exits[e].stage != s) continue;
+        torch::Tensor z = g->run_exit(e, acts).contiguous();
+        if (decide(e, {z.data_ptr<float>(), static_cast<size_t>(z.numel())}))
+          return {e, model::argmax(probs)};
+      }
+    }
+    return {-1, -1};
+  };
+  auto cpu_run = [&](std::span<const float> img) -> std::pair<int, int> {
+    if (!ex->set_input(img, 1).is_ok()) return {-1, -1};
+    for (int s = 0; s < static_cast<int>(spec.stages.size()); ++s) {
+      if (!ex->run_stage(s).ok()) return {-1, -1};
+      for (int e = 0; e < static_cast<int>(spec.exits.size()); ++e) {
+        if (spec.exits[e].stage != s) continue;
+        auto z = ex->run_exit(e);
+        if (!z.ok()) return {-1, -1};
+        if (decide(e, *z)) return {e, model::argmax(probs)};
+      }
+    }
+    return {-1, -1};
+  };
+  const int64_t n = a.limit > 0 ? std::min(a.limit, d.n) : d.n;
+  for (int64_t i = -a.warmup; i < n; ++i) {
+    const int64_t idx = i < 0 ? (-i - 1) % d.n : i;
+    std::pair<int, int> got[2];
+    double us[2];
+    for (int turn = 0; turn < 2; ++turn) {
+      const int b = (turn == 0) == (i % 2 == 0) ? 0 : 1;  // 0: LibTorch, 1: cpu
+      auto t0 = Clock::now();
+      got[b] = b == 0 ? torch_run(d.image(idx).data()) : cpu_run(d.image(idx));
+      us[b] = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+    }
+    if (got[1].first < 0)
+      return Status::internal("cpu executor failed on image " + std::to_string(idx));
+    if (i < 0) continue;
+    r.torch_us.push_back(us[0]);
+    r.cpu_us.push_back(us[1]);
+    ++r.n;
+    r.agree += got[0] == got[1];
+    r.correct += got[1].second == d.labels[idx];
+    const int e = got[1].first;
+    ++r.exit_count[e];
+    // FLOPs: every stage up to the exit's, every head of those stages up to this exit.
+    double f = 0;
+    for (int s = 0; s <= spec.exits[e].stage; ++s) f += static_cast<double>(spec.stages[s].flops);
+    for (int j = 0; j <= e; ++j) f += static_cast<double>(spec.exits[j].flops);
+    r.flops += f;
+  }
+  r.flops /= static_cast<double>(std::max<int64_t>(1, r.n));
+  return r;
+}
+
+int run_test_set_mode(const EngineBenchArgs& a,
+                      const std::vector<std::pair<std::string, model::Package>>& pkgs) {
+  const fs::path dir =
+      a.data_dir.empty() ? data::default_fashion_mnist_dir() : fs::path(a.data_dir);
+  auto d = data::load_fashion_mnist(dir, data::Split::kTest);
+  if (!d.ok()) return report(d.status());
+  std::vector<TestSetResult> res;
+  for (const auto& [label, pkg] : pkgs) {
+    if (pkg.spec.inputs.size() != 1 ||
+        pkg.spec.inputs[0].shape != std::vector<int64_t>{d->c, d->h, d->w})
+      return report(Status::invalid_argument(label + ": --test-set needs a model of one [" +
+                                             fmt::format("{}, {}, {}", d->c, d->h, d->w) +
+                                             "] input"));
+    auto r = run_test_set(label, pkg, *d, a);
+    if (!r.ok()) return report(r.status().with_context(label));
+    res.push_back(std::move(*r));
+  }
+  std::printf(
+      "FashionMNIST test set, %lld images at batch 1 (after %d warm-up), one thread, the "
+      "package's exit rule; speed-ups against %s (the first --model)\n\n",
+      static_cast<long long>(res[0].n), a.warmup, res[0].model.c_str());
+  std::printf(
+      "| model | accuracy | loss vs first (points) | exit %% per exit | MFLOPs per image | "
+      "FLOPs speed-up | LibTorch mean µs (median) | cpu mean µs (median) | speed-up "
+      "LibTorch | speed-up cpu | cpu / FLOPs | backends agree |\n");
+  std::printf("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  const fs::path csv = fs::path(a.out_dir) / "engine_test_set.csv";
+  std::error_code ec;
+  fs::create_directories(a.out_dir, ec);
+  std::ofstream o(csv);
+  o << "model,images,accuracy,exit_fractions,mflops_per_image,torch_mean_us,torch_median_us,"
+       "cpu_mean_us,cpu_median_us,agree\n";
+  const auto& base = res[0];
+  for (const auto& r : res) {
+    std::string mix;
+    for (size_t e = 0; e < r.exit_count.size(); ++e)
+      mix += fmt::format("{}{:.1f}", e ? " / " : "", 100.0 * r.exit_count[e] / r.n);
+    const double acc = 100.0 * r.correct / r.n, base_acc = 100.0 * base.correct / base.n;
+    const double flops_up = base.flops / r.flops;
+    const double up_t = mean(base.torch_us) / mean(r.torch_us);
+    const double up_c = mean(base.cpu_us) / mean(r.cpu_us);
+    std::printf(
+        "| %s | %.2f%% | %+.2f | %s | %.3f | %.2f× | %.1f (%.1f) | %.1f (%.1f) | %.2f× | "
+        "%.2f× | %.0f%% | %.2f%% |\n",
+        r.model.c_str(), acc, base_acc - acc, mix.c_str(), r.flops / 1e6, flops_up,
+        mean(r.torch_us), percentile(r.torch_us, 0.5), mean(r.cpu_us), percentile(r.cpu_us, 0.5),
+        up_t, up_c, 100.0 * up_c / flops_up, 100.0 * r.agree / r.n);
+    o << '"' << r.model << "\"," << r.n << "," << fmt::format("{:.4f}", acc / 100) << ",\"" << mix
+      << "\"," << fmt::format("{:.4f}", r.flops / 1e6) << ","
+      << fmt::format("{:.3f},{:.3f},{:.3f},{:.3f},{:.4f}", mean(r.torch_us),
+                     percentile(r.torch_us, 0.5), mean(r.cpu_us), percentile(r.cpu_us, 0.5),
+                     static_cast<double>(r.agree) / r.n)
+      << "\n";
+  }
+  std::printf("\nwrote %s\n", csv.c_str());
+  return 0;
+}
+
 int run_bench_engine(const EngineBenchArgs& a) {
   if (a.threads > 0) torch::set_num_threads(a.threads);
   cpu::kernels::allow_avx512(!a.avx2_only);
@@ -252,6 +410,7 @@ int run_bench_engine(const EngineBenchArgs& a) {
     pkgs.emplace_back(arch + " (random weights)", model::Package{*spec, g->export_weights()});
   }
   if (pkgs.empty()) return report(Status::invalid_argument("give --model DIR or --arch NAME"));
+  if (a.test_set) return run_test_set_mode(a, pkgs);
   std::vector<Row> rows;
   for (const auto& [label, pkg] : pkgs) {
     auto r = bench_package(label, pkg, a);
@@ -335,6 +494,13 @@ void register_bench_engine(CLI::App& bench) {
   b->add_option("--ort-script", a->ort_script,
                 "interop/onnx_bench.mjs (node_modules beside it holds onnxruntime-node)")
       ->capture_default_str();
+  b->add_flag("--test-set", a->test_set,
+              "Instead: each --model over FashionMNIST's test images at batch 1 with its exit "
+              "rule on both backends (accuracy, exit mix, µs per image, speed-up against the "
+              "first model (--model ones before --arch ones) and what FLOPs predict)");
+  b->add_option("--data", a->data_dir,
+                "FashionMNIST IDX directory for --test-set (default: Debian's)");
+  b->add_option("--limit", a->limit, "--test-set: only the first N images");
   b->add_option("--out", a->out_dir,
                 "Directory for engine.csv, engine.png and the ONNX export (onnx/)")
       ->capture_default_str();
