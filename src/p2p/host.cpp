@@ -9,6 +9,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "p2p/circuit_transport.h"
 #include "p2p/websocket_transport.h"
 
 namespace idn::p2p {
@@ -81,6 +82,7 @@ Host::Host(asio::any_io_executor ex, identity::KeyPair key, HostConfig config)
       peers_changed_(ex),
       alive_(std::make_shared<bool>(true)) {
   if (config_.transports.empty()) config_.transports = {make_tcp_transport(), make_ws_transport()};
+  circuit_ = make_circuit_transport(*this);
   set_handler(std::string(kIdentifyProtocolId),
               [this](std::shared_ptr<Stream> s) { return handle_identify(std::move(s)); });
   set_handler(std::string(kIdentifyPushProtocolId),
@@ -97,6 +99,7 @@ Host::~Host() {
 // ------------------------------------------------------------------------------- listening
 
 Transport* Host::transport_for(const core::Multiaddr& addr) const {
+  if (circuit_->handles(addr)) return circuit_.get();
   for (const auto& t : config_.transports)
     if (t->handles(addr)) return t.get();
   return nullptr;
@@ -180,14 +183,23 @@ void Host::log_inbound_refusal(const std::string& who, std::string_view why) {
 
 awaitable<Result<identity::PeerId>> Host::dial(const core::Multiaddr& addr) {
   std::optional<identity::PeerId> expected;
-  if (addr.find(core::Protocol::kP2p)) {
+  // Through a relay: the peer is the one after /p2p-circuit, and the circuit transport takes
+  // the whole address.
+  const bool circuit = addr.find(core::Protocol::kP2pCircuit) != nullptr;
+  if (circuit) {
+    auto c = parse_circuit_addr(addr);
+    if (!c.ok()) co_return c.status();
+    expected = c->peer;
+    if (*expected == id_) co_return Status::invalid_argument("refusing to dial ourselves");
+    if (is_connected(*expected)) co_return *expected;
+  } else if (addr.find(core::Protocol::kP2p)) {
     auto pid = identity::peer_id_of(addr);
     if (!pid.ok()) co_return pid.status();
     expected = *pid;
     if (*expected == id_) co_return Status::invalid_argument("refusing to dial ourselves");
     if (is_connected(*expected)) co_return *expected;
   }
-  const core::Multiaddr target = addr.decapsulate(core::Protocol::kP2p);
+  const core::Multiaddr target = circuit ? addr : addr.decapsulate(core::Protocol::kP2p);
   Transport* t = transport_for(target);
   if (!t) {
     co_return Status::invalid_argument("dial: no transport for " + addr.to_string() +

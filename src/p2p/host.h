@@ -115,7 +115,8 @@ class Host {
   // Bound addresses, each with /p2p/<our id> appended.
   std::vector<core::Multiaddr> listen_addrs() const;
 
-  // Connects to /ip4|ip6|dns*/.../tcp/<port>[/ws][/p2p/<id>] and upgrades. With /p2p/<id> a remote
+  // Connects to /ip4|ip6|dns*/.../tcp/<port>[/ws][/p2p/<id>] and upgrades; or, through a circuit
+  // relay, to .../p2p/<relay>/p2p-circuit/p2p/<id> (circuit_transport.h). With /p2p/<id> a remote
   // with another identity is refused (PeerMisbehaved). Returns the authenticated peer ID; when
   // already connected to that peer, returns at once. Errors: IOError, Timeout, PeerMisbehaved,
   // Unsupported (remote speaks neither /noise nor /yamux/1.0.0), LimitExceeded.
@@ -201,6 +202,7 @@ class Host {
   HostConfig config_;
   std::shared_ptr<HostCounters> counters_;
   Transport* transport_for(const core::Multiaddr& addr) const;
+  std::unique_ptr<Transport> circuit_;  // dials .../p2p-circuit/p2p/<peer> through this host
 
   std::vector<std::shared_ptr<Listener>> listeners_;
   std::map<std::string, StreamHandler> handlers_;

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
 #include "p2p/host.h"
 #include "p2p_test_util.h"
 
@@ -61,6 +65,22 @@ TEST(RelayCodecTest, RefusesMalformedMessagesWithAReason) {
   EXPECT_EQ(decode_hop(encode_hop(h)).status().code(), Code::kInvalidArgument);
   // Over the message size.
   EXPECT_EQ(decode_hop(Bytes(kMaxRelayMessage + 1, 0)).status().code(), Code::kInvalidArgument);
+}
+
+// The seeds of fuzz/relay_message_fuzz.cpp decode, so the fuzzer starts past the parser.
+TEST(RelayCodecTest, FuzzSeedsDecode) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(IDN_SOURCE_DIR) / "fuzz/corpus/relay_message";
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::ifstream f(e.path(), std::ios::binary);
+    Bytes b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const std::string name = e.path().filename().string();
+    const bool ok = name.rfind("hop_", 0) == 0 ? decode_hop(b).ok() : decode_stop(b).ok();
+    EXPECT_TRUE(ok) << name;
+    ++n;
+  }
+  EXPECT_GE(n, 5u);
 }
 
 // A relay R, a target T that reserves a slot and echoes whatever a circuit brings, and a
