@@ -1,16 +1,19 @@
 // Drives @idn/client's browser bundle in headless Chromium (Debian's /usr/bin/chromium through
 // playwright-core) against running `idn node`s, for tests/cli/browser_client_test.sh. Serves
 // test/browser/index.html and the bundle from 127.0.0.1, opens the page, and in the page:
-// createIdn over WebSockets, infer on each input, finish() on the first answer, a bad input.
+// createIdn over WebSockets, initModel (with --init: the connected nodes are asked to host the
+// service), infer on each input, finish() on the first answer, a bad input.
 // Prints one JSON object per line on stdout:
 //   {"browser":"HeadlessChrome/..."}
+//   {"init":{"hosting":[peer...],"declined":[...],"unanswered":[...]}}     with --init
 //   {"input":K,"class":C,"exit":E,"confidence":X,"events":N,"final":true,"asked":[peer...],
 //    "remote":[addr...]}                                       per input image, in order
 //   {"finish":{"events":N,"done":true,"outcomes":[...]}}
 //   {"bad_input":{"code":"INVALID_ARGUMENT","message":"...","idnError":true}}
 //   {"done":true}
-// Usage: node browser_check.mjs --bootstrap /ip4/127.0.0.1/tcp/P/ws/p2p/ID --service ID
-//          --inputs A.pgm,B.pgm --bundle dist/idn.browser.js [--npeers 2] [--screenshot OUT.png]
+// Usage: node browser_check.mjs --bootstrap /ip4/127.0.0.1/tcp/P/ws/p2p/ID[,MORE] --service ID
+//          --inputs A.pgm,B.pgm --bundle dist/idn.browser.js [--npeers 2] [--init N]
+//          [--screenshot OUT.png]
 //   Inputs: 8-bit binary PGM (P5) images, sent as [1, H, W] f32 pixel / 255, as `idn infer
 //   --input` reads them.
 import { readFileSync } from 'node:fs'
@@ -18,7 +21,7 @@ import { emit, parseArgs, readPgm } from './check_util.mjs'
 import { createServer } from 'node:http'
 import { chromium } from 'playwright-core'
 
-const args = parseArgs({ npeers: '2' })
+const args = parseArgs({ npeers: '2', init: '0' })
 const inputs = args.inputs.split(',').map(readPgm).map((x) => ({ shape: x.shape, data: Array.from(x.data) }))
 
 // The page and the bundle, nothing else, from loopback.
@@ -55,12 +58,16 @@ try {
   await page.waitForFunction(() => window.idnClient != null, null, { timeout: 10000 })
   emit({ browser: await page.evaluate(() => navigator.userAgent.match(/HeadlessChrome\/\S+/)?.[0] ?? navigator.userAgent) })
 
-  const lines = await page.evaluate(async ({ bootstrap, service, inputs, npeers }) => {
+  const lines = await page.evaluate(async ({ bootstrap, service, inputs, npeers, init }) => {
     const { createIdn, IdnError } = window.idnClient
     const out = []
     const emit = (o) => { out.push(o); window.idnLog(JSON.stringify(o)) }
-    const idn = await createIdn({ bootstrap: [bootstrap] })
+    const idn = await createIdn({ bootstrap })
     try {
+      if (init > 0) {
+        const r = await idn.initModel(service, { npeers: init, deadlineMs: 30000 })
+        emit({ init: { hosting: r.hosting.map(String), declined: r.declined.map((d) => d.peer + ": " + d.reason), unanswered: r.unanswered.map(String) } })
+      }
       for (const [i, input] of inputs.entries()) {
         const events = []
         const run = idn.infer(service, { shape: input.shape, data: Float32Array.from(input.data) }, { npeers, deadlineMs: 5000 })
@@ -86,7 +93,7 @@ try {
       await idn.stop()
     }
     return out
-  }, { bootstrap: args.bootstrap, service: args.service, inputs, npeers: Number(args.npeers) })
+  }, { bootstrap: args.bootstrap.split(','), service: args.service, inputs, npeers: Number(args.npeers), init: Number(args.init) })
   for (const l of lines) emit(l)
   if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true })
   emit({ done: true })

@@ -58,7 +58,10 @@ ise::ServiceQueue::Weight IseAgent::refresh_demand() {
     if (p.state == swap::PeerState::kOnline) {
       queue_.set_need_list(p.peer, p.need_list);
     } else {
-      queue_.forget_peer(p.peer);  // its requests still count until they fade
+      // Its need list no longer counts; its requests (an InitRequest too) still do until they
+      // fade. (forget_peer would drop those as well, and a peer that never opened a ComputeSwap
+      // connection, such as a JS client, could then never ask us to host anything.)
+      queue_.set_need_list(p.peer, {});
     }
     weights_[p.peer] = swap::need_weight(p.credit, p.debt, sc.grace_ops);  // §7.4's r_i
   }
