@@ -119,6 +119,8 @@ async function serveEcho (stream) {
 async function makeNode (listenAddrs) {
   const node = await createLibp2p({
     addresses: { listen: listenAddrs },
+    // Its pings (/ipfs/ping/1.0.0, at most one outbound stream per connection) would race ours.
+    connectionMonitor: { enabled: false },
     transports: [tcp(), webSockets(), circuitRelayTransport()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],

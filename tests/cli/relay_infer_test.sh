@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# `idn infer` reaches a JavaScript peer through a node's circuit relay: an @idn/client peer in
+# Node (tests/cli/relay_infer_peer.mjs, createIdn({ relay: true })) reserves a slot on an
+# `idn node` that hosts a tiny B-LeNet published with its ONNX form, serves the service and
+# announces it; the node's kad front then names it at its circuit address; `idn infer --provider
+# <that address>` (the C++ client dialling through the relay: p2p/circuit_transport.h) gets the
+# local engine's class, exit and confidence from it.
+# Exits 77 (skipped) when node or js/node_modules (with onnxruntime-web) is missing.
+# Usage: relay_infer_test.sh PATH_TO_IDN FIXTURES_DIR
+set -euo pipefail
+idn="$1"
+fixtures="$2"
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+if ! command -v node >/dev/null 2>&1 || [ ! -d "$here/js/node_modules/libp2p" ] ||
+  [ ! -d "$here/js/node_modules/onnxruntime-web" ]; then
+  echo "relay_infer_test: skipped: node or js/node_modules (onnxruntime-web) missing (run scripts/setup)"
+  exit 77
+fi
+dir="$(mktemp -d)"
+pids=()
+cleanup() {
+  exec 3>&- 2>/dev/null || true
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  for f in "$dir"/*.log "$dir"/peer.out "$dir"/infer*.out "$dir"/cpp.txt; do
+    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
+  done
+  exit 1
+}
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+model="$(tiny_model)" || fail "training the test model"
+n=2
+write_test_images "$n" >/dev/null || fail "writing the test images"
+local_answers "$model" "$n" &
+cpp=$!
+"$idn" export onnx "$model" --out "$dir/onnx" --publish --data-dir "$dir/a" >"$dir/export.out" \
+  2>"$dir/export.log" || fail "idn export onnx --publish"
+sid="$(line service "$dir/export.out")"
+[ -n "$sid" ] || fail "export printed no service ID"
+cat >"$dir/node.toml" <<TOML
+listen = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"]
+http = "127.0.0.1:0"
+[dht]
+withdraw_on_stop = false
+TOML
+"$idn" node --config "$dir/node.toml" --data-dir "$dir/a" >"$dir/a.out" 2>"$dir/a.log" &
+pids+=($!)
+wait_for "the node" 30 grep -qs '^ready' "$dir/a.out"
+addr_a="$(grep '^listening .*/tcp/[0-9]*/p2p/' "$dir/a.out" | head -n 1 | cut -d' ' -f2)"
+ws_a="$(grep '^listening .*/tcp/[0-9]*/ws/p2p/' "$dir/a.out" | head -n 1 | cut -d' ' -f2)"
+if [ -z "$addr_a" ] || [ -z "$ws_a" ]; then fail "the node printed no TCP or /ws address"; fi
+
+mkfifo "$dir/stdin"
+node "$here/tests/cli/relay_infer_peer.mjs" --bootstrap "$ws_a" --service "$sid" \
+  <"$dir/stdin" >"$dir/peer.out" 2>"$dir/peer.log" &
+pids+=($!)
+exec 3>"$dir/stdin"
+wait_for "the JS peer" 60 grep -qs '"\(peerId\|error\)"' "$dir/peer.out"
+peer="$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline()).get("peerId",""))' "$dir/peer.out")"
+[ -n "$peer" ] || fail "the JS peer did not serve: $(cat "$dir/peer.out")"
+grep -q "relay: $peer provides" "$dir/a.log" || fail "the node did not take the JS peer's announcement"
+
+circuit="$addr_a/p2p-circuit/p2p/$peer"
+wait "$cpp" || fail "idn infer (local)"
+for ((i = 0; i < n; i++)); do
+  "$idn" infer --service "$sid" --provider "$circuit" --input "$dir/img$i.pgm" >"$dir/infer$i.out" \
+    2>"$dir/infer$i.log" || fail "idn infer --provider $circuit"
+done
+python3 - "$dir" "$n" "$peer" <<'PY' || fail "the answers through the relay differ from the local engine's"
+import re, sys
+d, n, peer = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+local = {int(i): (int(c), int(e) - 1, float(p)) for i, c, e, p in (l.split() for l in open(f"{d}/cpp.txt"))}
+for i in range(n):
+    finals = [l for l in open(f"{d}/infer{i}.out") if l.startswith("answer") and "(final)" in l]
+    m = re.search(r"class (\d+)\s+exit (\d+)\s+confidence ([0-9.]+)\s+peer (\S+)\s+([0-9.]+) ms", finals[-1])
+    c, e, p, who, ms = int(m[1]), int(m[2]), float(m[3]), m[4], float(m[5])
+    print(f"relay_infer_test: image {i}: class {c} exit {e} confidence {p:.4f} from {who} in {ms} ms "
+          f"(local: {local[i]})")
+    assert who == peer and (c, e) == local[i][:2] and abs(p - local[i][2]) < 1e-3, (i, finals[-1], local[i])
+PY
+echo "relay_infer_test: ok"
