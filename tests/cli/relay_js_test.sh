@@ -6,7 +6,7 @@
 # not mark limited (the node sends no Limit). The listener also announces a service (kad-dht
 # ADD_PROVIDER to the node, as @idn/client's announce() does); a third peer finds it through the
 # node's kad-dht front at its circuit address and pings it there. When the listener goes, its
-# reservation ends.
+# reservation ends and the node names it no more.
 # Exits 77 (skipped) when node or interop/node_modules is missing (run scripts/setup).
 # Usage: relay_js_test.sh PATH_TO_IDN
 set -euo pipefail
@@ -102,4 +102,11 @@ exec 3>&-
 wait "$lpid" || fail "the js listener did not stop cleanly"
 lpid=""
 wait_for "the reservation to end" 10 grep -qs "relay: reservation of $peer ended" "$dir/node.log"
+# ...and its announcement with it: the node's kad front names nobody for the service any more.
+if node "$here/interop/relay_peer.mjs" dial "$tcp" --find "$service" --timeout-ms 2000 \
+  >"$dir/find2.out" 2>"$dir/find2.log"; then
+  fail "the node still names the departed peer: $(cat "$dir/find2.out")"
+fi
+grep -q 'findProviders did not complete' "$dir/find2.out" ||
+  fail "finding the departed peer failed otherwise: $(cat "$dir/find2.out")"
 echo "relay_js_test: ok"
