@@ -32,9 +32,18 @@ m = j["measured"]
 assert 0.3 < m["accuracy"] <= 1.0, m
 assert abs(sum(m["exit_fraction"]) - 1.0) < 1e-9, m
 assert m["median_us"] > 0 and m["p99_us"] >= m["median_us"], m
+assert j["backend"] in ("torch", "cpu") and j["backend_reason"], j
 PY
 "$idn" infer "$dir/m" --test-index 3 >"$dir/infer"
 grep -Eq '^prediction [0-9] .* exit exit[01] .* confidence 0\.[0-9]+' "$dir/infer" || fail "infer output: $(cat "$dir/infer")"
+# Both backends give the same answer (all but the time).
+for b in torch cpu; do
+  "$idn" infer "$dir/m" --test-index 3 --backend $b | sed 's/time [0-9.]* us//' >"$dir/infer.$b"
+done
+cmp -s "$dir/infer.torch" "$dir/infer.cpu" ||
+  fail "backends disagree: $(cat "$dir/infer.torch" "$dir/infer.cpu")"
+"$idn" eval "$dir/m" --limit 50 --backend cpu | grep -q "^engine backend cpu: asked for" ||
+  fail "idn eval does not say which backend ran"
 
 # A 27x28 image is the wrong shape.
 printf 'P5\n28 27\n255\n' >"$dir/bad.pgm"

@@ -241,6 +241,12 @@ TEST(EngineBackends, EarlyExitSkipsLaterStagesOnCpu) {
 }
 
 TEST(EngineBackends, AutoPicksCpuWhereItAgreesAndTorchWhereItCannotRun) {
+  for (Backend b : {Backend::kAuto, Backend::kTorch, Backend::kCpu})
+    EXPECT_EQ(*parse_backend(backend_name(b)), b);
+  auto bad = parse_backend("gpu");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("auto, torch or cpu"), std::string::npos);
+
   const auto dir = idn::testing::tiny_package();
   auto a = load(dir, Backend::kAuto);
   ASSERT_TRUE(a);
@@ -259,14 +265,6 @@ TEST(EngineBackends, AutoPicksCpuWhereItAgreesAndTorchWhereItCannotRun) {
   ASSERT_FALSE(e.ok());
   EXPECT_NE(e.status().message().find("backend cpu cannot run this package"), std::string::npos)
       << e.status().to_string();
-}
-
-TEST(EngineBackends, NamesParseBothWays) {
-  for (Backend b : {Backend::kAuto, Backend::kTorch, Backend::kCpu})
-    EXPECT_EQ(*parse_backend(backend_name(b)), b);
-  auto bad = parse_backend("gpu");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("auto, torch or cpu"), std::string::npos);
 }
 
 }  // namespace
