@@ -11,6 +11,7 @@
 //   {"browser":"HeadlessChrome/..."}
 //   {"page":K,"peerId":..,"relayAddresses":[...],"announced":{ok,..},"serveMs":T}
 //   {"input":K,"class":C,"exit":E,"confidence":X,"peer":..,"final":true}   through page 0
+//   {"cpp":{"input":K,"via":addr,"out":"..."}}            idn infer --provider <page 0> (--idn)
 //   {"lookup":{"providers":[peer...]}}                 what the node's kad bridge names
 //   {"reroute":{"requests":N,"answered":N,"byPeer":{peer:n},"heldInPage0":n,"failedOn0":n,
 //    "outcomesOn0":[...],"errors":[...]}}
@@ -19,7 +20,10 @@
 // Usage: node browser_peer_check.mjs --bootstrap /ip4/127.0.0.1/tcp/P/ws/p2p/ID[,...] --service ID
 //          --client-bootstrap /ip4/127.0.0.1/tcp/P/p2p/ID --inputs A.pgm,B.pgm
 //          --bundle DIR/idn.browser.js [--pages 2] [--requests 20] [--screenshot OUT.png]
+//          [--idn PATH]  (also ask page 0 with `idn infer --provider`, the C++ client)
+import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { promisify } from 'node:util'
 import { dirname, join } from 'node:path'
 import { createServer } from 'node:http'
 import { chromium } from 'playwright-core'
@@ -86,6 +90,14 @@ try {
     let best
     for await (const ev of client.infer(args.service, input, { npeers: 1, providers: [via(0)], deadlineMs: 10000 })) best = ev
     emit({ input: i, class: best.predicted, exit: best.exit, confidence: best.confidence, peer: best.peer, final: best.final })
+  }
+  // The C++ client through the relay: idn infer --provider <page 0's circuit address>.
+  if (args.idn) {
+    const addr = pages[0].relayAddresses.find((a) => !a.includes('/ws/')) ?? via(0)
+    for (const [i, path] of args.inputs.split(',').entries()) {
+      const { stdout } = await promisify(execFile)(args.idn, ['infer', '--service', args.service, '--provider', addr, '--input', path, '--fanout', '1', '--deadline-ms', '10000'])
+      emit({ cpp: { input: i, via: addr, out: stdout } })
+    }
   }
   // What the node's kad bridge names as providers (the pages announced themselves).
   {

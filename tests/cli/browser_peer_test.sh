@@ -5,7 +5,9 @@
 # published with its ONNX form (fetched by CID over Bitswap from the node, run with
 # onnxruntime-web's WASM build) and announce themselves. A js-libp2p client in Node reaches the
 # pages through the node (/p2p/NODE/p2p-circuit/p2p/PAGE): page 0's answers equal `idn infer`'s
-# on the same images; then 20 requests held inside page 0 (before their first stage) are all
+# on the same images, and so do `idn infer --provider <page 0's circuit address>`'s (the C++
+# client dialling through the node); the node's kad bridge names both pages as providers (they
+# announced themselves); then 20 requests held inside page 0 (before their first stage) are all
 # answered after the page is closed (each replaced by page 1, the second provider).
 # A screenshot of page 1 is kept in $IDN_TEST_ARTIFACTS (default: test-artifacts/ beside
 # FIXTURES_DIR) as browser_peer.png.
@@ -72,13 +74,13 @@ artifacts="${IDN_TEST_ARTIFACTS:-$(dirname "$fixtures")/test-artifacts}"
 mkdir -p "$artifacts"
 timeout 100 node "$here/js/test/browser_peer_check.mjs" --bootstrap "$ws_a" --service "$sid" \
   --client-bootstrap "$addr_a" --inputs "$inputs" --bundle "$dir/bundle/idn.browser.js" \
-  --pages 2 --requests 20 --screenshot "$artifacts/browser_peer.png" \
+  --pages 2 --requests 20 --screenshot "$artifacts/browser_peer.png" --idn "$idn" \
   >"$dir/browser.out" 2>"$dir/browser.log" || fail "browser_peer_check.mjs failed"
 grep -q '"done":true' "$dir/browser.out" || fail "browser_peer_check.mjs did not finish"
 wait "$cpp" || fail "idn infer"
 node_id="${addr_a##*/}"
 python3 - "$dir/browser.out" "$dir/cpp.txt" "$n" "$node_id" <<'PY' || fail "the browser peers disagree: $(cut -c1-800 "$dir/browser.out")"
-import json, sys
+import json, re, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 n, node_id = int(sys.argv[3]), sys.argv[4]
 local = {int(i): (int(c), int(e) - 1, float(p)) for i, c, e, p in (l.split() for l in open(sys.argv[2]))}
@@ -96,6 +98,17 @@ for i, (c, e, conf) in local.items():
     a = answers[i]
     assert a["peer"] == pages[0]["peerId"] and a["final"], a
     assert (a["class"], a["exit"]) == (c, e) and abs(a["confidence"] - conf) < 1e-4, (i, a, local[i])
+# The C++ client dialled page 0 through the node (its circuit transport) and got the same.
+cpp = {l["cpp"]["input"]: l["cpp"] for l in lines if "cpp" in l}
+assert set(cpp) == set(range(n)), cpp
+for i, (c, e, conf) in local.items():
+    assert "/p2p-circuit/" in cpp[i]["via"], cpp[i]
+    m = re.findall(r"^answer  class (\d+)  exit (\d+)  confidence ([0-9.]+)  peer (\S+)", cpp[i]["out"], re.M)
+    assert m and m[-1][3] == pages[0]["peerId"], cpp[i]
+    assert (int(m[-1][0]), int(m[-1][1])) == (c, e) and abs(float(m[-1][2]) - conf) < 1e-4, (i, cpp[i], local[i])
+# The pages announced themselves: the node's kad bridge names them as providers.
+found = next(l["lookup"]["providers"] for l in lines if "lookup" in l)
+assert all(p["peerId"] in found for p in pages), (found, pages)
 r = next(l["reroute"] for l in lines if "reroute" in l)
 # Every request had asked page 0 before it closed, none was lost: page 1 answered them all.
 assert r["answered"] == r["requests"] == 20 and not r["errors"], r
@@ -105,6 +118,6 @@ st = next(l["pageStats"] for l in lines if "pageStats" in l)
 assert st["completed"] == 20 and st["failed"] == 0, st
 PY
 grep -E '"(page|lookup|reroute)"' "$dir/browser.out" | cut -c1-400
-echo "browser_peer_test: two browser peers answered through node a's relay; $n images agree with idn infer; 20 requests survived closing one page"
+echo "browser_peer_test: two browser peers answered through node a's relay; $n images agree with idn infer (JS and C++ clients); found by lookup; 20 requests survived closing one page"
 echo "browser_peer_test: screenshot $artifacts/browser_peer.png"
 echo "browser_peer_test: ok"
