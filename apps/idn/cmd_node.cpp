@@ -35,6 +35,7 @@ struct NodeArgs {
   bool no_dht = false;
   int dht_port = -1;
   int workers = 0;
+  std::string backend;  // empty: the config's [engine] backend
   int busy_poll_us = -1;
   int poll_while_waiting_us = -1;
 };
@@ -83,6 +84,7 @@ Result<node::Config> build_config(const NodeArgs& a) {
     c.dht.port = static_cast<uint16_t>(a.dht_port);
   }
   if (a.workers > 0) c.serve.workers = static_cast<size_t>(a.workers);
+  if (!a.backend.empty()) c.engine.backend = a.backend;
   if (a.busy_poll_us >= 0) c.busy_poll = std::chrono::microseconds(a.busy_poll_us);
   if (a.poll_while_waiting_us >= 0)
     c.poll_while_waiting = std::chrono::microseconds(a.poll_while_waiting_us);
@@ -269,6 +271,12 @@ void register_node(CLI::App& app) {
   n->add_option("--dht-port", a->dht_port,
                 "UDP port of the DHT (default: the number of the first TCP listen port)");
   n->add_option("--workers", a->workers, "Inference worker threads");
+  n->add_option("--backend", a->backend,
+                "What runs hosted models (replaces the config's [engine] backend, default auto): "
+                "auto (the torch-free cpu executor where it agrees with LibTorch within 1e-4 on "
+                "a probe input, else LibTorch), torch (LibTorch), cpu (the cpu executor; a "
+                "package it cannot run is not hosted)")
+      ->check(CLI::IsMember({"auto", "torch", "cpu"}));
   n->add_option("--busy-poll-us", a->busy_poll_us,
                 "Poll this long after work before sleeping (lower latency on VMs, more CPU)")
       ->check(CLI::Range(0, 1'000'000));
