@@ -716,6 +716,29 @@ void Node::register_metrics() {
                           [k, field] { return static_cast<double>(k->stats().*field); });
     }
   }
+  if (relay_) {
+    p2p::relay::RelayService* rs = relay_.get();
+    using RS = p2p::relay::RelayStats;
+    auto rstat = [rs](uint64_t RS::*field) {
+      return [rs, field] { return static_cast<double>(rs->stats().*field); };
+    };
+    metrics_.gauge_fn("idn_relay_reservations",
+                      "Peers holding a circuit relay v2 reservation on this node.", {},
+                      rstat(&RS::reservations_active));
+    metrics_.gauge_fn("idn_relay_circuits", "Circuits this node splices now.", {},
+                      rstat(&RS::circuits_active));
+    metrics_.counter_fn("idn_relay_bytes_total", "Bytes spliced through circuits, both ways.", {},
+                        rstat(&RS::bytes_relayed));
+    constexpr char kConnectHelp[] =
+        "Circuit relay CONNECTs, by outcome: ok, refused (no reservation, limits), failed (the "
+        "target did not take the circuit).";
+    metrics_.counter_fn("idn_relay_connects_total", kConnectHelp, {{"outcome", "ok"}},
+                        rstat(&RS::connects_ok));
+    metrics_.counter_fn("idn_relay_connects_total", kConnectHelp, {{"outcome", "refused"}},
+                        rstat(&RS::connects_refused));
+    metrics_.counter_fn("idn_relay_connects_total", kConnectHelp, {{"outcome", "failed"}},
+                        rstat(&RS::connects_failed));
+  }
   store::bitswap::Bitswap* bsw = bitswap_.get();
   auto bstat = [bsw](uint64_t store::bitswap::BitswapStats::*field) {
     return [bsw, field] { return static_cast<double>(bsw->stats().*field); };

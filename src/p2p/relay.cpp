@@ -519,7 +519,9 @@ std::vector<core::Multiaddr> RelayService::circuit_addrs(const identity::PeerId&
 }
 
 RelayStats RelayService::stats() const {
-  return state_->stats;
+  RelayStats s = state_->stats;
+  s.reservations_active = state_->reservations.size();
+  return s;
 }
 
 }  // namespace idn::p2p::relay

@@ -113,6 +113,7 @@ struct RelayStats {
   uint64_t connects_ok = 0, connects_refused = 0, connects_failed = 0;
   uint64_t malformed = 0;
   uint64_t circuits_active = 0, bytes_relayed = 0;
+  uint64_t reservations_active = 0;  // held now (expired ones counted until pruned)
 };
 
 class RelayService {

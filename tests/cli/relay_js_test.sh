@@ -97,6 +97,19 @@ wait_for "the listener's relayed connection" 10 grep -qs '"event":"relayed"' "$d
 grep '"event":"relayed"' "$dir/listen.out" | grep -q '"limited":false' ||
   fail "the listener saw a limited relayed connection"
 
+# The node's metrics count the reservation and the circuits it spliced.
+python3 - "$(line http "$dir/node.out")" <<'PY' || fail "the node's /metrics do not show the relay's work"
+import re, sys, urllib.request
+text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode()
+def value(name):
+    m = re.search(r"^" + re.escape(name) + r" ([0-9.e+]+)$", text, re.M)
+    return float(m[1]) if m else None
+res, ok, spliced = (value("idn_relay_reservations"), value('idn_relay_connects_total{outcome="ok"}'),
+                    value("idn_relay_bytes_total"))
+print(f"relay_js_test: metrics: {res:.0f} reservation(s), {ok:.0f} circuits, {spliced:.0f} bytes relayed")
+sys.exit(0 if res == 1 and ok >= 2 and spliced >= 2 * 262144 else 1)
+PY
+
 # The listener leaves: its reservation ends with its connection.
 exec 3>&-
 wait "$lpid" || fail "the js listener did not stop cleanly"
