@@ -565,21 +565,24 @@ void Executor::Impl::run_slot(int si) {
       for (int64_t i = 0; i < n * s.size; ++i) y[i] = std::max(x[i], 0.f);
       return;
     case Kind::kLRN: {
-      // LibTorch: x / (k + alpha/size * sum of x^2 over channels [c - size/2, c + (size-1)/2])^beta
+      // LibTorch: x / (k + alpha/size * sum of x^2 over channels c - size/2 .. c + (size-1)/2)
+      // ^ beta, one channel plane at a time (the sum built in y), so the loops run over
+      // contiguous pixels; kernels::lrn_apply takes beta 0.75 (AlexNet's) without pow().
       const int64_t c = s.shape[0], hw = s.size / c;
+      const float scale = static_cast<float>(s.alpha / s.lrn_size), kk = static_cast<float>(s.k);
+      const float beta = static_cast<float>(s.beta);
       for (int b = 0; b < n; ++b)
         for (int64_t ci = 0; ci < c; ++ci) {
           const int64_t c0 = std::max<int64_t>(0, ci - s.lrn_size / 2);
           const int64_t c1 = std::min<int64_t>(c - 1, ci + (s.lrn_size - 1) / 2);
-          for (int64_t i = 0; i < hw; ++i) {
-            double sum = 0;
-            for (int64_t cj = c0; cj <= c1; ++cj) {
-              const double v = x[b * s.size + cj * hw + i];
-              sum += v * v;
-            }
-            const double div = std::pow(s.k + s.alpha / s.lrn_size * sum, s.beta);
-            y[b * s.size + ci * hw + i] = static_cast<float>(x[b * s.size + ci * hw + i] / div);
+          float* yp = y + b * s.size + ci * hw;
+          const float* xp = x + b * s.size + ci * hw;
+          std::fill(yp, yp + hw, 0.f);
+          for (int64_t cj = c0; cj <= c1; ++cj) {
+            const float* xj = x + b * s.size + cj * hw;
+            for (int64_t i = 0; i < hw; ++i) yp[i] += xj[i] * xj[i];
           }
+          kernels::lrn_apply(xp, yp, hw, kk, scale, beta);
         }
       return;
     }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 
 namespace idn::cpu::kernels {
@@ -178,6 +179,24 @@ void gemm(const float* packed_w, const float* bias, const float* b, float* out, 
   }
 }
 
+void lrn_apply(const float* x, float* y, int64_t n, float k, float scale, float beta) {
+  int64_t i = 0;
+  if (beta == 0.75f) {
+    const __m256 kv = _mm256_set1_ps(k), sv = _mm256_set1_ps(scale);
+    for (; i + 8 <= n; i += 8) {
+      const __m256 d = _mm256_fmadd_ps(sv, _mm256_loadu_ps(y + i), kv);
+      const __m256 den = _mm256_sqrt_ps(_mm256_mul_ps(d, _mm256_sqrt_ps(d)));
+      _mm256_storeu_ps(y + i, _mm256_div_ps(_mm256_loadu_ps(x + i), den));
+    }
+    for (; i < n; ++i) {
+      const float d = k + scale * y[i];
+      y[i] = x[i] / std::sqrt(d * std::sqrt(d));
+    }
+    return;
+  }
+  for (; i < n; ++i) y[i] = x[i] * std::pow(k + scale * y[i], -beta);
+}
+
 void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
   // 8 x 8 tiles keep both sides' cache lines in use.
   for (int64_t r0 = 0; r0 < rows; r0 += 8)
@@ -208,6 +227,12 @@ void im2col(const float* x, int64_t c, int64_t h, int64_t w, int64_t kernel, int
           }
           continue;
         }
+        // Output columns whose input column lies inside the image: [lo, hi). Outside it the
+        // padding's zeros, so the loop inside needs no bounds check.
+        const int64_t lo = std::min(ow, std::max<int64_t>(0, (pad - kw + stride - 1) / stride));
+        const int64_t last = w - 1 + pad - kw;  // largest xo * stride inside
+        const int64_t hi = last < 0 ? lo : std::max(lo, std::min(ow, last / stride + 1));
+        const int64_t off = kw - pad;
         for (int64_t y = 0; y < oh; ++y) {
           const int64_t iy = y * stride - pad + kh;
           float* dst = row + y * ow;
@@ -216,10 +241,12 @@ void im2col(const float* x, int64_t c, int64_t h, int64_t w, int64_t kernel, int
             continue;
           }
           const float* src = x + (ci * h + iy) * w;
-          for (int64_t xo = 0; xo < ow; ++xo) {
-            const int64_t ix = xo * stride - pad + kw;
-            dst[xo] = (ix >= 0 && ix < w) ? src[ix] : 0.f;
-          }
+          for (int64_t xo = 0; xo < lo; ++xo) dst[xo] = 0.f;
+          if (stride == 1)
+            for (int64_t xo = lo; xo < hi; ++xo) dst[xo] = src[xo + off];
+          else
+            for (int64_t xo = lo; xo < hi; ++xo) dst[xo] = src[xo * stride + off];
+          for (int64_t xo = hi; xo < ow; ++xo) dst[xo] = 0.f;
         }
       }
 }

@@ -33,6 +33,11 @@ void gemm(const float* packed_w, const float* bias, const float* b, float* out, 
 void linear(const float* w, const float* bias, const float* x, float* y, int64_t batch, int64_t out,
             int64_t in, bool relu);
 
+// Local response normalisation's last step: y[i] = x[i] * (k + scale * y[i])^-beta for i < n,
+// y holding the channel window's sum of squares. beta 0.75 (AlexNet's) runs as
+// x / sqrt(d * sqrt(d)) on 8 lanes; other betas call pow().
+void lrn_apply(const float* x, float* y, int64_t n, float k, float scale, float beta);
+
 // dst[c, r] = src[r, c] for a [rows, cols] src.
 void transpose(const float* src, int64_t rows, int64_t cols, float* dst);
 
