@@ -37,6 +37,11 @@ fail() {
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
+# A misspelt [relay] key is one error line naming it.
+printf '[relay]\nmax_reservation = 4\n' >"$dir/bad.toml"
+expect_one_error_line=1 expect_error "a bad [relay] key" "unknown key 'relay.max_reservation'" \
+  "$idn" node --config "$dir/bad.toml" --data-dir "$dir/bad"
+
 cat >"$dir/node.toml" <<TOML
 listen = ["/ip4/127.0.0.1/tcp/0/ws", "/ip4/127.0.0.1/tcp/0"]
 http = "127.0.0.1:0"

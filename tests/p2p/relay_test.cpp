@@ -275,6 +275,18 @@ TEST(RelayServiceTest, ReservationEndsAtExpiryAndOnDisconnect) {
   EXPECT_FALSE(net.events[3].second);
 }
 
+TEST(RelayServiceTest, ATargetThatRefusesTheStopStreamFailsTheConnect) {
+  Net net;
+  ASSERT_TRUE(net.reserve(*net.t).ok());
+  net.loop.call([&] {
+    net.t->remove_handler(std::string(kStopProtocolId));
+    return 0;
+  });
+  EXPECT_EQ(net.connect(net.t->id())->status, RelayStatus::kConnectionFailed);
+  EXPECT_EQ(net.relay->stats().connects_failed, 1u);
+  EXPECT_EQ(net.relay->stats().circuits_active, 0u);
+}
+
 TEST(RelayServiceTest, MalformedAndUnexpectedMessagesGetTheirStatus) {
   Net net;
   HopMessage m;
