@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks an `idn export onnx` directory with the ONNX project's own checker (Debian's
+"""Checks an `idn export onnx` directory (a model package's or a DDNN package's) with the ONNX project's own checker (Debian's
 python3-onnx): every graph the manifest lists passes onnx.checker.check_model(full_check=True)
 (which also runs strict shape inference against the shapes each graph declares), has the
 manifest's sha256, opset and IR version, and declares the manifest's inputs and outputs with a
@@ -31,9 +31,11 @@ def shape_of(value_info):
 def main(directory):
     with open(os.path.join(directory, "manifest.json"), encoding="utf-8") as f:
         manifest = json.load(f)
-    if manifest.get("format") != "idn-onnx" or manifest.get("version") != 1:
-        sys.exit(f"{directory}/manifest.json: not an idn-onnx version 1 manifest")
-    graphs = manifest["stages"] + manifest["exits"]
+    fmt = manifest.get("format")
+    if fmt not in ("idn-onnx", "idn-onnx-ddnn") or manifest.get("version") != 1:
+        sys.exit(f"{directory}/manifest.json: not an idn-onnx(-ddnn) version 1 manifest")
+    # A DDNN export (idn-onnx-ddnn) lists its device, local and cloud graphs under "graphs".
+    graphs = manifest["graphs"] if fmt == "idn-onnx-ddnn" else manifest["stages"] + manifest["exits"]
     for g in graphs:
         path = os.path.join(directory, g["file"])
         with open(path, "rb") as f:

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "ise/model_host.h"
 #include "ise/service_descriptor.h"
+#include "onnx/ddnn_export.h"
 #include "onnx/onnx_export.h"
 #include "store/blockstore.h"
 #include "store/importer.h"
@@ -40,7 +41,13 @@ std::string values_text(const std::vector<onnx::GraphValue>& vs) {
 }
 
 int run_export_onnx(const ExportArgs& a) {
-  auto ex = onnx::export_onnx(a.model_dir, a.out);
+  const bool ddnn = onnx::is_ddnn_package(a.model_dir);
+  if (ddnn && a.publish)
+    return report(Status::unsupported(
+        "--publish of a DDNN package's ONNX form: a DDNN is published per section (`idn ddnn "
+        "publish`), whose descriptors do not name an ONNX CID yet; export without --publish"));
+  auto ex =
+      ddnn ? onnx::export_ddnn_onnx(a.model_dir, a.out) : onnx::export_onnx(a.model_dir, a.out);
   if (!ex.ok()) return report(ex.status());
   for (const auto& g : ex->graphs)
     std::printf("wrote %s  %zu bytes  %s -> %s\n", g.file.c_str(), g.bytes.size(),
@@ -79,8 +86,10 @@ void register_export(CLI::App& app) {
       "dimension N) plus manifest.json (files, sha256s, input/output names and shapes, exit "
       "rule, model hash). Stage 0 takes the raw input (it applies the package's "
       "preprocessing); each exit outputs logits and probs = softmax(logits / temperature), the "
-      "probabilities IDN's engine reports.");
-  cmd->add_option("MODEL_DIR", a->model_dir, "Model package directory")->required();
+      "probabilities IDN's engine reports. A DDNN package (ddnn.json) becomes one graph per "
+      "device section (8-bit pixels in; local scores and +-1 / packed features out), the local "
+      "aggregator (MP, AP) and the cloud section, with a manifest of format idn-onnx-ddnn.");
+  cmd->add_option("MODEL_DIR", a->model_dir, "Model package or DDNN package directory")->required();
   cmd->add_option("--out", a->out, "Output directory: new, empty, or a previous export's")
       ->required();
   cmd->add_flag("--publish", a->publish,

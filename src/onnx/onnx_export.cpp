@@ -556,8 +556,13 @@ Result<OnnxExport> export_onnx(const fs::path& model_dir, const fs::path& out_di
   }
   auto ex = export_package(*pkg);
   if (!ex.ok()) return ex.status().with_context(model_dir.string());
+  IDN_RETURN_IF_ERROR(write_export(*ex, out_dir));
+  return ex;
+}
+
+Status write_export(const OnnxExport& ex, const fs::path& out_dir) {
   std::set<std::string> ours{kManifestFile};
-  for (const auto& g : ex->graphs) ours.insert(g.file);
+  for (const auto& g : ex.graphs) ours.insert(g.file);
   std::error_code ec;
   if (fs::exists(out_dir, ec)) {
     if (!fs::is_directory(out_dir, ec))
@@ -573,10 +578,9 @@ Result<OnnxExport> export_onnx(const fs::path& model_dir, const fs::path& out_di
   } else if (!fs::create_directories(out_dir, ec) && ec) {
     return Status::io_error("cannot create " + out_dir.string() + ": " + ec.message());
   }
-  for (const auto& g : ex->graphs)
+  for (const auto& g : ex.graphs)
     IDN_RETURN_IF_ERROR(model::write_file_atomic(out_dir / g.file, as_bytes(g.bytes)));
-  IDN_RETURN_IF_ERROR(model::write_file_atomic(out_dir / kManifestFile, as_bytes(ex->manifest)));
-  return ex;
+  return model::write_file_atomic(out_dir / kManifestFile, as_bytes(ex.manifest));
 }
 
 }  // namespace idn::onnx

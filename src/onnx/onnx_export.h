@@ -53,6 +53,7 @@ struct GraphValue {
   std::string name;
   std::vector<int64_t> shape;  // per sample, without the batch dimension
   std::string from;            // inputs: "input" (the model input) or "stage_<i>"
+  std::string dtype;           // DDNN graphs (ddnn_export.h): "F32" or "U8"; empty: F32
 };
 
 struct GraphFile {
@@ -82,5 +83,9 @@ Result<OnnxExport> export_package(const model::Package& package);
 // model_dir), InvalidArgument (out_dir not a directory or not empty), IOError.
 Result<OnnxExport> export_onnx(const std::filesystem::path& model_dir,
                                const std::filesystem::path& out_dir);
+
+// Writes an export's graphs and manifest.json into `out_dir` under the rules above (shared
+// with the DDNN export). Errors: InvalidArgument, IOError.
+Status write_export(const OnnxExport& ex, const std::filesystem::path& out_dir);
 
 }  // namespace idn::onnx
