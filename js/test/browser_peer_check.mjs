@@ -12,6 +12,7 @@
 //   {"page":K,"peerId":..,"relayAddresses":[...],"announced":{ok,..},"serveMs":T}
 //   {"input":K,"class":C,"exit":E,"confidence":X,"peer":..,"final":true}   through page 0
 //   {"cpp":{"input":K,"via":addr,"out":"..."}}            idn infer --provider <page 0> (--idn)
+//   {"latency":{"requests":N,"page0":{median,p90},"node":{median,p90}}}   with --latency
 //   {"lookup":{"providers":[peer...]}}                 what the node's kad bridge names
 //   {"reroute":{"requests":N,"answered":N,"byPeer":{peer:n},"heldInPage0":n,"failedOn0":n,
 //    "outcomesOn0":[...],"errors":[...]}}
@@ -21,6 +22,7 @@
 //          --client-bootstrap /ip4/127.0.0.1/tcp/P/p2p/ID --inputs A.pgm,B.pgm
 //          --bundle DIR/idn.browser.js [--pages 2] [--requests 20] [--screenshot OUT.png]
 //          [--idn PATH]  (also ask page 0 with `idn infer --provider`, the C++ client)
+//          [--latency N] (N requests to page 0 through the relay and N to the node, timed)
 import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { promisify } from 'node:util'
@@ -98,6 +100,21 @@ try {
       const { stdout } = await promisify(execFile)(args.idn, ['infer', '--service', args.service, '--provider', addr, '--input', path, '--fanout', '1', '--deadline-ms', '10000'])
       emit({ cpp: { input: i, via: addr, out: stdout } })
     }
+  }
+  // With --latency N: N sequential requests to page 0 through the relay and N to the node
+  // itself (it hosts the service too), each side's median and p90 in ms.
+  if (args.latency) {
+    const time = async (who) => {
+      const ms = []
+      for (let r = 0; r < Number(args.latency); r++) {
+        const t0 = performance.now()
+        for await (const ev of client.infer(args.service, inputs[r % inputs.length], { npeers: 1, providers: [who] })) ev.final
+        ms.push(performance.now() - t0)
+      }
+      ms.sort((a, b) => a - b)
+      return { median: ms[ms.length >> 1], p90: ms[Math.floor(ms.length * 0.9)] }
+    }
+    emit({ latency: { requests: Number(args.latency), page0: await time(via(0)), node: await time(args['client-bootstrap']) } })
   }
   // What the node's kad bridge names as providers (the pages announced themselves).
   {
