@@ -820,6 +820,8 @@ Status InferServer::add_service(const core::Multihash& id, const ise::ServiceDes
   engine::EngineOptions opts;
   opts.threads = core_->cfg.engine_threads;
   opts.backend = core_->cfg.engine_backend;
+  // A cpu engine's buffers are sized for its largest call: the server's batches.
+  opts.cpu_max_batch = static_cast<int>(std::clamp<size_t>(core_->cfg.max_batch, 1, 256));
   for (size_t w = 0; w < core_->cfg.workers; ++w) {
     IDN_ASSIGN_OR_RETURN(auto e, engine::Engine::load(package_dir, opts));
     svc->engines.push_back(std::move(e));
