@@ -87,6 +87,7 @@ struct Slot {
   // packed (wp) when it runs as a gemm (kLinearGemmBatch)
   std::vector<float> w, b, wp;
   int64_t in_c = 0, in_h = 0, in_w = 0, out_c = 0, kernel = 0, stride = 1, pad = 0;
+  int group = 1;  // conv: samples side by side in one gemm (kConvGroupColumns)
   // lrn
   int64_t lrn_size = 0;
   double alpha = 0, beta = 0, k = 0;
@@ -102,7 +103,8 @@ struct Executor::Impl {
   std::vector<std::vector<int>> stage_slots, exit_slots;  // slots to run, in order
   std::vector<int> stage_out, exit_out;
   std::vector<char> valid;           // per slot, this pass
-  std::vector<float> col;            // im2col scratch
+  std::vector<float> col;            // im2col scratch, `group` samples side by side
+  std::vector<float> gout;           // a grouped conv's output [out_c, group * oh * ow]
   std::vector<float> xt, yt;         // a batched linear's transposed input and output
   std::vector<float> mean, inv_std;  // the package's preprocessing of input 0, per channel
   int batch = 0;
@@ -112,6 +114,11 @@ struct Executor::Impl {
 };
 
 namespace {
+
+// A conv whose output has fewer pixels than this runs several samples side by side in one gemm
+// (about this many columns), so the gemm's 32-column blocks are full: B-AlexNet's 7 x 7 convs
+// otherwise fill 49 of 64 columns and pay a weight pass per sample.
+constexpr int64_t kConvGroupColumns = 256;
 
 // From this many samples a linear layer with at least kLinearGemmOutputs outputs runs as one
 // gemm over the transposed batch (each weight loaded once per call instead of once per 4
@@ -311,7 +318,7 @@ Result<std::unique_ptr<Executor>> Executor::load(const model::Package& package,
     }
   }
   // Prepack (after every fold) and allocate.
-  int64_t col_size = 0, xt_size = 0, yt_size = 0;
+  int64_t col_size = 0, xt_size = 0, yt_size = 0, gout_size = 0;
   for (auto& s : slots) {
     if (s.owner == &s - slots.data()) s.buf.assign(static_cast<size_t>(opts.max_batch) * s.size, 0);
     if (s.kind == Kind::kConv) {
@@ -319,7 +326,13 @@ Result<std::unique_ptr<Executor>> Executor::load(const model::Package& package,
       std::vector<float> packed(kernels::packed_size(s.out_c, k));
       kernels::pack_rows(s.w.data(), s.out_c, k, packed.data());
       s.w = std::move(packed);
-      col_size = std::max(col_size, k * s.shape[1] * s.shape[2]);
+      const int64_t pixels = s.shape[1] * s.shape[2];
+      const bool direct = s.kernel == 1 && s.stride == 1 && s.pad == 0;
+      if (!direct && pixels < kConvGroupColumns)
+        s.group = static_cast<int>(
+            std::min<int64_t>(opts.max_batch, (kConvGroupColumns + pixels - 1) / pixels));
+      col_size = std::max(col_size, k * pixels * s.group);
+      if (s.group > 1) gout_size = std::max(gout_size, s.out_c * pixels * s.group);
     }
     if (s.kind == Kind::kLinear && opts.max_batch >= kLinearGemmBatch &&
         s.out_c >= kLinearGemmOutputs) {
@@ -330,6 +343,7 @@ Result<std::unique_ptr<Executor>> Executor::load(const model::Package& package,
     }
   }
   impl->col.assign(col_size, 0);
+  impl->gout.assign(gout_size, 0);
   impl->xt.assign(xt_size, 0);
   impl->yt.assign(yt_size, 0);
   auto collect = [&](const std::vector<std::string>& layers) {
@@ -485,11 +499,28 @@ void Executor::Impl::run_slot(int si) {
     case Kind::kConv: {
       const int64_t oh = s.shape[1], ow = s.shape[2], k = s.in_c * s.kernel * s.kernel;
       const bool direct = s.kernel == 1 && s.stride == 1 && s.pad == 0;
+      const int64_t pixels = oh * ow;
+      if (s.group > 1 && n > 1) {
+        for (int b0 = 0; b0 < n; b0 += s.group) {
+          const int g = std::min(s.group, n - b0);
+          for (int j = 0; j < g; ++j)
+            kernels::im2col(x + (b0 + j) * in.size, s.in_c, s.in_h, s.in_w, s.kernel, s.stride,
+                            s.pad, oh, ow, col.data() + j * pixels, g * pixels);
+          kernels::gemm(s.w.data(), s.b.data(), col.data(), gout.data(), s.out_c, k, g * pixels,
+                        s.relu);
+          for (int j = 0; j < g; ++j)
+            for (int64_t r = 0; r < s.out_c; ++r) {
+              const float* src = gout.data() + r * g * pixels + j * pixels;
+              std::copy(src, src + pixels, y + (b0 + j) * s.size + r * pixels);
+            }
+        }
+        return;
+      }
       for (int b = 0; b < n; ++b) {
         const float* xb = x + b * in.size;
         if (!direct)
-          kernels::im2col(xb, s.in_c, s.in_h, s.in_w, s.kernel, s.stride, s.pad, oh, ow,
-                          col.data());
+          kernels::im2col(xb, s.in_c, s.in_h, s.in_w, s.kernel, s.stride, s.pad, oh, ow, col.data(),
+                          pixels);
         kernels::gemm(s.w.data(), s.b.data(), direct ? xb : col.data(), y + b * s.size, s.out_c, k,
                       oh * ow, s.relu);
       }

@@ -213,11 +213,11 @@ void linear(const float* w, const float* bias, const float* x, float* y, int64_t
 }
 
 void im2col(const float* x, int64_t c, int64_t h, int64_t w, int64_t kernel, int64_t stride,
-            int64_t pad, int64_t oh, int64_t ow, float* col) {
+            int64_t pad, int64_t oh, int64_t ow, float* col, int64_t ld) {
   for (int64_t ci = 0; ci < c; ++ci)
     for (int64_t kh = 0; kh < kernel; ++kh)
       for (int64_t kw = 0; kw < kernel; ++kw) {
-        float* row = col + ((ci * kernel + kh) * kernel + kw) * oh * ow;
+        float* row = col + ((ci * kernel + kh) * kernel + kw) * ld;
         if (stride == 1 && pad == 0) {  // rows are contiguous slices of the input
           // A plain loop: rows are often 8-24 floats, where a memcpy call costs more than the copy.
           for (int64_t y = 0; y < oh; ++y) {

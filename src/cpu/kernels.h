@@ -41,8 +41,9 @@ void lrn_apply(const float* x, float* y, int64_t n, float k, float scale, float 
 // dst[c, r] = src[r, c] for a [rows, cols] src.
 void transpose(const float* src, int64_t rows, int64_t cols, float* dst);
 
-// col[(c, kh, kw), (oh, ow)] for one sample of x [c, h, w] (zeros outside the padding).
+// col[(c, kh, kw), (oh, ow)] for one sample of x [c, h, w] (zeros outside the padding); rows of
+// col `ld` floats apart (oh * ow for one sample alone; more when samples sit side by side).
 void im2col(const float* x, int64_t c, int64_t h, int64_t w, int64_t kernel, int64_t stride,
-            int64_t pad, int64_t oh, int64_t ow, float* col);
+            int64_t pad, int64_t oh, int64_t ow, float* col, int64_t ld);
 
 }  // namespace idn::cpu::kernels
