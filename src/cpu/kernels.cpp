@@ -212,23 +212,29 @@ void linear(const float* w, const float* bias, const float* x, float* y, int64_t
   for (; s < batch; ++s) linear_samples<1>(w, bias, x + s * in, y + s * out, out, in, relu);
 }
 
+namespace {
+
+// dst[i] = src[i] for i < n, 8 lanes at a time with a masked tail: rows of an image are 7-28
+// floats, where a scalar loop's per-row overhead exceeds the copy.
+inline void copy_row(const float* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+  if (i < n) {
+    const __m256i m = tail_mask(n - i);
+    _mm256_maskstore_ps(dst + i, m, _mm256_maskload_ps(src + i, m));
+  }
+}
+
+}  // namespace
+
 void im2col(const float* x, int64_t c, int64_t h, int64_t w, int64_t kernel, int64_t stride,
             int64_t pad, int64_t oh, int64_t ow, float* col, int64_t ld) {
   for (int64_t ci = 0; ci < c; ++ci)
     for (int64_t kh = 0; kh < kernel; ++kh)
       for (int64_t kw = 0; kw < kernel; ++kw) {
         float* row = col + ((ci * kernel + kh) * kernel + kw) * ld;
-        if (stride == 1 && pad == 0) {  // rows are contiguous slices of the input
-          // A plain loop: rows are often 8-24 floats, where a memcpy call costs more than the copy.
-          for (int64_t y = 0; y < oh; ++y) {
-            const float* src = x + (ci * h + y + kh) * w + kw;
-            float* dst = row + y * ow;
-            for (int64_t i = 0; i < ow; ++i) dst[i] = src[i];
-          }
-          continue;
-        }
         // Output columns whose input column lies inside the image: [lo, hi). Outside it the
-        // padding's zeros, so the loop inside needs no bounds check.
+        // padding's zeros, so the copy needs no bounds check.
         const int64_t lo = std::min(ow, std::max<int64_t>(0, (pad - kw + stride - 1) / stride));
         const int64_t last = w - 1 + pad - kw;  // largest xo * stride inside
         const int64_t hi = last < 0 ? lo : std::max(lo, std::min(ow, last / stride + 1));
@@ -242,8 +248,8 @@ void im2col(const float* x, int64_t c, int64_t h, int64_t w, int64_t kernel, int
           }
           const float* src = x + (ci * h + iy) * w;
           for (int64_t xo = 0; xo < lo; ++xo) dst[xo] = 0.f;
-          if (stride == 1)
-            for (int64_t xo = lo; xo < hi; ++xo) dst[xo] = src[xo + off];
+          if (stride == 1 && hi > lo)
+            copy_row(src + lo + off, dst + lo, hi - lo);
           else
             for (int64_t xo = lo; xo < hi; ++xo) dst[xo] = src[xo * stride + off];
           for (int64_t xo = hi; xo < ow; ++xo) dst[xo] = 0.f;
