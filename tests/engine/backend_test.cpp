@@ -1,6 +1,7 @@
 // engine::Engine on its two backends: every entry point answers alike on LibTorch and on
 // cpu::Executor (classes, exits, flops, stage counts; probabilities within 1e-4), early exit
-// skips stages on both, and kAuto picks cpu where it agrees and torch where it cannot run.
+// skips stages on both, and kAuto picks cpu where it agrees and torch where it cannot run or
+// disagrees.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include "engine/engine.h"
 #include "model/package.h"
 #include "motifs/branchynet_arch.h"
+#include "motifs/spec_builder.h"
 #include "nn/graph.h"
 #include "support/tiny_model.h"
 
@@ -240,7 +242,7 @@ TEST(EngineBackends, EarlyExitSkipsLaterStagesOnCpu) {
   EXPECT_EQ(cpu->stage_runs(), (std::vector<int64_t>{12, 0}));
 }
 
-TEST(EngineBackends, AutoPicksCpuWhereItAgreesAndTorchWhereItCannotRun) {
+TEST(EngineBackends, AutoPicksCpuWhereItAgreesAndTorchWhereItCannotRunOrDisagrees) {
   for (Backend b : {Backend::kAuto, Backend::kTorch, Backend::kCpu})
     EXPECT_EQ(*parse_backend(backend_name(b)), b);
   auto bad = parse_backend("gpu");
@@ -265,6 +267,42 @@ TEST(EngineBackends, AutoPicksCpuWhereItAgreesAndTorchWhereItCannotRun) {
   ASSERT_FALSE(e.ok());
   EXPECT_NE(e.status().message().find("backend cpu cannot run this package"), std::string::npos)
       << e.status().to_string();
+
+  // Denormal weights: LibTorch runs stages with denormals treated as zero (nn::Graph's
+  // DenormalsAreZero), the executor computes them, and a huge next layer makes the difference
+  // visible in the probabilities.
+  motifs::SpecBuilder b("denormal", "branchynet");
+  b.input("image", {1, 2, 2});
+  b.stage("s0").flatten("flat").linear("fc1", 4, 2);
+  b.exit("e0").linear("fc2", 2, 2);
+  auto spec = b.build();
+  ASSERT_TRUE(spec.ok()) << spec.status().to_string();
+  std::map<std::string, core::Tensor> w;
+  w["fc1.weight"] =
+      core::Tensor::f32({2, 4}, std::vector<float>{1e-40f, 1e-40f, 1e-40f, 1e-40f, 0, 0, 0, 0});
+  w["fc1.bias"] = core::Tensor::f32({2}, std::vector<float>{0, 0});
+  w["fc2.weight"] = core::Tensor::f32({2, 2}, std::vector<float>{1e38f, 0, 0, 0});
+  w["fc2.bias"] = core::Tensor::f32({2}, std::vector<float>{0, 0});
+  const fs::path ddir =
+      fs::temp_directory_path() / ("idn-backend-denormal-" + std::to_string(::getpid()));
+  ASSERT_TRUE(model::save_package({*spec, w}, ddir).is_ok());
+  auto torch = load(ddir, Backend::kTorch);
+  auto cpu = load(ddir, Backend::kCpu);
+  auto da = load(ddir, Backend::kAuto);
+  ASSERT_TRUE(torch && cpu && da);
+  auto x = core::Tensor::f32({1, 2, 2}, std::vector<float>{0.5f, 0.5f, 0.5f, 0.5f});
+  auto pt = torch->infer(x), pc = cpu->infer(x);
+  ASSERT_TRUE(pt.ok() && pc.ok());
+  // Should the executor ever flush denormals as LibTorch does, the two agree and auto may
+  // keep cpu; while they differ, auto must not.
+  if (std::abs(pt->probs[0] - pc->probs[0]) > kTol) {
+    EXPECT_EQ(da->backend(), Backend::kTorch) << da->backend_reason();
+    EXPECT_NE(da->backend_reason().find("disagrees with LibTorch at exit 0"), std::string::npos)
+        << da->backend_reason();
+  } else {
+    EXPECT_EQ(da->backend(), Backend::kCpu) << da->backend_reason();
+  }
+  fs::remove_all(ddir);
 }
 
 }  // namespace
