@@ -829,9 +829,14 @@ std::string Node::status_json() const {
   if (routing_) j["dht"] = routing_->endpoint();
   json services = json::array();
   for (const auto& h : models_->hosted()) {
-    services.push_back({{"service_id", ise::service_id_text(h.service_id)},
-                        {"name", h.descriptor.name},
-                        {"model_cid", h.descriptor.model_cid}});
+    json e = {{"service_id", ise::service_id_text(h.service_id)},
+              {"name", h.descriptor.name},
+              {"model_cid", h.descriptor.model_cid}};
+    // Which engine backend runs it (issue 21) and why; absent for handler services (DDNN).
+    if (auto b = server_ ? server_->backend(h.service_id) : std::nullopt)
+      e["backend"] = {{"name", std::string(engine::backend_name(b->backend))},
+                      {"reason", b->reason}};
+    services.push_back(std::move(e));
   }
   j["services"] = std::move(services);
   json peers = json::array();

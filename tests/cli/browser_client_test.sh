@@ -76,6 +76,13 @@ timeout 90 node "$here/js/test/browser_check.mjs" --bootstrap "$ws_a,$ws_c" --se
 grep -q '"done":true' "$dir/browser.out" || fail "browser_check.mjs did not finish"
 wait "$cpp" || fail "idn infer"
 hosts_service "$(line http "$dir/c.out")" "$sid" || fail "node c does not host the service after initModel"
+# /status names the engine backend that runs it (auto: the cpu executor when it agrees).
+curl -sf "http://$(line http "$dir/c.out")/status" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+b = next(x["backend"] for x in s["services"] if x["service_id"] == sys.argv[1])
+assert b["name"] in ("cpu", "torch") and b["reason"], b
+' "$sid" || fail "/status does not say which backend runs the service"
 python3 - "$dir/browser.out" "$dir/cpp.txt" "$n" "$peer_c" <<'PY' || fail "the browser client disagrees: $(cat "$dir/browser.out")"
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
