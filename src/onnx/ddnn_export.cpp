@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <set>
 #include <string>
@@ -41,12 +42,17 @@ struct DdnnSpec {
   int64_t devices() const { return static_cast<int64_t>(views.size()); }
 };
 
-Result<DdnnSpec> read_spec(const fs::path& dir) {
-  const fs::path file = dir / kDdnnPackageFile;
-  IDN_ASSIGN_OR_RETURN(auto bytes, model::read_file(file, 16 << 20));
-  auto bad = [&](const std::string& m) {
-    return Status::invalid_argument(file.string() + ": " + m);
-  };
+// A package's files by name ("ddnn.json", "device0.idnb", ...), from a directory or memory;
+// `label` names a file in errors.
+struct Files {
+  std::function<Result<Bytes>(const std::string& name, uint64_t max_bytes)> read;
+  std::function<std::string(const std::string& name)> label;
+};
+
+Result<DdnnSpec> read_spec(const Files& files) {
+  const std::string file = files.label(kDdnnPackageFile);
+  IDN_ASSIGN_OR_RETURN(auto bytes, files.read(kDdnnPackageFile, 16 << 20));
+  auto bad = [&](const std::string& m) { return Status::invalid_argument(file + ": " + m); };
   DdnnSpec s;
   s.text.assign(bytes.begin(), bytes.end());
   try {
@@ -75,7 +81,7 @@ Result<DdnnSpec> read_spec(const fs::path& dir) {
     return bad(e.what());
   }
   if (s.letter == 'a' || s.edges != 0 || s.letter > 'c')
-    return Status::unsupported(file.string() + ": DDNN configuration (" + s.letter +
+    return Status::unsupported(file + ": DDNN configuration (" + s.letter +
                                "): the export covers devices, a local exit and the cloud ((b), "
                                "(c)), as the network deploys them; not edges or a raw sensor");
   for (const auto* a : {&s.local, &s.cloud})
@@ -495,16 +501,16 @@ GraphFile local_graph(const DdnnSpec& spec) {
 // The cloud's float weights, by exact name and shape.
 struct Weights {
   const model::SafeTensors& st;
-  fs::path file;
+  std::string file;
   Result<std::vector<float>> get(const std::string& name, const std::vector<int64_t>& shape) const {
     auto it = st.tensors.find(name);
     if (it == st.tensors.end())
-      return Status::invalid_argument(file.string() + ": weight '" + name + "' is missing");
+      return Status::invalid_argument(file + ": weight '" + name + "' is missing");
     const core::Tensor& t = it->second;
     if (t.dtype != core::DType::kF32 || t.shape != shape)
       return Status::invalid_argument(
-          file.string() + ": weight '" + name + "' must be F32 " + core::shape_string(shape) +
-          ", is " + std::string(core::dtype_name(t.dtype)) + " " + core::shape_string(t.shape));
+          file + ": weight '" + name + "' must be F32 " + core::shape_string(shape) + ", is " +
+          std::string(core::dtype_name(t.dtype)) + " " + core::shape_string(t.shape));
     auto v = t.f32();
     return std::vector<float>(v.begin(), v.end());
   }
@@ -595,35 +601,38 @@ bool is_ddnn_package(const fs::path& dir) {
   return fs::is_regular_file(dir / kDdnnPackageFile, ec);
 }
 
-Result<OnnxExport> export_ddnn(const fs::path& dir) {
-  IDN_ASSIGN_OR_RETURN(auto spec, read_spec(dir));
+namespace {
+
+Result<OnnxExport> export_files(const Files& files) {
+  IDN_ASSIGN_OR_RETURN(auto spec, read_spec(files));
   OnnxExport out;
   ondevice::Shape feat;
   for (int64_t d = 0; d < spec.devices(); ++d) {
-    const fs::path blob = dir / ("device" + std::to_string(d) + ".idnb");
-    IDN_ASSIGN_OR_RETURN(auto bytes, model::read_file(blob, 64 << 20));
+    const std::string name = "device" + std::to_string(d) + ".idnb", blob = files.label(name);
+    IDN_ASSIGN_OR_RETURN(auto bytes, files.read(name, 64 << 20));
     auto s = ondevice::Section::parse(bytes);
-    if (!s.ok()) return s.status().with_context(blob.string());
+    if (!s.ok()) return s.status().with_context(blob);
     if (s->input_kind() != ondevice::InputKind::kPixels ||
         s->input_shape() != ondevice::Shape{spec.channels, spec.size, spec.size})
-      return Status::invalid_argument(blob.string() +
-                                      ": not a pixel section of the package's views");
+      return Status::invalid_argument(blob + ": not a pixel section of the package's views");
     auto g = device_graph(spec, d, *s);
-    if (!g.ok()) return g.status().with_context(blob.string());
+    if (!g.ok()) return g.status().with_context(blob);
     if (g->outputs[0].shape != std::vector<int64_t>{spec.classes})
-      return Status::invalid_argument(blob.string() + ": its scores are not the package's classes");
+      return Status::invalid_argument(blob + ": its scores are not the package's classes");
     const auto& fs_ = g->outputs[1].shape;
     const ondevice::Shape f{fs_[0], fs_[1], fs_[2]};
     if (d > 0 && f != feat)
-      return Status::invalid_argument(blob.string() + ": features differ from device 0's");
+      return Status::invalid_argument(blob + ": features differ from device 0's");
     feat = f;
     out.graphs.push_back(std::move(*g));
   }
   const bool fixed_local = spec.local != "CC";
   if (fixed_local) out.graphs.push_back(local_graph(spec));
-  const fs::path wfile = dir / "weights.safetensors";
-  IDN_ASSIGN_OR_RETURN(auto st, model::load_safetensors(wfile));
-  IDN_ASSIGN_OR_RETURN(auto cloud, cloud_graph(spec, feat, Weights{st, wfile}));
+  const std::string wfile = files.label("weights.safetensors");
+  IDN_ASSIGN_OR_RETURN(auto wbytes, files.read("weights.safetensors", uint64_t{1} << 32));
+  auto st = model::parse_safetensors(wbytes);
+  if (!st.ok()) return st.status().with_context(wfile);
+  IDN_ASSIGN_OR_RETURN(auto cloud, cloud_graph(spec, feat, Weights{*st, wfile}));
   out.graphs.push_back(std::move(cloud));
 
   json graphs = json::array();
@@ -685,6 +694,26 @@ Result<OnnxExport> export_ddnn(const fs::path& dir) {
         "CC local aggregation uses a learned map the network does not deploy; not exported";
   out.manifest = m.dump(2) + "\n";
   return out;
+}
+
+}  // namespace
+
+Result<OnnxExport> export_ddnn(const fs::path& dir) {
+  return export_files(Files{
+      [&](const std::string& name, uint64_t max) { return model::read_file(dir / name, max); },
+      [&](const std::string& name) { return (dir / name).string(); }});
+}
+
+Result<OnnxExport> export_ddnn_files(const std::map<std::string, Bytes>& files) {
+  return export_files(Files{[&](const std::string& name, uint64_t max) -> Result<Bytes> {
+                              auto it = files.find(name);
+                              if (it == files.end())
+                                return Status::not_found(name + " is not in the package");
+                              if (it->second.size() > max)
+                                return Status::limit_exceeded(name + " is too large");
+                              return it->second;
+                            },
+                            [](const std::string& name) { return name; }});
 }
 
 Result<OnnxExport> export_ddnn_onnx(const fs::path& dir, const fs::path& out_dir) {

@@ -31,7 +31,10 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
+#include <string>
 
+#include "core/bytes.h"
 #include "core/status.h"
 #include "onnx/onnx_export.h"
 
@@ -48,6 +51,10 @@ bool is_ddnn_package(const std::filesystem::path& dir);
 // network does not deploy (edges, config (a)) or values ONNX float arithmetic cannot hold
 // exactly (a threshold beyond 2^24).
 Result<OnnxExport> export_ddnn(const std::filesystem::path& package_dir);
+
+// The same from the package's files held in memory, by name ("ddnn.json", "device<d>.idnb",
+// "weights.safetensors"; a missing one is NotFound). For tests and fuzzing.
+Result<OnnxExport> export_ddnn_files(const std::map<std::string, Bytes>& files);
 
 // export_ddnn, then writes the graphs and manifest.json into `out_dir` under the rules of
 // onnx::export_onnx (new, empty, or a previous export's files only).

@@ -53,7 +53,7 @@ struct GraphValue {
   std::string name;
   std::vector<int64_t> shape;  // per sample, without the batch dimension
   std::string from;            // inputs: "input" (the model input) or "stage_<i>"
-  std::string dtype;           // DDNN graphs (ddnn_export.h): "F32" or "U8"; empty: F32
+  std::string dtype = {};      // DDNN graphs (ddnn_export.h): "F32" or "U8"; empty: F32
 };
 
 struct GraphFile {

@@ -208,6 +208,25 @@ TEST(DdnnExport, EveryDeviceTheLocalAggregatorAndTheCloudAreGraphs) {
     EXPECT_EQ(again->graphs[i].bytes, ex->graphs[i].bytes);
 }
 
+TEST(DdnnExport, FilesInMemoryExportAsTheDirectoryDoes) {
+  TempDir tmp;
+  const fs::path pkg = make_package(tmp.path / "pkg");
+  std::map<std::string, Bytes> files;
+  for (const auto& e : fs::directory_iterator(pkg)) {
+    auto b = model::read_file(e.path());
+    ASSERT_TRUE(b.ok());
+    files[e.path().filename().string()] = *b;
+  }
+  auto from_dir = export_ddnn(pkg);
+  auto from_memory = export_ddnn_files(files);
+  ASSERT_TRUE(from_dir.ok() && from_memory.ok()) << from_memory.status().to_string();
+  EXPECT_EQ(from_memory->manifest, from_dir->manifest);
+  files.erase("device1.idnb");
+  auto missing = export_ddnn_files(files);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+}
+
 TEST(DdnnExport, WritesTheDirectoryAndRefusesForeignFiles) {
   TempDir tmp;
   const fs::path pkg = make_package(tmp.path / "pkg");
