@@ -27,6 +27,11 @@ inline constexpr size_t kMaxRecordSize = 8 * 1024;
 inline constexpr size_t kMaxValueSize = 6 * 1024;
 // Addresses carried in a peer / provider record: a node rarely has more than a few interfaces.
 inline constexpr size_t kMaxAddresses = 16;
+// Peers one relayed-provider record names, and circuit addresses per peer: 16 x 4 addresses of
+// ~60 bytes plus the IDs stays inside kMaxValueSize. A relay with more announcers of one service
+// publishes the first 16; the rest are still named by its kad front.
+inline constexpr size_t kMaxRelayedPeers = 16;
+inline constexpr size_t kMaxRelayedAddrs = 4;
 // Incoming record puts per remote DHT node (by IP:port): sustained rate and burst. A node
 // stores a handful of records and refreshes them every few minutes; 8/s with a burst of 64
 // is far above honest use and bounds what one peer can make us store and verify.

@@ -25,7 +25,7 @@ using Ms = std::chrono::milliseconds;
 
 struct AtomicCounters {
   std::atomic<uint64_t> valid{0}, malformed{0}, forged{0}, replayed{0}, expired{0}, withdrawn{0},
-      rate_limited{0}, rejected{0}, published{0}, refreshed{0}, lookups{0};
+      rate_limited{0}, rejected{0}, published{0}, refreshed{0}, lookups{0}, relayed_refused{0};
 };
 
 // Multiaddrs in a record value: count, then each length-prefixed.
@@ -76,6 +76,17 @@ Result<dht::SockAddr> parse_host_port(const std::string& hp, uint16_t* port_out 
   return addrs.front();
 }
 
+// Records whose value is this node's own addresses, rebuilt on every (re)publication.
+bool carries_own_addrs(RecordKind k) {
+  return k == RecordKind::kPeer || k == RecordKind::kProvider;
+}
+
+// Relayed-provider records live under the provider key, so one lookup reads both kinds (their
+// value ids differ, so a relay's own provider record and its relayed one coexist).
+RecordKind storage_kind(RecordKind k) {
+  return k == RecordKind::kRelayed ? RecordKind::kProvider : k;
+}
+
 std::string key_string(RecordKind kind, ByteView key) {
   std::string s(1, static_cast<char>(kind));
   s.append(reinterpret_cast<const char*>(key.data()), key.size());
@@ -95,7 +106,8 @@ std::vector<std::pair<std::string, uint64_t>> RoutingCounters::named() const {
           {"puts_rejected", puts_rejected},
           {"records_published", records_published},
           {"records_refreshed", records_refreshed},
-          {"lookups", lookups}};
+          {"lookups", lookups},
+          {"relayed_refused", relayed_refused}};
 }
 
 Bytes DhtRouting::dht_key(RecordKind kind, ByteView key) {
@@ -171,7 +183,7 @@ struct DhtRouting::Impl {
       return;
     }
     Bytes enc = encode_record(*rec);
-    Bytes dk = dht_key(kind, rkey);
+    Bytes dk = dht_key(storage_kind(kind), rkey);
     auto v = std::make_shared<dht::Value>(defaults::kValueTypeId, enc.data(), enc.size(),
                                           value_id(kind, self.bytes()));
     c.published++;
@@ -221,7 +233,7 @@ struct DhtRouting::Impl {
       pubs[key_string(kind, rkey)] =
           Publication{kind, rkey, value, std::chrono::steady_clock::now() + refresh_interval()};
       seq = next_seq();
-      if (kind != RecordKind::kValue) value = encode_addrs(cfg.addresses);
+      if (carries_own_addrs(kind)) value = encode_addrs(cfg.addresses);
     }
     cv.notify_all();
     put_record(kind, rkey, value, false, seq, retry_on_failure(kind, rkey, std::move(cb)));
@@ -260,7 +272,7 @@ struct DhtRouting::Impl {
       for (auto& [_, p] : pubs) {
         if (p.next_refresh > t) continue;
         p.next_refresh = t + refresh_interval();
-        Bytes value = p.kind == RecordKind::kValue ? p.value : encode_addrs(cfg.addresses);
+        Bytes value = carries_own_addrs(p.kind) ? encode_addrs(cfg.addresses) : p.value;
         due.emplace_back(p.kind, p.key, std::move(value), next_seq());
       }
       lk.unlock();
@@ -272,9 +284,9 @@ struct DhtRouting::Impl {
     }
   }
 
-  // Verifies records fetched for (kind, key), updates replay state and counters, and returns
-  // the newest valid record per signer (tombstones dropped).
-  std::vector<Record> accept(RecordKind kind, const Bytes& rkey,
+  // Verifies records fetched for (one of `kinds`, key), updates replay state and counters, and
+  // returns the newest valid record per signer and kind (tombstones dropped).
+  std::vector<Record> accept(const std::vector<RecordKind>& kinds, const Bytes& rkey,
                              const std::vector<std::shared_ptr<dht::Value>>& values) {
     Clock::time_point t = now();
     std::set<Bytes> distinct;
@@ -288,7 +300,8 @@ struct DhtRouting::Impl {
         continue;
       }
       Verdict verdict = verify_record(*rec, t, cfg.record_ttl + cfg.max_clock_skew);
-      if (verdict == Verdict::kValid && (rec->kind != kind || rec->key != rkey))
+      if (verdict == Verdict::kValid &&
+          (std::find(kinds.begin(), kinds.end(), rec->kind) == kinds.end() || rec->key != rkey))
         verdict = Verdict::kForged;  // a genuine record replanted under another key
       if (verdict == Verdict::kForged) {
         c.forged++;
@@ -302,20 +315,20 @@ struct DhtRouting::Impl {
     }
     // Replay: anything older than the newest sequence seen (now or before) for its signer.
     std::lock_guard lk(mu);
-    std::string ks = key_string(kind, rkey);
     for (const auto& r : valid) {
-      auto& s = seen[{ks, r.peer_id}];
+      auto& s = seen[{key_string(r.kind, rkey), r.peer_id}];
       s = std::max(s, r.seq);
     }
     if (seen.size() > defaults::kMaxSeenSequences) seen.clear();  // bound memory; lose history
-    std::map<Bytes, Record> newest;
+    std::map<std::pair<Bytes, RecordKind>, Record> newest;
     for (auto& r : valid) {
-      if (r.seq < seen[{ks, r.peer_id}]) {
+      if (r.seq < seen[{key_string(r.kind, rkey), r.peer_id}]) {
         c.replayed++;
         continue;
       }
-      auto it = newest.find(r.peer_id);
-      if (it == newest.end() || it->second.seq < r.seq) newest[r.peer_id] = std::move(r);
+      std::pair<Bytes, RecordKind> who{r.peer_id, r.kind};
+      auto it = newest.find(who);
+      if (it == newest.end() || it->second.seq < r.seq) newest[who] = std::move(r);
     }
     std::vector<Record> out;
     for (auto& [_, r] : newest) {
@@ -329,14 +342,14 @@ struct DhtRouting::Impl {
     return out;
   }
 
-  void lookup(RecordKind kind, const Bytes& rkey,
+  void lookup(std::vector<RecordKind> kinds, const Bytes& rkey,
               std::function<void(Status, std::vector<Record>)> done) {
     struct State {
       std::mutex mu;
       std::vector<std::shared_ptr<dht::Value>> values;
     };
     auto st = std::make_shared<State>();
-    Bytes dk = dht_key(kind, rkey);
+    Bytes dk = dht_key(storage_kind(kinds.front()), rkey);
     c.lookups++;
     runner.get(
         dht::InfoHash(dk.data(), dk.size()),
@@ -348,13 +361,13 @@ struct DhtRouting::Impl {
           }
           return true;
         },
-        [this, st, kind, rkey, done](bool ok, const std::vector<std::shared_ptr<dht::Node>>&) {
+        [this, st, kinds, rkey, done](bool ok, const std::vector<std::shared_ptr<dht::Node>>&) {
           std::vector<std::shared_ptr<dht::Value>> vals;
           {
             std::lock_guard lk(st->mu);
             vals.swap(st->values);
           }
-          auto recs = accept(kind, rkey, vals);
+          auto recs = accept(kinds, rkey, vals);
           if (!ok && recs.empty())
             done(Status::unavailable("DHT lookup failed (not connected to the DHT?)"), {});
           else
@@ -363,17 +376,38 @@ struct DhtRouting::Impl {
         dht::Value::TypeFilter(defaults::kValueTypeId));
   }
 
-  PeerInfo info_of(const Record& r) {
-    auto id = identity::PeerId::from_bytes(r.peer_id);  // verified already
-    PeerInfo p{*id, {}, std::nullopt};
-    if (auto a = decode_addrs(r.value); a.ok()) p.addrs = std::move(*a);
+  std::optional<std::chrono::microseconds> rtt_of(const identity::PeerId& id) {
     RttLookup l;
     {
       std::lock_guard lk(mu);
       l = rtt;
     }
-    if (l) p.rtt = l(p.id);
+    return l ? l(id) : std::nullopt;
+  }
+
+  PeerInfo info_of(const Record& r) {
+    auto id = identity::PeerId::from_bytes(r.peer_id);  // verified already
+    PeerInfo p{*id, {}, std::nullopt};
+    if (auto a = decode_addrs(r.value); a.ok()) p.addrs = std::move(*a);
+    p.rtt = rtt_of(p.id);
     return p;
+  }
+
+  // The peers a verified kRelayed record names (not this node), each at its circuit
+  // addresses. A record whose value does not parse, or that claims a peer it cannot relay for
+  // (an address not through its signer, or the signer itself), is refused whole and counted.
+  std::vector<PeerInfo> relayed_of(const Record& r) {
+    auto relay = identity::PeerId::from_bytes(r.peer_id);  // verified already
+    auto peers = decode_relayed(r.value);
+    Status ok = peers.ok() ? check_relayed(*relay, *peers) : peers.status();
+    if (!ok.is_ok()) {
+      c.relayed_refused++;
+      return {};
+    }
+    std::vector<PeerInfo> out;
+    for (auto& p : *peers)
+      if (p.id != self) out.push_back({p.id, std::move(p.addrs), rtt_of(p.id)});
+    return out;
   }
 };
 
@@ -514,7 +548,7 @@ void DhtRouting::shutdown(bool withdraw) {
 }
 
 void DhtRouting::find_peer(const identity::PeerId& id, Callback<PeerInfo> cb) {
-  impl_->lookup(RecordKind::kPeer, id.bytes(), [this, id, cb](Status s, std::vector<Record> rs) {
+  impl_->lookup({RecordKind::kPeer}, id.bytes(), [this, id, cb](Status s, std::vector<Record> rs) {
     if (!s.is_ok()) return cb(s);
     for (const auto& r : rs)
       if (r.peer_id == id.bytes()) return cb(impl_->info_of(r));
@@ -528,23 +562,42 @@ void DhtRouting::provide(const core::Multihash& key, DoneCallback cb) {
 
 void DhtRouting::find_providers(const core::Multihash& key, size_t n,
                                 Callback<std::vector<PeerInfo>> cb) {
-  impl_->lookup(
-      RecordKind::kProvider, key.bytes(), [this, n, cb](Status s, std::vector<Record> rs) {
-        if (!s.is_ok()) return cb(s);
-        std::vector<PeerInfo> out;
-        for (const auto& r : rs) out.push_back(impl_->info_of(r));
-        std::stable_sort(out.begin(), out.end(), [](const PeerInfo& a, const PeerInfo& b) {
-          if (a.rtt.has_value() != b.rtt.has_value()) return a.rtt.has_value();
-          if (a.rtt && *a.rtt != *b.rtt) return *a.rtt < *b.rtt;
-          return a.id < b.id;
-        });
-        if (out.size() > n) out.erase(out.begin() + static_cast<std::ptrdiff_t>(n), out.end());
-        cb(std::move(out));
-      });
+  impl_->lookup({RecordKind::kProvider, RecordKind::kRelayed}, key.bytes(),
+                [this, n, cb](Status s, std::vector<Record> rs) {
+                  if (!s.is_ok()) return cb(s);
+                  std::vector<PeerInfo> out;
+                  // A peer named by itself and by relays (or by several relays) comes once, its own
+                  // addresses first.
+                  auto add = [&](PeerInfo p) {
+                    for (auto& q : out) {
+                      if (q.id != p.id) continue;
+                      for (auto& a : p.addrs)
+                        if (std::find(q.addrs.begin(), q.addrs.end(), a) == q.addrs.end())
+                          q.addrs.push_back(std::move(a));
+                      return;
+                    }
+                    out.push_back(std::move(p));
+                  };
+                  for (const auto& r : rs)
+                    if (r.kind == RecordKind::kProvider) add(impl_->info_of(r));
+                  for (const auto& r : rs)
+                    if (r.kind == RecordKind::kRelayed)
+                      for (auto& p : impl_->relayed_of(r)) add(std::move(p));
+                  std::stable_sort(out.begin(), out.end(),
+                                   [](const PeerInfo& a, const PeerInfo& b) {
+                                     if (a.rtt.has_value() != b.rtt.has_value())
+                                       return a.rtt.has_value();
+                                     if (a.rtt && *a.rtt != *b.rtt) return *a.rtt < *b.rtt;
+                                     return a.id < b.id;
+                                   });
+                  if (out.size() > n)
+                    out.erase(out.begin() + static_cast<std::ptrdiff_t>(n), out.end());
+                  cb(std::move(out));
+                });
 }
 
 void DhtRouting::get_value(const core::Multihash& key, Callback<Bytes> cb) {
-  impl_->lookup(RecordKind::kValue, key.bytes(), [key, cb](Status s, std::vector<Record> rs) {
+  impl_->lookup({RecordKind::kValue}, key.bytes(), [key, cb](Status s, std::vector<Record> rs) {
     if (!s.is_ok()) return cb(s);
     const Record* best = nullptr;
     for (const auto& r : rs)
@@ -567,6 +620,27 @@ void DhtRouting::set_value(const core::Multihash& key, ByteView value, DoneCallb
 
 void DhtRouting::withdraw(const core::Multihash& key, DoneCallback cb) {
   impl_->unpublish(RecordKind::kProvider, key.bytes(), std::move(cb));
+}
+
+void DhtRouting::provide_relayed(const core::Multihash& key, std::vector<RelayedPeer> peers,
+                                 DoneCallback cb) {
+  if (peers.empty()) {
+    impl_->unpublish(RecordKind::kRelayed, key.bytes(), [cb](Status s) {
+      if (cb) cb(s.code() == Code::kNotFound ? Status::ok() : s);
+    });
+    return;
+  }
+  Status ok = check_relayed(impl_->self, peers);
+  if (!ok.is_ok()) {
+    if (cb) cb(Status::invalid_argument(ok.message()));
+    return;
+  }
+  auto value = encode_relayed(peers);
+  if (!value.ok()) {
+    if (cb) cb(value.status());
+    return;
+  }
+  impl_->publish(RecordKind::kRelayed, key.bytes(), std::move(*value), std::move(cb));
 }
 
 void DhtRouting::set_addresses(std::vector<core::Multiaddr> addrs, DoneCallback cb) {
@@ -635,6 +709,7 @@ RoutingCounters DhtRouting::counters() const {
   r.records_published = c.published;
   r.records_refreshed = c.refreshed;
   r.lookups = c.lookups;
+  r.relayed_refused = c.relayed_refused;
   return r;
 }
 

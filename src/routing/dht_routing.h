@@ -63,6 +63,9 @@ struct RoutingCounters {
   uint64_t records_published = 0;  // our own puts, first and refreshed
   uint64_t records_refreshed = 0;
   uint64_t lookups = 0;  // our DHT gets (findProviders, findPeer, getValue)
+  // Relayed-provider records refused by findProviders: a value that does not parse, or an
+  // entry naming the relay itself or an address that is not a circuit through the relay.
+  uint64_t relayed_refused = 0;
   // (name, value) pairs in a fixed order, for a metrics registry.
   std::vector<std::pair<std::string, uint64_t>> named() const;
 };
@@ -85,6 +88,12 @@ class DhtRouting final : public Routing {
 
   // Stops providing `key`: stops refreshing and publishes a tombstone.
   void withdraw(const core::Multihash& key, DoneCallback cb);
+  // Announces, as a relay, the peers holding a reservation here that provide `key`, each at
+  // its circuit addresses through this node (record.h's kRelayed record, refreshed like a
+  // provider record and replacing the previous list). findProviders returns them among the
+  // key's providers. An empty list withdraws the record (a tombstone; ok when none was
+  // published). Errors: InvalidArgument (over the bounds, or an address not through this node).
+  void provide_relayed(const core::Multihash& key, std::vector<RelayedPeer> peers, DoneCallback cb);
   // Replaces this node's addresses and republishes its peer record (and provider records).
   void set_addresses(std::vector<core::Multiaddr> addrs, DoneCallback cb);
   void set_rtt_lookup(RttLookup lookup);
@@ -104,7 +113,7 @@ class DhtRouting final : public Routing {
   void shutdown(bool withdraw = true);
 
   // The 20-byte OpenDHT key of a record (SHA-1 of kind || key): for tools and tests that put
-  // raw envelopes.
+  // raw envelopes. kRelayed records are stored under kProvider's key.
   static Bytes dht_key(RecordKind kind, ByteView key);
   // The OpenDHT value type id and value id IDN uses for a signer's record.
   static uint16_t value_type_id() { return defaults::kValueTypeId; }

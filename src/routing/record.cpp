@@ -45,6 +45,8 @@ std::string_view record_kind_name(RecordKind k) {
       return "provider";
     case RecordKind::kValue:
       return "value";
+    case RecordKind::kRelayed:
+      return "relayed";
   }
   return "unknown";
 }
@@ -130,7 +132,7 @@ Result<Record> decode_record(ByteView bytes) {
     return Status::corruption("record version " + std::to_string(bytes[0]) + " unsupported");
   Record r;
   uint8_t kind = bytes[1];
-  if (kind < 1 || kind > 3) return Status::corruption("record kind " + std::to_string(kind));
+  if (kind < 1 || kind > 4) return Status::corruption("record kind " + std::to_string(kind));
   r.kind = static_cast<RecordKind>(kind);
   Reader rd{bytes, 2};
   IDN_ASSIGN_OR_RETURN(r.key, rd.field("key", 256));
@@ -150,6 +152,103 @@ Result<Record> decode_record(ByteView bytes) {
                               " trailing bytes after record");
   if (r.key.empty()) return Status::corruption("record key empty");
   return r;
+}
+
+Result<Bytes> encode_relayed(const std::vector<RelayedPeer>& peers) {
+  if (peers.size() > defaults::kMaxRelayedPeers)
+    return Status::invalid_argument("a relayed-provider record names at most " +
+                                    std::to_string(defaults::kMaxRelayedPeers) + " peers, got " +
+                                    std::to_string(peers.size()));
+  Bytes out;
+  core::append_uvarint(peers.size(), out);
+  for (const auto& p : peers) {
+    if (p.addrs.empty() || p.addrs.size() > defaults::kMaxRelayedAddrs)
+      return Status::invalid_argument("relayed peer " + p.id.to_string() + " has " +
+                                      std::to_string(p.addrs.size()) + " addresses, need 1.." +
+                                      std::to_string(defaults::kMaxRelayedAddrs));
+    put_field(p.id.bytes(), out);
+    core::append_uvarint(p.addrs.size(), out);
+    for (const auto& a : p.addrs) {
+      // Stored without the final /p2p/<peer> (decode puts it back): 16 x 4 addresses fit.
+      const auto& c = a.components();
+      bool tail = !c.empty() && c.back().protocol == core::Protocol::kP2p &&
+                  c.back().value == p.id.bytes() && c.size() >= 2 &&
+                  c[c.size() - 2].protocol == core::Protocol::kP2pCircuit;
+      put_field(
+          tail ? a.decapsulate(core::Multiaddr::p2p(p.id.multihash())).to_bytes() : a.to_bytes(),
+          out);
+    }
+  }
+  if (out.size() > defaults::kMaxValueSize)
+    return Status::invalid_argument("relayed-provider value of " + std::to_string(out.size()) +
+                                    " bytes exceeds the limit of " +
+                                    std::to_string(defaults::kMaxValueSize));
+  return out;
+}
+
+Result<std::vector<RelayedPeer>> decode_relayed(ByteView value) {
+  if (value.size() > defaults::kMaxValueSize)
+    return Status::corruption("relayed-provider value of " + std::to_string(value.size()) +
+                              " bytes exceeds the limit of " +
+                              std::to_string(defaults::kMaxValueSize));
+  Reader rd{value, 0};
+  IDN_ASSIGN_OR_RETURN(uint64_t n, rd.uvarint("relayed peer count"));
+  if (n > defaults::kMaxRelayedPeers)
+    return Status::corruption("record names " + std::to_string(n) + " relayed peers, limit " +
+                              std::to_string(defaults::kMaxRelayedPeers));
+  std::vector<RelayedPeer> out;
+  for (uint64_t i = 0; i < n; ++i) {
+    IDN_ASSIGN_OR_RETURN(Bytes id, rd.field("relayed peer id", 128));
+    auto pid = identity::PeerId::from_bytes(id);
+    if (!pid.ok()) return Status::corruption("relayed peer id: " + pid.status().message());
+    IDN_ASSIGN_OR_RETURN(uint64_t na, rd.uvarint("relayed address count"));
+    if (na == 0 || na > defaults::kMaxRelayedAddrs)
+      return Status::corruption("relayed peer lists " + std::to_string(na) +
+                                " addresses, need 1.." +
+                                std::to_string(defaults::kMaxRelayedAddrs));
+    RelayedPeer p{*pid, {}};
+    for (uint64_t j = 0; j < na; ++j) {
+      IDN_ASSIGN_OR_RETURN(Bytes b, rd.field("relayed address", 1024));
+      auto a = core::Multiaddr::from_bytes(b);
+      if (!a.ok()) return Status::corruption("relayed address: " + a.status().message());
+      if (a->empty() || a->components().back().protocol != core::Protocol::kP2p)
+        *a = a->encapsulate(core::Multiaddr::p2p(p.id.multihash()));
+      p.addrs.push_back(std::move(*a));
+    }
+    out.push_back(std::move(p));
+  }
+  if (rd.pos != value.size())
+    return Status::corruption(std::to_string(value.size() - rd.pos) +
+                              " trailing bytes after the relayed peers");
+  return out;
+}
+
+Status check_relayed(const identity::PeerId& relay, const std::vector<RelayedPeer>& peers) {
+  for (const auto& p : peers) {
+    if (p.id == relay)
+      return Status::peer_misbehaved("relay " + relay.to_string() + " names itself as relayed");
+    for (const auto& a : p.addrs) {
+      const auto& c = a.components();
+      auto bad = [&](std::string_view why) {
+        return Status::peer_misbehaved("relayed address " + a.to_string() + " of " +
+                                       p.id.to_string() + ": " + std::string(why));
+      };
+      size_t circuit = c.size(), circuits = 0;
+      for (size_t i = 0; i < c.size(); ++i)
+        if (c[i].protocol == core::Protocol::kP2pCircuit) circuit = i, ++circuits;
+      if (circuits != 1) return bad("not exactly one /p2p-circuit");
+      if (circuit < 2 || c[circuit - 1].protocol != core::Protocol::kP2p ||
+          c[circuit - 1].value != relay.bytes())
+        return bad("not a circuit through the record's signer");
+      for (size_t i = 0; i + 1 < circuit; ++i)
+        if (c[i].protocol == core::Protocol::kP2p) return bad("a /p2p before the relay's");
+      if (c.size() > circuit + 2) return bad("components after the relayed peer");
+      if (c.size() == circuit + 2 &&
+          (c[circuit + 1].protocol != core::Protocol::kP2p || c[circuit + 1].value != p.id.bytes()))
+        return bad("does not end at the relayed peer");
+    }
+  }
+  return Status::ok();
 }
 
 Verdict verify_record(const Record& r, Clock::time_point now, Clock::duration max_lifetime) {

@@ -216,6 +216,101 @@ TEST(DhtRouting, ForgedProviderRecordIsIgnoredAndCounted) {
   EXPECT_EQ(ids(found), std::vector<identity::PeerId>{net[1].peer_id()});
 }
 
+Status provide_relayed_sync(DhtRouting& r, const core::Multihash& key,
+                            std::vector<RelayedPeer> peers) {
+  std::promise<Status> done;
+  auto f = done.get_future();
+  r.provide_relayed(key, std::move(peers), [&done](Status s) { done.set_value(std::move(s)); });
+  if (f.wait_for(kOp) != std::future_status::ready) return Status::timeout("provide_relayed");
+  return f.get();
+}
+
+core::Multiaddr circuit(const identity::PeerId& relay, const identity::PeerId& peer) {
+  return core::Multiaddr::parse("/ip4/127.0.0.1/tcp/4001/p2p/" + relay.to_string() +
+                                "/p2p-circuit/p2p/" + peer.to_string())
+      .value();
+}
+
+const PeerInfo* named(const std::vector<PeerInfo>& ps, const identity::PeerId& id) {
+  for (const auto& p : ps)
+    if (p.id == id) return &p;
+  return nullptr;
+}
+
+TEST(DhtRouting, RelayedPeersAreFoundAtTheirCircuitAddressesUntilWithdrawn) {
+  Network net(5);
+  auto key = service("a browser's service");
+  DhtRouting& relay = net[1];
+  auto r = relay.peer_id();
+  auto browser = identity::PeerId::from_public_key(fresh_key().public_key());
+  // The relay provides the service itself too: both records coexist.
+  ASSERT_TRUE(provide_sync(relay, key, kOp).is_ok());
+  // It relays for a browser, and (as a reader skips itself) for net[3].
+  ASSERT_TRUE(provide_relayed_sync(relay, key,
+                                   {{browser, {circuit(r, browser)}},
+                                    {net[3].peer_id(), {circuit(r, net[3].peer_id())}}})
+                  .is_ok());
+  std::vector<PeerInfo> found;
+  ASSERT_TRUE(eventually([&] {
+    auto f = find_providers_sync(net[4], key, 10, kOp);
+    if (f.ok()) found = *f;
+    return found.size() == 3;
+  }));
+  ASSERT_NE(named(found, r), nullptr);
+  const PeerInfo* b = named(found, browser);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->addrs, std::vector<core::Multiaddr>{circuit(r, browser)});
+  ASSERT_TRUE(eventually([&] {
+    auto f = find_providers_sync(net[3], key, 10, kOp);
+    return f.ok() && f->size() == 2 && named(*f, browser) && !named(*f, net[3].peer_id());
+  }));
+  // A relay cannot announce an address that is not its own circuit.
+  EXPECT_EQ(
+      provide_relayed_sync(relay, key, {{browser, {circuit(net[2].peer_id(), browser)}}}).code(),
+      Code::kInvalidArgument);
+  // The last relayed peer gone: the record is withdrawn; the relay's own record stays.
+  ASSERT_TRUE(provide_relayed_sync(relay, key, {}).is_ok());
+  ASSERT_TRUE(eventually([&] {
+    auto f = find_providers_sync(net[4], key, 10, kOp);
+    return f.ok() && ids(*f) == std::vector<identity::PeerId>{r};
+  }));
+  EXPECT_TRUE(provide_relayed_sync(relay, key, {}).is_ok()) << "withdrawing twice is fine";
+}
+
+TEST(DhtRouting, RelayedRecordClaimingAnotherRelaysCircuitIsRefusedAndCounted) {
+  Network net(5);
+  auto key = service("hijacked service");
+  ASSERT_TRUE(provide_sync(net[1], key, kOp).is_ok());
+  RawNode attacker(std::to_string(net[0].port()));
+  auto mallory = fresh_key();
+  auto m = identity::PeerId::from_public_key(mallory.public_key());
+  auto victim = net[2].peer_id();
+  auto put = [&](std::vector<RelayedPeer> peers, uint64_t seq) {
+    Bytes v = encode_relayed(peers).value();
+    Record rec =
+        sign_record(mallory, RecordKind::kRelayed, key.bytes(), v, seq, Clock::now() + 30min)
+            .value();
+    return attacker.put(RecordKind::kProvider, key.bytes(), encode_record(rec),
+                        DhtRouting::value_id(RecordKind::kRelayed, m.bytes()));
+  };
+  // Mallory claims net[2] is reachable through net[1]'s relay (it would steer clients there).
+  ASSERT_TRUE(put({{victim, {circuit(net[1].peer_id(), victim)}}}, 1));
+  std::vector<PeerInfo> found;
+  ASSERT_TRUE(eventually([&] {
+    auto f = find_providers_sync(net[3], key, 10, kOp);
+    if (f.ok()) found = *f;
+    return f.ok() && !found.empty() && net[3].counters().relayed_refused >= 1;
+  }));
+  EXPECT_EQ(ids(found), std::vector<identity::PeerId>{net[1].peer_id()});
+  // And one naming itself as relayed.
+  ASSERT_TRUE(put({{m, {circuit(m, m)}}}, 2));
+  ASSERT_TRUE(eventually([&] {
+    auto f = find_providers_sync(net[4], key, 10, kOp);
+    return f.ok() && ids(*f) == std::vector<identity::PeerId>{net[1].peer_id()} &&
+           net[4].counters().relayed_refused >= 1;
+  }));
+}
+
 TEST(DhtRouting, ReplayedOlderValueIsIgnoredAndCounted) {
   Network net(5);
   auto key = service("replay me");

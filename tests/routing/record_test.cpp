@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/varint.h"
 #include "routing/defaults.h"
 #include "routing/rate_limiter.h"
 
@@ -89,6 +90,94 @@ TEST(Record, SignRefusesOversizedValues) {
                 .status()
                 .code(),
             Code::kInvalidArgument);
+}
+
+identity::PeerId id_of(const identity::KeyPair& k) {
+  return identity::PeerId::from_public_key(k.public_key());
+}
+
+core::Multiaddr ma(const std::string& text) {
+  return core::Multiaddr::parse(text).value();
+}
+
+// `/ip4/127.0.0.1/tcp/4001/p2p/RELAY/p2p-circuit` followed by `tail`.
+core::Multiaddr circuit(const identity::PeerId& relay, const std::string& tail = "") {
+  return ma("/ip4/127.0.0.1/tcp/4001/p2p/" + relay.to_string() + "/p2p-circuit" + tail);
+}
+
+TEST(Record, RelayedPeersRoundTripInASignedRecord) {
+  auto relay = key_from(1);
+  auto r = id_of(relay), p = id_of(key_from(2)), q = id_of(key_from(3));
+  std::vector<RelayedPeer> peers{{p, {circuit(r, "/p2p/" + p.to_string()), circuit(r)}},
+                                 {q,
+                                  {ma("/ip4/127.0.0.1/tcp/4002/ws/p2p/" + r.to_string() +
+                                      "/p2p-circuit/p2p/" + q.to_string())}}};
+  ASSERT_TRUE(check_relayed(r, peers).is_ok()) << check_relayed(r, peers).to_string();
+  auto value = encode_relayed(peers);
+  ASSERT_TRUE(value.ok()) << value.status().to_string();
+  auto rec = sign_record(relay, RecordKind::kRelayed, as_bytes("service"), *value, 3, kNow + 1h);
+  ASSERT_TRUE(rec.ok()) << rec.status().to_string();
+  auto d = decode_record(encode_record(*rec));
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(d->kind, RecordKind::kRelayed);
+  EXPECT_EQ(verify_record(*d, kNow, 2h), Verdict::kValid);
+  auto back = decode_relayed(d->value);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  // Every address comes back ending at its peer, whether or not it was given so.
+  peers[0].addrs[1] = circuit(r, "/p2p/" + p.to_string());
+  EXPECT_EQ(*back, peers);
+  auto none = decode_relayed(encode_relayed({}).value());
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST(Record, ARelayMayClaimOnlyCircuitsThroughItself) {
+  auto r = id_of(key_from(1)), p = id_of(key_from(2)), other = id_of(key_from(3));
+  auto refused = [&](core::Multiaddr a) {
+    Status s = check_relayed(r, {{p, {circuit(r), std::move(a)}}});
+    return s.code() == Code::kPeerMisbehaved;
+  };
+  EXPECT_TRUE(refused(ma("/ip4/127.0.0.1/tcp/4001")));                 // a direct address
+  EXPECT_TRUE(refused(circuit(other, "/p2p/" + p.to_string())));       // through another relay
+  EXPECT_TRUE(refused(circuit(r, "/p2p/" + other.to_string())));       // ends at another peer
+  EXPECT_TRUE(refused(ma("/p2p/" + r.to_string() + "/p2p-circuit")));  // no transport
+  EXPECT_TRUE(refused(ma("/ip4/127.0.0.1/tcp/1/p2p/" + other.to_string() + "/p2p-circuit/p2p/" +
+                         r.to_string() + "/p2p-circuit")));  // two hops
+  EXPECT_TRUE(
+      refused(ma("/ip4/127.0.0.1/tcp/1/p2p/" + other.to_string() + "/ip4/127.0.0.1/tcp/2/p2p/" +
+                 r.to_string() + "/p2p-circuit")));  // another /p2p before the relay's
+  // The relay naming itself as a relayed peer.
+  EXPECT_EQ(check_relayed(r, {{r, {circuit(r)}}}).code(), Code::kPeerMisbehaved);
+}
+
+TEST(Record, RelayedValuesAreBounded) {
+  auto r = id_of(key_from(1));
+  std::vector<RelayedPeer> many;
+  for (size_t i = 0; i <= defaults::kMaxRelayedPeers; ++i) {
+    auto p = id_of(key_from(static_cast<uint8_t>(10 + i)));
+    many.push_back({p, {circuit(r, "/p2p/" + p.to_string())}});
+  }
+  EXPECT_EQ(encode_relayed(many).status().code(), Code::kInvalidArgument);
+  many.pop_back();
+  for (auto& p : many)
+    while (p.addrs.size() < defaults::kMaxRelayedAddrs) p.addrs.push_back(p.addrs.front());
+  auto full = encode_relayed(many);
+  ASSERT_TRUE(full.ok()) << "the bounds must fit a record: " << full.status().to_string();
+  EXPECT_TRUE(
+      sign_record(key_from(1), RecordKind::kRelayed, as_bytes("s"), *full, 1, kNow + 1h).ok());
+  many[0].addrs.push_back(many[0].addrs.front());
+  EXPECT_EQ(encode_relayed(many).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(encode_relayed({{r, {}}}).status().code(), Code::kInvalidArgument);
+  // A hand-built value over the bounds does not parse.
+  Bytes over;
+  core::append_uvarint(defaults::kMaxRelayedPeers + 1, over);
+  EXPECT_EQ(decode_relayed(over).status().code(), Code::kCorruption);
+  // Decoding is total on truncations and trailing bytes.
+  for (size_t n = 0; n < full->size(); ++n)
+    EXPECT_FALSE(decode_relayed(ByteView(*full).first(n)).ok()) << "prefix of " << n;
+  Bytes extra = *full;
+  extra.push_back(0);
+  EXPECT_FALSE(decode_relayed(extra).ok());
 }
 
 TEST(RateLimiter, AllowsBurstThenRefillsAtRate) {
