@@ -115,10 +115,15 @@ struct Executor::Impl {
 
 namespace {
 
-// A conv whose output has fewer pixels than this runs several samples side by side in one gemm
-// (about this many columns), so the gemm's 32-column blocks are full: B-AlexNet's 7 x 7 convs
-// otherwise fill 49 of 64 columns and pay a weight pass per sample.
+// A conv whose output pixels fill under 90 % of the gemm's 16-column steps (B-AlexNet's 7 x 7
+// convs: 49 of 64) runs several samples side by side in one gemm, about this many columns.
+// Where the columns are already full, grouping only made the panel bigger (14 x 14 at batch 32
+// was slower grouped in pairs).
 constexpr int64_t kConvGroupColumns = 256;
+
+bool group_conv(int64_t pixels) {
+  return pixels < kConvGroupColumns && pixels * 10 < (pixels + 15) / 16 * 16 * 9;
+}
 
 // From this many samples a linear layer with at least kLinearGemmOutputs outputs runs as one
 // gemm over the transposed batch (each weight loaded once per call instead of once per 4
@@ -328,7 +333,7 @@ Result<std::unique_ptr<Executor>> Executor::load(const model::Package& package,
       s.w = std::move(packed);
       const int64_t pixels = s.shape[1] * s.shape[2];
       const bool direct = s.kernel == 1 && s.stride == 1 && s.pad == 0;
-      if (!direct && pixels < kConvGroupColumns)
+      if (!direct && group_conv(pixels))
         s.group = static_cast<int>(
             std::min<int64_t>(opts.max_batch, (kConvGroupColumns + pixels - 1) / pixels));
       col_size = std::max(col_size, k * pixels * s.group);
