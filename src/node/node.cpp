@@ -245,6 +245,11 @@ awaitable<Result<std::vector<identity::PeerId>>> Node::cached_providers(
   if (swap_) {
     for (const auto& p : swap_->peers_hosting(service)) add(p);
   }
+  // Peers that announced the service through our relay are connected to us already.
+  for (const auto& [peer, services] : relayed_services_)
+    if (std::find(services.begin(), services.end(), service) != services.end() &&
+        host_->is_connected(peer))
+      add(peer);
   if (!out.empty()) {
     // The cache is refreshed beside this request, which need not wait for the DHT.
     if (!fresh && !cache->looking_up) {
@@ -519,7 +524,13 @@ Status Node::start_services() {
     relay_ = std::make_unique<p2p::relay::RelayService>(
         *host_, rc, [this] { return publishable(listen_addrs_); });
     relay_->set_reservation_observer([this](const identity::PeerId& peer, bool reserved) {
-      if (!reserved) relayed_services_.erase(peer);  // its announcements go with its slot
+      if (reserved) return;
+      // Its announcements go with its slot, here and in the DHT.
+      auto it = relayed_services_.find(peer);
+      if (it == relayed_services_.end()) return;
+      auto services = std::move(it->second);
+      relayed_services_.erase(it);
+      for (const auto& key : services) publish_relayed(key);
     });
     relay_->attach();
   }
@@ -535,7 +546,34 @@ bool Node::add_relayed_provider(const identity::PeerId& from, const core::Multih
   if (services.size() >= kMaxRelayedServicesPerPeer) return false;
   services.push_back(key);
   spdlog::info("relay: {} provides {} through this node", from.to_string(), key.to_base58());
+  publish_relayed(key);
   return true;
+}
+
+void Node::publish_relayed(const core::Multihash& key) {
+  if (!routing_ || !relay_) return;
+  std::vector<routing::RelayedPeer> peers;
+  for (const auto& [peer, services] : relayed_services_) {
+    if (std::find(services.begin(), services.end(), key) == services.end()) continue;
+    if (peers.size() == routing::defaults::kMaxRelayedPeers) {
+      spdlog::warn(
+          "relay: over {} peers provide {} through this node; the DHT names the first "
+          "{}, this node's kad front all",
+          peers.size(), key.to_base58(), peers.size());
+      break;
+    }
+    auto addrs = relay_->circuit_addrs(peer);
+    if (addrs.size() > routing::defaults::kMaxRelayedAddrs)
+      addrs.resize(routing::defaults::kMaxRelayedAddrs);
+    if (!addrs.empty()) peers.push_back({peer, std::move(addrs)});
+  }
+  // An empty list withdraws the record (the last relayed peer for the key is gone).
+  // A failed put (typically: no other DHT node yet) is retried by the routing layer.
+  routing_->provide_relayed(key, std::move(peers), [key](Status s) {
+    if (!s.is_ok())
+      spdlog::info("relay: publishing the relayed providers of {}: {}", key.to_base58(),
+                   s.to_string());
+  });
 }
 
 awaitable<std::vector<routing::PeerInfo>> Node::kad_providers(core::Multihash key, size_t n) {

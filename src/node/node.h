@@ -185,6 +185,10 @@ class Node {
   // A peer with a relay reservation here announced a service (kad ADD_PROVIDER): kad clients
   // asking this node get it with its circuit address until the reservation ends.
   bool add_relayed_provider(const identity::PeerId& from, const core::Multihash& key);
+  // Publishes (or, with none left, withdraws) the DHT's relayed-provider record for `key`: the
+  // reserved peers that announced it, at their circuit addresses through this node, so clients
+  // that only know the DHT find them (routing/record.h kRelayed).
+  void publish_relayed(const core::Multihash& key);
   p2p::awaitable<void> host_configured_services();
   void register_metrics();
   void do_shutdown();

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # `idn infer` reaches a JavaScript peer through a node's circuit relay: an @idn/client peer in
 # Node (tests/cli/relay_infer_peer.mjs, createIdn({ relay: true })) reserves a slot on an
-# `idn node` that hosts a tiny B-LeNet published with its ONNX form, serves the service and
-# announces it; the node's kad front then names it at its circuit address; `idn infer --provider
-# <that address>` (the C++ client dialling through the relay: p2p/circuit_transport.h) gets the
-# local engine's class, exit and confidence from it.
+# `idn node` that stores (does not host) a tiny B-LeNet published with its ONNX form, serves the
+# service and announces it; the node's kad front then names it at its circuit address; `idn infer
+# --provider <that address>` (the C++ client dialling through the relay: p2p/circuit_transport.h)
+# gets the local engine's class, exit and confidence from it; so does `idn infer --bootstrap
+# <the node>` with no --provider, which finds the peer in the DHT (the node's relayed-provider
+# record, routing/record.h) and asks it through the relay.
 # Exits 77 (skipped) when node or js/node_modules (with onnxruntime-web) is missing.
 # Usage: relay_infer_test.sh PATH_TO_IDN FIXTURES_DIR
 set -euo pipefail
@@ -44,6 +46,9 @@ cpp=$!
   2>"$dir/export.log" || fail "idn export onnx --publish"
 sid="$(line service "$dir/export.out")"
 [ -n "$sid" ] || fail "export printed no service ID"
+# The node keeps the package (the JS peer fetches its ONNX form from it) but does not host the
+# service: the JS peer is its only provider.
+rm -f "$dir/a/hosted"
 cat >"$dir/node.toml" <<TOML
 listen = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"]
 http = "127.0.0.1:0"
@@ -74,16 +79,39 @@ for ((i = 0; i < n; i++)); do
   "$idn" infer --service "$sid" --provider "$circuit" --input "$dir/img$i.pgm" >"$dir/infer$i.out" \
     2>"$dir/infer$i.log" || fail "idn infer --provider $circuit"
 done
+# Without --provider: a client node that joins through the node finds the JS peer in the DHT
+# (the node's relayed-provider record names it at its circuit address) and asks it there.
+for ((i = 0; i < n; i++)); do
+  "$idn" infer --service "$sid" --bootstrap "$addr_a" --input "$dir/img$i.pgm" \
+    >"$dir/infer_dht$i.out" 2>"$dir/infer_dht$i.log" || fail "idn infer --bootstrap (no --provider)"
+done
 python3 - "$dir" "$n" "$peer" <<'PY' || fail "the answers through the relay differ from the local engine's"
 import re, sys
 d, n, peer = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 local = {int(i): (int(c), int(e) - 1, float(p)) for i, c, e, p in (l.split() for l in open(f"{d}/cpp.txt"))}
-for i in range(n):
-    finals = [l for l in open(f"{d}/infer{i}.out") if l.startswith("answer") and "(final)" in l]
+for i, how in [(i, how) for how in ("", "_dht") for i in range(n)]:
+    finals = [l for l in open(f"{d}/infer{how}{i}.out") if l.startswith("answer") and "(final)" in l]
     m = re.search(r"class (\d+)\s+exit (\d+)\s+confidence ([0-9.]+)\s+peer (\S+)\s+([0-9.]+) ms", finals[-1])
     c, e, p, who, ms = int(m[1]), int(m[2]), float(m[3]), m[4], float(m[5])
-    print(f"relay_infer_test: image {i}: class {c} exit {e} confidence {p:.4f} from {who} in {ms} ms "
+    print(f"relay_infer_test: image {i} ({'DHT' if how else '--provider'}): class {c} exit {e} confidence {p:.4f} from {who} in {ms} ms "
           f"(local: {local[i]})")
     assert who == peer and (c, e) == local[i][:2] and abs(p - local[i][2]) < 1e-3, (i, finals[-1], local[i])
 PY
+# The DHT names the peer at its circuit address until its reservation ends; then the node
+# withdraws the record.
+dht_a="$(line dht "$dir/a.out")"
+[ -n "$dht_a" ] || fail "the node printed no DHT endpoint"
+"$idn" providers "$sid" --bootstrap "$dht_a" >"$dir/providers.out" 2>"$dir/providers.log" ||
+  fail "idn providers (with the JS peer up)"
+grep -q "^$peer .*/p2p-circuit/p2p/$peer" "$dir/providers.out" ||
+  fail "the DHT does not name the JS peer at its circuit address: $(cat "$dir/providers.out")"
+exec 3>&-
+wait_for "the JS peer to stop" 20 grep -qs '"stopped"' "$dir/peer.out"
+wait_for "the node to end the reservation" 10 grep -qs "reservation of $peer ended" "$dir/a.log"
+gone() {
+  local rc=0
+  "$idn" providers "$sid" --bootstrap "$dht_a" >"$dir/providers.out" 2>"$dir/providers.log" || rc=$?
+  [ "$rc" = 3 ]
+}
+wait_for "the node to withdraw the relayed record" 20 gone
 echo "relay_infer_test: ok"
