@@ -97,6 +97,26 @@ for i, how in [(i, how) for how in ("", "_dht") for i in range(n)]:
           f"(local: {local[i]})")
     assert who == peer and (c, e) == local[i][:2] and abs(p - local[i][2]) < 1e-3, (i, finals[-1], local[i])
 PY
+# The node's own sessions (its HTTP gateway here) take the peer that announced through its relay
+# at once, with no DHT lookup: image 0 as a PNG body.
+http_a="$(line http "$dir/a.out")"
+python3 - "$dir" "$http_a" "$peer" <<'PY' || fail "the gateway's answer did not come from the JS peer"
+import json, struct, sys, urllib.request, zlib
+d, http, peer = sys.argv[1], sys.argv[2], sys.argv[3]
+pix = open(f"{d}/img0.pgm", "rb").read()[-784:]
+chunk = lambda t, b: struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b))
+png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 28, 28, 8, 0, 0, 0, 0)) +
+       chunk(b"IDAT", zlib.compress(b"".join(b"\0" + pix[r * 28:(r + 1) * 28] for r in range(28)))) +
+       chunk(b"IEND", b""))
+sid = open(f"{d}/export.out").read().split("service ")[1].split()[0]
+req = urllib.request.Request(f"http://{http}/idn/v1/services/{sid}/infer", data=png,
+                             headers={"Content-Type": "image/png"})
+ans = json.load(urllib.request.urlopen(req, timeout=20))
+local = open(f"{d}/cpp.txt").readline().split()
+print(f"relay_infer_test: gateway: class {ans['class']} exit {ans['exit']} from {ans['peer']} "
+      f"in {ans['latency_ms']} ms (local class {local[1]})")
+assert ans["peer"] == peer and ans["class"] == int(local[1]), ans
+PY
 # The DHT names the peer at its circuit address until its reservation ends; then the node
 # withdraws the record.
 dht_a="$(line dht "$dir/a.out")"
