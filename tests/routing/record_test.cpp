@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "core/varint.h"
 #include "routing/defaults.h"
 #include "routing/rate_limiter.h"
@@ -178,6 +181,37 @@ TEST(Record, RelayedValuesAreBounded) {
   Bytes extra = *full;
   extra.push_back(0);
   EXPECT_FALSE(decode_relayed(extra).ok());
+}
+
+TEST(Record, FuzzSeedsDecode) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(IDN_SOURCE_DIR) / "fuzz/corpus/routing_record";
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::ifstream f(e.path(), std::ios::binary);
+    Bytes b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const std::string name = e.path().filename().string();
+    if (name == "relayed_value") {
+      auto v = decode_relayed(b);
+      ASSERT_TRUE(v.ok()) << v.status().to_string();
+      EXPECT_EQ(v->size(), 2u);
+      // /ip4/../tcp/../p2p/RELAY/p2p-circuit/p2p/PEER: the relay is the third component.
+      auto relay = identity::PeerId::from_bytes(v->front().addrs.front().components()[2].value);
+      ASSERT_TRUE(relay.ok());
+      EXPECT_TRUE(check_relayed(*relay, *v).is_ok()) << check_relayed(*relay, *v).to_string();
+    } else {
+      auto r = decode_record(b);
+      ASSERT_TRUE(r.ok()) << name << ": " << r.status().to_string();
+      if (r->kind == RecordKind::kRelayed && !r->withdrawn) {
+        auto v = decode_relayed(r->value);
+        ASSERT_TRUE(v.ok()) << v.status().to_string();
+        auto relay = identity::PeerId::from_bytes(r->peer_id).value();
+        EXPECT_TRUE(check_relayed(relay, *v).is_ok()) << check_relayed(relay, *v).to_string();
+      }
+    }
+    ++n;
+  }
+  EXPECT_GE(n, 4u);
 }
 
 TEST(RateLimiter, AllowsBurstThenRefillsAtRate) {
