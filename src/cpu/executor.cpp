@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 
+#include "core/denormals.h"
 #include "cpu/kernels.h"
 
 namespace idn::cpu {
@@ -446,6 +447,9 @@ Result<std::span<const float>> run_group(Executor::Impl& m, const std::vector<in
   auto what = [&] { return std::string(kind) + " " + std::to_string(index); };
   if (m.batch == 0)
     return Status::invalid_argument("cpu executor: " + what() + " before set_input");
+  // As LibTorch's stages run (nn::Graph): denormals count as zero, so the backends agree on
+  // such weights, and a denormal operand does not cost ~100 cycles.
+  core::DenormalsAreZero daz;
   for (int s : order) {
     for (int in : m.slots[s].inputs)
       if (!m.valid[in])

@@ -5,10 +5,6 @@
 
 #include <ATen/Context.h>
 
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
-
 namespace idn::nn {
 namespace {
 
@@ -125,17 +121,5 @@ torch::Tensor max_pool2d_inference(const torch::Tensor& x, int64_t kernel, int64
   torch::Tensor y = torch::max_pool2d(x, kernel, stride, padding);
   return dense_out ? y.to_dense() : y;
 }
-
-#if defined(__SSE__)
-DenormalsAreZero::DenormalsAreZero() : saved_(_mm_getcsr()) {
-  _mm_setcsr(saved_ | 0x8040u);  // FTZ (bit 15): results; DAZ (bit 6): inputs
-}
-DenormalsAreZero::~DenormalsAreZero() {
-  _mm_setcsr(saved_);
-}
-#else
-DenormalsAreZero::DenormalsAreZero() = default;
-DenormalsAreZero::~DenormalsAreZero() = default;
-#endif
 
 }  // namespace idn::nn

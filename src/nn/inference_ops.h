@@ -9,6 +9,8 @@
 
 #include <torch/torch.h>
 
+#include "core/denormals.h"
+
 namespace idn::nn {
 
 // torch::max_pool2d(x, kernel, stride, padding) for an NCHW tensor; uses strided maxima when
@@ -60,22 +62,8 @@ torch::Tensor relu_inference(const torch::Tensor& x, bool in_place, bool dense_o
 torch::Tensor max_pool2d_inference(const torch::Tensor& x, int64_t kernel, int64_t stride,
                                    int64_t padding, bool dense_out);
 
-// Denormal floats flushed to zero (x86's FTZ and DAZ bits) on this thread while it lives; the
-// thread's previous setting is restored after. A multiply involving a denormal costs ~100 cycles:
-// a 15-epoch ParallelNet genesis, 18% of whose weights were denormal, ran 12.9 ms a sample
-// instead of 0.41 ms (batch 32, one thread). Flushed, a result moves by less than 1e-37 per
-// term. Threads LibTorch started before keep their own setting (one intra-op thread: none).
-// No-op where the CPU has no such bits.
-class DenormalsAreZero {
- public:
-  DenormalsAreZero();
-  ~DenormalsAreZero();
-  DenormalsAreZero(const DenormalsAreZero&) = delete;
-  DenormalsAreZero& operator=(const DenormalsAreZero&) = delete;
-
- private:
-  unsigned saved_ = 0;
-};
+// Denormal floats flushed to zero on this thread while it lives (core/denormals.h).
+using DenormalsAreZero = core::DenormalsAreZero;
 
 // The strided-maxima form alone (tests and benchmarks compare it with torch's). Requires a 4-D
 // input, kernel >= 1, stride >= 1, 0 <= padding <= kernel / 2 and a window that fits.
