@@ -103,12 +103,19 @@ try {
       })
       if (r.ok) answered++
     }
+    // Every request asked the tab too (fan-out covers every provider), so it answered some.
+    await page.waitForFunction(() => window.idnTabPeer.serving.stats.completed > 0, null, { timeout: 10000 })
     emit({ tab_peer_stats: await page.evaluate(() => ({ ...window.idnTabPeer.serving.stats })), gateway_answered: answered })
   }
   // For the screenshot: a test image's answers on screen.
   await page.click('#samples canvas:nth-child(2)')
   await page.click('#ask')
   await page.waitForFunction(() => document.querySelector('#answers tbody tr.final') && !document.getElementById('ask').disabled, null, { timeout: 15000 })
+  if (args['tab-peer'] === '1') {
+    // The tab's own line counts what it served.
+    await page.waitForFunction(() => / [1-9][0-9]* answered/.test(document.getElementById('peer-state').textContent), null, { timeout: 10000 })
+    emit({ tab_peer_line: await page.textContent('#peer-state') })
+  }
   if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true })
   emit({ done: !failed })
 } finally {

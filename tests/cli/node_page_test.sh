@@ -6,6 +6,8 @@
 # final one equals the gateway's JSON answer for the same image; a drawing (sent as PNG) is
 # answered; a bad service ID gets a clear error; the live chart fills. Without a browser the
 # HTTP part still runs: / is HTML, /idn/v1/ the plain index, /idn/demo/samples.json the images.
+# With the browser bundle (js/node_modules), the page's "serve it from this tab" makes the tab a
+# peer behind the node's relay, and gateway requests fanned out to every provider reach it.
 # SIGTERM ends the demo cleanly (exit 0). A screenshot is kept in $IDN_TEST_ARTIFACTS (default:
 # test-artifacts/ beside FIXTURES_DIR) as node_page.png.
 # Usage: node_page_test.sh PATH_TO_IDN FIXTURES_DIR
@@ -111,6 +113,8 @@ assert "requests served" in got["chart"], got["chart"]
 if sys.argv[3] != "0":
     assert got["tab_peer"].startswith("this tab serves it"), got["tab_peer"]
     assert got["gateway_answered"] == 8, got
+    st = got["tab_peer_stats"]
+    assert st["requests"] >= 1 and st["completed"] >= 1 and st["failed"] == 0, st
 PY
 else
   echo "node_page_test: browser part skipped: node, $chromium or js/node_modules/playwright-core missing (run scripts/setup)"
