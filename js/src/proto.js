@@ -408,6 +408,10 @@ export default {
         "request_id": {
          "type": "uint64",
          "id": 2
+        },
+        "descriptor": {
+         "type": "bytes",
+         "id": 3
         }
        }
       },
@@ -424,6 +428,10 @@ export default {
         "reason": {
          "type": "string",
          "id": 3
+        },
+        "service_id": {
+         "type": "bytes",
+         "id": 4
         }
        }
       },

@@ -426,11 +426,14 @@ Bytes encode(const SwapMessage& m) {
                  [&](const SwapInitRequest& r) {
                    pb.mutable_init_request()->set_service_id(from_bytes(r.service_id));
                    pb.mutable_init_request()->set_request_id(r.request_id);
+                   if (!r.descriptor.empty())
+                     pb.mutable_init_request()->set_descriptor(r.descriptor);
                  },
                  [&](const SwapInitResult& r) {
                    pb.mutable_init_result()->set_request_id(r.request_id);
                    pb.mutable_init_result()->set_hosting(r.hosting);
                    pb.mutable_init_result()->set_reason(r.reason);
+                   pb.mutable_init_result()->set_service_id(from_bytes(r.service_id));
                  },
              },
              m);
@@ -488,13 +491,22 @@ Result<SwapMessage> decode_swap(ByteView payload, const DecodeLimits& limits) {
     }
     case v1::SwapMessage::kInitRequest: {
       const auto& r = pb.init_request();
-      IDN_RETURN_IF_ERROR(check_id(r.service_id(), "init_request.service_id", limits));
-      return SwapMessage{SwapInitRequest{to_bytes_field(r.service_id()), r.request_id()}};
+      if (r.descriptor().size() > limits.max_descriptor_bytes) {
+        return bad(fmt::format("init_request.descriptor is {} bytes, limit {}",
+                               r.descriptor().size(), limits.max_descriptor_bytes));
+      }
+      // Without a descriptor the service ID is what names the service.
+      IDN_RETURN_IF_ERROR(
+          check_id(r.service_id(), "init_request.service_id", limits, !r.descriptor().empty()));
+      return SwapMessage{
+          SwapInitRequest{to_bytes_field(r.service_id()), r.request_id(), r.descriptor()}};
     }
     case v1::SwapMessage::kInitResult: {
       const auto& r = pb.init_result();
       IDN_RETURN_IF_ERROR(check_text(r.reason(), "init_result.reason", limits));
-      return SwapMessage{SwapInitResult{r.request_id(), r.hosting(), r.reason()}};
+      IDN_RETURN_IF_ERROR(check_id(r.service_id(), "init_result.service_id", limits, true));
+      return SwapMessage{
+          SwapInitResult{r.request_id(), r.hosting(), r.reason(), to_bytes_field(r.service_id())}};
     }
     case v1::SwapMessage::BODY_NOT_SET:
       break;

@@ -189,16 +189,20 @@ struct SwapReceipts {
 };
 
 // Please host this service; answered by one SwapInitResult with the same request_id.
+// `descriptor`: the service descriptor's JSON text (any formatting), for a service the receiver
+// may not find in the network; service_id may then be empty, else both must name one service.
 struct SwapInitRequest {
   Bytes service_id;
   uint64_t request_id = 0;
+  std::string descriptor = {};
   bool operator==(const SwapInitRequest&) const = default;
 };
 
 struct SwapInitResult {
   uint64_t request_id = 0;
   bool hosting = false;
-  std::string reason;  // why not
+  std::string reason;     // why not
+  Bytes service_id = {};  // the service answered for (empty from older peers)
   bool operator==(const SwapInitResult&) const = default;
 };
 
@@ -223,6 +227,8 @@ struct DecodeLimits {
   // Tensors are batches of small inputs/activations; 8 dims covers NCHW and more.
   size_t max_tensor_rank = 8;
   size_t max_text_bytes = 1024;  // close reasons, error messages
+  // A service descriptor sent with an InitRequest (ise::kMaxDescriptorBytes).
+  size_t max_descriptor_bytes = 64 * 1024;
   // Receipts one Evidence may carry (a checkpoint is signed every few dozen receipts).
   size_t max_evidence_receipts = 4096;
   // Receipts one Receipts batch may carry (a sender splits larger batches).

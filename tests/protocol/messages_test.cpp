@@ -60,6 +60,10 @@ TEST(Messages, EverySwapMessageRoundTrips) {
   expect_round_trip(SwapMessage{SwapInitRequest{id(4), 77}}, decode_swap);
   expect_round_trip(SwapMessage{SwapInitResult{77, true, ""}}, decode_swap);
   expect_round_trip(SwapMessage{SwapInitResult{78, false, "at capacity"}}, decode_swap);
+  // initModel from a descriptor: the ID may be left out; the answer names the service.
+  expect_round_trip(SwapMessage{SwapInitRequest{{}, 79, R"({"name": "x"})"}}, decode_swap);
+  expect_round_trip(SwapMessage{SwapInitRequest{id(4), 80, "{}"}}, decode_swap);
+  expect_round_trip(SwapMessage{SwapInitResult{79, true, "", id(4)}}, decode_swap);
 }
 
 TEST(Messages, InitRequestsAndResultsAreChecked) {
@@ -75,6 +79,19 @@ TEST(Messages, InitRequestsAndResultsAreChecked) {
                 .code(),
             Code::kPeerMisbehaved);
   EXPECT_EQ(message_name(SwapMessage{SwapInitResult{}}), "init_result");
+  // A descriptor is bounded; the ID it comes with (or the answer's) is bounded too.
+  limits.max_descriptor_bytes = 16;
+  auto big = decode_swap(encode(SwapMessage{SwapInitRequest{{}, 1, std::string(17, ' ')}}), limits);
+  EXPECT_EQ(big.status().code(), Code::kPeerMisbehaved);
+  EXPECT_NE(big.status().message().find("init_request.descriptor"), std::string::npos);
+  EXPECT_TRUE(
+      decode_swap(encode(SwapMessage{SwapInitRequest{{}, 1, std::string(16, ' ')}}), limits).ok());
+  EXPECT_EQ(
+      decode_swap(encode(SwapMessage{SwapInitRequest{Bytes(200, 1), 1, "{}"}})).status().code(),
+      Code::kPeerMisbehaved);
+  EXPECT_EQ(
+      decode_swap(encode(SwapMessage{SwapInitResult{1, true, "", Bytes(200, 1)}})).status().code(),
+      Code::kPeerMisbehaved);
 }
 
 TEST(Messages, EvidenceAndCheckpointsAreBounded) {
