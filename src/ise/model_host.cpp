@@ -64,6 +64,15 @@ Result<ServiceDescriptor> ModelHost::local_descriptor(const core::Multihash& id)
   return parse_descriptor(text);
 }
 
+Result<core::Multihash> ModelHost::store_descriptor(std::string_view text) {
+  IDN_ASSIGN_OR_RETURN(ServiceDescriptor d, parse_descriptor(text));
+  IDN_ASSIGN_OR_RETURN(std::string canonical, canonical_json(d));
+  IDN_ASSIGN_OR_RETURN(core::Multihash id, service_id(d));
+  core::Cid dcid = descriptor_cid(id);
+  if (!p_.store.has(dcid)) IDN_RETURN_IF_ERROR(p_.store.put_block(dcid, as_bytes(canonical)));
+  return id;
+}
+
 Result<Published> store_publication(store::Blockstore& store, const fs::path& model_dir,
                                     std::string description, std::optional<core::Cid> onnx_cid) {
   auto pkg = model::load_package(model_dir);
@@ -158,7 +167,9 @@ awaitable<Status> ModelHost::init_model(core::Multihash id, bool pin) {
   if (!model_cid.ok()) co_return model_cid.status().with_context("descriptor model.cid");
   // Pinning succeeds only when every block of the package is already here.
   if (!p_.store.pin(*model_cid).is_ok()) {
-    Status s = co_await fetch(*model_cid, id, peers);
+    // The descriptor's providers have the package; without them (the descriptor was here, e.g.
+    // sent with an InitRequest for a service nobody provides yet) whoever provides the model.
+    Status s = co_await fetch(*model_cid, peers.empty() ? model_cid->hash() : id, peers);
     if (!s.is_ok()) co_return s.with_context("model package of service " + sid);
     if (Status p = p_.store.pin(*model_cid); !p.is_ok()) co_return p;
   }

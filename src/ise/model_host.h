@@ -145,6 +145,12 @@ class ModelHost {
   // The descriptor of a service whose descriptor block is in the local store.
   Result<ServiceDescriptor> local_descriptor(const core::Multihash& service_id);
 
+  // Stores a descriptor a peer sent (untrusted JSON text, any formatting) in canonical form
+  // under descriptor_cid(its service ID), unpinned (init_model pins it if the service is then
+  // hosted), so init_model finds it here. Returns the service ID. Errors: parse_descriptor's
+  // (InvalidArgument, Corruption), the store's.
+  Result<core::Multihash> store_descriptor(std::string_view text);
+
   // CIDv1(raw, service_id): where the descriptor's bytes live.
   static core::Cid descriptor_cid(const core::Multihash& service_id);
 

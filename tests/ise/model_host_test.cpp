@@ -226,6 +226,38 @@ TEST_F(ModelHostWithFakes, InitModelFetchesVerifiesLoadsAndProvidesAndTeardownUn
   EXPECT_EQ(directory[pub->service_id][0].id, a.host->id());
 }
 
+TEST_F(ModelHostWithFakes, ADescriptorSentByAPeerIsStoredUnderItsIdAndHostedFromTheModelCid) {
+  Peer a(loop, directory, "a"), b(loop, directory, "b");
+  auto pub = a.run([&] { return a.models->publish(pkg_dir, ""); });
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  // A new service over the same package: nobody provides its ID, only the model's CID.
+  ServiceDescriptor d = pub->descriptor;
+  d.description = "the same package, described anew";
+  auto id = service_id(d);
+  ASSERT_TRUE(id.ok());
+  const std::string pretty = to_json(d).dump(2);  // any formatting
+  auto stored = b.loop.call([&] { return b.models->store_descriptor(pretty); });
+  ASSERT_TRUE(stored.ok()) << stored.status().to_string();
+  EXPECT_EQ(*stored, *id);
+  auto local = b.loop.call([&] { return b.models->local_descriptor(*id); });
+  ASSERT_TRUE(local.ok()) << local.status().to_string();  // canonical under its ID
+  EXPECT_EQ(*local, d);
+  EXPECT_FALSE(b.store->is_pinned_block(ModelHost::descriptor_cid(*id)));  // not hosted yet
+  Status st = b.run([&] { return b.models->init_model(*id, /*pin=*/false); });
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_TRUE(b.hosts(*id));
+  EXPECT_TRUE(b.store->is_pinned_block(ModelHost::descriptor_cid(*id)));
+  EXPECT_TRUE(b.routing->provided.contains(*id));
+
+  // Untrusted text is refused with the parser's reason; nothing is stored.
+  for (const std::string& bad : {std::string("{"), std::string(R"({"format":"idn-service"})"),
+                                 std::string(kMaxDescriptorBytes + 1, ' ')}) {
+    auto r = b.loop.call([&] { return b.models->store_descriptor(bad); });
+    EXPECT_FALSE(r.ok()) << bad.substr(0, 40);
+    EXPECT_FALSE(r.status().message().empty());
+  }
+}
+
 TEST_F(ModelHostWithFakes, NoProviderIsNotFoundAndNothingIsLoaded) {
   Peer b(loop, directory, "b");
   core::Multihash unknown = core::Multihash::sha2_256(as_bytes("no such descriptor"));
