@@ -3,11 +3,16 @@
 // --bootstrap peers, and asks them (best ComputeSwap standing first) to host the service until
 // N do; each decides through its Inference Service Engine and may say no, with why. Prints who
 // hosts it and who refused; exits 0 only when N peers host it.
+// --descriptor FILE instead of --service (the blog's initModel(descriptor, ...)): the
+// descriptor's JSON (or what GET /idn/v1/services/{id} returns) is sent with each request, so
+// peers host a service nobody provides yet, from its package's CID; prints its service ID.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "cli.h"
@@ -19,13 +24,43 @@ namespace {
 
 struct InitArgs {
   std::string service;
+  std::string descriptor_file;
   int npeers = 1;
   std::vector<std::string> bootstrap;
   int timeout_s = 60;
 };
 
+// The descriptor in `file`: a descriptor, or an object holding one under "descriptor" (the
+// gateway's GET /idn/v1/services/{id}). Returns its canonical JSON.
+Result<std::string> read_descriptor(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return Status::io_error("cannot read " + file);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (text.str().size() > 4 * ise::kMaxDescriptorBytes)
+    return Status::invalid_argument(file + " is too large for a service descriptor");
+  std::string body = text.str();
+  auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object() && j.contains("descriptor")) body = j["descriptor"].dump();
+  auto d = ise::parse_descriptor(body);
+  if (!d.ok()) return d.status().with_context(file);
+  return ise::canonical_json(*d);
+}
+
 int run_init(const InitArgs& a) {
-  auto sid = ise::parse_service_id(a.service);
+  if (a.service.empty() == a.descriptor_file.empty())
+    return report(Status::invalid_argument("give --service ID or --descriptor FILE (one of them)"));
+  std::string descriptor;
+  Result<core::Multihash> sid = Status::invalid_argument("no service");
+  if (!a.descriptor_file.empty()) {
+    auto text = read_descriptor(a.descriptor_file);
+    if (!text.ok()) return report(text.status().with_context("--descriptor"));
+    descriptor = std::move(*text);
+    sid = ise::service_id(*ise::parse_descriptor(descriptor));
+    std::printf("service %s\n", ise::service_id_text(*sid).c_str());
+  } else {
+    sid = ise::parse_service_id(a.service);
+  }
   if (!sid.ok()) return report(sid.status().with_context("--service"));
   if (a.bootstrap.empty())
     return report(Status::invalid_argument(
@@ -46,7 +81,7 @@ int run_init(const InitArgs& a) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         until - std::chrono::steady_clock::now());
     node::Node::InitOptions o{static_cast<size_t>(a.npeers),
-                              std::max(left, std::chrono::milliseconds(1000))};
+                              std::max(left, std::chrono::milliseconds(1000)), descriptor};
     auto out = nd.block_on([&]() -> p2p::awaitable<Result<node::InitOutcome>> {
       co_return co_await nd.init_model(*sid, o);
     });
@@ -71,7 +106,11 @@ void register_init(CLI::App& app) {
       "init",
       "Ask peers to host a service (initModel): each decides through its Inference Service "
       "Engine ([ise] auto_host) and says yes or no, with why");
-  c->add_option("--service", a->service, "Service ID (Qm...) of a published service")->required();
+  c->add_option("--service", a->service, "Service ID (Qm...) of a published service");
+  c->add_option("--descriptor", a->descriptor_file,
+                "Instead of --service: a service descriptor's JSON file (or GET "
+                "/idn/v1/services/{id}'s answer), sent to the peers, who host it from its "
+                "package's CID; its service ID is printed");
   c->add_option("--npeers", a->npeers, "How many peers should host it")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();

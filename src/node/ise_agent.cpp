@@ -86,33 +86,56 @@ p2p::awaitable<void> IseAgent::step() {
 p2p::awaitable<protocol::SwapInitResult> IseAgent::on_init_request(identity::PeerId peer,
                                                                    protocol::SwapInitRequest r) {
   stats_.init_requests++;
-  protocol::SwapInitResult res{r.request_id, false, ""};
-  auto id = core::Multihash::from_bytes(r.service_id);
-  if (!id.ok()) {
-    res.reason = "not a service ID: " + id.status().message();
+  protocol::SwapInitResult res{r.request_id, false, "", r.service_id};
+  std::optional<core::Multihash> id;
+  std::string refused;
+  if (!r.service_id.empty()) {
+    auto parsed = core::Multihash::from_bytes(r.service_id);
+    if (parsed.ok())
+      id = *parsed;
+    else
+      refused = "not a service ID: " + parsed.status().message();
+  }
+  if (refused.empty() && !r.descriptor.empty()) {
+    // initModel from a descriptor (the blog's initModel(descriptor, {npeers})): keep it where
+    // init_model looks first, under the ID we compute; the package comes by its CID as usual.
+    auto computed = models_.store_descriptor(r.descriptor);
+    if (!computed.ok()) {
+      refused = "bad descriptor: " + computed.status().message();
+    } else if (id && *id != *computed) {
+      refused = fmt::format("the descriptor's service ID is {}, not {}",
+                            ise::service_id_text(*computed), ise::service_id_text(*id));
+    } else {
+      id = *computed;
+      res.service_id = computed->bytes();
+    }
+  }
+  if (refused.empty() && !id) refused = "no service ID";
+  if (!refused.empty()) {
+    res.reason = refused;
   } else if (models_.hosts(*id)) {
     res.hosting = true;
   } else if (!auto_host_) {
     res.reason = "this node hosts only what its operator asks for ([ise] auto_host = false)";
   } else {
-    queue_.on_request(peer.bytes(), r.service_id, Clock::now());
+    queue_.on_request(peer.bytes(), id->bytes(), Clock::now());
     co_await step();
     if (models_.hosts(*id)) {
       res.hosting = true;
     } else if (auto f = failed_.find(*id); f != failed_.end()) {
       res.reason = "initModel failed here (see this node's log)";
     } else if (derived_ &&
-               std::count(derived_->too_big.begin(), derived_->too_big.end(), r.service_id) > 0) {
+               std::count(derived_->too_big.begin(), derived_->too_big.end(), id->bytes()) > 0) {
       res.reason = "its model needs more memory than this node's ISE budget";
     } else {
       res.reason = "not in this node's top k";
       for (const ise::QueueEntry& e : queue_.ranking(weight(), Clock::now()))
-        if (e.service == r.service_id) res.reason = e.why;
+        if (e.service == id->bytes()) res.reason = e.why;
     }
   }
   if (!res.hosting) stats_.init_refused++;
   spdlog::info("ise: {} asked us to host {}: {}", peer.to_string(),
-               id.ok() ? ise::service_id_text(*id) : std::string("?"),
+               id ? ise::service_id_text(*id) : std::string("?"),
                res.hosting ? std::string("hosting") : "no, " + res.reason);
   co_return res;
 }
@@ -125,7 +148,8 @@ void IseAgent::on_init_result(const identity::PeerId& peer, const protocol::Swap
 }
 
 p2p::awaitable<InitOutcome> IseAgent::init_peers(core::Multihash service, size_t npeers,
-                                                 std::chrono::milliseconds deadline) {
+                                                 std::chrono::milliseconds deadline,
+                                                 std::string descriptor) {
   const auto until = Clock::now() + deadline;
   used(service);
   InitOutcome out;
@@ -142,7 +166,7 @@ p2p::awaitable<InitOutcome> IseAgent::init_peers(core::Multihash service, size_t
       uint64_t rid = next_init_id_++;
       pending_.emplace(rid, PendingInit{candidates[next], std::nullopt});
       mine.push_back(rid);
-      swap_.send_init_request(candidates[next++], {service.bytes(), rid});
+      swap_.send_init_request(candidates[next++], {service.bytes(), rid, descriptor});
     }
     if (mine.empty()) break;  // nobody left to ask
     if (!co_await init_answered_.wait(until)) break;
@@ -278,7 +302,7 @@ p2p::awaitable<std::vector<Bytes>> IseAgent::within_budget(std::vector<Bytes> st
       if (std::count(was_too_big.begin(), was_too_big.end(), b) == 0) {
         auto id = core::Multihash::from_bytes(b);
         spdlog::warn("ise: not hosting {}: one copy per worker needs more than the budget ({})",
-                     id.ok() ? ise::service_id_text(*id) : std::string("?"), derived_->why);
+                     id ? ise::service_id_text(*id) : std::string("?"), derived_->why);
       }
       continue;
     }

@@ -75,9 +75,11 @@ class IseAgent {
   // initModel across peers (the blog's "have peers load it"): puts the service on our need
   // list and asks connected Online peers (best provider score first, those that already host
   // it counted first) until `npeers` host it, each no moving on to the next peer, or until
-  // `deadline`. Returns whoever hosts it by then.
+  // `deadline`. Returns whoever hosts it by then. `descriptor`: the service's descriptor text,
+  // sent with each request (peers store it under `service`, which must be its ID).
   p2p::awaitable<InitOutcome> init_peers(core::Multihash service, size_t npeers,
-                                         std::chrono::milliseconds deadline);
+                                         std::chrono::milliseconds deadline,
+                                         std::string descriptor = {});
 
   const ise::QueueConfig& queue_config() const { return queue_.config(); }
   // The k in force: the configured one, or the last derived one.

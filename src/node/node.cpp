@@ -210,7 +210,8 @@ std::shared_ptr<client::EnsembleSession> Node::ensemble(std::vector<core::Multih
 awaitable<Result<InitOutcome>> Node::init_model(core::Multihash service, InitOptions options) {
   if (!ise_) co_return Status::unavailable("initModel on peers needs ComputeSwap ([swap] enabled)");
   if (options.npeers == 0) co_return Status::invalid_argument("npeers must be at least 1");
-  co_return co_await ise_->init_peers(std::move(service), options.npeers, options.deadline);
+  co_return co_await ise_->init_peers(std::move(service), options.npeers, options.deadline,
+                                      std::move(options.descriptor));
 }
 
 std::shared_ptr<Node::ProviderCache> Node::provider_cache(const core::Multihash& service) {

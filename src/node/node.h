@@ -136,6 +136,10 @@ class Node {
   struct InitOptions {
     size_t npeers = 1;
     std::chrono::milliseconds deadline{60000};
+    // The service's descriptor (JSON text), sent with each request so that peers can host a
+    // service nobody provides yet (the blog's initModel(descriptor, ...)); `service` must be
+    // its ID.
+    std::string descriptor = {};
   };
   p2p::awaitable<Result<InitOutcome>> init_model(core::Multihash service, InitOptions options);
   // Split execution (§3.8): runs stages [0, last_local_stage] of a service whose package this

@@ -219,6 +219,23 @@ TEST(Ise, InitModelWithNpeers2MakesExactlyTwoOfThreeIdleNodesHostTheService) {
   ASSERT_EQ(full->refused.size(), 3u);
   for (const auto& [peer, why] : full->refused)
     EXPECT_NE(why.find("top 1"), std::string::npos) << why;
+
+  // A descriptor sent with the request must be one and name the service asked for; each peer
+  // says why not (before it weighs capacity).
+  auto text = ise::canonical_json(pub->descriptor);
+  ASSERT_TRUE(text.ok());
+  for (const auto& [descriptor, reason] :
+       {std::pair<std::string, std::string>{*text, "the descriptor's service ID is"},
+        std::pair<std::string, std::string>{"{\"format\": 1", "bad descriptor"}}) {
+    auto refused = c.on_io<Result<InitOutcome>>([&]() {
+      return c->init_model(pub2->service_id,
+                           Node::InitOptions{1, std::chrono::milliseconds(30'000), descriptor});
+    });
+    ASSERT_TRUE(refused.ok()) << refused.status().to_string();
+    ASSERT_EQ(refused->refused.size(), 3u);
+    for (const auto& [peer, why] : refused->refused)
+      EXPECT_NE(why.find(reason), std::string::npos) << why;
+  }
 }
 
 }  // namespace
