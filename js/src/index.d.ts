@@ -177,6 +177,24 @@ export interface InitOutcome {
   declined: Array<{ peer: string, reason: string }>
   /** Peers that did not answer by the deadline. */
   unanswered: string[]
+  /**
+   * The service: the ID asked for, or the one the hosting peers computed from the descriptor
+   * (null when none hosts it).
+   */
+  serviceId: string | null
+}
+
+/**
+ * A service descriptor (§7.4) as `GET /idn/v1/services/{id}` returns it under "descriptor";
+ * peers validate it and compute its service ID (sha2-256 of its canonical JSON).
+ */
+export interface ServiceDescriptor {
+  format: 'idn-service'
+  version: number
+  name: string
+  description: string
+  model: { cid: string, hash: string }
+  [key: string]: unknown
 }
 
 /** A request in flight: iterate it for improving answers. Breaking out of the loop finishes it. */
@@ -192,11 +210,15 @@ export interface Idn {
   /** Throws IdnError INVALID_ARGUMENT at once for a malformed service ID, input or option. */
   infer (serviceId: string, input: InferInput, options?: InferOptions): InferRun
   /**
-   * Asks connected IDN peers to host a published service (InitRequest on /idn/swap/1.0.0)
-   * until `npeers` host it or every connected peer was asked. Rejects with UNAVAILABLE when no
-   * connected peer speaks /idn/swap/1.0.0.
+   * Asks connected IDN peers to host a service (InitRequest on /idn/swap/1.0.0) until `npeers`
+   * host it or every connected peer was asked. `service`: a published service's ID, or a
+   * descriptor (object or JSON text) that each peer stores under the ID it computes, so a
+   * service nobody provides yet is hosted from its package's CID; the outcome's serviceId is
+   * then the hosting peers' ID. Rejects with INVALID_ARGUMENT (not an ID, not JSON, over
+   * 64 KiB), UNAVAILABLE when no connected peer speaks /idn/swap/1.0.0, INTERNAL when hosting
+   * peers computed different IDs.
    */
-  initModel (serviceId: string, options?: InitOptions): Promise<InitOutcome>
+  initModel (service: string | ServiceDescriptor, options?: InitOptions): Promise<InitOutcome>
   /**
    * Peer mode: fetches the service's descriptor and ONNX form by CID (Bitswap, verified),
    * loads it with onnxruntime-web and answers /idn/infer/1.0.0 for it as IDN's C++ provider

@@ -44,6 +44,9 @@ export class IdnError extends Error {
   }
 }
 
+// A service descriptor an InitRequest may carry (the C++ side's ise::kMaxDescriptorBytes).
+const MAX_DESCRIPTOR_BYTES = 64 * 1024
+
 function invalid (message) {
   return new IdnError('INVALID_ARGUMENT', message)
 }
@@ -624,16 +627,40 @@ class Idn {
     })().catch(() => stream.abort(new Error('swap stream failed')))
   }
 
-  // Asks connected IDN peers to host `serviceId` (InitRequest on /idn/swap/1.0.0, §7.4) until
+  // Asks connected IDN peers to host a service (InitRequest on /idn/swap/1.0.0, §7.4) until
   // `npeers` say they host it or every connected peer was asked; each answers with an
-  // InitResult on a swap stream it opens to us. Resolves with who hosts it and who declined
-  // (with the peer's reason); peers that did not answer by deadlineMs are listed as such.
-  async initModel (serviceId, opts = {}) {
+  // InitResult on a swap stream it opens to us. `service` is a service ID, or its descriptor
+  // (an object or JSON text, e.g. what GET /idn/v1/services/{id} returns under "descriptor"):
+  // each peer then stores it under the ID it computes, so a service nobody provides yet can be
+  // hosted from its package's CID. Resolves with who hosts it and who declined (with the
+  // peer's reason), peers that did not answer by deadlineMs, and serviceId (the one asked for,
+  // or the one the hosting peers computed from the descriptor; IdnError INTERNAL if they differ).
+  async initModel (service, opts = {}) {
     if (this.stopped) throw new IdnError('STOPPED', 'this Idn was stopped')
-    if (typeof serviceId !== 'string') {
-      throw invalid('initModel takes a service ID (publish the descriptor with `idn publish` first)')
+    let serviceId = null
+    let descriptor = null
+    let id = null
+    if (typeof service === 'string' && service.trimStart().startsWith('{')) {
+      descriptor = service
+    } else if (typeof service === 'string') {
+      id = parseServiceId(service)
+      serviceId = service
+    } else if (service != null && typeof service === 'object' && !Array.isArray(service)) {
+      descriptor = JSON.stringify(service)
+    } else {
+      throw invalid('initModel takes a service ID or a service descriptor (an object or JSON text)')
     }
-    const service = parseServiceId(serviceId)
+    if (descriptor != null) {
+      try {
+        JSON.parse(descriptor)
+      } catch (err) {
+        throw invalid(`the descriptor is not JSON: ${err.message}`)
+      }
+      descriptor = new TextEncoder().encode(descriptor)
+      if (descriptor.length > MAX_DESCRIPTOR_BYTES) {
+        throw invalid(`the descriptor is ${descriptor.length} bytes, limit ${MAX_DESCRIPTOR_BYTES}`)
+      }
+    }
     if (opts == null || typeof opts !== 'object') throw invalid('options must be an object')
     const npeers = positiveInt(opts.npeers ?? 3, 'npeers')
     const deadlineMs = positiveInt(opts.deadlineMs ?? 60000, 'deadlineMs')
@@ -645,7 +672,8 @@ class Idn {
     if (candidates.length === 0) {
       throw new IdnError('UNAVAILABLE', `no connected peer speaks ${SWAP_PROTOCOL} (connected to ${this.bootstrapText()})`)
     }
-    const result = { hosting: [], declined: [], unanswered: [] }
+    const result = { hosting: [], declined: [], unanswered: [], serviceId }
+    const computed = new Set() // service IDs the hosting peers reported
     const pending = await this.swapResults()
     const deadline = Date.now() + deadlineMs
     const ask = async (peerId) => {
@@ -653,7 +681,10 @@ class Idn {
       const answered = new Promise((resolve) => pending.set(requestId, { owner: result, resolve }))
       const stream = await this.libp2p.dialProtocol(peerId, SWAP_PROTOCOL, { signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())) })
       this.readSwap(stream) // a result may come back on our own stream too
-      if (!stream.send(encodeSwapMessage({ init_request: { service_id: service.bytes, request_id: requestId } }))) await stream.onDrain()
+      const request = descriptor == null
+        ? { service_id: id.bytes, request_id: requestId }
+        : { service_id: new Uint8Array(0), request_id: requestId, descriptor }
+      if (!stream.send(encodeSwapMessage({ init_request: request }))) await stream.onDrain()
       let timer
       const timeout = new Promise((resolve) => { timer = setTimeout(() => resolve(null), Math.max(0, deadline - Date.now())) })
       const r = await Promise.race([answered, timeout]).finally(() => clearTimeout(timer))
@@ -670,8 +701,10 @@ class Idn {
           try {
             const r = await ask(peerId)
             if (r == null) result.unanswered.push(peer)
-            else if (r.hosting) result.hosting.push(peer)
-            else result.declined.push({ peer, reason: r.reason || 'no reason given' })
+            else if (r.hosting) {
+              result.hosting.push(peer)
+              if (r.service_id?.length > 0) computed.add(base58btc.baseEncode(r.service_id))
+            } else result.declined.push({ peer, reason: r.reason || 'no reason given' })
           } catch (err) {
             result.declined.push({ peer, reason: `could not ask it: ${err.message}` })
           }
@@ -681,7 +714,13 @@ class Idn {
       for (let i = 0; i < Math.min(npeers, candidates.length); i++) workers.push(worker())
       await Promise.all(workers)
     } finally {
-      for (const [id, p] of pending) if (p.owner === result) pending.delete(id)
+      for (const [rid, p] of pending) if (p.owner === result) pending.delete(rid)
+    }
+    if (descriptor != null) {
+      if (computed.size > 1) {
+        throw new IdnError('INTERNAL', `the hosting peers computed different service IDs for the descriptor: ${[...computed].join(', ')}`, result)
+      }
+      result.serviceId = computed.size === 1 ? [...computed][0] : null
     }
     return result
   }

@@ -1,11 +1,11 @@
 // The README's example with types: `tsc -p test/tsconfig.json` checks it against src/index.d.ts.
-import { createIdn, IdnError, type InferEvent } from '@idn/client'
+import { createIdn, IdnError, type InferEvent, type ServiceDescriptor } from '@idn/client'
 
 export async function classify (bootstrap: string, serviceId: string, pixels: Float32Array): Promise<number> {
   const idn = await createIdn({ bootstrap: [bootstrap] })
   try {
     const init = await idn.initModel(serviceId, { npeers: 3 })
-    console.log(init.hosting.length, init.declined.map((d) => d.reason))
+    console.log(init.hosting.length, init.declined.map((d) => d.reason), init.serviceId)
     let best: InferEvent | undefined
     for await (const ev of idn.infer(serviceId, { shape: [1, 28, 28], data: pixels }, { npeers: 3, deadlineMs: 500 })) {
       const scores: Float32Array = ev.outputs
@@ -48,4 +48,18 @@ export async function serveFromBrowser (wsBootstrap: string, serviceId: string):
   if (serving.announced?.ok === false) console.log(serving.announced.error)
   await idn.announce(serviceId, { timeoutMs: 1000 })
   return [...relayed, ...idn.relayAddresses]
+}
+
+// initModel from a descriptor (the blog's `idn.initModel(descriptor, { npeers: 3 })`): the
+// gateway's copy of a service's descriptor, described anew; the peers report its service ID.
+export async function hostDescribed (bootstrap: string, gateway: string, serviceId: string): Promise<string | null> {
+  const res = await fetch(`${gateway}/idn/v1/services/${serviceId}`)
+  const { descriptor } = await res.json() as { descriptor: ServiceDescriptor }
+  const idn = await createIdn({ bootstrap: [bootstrap] })
+  try {
+    const init = await idn.initModel({ ...descriptor, description: 'my copy' }, { npeers: 3 })
+    return init.serviceId
+  } finally {
+    await idn.stop()
+  }
 }
