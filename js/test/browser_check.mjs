@@ -8,6 +8,7 @@
 //   {"init":{"hosting":[peer...],"declined":[...],"unanswered":[...]}}     with --init
 //   {"input":K,"class":C,"exit":E,"confidence":X,"events":N,"final":true,"asked":[peer...],
 //    "remote":[addr...]}                                       per input image, in order
+//   {"progressive":[{"exit":E,"final":F,"peer":P}, ...]}   every event of one last-exit request
 //   {"finish":{"events":N,"done":true,"outcomes":[...]}}
 //   {"bad_input":{"code":"INVALID_ARGUMENT","message":"...","idnError":true}}
 //   {"done":true}
@@ -74,6 +75,14 @@ try {
         for await (const ev of run) events.push(ev)
         const best = events[events.length - 1]
         emit({ input: i, class: best.predicted, exit: best.exit, confidence: best.confidence, events: events.length, final: best.final, asked: run.summary.peers.map((p) => p.peer), remote: idn.libp2p.getConnections().map((c) => c.remoteAddr.toString()) })
+      }
+      // Progressive: with the last-exit rule every peer streams each exit, and the improving
+      // answers arrive one by one (exit 0 first) before the final one.
+      {
+        const run = idn.infer(service, { shape: inputs[0].shape, data: Float32Array.from(inputs[0].data) }, { npeers, deadlineMs: 5000, exitRule: { criterion: 'lastExit' } })
+        const seen = []
+        for await (const ev of run) seen.push({ exit: ev.exit, final: ev.final, peer: String(ev.peer) })
+        emit({ progressive: seen })
       }
       // finish() on the first answer: nothing more arrives though every peer runs to the last exit.
       const run = idn.infer(service, { shape: inputs[0].shape, data: Float32Array.from(inputs[0].data) }, { npeers, deadlineMs: 5000, exitRule: { criterion: 'lastExit' } })

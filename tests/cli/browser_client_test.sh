@@ -103,6 +103,10 @@ for i, (c, e, p) in cpp.items():
     # still be under way then (a final answer ends the request), so only "all /ws" is sure.
     assert len(set(js[i]["asked"])) == 3 and sys.argv[4] in js[i]["asked"], js[i]
     assert len(js[i]["remote"]) >= 1 and all("/ws" in a for a in js[i]["remote"]), js[i]
+prog = next(l["progressive"] for l in lines if "progressive" in l)
+# Progressive events in the page: an early exit's answer first, the last exit's final at the end.
+assert len(prog) >= 2 and prog[0]["exit"] == 0 and prog[-1]["exit"] >= 1 and prog[-1]["final"], prog
+assert all(a["exit"] <= b["exit"] for a, b in zip(prog, prog[1:])), prog
 fin = next(l["finish"] for l in lines if "finish" in l)
 assert fin["events"] == 1 and fin["done"], fin
 assert len(fin["outcomes"]) == 3, fin
