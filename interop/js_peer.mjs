@@ -27,6 +27,7 @@
 // protobuf-encoded libp2p PublicKey from the identify message (08 01 12 20 <32 bytes> for
 // Ed25519). Timeouts (default 10000 ms) bound the dial, identify, each ping and the echo.
 import './polyfill.mjs'
+import { ECHO_PROTOCOL, echoOnce, emit, fail, serveEcho, stopOnStdinClose, withTimeout } from './peer_common.mjs'
 
 const { createLibp2p } = await import('libp2p')
 const { tcp } = await import('@libp2p/tcp')
@@ -36,17 +37,6 @@ const { yamux } = await import('@chainsafe/libp2p-yamux')
 const { identify } = await import('@libp2p/identify')
 const { ping } = await import('@libp2p/ping')
 const { multiaddr } = await import('@multiformats/multiaddr')
-
-const ECHO_PROTOCOL = '/interop/echo/1.0.0'
-
-function emit (obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n')
-}
-
-function fail (message) {
-  emit({ event: 'error', message })
-  process.exit(1)
-}
 
 function parseArgs (argv) {
   const [mode, ...rest] = argv
@@ -90,27 +80,6 @@ function describeIdentify (r) {
   }
 }
 
-function withTimeout (promise, ms, what) {
-  let timer
-  const timeout = new Promise((resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not complete within ${ms} ms`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-async function serveEcho (stream) {
-  try {
-    for await (const chunk of stream) {
-      const data = chunk.subarray ? chunk.subarray() : chunk
-      if (!stream.send(data)) await stream.onDrain()
-    }
-    await stream.close()
-  } catch (err) {
-    process.stderr.write(`js_peer: echo stream failed: ${err.message}\n`)
-    stream.abort(err)
-  }
-}
-
 async function makeNode (listenAddrs) {
   const node = await createLibp2p({
     addresses: { listen: listenAddrs },
@@ -119,7 +88,7 @@ async function makeNode (listenAddrs) {
     streamMuxers: [yamux()],
     services: { identify: identify(), ping: ping() }
   })
-  await node.handle(ECHO_PROTOCOL, (stream) => { serveEcho(stream) })
+  await node.handle(ECHO_PROTOCOL, (stream) => { serveEcho(stream, 'js_peer') })
   return node
 }
 
@@ -135,52 +104,7 @@ async function listen (opts) {
     protocols: [...node.getProtocols()].sort(),
     agent: node.services.identify.host?.agentVersion ?? null
   })
-  let stopping = false
-  const stop = async () => {
-    if (stopping) return
-    stopping = true
-    await node.stop()
-    emit({ event: 'stopped' })
-    process.exit(0)
-  }
-  process.stdin.on('end', stop)
-  process.stdin.on('close', stop)
-  process.stdin.resume()
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
-}
-
-async function echoOnce (node, peerId, n, timeoutMs) {
-  const sent = new Uint8Array(n)
-  let x = 0x12345678
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0
-    sent[i] = x >>> 24
-  }
-  const start = performance.now()
-  const stream = await node.dialProtocol(peerId, ECHO_PROTOCOL)
-  const reading = (async () => {
-    const got = new Uint8Array(n)
-    let off = 0
-    for await (const chunk of stream) {
-      const data = chunk.subarray ? chunk.subarray() : chunk
-      if (off + data.length > n) throw new Error(`echo returned more than the ${n} bytes sent`)
-      got.set(data, off)
-      off += data.length
-    }
-    return got.subarray(0, off)
-  })()
-  const chunk = 16384
-  for (let off = 0; off < n; off += chunk) {
-    if (!stream.send(sent.subarray(off, Math.min(n, off + chunk)))) await stream.onDrain()
-  }
-  await stream.close()
-  const got = await withTimeout(reading, timeoutMs, 'echo')
-  if (got.length !== n) throw new Error(`echo returned ${got.length} bytes, sent ${n}`)
-  for (let i = 0; i < n; i++) {
-    if (got[i] !== sent[i]) throw new Error(`echo differs at byte ${i}`)
-  }
-  return performance.now() - start
+  stopOnStdinClose(node)
 }
 
 async function dial (opts) {
@@ -207,7 +131,7 @@ async function dial (opts) {
       emit({ event: 'ping', rtt_ms: rtt })
     }
     if (opts.echoBytes > 0) {
-      const ms = await echoOnce(node, conn.remotePeer, opts.echoBytes, opts.timeoutMs)
+      const ms = await echoOnce(() => node.dialProtocol(conn.remotePeer, ECHO_PROTOCOL), opts.echoBytes, opts.timeoutMs)
       emit({ event: 'echo', bytes: opts.echoBytes, ms })
     }
     emit({ event: 'done' })

@@ -27,6 +27,7 @@
 // js-libp2p marked the relayed connection limited (the relay sent a Limit): a limited connection
 // runs only protocols that opt in, so IDN's relay sends none.
 import './polyfill.mjs'
+import { ECHO_PROTOCOL, echoOnce, emit, fail, serveEcho, stopOnStdinClose, withTimeout } from './peer_common.mjs'
 
 const { createLibp2p } = await import('libp2p')
 const { tcp } = await import('@libp2p/tcp')
@@ -42,17 +43,6 @@ const { CID } = await import('multiformats/cid')
 const Digest = await import('multiformats/hashes/digest')
 
 const RAW_CODEC = 0x55
-
-const ECHO_PROTOCOL = '/interop/echo/1.0.0'
-
-function emit (obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n')
-}
-
-function fail (message) {
-  emit({ event: 'error', message })
-  process.exit(1)
-}
 
 function parseArgs (argv) {
   const [mode, ...rest] = argv
@@ -95,27 +85,6 @@ function serviceCid (hex) {
   }
 }
 
-function withTimeout (promise, ms, what) {
-  let timer
-  const timeout = new Promise((resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not complete within ${ms} ms`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-async function serveEcho (stream) {
-  try {
-    for await (const chunk of stream) {
-      const data = chunk.subarray ? chunk.subarray() : chunk
-      if (!stream.send(data)) await stream.onDrain()
-    }
-    await stream.close()
-  } catch (err) {
-    process.stderr.write(`relay_peer: echo stream failed: ${err.message}\n`)
-    stream.abort(err)
-  }
-}
-
 async function makeNode (listenAddrs) {
   const node = await createLibp2p({
     addresses: { listen: listenAddrs },
@@ -130,7 +99,7 @@ async function makeNode (listenAddrs) {
       dht: kadDHT({ clientMode: true, peerInfoMapper: passthroughMapper, initialQuerySelfInterval: 0 })
     }
   })
-  await node.handle(ECHO_PROTOCOL, (stream) => { serveEcho(stream) })
+  await node.handle(ECHO_PROTOCOL, (stream) => { serveEcho(stream, 'relay_peer') })
   return node
 }
 
@@ -168,19 +137,7 @@ async function listen (opts) {
       fail(err.message)
     }
   }
-  let stopping = false
-  const stop = async () => {
-    if (stopping) return
-    stopping = true
-    await node.stop()
-    emit({ event: 'stopped' })
-    process.exit(0)
-  }
-  process.stdin.on('end', stop)
-  process.stdin.on('close', stop)
-  process.stdin.resume()
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
+  stopOnStdinClose(node)
 }
 
 // ADD_PROVIDER to the closest peers kad-dht knows (the node, once identify told it the node
@@ -213,38 +170,6 @@ async function findProviders (node, addr, cid) {
     if (found.length > 0) return found
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
-}
-
-async function echoOnce (node, conn, n, timeoutMs) {
-  const sent = new Uint8Array(n)
-  let x = 0x12345678
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0
-    sent[i] = x >>> 24
-  }
-  const start = performance.now()
-  const stream = await conn.newStream(ECHO_PROTOCOL)
-  const reading = (async () => {
-    const got = new Uint8Array(n)
-    let off = 0
-    for await (const chunk of stream) {
-      const data = chunk.subarray ? chunk.subarray() : chunk
-      if (off + data.length > n) throw new Error(`echo returned more than the ${n} bytes sent`)
-      got.set(data, off)
-      off += data.length
-    }
-    return got.subarray(0, off)
-  })()
-  for (let off = 0; off < n; off += 16384) {
-    if (!stream.send(sent.subarray(off, Math.min(n, off + 16384)))) await stream.onDrain()
-  }
-  await stream.close()
-  const got = await withTimeout(reading, timeoutMs, 'echo')
-  if (got.length !== n) throw new Error(`echo returned ${got.length} bytes, sent ${n}`)
-  for (let i = 0; i < n; i++) {
-    if (got[i] !== sent[i]) throw new Error(`echo differs at byte ${i}`)
-  }
-  return performance.now() - start
 }
 
 async function dial (opts) {
@@ -283,7 +208,7 @@ async function dial (opts) {
       emit({ event: 'ping', rtt_ms: rtt })
     }
     if (opts.echoBytes > 0) {
-      const ms = await echoOnce(node, conn, opts.echoBytes, opts.timeoutMs)
+      const ms = await echoOnce(() => conn.newStream(ECHO_PROTOCOL), opts.echoBytes, opts.timeoutMs)
       emit({ event: 'echo', bytes: opts.echoBytes, ms })
     }
     emit({ event: 'done' })
