@@ -15,6 +15,7 @@
 #include "model/file_io.h"
 #include "model/safetensors.h"
 #include "ondevice/section.h"
+#include "onnx/graph_builder.h"
 #include "proto/onnx_ir.pb.h"
 
 namespace idn::onnx {
@@ -23,6 +24,10 @@ namespace {
 namespace fs = std::filesystem;
 namespace ir = idn::onnx_ir;
 using json = nlohmann::json;
+using detail::GraphBuilder;
+using detail::sha256_hex;
+using detail::shape_json;
+using detail::values_json;
 using ondevice::LayerKind;
 
 // The batch-norm epsilon of every DDNN block (nn::ConvPOptions / FcOptions bn_eps; not stored).
@@ -99,163 +104,55 @@ Result<DdnnSpec> read_spec(const Files& files) {
   return s;
 }
 
-// One graph under construction; every helper value gets a fresh name.
-class Builder {
- public:
-  explicit Builder(std::string name) { graph_.set_name(std::move(name)); }
-
-  std::string fresh(const std::string& base) {
-    std::string n = base;
-    for (int i = 1; used_.count(n); ++i) n = base + "_" + std::to_string(i);
-    used_.insert(n);
-    return n;
-  }
-
-  // A node with one output named after `name`; returns the output.
-  std::string op(const std::string& type, std::vector<std::string> inputs, const std::string& name,
-                 ir::NodeProto** out = nullptr) {
-    ir::NodeProto* n = graph_.add_node();
-    n->set_op_type(type);
-    const std::string y = fresh(name);
-    n->set_name(y);
-    for (auto& i : inputs) n->add_input(std::move(i));
-    n->add_output(y);
-    if (out) *out = n;
-    return y;
-  }
-  static void attr(ir::NodeProto* n, const char* name, int64_t v) {
-    auto* a = n->add_attribute();
-    a->set_name(name);
-    a->set_type(ir::AttributeProto::INT);
-    a->set_i(v);
-  }
-  static void attr(ir::NodeProto* n, const char* name, const std::vector<int64_t>& v) {
-    auto* a = n->add_attribute();
-    a->set_name(name);
-    a->set_type(ir::AttributeProto::INTS);
-    for (int64_t x : v) a->add_ints(x);
-  }
-
-  std::string f32(const std::string& base, const std::vector<int64_t>& dims,
-                  const std::vector<float>& values) {
-    ir::TensorProto* t = graph_.add_initializer();
-    t->set_name(fresh(base));
-    t->set_data_type(ir::TensorProto::FLOAT);
-    for (int64_t d : dims) t->add_dims(d);
-    std::string raw(values.size() * 4, '\0');
-    for (size_t i = 0; i < values.size(); ++i) {
-      uint32_t u;
-      std::memcpy(&u, &values[i], 4);
-      for (int b = 0; b < 4; ++b) raw[i * 4 + b] = static_cast<char>(u >> (8 * b));
-    }
-    t->set_raw_data(raw);
-    return t->name();
-  }
-  std::string scalar(const std::string& base, float v) { return f32(base, {}, {v}); }
-  std::string i64(const std::string& base, const std::vector<int64_t>& values) {
-    ir::TensorProto* t = graph_.add_initializer();
-    t->set_name(fresh(base));
-    t->set_data_type(ir::TensorProto::INT64);
-    t->add_dims(static_cast<int64_t>(values.size()));
-    for (int64_t v : values) t->add_int64_data(v);
-    return t->name();
-  }
-  std::string boolean(const std::string& base, const std::vector<int64_t>& dims,
-                      const std::vector<bool>& values) {
-    ir::TensorProto* t = graph_.add_initializer();
-    t->set_name(fresh(base));
-    t->set_data_type(ir::TensorProto::BOOL);
-    for (int64_t d : dims) t->add_dims(d);
-    std::string raw;
-    for (bool v : values) raw.push_back(v ? 1 : 0);  // raw BOOL data: one byte per value
-    t->set_raw_data(raw);
-    return t->name();
-  }
-
-  void input(const std::string& name, int type, const std::vector<int64_t>& shape) {
-    used_.insert(name);
-    typed(graph_.add_input(), name, type, shape);
-  }
-  // Renames the value `from` to the graph output `name` (through Identity).
-  void output(const std::string& from, const std::string& name, int type,
-              const std::vector<int64_t>& shape) {
-    used_.insert(name);
-    ir::NodeProto* n = graph_.add_node();
-    n->set_op_type("Identity");
-    n->set_name(name);
-    n->add_input(from);
-    n->add_output(name);
-    typed(graph_.add_output(), name, type, shape);
-  }
-  void value_info(const std::string& name, int type, const std::vector<int64_t>& shape) {
-    typed(graph_.add_value_info(), name, type, shape);
-  }
-  ir::GraphProto& graph() { return graph_; }
-
- private:
-  static void typed(ir::ValueInfoProto* v, const std::string& name, int type,
-                    const std::vector<int64_t>& shape) {
-    v->set_name(name);
-    auto* t = v->mutable_type()->mutable_tensor_type();
-    t->set_elem_type(type);
-    auto* s = t->mutable_shape();
-    s->add_dim()->set_dim_param(kBatchDim);
-    for (int64_t d : shape) s->add_dim()->set_dim_value(d);
-  }
-
-  std::set<std::string> used_;
-  ir::GraphProto graph_;
-};
-
 constexpr int kF32 = ir::TensorProto::FLOAT, kU8 = ir::TensorProto::UINT8;
 
 // +1 where `cond`, else -1.
-std::string plus_minus(Builder& g, const std::string& cond, const std::string& name) {
+std::string plus_minus(GraphBuilder& g, const std::string& cond, const std::string& name) {
   return g.op("Where", {cond, g.scalar(name + "/plus", 1.0f), g.scalar(name + "/minus", -1.0f)},
               name);
 }
 
 // Binary conv 3x3 s1 p1 (no bias) then max-pool 3x3 s2 p1; weights [out, in, 3, 3] in +-1.
-std::string conv_pool(Builder& g, const std::string& x, int64_t in, int64_t out,
+std::string conv_pool(GraphBuilder& g, const std::string& x, int64_t in, int64_t out,
                       const std::vector<float>& w, const std::string& name) {
   ir::NodeProto* n = nullptr;
   const std::string y =
-      g.op("Conv", {x, g.f32(name + "/weight", {out, in, 3, 3}, w)}, name + "/conv", &n);
-  Builder::attr(n, "kernel_shape", std::vector<int64_t>{3, 3});
-  Builder::attr(n, "strides", std::vector<int64_t>{1, 1});
-  Builder::attr(n, "pads", std::vector<int64_t>{1, 1, 1, 1});
-  Builder::attr(n, "dilations", std::vector<int64_t>{1, 1});
-  Builder::attr(n, "group", int64_t{1});
+      g.op("Conv", {x, g.constant(name + "/weight", {out, in, 3, 3}, w)}, name + "/conv", &n);
+  GraphBuilder::attr(*n, "kernel_shape", std::vector<int64_t>{3, 3});
+  GraphBuilder::attr(*n, "strides", std::vector<int64_t>{1, 1});
+  GraphBuilder::attr(*n, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  GraphBuilder::attr(*n, "dilations", std::vector<int64_t>{1, 1});
+  GraphBuilder::attr(*n, "group", int64_t{1});
   const std::string p = g.op("MaxPool", {y}, name + "/pool", &n);
-  Builder::attr(n, "kernel_shape", std::vector<int64_t>{3, 3});
-  Builder::attr(n, "strides", std::vector<int64_t>{2, 2});
-  Builder::attr(n, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  GraphBuilder::attr(*n, "kernel_shape", std::vector<int64_t>{3, 3});
+  GraphBuilder::attr(*n, "strides", std::vector<int64_t>{2, 2});
+  GraphBuilder::attr(*n, "pads", std::vector<int64_t>{1, 1, 1, 1});
   return p;
 }
 
 // x [N, in...] flattened, times +-1 weights given as rows [out, fan_in]: MatMul by the
 // transpose.
-std::string linear(Builder& g, const std::string& x, int64_t fan_in, int64_t out,
+std::string linear(GraphBuilder& g, const std::string& x, int64_t fan_in, int64_t out,
                    const std::vector<float>& rows, const std::string& name) {
   ir::NodeProto* n = nullptr;
   const std::string flat = g.op("Flatten", {x}, name + "/flatten", &n);
-  Builder::attr(n, "axis", int64_t{1});
+  GraphBuilder::attr(*n, "axis", int64_t{1});
   std::vector<float> t(static_cast<size_t>(fan_in * out));
   for (int64_t o = 0; o < out; ++o)
     for (int64_t i = 0; i < fan_in; ++i)
       t[static_cast<size_t>(i * out + o)] = rows[static_cast<size_t>(o * fan_in + i)];
-  return g.op("MatMul", {flat, g.f32(name + "/weight_t", {fan_in, out}, t)}, name + "/matmul");
+  return g.op("MatMul", {flat, g.constant(name + "/weight_t", {fan_in, out}, t)}, name + "/matmul");
 }
 
 // ((y - mean) / std) * gamma + beta, four ops, constants shaped `dims` (per channel).
-std::string norm(Builder& g, const std::string& y, const std::vector<int64_t>& dims,
+std::string norm(GraphBuilder& g, const std::string& y, const std::vector<int64_t>& dims,
                  const std::vector<float>& mean, const std::vector<float>& sd,
                  const std::vector<float>& gamma, const std::vector<float>& beta,
                  const std::string& name) {
-  std::string t = g.op("Sub", {y, g.f32(name + "/mean", dims, mean)}, name + "/centered");
-  t = g.op("Div", {t, g.f32(name + "/std", dims, sd)}, name + "/scaled");
-  t = g.op("Mul", {t, g.f32(name + "/gamma", dims, gamma)}, name + "/gamma_mul");
-  return g.op("Add", {t, g.f32(name + "/beta", dims, beta)}, name + "/beta_add");
+  std::string t = g.op("Sub", {y, g.constant(name + "/mean", dims, mean)}, name + "/centered");
+  t = g.op("Div", {t, g.constant(name + "/std", dims, sd)}, name + "/scaled");
+  t = g.op("Mul", {t, g.constant(name + "/gamma", dims, gamma)}, name + "/gamma_mul");
+  return g.op("Add", {t, g.constant(name + "/beta", dims, beta)}, name + "/beta_add");
 }
 
 struct Thresholded {
@@ -264,7 +161,7 @@ struct Thresholded {
 };
 
 // An ondevice threshold per output channel: y >= t, or y <= t where `below`.
-Result<Thresholded> threshold(Builder& g, const std::string& y, const ondevice::Layer& l,
+Result<Thresholded> threshold(GraphBuilder& g, const std::string& y, const ondevice::Layer& l,
                               const std::vector<int64_t>& dims, const std::string& name) {
   std::vector<float> t;
   std::vector<bool> below;
@@ -277,7 +174,7 @@ Result<Thresholded> threshold(Builder& g, const std::string& y, const ondevice::
     below.push_back(th.below);
     (th.below ? any_below : any_above) = true;
   }
-  const std::string tc = g.f32(name + "/threshold", dims, t);
+  const std::string tc = g.constant(name + "/threshold", dims, t);
   Thresholded out;
   if (!any_below) {
     out.fires = g.op("GreaterOrEqual", {y, tc}, name + "/at_least");
@@ -290,16 +187,16 @@ Result<Thresholded> threshold(Builder& g, const std::string& y, const ondevice::
     std::vector<bool> above(below.size());
     for (size_t i = 0; i < below.size(); ++i) above[i] = !below[i];
     const std::string lo =
-        g.op("And", {g.boolean(name + "/below", dims, below), le}, name + "/low");
+        g.op("And", {g.constant_bool(name + "/below", dims, below), le}, name + "/low");
     const std::string hi =
-        g.op("And", {g.boolean(name + "/above", dims, above), ge}, name + "/high");
+        g.op("And", {g.constant_bool(name + "/above", dims, above), ge}, name + "/high");
     out.fires = g.op("Or", {lo, hi}, name + "/fires");
   }
   out.value = plus_minus(g, out.fires, name + "/bits");
   return out;
 }
 
-std::string model_bytes(Builder& g, const std::string& doc, const std::string& tag,
+std::string model_bytes(GraphBuilder& g, const std::string& doc, const std::string& tag,
                         const std::string& model_name) {
   ir::ModelProto m;
   m.set_ir_version(kIrVersion);
@@ -342,13 +239,13 @@ Result<GraphFile> device_graph(const DdnnSpec& spec, int64_t d, const ondevice::
   f.index = static_cast<int>(d);
   f.name = "device" + std::to_string(d);
   f.file = "device_" + std::to_string(d) + ".onnx";
-  Builder g(spec.name + "/" + f.name);
+  GraphBuilder g(spec.name + "/" + f.name);
   const auto in = s.input_shape();
-  g.input("view", kU8, dims_of(in));
+  g.input("view", dims_of(in), kU8);
   f.inputs.push_back({"view", dims_of(in), "camera", "U8"});
   ir::NodeProto* cast = nullptr;
   std::string x = g.op("Cast", {"view"}, "pixels", &cast);
-  Builder::attr(cast, "to", int64_t{kF32});
+  GraphBuilder::attr(*cast, "to", int64_t{kF32});
   std::string features, features_bits;
   ondevice::Shape feature_shape;
   ondevice::Shape cur = in;
@@ -389,25 +286,27 @@ Result<GraphFile> device_graph(const DdnnSpec& spec, int64_t d, const ondevice::
     return Status::unsupported(f.name +
                                ": a device section needs a ConvP layer and ends in FC "
                                "scores");
-  g.output(x, "scores", kF32, {spec.classes});
-  g.output(features, "features", kF32, dims_of(feature_shape));
+  g.output_from(x, "scores", {spec.classes}, kF32);
+  g.output_from(features, "features", dims_of(feature_shape), kF32);
   // The wire's packing: bit i of the flattened features in bit i % 8 of byte i / 8.
   const int64_t bits = feature_shape.size(), bytes = (bits + 7) / 8;
   ir::NodeProto* n = nullptr;
   std::string b = g.op("Cast", {features_bits}, "packed/ones", &n);
-  Builder::attr(n, "to", int64_t{kF32});
+  GraphBuilder::attr(*n, "to", int64_t{kF32});
   b = g.op("Flatten", {b}, "packed/flat", &n);
-  Builder::attr(n, "axis", int64_t{1});
+  GraphBuilder::attr(*n, "axis", int64_t{1});
   if (bits % 8 != 0)
-    b = g.op("Pad", {b, g.i64("packed/pads", {0, 0, 0, bytes * 8 - bits})}, "packed/padded");
-  b = g.op("Reshape", {b, g.i64("packed/shape", {0, bytes, 8})}, "packed/bytes");
-  b = g.op("Mul", {b, g.f32("packed/weights", {8}, {1, 2, 4, 8, 16, 32, 64, 128})},
+    b = g.op("Pad", {b, g.constant_i64("packed/pads", {0, 0, 0, bytes * 8 - bits})},
+             "packed/padded");
+  b = g.op("Reshape", {b, g.constant_i64("packed/shape", {0, bytes, 8})}, "packed/bytes");
+  b = g.op("Mul",
+           {b, g.constant("packed/weights", {8}, std::vector<float>{1, 2, 4, 8, 16, 32, 64, 128})},
            "packed/weighted");
-  b = g.op("ReduceSum", {b, g.i64("packed/axes", {2})}, "packed/sum", &n);
-  Builder::attr(n, "keepdims", int64_t{0});
+  b = g.op("ReduceSum", {b, g.constant_i64("packed/axes", {2})}, "packed/sum", &n);
+  GraphBuilder::attr(*n, "keepdims", int64_t{0});
   b = g.op("Cast", {b}, "packed/u8", &n);
-  Builder::attr(n, "to", int64_t{kU8});
-  g.output(b, "features_packed", kU8, {bytes});
+  GraphBuilder::attr(*n, "to", int64_t{kU8});
+  g.output_from(b, "features_packed", {bytes}, kU8);
   f.outputs = {{"scores", {spec.classes}, "", "F32"},
                {"features", dims_of(feature_shape), "", "F32"},
                {"features_packed", {bytes}, "", "U8"}};
@@ -419,63 +318,66 @@ Result<GraphFile> device_graph(const DdnnSpec& spec, int64_t d, const ondevice::
 }
 
 // mask [N, D] bool of present devices, from "present" > 0.
-std::string present_mask(Builder& g) {
+std::string present_mask(GraphBuilder& g) {
   return g.op("Greater", {"present", g.scalar("present/zero", 0.0f)}, "present/mask");
 }
 
 // motifs::aggregate over axis 1 of x ([N, D, rest...], rank 2 + rest): MP, AP or CC.
-std::string aggregate(Builder& g, const std::string& op, const std::string& x, int64_t devices,
+std::string aggregate(GraphBuilder& g, const std::string& op, const std::string& x, int64_t devices,
                       const std::vector<int64_t>& rest, const std::string& name) {
   std::vector<int64_t> axes;
   for (size_t i = 0; i < rest.size(); ++i) axes.push_back(static_cast<int64_t>(i) + 2);
   const std::string mask = present_mask(g);
   std::string m = mask;
-  if (!axes.empty()) m = g.op("Unsqueeze", {mask, g.i64(name + "/axes", axes)}, name + "/mask");
+  if (!axes.empty())
+    m = g.op("Unsqueeze", {mask, g.constant_i64(name + "/axes", axes)}, name + "/mask");
   ir::NodeProto* n = nullptr;
   if (op == "CC") {
     std::string mf = g.op("Cast", {m}, name + "/maskf", &n);
-    Builder::attr(n, "to", int64_t{kF32});
+    GraphBuilder::attr(*n, "to", int64_t{kF32});
     const std::string masked = g.op("Mul", {x, mf}, name + "/masked");
     std::vector<int64_t> shape{0, devices * rest.at(0)};
     for (size_t i = 1; i < rest.size(); ++i) shape.push_back(rest[i]);
-    return g.op("Reshape", {masked, g.i64(name + "/shape", shape)}, name);
+    return g.op("Reshape", {masked, g.constant_i64(name + "/shape", shape)}, name);
   }
   if (op == "MP") {
     const std::string filled = g.op(
         "Where", {m, x, g.scalar(name + "/minus_inf", -std::numeric_limits<float>::infinity())},
         name + "/filled");
     const std::string mx = g.op("ReduceMax", {filled}, name + "/max", &n);
-    Builder::attr(n, "axes", std::vector<int64_t>{1});
-    Builder::attr(n, "keepdims", int64_t{0});
+    GraphBuilder::attr(*n, "axes", std::vector<int64_t>{1});
+    GraphBuilder::attr(*n, "keepdims", int64_t{0});
     // Any device present: [N] -> [N, 1, ...] of rank 1 + rest.
     std::string any = g.op("Cast", {mask}, name + "/presentf", &n);
-    Builder::attr(n, "to", int64_t{kF32});
+    GraphBuilder::attr(*n, "to", int64_t{kF32});
     any = g.op("ReduceMax", {any}, name + "/any_max", &n);
-    Builder::attr(n, "axes", std::vector<int64_t>{1});
-    Builder::attr(n, "keepdims", int64_t{1});
+    GraphBuilder::attr(*n, "axes", std::vector<int64_t>{1});
+    GraphBuilder::attr(*n, "keepdims", int64_t{1});
     std::vector<int64_t> more;
     for (size_t i = 1; i < rest.size(); ++i) more.push_back(static_cast<int64_t>(i) + 1);
     if (!more.empty())
-      any = g.op("Unsqueeze", {any, g.i64(name + "/any_axes", more)}, name + "/any_u");
+      any = g.op("Unsqueeze", {any, g.constant_i64(name + "/any_axes", more)}, name + "/any_u");
     any = g.op("Greater", {any, g.scalar(name + "/half", 0.5f)}, name + "/any");
     return g.op("Where", {any, mx, g.scalar(name + "/zero", 0.0f)}, name);
   }
   // AP: (x * mask).sum(1) / max(count, 1).
   std::string mf = g.op("Cast", {m}, name + "/maskf", &n);
-  Builder::attr(n, "to", int64_t{kF32});
+  GraphBuilder::attr(*n, "to", int64_t{kF32});
   const std::string masked = g.op("Mul", {x, mf}, name + "/masked");
   const std::string sum =
-      g.op("ReduceSum", {masked, g.i64(name + "/sum_axes", {1})}, name + "/sum", &n);
-  Builder::attr(n, "keepdims", int64_t{0});
+      g.op("ReduceSum", {masked, g.constant_i64(name + "/sum_axes", {1})}, name + "/sum", &n);
+  GraphBuilder::attr(*n, "keepdims", int64_t{0});
   std::string count = g.op("Cast", {mask}, name + "/countf", &n);
-  Builder::attr(n, "to", int64_t{kF32});
-  count = g.op("ReduceSum", {count, g.i64(name + "/count_axes", {1})}, name + "/count", &n);
-  Builder::attr(n, "keepdims", int64_t{1});
+  GraphBuilder::attr(*n, "to", int64_t{kF32});
+  count =
+      g.op("ReduceSum", {count, g.constant_i64(name + "/count_axes", {1})}, name + "/count", &n);
+  GraphBuilder::attr(*n, "keepdims", int64_t{1});
   count = g.op("Max", {count, g.scalar(name + "/one", 1.0f)}, name + "/count_min1");
   std::vector<int64_t> more;
   for (size_t i = 1; i < rest.size(); ++i) more.push_back(static_cast<int64_t>(i) + 1);
   if (!more.empty())
-    count = g.op("Unsqueeze", {count, g.i64(name + "/count_u_axes", more)}, name + "/count_u");
+    count =
+        g.op("Unsqueeze", {count, g.constant_i64(name + "/count_u_axes", more)}, name + "/count_u");
   return g.op("Div", {sum, count}, name);
 }
 
@@ -483,13 +385,13 @@ GraphFile local_graph(const DdnnSpec& spec) {
   GraphFile f;
   f.name = "local";
   f.file = "local.onnx";
-  Builder g(spec.name + "/local");
+  GraphBuilder g(spec.name + "/local");
   const int64_t D = spec.devices();
-  g.input("scores", kF32, {D, spec.classes});
-  g.input("present", kF32, {D});
+  g.input("scores", {D, spec.classes}, kF32);
+  g.input("present", {D}, kF32);
   const std::string a =
       aggregate(g, spec.local, "scores", D, {spec.classes}, "local/" + spec.local);
-  g.output(a, "local_scores", kF32, {spec.classes});
+  g.output_from(a, "local_scores", {spec.classes}, kF32);
   f.inputs = {{"scores", {D, spec.classes}, "device_<d>/scores", "F32"},
               {"present", {D}, "client", "F32"}};
   f.outputs = {{"local_scores", {spec.classes}, "", "F32"}};
@@ -539,11 +441,11 @@ Result<GraphFile> cloud_graph(const DdnnSpec& spec, ondevice::Shape feat, const 
   GraphFile f;
   f.name = "cloud";
   f.file = "cloud.onnx";
-  Builder g(spec.name + "/cloud");
+  GraphBuilder g(spec.name + "/cloud");
   const int64_t D = spec.devices();
   const std::vector<int64_t> fdims{D, feat.c, feat.h, feat.w};
-  g.input("features", kF32, fdims);
-  g.input("present", kF32, {D});
+  g.input("features", fdims, kF32);
+  g.input("present", {D}, kF32);
   std::string x = aggregate(g, spec.cloud, "features", D, dims_of(feat), "cloud/" + spec.cloud);
   int64_t in = spec.cloud == "CC" ? D * feat.c : feat.c, side = feat.h, side_w = feat.w;
   const int64_t cf = spec.cloud_filters;
@@ -565,33 +467,12 @@ Result<GraphFile> cloud_graph(const DdnnSpec& spec, ondevice::Shape feat, const 
   IDN_ASSIGN_OR_RETURN(auto n, block_norm(w, "cloud.fc", spec.classes));
   const std::string y = linear(g, x, fan_in, spec.classes, signs(std::move(fw)), "cloud.fc");
   x = norm(g, y, {spec.classes}, n.mean, n.sd, n.gamma, n.beta, "cloud.fc/bn");
-  g.output(x, "scores", kF32, {spec.classes});
+  g.output_from(x, "scores", {spec.classes}, kF32);
   f.inputs = {{"features", fdims, "device_<d>/features", "F32"}, {"present", {D}, "client", "F32"}};
   f.outputs = {{"scores", {spec.classes}, "", "F32"}};
   f.bytes = model_bytes(g, spec.name + " DDNN cloud section (IDN export; see manifest.json)",
                         "cloud", spec.name);
   return f;
-}
-
-json shape_json(const std::vector<int64_t>& shape) {
-  json s = json::array({kBatchDim});
-  for (int64_t d : shape) s.push_back(d);
-  return s;
-}
-
-json values_json(const std::vector<GraphValue>& vs) {
-  json a = json::array();
-  for (const auto& v : vs) {
-    json j{{"name", v.name}, {"dtype", v.dtype}, {"shape", shape_json(v.shape)}};
-    if (!v.from.empty()) j["from"] = v.from;
-    a.push_back(std::move(j));
-  }
-  return a;
-}
-
-std::string sha256_hex(const std::string& bytes) {
-  auto d = core::sha256(as_bytes(bytes));
-  return hex_encode(ByteView(d.data(), d.size()));
 }
 
 }  // namespace
@@ -641,8 +522,8 @@ Result<OnnxExport> export_files(const Files& files) {
            {"file", g.file},
            {"bytes", g.bytes.size()},
            {"sha256", sha256_hex(g.bytes)},
-           {"inputs", values_json(g.inputs)},
-           {"outputs", values_json(g.outputs)}};
+           {"inputs", values_json(g.inputs, true)},
+           {"outputs", values_json(g.outputs, true)}};
     if (g.name.rfind("device", 0) == 0) {
       j["role"] = "device";
       j["device"] = g.index;

@@ -11,6 +11,7 @@
 #include "core/bytes.h"
 #include "core/multihash.h"
 #include "model/file_io.h"
+#include "onnx/graph_builder.h"
 #include "proto/onnx_ir.pb.h"
 
 namespace idn::onnx {
@@ -19,6 +20,10 @@ namespace {
 namespace fs = std::filesystem;
 namespace ir = idn::onnx_ir;
 using json = nlohmann::json;
+using detail::GraphBuilder;
+using detail::sha256_hex;
+using detail::shape_json;
+using detail::values_json;
 using model::LayerSpec;
 using model::LayerType;
 
@@ -36,116 +41,6 @@ int64_t iparam(const LayerSpec& l, const char* key) {
 double fparam(const LayerSpec& l, const char* key) {
   return l.params.at(key).get<double>();
 }
-
-// One graph under construction. Value names are the spec's layer and input names; helper
-// values (weights, constants, intermediate results of a decomposed layer) get fresh names that
-// no spec name and no other value of the graph uses.
-class GraphBuilder {
- public:
-  GraphBuilder(const std::set<std::string>& spec_names, std::string name)
-      : spec_names_(spec_names) {
-    graph_.set_name(std::move(name));
-  }
-
-  std::string fresh(const std::string& base) {
-    std::string n = base;
-    for (int i = 1; spec_names_.count(n) || used_.count(n); ++i) n = base + "_" + std::to_string(i);
-    used_.insert(n);
-    return n;
-  }
-
-  ir::NodeProto& node(const std::string& op, std::vector<std::string> inputs,
-                      std::vector<std::string> outputs, const std::string& name) {
-    ir::NodeProto* n = graph_.add_node();
-    n->set_op_type(op);
-    n->set_name(fresh_node(name));
-    for (auto& i : inputs) n->add_input(std::move(i));
-    for (auto& o : outputs) n->add_output(std::move(o));
-    return *n;
-  }
-
-  static void attr(ir::NodeProto& n, const char* name, int64_t v) {
-    auto* a = n.add_attribute();
-    a->set_name(name);
-    a->set_type(ir::AttributeProto::INT);
-    a->set_i(v);
-  }
-  static void attr(ir::NodeProto& n, const char* name, float v) {
-    auto* a = n.add_attribute();
-    a->set_name(name);
-    a->set_type(ir::AttributeProto::FLOAT);
-    a->set_f(v);
-  }
-  static void attr(ir::NodeProto& n, const char* name, const std::vector<int64_t>& v) {
-    auto* a = n.add_attribute();
-    a->set_name(name);
-    a->set_type(ir::AttributeProto::INTS);
-    for (int64_t x : v) a->add_ints(x);
-  }
-
-  // A float initializer holding `data` (row-major) with `dims`; returns its name.
-  std::string constant(const std::string& base, const std::vector<int64_t>& dims,
-                       std::span<const uint8_t> f32_bytes) {
-    ir::TensorProto* t = graph_.add_initializer();
-    t->set_name(fresh(base));
-    t->set_data_type(ir::TensorProto::FLOAT);
-    for (int64_t d : dims) t->add_dims(d);
-    t->set_raw_data(f32_bytes.data(), f32_bytes.size());
-    return t->name();
-  }
-  std::string constant(const std::string& base, const std::vector<int64_t>& dims,
-                       std::span<const float> values) {
-    return constant(base, dims,
-                    std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(values.data()),
-                                             values.size() * sizeof(float)));
-  }
-  std::string constant_i64(const std::string& base, const std::vector<int64_t>& values) {
-    ir::TensorProto* t = graph_.add_initializer();
-    t->set_name(fresh(base));
-    t->set_data_type(ir::TensorProto::INT64);
-    t->add_dims(static_cast<int64_t>(values.size()));
-    for (int64_t v : values) t->add_int64_data(v);
-    return t->name();
-  }
-
-  void input(const std::string& name, const std::vector<int64_t>& shape) {
-    used_.insert(name);
-    typed(graph_.add_input(), name, shape);
-  }
-  void output(const std::string& name, const std::vector<int64_t>& shape) {
-    typed(graph_.add_output(), name, shape);
-  }
-  // Declares an intermediate value's shape, so ONNX shape inference (the checker's full check)
-  // confirms it computes the shape model.json says.
-  void value_info(const std::string& name, const std::vector<int64_t>& shape) {
-    typed(graph_.add_value_info(), name, shape);
-  }
-  void claim(const std::string& name) { used_.insert(name); }
-
-  ir::GraphProto& graph() { return graph_; }
-
- private:
-  static void typed(ir::ValueInfoProto* v, const std::string& name,
-                    const std::vector<int64_t>& shape) {
-    v->set_name(name);
-    auto* t = v->mutable_type()->mutable_tensor_type();
-    t->set_elem_type(ir::TensorProto::FLOAT);
-    auto* s = t->mutable_shape();
-    s->add_dim()->set_dim_param(kBatchDim);
-    for (int64_t d : shape) s->add_dim()->set_dim_value(d);
-  }
-
-  std::string fresh_node(const std::string& base) {
-    std::string n = base;
-    for (int i = 1; node_names_.count(n); ++i) n = base + "_" + std::to_string(i);
-    node_names_.insert(n);
-    return n;
-  }
-
-  const std::set<std::string>& spec_names_;
-  std::set<std::string> used_, node_names_;
-  ir::GraphProto graph_;
-};
 
 struct Exporter {
   explicit Exporter(const model::Package& p) : pkg(p) {}
@@ -337,7 +232,7 @@ struct Exporter {
     f.file = tag + ".onnx";
     const auto& layers = is_exit ? spec.exits[idx].layers : spec.stages[idx].layers;
     f.name = is_exit ? spec.exits[idx].name : spec.stages[idx].name;
-    GraphBuilder g(spec_names, spec.name + "/" + tag);
+    GraphBuilder g(spec.name + "/" + tag, &spec_names);
     std::set<std::string> produced(layers.begin(), layers.end());
     std::map<std::string, std::string> value;  // spec name -> value name in this graph
     const std::string what = (is_exit ? "exit " : "stage ") + q(f.name);
@@ -438,27 +333,6 @@ struct Exporter {
   }
 };
 
-json shape_json(const std::vector<int64_t>& shape) {
-  json s = json::array({kBatchDim});
-  for (int64_t d : shape) s.push_back(d);
-  return s;
-}
-
-json values_json(const std::vector<GraphValue>& vs) {
-  json a = json::array();
-  for (const auto& v : vs) {
-    json j{{"name", v.name}, {"shape", shape_json(v.shape)}};
-    if (!v.from.empty()) j["from"] = v.from;
-    a.push_back(std::move(j));
-  }
-  return a;
-}
-
-std::string sha256_hex(const std::string& bytes) {
-  auto d = core::sha256(as_bytes(bytes));
-  return hex_encode(ByteView(d.data(), d.size()));
-}
-
 }  // namespace
 
 Result<OnnxExport> export_package(const model::Package& package) {
@@ -501,8 +375,8 @@ Result<OnnxExport> export_package(const model::Package& package) {
            {"file", g.file},
            {"bytes", g.bytes.size()},
            {"sha256", sha256_hex(g.bytes)},
-           {"inputs", values_json(g.inputs)},
-           {"outputs", values_json(g.outputs)}};
+           {"inputs", values_json(g.inputs, false)},
+           {"outputs", values_json(g.outputs, false)}};
     if (g.is_exit) {
       const auto& e = spec.exits[g.index];
       j["stage"] = e.stage;
