@@ -48,12 +48,11 @@ tabpeer=$([ "${#web[@]}" -gt 0 ] && echo 1 || echo 0)
 model="$(tiny_model)" || fail "training the test model"
 "$idn" demo --serve --requests 3 --quiet --model "$model" --http 127.0.0.1:0 "${web[@]}" >"$dir/demo.out" 2>&1 &
 demo=$!
-# The URL line is printed once the network is up and the page is served.
-for _ in $(seq 1 600); do
-  grep -q '^serving ' "$dir/demo.out" && break
-  kill -0 "$demo" 2>/dev/null || fail "idn demo --serve exited early"
-  sleep 0.1
-done
+# The URL line is printed once the network is up and the page is served (or the demo failed).
+serving_or_exited() {
+  grep -q '^serving ' "$dir/demo.out" || ! kill -0 "$demo" 2>/dev/null
+}
+wait_for "idn demo --serve to print its URL" 60 serving_or_exited
 url="$(awk '/^serving /{print $2; exit}' "$dir/demo.out")"
 [ -n "$url" ] || fail "no URL printed"
 base="${url%%/\?*}"
