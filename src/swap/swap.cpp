@@ -257,6 +257,13 @@ Status ComputeSwap::on_evidence(ByteView id, const Evidence& theirs) {
   IDN_RETURN_IF_ERROR(store_->adopt(id, *rec));
   p.reason = rec->reason;
   if (p.state != PeerState::kOnline) go_online(id, p);
+  // The side that was served for signs the reconciled ledger at once: otherwise a series of
+  // crashes, each before the next regular checkpoint was countersigned, piles more receipts
+  // after the last signed checkpoint than one Evidence may carry (max_evidence_receipts), and
+  // the two ledgers could never be reconciled again (seen in cli.swap_crash: 4835 receipts).
+  if (store_->ledger(id).credit_of(self()) > 0 &&
+      unsigned_receipts(id) >= config_.close_checkpoint_min)
+    propose_checkpoint(id);
   return Status::ok();
 }
 
