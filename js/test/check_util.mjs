@@ -1,4 +1,4 @@
-// What the JS test drivers (infer_check.mjs, browser_check.mjs) share: `--key value` arguments,
+// What the JS test drivers (infer_check.mjs, browser_check.mjs, node_page_check.mjs) share: `--key value` arguments,
 // one JSON object per stdout line, and 8-bit binary PGM images read as `idn infer --input` reads
 // them ([1, H, W], pixel / max).
 import { readFileSync } from 'node:fs'

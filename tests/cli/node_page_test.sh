@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The node's own page, in a real browser: `idn demo --serve` keeps a 3-provider network up and
 # serves the client node's page (/, src/node/web/index.html) with test images. Checks the page
-# (tests/cli/node_page_check.mjs in Debian's headless Chromium via playwright-core): it shows
+# (js/test/node_page_check.mjs in Debian's headless Chromium via playwright-core): it shows
 # the node's ID and peers; a test image asked through the page gets progressive answers whose
 # final one equals the gateway's JSON answer for the same image; a drawing (sent as PNG) is
 # answered; a bad service ID gets a clear error; the live chart fills. Without a browser the
@@ -87,7 +87,7 @@ fi
 if [ "$browser" = 1 ]; then
   artifacts="${IDN_TEST_ARTIFACTS:-$(dirname "$fixtures")/test-artifacts}"
   mkdir -p "$artifacts"
-  timeout 90 node "$here/tests/cli/node_page_check.mjs" --url "$url" --js-dir "$here/js" \
+  timeout 90 node "$here/js/test/node_page_check.mjs" --url "$url" \
     --screenshot "$artifacts/node_page.png" --tab-peer "$tabpeer" >"$dir/page.out" 2>"$dir/page.log" ||
     fail "node_page_check.mjs failed"
   python3 - "$dir/page.out" "$sid" "$tabpeer" <<'PY' || fail "the page disagrees: $(cat "$dir/page.out")"

@@ -1,20 +1,17 @@
 // Drives the node's own page (/, src/node/web/index.html) in headless Chromium (Debian's, through
-// playwright-core from js/node_modules) against `idn demo --serve`: the page shows the node's
+// playwright-core) against `idn demo --serve`: the page shows the node's
 // peer ID and its peers, picks a test image, asks the network and shows the progressive answers
 // ending in a final one that equals the gateway's JSON answer for the same image; a drawing is
 // sent as a PNG and answered too; the live chart gets points. With --tab-peer 1 (the node serves
 // the browser bundle: --web-dir) the page's "serve it from this tab" button makes the tab a peer
 // behind the node's relay, and requests fanned out to every provider reach it and are answered.
 // Prints one JSON line per check.
-// Usage: node node_page_check.mjs --url http://127.0.0.1:PORT/?service=ID --js-dir DIR
+// Usage: node node_page_check.mjs --url http://127.0.0.1:PORT/?service=ID
 //        [--screenshot FILE] [--tab-peer 1]
-import { createRequire } from 'node:module'
-import { join, resolve } from 'node:path'
+import { chromium } from 'playwright-core'
+import { emit, parseArgs } from './check_util.mjs'
 
-const args = {}
-for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1]
-const { chromium } = createRequire(join(resolve(args['js-dir']), 'package.json'))('playwright-core')
-const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n')
+const args = parseArgs({})
 const base = new URL(args.url)
 const service = base.searchParams.get('service')
 
