@@ -4,20 +4,16 @@
 #include <cmath>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
 
 #include <spdlog/spdlog.h>
-#include <torch/torch.h>
 
 #include "cpu/executor.h"
+#include "engine/stage_runner.h"
 #include "model/exit_criteria.h"
 #include "model/package.h"
-#include "nn/graph.h"
-
-// OpenBLAS's thread-count control, when the BLAS LibTorch loaded is OpenBLAS (weak: absent
-// with another BLAS).
-extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 
 namespace idn::engine {
 
@@ -31,6 +27,26 @@ std::string_view backend_name(Backend b) {
       return "cpu";
   }
   return "?";
+}
+
+Status does_not_fit(const std::string& why) {
+  return Status::invalid_argument("activation does not fit the model: " + why);
+}
+
+namespace {
+// Function-local: idn_engine_torch registers from another translation unit's static initializer.
+std::optional<TorchRunnerFactory>& torch_factory() {
+  static std::optional<TorchRunnerFactory> f;
+  return f;
+}
+}  // namespace
+
+void register_torch_runner(TorchRunnerFactory factory) {
+  torch_factory() = std::move(factory);
+}
+
+const TorchRunnerFactory* registered_torch_runner() {
+  return torch_factory() ? &*torch_factory() : nullptr;
 }
 
 Result<Backend> parse_backend(std::string_view name) {
@@ -47,112 +63,6 @@ int64_t numel(const std::vector<int64_t>& shape) {
   for (int64_t d : shape) n *= d;
   return n;
 }
-
-Status does_not_fit(const std::string& why) {
-  return Status::invalid_argument("activation does not fit the model: " + why);
-}
-
-// The backend's half of the engine: one pass of a batch through stages and exit heads. Rows
-// are the samples still in the pass, in order; everything that decides (calibration, the exit
-// rule, flops, counters, which rows go on) is Engine's, above this seam.
-class StageRunner {
- public:
-  virtual ~StageRunner() = default;
-  // Starts a pass on `x` [N, ...]: the model's input (resume_after < 0; the runner applies the
-  // package's preprocessing) or the output of stage resume_after (split execution). `x` must
-  // outlive the pass.
-  virtual Status begin(const core::Tensor& x, int resume_after) = 0;
-  // Runs stage s on the rows left; the stages before it ran in this pass.
-  virtual Status run_stage(int s) = 0;
-  // The output of the stage that ran last, [rows, ...].
-  virtual core::Tensor stage_output() = 0;
-  // Runs exit head e (of the stage that ran last) on the rows left: logits [rows, classes],
-  // valid until the next call.
-  virtual Result<std::span<const float>> run_exit(int e) = 0;
-  // Keeps the rows at these positions (increasing, at least one) of the current rows.
-  virtual void keep_rows(const std::vector<int64_t>& rows) = 0;
-};
-
-// Keeps rows `index` of every activation; one in oneDNN's blocked layout (nn::Graph keeps a
-// stage's inner conv-relu-pool activations so) is made dense first: layers read either layout.
-void select_rows(nn::Activations& acts, const torch::Tensor& index) {
-  for (auto& a : acts)
-    if (a.defined()) a = (a.is_mkldnn() ? a.to_dense() : a).index_select(0, index);
-}
-
-// LibTorch (nn::Graph): the reference.
-class TorchRunner final : public StageRunner {
- public:
-  explicit TorchRunner(nn::Graph g) : graph_(std::move(g)) {}
-
-  Status init_preprocess() {
-    const auto& spec = graph_->spec();
-    if (spec.preprocess_mean.empty()) return Status::ok();
-    int64_t c = spec.inputs[0].shape.empty() ? 1 : spec.inputs[0].shape[0];
-    if (static_cast<int64_t>(spec.preprocess_mean.size()) != c ||
-        spec.preprocess_std.size() != spec.preprocess_mean.size())
-      return Status::invalid_argument("preprocess mean/std must have one value per channel (" +
-                                      std::to_string(c) + ")");
-    std::vector<int64_t> shape{1, c};
-    while (shape.size() < spec.inputs[0].shape.size() + 1) shape.push_back(1);
-    mean_ = torch::tensor(spec.preprocess_mean).reshape(shape);
-    inv_std_ = 1.0 / torch::tensor(spec.preprocess_std).reshape(shape);
-    return Status::ok();
-  }
-
-  Status begin(const core::Tensor& x, int resume_after) override {
-    torch::NoGradGuard ng;
-    torch::InferenceMode im;
-    try {
-      auto t = nn::to_torch(x, /*borrow=*/true);
-      if (resume_after < 0) {
-        acts_ = graph_->begin({mean_.defined() ? (t - mean_) * inv_std_ : t});
-      } else {
-        acts_ = graph_->begin({});
-        graph_->set_stage_output(resume_after, acts_, t);
-      }
-    } catch (const std::exception& e) {
-      return does_not_fit(e.what());
-    }
-    return Status::ok();
-  }
-
-  Status run_stage(int s) override {
-    torch::NoGradGuard ng;
-    torch::InferenceMode im;
-    try {
-      out_ = graph_->run_stage(s, acts_);
-    } catch (const std::exception& e) {
-      return does_not_fit(e.what());
-    }
-    return Status::ok();
-  }
-
-  core::Tensor stage_output() override { return nn::from_torch(out_); }
-
-  Result<std::span<const float>> run_exit(int e) override {
-    torch::NoGradGuard ng;
-    torch::InferenceMode im;
-    try {
-      logits_ = graph_->run_exit(e, acts_).contiguous();
-    } catch (const std::exception& ex) {
-      return does_not_fit(ex.what());
-    }
-    return std::span<const float>(logits_.data_ptr<float>(), logits_.numel());
-  }
-
-  void keep_rows(const std::vector<int64_t>& rows) override {
-    torch::NoGradGuard ng;
-    torch::InferenceMode im;
-    select_rows(acts_, torch::tensor(rows, torch::kLong));
-  }
-
- private:
-  nn::Graph graph_;
-  torch::Tensor mean_, inv_std_;  // [1, C, 1, 1] or undefined
-  nn::Activations acts_;
-  torch::Tensor out_, logits_;
-};
 
 // cpu::Executor, which holds at most max_batch samples per call. Between stages the runner
 // keeps where the value the next stage reads lives (the caller's input, the executor's last
@@ -378,13 +288,11 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::filesystem::path& dir, E
   if (pkg.spec.inputs.size() != 1)
     return Status::unsupported("engine runs single-input models; " + dir.string() + " has " +
                                std::to_string(pkg.spec.inputs.size()) + " inputs");
-  if (opts.threads > 0) {
-    torch::set_num_threads(opts.threads);
-    // LibTorch on Debian runs Linear layers through OpenBLAS, whose own thread pool spins in
-    // sched_yield between calls: on a small machine those spinners take the cores that the
-    // node's io threads need (perf: 16% of a serving run in sched_yield; gone with this).
-    if (openblas_set_num_threads) openblas_set_num_threads(opts.threads);
-  }
+  const TorchRunnerFactory* torch = registered_torch_runner();
+  if (!torch && opts.backend == Backend::kTorch)
+    return Status::unsupported(dir.string() +
+                               ": backend torch: this idn was built without LibTorch (use cpu)");
+  if (torch && opts.threads > 0) torch->set_threads(opts.threads);
   auto impl = std::make_unique<Impl>();
   impl->spec = pkg.spec;
   const auto& spec = impl->spec;
@@ -395,18 +303,9 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::filesystem::path& dir, E
   for (const auto& e : spec.exits)
     impl->classes.push_back(static_cast<size_t>(spec.layer(e.output)->out_shape.back()));
 
-  std::unique_ptr<TorchRunner> torch_runner;
-  if (opts.backend != Backend::kCpu) {
-    nn::Graph graph{nullptr};
-    try {
-      graph = nn::Graph(pkg.spec);
-    } catch (const std::exception& e) {
-      return Status::invalid_argument(dir.string() + ": cannot build graph: " + e.what());
-    }
-    IDN_RETURN_IF_ERROR(graph->load_weights(pkg.weights).with_context(dir.string()));
-    graph->eval();
-    torch_runner = std::make_unique<TorchRunner>(std::move(graph));
-    IDN_RETURN_IF_ERROR(torch_runner->init_preprocess().with_context(dir.string()));
+  std::unique_ptr<StageRunner> torch_runner;
+  if (torch && opts.backend != Backend::kCpu) {
+    IDN_ASSIGN_OR_RETURN(torch_runner, torch->load(pkg, dir));
   }
   std::unique_ptr<CpuRunner> cpu_runner;
   Status cpu_status = Status::ok();
@@ -430,6 +329,16 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::filesystem::path& dir, E
       impl->reason = "cpu: asked for";
       break;
     case Backend::kAuto: {
+      if (!torch) {
+        // No reference to check the executor against: cpu, or a clear error.
+        if (!cpu_runner)
+          return Status(cpu_status.code(),
+                        dir.string() + ": backend cpu cannot run this package (" +
+                            cpu_status.message() + ") and this idn was built without LibTorch");
+        impl->backend = Backend::kCpu;
+        impl->reason = "cpu: this idn was built without LibTorch";
+        break;
+      }
       impl->backend = Backend::kTorch;
       if (!cpu_runner) {
         impl->reason =

@@ -28,6 +28,7 @@ namespace idn::engine {
 // cpu::Executor (torch-free, one thread, prepacked weights); an error at load when it cannot run
 // the package. kAuto: kCpu when the executor loads the package and every exit of a seeded
 // probe input agrees with LibTorch within 1e-4, else kTorch (the reason is logged once).
+// A program built without LibTorch (without idn_engine_torch): kAuto is kCpu, kTorch an error.
 enum class Backend { kAuto, kTorch, kCpu };
 std::string_view backend_name(Backend b);  // "auto" | "torch" | "cpu"
 Result<Backend> parse_backend(std::string_view name);
