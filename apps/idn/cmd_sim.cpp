@@ -64,6 +64,7 @@ Status write_summary_json(const SimArgs& a, const sim::ComputeSwapResult& r, dou
                       {"list_refresh_s", s.swap.list_refresh_s},
                       {"min_service_s", s.min_service_s},
                       {"challenge_rate", s.swap.challenge_rate},
+                      {"probation_challenges", s.swap.probation_challenges},
                       {"freeloader_work_share", r.freeloader_work_share},
                       {"answers_per_pair", r.answers_per_pair},
                       {"served_rate_cooperator", r.served_rate[0]},
@@ -240,6 +241,8 @@ constexpr SweepParam kSweepParams[] = {
     {"known", [](sim::ComputeSwapScenario& s, double v) { s.known_providers = size_t(v); }},
     {"churn", [](sim::ComputeSwapScenario& s, double v) { s.churn = v; }},
     {"challenge-rate", [](sim::ComputeSwapScenario& s, double v) { s.swap.challenge_rate = v; }},
+    {"probation",
+     [](sim::ComputeSwapScenario& s, double v) { s.swap.probation_challenges = uint32_t(v); }},
 };
 
 struct SweepMetric {
@@ -425,6 +428,8 @@ void register_sim(CLI::App& app) {
   opt("--grace-ops", s.swap.grace_ops, "Eq. 7.1's +1, in operations");
   opt("--ignore-s", s.swap.ignore_period_s, "T_g: ignore period after a refusal, s");
   opt("--challenge-rate", s.swap.challenge_rate, "Share of requests sent as challenges");
+  opt("--probation", s.swap.probation_challenges,
+      "Challenge every answer of a provider until it has passed this many challenges (0: none)");
   opt("--list-refresh-s", s.swap.list_refresh_s,
       "Need and have lists are sent again to each Online peer about this often, s (and on "
       "connect and on every change)");
@@ -439,7 +444,7 @@ void register_sim(CLI::App& app) {
       "--seeds times and write sweep.csv, sweep_medians.csv and sweep_PARAM.png (two values or "
       "more). PARAM: "
       "m, n, ignore-s, min-service-s, grace-ops, rate, peers, k, known, churn, "
-      "challenge-rate. Repeatable.");
+      "challenge-rate, probation. Repeatable.");
   opt("--seeds", a->seeds, "With --sweep: seeds per value (seed, seed+1, ...)");
   c->callback([a] { run_or_exit(a->sweep.empty() ? run_sim(*a) : run_sweep(*a)); });
 }

@@ -41,24 +41,34 @@ void Challenger::on_complete(const core::Tensor& input, const client::Summary& s
       if (auto id = identity::PeerId::from_bytes(p); id.ok()) suspicious(*id);
     }
   }
-  if (!agent_->swap().should_challenge()) return;
-
-  // Whom: one of the peers that answered this request.
-  std::vector<identity::PeerId> answered;
+  // Whom: every peer that answered while in probation, else (at challenge_rate) one of the
+  // peers that answered this request, chosen at random.
+  std::vector<identity::PeerId> answered, whom;
   for (const client::PeerReport& r : summary.peers)
     if (r.answers > 0 && std::find(answered.begin(), answered.end(), r.peer) == answered.end())
       answered.push_back(r.peer);
   if (answered.empty()) return;
-  auto i = std::min(answered.size() - 1, static_cast<size_t>(uniform_() * answered.size()));
-  identity::PeerId peer = answered[i];
+  swap::ComputeSwap& cs = agent_->swap();
+  bool probation = false;
+  for (const identity::PeerId& p : answered) {
+    if (!cs.in_probation(p.bytes())) continue;
+    probation = true;
+    if (probing_.insert(p.bytes()).second) whom.push_back(p);
+  }
+  if (!probation) {
+    if (!cs.should_challenge()) return;
+    auto i = std::min(answered.size() - 1, static_cast<size_t>(uniform_() * answered.size()));
+    whom.push_back(answered[i]);
+  }
 
   // What: our own package's answer to this input, else an input peers agreed on. Worked out
   // in a later turn: the caller, woken by the answer, runs before the local package does.
   auto session = session_.lock();
   if (!session) return;
-  asio::post(session->executor(), [self = shared_from_this(), input, peer = std::move(peer)] {
-    self->challenge(input, peer);
-  });
+  for (identity::PeerId& peer : whom)
+    asio::post(session->executor(), [self = shared_from_this(), input, peer = std::move(peer)] {
+      self->challenge(input, peer);
+    });
 }
 
 void Challenger::challenge(const core::Tensor& input, const identity::PeerId& peer) {
@@ -76,6 +86,7 @@ void Challenger::challenge(const core::Tensor& input, const identity::PeerId& pe
     return;
   }
   stats_.no_known_answer++;
+  probing_.erase(peer.bytes());
 }
 
 std::optional<client::KnownAnswer> Challenger::local_answer(const core::Tensor& input) {
@@ -99,16 +110,21 @@ std::optional<client::KnownAnswer> Challenger::local_answer(const core::Tensor& 
 
 void Challenger::send(core::Tensor input, client::KnownAnswer known, identity::PeerId peer) {
   auto session = session_.lock();
-  if (!session) return;
+  if (!session) {
+    probing_.erase(peer.bytes());
+    return;
+  }
   stats_.sent++;
+  Bytes who = peer.bytes();
   std::shared_ptr<client::InferStream> s =
       session->challenge(std::move(input), client::Challenge{std::move(known), std::move(peer)});
   // The stream lives until the challenge is judged; the verdict goes to the observer.
   asio::co_spawn(
       session->executor(),
-      [s]() -> p2p::awaitable<void> {
+      [s, self = shared_from_this(), who = std::move(who)]() -> p2p::awaitable<void> {
         while (co_await s->next()) {
         }
+        self->probing_.erase(who);
       },
       asio::detached);
 }

@@ -1,14 +1,16 @@
 // ComputeSwap's challenges on a node (dissertation §7.5.3.3), composed from swap/'s policy and
 // the client Session's mechanism. One Challenger per client session (Node::session makes it
-// when [swap] challenge_rate > 0); it hangs on SessionOptions::on_complete and, after every
-// request the session completes:
+// when [swap] challenge_rate or probation_challenges > 0); it hangs on SessionOptions::on_complete
+// and, after every request the session completes:
 //   1. reports the peers whose answers disagreed with the majority of the request's answers at
 //      the same exit (client::disagreeing_peers), and those whose final answer to an input
 //      disagrees with what a quorum of peers answered to it before (swap::AnswerBook), to
 //      ComputeSwap::on_suspicious: counted and shown in `idn peers`, not punished;
 //   2. records the request's final answer in the AnswerBook;
-//   3. when ComputeSwap::should_challenge() draws yes (at challenge_rate), sends one of the
-//      peers that answered, chosen at random, a challenge whose answer is known: the request's
+//   3. sends every peer that answered while in probation (ComputeSwap::in_probation; one
+//      challenge in flight per peer), else, when ComputeSwap::should_challenge() draws yes (at
+//      challenge_rate), one of the peers that answered, chosen at random, a challenge whose
+//      answer is known: the request's
 //      own input run on this node's copy of the package when the node holds it (hosted or
 //      fetched), else an earlier input several peers agreed on. The verdict reaches ComputeSwap
 //      through the session's observer (SwapAgent::on_challenge): a wrong answer ignores the
@@ -25,8 +27,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "client/session.h"
+#include "core/bytes.h"
 #include "swap/known_answers.h"
 
 namespace idn::node {
@@ -83,6 +87,8 @@ class Challenger : public std::enable_shared_from_this<Challenger> {
   std::function<double()> uniform_;
   swap::AnswerBook book_;
   std::weak_ptr<client::Session> session_;
+  // Peers in probation with a challenge not judged yet: not sent another meanwhile.
+  std::set<Bytes> probing_;
   ChallengerStats stats_;
 };
 

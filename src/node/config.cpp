@@ -38,6 +38,7 @@ constexpr std::string_view kSwapKeys[] = {"enabled",
                                           "close_checkpoint_min",
                                           "commit_interval_ms",
                                           "challenge_rate",
+                                          "probation_challenges",
                                           "on_challenge_failure",
                                           "on_ledger_mismatch",
                                           "trusted",
@@ -323,6 +324,9 @@ class Parser {
         c.commit_interval_ms = static_cast<uint32_t>(x);
       } else if (key == "challenge_rate") {
         IDN_ASSIGN_OR_RETURN(c.challenge_rate, number(v, full));
+      } else if (key == "probation_challenges") {
+        IDN_ASSIGN_OR_RETURN(auto x, in_range(v, full, 0, 1000));
+        c.probation_challenges = static_cast<uint32_t>(x);
       } else if (key == "on_challenge_failure") {
         IDN_ASSIGN_OR_RETURN(auto text, string(v, full));
         auto p = swap::parse_challenge_failure(text);

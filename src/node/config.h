@@ -58,6 +58,8 @@
 //   commit_interval_ms = 200                # ledger updates committed together (0: each);
 //                                           #   receipts leave after it: < receipt_timeout_ms
 //   challenge_rate = 0.01                   # share of our requests sent as challenges
+//   probation_challenges = 0                # challenge every answer of a provider until it
+//                                           #   has passed this many (0: none)
 //   on_challenge_failure = "ignore"         # or "blacklist"
 //   on_ledger_mismatch = "reconcile"        # or "contempt": refuse to exchange
 //   trusted = ["12D3KooW..."]               # peers always served

@@ -178,7 +178,9 @@ std::shared_ptr<client::Session> Node::session(const core::Multihash& service,
     if (!opts.selector) opts.selector = swap_;
     if (!opts.observer) opts.observer = swap_;
     // Challenges (§7.5.3.3) need the verdicts to reach ComputeSwap: only with its observer.
-    if (opts.observer == swap_ && !opts.on_complete && swap_->swap().config().challenge_rate > 0) {
+    const swap::Config& sc = swap_->swap().config();
+    if (opts.observer == swap_ && !opts.on_complete &&
+        (sc.challenge_rate > 0 || sc.probation_challenges > 0)) {
       auto rng = std::make_shared<std::mt19937_64>(std::random_device{}());
       challenger = std::make_shared<Challenger>(
           swap_,

@@ -681,7 +681,7 @@ void World::answer(std::shared_ptr<Request> req, size_t i) {
     pair = &liar_pairs_[{p, r}];
     if (!pair->caught) pair->answers++;
   }
-  if (R.swap->should_challenge()) {
+  if (R.swap->should_challenge(peer(p).id)) {
     R.swap->on_challenge_result(peer(p).id, !wrong);
     flush(r);
     if (wrong) {

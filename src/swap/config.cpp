@@ -16,6 +16,9 @@ Status validate(const Config& c) {
   if (!std::isfinite(c.challenge_rate) || c.challenge_rate < 0 || c.challenge_rate > 1) {
     return Status::invalid_argument("[swap] challenge_rate must be within 0..1");
   }
+  if (c.probation_challenges > 1000) {
+    return Status::invalid_argument("[swap] probation_challenges must be within 0..1000");
+  }
   if (c.list_refresh_s == 0) return Status::invalid_argument("[swap] list_refresh_s must be > 0");
   if (c.commit_interval_ms > 60'000) {
     return Status::invalid_argument("[swap] commit_interval_ms must be within 0..60000");

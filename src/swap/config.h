@@ -62,6 +62,12 @@ struct Config {
   uint32_t commit_interval_ms = 200;
   // Fraction of requests a requester sends as challenges with a known answer (§7.5.3.3).
   double challenge_rate = 0.01;
+  // Probation: every answer from a provider is challenged until it has passed this many
+  // challenges (in this process's life; trusted peers never are), then answers are challenged
+  // at challenge_rate. A liar that answers each requester once is then caught by every
+  // requester it answers, at the price of one challenge per new provider (docs/results.md).
+  // 0: no probation, challenges only at challenge_rate (§7.5.3.3's "occasionally").
+  uint32_t probation_challenges = 0;
   ChallengeFailure on_challenge_failure = ChallengeFailure::kIgnore;
   // What to do when the views exchanged at Open differ: apply the reconciliation rule
   // (swap/ledger.h: reconcile), or hold the peer in contempt and refuse to exchange.

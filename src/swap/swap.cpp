@@ -473,6 +473,16 @@ bool ComputeSwap::should_challenge() {
   return config_.challenge_rate > 0 && uniform_() < config_.challenge_rate;
 }
 
+bool ComputeSwap::should_challenge(ByteView id) {
+  return in_probation(id) || should_challenge();
+}
+
+bool ComputeSwap::in_probation(ByteView id) const {
+  if (config_.probation_challenges == 0 || trusted_.count(id)) return false;
+  auto it = peers_.find(id);
+  return it == peers_.end() || it->second.passed < config_.probation_challenges;
+}
+
 void ComputeSwap::on_challenge_result(ByteView id, bool passed) {
   Peer& p = peer(id);
   if (passed) {

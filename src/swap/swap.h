@@ -21,7 +21,8 @@
 //                        accepted, and send it only once ledgers() has committed it (so a
 //                        crash never leaves the provider holding one we lack);
 //                        on_refused_by(peer) when a provider answered REFUSED;
-//                        should_challenge() per request; on_challenge_result(peer, ok);
+//                        should_challenge(peer) per answer (or should_challenge() per
+//                        request, then pick whom); on_challenge_result(peer, ok);
 //                        provider_score(peer) to pick providers (nullopt: skip this peer)
 //   checkpoints          on_checkpoint(peer, checkpoint) for one the peer sent
 //   a timer (~1 s)       tick()      -> idle close, ignore expiry, receipt timeouts, lists
@@ -164,7 +165,13 @@ class ComputeSwap {
 
   // ---- requesting ----
   void on_refused_by(ByteView peer);
+  // A draw at challenge_rate (the caller picks whom to challenge).
   bool should_challenge();
+  // Whether to challenge this answer from `peer`: always while it is in probation, else a draw
+  // at challenge_rate.
+  bool should_challenge(ByteView peer);
+  // A provider that has passed fewer than probation_challenges challenges (and is not trusted).
+  bool in_probation(ByteView peer) const;
   void on_challenge_result(ByteView peer, bool passed);
   // A fan-out answer that disagreed with the majority: counted, shown, not punished.
   void on_suspicious(ByteView peer);

@@ -354,5 +354,47 @@ TEST(Challenges, TheKnownAnswerComesFromTheOwnPackageElseFromAnswersPeersAgreedO
   EXPECT_EQ(local_runs, 2);
 }
 
+// Probation ([swap] probation_challenges), no challenges at random: C challenges an honest
+// provider's answers until it has passed 2 challenges (one in flight at a time), then none;
+// a liar is caught on its first answer.
+Config probation_config() {
+  Config c = challenger_config(swap::ChallengeFailure::kIgnore);
+  c.swap.params.challenge_rate = 0;
+  c.swap.params.probation_challenges = 2;
+  return c;
+}
+
+TEST(Challenges, ProbationChallengesANewProviderUntilItPassesThenStops) {
+  Pair net;
+  ASSERT_NO_FATAL_FAILURE(start_pair(net, probation_config(), /*lying=*/false));
+  RunningNode &c = *net.c, &p = *net.p;
+  auto sc = session(c, *net.sid);
+  int requests = 0;
+  auto ask = [&] {
+    auto got = client::infer_blocking(*sc, net.images[requests % net.images.size()]);
+    ++requests;
+    return got.ok();
+  };
+  ASSERT_TRUE(eventually([&] { return ask() && view(c, p->id()).challenges_passed >= 2; }))
+      << view(c, p->id()).challenges_passed << " passed after " << requests << " requests";
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(ask());
+  // Exactly the two challenges: every request and challenge is receipted once.
+  ASSERT_TRUE(eventually([&] { return stats(c).receipts_out == uint64_t(requests) + 2; }))
+      << stats(c).receipts_out << " receipts for " << requests << " requests";
+  EXPECT_EQ(view(c, p->id()).challenges_passed, 2u);
+  EXPECT_EQ(view(c, p->id()).challenges_failed, 0u);
+}
+
+TEST(Challenges, ProbationCatchesALiarOnItsFirstAnswer) {
+  Pair net;
+  ASSERT_NO_FATAL_FAILURE(start_pair(net, probation_config(), /*lying=*/true));
+  RunningNode &c = *net.c, &l = *net.p;
+  auto sc = session(c, *net.sid);
+  ASSERT_TRUE(client::infer_blocking(*sc, net.images[0]).ok());
+  ASSERT_TRUE(eventually([&] { return view(c, l->id()).challenges_failed == 1; }));
+  EXPECT_EQ(view(c, l->id()).state, swap::PeerState::kIgnore);
+  EXPECT_EQ(view(c, l->id()).challenges_passed, 0u);
+}
+
 }  // namespace
 }  // namespace idn::node

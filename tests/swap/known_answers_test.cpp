@@ -138,5 +138,48 @@ TEST(ChallengePolicy, ChallengesAreSentAtTheConfiguredRate) {
   fs::remove_all(dir);
 }
 
+// Probation: a provider's every answer is challenged until it has passed probation_challenges
+// challenges (a failed one does not count), then at challenge_rate; trusted peers never are.
+TEST(ChallengePolicy, ANewProviderIsChallengedUntilItPassesProbation) {
+  fs::path dir = fs::temp_directory_path() / ("idn-probation-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto key = identity::KeyPair::from_seed(Bytes(32, 5));
+  ASSERT_TRUE(key.ok());
+  const Bytes stranger(34, 7), trusted(34, 9);
+  ManualClock clock;
+  Config cfg;
+  cfg.challenge_rate = 0;
+  cfg.probation_challenges = 2;
+  cfg.trusted = {trusted};
+  std::mt19937_64 rng(1);
+  auto s = ComputeSwap::open(cfg, *key, dir / "l", clock, [&rng] {
+    return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+  });
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  ComputeSwap& cs = **s;
+  EXPECT_FALSE(cs.in_probation(trusted));
+  EXPECT_FALSE(cs.should_challenge(trusted));
+  EXPECT_TRUE(cs.in_probation(stranger)) << "never met: in probation";
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(cs.should_challenge(stranger)) << i;
+  cs.on_challenge_result(stranger, true);
+  EXPECT_TRUE(cs.should_challenge(stranger)) << "one of two passed";
+  cs.on_challenge_result(stranger, false);  // a failure does not count towards probation
+  EXPECT_TRUE(cs.in_probation(stranger));
+  cs.on_challenge_result(stranger, true);
+  EXPECT_FALSE(cs.in_probation(stranger));
+  for (int i = 0; i < 100; ++i)
+    EXPECT_FALSE(cs.should_challenge(stranger)) << "after probation: challenge_rate 0";
+
+  cfg.probation_challenges = 0;  // off: nobody is in probation
+  auto off = ComputeSwap::open(cfg, *key, dir / "off", clock, [] { return 0.5; });
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE((*off)->in_probation(stranger));
+  EXPECT_FALSE((*off)->should_challenge(stranger));
+  cfg.probation_challenges = 1001;
+  EXPECT_FALSE(validate(cfg).is_ok());
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace idn::swap
