@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 
 namespace idn::ise {
 
@@ -29,13 +30,21 @@ void ServiceQueue::set_unhostable(std::vector<Bytes> services, std::string why) 
 void ServiceQueue::set_need_list(const Bytes& peer, std::vector<Bytes> services) {
   std::sort(services.begin(), services.end());
   services.erase(std::unique(services.begin(), services.end()), services.end());
+  share_need_list(peer, BytesList(std::move(services)));
+}
+
+void ServiceQueue::share_need_list(const Bytes& peer, const BytesList& services) {
+  const std::vector<Bytes>& v = services;
+  // Sorted without duplicates: each is less than the next.
+  if (std::adjacent_find(v.begin(), v.end(), std::greater_equal<>()) != v.end())
+    return set_need_list(peer, std::vector<Bytes>(v));
   auto it = peers_.find(peer);
   if (it == peers_.end()) {
-    if (services.empty()) return;
+    if (v.empty()) return;
     it = peers_.emplace(peer, Demand{}).first;
   }
   Demand& d = it->second;
-  d.need_list = std::move(services);
+  d.need_list = services;
   if (d.need_list.empty() && d.requested.empty()) peers_.erase(it);
 }
 

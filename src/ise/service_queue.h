@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/bytes.h"
+#include "core/bytes_list.h"
 #include "core/status.h"
 
 namespace idn::ise {
@@ -67,6 +68,9 @@ class ServiceQueue {
   // Demand. A peer's need list replaces its previous one; a request (for a service hosted or
   // not) counts until need_idle passes without another from that peer.
   void set_need_list(const Bytes& peer, std::vector<Bytes> services);
+  // The same, keeping the list the message carried (no copy) when it is already sorted
+  // without duplicates, as ComputeSwap's senders in the simulator send it.
+  void share_need_list(const Bytes& peer, const BytesList& services);
   void on_request(const Bytes& peer, const Bytes& service, Time now);
   // The peer left (disconnected, blacklisted): its need list no longer counts.
   void forget_peer(const Bytes& peer);
@@ -90,7 +94,7 @@ class ServiceQueue {
 
  private:
   struct Demand {
-    std::vector<Bytes> need_list;     // sorted, no duplicates
+    BytesList need_list;              // sorted, no duplicates
     std::map<Bytes, Time> requested;  // service -> last request
   };
   // Drops request demand older than need_idle.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/bytes.h"
+#include "core/bytes_list.h"
 #include "core/status.h"
 #include "core/tensor.h"
 
@@ -39,14 +40,15 @@ struct SwapOpen {
   bool operator==(const SwapOpen&) const = default;
 };
 
-// Service IDs are multihash bytes (of the service descriptor).
+// Service IDs are multihash bytes (of the service descriptor). The lists are shared, not
+// copied, between the messages and peers that carry them.
 struct NeedList {
-  std::vector<Bytes> service_ids;
+  BytesList service_ids;
   bool operator==(const NeedList&) const = default;
 };
 
 struct HaveList {
-  std::vector<Bytes> service_ids;
+  BytesList service_ids;
   bool operator==(const HaveList&) const = default;
 };
 

@@ -164,15 +164,14 @@ struct SimPeer {
   Time last_commit{};
 };
 
-// Peer IDs end in 32 bytes of public key: their last 8 bytes hash well enough.
-struct PeerIdHash {
-  size_t operator()(const Bytes& b) const {
-    uint64_t h = 0;
-    const size_t n = std::min<size_t>(b.size(), 8);
-    std::memcpy(&h, b.data() + b.size() - n, n);
-    return size_t(h * 0x9e3779b97f4a7c15ull);
-  }
-};
+// Peer IDs end in 32 bytes of public key: their last 8 bytes tell the peers apart (init
+// checks), so the lookup on every message delivered hashes a number, not a vector.
+uint64_t id_tail(ByteView id) {
+  uint64_t h = 0;
+  const size_t n = std::min<size_t>(id.size(), 8);
+  std::memcpy(&h, id.data() + id.size() - n, n);
+  return h;
+}
 
 // One request as it travels: who asks, for what, which providers it may still try.
 struct Request {
@@ -233,6 +232,12 @@ class World {
   void start_hosting(uint32_t i, uint32_t service);
   void stop_hosting(uint32_t i, uint32_t service);
   void publish_have_list(uint32_t i);
+  // Service IDs in byte order (what ServiceQueue keeps), so a receiver's ISE can hold the
+  // list its message carried without sorting a copy.
+  std::vector<Bytes> id_list(std::vector<uint32_t> services) const;
+  std::vector<Bytes> id_list(const std::set<uint32_t>& services) const {
+    return id_list(std::vector<uint32_t>(services.begin(), services.end()));
+  }
   void leave(uint32_t i);
   void join(uint32_t i);
   // Sends what peer `from`'s ComputeSwap asked for: one delivery per destination, after the
@@ -251,8 +256,15 @@ class World {
   std::mt19937_64 rng_;
   Duration latency_, warmup_{};
   std::vector<std::unique_ptr<SimPeer>> peers_;
-  std::unordered_map<Bytes, uint32_t, PeerIdHash> index_;
+  // The peer with this ID, if any.
+  std::optional<uint32_t> find_peer(ByteView id) const {
+    auto it = index_.find(id_tail(id));
+    if (it == index_.end() || !std::ranges::equal(peers_[it->second]->id, id)) return std::nullopt;
+    return it->second;
+  }
+  std::unordered_map<uint64_t, uint32_t> index_;  // id_tail(peer ID) -> peer
   std::vector<Bytes> service_ids_;
+  std::vector<uint32_t> id_rank_;  // service index -> its ID's rank in byte order
   std::map<Bytes, uint32_t, swap::BytesLess> service_index_;
   std::vector<double> service_ops_, zipf_cdf_, popularity_;
   // The provider records: who hosts each service now (a peer that left has none).
@@ -296,6 +308,11 @@ Status World::init() {
     service_index_.emplace(id, uint32_t(k));
     service_ids_.push_back(std::move(id));
   }
+  id_rank_.resize(s_.services);
+  {
+    uint32_t rank = 0;
+    for (const auto& [id, k] : service_index_) id_rank_[k] = rank++;  // a map: byte order
+  }
   for (double& c : zipf_cdf_) c /= total > 0 ? total : 1;
   for (double& p : popularity_) p /= total > 0 ? total : 1;
   providers_.resize(s_.services);
@@ -320,7 +337,8 @@ Status World::init() {
                          swap::ComputeSwap::open(s_.swap, key, ":memory:", clock_, uniform));
     p->id = p->swap->self();
     out_.peers[size_t(p->kind)]++;
-    index_.emplace(p->id, i);
+    if (!index_.emplace(id_tail(p->id), i).second)
+      return Status::internal("sim computeswap: two peer IDs end in the same 8 bytes");
     peers_.push_back(std::move(p));
   }
   for (uint32_t i = 0; i < s_.peers; ++i) {
@@ -474,9 +492,16 @@ void World::join(uint32_t i) {
 }
 
 void World::publish_have_list(uint32_t i) {
-  std::vector<Bytes> have;
-  for (uint32_t k : peer(i).hosted) have.push_back(service_ids_[k]);
-  peer(i).swap->set_have_list(std::move(have));
+  peer(i).swap->set_have_list(id_list(peer(i).hosted));
+}
+
+std::vector<Bytes> World::id_list(std::vector<uint32_t> services) const {
+  std::sort(services.begin(), services.end(),
+            [this](uint32_t a, uint32_t b) { return id_rank_[a] < id_rank_[b]; });
+  std::vector<Bytes> ids;
+  ids.reserve(services.size());
+  for (uint32_t k : services) ids.push_back(service_ids_[k]);
+  return ids;
 }
 
 void World::start_hosting(uint32_t i, uint32_t k) {
@@ -506,10 +531,10 @@ void World::ise_step(uint32_t i) {
   const size_t before = P.used.size();
   std::erase_if(P.used, [&](const auto& u) { return now - u.second >= seconds(s_.need_idle_s); });
   if (P.need_changed || P.used.size() != before) {
-    std::vector<Bytes> need;
+    std::vector<uint32_t> need;
     for (const auto& [k, _] : P.used)
-      if (!P.hosted.count(k)) need.push_back(service_ids_[k]);
-    P.swap->set_need_list(std::move(need));
+      if (!P.hosted.count(k)) need.push_back(k);
+    P.swap->set_need_list(id_list(std::move(need)));
     P.need_changed = false;
   }
   if (!P.queue || !P.auto_host) return;
@@ -600,7 +625,7 @@ void World::make_request(uint32_t r, uint32_t service) {
       if (auto score = R.swap->provider_score(peer(p).id)) scored.emplace_back(*score, p);
   if (s_.have_list_providers) {
     for (const Bytes& id : R.swap->peers_having(service_ids_[req->service])) {
-      const uint32_t p = index_.at(id);
+      const uint32_t p = *find_peer(id);
       if (std::none_of(scored.begin(), scored.end(), [p](const auto& x) { return x.second == p; }))
         scored.emplace_back(*R.swap->provider_score(id), p);  // peers_having checked it
     }
@@ -752,9 +777,9 @@ void World::flush(uint32_t from) {
   std::vector<std::pair<uint32_t, std::vector<swap::Action>>> out;
   for (auto& action : actions) {
     const Bytes& to_id = std::visit([](const auto& x) -> const Bytes& { return x.peer; }, action);
-    auto it = index_.find(to_id);
-    if (it == index_.end()) continue;
-    const uint32_t to = it->second;
+    const std::optional<uint32_t> found = find_peer(to_id);
+    if (!found) continue;
+    const uint32_t to = *found;
     if (std::holds_alternative<swap::Disconnect>(action)) {
       disconnect(from, to);
       continue;
@@ -791,7 +816,7 @@ void World::receive(uint32_t from, uint32_t to, std::vector<swap::Action>& actio
                     P.swap->on_open(id, m);
                   } else if constexpr (std::is_same_v<M, protocol::NeedList>) {
                     P.swap->on_need_list(id, m);
-                    if (P.queue) P.queue->set_need_list(id, std::move(m.service_ids));
+                    if (P.queue) P.queue->share_need_list(id, m.service_ids);
                   } else if constexpr (std::is_same_v<M, protocol::HaveList>) {
                     P.swap->on_have_list(id, m);
                   } else if constexpr (std::is_same_v<M, protocol::SwapClose>) {
@@ -871,11 +896,11 @@ ComputeSwapResult World::run() {
     if (!serving(i)) continue;
     SimPeer& P = peer(i);
     for (const Bytes& other : P.swap->ledgers().peers()) {
-      auto it = index_.find(other);
-      if (it == index_.end()) continue;
+      const std::optional<uint32_t> found = find_peer(other);
+      if (!found) continue;
       const swap::ComputeSwap::Standing st = P.swap->standing(other);
       if (st.debt == 0) continue;
-      out_.debt_ratios[size_t(peer(it->second).kind)].push_back(st.r);
+      out_.debt_ratios[size_t(peer(*found).kind)].push_back(st.r);
     }
   }
   for (auto& v : out_.debt_ratios) std::sort(v.begin(), v.end());

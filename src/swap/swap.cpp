@@ -285,8 +285,8 @@ void ComputeSwap::on_close(ByteView id, bool final) {
 }
 
 void ComputeSwap::set_need_list(std::vector<Bytes> services) {
-  if (services == need_list_) return;
-  need_list_ = std::move(services);
+  if (need_list_ == services) return;
+  need_list_ = BytesList(std::move(services));
   for (const auto& it : awake_) {  // every Online peer is awake
     if (it->second.state == PeerState::kOnline) {
       actions_.push_back(SendSwap{it->first, protocol::NeedList{need_list_}});
@@ -295,8 +295,8 @@ void ComputeSwap::set_need_list(std::vector<Bytes> services) {
 }
 
 void ComputeSwap::set_have_list(std::vector<Bytes> services) {
-  if (services == have_list_) return;
-  have_list_ = std::move(services);
+  if (have_list_ == services) return;
+  have_list_ = BytesList(std::move(services));
   for (const auto& it : awake_) {  // every Online peer is awake
     if (it->second.state == PeerState::kOnline) {
       actions_.push_back(SendSwap{it->first, protocol::HaveList{have_list_}});
@@ -582,8 +582,8 @@ PeerSnapshot ComputeSwap::snapshot(ByteView id) {
   s.challenges_passed = p.passed;
   s.challenges_failed = p.failed;
   s.suspicious = p.suspicious;
-  s.need_list = p.need_list;
-  s.have_list = p.have_list;
+  s.need_list = p.need_list.get();
+  s.have_list = p.have_list.get();
   s.reason = p.reason;
   return s;
 }

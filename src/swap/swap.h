@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "core/bytes.h"
+#include "core/bytes_list.h"
 #include "core/status.h"
 #include "identity/keys.h"
 #include "protocol/messages.h"
@@ -199,9 +200,9 @@ class ComputeSwap {
     Time last_seen{};
     bool seen = false;
     Time ignore_until{}, ignores_us_until{}, next_lists{};
-    Time open_sent{};    // our last Open; resent after kOpenRetry while still in Open
-    bool awake = false;  // listed in awake_
-    std::vector<Bytes> need_list, have_list;
+    Time open_sent{};                // our last Open; resent after kOpenRetry while still in Open
+    bool awake = false;              // listed in awake_
+    BytesList need_list, have_list;  // the peer's, shared with the messages that carried them
     uint64_t served = 0, refused = 0, passed = 0, failed = 0, suspicious = 0;
     std::string reason;
   };
@@ -233,7 +234,8 @@ class ComputeSwap {
   // Our last checkpoint proposal per peer: its countersigned copy needs only the peer's
   // signature checked.
   std::map<Bytes, Checkpoint, BytesLess> proposals_;
-  std::vector<Bytes> need_list_, have_list_;
+  // Ours: one copy, shared by every message that sends it.
+  BytesList need_list_, have_list_;
   std::vector<Action> actions_;
 };
 

@@ -57,6 +57,23 @@ TEST(ServiceQueue, ScoreIsTheSumOfTheWeightsOfThePeersThatNeedIt) {
   EXPECT_EQ(r[1].why, "rank 2, below the top 1");
 }
 
+TEST(ServiceQueue, ASharedNeedListCountsLikeACopiedOneInAnyOrder) {
+  ServiceQueue q(config(1));
+  const BytesList unsorted{id('Y'), id('X'), id('Y')}, sorted{id('X'), id('Y')};
+  q.share_need_list(id('a'), unsorted);  // sorted and deduplicated into a copy
+  q.share_need_list(id('b'), sorted);    // kept as it is
+  q.share_need_list(id('c'), sorted);
+  auto r = q.ranking(weights({}), t0);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].service, id('X'));
+  EXPECT_EQ(r[1].service, id('Y'));
+  EXPECT_EQ(r[0].peers, 3u);
+  EXPECT_EQ(r[1].peers, 3u);
+  q.share_need_list(id('a'), BytesList{});
+  q.share_need_list(id('b'), BytesList{});
+  EXPECT_EQ(q.ranking(weights({}), t0)[0].peers, 1u);
+}
+
 TEST(ServiceQueue, OnePeerWeOweOutranksTwoStrangers) {
   ServiceQueue q(config(1));
   q.set_need_list(id('a'), {id('X')});
