@@ -142,14 +142,21 @@ Status LedgerStore::migrate_receipt_rows() {
 }
 
 bool LedgerStore::holds(const Book& b, bool we_served, uint64_t request_id) {
-  return we_served ? b.served.count(request_id) || b.older_served.count(request_id)
-                   : b.paid.count(request_id) || b.older_paid.count(request_id);
+  return we_served ? b.served.contains(request_id) || b.older_served.contains(request_id)
+                   : b.paid.contains(request_id) || b.older_paid.contains(request_id);
 }
 
-std::shared_ptr<const Bytes> LedgerStore::share_service(Book& b, ByteView service) {
-  if (!b.last_service || !same(*b.last_service, service))
-    b.last_service = std::make_shared<const Bytes>(service.begin(), service.end());
-  return b.last_service;
+std::shared_ptr<const Bytes> LedgerStore::share_service(ByteView service) {
+  for (const auto& s : services_)
+    if (same(*s, service)) return s;
+  auto s = std::make_shared<const Bytes>(service.begin(), service.end());
+  if (services_.size() < kSharedServices) {
+    services_.push_back(s);
+  } else {
+    services_[next_service_] = s;
+    next_service_ = (next_service_ + 1) % kSharedServices;
+  }
+  return s;
 }
 
 LedgerStore::Entry LedgerStore::book_entry(ByteView peer) {
@@ -235,7 +242,7 @@ Status LedgerStore::load() {
       Book& b = entry->second;
       OpenCharge c{.operations = s.u64(3),
                    .deadline_unix_ms = s.u64(4),
-                   .service = share_service(b, s.blob(2)),
+                   .service = share_service(s.blob(2)),
                    .unpaid = s.i64(5) != 0,
                    .saved = true};
       (c.unpaid ? b.totals.unpaid_ops : b.totals.pending_ops) += c.operations;
@@ -372,7 +379,7 @@ Status LedgerStore::add_charge(ByteView peer, uint64_t request_id, ByteView serv
   }
   OpenCharge c{.operations = operations,
                .deadline_unix_ms = deadline_unix_ms,
-               .service = share_service(b, service_id),
+               .service = share_service(service_id),
                .round = commit_rounds_};
   if (group_) {
     // Memory first: the receipt usually settles it before a commit writes it.
@@ -509,7 +516,7 @@ Result<ReceiptOutcome> LedgerStore::apply_receipt(ByteView peer, const protocol:
                 .unix_ms = r.unix_ms,
                 .sequence = b.ledger.sequence,
                 .we_served = we_served,
-                .service = share_service(b, r.service_id)};
+                .service = share_service(r.service_id)};
   // Group commit: the receipt waits in memory for the commit (one log row per peer); a
   // charge the file holds is settled in the open batch. Without: one transaction of the log
   // row and the charge's rows.
@@ -643,15 +650,12 @@ Status LedgerStore::store_checkpoint(ByteView peer, const Checkpoint& c, bool ve
   auto first_after =
       std::find_if(b.after_checkpoint.begin(), b.after_checkpoint.end(),
                    [&](const LogRecord& r) { return r.sequence > c.ledger.sequence; });
-  std::unordered_set<uint64_t> served, paid;
-  for (auto r = first_after; r != b.after_checkpoint.end(); ++r)
-    (r->we_served ? served : paid).insert(r->request_id);
-  b.older_served = std::move(b.served);
-  b.older_paid = std::move(b.paid);
-  for (uint64_t id : served) b.older_served.erase(id);
-  for (uint64_t id : paid) b.older_paid.erase(id);
-  b.served = std::move(served);
-  b.paid = std::move(paid);
+  b.older_served = std::exchange(b.served, KeySet{});
+  b.older_paid = std::exchange(b.paid, KeySet{});
+  for (auto r = first_after; r != b.after_checkpoint.end(); ++r) {
+    (r->we_served ? b.older_served : b.older_paid).erase(r->request_id);
+    (r->we_served ? b.served : b.paid).insert(r->request_id);
+  }
   b.after_checkpoint.erase(b.after_checkpoint.begin(), first_after);
   return Status::ok();
 }

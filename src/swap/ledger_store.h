@@ -8,6 +8,7 @@
 // (the node's io thread, through swap::ComputeSwap).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -142,6 +143,41 @@ class LedgerStore {
     uint64_t round = 0;  // commit_rounds_ when it was added: its age in commits
     bool unpaid = false, saved = false;
   };
+  // Request IDs: a few in a vector (most peers are met once or twice, and a network's worth of
+  // books each holding a hash set cost ~100 bytes apiece in a 10,000-peer simulation), a hash
+  // set once there are more.
+  class KeySet {
+   public:
+    bool contains(uint64_t k) const {
+      return many_ ? many_->count(k) > 0 : std::find(few_.begin(), few_.end(), k) != few_.end();
+    }
+    void insert(uint64_t k) {
+      if (many_) {
+        many_->insert(k);
+      } else if (!contains(k)) {
+        if (few_.size() < kFew) {
+          few_.push_back(k);
+        } else {
+          many_ = std::make_unique<std::unordered_set<uint64_t>>(few_.begin(), few_.end());
+          many_->insert(k);
+          few_ = {};
+        }
+      }
+    }
+    void erase(uint64_t k) {
+      if (many_) {
+        many_->erase(k);
+      } else if (auto it = std::find(few_.begin(), few_.end(), k); it != few_.end()) {
+        *it = few_.back();
+        few_.pop_back();
+      }
+    }
+
+   private:
+    static constexpr size_t kFew = 16;
+    std::vector<uint64_t> few_;
+    std::unique_ptr<std::unordered_set<uint64_t>> many_;
+  };
   // Everything about one peer, found with one lookup on the per-request paths.
   struct Book {
     Ledger ledger;
@@ -159,8 +195,7 @@ class LedgerStore {
     size_t unwritten = 0;
     // Keys of held receipts (request IDs by who served): after the checkpoint, and the window
     // before it (forgotten at restart).
-    std::unordered_set<uint64_t> served, paid, older_served, older_paid;
-    std::shared_ptr<const Bytes> last_service;  // shared with the next record of that service
+    KeySet served, paid, older_served, older_paid;
   };
 
   Status init();
@@ -186,12 +221,17 @@ class LedgerStore {
   Status write_log(ByteView peer, Book& b);
   // Whether a receipt (by which side served and request ID) is held: see apply_receipt.
   static bool holds(const Book& b, bool we_served, uint64_t request_id);
-  // `service` as a shared record field (the book's last one when equal).
-  static std::shared_ptr<const Bytes> share_service(Book& b, ByteView service);
+  // `service` as a shared record field: one copy per service among the recent ones, whatever
+  // the book (a node serves a few services to many peers).
+  std::shared_ptr<const Bytes> share_service(ByteView service);
 
   std::unique_ptr<db::Database> db_;
   Bytes self_;
   Books books_;
+  // share_service's recent services (a bounded ring: a peer cannot grow it with made-up IDs).
+  static constexpr size_t kSharedServices = 32;
+  std::vector<std::shared_ptr<const Bytes>> services_;
+  size_t next_service_ = 0;
   // Group commit: the books that gained unwritten receipts since the last write (the commit
   // writes those, not every book).
   std::vector<Entry> unwritten_books_;
