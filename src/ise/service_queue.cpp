@@ -89,7 +89,8 @@ std::vector<QueueEntry> ServiceQueue::ranking(const Weight& weight, Time now) {
 
 std::vector<QueueEntry> ServiceQueue::rank(const Weight& weight, Time now, bool explain) {
   expire(now);
-  std::map<Bytes, QueueEntry> by_service;
+  // Hashed (this runs every round over every peer's list); sorted below.
+  std::unordered_map<Bytes, QueueEntry, BytesHash, BytesEqual> by_service;
   for (const auto& [peer, d] : peers_) {
     const double w = weight ? weight(peer) : 1.0;
     auto count = [&](const Bytes& s) {
@@ -115,8 +116,8 @@ std::vector<QueueEntry> ServiceQueue::rank(const Weight& weight, Time now, bool 
     }
     out.push_back(std::move(e));
   }
-  std::stable_sort(out.begin(), out.end(), [](const QueueEntry& a, const QueueEntry& b) {
-    return a.score > b.score;  // by_service already ordered the services: ties keep that order
+  std::sort(out.begin(), out.end(), [](const QueueEntry& a, const QueueEntry& b) {
+    return a.score != b.score ? a.score > b.score : a.service < b.service;  // ties: by ID
   });
 
   if (!explain) return out;

@@ -620,10 +620,18 @@ void World::make_request(uint32_t r, uint32_t service) {
   // It asks up to `candidates` of the providers it knows, in its order of preference
   // (§7.5.2: the peers it owes least first; those that ignore it, or that it shuns, left out).
   std::vector<std::pair<double, uint32_t>> scored;
-  for (uint32_t p : known(r, req->service))
-    if (p != r)
-      if (auto score = R.swap->provider_score(peer(p).id)) scored.emplace_back(*score, p);
-  if (s_.have_list_providers) {
+  // Once `candidates` providers score the best there is, the rest cannot come before them
+  // (the sort below is stable): they are not scored (most providers are strangers at scale).
+  size_t best = 0;
+  for (uint32_t p : known(r, req->service)) {
+    if (p == r) continue;
+    if (auto score = R.swap->provider_score(peer(p).id)) {
+      scored.emplace_back(*score, p);
+      best += *score >= swap::ComputeSwap::kBestProviderScore ? 1 : 0;
+      if (best == s_.candidates) break;
+    }
+  }
+  if (s_.have_list_providers && best < s_.candidates) {
     for (const Bytes& id : R.swap->peers_having(service_ids_[req->service])) {
       const uint32_t p = *find_peer(id);
       if (std::none_of(scored.begin(), scored.end(), [p](const auto& x) { return x.second == p; }))

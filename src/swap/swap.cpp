@@ -511,8 +511,9 @@ std::optional<double> ComputeSwap::provider_score(ByteView id) {
     if (p.contempt || now < p.ignore_until || now < p.ignores_us_until) return std::nullopt;
   }
   const Ledger* l = store_->find_ledger(id);
-  if (!l) return 1.0;  // no ledger yet: we owe it nothing
-  return 1.0 / (1.0 + debt_ratio(l->debt_of(self()), l->credit_of(self()), config_.grace_ops));
+  if (!l) return kBestProviderScore;  // no ledger yet: we owe it nothing
+  return kBestProviderScore /
+         (1.0 + debt_ratio(l->debt_of(self()), l->credit_of(self()), config_.grace_ops));
 }
 
 std::vector<Bytes> ComputeSwap::peers_having(ByteView service) {

@@ -177,7 +177,9 @@ class ComputeSwap {
   // A fan-out answer that disagreed with the majority: counted, shown, not punished.
   void on_suspicious(ByteView peer);
   // Preference for sending requests to `peer`: higher is better (a low ratio of our debt to
-  // it), nullopt when it ignores or blacklisted us or we hold it in contempt/blacklist.
+  // it), at most kBestProviderScore (we owe it nothing); nullopt when it ignores or
+  // blacklisted us or we hold it in contempt/blacklist.
+  static constexpr double kBestProviderScore = 1.0;
   std::optional<double> provider_score(ByteView peer);
   // Connected peers in Online whose last have list names `service` (§7.4): providers known
   // without a DHT lookup. Peers that ignore or blacklisted us are left out (provider_score).
