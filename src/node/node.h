@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -152,7 +153,9 @@ class Node {
   std::string dht_endpoint() const;
 
   // From any thread but the io thread: runs `make()` (returning an awaitable) on the io thread
-  // and waits for its result. The node must be running (run() on another thread).
+  // and waits for its result. The node must be running (run() on another thread); if its io
+  // thread stops first (a node shutting down), throws std::runtime_error instead of waiting
+  // for a handler that will never run.
   template <class F>
   auto block_on(F make) -> typename decltype(make())::value_type;
 
@@ -255,6 +258,10 @@ auto Node::block_on(F make) -> typename decltype(make())::value_type {
         }
       },
       boost::asio::detached);
+  while (fut.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    if (io_.stopped() && fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+      throw std::runtime_error("the node stopped before it could run the call");
+  }
   return fut.get();
 }
 

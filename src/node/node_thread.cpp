@@ -9,6 +9,7 @@ Config loopback_config(std::vector<core::Multiaddr> bootstrap) {
   c.listen = {core::Multiaddr::parse("/ip4/127.0.0.1/tcp/0").value()};
   c.bootstrap = std::move(bootstrap);
   c.log_level = "warn";
+  c.dht.withdraw_on_stop = false;
   return c;
 }
 

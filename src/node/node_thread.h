@@ -10,8 +10,10 @@
 
 namespace idn::node {
 
-// A node for a loopback network: 127.0.0.1, an ephemeral TCP port (and so DHT port), no HTTP
-// endpoint, warnings-only logs, a temporary data_dir.
+// A node for a loopback network in this process (the demos, the benches): 127.0.0.1, an
+// ephemeral TCP port (and so DHT port), no HTTP endpoint, warnings-only logs, a temporary
+// data_dir, and no withdrawal of its DHT records at stop: the network ends with the process, and
+// the last node's withdrawal would wait 5 s for peers that have gone.
 Config loopback_config(std::vector<core::Multiaddr> bootstrap = {});
 
 class NodeThread {

@@ -102,8 +102,6 @@ Result<std::unique_ptr<Peer>> start_peer(const std::vector<core::Multiaddr>& boo
   // ComputeSwap keeps its ledgers (the accounting is part of what a request costs), but the
   // bench's one client consumes thousands of requests: no debt ratio may refuse it here.
   c.swap.params.grace_ops = uint64_t{1} << 62;
-  // Pairs come and go every accounting round: a stopping node waits for nobody's DHT.
-  c.dht.withdraw_on_stop = false;
   return Peer::start(std::move(c));
 }
 

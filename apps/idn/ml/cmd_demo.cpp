@@ -314,6 +314,8 @@ int run_demo(const DemoArgs& a) {
                   n);
     std::printf("\n");
   }
+  // The killed peer has stopped before its ledger is read (a stopping node runs no more calls).
+  if (killer.joinable()) killer.join();
   // ComputeSwap: each provider's ledger with the client, and the client's with it. The shared
   // ledger (receipted work) agrees on both sides once the receipts have arrived; the provider
   // alone also counts work not receipted (yet): answers that were still in flight when a
@@ -343,7 +345,6 @@ int run_demo(const DemoArgs& a) {
     }
   }
   std::printf("done in %.1f s\n", secs());
-  if (killer.joinable()) killer.join();
   if (a.serve && cn.http_address()) {
     const std::string page = samples_json(images, labels, names);
     cn.block_on([&]() -> p2p::awaitable<bool> {
