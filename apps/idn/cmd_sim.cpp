@@ -202,9 +202,10 @@ int run_sim(const SimArgs& a) {
     const size_t n99 = answers_to_catch(r->caught_within, 0.99);
     std::printf(
         "  liars: caught by %.1f %% of the %llu requesters they answered; 99 %% caught within %s "
-        "wrong answers (challenge rate %.3g)\n",
+        "wrong answers (challenge rate %.3g, probation %u)\n",
         100 * r->liars_caught, static_cast<unsigned long long>(r->liar_pairs),
-        n99 ? std::to_string(n99).c_str() : "(not reached)", s.swap.challenge_rate);
+        n99 ? std::to_string(n99).c_str() : "(not reached)", s.swap.challenge_rate,
+        s.swap.probation_challenges);
   }
   for (size_t k = 0; k < sim::kPeerKinds; ++k) {
     const auto& v = r->debt_ratios[k];
