@@ -55,7 +55,7 @@ int run_routing_bench(const RoutingBenchArgs& a);
 
 // One hook per command file.
 void register_train(CLI::App& app);    // ml/cmd_train.cpp: idn train
-void register_eval(CLI::App& app);     // ml/cmd_eval.cpp: idn eval, idn infer
+void register_eval(CLI::App& app);     // ml/cmd_eval.cpp: idn eval
 void register_bench(CLI::App& bench);  // ml/cmd_bench.cpp: idn bench branchynet (gets `bench`)
 void register_demo(CLI::App& app);     // ml/cmd_demo.cpp: idn demo
 void register_bench_inference(CLI::App& bench);  // ml/cmd_bench_inference.cpp
@@ -77,6 +77,7 @@ void register_swap(CLI::App& app);               // cmd_swap.cpp: idn swap proba
 void register_bench_swap(CLI::App& bench);       // cmd_swap.cpp: idn bench swap
 void register_load(CLI::App& app);               // cmd_load.cpp: idn load
 void register_init(CLI::App& app);               // cmd_init.cpp: idn init
+void register_infer(CLI::App& app);              // cmd_infer.cpp: idn infer
 void register_sim(CLI::App& app);                // cmd_sim.cpp: idn sim computeswap
 void register_export(CLI::App& app);             // cmd_export.cpp: idn export onnx
 // cmd_daimon.cpp: idn daimon, idn daimon attack bruteforce; returns `daimon` for the ML hooks.

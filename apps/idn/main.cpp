@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   idn::cli::register_bench_swap(*bench);
   idn::cli::register_load(app);
   idn::cli::register_init(app);
+  idn::cli::register_infer(app);
   idn::cli::register_sim(app);
   idn::cli::register_export(app);
   [[maybe_unused]] CLI::App* daimon = idn::cli::register_daimon(app);
@@ -51,6 +52,12 @@ int main(int argc, char** argv) {
   idn::cli::register_bench_ddnn(*bench);
   idn::cli::register_bench_engine(*bench);
   idn::cli::register_daimon_ml(*daimon);
+#else
+  app.footer(
+      "This idn was built without LibTorch: it serves and infers on the cpu engine (--backend "
+      "torch is an error, a DDNN cloud section cannot be hosted); train, eval, demo, ddnn, "
+      "parallelnet, daimon problem, bench branchynet/inference/parallelnet/ddnn/engine are left "
+      "out.");
 #endif
   try {
     app.parse(argc, argv);

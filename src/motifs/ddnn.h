@@ -16,14 +16,22 @@
 #include "core/status.h"
 #include "nn/binary_blocks.h"
 #include "nn/binary_export.h"
+#include "ondevice/ddnn_config.h"
 #include "ondevice/section.h"
 
 namespace idn::motifs {
 
-// §4.2. Append-only (stored in ddnn.json by name).
-enum class Aggregation { kMax, kAverage, kConcat };
-std::string_view aggregation_name(Aggregation a);         // "MP" | "AP" | "CC"
-Result<Aggregation> parse_aggregation(std::string_view);  // MP, AP, CC (any case)
+// The configuration and ddnn.json's constants are torch-free (ondevice/ddnn_config.h).
+using ondevice::Aggregation;
+using ondevice::aggregation_name;
+using ondevice::ddnn_config;
+using ondevice::ddnn_config_from_json;
+using ondevice::DdnnConfig;
+using ondevice::device_feature_shape;
+using ondevice::kDdnnManifestFile;
+using ondevice::parse_aggregation;
+using ondevice::to_json;
+using ondevice::validate;
 
 // Aggregates K inputs per sample. x: [N, K, D, ...]; present: [N, K] bool. Absent inputs are
 // missing, not zeros: MP is the max and AP the mean over the present inputs only (a sample with
@@ -32,43 +40,6 @@ Result<Aggregation> parse_aggregation(std::string_view);  // MP, AP, CC (any cas
 // +1 nor -1"). Differentiable (MP passes the gradient to the maximum).
 torch::Tensor aggregate(Aggregation op, const torch::Tensor& x, const torch::Tensor& present);
 
-// Fig. 4.1's configurations. (a) one view sent raw to the cloud, which runs everything (the
-// device blocks included) and has the only exit; (b) one device with its local exit, then the
-// cloud; (c) several devices, a local aggregator of their exits, then the cloud (Fig. 4.4);
-// (d) = (b) + an edge between device and cloud; (e) = (c) + one edge; (f) = (e) with the
-// devices split over several edges (contiguous groups), each with its own section, the edge
-// exit aggregating the edges' scores as the local aggregator does the devices'.
-struct DdnnConfig {
-  char letter = 'c';
-  std::vector<int64_t> views;  // dataset view read by each device; size 1 for (a), (b), (d)
-  int64_t edges = 0;           // 0 for (a)-(c), 1 for (d), (e), >= 2 for (f)
-  int64_t channels = 3, size = 32, classes = 3;
-  int64_t device_filters = 4, device_blocks = 1;  // ConvP blocks per device
-  int64_t edge_filters = 8, edge_blocks = 1;
-  int64_t cloud_filters = 16, cloud_blocks = 1;
-  Aggregation local = Aggregation::kMax;     // device scores -> local exit (and edges' scores)
-  Aggregation edge = Aggregation::kConcat;   // device features -> each edge
-  Aggregation cloud = Aggregation::kConcat;  // device (or edge) features -> cloud
-  // True: a view labelled -1 (the item not in sight) is left out of its device's loss and out
-  // of every aggregation, and its device sends nothing. False: the reference code's way: the
-  // device runs on the blank view and takes part in aggregation like any other.
-  bool mask_absent = true;
-
-  int64_t devices() const { return static_cast<int64_t>(views.size()); }
-  bool has_local() const { return letter != 'a'; }
-  bool has_edge() const { return edges > 0; }
-  // The devices edge g aggregates: [first, last).
-  std::pair<int64_t, int64_t> edge_devices(int64_t g) const;
-};
-
-// The configuration `letter` ('a'..'f') with `views` cameras for the multi-device ones (c, e,
-// f: views 0..views-1; f: two edges) and view 0 for the single-device ones.
-Result<DdnnConfig> ddnn_config(char letter, int64_t views = 6);
-// Sizes positive, views distinct and < 64, letter and structure consistent.
-Status validate(const DdnnConfig& c);
-nlohmann::json to_json(const DdnnConfig& c);
-Result<DdnnConfig> ddnn_config_from_json(const nlohmann::json& j);  // untrusted input
-
 // Every exit's class scores for a batch (undefined tensors for the exits a configuration lacks).
 struct DdnnOutput {
   std::vector<torch::Tensor> device_scores;    // per device [N, classes] ((a): none)
@@ -76,9 +47,6 @@ struct DdnnOutput {
   torch::Tensor present;                       // [N, devices] bool: who took part
   torch::Tensor local, edge, cloud;            // [N, classes]
 };
-
-// The device's features after its ConvP blocks (a device section's output to the next level).
-ondevice::Shape device_feature_shape(const DdnnConfig& c);
 
 class DdnnImpl : public torch::nn::Module {
  public:
@@ -155,7 +123,6 @@ struct DdnnPackage {
   std::vector<std::string> labels;
   nlohmann::json training = nlohmann::json::object(), evaluation = nlohmann::json::object();
 };
-inline constexpr const char* kDdnnManifestFile = "ddnn.json";
 
 // Exports every device section (nn::export_section) and writes the files above; ddnn.json last,
 // through a temporary file, so a reader never sees a half-written package.

@@ -3,12 +3,11 @@
 #include <fmt/format.h>
 
 #include <cmath>
-
-#include <torch/torch.h>
+#include <optional>
 
 #include "model/exit_criteria.h"
 #include "model/file_io.h"
-#include "motifs/ddnn.h"
+#include "ondevice/ddnn_config.h"
 
 namespace idn::serve {
 namespace fs = std::filesystem;
@@ -16,16 +15,6 @@ using protocol::InferProgress;
 using protocol::InferRequest;
 
 namespace {
-
-// Softmax confidence and normalized entropy of scores, with the arithmetic §4.4's exits use.
-void judge(std::span<const float> scores, InferProgress& p) {
-  std::vector<float> probs(scores.size());
-  model::softmax_with_temperature(scores, 1.0, probs);
-  float top = 0;
-  for (float v : probs) top = std::max(top, v);
-  p.confidence = top;
-  p.entropy = static_cast<float>(model::normalized_entropy(probs));
-}
 
 // Binary operations of one run of a packed section (XNOR/popcount over each fan-in).
 uint64_t section_operations(const ondevice::Section& s) {
@@ -95,86 +84,20 @@ class DeviceHandler final : public Handler {
   uint64_t operations_;
 };
 
-class CloudHandler final : public Handler {
- public:
-  CloudHandler(DdnnInfo info, motifs::DdnnPackage package)
-      : info_(std::move(info)), package_(std::move(package)) {
-    const auto& c = package_.model->config();
-    const int64_t k = c.cloud == motifs::Aggregation::kConcat ? c.devices() : 1;
-    const int64_t in = k * info_.features.c, h = info_.features.h, w = info_.features.w;
-    const int64_t oh = (h - 1) / 2 + 1, ow = (w - 1) / 2 + 1;
-    operations_ = static_cast<uint64_t>(
-        2 * (in * 9 * c.cloud_filters * h * w + c.cloud_filters * oh * ow * c.classes));
-  }
-
-  Status validate(const InferRequest& req) const override {
-    if (req.has_input() || req.sample_ref)
-      return Status::invalid_argument(
-          "a DDNN cloud request carries the devices' features as inputs with input_views");
-    if (req.inputs.empty()) return Status::invalid_argument("no device features (inputs)");
-    if (req.start_stage != 0 || req.stop_after_stage)
-      return Status::invalid_argument("a DDNN cloud section has one stage (0)");
-    for (size_t i = 0; i < req.inputs.size(); ++i) {
-      const auto& t = req.inputs[i];
-      if (req.input_views[i] >= static_cast<uint32_t>(info_.devices))
-        return Status::invalid_argument(
-            fmt::format("input_views[{}] = {}: the package has {} devices", i, req.input_views[i],
-                        info_.devices));
-      if (t.dtype != core::DType::kU8 || t.shape != std::vector<int64_t>{info_.feature_bytes()})
-        return Status::invalid_argument(
-            fmt::format("inputs[{}] must be U8 [{}] (packed {}x{}x{} features), got {} {}", i,
-                        info_.feature_bytes(), info_.features.c, info_.features.h, info_.features.w,
-                        core::dtype_name(t.dtype), core::shape_string(t.shape)));
-      if (auto u = ondevice::unpack_bytes(t.bytes, info_.feature_bits()); !u.ok())
-        return Status::invalid_argument(fmt::format("inputs[{}]: {}", i, u.status().message()));
-    }
-    return Status::ok();
-  }
-
-  Result<std::vector<InferProgress>> run(const InferRequest& req) override {
-    torch::NoGradGuard no_grad;
-    const auto f = info_.features;
-    auto features = torch::zeros({1, info_.devices, f.c, f.h, f.w}, torch::kFloat32);
-    auto present = torch::zeros({1, info_.devices}, torch::kBool);
-    for (size_t i = 0; i < req.inputs.size(); ++i) {
-      IDN_ASSIGN_OR_RETURN(auto words,
-                           ondevice::unpack_bytes(req.inputs[i].bytes, info_.feature_bits()));
-      const int64_t d = req.input_views[i];
-      float* x = features[0][d].data_ptr<float>();
-      for (int64_t b = 0; b < info_.feature_bits(); ++b)
-        x[b] = ((words[static_cast<size_t>(b / 64)] >> (b % 64)) & 1) ? 1.0f : -1.0f;
-      present[0][d] = true;
-    }
-    auto scores = package_.model->cloud_forward(features, present).contiguous();
-    std::vector<float> s(scores.data_ptr<float>(), scores.data_ptr<float>() + scores.numel());
-    InferProgress p;
-    p.output = core::Tensor::f32({static_cast<int64_t>(s.size())}, s);
-    judge(s, p);
-    p.operations = operations_;
-    p.final = true;
-    return std::vector<InferProgress>{std::move(p)};
-  }
-
- private:
-  DdnnInfo info_;
-  motifs::DdnnPackage package_;
-  uint64_t operations_ = 0;
-};
-
 }  // namespace
 
 Result<DdnnInfo> read_ddnn_info(const fs::path& dir) {
-  IDN_ASSIGN_OR_RETURN(auto bytes, model::read_file(dir / motifs::kDdnnManifestFile, 16 << 20));
+  IDN_ASSIGN_OR_RETURN(auto bytes, model::read_file(dir / ondevice::kDdnnManifestFile, 16 << 20));
   const std::string text(bytes.begin(), bytes.end());
   auto bad = [&](const std::string& m) {
-    return Status::invalid_argument((dir / motifs::kDdnnManifestFile).string() + ": " + m);
+    return Status::invalid_argument((dir / ondevice::kDdnnManifestFile).string() + ": " + m);
   };
   DdnnInfo info;
   try {
     const auto j = nlohmann::json::parse(text);
     if (!j.is_object() || j.value("format", "") != "idn-ddnn")
       return bad("not an idn-ddnn manifest");
-    auto c = motifs::ddnn_config_from_json(j.at("config"));
+    auto c = ondevice::ddnn_config_from_json(j.at("config"));
     if (!c.ok()) return bad(c.status().message());
     if (!c->has_local() || c->has_edge())
       return Status::unsupported(fmt::format(
@@ -188,9 +111,9 @@ Result<DdnnInfo> read_ddnn_info(const fs::path& dir) {
     info.channels = c->channels;
     info.size = c->size;
     info.views = c->views;
-    info.local = std::string(motifs::aggregation_name(c->local));
+    info.local = std::string(ondevice::aggregation_name(c->local));
     info.local_threshold = j.at("thresholds").at("local").get<double>();
-    info.features = motifs::device_feature_shape(*c);
+    info.features = ondevice::device_feature_shape(*c);
     info.labels = j.value("labels", std::vector<std::string>{});
   } catch (const nlohmann::json::exception& e) {
     return bad(e.what());
@@ -264,11 +187,25 @@ Result<std::shared_ptr<Handler>> ddnn_device_handler(
   return h;
 }
 
+namespace {
+// Function-local: serve_torch registers from another translation unit's static initializer.
+std::optional<DdnnCloudFactory>& cloud_factory() {
+  static std::optional<DdnnCloudFactory> f;
+  return f;
+}
+}  // namespace
+
+void register_ddnn_cloud(DdnnCloudFactory factory) {
+  cloud_factory() = std::move(factory);
+}
+
 Result<std::shared_ptr<Handler>> ddnn_cloud_handler(const fs::path& dir) {
   IDN_ASSIGN_OR_RETURN(auto info, read_ddnn_info(dir));
-  IDN_ASSIGN_OR_RETURN(auto package, motifs::load_ddnn(dir));
-  std::shared_ptr<Handler> h = std::make_shared<CloudHandler>(std::move(info), std::move(package));
-  return h;
+  if (!cloud_factory())
+    return Status::unsupported(dir.string() +
+                               ": a DDNN cloud section runs on LibTorch, and this idn was built "
+                               "without it (device sections run without)");
+  return (*cloud_factory())(std::move(info), dir);
 }
 
 }  // namespace idn::serve

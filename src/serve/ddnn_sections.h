@@ -1,6 +1,6 @@
 // DDNN sections (dissertation ch. 4, §4.4) as hosted services (serve/handler.h): a device
 // section on the peer that owns its camera, run in its packed on-device form (ondevice::Section,
-// no LibTorch), and the cloud section (LibTorch, inside the .cpp only). Also what the rest of
+// no LibTorch), and the cloud section (LibTorch: serve_torch/ddnn_cloud.cpp). Also what the rest of
 // IDN needs to know about a DDNN package (ddnn.json) and the section descriptors (§7.4) it is
 // published under. Torch-free header: node/ and the CLI include it.
 //
@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,7 +47,7 @@ struct DdnnInfo {
   int64_t feature_bits() const { return features.size(); }
   int64_t feature_bytes() const { return (features.size() + 7) / 8; }
 };
-// Reads and checks ddnn.json (its config through motifs' own validation). The network deploys
+// Reads and checks ddnn.json (its config through ondevice/ddnn_config.h). The network deploys
 // configurations with a local exit and no edge, (b) and (c): others are Unsupported.
 Result<DdnnInfo> read_ddnn_info(const std::filesystem::path& package_dir);
 
@@ -62,7 +63,12 @@ Result<ise::ServiceDescriptor> ddnn_section_descriptor(const DdnnInfo& info,
 Result<std::shared_ptr<Handler>> ddnn_device_handler(
     const std::filesystem::path& package_dir, int64_t device,
     std::shared_ptr<const data::MultiViewDataset> camera);
-// The cloud section of the package (loads the whole package with motifs::load_ddnn).
+// The cloud section of the package (loads the whole package with motifs::load_ddnn): on LibTorch,
+// registered by idn_serve_torch; Unsupported in a program built without it.
 Result<std::shared_ptr<Handler>> ddnn_cloud_handler(const std::filesystem::path& package_dir);
+using DdnnCloudFactory = std::function<Result<std::shared_ptr<Handler>>(
+    DdnnInfo info, const std::filesystem::path& package_dir)>;
+// Called once by idn_serve_torch's static initializer.
+void register_ddnn_cloud(DdnnCloudFactory factory);
 
 }  // namespace idn::serve
