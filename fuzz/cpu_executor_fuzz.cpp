@@ -3,8 +3,9 @@
 // infinities and denormals reach the kernels). Whatever they are, load() either refuses with a
 // message or gives an executor on which every stage and exit head runs without crashing and
 // returns outputs of the spec's sizes.
-// Input: byte 0 picks max_batch (1..4); bytes 1-2 (little-endian) the length L of the model.json
-// text that follows; the rest is the float pool (raw little-endian F32).
+// Input: byte 0 picks max_batch (1..4, its low 2 bits) and the kernels (bits 2-3: measured at
+// load, or gemm, batched or oneDNN forced wherever a layer has it); bytes 1-2 (little-endian) the
+// length L of the model.json text that follows; the rest is the float pool (raw little-endian F32).
 // fuzz-deps: idn_cpu idn_model idn_core
 #include <cstddef>
 #include <cstdint>
@@ -40,6 +41,7 @@ int64_t numel(const std::vector<int64_t>& shape) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 3) return 0;
   const int max_batch = data[0] % 4 + 1;
+  const cpu::Kernel kernel = static_cast<cpu::Kernel>(data[0] / 4 % 4);
   const size_t len = data[1] | (size_t{data[2]} << 8);
   if (3 + len > size) return 0;
   auto spec =
@@ -64,7 +66,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fill(values);
     pkg.weights.emplace(w.name, core::Tensor::f32(w.shape, values));
   }
-  auto ex = cpu::Executor::load(pkg, {.max_batch = max_batch});
+  auto ex = cpu::Executor::load(pkg, {.max_batch = max_batch, .kernel = kernel});
   if (!ex.ok()) {
     CHECK(!ex.status().message().empty());
     return 0;

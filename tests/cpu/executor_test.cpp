@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "cpu/kernels.h"
+#include "cpu/onednn.h"
 #include "engine/engine.h"
 #include "model/package.h"
 #include "motifs/branchynet_arch.h"
@@ -43,6 +44,15 @@ namespace {
 using nlohmann::json;
 constexpr float kTol = 1e-4f;
 
+// Layers whose kernels (both batch classes) are `k`.
+int count_forced(const Executor& ex, Kernel k) {
+  int n = 0;
+  for (const auto& l : ex.kernels()) n += l.one == k && l.many == k;
+  return n;
+}
+// Layers loaded with a forced kernel that really got it (CpuKernels tests check it grew).
+int g_forced_layers = 0;
+
 // Largest |a - b| (inf when the sizes differ).
 float max_diff(std::span<const float> a, const torch::Tensor& b) {
   auto c = b.contiguous();
@@ -57,11 +67,16 @@ std::span<const float> span_of(const torch::Tensor& t) {
   return {t.data_ptr<float>(), static_cast<size_t>(t.numel())};
 }
 
-// Random weights for every tensor the spec needs; batch-norm variances positive.
-std::map<std::string, core::Tensor> random_weights(const model::ModelSpec& spec) {
+// Random weights for every tensor the spec needs; batch-norm variances positive. `fan_in`:
+// conv/linear weights scaled by 1/sqrt(inputs per output), so wide layers' outputs stay near 1
+// (where an absolute 1e-4 is a fair test of float sums of thousands of terms).
+std::map<std::string, core::Tensor> random_weights(const model::ModelSpec& spec,
+                                                   bool fan_in = false) {
   std::map<std::string, core::Tensor> w;
   for (const auto& r : spec.required_weights()) {
     auto t = torch::randn(r.shape) * 0.3;
+    if (fan_in && r.shape.size() >= 2)
+      t = t / std::sqrt(static_cast<double>(t.numel() / r.shape[0]));
     if (r.name.ends_with(".running_var")) t = torch::rand(r.shape) + 0.5;
     w[r.name] = nn::from_torch(t);
   }
@@ -71,15 +86,18 @@ std::map<std::string, core::Tensor> random_weights(const model::ModelSpec& spec)
 // Runs every stage and exit of `spec` on `inputs` in both and compares.
 void expect_same_as_graph(const model::ModelSpec& spec,
                           const std::map<std::string, core::Tensor>& weights,
-                          const std::vector<torch::Tensor>& inputs, const std::string& what) {
+                          const std::vector<torch::Tensor>& inputs, const std::string& what,
+                          ExecutorOptions opts = {}) {
   SCOPED_TRACE(what);
   nn::Graph g(spec);
   ASSERT_TRUE(g->load_weights(weights).is_ok());
   g->eval();
   torch::NoGradGuard ng;
   const int batch = static_cast<int>(inputs[0].size(0));
-  auto ex = Executor::load(model::Package{spec, weights}, {.max_batch = batch});
+  opts.max_batch = batch;
+  auto ex = Executor::load(model::Package{spec, weights}, opts);
   ASSERT_TRUE(ex.ok()) << ex.status().to_string();
+  if (opts.kernel != Kernel::kAuto) g_forced_layers += count_forced(**ex, opts.kernel);
   for (size_t i = 0; i < inputs.size(); ++i)
     ASSERT_TRUE((*ex)->set_input(span_of(inputs[i]), batch, static_cast<int>(i)).is_ok());
   auto acts = g->begin(inputs);
@@ -148,7 +166,8 @@ class CpuOps : public ::testing::Test {
  protected:
   std::mt19937 rng{21};
   int uni(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
-  void check(const model::ModelSpec& spec, const std::string& what) {
+  void check(const model::ModelSpec& spec, const std::string& what, ExecutorOptions opts = {},
+             bool fan_in = false) {
     // 9: a linear layer takes the batched gemm path (from 8 samples).
     const int batch = std::array{1, 2, 3, 9}[uni(0, 3)];
     std::vector<torch::Tensor> xs;
@@ -157,7 +176,7 @@ class CpuOps : public ::testing::Test {
       shape.insert(shape.end(), in.shape.begin(), in.shape.end());
       xs.push_back(torch::randn(shape));
     }
-    expect_same_as_graph(spec, random_weights(spec), xs, what);
+    expect_same_as_graph(spec, random_weights(spec, fan_in), xs, what, opts);
   }
 };
 
@@ -214,6 +233,90 @@ TEST_F(CpuOps, LinearWithBiasBatchNormAndReluMatchLibTorch) {
     }
     check(op_model(ls, {{in}}, last), ls.dump());
   }
+}
+
+// Each kernel forced on every layer that has it, on random conv shapes (3 x 3 and 5 x 5 on small
+// maps with more channels: the AlexNets' cases) and linear ones (oneDNN runs no linear layer:
+// they keep the rule there).
+TEST_F(CpuOps, EveryConvAndLinearKernelForcedMatchesLibTorch) {
+  torch::manual_seed(4);
+  for (Kernel k : {Kernel::kGemm, Kernel::kBatched, Kernel::kOneDnn}) {
+    if (k == Kernel::kOneDnn && !OneDnnConv::available()) {
+      std::printf("no oneDNN in this build: kOneDnn not tested\n");
+      continue;
+    }
+    const int before = g_forced_layers;
+    for (int i = 0; i < 16; ++i) {
+      const int c = uni(1, 24), h = uni(3, 14), oc = uni(1, 40), pad = uni(0, 2);
+      const int kernel = uni(1, std::min(5, h)), stride = uni(1, 2);
+      json ls = json::array({layer("conv", "conv2d", "x0",
+                                   {{"in_channels", c},
+                                    {"out_channels", oc},
+                                    {"kernel", kernel},
+                                    {"stride", stride},
+                                    {"padding", pad},
+                                    {"bias", uni(0, 1) == 1}})});
+      std::string last = "conv";
+      if (i % 2 == 1) {
+        ls.push_back(layer("relu", "relu", last));
+        last = "relu";
+      }
+      check(op_model(ls, {{c, h, h}}, last), ls.dump() + " " + kernel_name(k), {.kernel = k}, true);
+    }
+    for (int i = 0; i < 8; ++i) {
+      const int in = uni(1, 300), out = uni(1, 80);
+      json ls =
+          json::array({layer("fc", "linear", "x0", {{"in_features", in}, {"out_features", out}}),
+                       layer("relu", "relu", "fc")});
+      check(op_model(ls, {{in}}, "relu"), ls.dump() + " " + kernel_name(k), {.kernel = k}, true);
+    }
+    // The kernel really ran: on every conv for gemm and oneDNN, on those of batch > 1 for
+    // batched (the per-sample rule otherwise).
+    EXPECT_GE(g_forced_layers - before, k == Kernel::kBatched ? 1 : 16) << kernel_name(k);
+  }
+}
+
+// Measurement only decides between candidates; which one wins is the machine's business, so
+// the test checks the bookkeeping: the choice is the fastest measured candidate, batched is no
+// candidate for one sample, and without measurement the fixed rule holds.
+TEST(CpuKernels, MeasuredChoiceIsTheFastestAgreeingCandidateAndTheRuleIsFixed) {
+  auto spec = *motifs::branchynet_arch("b-alexnet");
+  torch::manual_seed(9);
+  nn::Graph g(spec);
+  const model::Package pkg{spec, g->export_weights()};
+  auto fastest = [](const std::vector<double>& us) {
+    int best = 0;
+    for (int i = 1; i < static_cast<int>(us.size()); ++i)
+      if (us[i] >= 0 && us[i] < us[best]) best = i;
+    return static_cast<Kernel>(best + 1);
+  };
+  auto measured = Executor::load(pkg, {.max_batch = 4});
+  ASSERT_TRUE(measured.ok()) << measured.status().to_string();
+  ASSERT_EQ((*measured)->kernels().size(), 10u) << (*measured)->plan();  // 5 conv, 5 linear
+  for (const auto& l : (*measured)->kernels()) {
+    SCOPED_TRACE(l.layer);
+    ASSERT_EQ(l.us_one.size(), 3u);
+    ASSERT_EQ(l.us_many.size(), 3u);
+    EXPECT_GT(l.us_one[0], 0);
+    EXPECT_GT(l.us_many[0], 0);
+    EXPECT_LT(l.us_one[1], 0);
+    EXPECT_EQ(l.one, fastest(l.us_one));
+    EXPECT_EQ(l.many, fastest(l.us_many));
+  }
+  EXPECT_GT((*measured)->measure_us(), 0);
+  auto fixed = Executor::load(pkg, {.max_batch = 32, .measure = false});
+  ASSERT_TRUE(fixed.ok());
+  for (const auto& l : (*fixed)->kernels()) {
+    EXPECT_TRUE(l.us_one.empty() && l.us_many.empty());
+    EXPECT_EQ(l.one, Kernel::kGemm);
+  }
+  EXPECT_EQ((*fixed)->measure_us(), 0);
+  // 7 x 7 outputs fill 49 of 64 gemm columns: batched; 14 x 14 and up per sample; linear
+  // layers of >= 32 outputs batched from 8 samples, the 10-class heads not.
+  const std::string plan = (*fixed)->plan();
+  for (const char* line : {"conv2: conv2d+relu [gemm]\n", "conv3: conv2d+relu [gemm | batched]\n",
+                           "fc1: linear+relu [gemm | batched]\n", "b0_fc: linear [gemm]\n"})
+    EXPECT_NE(plan.find(line), std::string::npos) << line << plan;
 }
 
 TEST_F(CpuOps, PoolingLrnSoftmaxReluDropoutAndBatchNormAloneMatchLibTorch) {
@@ -311,7 +414,9 @@ TEST(CpuPackages, ACallAllocatesNothing) {
   torch::manual_seed(7);
   nn::Graph g(spec);
   // Batch 9 runs fc1 as a gemm over the transposed batch (its scratch is allocated at load too).
-  auto ex = Executor::load(model::Package{spec, g->export_weights()}, {.max_batch = 9});
+  // The fixed rule: our own kernels (oneDNN's execute builds its argument maps on the heap).
+  auto ex =
+      Executor::load(model::Package{spec, g->export_weights()}, {.max_batch = 9, .measure = false});
   ASSERT_TRUE(ex.ok());
   std::vector<float> x(9 * 28 * 28, 0.25f);
   const int64_t before = g_allocations.load();
@@ -330,7 +435,10 @@ TEST(CpuPackages, ExecutorsOfOnePackageRunInParallelOnTheirOwnThreads) {
   const model::Package pkg{spec, g->export_weights()};
   std::vector<float> x(28 * 28);
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 17) / 17.f;
-  auto alone = Executor::load(pkg);
+  // The fixed rule: measured choices may differ between executors (timing), and so may the last
+  // bit of a sum.
+  const ExecutorOptions fixed{.measure = false};
+  auto alone = Executor::load(pkg, fixed);
   ASSERT_TRUE(alone.ok());
   ASSERT_TRUE((*alone)->set_input(x, 1).is_ok());
   ASSERT_TRUE((*alone)->run_stage(0).ok());
@@ -341,7 +449,7 @@ TEST(CpuPackages, ExecutorsOfOnePackageRunInParallelOnTheirOwnThreads) {
   std::vector<std::thread> threads;
   for (size_t t = 0; t < got.size(); ++t)
     threads.emplace_back([&, t] {
-      auto ex = Executor::load(pkg);
+      auto ex = Executor::load(pkg, fixed);
       if (!ex.ok()) return;
       for (int i = 0; i < 50; ++i) {
         if (!(*ex)->set_input(x, 1).is_ok() || !(*ex)->run_stage(0).ok() ||
