@@ -1,4 +1,5 @@
-// idn bench engine: one package's stages, exit heads and whole passes timed on LibTorch (the
+// idn bench engine: one package's stages, exit heads, whole passes and (--layers) each layer
+// alone, with the kernel the cpu executor chose for it, timed on LibTorch (the
 // nn::Graph engine::Engine runs today) and on cpu::Executor in the same run, interleaved call by
 // call, at each batch size, then on ONNX Runtime (the package's ONNX export under
 // onnxruntime-node, interop/onnx_bench.mjs, in its own process); mean/median/p99 µs per row, CSV
@@ -16,8 +17,10 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <numeric>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -49,6 +52,7 @@ struct EngineBenchArgs {
   int threads = 1;
   bool avx2_only = false;
   bool no_ort = false;
+  bool layers = false;  // also a row per layer
   std::string ort_script = "interop/onnx_bench.mjs";
   std::string out_dir = "bench/out";
   bool test_set = false;  // early exit over FashionMNIST's test images instead of the rows
@@ -72,8 +76,69 @@ double mean(const std::vector<double>& v) {
   return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / v.size();
 }
 
+// The executor's plan as layer -> what it runs ("conv2d+relu [gemm | onednn]", "fused into
+// conv1", "view").
+std::map<std::string, std::string> plan_lines(const cpu::Executor& ex) {
+  std::map<std::string, std::string> m;
+  std::istringstream in(ex.plan());
+  for (std::string line; std::getline(in, line);) {
+    const size_t colon = line.find(": ");
+    if (colon != std::string::npos) m[line.substr(0, colon)] = line.substr(colon + 2);
+  }
+  return m;
+}
+
+// One layer of `pkg` alone, with the layers the executor fused into it (a ReLU, a batch norm),
+// as a one-stage package on the layer's own input shape, so that both backends run just that:
+// the per-layer rows. Errors: a layer of several inputs (aggregates).
+Result<model::Package> layer_package(const model::Package& pkg, const std::string& name,
+                                     const std::map<std::string, std::string>& plan) {
+  const auto& spec = pkg.spec;
+  const model::LayerSpec* l = spec.layer(name);
+  if (!l || l->inputs.size() != 1)
+    return Status::unsupported("layer '" + name + "' does not have one input");
+  std::vector<int64_t> in_shape;
+  if (const model::LayerSpec* src = spec.layer(l->inputs[0]))
+    in_shape = src->out_shape;
+  else
+    for (const auto& i : spec.inputs)
+      if (i.name == l->inputs[0]) in_shape = i.shape;
+  nlohmann::json j = model::to_json(spec);
+  nlohmann::json layers = nlohmann::json::array(), names = nlohmann::json::array();
+  std::string last = "x";
+  for (const auto& li : j["layers"]) {
+    const std::string n = li["name"];
+    auto it = plan.find(n);
+    if (n != name && (it == plan.end() || it->second != "fused into " + name)) continue;
+    nlohmann::json copy = li;
+    copy["inputs"] = {last};
+    layers.push_back(copy);
+    names.push_back(n);
+    last = n;
+  }
+  j["inputs"] = {{{"name", "x"}, {"dtype", "F32"}, {"shape", in_shape}}};
+  j["layers"] = layers;
+  j["stages"] = {{{"name", "s0"}, {"layers", names}, {"output", last}}};
+  // The exit (never run here) flattens, since an exit's output must be [classes].
+  j["layers"].push_back({{"name", "e0_flat"}, {"type", "flatten"}, {"inputs", {last}}});
+  j["exits"] = {{{"name", "e0"},
+                 {"stage", 0},
+                 {"layers", {"e0_flat"}},
+                 {"output", "e0_flat"},
+                 {"criterion", "confidence"},
+                 {"threshold", 1.0}}};
+  j.erase("preprocess");
+  j.erase("labels");  // of the model's classes, not this layer's outputs
+  IDN_ASSIGN_OR_RETURN(model::ModelSpec one, model::parse_model_spec(j));
+  model::Package out{std::move(one), {}};
+  for (const auto& [w, t] : pkg.weights)
+    for (const auto& n : names)
+      if (w.starts_with(n.get<std::string>() + ".")) out.weights.emplace(w, t);
+  return out;
+}
+
 Result<std::vector<Row>> bench_package(const std::string& label, const model::Package& pkg,
-                                       const EngineBenchArgs& a) {
+                                       const EngineBenchArgs& a, std::vector<std::string>& notes) {
   const auto& spec = pkg.spec;
   nn::Graph g(spec);
   IDN_RETURN_IF_ERROR(g->load_weights(pkg.weights));
@@ -82,6 +147,21 @@ Result<std::vector<Row>> bench_package(const std::string& label, const model::Pa
   std::vector<Row> rows;
   for (int batch : a.batches) {
     IDN_ASSIGN_OR_RETURN(auto ex, cpu::Executor::load(pkg, {.max_batch = batch}));
+    notes.push_back(
+        fmt::format("{} batch {}: cpu executor measured its kernels in {:.1f} ms at load", label,
+                    batch, ex->measure_us() / 1e3));
+    if (a.layers) {
+      // What each candidate measured at load (µs per call at batch 1 | at this batch).
+      auto us = [](const std::vector<double>& v) {
+        std::string out;
+        const char* names[] = {"gemm", "batched", "onednn"};
+        for (size_t i = 0; i < v.size(); ++i)
+          if (v[i] >= 0) out += fmt::format("{}{} {:.1f}", out.empty() ? "" : ", ", names[i], v[i]);
+        return out.empty() ? std::string("-") : out;
+      };
+      for (const auto& l : ex->kernels())
+        notes.push_back(fmt::format("  {}: {} | {}", l.layer, us(l.us_one), us(l.us_many)));
+    }
     std::vector<int64_t> shape{batch};
     shape.insert(shape.end(), spec.inputs[0].shape.begin(), spec.inputs[0].shape.end());
     torch::manual_seed(1);
@@ -126,6 +206,46 @@ Result<std::vector<Row>> bench_package(const std::string& label, const model::Pa
     };
     if (g->num_stages() > 1) items.push_back(path(0));
     items.push_back(path(g->num_stages() - 1));
+    // Per layer (--layers): each layer that runs an op, alone, in stage and exit order (the
+    // closures own the layer's graph, executor and input).
+    struct LayerRun {
+      nn::Graph g{nullptr};
+      std::unique_ptr<cpu::Executor> ex;
+      torch::Tensor x;
+      nn::Activations acts;
+    };
+    if (a.layers) {
+      const auto plan = plan_lines(*ex);
+      std::vector<std::string> order;
+      for (const auto& st : spec.stages)
+        order.insert(order.end(), st.layers.begin(), st.layers.end());
+      for (const auto& e : spec.exits) order.insert(order.end(), e.layers.begin(), e.layers.end());
+      for (const auto& name : order) {
+        const std::string what = plan.at(name);
+        if (what == "view" || what.starts_with("fused into ")) continue;
+        auto lp = layer_package(pkg, name, plan);
+        if (!lp.ok()) {  // aggregates: their inputs are several layers
+          notes.push_back(
+              fmt::format("{}: no row for layer {}: {}", label, name, lp.status().to_string()));
+          continue;
+        }
+        auto r = std::make_shared<LayerRun>();
+        r->g = nn::Graph(lp->spec);
+        IDN_RETURN_IF_ERROR(r->g->load_weights(lp->weights));
+        r->g->eval();
+        IDN_ASSIGN_OR_RETURN(r->ex, cpu::Executor::load(*lp, {.max_batch = batch}));
+        std::vector<int64_t> lshape{batch};
+        lshape.insert(lshape.end(), lp->spec.inputs[0].shape.begin(),
+                      lp->spec.inputs[0].shape.end());
+        r->x = torch::rand(lshape);
+        r->acts = r->g->begin({r->x});
+        IDN_RETURN_IF_ERROR(
+            r->ex->set_input({r->x.data_ptr<float>(), static_cast<size_t>(r->x.numel())}, batch));
+        const std::string label_line = plan_lines(*r->ex).at(name);
+        items.push_back({"layer " + name + ": " + label_line, [r] { r->g->run_stage(0, r->acts); },
+                         [r] { (void)r->ex->run_stage(0); }});
+      }
+    }
     const size_t first = rows.size();
     for (const auto& it : items) rows.push_back({label, it.name, batch, {}, {}, {}});
     for (int i = 0; i < a.warmup + a.iterations; ++i) {
@@ -432,8 +552,9 @@ int run_bench_engine(const EngineBenchArgs& a) {
   if (pkgs.empty()) return report(Status::invalid_argument("give --model DIR or --arch NAME"));
   if (a.test_set) return run_test_set_mode(a, pkgs);
   std::vector<Row> rows;
+  std::vector<std::string> notes;
   for (const auto& [label, pkg] : pkgs) {
-    auto r = bench_package(label, pkg, a);
+    auto r = bench_package(label, pkg, a, notes);
     if (!r.ok()) return report(r.status().with_context(label));
     rows.insert(rows.end(), r->begin(), r->end());
   }
@@ -445,9 +566,11 @@ int run_bench_engine(const EngineBenchArgs& a) {
   o << "model,batch,item,backend,mean_us,median_us,p99_us,iterations\n";
   std::printf(
       "%d threads, %d iterations (after %d warm-up), LibTorch and cpu interleaved; cpu "
-      "gemm: %s\nONNX Runtime: %s\n\n",
+      "gemm: %s\nONNX Runtime: %s\n",
       a.threads, a.iterations, a.warmup,
       cpu::kernels::has_avx512() && !a.avx2_only ? "AVX-512" : "AVX2", ort_note.c_str());
+  for (const auto& n : notes) std::printf("%s\n", n.c_str());
+  std::printf("\n");
   std::printf(
       "| model | batch | item | LibTorch median µs (p99) | cpu median µs (p99) | ORT median µs "
       "(p99) | cpu speed-up vs LibTorch | vs ORT |\n");
@@ -511,6 +634,10 @@ void register_bench_engine(CLI::App& bench) {
   b->add_option("--threads", a->threads, "LibTorch intra-op threads")->capture_default_str();
   b->add_flag("--avx2-only", a->avx2_only, "Keep the cpu executor's gemm on AVX2 (no AVX-512)");
   b->add_flag("--no-ort", a->no_ort, "Leave out the ONNX Runtime column");
+  b->add_flag("--layers", a->layers,
+              "Also a row per layer: each layer that runs an op (with what the cpu executor "
+              "fused into it) as a model of its own on both backends, with the kernel the "
+              "executor chose ([batch 1 | batch 2..N])");
   b->add_option("--ort-script", a->ort_script,
                 "interop/onnx_bench.mjs (node_modules beside it holds onnxruntime-node)")
       ->capture_default_str();
