@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <mutex>
 #include <numeric>
@@ -376,6 +377,39 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::filesystem::path& dir, E
         impl->backend = Backend::kCpu;
         impl->reason = std::string("cpu: agrees with LibTorch on a probe input (max |dp| ") + buf +
                        " <= 1e-4 over every exit)";
+        if (opts.auto_time_rounds > 0) {
+          // Both agree: keep the faster. Probe passes alternate between the backends (neither
+          // always finds the caches warm); a few ms per load for the packages here.
+          using Clock = std::chrono::steady_clock;
+          std::vector<double> us[2];  // torch, cpu
+          double spent = 0;
+          for (int r = 0; r < opts.auto_time_rounds && (r == 0 || spent < 1e4); ++r)
+            for (int b = 0; b < 2; ++b) {
+              const int which = r % 2 == 0 ? b : 1 - b;
+              const Backend backend = which == 0 ? Backend::kTorch : Backend::kCpu;
+              StageRunner& runner = which == 0 ? static_cast<StageRunner&>(*torch_runner)
+                                               : static_cast<StageRunner&>(*cpu_runner);
+              const auto t0 = Clock::now();
+              auto p = probe(runner, spec, impl->exits_at_stage, x);
+              const double t = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+              if (!p.ok()) return p.status().with_context(dir.string() + ": timing probe");
+              spent += t;
+              us[which].push_back(opts.probe_time_us ? opts.probe_time_us(backend) : t);
+            }
+          for (auto& v : us) std::sort(v.begin(), v.end());
+          const double torch_us = us[0][us[0].size() / 2], cpu_us = us[1][us[1].size() / 2];
+          char times[160];
+          std::snprintf(times, sizeof times,
+                        "cpu %.1f us vs torch %.1f us per probe pass (median of %zu each)", cpu_us,
+                        torch_us, us[0].size());
+          if (torch_us < cpu_us) {
+            impl->backend = Backend::kTorch;
+            impl->reason = std::string("torch: faster on a probe input (") + times +
+                           "); the cpu executor agrees with it (max |dp| " + buf + " <= 1e-4)";
+          } else {
+            impl->reason += std::string(" and is as fast or faster: ") + times;
+          }
+        }
       } else {
         impl->reason = "torch: the cpu executor disagrees with LibTorch at exit " +
                        std::to_string(worst_exit) + " on a probe input (max |dp| " + buf +

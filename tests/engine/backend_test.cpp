@@ -250,10 +250,13 @@ TEST(EngineBackends, AutoPicksCpuWhereItAgreesAndTorchWhereItCannotRunOrDisagree
   EXPECT_NE(bad.status().message().find("auto, torch or cpu"), std::string::npos);
 
   const auto dir = idn::testing::tiny_package();
-  auto a = load(dir, Backend::kAuto);
-  ASSERT_TRUE(a);
-  EXPECT_EQ(a->backend(), Backend::kCpu) << a->backend_reason();
-  EXPECT_EQ(a->backend_reason().rfind("cpu: agrees with LibTorch", 0), 0u) << a->backend_reason();
+  // Untimed (auto_time_rounds 0): agreement alone decides.
+  auto a = Engine::load(dir, {.backend = Backend::kAuto, .auto_time_rounds = 0});
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ((*a)->backend(), Backend::kCpu) << (*a)->backend_reason();
+  EXPECT_EQ((*a)->backend_reason().find("probe pass"), std::string::npos);
+  EXPECT_EQ((*a)->backend_reason().rfind("cpu: agrees with LibTorch", 0), 0u)
+      << (*a)->backend_reason();
   auto t = load(dir, Backend::kTorch);
   EXPECT_EQ(t->backend(), Backend::kTorch);
   // The executor refuses a max_batch below 1: Auto falls back to torch and says why, an
@@ -288,15 +291,45 @@ TEST(EngineBackends, AutoPicksCpuWhereItAgreesAndTorchWhereItCannotRunOrDisagree
   ASSERT_TRUE(model::save_package({*spec, w}, ddir).is_ok());
   auto torch = load(ddir, Backend::kTorch);
   auto cpu = load(ddir, Backend::kCpu);
-  auto da = load(ddir, Backend::kAuto);
-  ASSERT_TRUE(torch && cpu && da);
+  auto da = Engine::load(ddir, {.backend = Backend::kAuto, .auto_time_rounds = 0});
+  ASSERT_TRUE(torch && cpu && da.ok());
   auto x = core::Tensor::f32({1, 2, 2}, std::vector<float>{0.5f, 0.5f, 0.5f, 0.5f});
   auto pt = torch->infer(x), pc = cpu->infer(x);
   ASSERT_TRUE(pt.ok() && pc.ok());
   EXPECT_NEAR(pt->probs[0], pc->probs[0], kTol);
   EXPECT_EQ(pt->predicted, pc->predicted);
-  EXPECT_EQ(da->backend(), Backend::kCpu) << da->backend_reason();
+  EXPECT_EQ((*da)->backend(), Backend::kCpu) << (*da)->backend_reason();
   fs::remove_all(ddir);
+}
+
+// Where both agree, auto keeps the faster of the timed probe passes; the times are injected, so
+// the test does not depend on this machine's.
+TEST(EngineBackends, AutoKeepsTheFasterOfTwoAgreeingBackendsAndSaysTheTimes) {
+  const auto dir = idn::testing::tiny_package();
+  for (const bool cpu_faster : {true, false}) {
+    int calls = 0;
+    EngineOptions o{.backend = Backend::kAuto, .auto_time_rounds = 3};
+    o.probe_time_us = [&](Backend b) {
+      ++calls;
+      return (b == Backend::kCpu) == cpu_faster ? 10.0 : 40.0;
+    };
+    auto e = Engine::load(dir, o);
+    ASSERT_TRUE(e.ok()) << e.status().to_string();
+    const std::string& why = (*e)->backend_reason();
+    EXPECT_EQ(calls, 6);  // 3 rounds, both backends
+    EXPECT_EQ((*e)->backend(), cpu_faster ? Backend::kCpu : Backend::kTorch) << why;
+    EXPECT_NE(
+        why.find(cpu_faster ? "cpu 10.0 us vs torch 40.0 us" : "cpu 40.0 us vs torch 10.0 us"),
+        std::string::npos)
+        << why;
+    EXPECT_NE(why.find("agree"), std::string::npos) << why;
+    // The choice serves: same answer as the reference on a sample.
+    auto x = core::Tensor::f32({1, 28, 28}, std::vector<float>(28 * 28, 0.3f));
+    auto t = load(dir, Backend::kTorch);
+    auto pa = (*e)->infer(x), pt = t->infer(x);
+    ASSERT_TRUE(pa.ok() && pt.ok());
+    EXPECT_EQ(pa->predicted, pt->predicted);
+  }
 }
 
 }  // namespace
