@@ -668,7 +668,11 @@ void Executor::Impl::choose_kernels(const ExecutorOptions& opts) {
             spent += t;
           }
           us[static_cast<int>(k) - 1] = t_best;
-          if (t_best < us[static_cast<int>(best) - 1]) best = k;
+          auto handicapped = [&](Kernel c) {
+            const double t = us[static_cast<int>(c) - 1];
+            return c == Kernel::kGemm ? t : t * kOtherKernelHandicap;
+          };
+          if (handicapped(k) < handicapped(best)) best = k;
         }
         (n == 1 ? s.one : s.many) = best;
       }

@@ -52,7 +52,8 @@ struct EngineBenchArgs {
   int threads = 1;
   bool avx2_only = false;
   bool no_ort = false;
-  bool layers = false;  // also a row per layer
+  bool layers = false;              // also a row per layer
+  std::string kernels = "measure";  // the cpu executor's kernel choice (--kernels)
   std::string ort_script = "interop/onnx_bench.mjs";
   std::string out_dir = "bench/out";
   bool test_set = false;  // early exit over FashionMNIST's test images instead of the rows
@@ -74,6 +75,16 @@ struct Item {
 
 double mean(const std::vector<double>& v) {
   return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / v.size();
+}
+
+// --kernels: measure (the default), rule (the fixed rule), or one kernel forced where a layer
+// has it (gemm, batched, onednn).
+cpu::ExecutorOptions executor_options(const EngineBenchArgs& a, int batch) {
+  cpu::ExecutorOptions o{.max_batch = batch};
+  if (a.kernels == "rule") o.measure = false;
+  for (auto k : {cpu::Kernel::kGemm, cpu::Kernel::kBatched, cpu::Kernel::kOneDnn})
+    if (a.kernels == cpu::kernel_name(k)) o.kernel = k;
+  return o;
 }
 
 // The executor's plan as layer -> what it runs ("conv2d+relu [gemm | onednn]", "fused into
@@ -146,7 +157,7 @@ Result<std::vector<Row>> bench_package(const std::string& label, const model::Pa
   torch::NoGradGuard ng;
   std::vector<Row> rows;
   for (int batch : a.batches) {
-    IDN_ASSIGN_OR_RETURN(auto ex, cpu::Executor::load(pkg, {.max_batch = batch}));
+    IDN_ASSIGN_OR_RETURN(auto ex, cpu::Executor::load(pkg, executor_options(a, batch)));
     notes.push_back(
         fmt::format("{} batch {}: cpu executor measured its kernels in {:.1f} ms at load", label,
                     batch, ex->measure_us() / 1e3));
@@ -233,7 +244,7 @@ Result<std::vector<Row>> bench_package(const std::string& label, const model::Pa
         r->g = nn::Graph(lp->spec);
         IDN_RETURN_IF_ERROR(r->g->load_weights(lp->weights));
         r->g->eval();
-        IDN_ASSIGN_OR_RETURN(r->ex, cpu::Executor::load(*lp, {.max_batch = batch}));
+        IDN_ASSIGN_OR_RETURN(r->ex, cpu::Executor::load(*lp, executor_options(a, batch)));
         std::vector<int64_t> lshape{batch};
         lshape.insert(lshape.end(), lp->spec.inputs[0].shape.begin(),
                       lp->spec.inputs[0].shape.end());
@@ -377,7 +388,7 @@ Result<TestSetResult> run_test_set(const std::string& label, const model::Packag
   IDN_RETURN_IF_ERROR(g->load_weights(pkg.weights));
   g->eval();
   torch::NoGradGuard ng;
-  IDN_ASSIGN_OR_RETURN(auto ex, cpu::Executor::load(pkg));
+  IDN_ASSIGN_OR_RETURN(auto ex, cpu::Executor::load(pkg, executor_options(a, 1)));
   const int64_t c = d.c;
   torch::Tensor mean, inv_std;
   if (!spec.preprocess_mean.empty()) {
@@ -634,6 +645,11 @@ void register_bench_engine(CLI::App& bench) {
   b->add_option("--threads", a->threads, "LibTorch intra-op threads")->capture_default_str();
   b->add_flag("--avx2-only", a->avx2_only, "Keep the cpu executor's gemm on AVX2 (no AVX-512)");
   b->add_flag("--no-ort", a->no_ort, "Leave out the ONNX Runtime column");
+  b->add_option("--kernels", a->kernels,
+                "cpu executor's conv/linear kernels: measure (chosen at load by timing), rule "
+                "(the fixed rule), or gemm, batched, onednn forced where a layer has it")
+      ->check(CLI::IsMember({"measure", "rule", "gemm", "batched", "onednn"}))
+      ->capture_default_str();
   b->add_flag("--layers", a->layers,
               "Also a row per layer: each layer that runs an op (with what the cpu executor "
               "fused into it) as a model of its own on both backends, with the kernel the "
