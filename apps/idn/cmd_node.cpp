@@ -273,9 +273,10 @@ void register_node(CLI::App& app) {
   n->add_option("--workers", a->workers, "Inference worker threads");
   n->add_option("--backend", a->backend,
                 "What runs hosted models (replaces the config's [engine] backend, default auto): "
-                "auto (the torch-free cpu executor where it agrees with LibTorch within 1e-4 on "
-                "a probe input, else LibTorch), torch (LibTorch), cpu (the cpu executor; a "
-                "package it cannot run is not hosted)")
+                "auto (of the torch-free cpu executor and LibTorch, the faster on a probe input "
+                "when they agree within 1e-4, else LibTorch; the cpu executor in a build without "
+                "LibTorch), torch (LibTorch), cpu (the cpu executor; a package it cannot run is "
+                "not hosted)")
       ->check(CLI::IsMember({"auto", "torch", "cpu"}));
   n->add_option("--busy-poll-us", a->busy_poll_us,
                 "Poll this long after work before sleeping (lower latency on VMs, more CPU)")

@@ -44,8 +44,9 @@
 //   inline_below_us = 1000                  # models faster than this run on the io thread
 //                                           # when the server is idle (0: always on workers)
 //   [engine]
-//   backend = "auto"                        # what runs hosted models: "auto" (the cpu executor
-//                                           #   where it agrees with LibTorch), "torch", "cpu"
+//   backend = "auto"                        # what runs hosted models: "auto" (the faster of the
+//                                           #   cpu executor and LibTorch where they agree; cpu
+//                                           #   without LibTorch), "torch", "cpu"
 //   [swap]                                  # ComputeSwap (§7.5; swap/config.h has the why)
 //   enabled = true                          # false: serve everyone, keep no ledgers
 //   m = 4.0                                 # debt ratio where service stops (p(r) = 0)

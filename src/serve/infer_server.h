@@ -56,8 +56,8 @@ struct ServerConfig {
   std::chrono::milliseconds default_deadline{10000};  // when a request's deadline_ms is 0
   size_t max_batch = 8;    // queued requests for the same service and stage run as one batch
   int engine_threads = 1;  // LibTorch intra-op threads
-  // What runs the models (engine::Backend): kAuto takes the cpu executor where it agrees with
-  // LibTorch on the package, else LibTorch.
+  // What runs the models (engine::Backend): kAuto takes the faster of the cpu executor and
+  // LibTorch where they agree on the package, else LibTorch (engine/engine.h).
   engine::Backend engine_backend = engine::Backend::kAuto;
   // How often the io side looks for requests whose requester cancelled or went away (the
   // rpc layer exposes cancellation as a flag). One timer for all requests in flight.

@@ -12,10 +12,10 @@ namespace idn::cli {
 inline CLI::Option* add_backend_option(CLI::App* app, std::string& value) {
   return app
       ->add_option("--backend", value,
-                   "What runs the model: auto (the torch-free cpu executor when it loads the "
-                   "package and agrees with LibTorch within 1e-4 on every exit of a probe input, "
-                   "else LibTorch), torch (LibTorch, the reference), cpu (the cpu executor; an "
-                   "error if it cannot run the package)")
+                   "What runs the model: auto (of the torch-free cpu executor and LibTorch, the "
+                   "faster on a probe input, when the executor loads the package and agrees with "
+                   "LibTorch within 1e-4 on every exit; else LibTorch), torch (LibTorch, the "
+                   "reference), cpu (the cpu executor; an error if it cannot run the package)")
       ->check(CLI::IsMember({"auto", "torch", "cpu"}))
       ->capture_default_str();
 }
