@@ -148,8 +148,16 @@ Result<model::Package> layer_package(const model::Package& pkg, const std::strin
   return out;
 }
 
+// One layer's package (--layers) for the ORT column: its rows' items per batch size.
+struct LayerPackage {
+  std::string label;  // the model's
+  model::Package pkg;
+  std::map<int, std::string> items;  // batch -> the row's item
+};
+
 Result<std::vector<Row>> bench_package(const std::string& label, const model::Package& pkg,
-                                       const EngineBenchArgs& a, std::vector<std::string>& notes) {
+                                       const EngineBenchArgs& a, std::vector<std::string>& notes,
+                                       std::vector<LayerPackage>& layer_pkgs) {
   const auto& spec = pkg.spec;
   nn::Graph g(spec);
   IDN_RETURN_IF_ERROR(g->load_weights(pkg.weights));
@@ -253,8 +261,15 @@ Result<std::vector<Row>> bench_package(const std::string& label, const model::Pa
         IDN_RETURN_IF_ERROR(
             r->ex->set_input({r->x.data_ptr<float>(), static_cast<size_t>(r->x.numel())}, batch));
         const std::string label_line = plan_lines(*r->ex).at(name);
-        items.push_back({"layer " + name + ": " + label_line, [r] { r->g->run_stage(0, r->acts); },
-                         [r] { (void)r->ex->run_stage(0); }});
+        const std::string item = "layer " + name + ": " + label_line;
+        auto kept = std::find_if(layer_pkgs.begin(), layer_pkgs.end(), [&](const auto& l) {
+          return l.label == label && l.pkg.spec.stages[0].layers == lp->spec.stages[0].layers;
+        });
+        if (kept == layer_pkgs.end())
+          kept = layer_pkgs.insert(layer_pkgs.end(), LayerPackage{label, *lp, {}});
+        kept->items[batch] = item;
+        items.push_back(
+            {item, [r] { r->g->run_stage(0, r->acts); }, [r] { (void)r->ex->run_stage(0); }});
       }
     }
     const size_t first = rows.size();
@@ -284,8 +299,11 @@ std::string shell_quote(const std::string& s) {
 
 // Exports `pkg` to ONNX under `dir` and times it with onnx_bench.mjs; merges its rows into
 // `rows` (same model, batch and item) and adds the call-overhead row after each batch's rows.
+// With `layer`, `pkg` is one layer's package: only its stage's times are kept, as that layer's
+// rows (the overhead row is the model's).
 Status add_ort_rows(const std::string& label, const model::Package& pkg, const fs::path& dir,
-                    const EngineBenchArgs& a, std::vector<Row>& rows) {
+                    const EngineBenchArgs& a, std::vector<Row>& rows,
+                    const LayerPackage* layer = nullptr) {
   IDN_ASSIGN_OR_RETURN(onnx::OnnxExport ex, onnx::export_package(pkg));
   std::error_code ec;
   fs::remove_all(dir, ec);
@@ -320,9 +338,14 @@ Status add_ort_rows(const std::string& label, const model::Package& pkg, const f
     const auto j = nlohmann::json::parse(out.substr(pos, end - pos), nullptr, false);
     pos = end + 1;
     if (j.is_discarded() || !j.is_object() || !j.contains("us")) continue;
-    const std::string item = j.value("item", "");
+    std::string item = j.value("item", "");
     const int batch = j.value("batch", 0);
     auto us = j.at("us").get<std::vector<double>>();
+    if (layer) {
+      auto named = layer->items.find(batch);
+      if (item != pkg.spec.stages[0].name || named == layer->items.end()) continue;
+      item = named->second;
+    }
     auto same = [&](const Row& r) { return r.model == label && r.batch == batch; };
     auto it = std::find_if(rows.begin(), rows.end(),
                            [&](const Row& r) { return same(r) && r.item == item; });
@@ -338,7 +361,8 @@ Status add_ort_rows(const std::string& label, const model::Package& pkg, const f
 
 // "ran onnx_bench.mjs ..." or why the ORT column is empty; adds the ORT rows to `rows`.
 std::string run_ort(const std::vector<std::pair<std::string, model::Package>>& pkgs,
-                    const EngineBenchArgs& a, std::vector<Row>& rows) {
+                    const std::vector<LayerPackage>& layer_pkgs, const EngineBenchArgs& a,
+                    std::vector<Row>& rows) {
   if (a.no_ort) return "skipped (--no-ort)";
   const fs::path script(a.ort_script);
   const fs::path modules = script.parent_path() / "node_modules" / "onnxruntime-node";
@@ -351,6 +375,15 @@ std::string run_ort(const std::vector<std::pair<std::string, model::Package>>& p
     const fs::path dir = fs::path(a.out_dir) / "onnx" / fmt::format("model_{}", i);
     Status s = add_ort_rows(pkgs[i].first, pkgs[i].second, dir, a, rows);
     if (!s.is_ok()) note += "; " + pkgs[i].first + " skipped: " + s.to_string();
+  }
+  // --layers: each layer's own package, exported and timed alone like the model's.
+  for (size_t i = 0; i < layer_pkgs.size(); ++i) {
+    const LayerPackage& l = layer_pkgs[i];
+    const fs::path dir = fs::path(a.out_dir) / "onnx" / fmt::format("layer_{}", i);
+    Status s = add_ort_rows(l.label, l.pkg, dir, a, rows, &l);
+    if (!s.is_ok())
+      note += "; " + l.label + " layer " + l.pkg.spec.stages[0].layers[0] +
+              " skipped: " + s.to_string();
   }
   return "onnxruntime-node under " + a.ort_script +
          " (CPU EP, 1 intra-op + 1 inter-op thread, graph optimisation all, its own process "
@@ -564,14 +597,15 @@ int run_bench_engine(const EngineBenchArgs& a) {
   if (a.test_set) return run_test_set_mode(a, pkgs);
   std::vector<Row> rows;
   std::vector<std::string> notes;
+  std::vector<LayerPackage> layer_pkgs;
   for (const auto& [label, pkg] : pkgs) {
-    auto r = bench_package(label, pkg, a, notes);
+    auto r = bench_package(label, pkg, a, notes, layer_pkgs);
     if (!r.ok()) return report(r.status().with_context(label));
     rows.insert(rows.end(), r->begin(), r->end());
   }
   std::error_code ec;
   fs::create_directories(a.out_dir, ec);
-  const std::string ort_note = run_ort(pkgs, a, rows);
+  const std::string ort_note = run_ort(pkgs, layer_pkgs, a, rows);
   const fs::path csv = fs::path(a.out_dir) / "engine.csv";
   std::ofstream o(csv);
   o << "model,batch,item,backend,mean_us,median_us,p99_us,iterations\n";
@@ -652,8 +686,9 @@ void register_bench_engine(CLI::App& bench) {
       ->capture_default_str();
   b->add_flag("--layers", a->layers,
               "Also a row per layer: each layer that runs an op (with what the cpu executor "
-              "fused into it) as a model of its own on both backends, with the kernel the "
-              "executor chose ([batch 1 | batch 2..N])");
+              "fused into it) as a model of its own on LibTorch, the cpu executor and ONNX "
+              "Runtime (its own ONNX export), with the kernel the executor chose ([batch 1 | "
+              "batch 2..N])");
   b->add_option("--ort-script", a->ort_script,
                 "interop/onnx_bench.mjs (node_modules beside it holds onnxruntime-node)")
       ->capture_default_str();
