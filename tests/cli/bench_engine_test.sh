@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `idn bench engine` end to end on the tiny B-LeNet and a random-weight LeNet: every stage, exit
-# head and whole pass has a LibTorch and a cpu-executor row at each batch size, and an ONNX
+# head, whole pass and (--layers) layer has a LibTorch and a cpu-executor row at each batch size, and an ONNX
 # Runtime row (plus the Identity call-overhead row) when node and interop/node_modules'
 # onnxruntime-node are installed, else the table says the column was skipped; positive times
 # ordered mean/median <= p99, the table and plot are written, and bad options are refused with
@@ -21,7 +21,7 @@ if command -v node >/dev/null 2>&1 && [ -d "$here/interop/node_modules/onnxrunti
 fi
 
 model="$(tiny_model)" || fail "training the test model"
-"$idn" bench engine --model "$model" --arch lenet --batch 1,4 --iterations 20 --warmup 2 \
+"$idn" bench engine --model "$model" --arch lenet --batch 1,4 --iterations 20 --warmup 2 --layers \
   --ort-script "$here/interop/onnx_bench.mjs" --out "$dir/bench" >"$dir/stdout" 2>"$dir/stderr" ||
   fail "idn bench engine: $(cat "$dir/stdout" "$dir/stderr")"
 grep -q "^| .* | 1 | exit0 head | " "$dir/stdout" || fail "no table: $(cat "$dir/stdout")"
@@ -54,6 +54,8 @@ for m in models:
     for b in ("1", "4"):
         items = {i for mm, bb, i in by if mm == m and bb == b}
         assert "stage0" in items and "exit0 head" in items, (m, b, items)
+        # --layers: a row per layer that runs an op, on every backend (checked above).
+        assert any(i.startswith("layer conv1: conv2d") for i in items), (m, b, items)
         assert (overhead in items) == ort, (m, b, items)
 print("csv ok:", len(rows), "rows")
 PY
