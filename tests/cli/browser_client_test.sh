@@ -24,23 +24,9 @@ if ! command -v node >/dev/null 2>&1 || [ ! -x "$chromium" ] ||
   echo "browser_client_test: skipped: node, $chromium, or js/node_modules (esbuild, playwright-core) missing (run scripts/setup)"
   exit 77
 fi
-dir="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$dir"/*.log "$dir"/browser.out "$dir"/cpp.txt; do
-    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-  done
-  exit 1
-}
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+scratch_dir '*.log' browser.out cpp.txt
 
 # Beside the nodes' start: the bundle (well under a second).
 (cd "$here/js" && node scripts/build-browser.mjs --outfile "$dir/idn.browser.js") >"$dir/bundle.log" 2>&1 &

@@ -25,23 +25,9 @@ if ! command -v node >/dev/null 2>&1 || [ ! -x "$chromium" ] ||
   echo "browser_peer_test: skipped: node, $chromium, or js/node_modules (esbuild, playwright-core, onnxruntime-web) missing (run scripts/setup)"
   exit 77
 fi
-dir="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$dir"/*.log "$dir"/browser.out "$dir"/cpp.txt; do
-    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-  done
-  exit 1
-}
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+scratch_dir '*.log' browser.out cpp.txt
 
 # The bundle and onnxruntime-web's WASM runtime beside it.
 (cd "$here/js" && node scripts/build-browser.mjs --outfile "$dir/bundle/idn.browser.js") >"$dir/bundle.log" 2>&1 &

@@ -17,23 +17,9 @@ if ! command -v node >/dev/null 2>&1 || [ ! -d "$here/js/node_modules/libp2p" ];
   echo "js_client_test: skipped: node or js/node_modules missing (run scripts/setup)"
   exit 77
 fi
-dir="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$dir"/*.log "$dir"/js.out "$dir"/cpp.txt "$dir"/net.out; do
-    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-  done
-  exit 1
-}
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+scratch_dir '*.log' js.out cpp.txt net.out
 
 # Beside the nodes' start: the schema check and the type check (tsc takes a few seconds).
 (cd "$here/js" && node scripts/gen-proto.mjs --check && node node_modules/typescript/bin/tsc -p test/tsconfig.json) \

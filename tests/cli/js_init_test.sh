@@ -17,23 +17,9 @@ if ! command -v node >/dev/null 2>&1 || [ ! -d "$here/js/node_modules/libp2p" ];
   echo "js_init_test: skipped: node or js/node_modules missing (run scripts/setup)"
   exit 77
 fi
-dir="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$dir"/*.log "$dir"/*.out; do
-    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-  done
-  exit 1
-}
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+scratch_dir
 
 model="$(tiny_model)" || fail "training the test model"
 "$idn" publish "$model" --data-dir "$dir/a" >"$dir/publish.out" 2>"$dir/publish.log" ||

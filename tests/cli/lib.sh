@@ -1,4 +1,32 @@
-# Helpers shared by the CLI tests (source it after defining `fail MESSAGE`, which must exit).
+# Helpers shared by the CLI tests. Source it, then either call scratch_dir (which defines
+# `fail`) or define your own `fail MESSAGE`, which must exit, before using the helpers.
+
+# scratch_dir [PATTERN...]: $dir, a new temporary directory; $pids, the background processes
+# the test starts (append to it); at exit they get TERM, are reaped, and $dir is removed. Defines
+# `fail MESSAGE`: prints MESSAGE and the last 20 lines of each file in $dir matching a PATTERN
+# (default: *.log *.out), then exits 1.
+scratch_dir() {
+  dir="$(mktemp -d)"
+  pids=()
+  scratch_show=("$@")
+  [ ${#scratch_show[@]} -gt 0 ] || scratch_show=('*.log' '*.out')
+  trap scratch_cleanup EXIT
+  fail() {
+    echo "FAIL: $*" >&2
+    local pattern f
+    for pattern in "${scratch_show[@]}"; do
+      for f in "$dir"/$pattern; do
+        [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
+      done
+    done
+    exit 1
+  }
+}
+scratch_cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
 
 # wait_for WHAT SECONDS COMMAND...: polls COMMAND until it succeeds or the deadline passes.
 wait_for() {

@@ -7,21 +7,9 @@
 # Usage: network_test.sh PATH_TO_IDN
 set -euo pipefail
 idn="$1"
-dir="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$dir"/*.log; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done
-  exit 1
-}
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+scratch_dir '*.log'
 
 "$idn" train branchynet --arch b-lenet --out "$dir/m" --epochs 1 --limit 600 --validation 300 \
   --threads 1 >/dev/null 2>&1 || fail "training the test model"

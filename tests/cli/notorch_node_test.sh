@@ -9,23 +9,9 @@ set -euo pipefail
 idn_node="$1"
 idn="$2"
 fixtures="$3"
-dir="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$dir"/*.log "$dir"/*.out "$dir"/err; do
-    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-  done
-  exit 1
-}
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+scratch_dir '*.log' '*.out' err
 
 # The check itself must see LibTorch where it is: in the full idn.
 ldd "$idn" | grep -q 'libtorch' || fail "ldd does not show libtorch in $idn: the check would prove nothing"
