@@ -46,7 +46,7 @@ struct EngineOptions {
   int auto_time_rounds = 5;
   // Tests: stands in for the time of one probe pass on a backend (µs), so that a test of the
   // choice does not depend on this machine's timing.
-  std::function<double(Backend)> probe_time_us;
+  std::function<double(Backend)> probe_time_us = nullptr;
 };
 
 // Overrides of the package's exit rule for one request.
