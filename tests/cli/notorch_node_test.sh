@@ -14,8 +14,12 @@ fixtures="$3"
 scratch_dir '*.log' '*.out' err
 
 # The check itself must see LibTorch where it is: in the full idn.
-ldd "$idn" | grep -q 'libtorch' || fail "ldd does not show libtorch in $idn: the check would prove nothing"
-if ldd "$idn_node" | grep -E 'libtorch|libc10'; then fail "$idn_node loads LibTorch"; fi
+# ldd's output is read whole first: `ldd | grep -q` under pipefail fails when grep exits
+# before ldd has written everything (SIGPIPE), as it did in a fresh Debian root.
+deps="$(ldd "$idn")" || fail "ldd $idn failed"
+grep -q 'libtorch' <<<"$deps" || fail "ldd does not show libtorch in $idn: the check would prove nothing"
+deps="$(ldd "$idn_node")" || fail "ldd $idn_node failed"
+if grep -E 'libtorch|libc10' <<<"$deps"; then fail "$idn_node loads LibTorch"; fi
 
 "$idn_node" --help >"$dir/help.out" || fail "idn-node --help"
 grep -q "built without LibTorch" "$dir/help.out" || fail "--help does not say it was built without LibTorch"
