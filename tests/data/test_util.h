@@ -1,6 +1,7 @@
 // Helpers for data tests: gzip in memory, small IDX files on disk.
 #pragma once
 
+#include <unistd.h>
 #include <zlib.h>
 
 #include <filesystem>
@@ -32,8 +33,10 @@ inline void write_bytes(const std::filesystem::path& p, ByteView b) {
   f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }
 
+// Per process: ctest -j runs tests of one fixture side by side, each in its own process.
 inline std::filesystem::path temp_dir(const std::string& name) {
-  auto dir = std::filesystem::path(IDN_BINARY_DIR) / "tmp" / "data" / name;
+  auto dir = std::filesystem::path(IDN_BINARY_DIR) / "tmp" / "data" /
+             (name + "-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
