@@ -95,7 +95,9 @@ async function makeNode (listenAddrs) {
     streamMuxers: [yamux()],
     services: {
       identify: identify(),
-      ping: ping(),
+      // A ping's stream may still count as open when the next ping starts (its close is
+      // asynchronous); under load the default limit of 1 refused the second ping.
+      ping: ping({ maxOutboundStreams: 4 }),
       dht: kadDHT({ clientMode: true, peerInfoMapper: passthroughMapper, initialQuerySelfInterval: 0 })
     }
   })
