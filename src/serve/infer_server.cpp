@@ -824,6 +824,9 @@ Status InferServer::add_service(const core::Multihash& id, const ise::ServiceDes
   opts.cpu_max_batch = static_cast<int>(std::clamp<size_t>(core_->cfg.max_batch, 1, 256));
   for (size_t w = 0; w < core_->cfg.workers; ++w) {
     IDN_ASSIGN_OR_RETURN(auto e, engine::Engine::load(package_dir, opts));
+    // The first engine decides the backend (auto probes and times both); the other workers and
+    // the inline engine take that decision, so all run the same backend and the probe runs once.
+    if (w == 0) opts.backend = e->backend();
     svc->engines.push_back(std::move(e));
   }
   svc->spec = svc->engines[0]->spec();
