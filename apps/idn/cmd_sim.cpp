@@ -438,6 +438,13 @@ void register_sim(CLI::App& app) {
   opt("--tick-s", s.tick_s, "ComputeSwap tick period per peer, s");
   opt("--commit-s", s.commit_s, "Ledger group commit period per peer, s");
   opt("--seed", s.seed, "Random seed");
+  opt("--partitions", s.partitions,
+      "Peers split into this many event queues run side by side (0: 2 when --latency-ms >= 1, "
+      "else 1); the history depends on it");
+  opt("--threads", s.threads,
+      "Threads running the partitions (0: 1 below 2000 peers, else the cores; at most "
+      "--partitions); the history does "
+      "not depend on it");
   opt("--out", a->out, "Output directory");
   c->add_option(
       "--sweep", a->sweep,

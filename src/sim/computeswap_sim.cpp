@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include <numeric>
 #include <random>
 #include <set>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <variant>
@@ -69,6 +71,10 @@ Status ComputeSwapScenario::validate() const {
   if (!(warmup_fraction >= 0 && warmup_fraction < 1)) return bad("warm-up must be in [0, 1)");
   if (!secs(tick_s, 3600)) return bad("tick must be in (0, 3600] s");
   if (!secs(commit_s, 3600)) return bad("commit period must be in (0, 3600] s");
+  if (partitions > 64) return bad("partitions must be 0 (auto) or 1..64");
+  if (partitions > 1 && latency_ms < 1)
+    return bad("partitions > 1 need a latency of at least 1 ms (it is their lookahead)");
+  if (threads > 64) return bad("threads must be 0 (auto) or 1..64");
   if (script) {
     const Script& sc = *script;
     if (sc.peers.size() < 2 || sc.peers.size() > 100'000)
@@ -146,34 +152,8 @@ Duration seconds(double s) {
   return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s));
 }
 
-struct SimPeer {
-  PeerKind kind = PeerKind::kCooperator;
-  std::mt19937_64 rng;  // ComputeSwap's draws (p(r), challenges, list periods)
-  std::unique_ptr<swap::ComputeSwap> swap;
-  Bytes id;
-  std::unique_ptr<ise::ServiceQueue> queue;  // serving peers: the ISE
-  std::vector<uint32_t> pinned;              // services it published
-  bool auto_host = false;                    // its ISE chooses services (besides pinned)
-  std::set<uint32_t> hosted, starting;
-  std::unordered_map<uint32_t, Time> connected;  // peer -> last request or answer on it
-  std::map<uint32_t, Time> used;                 // its own need list: service -> last request
-  bool need_changed = false;
-  bool online = true;
-  uint32_t epoch = 0;  // bumped when it leaves: its pending ISE starts are void
-  Time busy_until{};   // serves one request at a time
-  Time last_commit{};
-};
-
-// Peer IDs end in 32 bytes of public key: their last 8 bytes tell the peers apart (init
-// checks), so the lookup on every message delivered hashes a number, not a vector.
-uint64_t id_tail(ByteView id) {
-  uint64_t h = 0;
-  const size_t n = std::min<size_t>(id.size(), 8);
-  std::memcpy(&h, id.data() + id.size() - n, n);
-  return h;
-}
-
-// One request as it travels: who asks, for what, which providers it may still try.
+// One request as it travels: who asks, for what, which providers it may still try. Made by the
+// requester before it first leaves; read-only after (events of two partitions share it).
 struct Request {
   uint32_t requester = 0, service = 0;
   uint64_t id = 0;
@@ -188,18 +168,113 @@ struct Known {
   std::vector<uint32_t> providers;
 };
 
+struct SimPeer {
+  PeerKind kind = PeerKind::kCooperator;
+  std::mt19937_64 rng;    // ComputeSwap's draws (p(r), challenges, list periods)
+  std::mt19937_64 draws;  // the world's draws for this peer: request times, services, lookups
+  std::unique_ptr<swap::ComputeSwap> swap;
+  Bytes id;
+  std::unique_ptr<ise::ServiceQueue> queue;  // serving peers: the ISE
+  std::vector<uint32_t> pinned;              // services it published
+  bool auto_host = false;                    // its ISE chooses services (besides pinned)
+  std::set<uint32_t> hosted, starting;
+  // Its side of its connections: peer -> last request or answer on it.
+  std::unordered_map<uint32_t, Time> connected;
+  std::map<uint32_t, Time> used;              // its own need list: service -> last request
+  std::unordered_map<uint32_t, Known> known;  // service -> providers it looked up
+  bool need_changed = false;
+  bool online = true;
+  uint32_t epoch = 0;  // bumped when it leaves: its pending ISE starts are void
+  uint32_t requests_made = 0;
+  Time busy_until{};  // serves one request at a time
+  Time last_commit{};
+};
+
+// Peer IDs end in 32 bytes of public key: their last 8 bytes tell the peers apart (init
+// checks), so the lookup on every message delivered hashes a number, not a vector.
+uint64_t id_tail(ByteView id) {
+  uint64_t h = 0;
+  const size_t n = std::min<size_t>(id.size(), 8);
+  std::memcpy(&h, id.data() + id.size() - n, n);
+  return h;
+}
+
 // The (liar, requester) pairs: wrong answers until the first caught one.
 struct LiarPair {
   uint32_t answers = 0;
   bool caught = false;
 };
 
+// A provider record that changed (a peer started or stopped hosting a service).
+struct HostChange {
+  uint32_t peer = 0, service = 0;
+  bool hosts = false;
+};
+
+// Something for a peer of another partition, made during the current window.
+struct Delivery {
+  Time t;
+  std::function<void()> fn;
+};
+
+// A share of the peers (peer i belongs to partition i % partitions) with its own event queue and
+// clock, and the counts its peers make, summed at the end. Events of one partition touch only
+// its own peers; what one peer does to another goes as a message at least one latency later.
+struct Partition {
+  Partition(Time start, uint64_t epoch_unix_ms, size_t partitions)
+      : q(start), clock(q, epoch_unix_ms), outbox(partitions) {}
+  EventQueue q;
+  SimClock clock;
+  std::vector<std::vector<Delivery>> outbox;  // [destination partition], this window's
+  std::vector<HostChange> host_changes;       // applied to the records at the window's end
+  std::vector<MinuteRow> minutes;             // its requesters' outcomes
+  std::vector<uint64_t> service_requests;
+  std::map<std::pair<uint32_t, uint32_t>, LiarPair> liar_pairs;  // (liar, requester)
+  std::unordered_set<uint64_t> pairs;  // (requester << 32 | provider) answered after warm-up
+  uint64_t pair_answers = 0, ise_starts = 0, ise_stops = 0, leaves = 0, joins = 0, events = 0;
+};
+
+// Waits for all n threads; spins a little first (a window is a few hundred microseconds of
+// work at 10,000 peers), then sleeps on the generation counter (a futex). The last to arrive
+// wakes sleepers only if there are any.
+class Barrier {
+ public:
+  explicit Barrier(size_t n) : n_(uint32_t(n)) {}
+  void wait() {
+    const uint32_t gen = gen_.load();
+    if (arrived_.fetch_add(1) + 1 == n_) {
+      arrived_.store(0);
+      gen_.store(gen + 1);
+      if (sleepers_.load() > 0) gen_.notify_all();
+      return;
+    }
+    // Spin a little, then yield (the thread we wait for may be waiting for this core), and
+    // sleep only after ~1 ms: waking a sleeper costs tens of microseconds on a VM, and a window
+    // at 10,000 peers is a few hundred. The clock is read every 64 turns.
+    const auto start = std::chrono::steady_clock::now();
+    for (uint32_t spin = 1;; ++spin) {
+      if (gen_.load(std::memory_order_acquire) != gen) return;
+      if (spin < 256) {
+        __builtin_ia32_pause();
+        continue;
+      }
+      std::this_thread::yield();
+      if (spin % 64 == 0 && std::chrono::steady_clock::now() - start > 1ms) break;
+    }
+    sleepers_.fetch_add(1);
+    while (gen_.load() == gen) gen_.wait(gen);
+    sleepers_.fetch_sub(1);
+  }
+
+ private:
+  const uint32_t n_;
+  std::atomic<uint32_t> arrived_{0}, sleepers_{0}, gen_{0};
+};
+
 class World {
  public:
   explicit World(const ComputeSwapScenario& s)
       : s_(s),
-        q_(Time{} + 24h),
-        clock_(q_, 1'800'000'000'000ull),
         rng_(s.seed),
         latency_(std::chrono::duration_cast<Duration>(
             std::chrono::duration<double, std::milli>(s.latency_ms))) {}
@@ -209,22 +284,36 @@ class World {
 
  private:
   SimPeer& peer(uint32_t i) { return *peers_[i]; }
+  Partition& part(uint32_t i) { return *parts_[i % parts_.size()]; }
+  Time now(uint32_t i) { return part(i).q.now(); }
   bool serving(uint32_t i) { return peer(i).kind != PeerKind::kFreeloader; }
-  uint32_t draw_service();
+  uint32_t draw_service(uint32_t i);
   std::unique_ptr<ise::ServiceQueue> new_queue(uint32_t i);
+  // `fn` runs for peer `to` `delay` after peer `from`'s now; delay >= latency_ when they are in
+  // different partitions (the window's lookahead).
+  void send(uint32_t from, uint32_t to, Duration delay, std::function<void()> fn);
   void schedule_request(uint32_t r);
   void schedule_tick(uint32_t i, Duration first);
   void schedule_ise(uint32_t i, Duration first);
   void schedule_leave(uint32_t i);
-  void sample_hosts();
   void make_request(uint32_t r, uint32_t service);
   const std::vector<uint32_t>& known(uint32_t r, uint32_t service);
+  // At the requester: ask candidate i (the request travels with the dial).
   void try_next(std::shared_ptr<Request> req, size_t i);
+  // At the provider.
   void arrive(std::shared_ptr<Request> req, size_t i);
+  // At the requester.
   void answer(std::shared_ptr<Request> req, size_t i);
-  void connect(uint32_t a, uint32_t b);
+  // At p: a dial from r. p takes the connection (and tells r) unless it shuns r.
+  bool accept(uint32_t p, uint32_t r);
+  // At r: p took the connection.
+  void accepted(uint32_t r, uint32_t p);
+  // Both sides at once: only while building the world (a mesh).
+  void connect_now(uint32_t a, uint32_t b);
+  // a closes its side and tells b, who closes its own when the message arrives.
   void disconnect(uint32_t a, uint32_t b);
-  // Work on the connection between a and b (a request arrived, an answer came back).
+  bool drop(uint32_t a, uint32_t b);  // a's side only
+  // Work on a's side of its connection to b (a request arrived, an answer came back).
   void worked(uint32_t a, uint32_t b);
   // The connection manager: drops peer i's connections without work for conn_idle_s.
   void close_idle_connections(uint32_t i);
@@ -246,15 +335,25 @@ class World {
   // Delivers `actions` (consumed: lists move on into the ISE queue).
   void receive(uint32_t from, uint32_t to, std::vector<swap::Action>& actions);
   // A request's outcomes count in the minute it was made (so answered <= requests per minute).
-  KindCounts& count(uint32_t requester, uint32_t minute);
-  uint32_t minute() const;
-  bool after_warmup() const { return q_.now() - q_.start() >= warmup_; }
+  KindCounts& count(uint32_t requester, uint32_t minute) {
+    return part(requester).minutes[minute].kinds[size_t(peer(requester).kind)];
+  }
+  uint32_t minute(Time t) const {
+    return uint32_t(std::min<size_t>(size_t((t - start_) / 1min), minutes_ - 1));
+  }
+  bool after_warmup(Time t) const { return t - start_ >= warmup_; }
+  // Between windows (one thread): messages of the window into their partitions' queues, provider
+  // records updated, hosts sampled.
+  void deliver_to(size_t p);
+  void apply_host_changes();
+  void sample_hosts_until(Time t);
 
   ComputeSwapScenario s_;
-  EventQueue q_;
-  SimClock clock_;
-  std::mt19937_64 rng_;
-  Duration latency_, warmup_{};
+  std::mt19937_64 rng_;  // building the world only
+  Duration latency_, warmup_{}, window_{};
+  Time start_ = Time{} + 24h;
+  size_t minutes_ = 1, threads_ = 1;
+  std::vector<std::unique_ptr<Partition>> parts_;
   std::vector<std::unique_ptr<SimPeer>> peers_;
   // The peer with this ID, if any.
   std::optional<uint32_t> find_peer(ByteView id) const {
@@ -267,16 +366,12 @@ class World {
   std::vector<uint32_t> id_rank_;  // service index -> its ID's rank in byte order
   std::map<Bytes, uint32_t, swap::BytesLess> service_index_;
   std::vector<double> service_ops_, zipf_cdf_, popularity_;
-  // The provider records: who hosts each service now (a peer that left has none).
+  // The provider records: who hosts each service, as of the last window's end (a peer that
+  // left has none). Read by every partition during a window, changed only between windows.
   std::vector<std::vector<uint32_t>> providers_;
-  std::unordered_map<uint64_t, Known> known_;                     // (requester << 32 | service)
-  std::map<std::pair<uint32_t, uint32_t>, LiarPair> liar_pairs_;  // (liar, requester)
-  std::vector<uint64_t> service_requests_;
-  std::unordered_set<uint64_t> pairs_;  // (requester << 32 | provider) answered after warm-up
-  uint64_t pair_answers_ = 0;
   std::vector<double> hosts_sum_;
   uint32_t host_samples_ = 0;
-  uint64_t next_id_ = 1;
+  Time next_sample_{};
   ComputeSwapResult out_;
 };
 
@@ -288,6 +383,22 @@ Status World::init() {
     s_.services = script->service_ops.size();
   }
   warmup_ = seconds(s_.hours * 3600 * s_.warmup_fraction);
+  minutes_ = std::max<size_t>(1, size_t(std::ceil(s_.hours * 60)));
+  // Partitions: the lookahead is the one-way latency, so several need one of at least 1 ms.
+  const size_t nparts = s_.partitions ? s_.partitions : (s_.latency_ms >= 1 ? 2 : 1);
+  window_ = std::max<Duration>(latency_, 1ms);
+  for (size_t p = 0; p < nparts; ++p) {
+    parts_.push_back(std::make_unique<Partition>(start_, 1'800'000'000'000ull, nparts));
+    parts_.back()->minutes.resize(minutes_);
+    for (size_t m = 0; m < minutes_; ++m) parts_.back()->minutes[m].minute = uint32_t(m);
+    parts_.back()->service_requests.resize(s_.services);
+  }
+  // Auto: one thread below 2,000 peers, where a window holds too few events to be worth a
+  // barrier (60 peers over 2 threads ran 90x slower on this 2-core machine while it built).
+  threads_ = s_.threads        ? s_.threads
+             : s_.peers < 2000 ? 1
+                               : std::max<size_t>(1, std::thread::hardware_concurrency());
+  threads_ = std::min(threads_, nparts);
   // Services: Zipf popularity by index, a cost drawn log-uniformly; a script's own costs, and
   // its requests' shares as the popularity.
   std::uniform_real_distribution<double> u01(0, 1);
@@ -316,11 +427,12 @@ Status World::init() {
   for (double& c : zipf_cdf_) c /= total > 0 ? total : 1;
   for (double& p : popularity_) p /= total > 0 ? total : 1;
   providers_.resize(s_.services);
-  service_requests_.resize(s_.services);
   hosts_sum_.resize(s_.services);
-  // Peers: kinds by share (freeloaders, then liars, then cooperators), keys from the seed.
+  // Peers: kinds by share (freeloaders, then liars, then cooperators), keys and random streams
+  // from the seed. Opening 10,000 ledger databases is a few seconds: the threads share it.
   const size_t nf = size_t(std::llround(s_.freeloaders * double(s_.peers)));
   const size_t nl = size_t(std::llround(s_.liars * double(s_.peers)));
+  std::vector<Bytes> seeds(s_.peers);
   for (uint32_t i = 0; i < s_.peers; ++i) {
     auto p = std::make_unique<SimPeer>();
     p->kind = script        ? script->peers[i].kind
@@ -328,19 +440,40 @@ Status World::init() {
               : i < nf + nl ? PeerKind::kLiar
                             : PeerKind::kCooperator;
     p->rng.seed(rng_());
-    Bytes seed(32);
-    for (auto& b : seed) b = uint8_t(rng_());
-    IDN_ASSIGN_OR_RETURN(auto key, identity::KeyPair::from_seed(seed));
-    SimPeer* raw = p.get();
-    auto uniform = [raw] { return std::uniform_real_distribution<double>(0, 1)(raw->rng); };
-    IDN_ASSIGN_OR_RETURN(p->swap,
-                         swap::ComputeSwap::open(s_.swap, key, ":memory:", clock_, uniform));
-    p->id = p->swap->self();
+    p->draws.seed(rng_());
+    seeds[i].resize(32);
+    for (auto& b : seeds[i]) b = uint8_t(rng_());
     out_.peers[size_t(p->kind)]++;
-    if (!index_.emplace(id_tail(p->id), i).second)
-      return Status::internal("sim computeswap: two peer IDs end in the same 8 bytes");
     peers_.push_back(std::move(p));
   }
+  std::vector<Status> opened(threads_, Status::ok());
+  auto open_some = [&](size_t t) {
+    for (uint32_t i = uint32_t(t); i < s_.peers && opened[t].is_ok(); i += uint32_t(threads_)) {
+      SimPeer* raw = peers_[i].get();
+      auto key = identity::KeyPair::from_seed(seeds[i]);
+      if (!key.ok()) {
+        opened[t] = key.status();
+        break;
+      }
+      auto uniform = [raw] { return std::uniform_real_distribution<double>(0, 1)(raw->rng); };
+      auto swap = swap::ComputeSwap::open(s_.swap, *key, ":memory:", part(i).clock, uniform);
+      if (!swap.ok()) {
+        opened[t] = swap.status();
+        break;
+      }
+      raw->swap = std::move(*swap);
+      raw->id = raw->swap->self();
+    }
+  };
+  {
+    std::vector<std::jthread> helpers;
+    for (size_t t = 1; t < threads_; ++t) helpers.emplace_back(open_some, t);
+    open_some(0);
+  }
+  for (const Status& st : opened) IDN_RETURN_IF_ERROR(st);
+  for (uint32_t i = 0; i < s_.peers; ++i)
+    if (!index_.emplace(id_tail(peer(i).id), i).second)
+      return Status::internal("sim computeswap: two peer IDs end in the same 8 bytes");
   for (uint32_t i = 0; i < s_.peers; ++i) {
     if (!serving(i)) continue;
     peer(i).auto_host = script ? script->peers[i].auto_host : s_.auto_host;
@@ -367,20 +500,18 @@ Status World::init() {
     if (!s_.auto_host && !script) {  // fixed hosting: k services drawn by popularity
       for (size_t tries = 0; peer(i).hosted.size() < peer(i).pinned.size() + s_.k && tries < 1000;
            ++tries) {
-        uint32_t k = draw_service();
+        uint32_t k = draw_service(i);
         if (!peer(i).hosted.count(k)) start_hosting(i, k);
       }
     }
   }
-  out_.minutes.resize(size_t(std::ceil(s_.hours * 60)));
-  for (size_t m = 0; m < out_.minutes.size(); ++m) out_.minutes[m].minute = uint32_t(m);
   const Duration tick = seconds(s_.tick_s), ise_tick = seconds(s_.ise_tick_s);
   if (s_.mesh)  // a handful of nodes that found each other through the DHT
     for (uint32_t a = 0; a < s_.peers; ++a)
-      for (uint32_t b = a + 1; b < s_.peers; ++b) connect(a, b);
+      for (uint32_t b = a + 1; b < s_.peers; ++b) connect_now(a, b);
   if (script) {
     for (const ScriptedRequest& r : script->requests)
-      q_.at(q_.start() + seconds(r.at_s), [this, r] {
+      part(r.requester).q.at(start_ + seconds(r.at_s), [this, r] {
         if (peer(r.requester).online) make_request(r.requester, r.service);
       });
   }
@@ -390,17 +521,53 @@ Status World::init() {
     schedule_ise(i, ise_tick * int64_t(i % 1000) / 1000);
     if (s_.churn > 0) schedule_leave(i);
   }
-  q_.after(1min - 1ms, [this] { sample_hosts(); });
+  next_sample_ = start_ + 1min - 1ms;
+  apply_host_changes();
+  for (size_t p = 0; p < parts_.size(); ++p) deliver_to(p);
   return Status::ok();
 }
 
-void World::sample_hosts() {
+void World::send(uint32_t from, uint32_t to, Duration delay, std::function<void()> fn) {
+  Partition& src = part(from);
+  const size_t dst = to % parts_.size();
+  const Time t = src.q.now() + delay;
+  if (dst == from % parts_.size()) {
+    src.q.at(t, std::move(fn));
+  } else {
+    src.outbox[dst].push_back({t, std::move(fn)});
+  }
+}
+
+void World::deliver_to(size_t p) {
+  // Sources in partition order, each in the order it sent: one history for a seed.
+  for (size_t s = 0; s < parts_.size(); ++s) {
+    auto& box = parts_[s]->outbox[p];
+    for (Delivery& d : box) parts_[p]->q.at(d.t, std::move(d.fn));
+    box.clear();
+  }
+}
+
+void World::apply_host_changes() {
+  for (auto& part : parts_) {
+    for (const HostChange& c : part->host_changes) {
+      auto& v = providers_[c.service];
+      if (c.hosts) {
+        v.push_back(c.peer);
+      } else if (auto it = std::find(v.begin(), v.end(), c.peer); it != v.end()) {
+        v.erase(it);
+      }
+    }
+    part->host_changes.clear();
+  }
+}
+
+void World::sample_hosts_until(Time t) {
   // Hosts per service, sampled each minute after warm-up.
-  if (after_warmup()) {
+  for (; next_sample_ <= t; next_sample_ += 1min) {
+    if (!after_warmup(next_sample_)) continue;
     for (size_t k = 0; k < s_.services; ++k) hosts_sum_[k] += double(providers_[k].size());
     ++host_samples_;
   }
-  q_.after(1min, [this] { sample_hosts(); });
 }
 
 std::unique_ptr<ise::ServiceQueue> World::new_queue(uint32_t i) {
@@ -413,29 +580,29 @@ std::unique_ptr<ise::ServiceQueue> World::new_queue(uint32_t i) {
   return q;
 }
 
-uint32_t World::draw_service() {
-  double x = std::uniform_real_distribution<double>(0, 1)(rng_);
+uint32_t World::draw_service(uint32_t i) {
+  double x = std::uniform_real_distribution<double>(0, 1)(peer(i).draws);
   auto it = std::lower_bound(zipf_cdf_.begin(), zipf_cdf_.end(), x);
   return uint32_t(std::min<size_t>(size_t(it - zipf_cdf_.begin()), s_.services - 1));
 }
 
 void World::schedule_request(uint32_t r) {
   std::exponential_distribution<double> gap(s_.requests_per_peer_min / 60.0);
-  q_.after(seconds(gap(rng_)), [this, r] {
-    if (peer(r).online) make_request(r, draw_service());
+  part(r).q.after(seconds(gap(peer(r).draws)), [this, r] {
+    if (peer(r).online) make_request(r, draw_service(r));
     schedule_request(r);
   });
 }
 
 void World::schedule_tick(uint32_t i, Duration first) {
-  q_.after(first, [this, i] {
+  part(i).q.after(first, [this, i] {
     SimPeer& p = peer(i);
     if (p.online) {
       close_idle_connections(i);
       p.swap->tick();
-      if (q_.now() - p.last_commit >= seconds(s_.commit_s)) {
+      if (now(i) - p.last_commit >= seconds(s_.commit_s)) {
         (void)p.swap->ledgers().commit();
-        p.last_commit = q_.now();
+        p.last_commit = now(i);
       }
       flush(i);
     }
@@ -444,7 +611,7 @@ void World::schedule_tick(uint32_t i, Duration first) {
 }
 
 void World::schedule_ise(uint32_t i, Duration first) {
-  q_.after(first, [this, i] {
+  part(i).q.after(first, [this, i] {
     if (peer(i).online) ise_step(i);
     schedule_ise(i, seconds(s_.ise_tick_s));
   });
@@ -452,12 +619,12 @@ void World::schedule_ise(uint32_t i, Duration first) {
 
 void World::schedule_leave(uint32_t i) {
   std::exponential_distribution<double> stay(s_.churn / 3600.0);
-  q_.after(seconds(stay(rng_)), [this, i] { leave(i); });
+  part(i).q.after(seconds(stay(peer(i).draws)), [this, i] { leave(i); });
 }
 
 void World::leave(uint32_t i) {
   SimPeer& P = peer(i);
-  ++out_.leaves;
+  ++part(i).leaves;
   std::vector<uint32_t> conns;
   for (const auto& [c, _] : P.connected) conns.push_back(c);
   std::sort(conns.begin(), conns.end());
@@ -470,21 +637,24 @@ void World::leave(uint32_t i) {
   P.need_changed = true;
   if (P.queue) P.queue = new_queue(i);  // a restarted node's ISE starts empty
   std::exponential_distribution<double> away(1.0 / (s_.offline_min * 60));
-  q_.after(seconds(away(rng_)), [this, i] { join(i); });
+  part(i).q.after(seconds(away(P.draws)), [this, i] { join(i); });
 }
 
 void World::join(uint32_t i) {
   SimPeer& P = peer(i);
-  ++out_.joins;
+  ++part(i).joins;
   P.online = true;
-  P.busy_until = q_.now();
+  P.busy_until = now(i);
   for (uint32_t k : P.pinned) start_hosting(i, k);  // its own blocks: hosted at once
-  if (s_.mesh)
+  if (s_.mesh)  // it dials every peer again; those online take the connection
     for (uint32_t j = 0; j < s_.peers; ++j)
-      if (j != i && peer(j).online) connect(i, j);
+      if (j != i)
+        send(i, j, latency_, [this, i, j] {
+          if (peer(j).online) accept(j, i);
+        });
   if (!s_.auto_host && !s_.script && serving(i)) {
     for (size_t tries = 0; P.hosted.size() < P.pinned.size() + s_.k && tries < 1000; ++tries) {
-      uint32_t k = draw_service();
+      uint32_t k = draw_service(i);
       if (!P.hosted.count(k)) start_hosting(i, k);
     }
   }
@@ -507,18 +677,17 @@ std::vector<Bytes> World::id_list(std::vector<uint32_t> services) const {
 void World::start_hosting(uint32_t i, uint32_t k) {
   SimPeer& P = peer(i);
   if (!P.hosted.insert(k).second) return;
-  providers_[k].push_back(i);
+  part(i).host_changes.push_back({i, k, true});
   P.need_changed = true;
-  if (P.queue) P.queue->started(service_ids_[k], q_.now());
+  if (P.queue) P.queue->started(service_ids_[k], now(i));
   publish_have_list(i);
 }
 
 void World::stop_hosting(uint32_t i, uint32_t k) {
   SimPeer& P = peer(i);
   if (!P.hosted.erase(k)) return;
+  part(i).host_changes.push_back({i, k, false});
   P.need_changed = true;
-  auto& v = providers_[k];
-  v.erase(std::find(v.begin(), v.end(), i));
   if (P.queue) P.queue->stopped(service_ids_[k]);
   publish_have_list(i);
 }
@@ -527,9 +696,9 @@ void World::ise_step(uint32_t i) {
   SimPeer& P = peer(i);
   // Our need list: the services we asked for within need_idle and do not host (the node's
   // ISE round keeps it the same way; ComputeSwap sends it to our Online peers on a change).
-  const Time now = q_.now();
+  const Time t = now(i);
   const size_t before = P.used.size();
-  std::erase_if(P.used, [&](const auto& u) { return now - u.second >= seconds(s_.need_idle_s); });
+  std::erase_if(P.used, [&](const auto& u) { return t - u.second >= seconds(s_.need_idle_s); });
   if (P.need_changed || P.used.size() != before) {
     std::vector<uint32_t> need;
     for (const auto& [k, _] : P.used)
@@ -543,16 +712,16 @@ void World::ise_step(uint32_t i) {
     const swap::ComputeSwap::Standing st = P.swap->standing(id);
     return swap::need_weight(st.credit, st.debt, grace);
   };
-  const ise::ServiceQueue::Plan plan = P.queue->plan(weight, now);
+  const ise::ServiceQueue::Plan plan = P.queue->plan(weight, t);
   for (const Bytes& b : plan.stop) {
-    ++out_.ise_stops;
+    ++part(i).ise_stops;
     stop_hosting(i, service_index_.at(b));
   }
   for (const Bytes& b : plan.start) {
     const uint32_t k = service_index_.at(b);
     if (P.hosted.count(k) || !P.starting.insert(k).second) continue;
-    ++out_.ise_starts;
-    q_.after(seconds(s_.init_s), [this, i, k, epoch = P.epoch] {
+    ++part(i).ise_starts;
+    part(i).q.after(seconds(s_.init_s), [this, i, k, epoch = P.epoch] {
       SimPeer& p = peer(i);
       if (p.epoch != epoch || !p.online) return;  // it left meanwhile
       p.starting.erase(k);
@@ -561,27 +730,19 @@ void World::ise_step(uint32_t i) {
   }
 }
 
-uint32_t World::minute() const {
-  return uint32_t(
-      std::min<size_t>(size_t((q_.now() - q_.start()) / 1min), out_.minutes.size() - 1));
-}
-
-KindCounts& World::count(uint32_t requester, uint32_t minute) {
-  return out_.minutes[minute].kinds[size_t(peer(requester).kind)];
-}
-
 const std::vector<uint32_t>& World::known(uint32_t r, uint32_t service) {
-  Known& k = known_[(uint64_t(r) << 32) | service];
-  if (k.providers.empty() || q_.now() - k.fetched >= seconds(s_.provider_ttl_s)) {
+  SimPeer& R = peer(r);
+  Known& k = R.known[service];
+  if (k.providers.empty() || now(r) - k.fetched >= seconds(s_.provider_ttl_s)) {
     // A fresh lookup: up to known_providers of the current records, drawn at random.
-    k.fetched = q_.now();
+    k.fetched = now(r);
     k.providers.clear();
     const auto& all = providers_[service];
     const size_t want = std::min(s_.known_providers, all.size());
     if (all.size() <= 2 * s_.known_providers) {
       std::vector<uint32_t> pool(all.begin(), all.end());
       for (size_t i = 0; i < want; ++i) {
-        size_t j = i + std::uniform_int_distribution<size_t>(0, pool.size() - 1 - i)(rng_);
+        size_t j = i + std::uniform_int_distribution<size_t>(0, pool.size() - 1 - i)(R.draws);
         std::swap(pool[i], pool[j]);
       }
       pool.resize(want);
@@ -589,7 +750,7 @@ const std::vector<uint32_t>& World::known(uint32_t r, uint32_t service) {
     } else {
       std::uniform_int_distribution<size_t> pick(0, all.size() - 1);
       while (k.providers.size() < want) {
-        uint32_t p = all[pick(rng_)];
+        uint32_t p = all[pick(R.draws)];
         if (std::find(k.providers.begin(), k.providers.end(), p) == k.providers.end())
           k.providers.push_back(p);
       }
@@ -600,17 +761,18 @@ const std::vector<uint32_t>& World::known(uint32_t r, uint32_t service) {
 
 void World::make_request(uint32_t r, uint32_t service) {
   SimPeer& R = peer(r);
+  const Time t = now(r);
   auto req = std::make_shared<Request>();
   req->requester = r;
   req->service = service;
-  req->id = next_id_++;
+  req->id = (uint64_t(r) << 32) | R.requests_made++;
   req->ops = service_ops_[req->service];
-  req->minute = minute();
-  if (after_warmup()) service_requests_[req->service]++;
-  if (R.used.emplace(req->service, q_.now()).second) {
+  req->minute = minute(t);
+  if (after_warmup(t)) part(r).service_requests[req->service]++;
+  if (R.used.emplace(req->service, t).second) {
     R.need_changed = true;
   } else {
-    R.used[req->service] = q_.now();
+    R.used[req->service] = t;
   }
   if (R.hosted.count(req->service)) {  // a node does not ask others for what it serves
     count(r, req->minute).local++;
@@ -648,30 +810,68 @@ void World::make_request(uint32_t r, uint32_t service) {
 }
 
 void World::try_next(std::shared_ptr<Request> req, size_t i) {
-  if (!peer(req->requester).online) return;  // the requester left
+  const uint32_t r = req->requester;
+  if (!peer(r).online) return;  // the requester left
   if (i >= req->candidates.size()) {
-    count(req->requester, req->minute).unserved++;
+    count(r, req->minute).unserved++;
     return;
   }
   const uint32_t p = req->candidates[i];
-  if (!peer(p).online) {  // its record outlived it: the dial times out
-    count(req->requester, req->minute).stale++;
-    q_.after(seconds(s_.dial_timeout_s), [this, req, i] { try_next(req, i + 1); });
-    return;
-  }
-  connect(req->requester, p);
-  q_.after(latency_, [this, req, i] { arrive(req, i); });
+  if (peer(r).swap->is_blacklisted(peer(p).id)) return try_next(std::move(req), i + 1);
+  worked(r, p);
+  send(r, p, latency_, [this, req, i] { arrive(req, i); });
+}
+
+bool World::accept(uint32_t p, uint32_t r) {
+  SimPeer& P = peer(p);
+  if (P.connected.count(r)) return true;
+  if (P.swap->is_blacklisted(peer(r).id)) return false;
+  P.connected.emplace(r, now(p));
+  send(p, r, latency_, [this, r, p] { accepted(r, p); });  // before anything else p sends r
+  P.swap->on_connected(peer(r).id);
+  flush(p);
+  return true;
+}
+
+void World::accepted(uint32_t r, uint32_t p) {
+  SimPeer& R = peer(r);
+  if (!R.online || R.connected.count(p)) return;
+  R.connected.emplace(p, now(r));
+  R.swap->on_connected(peer(p).id);
+  flush(r);
+}
+
+void World::connect_now(uint32_t a, uint32_t b) {
+  if (peer(a).connected.count(b)) return;
+  if (peer(a).swap->is_blacklisted(peer(b).id) || peer(b).swap->is_blacklisted(peer(a).id)) return;
+  peer(a).connected.emplace(b, now(a));
+  peer(b).connected.emplace(a, now(b));
+  peer(a).swap->on_connected(peer(b).id);
+  peer(b).swap->on_connected(peer(a).id);
+  flush(a);
+  flush(b);
 }
 
 void World::arrive(std::shared_ptr<Request> req, size_t i) {
   const uint32_t r = req->requester, p = req->candidates[i];
   SimPeer& P = peer(p);
-  if (!P.connected.count(r)) return try_next(req, i + 1);  // closed meanwhile
-  worked(r, p);
+  if (!P.online) {  // its record outlived it: the requester's dial times out
+    const Duration wait = std::max<Duration>(latency_, seconds(s_.dial_timeout_s) - latency_);
+    send(p, r, wait, [this, req, i] {
+      count(req->requester, req->minute).stale++;
+      try_next(req, i + 1);
+    });
+    return;
+  }
+  if (!accept(p, r)) {  // it shuns the requester: the dial is refused
+    send(p, r, latency_, [this, req, i] { try_next(req, i + 1); });
+    return;
+  }
+  worked(p, r);
   const Bytes& service_id = service_ids_[req->service];
-  if (P.queue) P.queue->on_request(peer(r).id, service_id, q_.now());  // demand, served or not
+  if (P.queue) P.queue->on_request(peer(r).id, service_id, now(p));  // demand, served or not
   if (!P.hosted.count(req->service)) {  // it stopped hosting it: "not found", next one
-    q_.after(latency_, [this, req, i] {
+    send(p, r, latency_, [this, req, i] {
       count(req->requester, req->minute).stale++;
       try_next(req, i + 1);
     });
@@ -680,7 +880,7 @@ void World::arrive(std::shared_ptr<Request> req, size_t i) {
   swap::Admit a = P.swap->on_request(peer(r).id, service_id, req->id);
   flush(p);
   if (!a.serve) {
-    q_.after(latency_, [this, req, i, r, p] {
+    send(p, r, latency_, [this, req, i, r, p] {
       count(r, req->minute).refusals++;
       peer(r).swap->on_refused_by(peer(p).id);
       flush(r);
@@ -689,17 +889,18 @@ void World::arrive(std::shared_ptr<Request> req, size_t i) {
     return;
   }
   // One request at a time: it waits for those admitted before it.
-  const Time start = std::max(q_.now(), P.busy_until);
+  const Time start = std::max(now(p), P.busy_until);
   P.busy_until = start + seconds(req->ops / (s_.peer_gflops * 1e9));
-  q_.at(P.busy_until, [this, req, i, r, p, epoch = P.epoch] {
+  part(p).q.at(P.busy_until, [this, req, i, r, p, epoch = P.epoch] {
     if (peer(p).epoch != epoch) {  // it left mid-request: the requester sees the stream drop
-      q_.after(latency_, [this, req, i] { try_next(req, i + 1); });
+      send(p, r, latency_, [this, req, i] { try_next(req, i + 1); });
       return;
     }
+    worked(p, r);
     (void)peer(p).swap->on_answered(peer(r).id, req->id, service_ids_[req->service],
                                     uint64_t(req->ops));
     flush(p);
-    q_.after(latency_, [this, req, i] { answer(req, i); });
+    send(p, r, latency_, [this, req, i] { answer(req, i); });
   });
 }
 
@@ -711,7 +912,7 @@ void World::answer(std::shared_ptr<Request> req, size_t i) {
   const bool wrong = peer(p).kind == PeerKind::kLiar;
   LiarPair* pair = nullptr;
   if (wrong) {
-    pair = &liar_pairs_[{p, r}];
+    pair = &part(r).liar_pairs[{p, r}];
     if (!pair->caught) pair->answers++;
   }
   if (R.swap->should_challenge(peer(p).id)) {
@@ -726,56 +927,51 @@ void World::answer(std::shared_ptr<Request> req, size_t i) {
   KindCounts& c = count(r, req->minute);
   c.answered++;
   c.ops += uint64_t(req->ops);
-  if (after_warmup()) {
-    pairs_.insert((uint64_t(r) << 32) | p);
-    ++pair_answers_;
+  if (after_warmup(now(r))) {
+    part(r).pairs.insert((uint64_t(r) << 32) | p);
+    ++part(r).pair_answers;
   }
   protocol::Receipt rc =
       R.swap->make_receipt(peer(p).id, req->id, service_ids_[req->service], uint64_t(req->ops));
   (void)R.swap->on_receipt(peer(p).id, rc);
   flush(r);
-  q_.after(latency_, [this, r, p, rc] {
+  send(r, p, latency_, [this, r, p, rc] {
     if (!peer(p).connected.count(r)) return;  // settled at the next Open
     (void)peer(p).swap->on_receipt(peer(r).id, rc);
     flush(p);
   });
 }
 
-void World::connect(uint32_t a, uint32_t b) {
-  if (peer(a).connected.count(b)) return;
-  if (peer(a).swap->is_blacklisted(peer(b).id) || peer(b).swap->is_blacklisted(peer(a).id)) return;
-  peer(a).connected.emplace(b, q_.now());
-  peer(b).connected.emplace(a, q_.now());
-  peer(a).swap->on_connected(peer(b).id);
-  peer(b).swap->on_connected(peer(a).id);
-  flush(a);
-  flush(b);
-}
-
 void World::worked(uint32_t a, uint32_t b) {
-  peer(a).connected[b] = q_.now();
-  peer(b).connected[a] = q_.now();
+  if (auto it = peer(a).connected.find(b); it != peer(a).connected.end()) it->second = now(a);
 }
 
 void World::close_idle_connections(uint32_t i) {
   if (s_.mesh) return;  // connected for good
   const Duration idle = seconds(s_.conn_idle_s);
+  const Time t = now(i);
   std::vector<uint32_t> stale;
   for (const auto& [c, last] : peer(i).connected)
-    if (q_.now() - last >= idle) stale.push_back(c);
+    if (t - last >= idle) stale.push_back(c);
   std::sort(stale.begin(), stale.end());  // a fixed order, whatever the hash map's
   for (uint32_t c : stale) disconnect(i, c);
 }
 
+bool World::drop(uint32_t a, uint32_t b) {
+  SimPeer& A = peer(a);
+  if (!A.connected.erase(b)) return false;
+  A.swap->on_disconnected(peer(b).id);
+  if (A.queue) A.queue->forget_peer(peer(b).id);
+  return true;
+}
+
 void World::disconnect(uint32_t a, uint32_t b) {
-  if (!peer(a).connected.erase(b)) return;
-  peer(b).connected.erase(a);
-  for (auto [x, y] : {std::pair{a, b}, std::pair{b, a}}) {
-    peer(x).swap->on_disconnected(peer(y).id);
-    if (peer(x).queue) peer(x).queue->forget_peer(peer(y).id);
-  }
+  if (!drop(a, b)) return;
+  // b learns of it one latency later; what a still sends b after this is lost with it.
+  send(a, b, latency_, [this, a, b] {
+    if (drop(b, a)) flush(b);
+  });
   flush(a);
-  flush(b);
 }
 
 void World::flush(uint32_t from) {
@@ -804,7 +1000,8 @@ void World::flush(uint32_t from) {
     dest->second.push_back(std::move(action));
   }
   for (auto& [to, batch] : out)
-    q_.after(latency_, [this, from, to, b = std::move(batch)]() mutable { receive(from, to, b); });
+    send(from, to, latency_,
+         [this, from, to, b = std::move(batch)]() mutable { receive(from, to, b); });
 }
 
 void World::receive(uint32_t from, uint32_t to, std::vector<swap::Action>& actions) {
@@ -845,8 +1042,67 @@ void World::receive(uint32_t from, uint32_t to, std::vector<swap::Action>& actio
 }
 
 ComputeSwapResult World::run() {
-  const auto end = q_.start() + seconds(s_.hours * 3600);
-  out_.events = q_.run_until(end);
+  const Time end = start_ + seconds(s_.hours * 3600);
+  // Windows one latency long: nothing a partition sends another during a window can be due
+  // before the window ends, so the partitions run their windows side by side.
+  auto window_end = [&](Time from) { return std::min(from + window_ - 1ns, end); };
+  Time w_end = window_end(start_);
+  bool done = false;
+  Barrier barrier(threads_);
+  std::vector<std::exception_ptr> errors(threads_);
+  auto work = [&](size_t t) {
+    for (;;) {
+      try {
+        for (size_t p = t; p < parts_.size(); p += threads_)
+          parts_[p]->events += parts_[p]->q.run_until(w_end);
+      } catch (...) {
+        if (!errors[t]) errors[t] = std::current_exception();
+      }
+      barrier.wait();
+      try {
+        for (size_t p = t; p < parts_.size(); p += threads_) deliver_to(p);
+        if (t == 0) {
+          apply_host_changes();
+          sample_hosts_until(w_end);
+          if (w_end >= end) {
+            done = true;
+          } else {
+            w_end = window_end(w_end + 1ns);
+          }
+        }
+      } catch (...) {
+        if (!errors[t]) errors[t] = std::current_exception();
+      }
+      barrier.wait();
+      if (done) return;
+    }
+  };
+  {
+    std::vector<std::jthread> helpers;
+    for (size_t t = 1; t < threads_; ++t) helpers.emplace_back(work, t);
+    work(0);
+  }
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  // The partitions' counts, summed.
+  out_.minutes.resize(minutes_);
+  for (size_t m = 0; m < minutes_; ++m) out_.minutes[m].minute = uint32_t(m);
+  std::vector<uint64_t> service_requests(s_.services, 0);
+  std::map<std::pair<uint32_t, uint32_t>, LiarPair> liar_pairs;
+  uint64_t npairs = 0, pair_answers = 0;
+  for (const auto& part : parts_) {
+    for (size_t m = 0; m < minutes_; ++m)
+      for (size_t k = 0; k < kPeerKinds; ++k) out_.minutes[m].kinds[k] += part->minutes[m].kinds[k];
+    for (size_t k = 0; k < s_.services; ++k) service_requests[k] += part->service_requests[k];
+    liar_pairs.insert(part->liar_pairs.begin(), part->liar_pairs.end());  // keys are disjoint
+    npairs += part->pairs.size();                                         // so are the requesters
+    pair_answers += part->pair_answers;
+    out_.ise_starts += part->ise_starts;
+    out_.ise_stops += part->ise_stops;
+    out_.leaves += part->leaves;
+    out_.joins += part->joins;
+    out_.events += part->events;
+  }
   const size_t warm = size_t(std::floor(double(out_.minutes.size()) * s_.warmup_fraction));
   uint64_t ops_all = 0;
   for (size_t m = 0; m < out_.minutes.size(); ++m) {
@@ -861,24 +1117,24 @@ ComputeSwapResult World::run() {
     ops_all += a.ops;
     out_.served_rate[k] = a.requests ? double(a.answered) / double(a.requests) : 0;
   }
-  out_.answers_per_pair = pairs_.empty() ? 0 : double(pair_answers_) / double(pairs_.size());
+  out_.answers_per_pair = npairs == 0 ? 0 : double(pair_answers) / double(npairs);
   out_.freeloader_work_share =
       ops_all ? double(out_.after_warmup[size_t(PeerKind::kFreeloader)].ops) / double(ops_all) : 0;
   // Liars: caught at least once, and the Kaplan-Meier curve of catches by wrong answer.
   uint64_t caught = 0;
   uint32_t longest = 0;
-  for (const auto& [_, lp] : liar_pairs_) {
+  for (const auto& [_, lp] : liar_pairs) {
     caught += lp.caught ? 1 : 0;
     longest = std::max(longest, lp.answers);
   }
-  out_.liar_pairs = liar_pairs_.size();
-  out_.liars_caught = liar_pairs_.empty() ? 0 : double(caught) / double(liar_pairs_.size());
-  std::vector<uint64_t> at(longest + 2, 0), ended(longest + 2, 0), events(longest + 2, 0);
-  for (const auto& [_, lp] : liar_pairs_) {
+  out_.liar_pairs = liar_pairs.size();
+  out_.liars_caught = liar_pairs.empty() ? 0 : double(caught) / double(liar_pairs.size());
+  std::vector<uint64_t> ended(longest + 2, 0), events(longest + 2, 0);
+  for (const auto& [_, lp] : liar_pairs) {
     ended[lp.answers]++;
     if (lp.caught) events[lp.answers]++;
   }
-  uint64_t at_risk = liar_pairs_.size();
+  uint64_t at_risk = liar_pairs.size();
   double survive = 1;
   for (uint32_t n = 1; n <= longest; ++n) {
     at_risk -= ended[n - 1];  // pairs that ended (caught or not) before their n-th answer
@@ -891,7 +1147,7 @@ ComputeSwapResult World::run() {
     ServiceRow row;
     row.rank = k + 1;
     row.popularity = popularity_[k];
-    row.requests = service_requests_[k];
+    row.requests = service_requests[k];
     row.mean_hosts = host_samples_ ? hosts_sum_[k] / host_samples_ : double(providers_[k].size());
     row.hosts_at_end = uint32_t(providers_[k].size());
     hosts.push_back(row.mean_hosts);
@@ -914,6 +1170,15 @@ ComputeSwapResult World::run() {
   for (auto& v : out_.debt_ratios) std::sort(v.begin(), v.end());
   for (uint32_t i = 0; i < s_.peers; ++i)
     out_.hosted_at_end.emplace_back(peer(i).hosted.begin(), peer(i).hosted.end());
+  // Tearing down 10,000 ComputeSwaps and their databases takes seconds: the threads share it.
+  {
+    auto release = [this](size_t t) {
+      for (size_t i = t; i < peers_.size(); i += threads_) peers_[i].reset();
+    };
+    std::vector<std::jthread> helpers;
+    for (size_t t = 1; t < threads_; ++t) helpers.emplace_back(release, t);
+    release(0);
+  }
   return std::move(out_);
 }
 

@@ -9,8 +9,11 @@
 // from the provider records (looked up again after `provider_ttl_s`) and asks up to
 // `candidates` of them, best provider_score first, the next one after a refusal. Churn: peers
 // leave (connections drop, records go) and come back with the same identity and ledgers.
-// Deterministic: one seed, one history, byte-identical CSV. Threading: run_computeswap_sim is a
-// pure function of its scenario (one thread).
+// Peers are split into partitions, each with its own event queue, that run side by side on
+// threads in windows one latency long (a conservative parallel simulation: a peer touches another
+// only through a message at least one latency later). Deterministic: one seed and partition count,
+// one history, byte-identical CSV, whatever the number of threads. Threading:
+// run_computeswap_sim is a pure function of its scenario; it starts and joins its own threads.
 #pragma once
 
 #include <array>
@@ -85,6 +88,12 @@ struct ComputeSwapScenario {
   double commit_s = 60;           // group commit period per peer (a node commits every 200 ms; in
                                   // simulated time only the number of transactions differs)
   uint64_t seed = 1;
+  // Partitions of the peers, each its own event queue (0: 2 when latency_ms >= 1, else 1). The
+  // history depends on it; a partition runs on one thread at a time.
+  size_t partitions = 0;
+  // Threads that run the partitions (0: 1 below 2,000 peers, else the machine's cores; at most
+  // `partitions`). The history does not depend on it.
+  size_t threads = 0;
   swap::Config swap;  // m, n, grace_ops, T_g, challenge_rate, ...
   // Every peer connected to every other from the start and for good, as a handful of nodes
   // that found each other through the DHT are (no connection manager).

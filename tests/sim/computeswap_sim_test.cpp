@@ -71,6 +71,29 @@ TEST(ComputeSwapSim, TheSameSeedGivesTheSameCsvAndAnotherSeedAnother) {
   EXPECT_THAT(slurp(dir / "a.csv"), HasSubstr("minute,kind,requests,answered"));
 }
 
+// The partitions run side by side on threads, and each thread count gives the same history; the
+// partition count is part of the history (a different split, a different order of equal times).
+TEST(ComputeSwapSim, ThreadsDoNotChangeTheHistory) {
+  auto s = thin();
+  s.hours = 0.05;
+  s.churn = 2;
+  s.partitions = 3;
+  std::vector<std::string> csv;
+  for (size_t threads : {1, 2, 3}) {
+    s.threads = threads;
+    auto r = run_computeswap_sim(s);
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    auto path = std::filesystem::path(testing::TempDir()) / "sim_threads.csv";
+    ASSERT_TRUE(write_minutes_csv(*r, path).is_ok());
+    csv.push_back(slurp(path));
+    ASSERT_TRUE(write_services_csv(*r, path).is_ok());
+    csv.back() += slurp(path);
+    ASSERT_GT(r->after_warmup[size_t(PeerKind::kCooperator)].answered, 50u);
+  }
+  EXPECT_EQ(csv[0], csv[1]);
+  EXPECT_EQ(csv[0], csv[2]);
+}
+
 TEST(ComputeSwapSim, FreeloadersAreStarvedWhileCooperatorsAreServed) {
   auto r = run_computeswap_sim(small());
   ASSERT_TRUE(r.ok()) << r.status().to_string();
@@ -220,6 +243,12 @@ TEST(ComputeSwapSim, BadScenariosAreRefusedByName) {
   s.script = tiny_script();
   s.script->requests.push_back({1e9, 2, 0});
   EXPECT_THAT(run_computeswap_sim(s).status().message(), HasSubstr("outside the run"));
+  s = small();
+  s.partitions = 2;
+  s.latency_ms = 0.5;  // the lookahead of a window
+  EXPECT_THAT(run_computeswap_sim(s).status().message(), HasSubstr("latency of at least 1 ms"));
+  s.partitions = 0;  // auto: one partition
+  EXPECT_TRUE(s.validate().is_ok());
 }
 
 }  // namespace
