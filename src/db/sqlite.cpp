@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <mutex>
+
 namespace idn::db {
 
 Statement& Statement::operator=(Statement&& o) noexcept {
@@ -89,6 +91,12 @@ Result<std::unique_ptr<Database>> Database::open(const std::filesystem::path& pa
     return Status::invalid_argument("sqlite synchronous must be NORMAL or FULL, not '" +
                                     options.synchronous + "'");
   }
+  // SQLite counts every allocation under one process-wide mutex unless told not to; nothing
+  // here reads those counts, and threads that each use their own databases (the simulator's
+  // partitions, a node's stores) then contend on that lock for nothing. Must precede SQLite's
+  // initialisation; if something initialised it first, the call fails and changes nothing.
+  static std::once_flag configured;
+  std::call_once(configured, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   std::unique_ptr<Database> db(new Database(path));
   if (sqlite3_open(path.c_str(), &db->db_) != SQLITE_OK) {
     return Status::io_error(
