@@ -51,6 +51,10 @@ Status write_summary_json(const SimArgs& a, const sim::ComputeSwapResult& r, dou
                       {"services", s.services},
                       {"hours", s.hours},
                       {"seed", s.seed},
+                      {"partitions", r.partitions},
+                      {"threads", r.threads},
+                      {"thread_busy_s", r.thread_busy_s},
+                      {"thread_wait_s", r.thread_wait_s},
                       {"freeloaders", s.freeloaders},
                       {"liars", s.liars},
                       {"churn", s.churn},
@@ -175,6 +179,13 @@ int run_sim(const SimArgs& a) {
       s.peers, r->peers[0], r->peers[1], r->peers[2], s.services, s.hours,
       static_cast<unsigned long long>(s.seed), static_cast<unsigned long long>(r->events), wall,
       peak_rss_mib());
+  std::printf(
+      "%zu partitions on %zu threads; each thread's seconds running events / waiting for "
+      "the others:",
+      r->partitions, r->threads);
+  for (size_t t = 0; t < r->threads; ++t)
+    std::printf(" %.1f/%.1f", r->thread_busy_s[t], r->thread_wait_s[t]);
+  std::printf("\n");
   std::printf("after warm-up (%.0f %% of the run):\n", 100 * s.warmup_fraction);
   std::printf("  %-11s %9s %9s %9s %8s %9s %8s %7s %7s %12s\n", "kind", "requests", "answered",
               "served %", "local", "refusals", "unserved", "stale", "caught", "ops received");
@@ -439,7 +450,7 @@ void register_sim(CLI::App& app) {
   opt("--commit-s", s.commit_s, "Ledger group commit period per peer, s");
   opt("--seed", s.seed, "Random seed");
   opt("--partitions", s.partitions,
-      "Peers split into this many event queues run side by side (0: 2 when --latency-ms >= 1, "
+      "Peers split into this many event queues run side by side (0: 8 when --latency-ms >= 1, "
       "else 1); the history depends on it");
   opt("--threads", s.threads,
       "Threads running the partitions (0: 1 below 2000 peers, else the cores; at most "

@@ -385,7 +385,7 @@ Status World::init() {
   warmup_ = seconds(s_.hours * 3600 * s_.warmup_fraction);
   minutes_ = std::max<size_t>(1, size_t(std::ceil(s_.hours * 60)));
   // Partitions: the lookahead is the one-way latency, so several need one of at least 1 ms.
-  const size_t nparts = s_.partitions ? s_.partitions : (s_.latency_ms >= 1 ? 2 : 1);
+  const size_t nparts = s_.partitions ? s_.partitions : (s_.latency_ms >= 1 ? 8 : 1);
   window_ = std::max<Duration>(latency_, 1ms);
   for (size_t p = 0; p < nparts; ++p) {
     parts_.push_back(std::make_unique<Partition>(start_, 1'800'000'000'000ull, nparts));
@@ -1049,19 +1049,30 @@ ComputeSwapResult World::run() {
   Time w_end = window_end(start_);
   bool done = false;
   Barrier barrier(threads_);
+  std::atomic<size_t> next_part{0};
   std::vector<std::exception_ptr> errors(threads_);
+  std::vector<Duration> busy(threads_), waiting(threads_);
+  using Clock = std::chrono::steady_clock;
   auto work = [&](size_t t) {
     for (;;) {
+      const Clock::time_point c0 = Clock::now();
       try {
-        for (size_t p = t; p < parts_.size(); p += threads_)
+        // Each thread takes the next partition not yet run in this window: the threads then
+        // finish a window within about one partition's work of each other.
+        for (size_t p; (p = next_part.fetch_add(1, std::memory_order_relaxed)) < parts_.size();)
           parts_[p]->events += parts_[p]->q.run_until(w_end);
       } catch (...) {
         if (!errors[t]) errors[t] = std::current_exception();
       }
+      const Clock::time_point c1 = Clock::now();
       barrier.wait();
+      const Clock::time_point c2 = Clock::now();
+      busy[t] += c1 - c0;
+      waiting[t] += c2 - c1;
       try {
         for (size_t p = t; p < parts_.size(); p += threads_) deliver_to(p);
         if (t == 0) {
+          next_part.store(0, std::memory_order_relaxed);  // no thread takes one before barrier B
           apply_host_changes();
           sample_hosts_until(w_end);
           if (w_end >= end) {
@@ -1073,7 +1084,10 @@ ComputeSwapResult World::run() {
       } catch (...) {
         if (!errors[t]) errors[t] = std::current_exception();
       }
+      const Clock::time_point c3 = Clock::now();
       barrier.wait();
+      busy[t] += c3 - c2;
+      waiting[t] += Clock::now() - c3;
       if (done) return;
     }
   };
@@ -1084,6 +1098,12 @@ ComputeSwapResult World::run() {
   }
   for (const auto& e : errors)
     if (e) std::rethrow_exception(e);
+  out_.partitions = parts_.size();
+  out_.threads = threads_;
+  for (size_t t = 0; t < threads_; ++t) {
+    out_.thread_busy_s.push_back(std::chrono::duration<double>(busy[t]).count());
+    out_.thread_wait_s.push_back(std::chrono::duration<double>(waiting[t]).count());
+  }
   // The partitions' counts, summed.
   out_.minutes.resize(minutes_);
   for (size_t m = 0; m < minutes_; ++m) out_.minutes[m].minute = uint32_t(m);

@@ -88,7 +88,7 @@ struct ComputeSwapScenario {
   double commit_s = 60;           // group commit period per peer (a node commits every 200 ms; in
                                   // simulated time only the number of transactions differs)
   uint64_t seed = 1;
-  // Partitions of the peers, each its own event queue (0: 2 when latency_ms >= 1, else 1). The
+  // Partitions of the peers, each its own event queue (0: 8 when latency_ms >= 1, else 1). The
   // history depends on it; a partition runs on one thread at a time.
   size_t partitions = 0;
   // Threads that run the partitions (0: 1 below 2,000 peers, else the machine's cores; at most
@@ -166,6 +166,10 @@ struct ComputeSwapResult {
   // What each peer hosts when the run ends (service indices, ascending).
   std::vector<std::vector<uint32_t>> hosted_at_end;
   uint64_t events = 0;
+  // How it ran (not part of the history): partitions, threads, and each thread's seconds running
+  // events and waiting at the window barriers for the others.
+  size_t partitions = 1, threads = 1;
+  std::vector<double> thread_busy_s, thread_wait_s;
 };
 
 // Errors: InvalidArgument (the scenario), or ComputeSwap's own.
