@@ -385,7 +385,7 @@ Status World::init() {
   warmup_ = seconds(s_.hours * 3600 * s_.warmup_fraction);
   minutes_ = std::max<size_t>(1, size_t(std::ceil(s_.hours * 60)));
   // Partitions: the lookahead is the one-way latency, so several need one of at least 1 ms.
-  const size_t nparts = s_.partitions ? s_.partitions : (s_.latency_ms >= 1 ? 8 : 1);
+  const size_t nparts = s_.partitions ? s_.partitions : (s_.latency_ms >= 1 ? 16 : 1);
   window_ = std::max<Duration>(latency_, 1ms);
   for (size_t p = 0; p < nparts; ++p) {
     parts_.push_back(std::make_unique<Partition>(start_, 1'800'000'000'000ull, nparts));
