@@ -424,9 +424,9 @@ void register_sim(CLI::App& app) {
   opt("--keep-factor", s.keep_factor,
       "ISE hysteresis: past T_s a hosted service gives way only to one scoring more than this "
       "times its score (1: the plain top k)");
-  c->add_flag("--per-provider", s.per_provider,
-              "ISE: score demand per provider (divided by 1 + the peers whose have list names the "
-              "service)");
+  opt("--per-provider", s.per_provider,
+      "ISE: score demand per provider (divided by 1 + the peers whose have list names the "
+      "service)");
   opt("--init-s", s.init_s, "ISE: time to fetch, verify and load a model, s");
   opt("--ise-tick-s", s.ise_tick_s, "ISE: how often each peer plans, s");
   opt("--known", s.known_providers, "Providers a requester caches per service");

@@ -42,8 +42,8 @@ struct QueueConfig {
   // Demand per provider: a service's score is divided by 1 + the other providers we know of
   // (set_providers: peers whose have list names it), i.e. the demand one more host would
   // share. Against herding: with s alone every ISE moves to the most needed services and the
-  // rest keep only their publishers.
-  bool per_provider = false;
+  // rest keep only their publishers (docs/results.md, "Need lists with counts").
+  bool per_provider = true;
 
   Status validate() const;
 };
