@@ -225,19 +225,28 @@ int run_peers(const std::string& http) {
         num(ise, "min_service_period_s"), num(ise, "need_idle_s"), num(ise, "started"),
         num(ise, "stopped"), num(ise, "start_failures"));
     if (ise.contains("need_list") && ise["need_list"].is_array() && !ise["need_list"].empty()) {
+      // Each with its requests within need_idle (need_counts, same order; absent: older nodes).
       std::string need;
-      for (const auto& s : ise["need_list"]) need += (need.empty() ? "" : ", ") + str(s);
+      const auto& ids = ise["need_list"];
+      const nlohmann::json counts = ise.value("need_counts", nlohmann::json::array());
+      for (size_t i = 0; i < ids.size(); ++i) {
+        need += (need.empty() ? "" : ", ") + str(ids[i]);
+        if (counts.is_array() && i < counts.size() && counts[i].is_number())
+          need += fmt::format(" x{}", counts[i].get<double>());
+      }
       std::printf("need list: %s\n", need.c_str());
     }
     if (ise.contains("queue") && ise["queue"].is_array() && !ise["queue"].empty()) {
-      std::printf("%-48s %9s %6s %-7s %s\n", "SERVICE", "SCORE", "PEERS", "HOSTED", "WHY");
+      std::printf("%-48s %9s %6s %8s %-7s %s\n", "SERVICE", "SCORE", "PEERS", "REQUESTS", "HOSTED",
+                  "WHY");
       for (const auto& e : ise["queue"]) {
         std::string hosted = e.value("pinned", false)   ? "pinned"
                              : e.value("hosted", false) ? "yes"
                                                         : "no";
-        std::printf("%-48s %9.3f %6.0f %-7s %s\n",
+        std::printf("%-48s %9.3f %6.0f %8.0f %-7s %s\n",
                     str(e.value("service_id", nlohmann::json())).c_str(), num(e, "score"),
-                    num(e, "peers"), hosted.c_str(), str(e.value("why", nlohmann::json())).c_str());
+                    num(e, "peers"), num(e, "requests"), hosted.c_str(),
+                    str(e.value("why", nlohmann::json())).c_str());
       }
     }
   }

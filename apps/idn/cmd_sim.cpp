@@ -67,6 +67,8 @@ Status write_summary_json(const SimArgs& a, const sim::ComputeSwapResult& r, dou
                       {"ignore_s", s.swap.ignore_period_s},
                       {"list_refresh_s", s.swap.list_refresh_s},
                       {"min_service_s", s.min_service_s},
+                      {"keep_factor", s.keep_factor},
+                      {"per_provider", s.per_provider},
                       {"challenge_rate", s.swap.challenge_rate},
                       {"probation_challenges", s.swap.probation_challenges},
                       {"freeloader_work_share", r.freeloader_work_share},
@@ -246,6 +248,9 @@ constexpr SweepParam kSweepParams[] = {
     {"ignore-s",
      [](sim::ComputeSwapScenario& s, double v) { s.swap.ignore_period_s = uint32_t(v); }},
     {"min-service-s", [](sim::ComputeSwapScenario& s, double v) { s.min_service_s = v; }},
+    {"keep-factor", [](sim::ComputeSwapScenario& s, double v) { s.keep_factor = v; }},
+    {"per-provider", [](sim::ComputeSwapScenario& s, double v) { s.per_provider = v != 0; }},
+    {"need-idle-s", [](sim::ComputeSwapScenario& s, double v) { s.need_idle_s = v; }},
     {"grace-ops", [](sim::ComputeSwapScenario& s, double v) { s.swap.grace_ops = uint64_t(v); }},
     {"rate", [](sim::ComputeSwapScenario& s, double v) { s.requests_per_peer_min = v; }},
     {"peers", [](sim::ComputeSwapScenario& s, double v) { s.peers = size_t(v); }},
@@ -427,6 +432,12 @@ void register_sim(CLI::App& app) {
   opt("--publishers", s.publishers, "Cooperators that publish (pin) each service");
   opt("--min-service-s", s.min_service_s, "ISE T_s: a service runs at least this long, s");
   opt("--need-idle-s", s.need_idle_s, "ISE: need lists and request demand fade after this, s");
+  opt("--keep-factor", s.keep_factor,
+      "ISE hysteresis: past T_s a hosted service gives way only to one scoring more than this "
+      "times its score (1: the plain top k)");
+  opt("--per-provider", s.per_provider,
+      "ISE: score demand per provider (divided by 1 + the peers whose have list names the "
+      "service)");
   opt("--init-s", s.init_s, "ISE: time to fetch, verify and load a model, s");
   opt("--ise-tick-s", s.ise_tick_s, "ISE: how often each peer plans, s");
   opt("--known", s.known_providers, "Providers a requester caches per service");
@@ -462,7 +473,9 @@ void register_sim(CLI::App& app) {
       "PARAM=v1,v2,...: run each value (one parameter at a time, the rest as given) "
       "--seeds times and write sweep.csv, sweep_medians.csv and sweep_PARAM.png (two values or "
       "more). PARAM: "
-      "m, n, ignore-s, min-service-s, grace-ops, rate, peers, k, known, churn, "
+      "m, n, ignore-s, min-service-s, keep-factor, per-provider (0/1), need-idle-s, grace-ops, "
+      "rate, peers, k, known, "
+      "churn, "
       "challenge-rate, probation. Repeatable.");
   opt("--seeds", a->seeds, "With --sweep: seeds per value (seed, seed+1, ...)");
   c->callback([a] { run_or_exit(a->sweep.empty() ? run_sim(*a) : run_sweep(*a)); });

@@ -305,6 +305,11 @@ export default {
          "rule": "repeated",
          "type": "bytes",
          "id": 1
+        },
+        "counts": {
+         "rule": "repeated",
+         "type": "uint32",
+         "id": 2
         }
        }
       },

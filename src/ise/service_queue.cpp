@@ -12,6 +12,8 @@ Status QueueConfig::validate() const {
   if (min_service_period.count() < 0)
     return Status::invalid_argument("[ise] min_service_period_s must not be negative");
   if (need_idle.count() <= 0) return Status::invalid_argument("[ise] need_idle_s must be positive");
+  if (!(keep_factor >= 1.0 && keep_factor <= 100.0))
+    return Status::invalid_argument("[ise] keep_factor must be in [1, 100]");
   return Status::ok();
 }
 
@@ -27,17 +29,36 @@ void ServiceQueue::set_unhostable(std::vector<Bytes> services, std::string why) 
   unhostable_why_ = std::move(why);
 }
 
-void ServiceQueue::set_need_list(const Bytes& peer, std::vector<Bytes> services) {
-  std::sort(services.begin(), services.end());
-  services.erase(std::unique(services.begin(), services.end()), services.end());
-  share_need_list(peer, BytesList(std::move(services)));
+void ServiceQueue::set_need_list(const Bytes& peer, std::vector<Bytes> services,
+                                 std::vector<uint32_t> counts) {
+  if (counts.size() != services.size()) counts.assign(services.size(), 1);
+  std::vector<std::pair<Bytes, uint32_t>> v;
+  v.reserve(services.size());
+  for (size_t i = 0; i < services.size(); ++i) v.emplace_back(std::move(services[i]), counts[i]);
+  std::sort(v.begin(), v.end());
+  std::vector<Bytes> ids;
+  std::vector<uint32_t> cs;
+  bool all_one = true;
+  for (auto& [s, c] : v) {
+    if (!ids.empty() && ids.back() == s) {
+      cs.back() = std::max(cs.back(), c);  // a duplicate: its larger count
+    } else {
+      ids.push_back(std::move(s));
+      cs.push_back(c);
+    }
+    all_one = all_one && cs.back() == 1;
+  }
+  if (all_one) cs.clear();
+  share_need_list(peer, BytesList(std::move(ids)), CountList(std::move(cs)));
 }
 
-void ServiceQueue::share_need_list(const Bytes& peer, const BytesList& services) {
+void ServiceQueue::share_need_list(const Bytes& peer, const BytesList& services,
+                                   const CountList& counts) {
   const std::vector<Bytes>& v = services;
   // Sorted without duplicates: each is less than the next.
-  if (std::adjacent_find(v.begin(), v.end(), std::greater_equal<>()) != v.end())
-    return set_need_list(peer, std::vector<Bytes>(v));
+  if (std::adjacent_find(v.begin(), v.end(), std::greater_equal<>()) != v.end() ||
+      (!counts.empty() && counts.size() != v.size()))
+    return set_need_list(peer, std::vector<Bytes>(v), std::vector<uint32_t>(counts));
   auto it = peers_.find(peer);
   if (it == peers_.end()) {
     if (v.empty()) return;
@@ -45,11 +66,14 @@ void ServiceQueue::share_need_list(const Bytes& peer, const BytesList& services)
   }
   Demand& d = it->second;
   d.need_list = services;
+  d.need_counts = counts;
   if (d.need_list.empty() && d.requested.empty()) peers_.erase(it);
 }
 
 void ServiceQueue::on_request(const Bytes& peer, const Bytes& service, Time now) {
-  peers_[peer].requested[service] = now;
+  std::vector<Time>& times = peers_[peer].requested[service];
+  if (times.size() >= NeedLog::kMaxCount) times.erase(times.begin());  // c_i's bound
+  times.push_back(now);
 }
 
 void ServiceQueue::forget_peer(const Bytes& peer) {
@@ -78,7 +102,13 @@ size_t ServiceQueue::hosted_on_demand() const {
 void ServiceQueue::expire(Time now) {
   for (auto p = peers_.begin(); p != peers_.end();) {
     auto& req = p->second.requested;
-    std::erase_if(req, [&](const auto& r) { return now - r.second >= config_.need_idle; });
+    for (auto r = req.begin(); r != req.end();) {
+      std::vector<Time>& t = r->second;
+      auto fresh =
+          std::find_if(t.begin(), t.end(), [&](Time x) { return now - x < config_.need_idle; });
+      t.erase(t.begin(), fresh);
+      r = t.empty() ? req.erase(r) : std::next(r);
+    }
     p = req.empty() && p->second.need_list.empty() ? peers_.erase(p) : std::next(p);
   }
 }
@@ -93,14 +123,23 @@ std::vector<QueueEntry> ServiceQueue::rank(const Weight& weight, Time now, bool 
   std::unordered_map<Bytes, QueueEntry, BytesHash, BytesEqual> by_service;
   for (const auto& [peer, d] : peers_) {
     const double w = weight ? weight(peer) : 1.0;
-    auto count = [&](const Bytes& s) {
+    auto count = [&](const Bytes& s, uint64_t c) {
       QueueEntry& e = by_service[s];
-      e.score += w;
+      e.score += w * double(c);
+      e.requests += c;
       e.peers++;
     };
-    for (const Bytes& s : d.need_list) count(s);
-    for (const auto& [s, _] : d.requested)
-      if (!std::binary_search(d.need_list.begin(), d.need_list.end(), s)) count(s);
+    // c_i: the larger of what its need list says and what we saw (both within need_idle).
+    for (size_t i = 0; i < d.need_list.size(); ++i) {
+      const Bytes& s = d.need_list[i];
+      uint64_t c = d.need_counts.empty() ? 1 : d.need_counts[i];
+      if (!d.requested.empty())
+        if (auto r = d.requested.find(s); r != d.requested.end())
+          c = std::max<uint64_t>(c, r->second.size());
+      count(s, c);
+    }
+    for (const auto& [s, t] : d.requested)
+      if (!std::binary_search(d.need_list.begin(), d.need_list.end(), s)) count(s, t.size());
   }
   for (const Bytes& s : pinned_) by_service[s];
   for (const auto& [s, _] : hosted_) by_service[s];
@@ -109,6 +148,8 @@ std::vector<QueueEntry> ServiceQueue::rank(const Weight& weight, Time now, bool 
   out.reserve(by_service.size());
   for (auto& [s, e] : by_service) {
     e.service = s;
+    if (auto p = providers_.find(s); p != providers_.end()) e.providers = p->second;
+    if (config_.per_provider) e.score /= double(1 + e.providers);
     e.pinned = pinned_.contains(s);
     if (auto h = hosted_.find(s); h != hosted_.end()) {
       e.hosted = true;
@@ -116,8 +157,14 @@ std::vector<QueueEntry> ServiceQueue::rank(const Weight& weight, Time now, bool 
     }
     out.push_back(std::move(e));
   }
-  std::sort(out.begin(), out.end(), [](const QueueEntry& a, const QueueEntry& b) {
-    return a.score != b.score ? a.score > b.score : a.service < b.service;  // ties: by ID
+  // Ranked by score, a hosted on-demand service's times keep_factor (it holds its slot until
+  // another scores clearly more); ties by ID.
+  auto key = [this](const QueueEntry& e) {
+    return e.hosted && !e.pinned ? e.score * config_.keep_factor : e.score;
+  };
+  std::sort(out.begin(), out.end(), [&](const QueueEntry& a, const QueueEntry& b) {
+    const double ka = key(a), kb = key(b);
+    return ka != kb ? ka > kb : a.service < b.service;
   });
 
   if (!explain) return out;
@@ -140,6 +187,8 @@ std::vector<QueueEntry> ServiceQueue::rank(const Weight& weight, Time now, bool 
     } else {
       e.why = fmt::format("rank {}, below the top {}", rank, config_.k);
     }
+    if (e.hosted && e.score > 0 && config_.keep_factor != 1.0)
+      e.why += fmt::format(" (hosted: ranked at {:g} x its score)", config_.keep_factor);
   }
   // Slots: a hosted service holds one while it is in the top k or within T_s.
   size_t held = 0;
@@ -197,6 +246,47 @@ ServiceQueue::Plan ServiceQueue::plan(const Weight& weight, Time now) {
     }
   }
   return p;
+}
+
+}  // namespace idn::ise
+
+namespace idn::ise {
+
+void NeedLog::used(const Bytes& service, Time now) {
+  std::vector<Time>& t = uses_[service];
+  if (t.size() >= kMaxCount) t.erase(t.begin());
+  t.push_back(now);
+}
+
+NeedLog::List NeedLog::list(Time now, const Skip& skip) {
+  List l;
+  for (auto it = uses_.begin(); it != uses_.end();) {
+    std::vector<Time>& t = it->second;
+    auto fresh = std::find_if(t.begin(), t.end(), [&](Time x) { return now - x < need_idle_; });
+    t.erase(t.begin(), fresh);
+    if (t.empty()) {
+      it = uses_.erase(it);
+      continue;
+    }
+    if (!skip || !skip(it->first)) {
+      l.services.push_back(it->first);
+      l.counts.push_back(uint32_t(t.size()));
+    }
+    ++it;
+  }
+  return l;
+}
+
+std::optional<NeedLog::List> NeedLog::to_send(Time now, const Skip& skip) {
+  List l = list(now, skip);
+  bool send = l.services != sent_.services;
+  for (size_t i = 0; !send && i < l.counts.size(); ++i) {
+    const uint64_t c = l.counts[i], was = sent_.counts[i];
+    send = c >= 2 * was || 2 * c <= was;  // moved by a factor of two
+  }
+  if (!send) return std::nullopt;
+  sent_ = l;
+  return l;
 }
 
 }  // namespace idn::ise

@@ -23,8 +23,9 @@ constexpr std::string_view kTopKeys[] = {
 constexpr std::string_view kRelayKeys[] = {
     "enabled",           "max_reservations",   "max_circuits",      "max_circuits_per_peer",
     "reservation_ttl_s", "circuit_duration_s", "circuit_data_bytes"};
-constexpr std::string_view kIseKeys[] = {"auto_host", "k", "memory_budget_mb",
-                                         "min_service_period_s", "need_idle_s"};
+constexpr std::string_view kIseKeys[] = {
+    "auto_host",   "k",           "memory_budget_mb", "min_service_period_s",
+    "need_idle_s", "keep_factor", "per_provider"};
 constexpr std::string_view kDhtKeys[] = {"enabled", "port",         "bootstrap",
                                          "lan",     "record_ttl_s", "withdraw_on_stop"};
 constexpr std::string_view kSwapKeys[] = {"enabled",
@@ -230,6 +231,12 @@ class Parser {
       } else if (key == "need_idle_s") {
         IDN_ASSIGN_OR_RETURN(auto s, positive(v, "ise.need_idle_s", 30 * 24 * 3600));
         out.need_idle = std::chrono::seconds(s);
+      } else if (key == "keep_factor") {
+        IDN_ASSIGN_OR_RETURN(out.keep_factor, number(v, "ise.keep_factor"));
+        if (!(out.keep_factor >= 1.0 && out.keep_factor <= 100.0))
+          return error(v.source(), "ise.keep_factor must be in [1, 100]");
+      } else if (key == "per_provider") {
+        IDN_ASSIGN_OR_RETURN(out.per_provider, boolean(v, "ise.per_provider"));
       } else {
         return error(k.source(),
                      fmt::format("unknown key 'ise.{}' (known: {})", key, join(kIseKeys)));

@@ -75,6 +75,9 @@
 //   min_service_period_s = 300              # T_s: a service runs this long before a swap-out
 //   need_idle_s = 120                       # a service leaves our need list, and a peer's
 //                                           #   requests stop counting, this long after use
+//   keep_factor = 1.0                       # past T_s a hosted service gives way only to one
+//                                           #   scoring more than this times its score
+//   per_provider = true                     # score a service's demand per provider we know
 //   [relay]                                 # circuit relay v2 for peers that cannot listen
 //   enabled = true
 //   max_reservations = 128                  # peers holding a slot at once
@@ -177,6 +180,8 @@ struct IseConfig {
   uint64_t memory_budget_mb = 0;
   std::chrono::seconds min_service_period{300};
   std::chrono::seconds need_idle{120};
+  double keep_factor = 1.0;  // ise::QueueConfig::keep_factor, in [1, 100]
+  bool per_provider = true;  // ise::QueueConfig::per_provider
 };
 
 struct SwapNodeConfig {

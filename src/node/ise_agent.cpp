@@ -28,6 +28,8 @@ Result<std::unique_ptr<IseAgent>> IseAgent::create(p2p::asio::any_io_executor ex
   }
   qc.min_service_period = config.min_service_period;
   qc.need_idle = config.need_idle;
+  qc.keep_factor = config.keep_factor;
+  qc.per_provider = config.per_provider;
   IDN_RETURN_IF_ERROR(qc.validate());
   return std::unique_ptr<IseAgent>(new IseAgent(std::move(ex), config, qc, derive, models, swap));
 }
@@ -39,12 +41,13 @@ IseAgent::IseAgent(p2p::asio::any_io_executor ex, IseConfig config, ise::QueueCo
       queue_(qc),
       models_(models),
       swap_(swap),
+      needs_(qc.need_idle),
       step_done_(ex),
       next_init_id_(std::random_device{}()),
       init_answered_(ex) {}
 
 void IseAgent::used(const core::Multihash& service) {
-  used_[service] = Clock::now();
+  needs_.used(service.bytes(), Clock::now());
 }
 
 void IseAgent::requested(const identity::PeerId& peer, const core::Multihash& service) {
@@ -54,9 +57,11 @@ void IseAgent::requested(const identity::PeerId& peer, const core::Multihash& se
 ise::ServiceQueue::Weight IseAgent::refresh_demand() {
   const swap::Config& sc = swap_.swap().config();
   weights_.clear();
+  ise::ServiceQueue::ProviderCounts providers;  // Online peers' have lists
   for (const swap::PeerSnapshot& p : swap_.swap().snapshot()) {
     if (p.state == swap::PeerState::kOnline) {
-      queue_.set_need_list(p.peer, p.need_list);
+      queue_.set_need_list(p.peer, p.need_list, p.need_counts);
+      for (const Bytes& s : p.have_list) ++providers[s];
     } else {
       // Its need list no longer counts; its requests (an InitRequest too) still do until they
       // fade. (forget_peer would drop those as well, and a peer that never opened a ComputeSwap
@@ -65,6 +70,7 @@ ise::ServiceQueue::Weight IseAgent::refresh_demand() {
     }
     weights_[p.peer] = swap::need_weight(p.credit, p.debt, sc.grace_ops);  // §7.4's r_i
   }
+  queue_.set_providers(std::move(providers));
   return weight();
 }
 
@@ -198,13 +204,22 @@ p2p::awaitable<void> IseAgent::do_step() {
   // Bitswap want list leaves out the blocks we have). A node that hosts what it uses is no
   // demand for others; counting it made every node host the most used services, which then
   // nobody asked anyone for (docs/results.md, the simulator).
-  std::erase_if(used_, [&](const auto& u) { return now - u.second >= queue_.config().need_idle; });
-  std::vector<core::Multihash> need;
-  for (const auto& [s, _] : used_)
-    if (!models_.hosts(s)) need.push_back(s);
-  if (need != need_list_) {
-    need_list_ = need;
-    swap_.set_need_list(need_list_);
+  // Sent when its set changes or a count moves by a factor of two (ise::NeedLog), as the
+  // simulator does.
+  auto hosted_here = [this](const Bytes& b) {
+    auto id = core::Multihash::from_bytes(b);
+    return id.ok() && models_.hosts(*id);
+  };
+  if (auto need = needs_.to_send(now, hosted_here)) {
+    std::vector<core::Multihash> ids;
+    std::vector<uint32_t> counts;
+    for (size_t i = 0; i < need->services.size(); ++i) {
+      auto id = core::Multihash::from_bytes(need->services[i]);
+      if (!id.ok()) continue;
+      ids.push_back(*id);
+      counts.push_back(need->counts[i]);
+    }
+    swap_.set_need_list(ids, std::move(counts));
   }
   // What is hosted, as ModelHost knows it (the operator may publish or host at any time).
   std::vector<HostedService> hosted = models_.hosted();
@@ -319,6 +334,8 @@ nlohmann::json IseAgent::status_json() {
     nlohmann::json j = {{"service_id", id.ok() ? ise::service_id_text(*id) : std::string("?")},
                         {"score", e.score},
                         {"peers", e.peers},
+                        {"requests", e.requests},
+                        {"providers", e.providers},
                         {"pinned", e.pinned},
                         {"hosted", e.hosted},
                         {"why", e.why}};
@@ -326,8 +343,14 @@ nlohmann::json IseAgent::status_json() {
       j["hosted_for_s"] = std::chrono::duration<double>(now - *e.hosted_since).count();
     queue.push_back(std::move(j));
   }
-  nlohmann::json need = nlohmann::json::array();
-  for (const auto& s : need_list_) need.push_back(ise::service_id_text(s));
+  // Our need list as last sent, and its counts (requests within need_idle) in the same order.
+  nlohmann::json need = nlohmann::json::array(), need_counts = nlohmann::json::array();
+  const ise::NeedLog::List& sent = needs_.sent();
+  for (size_t i = 0; i < sent.services.size(); ++i) {
+    auto id = core::Multihash::from_bytes(sent.services[i]);
+    need.push_back(id.ok() ? ise::service_id_text(*id) : std::string("?"));
+    need_counts.push_back(sent.counts[i]);
+  }
   nlohmann::json k_rule = {{"derived", capacity_.has_value()}};
   if (capacity_) {
     // Before the first round: the cores bound alone.
@@ -353,7 +376,10 @@ nlohmann::json IseAgent::status_json() {
           {"k_rule", std::move(k_rule)},
           {"min_service_period_s", queue_.config().min_service_period.count()},
           {"need_idle_s", queue_.config().need_idle.count()},
+          {"keep_factor", queue_.config().keep_factor},
+          {"per_provider", queue_.config().per_provider},
           {"need_list", std::move(need)},
+          {"need_counts", std::move(need_counts)},
           {"queue", std::move(queue)},
           {"started", stats_.started},
           {"stopped", stats_.stopped},

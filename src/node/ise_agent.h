@@ -1,7 +1,8 @@
 // The Inference Service Engine on a running node (§7.4): feeds ise::ServiceQueue with demand
-// (peers' need lists, which ComputeSwap receives, and the requests peers send us), weights each
-// peer by 1 + our debt ratio towards it, keeps our own need list (the services our sessions
-// used within need_idle that we do not host), and with [ise] auto_host carries out the queue's plan
+// (peers' need lists with their counts, which ComputeSwap receives, and the requests peers send
+// us), weights each peer by 1 + our debt ratio towards it, keeps our own need list (the services
+// our sessions used within need_idle that we do not host, each with its number of requests; sent
+// by ise::NeedLog's rule), and with [ise] auto_host carries out the queue's plan
 // through ModelHost: initModel for what came into the top k, teardown for what dropped out.
 // With [ise] k = 0 the agent derives k each round (ise::derive_k: cores, the memory budget and
 // the services' costs from their descriptors) and starts no more than that.
@@ -59,7 +60,8 @@ class IseAgent {
                                                   ise::Capacity capacity, ModelHost& models,
                                                   SwapAgent& swap);
 
-  // Our sessions used `service`: it joins our need list until need_idle passes without use.
+  // Our sessions used `service` (once per request): it joins our need list until need_idle
+  // passes without use, and its count is the uses within need_idle.
   void used(const core::Multihash& service);
   // A peer asked us for `service` (admitted or refused): demand until need_idle passes.
   void requested(const identity::PeerId& peer, const core::Multihash& service);
@@ -107,8 +109,7 @@ class IseAgent {
   ise::ServiceQueue queue_;
   ModelHost& models_;
   SwapAgent& swap_;
-  std::map<core::Multihash, std::chrono::steady_clock::time_point> used_;
-  std::vector<core::Multihash> need_list_;
+  ise::NeedLog needs_;
   std::map<core::Multihash, std::chrono::steady_clock::time_point> failed_;
   std::map<Bytes, double> weights_;
   IseStats stats_;

@@ -91,7 +91,8 @@ class SwapAgent final : public serve::Admission,
   std::vector<identity::PeerId> online_peers();
   // Our need list (the services our sessions use): sent to every Online peer now and to each
   // new one.
-  void set_need_list(const std::vector<core::Multihash>& services);
+  void set_need_list(const std::vector<core::Multihash>& services,
+                     std::vector<uint32_t> counts = {});
   // Our have list (the services we host): sent to every Online peer now and to each new one.
   void set_have_list(const std::vector<core::Multihash>& services);
   // Connected peers, Online with us, whose have list names `service` and that neither ignore

@@ -411,7 +411,10 @@ Bytes encode(const SwapMessage& m) {
                    ledger_to_pb(o.ledger, pb.mutable_open()->mutable_ledger());
                    pb.mutable_open()->set_reply(o.reply);
                  },
-                 [&](const NeedList& n) { ids_to_pb(n.service_ids, pb.mutable_need_list()); },
+                 [&](const NeedList& n) {
+                   ids_to_pb(n.service_ids, pb.mutable_need_list());
+                   for (uint32_t c : n.counts) pb.mutable_need_list()->add_counts(c);
+                 },
                  [&](const HaveList& h) { ids_to_pb(h.service_ids, pb.mutable_have_list()); },
                  [&](const SwapClose& c) {
                    pb.mutable_close()->set_final(c.final);
@@ -468,7 +471,17 @@ Result<SwapMessage> decode_swap(ByteView payload, const DecodeLimits& limits) {
     }
     case v1::SwapMessage::kNeedList: {
       IDN_ASSIGN_OR_RETURN(auto ids, ids_from_pb(pb.need_list(), "need_list", limits));
-      return SwapMessage{NeedList{std::move(ids)}};
+      const auto& counts = pb.need_list().counts();
+      if (!counts.empty() && static_cast<size_t>(counts.size()) != ids.size()) {
+        return bad(
+            fmt::format("need_list has {} counts for {} service IDs", counts.size(), ids.size()));
+      }
+      for (uint32_t c : counts) {
+        if (c == 0 || c > kMaxNeedCount)
+          return bad(fmt::format("need_list count {} is outside 1..{}", c, kMaxNeedCount));
+      }
+      return SwapMessage{
+          NeedList{std::move(ids), std::vector<uint32_t>(counts.begin(), counts.end())}};
     }
     case v1::SwapMessage::kHaveList: {
       IDN_ASSIGN_OR_RETURN(auto ids, ids_from_pb(pb.have_list(), "have_list", limits));

@@ -42,9 +42,15 @@ struct SwapOpen {
 
 // Service IDs are multihash bytes (of the service descriptor). The lists are shared, not
 // copied, between the messages and peers that carry them.
+// counts[i]: the sender's requests for service_ids[i] within its need-idle window, 1..
+// kMaxNeedCount; empty (as older peers send it) means 1 each.
+inline constexpr uint32_t kMaxNeedCount = 1u << 20;
 struct NeedList {
   BytesList service_ids;
+  CountList counts = {};
   bool operator==(const NeedList&) const = default;
+  // The count for service_ids[i] (1 when the sender sent none).
+  uint32_t count(size_t i) const { return counts.empty() ? 1 : counts[i]; }
 };
 
 struct HaveList {

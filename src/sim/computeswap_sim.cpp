@@ -54,6 +54,7 @@ Status ComputeSwapScenario::validate() const {
   if (!(min_service_s >= 0 && min_service_s <= 24 * 3600))
     return bad("min service period (T_s) must be 0..86400 s");
   if (!secs(need_idle_s, 24 * 3600)) return bad("need idle must be in (0, 86400] s");
+  if (!(keep_factor >= 1 && keep_factor <= 100)) return bad("keep factor must be in [1, 100]");
   if (!(init_s >= 0 && init_s <= 3600)) return bad("init time must be 0..3600 s");
   if (!secs(ise_tick_s, 3600)) return bad("ISE tick must be in (0, 3600] s");
   if (candidates < 1 || candidates > 64) return bad("candidates must be 1..64");
@@ -180,9 +181,9 @@ struct SimPeer {
   std::set<uint32_t> hosted, starting;
   // Its side of its connections: peer -> last request or answer on it.
   std::unordered_map<uint32_t, Time> connected;
-  std::map<uint32_t, Time> used;              // its own need list: service -> last request
+  // Its own need list, with counts (need_idle set in init).
+  ise::NeedLog needs{std::chrono::seconds(120)};
   std::unordered_map<uint32_t, Known> known;  // service -> providers it looked up
-  bool need_changed = false;
   bool online = true;
   uint32_t epoch = 0;  // bumped when it leaves: its pending ISE starts are void
   uint32_t requests_made = 0;
@@ -441,6 +442,8 @@ Status World::init() {
                             : PeerKind::kCooperator;
     p->rng.seed(rng_());
     p->draws.seed(rng_());
+    p->needs =
+        ise::NeedLog(std::chrono::seconds(std::max<int64_t>(1, std::llround(s_.need_idle_s))));
     seeds[i].resize(32);
     for (auto& b : seeds[i]) b = uint8_t(rng_());
     out_.peers[size_t(p->kind)]++;
@@ -575,6 +578,8 @@ std::unique_ptr<ise::ServiceQueue> World::new_queue(uint32_t i) {
   qc.k = s_.script && s_.script->peers[i].k ? s_.script->peers[i].k : s_.k;
   qc.min_service_period = std::chrono::seconds(int64_t(std::llround(s_.min_service_s)));
   qc.need_idle = std::chrono::seconds(std::max<int64_t>(1, std::llround(s_.need_idle_s)));
+  qc.keep_factor = s_.keep_factor;
+  qc.per_provider = s_.per_provider;
   auto q = std::make_unique<ise::ServiceQueue>(qc);
   for (uint32_t k : peer(i).pinned) q->pin(service_ids_[k]);
   return q;
@@ -633,8 +638,7 @@ void World::leave(uint32_t i) {
   P.starting.clear();
   P.online = false;
   P.epoch++;
-  P.used.clear();
-  P.need_changed = true;
+  P.needs.clear();
   if (P.queue) P.queue = new_queue(i);  // a restarted node's ISE starts empty
   std::exponential_distribution<double> away(1.0 / (s_.offline_min * 60));
   part(i).q.after(seconds(away(P.draws)), [this, i] { join(i); });
@@ -678,7 +682,6 @@ void World::start_hosting(uint32_t i, uint32_t k) {
   SimPeer& P = peer(i);
   if (!P.hosted.insert(k).second) return;
   part(i).host_changes.push_back({i, k, true});
-  P.need_changed = true;
   if (P.queue) P.queue->started(service_ids_[k], now(i));
   publish_have_list(i);
 }
@@ -687,31 +690,28 @@ void World::stop_hosting(uint32_t i, uint32_t k) {
   SimPeer& P = peer(i);
   if (!P.hosted.erase(k)) return;
   part(i).host_changes.push_back({i, k, false});
-  P.need_changed = true;
   if (P.queue) P.queue->stopped(service_ids_[k]);
   publish_have_list(i);
 }
 
 void World::ise_step(uint32_t i) {
   SimPeer& P = peer(i);
-  // Our need list: the services we asked for within need_idle and do not host (the node's
-  // ISE round keeps it the same way; ComputeSwap sends it to our Online peers on a change).
+  // Our need list: the services we asked for within need_idle and do not host, with our
+  // requests for each, sent on the node's rule (ise::NeedLog: a change of the set, or a count
+  // moved by a factor of two); ComputeSwap sends it to our Online peers.
   const Time t = now(i);
-  const size_t before = P.used.size();
-  std::erase_if(P.used, [&](const auto& u) { return t - u.second >= seconds(s_.need_idle_s); });
-  if (P.need_changed || P.used.size() != before) {
-    std::vector<uint32_t> need;
-    for (const auto& [k, _] : P.used)
-      if (!P.hosted.count(k)) need.push_back(k);
-    P.swap->set_need_list(id_list(std::move(need)));
-    P.need_changed = false;
-  }
+  auto hosted_here = [this, &P](const Bytes& b) {
+    return P.hosted.count(service_index_.at(b)) > 0;
+  };
+  if (auto need = P.needs.to_send(t, hosted_here))
+    P.swap->set_need_list(std::move(need->services), std::move(need->counts));
   if (!P.queue || !P.auto_host) return;
   const uint64_t grace = s_.swap.grace_ops;
   auto weight = [&P, grace](const Bytes& id) {  // §7.4's r_i, as the node's ISE takes it
     const swap::ComputeSwap::Standing st = P.swap->standing(id);
     return swap::need_weight(st.credit, st.debt, grace);
   };
+  if (s_.per_provider) P.queue->set_providers(P.swap->have_counts());
   const ise::ServiceQueue::Plan plan = P.queue->plan(weight, t);
   for (const Bytes& b : plan.stop) {
     ++part(i).ise_stops;
@@ -769,11 +769,7 @@ void World::make_request(uint32_t r, uint32_t service) {
   req->ops = service_ops_[req->service];
   req->minute = minute(t);
   if (after_warmup(t)) part(r).service_requests[req->service]++;
-  if (R.used.emplace(req->service, t).second) {
-    R.need_changed = true;
-  } else {
-    R.used[req->service] = t;
-  }
+  R.needs.used(service_ids_[req->service], t);
   if (R.hosted.count(req->service)) {  // a node does not ask others for what it serves
     count(r, req->minute).local++;
     return;
@@ -1021,7 +1017,7 @@ void World::receive(uint32_t from, uint32_t to, std::vector<swap::Action>& actio
                     P.swap->on_open(id, m);
                   } else if constexpr (std::is_same_v<M, protocol::NeedList>) {
                     P.swap->on_need_list(id, m);
-                    if (P.queue) P.queue->share_need_list(id, m.service_ids);
+                    if (P.queue) P.queue->share_need_list(id, m.service_ids, m.counts);
                   } else if constexpr (std::is_same_v<M, protocol::HaveList>) {
                     P.swap->on_have_list(id, m);
                   } else if constexpr (std::is_same_v<M, protocol::SwapClose>) {

@@ -64,6 +64,8 @@ struct ComputeSwapScenario {
   size_t publishers = 2;        // cooperators that publish (pin) each service from the start
   double min_service_s = 300;   // T_s
   double need_idle_s = 120;     // need lists and request demand fade after this
+  double keep_factor = 1.0;     // ISE hysteresis (ise::QueueConfig::keep_factor)
+  bool per_provider = true;     // ISE: demand per known provider (ise::QueueConfig)
   double init_s = 10;           // initModel: find, fetch, verify, load
   double ise_tick_s = 60;       // how often each peer's ISE plans (a node: every second)
   size_t known_providers = 20;  // providers a requester caches per service

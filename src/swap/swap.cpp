@@ -81,7 +81,7 @@ std::chrono::nanoseconds ComputeSwap::list_period() {
 }
 
 void ComputeSwap::send_lists(ByteView id, Peer& p) {
-  actions_.push_back(SendSwap{to_bytes(id), protocol::NeedList{need_list_}});
+  actions_.push_back(SendSwap{to_bytes(id), protocol::NeedList{need_list_, need_counts_}});
   actions_.push_back(SendSwap{to_bytes(id), protocol::HaveList{have_list_}});
   p.next_lists = clock_.now() + list_period();
 }
@@ -144,6 +144,7 @@ void ComputeSwap::close(ByteView id, Peer& p, bool final, std::string reason) {
   p.state = PeerState::kClose;
   p.agreed = false;
   p.need_list.clear();
+  p.need_counts.clear();
   p.have_list.clear();
   p.reason = std::move(reason);
 }
@@ -181,6 +182,7 @@ void ComputeSwap::on_disconnected(ByteView id) {
   p.connected = false;
   p.agreed = false;
   p.need_list.clear();
+  p.need_counts.clear();
   p.have_list.clear();
   if (p.state != PeerState::kIgnore) p.state = PeerState::kClose;
 }
@@ -268,7 +270,9 @@ Status ComputeSwap::on_evidence(ByteView id, const Evidence& theirs) {
 }
 
 void ComputeSwap::on_need_list(ByteView id, const protocol::NeedList& l) {
-  peer(id).need_list = l.service_ids;
+  Peer& p = peer(id);
+  p.need_list = l.service_ids;
+  p.need_counts = l.counts;  // decode_swap checked its length
 }
 
 void ComputeSwap::on_have_list(ByteView id, const protocol::HaveList& l) {
@@ -280,16 +284,19 @@ void ComputeSwap::on_close(ByteView id, bool final) {
   p.state = PeerState::kClose;
   p.agreed = false;
   p.need_list.clear();
+  p.need_counts.clear();
   p.have_list.clear();
   p.reason = final ? "peer shut down" : "peer closed (idle)";
 }
 
-void ComputeSwap::set_need_list(std::vector<Bytes> services) {
-  if (need_list_ == services) return;
+void ComputeSwap::set_need_list(std::vector<Bytes> services, std::vector<uint32_t> counts) {
+  if (!counts.empty() && counts.size() != services.size()) counts.clear();  // a caller's bug
+  if (need_list_ == services && need_counts_ == counts) return;
   need_list_ = BytesList(std::move(services));
+  need_counts_ = CountList(std::move(counts));
   for (const auto& it : awake_) {  // every Online peer is awake
     if (it->second.state == PeerState::kOnline) {
-      actions_.push_back(SendSwap{it->first, protocol::NeedList{need_list_}});
+      actions_.push_back(SendSwap{it->first, protocol::NeedList{need_list_, need_counts_}});
     }
   }
 }
@@ -530,6 +537,16 @@ std::vector<Bytes> ComputeSwap::peers_having(ByteView service) {
   return out;
 }
 
+std::unordered_map<Bytes, size_t, BytesHash, BytesEqual> ComputeSwap::have_counts() const {
+  std::unordered_map<Bytes, size_t, BytesHash, BytesEqual> out;
+  for (const auto* it : awake_) {  // every Online peer is awake
+    const Peer& p = it->second;
+    if (!p.connected || p.state != PeerState::kOnline) continue;
+    for (const Bytes& s : p.have_list) ++out[s];
+  }
+  return out;
+}
+
 void ComputeSwap::blacklist(ByteView id, std::string reason) {
   blacklist_.insert(to_bytes(id));
   Peer& p = peer(id);
@@ -584,6 +601,7 @@ PeerSnapshot ComputeSwap::snapshot(ByteView id) {
   s.challenges_failed = p.failed;
   s.suspicious = p.suspicious;
   s.need_list = p.need_list.get();
+  s.need_counts = p.need_counts.get();
   s.have_list = p.have_list.get();
   s.reason = p.reason;
   return s;

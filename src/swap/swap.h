@@ -104,7 +104,8 @@ struct PeerSnapshot {
   uint64_t served = 0, refused = 0;      // its requests we admitted / refused
   uint64_t challenges_passed = 0, challenges_failed = 0, suspicious = 0;
   std::vector<Bytes> need_list, have_list;
-  std::string reason;  // the last refusal, contempt or close reason
+  std::vector<uint32_t> need_counts;  // the peer's requests per need_list entry; empty: 1 each
+  std::string reason;                 // the last refusal, contempt or close reason
 };
 
 class ComputeSwap {
@@ -146,8 +147,9 @@ class ComputeSwap {
   void on_need_list(ByteView peer, const protocol::NeedList& l);
   void on_have_list(ByteView peer, const protocol::HaveList& l);
   void on_close(ByteView peer, bool final);
-  // Our own lists changed: sent to every Online peer.
-  void set_need_list(std::vector<Bytes> services);
+  // Our own lists changed: sent to every Online peer. `counts`: our requests per service
+  // within the need-idle window (ise::NeedLog), same order; empty: 1 each.
+  void set_need_list(std::vector<Bytes> services, std::vector<uint32_t> counts = {});
   void set_have_list(std::vector<Bytes> services);
   void shutdown();
   // Timers: ignore periods, idle close (T_c), receipt timeouts, list refresh.
@@ -184,6 +186,9 @@ class ComputeSwap {
   // Connected peers in Online whose last have list names `service` (§7.4): providers known
   // without a DHT lookup. Peers that ignore or blacklisted us are left out (provider_score).
   std::vector<Bytes> peers_having(ByteView service);
+  // Per service, how many connected Online peers' last have lists name it: the providers we
+  // know of without a DHT lookup (the ISE's demand per provider, ise::QueueConfig).
+  std::unordered_map<Bytes, size_t, BytesHash, BytesEqual> have_counts() const;
 
   // ---- lists ----
   bool is_trusted(ByteView peer) const;
@@ -205,6 +210,7 @@ class ComputeSwap {
     Time open_sent{};                // our last Open; resent after kOpenRetry while still in Open
     bool awake = false;              // listed in awake_
     BytesList need_list, have_list;  // the peer's, shared with the messages that carried them
+    CountList need_counts;           // with need_list (empty: 1 each)
     uint64_t served = 0, refused = 0, passed = 0, failed = 0, suspicious = 0;
     std::string reason;
   };
@@ -238,6 +244,7 @@ class ComputeSwap {
   std::map<Bytes, Checkpoint, BytesLess> proposals_;
   // Ours: one copy, shared by every message that sends it.
   BytesList need_list_, have_list_;
+  CountList need_counts_;
   std::vector<Action> actions_;
 };
 

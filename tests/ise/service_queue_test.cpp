@@ -74,6 +74,114 @@ TEST(ServiceQueue, ASharedNeedListCountsLikeACopiedOneInAnyOrder) {
   EXPECT_EQ(q.ranking(weights({}), t0)[0].peers, 1u);
 }
 
+TEST(ServiceQueue, EachPeerCountsWithItsVolume) {
+  // s = Σ w_i · c_i: c_i is the count in i's need list or the requests we saw from i within
+  // need_idle, whichever is larger; a list without counts (an older peer) counts 1 each.
+  ServiceQueue q(config(1));
+  q.set_need_list(id('a'), {id('X'), id('Y')}, {10, 1});
+  q.set_need_list(id('b'), {id('Y')});  // no counts
+  q.set_need_list(id('c'), {id('Y')}, {2});
+  auto r = q.ranking(weights({{'a', 0.5}}), t0);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].service, id('X'));
+  EXPECT_DOUBLE_EQ(r[0].score, 5.0);
+  EXPECT_EQ(r[0].requests, 10u);
+  EXPECT_EQ(r[0].peers, 1u);
+  EXPECT_DOUBLE_EQ(r[1].score, 0.5 + 1 + 2);
+  EXPECT_EQ(r[1].requests, 4u);
+  EXPECT_EQ(r[1].peers, 3u);
+  // b's four requests for Y within need_idle outcount its list's 1; c's one does not its 2.
+  for (auto t : {t0 - 20s, t0 - 10s, t0 - 5s, t0}) q.on_request(id('b'), id('Y'), t);
+  q.on_request(id('c'), id('Y'), t0);
+  r = q.ranking(weights({{'a', 0.5}}), t0);
+  EXPECT_EQ(r[0].service, id('Y'));
+  EXPECT_DOUBLE_EQ(r[0].score, 0.5 + 4 + 2);
+  // Requests older than need_idle (30 s) stop counting one by one.
+  r = q.ranking(weights({{'a', 0.5}}), t0 + 21s);
+  EXPECT_DOUBLE_EQ(find(r, 'Y')->score, 0.5 + 2 + 2);
+  // Counts of another length than the list are ignored (1 each); duplicates keep the larger.
+  q.set_need_list(id('a'), {id('X'), id('Y')}, {7});
+  q.set_need_list(id('c'), {id('Y'), id('Y')}, {3, 5});
+  r = q.ranking({}, t0 + 40s);
+  EXPECT_DOUBLE_EQ(find(r, 'X')->score, 1);
+  EXPECT_DOUBLE_EQ(find(r, 'Y')->score, 1 + 1 + 5);
+}
+
+TEST(ServiceQueue, AHostedServiceGivesWayOnlyToOneScoringKeepFactorTimesMore) {
+  QueueConfig c = config(1);
+  c.keep_factor = 1.5;
+  ServiceQueue q(c);
+  q.set_need_list(id('a'), {id('X')}, {10});
+  for (const Bytes& s : q.plan({}, t0).start) q.started(s, t0);
+  ASSERT_TRUE(q.hosted(id('X')));
+  // Past T_s, Y scores 14 against X's 10: less than 1.5 times, X keeps its slot.
+  q.set_need_list(id('b'), {id('Y')}, {14});
+  auto plan = q.plan({}, t0 + 61s);
+  EXPECT_TRUE(plan.stop.empty());
+  EXPECT_TRUE(plan.start.empty());
+  EXPECT_EQ(find(q.ranking({}, t0 + 61s), 'X')->why,
+            "rank 1 of the top 1 (hosted: ranked at 1.5 x its score)");
+  // 16 is more than 1.5 times 10: swapped.
+  q.set_need_list(id('b'), {id('Y')}, {16});
+  plan = q.plan({}, t0 + 61s);
+  EXPECT_EQ(plan.stop, std::vector<Bytes>{id('X')});
+  EXPECT_EQ(plan.start, std::vector<Bytes>{id('Y')});
+  // Without demand a hosted service has nothing to multiply.
+  q.set_need_list(id('a'), {});
+  q.set_need_list(id('b'), {});
+  EXPECT_EQ(q.plan({}, t0 + 61s).stop, std::vector<Bytes>{id('X')});
+  c.keep_factor = 0.5;
+  EXPECT_FALSE(c.validate().is_ok());
+}
+
+TEST(ServiceQueue, PerProviderDividesDemandByTheProvidersWeKnow) {
+  QueueConfig c = config(1);
+  c.per_provider = true;
+  ServiceQueue q(c);
+  q.set_need_list(id('a'), {id('X'), id('Y')}, {12, 5});
+  EXPECT_EQ(q.plan({}, t0).start, std::vector<Bytes>{id('X')});
+  // Three peers already host X: 12 / 4 = 3 per provider, Y's 5 / 1 is more.
+  q.set_providers({{id('X'), 3}});
+  auto r = q.ranking({}, t0);
+  EXPECT_EQ(r[0].service, id('Y'));
+  EXPECT_DOUBLE_EQ(find(r, 'X')->score, 3);
+  EXPECT_EQ(find(r, 'X')->providers, 3u);
+  EXPECT_EQ(find(r, 'X')->requests, 12u);
+  EXPECT_EQ(q.plan({}, t0).start, std::vector<Bytes>{id('Y')});
+}
+
+TEST(NeedLog, CountsUsesWithinNeedIdleAndSendsOnASetChangeOrAFactorOfTwo) {
+  NeedLog log(30s);
+  auto none = [](const Bytes&) { return false; };
+  EXPECT_FALSE(log.to_send(t0, none));  // empty, as last sent (nothing)
+  log.used(id('Y'), t0);
+  log.used(id('X'), t0);
+  auto l = log.to_send(t0, none);  // the set changed
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->services, (std::vector<Bytes>{id('X'), id('Y')}));  // byte order
+  EXPECT_EQ(l->counts, (std::vector<uint32_t>{1, 1}));
+  EXPECT_FALSE(log.to_send(t0, none));
+  log.used(id('X'), t0 + 1s);  // X: 2, twice what was sent
+  l = log.to_send(t0 + 1s, none);
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->counts, (std::vector<uint32_t>{2, 1}));
+  log.used(id('X'), t0 + 2s);  // 3: less than twice 2, not sent
+  EXPECT_FALSE(log.to_send(t0 + 2s, none));
+  EXPECT_EQ(log.list(t0 + 2s, none).counts, (std::vector<uint32_t>{3, 1}));
+  // What we host leaves the list (a set change).
+  l = log.to_send(t0 + 2s, [](const Bytes& s) { return s == id('X'); });
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->services, std::vector<Bytes>{id('Y')});
+  EXPECT_EQ(log.sent(), *l);
+  // Uses older than need_idle fade: at t0 + 30 s Y's only use and X's first have gone.
+  l = log.to_send(t0 + 30s, none);
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->services, std::vector<Bytes>{id('X')});
+  EXPECT_EQ(l->counts, std::vector<uint32_t>{2});
+  log.clear();
+  EXPECT_TRUE(log.list(t0 + 30s, none).services.empty());
+}
+
 TEST(ServiceQueue, OnePeerWeOweOutranksTwoStrangers) {
   ServiceQueue q(config(1));
   q.set_need_list(id('a'), {id('X')});

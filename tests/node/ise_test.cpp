@@ -124,6 +124,12 @@ TEST(Ise, DemandFromThreePeersMakesTheFourthHostTheServiceUntilTheDemandStops) {
   EXPECT_EQ(status["ise"]["started"], 1);
   ASSERT_FALSE(status["ise"]["queue"].empty());
   EXPECT_EQ(status["ise"]["queue"][0]["why"], "rank 1 of the top 1");
+  // Each peer's demand counts its volume (c_i >= 1), and a need list comes with its counts.
+  const auto& top = status["ise"]["queue"][0];
+  EXPECT_GE(top["requests"].get<double>(), top["peers"].get<double>()) << top.dump();
+  EXPECT_TRUE(top.contains("providers")) << top.dump();
+  auto c1_ise = status_of(c1)["ise"];
+  EXPECT_EQ(c1_ise["need_counts"].size(), c1_ise["need_list"].size()) << c1_ise.dump();
 
   // The demand stops: need lists fade after need_idle (1 s), then T_s (3 s) ends H's service.
   const auto stopped_asking = std::chrono::steady_clock::now();

@@ -42,6 +42,7 @@ TEST(Messages, EverySwapMessageRoundTrips) {
   expect_round_trip(SwapMessage{SwapOpen{}}, decode_swap);
   expect_round_trip(SwapMessage{NeedList{{id(1), id(2)}}}, decode_swap);
   expect_round_trip(SwapMessage{NeedList{}}, decode_swap);
+  expect_round_trip(SwapMessage{NeedList{{id(1), id(2)}, {7, kMaxNeedCount}}}, decode_swap);
   expect_round_trip(SwapMessage{HaveList{{id(3)}}}, decode_swap);
   expect_round_trip(SwapMessage{SwapClose{true, "shutting down"}}, decode_swap);
   expect_round_trip(SwapMessage{SwapClose{false, ""}}, decode_swap);
@@ -357,6 +358,37 @@ TEST(Messages, ListsLongerThanTheLimitAreRejected) {
 
   NeedList big_id{{Bytes(200, 1)}};
   EXPECT_FALSE(decode_swap(encode(SwapMessage{big_id})).ok());
+}
+
+TEST(Messages, NeedListCountsGoWithTheirServices) {
+  // An older peer sends no counts: 1 each.
+  auto old = decode_swap(encode(SwapMessage{NeedList{{id(1), id(2)}}}));
+  ASSERT_TRUE(old.ok());
+  const auto& n = std::get<NeedList>(*old);
+  EXPECT_TRUE(n.counts.empty());
+  EXPECT_EQ(n.count(0), 1u);
+  EXPECT_EQ(n.count(1), 1u);
+  auto with = decode_swap(encode(SwapMessage{NeedList{{id(1), id(2)}, {3, 40}}}));
+  ASSERT_TRUE(with.ok());
+  EXPECT_EQ(std::get<NeedList>(*with).count(1), 40u);
+
+  // Counts that do not line up with the IDs, a zero, or more than kMaxNeedCount: refused.
+  auto refused = [](std::vector<uint32_t> counts) {
+    v1::SwapMessage pb;
+    for (uint8_t t : {1, 2}) {
+      Bytes b = id(t);
+      pb.mutable_need_list()->add_service_ids(std::string(b.begin(), b.end()));
+    }
+    for (uint32_t c : counts) pb.mutable_need_list()->add_counts(c);
+    const std::string wire = pb.SerializeAsString();
+    auto r = decode_swap(ByteView(reinterpret_cast<const uint8_t*>(wire.data()), wire.size()));
+    return r.ok() ? std::string() : r.status().message();
+  };
+  EXPECT_EQ(refused({1, 2}), "");
+  EXPECT_NE(refused({1}).find("1 counts for 2 service IDs"), std::string::npos) << refused({1});
+  EXPECT_NE(refused({1, 2, 3}).find("3 counts for 2"), std::string::npos);
+  EXPECT_NE(refused({0, 2}).find("count 0 is outside"), std::string::npos);
+  EXPECT_NE(refused({1, kMaxNeedCount + 1}).find("outside 1.."), std::string::npos);
 }
 
 TEST(Messages, ProgressWithoutOutputIsOnlyValidForErrors) {

@@ -133,6 +133,17 @@ TEST_F(SwapTest, ListsAreResentOnChangeAndPeriodically) {
   EXPECT_EQ(messages<protocol::NeedList>(a.swap->take_actions()).size(), 1u);
   a.swap->set_need_list({kService});  // unchanged: nothing sent
   EXPECT_TRUE(a.swap->take_actions().empty());
+  // A new count is a change: sent with the counts, which the receiver keeps with the list.
+  a.swap->set_need_list({kService}, {5});
+  auto sent = messages<protocol::NeedList>(a.swap->take_actions());
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].counts, std::vector<uint32_t>{5});
+  b.swap->on_need_list(a.id, sent[0]);
+  EXPECT_EQ(b.swap->snapshot(a.id).need_counts, std::vector<uint32_t>{5});
+  b.swap->on_have_list(a.id, protocol::HaveList{{kService}});
+  EXPECT_EQ(b.swap->have_counts().at(kService), 1u);
+  a.swap->set_need_list({kService});  // back to no counts (1 each): a change too
+  EXPECT_EQ(messages<protocol::NeedList>(a.swap->take_actions()).size(), 1u);
   // The refresh period is drawn in [0.5, 1.5] x 60 s (draws are 0 here: 30 s).
   clock_.advance(29s);
   a.swap->accept_message(b.id);
