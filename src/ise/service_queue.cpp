@@ -248,10 +248,6 @@ ServiceQueue::Plan ServiceQueue::plan(const Weight& weight, Time now) {
   return p;
 }
 
-}  // namespace idn::ise
-
-namespace idn::ise {
-
 void NeedLog::used(const Bytes& service, Time now) {
   std::vector<Time>& t = uses_[service];
   if (t.size() >= kMaxCount) t.erase(t.begin());

@@ -8,6 +8,7 @@
 #include "ise/service_descriptor.h"
 #include "node/model_host.h"
 #include "node/swap_agent.h"
+#include "protocol/messages.h"
 #include "swap/strategy.h"
 
 namespace idn::node {
@@ -54,14 +55,15 @@ void IseAgent::requested(const identity::PeerId& peer, const core::Multihash& se
   queue_.on_request(peer.bytes(), service.bytes(), Clock::now());
 }
 
+// ise/ does not depend on protocol/: the need log's bound and the wire's are one number.
+static_assert(ise::NeedLog::kMaxCount == protocol::kMaxNeedCount);
+
 ise::ServiceQueue::Weight IseAgent::refresh_demand() {
   const swap::Config& sc = swap_.swap().config();
   weights_.clear();
-  ise::ServiceQueue::ProviderCounts providers;  // Online peers' have lists
   for (const swap::PeerSnapshot& p : swap_.swap().snapshot()) {
     if (p.state == swap::PeerState::kOnline) {
       queue_.set_need_list(p.peer, p.need_list, p.need_counts);
-      for (const Bytes& s : p.have_list) ++providers[s];
     } else {
       // Its need list no longer counts; its requests (an InitRequest too) still do until they
       // fade. (forget_peer would drop those as well, and a peer that never opened a ComputeSwap
@@ -70,7 +72,8 @@ ise::ServiceQueue::Weight IseAgent::refresh_demand() {
     }
     weights_[p.peer] = swap::need_weight(p.credit, p.debt, sc.grace_ops);  // §7.4's r_i
   }
-  queue_.set_providers(std::move(providers));
+  // The providers we know of: connected Online peers' have lists, counted as the simulator does.
+  queue_.set_providers(swap_.swap().have_counts());
   return weight();
 }
 
