@@ -71,9 +71,7 @@ void ServiceQueue::share_need_list(const Bytes& peer, const BytesList& services,
 }
 
 void ServiceQueue::on_request(const Bytes& peer, const Bytes& service, Time now) {
-  std::vector<Time>& times = peers_[peer].requested[service];
-  if (times.size() >= NeedLog::kMaxCount) times.erase(times.begin());  // c_i's bound
-  times.push_back(now);
+  peers_[peer].requested.try_emplace(service, config_.need_idle).first->second.add(now);
 }
 
 void ServiceQueue::forget_peer(const Bytes& peer) {
@@ -102,13 +100,8 @@ size_t ServiceQueue::hosted_on_demand() const {
 void ServiceQueue::expire(Time now) {
   for (auto p = peers_.begin(); p != peers_.end();) {
     auto& req = p->second.requested;
-    for (auto r = req.begin(); r != req.end();) {
-      std::vector<Time>& t = r->second;
-      auto fresh =
-          std::find_if(t.begin(), t.end(), [&](Time x) { return now - x < config_.need_idle; });
-      t.erase(t.begin(), fresh);
-      r = t.empty() ? req.erase(r) : std::next(r);
-    }
+    for (auto r = req.begin(); r != req.end();)
+      r = r->second.count(now) == 0 ? req.erase(r) : std::next(r);
     p = req.empty() && p->second.need_list.empty() ? peers_.erase(p) : std::next(p);
   }
 }
@@ -123,6 +116,10 @@ std::vector<QueueEntry> ServiceQueue::rank(const Weight& weight, Time now, bool 
   std::unordered_map<Bytes, QueueEntry, BytesHash, BytesEqual> by_service;
   for (const auto& [peer, d] : peers_) {
     const double w = weight ? weight(peer) : 1.0;
+    // Requests seen within need_idle (expire() dropped the older), bounded as a list's count.
+    auto seen = [now](const RecentCount& r) {
+      return std::min<uint64_t>(r.peek(now), NeedLog::kMaxCount);
+    };
     auto count = [&](const Bytes& s, uint64_t c) {
       QueueEntry& e = by_service[s];
       e.score += w * double(c);
@@ -134,12 +131,11 @@ std::vector<QueueEntry> ServiceQueue::rank(const Weight& weight, Time now, bool 
       const Bytes& s = d.need_list[i];
       uint64_t c = d.need_counts.empty() ? 1 : d.need_counts[i];
       if (!d.requested.empty())
-        if (auto r = d.requested.find(s); r != d.requested.end())
-          c = std::max<uint64_t>(c, r->second.size());
+        if (auto r = d.requested.find(s); r != d.requested.end()) c = std::max(c, seen(r->second));
       count(s, c);
     }
     for (const auto& [s, t] : d.requested)
-      if (!std::binary_search(d.need_list.begin(), d.need_list.end(), s)) count(s, t.size());
+      if (!std::binary_search(d.need_list.begin(), d.need_list.end(), s)) count(s, seen(t));
   }
   for (const Bytes& s : pinned_) by_service[s];
   for (const auto& [s, _] : hosted_) by_service[s];
@@ -249,24 +245,20 @@ ServiceQueue::Plan ServiceQueue::plan(const Weight& weight, Time now) {
 }
 
 void NeedLog::used(const Bytes& service, Time now) {
-  std::vector<Time>& t = uses_[service];
-  if (t.size() >= kMaxCount) t.erase(t.begin());
-  t.push_back(now);
+  uses_.try_emplace(service, need_idle_).first->second.add(now);
 }
 
 NeedLog::List NeedLog::list(Time now, const Skip& skip) {
   List l;
   for (auto it = uses_.begin(); it != uses_.end();) {
-    std::vector<Time>& t = it->second;
-    auto fresh = std::find_if(t.begin(), t.end(), [&](Time x) { return now - x < need_idle_; });
-    t.erase(t.begin(), fresh);
-    if (t.empty()) {
+    const uint64_t n = it->second.count(now);
+    if (n == 0) {
       it = uses_.erase(it);
       continue;
     }
     if (!skip || !skip(it->first)) {
       l.services.push_back(it->first);
-      l.counts.push_back(uint32_t(t.size()));
+      l.counts.push_back(uint32_t(std::min<uint64_t>(n, kMaxCount)));
     }
     ++it;
   }

@@ -21,6 +21,7 @@
 #include "core/bytes.h"
 #include "core/bytes_list.h"
 #include "core/status.h"
+#include "ise/recent_count.h"
 
 namespace idn::ise {
 
@@ -81,7 +82,8 @@ class ServiceQueue {
 
   // Demand. A peer's need list replaces its previous one; `counts` go with `services` (empty:
   // 1 each; a list of another length is taken as empty; a duplicate keeps its larger count). A
-  // request (for a service hosted or not) counts until need_idle has passed since it.
+  // request (for a service hosted or not) counts until need_idle has passed since it (to within
+  // need_idle/32: ise/recent_count.h bounds the memory one peer's requests take).
   void set_need_list(const Bytes& peer, std::vector<Bytes> services,
                      std::vector<uint32_t> counts = {});
   // The same, keeping the lists the message carried (no copy) when the services are already
@@ -116,8 +118,8 @@ class ServiceQueue {
   struct Demand {
     BytesList need_list;    // sorted, no duplicates
     CountList need_counts;  // with need_list; empty: 1 each
-    // service -> its requests within need_idle, oldest first
-    std::map<Bytes, std::vector<Time>> requested;
+    // service -> its requests within need_idle
+    std::map<Bytes, RecentCount> requested;
   };
   // Drops request demand older than need_idle.
   void expire(Time now);
@@ -163,7 +165,7 @@ class NeedLog {
 
  private:
   std::chrono::seconds need_idle_;
-  std::map<Bytes, std::vector<Time>> uses_;  // oldest first
+  std::map<Bytes, RecentCount> uses_;
   List sent_;
 };
 
