@@ -55,6 +55,8 @@ Status write_summary_json(const SimArgs& a, const sim::ComputeSwapResult& r, dou
                       {"threads", r.threads},
                       {"thread_busy_s", r.thread_busy_s},
                       {"thread_wait_s", r.thread_wait_s},
+                      {"init_s", r.init_s},
+                      {"teardown_s", r.teardown_s},
                       {"freeloaders", s.freeloaders},
                       {"liars", s.liars},
                       {"churn", s.churn},
@@ -187,7 +189,7 @@ int run_sim(const SimArgs& a) {
       r->partitions, r->threads);
   for (size_t t = 0; t < r->threads; ++t)
     std::printf(" %.1f/%.1f", r->thread_busy_s[t], r->thread_wait_s[t]);
-  std::printf("\n");
+  std::printf("; building the world %.1f s, tearing it down %.1f s\n", r->init_s, r->teardown_s);
   std::printf("after warm-up (%.0f %% of the run):\n", 100 * s.warmup_fraction);
   std::printf("  %-11s %9s %9s %9s %8s %9s %8s %7s %7s %12s\n", "kind", "requests", "answered",
               "served %", "local", "refusals", "unserved", "stale", "caught", "ops received");

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -223,27 +224,34 @@ struct Delivery {
 // its own peers; what one peer does to another goes as a message at least one latency later.
 struct Partition {
   Partition(Time start, uint64_t epoch_unix_ms, size_t partitions)
-      : q(start), clock(q, epoch_unix_ms), outbox(partitions) {}
+      : q(start), clock(q, epoch_unix_ms) {
+    for (auto& o : outbox) o.resize(partitions);
+  }
   EventQueue q;
   SimClock clock;
-  std::vector<std::vector<Delivery>> outbox;  // [destination partition], this window's
-  std::vector<HostChange> host_changes;       // applied to the records at the window's end
-  std::vector<MinuteRow> minutes;             // its requesters' outcomes
+  // [window parity][destination partition]: what this window sends goes to outbox[its parity];
+  // the destination takes it in the next window, while this one's sends fill the other half.
+  std::array<std::vector<std::vector<Delivery>>, 2> outbox;
+  std::vector<HostChange> host_changes;  // applied to the records at the window's end
+  std::vector<MinuteRow> minutes;        // its requesters' outcomes
   std::vector<uint64_t> service_requests;
   std::map<std::pair<uint32_t, uint32_t>, LiarPair> liar_pairs;  // (liar, requester)
   std::unordered_set<uint64_t> pairs;  // (requester << 32 | provider) answered after warm-up
   uint64_t pair_answers = 0, ise_starts = 0, ise_stops = 0, leaves = 0, joins = 0, events = 0;
 };
 
-// Waits for all n threads; spins a little first (a window is a few hundred microseconds of
+// Waits for all n threads; the last to arrive runs `last` (the work between windows) before it
+// lets the others go. Spins a little first (a window is a few hundred microseconds of
 // work at 10,000 peers), then sleeps on the generation counter (a futex). The last to arrive
 // wakes sleepers only if there are any.
 class Barrier {
  public:
   explicit Barrier(size_t n) : n_(uint32_t(n)) {}
-  void wait() {
+  template <class F>
+  void wait(F&& last) {
     const uint32_t gen = gen_.load();
     if (arrived_.fetch_add(1) + 1 == n_) {
+      last();
       arrived_.store(0);
       gen_.store(gen + 1);
       if (sleepers_.load() > 0) gen_.notify_all();
@@ -343,9 +351,10 @@ class World {
     return uint32_t(std::min<size_t>(size_t((t - start_) / 1min), minutes_ - 1));
   }
   bool after_warmup(Time t) const { return t - start_ >= warmup_; }
-  // Between windows (one thread): messages of the window into their partitions' queues, provider
-  // records updated, hosts sampled.
-  void deliver_to(size_t p);
+  // Into partition p's queue, what the other partitions sent it in the window of this parity
+  // (by the thread about to run p, before it does).
+  void deliver_to(size_t p, uint32_t parity);
+  // Between windows (one thread): provider records updated, hosts sampled.
   void apply_host_changes();
   void sample_hosts_until(Time t);
 
@@ -373,6 +382,7 @@ class World {
   std::vector<double> hosts_sum_;
   uint32_t host_samples_ = 0;
   Time next_sample_{};
+  uint32_t parity_ = 0;  // the current window's (which half of the outboxes it sends to)
   ComputeSwapResult out_;
 };
 
@@ -526,7 +536,7 @@ Status World::init() {
   }
   next_sample_ = start_ + 1min - 1ms;
   apply_host_changes();
-  for (size_t p = 0; p < parts_.size(); ++p) deliver_to(p);
+  for (size_t p = 0; p < parts_.size(); ++p) deliver_to(p, parity_);
   return Status::ok();
 }
 
@@ -537,14 +547,14 @@ void World::send(uint32_t from, uint32_t to, Duration delay, std::function<void(
   if (dst == from % parts_.size()) {
     src.q.at(t, std::move(fn));
   } else {
-    src.outbox[dst].push_back({t, std::move(fn)});
+    src.outbox[parity_][dst].push_back({t, std::move(fn)});
   }
 }
 
-void World::deliver_to(size_t p) {
+void World::deliver_to(size_t p, uint32_t parity) {
   // Sources in partition order, each in the order it sent: one history for a seed.
   for (size_t s = 0; s < parts_.size(); ++s) {
-    auto& box = parts_[s]->outbox[p];
+    auto& box = parts_[s]->outbox[parity][p];
     for (Delivery& d : box) parts_[p]->q.at(d.t, std::move(d.fn));
     box.clear();
   }
@@ -1054,36 +1064,39 @@ ComputeSwapResult World::run() {
       const Clock::time_point c0 = Clock::now();
       try {
         // Each thread takes the next partition not yet run in this window: the threads then
-        // finish a window within about one partition's work of each other.
-        for (size_t p; (p = next_part.fetch_add(1, std::memory_order_relaxed)) < parts_.size();)
+        // finish a window within about one partition's work of each other. What the others
+        // sent a partition in the last window goes into its queue first.
+        for (size_t p; (p = next_part.fetch_add(1, std::memory_order_relaxed)) < parts_.size();) {
+          deliver_to(p, parity_ ^ 1);
           parts_[p]->events += parts_[p]->q.run_until(w_end);
+        }
       } catch (...) {
         if (!errors[t]) errors[t] = std::current_exception();
       }
       const Clock::time_point c1 = Clock::now();
-      barrier.wait();
-      const Clock::time_point c2 = Clock::now();
-      busy[t] += c1 - c0;
-      waiting[t] += c2 - c1;
-      try {
-        for (size_t p = t; p < parts_.size(); p += threads_) deliver_to(p);
-        if (t == 0) {
-          next_part.store(0, std::memory_order_relaxed);  // no thread takes one before barrier B
+      // The last thread to arrive does the work between windows; the others wait for it.
+      barrier.wait([&, t] {
+        const Clock::time_point b0 = Clock::now();
+        try {
+          next_part.store(0, std::memory_order_relaxed);
           apply_host_changes();
           sample_hosts_until(w_end);
           if (w_end >= end) {
             done = true;
           } else {
             w_end = window_end(w_end + 1ns);
+            parity_ ^= 1;
           }
+        } catch (...) {
+          if (!errors[t]) errors[t] = std::current_exception();
+          done = true;
         }
-      } catch (...) {
-        if (!errors[t]) errors[t] = std::current_exception();
-      }
-      const Clock::time_point c3 = Clock::now();
-      barrier.wait();
-      busy[t] += c3 - c2;
-      waiting[t] += Clock::now() - c3;
+        busy[t] += Clock::now() - b0;
+        waiting[t] -= Clock::now() - b0;
+      });
+      const Clock::time_point c2 = Clock::now();
+      busy[t] += c1 - c0;
+      waiting[t] += c2 - c1;
       if (done) return;
     }
   };
@@ -1187,6 +1200,7 @@ ComputeSwapResult World::run() {
   for (uint32_t i = 0; i < s_.peers; ++i)
     out_.hosted_at_end.emplace_back(peer(i).hosted.begin(), peer(i).hosted.end());
   // Tearing down 10,000 ComputeSwaps and their databases takes seconds: the threads share it.
+  const auto teardown_start = std::chrono::steady_clock::now();
   {
     auto release = [this](size_t t) {
       for (size_t i = t; i < peers_.size(); i += threads_) peers_[i].reset();
@@ -1195,6 +1209,8 @@ ComputeSwapResult World::run() {
     for (size_t t = 1; t < threads_; ++t) helpers.emplace_back(release, t);
     release(0);
   }
+  out_.teardown_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - teardown_start).count();
   return std::move(out_);
 }
 
@@ -1202,8 +1218,13 @@ ComputeSwapResult World::run() {
 
 Result<ComputeSwapResult> run_computeswap_sim(const ComputeSwapScenario& s) {
   World w(s);
+  const auto start = std::chrono::steady_clock::now();
   IDN_RETURN_IF_ERROR(w.init());
-  return w.run();
+  const double init_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ComputeSwapResult r = w.run();
+  r.init_s = init_s;
+  return r;
 }
 
 namespace {

@@ -168,10 +168,12 @@ struct ComputeSwapResult {
   // What each peer hosts when the run ends (service indices, ascending).
   std::vector<std::vector<uint32_t>> hosted_at_end;
   uint64_t events = 0;
-  // How it ran (not part of the history): partitions, threads, and each thread's seconds running
-  // events and waiting at the window barriers for the others.
+  // How it ran (not part of the history): partitions, threads, each thread's seconds running
+  // events and waiting at the window barriers for the others, and the seconds spent building
+  // the world (opening its ledgers) and tearing it down.
   size_t partitions = 1, threads = 1;
   std::vector<double> thread_busy_s, thread_wait_s;
+  double init_s = 0, teardown_s = 0;
 };
 
 // Errors: InvalidArgument (the scenario), or ComputeSwap's own.
