@@ -170,6 +170,37 @@ struct Known {
   std::vector<uint32_t> providers;
 };
 
+// A peer's side of its connections, each with the time it last carried work: tens at
+// most here, kept in one array and scanned (contiguous entries cost less than a hash map's nodes,
+// which every event touching the peer would miss in cache). Order is not kept: whoever
+// iterates sorts what it takes.
+class Connections {
+ public:
+  using Entry = std::pair<uint32_t, Time>;
+  auto begin() const { return v_.begin(); }
+  auto end() const { return v_.end(); }
+  std::vector<Entry>::iterator find(uint32_t p) {
+    return std::find_if(v_.begin(), v_.end(), [p](const Entry& e) { return e.first == p; });
+  }
+  std::vector<Entry>::iterator end() { return v_.end(); }
+  size_t count(uint32_t p) const {
+    return std::any_of(v_.begin(), v_.end(), [p](const Entry& e) { return e.first == p; });
+  }
+  void emplace(uint32_t p, Time t) {
+    if (!count(p)) v_.emplace_back(p, t);
+  }
+  size_t erase(uint32_t p) {
+    auto it = find(p);
+    if (it == v_.end()) return 0;
+    *it = v_.back();
+    v_.pop_back();
+    return 1;
+  }
+
+ private:
+  std::vector<Entry> v_;
+};
+
 struct SimPeer {
   PeerKind kind = PeerKind::kCooperator;
   std::mt19937_64 rng;    // ComputeSwap's draws (p(r), challenges, list periods)
@@ -181,7 +212,7 @@ struct SimPeer {
   bool auto_host = false;                    // its ISE chooses services (besides pinned)
   std::set<uint32_t> hosted, starting;
   // Its side of its connections: peer -> last request or answer on it.
-  std::unordered_map<uint32_t, Time> connected;
+  Connections connected;
   // Its own need list, with counts (need_idle set in init).
   ise::NeedLog needs{std::chrono::seconds(120)};
   std::unordered_map<uint32_t, Known> known;  // service -> providers it looked up

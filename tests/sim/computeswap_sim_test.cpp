@@ -94,6 +94,27 @@ TEST(ComputeSwapSim, ThreadsDoNotChangeTheHistory) {
   EXPECT_EQ(csv[0], csv[2]);
 }
 
+TEST(ComputeSwapSim, TheCommitPeriodDoesNotChangeTheHistory) {
+  // Commits write the in-memory ledgers' receipts to their databases; what a peer decides reads
+  // memory only, so the commit period changes the work done, never what happens.
+  auto s = thin();
+  s.hours = 0.05;
+  s.churn = 2;
+  std::vector<std::string> csv;
+  for (double commit_s : {1.0, 300.0}) {
+    s.commit_s = commit_s;
+    auto r = run_computeswap_sim(s);
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    auto path = std::filesystem::path(testing::TempDir()) / "sim_commit.csv";
+    ASSERT_TRUE(write_minutes_csv(*r, path).is_ok());
+    csv.push_back(slurp(path));
+    ASSERT_TRUE(write_debt_ratios_csv(*r, path).is_ok());
+    csv.back() += slurp(path);
+    ASSERT_GT(r->after_warmup[size_t(PeerKind::kCooperator)].answered, 50u);
+  }
+  EXPECT_EQ(csv[0], csv[1]);
+}
+
 TEST(ComputeSwapSim, FreeloadersAreStarvedWhileCooperatorsAreServed) {
   auto r = run_computeswap_sim(small());
   ASSERT_TRUE(r.ok()) << r.status().to_string();
