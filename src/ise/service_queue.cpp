@@ -14,6 +14,8 @@ Status QueueConfig::validate() const {
   if (need_idle.count() <= 0) return Status::invalid_argument("[ise] need_idle_s must be positive");
   if (!(keep_factor >= 1.0 && keep_factor <= 100.0))
     return Status::invalid_argument("[ise] keep_factor must be in [1, 100]");
+  if (max_need_count < 1 || max_need_count > NeedLog::kMaxCount)
+    return Status::invalid_argument("[ise] max_need_count must be in [1, 1048576]");
   return Status::ok();
 }
 
@@ -129,7 +131,7 @@ std::vector<QueueEntry> ServiceQueue::rank(const Weight& weight, Time now, bool 
     // c_i: the larger of what its need list says and what we saw (both within need_idle).
     for (size_t i = 0; i < d.need_list.size(); ++i) {
       const Bytes& s = d.need_list[i];
-      uint64_t c = d.need_counts.empty() ? 1 : d.need_counts[i];
+      uint64_t c = d.need_counts.empty() ? 1 : std::min(d.need_counts[i], config_.max_need_count);
       if (!d.requested.empty())
         if (auto r = d.requested.find(s); r != d.requested.end()) c = std::max(c, seen(r->second));
       count(s, c);

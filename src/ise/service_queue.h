@@ -45,6 +45,10 @@ struct QueueConfig {
   // share. Against herding: with s alone every ISE moves to the most needed services and the
   // rest keep only their publishers (docs/results.md, "Need lists with counts").
   bool per_provider = true;
+  // A need list's count is the peer's word: it counts up to this many (what we saw the peer
+  // request ourselves counts whole). One peer's claim then weighs at most this many times one
+  // request, not the 2^20 the wire allows. Default: one request a second over need_idle's 120 s.
+  uint32_t max_need_count = 120;
 
   Status validate() const;
 };

@@ -25,7 +25,7 @@ constexpr std::string_view kRelayKeys[] = {
     "reservation_ttl_s", "circuit_duration_s", "circuit_data_bytes"};
 constexpr std::string_view kIseKeys[] = {
     "auto_host",   "k",           "memory_budget_mb", "min_service_period_s",
-    "need_idle_s", "keep_factor", "per_provider"};
+    "need_idle_s", "keep_factor", "per_provider",     "max_need_count"};
 constexpr std::string_view kDhtKeys[] = {"enabled", "port",         "bootstrap",
                                          "lan",     "record_ttl_s", "withdraw_on_stop"};
 constexpr std::string_view kSwapKeys[] = {"enabled",
@@ -237,6 +237,8 @@ class Parser {
           return error(v.source(), "ise.keep_factor must be in [1, 100]");
       } else if (key == "per_provider") {
         IDN_ASSIGN_OR_RETURN(out.per_provider, boolean(v, "ise.per_provider"));
+      } else if (key == "max_need_count") {
+        IDN_ASSIGN_OR_RETURN(out.max_need_count, in_range(v, "ise.max_need_count", 1, 1 << 20));
       } else {
         return error(k.source(),
                      fmt::format("unknown key 'ise.{}' (known: {})", key, join(kIseKeys)));

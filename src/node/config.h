@@ -78,6 +78,7 @@
 //   keep_factor = 1.0                       # past T_s a hosted service gives way only to one
 //                                           #   scoring more than this times its score
 //   per_provider = true                     # score a service's demand per provider we know
+//   max_need_count = 120                    # a peer's need-list count counts up to this
 //   [relay]                                 # circuit relay v2 for peers that cannot listen
 //   enabled = true
 //   max_reservations = 128                  # peers holding a slot at once
@@ -180,8 +181,9 @@ struct IseConfig {
   uint64_t memory_budget_mb = 0;
   std::chrono::seconds min_service_period{300};
   std::chrono::seconds need_idle{120};
-  double keep_factor = 1.0;  // ise::QueueConfig::keep_factor, in [1, 100]
-  bool per_provider = true;  // ise::QueueConfig::per_provider
+  double keep_factor = 1.0;       // ise::QueueConfig::keep_factor, in [1, 100]
+  bool per_provider = true;       // ise::QueueConfig::per_provider
+  uint32_t max_need_count = 120;  // ise::QueueConfig::max_need_count, in [1, 2^20]
 };
 
 struct SwapNodeConfig {

@@ -31,6 +31,7 @@ Result<std::unique_ptr<IseAgent>> IseAgent::create(p2p::asio::any_io_executor ex
   qc.need_idle = config.need_idle;
   qc.keep_factor = config.keep_factor;
   qc.per_provider = config.per_provider;
+  qc.max_need_count = config.max_need_count;
   IDN_RETURN_IF_ERROR(qc.validate());
   return std::unique_ptr<IseAgent>(new IseAgent(std::move(ex), config, qc, derive, models, swap));
 }
@@ -381,6 +382,7 @@ nlohmann::json IseAgent::status_json() {
           {"need_idle_s", queue_.config().need_idle.count()},
           {"keep_factor", queue_.config().keep_factor},
           {"per_provider", queue_.config().per_provider},
+          {"max_need_count", queue_.config().max_need_count},
           {"need_list", std::move(need)},
           {"need_counts", std::move(need_counts)},
           {"queue", std::move(queue)},

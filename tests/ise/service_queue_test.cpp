@@ -107,6 +107,26 @@ TEST(ServiceQueue, EachPeerCountsWithItsVolume) {
   EXPECT_DOUBLE_EQ(find(r, 'Y')->score, 1 + 1 + 5);
 }
 
+TEST(ServiceQueue, AStatedCountWeighsAtMostMaxNeedCountWhileSeenRequestsCountWhole) {
+  // A need list's count is the peer's word; a peer claiming a million requests must not outvote
+  // everyone else. What we saw it request ourselves counts whole.
+  QueueConfig c = config(1);
+  c.max_need_count = 50;
+  ServiceQueue q(c);
+  q.set_need_list(id('a'), {id('X')}, {1'000'000});
+  for (int p = 'b'; p < 'b' + 60; ++p) q.set_need_list(id(char(p)), {id('Y')}, {1});
+  auto r = q.ranking({}, t0);
+  EXPECT_DOUBLE_EQ(find(r, 'X')->score, 50);
+  EXPECT_EQ(find(r, 'X')->requests, 50u);
+  EXPECT_DOUBLE_EQ(find(r, 'Y')->score, 60);
+  EXPECT_EQ(r[0].service, id('Y'));
+  // 70 requests seen from a within need_idle outcount its capped claim.
+  for (int i = 0; i < 70; ++i) q.on_request(id('a'), id('X'), t0 - std::chrono::seconds(i % 20));
+  EXPECT_DOUBLE_EQ(find(q.ranking({}, t0), 'X')->score, 70);
+  c.max_need_count = 0;
+  EXPECT_FALSE(c.validate().is_ok());
+}
+
 TEST(ServiceQueue, AHostedServiceGivesWayOnlyToOneScoringKeepFactorTimesMore) {
   QueueConfig c = config(1);
   c.keep_factor = 1.5;

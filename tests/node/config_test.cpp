@@ -112,12 +112,13 @@ TEST(Config, UnknownKeysNameTheKeyAndLine) {
 TEST(Config, IseSectionParsesAndIsChecked) {
   auto c = parse_config(
       "[ise]\nauto_host = true\nk = 2\nmin_service_period_s = 10\nneed_idle_s = 5\n"
-      "memory_budget_mb = 512\nkeep_factor = 1.5\nper_provider = false\n",
+      "memory_budget_mb = 512\nkeep_factor = 1.5\nper_provider = false\nmax_need_count = 7\n",
       "node.toml");
   ASSERT_TRUE(c.ok()) << c.status().to_string();
   EXPECT_TRUE(c->ise.auto_host);
   EXPECT_DOUBLE_EQ(c->ise.keep_factor, 1.5);
   EXPECT_FALSE(c->ise.per_provider);
+  EXPECT_EQ(c->ise.max_need_count, 7u);
   EXPECT_EQ(c->ise.k, 2u);
   EXPECT_EQ(c->ise.memory_budget_mb, 512u);
   EXPECT_EQ(c->ise.min_service_period, 10s);
@@ -129,6 +130,8 @@ TEST(Config, IseSectionParsesAndIsChecked) {
   EXPECT_EQ(d->ise.memory_budget_mb, 0u);
   EXPECT_TRUE(d->ise.per_provider);
   EXPECT_DOUBLE_EQ(d->ise.keep_factor, 1.0);
+  EXPECT_EQ(d->ise.max_need_count, 120u);
+  EXPECT_THAT(err("[ise]\nmax_need_count = 0\n"), HasSubstr("ise.max_need_count"));
   EXPECT_THAT(err("[ise]\nmemory_budget_mb = -1\n"), HasSubstr("ise.memory_budget_mb"));
   EXPECT_THAT(err("[ise]\nkk = 2\n"), HasSubstr("unknown key 'ise.kk'"));
   EXPECT_THAT(err("[ise]\nneed_idle_s = 0\n"), HasSubstr("need_idle_s"));
