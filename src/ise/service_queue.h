@@ -1,11 +1,11 @@
 // The Inference Service Engine's choice of what to host (§7.4): services ranked by the
 // priority score s = Σ w_i · c_i over the peers i that need them, c_i being how much: the count
-// in i's need list or the requests we saw from i within need_idle, whichever is larger (a need
-// list without counts, from an older peer, counts 1 each). The node hosts the top k, each for at
-// least T_s before it may be swapped out, and the services its operator pinned always; NeedLog
-// keeps our own need list with its counts. Pure bookkeeping: no I/O, the caller passes the time
-// and each peer's weight (the node uses ComputeSwap's r_i, eq. 7.1, plus a floor).
-// Threading: not thread-safe; one owner (the node's io thread).
+// in i's need list (up to max_need_count: it is i's word) or the requests we saw from i within
+// need_idle, whichever is larger (a need list without counts, from an older peer, counts 1 each).
+// The node hosts the top k, each for at least T_s before it may be swapped out, and the services
+// its operator pinned always; NeedLog keeps our own need list with its counts. Pure bookkeeping: no
+// I/O, the caller passes the time and each peer's weight (the node uses ComputeSwap's r_i, eq. 7.1,
+// plus a floor). Threading: not thread-safe; one owner (the node's io thread).
 #pragma once
 
 #include <chrono>

@@ -179,25 +179,27 @@ class Connections {
   using Entry = std::pair<uint32_t, Time>;
   auto begin() const { return v_.begin(); }
   auto end() const { return v_.end(); }
-  std::vector<Entry>::iterator find(uint32_t p) {
-    return std::find_if(v_.begin(), v_.end(), [p](const Entry& e) { return e.first == p; });
-  }
-  std::vector<Entry>::iterator end() { return v_.end(); }
-  size_t count(uint32_t p) const {
-    return std::any_of(v_.begin(), v_.end(), [p](const Entry& e) { return e.first == p; });
-  }
+  size_t count(uint32_t p) const { return find(p) != v_.end(); }
+  // Adds p (last work at t) unless it is there.
   void emplace(uint32_t p, Time t) {
     if (!count(p)) v_.emplace_back(p, t);
+  }
+  // Work on the connection to p at t, if it is open.
+  void worked(uint32_t p, Time t) {
+    if (auto it = find(p); it != v_.end()) v_[size_t(it - v_.begin())].second = t;
   }
   size_t erase(uint32_t p) {
     auto it = find(p);
     if (it == v_.end()) return 0;
-    *it = v_.back();
+    v_[size_t(it - v_.begin())] = v_.back();
     v_.pop_back();
     return 1;
   }
 
  private:
+  std::vector<Entry>::const_iterator find(uint32_t p) const {
+    return std::find_if(v_.begin(), v_.end(), [p](const Entry& e) { return e.first == p; });
+  }
   std::vector<Entry> v_;
 };
 
@@ -980,7 +982,7 @@ void World::answer(std::shared_ptr<Request> req, size_t i) {
 }
 
 void World::worked(uint32_t a, uint32_t b) {
-  if (auto it = peer(a).connected.find(b); it != peer(a).connected.end()) it->second = now(a);
+  peer(a).connected.worked(b, now(a));
 }
 
 void World::close_idle_connections(uint32_t i) {
@@ -1122,8 +1124,9 @@ ComputeSwapResult World::run() {
           if (!errors[t]) errors[t] = std::current_exception();
           done = true;
         }
-        busy[t] += Clock::now() - b0;
-        waiting[t] -= Clock::now() - b0;
+        const Duration between = Clock::now() - b0;  // counted as busy, not waiting
+        busy[t] += between;
+        waiting[t] -= between;
       });
       const Clock::time_point c2 = Clock::now();
       busy[t] += c1 - c0;

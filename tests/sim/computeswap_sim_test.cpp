@@ -52,6 +52,17 @@ std::string slurp(const std::filesystem::path& p) {
   return ss.str();
 }
 
+// What a run did, as its minutes, services and debt-ratio CSVs say (for comparing histories).
+std::string history(const ComputeSwapResult& r) {
+  auto path = std::filesystem::path(testing::TempDir()) / "sim_history.csv";
+  std::string out;
+  for (auto write : {&write_minutes_csv, &write_services_csv, &write_debt_ratios_csv}) {
+    EXPECT_TRUE(write(r, path).is_ok());
+    out += slurp(path);
+  }
+  return out;
+}
+
 TEST(ComputeSwapSim, TheSameSeedGivesTheSameCsvAndAnotherSeedAnother) {
   auto dir = std::filesystem::path(testing::TempDir()) / "sim_seed";
   std::filesystem::create_directories(dir);
@@ -83,11 +94,7 @@ TEST(ComputeSwapSim, ThreadsDoNotChangeTheHistory) {
     s.threads = threads;
     auto r = run_computeswap_sim(s);
     ASSERT_TRUE(r.ok()) << r.status().to_string();
-    auto path = std::filesystem::path(testing::TempDir()) / "sim_threads.csv";
-    ASSERT_TRUE(write_minutes_csv(*r, path).is_ok());
-    csv.push_back(slurp(path));
-    ASSERT_TRUE(write_services_csv(*r, path).is_ok());
-    csv.back() += slurp(path);
+    csv.push_back(history(*r));
     ASSERT_GT(r->after_warmup[size_t(PeerKind::kCooperator)].answered, 50u);
   }
   EXPECT_EQ(csv[0], csv[1]);
@@ -105,11 +112,7 @@ TEST(ComputeSwapSim, TheCommitPeriodDoesNotChangeTheHistory) {
     s.commit_s = commit_s;
     auto r = run_computeswap_sim(s);
     ASSERT_TRUE(r.ok()) << r.status().to_string();
-    auto path = std::filesystem::path(testing::TempDir()) / "sim_commit.csv";
-    ASSERT_TRUE(write_minutes_csv(*r, path).is_ok());
-    csv.push_back(slurp(path));
-    ASSERT_TRUE(write_debt_ratios_csv(*r, path).is_ok());
-    csv.back() += slurp(path);
+    csv.push_back(history(*r));
     ASSERT_GT(r->after_warmup[size_t(PeerKind::kCooperator)].answered, 50u);
   }
   EXPECT_EQ(csv[0], csv[1]);
