@@ -63,6 +63,24 @@ std::string history(const ComputeSwapResult& r) {
   return out;
 }
 
+// The histories of `s` run once per value, `set` applying each; every run must serve.
+template <class T, class Set>
+std::vector<std::string> histories(ComputeSwapScenario s, std::initializer_list<T> values,
+                                   Set set) {
+  std::vector<std::string> out;
+  for (const T& v : values) {
+    set(s, v);
+    auto r = run_computeswap_sim(s);
+    if (!r.ok()) {
+      ADD_FAILURE() << r.status().to_string();
+      return out;
+    }
+    EXPECT_GT(r->after_warmup[size_t(PeerKind::kCooperator)].answered, 50u);
+    out.push_back(history(*r));
+  }
+  return out;
+}
+
 TEST(ComputeSwapSim, TheSameSeedGivesTheSameCsvAndAnotherSeedAnother) {
   auto dir = std::filesystem::path(testing::TempDir()) / "sim_seed";
   std::filesystem::create_directories(dir);
@@ -89,14 +107,9 @@ TEST(ComputeSwapSim, ThreadsDoNotChangeTheHistory) {
   s.hours = 0.05;
   s.churn = 2;
   s.partitions = 3;
-  std::vector<std::string> csv;
-  for (size_t threads : {1, 2, 3}) {
-    s.threads = threads;
-    auto r = run_computeswap_sim(s);
-    ASSERT_TRUE(r.ok()) << r.status().to_string();
-    csv.push_back(history(*r));
-    ASSERT_GT(r->after_warmup[size_t(PeerKind::kCooperator)].answered, 50u);
-  }
+  auto csv = histories(s, {size_t(1), size_t(2), size_t(3)},
+                       [](ComputeSwapScenario& sc, size_t t) { sc.threads = t; });
+  ASSERT_EQ(csv.size(), 3u);
   EXPECT_EQ(csv[0], csv[1]);
   EXPECT_EQ(csv[0], csv[2]);
 }
@@ -107,14 +120,8 @@ TEST(ComputeSwapSim, TheCommitPeriodDoesNotChangeTheHistory) {
   auto s = thin();
   s.hours = 0.05;
   s.churn = 2;
-  std::vector<std::string> csv;
-  for (double commit_s : {1.0, 300.0}) {
-    s.commit_s = commit_s;
-    auto r = run_computeswap_sim(s);
-    ASSERT_TRUE(r.ok()) << r.status().to_string();
-    csv.push_back(history(*r));
-    ASSERT_GT(r->after_warmup[size_t(PeerKind::kCooperator)].answered, 50u);
-  }
+  auto csv = histories(s, {1.0, 300.0}, [](ComputeSwapScenario& sc, double c) { sc.commit_s = c; });
+  ASSERT_EQ(csv.size(), 2u);
   EXPECT_EQ(csv[0], csv[1]);
 }
 
