@@ -214,17 +214,8 @@ p2p::awaitable<void> IseAgent::do_step() {
     auto id = core::Multihash::from_bytes(b);
     return id.ok() && models_.hosts(*id);
   };
-  if (auto need = needs_.to_send(now, hosted_here)) {
-    std::vector<core::Multihash> ids;
-    std::vector<uint32_t> counts;
-    for (size_t i = 0; i < need->services.size(); ++i) {
-      auto id = core::Multihash::from_bytes(need->services[i]);
-      if (!id.ok()) continue;
-      ids.push_back(*id);
-      counts.push_back(need->counts[i]);
-    }
-    swap_.set_need_list(ids, std::move(counts));
-  }
+  if (auto need = needs_.to_send(now, hosted_here))
+    swap_.set_need_list(std::move(need->services), std::move(need->counts));
   // What is hosted, as ModelHost knows it (the operator may publish or host at any time).
   std::vector<HostedService> hosted = models_.hosted();
   for (const HostedService& h : hosted) {

@@ -569,10 +569,9 @@ std::vector<Bytes> id_bytes(const std::vector<core::Multihash>& services) {
 
 }  // namespace
 
-void SwapAgent::set_need_list(const std::vector<core::Multihash>& services,
-                              std::vector<uint32_t> counts) {
+void SwapAgent::set_need_list(std::vector<Bytes> services, std::vector<uint32_t> counts) {
   if (stopped_) return;
-  swap_->set_need_list(id_bytes(services), std::move(counts));
+  swap_->set_need_list(std::move(services), std::move(counts));
   flush();
 }
 

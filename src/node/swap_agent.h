@@ -89,10 +89,10 @@ class SwapAgent final : public serve::Admission,
   // Connected peers Online with us that neither ignore nor blacklisted us, best provider
   // score first (the peers we may ask for work).
   std::vector<identity::PeerId> online_peers();
-  // Our need list (the services our sessions use): sent to every Online peer now and to each
+  // Our need list (the services our sessions use, as service-ID multihash bytes, each with its
+  // requests within need_idle: ise::NeedLog's list): sent to every Online peer now and to each
   // new one.
-  void set_need_list(const std::vector<core::Multihash>& services,
-                     std::vector<uint32_t> counts = {});
+  void set_need_list(std::vector<Bytes> services, std::vector<uint32_t> counts = {});
   // Our have list (the services we host): sent to every Online peer now and to each new one.
   void set_have_list(const std::vector<core::Multihash>& services);
   // Connected peers, Online with us, whose have list names `service` and that neither ignore
